@@ -1,0 +1,211 @@
+//! Finding input files and sniffing their format.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Formats we read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Evtx,
+    /// JSON Lines, a JSON array, or concatenated JSON objects (told apart when read).
+    Json,
+}
+
+/// One input to read.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// `None` for standard input.
+    pub path: Option<PathBuf>,
+    /// The name shown in messages and alerts.
+    pub name: Arc<str>,
+    /// Size on disk (compressed size for `.gz`); 0 for standard input.
+    pub size: u64,
+    pub gzip: bool,
+    /// Format from the name, if it tells; otherwise sniffed from the content.
+    pub format: Option<Format>,
+}
+
+/// A path given on the command line that does not exist or cannot be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct DiscoverError {
+    pub path: String,
+    pub message: String,
+}
+
+const EVTX_MAGIC: &[u8] = b"ElfFile\0";
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+
+fn format_from_name(name: &str) -> Option<Format> {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".evtx") {
+        Some(Format::Evtx)
+    } else if [".json", ".jsonl", ".ndjson", ".jsonlines"]
+        .iter()
+        .any(|e| lower.ends_with(e))
+    {
+        Some(Format::Json)
+    } else {
+        None
+    }
+}
+
+/// Sniffs a format from the first bytes: EVTX magic, or a JSON object/array start.
+pub fn sniff(head: &[u8]) -> Option<Format> {
+    if head.starts_with(EVTX_MAGIC) {
+        return Some(Format::Evtx);
+    }
+    let first = head
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF)?;
+    matches!(first, b'{' | b'[').then_some(Format::Json)
+}
+
+fn head_of(path: &Path) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 512];
+    let mut f = File::open(path)?;
+    let mut n = 0;
+    while n < buf.len() {
+        let r = f.read(&mut buf[n..])?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+fn input_for(path: &Path, explicit: bool) -> Option<InputFile> {
+    let name = path.to_string_lossy().to_string();
+    let meta = std::fs::metadata(path).ok();
+    let size = meta.map(|m| m.len()).unwrap_or(0);
+    let lower = name.to_ascii_lowercase();
+    let (gzip, inner) = match lower.strip_suffix(".gz") {
+        Some(inner) => (true, inner.to_owned()),
+        None => (false, lower.clone()),
+    };
+    let mut format = format_from_name(&inner);
+    if format.is_none() && !gzip {
+        let head = head_of(path).unwrap_or_default();
+        if head.starts_with(GZIP_MAGIC) {
+            return Some(InputFile {
+                path: Some(path.to_owned()),
+                name: name.into(),
+                size,
+                gzip: true,
+                format: None,
+            });
+        }
+        format = sniff(&head);
+        if format.is_none() && !explicit {
+            return None;
+        }
+    }
+    if gzip && format.is_none() && !explicit {
+        // Only compressed files whose inner name tells a known format are picked from folders.
+        return None;
+    }
+    Some(InputFile {
+        path: Some(path.to_owned()),
+        name: name.into(),
+        size,
+        gzip,
+        format,
+    })
+}
+
+/// Expands the given paths into input files: files as given, folders recursively (sorted,
+/// keeping only files of a known format by name or content), `-` for standard input.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<InputFile>, DiscoverError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            out.push(InputFile {
+                path: None,
+                name: "-".into(),
+                size: 0,
+                gzip: false,
+                format: None,
+            });
+            continue;
+        }
+        let meta = std::fs::metadata(p).map_err(|e| DiscoverError {
+            path: p.display().to_string(),
+            message: e.to_string(),
+        })?;
+        if meta.is_dir() {
+            walk(p, &mut out).map_err(|e| DiscoverError {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })?;
+        } else if let Some(f) = input_for(p, true) {
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<InputFile>) -> io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let Ok(ft) = e.file_type() else { continue };
+        let path = e.path();
+        if ft.is_dir() {
+            // Unreadable sub-folders are skipped, not fatal.
+            let _ = walk(&path, out);
+        } else if (ft.is_file() || ft.is_symlink())
+            && path.is_file()
+            && let Some(f) = input_for(&path, false)
+        {
+            out.push(f);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(sniff(b"ElfFile\0rest"), Some(Format::Evtx));
+        assert_eq!(sniff(b"  \n{\"a\":1}"), Some(Format::Json));
+        assert_eq!(sniff(b"\xEF\xBB\xBF[{}]"), Some(Format::Json));
+        assert_eq!(sniff(b"hello"), None);
+    }
+
+    #[test]
+    fn folders_are_walked_and_filtered() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b.jsonl"), "{}\n").unwrap();
+        std::fs::write(dir.path().join("a.txt"), "not a log").unwrap();
+        std::fs::write(dir.path().join("c.log"), "{\"x\":1}\n").unwrap();
+        std::fs::write(dir.path().join("d.evtx.gz"), "x").unwrap();
+        let found = discover(&[dir.path().to_owned()]).unwrap();
+        let names: Vec<String> = found
+            .iter()
+            .map(|f| {
+                Path::new(&*f.name)
+                    .strip_prefix(dir.path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, vec!["c.log", "d.evtx.gz", "sub/b.jsonl"]);
+        assert!(found[1].gzip);
+        assert_eq!(found[1].format, Some(Format::Evtx));
+    }
+
+    #[test]
+    fn missing_path_is_an_error() {
+        assert!(discover(&[PathBuf::from("/definitely/not/here")]).is_err());
+    }
+}

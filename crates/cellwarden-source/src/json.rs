@@ -1,0 +1,337 @@
+//! JSON objects to events without building a JSON tree: a streaming walk flattens nested
+//! objects into dotted field names and borrows strings from the input where it can.
+//!
+//! Three export shapes get Sigma field names:
+//! - EVTX as JSON (`Event.System.*`, `Event.EventData.*`, `Event.UserData.*.*`): the
+//!   `System`/`EventData` level is dropped, XML attributes become `Name_Attribute`
+//!   (`Provider_Name`), `#text` becomes the element's own value.
+//! - Winlogbeat/ECS (`winlog.event_data.*`, `winlog.channel`, …): event data fields lose their
+//!   prefix, and `Channel`, `EventID`, `Computer`, `Provider_Name`, `EventRecordID` are added.
+//! - Anything else: nested objects are joined with `.` (`process.command_line`).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use cellwarden_event::Value;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// Fields of one event: name and value.
+pub type Fields<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
+
+/// Flattens one JSON object into fields. Errors name the byte column of the problem.
+pub fn flatten(text: &str) -> Result<Fields<'_>, serde_json::Error> {
+    if !text.trim_start().starts_with('{') {
+        return Err(de::Error::custom("expected a JSON object"));
+    }
+    let mut out = Vec::with_capacity(32);
+    let mut path = String::with_capacity(64);
+    let mut de = serde_json::Deserializer::from_str(text);
+    Walk {
+        path: &mut path,
+        out: &mut out,
+        depth: 0,
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
+    rename_shapes(&mut out);
+    Ok(out)
+}
+
+struct Walk<'s, 'a> {
+    path: &'s mut String,
+    out: &'s mut Fields<'a>,
+    depth: u32,
+}
+
+/// A map key that borrows from the input when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'s, 'a> Walk<'s, 'a> {
+    fn leaf(&mut self, v: Value<'a>) {
+        self.out.push((Cow::Owned(self.path.clone()), v));
+    }
+}
+
+impl<'de, 's> DeserializeSeed<'de> for Walk<'s, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, 's> Visitor<'de> for Walk<'s, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<(), E> {
+        self.leaf(Value::Bool(v));
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<(), E> {
+        self.leaf(Value::Int(v));
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<(), E> {
+        self.leaf(match i64::try_from(v) {
+            Ok(i) => Value::Int(i),
+            Err(_) => Value::Str(Cow::Owned(v.to_string())),
+        });
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<(), E> {
+        self.leaf(Value::Float(v));
+        Ok(())
+    }
+    fn visit_borrowed_str<E: de::Error>(mut self, v: &'de str) -> Result<(), E> {
+        self.leaf(Value::Str(Cow::Borrowed(v)));
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<(), E> {
+        self.leaf(Value::Str(Cow::Owned(v.to_owned())));
+        Ok(())
+    }
+    fn visit_string<E: de::Error>(mut self, v: String) -> Result<(), E> {
+        self.leaf(Value::Str(Cow::Owned(v)));
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(mut self) -> Result<(), E> {
+        self.leaf(Value::Null);
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.visit_unit()
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let len = self.path.len();
+            if !self.path.is_empty() {
+                self.path.push('.');
+            }
+            self.path.push_str(&key);
+            map.next_value_seed(Walk {
+                path: self.path,
+                out: self.out,
+                depth: self.depth + 1,
+            })?;
+            self.path.truncate(len);
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        // Scalars become one list value; objects inside are walked under the same name.
+        let mut items: Vec<Value<'de>> = Vec::new();
+        loop {
+            let start = self.out.len();
+            let more = seq.next_element_seed(Walk {
+                path: self.path,
+                out: self.out,
+                depth: self.depth + 1,
+            })?;
+            if more.is_none() {
+                break;
+            }
+            // A scalar element shows up as one leaf with exactly our path: fold it in.
+            if self.out.len() == start + 1 && self.out[start].0 == self.path.as_str() {
+                let (_, v) = self.out.pop().expect("one leaf");
+                match v {
+                    Value::List(inner) => items.push(Value::List(inner)),
+                    v => items.push(v),
+                }
+            }
+        }
+        if !(items.is_empty() && self.depth == 0) {
+            self.out
+                .push((Cow::Owned(self.path.clone()), Value::List(items)));
+        }
+        Ok(())
+    }
+}
+
+/// Gives the EVTX-JSON and Winlogbeat shapes their Sigma field names.
+fn rename_shapes(fields: &mut Fields<'_>) {
+    let Some((first, _)) = fields.first() else {
+        return;
+    };
+    if first.starts_with("Event.") {
+        fields.retain_mut(|(name, _)| match evtx_name(name) {
+            Some(new) => {
+                if new != *name {
+                    *name = Cow::Owned(new);
+                }
+                true
+            }
+            None => false,
+        });
+    } else if fields.iter().any(|(n, _)| n.starts_with("winlog.")) {
+        let mut extra = Vec::new();
+        for (name, value) in fields.iter_mut() {
+            if let Some(rest) = name
+                .strip_prefix("winlog.event_data.")
+                .or_else(|| name.strip_prefix("winlog.user_data."))
+            {
+                *name = Cow::Owned(rest.to_owned());
+            } else {
+                let alias = match name.as_ref() {
+                    "winlog.channel" => "Channel",
+                    "winlog.event_id" | "event.code" => "EventID",
+                    "winlog.computer_name" => "Computer",
+                    "winlog.provider_name" => "Provider_Name",
+                    "winlog.record_id" => "EventRecordID",
+                    _ => continue,
+                };
+                // `event.code` and `winlog.event_id` are strings in some versions.
+                let v = match (alias, &*value) {
+                    ("EventID" | "EventRecordID", Value::Str(s)) => s
+                        .parse::<i64>()
+                        .map(Value::Int)
+                        .unwrap_or_else(|_| value.clone()),
+                    _ => value.clone(),
+                };
+                extra.push((Cow::Borrowed(alias), v));
+            }
+        }
+        for (k, v) in extra {
+            if !fields.iter().any(|(n, _)| *n == k) {
+                fields.push((k, v));
+            }
+        }
+    }
+}
+
+/// Sigma name for a flattened EVTX-JSON path; `None` drops it (XML namespaces).
+fn evtx_name(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("Event.")?;
+    let rest = if let Some(r) = rest.strip_prefix("System.") {
+        r
+    } else if let Some(r) = rest.strip_prefix("EventData.") {
+        r
+    } else if let Some(r) = rest.strip_prefix("UserData.") {
+        // Skip the wrapping element (`EventXML`, …).
+        match r.find('.') {
+            Some(i) => &r[i + 1..],
+            None => r,
+        }
+    } else if rest.starts_with("#attributes") {
+        return None;
+    } else {
+        rest
+    };
+    if rest.starts_with("#attributes.xmlns") || rest.ends_with(".xmlns") {
+        return None;
+    }
+    let mut name = rest.replace(".#attributes.", "_");
+    if let Some(stripped) = name.strip_suffix(".#text") {
+        name.truncate(stripped.len());
+    }
+    if name == "#text" {
+        name = "Data".to_owned();
+    }
+    Some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(f: &'a Fields<'_>, k: &str) -> Option<&'a Value<'a>> {
+        f.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn flat_and_nested_objects() {
+        let f = flatten(r#"{"a":1,"b":{"c":"x","d":[1,2]},"e":null,"f":true}"#).unwrap();
+        assert_eq!(get(&f, "a"), Some(&Value::Int(1)));
+        assert_eq!(get(&f, "b.c"), Some(&Value::Str("x".into())));
+        assert_eq!(
+            get(&f, "b.d"),
+            Some(&Value::List(vec![Value::Int(1), Value::Int(2)]))
+        );
+        assert_eq!(get(&f, "e"), Some(&Value::Null));
+        assert_eq!(get(&f, "f"), Some(&Value::Bool(true)));
+    }
+
+    #[test]
+    fn strings_are_borrowed_unless_escaped() {
+        let text = r#"{"a":"plain","b":"C:\\x"}"#;
+        let f = flatten(text).unwrap();
+        assert!(matches!(get(&f, "a"), Some(Value::Str(Cow::Borrowed(_)))));
+        assert_eq!(get(&f, "b"), Some(&Value::Str("C:\\x".into())));
+    }
+
+    #[test]
+    fn evtx_json_shape() {
+        let text = r##"{"Event":{"#attributes":{"xmlns":"x"},"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon"}},"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Computer":"pc1","TimeCreated":{"#attributes":{"SystemTime":"2024-01-01T00:00:00Z"}}},"EventData":{"Image":"C:\\a.exe","CommandLine":"a"}}}"##;
+        let f = flatten(text).unwrap();
+        assert_eq!(get(&f, "EventID"), Some(&Value::Int(1)));
+        assert_eq!(
+            get(&f, "Provider_Name"),
+            Some(&Value::Str("Microsoft-Windows-Sysmon".into()))
+        );
+        assert_eq!(get(&f, "Image"), Some(&Value::Str("C:\\a.exe".into())));
+        assert!(get(&f, "TimeCreated_SystemTime").is_some());
+        assert!(f.iter().all(|(n, _)| !n.contains("xmlns")));
+    }
+
+    #[test]
+    fn evtx_json_text_and_userdata() {
+        let text = r##"{"Event":{"System":{"EventID":{"#attributes":{"Qualifiers":16384},"#text":7045}},"UserData":{"EventXML":{"#attributes":{"xmlns":"y"},"Param1":"v"}}}}"##;
+        let f = flatten(text).unwrap();
+        assert_eq!(get(&f, "EventID"), Some(&Value::Int(7045)));
+        assert_eq!(get(&f, "EventID_Qualifiers"), Some(&Value::Int(16384)));
+        assert_eq!(get(&f, "Param1"), Some(&Value::Str("v".into())));
+    }
+
+    #[test]
+    fn winlogbeat_shape() {
+        let text = r#"{"@timestamp":"2024-01-01T00:00:00Z","winlog":{"channel":"Security","event_id":"4688","computer_name":"dc1","event_data":{"NewProcessName":"C:\\w.exe"}}}"#;
+        let f = flatten(text).unwrap();
+        assert_eq!(get(&f, "EventID"), Some(&Value::Int(4688)));
+        assert_eq!(get(&f, "Channel"), Some(&Value::Str("Security".into())));
+        assert_eq!(get(&f, "Computer"), Some(&Value::Str("dc1".into())));
+        assert_eq!(
+            get(&f, "NewProcessName"),
+            Some(&Value::Str("C:\\w.exe".into()))
+        );
+    }
+
+    #[test]
+    fn not_an_object_is_an_error() {
+        assert!(flatten("[1,2]").is_err());
+        assert!(flatten("42").is_err());
+        assert!(flatten(r#"{"a": "#).is_err());
+        assert!(flatten("{}").unwrap().is_empty());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_crash() {
+        let deep = format!("{}{}", "{\"a\":".repeat(10_000), "1");
+        assert!(flatten(&deep).is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! Turns bytes into cellwarden events.
+//!
+//! [`discover`] expands paths into [`InputFile`]s (folders recursively, format by name or
+//! content, `.gz` transparently, `-` for standard input); [`read_input`] splits one input into
+//! [`Unit`]s that decode independently (EVTX chunks, JSON record batches), so decoding runs in
+//! parallel; [`Unit::decode`] turns a unit into [`cellwarden_event::Event`]s with their Sigma
+//! log source from the [`Mapping`]. Every problem is a [`SourceError`] naming file and
+//! position, and reading goes on after it.
+
+mod error;
+mod input;
+pub mod json;
+mod mapping;
+mod reader;
+
+pub use error::{ErrorKind, Position, SourceError};
+pub use input::{DiscoverError, Format, InputFile, discover, sniff};
+pub use mapping::{BUILTIN_MAPPING, Mapping, MappingError, Resolved};
+pub use reader::{Limits, Unit, UnitSink, evtx_settings, read_input};

@@ -1,0 +1,346 @@
+//! Which Sigma log source an event belongs to, read from a YAML mapping (data, not code).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cellwarden_event::{Event, LogSource, Value};
+use serde::Deserialize;
+
+/// The mapping compiled into the binary.
+pub const BUILTIN_MAPPING: &str = include_str!("../mapping.yml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingFile {
+    #[serde(default)]
+    timestamp_fields: Vec<String>,
+    #[serde(default)]
+    host_fields: Vec<String>,
+    logsources: Vec<EntryFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryFile {
+    when: HashMap<String, OneOrMany>,
+    product: Option<String>,
+    service: Option<String>,
+    category: Option<String>,
+    #[serde(default)]
+    fields: HashMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(Scalar),
+    Many(Vec<Scalar>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Int(i64),
+    Str(String),
+}
+
+impl Scalar {
+    fn text(&self) -> String {
+        match self {
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Str(s) => s.to_lowercase(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Conditions other than `Channel`: field name and accepted lower-cased texts.
+    conditions: Vec<(String, Vec<String>)>,
+    product: Option<Box<str>>,
+    service: Option<Box<str>>,
+    category: Option<Box<str>>,
+    aliases: Vec<(String, String)>,
+}
+
+/// What the mapping resolved for one kind of event.
+#[derive(Debug)]
+pub struct Resolved {
+    pub logsource: Arc<LogSource>,
+    /// `(sigma_name, event_field)` pairs to add to the event.
+    pub aliases: Vec<(String, String)>,
+}
+
+/// A compiled log source mapping.
+#[derive(Debug)]
+pub struct Mapping {
+    by_channel: HashMap<String, Vec<usize>>,
+    generic: Vec<usize>,
+    entries: Vec<Entry>,
+    timestamp_fields: Vec<String>,
+    host_fields: Vec<String>,
+    interned: Mutex<Interner>,
+}
+
+#[derive(Debug, Default)]
+struct Interner {
+    by_entries: HashMap<Vec<u16>, Arc<Resolved>>,
+    count: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("log source mapping: {0}")]
+pub struct MappingError(String);
+
+impl Mapping {
+    /// The compiled-in mapping.
+    pub fn builtin() -> Mapping {
+        Mapping::from_yaml(BUILTIN_MAPPING).expect("the built-in mapping is valid")
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Mapping, MappingError> {
+        let file: MappingFile =
+            yaml_serde::from_str(text).map_err(|e| MappingError(e.to_string()))?;
+        if file.logsources.len() > u16::MAX as usize {
+            return Err(MappingError("too many entries".into()));
+        }
+        let mut by_channel: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut generic = Vec::new();
+        let mut entries = Vec::new();
+        for (i, e) in file.logsources.into_iter().enumerate() {
+            let mut conditions = Vec::new();
+            let mut channels = None;
+            let mut keys: Vec<_> = e.when.into_iter().collect();
+            keys.sort_by(|a, b| a.0.cmp(&b.0));
+            for (field, v) in keys {
+                let values: Vec<String> = match v {
+                    OneOrMany::One(s) => vec![s.text()],
+                    OneOrMany::Many(l) => l.iter().map(Scalar::text).collect(),
+                };
+                if field == "Channel" {
+                    channels = Some(values);
+                } else {
+                    conditions.push((field, values));
+                }
+            }
+            if e.product.is_none() && e.service.is_none() && e.category.is_none() {
+                return Err(MappingError(format!(
+                    "entry {} gives neither product, service nor category",
+                    i + 1
+                )));
+            }
+            let mut aliases: Vec<(String, String)> = e.fields.into_iter().collect();
+            aliases.sort();
+            entries.push(Entry {
+                conditions,
+                product: e.product.map(Into::into),
+                service: e.service.map(Into::into),
+                category: e.category.map(Into::into),
+                aliases,
+            });
+            match channels {
+                Some(chs) => {
+                    for c in chs {
+                        by_channel.entry(c).or_default().push(i);
+                    }
+                }
+                None => generic.push(i),
+            }
+        }
+        Ok(Mapping {
+            by_channel,
+            generic,
+            entries,
+            timestamp_fields: file.timestamp_fields,
+            host_fields: file.host_fields,
+            interned: Mutex::new(Interner::default()),
+        })
+    }
+
+    pub fn timestamp_fields(&self) -> &[String] {
+        &self.timestamp_fields
+    }
+
+    pub fn host_fields(&self) -> &[String] {
+        &self.host_fields
+    }
+
+    /// Resolves the log source of an event from its fields; `None` when no entry applies.
+    pub fn resolve(&self, event: &Event<'_>) -> Option<Arc<Resolved>> {
+        let mut matched: Vec<u16> = Vec::new();
+        let channel = event.get_str("Channel").map(|c| c.to_lowercase());
+        let candidates = channel
+            .as_deref()
+            .and_then(|c| self.by_channel.get(c))
+            .into_iter()
+            .flatten()
+            .chain(self.generic.iter());
+        for &i in candidates {
+            let entry = &self.entries[i];
+            let ok = entry.conditions.iter().all(|(field, accepted)| {
+                event
+                    .get(field)
+                    .and_then(value_key)
+                    .is_some_and(|v| accepted.iter().any(|a| *a == v))
+            });
+            if ok {
+                matched.push(i as u16);
+            }
+        }
+        if matched.is_empty() {
+            return None;
+        }
+        matched.sort_unstable();
+        let mut interner = self.interned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = interner.by_entries.get(&matched) {
+            return Some(r.clone());
+        }
+        let mut ls = LogSource {
+            id: interner.count,
+            ..LogSource::default()
+        };
+        let mut aliases = Vec::new();
+        for &i in &matched {
+            let e = &self.entries[i as usize];
+            if ls.product.is_none() {
+                ls.product = e.product.clone();
+            }
+            if ls.service.is_none() {
+                ls.service = e.service.clone();
+            }
+            if let Some(c) = &e.category
+                && !ls.categories.contains(c)
+            {
+                ls.categories.push(c.clone());
+            }
+            aliases.extend(e.aliases.iter().cloned());
+        }
+        interner.count += 1;
+        let r = Arc::new(Resolved {
+            logsource: Arc::new(ls),
+            aliases,
+        });
+        interner.by_entries.insert(matched, r.clone());
+        Some(r)
+    }
+
+    /// Sets the event's log source, adds alias fields, and fills time and host from the
+    /// mapping's field lists when the source did not set them.
+    pub fn apply(&self, event: &mut Event<'_>) {
+        if let Some(r) = self.resolve(event) {
+            for (sigma, field) in &r.aliases {
+                if event.get(sigma).is_none()
+                    && let Some(v) = event.get(field).cloned()
+                {
+                    event.push(Cow::Owned(sigma.clone()), v);
+                }
+            }
+            event.logsource = Some(r.logsource.clone());
+        }
+        if event.timestamp.is_none() {
+            event.timestamp = self
+                .timestamp_fields
+                .iter()
+                .find_map(|f| match event.get(f)? {
+                    Value::Str(s) => cellwarden_event::parse_timestamp(s),
+                    Value::Int(i) => cellwarden_event::epoch_to_timestamp(*i),
+                    Value::Float(f) => cellwarden_event::epoch_to_timestamp(*f as i64),
+                    _ => None,
+                });
+        }
+        if event.host.is_none() {
+            event.host = self.host_fields.iter().find_map(|f| match event.get(f)? {
+                Value::Str(s) if !s.is_empty() => Some(Cow::Owned(s.to_string())),
+                _ => None,
+            });
+        }
+    }
+}
+
+fn value_key(v: &Value<'_>) -> Option<String> {
+    match v {
+        Value::Str(s) => Some(s.to_lowercase()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cellwarden_event::Origin;
+
+    fn ev(fields: &[(&'static str, Value<'static>)]) -> Event<'static> {
+        let mut e = Event::new(Origin {
+            file: "t".into(),
+            record: 1,
+        });
+        for (k, v) in fields {
+            e.push(*k, v.clone());
+        }
+        e
+    }
+
+    #[test]
+    fn security_4688_is_process_creation_with_image_alias() {
+        let m = Mapping::builtin();
+        let mut e = ev(&[
+            ("Channel", Value::Str("Security".into())),
+            ("EventID", Value::Int(4688)),
+            ("NewProcessName", Value::Str("C:\\x.exe".into())),
+        ]);
+        m.apply(&mut e);
+        let ls = e.logsource.clone().unwrap();
+        assert_eq!(ls.product.as_deref(), Some("windows"));
+        assert_eq!(ls.service.as_deref(), Some("security"));
+        assert_eq!(ls.categories, vec![Box::from("process_creation")]);
+        assert_eq!(e.get_str("Image").as_deref(), Some("C:\\x.exe"));
+    }
+
+    #[test]
+    fn sysmon_registry_events_get_both_categories() {
+        let m = Mapping::builtin();
+        let mut e = ev(&[
+            (
+                "Channel",
+                Value::Str("Microsoft-Windows-Sysmon/Operational".into()),
+            ),
+            ("EventID", Value::Int(12)),
+            ("EventType", Value::Str("CreateKey".into())),
+        ]);
+        m.apply(&mut e);
+        let ls = e.logsource.unwrap();
+        assert_eq!(ls.service.as_deref(), Some("sysmon"));
+        assert!(ls.categories.iter().any(|c| &**c == "registry_event"));
+        assert!(ls.categories.iter().any(|c| &**c == "registry_add"));
+    }
+
+    #[test]
+    fn same_kind_of_event_shares_one_logsource() {
+        let m = Mapping::builtin();
+        let mk = || {
+            let mut e = ev(&[
+                ("Channel", Value::Str("system".into())),
+                ("EventID", Value::Int(7045)),
+            ]);
+            m.apply(&mut e);
+            e.logsource.unwrap()
+        };
+        assert!(Arc::ptr_eq(&mk(), &mk()));
+    }
+
+    #[test]
+    fn unknown_channel_has_no_logsource() {
+        let m = Mapping::builtin();
+        let mut e = ev(&[("Channel", Value::Str("Nope".into()))]);
+        m.apply(&mut e);
+        assert!(e.logsource.is_none());
+    }
+
+    #[test]
+    fn bad_mapping_is_an_error() {
+        assert!(Mapping::from_yaml("logsources: [{when: {a: b}}]").is_err());
+        assert!(Mapping::from_yaml("nope: 1").is_err());
+    }
+}

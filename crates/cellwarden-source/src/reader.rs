@@ -1,0 +1,796 @@
+//! Reading inputs into work units, and work units into events.
+//!
+//! Reading (I/O, decompression, splitting into records) is sequential per file and cheap;
+//! decoding and everything after it happens per [`Unit`], so units from any file can be
+//! handed to a pool of workers. A unit is an EVTX chunk (64 KiB) or a batch of JSON records.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use cellwarden_event::{Event, Origin};
+use evtx::err::EvtxError;
+use evtx::{EvtxChunkData, EvtxParser, ParserSettings};
+use flate2::read::MultiGzDecoder;
+
+use crate::error::{ErrorKind, Position, SourceError};
+use crate::input::{Format, InputFile, sniff};
+use crate::json::flatten;
+use crate::mapping::Mapping;
+
+const EVTX_FILE_HEADER_SIZE: u64 = 4096;
+const EVTX_CHUNK_SIZE: u64 = 65536;
+const EVTX_CHUNK_HEADER_SIZE: usize = 512;
+const BATCH_BYTES: usize = 1 << 20;
+const BATCH_RECORDS: usize = 4096;
+
+/// Limits that keep memory bounded on hostile input.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest JSON line or record read; longer ones are skipped with an error.
+    pub max_record_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_record_bytes: 16 << 20,
+        }
+    }
+}
+
+/// A piece of input that decodes on its own.
+pub enum Unit {
+    Evtx {
+        file: Arc<str>,
+        number: u64,
+        chunk: Box<EvtxChunkData>,
+    },
+    Json {
+        file: Arc<str>,
+        buf: Vec<u8>,
+        /// (line of the record's start, start, end) in `buf`.
+        records: Vec<(u64, usize, usize)>,
+    },
+}
+
+/// Receives what reading produces.
+pub trait UnitSink {
+    fn unit(&mut self, unit: Unit);
+    fn error(&mut self, error: SourceError);
+    /// Input bytes consumed (on disk), for progress.
+    fn progress(&mut self, _bytes: u64) {}
+}
+
+/// Reads one input into units. Problems go to the sink as errors; reading goes on after them.
+pub fn read_input(input: &InputFile, limits: &Limits, sink: &mut dyn UnitSink) {
+    let file = input.name.clone();
+    let reader: Box<dyn BufRead> = match &input.path {
+        None => Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
+        Some(p) => match File::open(p) {
+            Ok(f) => {
+                if !input.gzip && input.format == Some(Format::Evtx) {
+                    read_evtx_seekable(&file, f, sink);
+                    sink.progress(input.size);
+                    return;
+                }
+                Box::new(BufReader::with_capacity(1 << 20, f))
+            }
+            Err(e) => {
+                sink.error(SourceError::new(
+                    &file,
+                    Position::File,
+                    ErrorKind::Io,
+                    e.to_string(),
+                ));
+                return;
+            }
+        },
+    };
+    read_stream(&file, reader, input.format, false, limits, sink);
+    sink.progress(input.size);
+}
+
+fn read_stream(
+    file: &Arc<str>,
+    mut reader: Box<dyn BufRead>,
+    hint: Option<Format>,
+    decompressed: bool,
+    limits: &Limits,
+    sink: &mut dyn UnitSink,
+) {
+    let head = match reader.fill_buf() {
+        Ok(h) => h.to_vec(),
+        Err(e) => {
+            let kind = if decompressed {
+                ErrorKind::Decompress
+            } else {
+                ErrorKind::Io
+            };
+            sink.error(SourceError::new(
+                file,
+                Position::Offset(0),
+                kind,
+                e.to_string(),
+            ));
+            return;
+        }
+    };
+    if !decompressed && head.starts_with(&[0x1f, 0x8b]) {
+        let inner = BufReader::with_capacity(1 << 20, MultiGzDecoder::new(reader));
+        read_stream(file, Box::new(inner), hint, true, limits, sink);
+        return;
+    }
+    match hint.or_else(|| sniff(&head)) {
+        Some(Format::Evtx) => {
+            let mut data = Vec::new();
+            if let Err(e) = reader.read_to_end(&mut data) {
+                sink.error(SourceError::new(
+                    file,
+                    Position::Offset(data.len() as u64),
+                    ErrorKind::Decompress,
+                    format!("{e}; reading what came before"),
+                ));
+            }
+            read_evtx_seekable(file, io::Cursor::new(data), sink);
+        }
+        Some(Format::Json) => read_json(file, reader, limits, sink),
+        None => {
+            if head.is_empty() {
+                return;
+            }
+            sink.error(SourceError::new(
+                file,
+                Position::Offset(0),
+                ErrorKind::Format,
+                "not a format cellwarden reads (EVTX or JSON)",
+            ));
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        let m = inner.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = inner.source();
+    }
+    s
+}
+
+fn read_evtx_seekable<R: Read + Seek>(file: &Arc<str>, mut src: R, sink: &mut dyn UnitSink) {
+    // A cut-off last chunk is read here, before the parser takes the reader, so its complete
+    // records can still be decoded.
+    let len = src.seek(SeekFrom::End(0)).unwrap_or(0);
+    let mut partial: Option<(u64, Vec<u8>)> = None;
+    if len > EVTX_FILE_HEADER_SIZE {
+        let rem = (len - EVTX_FILE_HEADER_SIZE) % EVTX_CHUNK_SIZE;
+        let number = (len - EVTX_FILE_HEADER_SIZE) / EVTX_CHUNK_SIZE;
+        if rem > 0 {
+            let mut buf = vec![0u8; rem as usize];
+            if src.seek(SeekFrom::Start(len - rem)).is_ok() && src.read_exact(&mut buf).is_ok() {
+                partial = Some((number, buf));
+            }
+        }
+    }
+    if src.seek(SeekFrom::Start(0)).is_err() {
+        sink.error(SourceError::new(
+            file,
+            Position::File,
+            ErrorKind::Io,
+            "cannot seek",
+        ));
+        return;
+    }
+    let mut parser = match EvtxParser::from_read_seek(src) {
+        Ok(p) => p,
+        Err(e) => {
+            sink.error(SourceError::new(
+                file,
+                Position::Offset(0),
+                ErrorKind::Format,
+                format!("not a readable EVTX file: {}", error_chain(&e)),
+            ));
+            return;
+        }
+    };
+    let partial_number = partial.as_ref().map(|(n, _)| *n);
+    let mut seen = 0u64;
+    for chunk in parser.chunks() {
+        match chunk {
+            Ok(data) => {
+                let number = data.number.unwrap_or(seen);
+                seen = number + 1;
+                sink.unit(Unit::Evtx {
+                    file: file.clone(),
+                    number,
+                    chunk: Box::new(data),
+                });
+                sink.progress(0);
+            }
+            Err(e) => {
+                let number = match &e {
+                    EvtxError::FailedToParseChunk { chunk_id, .. } => *chunk_id,
+                    _ => seen,
+                };
+                seen = number + 1;
+                if Some(number) == partial_number {
+                    continue;
+                }
+                sink.error(SourceError::new(
+                    file,
+                    Position::Chunk {
+                        number,
+                        offset: EVTX_FILE_HEADER_SIZE + number * EVTX_CHUNK_SIZE,
+                    },
+                    ErrorKind::EvtxChunk,
+                    format!("{}; chunk skipped", error_chain(&e)),
+                ));
+            }
+        }
+    }
+    if let Some((number, bytes)) = partial {
+        let got = bytes.len();
+        let position = Position::Chunk {
+            number,
+            offset: EVTX_FILE_HEADER_SIZE + number * EVTX_CHUNK_SIZE,
+        };
+        let mut recovered = false;
+        if got >= EVTX_CHUNK_HEADER_SIZE && bytes.starts_with(b"ElfChnk\0") {
+            let mut padded = bytes;
+            padded.resize(EVTX_CHUNK_SIZE as usize, 0);
+            if let Ok(mut data) = EvtxChunkData::new(padded, false) {
+                data.number = Some(number);
+                sink.unit(Unit::Evtx {
+                    file: file.clone(),
+                    number,
+                    chunk: Box::new(data),
+                });
+                recovered = true;
+            }
+        }
+        sink.error(SourceError::new(
+            file,
+            position,
+            ErrorKind::EvtxChunk,
+            if recovered {
+                format!("file cut off: last chunk has {got} of {EVTX_CHUNK_SIZE} bytes; its complete records are read")
+            } else {
+                format!("file cut off: last chunk has {got} of {EVTX_CHUNK_SIZE} bytes; skipped")
+            },
+        ));
+    }
+}
+
+/// How JSON input is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonLayout {
+    /// One object per line.
+    Lines,
+    /// `[ {...}, {...} ]`.
+    Array,
+    /// Objects one after another, spread over lines (pretty-printed exports).
+    Concatenated,
+}
+
+fn json_layout(head: &[u8]) -> JsonLayout {
+    let start = head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace() && !matches!(b, 0xEF | 0xBB | 0xBF))
+        .unwrap_or(0);
+    match head.get(start) {
+        Some(b'[') => JsonLayout::Array,
+        Some(b'{') => {
+            let rest = &head[start..];
+            match memchr::memchr(b'\n', rest) {
+                Some(nl) if !rest[..nl].trim_ascii_end().ends_with(b"}") => {
+                    JsonLayout::Concatenated
+                }
+                _ => JsonLayout::Lines,
+            }
+        }
+        _ => JsonLayout::Lines,
+    }
+}
+
+struct Batcher<'s> {
+    file: Arc<str>,
+    buf: Vec<u8>,
+    records: Vec<(u64, usize, usize)>,
+    sink: &'s mut dyn UnitSink,
+}
+
+impl Batcher<'_> {
+    fn push(&mut self, line: u64, bytes: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        self.records.push((line, start, self.buf.len()));
+        if self.buf.len() >= BATCH_BYTES || self.records.len() >= BATCH_RECORDS {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.records.is_empty() {
+            return;
+        }
+        let unit = Unit::Json {
+            file: self.file.clone(),
+            buf: std::mem::take(&mut self.buf),
+            records: std::mem::take(&mut self.records),
+        };
+        self.sink.unit(unit);
+    }
+}
+
+fn read_json(
+    file: &Arc<str>,
+    mut reader: Box<dyn BufRead>,
+    limits: &Limits,
+    sink: &mut dyn UnitSink,
+) {
+    let layout = match reader.fill_buf() {
+        Ok(head) => json_layout(head),
+        Err(_) => JsonLayout::Lines,
+    };
+    let mut batch = Batcher {
+        file: file.clone(),
+        buf: Vec::with_capacity(BATCH_BYTES + 4096),
+        records: Vec::new(),
+        sink,
+    };
+    let result = match layout {
+        JsonLayout::Lines => read_lines(file, &mut reader, limits, &mut batch),
+        JsonLayout::Array => split_values(file, &mut reader, 1, limits, &mut batch),
+        JsonLayout::Concatenated => split_values(file, &mut reader, 0, limits, &mut batch),
+    };
+    batch.flush();
+    if let Err((offset, e)) = result {
+        batch.sink.error(SourceError::new(
+            file,
+            Position::Offset(offset),
+            ErrorKind::Decompress,
+            format!("read stopped: {e}; everything before was read"),
+        ));
+    }
+}
+
+type ReadResult = Result<(), (u64, io::Error)>;
+
+fn read_lines(
+    file: &Arc<str>,
+    reader: &mut Box<dyn BufRead>,
+    limits: &Limits,
+    batch: &mut Batcher<'_>,
+) -> ReadResult {
+    let mut line_no = 0u64;
+    let mut offset = 0u64;
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        line.clear();
+        let mut too_long = false;
+        let mut eof = true;
+        loop {
+            let buf = match reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err((offset, e)),
+            };
+            if buf.is_empty() {
+                break;
+            }
+            eof = false;
+            let (take, done) = match memchr::memchr(b'\n', buf) {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            if !too_long {
+                if line.len() + take > limits.max_record_bytes + 1 {
+                    too_long = true;
+                    line.clear();
+                } else {
+                    line.extend_from_slice(&buf[..take]);
+                }
+            }
+            reader.consume(take);
+            offset += take as u64;
+            if done {
+                break;
+            }
+        }
+        if eof && line.is_empty() && !too_long {
+            return Ok(());
+        }
+        line_no += 1;
+        if too_long {
+            batch.sink.error(SourceError::new(
+                file,
+                Position::Line(line_no),
+                ErrorKind::TooLong,
+                format!(
+                    "line longer than the {} MiB limit; skipped",
+                    limits.max_record_bytes >> 20
+                ),
+            ));
+            continue;
+        }
+        let trimmed = line.trim_ascii();
+        if !trimmed.is_empty() {
+            batch.push(line_no, trimmed);
+        }
+    }
+}
+
+/// Splits a stream of JSON values at nesting depth `base` (1 inside a top-level array).
+fn split_values(
+    file: &Arc<str>,
+    reader: &mut Box<dyn BufRead>,
+    base: u32,
+    limits: &Limits,
+    batch: &mut Batcher<'_>,
+) -> ReadResult {
+    let mut depth = 0u32;
+    let mut in_str = false;
+    let mut esc = false;
+    let mut line = 1u64;
+    let mut offset = 0u64;
+    let mut open: Option<u64> = None;
+    let mut too_long = false;
+    let mut elem: Vec<u8> = Vec::new();
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err((offset, e)),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len();
+        for &b in buf {
+            if open.is_some() && !too_long {
+                elem.push(b);
+                if elem.len() > limits.max_record_bytes {
+                    too_long = true;
+                    elem.clear();
+                }
+            }
+            if b == b'\n' {
+                line += 1;
+            }
+            if in_str {
+                if esc {
+                    esc = false;
+                } else if b == b'\\' {
+                    esc = true;
+                } else if b == b'"' {
+                    in_str = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_str = true,
+                b'{' | b'[' => {
+                    if depth == base && open.is_none() {
+                        open = Some(line);
+                        too_long = false;
+                        elem.clear();
+                        elem.push(b);
+                    }
+                    depth += 1;
+                }
+                b'}' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == base
+                        && let Some(start) = open.take()
+                    {
+                        if too_long {
+                            batch.sink.error(SourceError::new(
+                                file,
+                                Position::Line(start),
+                                ErrorKind::TooLong,
+                                format!(
+                                    "record longer than the {} MiB limit; skipped",
+                                    limits.max_record_bytes >> 20
+                                ),
+                            ));
+                        } else {
+                            batch.push(start, &elem);
+                        }
+                        elem.clear();
+                    }
+                }
+                _ => {}
+            }
+        }
+        reader.consume(n);
+        offset += n as u64;
+    }
+    if let Some(start) = open {
+        batch.sink.error(SourceError::new(
+            file,
+            Position::Line(start),
+            ErrorKind::Json,
+            "record cut off at end of input; skipped",
+        ));
+    }
+    Ok(())
+}
+
+impl Unit {
+    /// Decodes the unit, passing each event (with its log source applied) to `f`. Returns the
+    /// number of events; problems are added to `errors`.
+    pub fn decode(
+        self,
+        mapping: &Mapping,
+        settings: &Arc<ParserSettings>,
+        errors: &mut Vec<SourceError>,
+        f: &mut dyn FnMut(Event<'_>),
+    ) -> u64 {
+        match self {
+            Unit::Evtx {
+                file,
+                number,
+                mut chunk,
+            } => decode_evtx(&file, number, &mut chunk, mapping, settings, errors, f),
+            Unit::Json { file, buf, records } => {
+                let mut n = 0;
+                for (line, start, end) in records {
+                    let bytes = &buf[start..end];
+                    let text = match std::str::from_utf8(bytes) {
+                        Ok(t) => Cow::Borrowed(t),
+                        Err(e) => {
+                            errors.push(SourceError::new(
+                                &file,
+                                Position::Line(line),
+                                ErrorKind::Utf8,
+                                format!(
+                                    "invalid UTF-8 at byte {} of the record; read with U+FFFD in its place",
+                                    e.valid_up_to() + 1
+                                ),
+                            ));
+                            String::from_utf8_lossy(bytes)
+                        }
+                    };
+                    match flatten(&text) {
+                        Ok(fields) => {
+                            let mut ev = Event::new(Origin {
+                                file: file.clone(),
+                                record: line,
+                            });
+                            ev.fields = fields;
+                            mapping.apply(&mut ev);
+                            n += 1;
+                            f(ev);
+                        }
+                        Err(e) => errors.push(SourceError::new(
+                            &file,
+                            Position::Line(line + e.line().saturating_sub(1) as u64),
+                            ErrorKind::Json,
+                            format!("{e}; record skipped"),
+                        )),
+                    }
+                }
+                n
+            }
+        }
+    }
+}
+
+fn decode_evtx(
+    file: &Arc<str>,
+    number: u64,
+    chunk: &mut EvtxChunkData,
+    mapping: &Mapping,
+    settings: &Arc<ParserSettings>,
+    errors: &mut Vec<SourceError>,
+    f: &mut dyn FnMut(Event<'_>),
+) -> u64 {
+    let mut parsed = match chunk.parse(settings.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            errors.push(SourceError::new(
+                file,
+                Position::Chunk {
+                    number,
+                    offset: EVTX_FILE_HEADER_SIZE + number * EVTX_CHUNK_SIZE,
+                },
+                ErrorKind::EvtxChunk,
+                format!("{}; chunk skipped", error_chain(&e)),
+            ));
+            return 0;
+        }
+    };
+    let mut n = 0;
+    for record in parsed.iter() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(SourceError::new(
+                    file,
+                    Position::Chunk {
+                        number,
+                        offset: EVTX_FILE_HEADER_SIZE + number * EVTX_CHUNK_SIZE,
+                    },
+                    ErrorKind::EvtxRecord,
+                    format!("{}; record skipped", error_chain(&e)),
+                ));
+                continue;
+            }
+        };
+        let id = record.event_record_id;
+        let ts = record.timestamp;
+        let json = match record.into_json_bytes() {
+            Ok(r) => r.data,
+            Err(e) => {
+                errors.push(SourceError::new(
+                    file,
+                    Position::Record {
+                        chunk: number,
+                        record: id,
+                    },
+                    ErrorKind::EvtxRecord,
+                    format!("{}; record skipped", error_chain(&e)),
+                ));
+                continue;
+            }
+        };
+        let text = String::from_utf8_lossy(&json);
+        match flatten(&text) {
+            Ok(fields) => {
+                let mut ev = Event::new(Origin {
+                    file: file.clone(),
+                    record: id,
+                });
+                ev.fields = fields;
+                ev.timestamp = Some(ts);
+                mapping.apply(&mut ev);
+                n += 1;
+                f(ev);
+            }
+            Err(e) => errors.push(SourceError::new(
+                file,
+                Position::Record {
+                    chunk: number,
+                    record: id,
+                },
+                ErrorKind::EvtxRecord,
+                format!("rendered record does not parse: {e}; record skipped"),
+            )),
+        }
+    }
+    n
+}
+
+/// Parser settings for decoding EVTX chunks on worker threads.
+pub fn evtx_settings() -> Arc<ParserSettings> {
+    Arc::new(ParserSettings::default().num_threads(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect {
+        units: Vec<Unit>,
+        errors: Vec<SourceError>,
+    }
+    impl UnitSink for Collect {
+        fn unit(&mut self, unit: Unit) {
+            self.units.push(unit);
+        }
+        fn error(&mut self, error: SourceError) {
+            self.errors.push(error);
+        }
+    }
+
+    fn read_text(text: &[u8], limits: Limits) -> (Vec<(u64, String)>, Vec<SourceError>) {
+        let file: Arc<str> = "t.json".into();
+        let mut c = Collect::default();
+        read_stream(
+            &file,
+            Box::new(io::Cursor::new(text.to_vec())),
+            Some(Format::Json),
+            false,
+            &limits,
+            &mut c,
+        );
+        let mapping = Mapping::builtin();
+        let settings = evtx_settings();
+        let mut out = Vec::new();
+        let mut errors = c.errors;
+        for u in c.units {
+            u.decode(&mapping, &settings, &mut errors, &mut |e| {
+                out.push((
+                    e.origin.record,
+                    e.get_str("a").unwrap_or_default().to_string(),
+                ))
+            });
+        }
+        (out, errors)
+    }
+
+    #[test]
+    fn json_lines_with_bad_lines_go_on() {
+        let (ev, err) = read_text(
+            b"{\"a\":\"1\"}\n\nnot json\n{\"a\":\"2\"}\n{\"a\": \"\xff\"}\n",
+            Limits::default(),
+        );
+        assert_eq!(
+            ev,
+            vec![(1, "1".into()), (4, "2".into()), (5, "\u{FFFD}".into())]
+        );
+        assert_eq!(err.len(), 2);
+        assert_eq!(err[0].position, Position::Line(3));
+        assert_eq!(err[0].kind, ErrorKind::Json);
+        assert_eq!(err[1].kind, ErrorKind::Utf8);
+    }
+
+    #[test]
+    fn long_line_is_skipped_with_position() {
+        let mut text = b"{\"a\":\"1\"}\n{\"a\":\"".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 5000));
+        text.extend_from_slice(b"\"}\n{\"a\":\"3\"}");
+        let (ev, err) = read_text(
+            &text,
+            Limits {
+                max_record_bytes: 1000,
+            },
+        );
+        assert_eq!(ev, vec![(1, "1".into()), (3, "3".into())]);
+        assert_eq!(err[0].kind, ErrorKind::TooLong);
+        assert_eq!(err[0].position, Position::Line(2));
+    }
+
+    #[test]
+    fn arrays_and_pretty_objects() {
+        let (ev, err) = read_text(
+            b"[\n {\"a\": \"x]\"},\n {\"a\": \"y\"}\n]",
+            Limits::default(),
+        );
+        assert!(err.is_empty(), "{err:?}");
+        assert_eq!(ev, vec![(2, "x]".into()), (3, "y".into())]);
+        let (ev, _) = read_text(
+            b"{\n  \"a\": \"p\"\n}\n{\n  \"a\": \"q\"\n}\n",
+            Limits::default(),
+        );
+        assert_eq!(ev, vec![(1, "p".into()), (4, "q".into())]);
+    }
+
+    #[test]
+    fn gzip_is_transparent() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"{\"a\":\"z\"}\n").unwrap();
+        let gz = enc.finish().unwrap();
+        let file: Arc<str> = "t.json.gz".into();
+        let mut c = Collect::default();
+        read_stream(
+            &file,
+            Box::new(io::Cursor::new(gz)),
+            None,
+            false,
+            &Limits::default(),
+            &mut c,
+        );
+        assert_eq!(c.units.len(), 1);
+        assert!(c.errors.is_empty());
+    }
+
+    #[test]
+    fn random_bytes_as_evtx_is_a_format_error() {
+        let file: Arc<str> = "x.evtx".into();
+        let mut c = Collect::default();
+        read_evtx_seekable(&file, io::Cursor::new(vec![7u8; 70000]), &mut c);
+        assert!(c.units.is_empty());
+        assert_eq!(c.errors.len(), 1);
+        assert_eq!(c.errors[0].kind, ErrorKind::Format);
+    }
+}

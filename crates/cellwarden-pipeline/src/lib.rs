@@ -1,1 +1,174 @@
+//! Runs the pipeline over finite input (`hunt`).
+//!
+//! One reader (the calling thread) turns input files into units (EVTX chunks, JSON record
+//! batches) and hands them over a bounded channel to `threads` workers, which decode them into
+//! events and evaluate the rules. Memory stays bounded by the channel: at most `2 × threads`
+//! units wait, plus one in each worker. Alerts and errors are put in a total order at the end
+//! (alerts by time, file, record, rule id), so the output is the same whatever the thread
+//! count.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cellwarden_event::Alert;
+use cellwarden_sigma::RuleSet;
+use cellwarden_source::{InputFile, Limits, Mapping, SourceError, Unit, UnitSink, read_input};
+
+/// Settings of one run.
+#[derive(Debug, Clone)]
+pub struct HuntConfig {
+    pub threads: usize,
+    pub limits: Limits,
+}
+
+impl Default for HuntConfig {
+    fn default() -> Self {
+        HuntConfig {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Counters that can be read while the run goes on (for a progress bar).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes: AtomicU64,
+    pub events: AtomicU64,
+    pub alerts: AtomicU64,
+    pub files_done: AtomicU64,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct HuntResult {
+    /// In output order.
+    pub alerts: Vec<Alert>,
+    /// Sorted by file and position.
+    pub errors: Vec<SourceError>,
+    pub files: usize,
+    pub events: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+struct Sender<'a> {
+    tx: crossbeam_channel::Sender<Unit>,
+    errors: Vec<SourceError>,
+    progress: &'a Progress,
+}
+
+impl UnitSink for Sender<'_> {
+    fn unit(&mut self, unit: Unit) {
+        // Workers only stop when the channel closes, so a send fails only if they all died.
+        let _ = self.tx.send(unit);
+    }
+    fn error(&mut self, error: SourceError) {
+        self.errors.push(error);
+    }
+    fn progress(&mut self, bytes: u64) {
+        self.progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Runs sources → events → rules → alerts over the inputs.
+pub fn hunt(
+    inputs: &[InputFile],
+    mapping: &Mapping,
+    rules: &RuleSet,
+    config: &HuntConfig,
+    progress: &Progress,
+) -> HuntResult {
+    let start = Instant::now();
+    let threads = config.threads.max(1);
+    let (tx, rx) = crossbeam_channel::bounded::<Unit>(threads * 2);
+    let mut read_errors = Vec::new();
+    let worker_out: Vec<(Vec<Alert>, Vec<SourceError>, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let rx = rx.clone();
+                s.spawn(move || worker(rx, mapping, rules, progress))
+            })
+            .collect();
+        drop(rx);
+        let mut sender = Sender {
+            tx,
+            errors: Vec::new(),
+            progress,
+        };
+        for input in inputs {
+            read_input(input, &config.limits, &mut sender);
+            progress.files_done.fetch_add(1, Ordering::Relaxed);
+        }
+        read_errors = std::mem::take(&mut sender.errors);
+        drop(sender);
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut alerts = Vec::new();
+    let mut errors = read_errors;
+    let mut events = 0;
+    for (a, e, n) in worker_out {
+        alerts.extend(a);
+        errors.extend(e);
+        events += n;
+    }
+    sort_alerts(&mut alerts);
+    errors.sort();
+    let bytes = progress.bytes.load(Ordering::Relaxed);
+    HuntResult {
+        alerts,
+        errors,
+        files: inputs.len(),
+        events,
+        bytes,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// The output order: time (events without one first), file, record, rule id.
+pub fn sort_alerts(alerts: &mut [Alert]) {
+    alerts.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+}
+
+fn worker(
+    rx: crossbeam_channel::Receiver<Unit>,
+    mapping: &Mapping,
+    rules: &RuleSet,
+    progress: &Progress,
+) -> (Vec<Alert>, Vec<SourceError>, u64) {
+    let settings = cellwarden_source::evtx_settings();
+    let mut scratch = rules.scratch();
+    let mut hits = Vec::new();
+    let mut alerts = Vec::new();
+    let mut errors = Vec::new();
+    let mut total = 0;
+    for unit in rx {
+        let before = alerts.len();
+        let n = unit.decode(mapping, &settings, &mut errors, &mut |ev| {
+            rules.matches(&ev, &mut scratch, &mut hits);
+            if hits.is_empty() {
+                return;
+            }
+            let owned = ev.into_owned();
+            for &r in &hits {
+                alerts.push(Alert {
+                    rule: Arc::clone(rules.rule_info(r)),
+                    level: rules.rule_level(r),
+                    event: owned.clone(),
+                });
+            }
+        });
+        total += n;
+        progress.events.fetch_add(n, Ordering::Relaxed);
+        progress
+            .alerts
+            .fetch_add((alerts.len() - before) as u64, Ordering::Relaxed);
+    }
+    (alerts, errors, total)
+}

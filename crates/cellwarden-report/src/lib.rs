@@ -1,1 +1,301 @@
+//! Output formats for alerts.
+//!
+//! Log text is attacker-controlled, so each format escapes it for where it lands: JSON by
+//! construction, CSV against formula injection (cells starting `=`, `+`, `-`, `@`, tab or CR
+//! get a leading `'`), and the terminal table by replacing control characters, escape
+//! sequences and bidirectional overrides with visible `\u{…}` forms.
 
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+
+use cellwarden_event::{Alert, Level};
+
+/// The JSON object written for one alert.
+pub fn alert_json(a: &Alert) -> serde_json::Value {
+    let ls = a.event.logsource.as_deref();
+    serde_json::json!({
+        "timestamp": a.event.timestamp_rfc3339(),
+        "rule_id": a.rule.id,
+        "rule_title": a.rule.title,
+        "level": a.level.as_str(),
+        "tags": a.rule.tags,
+        "techniques": a.rule.techniques,
+        "tactics": a.rule.tactics,
+        "author": a.rule.author,
+        "rule_source": a.rule.source,
+        "source_file": &*a.event.origin.file,
+        "source_record": a.event.origin.record,
+        "host": a.event.host.as_deref(),
+        "logsource": ls.map(|l| serde_json::json!({
+            "product": l.product.as_deref(),
+            "service": l.service.as_deref(),
+            "categories": l.categories.iter().map(|c| &**c).collect::<Vec<_>>(),
+        })),
+        "event": serde_json::Value::Object(a.event.fields_json()),
+    })
+}
+
+/// One JSON object per line.
+pub fn write_jsonl(w: &mut dyn Write, alerts: &[Alert]) -> io::Result<()> {
+    for a in alerts {
+        serde_json::to_writer(&mut *w, &alert_json(a))?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Neutralises spreadsheet formulas in a CSV cell.
+pub fn csv_cell(s: &str) -> String {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}"),
+        _ => s.to_owned(),
+    }
+}
+
+const CSV_FIXED: [&str; 9] = [
+    "timestamp",
+    "rule_id",
+    "rule_title",
+    "level",
+    "tags",
+    "author",
+    "source_file",
+    "source_record",
+    "host",
+];
+
+/// CSV: the JSONL columns, then one `event.<field>` column per event field seen in any alert
+/// (sorted by name).
+pub fn write_csv(w: &mut dyn Write, alerts: &[Alert]) -> io::Result<()> {
+    let mut names = BTreeSet::new();
+    for a in alerts {
+        for (k, _) in &a.event.fields {
+            names.insert(k.as_ref());
+        }
+    }
+    let mut out = csv::Writer::from_writer(w);
+    let header: Vec<String> = CSV_FIXED
+        .iter()
+        .map(|s| s.to_string())
+        .chain(names.iter().map(|n| csv_cell(&format!("event.{n}"))))
+        .collect();
+    out.write_record(&header)?;
+    for a in alerts {
+        let mut row: Vec<String> = vec![
+            a.event.timestamp_rfc3339(),
+            csv_cell(&a.rule.id),
+            csv_cell(&a.rule.title),
+            a.level.as_str().to_owned(),
+            csv_cell(&a.rule.tags.join(";")),
+            csv_cell(a.rule.author.as_deref().unwrap_or("")),
+            csv_cell(&a.event.origin.file),
+            a.event.origin.record.to_string(),
+            csv_cell(a.event.host.as_deref().unwrap_or("")),
+        ];
+        for n in &names {
+            let cell = match a.event.get(n) {
+                Some(v) => match v.as_text() {
+                    Some(t) => t.into_owned(),
+                    None => v.to_json().to_string(),
+                },
+                None => String::new(),
+            };
+            row.push(csv_cell(&cell));
+        }
+        out.write_record(&row)?;
+    }
+    out.flush()
+}
+
+/// Makes untrusted text safe for a terminal: control characters (C0, DEL, C1), and
+/// bidirectional formatting characters become `\u{..}`; nothing can start an escape sequence.
+pub fn sanitize_terminal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let u = c as u32;
+        let bad = u < 0x20
+            || (0x7f..=0x9f).contains(&u)
+            || (0x202a..=0x202e).contains(&u)
+            || (0x2066..=0x2069).contains(&u)
+            || u == 0x200e
+            || u == 0x200f
+            || u == 0x061c;
+        if bad {
+            out.push_str(&format!("\\u{{{u:x}}}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn colour(level: Level) -> &'static str {
+    match level {
+        Level::Critical => "\x1b[1;31m",
+        Level::High => "\x1b[31m",
+        Level::Medium => "\x1b[33m",
+        Level::Low => "\x1b[36m",
+        Level::Informational => "\x1b[2m",
+    }
+}
+
+/// Fields shown in the table's detail column, first present wins.
+const DETAIL_FIELDS: [&str; 10] = [
+    "CommandLine",
+    "ScriptBlockText",
+    "ImagePath",
+    "Image",
+    "TargetFilename",
+    "TargetObject",
+    "QueryName",
+    "ServiceName",
+    "TargetUserName",
+    "DestinationIp",
+];
+
+/// An aligned table for people. Colours by level when `colour` is set.
+pub fn write_table(w: &mut dyn Write, alerts: &[Alert], use_colour: bool) -> io::Result<()> {
+    let rows: Vec<[String; 6]> = alerts
+        .iter()
+        .map(|a| {
+            let detail = DETAIL_FIELDS
+                .iter()
+                .find_map(|f| a.event.get_str(f).map(|v| format!("{f}={v}")))
+                .unwrap_or_default();
+            [
+                a.event
+                    .timestamp_rfc3339()
+                    .get(..19)
+                    .unwrap_or("")
+                    .replace('T', " "),
+                a.level.as_str().to_owned(),
+                truncate(&sanitize_terminal(&a.rule.title), 60),
+                truncate(
+                    &sanitize_terminal(a.event.host.as_deref().unwrap_or("-")),
+                    24,
+                ),
+                truncate(
+                    &sanitize_terminal(&format!(
+                        "{}:{}",
+                        a.event.origin.file, a.event.origin.record
+                    )),
+                    48,
+                ),
+                truncate(&sanitize_terminal(&detail), 80),
+            ]
+        })
+        .collect();
+    let header = ["TIME (UTC)", "LEVEL", "RULE", "HOST", "SOURCE", "DETAIL"];
+    let mut widths = header.map(|h| h.chars().count());
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String], w: &[usize]| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.push_str(&" ".repeat(w[i] - c.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let hdr: Vec<String> = header.iter().map(|s| s.to_string()).collect();
+    writeln!(w, "{}", line(&hdr, &widths))?;
+    for (a, r) in alerts.iter().zip(&rows) {
+        let text = line(r, &widths);
+        if use_colour {
+            writeln!(w, "{}{}\x1b[0m", colour(a.level), text)?;
+        } else {
+            writeln!(w, "{text}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cellwarden_event::{Event, Origin, RuleInfo, Value};
+    use std::sync::Arc;
+
+    fn alert(cmd: &str) -> Alert {
+        let mut e = Event::new(Origin {
+            file: "f.evtx".into(),
+            record: 7,
+        });
+        e.push("CommandLine", Value::Str(cmd.to_owned().into()));
+        Alert {
+            rule: Arc::new(RuleInfo {
+                id: "r1".into(),
+                title: "Rule \x1b[31m".into(),
+                tags: vec!["attack.t1059".into()],
+                ..Default::default()
+            }),
+            level: Level::High,
+            event: e.into_owned(),
+        }
+    }
+
+    #[test]
+    fn terminal_text_cannot_carry_escapes() {
+        let s = sanitize_terminal("a\x1b[2Jb\u{202e}c\u{9b}d\r\n");
+        assert!(!s.contains('\x1b') && !s.contains('\u{202e}') && !s.contains('\u{9b}'));
+        assert!(!s.contains('\r') && !s.contains('\n'));
+        assert_eq!(sanitize_terminal("plain é"), "plain é");
+    }
+
+    #[test]
+    fn table_has_no_raw_escape_from_logs() {
+        let mut out = Vec::new();
+        write_table(&mut out, &[alert("evil\x1b]0;pwned\x07")], false).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(!s.contains('\x1b') && !s.contains('\x07'), "{s:?}");
+        assert!(s.contains("CommandLine=evil"));
+    }
+
+    #[test]
+    fn csv_neutralises_formulas() {
+        let mut out = Vec::new();
+        write_csv(&mut out, &[alert("=HYPERLINK(\"http://x\")")]).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        let row = s.lines().nth(1).unwrap();
+        assert!(row.contains("'=HYPERLINK"), "{row}");
+        assert!(s.lines().next().unwrap().ends_with("event.CommandLine"));
+    }
+
+    #[test]
+    fn jsonl_has_required_keys() {
+        let mut out = Vec::new();
+        write_jsonl(&mut out, &[alert("x")]).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        for k in [
+            "timestamp",
+            "rule_id",
+            "rule_title",
+            "level",
+            "tags",
+            "source_file",
+            "source_record",
+            "host",
+            "event",
+        ] {
+            assert!(v.get(k).is_some(), "{k}");
+        }
+        assert_eq!(v["event"]["CommandLine"], "x");
+    }
+}

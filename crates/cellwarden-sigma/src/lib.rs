@@ -1,1 +1,46 @@
+//! Sigma detection rules for cellwarden.
+//!
+//! Rules are parsed with `rsigma-parser` (the Sigma 2.1 reference parser for Rust) and compiled
+//! here into matchers for cellwarden's event model: field names resolve to slots once, values
+//! to the cheapest test (equality, prefix, suffix, substring, anchored regex), and each rule is
+//! indexed by log source and by the `EventID` constants its condition requires. A literal
+//! prefilter (one Aho-Corasick pass over the event's text) skips rules none of whose required
+//! substrings occur. Evaluation is read-only on a shared [`RuleSet`] with a per-thread
+//! [`Scratch`].
 
+mod compile;
+mod engine;
+mod load;
+mod matcher;
+
+pub use compile::Placeholders;
+pub use engine::{RuleSet, Scratch};
+pub use load::{
+    LoadOptions, Loaded, MAX_RULE_FILE_BYTES, Problem, ProblemKind, RuleSource, attack_from_tags,
+    builtin_sources, collect_rule_files, load,
+};
+
+/// Reads a placeholder file for the `expand` modifier: a YAML mapping of name to a list of
+/// values (or one value).
+pub fn read_placeholders(text: &str) -> Result<Placeholders, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        One(String),
+        Many(Vec<String>),
+    }
+    let map: std::collections::HashMap<String, V> =
+        yaml_serde::from_str(text).map_err(|e| e.to_string())?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                match v {
+                    V::One(s) => vec![s],
+                    V::Many(l) => l,
+                },
+            )
+        })
+        .collect())
+}

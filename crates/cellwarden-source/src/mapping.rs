@@ -228,6 +228,18 @@ impl Mapping {
     /// Sets the event's log source, adds alias fields, and fills time and host from the
     /// mapping's field lists when the source did not set them.
     pub fn apply(&self, event: &mut Event<'_>) {
+        // Windows names some event data fields with spaces ("Source Name"); Sigma rules
+        // write them without ("SourceName").
+        let spaced: Vec<usize> = (0..event.fields.len())
+            .filter(|&i| event.fields[i].0.contains(' '))
+            .collect();
+        for i in spaced {
+            let name: String = event.fields[i].0.chars().filter(|c| *c != ' ').collect();
+            if !name.is_empty() && event.get(&name).is_none() {
+                let v = event.fields[i].1.clone();
+                event.push(Cow::Owned(name), v);
+            }
+        }
         if let Some(r) = self.resolve(event) {
             for (sigma, field) in &r.aliases {
                 if event.get(sigma).is_none()

@@ -1,0 +1,373 @@
+//! Evaluation: routing by log source and event id, a literal prefilter, then the compiled
+//! conditions.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use cellwarden_event::{Event, Level, LogSource, RuleInfo, Value};
+
+use crate::compile::{Cond, FieldTable, Item, Mode, Node, Test};
+use crate::matcher::Matcher;
+
+/// The log source a rule asks for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RuleLogSource {
+    pub product: Option<String>,
+    pub service: Option<String>,
+    pub category: Option<String>,
+}
+
+impl RuleLogSource {
+    fn accepts(&self, ev: Option<&LogSource>) -> bool {
+        let Some(ev) = ev else { return true };
+        let eq = |want: &Option<String>, have: Option<&str>| match want {
+            None => true,
+            Some(w) => have.is_some_and(|h| h.eq_ignore_ascii_case(w)),
+        };
+        eq(&self.product, ev.product.as_deref())
+            && eq(&self.service, ev.service.as_deref())
+            && match &self.category {
+                None => true,
+                Some(c) => ev.categories.iter().any(|x| x.eq_ignore_ascii_case(c)),
+            }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub info: Arc<RuleInfo>,
+    pub level: Level,
+    pub logsource: RuleLogSource,
+    pub nodes: Vec<Node>,
+    pub cond: Cond,
+    pub event_ids: Option<BTreeSet<i64>>,
+    /// Literal ids of which one must occur in the event text.
+    pub literals: Option<Vec<u32>>,
+}
+
+/// Compiled, indexed rules ready to evaluate events. Shared by all worker threads.
+#[derive(Debug)]
+pub struct RuleSet {
+    pub(crate) rules: Vec<CompiledRule>,
+    pub(crate) fields: FieldTable,
+    pub(crate) eventid_slot: Option<u32>,
+    pub(crate) literals: Option<AhoCorasick>,
+    pub(crate) literal_count: usize,
+}
+
+/// Per-thread evaluation state, reused from event to event.
+pub struct Scratch {
+    /// Field slot → index into the event's fields (`NONE` when absent).
+    pos: Vec<u32>,
+    touched: Vec<u32>,
+    /// Lower-cased text of event fields, by field index, filled on demand.
+    lower: Vec<Option<String>>,
+    lit_seen: Vec<u32>,
+    epoch: u32,
+    routes: HashMap<(u32, EidKey), Arc<[u32]>>,
+}
+
+const NONE: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum EidKey {
+    Absent,
+    Id(i64),
+    Unknown,
+}
+
+impl RuleSet {
+    pub(crate) fn build(rules: Vec<CompiledRule>, fields: FieldTable, lits: Vec<String>) -> Self {
+        let eventid_slot = fields.map.get("EventID").copied();
+        let literals = if lits.is_empty() {
+            None
+        } else {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(&lits)
+                .ok()
+        };
+        RuleSet {
+            rules,
+            fields,
+            eventid_slot,
+            literals,
+            literal_count: lits.len(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn rule_info(&self, i: usize) -> &Arc<RuleInfo> {
+        &self.rules[i].info
+    }
+
+    pub fn rule_level(&self, i: usize) -> Level {
+        self.rules[i].level
+    }
+
+    /// All rules' metadata, in rule order.
+    pub fn infos(&self) -> impl Iterator<Item = &Arc<RuleInfo>> {
+        self.rules.iter().map(|r| &r.info)
+    }
+
+    pub fn scratch(&self) -> Scratch {
+        Scratch {
+            pos: vec![NONE; self.fields.names.len()],
+            touched: Vec::new(),
+            lower: Vec::new(),
+            lit_seen: vec![0; self.literal_count],
+            epoch: 0,
+            routes: HashMap::new(),
+        }
+    }
+
+    fn route(&self, scratch: &mut Scratch, ls: Option<&LogSource>, eid: EidKey) -> Arc<[u32]> {
+        let key = (ls.map(|l| l.id).unwrap_or(u32::MAX), eid);
+        if let Some(r) = scratch.routes.get(&key) {
+            return r.clone();
+        }
+        let list: Arc<[u32]> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.logsource.accepts(ls))
+            .filter(|(_, r)| match (&r.event_ids, eid) {
+                (None, _) | (_, EidKey::Unknown) => true,
+                (Some(_), EidKey::Absent) => false,
+                (Some(ids), EidKey::Id(i)) => ids.contains(&i),
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        scratch.routes.insert(key, list.clone());
+        list
+    }
+
+    /// Indexes of the rules that match the event, in rule order.
+    pub fn matches(&self, event: &Event<'_>, scratch: &mut Scratch, out: &mut Vec<usize>) {
+        out.clear();
+        // Resolve the fields rules use to positions in this event.
+        for (i, (name, _)) in event.fields.iter().enumerate() {
+            if let Some(&slot) = self.fields.map.get(name.as_ref()) {
+                let p = &mut scratch.pos[slot as usize];
+                if *p == NONE {
+                    *p = i as u32;
+                    scratch.touched.push(slot);
+                }
+            }
+        }
+        scratch.lower.clear();
+        scratch.lower.resize(event.fields.len(), None);
+
+        let eid = match self.eventid_slot.map(|s| scratch.pos[s as usize]) {
+            Some(p) if p != NONE => match &event.fields[p as usize].1 {
+                Value::Null => EidKey::Absent,
+                v => v.as_i64().map(EidKey::Id).unwrap_or(EidKey::Unknown),
+            },
+            _ => EidKey::Absent,
+        };
+        let candidates = self.route(scratch, event.logsource.as_deref(), eid);
+
+        let mut scanned = false;
+        for &r in candidates.iter() {
+            let rule = &self.rules[r as usize];
+            if let Some(lits) = &rule.literals {
+                if !scanned {
+                    self.scan_literals(event, scratch);
+                    scanned = true;
+                }
+                let epoch = scratch.epoch;
+                if !lits.iter().any(|&l| scratch.lit_seen[l as usize] == epoch) {
+                    continue;
+                }
+            }
+            let mut ctx = Ctx {
+                event,
+                scratch,
+                nodes: &rule.nodes,
+            };
+            if ctx.cond(&rule.cond) {
+                out.push(r as usize);
+            }
+        }
+        for slot in scratch.touched.drain(..) {
+            scratch.pos[slot as usize] = NONE;
+        }
+    }
+
+    fn scan_literals(&self, event: &Event<'_>, scratch: &mut Scratch) {
+        let Some(ac) = &self.literals else { return };
+        scratch.epoch = scratch.epoch.wrapping_add(1);
+        if scratch.epoch == 0 {
+            scratch.lit_seen.iter_mut().for_each(|x| *x = 0);
+            scratch.epoch = 1;
+        }
+        let epoch = scratch.epoch;
+        let seen = &mut scratch.lit_seen;
+        let mut scan = |text: &str| {
+            for m in ac.find_overlapping_iter(text) {
+                seen[m.pattern().as_usize()] = epoch;
+            }
+        };
+        fn walk(v: &Value<'_>, scan: &mut dyn FnMut(&str)) {
+            match v {
+                Value::Str(s) => scan(s),
+                Value::List(l) => l.iter().for_each(|x| walk(x, scan)),
+                Value::Null => {}
+                other => {
+                    if let Some(t) = other.as_text() {
+                        scan(&t)
+                    }
+                }
+            }
+        }
+        for (_, v) in &event.fields {
+            walk(v, &mut scan);
+        }
+    }
+}
+
+struct Ctx<'e, 'a, 's> {
+    event: &'e Event<'a>,
+    scratch: &'s mut Scratch,
+    nodes: &'e [Node],
+}
+
+impl Ctx<'_, '_, '_> {
+    fn cond(&mut self, c: &Cond) -> bool {
+        match c {
+            Cond::Det(i) => {
+                let nodes = self.nodes;
+                self.node(&nodes[*i as usize])
+            }
+            Cond::And(cs) => cs.iter().all(|c| self.cond(c)),
+            Cond::Or(cs) => cs.iter().any(|c| self.cond(c)),
+            Cond::Not(c) => !self.cond(c),
+            Cond::AtLeast(n, cs) => {
+                let mut hit = 0u64;
+                for c in cs {
+                    if self.cond(c) {
+                        hit += 1;
+                        if hit >= *n {
+                            return true;
+                        }
+                    }
+                }
+                hit >= *n
+            }
+            Cond::Const(b) => *b,
+        }
+    }
+
+    fn node(&mut self, n: &Node) -> bool {
+        match n {
+            Node::All(cs) => cs.iter().all(|c| self.node(c)),
+            Node::Any(cs) => cs.iter().any(|c| self.node(c)),
+            Node::Item(item) => self.item(item),
+        }
+    }
+
+    fn field(&self, slot: u32) -> Option<usize> {
+        let p = self.scratch.pos[slot as usize];
+        (p != NONE).then_some(p as usize)
+    }
+
+    fn item(&mut self, item: &Item) -> bool {
+        match item.field {
+            None => {
+                // Keyword: any field value.
+                let Test::Values { ms, all, neq } = &item.test else {
+                    return false;
+                };
+                let hit = |ctx: &mut Self, m: &Matcher| {
+                    (0..ctx.event.fields.len()).any(|i| ctx.value_matches(i, m))
+                };
+                let r = if *all {
+                    ms.iter().all(|m| hit(self, m))
+                } else {
+                    ms.iter().any(|m| hit(self, m))
+                };
+                r != *neq
+            }
+            Some(slot) => {
+                let pos = self.field(slot);
+                match &item.test {
+                    Test::Exists(want) => pos.is_some() == *want,
+                    Test::Null => match pos {
+                        None => true,
+                        Some(p) => self.event.fields[p].1.is_null(),
+                    },
+                    Test::Values { ms, all, neq } => {
+                        let Some(p) = pos else { return false };
+                        let r = if *all {
+                            ms.iter().all(|m| self.value_matches(p, m))
+                        } else {
+                            ms.iter().any(|m| self.value_matches(p, m))
+                        };
+                        r != *neq
+                    }
+                    Test::FieldRef {
+                        others,
+                        cased,
+                        all,
+                        neq,
+                    } => {
+                        let Some(p) = pos else { return false };
+                        let Some(mine) = self.event.fields[p].1.as_text() else {
+                            return false;
+                        };
+                        let test = |&(o, mode): &(u32, Mode)| -> bool {
+                            let Some(op) = self.field(o) else {
+                                return false;
+                            };
+                            let Some(theirs) = self.event.fields[op].1.as_text() else {
+                                return false;
+                            };
+                            let (a, b) = if *cased {
+                                (mine.to_string(), theirs.to_string())
+                            } else {
+                                (mine.to_lowercase(), theirs.to_lowercase())
+                            };
+                            match mode {
+                                Mode::Exact => a == b,
+                                Mode::Prefix => a.starts_with(&b),
+                                Mode::Suffix => a.ends_with(&b),
+                                Mode::Contains => a.contains(&b),
+                            }
+                        };
+                        let r = if *all {
+                            others.iter().all(test)
+                        } else {
+                            others.iter().any(test)
+                        };
+                        r != *neq
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tests field `p` (list members one by one) with one matcher.
+    fn value_matches(&mut self, p: usize, m: &Matcher) -> bool {
+        let v = &self.event.fields[p].1;
+        match v {
+            Value::List(items) => items.iter().any(|x| match x {
+                Value::Str(s) if m.needs_lower() => m.matches(x, &s.to_lowercase()),
+                _ => m.matches(x, ""),
+            }),
+            Value::Str(s) if m.needs_lower() => {
+                let lower = self.scratch.lower[p].get_or_insert_with(|| s.to_lowercase());
+                m.matches(v, lower)
+            }
+            _ => m.matches(v, ""),
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! Loading rule files: parsing with rsigma-parser, compiling, and reporting every rule that
+//! does not load with its file, line and reason.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cellwarden_event::{Level, RuleInfo};
+use rsigma_parser::{FilterRule, FilterRuleTarget, SigmaRule};
+use serde::Serialize;
+
+use crate::compile::{
+    CompileError, Compiler, FieldTable, Placeholders, required_event_ids, required_literals,
+};
+use crate::engine::{CompiledRule, RuleLogSource, RuleSet};
+
+include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+
+/// Largest rule file read; larger ones are reported invalid.
+pub const MAX_RULE_FILE_BYTES: u64 = 4 << 20;
+
+/// One rule file's text and the name it is reported under.
+#[derive(Debug, Clone)]
+pub struct RuleSource {
+    pub name: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProblemKind {
+    /// Valid Sigma that the engine does not evaluate.
+    Unsupported,
+    /// Not a valid Sigma rule.
+    Invalid,
+}
+
+/// A rule (or file) that did not load.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub file: String,
+    pub line: Option<usize>,
+    pub title: Option<String>,
+    pub kind: ProblemKind,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        let kind = match self.kind {
+            ProblemKind::Unsupported => "unsupported",
+            ProblemKind::Invalid => "invalid",
+        };
+        write!(f, ": {kind}: ")?;
+        if let Some(t) = &self.title {
+            write!(f, "rule '{}': ", t.escape_debug())?;
+        }
+        write!(f, "{}", self.reason)
+    }
+}
+
+/// Options for loading.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub placeholders: Placeholders,
+    /// Rules below this level are left out of the rule set (still counted as loaded).
+    pub min_level: Option<Level>,
+}
+
+/// The result of loading: the rule set and what did not load.
+#[derive(Debug)]
+pub struct Loaded {
+    pub rules: RuleSet,
+    pub files: usize,
+    pub loaded: usize,
+    pub filters: usize,
+    pub unsupported: usize,
+    pub invalid: usize,
+    pub problems: Vec<Problem>,
+}
+
+/// The project's own rule pack, compiled into the binary.
+pub fn builtin_sources() -> Vec<RuleSource> {
+    BUILTIN_RULES
+        .iter()
+        .map(|(name, text)| RuleSource {
+            name: (*name).to_owned(),
+            text: (*text).to_owned(),
+        })
+        .collect()
+}
+
+/// Collects `.yml`/`.yaml` files under the given paths (folders recursively, sorted). A path
+/// that does not exist is an error; unreadable files become problems.
+pub fn collect_rule_files(paths: &[PathBuf]) -> Result<(Vec<RuleSource>, Vec<Problem>), String> {
+    let mut files = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if meta.is_dir() {
+            walk(p, &mut files);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut sources = Vec::new();
+    let mut problems = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        if size > MAX_RULE_FILE_BYTES {
+            problems.push(Problem {
+                file: name,
+                line: None,
+                title: None,
+                kind: ProblemKind::Invalid,
+                reason: format!("file is {size} bytes, over the {MAX_RULE_FILE_BYTES} byte limit"),
+            });
+            continue;
+        }
+        match std::fs::read(&f) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => sources.push(RuleSource { name, text }),
+                Err(e) => problems.push(Problem {
+                    file: name,
+                    line: None,
+                    title: None,
+                    kind: ProblemKind::Invalid,
+                    reason: format!("not UTF-8 (byte {})", e.utf8_error().valid_up_to() + 1),
+                }),
+            },
+            Err(e) => problems.push(Problem {
+                file: name,
+                line: None,
+                title: None,
+                kind: ProblemKind::Invalid,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok((sources, problems))
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out);
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")) {
+            out.push(p);
+        }
+    }
+}
+
+/// First 1-based line containing `needle` at or after line `from`.
+fn line_of(text: &str, needle: &str, from: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+}
+
+/// Sigma 1.0 aggregations in a condition (`| count() by x > 5`, `| near`).
+fn uses_legacy_aggregation(text: &str) -> bool {
+    text.lines()
+        .filter(|l| l.trim_start().starts_with("condition:") || l.trim_start().starts_with("- "))
+        .any(|l| {
+            l.contains('|')
+                && ["count(", "sum(", "avg(", "min(", "max(", "near "]
+                    .iter()
+                    .any(|k| l.contains(k))
+        })
+}
+
+/// Parser messages can span lines (a caret diagram); keep them on one.
+fn one_line(msg: &str) -> String {
+    msg.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c.is_whitespace()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn line_in_message(msg: &str) -> Option<usize> {
+    let i = msg.find("line ")?;
+    let digits: String = msg[i + 5..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+struct Parsed {
+    file: usize,
+    rule: SigmaRule,
+}
+
+/// Parses and compiles rule files into a rule set.
+pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
+    let mut problems = Vec::new();
+    let mut rules: Vec<Parsed> = Vec::new();
+    let mut filters: Vec<(usize, FilterRule)> = Vec::new();
+    for (fi, src) in sources.iter().enumerate() {
+        let text = &src.text;
+        if text.len() as u64 > MAX_RULE_FILE_BYTES {
+            problems.push(Problem {
+                file: src.name.clone(),
+                line: None,
+                title: None,
+                kind: ProblemKind::Invalid,
+                reason: "file over the size limit".into(),
+            });
+            continue;
+        }
+        let parsed = std::panic::catch_unwind(|| rsigma_parser::parse_sigma_yaml(text));
+        let collection = match parsed {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                let msg = e.to_string();
+                problems.push(Problem {
+                    file: src.name.clone(),
+                    line: line_in_message(&msg),
+                    title: None,
+                    kind: ProblemKind::Invalid,
+                    reason: msg,
+                });
+                continue;
+            }
+            Err(_) => {
+                problems.push(Problem {
+                    file: src.name.clone(),
+                    line: None,
+                    title: None,
+                    kind: ProblemKind::Invalid,
+                    reason: "the rule parser failed on this file".into(),
+                });
+                continue;
+            }
+        };
+        for err in &collection.errors {
+            let condition_err = err.contains("ondition");
+            let line = line_in_message(err)
+                .filter(|_| err.contains("YAML"))
+                .or_else(|| {
+                    condition_err
+                        .then(|| line_of(text, "condition:", 1))
+                        .flatten()
+                });
+            let unsupported = condition_err && uses_legacy_aggregation(text);
+            problems.push(Problem {
+                file: src.name.clone(),
+                line,
+                title: None,
+                kind: if unsupported {
+                    ProblemKind::Unsupported
+                } else {
+                    ProblemKind::Invalid
+                },
+                reason: if unsupported {
+                    "legacy aggregation in condition (Sigma 1.0 `| count()`/`near`); write it as a correlation rule".to_owned()
+                } else {
+                    one_line(err)
+                },
+            });
+        }
+        for c in collection.correlations {
+            problems.push(Problem {
+                file: src.name.clone(),
+                line: line_of(text, "correlation:", 1),
+                title: Some(c.title.clone()),
+                kind: ProblemKind::Unsupported,
+                reason: format!(
+                    "correlation rules ({}) are not evaluated yet",
+                    c.correlation_type.as_str()
+                ),
+            });
+        }
+        for f in collection.filters {
+            filters.push((fi, f));
+        }
+        for r in collection.rules {
+            rules.push(Parsed { file: fi, rule: r });
+        }
+    }
+
+    let mut fields = FieldTable::default();
+    let mut lit_ids: HashMap<String, u32> = HashMap::new();
+    let mut lits: Vec<String> = Vec::new();
+    let mut compiled = Vec::new();
+    let mut loaded = 0;
+    for p in &rules {
+        let src = &sources[p.file];
+        let rule = &p.rule;
+        let title_line = line_of(&src.text, &rule.title, 1).unwrap_or(1);
+        let applicable: Vec<&rsigma_parser::Detections> = filters
+            .iter()
+            .filter(|(_, f)| filter_applies(f, rule))
+            .map(|(_, f)| &f.detection)
+            .collect();
+        let mut compiler = Compiler {
+            fields: &mut fields,
+            placeholders: &opts.placeholders,
+        };
+        match compiler.rule(&rule.detection, &applicable) {
+            Ok((nodes, cond)) => {
+                loaded += 1;
+                let level = rule
+                    .level
+                    .map(convert_level)
+                    .unwrap_or(Level::Informational);
+                if opts.min_level.is_some_and(|m| level < m) {
+                    continue;
+                }
+                let event_ids =
+                    required_event_ids(&nodes, &cond, fields.map.get("EventID").copied());
+                let literals = required_literals(&nodes, &cond).map(|ls| {
+                    ls.into_iter()
+                        .map(|l| {
+                            *lit_ids.entry(l.clone()).or_insert_with(|| {
+                                lits.push(l);
+                                (lits.len() - 1) as u32
+                            })
+                        })
+                        .collect()
+                });
+                compiled.push(CompiledRule {
+                    info: Arc::new(rule_info(rule, &src.name)),
+                    level,
+                    logsource: RuleLogSource {
+                        product: rule.logsource.product.clone(),
+                        service: rule.logsource.service.clone(),
+                        category: rule.logsource.category.clone(),
+                    },
+                    nodes,
+                    cond,
+                    event_ids,
+                    literals,
+                });
+            }
+            Err(e) => {
+                let (kind, reason, at) = match e {
+                    CompileError::Unsupported(r, at) => (ProblemKind::Unsupported, r, at),
+                    CompileError::Invalid(r, at) => (ProblemKind::Invalid, r, at),
+                };
+                let line = at
+                    .and_then(|k| line_of(&src.text, &k, title_line))
+                    .or_else(|| line_of(&src.text, "detection:", title_line))
+                    .or(Some(title_line));
+                problems.push(Problem {
+                    file: src.name.clone(),
+                    line,
+                    title: Some(rule.title.clone()),
+                    kind,
+                    reason,
+                });
+            }
+        }
+    }
+    problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    let unsupported = problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Unsupported)
+        .count();
+    let invalid = problems.len() - unsupported;
+    Loaded {
+        rules: RuleSet::build(compiled, fields, lits),
+        files: sources.len(),
+        loaded,
+        filters: filters.len(),
+        unsupported,
+        invalid,
+        problems,
+    }
+}
+
+fn filter_applies(f: &FilterRule, rule: &SigmaRule) -> bool {
+    let targeted = match &f.rules {
+        FilterRuleTarget::Any => true,
+        FilterRuleTarget::Specific(refs) => refs.iter().any(|r| {
+            rule.id.as_deref() == Some(r.as_str())
+                || rule.name.as_deref() == Some(r.as_str())
+                || rule.title == *r
+        }),
+    };
+    if !targeted {
+        return false;
+    }
+    let Some(fls) = &f.logsource else {
+        return true;
+    };
+    let sub = |want: &Option<String>, have: &Option<String>| match want {
+        None => true,
+        Some(w) => have.as_ref().is_some_and(|h| h.eq_ignore_ascii_case(w)),
+    };
+    sub(&fls.product, &rule.logsource.product)
+        && sub(&fls.service, &rule.logsource.service)
+        && sub(&fls.category, &rule.logsource.category)
+}
+
+fn convert_level(l: rsigma_parser::Level) -> Level {
+    match l {
+        rsigma_parser::Level::Informational => Level::Informational,
+        rsigma_parser::Level::Low => Level::Low,
+        rsigma_parser::Level::Medium => Level::Medium,
+        rsigma_parser::Level::High => Level::High,
+        rsigma_parser::Level::Critical => Level::Critical,
+    }
+}
+
+const TACTICS: [(&str, &str); 14] = [
+    ("ta0043", "reconnaissance"),
+    ("ta0042", "resource-development"),
+    ("ta0001", "initial-access"),
+    ("ta0002", "execution"),
+    ("ta0003", "persistence"),
+    ("ta0004", "privilege-escalation"),
+    ("ta0005", "defense-evasion"),
+    ("ta0006", "credential-access"),
+    ("ta0007", "discovery"),
+    ("ta0008", "lateral-movement"),
+    ("ta0009", "collection"),
+    ("ta0011", "command-and-control"),
+    ("ta0010", "exfiltration"),
+    ("ta0040", "impact"),
+];
+
+/// ATT&CK techniques (`T1059.001`) and tactics (`credential-access`) named by `attack.*` tags.
+pub fn attack_from_tags(tags: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut techniques = Vec::new();
+    let mut tactics = Vec::new();
+    for t in tags {
+        let Some(rest) = t
+            .to_ascii_lowercase()
+            .strip_prefix("attack.")
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let is_technique = rest.len() >= 5
+            && rest.starts_with('t')
+            && rest[1..5].bytes().all(|b| b.is_ascii_digit());
+        if is_technique {
+            techniques.push(rest.to_ascii_uppercase());
+            continue;
+        }
+        let name = rest.replace('_', "-");
+        if let Some((_, n)) = TACTICS.iter().find(|(id, n)| *id == rest || *n == name) {
+            tactics.push((*n).to_owned());
+        }
+    }
+    techniques.dedup();
+    tactics.dedup();
+    (techniques, tactics)
+}
+
+fn rule_info(rule: &SigmaRule, source: &str) -> RuleInfo {
+    let (techniques, tactics) = attack_from_tags(&rule.tags);
+    RuleInfo {
+        id: rule
+            .id
+            .clone()
+            .or_else(|| rule.name.clone())
+            .unwrap_or_else(|| rule.title.clone()),
+        title: rule.title.clone(),
+        author: rule.author.clone(),
+        description: rule.description.clone(),
+        status: rule.status.map(|s| format!("{s:?}").to_lowercase()),
+        references: rule.references.clone(),
+        falsepositives: rule.falsepositives.clone(),
+        tags: rule.tags.clone(),
+        techniques,
+        tactics,
+        source: source.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attack_tags() {
+        let (t, a) = attack_from_tags(&[
+            "attack.credential-access".into(),
+            "attack.t1003.001".into(),
+            "attack.ta0008".into(),
+            "attack.privilege_escalation".into(),
+            "cve.2021-1234".into(),
+        ]);
+        assert_eq!(t, vec!["T1003.001"]);
+        assert_eq!(
+            a,
+            vec![
+                "credential-access",
+                "lateral-movement",
+                "privilege-escalation"
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_in_messages() {
+        assert_eq!(line_in_message("bad at line 12 column 3"), Some(12));
+        assert_eq!(line_in_message("nothing"), None);
+    }
+}

@@ -1,0 +1,339 @@
+//! Value matchers: what one Sigma value (after its modifiers) tests on one field value.
+
+use std::net::IpAddr;
+
+use cellwarden_event::Value;
+use ipnet::IpNet;
+use regex::Regex;
+
+/// A piece of a wildcard pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Tok {
+    Lit(String),
+    /// `*`
+    Star,
+    /// `?`
+    One,
+}
+
+/// A string pattern compiled to the cheapest test that implements it.
+#[derive(Debug, Clone)]
+pub(crate) enum StrTest {
+    /// `*`: any string.
+    Any,
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    /// Anything else: an anchored regular expression.
+    Glob(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StrPattern {
+    pub test: StrTest,
+    /// Compare against the original text instead of the lower-cased one.
+    pub cased: bool,
+    /// The tokens, kept for the literal prefilter.
+    pub toks: Vec<Tok>,
+}
+
+impl StrPattern {
+    pub fn new(mut toks: Vec<Tok>, cased: bool) -> Result<StrPattern, String> {
+        // Merge adjacent literals and collapse runs of `*`.
+        let mut merged: Vec<Tok> = Vec::with_capacity(toks.len());
+        for t in toks.drain(..) {
+            match (merged.last_mut(), t) {
+                (Some(Tok::Lit(a)), Tok::Lit(b)) => a.push_str(&b),
+                (Some(Tok::Star), Tok::Star) => {}
+                (_, t) => merged.push(t),
+            }
+        }
+        if !cased {
+            for t in merged.iter_mut() {
+                if let Tok::Lit(s) = t {
+                    *s = s.to_lowercase();
+                }
+            }
+        }
+        let lit = |t: &Tok| match t {
+            Tok::Lit(s) => Some(s.clone()),
+            _ => None,
+        };
+        let test = match merged.as_slice() {
+            [] => StrTest::Exact(String::new()),
+            [Tok::Star] => StrTest::Any,
+            [Tok::Lit(s)] => StrTest::Exact(s.clone()),
+            [a @ Tok::Lit(_), Tok::Star] => StrTest::Prefix(lit(a).unwrap_or_default()),
+            [Tok::Star, b @ Tok::Lit(_)] => StrTest::Suffix(lit(b).unwrap_or_default()),
+            [Tok::Star, b @ Tok::Lit(_), Tok::Star] => {
+                StrTest::Contains(lit(b).unwrap_or_default())
+            }
+            toks => {
+                let mut re = String::from(if cased { "(?s)^" } else { "(?si)^" });
+                for t in toks {
+                    match t {
+                        Tok::Lit(s) => re.push_str(&regex::escape(s)),
+                        Tok::Star => re.push_str(".*"),
+                        Tok::One => re.push('.'),
+                    }
+                }
+                re.push('$');
+                StrTest::Glob(Regex::new(&re).map_err(|e| e.to_string())?)
+            }
+        };
+        Ok(StrPattern {
+            test,
+            cased,
+            toks: merged,
+        })
+    }
+
+    /// `original` is the field text, `lower` its lower-cased form.
+    #[inline]
+    pub fn matches(&self, original: &str, lower: &str) -> bool {
+        let s = if self.cased { original } else { lower };
+        match &self.test {
+            StrTest::Any => true,
+            StrTest::Exact(p) => s == p,
+            StrTest::Prefix(p) => s.starts_with(p.as_str()),
+            StrTest::Suffix(p) => s.ends_with(p.as_str()),
+            StrTest::Contains(p) => memchr::memmem::find(s.as_bytes(), p.as_bytes()).is_some(),
+            StrTest::Glob(re) => re.is_match(original),
+        }
+    }
+
+    /// The longest literal piece: text that must appear in any value this pattern matches.
+    pub fn required_literal(&self) -> Option<&str> {
+        if matches!(self.test, StrTest::Any) {
+            return None;
+        }
+        self.toks
+            .iter()
+            .filter_map(|t| match t {
+                Tok::Lit(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .max_by_key(|s| s.len())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CmpOp {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimePart {
+    Minute,
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+/// One compiled value of a detection item.
+#[derive(Debug, Clone)]
+pub(crate) enum Matcher {
+    Str(StrPattern),
+    Re(Regex),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Cmp(CmpOp, f64),
+    Cidr(IpNet),
+    /// Extract a part of a date value, then test the number.
+    Time(TimePart, Box<Matcher>),
+}
+
+impl Matcher {
+    /// Whether testing a string needs its lower-cased form.
+    #[inline]
+    pub fn needs_lower(&self) -> bool {
+        matches!(self, Matcher::Str(p) if !p.cased && !matches!(p.test, StrTest::Any | StrTest::Glob(_)))
+    }
+
+    /// Tests one scalar field value. For a string value, `lower` is its lower-cased text
+    /// when [`Matcher::needs_lower`] says so (otherwise it is not read).
+    pub fn matches(&self, v: &Value<'_>, lower: &str) -> bool {
+        match self {
+            Matcher::Str(p) => match v {
+                Value::Str(s) => p.matches(s, lower),
+                Value::Null | Value::List(_) => false,
+                other => match other.as_text() {
+                    Some(t) => p.matches(&t, &t.to_lowercase()),
+                    None => false,
+                },
+            },
+            Matcher::Re(re) => match v {
+                Value::Str(s) => re.is_match(s),
+                Value::Null | Value::List(_) => false,
+                other => other.as_text().is_some_and(|t| re.is_match(&t)),
+            },
+            Matcher::Int(i) => match v {
+                Value::Int(x) => x == i,
+                Value::Float(f) => *f == *i as f64,
+                Value::Str(s) => s.trim().parse::<i64>().is_ok_and(|x| x == *i),
+                Value::Bool(_) | Value::Null | Value::List(_) => false,
+            },
+            Matcher::Float(f) => v.as_f64().is_some_and(|x| x == *f),
+            Matcher::Bool(b) => match v {
+                Value::Bool(x) => x == b,
+                Value::Str(s) => s.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+                _ => false,
+            },
+            Matcher::Cmp(op, n) => v.as_f64().is_some_and(|x| match op {
+                CmpOp::Lt => x < *n,
+                CmpOp::Lte => x <= *n,
+                CmpOp::Gt => x > *n,
+                CmpOp::Gte => x >= *n,
+            }),
+            Matcher::Cidr(net) => v
+                .as_text()
+                .and_then(|t| parse_ip(&t))
+                .is_some_and(|ip| net.contains(&ip)),
+            Matcher::Time(part, inner) => {
+                let Some(t) = v.as_text() else { return false };
+                let Some(n) = time_part(&t, *part) else {
+                    return false;
+                };
+                inner.matches(&Value::Int(n), "")
+            }
+        }
+    }
+}
+
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    let s = s.trim().trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = s.parse().ok()?;
+    Some(match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    })
+}
+
+fn time_part(text: &str, part: TimePart) -> Option<i64> {
+    let ts = cellwarden_event::parse_timestamp(text)?;
+    let dt = ts.to_zoned(jiff::tz::TimeZone::UTC);
+    Some(match part {
+        TimePart::Minute => dt.minute() as i64,
+        TimePart::Hour => dt.hour() as i64,
+        TimePart::Day => dt.day() as i64,
+        TimePart::Week => dt.date().iso_week_date().week() as i64,
+        TimePart::Month => dt.month() as i64,
+        TimePart::Year => dt.year() as i64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pat(toks: Vec<Tok>, cased: bool) -> StrPattern {
+        StrPattern::new(toks, cased).unwrap()
+    }
+    fn lit(s: &str) -> Tok {
+        Tok::Lit(s.into())
+    }
+    fn m(p: &StrPattern, s: &str) -> bool {
+        p.matches(s, &s.to_lowercase())
+    }
+
+    #[test]
+    fn pattern_shapes() {
+        assert!(matches!(pat(vec![lit("a")], false).test, StrTest::Exact(_)));
+        assert!(matches!(
+            pat(vec![lit("a"), Tok::Star], false).test,
+            StrTest::Prefix(_)
+        ));
+        assert!(matches!(
+            pat(vec![Tok::Star, lit("a"), Tok::Star, Tok::Star], false).test,
+            StrTest::Contains(_)
+        ));
+        assert!(matches!(
+            pat(vec![lit("a"), Tok::One], false).test,
+            StrTest::Glob(_)
+        ));
+        assert!(matches!(pat(vec![Tok::Star], false).test, StrTest::Any));
+    }
+
+    #[test]
+    fn case_insensitive_unless_cased() {
+        let p = pat(vec![Tok::Star, lit("\\CMD.exe")], false);
+        assert!(m(&p, "C:\\Windows\\cmd.EXE"));
+        assert!(!m(&p, "C:\\Windows\\cmd.exe.bak"));
+        let c = pat(vec![Tok::Star, lit("\\CMD.exe")], true);
+        assert!(!m(&c, "C:\\Windows\\cmd.exe"));
+        assert!(m(&c, "C:\\Windows\\CMD.exe"));
+    }
+
+    #[test]
+    fn glob_with_single_char_wildcard() {
+        let p = pat(
+            vec![lit("a"), Tok::One, lit("c"), Tok::Star, lit("Z")],
+            false,
+        );
+        assert!(m(&p, "ABCxxz"));
+        assert!(m(&p, "a\nc\nz"));
+        assert!(!m(&p, "acz"));
+    }
+
+    #[test]
+    fn numbers_and_text() {
+        let l = "";
+        assert!(Matcher::Int(4688).matches(&Value::Str("4688".into()), l));
+        assert!(Matcher::Int(4688).matches(&Value::Int(4688), l));
+        assert!(!Matcher::Int(4688).matches(&Value::Int(4689), l));
+        let p = Matcher::Str(pat(vec![lit("4688")], false));
+        assert!(p.matches(&Value::Int(4688), l));
+        assert!(Matcher::Cmp(CmpOp::Gt, 10.0).matches(&Value::Str("11".into()), l));
+        assert!(!Matcher::Cmp(CmpOp::Gt, 10.0).matches(&Value::Int(10), l));
+        assert!(Matcher::Cmp(CmpOp::Gte, 10.0).matches(&Value::Int(10), l));
+        assert!(Matcher::Cmp(CmpOp::Lt, 10.0).matches(&Value::Float(9.5), l));
+        assert!(Matcher::Cmp(CmpOp::Lte, 10.0).matches(&Value::Int(10), l));
+        assert!(!Matcher::Cmp(CmpOp::Lt, 10.0).matches(&Value::Str("x".into()), l));
+    }
+
+    #[test]
+    fn cidr_v4_v6_and_mapped() {
+        let l = "";
+        let n = Matcher::Cidr("10.0.0.0/8".parse().unwrap());
+        assert!(n.matches(&Value::Str("10.1.2.3".into()), l));
+        assert!(n.matches(&Value::Str("::ffff:10.1.2.3".into()), l));
+        assert!(!n.matches(&Value::Str("11.1.2.3".into()), l));
+        assert!(!n.matches(&Value::Str("not an ip".into()), l));
+        let n6 = Matcher::Cidr("fe80::/10".parse().unwrap());
+        assert!(n6.matches(&Value::Str("fe80::1".into()), l));
+        assert!(!n6.matches(&Value::Str("2001:db8::1".into()), l));
+    }
+
+    #[test]
+    fn time_parts() {
+        let l = "";
+        let v = Value::Str("2024-02-29T23:59:10Z".into());
+        for (part, want) in [
+            (TimePart::Minute, 59),
+            (TimePart::Hour, 23),
+            (TimePart::Day, 29),
+            (TimePart::Week, 9),
+            (TimePart::Month, 2),
+            (TimePart::Year, 2024),
+        ] {
+            assert!(
+                Matcher::Time(part, Box::new(Matcher::Int(want))).matches(&v, l),
+                "{part:?}"
+            );
+            assert!(!Matcher::Time(part, Box::new(Matcher::Int(want + 1))).matches(&v, l));
+        }
+        assert!(
+            Matcher::Time(TimePart::Hour, Box::new(Matcher::Cmp(CmpOp::Gte, 22.0))).matches(&v, l)
+        );
+    }
+}

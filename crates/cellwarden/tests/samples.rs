@@ -1,0 +1,71 @@
+//! The real binary over the shared Windows attack samples with the SigmaHQ rules.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::*;
+
+fn hunt_samples(threads: &str) -> Option<(String, String)> {
+    let samples = shared("evtx-attack-samples")?;
+    let rules = shared("sigma/rules")?;
+    let out = run(&[
+        "hunt",
+        samples.to_str().unwrap(),
+        "-r",
+        rules.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "--threads",
+        threads,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    Some((stdout(&out), stderr(&out)))
+}
+
+#[test]
+fn known_attacks_are_detected() {
+    let Some((out, err)) = hunt_samples("2") else { return };
+    let mut by_file: BTreeMap<String, BTreeSet<(String, Vec<String>)>> = BTreeMap::new();
+    for a in alerts(&out) {
+        let file = a["source_file"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+        let tags: Vec<String> = a["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        by_file
+            .entry(file)
+            .or_default()
+            .insert((a["rule_title"].as_str().unwrap().to_owned(), tags));
+        assert!(a["author"].is_string(), "SigmaHQ alerts carry the rule author");
+    }
+    eprintln!("{} sample files raised alerts", by_file.len());
+    assert!(by_file.len() >= 200, "only {} files with alerts", by_file.len());
+    assert!(err.contains("8255 events"), "{err}");
+
+    // Mimikatz reading lsass memory raises a credential-access rule.
+    let mimi = &by_file["sysmon_10_lsass_mimikatz_sekurlsa_logonpasswords.evtx"];
+    assert!(
+        mimi.iter()
+            .any(|(_, tags)| tags.iter().any(|t| t == "attack.credential-access")),
+        "{mimi:?}"
+    );
+    // PsExec's service is detected.
+    let psexec = &by_file["sysmon_privesc_psexec_dwell.evtx"];
+    assert!(
+        psexec.iter().any(|(t, _)| t == "PsExec Service Execution"),
+        "{psexec:?}"
+    );
+    let renamed = &by_file["LM_renamed_psexecsvc_5145.evtx"];
+    assert!(renamed.iter().any(|(t, _)| t.contains("PsExec")), "{renamed:?}");
+}
+
+#[test]
+fn output_is_identical_whatever_the_thread_count() {
+    let Some((one, _)) = hunt_samples("1") else { return };
+    let Some((four, _)) = hunt_samples("4") else { return };
+    assert!(!one.is_empty());
+    assert!(one == four, "output differs between 1 and 4 threads");
+}

@@ -53,7 +53,18 @@ pub struct RuleSet {
     pub(crate) fields: FieldTable,
     pub(crate) eventid_slot: Option<u32>,
     pub(crate) literals: Option<AhoCorasick>,
-    pub(crate) literal_count: usize,
+    /// For each literal, the rules that require it (one of their literals).
+    pub(crate) literal_rules: Vec<Vec<u32>>,
+}
+
+/// The rules one kind of event can meet.
+#[derive(Debug)]
+struct Route {
+    /// Rules without a literal prefilter: always evaluated.
+    always: Vec<u32>,
+    /// Rules with a prefilter, by rule index: evaluated when one of their literals occurs.
+    gated: Vec<bool>,
+    any_gated: bool,
 }
 
 /// Per-thread evaluation state, reused from event to event.
@@ -64,8 +75,10 @@ pub struct Scratch {
     /// Lower-cased text of event fields, by field index, filled on demand.
     lower: Vec<Option<String>>,
     lit_seen: Vec<u32>,
+    rule_seen: Vec<u32>,
     epoch: u32,
-    routes: HashMap<(u32, EidKey), Arc<[u32]>>,
+    todo: Vec<u32>,
+    routes: HashMap<(u32, EidKey), Arc<Route>>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -89,12 +102,18 @@ impl RuleSet {
                 .build(&lits)
                 .ok()
         };
+        let mut literal_rules = vec![Vec::new(); lits.len()];
+        for (i, r) in rules.iter().enumerate() {
+            for &l in r.literals.iter().flatten() {
+                literal_rules[l as usize].push(i as u32);
+            }
+        }
         RuleSet {
             rules,
             fields,
             eventid_slot,
             literals,
-            literal_count: lits.len(),
+            literal_rules,
         }
     }
 
@@ -124,31 +143,51 @@ impl RuleSet {
             pos: vec![NONE; self.fields.names.len()],
             touched: Vec::new(),
             lower: Vec::new(),
-            lit_seen: vec![0; self.literal_count],
+            lit_seen: vec![0; self.literal_rules.len()],
+            rule_seen: vec![0; self.rules.len()],
             epoch: 0,
+            todo: Vec::new(),
             routes: HashMap::new(),
         }
     }
 
-    fn route(&self, scratch: &mut Scratch, ls: Option<&LogSource>, eid: EidKey) -> Arc<[u32]> {
+    /// How many rules are indexed by `EventID` and how many have a literal prefilter.
+    pub fn index_stats(&self) -> (usize, usize) {
+        (
+            self.rules.iter().filter(|r| r.event_ids.is_some()).count(),
+            self.rules.iter().filter(|r| r.literals.is_some()).count(),
+        )
+    }
+
+    fn route(&self, scratch: &mut Scratch, ls: Option<&LogSource>, eid: EidKey) -> Arc<Route> {
         let key = (ls.map(|l| l.id).unwrap_or(u32::MAX), eid);
         if let Some(r) = scratch.routes.get(&key) {
             return r.clone();
         }
-        let list: Arc<[u32]> = self
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.logsource.accepts(ls))
-            .filter(|(_, r)| match (&r.event_ids, eid) {
+        let mut route = Route {
+            always: Vec::new(),
+            gated: vec![false; self.rules.len()],
+            any_gated: false,
+        };
+        for (i, r) in self.rules.iter().enumerate() {
+            let eid_ok = match (&r.event_ids, eid) {
                 (None, _) | (_, EidKey::Unknown) => true,
                 (Some(_), EidKey::Absent) => false,
-                (Some(ids), EidKey::Id(i)) => ids.contains(&i),
-            })
-            .map(|(i, _)| i as u32)
-            .collect();
-        scratch.routes.insert(key, list.clone());
-        list
+                (Some(ids), EidKey::Id(e)) => ids.contains(&e),
+            };
+            if !eid_ok || !r.logsource.accepts(ls) {
+                continue;
+            }
+            if r.literals.is_some() {
+                route.gated[i] = true;
+                route.any_gated = true;
+            } else {
+                route.always.push(i as u32);
+            }
+        }
+        let route = Arc::new(route);
+        scratch.routes.insert(key, route.clone());
+        route
     }
 
     /// Indexes of the rules that match the event, in rule order.
@@ -174,21 +213,17 @@ impl RuleSet {
             },
             _ => EidKey::Absent,
         };
-        let candidates = self.route(scratch, event.logsource.as_deref(), eid);
+        let route = self.route(scratch, event.logsource.as_deref(), eid);
 
-        let mut scanned = false;
-        for &r in candidates.iter() {
+        let mut todo = std::mem::take(&mut scratch.todo);
+        todo.clear();
+        todo.extend_from_slice(&route.always);
+        if route.any_gated {
+            self.scan_literals(event, scratch, &route, &mut todo);
+        }
+        todo.sort_unstable();
+        for &r in &todo {
             let rule = &self.rules[r as usize];
-            if let Some(lits) = &rule.literals {
-                if !scanned {
-                    self.scan_literals(event, scratch);
-                    scanned = true;
-                }
-                let epoch = scratch.epoch;
-                if !lits.iter().any(|&l| scratch.lit_seen[l as usize] == epoch) {
-                    continue;
-                }
-            }
             let mut ctx = Ctx {
                 event,
                 scratch,
@@ -198,23 +233,44 @@ impl RuleSet {
                 out.push(r as usize);
             }
         }
+        scratch.todo = todo;
         for slot in scratch.touched.drain(..) {
             scratch.pos[slot as usize] = NONE;
         }
     }
 
-    fn scan_literals(&self, event: &Event<'_>, scratch: &mut Scratch) {
+    /// Scans the event's text once for all literals; adds the gated rules of this route whose
+    /// literal occurs to `todo`.
+    fn scan_literals(
+        &self,
+        event: &Event<'_>,
+        scratch: &mut Scratch,
+        route: &Route,
+        todo: &mut Vec<u32>,
+    ) {
         let Some(ac) = &self.literals else { return };
         scratch.epoch = scratch.epoch.wrapping_add(1);
         if scratch.epoch == 0 {
             scratch.lit_seen.iter_mut().for_each(|x| *x = 0);
+            scratch.rule_seen.iter_mut().for_each(|x| *x = 0);
             scratch.epoch = 1;
         }
         let epoch = scratch.epoch;
-        let seen = &mut scratch.lit_seen;
+        let lit_seen = &mut scratch.lit_seen;
+        let rule_seen = &mut scratch.rule_seen;
         let mut scan = |text: &str| {
             for m in ac.find_overlapping_iter(text) {
-                seen[m.pattern().as_usize()] = epoch;
+                let l = m.pattern().as_usize();
+                if lit_seen[l] == epoch {
+                    continue;
+                }
+                lit_seen[l] = epoch;
+                for &r in &self.literal_rules[l] {
+                    if route.gated[r as usize] && rule_seen[r as usize] != epoch {
+                        rule_seen[r as usize] = epoch;
+                        todo.push(r);
+                    }
+                }
             }
         };
         fn walk(v: &Value<'_>, scan: &mut dyn FnMut(&str)) {

@@ -24,7 +24,7 @@ pub(crate) enum StrTest {
     Exact(String),
     Prefix(String),
     Suffix(String),
-    Contains(String),
+    Contains(memchr::memmem::Finder<'static>),
     /// Anything else: an anchored regular expression.
     Glob(Regex),
 }
@@ -66,9 +66,9 @@ impl StrPattern {
             [Tok::Lit(s)] => StrTest::Exact(s.clone()),
             [a @ Tok::Lit(_), Tok::Star] => StrTest::Prefix(lit(a).unwrap_or_default()),
             [Tok::Star, b @ Tok::Lit(_)] => StrTest::Suffix(lit(b).unwrap_or_default()),
-            [Tok::Star, b @ Tok::Lit(_), Tok::Star] => {
-                StrTest::Contains(lit(b).unwrap_or_default())
-            }
+            [Tok::Star, b @ Tok::Lit(_), Tok::Star] => StrTest::Contains(
+                memchr::memmem::Finder::new(lit(b).unwrap_or_default().as_bytes()).into_owned(),
+            ),
             toks => {
                 let mut re = String::from(if cased { "(?s)^" } else { "(?si)^" });
                 for t in toks {
@@ -98,7 +98,7 @@ impl StrPattern {
             StrTest::Exact(p) => s == p,
             StrTest::Prefix(p) => s.starts_with(p.as_str()),
             StrTest::Suffix(p) => s.ends_with(p.as_str()),
-            StrTest::Contains(p) => memchr::memmem::find(s.as_bytes(), p.as_bytes()).is_some(),
+            StrTest::Contains(f) => f.find(s.as_bytes()).is_some(),
             StrTest::Glob(re) => re.is_match(original),
         }
     }

@@ -177,6 +177,11 @@ fn rules_check(
             "{} files: {} rules loaded, {} filters, {} unsupported, {} invalid",
             loaded.files, loaded.loaded, loaded.filters, loaded.unsupported, loaded.invalid
         );
+        let (by_eid, by_literal) = loaded.rules.index_stats();
+        let _ = writeln!(
+            out,
+            "index: {by_eid} rules keyed by EventID, {by_literal} behind the literal prefilter"
+        );
     }
     Ok(if loaded.invalid > 0 {
         ExitCode::from(3)

@@ -46,7 +46,12 @@ fn sigmahq_regression_samples_trigger_their_rules() {
     let Some(sigma) = shared("sigma") else { return };
     let data = sigma.join("regression_data");
     let mut args: Vec<String> = vec!["hunt".into(), data.display().to_string()];
-    for d in ["rules", "rules-emerging-threats", "rules-threat-hunting", "rules-compliance"] {
+    for d in [
+        "rules",
+        "rules-emerging-threats",
+        "rules-threat-hunting",
+        "rules-compliance",
+    ] {
         args.push("-r".into());
         args.push(sigma.join(d).display().to_string());
     }
@@ -80,14 +85,21 @@ fn sigmahq_regression_samples_trigger_their_rules() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for info_path in infos {
-        let info: Info = yaml_serde::from_str(&std::fs::read_to_string(&info_path).unwrap()).unwrap();
+        let info: Info =
+            yaml_serde::from_str(&std::fs::read_to_string(&info_path).unwrap()).unwrap();
         let rule = &info.rule_metadata[0].id;
         for t in info.regression_tests_info.unwrap_or_default() {
             checked += 1;
-            let got = hits.get(&(t.path.clone(), rule.clone())).copied().unwrap_or(0);
+            let got = hits
+                .get(&(t.path.clone(), rule.clone()))
+                .copied()
+                .unwrap_or(0);
             let json = t.path.replace(".evtx", ".json");
             if sigma.join(&json).exists() {
-                let got_json = hits.get(&(json.clone(), rule.clone())).copied().unwrap_or(0);
+                let got_json = hits
+                    .get(&(json.clone(), rule.clone()))
+                    .copied()
+                    .unwrap_or(0);
                 assert_eq!(got_json, got, "JSON rendering {json} differs from its EVTX");
             }
             let ok = got > 0 && t.match_count.is_none_or(|n| n == got);
@@ -99,10 +111,16 @@ fn sigmahq_regression_samples_trigger_their_rules() {
                 ));
             }
             if ok && gaps.contains_key(&t.path) {
-                failures.push(format!("{} is listed as a gap but passes: remove it", t.path));
+                failures.push(format!(
+                    "{} is listed as a gap but passes: remove it",
+                    t.path
+                ));
             }
         }
     }
-    eprintln!("checked {checked} regression tests, {} known gaps", gaps.len());
+    eprintln!(
+        "checked {checked} regression tests, {} known gaps",
+        gaps.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

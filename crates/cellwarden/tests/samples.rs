@@ -25,10 +25,18 @@ fn hunt_samples(threads: &str) -> Option<(String, String)> {
 
 #[test]
 fn known_attacks_are_detected() {
-    let Some((out, err)) = hunt_samples("2") else { return };
+    let Some((out, err)) = hunt_samples("2") else {
+        return;
+    };
     let mut by_file: BTreeMap<String, BTreeSet<(String, Vec<String>)>> = BTreeMap::new();
     for a in alerts(&out) {
-        let file = a["source_file"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+        let file = a["source_file"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
         let tags: Vec<String> = a["tags"]
             .as_array()
             .unwrap()
@@ -39,10 +47,17 @@ fn known_attacks_are_detected() {
             .entry(file)
             .or_default()
             .insert((a["rule_title"].as_str().unwrap().to_owned(), tags));
-        assert!(a["author"].is_string(), "SigmaHQ alerts carry the rule author");
+        assert!(
+            a["author"].is_string(),
+            "SigmaHQ alerts carry the rule author"
+        );
     }
     eprintln!("{} sample files raised alerts", by_file.len());
-    assert!(by_file.len() >= 200, "only {} files with alerts", by_file.len());
+    assert!(
+        by_file.len() >= 200,
+        "only {} files with alerts",
+        by_file.len()
+    );
     assert!(err.contains("8255 events"), "{err}");
 
     // Mimikatz reading lsass memory raises a credential-access rule.
@@ -59,13 +74,20 @@ fn known_attacks_are_detected() {
         "{psexec:?}"
     );
     let renamed = &by_file["LM_renamed_psexecsvc_5145.evtx"];
-    assert!(renamed.iter().any(|(t, _)| t.contains("PsExec")), "{renamed:?}");
+    assert!(
+        renamed.iter().any(|(t, _)| t.contains("PsExec")),
+        "{renamed:?}"
+    );
 }
 
 #[test]
 fn output_is_identical_whatever_the_thread_count() {
-    let Some((one, _)) = hunt_samples("1") else { return };
-    let Some((four, _)) = hunt_samples("4") else { return };
+    let Some((one, _)) = hunt_samples("1") else {
+        return;
+    };
+    let Some((four, _)) = hunt_samples("4") else {
+        return;
+    };
     assert!(!one.is_empty());
     assert!(one == four, "output differs between 1 and 4 threads");
 }

@@ -1,0 +1,124 @@
+//! Command-line behaviour: usage errors, rule checking, output formats, the demo.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    for args in [
+        vec!["hunt", "--no-such-flag", "x"],
+        vec!["hunt", "/definitely/not/here"],
+        vec!["hunt", ".", "-r", "/no/such/rules"],
+        vec!["hunt", ".", "--min-level", "severe"],
+        vec!["rules", "check", "/no/such/rules"],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+        if !args.contains(&"--no-such-flag") && !args.contains(&"--min-level") {
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        }
+    }
+}
+
+#[test]
+fn demo_runs_and_finds_the_staged_cdr_archive() {
+    let out = run(&["demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = stdout(&out);
+    assert!(s.contains("RAR Archive Split into Volumes"), "{s}");
+    assert!(s.contains("Web Server Worker Spawns a Shell"), "{s}");
+    assert!(stderr(&out).contains("errors: 0"));
+}
+
+#[test]
+fn formats_and_stdin() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.jsonl");
+    let csv = run(&["hunt", example, "--format", "csv"]);
+    assert_eq!(csv.status.code(), Some(0));
+    let text = stdout(&csv);
+    assert!(text.starts_with(
+        "timestamp,rule_id,rule_title,level,tags,author,source_file,source_record,host,"
+    ));
+    let jsonl = run(&[
+        "hunt",
+        example,
+        "--format",
+        "jsonl",
+        "--min-level",
+        "critical",
+    ]);
+    let a = alerts(&stdout(&jsonl));
+    assert!(!a.is_empty());
+    assert!(a.iter().all(|x| x["level"] == "critical"));
+    assert_eq!(a[0]["tags"][0], "attack.credential-access");
+
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = bin()
+        .args(["hunt", "-", "--format", "jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let data = std::fs::read(example).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&data).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&gz.finish().unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let from_stdin = alerts(&stdout(&out));
+    let from_file = alerts(&stdout(&run(&["hunt", example, "--format", "jsonl"])));
+    assert_eq!(from_stdin.len(), from_file.len());
+    assert_eq!(from_stdin[0]["source_file"], "-");
+}
+
+#[test]
+fn sigmahq_corpus_loads() {
+    let Some(rules) = shared("sigma/rules") else {
+        return;
+    };
+    let out = run(&["rules", "check", rules.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let loaded = v["loaded"].as_u64().unwrap();
+    let total = loaded + v["unsupported"].as_u64().unwrap() + v["invalid"].as_u64().unwrap();
+    eprintln!("SigmaHQ rules/: {v:.200}");
+    assert!(total >= 3000, "{v}");
+    assert!(loaded * 100 >= total * 99, "{loaded} of {total} loaded");
+    for p in v["problems"].as_array().unwrap() {
+        assert!(p["file"].is_string() && p["reason"].is_string());
+    }
+    // Everything else in the shared corpus loads or is reported, without a crash.
+    let sigma = shared("sigma").unwrap();
+    for d in [
+        "deprecated",
+        "unsupported",
+        "other",
+        "rules-placeholder",
+        "rules-emerging-threats",
+        "rules-threat-hunting",
+    ] {
+        let out = run(&["rules", "check", sigma.join(d).to_str().unwrap(), "--json"]);
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "{d}: {}",
+            stderr(&out)
+        );
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert!(
+            v["loaded"].as_u64().unwrap() + v["unsupported"].as_u64().unwrap() > 0,
+            "{d}"
+        );
+    }
+}

@@ -420,28 +420,41 @@ impl Compiler<'_> {
         if has(Modifier::Expand) {
             variants = self.expand(variants, key)?;
         }
-        for m in mods {
-            match m {
-                Modifier::WindAsh => variants = windash(variants, key)?,
-                Modifier::Wide => variants = encode(variants, key, utf16le)?,
-                Modifier::Utf16be => variants = encode(variants, key, utf16be)?,
-                Modifier::Utf16 => {
-                    variants = encode(variants, key, |b| {
-                        let mut out = vec![0xFF, 0xFE];
-                        out.extend(utf16le(b));
-                        out
-                    })?
+        if has(Modifier::WindAsh) {
+            variants = windash(variants, key)?;
+        }
+        // Encodings work on bytes, in the order written; the result is matched as text.
+        let encodings: Vec<Modifier> = mods
+            .iter()
+            .copied()
+            .filter(|m| {
+                matches!(
+                    m,
+                    Modifier::Wide
+                        | Modifier::Utf16be
+                        | Modifier::Utf16
+                        | Modifier::Base64
+                        | Modifier::Base64Offset
+                )
+            })
+            .collect();
+        if !encodings.is_empty() {
+            let mut encoded = Vec::new();
+            for toks in variants {
+                let Some(text) = plain(&toks) else {
+                    return invalid("encoding modifiers cannot take wildcards", key);
+                };
+                let mut values = vec![text.into_bytes()];
+                for m in &encodings {
+                    values = values.iter().flat_map(|v| encode_bytes(*m, v)).collect();
                 }
-                Modifier::Base64 => {
-                    variants = encode(variants, key, |b| {
-                        base64::engine::general_purpose::STANDARD
-                            .encode(b)
-                            .into_bytes()
-                    })?
-                }
-                Modifier::Base64Offset => variants = base64offset(variants, key)?,
-                _ => {}
+                encoded.extend(
+                    values
+                        .into_iter()
+                        .map(|v| vec![Tok::Lit(String::from_utf8_lossy(&v).into_owned())]),
+                );
             }
+            variants = encoded;
         }
         for mut toks in variants {
             match mode {
@@ -598,57 +611,34 @@ fn utf16be(b: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// Encoding modifiers work on bytes; the result is matched as text.
-fn encode(
-    variants: Vec<Vec<Tok>>,
-    key: &str,
-    f: impl Fn(&[u8]) -> Vec<u8>,
-) -> CResult<Vec<Vec<Tok>>> {
-    variants
-        .into_iter()
-        .map(|toks| {
-            let Some(text) = plain_bytes(&toks) else {
-                return invalid("encoding modifiers cannot take wildcards", key);
-            };
-            Ok(vec![Tok::Lit(bytes_text(&f(&text)))])
-        })
-        .collect()
-}
-
-/// Literal tokens as bytes; encoded values carry arbitrary bytes as Latin-1 code points.
-fn plain_bytes(toks: &[Tok]) -> Option<Vec<u8>> {
-    let s = plain(toks)?;
-    Some(s.into_bytes())
-}
-
-fn bytes_text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn base64offset(variants: Vec<Vec<Tok>>, key: &str) -> CResult<Vec<Vec<Tok>>> {
-    let mut out = Vec::new();
-    for toks in variants {
-        let Some(val) = plain_bytes(&toks) else {
-            return invalid("encoding modifiers cannot take wildcards", key);
-        };
-        // As pySigma: shift by 0..2 bytes, cut the positions that depend on neighbours.
-        let start = [0usize, 2, 3];
-        let end: [Option<usize>; 3] = [None, Some(3), Some(2)];
-        for i in 0..3 {
-            let mut data = vec![b' '; i];
-            data.extend_from_slice(&val);
-            let enc = base64::engine::general_purpose::STANDARD.encode(&data);
-            let cut = end[(val.len() + i) % 3];
-            let stop = match cut {
-                Some(c) => enc.len().saturating_sub(c),
-                None => enc.len(),
-            };
-            if start[i] < stop {
-                out.push(vec![Tok::Lit(enc[start[i]..stop].to_owned())]);
-            }
+/// One encoding step; `base64offset` gives three variants.
+fn encode_bytes(m: Modifier, v: &[u8]) -> Vec<Vec<u8>> {
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    match m {
+        Modifier::Wide => vec![utf16le(v)],
+        Modifier::Utf16be => vec![utf16be(v)],
+        Modifier::Utf16 => {
+            let mut out = vec![0xFF, 0xFE];
+            out.extend(utf16le(v));
+            vec![out]
         }
+        Modifier::Base64 => vec![b64(v).into_bytes()],
+        Modifier::Base64Offset => {
+            // As pySigma: shift by 0..2 bytes, cut the positions that depend on neighbours.
+            let start = [0usize, 2, 3];
+            let end: [usize; 3] = [0, 3, 2];
+            (0..3)
+                .filter_map(|i| {
+                    let mut data = vec![b' '; i];
+                    data.extend_from_slice(v);
+                    let enc = b64(&data);
+                    let stop = enc.len().saturating_sub(end[(v.len() + i) % 3]);
+                    (start[i] < stop).then(|| enc[start[i]..stop].as_bytes().to_vec())
+                })
+                .collect()
+        }
+        _ => vec![v.to_vec()],
     }
-    Ok(out)
 }
 
 fn condition(c: &ConditionExpr, index: &HashMap<String, u32>) -> CResult<Cond> {
@@ -895,13 +885,9 @@ mod tests {
 
     #[test]
     fn base64offset_matches_pysigma() {
-        let v = base64offset(vec![vec![Tok::Lit("/bin/sh".into())]], "k").unwrap();
-        let got: Vec<String> = v
+        let got: Vec<String> = encode_bytes(Modifier::Base64Offset, b"/bin/sh")
             .into_iter()
-            .map(|t| match &t[0] {
-                Tok::Lit(s) => s.clone(),
-                _ => unreachable!(),
-            })
+            .map(|b| String::from_utf8(b).unwrap())
             .collect();
         assert_eq!(got, vec!["L2Jpbi9za", "9iaW4vc2", "vYmluL3No"]);
     }
@@ -916,7 +902,13 @@ mod tests {
 
     #[test]
     fn wide_then_base64() {
-        let v = encode(vec![vec![Tok::Lit("cmd".into())]], "k", utf16le).unwrap();
-        assert_eq!(v, vec![vec![Tok::Lit("c\0m\0d\0".into())]]);
+        assert_eq!(
+            encode_bytes(Modifier::Wide, b"cmd"),
+            vec![b"c\0m\0d\0".to_vec()]
+        );
+        assert_eq!(
+            encode_bytes(Modifier::Base64, &encode_bytes(Modifier::Utf16, b"cmd")[0]),
+            vec![b"//5jAG0AZAA=".to_vec()]
+        );
     }
 }

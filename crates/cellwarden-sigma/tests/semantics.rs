@@ -1,0 +1,525 @@
+//! Each modifier and condition form, from the specification's semantics, with positive and
+//! negative cases.
+
+use std::borrow::Cow;
+
+use cellwarden_event::{Event, Origin, Value};
+use cellwarden_sigma::{LoadOptions, RuleSource, load};
+
+fn event(json: &str) -> Event<'static> {
+    let fields = cellwarden_source::json::flatten(json).unwrap();
+    let mut e = Event::new(Origin {
+        file: "t".into(),
+        record: 1,
+    });
+    e.fields = fields
+        .into_iter()
+        .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
+        .collect();
+    e
+}
+
+fn rule(detection: &str) -> String {
+    format!(
+        "title: t\nid: r\nlogsource: {{product: windows}}\ndetection:\n{detection}\nlevel: high\n"
+    )
+}
+
+fn matches_opts(detection: &str, json: &str, opts: &LoadOptions) -> bool {
+    let loaded = load(
+        &[RuleSource {
+            name: "t.yml".into(),
+            text: rule(detection),
+        }],
+        opts,
+    );
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let ev = event(json);
+    let mut s = loaded.rules.scratch();
+    let mut out = Vec::new();
+    loaded.rules.matches(&ev, &mut s, &mut out);
+    !out.is_empty()
+}
+
+fn matches(detection: &str, json: &str) -> bool {
+    matches_opts(detection, json, &LoadOptions::default())
+}
+
+fn check(detection: &str, yes: &[&str], no: &[&str]) {
+    for j in yes {
+        assert!(matches(detection, j), "should match: {detection}\n{j}");
+    }
+    for j in no {
+        assert!(!matches(detection, j), "should not match: {detection}\n{j}");
+    }
+}
+
+#[test]
+fn plain_values_are_case_insensitive_equality() {
+    check(
+        "  sel: {Image: 'C:\\Windows\\cmd.exe'}\n  condition: sel",
+        &[r#"{"Image":"c:\\windows\\CMD.EXE"}"#],
+        &[r#"{"Image":"c:\\windows\\cmd.exe2"}"#, r#"{"Other":"x"}"#],
+    );
+}
+
+#[test]
+fn contains_startswith_endswith() {
+    check(
+        "  sel: {A|contains: 'mimi'}\n  condition: sel",
+        &[r#"{"A":"xMIMIKATZ"}"#],
+        &[r#"{"A":"mim"}"#],
+    );
+    check(
+        "  sel: {A|startswith: 'ab'}\n  condition: sel",
+        &[r#"{"A":"ABc"}"#],
+        &[r#"{"A":"cab"}"#],
+    );
+    check(
+        "  sel: {A|endswith: '.exe'}\n  condition: sel",
+        &[r#"{"A":"a.EXE"}"#],
+        &[r#"{"A":"a.exe "}"#],
+    );
+}
+
+#[test]
+fn wildcards_and_escapes() {
+    check(
+        "  sel: {A: 'a*c?e'}\n  condition: sel",
+        &[r#"{"A":"abbbcde"}"#, r#"{"A":"acxe"}"#],
+        &[r#"{"A":"ace"}"#],
+    );
+    check(
+        "  sel: {A: 'a\\*b'}\n  condition: sel",
+        &[r#"{"A":"a*b"}"#],
+        &[r#"{"A":"axb"}"#],
+    );
+    check(
+        "  sel: {A: 'x\\?'}\n  condition: sel",
+        &[r#"{"A":"x?"}"#],
+        &[r#"{"A":"xy"}"#],
+    );
+    check(
+        "  sel: {A: 'C:\\Temp\\'}\n  condition: sel",
+        &[r#"{"A":"C:\\Temp\\"}"#],
+        &[],
+    );
+}
+
+#[test]
+fn lists_are_or_and_all_is_and() {
+    check(
+        "  sel: {A: [x, y]}\n  condition: sel",
+        &[r#"{"A":"y"}"#],
+        &[r#"{"A":"z"}"#],
+    );
+    check(
+        "  sel: {A|contains|all: [x, y]}\n  condition: sel",
+        &[r#"{"A":"y--x"}"#],
+        &[r#"{"A":"x"}"#],
+    );
+}
+
+#[test]
+fn maps_are_and_lists_of_maps_are_or() {
+    check(
+        "  sel: {A: x, B: y}\n  condition: sel",
+        &[r#"{"A":"x","B":"y"}"#],
+        &[r#"{"A":"x","B":"z"}"#],
+    );
+    check(
+        "  sel:\n    - A: x\n    - B: y\n  condition: sel",
+        &[r#"{"A":"q","B":"y"}"#, r#"{"A":"x"}"#],
+        &[r#"{"A":"q","B":"q"}"#],
+    );
+}
+
+#[test]
+fn null_empty_and_exists() {
+    check(
+        "  sel: {A: null}\n  condition: sel",
+        &[r#"{"B":"x"}"#, r#"{"A":null}"#],
+        &[r#"{"A":""}"#],
+    );
+    check(
+        "  sel: {A: ''}\n  condition: sel",
+        &[r#"{"A":""}"#],
+        &[r#"{"B":""}"#, r#"{"A":"x"}"#],
+    );
+    check(
+        "  sel: {A|exists: true}\n  condition: sel",
+        &[r#"{"A":null}"#, r#"{"A":""}"#],
+        &[r#"{"B":1}"#],
+    );
+    check(
+        "  sel: {A|exists: false}\n  condition: sel",
+        &[r#"{"B":1}"#],
+        &[r#"{"A":1}"#],
+    );
+}
+
+#[test]
+fn cased() {
+    check(
+        "  sel: {A|cased: 'Abc'}\n  condition: sel",
+        &[r#"{"A":"Abc"}"#],
+        &[r#"{"A":"abc"}"#],
+    );
+    check(
+        "  sel: {A|contains|cased: 'B'}\n  condition: sel",
+        &[r#"{"A":"aBc"}"#],
+        &[r#"{"A":"abc"}"#],
+    );
+}
+
+#[test]
+fn neq() {
+    check(
+        "  sel: {A|neq: x}\n  condition: sel",
+        &[r#"{"A":"y"}"#],
+        &[r#"{"A":"X"}"#],
+    );
+    check(
+        "  sel: {A|neq: [x, y]}\n  condition: sel",
+        &[r#"{"A":"z"}"#],
+        &[r#"{"A":"y"}"#],
+    );
+    check(
+        "  sel: {A|neq: 5}\n  condition: sel",
+        &[r#"{"A":6}"#],
+        &[r#"{"A":5}"#],
+    );
+}
+
+#[test]
+fn windash() {
+    check(
+        "  sel: {A|windash|contains: ' -enc '}\n  condition: sel",
+        &[
+            r#"{"A":"powershell -enc x"}"#,
+            r#"{"A":"powershell /enc x"}"#,
+            "{\"A\":\"powershell \u{2013}enc x\"}",
+            "{\"A\":\"powershell \u{2015}enc x\"}",
+        ],
+        &[r#"{"A":"powershell enc x"}"#],
+    );
+}
+
+#[test]
+fn regular_expressions_and_flags() {
+    check(
+        "  sel: {A|re: '^a.c$'}\n  condition: sel",
+        &[r#"{"A":"abc"}"#],
+        &[r#"{"A":"ABC"}"#, r#"{"A":"xabc"}"#],
+    );
+    check(
+        "  sel: {A|re|i: '^a.c$'}\n  condition: sel",
+        &[r#"{"A":"ABC"}"#],
+        &[],
+    );
+    check(
+        "  sel: {A|re|m: '^b$'}\n  condition: sel",
+        &[r#"{"A":"a\nb\nc"}"#],
+        &[],
+    );
+    check(
+        "  sel: {A|re: '^b$'}\n  condition: sel",
+        &[],
+        &[r#"{"A":"a\nb\nc"}"#],
+    );
+    check(
+        "  sel: {A|re|s: 'a.b'}\n  condition: sel",
+        &[r#"{"A":"a\nb"}"#],
+        &[],
+    );
+    check(
+        "  sel: {A|re: 'a.b'}\n  condition: sel",
+        &[],
+        &[r#"{"A":"a\nb"}"#],
+    );
+}
+
+#[test]
+fn base64_and_base64offset() {
+    // base64('cmd') = 'Y21k'
+    check(
+        "  sel: {A|base64: 'cmd'}\n  condition: sel",
+        &[r#"{"A":"Y21k"}"#],
+        &[r#"{"A":"cmd"}"#],
+    );
+    // 'http' somewhere inside base64 text, at each of the three offsets.
+    let det = "  sel: {A|base64offset|contains: 'http'}\n  condition: sel";
+    for prefix in ["", "x", "xy"] {
+        let enc = base64_encode(format!("{prefix}http://evil").as_bytes());
+        assert!(matches(det, &format!("{{\"A\":\"zz{enc}\"}}")), "{prefix}");
+    }
+    assert!(!matches(
+        det,
+        &format!("{{\"A\":\"{}\"}}", base64_encode(b"ftp://x"))
+    ));
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn utf16_encodings() {
+    // wide|base64 of 'cmd' = base64('c\0m\0d\0') = 'YwBtAGQA'
+    check(
+        "  sel: {A|wide|base64: 'cmd'}\n  condition: sel",
+        &[r#"{"A":"YwBtAGQA"}"#],
+        &[r#"{"A":"Y21k"}"#],
+    );
+    check(
+        "  sel: {A|utf16le|base64: 'cmd'}\n  condition: sel",
+        &[r#"{"A":"YwBtAGQA"}"#],
+        &[],
+    );
+    // utf16be: '\0c\0m\0d' = 'AGMAbQBk'
+    check(
+        "  sel: {A|utf16be|base64: 'cmd'}\n  condition: sel",
+        &[r#"{"A":"AGMAbQBk"}"#],
+        &[r#"{"A":"YwBtAGQA"}"#],
+    );
+    // utf16: BOM FF FE then LE = '//5jAG0AZAA='
+    check(
+        "  sel: {A|utf16|base64: 'cmd'}\n  condition: sel",
+        &[r#"{"A":"//5jAG0AZAA="}"#],
+        &[],
+    );
+}
+
+#[test]
+fn numeric_comparisons() {
+    check(
+        "  sel: {A|gt: 10}\n  condition: sel",
+        &[r#"{"A":11}"#, r#"{"A":"12"}"#],
+        &[r#"{"A":10}"#, r#"{"A":"x"}"#],
+    );
+    check(
+        "  sel: {A|gte: 10}\n  condition: sel",
+        &[r#"{"A":10}"#],
+        &[r#"{"A":9}"#],
+    );
+    check(
+        "  sel: {A|lt: 10}\n  condition: sel",
+        &[r#"{"A":9.5}"#],
+        &[r#"{"A":10}"#],
+    );
+    check(
+        "  sel: {A|lte: 10}\n  condition: sel",
+        &[r#"{"A":10}"#],
+        &[r#"{"A":11}"#],
+    );
+    check(
+        "  sel: {EventID: 4688}\n  condition: sel",
+        &[r#"{"EventID":4688}"#, r#"{"EventID":"4688"}"#],
+        &[r#"{"EventID":4689}"#],
+    );
+}
+
+#[test]
+fn time_parts() {
+    let ev = r#"{"T":"2026-11-24T03:04:05Z"}"#;
+    check(
+        "  sel: {T|hour: 3}\n  condition: sel",
+        &[ev],
+        &[r#"{"T":"2026-11-24T04:04:05Z"}"#],
+    );
+    check("  sel: {T|minute: 4}\n  condition: sel", &[ev], &[]);
+    check("  sel: {T|day: 24}\n  condition: sel", &[ev], &[]);
+    check("  sel: {T|week: 48}\n  condition: sel", &[ev], &[]);
+    check("  sel: {T|month: 11}\n  condition: sel", &[ev], &[]);
+    check(
+        "  sel: {T|year: 2026}\n  condition: sel",
+        &[ev],
+        &[r#"{"T":"2025-11-24T03:04:05Z"}"#],
+    );
+}
+
+#[test]
+fn cidr() {
+    check(
+        "  sel: {Ip|cidr: 10.0.0.0/8}\n  condition: sel",
+        &[r#"{"Ip":"10.9.8.7"}"#],
+        &[r#"{"Ip":"11.0.0.1"}"#],
+    );
+    check(
+        "  sel: {Ip|cidr: '2001:db8::/32'}\n  condition: sel",
+        &[r#"{"Ip":"2001:db8::1"}"#],
+        &[r#"{"Ip":"2001:db9::1"}"#],
+    );
+}
+
+#[test]
+fn fieldref() {
+    check(
+        "  sel: {A|fieldref: B}\n  condition: sel",
+        &[r#"{"A":"x","B":"X"}"#],
+        &[r#"{"A":"x","B":"y"}"#, r#"{"A":"x"}"#],
+    );
+    check(
+        "  sel: {A|fieldref|neq: B}\n  condition: sel",
+        &[r#"{"A":"x","B":"y"}"#],
+        &[r#"{"A":"x","B":"x"}"#],
+    );
+    check(
+        "  sel: {A|fieldref|endswith: B}\n  condition: sel",
+        &[r#"{"A":"c:\\x\\evil.exe","B":"evil.exe"}"#],
+        &[],
+    );
+}
+
+#[test]
+fn expand_with_placeholders() {
+    let mut opts = LoadOptions::default();
+    opts.placeholders
+        .insert("admins".into(), vec!["alice".into(), "bob".into()]);
+    let det = "  sel: {User|expand: '%admins%'}\n  condition: sel";
+    assert!(matches_opts(det, r#"{"User":"BOB"}"#, &opts));
+    assert!(!matches_opts(det, r#"{"User":"eve"}"#, &opts));
+    let loaded = load(
+        &[RuleSource {
+            name: "t.yml".into(),
+            text: rule(det),
+        }],
+        &LoadOptions::default(),
+    );
+    assert_eq!(loaded.unsupported, 1);
+    assert!(loaded.problems[0].reason.contains("%admins%"));
+}
+
+#[test]
+fn keywords_search_every_field() {
+    check(
+        "  keywords: ['evil', 'bad*thing']\n  condition: keywords",
+        &[r#"{"A":"so EVIL"}"#, r#"{"B":"a bad big thing"}"#],
+        &[r#"{"A":"good"}"#],
+    );
+}
+
+#[test]
+fn lists_in_events_match_any_member() {
+    check(
+        "  sel: {A: x}\n  condition: sel",
+        &[r#"{"A":["y","X"]}"#],
+        &[r#"{"A":["y"]}"#],
+    );
+}
+
+#[test]
+fn nested_fields_by_dotted_path() {
+    check(
+        "  sel: {process.command_line|contains: whoami}\n  condition: sel",
+        &[r#"{"process":{"command_line":"whoami /all"}}"#],
+        &[],
+    );
+}
+
+#[test]
+fn condition_grammar() {
+    let det = "  s1: {A: 1}\n  s2: {B: 1}\n  f1: {C: 1}\n  _h: {D: 1}";
+    let c = |cond: &str| format!("{det}\n  condition: {cond}");
+    check(&c("s1 and not f1"), &[r#"{"A":1}"#], &[r#"{"A":1,"C":1}"#]);
+    check(&c("s1 or s2"), &[r#"{"B":1}"#], &[r#"{"C":1}"#]);
+    check(
+        &c("(s1 or s2) and not (f1 or s2)"),
+        &[r#"{"A":1}"#],
+        &[r#"{"A":1,"B":1}"#],
+    );
+    check(&c("1 of s*"), &[r#"{"B":1}"#], &[r#"{"C":1}"#]);
+    check(&c("all of s*"), &[r#"{"A":1,"B":1}"#], &[r#"{"A":1}"#]);
+    check(
+        &c("2 of them"),
+        &[r#"{"A":1,"C":1}"#],
+        &[r#"{"A":1,"D":1}"#],
+    );
+    check(
+        &c("all of them"),
+        &[r#"{"A":1,"B":1,"C":1}"#],
+        &[r#"{"A":1,"B":1}"#],
+    );
+    check(&c("1 of them"), &[r#"{"C":1}"#], &[r#"{"D":1}"#]);
+    check(&c("not 1 of s*"), &[r#"{"C":1}"#], &[r#"{"A":1}"#]);
+    check(
+        &c("s1 and not 1 of f*"),
+        &[r#"{"A":1}"#],
+        &[r#"{"A":1,"C":1}"#],
+    );
+}
+
+#[test]
+fn meta_filters_apply_to_their_rules() {
+    let rule_text = rule("  sel: {A|startswith: x}\n  condition: sel");
+    let filter = "title: f\nlogsource: {product: windows}\nfilter:\n  rules: [r]\n  selection: {User|startswith: adm_}\n  condition: selection\n";
+    let loaded = load(
+        &[
+            RuleSource {
+                name: "r.yml".into(),
+                text: rule_text,
+            },
+            RuleSource {
+                name: "f.yml".into(),
+                text: filter.into(),
+            },
+        ],
+        &LoadOptions::default(),
+    );
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    assert_eq!(loaded.filters, 1);
+    let mut s = loaded.rules.scratch();
+    let mut out = Vec::new();
+    loaded
+        .rules
+        .matches(&event(r#"{"A":"x1","User":"adm_bob"}"#), &mut s, &mut out);
+    assert!(out.is_empty());
+    loaded
+        .rules
+        .matches(&event(r#"{"A":"x1","User":"bob"}"#), &mut s, &mut out);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn rule_logsource_selects_events() {
+    let text = "title: t\nid: r\nlogsource: {product: windows, category: process_creation}\ndetection:\n  sel: {Image|endswith: '\\rar.exe'}\n  condition: sel\n";
+    let loaded = load(
+        &[RuleSource {
+            name: "t.yml".into(),
+            text: text.into(),
+        }],
+        &LoadOptions::default(),
+    );
+    let mapping = cellwarden_source::Mapping::builtin();
+    let mut s = loaded.rules.scratch();
+    let mut out = Vec::new();
+    let mut yes = event(r#"{"Channel":"Security","EventID":4688,"NewProcessName":"C:\\rar.exe"}"#);
+    mapping.apply(&mut yes);
+    loaded.rules.matches(&yes, &mut s, &mut out);
+    assert_eq!(
+        out.len(),
+        1,
+        "4688 is process_creation, Image comes from NewProcessName"
+    );
+    let mut no = event(
+        r#"{"Channel":"Microsoft-Windows-Sysmon/Operational","EventID":11,"Image":"C:\\rar.exe"}"#,
+    );
+    mapping.apply(&mut no);
+    loaded.rules.matches(&no, &mut s, &mut out);
+    assert!(out.is_empty(), "Sysmon 11 is file_event");
+    let _ = Value::Null;
+}

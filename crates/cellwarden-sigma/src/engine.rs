@@ -151,6 +151,11 @@ impl RuleSet {
         }
     }
 
+    /// Whether rule `i` applies to events of this event's log source.
+    pub fn logsource_accepts(&self, i: usize, event: &Event<'_>) -> bool {
+        self.rules[i].logsource.accepts(event.logsource.as_deref())
+    }
+
     /// How many rules are indexed by `EventID` and how many have a literal prefilter.
     pub fn index_stats(&self) -> (usize, usize) {
         (

@@ -391,7 +391,7 @@ impl Compiler<'_> {
                         Some(key.to_owned()),
                     )
                 })?;
-            out.push(Matcher::Re(re));
+            out.push(Matcher::Re(Box::new(re)));
             return Ok(());
         }
         if has(Modifier::Cidr) {
@@ -520,8 +520,7 @@ impl Compiler<'_> {
 
 fn first_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .to_owned()
@@ -633,7 +632,7 @@ fn encode_bytes(m: Modifier, v: &[u8]) -> Vec<Vec<u8>> {
                     data.extend_from_slice(v);
                     let enc = b64(&data);
                     let stop = enc.len().saturating_sub(end[(v.len() + i) % 3]);
-                    (start[i] < stop).then(|| enc[start[i]..stop].as_bytes().to_vec())
+                    (start[i] < stop).then(|| enc.as_bytes()[start[i]..stop].to_vec())
                 })
                 .collect()
         }

@@ -24,9 +24,9 @@ pub(crate) enum StrTest {
     Exact(String),
     Prefix(String),
     Suffix(String),
-    Contains(memchr::memmem::Finder<'static>),
+    Contains(Box<memchr::memmem::Finder<'static>>),
     /// Anything else: an anchored regular expression.
-    Glob(Regex),
+    Glob(Box<Regex>),
 }
 
 #[derive(Debug, Clone)]
@@ -66,9 +66,9 @@ impl StrPattern {
             [Tok::Lit(s)] => StrTest::Exact(s.clone()),
             [a @ Tok::Lit(_), Tok::Star] => StrTest::Prefix(lit(a).unwrap_or_default()),
             [Tok::Star, b @ Tok::Lit(_)] => StrTest::Suffix(lit(b).unwrap_or_default()),
-            [Tok::Star, b @ Tok::Lit(_), Tok::Star] => StrTest::Contains(
+            [Tok::Star, b @ Tok::Lit(_), Tok::Star] => StrTest::Contains(Box::new(
                 memchr::memmem::Finder::new(lit(b).unwrap_or_default().as_bytes()).into_owned(),
-            ),
+            )),
             toks => {
                 let mut re = String::from(if cased { "(?s)^" } else { "(?si)^" });
                 for t in toks {
@@ -79,7 +79,7 @@ impl StrPattern {
                     }
                 }
                 re.push('$');
-                StrTest::Glob(Regex::new(&re).map_err(|e| e.to_string())?)
+                StrTest::Glob(Box::new(Regex::new(&re).map_err(|e| e.to_string())?))
             }
         };
         Ok(StrPattern {
@@ -140,7 +140,7 @@ pub(crate) enum TimePart {
 #[derive(Debug, Clone)]
 pub(crate) enum Matcher {
     Str(StrPattern),
-    Re(Regex),
+    Re(Box<Regex>),
     Int(i64),
     Float(f64),
     Bool(bool),

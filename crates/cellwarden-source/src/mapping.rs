@@ -182,7 +182,7 @@ impl Mapping {
                 event
                     .get(field)
                     .and_then(value_key)
-                    .is_some_and(|v| accepted.iter().any(|a| *a == v))
+                    .is_some_and(|v| accepted.contains(&v))
             });
             if ok {
                 matched.push(i as u16);

@@ -290,11 +290,11 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
         OutFormat::Csv => cellwarden_report::write_csv(&mut out, &result.alerts),
     }
     .and_then(|_| out.flush());
-    if let Err(e) = written {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("cellwarden: writing alerts: {e}");
-            return Ok(ExitCode::from(1));
-        }
+    if let Err(e) = written
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        eprintln!("cellwarden: writing alerts: {e}");
+        return Ok(ExitCode::from(1));
     }
     drop(out);
 

@@ -806,6 +806,48 @@ fn node_ids(n: &Node, slot: u32) -> Option<BTreeSet<i64>> {
     }
 }
 
+/// Gives every scannable substring test its literal id, adding needles to the table.
+pub(crate) fn assign_scan_literals(
+    nodes: &mut [Node],
+    ids: &mut HashMap<String, u32>,
+    lits: &mut Vec<String>,
+) {
+    fn walk(n: &mut Node, ids: &mut HashMap<String, u32>, lits: &mut Vec<String>) {
+        match n {
+            Node::All(cs) | Node::Any(cs) => cs.iter_mut().for_each(|c| walk(c, ids, lits)),
+            Node::Item(Item {
+                test: Test::Values { ms, .. },
+                ..
+            }) => {
+                for m in ms.iter_mut() {
+                    if let Matcher::Str(p) = m
+                        && let Some(needle) = p.scannable_needle().map(str::to_ascii_lowercase)
+                    {
+                        let id = *ids.entry(needle.clone()).or_insert_with(|| {
+                            lits.push(needle);
+                            (lits.len() - 1) as u32
+                        });
+                        p.lit = Some(id);
+                    }
+                }
+            }
+            Node::Item(_) => {}
+        }
+    }
+    nodes.iter_mut().for_each(|n| walk(n, ids, lits));
+}
+
+/// Whether any item of the rule is a keyword (tested against every field).
+pub(crate) fn has_keywords(nodes: &[Node]) -> bool {
+    fn walk(n: &Node) -> bool {
+        match n {
+            Node::All(cs) | Node::Any(cs) => cs.iter().any(walk),
+            Node::Item(i) => i.field.is_none(),
+        }
+    }
+    nodes.iter().any(walk)
+}
+
 /// Literals of which at least one appears (ASCII case-insensitively) in the text of any event
 /// the rule matches; `None` when no such set can be proven.
 pub(crate) fn required_literals(nodes: &[Node], cond: &Cond) -> Option<Vec<String>> {
@@ -863,7 +905,7 @@ fn node_lits(n: &Node) -> Option<Vec<String>> {
                 match m {
                     Matcher::Str(p) => p
                         .required_literal()
-                        .filter(|l| !l.is_empty() && l.is_ascii())
+                        .filter(|l| !l.is_empty() && crate::matcher::scannable(l))
                         .map(|l| l.to_ascii_lowercase()),
                     _ => None,
                 }

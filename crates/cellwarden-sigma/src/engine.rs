@@ -44,6 +44,8 @@ pub(crate) struct CompiledRule {
     pub event_ids: Option<BTreeSet<i64>>,
     /// Literal ids of which one must occur in the event text.
     pub literals: Option<Vec<u32>>,
+    /// Has keyword items, so its literals may occur in any field.
+    pub keywords: bool,
 }
 
 /// Compiled, indexed rules ready to evaluate events. Shared by all worker threads.
@@ -65,6 +67,8 @@ struct Route {
     /// Rules with a prefilter, by rule index: evaluated when one of their literals occurs.
     gated: Vec<bool>,
     any_gated: bool,
+    /// A gated rule has keywords: every field must be scanned, not only those rules name.
+    scan_all: bool,
 }
 
 /// Per-thread evaluation state, reused from event to event.
@@ -75,6 +79,10 @@ pub struct Scratch {
     /// Lower-cased text of event fields, by field index, filled on demand.
     lower: Vec<Option<String>>,
     lit_seen: Vec<u32>,
+    /// For literals seen this event: bit i set when found in field i (first 64 fields).
+    lit_fields: Vec<u64>,
+    /// Fields the literal scan read this event (first 64).
+    scanned: u64,
     rule_seen: Vec<u32>,
     epoch: u32,
     todo: Vec<u32>,
@@ -144,6 +152,8 @@ impl RuleSet {
             touched: Vec::new(),
             lower: Vec::new(),
             lit_seen: vec![0; self.literal_rules.len()],
+            lit_fields: vec![0; self.literal_rules.len()],
+            scanned: 0,
             rule_seen: vec![0; self.rules.len()],
             epoch: 0,
             todo: Vec::new(),
@@ -173,6 +183,7 @@ impl RuleSet {
             always: Vec::new(),
             gated: vec![false; self.rules.len()],
             any_gated: false,
+            scan_all: false,
         };
         for (i, r) in self.rules.iter().enumerate() {
             let eid_ok = match (&r.event_ids, eid) {
@@ -186,6 +197,7 @@ impl RuleSet {
             if r.literals.is_some() {
                 route.gated[i] = true;
                 route.any_gated = true;
+                route.scan_all |= r.keywords;
             } else {
                 route.always.push(i as u32);
             }
@@ -220,6 +232,7 @@ impl RuleSet {
         };
         let route = self.route(scratch, event.logsource.as_deref(), eid);
 
+        scratch.scanned = 0;
         let mut todo = std::mem::take(&mut scratch.todo);
         todo.clear();
         todo.extend_from_slice(&route.always);
@@ -262,14 +275,18 @@ impl RuleSet {
         }
         let epoch = scratch.epoch;
         let lit_seen = &mut scratch.lit_seen;
+        let lit_fields = &mut scratch.lit_fields;
         let rule_seen = &mut scratch.rule_seen;
-        let mut scan = |text: &str| {
+        let mut scan = |text: &str, bit: u64| {
             for m in ac.find_overlapping_iter(text) {
                 let l = m.pattern().as_usize();
                 if lit_seen[l] == epoch {
+                    lit_fields[l] |= bit;
                     continue;
                 }
                 lit_seen[l] = epoch;
+                lit_fields[l] = bit;
+                // Needles only registered for substring tests gate no rule.
                 for &r in &self.literal_rules[l] {
                     if route.gated[r as usize] && rule_seen[r as usize] != epoch {
                         rule_seen[r as usize] = epoch;
@@ -290,9 +307,16 @@ impl RuleSet {
                 }
             }
         }
-        for (_, v) in &event.fields {
-            walk(v, &mut scan);
+        // A field-bound literal can only occur in a field rules name.
+        let mut scanned = 0u64;
+        for (i, (name, v)) in event.fields.iter().enumerate() {
+            if route.scan_all || self.fields.map.contains_key(name.as_ref()) {
+                let bit = if i < 64 { 1u64 << i } else { 0 };
+                walk(v, &mut |t| scan(t, bit));
+                scanned |= bit;
+            }
         }
+        scratch.scanned = scanned;
     }
 }
 
@@ -418,6 +442,16 @@ impl Ctx<'_, '_, '_> {
 
     /// Tests field `p` (list members one by one) with one matcher.
     fn value_matches(&mut self, p: usize, m: &Matcher) -> bool {
+        // A substring test whose needle the literal scan looked for in this field.
+        if let Matcher::Str(pat) = m
+            && let Some(l) = pat.lit
+            && p < 64
+            && self.scratch.scanned & (1 << p) != 0
+        {
+            let l = l as usize;
+            return self.scratch.lit_seen[l] == self.scratch.epoch
+                && self.scratch.lit_fields[l] & (1 << p) != 0;
+        }
         let v = &self.event.fields[p].1;
         match v {
             Value::List(items) => items.iter().any(|x| match x {

@@ -25,7 +25,14 @@ pub(crate) enum StrTest {
     Prefix(String),
     Suffix(String),
     Contains(Box<memchr::memmem::Finder<'static>>),
-    /// Anything else: an anchored regular expression.
+    /// `*`-only patterns with several pieces: optional prefix, pieces in order, optional
+    /// suffix.
+    Pieces {
+        prefix: Option<String>,
+        middle: Vec<memchr::memmem::Finder<'static>>,
+        suffix: Option<String>,
+    },
+    /// Anything else (`?` wildcards): an anchored regular expression.
     Glob(Box<Regex>),
 }
 
@@ -36,6 +43,9 @@ pub(crate) struct StrPattern {
     pub cased: bool,
     /// The tokens, kept for the literal prefilter.
     pub toks: Vec<Tok>,
+    /// For a substring test: its needle's id in the rule set's literal scan, whose result
+    /// answers the test without searching again.
+    pub lit: Option<u32>,
 }
 
 impl StrPattern {
@@ -69,6 +79,31 @@ impl StrPattern {
             [Tok::Star, b @ Tok::Lit(_), Tok::Star] => StrTest::Contains(Box::new(
                 memchr::memmem::Finder::new(lit(b).unwrap_or_default().as_bytes()).into_owned(),
             )),
+            toks if !toks.iter().any(|t| matches!(t, Tok::One)) => {
+                let mut pieces: Vec<String> = toks
+                    .iter()
+                    .filter_map(|t| match t {
+                        Tok::Lit(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let suffix = match toks.last() {
+                    Some(Tok::Lit(_)) => pieces.pop(),
+                    _ => None,
+                };
+                let prefix = match toks.first() {
+                    Some(Tok::Lit(_)) => Some(pieces.remove(0)),
+                    _ => None,
+                };
+                StrTest::Pieces {
+                    prefix,
+                    middle: pieces
+                        .iter()
+                        .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned())
+                        .collect(),
+                    suffix,
+                }
+            }
             toks => {
                 let mut re = String::from(if cased { "(?s)^" } else { "(?si)^" });
                 for t in toks {
@@ -86,6 +121,7 @@ impl StrPattern {
             test,
             cased,
             toks: merged,
+            lit: None,
         })
     }
 
@@ -100,6 +136,44 @@ impl StrPattern {
             StrTest::Suffix(p) => s.ends_with(p.as_str()),
             StrTest::Contains(f) => f.find(s.as_bytes()).is_some(),
             StrTest::Glob(re) => re.is_match(original),
+            StrTest::Pieces {
+                prefix,
+                middle,
+                suffix,
+            } => {
+                let mut rest = s.as_bytes();
+                if let Some(p) = prefix {
+                    if !rest.starts_with(p.as_bytes()) {
+                        return false;
+                    }
+                    rest = &rest[p.len()..];
+                }
+                if let Some(x) = suffix {
+                    if !rest.ends_with(x.as_bytes()) {
+                        return false;
+                    }
+                    rest = &rest[..rest.len() - x.len()];
+                }
+                for f in middle {
+                    match f.find(rest) {
+                        Some(i) => rest = &rest[i + f.needle().len()..],
+                        None => return false,
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// The needle of a case-insensitive ASCII substring test (answerable by the literal scan).
+    pub fn scannable_needle(&self) -> Option<&str> {
+        match (&self.test, self.toks.as_slice()) {
+            (StrTest::Contains(_), [Tok::Star, Tok::Lit(l), Tok::Star])
+                if !self.cased && !l.is_empty() && scannable(l) =>
+            {
+                Some(l)
+            }
+            _ => None,
         }
     }
 
@@ -116,6 +190,16 @@ impl StrPattern {
             })
             .max_by_key(|s| s.len())
     }
+}
+
+/// Whether the literal scan (case-insensitive for ASCII only) finds `lit` exactly where a
+/// lower-cased comparison would: true when every non-ASCII character has no case (dashes,
+/// symbols, most scripts' punctuation).
+pub(crate) fn scannable(lit: &str) -> bool {
+    lit.chars().all(|c| {
+        c.is_ascii()
+            || (c.to_lowercase().eq(std::iter::once(c)) && c.to_uppercase().eq(std::iter::once(c)))
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +345,10 @@ mod tests {
             pat(vec![lit("a"), Tok::One], false).test,
             StrTest::Glob(_)
         ));
+        assert!(matches!(
+            pat(vec![lit("a"), Tok::Star, lit("b")], false).test,
+            StrTest::Pieces { .. }
+        ));
         assert!(matches!(pat(vec![Tok::Star], false).test, StrTest::Any));
     }
 
@@ -272,6 +360,31 @@ mod tests {
         let c = pat(vec![Tok::Star, lit("\\CMD.exe")], true);
         assert!(!m(&c, "C:\\Windows\\cmd.exe"));
         assert!(m(&c, "C:\\Windows\\CMD.exe"));
+    }
+
+    #[test]
+    fn pieces_in_order() {
+        let p = pat(
+            vec![lit("ab"), Tok::Star, lit("cd"), Tok::Star, lit("ba")],
+            false,
+        );
+        assert!(m(&p, "ABxxCDyyBA"));
+        assert!(m(&p, "abcdba"));
+        assert!(!m(&p, "abba"));
+        assert!(!m(&p, "abcba"));
+        assert!(!m(&p, "aba"));
+        let q = pat(
+            vec![Tok::Star, lit("\\temp\\"), Tok::Star, lit(".exe")],
+            false,
+        );
+        assert!(m(&q, "C:\\TEMP\\x.exe"));
+        assert!(!m(&q, "C:\\TEMP\\x.exe.txt"));
+        let r = pat(
+            vec![Tok::Star, lit("a"), Tok::Star, lit("a"), Tok::Star],
+            false,
+        );
+        assert!(m(&r, "xaya"));
+        assert!(!m(&r, "xay"));
     }
 
     #[test]

@@ -809,20 +809,21 @@ fn node_ids(n: &Node, slot: u32) -> Option<BTreeSet<i64>> {
 /// Gives every scannable substring test its literal id, adding needles to the table.
 pub(crate) fn assign_scan_literals(
     nodes: &mut [Node],
-    ids: &mut HashMap<String, u32>,
-    lits: &mut Vec<String>,
+    ids: &mut HashMap<Lit, u32>,
+    lits: &mut Vec<Lit>,
 ) {
-    fn walk(n: &mut Node, ids: &mut HashMap<String, u32>, lits: &mut Vec<String>) {
+    fn walk(n: &mut Node, ids: &mut HashMap<Lit, u32>, lits: &mut Vec<Lit>) {
         match n {
             Node::All(cs) | Node::Any(cs) => cs.iter_mut().for_each(|c| walk(c, ids, lits)),
             Node::Item(Item {
+                field,
                 test: Test::Values { ms, .. },
-                ..
             }) => {
                 for m in ms.iter_mut() {
                     if let Matcher::Str(p) = m
                         && let Some(needle) = p.scannable_needle().map(str::to_ascii_lowercase)
                     {
+                        let needle = (*field, needle);
                         let id = *ids.entry(needle.clone()).or_insert_with(|| {
                             lits.push(needle);
                             (lits.len() - 1) as u32
@@ -850,19 +851,22 @@ pub(crate) fn has_keywords(nodes: &[Node]) -> bool {
 
 /// Literals of which at least one appears (ASCII case-insensitively) in the text of any event
 /// the rule matches; `None` when no such set can be proven.
-pub(crate) fn required_literals(nodes: &[Node], cond: &Cond) -> Option<Vec<String>> {
+/// A literal and the field it must occur in (`None`: any field, from a keyword).
+pub(crate) type Lit = (Option<u32>, String);
+
+pub(crate) fn required_literals(nodes: &[Node], cond: &Cond) -> Option<Vec<Lit>> {
     cond_lits(cond, nodes)
 }
 
-fn best(sets: impl Iterator<Item = Vec<String>>) -> Option<Vec<String>> {
+fn best(sets: impl Iterator<Item = Vec<Lit>>) -> Option<Vec<Lit>> {
     // Prefer the set whose shortest literal is longest (most selective), then fewer literals.
     sets.max_by_key(|s| {
-        let min = s.iter().map(|l| l.len()).min().unwrap_or(0);
+        let min = s.iter().map(|l| l.1.len()).min().unwrap_or(0);
         (min.min(8), usize::MAX - s.len())
     })
 }
 
-fn union(it: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
+fn union(it: impl Iterator<Item = Option<Vec<Lit>>>) -> Option<Vec<Lit>> {
     let mut acc = Vec::new();
     for s in it {
         acc.extend(s?);
@@ -875,7 +879,7 @@ fn union(it: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
     Some(acc)
 }
 
-fn cond_lits(c: &Cond, nodes: &[Node]) -> Option<Vec<String>> {
+fn cond_lits(c: &Cond, nodes: &[Node]) -> Option<Vec<Lit>> {
     match c {
         Cond::Det(i) => node_lits(&nodes[*i as usize]),
         Cond::And(cs) => best(cs.iter().filter_map(|c| cond_lits(c, nodes))),
@@ -888,25 +892,25 @@ fn cond_lits(c: &Cond, nodes: &[Node]) -> Option<Vec<String>> {
     }
 }
 
-fn node_lits(n: &Node) -> Option<Vec<String>> {
+fn node_lits(n: &Node) -> Option<Vec<Lit>> {
     match n {
         Node::All(cs) => best(cs.iter().filter_map(node_lits)),
         Node::Any(cs) => union(cs.iter().map(node_lits)),
         Node::Item(Item {
+            field,
             test:
                 Test::Values {
                     ms,
                     all,
                     neq: false,
                 },
-            ..
         }) => {
-            let lit = |m: &Matcher| -> Option<String> {
+            let lit = |m: &Matcher| -> Option<Lit> {
                 match m {
                     Matcher::Str(p) => p
                         .required_literal()
                         .filter(|l| !l.is_empty() && crate::matcher::scannable(l))
-                        .map(|l| l.to_ascii_lowercase()),
+                        .map(|l| (*field, l.to_ascii_lowercase())),
                     _ => None,
                 }
             };

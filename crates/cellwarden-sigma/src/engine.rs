@@ -54,9 +54,38 @@ pub struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) fields: FieldTable,
     pub(crate) eventid_slot: Option<u32>,
-    pub(crate) literals: Option<AhoCorasick>,
+    /// One automaton per field slot over the literals that must occur in that field.
+    pub(crate) field_scanners: Vec<Option<Scanner>>,
+    /// Literals from keywords, which may occur in any field.
+    pub(crate) any_scanner: Option<Scanner>,
+    /// Per literal: it belongs to `any_scanner`.
+    pub(crate) literal_any: Vec<bool>,
     /// For each literal, the rules that require it (one of their literals).
     pub(crate) literal_rules: Vec<Vec<u32>>,
+}
+
+/// An Aho-Corasick automaton and the global ids of its patterns.
+#[derive(Debug)]
+pub(crate) struct Scanner {
+    ac: AhoCorasick,
+    ids: Vec<u32>,
+}
+
+impl Scanner {
+    fn new(lits: Vec<(u32, &str)>) -> Option<Scanner> {
+        if lits.is_empty() {
+            return None;
+        }
+        let ac = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(lits.iter().map(|(_, l)| *l))
+            .ok()?;
+        Some(Scanner {
+            ac,
+            ids: lits.into_iter().map(|(i, _)| i).collect(),
+        })
+    }
 }
 
 /// The rules one kind of event can meet.
@@ -83,6 +112,8 @@ pub struct Scratch {
     lit_fields: Vec<u64>,
     /// Fields the literal scan read this event (first 64).
     scanned: u64,
+    /// Whether the keyword literals were scanned for in every field this event.
+    scanned_any: bool,
     rule_seen: Vec<u32>,
     epoch: u32,
     todo: Vec<u32>,
@@ -99,17 +130,26 @@ enum EidKey {
 }
 
 impl RuleSet {
-    pub(crate) fn build(rules: Vec<CompiledRule>, fields: FieldTable, lits: Vec<String>) -> Self {
+    pub(crate) fn build(
+        rules: Vec<CompiledRule>,
+        fields: FieldTable,
+        lits: Vec<crate::compile::Lit>,
+    ) -> Self {
         let eventid_slot = fields.map.get("EventID").copied();
-        let literals = if lits.is_empty() {
-            None
-        } else {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .build(&lits)
-                .ok()
-        };
+        let mut by_field: Vec<Vec<(u32, &str)>> = vec![Vec::new(); fields.names.len()];
+        let mut any = Vec::new();
+        let mut literal_any = vec![false; lits.len()];
+        for (i, (field, needle)) in lits.iter().enumerate() {
+            match field {
+                Some(f) => by_field[*f as usize].push((i as u32, needle.as_str())),
+                None => {
+                    any.push((i as u32, needle.as_str()));
+                    literal_any[i] = true;
+                }
+            }
+        }
+        let field_scanners = by_field.into_iter().map(Scanner::new).collect();
+        let any_scanner = Scanner::new(any);
         let mut literal_rules = vec![Vec::new(); lits.len()];
         for (i, r) in rules.iter().enumerate() {
             for &l in r.literals.iter().flatten() {
@@ -120,7 +160,9 @@ impl RuleSet {
             rules,
             fields,
             eventid_slot,
-            literals,
+            field_scanners,
+            any_scanner,
+            literal_any,
             literal_rules,
         }
     }
@@ -154,6 +196,7 @@ impl RuleSet {
             lit_seen: vec![0; self.literal_rules.len()],
             lit_fields: vec![0; self.literal_rules.len()],
             scanned: 0,
+            scanned_any: false,
             rule_seen: vec![0; self.rules.len()],
             epoch: 0,
             todo: Vec::new(),
@@ -233,6 +276,7 @@ impl RuleSet {
         let route = self.route(scratch, event.logsource.as_deref(), eid);
 
         scratch.scanned = 0;
+        scratch.scanned_any = false;
         let mut todo = std::mem::take(&mut scratch.todo);
         todo.clear();
         todo.extend_from_slice(&route.always);
@@ -246,6 +290,7 @@ impl RuleSet {
                 event,
                 scratch,
                 nodes: &rule.nodes,
+                literal_any: &self.literal_any,
             };
             if ctx.cond(&rule.cond) {
                 out.push(r as usize);
@@ -257,8 +302,9 @@ impl RuleSet {
         }
     }
 
-    /// Scans the event's text once for all literals; adds the gated rules of this route whose
-    /// literal occurs to `todo`.
+    /// Scans the fields rules name for their literals (and every field for keyword literals
+    /// when a keyword rule is gated); adds the gated rules of this route whose literal occurs
+    /// to `todo`, and records which fields each literal was found in.
     fn scan_literals(
         &self,
         event: &Event<'_>,
@@ -266,7 +312,6 @@ impl RuleSet {
         route: &Route,
         todo: &mut Vec<u32>,
     ) {
-        let Some(ac) = &self.literals else { return };
         scratch.epoch = scratch.epoch.wrapping_add(1);
         if scratch.epoch == 0 {
             scratch.lit_seen.iter_mut().for_each(|x| *x = 0);
@@ -277,9 +322,9 @@ impl RuleSet {
         let lit_seen = &mut scratch.lit_seen;
         let lit_fields = &mut scratch.lit_fields;
         let rule_seen = &mut scratch.rule_seen;
-        let mut scan = |text: &str, bit: u64| {
-            for m in ac.find_overlapping_iter(text) {
-                let l = m.pattern().as_usize();
+        let mut scan = |sc: &Scanner, text: &str, bit: u64| {
+            for m in sc.ac.find_overlapping_iter(text) {
+                let l = sc.ids[m.pattern().as_usize()] as usize;
                 if lit_seen[l] == epoch {
                     lit_fields[l] |= bit;
                     continue;
@@ -307,14 +352,24 @@ impl RuleSet {
                 }
             }
         }
-        // A field-bound literal can only occur in a field rules name.
         let mut scanned = 0u64;
-        for (i, (name, v)) in event.fields.iter().enumerate() {
-            if route.scan_all || self.fields.map.contains_key(name.as_ref()) {
+        for &slot in &scratch.touched {
+            let Some(sc) = &self.field_scanners[slot as usize] else {
+                continue;
+            };
+            let i = scratch.pos[slot as usize] as usize;
+            let bit = if i < 64 { 1u64 << i } else { 0 };
+            walk(&event.fields[i].1, &mut |t| scan(sc, t, bit));
+            scanned |= bit;
+        }
+        if route.scan_all
+            && let Some(sc) = &self.any_scanner
+        {
+            for (i, (_, v)) in event.fields.iter().enumerate() {
                 let bit = if i < 64 { 1u64 << i } else { 0 };
-                walk(v, &mut |t| scan(t, bit));
-                scanned |= bit;
+                walk(v, &mut |t| scan(sc, t, bit));
             }
+            scratch.scanned_any = true;
         }
         scratch.scanned = scanned;
     }
@@ -324,6 +379,7 @@ struct Ctx<'e, 'a, 's> {
     event: &'e Event<'a>,
     scratch: &'s mut Scratch,
     nodes: &'e [Node],
+    literal_any: &'e [bool],
 }
 
 impl Ctx<'_, '_, '_> {
@@ -446,7 +502,11 @@ impl Ctx<'_, '_, '_> {
         if let Matcher::Str(pat) = m
             && let Some(l) = pat.lit
             && p < 64
-            && self.scratch.scanned & (1 << p) != 0
+            && if self.literal_any[l as usize] {
+                self.scratch.scanned_any
+            } else {
+                self.scratch.scanned & (1 << p) != 0
+            }
         {
             let l = l as usize;
             return self.scratch.lit_seen[l] == self.scratch.epoch

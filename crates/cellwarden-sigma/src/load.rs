@@ -293,8 +293,8 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
     }
 
     let mut fields = FieldTable::default();
-    let mut lit_ids: HashMap<String, u32> = HashMap::new();
-    let mut lits: Vec<String> = Vec::new();
+    let mut lit_ids: HashMap<crate::compile::Lit, u32> = HashMap::new();
+    let mut lits: Vec<crate::compile::Lit> = Vec::new();
     let mut compiled = Vec::new();
     let mut loaded = 0;
     for p in &rules {

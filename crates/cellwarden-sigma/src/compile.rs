@@ -807,14 +807,15 @@ fn node_ids(n: &Node, slot: u32) -> Option<BTreeSet<i64>> {
 }
 
 /// Gives every scannable substring test its literal id, adding needles to the table.
+/// Returns the ids given.
 pub(crate) fn assign_scan_literals(
     nodes: &mut [Node],
     ids: &mut HashMap<Lit, u32>,
     lits: &mut Vec<Lit>,
-) {
-    fn walk(n: &mut Node, ids: &mut HashMap<Lit, u32>, lits: &mut Vec<Lit>) {
+) -> Vec<u32> {
+    fn walk(n: &mut Node, ids: &mut HashMap<Lit, u32>, lits: &mut Vec<Lit>, used: &mut Vec<u32>) {
         match n {
-            Node::All(cs) | Node::Any(cs) => cs.iter_mut().for_each(|c| walk(c, ids, lits)),
+            Node::All(cs) | Node::Any(cs) => cs.iter_mut().for_each(|c| walk(c, ids, lits, used)),
             Node::Item(Item {
                 field,
                 test: Test::Values { ms, .. },
@@ -829,24 +830,16 @@ pub(crate) fn assign_scan_literals(
                             (lits.len() - 1) as u32
                         });
                         p.lit = Some(id);
+                        used.push(id);
                     }
                 }
             }
             Node::Item(_) => {}
         }
     }
-    nodes.iter_mut().for_each(|n| walk(n, ids, lits));
-}
-
-/// Whether any item of the rule is a keyword (tested against every field).
-pub(crate) fn has_keywords(nodes: &[Node]) -> bool {
-    fn walk(n: &Node) -> bool {
-        match n {
-            Node::All(cs) | Node::Any(cs) => cs.iter().any(walk),
-            Node::Item(i) => i.field.is_none(),
-        }
-    }
-    nodes.iter().any(walk)
+    let mut used = Vec::new();
+    nodes.iter_mut().for_each(|n| walk(n, ids, lits, &mut used));
+    used
 }
 
 /// Literals of which at least one appears (ASCII case-insensitively) in the text of any event

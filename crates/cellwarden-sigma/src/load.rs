@@ -10,8 +10,8 @@ use rsigma_parser::{FilterRule, FilterRuleTarget, SigmaRule};
 use serde::Serialize;
 
 use crate::compile::{
-    CompileError, Compiler, FieldTable, Placeholders, assign_scan_literals, has_keywords,
-    required_event_ids, required_literals,
+    CompileError, Compiler, FieldTable, Placeholders, assign_scan_literals, required_event_ids,
+    required_literals,
 };
 use crate::engine::{CompiledRule, RuleLogSource, RuleSet};
 
@@ -333,7 +333,7 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
                         .collect()
                 });
                 compiled.push(CompiledRule {
-                    keywords: has_keywords(&nodes),
+                    scan_lits: Vec::new(),
                     info: Arc::new(rule_info(rule, &src.name)),
                     level,
                     logsource: RuleLogSource {
@@ -367,7 +367,11 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
         }
     }
     for r in compiled.iter_mut() {
-        assign_scan_literals(&mut r.nodes, &mut lit_ids, &mut lits);
+        let mut used = assign_scan_literals(&mut r.nodes, &mut lit_ids, &mut lits);
+        used.extend(r.literals.iter().flatten().copied());
+        used.sort_unstable();
+        used.dedup();
+        r.scan_lits = used;
     }
     problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let unsupported = problems

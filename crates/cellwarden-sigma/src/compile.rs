@@ -842,6 +842,17 @@ pub(crate) fn assign_scan_literals(
     used
 }
 
+/// Whether any item of the rule is a keyword (tested against every field).
+pub(crate) fn has_keywords(nodes: &[Node]) -> bool {
+    fn walk(n: &Node) -> bool {
+        match n {
+            Node::All(cs) | Node::Any(cs) => cs.iter().any(walk),
+            Node::Item(i) => i.field.is_none(),
+        }
+    }
+    nodes.iter().any(walk)
+}
+
 /// Literals of which at least one appears (ASCII case-insensitively) in the text of any event
 /// the rule matches; `None` when no such set can be proven.
 /// A literal and the field it must occur in (`None`: any field, from a keyword).

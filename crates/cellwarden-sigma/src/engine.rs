@@ -46,6 +46,8 @@ pub(crate) struct CompiledRule {
     pub literals: Option<Vec<u32>>,
     /// Every literal id the rule uses (prefilter and substring tests).
     pub scan_lits: Vec<u32>,
+    /// Has keyword items, so its literals may occur in any field.
+    pub keywords: bool,
 }
 
 /// Compiled, indexed rules ready to evaluate events. Shared by all worker threads.
@@ -54,10 +56,14 @@ pub struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) fields: FieldTable,
     pub(crate) eventid_slot: Option<u32>,
-    /// Literals: the field they must occur in (`None`: any, from keywords) and the text.
-    pub(crate) lits: Vec<crate::compile::Lit>,
-    /// Per literal: a keyword literal, scanned for in every field.
+    /// One automaton per field slot over the literals that must occur in that field.
+    pub(crate) field_scanners: Vec<Option<Scanner>>,
+    /// Literals from keywords, which may occur in any field.
+    pub(crate) any_scanner: Option<Scanner>,
+    /// Per literal: it belongs to `any_scanner`.
     pub(crate) literal_any: Vec<bool>,
+    /// Per literal: the field it must occur in (`None`: any).
+    pub(crate) lits: Vec<crate::compile::Lit>,
     /// For each literal, the rules that require it (one of their literals).
     pub(crate) literal_rules: Vec<Vec<u32>>,
 }
@@ -94,15 +100,10 @@ struct Route {
     /// Rules with a prefilter, by rule index: evaluated when one of their literals occurs.
     gated: Vec<bool>,
     any_gated: bool,
-    /// Automata over the literals of this route's rules only.
-    scanners: Arc<Scanners>,
-}
-
-/// Literal automata for one set of rules: one per field slot, one for keyword literals.
-#[derive(Debug)]
-struct Scanners {
-    by_slot: Vec<Option<Scanner>>,
-    any: Option<Scanner>,
+    /// A gated rule has keywords: every field must be scanned, not only those rules name.
+    scan_all: bool,
+    /// Field slots named by a literal of one of this route's rules: only these are scanned.
+    slots: Vec<bool>,
 }
 
 /// Per-thread evaluation state, reused from event to event.
@@ -123,8 +124,6 @@ pub struct Scratch {
     epoch: u32,
     todo: Vec<u32>,
     routes: HashMap<(u32, EidKey), Arc<Route>>,
-    /// Automata by the set of rules they serve (routes often share one).
-    scanners: HashMap<Vec<u32>, Arc<Scanners>>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -143,7 +142,20 @@ impl RuleSet {
         lits: Vec<crate::compile::Lit>,
     ) -> Self {
         let eventid_slot = fields.map.get("EventID").copied();
-        let literal_any = lits.iter().map(|(f, _)| f.is_none()).collect();
+        let mut by_field: Vec<Vec<(u32, &str)>> = vec![Vec::new(); fields.names.len()];
+        let mut any = Vec::new();
+        let mut literal_any = vec![false; lits.len()];
+        for (i, (field, needle)) in lits.iter().enumerate() {
+            match field {
+                Some(f) => by_field[*f as usize].push((i as u32, needle.as_str())),
+                None => {
+                    any.push((i as u32, needle.as_str()));
+                    literal_any[i] = true;
+                }
+            }
+        }
+        let field_scanners = by_field.into_iter().map(Scanner::new).collect();
+        let any_scanner = Scanner::new(any);
         let mut literal_rules = vec![Vec::new(); lits.len()];
         for (i, r) in rules.iter().enumerate() {
             for &l in r.literals.iter().flatten() {
@@ -154,31 +166,11 @@ impl RuleSet {
             rules,
             fields,
             eventid_slot,
-            lits,
+            field_scanners,
+            any_scanner,
             literal_any,
+            lits,
             literal_rules,
-        }
-    }
-
-    fn scanners_for(&self, rules: &[u32]) -> Scanners {
-        let mut ids: Vec<u32> = rules
-            .iter()
-            .flat_map(|&r| self.rules[r as usize].scan_lits.iter().copied())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut by_slot: Vec<Vec<(u32, &str)>> = vec![Vec::new(); self.fields.names.len()];
-        let mut any = Vec::new();
-        for id in ids {
-            let (field, needle) = &self.lits[id as usize];
-            match field {
-                Some(f) => by_slot[*f as usize].push((id, needle.as_str())),
-                None => any.push((id, needle.as_str())),
-            }
-        }
-        Scanners {
-            by_slot: by_slot.into_iter().map(Scanner::new).collect(),
-            any: Scanner::new(any),
         }
     }
 
@@ -216,7 +208,6 @@ impl RuleSet {
             epoch: 0,
             todo: Vec::new(),
             routes: HashMap::new(),
-            scanners: HashMap::new(),
         }
     }
 
@@ -238,10 +229,13 @@ impl RuleSet {
         if let Some(r) = scratch.routes.get(&key) {
             return r.clone();
         }
-        let mut always = Vec::new();
-        let mut gated = vec![false; self.rules.len()];
-        let mut members = Vec::new();
-        let mut any_gated = false;
+        let mut route = Route {
+            always: Vec::new(),
+            gated: vec![false; self.rules.len()],
+            any_gated: false,
+            scan_all: false,
+            slots: vec![false; self.fields.names.len()],
+        };
         for (i, r) in self.rules.iter().enumerate() {
             let eid_ok = match (&r.event_ids, eid) {
                 (None, _) | (_, EidKey::Unknown) => true,
@@ -251,28 +245,19 @@ impl RuleSet {
             if !eid_ok || !r.logsource.accepts(ls) {
                 continue;
             }
-            members.push(i as u32);
+            for &l in &r.scan_lits {
+                if let Some(f) = self.lits[l as usize].0 {
+                    route.slots[f as usize] = true;
+                }
+            }
             if r.literals.is_some() {
-                gated[i] = true;
-                any_gated = true;
+                route.gated[i] = true;
+                route.any_gated = true;
+                route.scan_all |= r.keywords;
             } else {
-                always.push(i as u32);
+                route.always.push(i as u32);
             }
         }
-        let scanners = match scratch.scanners.get(&members) {
-            Some(s) => s.clone(),
-            None => {
-                let s = Arc::new(self.scanners_for(&members));
-                scratch.scanners.insert(members, s.clone());
-                s
-            }
-        };
-        let route = Route {
-            always,
-            gated,
-            any_gated,
-            scanners,
-        };
         let route = Arc::new(route);
         scratch.routes.insert(key, route.clone());
         route
@@ -382,7 +367,10 @@ impl RuleSet {
         }
         let mut scanned = 0u64;
         for &slot in &scratch.touched {
-            let Some(sc) = &route.scanners.by_slot[slot as usize] else {
+            if !route.slots[slot as usize] {
+                continue;
+            }
+            let Some(sc) = &self.field_scanners[slot as usize] else {
                 continue;
             };
             let i = scratch.pos[slot as usize] as usize;
@@ -390,7 +378,9 @@ impl RuleSet {
             walk(&event.fields[i].1, &mut |t| scan(sc, t, bit));
             scanned |= bit;
         }
-        if let Some(sc) = &route.scanners.any {
+        if route.scan_all
+            && let Some(sc) = &self.any_scanner
+        {
             for (i, (_, v)) in event.fields.iter().enumerate() {
                 let bit = if i < 64 { 1u64 << i } else { 0 };
                 walk(v, &mut |t| scan(sc, t, bit));

@@ -10,8 +10,8 @@ use rsigma_parser::{FilterRule, FilterRuleTarget, SigmaRule};
 use serde::Serialize;
 
 use crate::compile::{
-    CompileError, Compiler, FieldTable, Placeholders, assign_scan_literals, required_event_ids,
-    required_literals,
+    CompileError, Compiler, FieldTable, Placeholders, assign_scan_literals, has_keywords,
+    required_event_ids, required_literals,
 };
 use crate::engine::{CompiledRule, RuleLogSource, RuleSet};
 
@@ -334,6 +334,7 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
                 });
                 compiled.push(CompiledRule {
                     scan_lits: Vec::new(),
+                    keywords: has_keywords(&nodes),
                     info: Arc::new(rule_info(rule, &src.name)),
                     level,
                     logsource: RuleLogSource {

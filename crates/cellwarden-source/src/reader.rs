@@ -225,10 +225,7 @@ fn read_evtx_seekable<R: Read + Seek>(file: &Arc<str>, mut src: R, sink: &mut dy
                 }
                 sink.error(SourceError::new(
                     file,
-                    Position::Chunk {
-                        number,
-                        offset: EVTX_FILE_HEADER_SIZE + number * EVTX_CHUNK_SIZE,
-                    },
+                    chunk_position(number),
                     ErrorKind::EvtxChunk,
                     format!("{}; chunk skipped", error_chain(&e)),
                 ));
@@ -237,10 +234,7 @@ fn read_evtx_seekable<R: Read + Seek>(file: &Arc<str>, mut src: R, sink: &mut dy
     }
     if let Some((number, bytes)) = partial {
         let got = bytes.len();
-        let position = Position::Chunk {
-            number,
-            offset: EVTX_FILE_HEADER_SIZE + number * EVTX_CHUNK_SIZE,
-        };
+        let position = chunk_position(number);
         let mut recovered = false;
         if got >= EVTX_CHUNK_HEADER_SIZE && bytes.starts_with(b"ElfChnk\0") {
             let mut padded = bytes;
@@ -560,14 +554,8 @@ impl Unit {
                     };
                     match flatten(&text) {
                         Ok(fields) => {
-                            let mut ev = Event::new(Origin {
-                                file: file.clone(),
-                                record: line,
-                            });
-                            ev.fields = fields;
-                            mapping.apply(&mut ev);
+                            emit(&file, line, fields, None, mapping, f);
                             n += 1;
-                            f(ev);
                         }
                         Err(e) => errors.push(SourceError::new(
                             &file,
@@ -581,6 +569,32 @@ impl Unit {
             }
         }
     }
+}
+
+fn chunk_position(number: u64) -> Position {
+    Position::Chunk {
+        number,
+        offset: EVTX_FILE_HEADER_SIZE + number * EVTX_CHUNK_SIZE,
+    }
+}
+
+/// Builds the event from flattened fields, applies the mapping and hands it on.
+fn emit<'a>(
+    file: &Arc<str>,
+    record: u64,
+    fields: crate::json::Fields<'a>,
+    timestamp: Option<cellwarden_event::Timestamp>,
+    mapping: &Mapping,
+    f: &mut dyn FnMut(Event<'_>),
+) {
+    let mut ev = Event::new(Origin {
+        file: file.clone(),
+        record,
+    });
+    ev.fields = fields;
+    ev.timestamp = timestamp;
+    mapping.apply(&mut ev);
+    f(ev);
 }
 
 fn decode_evtx(
@@ -597,10 +611,7 @@ fn decode_evtx(
         Err(e) => {
             errors.push(SourceError::new(
                 file,
-                Position::Chunk {
-                    number,
-                    offset: EVTX_FILE_HEADER_SIZE + number * EVTX_CHUNK_SIZE,
-                },
+                chunk_position(number),
                 ErrorKind::EvtxChunk,
                 format!("{}; chunk skipped", error_chain(&e)),
             ));
@@ -614,10 +625,7 @@ fn decode_evtx(
             Err(e) => {
                 errors.push(SourceError::new(
                     file,
-                    Position::Chunk {
-                        number,
-                        offset: EVTX_FILE_HEADER_SIZE + number * EVTX_CHUNK_SIZE,
-                    },
+                    chunk_position(number),
                     ErrorKind::EvtxRecord,
                     format!("{}; record skipped", error_chain(&e)),
                 ));
@@ -644,15 +652,8 @@ fn decode_evtx(
         let text = String::from_utf8_lossy(&json);
         match flatten(&text) {
             Ok(fields) => {
-                let mut ev = Event::new(Origin {
-                    file: file.clone(),
-                    record: id,
-                });
-                ev.fields = fields;
-                ev.timestamp = Some(ts);
-                mapping.apply(&mut ev);
+                emit(file, id, fields, Some(ts), mapping, f);
                 n += 1;
-                f(ev);
             }
             Err(e) => errors.push(SourceError::new(
                 file,

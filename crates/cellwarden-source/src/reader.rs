@@ -66,8 +66,15 @@ pub trait UnitSink {
 /// Reads one input into units. Problems go to the sink as errors; reading goes on after them.
 pub fn read_input(input: &InputFile, limits: &Limits, sink: &mut dyn UnitSink) {
     let file = input.name.clone();
+    let counted = std::rc::Rc::new(std::cell::Cell::new(0u64));
     let reader: Box<dyn BufRead> = match &input.path {
-        None => Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
+        None => Box::new(BufReader::with_capacity(
+            1 << 20,
+            Counting {
+                inner: io::stdin(),
+                count: counted.clone(),
+            },
+        )),
         Some(p) => match File::open(p) {
             Ok(f) => {
                 if !input.gzip && input.format == Some(Format::Evtx) {
@@ -89,7 +96,22 @@ pub fn read_input(input: &InputFile, limits: &Limits, sink: &mut dyn UnitSink) {
         },
     };
     read_stream(&file, reader, input.format, false, limits, sink);
-    sink.progress(input.size);
+    // Standard input has no size on disk: count what was read.
+    sink.progress(input.size.max(counted.get()));
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    count: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
 }
 
 fn read_stream(

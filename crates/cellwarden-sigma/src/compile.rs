@@ -243,6 +243,9 @@ impl Compiler<'_> {
             Mode::Prefix
         } else if has(Modifier::EndsWith) {
             Mode::Suffix
+        } else if field.is_none() {
+            // Keywords are searched for anywhere in the event's text.
+            Mode::Contains
         } else {
             Mode::Exact
         };

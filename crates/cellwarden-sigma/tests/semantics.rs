@@ -414,6 +414,15 @@ fn keywords_search_every_field() {
 }
 
 #[test]
+fn keywords_with_all_need_every_value() {
+    check(
+        "  keywords:\n    '|all':\n      - 'mimikatz'\n      - 'sekurlsa'\n  condition: keywords",
+        &[r#"{"A":"run MIMIKATZ.exe","B":"sekurlsa::logonpasswords"}"#],
+        &[r#"{"A":"mimikatz only"}"#],
+    );
+}
+
+#[test]
 fn lists_in_events_match_any_member() {
     check(
         "  sel: {A: x}\n  condition: sel",

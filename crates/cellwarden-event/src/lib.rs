@@ -35,7 +35,20 @@ pub struct LogSource {
     pub id: u32,
     pub product: Option<Box<str>>,
     pub service: Option<Box<str>>,
+    /// Further services the event also belongs to (an sshd line in auth.log is both `sshd`
+    /// and `auth`).
+    pub other_services: Vec<Box<str>>,
     pub categories: Vec<Box<str>>,
+}
+
+impl LogSource {
+    /// Whether the event belongs to this service.
+    pub fn has_service(&self, s: &str) -> bool {
+        self.service
+            .iter()
+            .chain(self.other_services.iter())
+            .any(|x| x.eq_ignore_ascii_case(s))
+    }
 }
 
 impl LogSource {

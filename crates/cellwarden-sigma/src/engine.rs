@@ -26,7 +26,7 @@ impl RuleLogSource {
             Some(w) => have.is_some_and(|h| h.eq_ignore_ascii_case(w)),
         };
         eq(&self.product, ev.product.as_deref())
-            && eq(&self.service, ev.service.as_deref())
+            && self.service.as_ref().is_none_or(|s| ev.has_service(s))
             && match &self.category {
                 None => true,
                 Some(c) => ev.categories.iter().any(|x| x.eq_ignore_ascii_case(c)),

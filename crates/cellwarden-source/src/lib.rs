@@ -10,6 +10,7 @@
 mod error;
 mod input;
 pub mod json;
+pub mod linux;
 mod mapping;
 mod reader;
 

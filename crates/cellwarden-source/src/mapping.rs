@@ -206,8 +206,12 @@ impl Mapping {
             if ls.product.is_none() {
                 ls.product = e.product.clone();
             }
-            if ls.service.is_none() {
-                ls.service = e.service.clone();
+            match (&ls.service, &e.service) {
+                (None, s) => ls.service = s.clone(),
+                (Some(first), Some(s)) if first != s && !ls.other_services.contains(s) => {
+                    ls.other_services.push(s.clone())
+                }
+                _ => {}
             }
             if let Some(c) = &e.category
                 && !ls.categories.contains(c)

@@ -14,6 +14,8 @@ pub enum ErrorKind {
     EvtxRecord,
     /// A JSON record that does not parse.
     Json,
+    /// A text record (syslog line) that does not have its format's shape.
+    Syntax,
     /// Bytes that are not UTF-8 (the record is still read, with U+FFFD in their place).
     Utf8,
     /// A line or record over the size limit (skipped).
@@ -30,6 +32,7 @@ impl ErrorKind {
             ErrorKind::EvtxChunk => "evtx-chunk",
             ErrorKind::EvtxRecord => "evtx-record",
             ErrorKind::Json => "json",
+            ErrorKind::Syntax => "syntax",
             ErrorKind::Utf8 => "utf8",
             ErrorKind::TooLong => "too-long",
             ErrorKind::Decompress => "decompress",

@@ -11,6 +11,10 @@ pub enum Format {
     Evtx,
     /// JSON Lines, a JSON array, or concatenated JSON objects (told apart when read).
     Json,
+    /// auditd raw log (`type=… msg=audit(…)`).
+    Auditd,
+    /// syslog lines as rsyslog writes them (RFC 3164 or 5424, with or without `<PRI>`).
+    Syslog,
 }
 
 /// One input to read.
@@ -61,7 +65,18 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
         .iter()
         .copied()
         .find(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF)?;
-    matches!(first, b'{' | b'[').then_some(Format::Json)
+    if matches!(first, b'{' | b'[') {
+        return Some(Format::Json);
+    }
+    let text = String::from_utf8_lossy(head);
+    let line = text.lines().find(|l| !l.trim().is_empty())?;
+    if line.starts_with("type=") && line.contains("msg=audit(") {
+        Some(Format::Auditd)
+    } else if crate::linux::looks_like_syslog(line) {
+        Some(Format::Syslog)
+    } else {
+        None
+    }
 }
 
 fn head_of(path: &Path) -> io::Result<Vec<u8>> {
@@ -178,6 +193,14 @@ mod tests {
         assert_eq!(sniff(b"  \n{\"a\":1}"), Some(Format::Json));
         assert_eq!(sniff(b"\xEF\xBB\xBF[{}]"), Some(Format::Json));
         assert_eq!(sniff(b"hello"), None);
+        assert_eq!(
+            sniff(b"type=SYSCALL msg=audit(1.2:3): arch=c000003e"),
+            Some(Format::Auditd)
+        );
+        assert_eq!(
+            sniff(b"Mar  4 03:12:09 h sshd[1]: Accepted"),
+            Some(Format::Syslog)
+        );
     }
 
     #[test]

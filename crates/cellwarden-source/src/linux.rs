@@ -2,8 +2,9 @@
 //! 5424 lines, rsyslog file formats), with sshd, sudo, su, PAM and useradd messages parsed into
 //! fields.
 //!
-//! Every event gets a `Channel` field naming its source (`auditd`, or the syslog program such
-//! as `sshd`), which the log source mapping turns into Sigma's `product: linux` and service.
+//! Every event gets a `Channel` field naming its source (`auditd`, or `syslog/<program>` such
+//! as `syslog/sshd`), which the log source mapping turns into Sigma's `product: linux` and
+//! services.
 
 use std::borrow::Cow;
 
@@ -236,7 +237,10 @@ pub fn looks_like_syslog(line: &str) -> bool {
         .iter()
         .any(|m| l.starts_with(m) && l.as_bytes().get(3) == Some(&b' '))
         || (l.len() > 20 && l.as_bytes()[4] == b'-' && l.as_bytes()[10] == b'T')
-        || l.starts_with("1 ")
+        || (l.len() > 22
+            && l.starts_with("1 ")
+            && l.as_bytes()[2..6].iter().all(u8::is_ascii_digit)
+            && l.as_bytes()[6] == b'-')
 }
 
 fn strip_pri(line: &str) -> (&str, Option<u32>) {
@@ -334,16 +338,45 @@ fn finish(
     }
     b.add("message", s(msg));
     message_fields(&mut b, app, msg);
-    let channel = app.rsplit('/').next().unwrap_or(app).to_ascii_lowercase();
-    b.add(
-        "Channel",
-        s(if channel.is_empty() {
-            "syslog"
-        } else {
-            &channel
-        }),
-    );
+    let program = app.rsplit('/').next().unwrap_or(app).to_ascii_lowercase();
+    b.add("Channel", s(&format!("syslog/{program}")));
     (b.finish(), ts)
+}
+
+/// Gives a `journalctl -o json` record the fields of a syslog line: time, host, program, pid,
+/// message and the parsed message fields. Returns the time; `None` if it is not journald.
+pub fn journald(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| v.as_text())
+            .map(|t| t.into_owned())
+    };
+    let realtime = get("__REALTIME_TIMESTAMP")?;
+    let msg = get("MESSAGE").unwrap_or_default();
+    let app = get("SYSLOG_IDENTIFIER")
+        .or_else(|| get("_COMM"))
+        .unwrap_or_default();
+    let pid = get("_PID")
+        .or_else(|| get("SYSLOG_PID"))
+        .unwrap_or_else(|| "-".into());
+    let host = get("_HOSTNAME").unwrap_or_else(|| "-".into());
+    let ts = realtime
+        .parse::<i64>()
+        .ok()
+        .and_then(|us| Timestamp::from_microsecond(us).ok());
+    let b = Builder {
+        keys: Vec::new(),
+        values: Vec::new(),
+    };
+    let (extra, _) = finish(b, None, &host, &app, &pid, &msg, ts);
+    for (k, v) in extra {
+        if !fields.iter().any(|(n, _)| *n == k) {
+            fields.push((k, v));
+        }
+    }
+    Some(ts)
 }
 
 /// Fields from the messages of programs attackers' logins and privilege changes go through.
@@ -527,7 +560,7 @@ type=PROCTITLE msg=audit(1700000000.123:4242): proctitle=7367736E656D75002D6C";
         assert_eq!(text(&f, "user"), "root");
         assert_eq!(text(&f, "src_ip"), "198.51.100.7");
         assert_eq!(text(&f, "outcome"), "success");
-        assert_eq!(text(&f, "Channel"), "sshd");
+        assert_eq!(text(&f, "Channel"), "syslog/sshd");
     }
 
     #[test]
@@ -549,7 +582,7 @@ type=PROCTITLE msg=audit(1700000000.123:4242): proctitle=7367736E656D75002D6C";
         .unwrap();
         assert_eq!(text(&f, "name"), "support");
         assert_eq!(text(&f, "UID"), "0");
-        assert_eq!(text(&f, "Channel"), "useradd");
+        assert_eq!(text(&f, "Channel"), "syslog/useradd");
     }
 
     #[test]
@@ -564,6 +597,20 @@ type=PROCTITLE msg=audit(1700000000.123:4242): proctitle=7367736E656D75002D6C";
         .unwrap();
         assert_eq!(text(&f, "outcome"), "failure");
         assert_eq!(text(&f, "target_user"), "root");
+    }
+
+    #[test]
+    fn journald_records_get_syslog_fields() {
+        let mut f = crate::json::flatten(r#"{"__REALTIME_TIMESTAMP":"1709521929000000","_HOSTNAME":"core-hss-1","SYSLOG_IDENTIFIER":"sshd","_PID":"812","MESSAGE":"Failed password for invalid user oracle from 192.0.2.44 port 4711 ssh2"}"#).unwrap();
+        let ts = journald(&mut f).unwrap();
+        assert_eq!(
+            cellwarden_event::format_timestamp(ts),
+            "2024-03-04T03:12:09.000000Z"
+        );
+        assert_eq!(text(&f, "user"), "oracle");
+        assert_eq!(text(&f, "outcome"), "failure");
+        assert_eq!(text(&f, "Channel"), "syslog/sshd");
+        assert_eq!(text(&f, "hostname"), "core-hss-1");
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Mapping {
                     OneOrMany::One(s) => vec![s.text()],
                     OneOrMany::Many(l) => l.iter().map(Scalar::text).collect(),
                 };
-                if field == "Channel" {
+                if field == "Channel" && !values.iter().any(|v| v.ends_with('*')) {
                     channels = Some(values);
                 } else {
                     conditions.push((field, values));
@@ -179,10 +179,19 @@ impl Mapping {
         for &i in candidates {
             let entry = &self.entries[i];
             let ok = entry.conditions.iter().all(|(field, accepted)| {
-                event
-                    .get(field)
-                    .and_then(value_key)
-                    .is_some_and(|v| accepted.contains(&v))
+                let hit = |v: &Value<'_>| {
+                    value_key(v).is_some_and(|v| {
+                        accepted.iter().any(|a| match a.strip_suffix('*') {
+                            Some(prefix) => v.starts_with(prefix),
+                            None => *a == v,
+                        })
+                    })
+                };
+                match event.get(field) {
+                    Some(Value::List(items)) => items.iter().any(hit),
+                    Some(v) => hit(v),
+                    None => false,
+                }
             });
             if ok {
                 matched.push(i as u16);

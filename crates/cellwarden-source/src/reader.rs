@@ -47,8 +47,12 @@ pub enum Unit {
         number: u64,
         chunk: Box<EvtxChunkData>,
     },
-    Json {
+    /// Text records: JSON objects, syslog lines, or the joined lines of one auditd event.
+    Records {
         file: Arc<str>,
+        kind: Format,
+        /// Year for syslog times that carry none (RFC 3164): the file's modification year.
+        year: i16,
         buf: Vec<u8>,
         /// (line of the record's start, start, end) in `buf`.
         records: Vec<(u64, usize, usize)>,
@@ -95,7 +99,15 @@ pub fn read_input(input: &InputFile, limits: &Limits, sink: &mut dyn UnitSink) {
             }
         },
     };
-    read_stream(&file, reader, input.format, false, limits, sink);
+    let year = input
+        .path
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok()?.modified().ok())
+        .and_then(|t| cellwarden_event::Timestamp::try_from(t).ok())
+        .unwrap_or_else(cellwarden_event::Timestamp::now)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .year();
+    read_stream(&file, reader, input.format, false, year, limits, sink);
     // Standard input has no size on disk: count what was read.
     sink.progress(input.size.max(counted.get()));
 }
@@ -119,6 +131,7 @@ fn read_stream(
     mut reader: Box<dyn BufRead>,
     hint: Option<Format>,
     decompressed: bool,
+    year: i16,
     limits: &Limits,
     sink: &mut dyn UnitSink,
 ) {
@@ -141,7 +154,7 @@ fn read_stream(
     };
     if !decompressed && head.starts_with(&[0x1f, 0x8b]) {
         let inner = BufReader::with_capacity(1 << 20, MultiGzDecoder::new(reader));
-        read_stream(file, Box::new(inner), hint, true, limits, sink);
+        read_stream(file, Box::new(inner), hint, true, year, limits, sink);
         return;
     }
     match hint.or_else(|| sniff(&head)) {
@@ -158,6 +171,9 @@ fn read_stream(
             read_evtx_seekable(file, io::Cursor::new(data), sink);
         }
         Some(Format::Json) => read_json(file, reader, limits, sink),
+        Some(kind @ (Format::Auditd | Format::Syslog)) => {
+            read_text(file, reader, kind, year, limits, sink)
+        }
         None => {
             if head.is_empty() {
                 return;
@@ -317,6 +333,8 @@ fn json_layout(head: &[u8]) -> JsonLayout {
 
 struct Batcher<'s> {
     file: Arc<str>,
+    kind: Format,
+    year: i16,
     buf: Vec<u8>,
     records: Vec<(u64, usize, usize)>,
     sink: &'s mut dyn UnitSink,
@@ -336,12 +354,84 @@ impl Batcher<'_> {
         if self.records.is_empty() {
             return;
         }
-        let unit = Unit::Json {
+        let unit = Unit::Records {
             file: self.file.clone(),
+            kind: self.kind,
+            year: self.year,
             buf: std::mem::take(&mut self.buf),
             records: std::mem::take(&mut self.records),
         };
         self.sink.unit(unit);
+    }
+}
+
+/// auditd events still being assembled: (event id, first line, record lines).
+type OpenAudit = Vec<(Vec<u8>, u64, Vec<u8>)>;
+/// Events whose records interleave with more than this many others are closed early.
+const MAX_OPEN_AUDIT: usize = 256;
+
+fn read_text(
+    file: &Arc<str>,
+    mut reader: Box<dyn BufRead>,
+    kind: Format,
+    year: i16,
+    limits: &Limits,
+    sink: &mut dyn UnitSink,
+) {
+    let mut batch = Batcher {
+        file: file.clone(),
+        kind,
+        year,
+        buf: Vec::with_capacity(BATCH_BYTES + 4096),
+        records: Vec::new(),
+        sink,
+    };
+    let mut open: OpenAudit = Vec::new();
+    let result = if kind == Format::Auditd {
+        read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
+            let text = String::from_utf8_lossy(line);
+            let id = crate::linux::audit_id(&text)
+                .unwrap_or("")
+                .as_bytes()
+                .to_vec();
+            let end = text.starts_with("type=EOE ");
+            match open.iter().position(|(i, _, _)| *i == id && !id.is_empty()) {
+                Some(p) => {
+                    if !end {
+                        open[p].2.push(b'\n');
+                        open[p].2.extend_from_slice(line);
+                    }
+                    if end {
+                        let (_, first, lines) = open.remove(p);
+                        b.push(first, &lines);
+                    }
+                }
+                None if !end => {
+                    open.push((id, n, line.to_vec()));
+                    if open.len() > MAX_OPEN_AUDIT {
+                        let (_, first, lines) = open.remove(0);
+                        b.push(first, &lines);
+                    }
+                }
+                None => {}
+            }
+        })
+    } else {
+        read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
+            b.push(n, l)
+        })
+    };
+    for (_, first, lines) in open.drain(..) {
+        batch.push(first, &lines);
+    }
+    batch.flush();
+    if let Err((offset, e)) = result {
+        batch.sink.error(SourceError::new(
+            file,
+            Position::Offset(offset),
+            ErrorKind::Decompress,
+            format!("read stopped: {e}; everything before was read"),
+        ));
     }
 }
 
@@ -357,12 +447,16 @@ fn read_json(
     };
     let mut batch = Batcher {
         file: file.clone(),
+        kind: Format::Json,
+        year: 0,
         buf: Vec::with_capacity(BATCH_BYTES + 4096),
         records: Vec::new(),
         sink,
     };
     let result = match layout {
-        JsonLayout::Lines => read_lines(file, &mut reader, limits, &mut batch),
+        JsonLayout::Lines => read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
+            b.push(n, l)
+        }),
         JsonLayout::Array => split_values(file, &mut reader, 1, limits, &mut batch),
         JsonLayout::Concatenated => split_values(file, &mut reader, 0, limits, &mut batch),
     };
@@ -379,11 +473,13 @@ fn read_json(
 
 type ReadResult = Result<(), (u64, io::Error)>;
 
+/// Reads lines (bounded in length); each non-blank one, trimmed, goes to `on_line`.
 fn read_lines(
     file: &Arc<str>,
     reader: &mut Box<dyn BufRead>,
     limits: &Limits,
     batch: &mut Batcher<'_>,
+    on_line: &mut dyn FnMut(u64, &[u8], &mut Batcher<'_>),
 ) -> ReadResult {
     let mut line_no = 0u64;
     let mut offset = 0u64;
@@ -438,7 +534,7 @@ fn read_lines(
         }
         let trimmed = line.trim_ascii();
         if !trimmed.is_empty() {
-            batch.push(line_no, trimmed);
+            on_line(line_no, trimmed, batch);
         }
     }
 }
@@ -555,7 +651,13 @@ impl Unit {
                 number,
                 mut chunk,
             } => decode_evtx(&file, number, &mut chunk, mapping, settings, errors, f),
-            Unit::Json { file, buf, records } => {
+            Unit::Records {
+                file,
+                kind,
+                year,
+                buf,
+                records,
+            } => {
                 let mut n = 0;
                 for (line, start, end) in records {
                     let bytes = &buf[start..end];
@@ -574,17 +676,38 @@ impl Unit {
                             String::from_utf8_lossy(bytes)
                         }
                     };
-                    match flatten(&text) {
-                        Ok(fields) => {
-                            emit(&file, line, fields, None, mapping, f);
+                    match kind {
+                        Format::Json => match flatten(&text) {
+                            Ok(mut fields) => {
+                                let ts = crate::linux::journald(&mut fields).flatten();
+                                emit(&file, line, fields, ts, mapping, f);
+                                n += 1;
+                            }
+                            Err(e) => errors.push(SourceError::new(
+                                &file,
+                                Position::Line(line + e.line().saturating_sub(1) as u64),
+                                ErrorKind::Json,
+                                format!("{e}; record skipped"),
+                            )),
+                        },
+                        Format::Syslog => match crate::linux::syslog_line(&text, year) {
+                            Some((fields, ts)) => {
+                                emit(&file, line, fields, ts, mapping, f);
+                                n += 1;
+                            }
+                            None => errors.push(SourceError::new(
+                                &file,
+                                Position::Line(line),
+                                ErrorKind::Syntax,
+                                "not a syslog line; skipped",
+                            )),
+                        },
+                        Format::Auditd => {
+                            let (fields, ts) = crate::linux::audit_event(&text);
+                            emit(&file, line, fields, ts, mapping, f);
                             n += 1;
                         }
-                        Err(e) => errors.push(SourceError::new(
-                            &file,
-                            Position::Line(line + e.line().saturating_sub(1) as u64),
-                            ErrorKind::Json,
-                            format!("{e}; record skipped"),
-                        )),
+                        Format::Evtx => {}
                     }
                 }
                 n
@@ -800,6 +923,7 @@ mod tests {
             Box::new(io::Cursor::new(gz)),
             None,
             false,
+            2026,
             &Limits::default(),
             &mut c,
         );

@@ -1,0 +1,86 @@
+//! Linux sources end to end: auditd, syslog and journald files in their real formats, hunted
+//! with the SigmaHQ Linux rules.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+
+const AUTH_LOG: &str = "\
+Mar  4 03:10:01 core-mme-2 CRON[2100]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)
+Mar  4 03:12:09 core-mme-2 sshd[2211]: Accepted password for root from 198.51.100.7 port 50122 ssh2
+Mar  4 03:12:40 core-mme-2 useradd[2290]: new user: name=support, UID=0, GID=0, home=/root, shell=/bin/bash
+Mar  4 03:13:02 core-mme-2 sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/sbin/iptables -A INPUT -p icmp -j ACCEPT
+this line is not syslog
+";
+
+// Two events whose records interleave, a third on its own; hex-encoded argument.
+const AUDIT_LOG: &str = "\
+type=SYSCALL msg=audit(1709521930.100:501): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=2 ppid=900 pid=901 auid=1000 uid=0 gid=0 euid=0 ses=2 tty=pts0 comm=\"chattr\" exe=\"/usr/bin/chattr\" key=\"exec\"
+type=SYSCALL msg=audit(1709521930.200:502): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=2 ppid=900 pid=902 auid=1000 uid=0 gid=0 euid=0 ses=2 tty=pts0 comm=\"crontab\" exe=\"/usr/bin/crontab\" key=\"exec\"
+type=EXECVE msg=audit(1709521930.100:501): argc=3 a0=\"chattr\" a1=\"-i\" a2=2F7573722F6C69622F7838365F36342D6C696E75782D676E752F73656375726974792F70616D5F756E69782E736F
+type=EXECVE msg=audit(1709521930.200:502): argc=2 a0=\"crontab\" a1=\"-r\"
+type=PROCTITLE msg=audit(1709521930.100:501): proctitle=6368617474720
+type=EOE msg=audit(1709521930.100:501):
+type=SYSCALL msg=audit(1709521931.000:503): arch=c000003e syscall=42 success=no exit=-115 a0=3 a1=7ffd a2=10 a3=0 items=0 ppid=900 pid=910 auid=1000 uid=1000 gid=1000 euid=1000 ses=2 tty=pts0 comm=\"nmap\" exe=\"/usr/bin/nmap\" key=\"network_connect_4\"
+";
+
+const JOURNAL: &str = r#"{"__REALTIME_TIMESTAMP":"1709521960000000","_HOSTNAME":"core-hss-1","SYSLOG_IDENTIFIER":"useradd","_PID":"3100","MESSAGE":"new user: name=svc, UID=0, GID=0, home=/root, shell=/bin/sh"}
+"#;
+
+#[test]
+fn linux_logs_raise_sigmahq_linux_rules() {
+    let Some(rules) = shared("sigma/rules/linux") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("auth.log"), AUTH_LOG).unwrap();
+    std::fs::write(dir.path().join("audit.log"), AUDIT_LOG).unwrap();
+    std::fs::write(dir.path().join("journal.json"), JOURNAL).unwrap();
+    let hunt = |threads: &str| {
+        run(&[
+            "hunt",
+            dir.path().to_str().unwrap(),
+            "-r",
+            rules.to_str().unwrap(),
+            "--format",
+            "jsonl",
+            "--threads",
+            threads,
+        ])
+    };
+    let out = hunt("1");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("auth.log:5: not a syslog line"), "{err}");
+    let got: BTreeSet<(String, String)> = alerts(&stdout(&out))
+        .iter()
+        .map(|a| {
+            (
+                a["source_file"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                a["rule_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for want in [
+        ("auth.log", "0ac15ec3-d24f-4246-aa2a-3077bb1cf90e"), // privileged user created
+        ("journal.json", "0ac15ec3-d24f-4246-aa2a-3077bb1cf90e"),
+        ("audit.log", "a5b977d6-8a81-4475-91b9-49dbfcd941f7"), // chattr -i
+        ("audit.log", "c2e234de-03a3-41e1-b39a-1e56dc17ba67"), // crontab -r (process_creation)
+        ("audit.log", "3761e026-f259-44e6-8826-719ed8079408"), // nmap connect
+    ] {
+        assert!(
+            got.contains(&(want.0.to_owned(), want.1.to_owned())),
+            "{want:?} missing from {got:?}"
+        );
+    }
+    assert!(err.contains("summary: 3 files, 8 events"), "{err}");
+    assert_eq!(stdout(&out), stdout(&hunt("3")));
+}

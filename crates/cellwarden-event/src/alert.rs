@@ -68,7 +68,25 @@ pub struct RuleInfo {
 pub struct Alert {
     pub rule: Arc<RuleInfo>,
     pub level: Level,
+    /// The event that matched (for a correlation: the one that completed it).
     pub event: Event<'static>,
+    /// Set for correlation alerts.
+    pub correlation: Option<Box<CorrelationInfo>>,
+}
+
+/// What a correlation alert observed.
+#[derive(Debug, Clone)]
+pub struct CorrelationInfo {
+    /// `event_count`, `value_count`, `temporal`, …
+    pub kind: String,
+    /// Group-by field names and their values in this group.
+    pub group: Vec<(String, String)>,
+    /// The aggregated value the condition was tested on.
+    pub value: f64,
+    pub window_start: Option<jiff::Timestamp>,
+    pub window_end: Option<jiff::Timestamp>,
+    /// The events that made it up, oldest first.
+    pub events: Vec<crate::Origin>,
 }
 
 impl Alert {

@@ -5,7 +5,8 @@
 //! events and evaluate the rules. Memory stays bounded by the channel: at most `2 × threads`
 //! units wait, plus one in each worker. Alerts and errors are put in a total order at the end
 //! (alerts by time, file, record, rule id), so the output is the same whatever the thread
-//! count.
+//! count. Matches of rules that correlation rules name are put in time order across all files
+//! and fed to the correlation state after the parallel stage.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,7 +87,7 @@ pub fn hunt(
     let threads = config.threads.max(1);
     let (tx, rx) = crossbeam_channel::bounded::<Unit>(threads * 2);
     let mut read_errors = Vec::new();
-    let worker_out: Vec<(Vec<Alert>, Vec<SourceError>, u64)> = std::thread::scope(|s| {
+    let worker_out: Vec<WorkerOut> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let rx = rx.clone();
@@ -113,10 +114,25 @@ pub fn hunt(
     let mut alerts = Vec::new();
     let mut errors = read_errors;
     let mut events = 0;
-    for (a, e, n) in worker_out {
-        alerts.extend(a);
-        errors.extend(e);
-        events += n;
+    let mut matches = Vec::new();
+    for w in worker_out {
+        alerts.extend(w.alerts);
+        errors.extend(w.errors);
+        matches.extend(w.matches);
+        events += w.events;
+    }
+    // Correlations see the matches of the rules they name in one time order, across files.
+    matches.sort_by(|(ra, a), (rb, b)| {
+        (a.timestamp, &a.origin.file, a.origin.record, ra).cmp(&(
+            b.timestamp,
+            &b.origin.file,
+            b.origin.record,
+            rb,
+        ))
+    });
+    let mut run = rules.correlation_run();
+    for (r, ev) in &matches {
+        run.push(*r as u32, ev, &mut alerts);
     }
     sort_alerts(&mut alerts);
     errors.sort();
@@ -136,12 +152,21 @@ pub fn sort_alerts(alerts: &mut [Alert]) {
     alerts.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
 }
 
+struct WorkerOut {
+    alerts: Vec<Alert>,
+    errors: Vec<SourceError>,
+    /// Matches of rules that correlations use: (rule, event).
+    matches: Vec<(usize, cellwarden_event::Event<'static>)>,
+    events: u64,
+}
+
 fn worker(
     rx: crossbeam_channel::Receiver<Unit>,
     mapping: &Mapping,
     rules: &RuleSet,
     progress: &Progress,
-) -> (Vec<Alert>, Vec<SourceError>, u64) {
+) -> WorkerOut {
+    let mut matches = Vec::new();
     let settings = cellwarden_source::evtx_settings();
     let mut scratch = rules.scratch();
     let mut hits = Vec::new();
@@ -157,11 +182,17 @@ fn worker(
             }
             let owned = ev.into_owned();
             for &r in &hits {
-                alerts.push(Alert {
-                    rule: Arc::clone(rules.rule_info(r)),
-                    level: rules.rule_level(r),
-                    event: owned.clone(),
-                });
+                if rules.rule_correlated(r) {
+                    matches.push((r, owned.clone()));
+                }
+                if rules.rule_emits(r) {
+                    alerts.push(Alert {
+                        rule: Arc::clone(rules.rule_info(r)),
+                        level: rules.rule_level(r),
+                        event: owned.clone(),
+                        correlation: None,
+                    });
+                }
             }
         });
         total += n;
@@ -170,5 +201,10 @@ fn worker(
             .alerts
             .fetch_add((alerts.len() - before) as u64, Ordering::Relaxed);
     }
-    (alerts, errors, total)
+    WorkerOut {
+        alerts,
+        errors,
+        matches,
+        events: total,
+    }
 }

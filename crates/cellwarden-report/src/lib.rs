@@ -32,6 +32,17 @@ pub fn alert_json(a: &Alert) -> serde_json::Value {
             "categories": l.categories.iter().map(|c| &**c).collect::<Vec<_>>(),
         })),
         "event": serde_json::Value::Object(a.event.fields_json()),
+        "correlation": a.correlation.as_ref().map(|c| serde_json::json!({
+            "type": c.kind,
+            "group": c.group.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+            "value": c.value,
+            "window_start": cellwarden_event::format_timestamp(c.window_start),
+            "window_end": cellwarden_event::format_timestamp(c.window_end),
+            "events": c.events.iter().map(|o| serde_json::json!({
+                "source_file": &*o.file,
+                "source_record": o.record,
+            })).collect::<Vec<_>>(),
+        })),
     })
 }
 
@@ -168,10 +179,23 @@ pub fn write_table(w: &mut dyn Write, alerts: &[Alert], use_colour: bool) -> io:
     let rows: Vec<[String; 6]> = alerts
         .iter()
         .map(|a| {
-            let detail = DETAIL_FIELDS
-                .iter()
-                .find_map(|f| a.event.get_str(f).map(|v| format!("{f}={v}")))
-                .unwrap_or_default();
+            let detail = match &a.correlation {
+                Some(c) => {
+                    let group: Vec<String> =
+                        c.group.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!(
+                        "{} {} over {} events {}",
+                        c.kind,
+                        c.value,
+                        c.events.len(),
+                        group.join(" ")
+                    )
+                }
+                None => DETAIL_FIELDS
+                    .iter()
+                    .find_map(|f| a.event.get_str(f).map(|v| format!("{f}={v}")))
+                    .unwrap_or_default(),
+            };
             [
                 a.event
                     .timestamp_rfc3339()
@@ -248,6 +272,7 @@ mod tests {
             }),
             level: Level::High,
             event: e.into_owned(),
+            correlation: None,
         }
     }
 

@@ -46,6 +46,10 @@ pub(crate) struct CompiledRule {
     pub literals: Option<Vec<u32>>,
     /// Every literal id the rule uses (prefilter and substring tests).
     pub scan_lits: Vec<u32>,
+    /// Raises alerts of its own (false when only correlations use it).
+    pub emit: bool,
+    /// Id, name and title: what correlations and filters may call it.
+    pub names: Vec<String>,
     /// Has keyword items, so its literals may occur in any field.
     pub keywords: bool,
 }
@@ -66,6 +70,9 @@ pub struct RuleSet {
     pub(crate) lits: Vec<crate::compile::Lit>,
     /// For each literal, the rules that require it (one of their literals).
     pub(crate) literal_rules: Vec<Vec<u32>>,
+    pub(crate) correlations: Vec<crate::correlation::Correlation>,
+    /// Per rule: a correlation uses its matches.
+    pub(crate) correlated: Vec<bool>,
 }
 
 /// An Aho-Corasick automaton and the global ids of its patterns.
@@ -140,7 +147,14 @@ impl RuleSet {
         rules: Vec<CompiledRule>,
         fields: FieldTable,
         lits: Vec<crate::compile::Lit>,
+        correlations: Vec<crate::correlation::Correlation>,
     ) -> Self {
+        let mut correlated = vec![false; rules.len()];
+        for c in &correlations {
+            for &r in c.references() {
+                correlated[r as usize] = true;
+            }
+        }
         let eventid_slot = fields.map.get("EventID").copied();
         let mut by_field: Vec<Vec<(u32, &str)>> = vec![Vec::new(); fields.names.len()];
         let mut any = Vec::new();
@@ -171,6 +185,8 @@ impl RuleSet {
             literal_any,
             lits,
             literal_rules,
+            correlations,
+            correlated,
         }
     }
 
@@ -184,6 +200,26 @@ impl RuleSet {
 
     pub fn rule_info(&self, i: usize) -> &Arc<RuleInfo> {
         &self.rules[i].info
+    }
+
+    /// Whether rule `i` raises alerts of its own.
+    pub fn rule_emits(&self, i: usize) -> bool {
+        self.rules[i].emit
+    }
+
+    /// Whether a correlation uses the matches of rule `i`.
+    pub fn rule_correlated(&self, i: usize) -> bool {
+        self.correlated[i]
+    }
+
+    /// Number of correlation rules in force.
+    pub fn correlation_count(&self) -> usize {
+        self.correlations.len()
+    }
+
+    /// Correlation state for one run over time-ordered matches.
+    pub fn correlation_run(&self) -> crate::correlation::CorrelationRun<'_> {
+        crate::correlation::CorrelationRun::new(&self.correlations)
     }
 
     pub fn rule_level(&self, i: usize) -> Level {

@@ -9,11 +9,13 @@
 //! [`Scratch`].
 
 mod compile;
+mod correlation;
 mod engine;
 mod load;
 mod matcher;
 
 pub use compile::Placeholders;
+pub use correlation::CorrelationRun;
 pub use engine::{RuleSet, Scratch};
 pub use load::{
     LoadOptions, Loaded, MAX_RULE_FILE_BYTES, Problem, ProblemKind, RuleSource, attack_from_tags,

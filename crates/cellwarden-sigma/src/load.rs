@@ -78,6 +78,8 @@ pub struct Loaded {
     pub rules: RuleSet,
     pub files: usize,
     pub loaded: usize,
+    /// Correlation rules loaded.
+    pub correlations: usize,
     pub filters: usize,
     pub unsupported: usize,
     pub invalid: usize,
@@ -209,6 +211,7 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
     let mut problems = Vec::new();
     let mut rules: Vec<Parsed> = Vec::new();
     let mut filters: Vec<(usize, FilterRule)> = Vec::new();
+    let mut correlations: Vec<(usize, rsigma_parser::CorrelationRule)> = Vec::new();
     for (fi, src) in sources.iter().enumerate() {
         let text = &src.text;
         if text.len() as u64 > MAX_RULE_FILE_BYTES {
@@ -273,16 +276,7 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
             });
         }
         for c in collection.correlations {
-            problems.push(Problem {
-                file: src.name.clone(),
-                line: line_of(text, "correlation:", 1),
-                title: Some(c.title.clone()),
-                kind: ProblemKind::Unsupported,
-                reason: format!(
-                    "correlation rules ({}) are not evaluated yet",
-                    c.correlation_type.as_str()
-                ),
-            });
+            correlations.push((fi, c));
         }
         for f in collection.filters {
             filters.push((fi, f));
@@ -295,8 +289,28 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
     let mut fields = FieldTable::default();
     let mut lit_ids: HashMap<crate::compile::Lit, u32> = HashMap::new();
     let mut lits: Vec<crate::compile::Lit> = Vec::new();
+    // Rules a correlation names: kept whatever --min-level says, and silent on their own
+    // unless a correlation naming them says `generate: true`.
+    let mut referenced: HashMap<&str, bool> = HashMap::new();
+    for (_, c) in &correlations {
+        for r in &c.rules {
+            let g = referenced.entry(r.as_str()).or_insert(false);
+            *g |= c.generate;
+        }
+    }
+    let reference_of = |rule: &SigmaRule| -> Option<bool> {
+        [
+            rule.id.as_deref(),
+            rule.name.as_deref(),
+            Some(rule.title.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|k| referenced.get(k).copied())
+    };
     let mut compiled = Vec::new();
     let mut loaded = 0;
+    let mut loaded_correlations = 0;
     for p in &rules {
         let src = &sources[p.file];
         let rule = &p.rule;
@@ -317,9 +331,12 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
                     .level
                     .map(convert_level)
                     .unwrap_or(Level::Informational);
-                if opts.min_level.is_some_and(|m| level < m) {
+                let generate = reference_of(rule);
+                let below = opts.min_level.is_some_and(|m| level < m);
+                if below && generate.is_none() {
                     continue;
                 }
+                let emit = !below && generate.unwrap_or(true);
                 let event_ids =
                     required_event_ids(&nodes, &cond, fields.map.get("EventID").copied());
                 let literals = required_literals(&nodes, &cond).map(|ls| {
@@ -333,6 +350,11 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
                         .collect()
                 });
                 compiled.push(CompiledRule {
+                    emit,
+                    names: [rule.id.clone(), rule.name.clone(), Some(rule.title.clone())]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
                     scan_lits: Vec::new(),
                     keywords: has_keywords(&nodes),
                     info: Arc::new(rule_info(rule, &src.name)),
@@ -374,6 +396,74 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
         used.dedup();
         r.scan_lits = used;
     }
+    let mut corrs = Vec::new();
+    for (fi, c) in &correlations {
+        let src = &sources[*fi];
+        let resolve = |r: &str| -> Vec<u32> {
+            compiled
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| x.names.iter().any(|n| n == r))
+                .map(|(i, _)| i as u32)
+                .collect()
+        };
+        let level = c.level.map(convert_level).unwrap_or(Level::Informational);
+        let (techniques, tactics) = attack_from_tags(&c.tags);
+        let info = RuleInfo {
+            id: c
+                .id
+                .clone()
+                .or_else(|| c.name.clone())
+                .unwrap_or_else(|| c.title.clone()),
+            title: c.title.clone(),
+            author: c.author.clone(),
+            description: c.description.clone(),
+            status: c.status.map(|s| format!("{s:?}").to_lowercase()),
+            references: c.references.clone(),
+            falsepositives: c.falsepositives.clone(),
+            tags: c.tags.clone(),
+            techniques,
+            tactics,
+            source: src.name.clone(),
+        };
+        let missing = c.rules.iter().find(|r| resolve(r).is_empty());
+        if let Some(r) = missing {
+            let chained = correlations
+                .iter()
+                .any(|(_, o)| o.id.as_deref() == Some(r) || o.name.as_deref() == Some(r));
+            problems.push(Problem {
+                file: src.name.clone(),
+                line: line_of(&src.text, r, 1).or_else(|| line_of(&src.text, "correlation:", 1)),
+                title: Some(c.title.clone()),
+                kind: if chained {
+                    ProblemKind::Unsupported
+                } else {
+                    ProblemKind::Invalid
+                },
+                reason: if chained {
+                    format!("names correlation `{r}`: correlations of correlations are not evaluated yet")
+                } else {
+                    format!("names rule `{r}`, which is not among the loaded rules")
+                },
+            });
+            continue;
+        }
+        match crate::correlation::Correlation::compile(c, info, level, &resolve) {
+            Ok(x) => {
+                loaded_correlations += 1;
+                if opts.min_level.is_none_or(|m| level >= m) {
+                    corrs.push(x);
+                }
+            }
+            Err(reason) => problems.push(Problem {
+                file: src.name.clone(),
+                line: line_of(&src.text, "correlation:", 1),
+                title: Some(c.title.clone()),
+                kind: ProblemKind::Invalid,
+                reason,
+            }),
+        }
+    }
     problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     let unsupported = problems
         .iter()
@@ -381,7 +471,8 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
         .count();
     let invalid = problems.len() - unsupported;
     Loaded {
-        rules: RuleSet::build(compiled, fields, lits),
+        rules: RuleSet::build(compiled, fields, lits, corrs),
+        correlations: loaded_correlations,
         files: sources.len(),
         loaded,
         filters: filters.len(),

@@ -158,6 +158,7 @@ fn rules_check(
         let v = serde_json::json!({
             "files": loaded.files,
             "loaded": loaded.loaded,
+            "correlations": loaded.correlations,
             "filters": loaded.filters,
             "unsupported": loaded.unsupported,
             "invalid": loaded.invalid,
@@ -174,8 +175,13 @@ fn rules_check(
         }
         let _ = writeln!(
             out,
-            "{} files: {} rules loaded, {} filters, {} unsupported, {} invalid",
-            loaded.files, loaded.loaded, loaded.filters, loaded.unsupported, loaded.invalid
+            "{} files: {} rules loaded, {} correlations, {} filters, {} unsupported, {} invalid",
+            loaded.files,
+            loaded.loaded,
+            loaded.correlations,
+            loaded.filters,
+            loaded.unsupported,
+            loaded.invalid
         );
         let (by_eid, by_literal) = loaded.rules.index_stats();
         let _ = writeln!(

@@ -1,0 +1,314 @@
+//! Sigma correlation rules, evaluated over the time-ordered matches of the rules they name.
+//!
+//! Detection runs in parallel; the matches of rules that correlations reference are collected,
+//! put in time order (time, file, record, rule) and fed here one by one, so the result does not
+//! depend on the thread count and a chain across files is found. Windows slide: at each match
+//! the group keeps the matches of the last `timespan` (the window `(t - timespan, t]`), the
+//! condition is tested, and a firing group starts again empty. Memory: per group, the matches
+//! of one timespan; groups idle for longer than their timespan are dropped.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use cellwarden_event::{Alert, CorrelationInfo, Event, Level, Origin, RuleInfo, Timestamp};
+use rsigma_parser::{
+    ConditionExpr, ConditionOperator, CorrelationCondition, CorrelationRule, CorrelationType,
+};
+
+/// A compiled correlation rule.
+#[derive(Debug)]
+pub(crate) struct Correlation {
+    pub info: Arc<RuleInfo>,
+    pub level: Level,
+    kind: CorrelationType,
+    /// Referenced detection rules (rule-set indexes), in the order written.
+    refs: Vec<u32>,
+    /// Names by which the condition of a temporal correlation refers to `refs`.
+    ref_names: Vec<Vec<String>>,
+    group_by: Vec<String>,
+    /// group-by name → (rule index → field name in that rule's events).
+    aliases: HashMap<String, HashMap<u32, String>>,
+    span_ms: i64,
+    condition: CorrelationCondition,
+}
+
+impl Correlation {
+    /// `resolve` maps a rule reference (id or name) to rule-set indexes.
+    pub fn compile(
+        rule: &CorrelationRule,
+        info: RuleInfo,
+        level: Level,
+        resolve: &dyn Fn(&str) -> Vec<u32>,
+    ) -> Result<Correlation, String> {
+        let mut refs = Vec::new();
+        let mut ref_names = Vec::new();
+        for r in &rule.rules {
+            let found = resolve(r);
+            if found.is_empty() {
+                return Err(format!(
+                    "names rule `{r}`, which is not among the loaded rules"
+                ));
+            }
+            for i in found {
+                refs.push(i);
+                ref_names.push(vec![r.clone()]);
+            }
+        }
+        let mut aliases: HashMap<String, HashMap<u32, String>> = HashMap::new();
+        for a in &rule.aliases {
+            let m = aliases.entry(a.alias.clone()).or_default();
+            for (rref, field) in &a.mapping {
+                for i in resolve(rref) {
+                    m.insert(i, field.clone());
+                }
+            }
+        }
+        let needs_field = matches!(
+            rule.correlation_type,
+            CorrelationType::ValueCount
+                | CorrelationType::ValueSum
+                | CorrelationType::ValueAvg
+                | CorrelationType::ValuePercentile
+                | CorrelationType::ValueMedian
+        );
+        if needs_field
+            && !matches!(&rule.condition, CorrelationCondition::Threshold { field: Some(f), .. } if !f.is_empty())
+        {
+            return Err(format!(
+                "{} needs `field` in its condition",
+                rule.correlation_type.as_str()
+            ));
+        }
+        Ok(Correlation {
+            info: Arc::new(info),
+            level,
+            kind: rule.correlation_type,
+            refs,
+            ref_names,
+            group_by: rule.group_by.clone(),
+            aliases,
+            span_ms: (rule.timespan.seconds as i64).saturating_mul(1000),
+            condition: rule.condition.clone(),
+        })
+    }
+
+    pub fn references(&self) -> &[u32] {
+        &self.refs
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    ts: i64,
+    rule: u32,
+    value: Option<String>,
+    origin: Origin,
+}
+
+/// Runs correlations over matches in time order.
+#[derive(Debug)]
+pub struct CorrelationRun<'c> {
+    corrs: &'c [Correlation],
+    by_rule: HashMap<u32, Vec<usize>>,
+    groups: HashMap<(usize, Vec<String>), VecDeque<Entry>>,
+    seen: u64,
+}
+
+fn ms(t: Option<Timestamp>) -> i64 {
+    t.map(|t| t.as_millisecond()).unwrap_or(0)
+}
+
+impl<'c> CorrelationRun<'c> {
+    pub(crate) fn new(corrs: &'c [Correlation]) -> Self {
+        let mut by_rule: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (ci, c) in corrs.iter().enumerate() {
+            let mut uniq: Vec<u32> = c.refs.clone();
+            uniq.sort_unstable();
+            uniq.dedup();
+            for r in uniq {
+                by_rule.entry(r).or_default().push(ci);
+            }
+        }
+        CorrelationRun {
+            corrs,
+            by_rule,
+            groups: HashMap::new(),
+            seen: 0,
+        }
+    }
+
+    /// Number of groups holding state.
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Feeds one match (rule `rule` matched `event`); returns the correlation alerts it
+    /// completes. Matches must come in time order.
+    pub fn push(&mut self, rule: u32, event: &Event<'static>, out: &mut Vec<Alert>) {
+        let t = ms(event.timestamp);
+        self.seen += 1;
+        if self.seen.is_multiple_of(4096) {
+            let corrs = self.corrs;
+            self.groups
+                .retain(|(ci, _), q| q.back().is_some_and(|e| e.ts > t - corrs[*ci].span_ms));
+        }
+        let Some(cis) = self.by_rule.get(&rule) else {
+            return;
+        };
+        for &ci in cis {
+            let c = &self.corrs[ci];
+            let key: Vec<String> = c
+                .group_by
+                .iter()
+                .map(|g| {
+                    let field = c
+                        .aliases
+                        .get(g)
+                        .and_then(|m| m.get(&rule))
+                        .map(String::as_str)
+                        .unwrap_or(g.as_str());
+                    event
+                        .get_str(field)
+                        .map(|v| v.into_owned())
+                        .unwrap_or_default()
+                })
+                .collect();
+            let value = match &c.condition {
+                CorrelationCondition::Threshold { field: Some(f), .. } => f
+                    .iter()
+                    .find_map(|f| event.get_str(f).map(|v| v.into_owned())),
+                _ => None,
+            };
+            let q = self.groups.entry((ci, key.clone())).or_default();
+            while q.front().is_some_and(|e| e.ts <= t - c.span_ms) {
+                q.pop_front();
+            }
+            q.push_back(Entry {
+                ts: t,
+                rule,
+                value,
+                origin: event.origin.clone(),
+            });
+            if let Some(v) = evaluate(c, q) {
+                let info = CorrelationInfo {
+                    kind: c.kind.as_str().to_owned(),
+                    group: c
+                        .group_by
+                        .iter()
+                        .cloned()
+                        .zip(key.iter().cloned())
+                        .collect(),
+                    value: v,
+                    window_start: q
+                        .front()
+                        .and_then(|e| Timestamp::from_millisecond(e.ts).ok()),
+                    window_end: event.timestamp,
+                    events: q.iter().map(|e| e.origin.clone()).collect(),
+                };
+                q.clear();
+                out.push(Alert {
+                    rule: c.info.clone(),
+                    level: c.level,
+                    event: event.clone(),
+                    correlation: Some(Box::new(info)),
+                });
+            }
+        }
+    }
+}
+
+fn holds(op: ConditionOperator, v: f64, n: f64) -> bool {
+    match op {
+        ConditionOperator::Lt => v < n,
+        ConditionOperator::Lte => v <= n,
+        ConditionOperator::Gt => v > n,
+        ConditionOperator::Gte => v >= n,
+        ConditionOperator::Eq => v == n,
+        ConditionOperator::Neq => v != n,
+    }
+}
+
+fn numbers(q: &VecDeque<Entry>) -> Vec<f64> {
+    q.iter()
+        .filter_map(|e| e.value.as_deref()?.trim().parse::<f64>().ok())
+        .collect()
+}
+
+/// The aggregated value when the condition holds.
+fn evaluate(c: &Correlation, q: &VecDeque<Entry>) -> Option<f64> {
+    let value = match c.kind {
+        CorrelationType::EventCount => q.len() as f64,
+        CorrelationType::ValueCount => q
+            .iter()
+            .filter_map(|e| e.value.as_deref())
+            .collect::<HashSet<_>>()
+            .len() as f64,
+        CorrelationType::ValueSum => numbers(q).iter().sum(),
+        CorrelationType::ValueAvg => {
+            let n = numbers(q);
+            if n.is_empty() {
+                return None;
+            }
+            n.iter().sum::<f64>() / n.len() as f64
+        }
+        CorrelationType::ValuePercentile | CorrelationType::ValueMedian => {
+            let mut n = numbers(q);
+            if n.is_empty() {
+                return None;
+            }
+            n.sort_by(f64::total_cmp);
+            let p = match (&c.condition, c.kind) {
+                (_, CorrelationType::ValueMedian) => 50.0,
+                (CorrelationCondition::Threshold { percentile, .. }, _) => {
+                    percentile.unwrap_or(50) as f64
+                }
+                _ => 50.0,
+            };
+            // Nearest rank.
+            let rank = ((p / 100.0) * n.len() as f64).ceil().max(1.0) as usize;
+            n[rank.min(n.len()) - 1]
+        }
+        CorrelationType::Temporal | CorrelationType::TemporalOrdered => {
+            let seen: HashSet<u32> = q.iter().map(|e| e.rule).collect();
+            if let CorrelationCondition::Extended(expr) = &c.condition {
+                return extended(expr, c, &seen).then_some(seen.len() as f64);
+            }
+            if c.kind == CorrelationType::TemporalOrdered {
+                // The referenced rules in the order written, as a subsequence of the window.
+                let mut next = 0;
+                for e in q {
+                    if next < c.refs.len() && e.rule == c.refs[next] {
+                        next += 1;
+                    }
+                }
+                if next < c.refs.len() {
+                    return None;
+                }
+            } else if !c.refs.iter().all(|r| seen.contains(r)) {
+                return None;
+            }
+            seen.len() as f64
+        }
+    };
+    match &c.condition {
+        CorrelationCondition::Threshold { predicates, .. } => predicates
+            .iter()
+            .all(|(op, n)| holds(*op, value, *n as f64))
+            .then_some(value),
+        CorrelationCondition::Extended(_) => Some(value),
+    }
+}
+
+fn extended(expr: &ConditionExpr, c: &Correlation, seen: &HashSet<u32>) -> bool {
+    match expr {
+        ConditionExpr::Identifier(name) => c
+            .ref_names
+            .iter()
+            .zip(&c.refs)
+            .any(|(names, r)| names.iter().any(|n| n == name) && seen.contains(r)),
+        ConditionExpr::And(cs) => cs.iter().all(|x| extended(x, c, seen)),
+        ConditionExpr::Or(cs) => cs.iter().any(|x| extended(x, c, seen)),
+        ConditionExpr::Not(x) => !extended(x, c, seen),
+        ConditionExpr::Selector { .. } => c.refs.iter().all(|r| seen.contains(r)),
+    }
+}

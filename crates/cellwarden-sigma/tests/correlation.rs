@@ -1,0 +1,208 @@
+//! Correlation rules: each type with events just inside and just outside the window and the
+//! condition, group-by, aliases and `generate`.
+
+use std::borrow::Cow;
+
+use cellwarden_event::{Alert, Event, Origin};
+use cellwarden_sigma::{LoadOptions, Loaded, RuleSource, load};
+
+const BASE: &str = "
+title: Failed login
+id: failed-login
+name: failed_login
+logsource: {product: test}
+detection:
+  sel: {action: fail}
+  condition: sel
+level: low
+---
+title: Success login
+id: ok-login
+name: ok_login
+logsource: {product: test}
+detection:
+  sel: {action: ok}
+  condition: sel
+level: low
+---
+title: Transfer
+id: transfer
+name: transfer
+logsource: {product: test}
+detection:
+  sel: {action: xfer}
+  condition: sel
+level: low
+";
+
+fn rules(correlation: &str) -> Loaded {
+    let loaded = load(
+        &[RuleSource {
+            name: "c.yml".into(),
+            text: format!("{BASE}---\n{correlation}"),
+        }],
+        &LoadOptions::default(),
+    );
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    assert_eq!(loaded.correlations, 1);
+    loaded
+}
+
+/// (second, json) events through detection then correlation, as `hunt` does.
+fn run(loaded: &Loaded, events: &[(i64, &str)]) -> (Vec<Alert>, usize) {
+    let mut scratch = loaded.rules.scratch();
+    let mut hits = Vec::new();
+    let mut run = loaded.rules.correlation_run();
+    let mut out = Vec::new();
+    let mut plain = 0;
+    for (n, (sec, json)) in events.iter().enumerate() {
+        let mut e = Event::new(Origin {
+            file: "t.jsonl".into(),
+            record: n as u64 + 1,
+        });
+        e.fields = cellwarden_source::json::flatten(json)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
+            .collect();
+        e.timestamp = Some(cellwarden_event::Timestamp::from_second(1_700_000_000 + sec).unwrap());
+        loaded.rules.matches(&e, &mut scratch, &mut hits);
+        for &h in &hits {
+            if loaded.rules.rule_emits(h) {
+                plain += 1;
+            }
+            if loaded.rules.rule_correlated(h) {
+                run.push(h as u32, &e, &mut out);
+            }
+        }
+    }
+    (out, plain)
+}
+
+const FAIL_A: &str = r#"{"action":"fail","user":"alice","src":"10.0.0.1"}"#;
+
+#[test]
+fn event_count_inside_and_outside_the_window() {
+    let r = rules(
+        "title: Brute force\nid: bf\ncorrelation:\n  type: event_count\n  rules: [failed-login]\n  group-by: [user]\n  timespan: 10s\n  condition: {gte: 3}\nlevel: high\n",
+    );
+    // 0, 5, 9: three within 10 s.
+    let (a, plain) = run(&r, &[(0, FAIL_A), (5, FAIL_A), (9, FAIL_A)]);
+    assert_eq!(a.len(), 1);
+    let c = a[0].correlation.as_ref().unwrap();
+    assert_eq!(c.kind, "event_count");
+    assert_eq!(c.value, 3.0);
+    assert_eq!(c.group, vec![("user".to_owned(), "alice".to_owned())]);
+    assert_eq!(
+        c.events.iter().map(|o| o.record).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        plain, 0,
+        "referenced rules are silent by default (generate: false)"
+    );
+    // 0, 5, 10: the first falls out of (t-10s, t].
+    let (a, _) = run(&r, &[(0, FAIL_A), (5, FAIL_A), (10, FAIL_A)]);
+    assert!(a.is_empty());
+    // Two users never add up.
+    let bob = r#"{"action":"fail","user":"bob"}"#;
+    let (a, _) = run(&r, &[(0, FAIL_A), (1, bob), (2, FAIL_A)]);
+    assert!(a.is_empty());
+    // The group starts again after firing.
+    let (a, _) = run(
+        &r,
+        &[
+            (0, FAIL_A),
+            (1, FAIL_A),
+            (2, FAIL_A),
+            (3, FAIL_A),
+            (4, FAIL_A),
+        ],
+    );
+    assert_eq!(a.len(), 1);
+}
+
+#[test]
+fn value_count_counts_distinct_values() {
+    let r = rules(
+        "title: Spray\nid: spray\ncorrelation:\n  type: value_count\n  rules: [failed_login]\n  group-by: [src]\n  timespan: 1m\n  condition: {gte: 3, field: user}\nlevel: high\n",
+    );
+    let ev = |u: &str| format!(r#"{{"action":"fail","user":"{u}","src":"10.0.0.9"}}"#);
+    let (a, b, c) = (ev("a"), ev("b"), ev("c"));
+    let (out, _) = run(&r, &[(0, &a), (10, &a), (20, &b), (59, &c)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].correlation.as_ref().unwrap().value, 3.0);
+    let (out, _) = run(&r, &[(0, &a), (10, &b), (60, &c)]);
+    assert!(out.is_empty(), "the first value is 60 s old: outside");
+}
+
+#[test]
+fn temporal_any_order_and_ordered() {
+    let ok = r#"{"action":"ok","user":"alice"}"#;
+    let xfer = r#"{"action":"xfer","user":"alice"}"#;
+    let t = rules(
+        "title: Login then transfer\nid: lt\ncorrelation:\n  type: temporal\n  rules: [ok-login, transfer]\n  group-by: [user]\n  timespan: 30s\nlevel: high\n",
+    );
+    assert_eq!(run(&t, &[(0, xfer), (29, ok)]).0.len(), 1);
+    assert!(run(&t, &[(0, xfer), (30, ok)]).0.is_empty());
+    let o = rules(
+        "title: Login then transfer\nid: lto\ncorrelation:\n  type: temporal_ordered\n  rules: [ok-login, transfer]\n  group-by: [user]\n  timespan: 30s\nlevel: high\n",
+    );
+    assert!(run(&o, &[(0, xfer), (10, ok)]).0.is_empty(), "wrong order");
+    assert_eq!(run(&o, &[(0, ok), (10, xfer)]).0.len(), 1);
+}
+
+#[test]
+fn value_sum_avg_percentile() {
+    let ev = |b: u32| format!(r#"{{"action":"xfer","user":"alice","bytes":{b}}}"#);
+    let (e1, e2, e3) = (ev(400), ev(700), ev(100));
+    let sum = rules(
+        "title: Exfil\nid: ex\ncorrelation:\n  type: value_sum\n  rules: [transfer]\n  group-by: [user]\n  timespan: 1h\n  condition: {gt: 1000, field: bytes}\nlevel: high\n",
+    );
+    let (out, _) = run(&sum, &[(0, &e1), (10, &e2)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].correlation.as_ref().unwrap().value, 1100.0);
+    assert!(run(&sum, &[(0, &e1), (3600, &e2)]).0.is_empty());
+    let avg = rules(
+        "title: Avg\nid: av\ncorrelation:\n  type: value_avg\n  rules: [transfer]\n  group-by: [user]\n  timespan: 1h\n  condition: {gte: 400, field: bytes}\nlevel: high\n",
+    );
+    let (out, _) = run(&avg, &[(0, &e3), (1, &e2)]);
+    assert_eq!(out.len(), 1, "avg(100, 700) = 400");
+    let pct = rules(
+        "title: Pct\nid: pc\ncorrelation:\n  type: value_percentile\n  rules: [transfer]\n  group-by: [user]\n  timespan: 1h\n  condition: {lte: 100, field: bytes, percentile: 10}\nlevel: high\n",
+    );
+    assert_eq!(run(&pct, &[(0, &e3)]).0.len(), 1);
+    assert!(run(&pct, &[(0, &e1)]).0.is_empty());
+}
+
+#[test]
+fn aliases_group_different_fields_and_generate_keeps_alerts() {
+    let r = rules(
+        "title: Same account\nid: sa\ncorrelation:\n  type: temporal\n  rules: [failed-login, ok-login]\n  group-by: [account]\n  aliases:\n    account:\n      failed-login: user\n      ok-login: target\n  timespan: 1m\ngenerate: true\nlevel: high\n",
+    );
+    let fail = r#"{"action":"fail","user":"root"}"#;
+    let ok = r#"{"action":"ok","target":"root"}"#;
+    let (out, plain) = run(&r, &[(0, fail), (5, ok)]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].correlation.as_ref().unwrap().group,
+        vec![("account".to_owned(), "root".to_owned())]
+    );
+    assert_eq!(
+        plain, 2,
+        "generate: true keeps the referenced rules' alerts"
+    );
+}
+
+#[test]
+fn missing_references_are_reported() {
+    let loaded = load(
+        &[RuleSource {
+            name: "c.yml".into(),
+            text: "title: X\ncorrelation:\n  type: event_count\n  rules: [nope]\n  timespan: 1m\n  condition: {gte: 2}\n".into(),
+        }],
+        &LoadOptions::default(),
+    );
+    assert_eq!(loaded.invalid, 1);
+    assert!(loaded.problems[0].reason.contains("`nope`"));
+}

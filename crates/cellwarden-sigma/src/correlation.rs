@@ -273,21 +273,27 @@ fn evaluate(c: &Correlation, q: &VecDeque<Entry>) -> Option<f64> {
             if let CorrelationCondition::Extended(expr) = &c.condition {
                 return extended(expr, c, &seen).then_some(seen.len() as f64);
             }
-            if c.kind == CorrelationType::TemporalOrdered {
-                // The referenced rules in the order written, as a subsequence of the window.
+            // How many of the referenced rules matched (for temporal_ordered: how far the
+            // window follows the written order).
+            let count = if c.kind == CorrelationType::TemporalOrdered {
                 let mut next = 0;
                 for e in q {
                     if next < c.refs.len() && e.rule == c.refs[next] {
                         next += 1;
                     }
                 }
-                if next < c.refs.len() {
-                    return None;
-                }
-            } else if !c.refs.iter().all(|r| seen.contains(r)) {
-                return None;
+                next
+            } else {
+                c.refs.iter().filter(|r| seen.contains(r)).count()
+            };
+            // No condition (the parser then gives `gte: 1`): every referenced rule, as the
+            // specification's default says.
+            let default = matches!(&c.condition, CorrelationCondition::Threshold { predicates, .. }
+                if predicates.as_slice() == [(ConditionOperator::Gte, 1)]);
+            if default {
+                return (count == c.refs.len()).then_some(count as f64);
             }
-            seen.len() as f64
+            count as f64
         }
     };
     match &c.condition {

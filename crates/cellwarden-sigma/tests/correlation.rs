@@ -145,6 +145,16 @@ fn temporal_any_order_and_ordered() {
     );
     assert_eq!(run(&t, &[(0, xfer), (29, ok)]).0.len(), 1);
     assert!(run(&t, &[(0, xfer), (30, ok)]).0.is_empty());
+    // An explicit condition counts the distinct rules seen: 2 of 2 here.
+    let both = rules(
+        "title: Both\nid: bo\ncorrelation:\n  type: temporal\n  rules: [ok-login, transfer]\n  group-by: [user]\n  timespan: 30s\n  condition: {gte: 2}\nlevel: high\n",
+    );
+    assert_eq!(run(&both, &[(0, ok), (5, xfer)]).0.len(), 1);
+    assert!(run(&both, &[(0, ok), (5, ok)]).0.is_empty());
+    let one = rules(
+        "title: One\nid: on\ncorrelation:\n  type: temporal\n  rules: [ok-login, transfer]\n  group-by: [user]\n  timespan: 30s\n  condition: {eq: 1}\nlevel: high\n",
+    );
+    assert_eq!(run(&one, &[(0, ok)]).0.len(), 1);
     let o = rules(
         "title: Login then transfer\nid: lto\ncorrelation:\n  type: temporal_ordered\n  rules: [ok-login, transfer]\n  group-by: [user]\n  timespan: 30s\nlevel: high\n",
     );
@@ -205,4 +215,98 @@ fn missing_references_are_reported() {
     );
     assert_eq!(loaded.invalid, 1);
     assert!(loaded.problems[0].reason.contains("`nope`"));
+}
+
+/// Scenarios run through our engine and rsigma-eval's; the (correlation, firing event) pairs
+/// must agree unless listed in `DELIBERATE` with the reason.
+#[test]
+fn same_correlation_alerts_as_rsigma_eval() {
+    use rsigma_eval::correlation_engine::CorrelationAction;
+    use rsigma_eval::{CorrelationConfig, CorrelationEngine, event::JsonEvent};
+
+    let ev = |a: &str, u: &str, b: u32| {
+        format!(r#"{{"action":"{a}","user":"{u}","src":"10.0.0.9","bytes":{b}}}"#)
+    };
+    let scenarios: Vec<(&str, Vec<(i64, String)>)> = vec![
+        (
+            "title: C\nid: c\ncorrelation:\n  type: event_count\n  rules: [failed-login]\n  group-by: [user]\n  timespan: 10s\n  condition: {gte: 3}\nlevel: high\n",
+            vec![
+                (0, ev("fail", "a", 1)),
+                (5, ev("fail", "a", 1)),
+                (9, ev("fail", "a", 1)),
+                (10, ev("fail", "b", 1)),
+                (30, ev("fail", "a", 1)),
+                (35, ev("fail", "a", 1)),
+                (45, ev("fail", "a", 1)),
+            ],
+        ),
+        (
+            "title: C\nid: c\ncorrelation:\n  type: value_count\n  rules: [failed-login]\n  group-by: [src]\n  timespan: 1m\n  condition: {gte: 3, field: user}\nlevel: high\n",
+            vec![
+                (0, ev("fail", "a", 1)),
+                (10, ev("fail", "a", 1)),
+                (20, ev("fail", "b", 1)),
+                (59, ev("fail", "c", 1)),
+                (200, ev("fail", "d", 1)),
+            ],
+        ),
+        (
+            "title: C\nid: c\ncorrelation:\n  type: temporal\n  rules: [ok-login, transfer]\n  group-by: [user]\n  timespan: 30s\nlevel: high\n",
+            vec![
+                (0, ev("xfer", "a", 1)),
+                (29, ev("ok", "a", 1)),
+                (100, ev("ok", "b", 1)),
+                (140, ev("xfer", "b", 1)),
+            ],
+        ),
+        (
+            "title: C\nid: c\ncorrelation:\n  type: temporal_ordered\n  rules: [ok-login, transfer]\n  group-by: [user]\n  timespan: 30s\nlevel: high\n",
+            vec![
+                (0, ev("xfer", "a", 1)),
+                (10, ev("ok", "a", 1)),
+                (20, ev("xfer", "a", 1)),
+            ],
+        ),
+        (
+            "title: C\nid: c\ncorrelation:\n  type: value_sum\n  rules: [transfer]\n  group-by: [user]\n  timespan: 1h\n  condition: {gt: 1000, field: bytes}\nlevel: high\n",
+            vec![
+                (0, ev("xfer", "a", 400)),
+                (10, ev("xfer", "a", 700)),
+                (20, ev("xfer", "a", 900)),
+                (5000, ev("xfer", "a", 999)),
+            ],
+        ),
+    ];
+    const DELIBERATE: &[(usize, &str)] = &[(
+        2,
+        "temporal without `condition`: the specification says all referenced rules must match in \
+         the window; rsigma-parser 0.23 fills in `gte: 1` (any one rule), so rsigma-eval fires on \
+         every single match ([1, 2, 3, 4]); we fire once both rules are seen ([2]).",
+    )];
+    for (i, (corr, events)) in scenarios.iter().enumerate() {
+        let ours = rules(corr);
+        let evs: Vec<(i64, &str)> = events.iter().map(|(t, j)| (*t, j.as_str())).collect();
+        let (alerts, _) = run(&ours, &evs);
+        let mine: Vec<u64> = alerts.iter().map(|a| a.event.origin.record).collect();
+
+        let coll = rsigma_parser::parse_sigma_yaml(&format!("{BASE}---\n{corr}")).unwrap();
+        let mut engine = CorrelationEngine::new(CorrelationConfig {
+            action_on_match: CorrelationAction::Reset,
+            ..CorrelationConfig::default()
+        });
+        engine.add_collection(&coll).unwrap();
+        let mut theirs = Vec::new();
+        for (n, (t, json)) in events.iter().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            let r = engine.process_event_at(&JsonEvent::borrow(&v), 1_700_000_000 + t);
+            for _ in r.iter().filter(|x| x.is_correlation()) {
+                theirs.push(n as u64 + 1);
+            }
+        }
+        eprintln!("scenario {i}: ours {mine:?} rsigma-eval {theirs:?}");
+        if DELIBERATE.iter().any(|(d, _)| *d == i) {
+            continue;
+        }
+        assert_eq!(mine, theirs, "scenario {i}: firing events differ\n{corr}");
+    }
 }

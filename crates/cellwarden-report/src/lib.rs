@@ -63,6 +63,22 @@ pub fn csv_cell(s: &str) -> String {
     }
 }
 
+/// A CSV writer whose every cell goes through [`csv_cell`].
+pub struct CsvWriter<'w>(csv::Writer<&'w mut dyn Write>);
+
+impl<'w> CsvWriter<'w> {
+    pub fn new(w: &'w mut dyn Write) -> Self {
+        CsvWriter(csv::Writer::from_writer(w))
+    }
+    pub fn row(&mut self, cells: &[&str]) -> io::Result<()> {
+        let cells: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        self.0.write_record(&cells).map_err(io::Error::other)
+    }
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 const CSV_FIXED: [&str; 9] = [
     "timestamp",
     "rule_id",

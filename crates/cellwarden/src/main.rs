@@ -85,6 +85,15 @@ struct HuntArgs {
     /// Values for `%placeholders%` used with the `expand` modifier.
     #[arg(long)]
     placeholders: Option<PathBuf>,
+    /// Join alerts into incidents (shared host, account or address) and print those instead.
+    #[arg(long)]
+    incidents: bool,
+    /// Longest quiet time, in seconds, between two alerts of one entity in one incident.
+    #[arg(long, default_value_t = 3600)]
+    gap: i64,
+    /// Write an ATT&CK Navigator layer of the techniques seen (scores = alert counts).
+    #[arg(long)]
+    attack_layer: Option<PathBuf>,
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {
@@ -212,6 +221,9 @@ fn run_demo() -> Result<ExitCode, Usage> {
         threads: None,
         mapping: None,
         placeholders: None,
+        incidents: false,
+        gap: 3600,
+        attack_layer: None,
     });
     let _ = std::fs::remove_dir_all(&dir);
     code
@@ -290,10 +302,22 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
     let colour = args.output.is_none()
         && io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none();
-    let written = match args.format {
-        OutFormat::Table => cellwarden_report::write_table(&mut out, &result.alerts, colour),
-        OutFormat::Jsonl => cellwarden_report::write_jsonl(&mut out, &result.alerts),
-        OutFormat::Csv => cellwarden_report::write_csv(&mut out, &result.alerts),
+    if let Some(p) = &args.attack_layer {
+        let layer = cellwarden_incident::attack_layer(&result.alerts);
+        if let Err(e) = std::fs::write(p, format!("{layer:#}\n")) {
+            eprintln!("cellwarden: {}: {e}", p.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let written = if args.incidents {
+        let incidents = cellwarden_incident::build(&result.alerts, args.gap);
+        write_incidents(&mut out, &incidents, &result.alerts, args.format, colour)
+    } else {
+        match args.format {
+            OutFormat::Table => cellwarden_report::write_table(&mut out, &result.alerts, colour),
+            OutFormat::Jsonl => cellwarden_report::write_jsonl(&mut out, &result.alerts),
+            OutFormat::Csv => cellwarden_report::write_csv(&mut out, &result.alerts),
+        }
     }
     .and_then(|_| out.flush());
     if let Err(e) = written
@@ -371,4 +395,90 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
     } else {
         ExitCode::from(3)
     })
+}
+
+fn write_incidents(
+    out: &mut dyn Write,
+    incidents: &[cellwarden_incident::Incident],
+    alerts: &[cellwarden_event::Alert],
+    format: OutFormat,
+    colour: bool,
+) -> io::Result<()> {
+    use cellwarden_report::sanitize_terminal as clean;
+    match format {
+        OutFormat::Jsonl => {
+            for inc in incidents {
+                writeln!(out, "{}", cellwarden_incident::incident_json(inc, alerts))?;
+            }
+        }
+        OutFormat::Csv => {
+            let mut w = cellwarden_report::CsvWriter::new(out);
+            w.row(&[
+                "id",
+                "score",
+                "level",
+                "first_seen",
+                "last_seen",
+                "hosts",
+                "accounts",
+                "addresses",
+                "tactics",
+                "techniques",
+                "alerts",
+            ])?;
+            for inc in incidents {
+                w.row(&[
+                    &inc.id,
+                    &inc.score.to_string(),
+                    inc.level.as_str(),
+                    &cellwarden_event::format_timestamp(inc.first_seen),
+                    &cellwarden_event::format_timestamp(inc.last_seen),
+                    &inc.hosts.join(";"),
+                    &inc.accounts.join(";"),
+                    &inc.addresses.join(";"),
+                    &inc.tactics.join(";"),
+                    &inc.techniques.join(";"),
+                    &inc.alerts.len().to_string(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        OutFormat::Table => {
+            for inc in incidents {
+                let head = format!(
+                    "{}  score {:>3}  {}  {} .. {}  {} alerts",
+                    inc.id,
+                    inc.score,
+                    inc.level.as_str(),
+                    cellwarden_event::format_timestamp(inc.first_seen),
+                    cellwarden_event::format_timestamp(inc.last_seen),
+                    inc.alerts.len()
+                );
+                if colour {
+                    writeln!(out, "\x1b[1m{head}\x1b[0m")?;
+                } else {
+                    writeln!(out, "{head}")?;
+                }
+                writeln!(out, "  hosts:    {}", clean(&inc.hosts.join(", ")))?;
+                writeln!(out, "  accounts: {}", clean(&inc.accounts.join(", ")))?;
+                if !inc.addresses.is_empty() {
+                    writeln!(out, "  addresses: {}", clean(&inc.addresses.join(", ")))?;
+                }
+                writeln!(out, "  tactics:  {}", inc.tactics.join(" > "))?;
+                for &i in &inc.alerts {
+                    let a = &alerts[i];
+                    writeln!(
+                        out,
+                        "    {}  {:<13} {}  [{}]",
+                        a.event.timestamp_rfc3339().get(..19).unwrap_or(""),
+                        a.level.as_str(),
+                        clean(&a.rule.title),
+                        clean(a.event.host.as_deref().unwrap_or("-"))
+                    )?;
+                }
+                writeln!(out)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -122,3 +122,51 @@ fn sigmahq_corpus_loads() {
         );
     }
 }
+
+#[test]
+fn incidents_and_attack_layer() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let layer = dir.path().join("layer.json");
+    let out = run(&[
+        "hunt",
+        example,
+        "--incidents",
+        "--format",
+        "jsonl",
+        "--attack-layer",
+        layer.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let incidents = alerts(&stdout(&out));
+    // Staging and relaying on the billing server by the same account, 19 minutes apart.
+    let staging = incidents
+        .iter()
+        .find(|i| i["tactics"] == serde_json::json!(["collection", "command-and-control"]))
+        .expect("staging incident");
+    assert_eq!(
+        staging["hosts"],
+        serde_json::json!(["bill-db-02.corp.example"])
+    );
+    assert_eq!(staging["accounts"], serde_json::json!(["svc_backup"]));
+    assert_eq!(staging["timeline"].as_array().unwrap().len(), 2);
+    let total: u64 = incidents
+        .iter()
+        .map(|i| i["alert_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 8, "every alert is in exactly one incident");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&layer).unwrap()).unwrap();
+    assert_eq!(v["domain"], "enterprise-attack");
+    assert!(
+        v["techniques"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["techniqueID"] == "T1003.001" && t["score"] == 2)
+    );
+    // Same again with a table: no escape sequences when not a terminal.
+    let table = run(&["hunt", example, "--incidents"]);
+    assert!(stdout(&table).contains("tactics:  collection > command-and-control"));
+    assert!(!stdout(&table).contains('\x1b'));
+}

@@ -1,0 +1,386 @@
+//! Alerts to incidents.
+//!
+//! Alerts are taken in time order and joined when they share an entity — the same host, the
+//! same account (on any host: lateral movement), the same remote address — and are no more
+//! than `gap` apart. Joining is transitive (union-find), so a chain host A → account → host B
+//! becomes one incident. Built-in and service accounts (SYSTEM, LOCAL SERVICE, `-`, machine
+//! accounts ending in `$`) and loopback/unspecified addresses join nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use cellwarden_event::{Alert, Level, Timestamp, format_timestamp};
+
+/// Fields read for accounts and remote addresses, first in each event that has them.
+pub const ACCOUNT_FIELDS: [&str; 9] = [
+    "TargetUserName",
+    "SubjectUserName",
+    "User",
+    "user",
+    "AccountName",
+    "acct",
+    "UID",
+    "target_user",
+    "UserName",
+];
+pub const ADDRESS_FIELDS: [&str; 8] = [
+    "IpAddress",
+    "SourceIp",
+    "SourceAddress",
+    "src_ip",
+    "addr",
+    "ClientAddress",
+    "DestinationIp",
+    "RemoteAddress",
+];
+
+/// ATT&CK tactics in kill-chain order.
+pub const KILL_CHAIN: [&str; 14] = [
+    "reconnaissance",
+    "resource-development",
+    "initial-access",
+    "execution",
+    "persistence",
+    "privilege-escalation",
+    "defense-evasion",
+    "credential-access",
+    "discovery",
+    "lateral-movement",
+    "collection",
+    "command-and-control",
+    "exfiltration",
+    "impact",
+];
+
+/// One incident: alerts joined by shared entities.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    /// Stable: derived from the first alert's key.
+    pub id: String,
+    /// 0–100: alert levels, plus breadth across tactics and hosts.
+    pub score: u32,
+    pub level: Level,
+    pub first_seen: Option<Timestamp>,
+    pub last_seen: Option<Timestamp>,
+    pub hosts: Vec<String>,
+    pub accounts: Vec<String>,
+    pub addresses: Vec<String>,
+    /// In kill-chain order.
+    pub tactics: Vec<String>,
+    pub techniques: Vec<String>,
+    /// Indexes into the alert slice, in time order.
+    pub alerts: Vec<usize>,
+}
+
+fn find(parent: &mut [usize], mut i: usize) -> usize {
+    while parent[i] != i {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    i
+}
+
+fn noise_account(a: &str) -> bool {
+    let l = a.to_ascii_lowercase();
+    l.is_empty()
+        || l == "-"
+        || l.ends_with('$')
+        || matches!(
+            l.as_str(),
+            "system"
+                | "localsystem"
+                | "local service"
+                | "network service"
+                | "anonymous logon"
+                | "0"
+        )
+}
+
+fn noise_address(a: &str) -> bool {
+    matches!(
+        a,
+        "" | "-" | "::1" | "127.0.0.1" | "0.0.0.0" | "::" | "localhost"
+    )
+}
+
+/// Entities of one alert: ("host"|"account"|"address", value).
+pub fn entities(a: &Alert) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(h) = a.event.host.as_deref()
+        && !h.is_empty()
+    {
+        out.push(("host", h.to_ascii_lowercase()));
+    }
+    for f in ACCOUNT_FIELDS {
+        if let Some(v) = a.event.get_str(f) {
+            // `DOMAIN\user` and `user@domain` are the same account as `user`.
+            let v = v.rsplit('\\').next().unwrap_or(&v);
+            let v = v.split('@').next().unwrap_or(v).to_ascii_lowercase();
+            if !noise_account(&v) {
+                out.push(("account", v));
+            }
+        }
+    }
+    for f in ADDRESS_FIELDS {
+        if let Some(v) = a.event.get_str(f) {
+            let v = v.trim_start_matches("::ffff:").to_string();
+            if !noise_address(&v) {
+                out.push(("address", v));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn weight(l: Level) -> u32 {
+    match l {
+        Level::Critical => 40,
+        Level::High => 20,
+        Level::Medium => 8,
+        Level::Low => 3,
+        Level::Informational => 1,
+    }
+}
+
+/// Joins alerts (in output order: time, file, record, rule) into incidents. `gap_secs` is the
+/// longest quiet time between two alerts of one entity that still joins them.
+pub fn build(alerts: &[Alert], gap_secs: i64) -> Vec<Incident> {
+    let n = alerts.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    let mut last: HashMap<(&'static str, String), (usize, i64)> = HashMap::new();
+    let mut ents = Vec::with_capacity(n);
+    for (i, a) in alerts.iter().enumerate() {
+        let t = a.event.timestamp.map(|t| t.as_second()).unwrap_or(0);
+        let e = entities(a);
+        for key in &e {
+            if let Some(&(j, tj)) = last.get(key)
+                && t - tj <= gap_secs
+            {
+                let (ri, rj) = (find(&mut parent, i), find(&mut parent, j));
+                if ri != rj {
+                    // The earlier alert stays the root: ids stay stable.
+                    let (lo, hi) = if ri < rj { (ri, rj) } else { (rj, ri) };
+                    parent[hi] = lo;
+                }
+            }
+            last.insert(key.clone(), (i, t));
+        }
+        ents.push(e);
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..n {
+        let r = find(&mut parent, i);
+        groups.entry(r).or_default().push(i);
+    }
+    let mut out: Vec<Incident> = groups
+        .into_values()
+        .map(|members| {
+            let mut hosts = BTreeSet::new();
+            let mut accounts = BTreeSet::new();
+            let mut addresses = BTreeSet::new();
+            let mut tactics = BTreeSet::new();
+            let mut techniques = BTreeSet::new();
+            let mut score = 0u32;
+            let mut level = Level::Informational;
+            for &i in &members {
+                for (k, v) in &ents[i] {
+                    match *k {
+                        "host" => hosts.insert(v.clone()),
+                        "account" => accounts.insert(v.clone()),
+                        _ => addresses.insert(v.clone()),
+                    };
+                }
+                let a = &alerts[i];
+                tactics.extend(a.rule.tactics.iter().cloned());
+                techniques.extend(a.rule.techniques.iter().cloned());
+                score += weight(a.level);
+                level = level.max(a.level);
+            }
+            score += 5 * tactics.len().saturating_sub(1) as u32;
+            score += 5 * hosts.len().saturating_sub(1) as u32;
+            let mut tactics: Vec<String> = tactics.into_iter().collect();
+            tactics.sort_by_key(|t| KILL_CHAIN.iter().position(|k| k == t).unwrap_or(99));
+            let first = &alerts[members[0]];
+            Incident {
+                id: format!("INC-{:08x}", fnv(&first.key())),
+                score: score.min(100),
+                level,
+                first_seen: first.event.timestamp,
+                last_seen: members
+                    .iter()
+                    .filter_map(|&i| alerts[i].event.timestamp)
+                    .max(),
+                hosts: hosts.into_iter().collect(),
+                accounts: accounts.into_iter().collect(),
+                addresses: addresses.into_iter().collect(),
+                tactics,
+                techniques: techniques.into_iter().collect(),
+                alerts: members,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.score
+            .cmp(&a.score)
+            .then(a.first_seen.cmp(&b.first_seen))
+            .then(a.id.cmp(&b.id))
+    });
+    out
+}
+
+fn fnv(s: &str) -> u32 {
+    let mut h: u32 = 0x811c9dc5;
+    for b in s.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x01000193);
+    }
+    h
+}
+
+/// The JSON object for one incident, with its timeline.
+pub fn incident_json(inc: &Incident, alerts: &[Alert]) -> serde_json::Value {
+    serde_json::json!({
+        "id": inc.id,
+        "score": inc.score,
+        "level": inc.level.as_str(),
+        "first_seen": format_timestamp(inc.first_seen),
+        "last_seen": format_timestamp(inc.last_seen),
+        "hosts": inc.hosts,
+        "accounts": inc.accounts,
+        "addresses": inc.addresses,
+        "tactics": inc.tactics,
+        "techniques": inc.techniques,
+        "alert_count": inc.alerts.len(),
+        "timeline": inc.alerts.iter().map(|&i| {
+            let a = &alerts[i];
+            serde_json::json!({
+                "timestamp": a.event.timestamp_rfc3339(),
+                "rule_id": a.rule.id,
+                "rule_title": a.rule.title,
+                "level": a.level.as_str(),
+                "host": a.event.host.as_deref(),
+                "tactics": a.rule.tactics,
+                "techniques": a.rule.techniques,
+                "source_file": &*a.event.origin.file,
+                "source_record": a.event.origin.record,
+            })
+        }).collect::<Vec<_>>(),
+    })
+}
+
+/// An ATT&CK Navigator layer (format 4.5): every technique seen, scored by its alert count.
+pub fn attack_layer(alerts: &[Alert]) -> serde_json::Value {
+    let mut counts: BTreeMap<&str, (u64, BTreeSet<&str>)> = BTreeMap::new();
+    for a in alerts {
+        for t in &a.rule.techniques {
+            let e = counts.entry(t.as_str()).or_default();
+            e.0 += 1;
+            e.1.insert(a.rule.title.as_str());
+        }
+    }
+    let max = counts.values().map(|(n, _)| *n).max().unwrap_or(1);
+    serde_json::json!({
+        "name": "cellwarden hunt",
+        "versions": {"layer": "4.5", "navigator": "5.1.0"},
+        "domain": "enterprise-attack",
+        "description": "Techniques named by the rules that raised alerts; score = number of alerts.",
+        "sorting": 3,
+        "gradient": {"colors": ["#ffe766", "#ff6666"], "minValue": 1, "maxValue": max},
+        "techniques": counts.iter().map(|(t, (n, rules))| serde_json::json!({
+            "techniqueID": t,
+            "score": n,
+            "comment": rules.iter().copied().collect::<Vec<_>>().join("; "),
+            "enabled": true,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cellwarden_event::{Event, Origin, RuleInfo, Value};
+    use std::borrow::Cow;
+    use std::sync::Arc;
+
+    fn alert(
+        sec: i64,
+        host: &str,
+        fields: &[(&'static str, &str)],
+        tactic: &str,
+        level: Level,
+    ) -> Alert {
+        let mut e = Event::new(Origin {
+            file: "f".into(),
+            record: sec as u64,
+        });
+        e.timestamp = Some(Timestamp::from_second(1_700_000_000 + sec).unwrap());
+        e.host = Some(Cow::Owned(host.to_owned()));
+        for (k, v) in fields {
+            e.push(*k, Value::Str(Cow::Owned(v.to_string())));
+        }
+        Alert {
+            rule: Arc::new(RuleInfo {
+                id: format!("r{sec}"),
+                title: format!("rule {sec}"),
+                tactics: vec![tactic.to_owned()],
+                techniques: vec!["T1003.001".into()],
+                ..Default::default()
+            }),
+            level,
+            event: e,
+            correlation: None,
+        }
+    }
+
+    #[test]
+    fn lateral_movement_chain_is_one_incident() {
+        let alerts = vec![
+            alert(
+                0,
+                "web01",
+                &[("User", "IIS APPPOOL\\portal")],
+                "persistence",
+                Level::High,
+            ),
+            alert(
+                60,
+                "web01",
+                &[("SubjectUserName", "svc_backup")],
+                "credential-access",
+                Level::Critical,
+            ),
+            alert(
+                600,
+                "bill-db",
+                &[("TargetUserName", "svc_backup"), ("IpAddress", "10.1.1.5")],
+                "lateral-movement",
+                Level::High,
+            ),
+            alert(700, "other", &[("User", "SYSTEM")], "execution", Level::Low),
+            alert(90_000, "web01", &[], "execution", Level::Low),
+        ];
+        let inc = build(&alerts, 3600);
+        assert_eq!(inc.len(), 3);
+        let big = &inc[0];
+        assert_eq!(big.alerts, vec![0, 1, 2]);
+        assert_eq!(big.hosts, vec!["bill-db", "web01"]);
+        assert_eq!(
+            big.tactics,
+            vec!["persistence", "credential-access", "lateral-movement"]
+        );
+        assert_eq!(big.level, Level::Critical);
+        assert!(big.accounts.contains(&"svc_backup".to_string()));
+        assert!(
+            !inc.iter()
+                .any(|i| i.accounts.contains(&"system".to_string()))
+        );
+        // Same input, same ids.
+        assert_eq!(build(&alerts, 3600)[0].id, big.id);
+        let layer = attack_layer(&alerts);
+        assert_eq!(layer["techniques"][0]["techniqueID"], "T1003.001");
+        assert_eq!(layer["techniques"][0]["score"], 5);
+        let j = incident_json(big, &alerts);
+        assert_eq!(j["timeline"].as_array().unwrap().len(), 3);
+    }
+}

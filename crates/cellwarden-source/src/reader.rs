@@ -845,6 +845,7 @@ mod tests {
             Box::new(io::Cursor::new(text.to_vec())),
             Some(Format::Json),
             false,
+            2026,
             &limits,
             &mut c,
         );

@@ -149,12 +149,12 @@ fn incidents_and_attack_layer() {
         serde_json::json!(["bill-db-02.corp.example"])
     );
     assert_eq!(staging["accounts"], serde_json::json!(["svc_backup"]));
-    assert_eq!(staging["timeline"].as_array().unwrap().len(), 2);
+    assert_eq!(staging["timeline"].as_array().unwrap().len(), 3);
     let total: u64 = incidents
         .iter()
         .map(|i| i["alert_count"].as_u64().unwrap())
         .sum();
-    assert_eq!(total, 8, "every alert is in exactly one incident");
+    assert_eq!(total, 9, "every alert is in exactly one incident");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&layer).unwrap()).unwrap();
     assert_eq!(v["domain"], "enterprise-attack");

@@ -37,10 +37,11 @@ fn broken_jsonl_lines_are_reported_and_the_rest_is_read() {
     no_panic(&err);
     assert_eq!(out.status.code(), Some(3), "{err}");
     let a = alerts(&stdout(&out));
-    let records: Vec<u64> = a
+    let mut records: Vec<u64> = a
         .iter()
         .map(|x| x["source_record"].as_u64().unwrap())
         .collect();
+    records.dedup();
     assert_eq!(records, vec![1, 5], "both good events raise their alert");
     assert!(err.contains("events.jsonl:2: invalid UTF-8"), "{err}");
     assert!(

@@ -55,6 +55,13 @@ pub fn write_jsonl(w: &mut dyn Write, alerts: &[Alert]) -> io::Result<()> {
     Ok(())
 }
 
+/// One JSON array of alerts.
+pub fn write_json_array(w: &mut dyn Write, alerts: &[Alert]) -> io::Result<()> {
+    let all: Vec<serde_json::Value> = alerts.iter().map(alert_json).collect();
+    serde_json::to_writer(&mut *w, &all)?;
+    w.write_all(b"\n")
+}
+
 /// Neutralises spreadsheet formulas in a CSV cell.
 pub fn csv_cell(s: &str) -> String {
     match s.as_bytes().first() {

@@ -56,7 +56,10 @@ enum RulesCommand {
 #[derive(Clone, Copy, ValueEnum)]
 enum OutFormat {
     Table,
+    /// One JSON object a line.
     Jsonl,
+    /// One JSON array.
+    Json,
     Csv,
 }
 
@@ -316,6 +319,7 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
         match args.format {
             OutFormat::Table => cellwarden_report::write_table(&mut out, &result.alerts, colour),
             OutFormat::Jsonl => cellwarden_report::write_jsonl(&mut out, &result.alerts),
+            OutFormat::Json => cellwarden_report::write_json_array(&mut out, &result.alerts),
             OutFormat::Csv => cellwarden_report::write_csv(&mut out, &result.alerts),
         }
     }
@@ -410,6 +414,13 @@ fn write_incidents(
             for inc in incidents {
                 writeln!(out, "{}", cellwarden_incident::incident_json(inc, alerts))?;
             }
+        }
+        OutFormat::Json => {
+            let all: Vec<serde_json::Value> = incidents
+                .iter()
+                .map(|i| cellwarden_incident::incident_json(i, alerts))
+                .collect();
+            writeln!(out, "{}", serde_json::Value::Array(all))?;
         }
         OutFormat::Csv => {
             let mut w = cellwarden_report::CsvWriter::new(out);

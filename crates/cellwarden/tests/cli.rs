@@ -165,6 +165,9 @@ fn incidents_and_attack_layer() {
             .iter()
             .any(|t| t["techniqueID"] == "T1003.001" && t["score"] == 2)
     );
+    let json = run(&["hunt", example, "--incidents", "--format", "json"]);
+    let arr: serde_json::Value = serde_json::from_str(stdout(&json).trim()).unwrap();
+    assert_eq!(arr.as_array().unwrap().len(), incidents.len());
     // Same again with a table: no escape sequences when not a terminal.
     let table = run(&["hunt", example, "--incidents"]);
     assert!(stdout(&table).contains("tactics:  collection > command-and-control"));

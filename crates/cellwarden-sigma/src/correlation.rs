@@ -15,11 +15,16 @@ use rsigma_parser::{
     ConditionExpr, ConditionOperator, CorrelationCondition, CorrelationRule, CorrelationType,
 };
 
+/// Marks a reference to another correlation (by its index) instead of a detection rule.
+pub(crate) const CORR_BIT: u32 = 1 << 31;
+
 /// A compiled correlation rule.
 #[derive(Debug)]
 pub(crate) struct Correlation {
     pub info: Arc<RuleInfo>,
     pub level: Level,
+    /// Raises alerts (false when only other correlations use it).
+    emit: bool,
     kind: CorrelationType,
     /// Referenced detection rules (rule-set indexes), in the order written.
     refs: Vec<u32>,
@@ -38,6 +43,7 @@ impl Correlation {
         rule: &CorrelationRule,
         info: RuleInfo,
         level: Level,
+        emit: bool,
         resolve: &dyn Fn(&str) -> Vec<u32>,
     ) -> Result<Correlation, String> {
         let mut refs = Vec::new();
@@ -82,6 +88,7 @@ impl Correlation {
         Ok(Correlation {
             info: Arc::new(info),
             level,
+            emit,
             kind: rule.correlation_type,
             refs,
             ref_names,
@@ -92,8 +99,25 @@ impl Correlation {
         })
     }
 
+    /// Detection rules and correlations (`CORR_BIT | index`) it names.
     pub fn references(&self) -> &[u32] {
         &self.refs
+    }
+
+    /// A correlation that names nothing and never fires (stands in for one that failed).
+    pub fn inert() -> Correlation {
+        Correlation {
+            info: Arc::new(RuleInfo::default()),
+            level: Level::Informational,
+            emit: false,
+            kind: CorrelationType::EventCount,
+            refs: Vec::new(),
+            ref_names: Vec::new(),
+            group_by: Vec::new(),
+            aliases: HashMap::new(),
+            span_ms: 0,
+            condition: CorrelationCondition::Extended(ConditionExpr::Identifier(String::new())),
+        }
     }
 }
 
@@ -152,68 +176,95 @@ impl<'c> CorrelationRun<'c> {
             self.groups
                 .retain(|(ci, _), q| q.back().is_some_and(|e| e.ts > t - corrs[*ci].span_ms));
         }
-        let Some(cis) = self.by_rule.get(&rule) else {
-            return;
-        };
-        for &ci in cis {
-            let c = &self.corrs[ci];
-            let key: Vec<String> = c
-                .group_by
-                .iter()
-                .map(|g| {
-                    let field = c
-                        .aliases
-                        .get(g)
-                        .and_then(|m| m.get(&rule))
-                        .map(String::as_str)
-                        .unwrap_or(g.as_str());
-                    event
-                        .get_str(field)
-                        .map(|v| v.into_owned())
-                        .unwrap_or_default()
-                })
-                .collect();
-            let value = match &c.condition {
-                CorrelationCondition::Threshold { field: Some(f), .. } => f
-                    .iter()
-                    .find_map(|f| event.get_str(f).map(|v| v.into_owned())),
-                _ => None,
-            };
-            let q = self.groups.entry((ci, key.clone())).or_default();
-            while q.front().is_some_and(|e| e.ts <= t - c.span_ms) {
-                q.pop_front();
+        // A correlation that fires is itself a match for the correlations that name it.
+        let mut pending = vec![rule];
+        let mut depth = 0;
+        while let Some(rule) = pending.pop() {
+            depth += 1;
+            if depth > 64 {
+                break;
             }
-            q.push_back(Entry {
-                ts: t,
-                rule,
-                value,
-                origin: event.origin.clone(),
-            });
-            if let Some(v) = evaluate(c, q) {
-                let info = CorrelationInfo {
-                    kind: c.kind.as_str().to_owned(),
-                    group: c
-                        .group_by
-                        .iter()
-                        .cloned()
-                        .zip(key.iter().cloned())
-                        .collect(),
-                    value: v,
-                    window_start: q
-                        .front()
-                        .and_then(|e| Timestamp::from_millisecond(e.ts).ok()),
-                    window_end: event.timestamp,
-                    events: q.iter().map(|e| e.origin.clone()).collect(),
-                };
-                q.clear();
-                out.push(Alert {
-                    rule: c.info.clone(),
-                    level: c.level,
-                    event: event.clone(),
-                    correlation: Some(Box::new(info)),
-                });
+            let Some(cis) = self.by_rule.get(&rule).cloned() else {
+                continue;
+            };
+            for ci in cis {
+                if self.fire(ci, rule, event, t, out) {
+                    pending.push(CORR_BIT | ci as u32);
+                }
             }
         }
+    }
+
+    /// Adds the match to correlation `ci`; true when it fires.
+    fn fire(
+        &mut self,
+        ci: usize,
+        rule: u32,
+        event: &Event<'static>,
+        t: i64,
+        out: &mut Vec<Alert>,
+    ) -> bool {
+        let c = &self.corrs[ci];
+        let key: Vec<String> = c
+            .group_by
+            .iter()
+            .map(|g| {
+                let field = c
+                    .aliases
+                    .get(g)
+                    .and_then(|m| m.get(&rule))
+                    .map(String::as_str)
+                    .unwrap_or(g.as_str());
+                event
+                    .get_str(field)
+                    .map(|v| v.into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let value = match &c.condition {
+            CorrelationCondition::Threshold { field: Some(f), .. } => f
+                .iter()
+                .find_map(|f| event.get_str(f).map(|v| v.into_owned())),
+            _ => None,
+        };
+        let q = self.groups.entry((ci, key.clone())).or_default();
+        while q.front().is_some_and(|e| e.ts <= t - c.span_ms) {
+            q.pop_front();
+        }
+        q.push_back(Entry {
+            ts: t,
+            rule,
+            value,
+            origin: event.origin.clone(),
+        });
+        let Some(v) = evaluate(c, q) else {
+            return false;
+        };
+        let info = CorrelationInfo {
+            kind: c.kind.as_str().to_owned(),
+            group: c
+                .group_by
+                .iter()
+                .cloned()
+                .zip(key.iter().cloned())
+                .collect(),
+            value: v,
+            window_start: q
+                .front()
+                .and_then(|e| Timestamp::from_millisecond(e.ts).ok()),
+            window_end: event.timestamp,
+            events: q.iter().map(|e| e.origin.clone()).collect(),
+        };
+        q.clear();
+        if c.emit {
+            out.push(Alert {
+                rule: c.info.clone(),
+                level: c.level,
+                event: event.clone(),
+                correlation: Some(Box::new(info)),
+            });
+        }
+        true
     }
 }
 

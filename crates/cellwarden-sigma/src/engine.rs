@@ -152,7 +152,9 @@ impl RuleSet {
         let mut correlated = vec![false; rules.len()];
         for c in &correlations {
             for &r in c.references() {
-                correlated[r as usize] = true;
+                if r & crate::correlation::CORR_BIT == 0 {
+                    correlated[r as usize] = true;
+                }
             }
         }
         let eventid_slot = fields.map.get("EventID").copied();

@@ -396,15 +396,146 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
         used.dedup();
         r.scan_lits = used;
     }
-    let mut corrs = Vec::new();
-    for (fi, c) in &correlations {
+    let corrs = compile_correlations(
+        &correlations,
+        sources,
+        &compiled,
+        opts,
+        &mut problems,
+        &mut loaded_correlations,
+    );
+    problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    let unsupported = problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Unsupported)
+        .count();
+    let invalid = problems.len() - unsupported;
+    Loaded {
+        rules: RuleSet::build(compiled, fields, lits, corrs),
+        correlations: loaded_correlations,
+        files: sources.len(),
+        loaded,
+        filters: filters.len(),
+        unsupported,
+        invalid,
+        problems,
+    }
+}
+
+/// Compiles correlation rules. A correlation may name detection rules or other correlations;
+/// one naming a missing rule, a correlation that does not load, or itself (through a cycle)
+/// does not load.
+fn compile_correlations(
+    correlations: &[(usize, rsigma_parser::CorrelationRule)],
+    sources: &[RuleSource],
+    compiled: &[CompiledRule],
+    opts: &LoadOptions,
+    problems: &mut Vec<Problem>,
+    loaded: &mut usize,
+) -> Vec<crate::correlation::Correlation> {
+    use crate::correlation::{CORR_BIT, Correlation};
+    let n = correlations.len();
+    let rule_refs = |r: &str| -> Vec<u32> {
+        compiled
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.names.iter().any(|n| n == r))
+            .map(|(i, _)| i as u32)
+            .collect()
+    };
+    let corr_refs = |r: &str| -> Vec<usize> {
+        correlations
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, c))| {
+                c.id.as_deref() == Some(r) || c.name.as_deref() == Some(r) || c.title == r
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let mut reason: Vec<Option<String>> = vec![None; n];
+    // Names that resolve nowhere.
+    for (k, (_, c)) in correlations.iter().enumerate() {
+        if let Some(r) = c
+            .rules
+            .iter()
+            .find(|r| rule_refs(r).is_empty() && corr_refs(r).is_empty())
+        {
+            reason[k] = Some(format!(
+                "names rule `{r}`, which is not among the loaded rules"
+            ));
+        }
+    }
+    // Cycles: a correlation reachable from itself.
+    for (k, why) in reason.iter_mut().enumerate() {
+        let mut stack = vec![k];
+        let mut seen = vec![false; n];
+        while let Some(x) = stack.pop() {
+            for r in &correlations[x].1.rules {
+                if !rule_refs(r).is_empty() {
+                    continue;
+                }
+                for y in corr_refs(r) {
+                    if y == k && why.is_none() {
+                        *why = Some("correlations name each other in a cycle".into());
+                    }
+                    if !seen[y] {
+                        seen[y] = true;
+                        stack.push(y);
+                    }
+                }
+            }
+        }
+    }
+    // A correlation naming one that does not load does not load either.
+    loop {
+        let mut changed = false;
+        for k in 0..n {
+            if reason[k].is_some() {
+                continue;
+            }
+            for r in &correlations[k].1.rules {
+                if rule_refs(r).is_empty() && corr_refs(r).iter().any(|&y| reason[y].is_some()) {
+                    reason[k] = Some(format!("names correlation `{r}`, which does not load"));
+                    changed = true;
+                    break;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut index = vec![u32::MAX; n];
+    let mut next = 0u32;
+    for k in 0..n {
+        if reason[k].is_none() {
+            index[k] = next;
+            next += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (k, (fi, c)) in correlations.iter().enumerate() {
         let src = &sources[*fi];
+        let problem = |reason: String| Problem {
+            file: src.name.clone(),
+            line: line_of(&src.text, "correlation:", 1),
+            title: Some(c.title.clone()),
+            kind: ProblemKind::Invalid,
+            reason,
+        };
+        if let Some(r) = &reason[k] {
+            problems.push(problem(r.clone()));
+            continue;
+        }
         let resolve = |r: &str| -> Vec<u32> {
-            compiled
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| x.names.iter().any(|n| n == r))
-                .map(|(i, _)| i as u32)
+            let rules = rule_refs(r);
+            if !rules.is_empty() {
+                return rules;
+            }
+            corr_refs(r)
+                .into_iter()
+                .map(|y| CORR_BIT | index[y])
                 .collect()
         };
         let level = c.level.map(convert_level).unwrap_or(Level::Informational);
@@ -426,60 +557,28 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
             tactics,
             source: src.name.clone(),
         };
-        let missing = c.rules.iter().find(|r| resolve(r).is_empty());
-        if let Some(r) = missing {
-            let chained = correlations
-                .iter()
-                .any(|(_, o)| o.id.as_deref() == Some(r) || o.name.as_deref() == Some(r));
-            problems.push(Problem {
-                file: src.name.clone(),
-                line: line_of(&src.text, r, 1).or_else(|| line_of(&src.text, "correlation:", 1)),
-                title: Some(c.title.clone()),
-                kind: if chained {
-                    ProblemKind::Unsupported
-                } else {
-                    ProblemKind::Invalid
-                },
-                reason: if chained {
-                    format!("names correlation `{r}`: correlations of correlations are not evaluated yet")
-                } else {
-                    format!("names rule `{r}`, which is not among the loaded rules")
-                },
-            });
-            continue;
-        }
-        match crate::correlation::Correlation::compile(c, info, level, &resolve) {
+        // Below --min-level, or named by another correlation without `generate`: it still
+        // feeds the correlations that name it, but raises nothing itself.
+        let named_silently = correlations.iter().any(|(_, o)| {
+            !o.generate
+                && o.rules.iter().any(|r| {
+                    c.id.as_deref() == Some(r) || c.name.as_deref() == Some(r) || c.title == *r
+                })
+        });
+        let emit = opts.min_level.is_none_or(|m| level >= m) && !named_silently;
+        match Correlation::compile(c, info, level, emit, &resolve) {
             Ok(x) => {
-                loaded_correlations += 1;
-                if opts.min_level.is_none_or(|m| level >= m) {
-                    corrs.push(x);
-                }
+                *loaded += 1;
+                out.push(x);
             }
-            Err(reason) => problems.push(Problem {
-                file: src.name.clone(),
-                line: line_of(&src.text, "correlation:", 1),
-                title: Some(c.title.clone()),
-                kind: ProblemKind::Invalid,
-                reason,
-            }),
+            Err(r) => {
+                problems.push(problem(r));
+                // Keep indexes aligned: a dependant sees a correlation that never fires.
+                out.push(Correlation::inert());
+            }
         }
     }
-    problems.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    let unsupported = problems
-        .iter()
-        .filter(|p| p.kind == ProblemKind::Unsupported)
-        .count();
-    let invalid = problems.len() - unsupported;
-    Loaded {
-        rules: RuleSet::build(compiled, fields, lits, corrs),
-        correlations: loaded_correlations,
-        files: sources.len(),
-        loaded,
-        filters: filters.len(),
-        unsupported,
-        invalid,
-        problems,
-    }
+    out
 }
 
 fn filter_applies(f: &FilterRule, rule: &SigmaRule) -> bool {

@@ -310,3 +310,54 @@ fn same_correlation_alerts_as_rsigma_eval() {
         assert_eq!(mine, theirs, "scenario {i}: firing events differ\n{corr}");
     }
 }
+
+#[test]
+fn correlations_of_correlations() {
+    let r = rules_n(
+        "title: Brute force\nid: bf\ncorrelation:\n  type: event_count\n  rules: [failed-login]\n  group-by: [user]\n  timespan: 1m\n  condition: {gte: 3}\nlevel: medium\n---\ntitle: Brute force then success\nid: bfs\ncorrelation:\n  type: temporal_ordered\n  rules: [bf, ok-login]\n  group-by: [user]\n  timespan: 5m\nlevel: critical\n",
+        2,
+    );
+    let ok = r#"{"action":"ok","user":"alice"}"#;
+    let (out, _) = run(&r, &[(0, FAIL_A), (1, FAIL_A), (2, FAIL_A), (100, ok)]);
+    let ids: Vec<&str> = out.iter().map(|a| a.rule.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec!["bfs"],
+        "bf feeds bfs and, named without generate, raises nothing itself"
+    );
+    // Success without the brute force first: nothing.
+    assert!(run(&r, &[(0, ok), (1, FAIL_A)]).0.is_empty());
+}
+
+#[test]
+fn correlation_cycles_do_not_load() {
+    let loaded = load(
+        &[RuleSource {
+            name: "c.yml".into(),
+            text: format!(
+                "{BASE}---\ntitle: A\nid: ca\ncorrelation:\n  type: temporal\n  rules: [cb, ok-login]\n  timespan: 1m\n---\ntitle: B\nid: cb\ncorrelation:\n  type: temporal\n  rules: [ca, ok-login]\n  timespan: 1m\n"
+            ),
+        }],
+        &LoadOptions::default(),
+    );
+    assert_eq!(loaded.correlations, 0);
+    assert_eq!(loaded.invalid, 2);
+    assert!(
+        loaded.problems.iter().all(|p| p.reason.contains("cycle")),
+        "{:?}",
+        loaded.problems
+    );
+}
+
+fn rules_n(correlations: &str, n: usize) -> Loaded {
+    let loaded = load(
+        &[RuleSource {
+            name: "c.yml".into(),
+            text: format!("{BASE}---\n{correlations}"),
+        }],
+        &LoadOptions::default(),
+    );
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    assert_eq!(loaded.correlations, n);
+    loaded
+}

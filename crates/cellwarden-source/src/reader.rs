@@ -797,7 +797,10 @@ fn decode_evtx(
         let text = String::from_utf8_lossy(&json);
         match flatten(&text) {
             Ok(fields) => {
-                emit(file, id, fields, Some(ts), mapping, f);
+                // A zero FILETIME (1601) in the record header means "unknown": the mapping's
+                // time fields (TimeCreated_SystemTime) are tried instead.
+                let ts = (ts.as_second() > 0).then_some(ts);
+                emit(file, id, fields, ts, mapping, f);
                 n += 1;
             }
             Err(e) => errors.push(SourceError::new(

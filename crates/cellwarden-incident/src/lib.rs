@@ -56,7 +56,8 @@ pub const KILL_CHAIN: [&str; 14] = [
 pub struct Incident {
     /// Stable: derived from the first alert's key.
     pub id: String,
-    /// 0–100: alert levels, plus breadth across tactics and hosts.
+    /// 0–100: the highest alert level (critical 70, high 50, medium 30, low 15, info 5), plus
+    /// breadth: distinct rules (+3 each, up to 10), tactics (+5, up to 15), hosts (+5, up to 10).
     pub score: u32,
     pub level: Level,
     pub first_seen: Option<Timestamp>,
@@ -133,13 +134,14 @@ pub fn entities(a: &Alert) -> Vec<(&'static str, String)> {
     out
 }
 
-fn weight(l: Level) -> u32 {
+/// Base score of an incident by its highest alert level.
+fn base(l: Level) -> u32 {
     match l {
-        Level::Critical => 40,
-        Level::High => 20,
-        Level::Medium => 8,
-        Level::Low => 3,
-        Level::Informational => 1,
+        Level::Critical => 70,
+        Level::High => 50,
+        Level::Medium => 30,
+        Level::Low => 15,
+        Level::Informational => 5,
     }
 }
 
@@ -181,8 +183,8 @@ pub fn build(alerts: &[Alert], gap_secs: i64) -> Vec<Incident> {
             let mut addresses = BTreeSet::new();
             let mut tactics = BTreeSet::new();
             let mut techniques = BTreeSet::new();
-            let mut score = 0u32;
             let mut level = Level::Informational;
+            let mut rules = BTreeSet::new();
             for &i in &members {
                 for (k, v) in &ents[i] {
                     match *k {
@@ -194,11 +196,16 @@ pub fn build(alerts: &[Alert], gap_secs: i64) -> Vec<Incident> {
                 let a = &alerts[i];
                 tactics.extend(a.rule.tactics.iter().cloned());
                 techniques.extend(a.rule.techniques.iter().cloned());
-                score += weight(a.level);
+                rules.insert(a.rule.id.as_str());
                 level = level.max(a.level);
             }
-            score += 5 * tactics.len().saturating_sub(1) as u32;
-            score += 5 * hosts.len().saturating_sub(1) as u32;
+            // Highest level, then breadth: more distinct rules, tactics and hosts.
+            let breadth =
+                |n: usize, per: u32, cap: u32| (n.saturating_sub(1) as u32 * per).min(cap);
+            let score = base(level)
+                + breadth(rules.len(), 3, 10)
+                + breadth(tactics.len(), 5, 15)
+                + breadth(hosts.len(), 5, 10);
             let mut tactics: Vec<String> = tactics.into_iter().collect();
             tactics.sort_by_key(|t| KILL_CHAIN.iter().position(|k| k == t).unwrap_or(99));
             let first = &alerts[members[0]];

@@ -340,7 +340,32 @@ struct Batcher<'s> {
     sink: &'s mut dyn UnitSink,
 }
 
-impl Batcher<'_> {
+impl<'s> Batcher<'s> {
+    fn new(file: &Arc<str>, kind: Format, year: i16, sink: &'s mut dyn UnitSink) -> Self {
+        Batcher {
+            file: file.clone(),
+            kind,
+            year,
+            buf: Vec::with_capacity(BATCH_BYTES + 4096),
+            records: Vec::new(),
+            sink,
+        }
+    }
+
+    /// Sends what is left and reports a read that stopped early.
+    fn finish(mut self, result: ReadResult) {
+        self.flush();
+        if let Err((offset, e)) = result {
+            let file = self.file.clone();
+            self.sink.error(SourceError::new(
+                &file,
+                Position::Offset(offset),
+                ErrorKind::Decompress,
+                format!("read stopped: {e}; everything before was read"),
+            ));
+        }
+    }
+
     fn push(&mut self, line: u64, bytes: &[u8]) {
         let start = self.buf.len();
         self.buf.extend_from_slice(bytes);
@@ -378,14 +403,7 @@ fn read_text(
     limits: &Limits,
     sink: &mut dyn UnitSink,
 ) {
-    let mut batch = Batcher {
-        file: file.clone(),
-        kind,
-        year,
-        buf: Vec::with_capacity(BATCH_BYTES + 4096),
-        records: Vec::new(),
-        sink,
-    };
+    let mut batch = Batcher::new(file, kind, year, sink);
     let mut open: OpenAudit = Vec::new();
     let result = if kind == Format::Auditd {
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
@@ -424,15 +442,7 @@ fn read_text(
     for (_, first, lines) in open.drain(..) {
         batch.push(first, &lines);
     }
-    batch.flush();
-    if let Err((offset, e)) = result {
-        batch.sink.error(SourceError::new(
-            file,
-            Position::Offset(offset),
-            ErrorKind::Decompress,
-            format!("read stopped: {e}; everything before was read"),
-        ));
-    }
+    batch.finish(result);
 }
 
 fn read_json(
@@ -445,14 +455,7 @@ fn read_json(
         Ok(head) => json_layout(head),
         Err(_) => JsonLayout::Lines,
     };
-    let mut batch = Batcher {
-        file: file.clone(),
-        kind: Format::Json,
-        year: 0,
-        buf: Vec::with_capacity(BATCH_BYTES + 4096),
-        records: Vec::new(),
-        sink,
-    };
+    let mut batch = Batcher::new(file, Format::Json, 0, sink);
     let result = match layout {
         JsonLayout::Lines => read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
             b.push(n, l)
@@ -460,15 +463,7 @@ fn read_json(
         JsonLayout::Array => split_values(file, &mut reader, 1, limits, &mut batch),
         JsonLayout::Concatenated => split_values(file, &mut reader, 0, limits, &mut batch),
     };
-    batch.flush();
-    if let Err((offset, e)) = result {
-        batch.sink.error(SourceError::new(
-            file,
-            Position::Offset(offset),
-            ErrorKind::Decompress,
-            format!("read stopped: {e}; everything before was read"),
-        ));
-    }
+    batch.finish(result);
 }
 
 type ReadResult = Result<(), (u64, io::Error)>;

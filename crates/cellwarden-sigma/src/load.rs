@@ -357,7 +357,7 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
                         .collect(),
                     scan_lits: Vec::new(),
                     keywords: has_keywords(&nodes),
-                    info: Arc::new(rule_info(rule, &src.name)),
+                    info: Arc::new(rule_info!(rule, &src.name)),
                     level,
                     logsource: RuleLogSource {
                         product: rule.logsource.product.clone(),
@@ -539,24 +539,7 @@ fn compile_correlations(
                 .collect()
         };
         let level = c.level.map(convert_level).unwrap_or(Level::Informational);
-        let (techniques, tactics) = attack_from_tags(&c.tags);
-        let info = RuleInfo {
-            id: c
-                .id
-                .clone()
-                .or_else(|| c.name.clone())
-                .unwrap_or_else(|| c.title.clone()),
-            title: c.title.clone(),
-            author: c.author.clone(),
-            description: c.description.clone(),
-            status: c.status.map(|s| format!("{s:?}").to_lowercase()),
-            references: c.references.clone(),
-            falsepositives: c.falsepositives.clone(),
-            tags: c.tags.clone(),
-            techniques,
-            tactics,
-            source: src.name.clone(),
-        };
+        let info = rule_info!(c, &src.name);
         // Below --min-level, or named by another correlation without `generate`: it still
         // feeds the correlations that name it, but raises nothing itself.
         let named_silently = correlations.iter().any(|(_, o)| {
@@ -661,26 +644,31 @@ pub fn attack_from_tags(tags: &[String]) -> (Vec<String>, Vec<String>) {
     (techniques, tactics)
 }
 
-fn rule_info(rule: &SigmaRule, source: &str) -> RuleInfo {
-    let (techniques, tactics) = attack_from_tags(&rule.tags);
-    RuleInfo {
-        id: rule
-            .id
-            .clone()
-            .or_else(|| rule.name.clone())
-            .unwrap_or_else(|| rule.title.clone()),
-        title: rule.title.clone(),
-        author: rule.author.clone(),
-        description: rule.description.clone(),
-        status: rule.status.map(|s| format!("{s:?}").to_lowercase()),
-        references: rule.references.clone(),
-        falsepositives: rule.falsepositives.clone(),
-        tags: rule.tags.clone(),
-        techniques,
-        tactics,
-        source: source.to_owned(),
-    }
+/// Alert metadata from a detection or correlation rule (both have these fields).
+macro_rules! rule_info {
+    ($rule:expr, $source:expr) => {{
+        let rule = $rule;
+        let (techniques, tactics) = attack_from_tags(&rule.tags);
+        RuleInfo {
+            id: rule
+                .id
+                .clone()
+                .or_else(|| rule.name.clone())
+                .unwrap_or_else(|| rule.title.clone()),
+            title: rule.title.clone(),
+            author: rule.author.clone(),
+            description: rule.description.clone(),
+            status: rule.status.map(|s| format!("{s:?}").to_lowercase()),
+            references: rule.references.clone(),
+            falsepositives: rule.falsepositives.clone(),
+            tags: rule.tags.clone(),
+            techniques,
+            tactics,
+            source: $source.to_owned(),
+        }
+    }};
 }
+use rule_info;
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,8 @@ pub enum Format {
     Auditd,
     /// syslog lines as rsyslog writes them (RFC 3164 or 5424, with or without `<PRI>`).
     Syslog,
+    /// PostgreSQL server log with pgaudit records.
+    PgAudit,
 }
 
 /// One input to read.
@@ -69,6 +71,9 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
         return Some(Format::Json);
     }
     let text = String::from_utf8_lossy(head);
+    if text.lines().any(crate::dbaudit::is_pgaudit) {
+        return Some(Format::PgAudit);
+    }
     let line = text.lines().find(|l| !l.trim().is_empty())?;
     if line.starts_with("type=") && line.contains("msg=audit(") {
         Some(Format::Auditd)
@@ -186,6 +191,14 @@ fn walk(dir: &Path, out: &mut Vec<InputFile>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sniffing_pgaudit() {
+        assert_eq!(
+            sniff(b"2026-03-04 03:12:09 UTC [1] LOG:  connection received\n2026-03-04 03:12:10 UTC [1] u@d LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,x,<none>\n"),
+            Some(Format::PgAudit)
+        );
+    }
 
     #[test]
     fn sniffing() {

@@ -7,6 +7,7 @@
 //! log source from the [`Mapping`]. Every problem is a [`SourceError`] naming file and
 //! position, and reading goes on after it.
 
+pub mod dbaudit;
 mod error;
 mod input;
 pub mod json;

@@ -171,7 +171,7 @@ fn read_stream(
             read_evtx_seekable(file, io::Cursor::new(data), sink);
         }
         Some(Format::Json) => read_json(file, reader, limits, sink),
-        Some(kind @ (Format::Auditd | Format::Syslog)) => {
+        Some(kind @ (Format::Auditd | Format::Syslog | Format::PgAudit)) => {
             read_text(file, reader, kind, year, limits, sink)
         }
         None => {
@@ -405,7 +405,34 @@ fn read_text(
 ) {
     let mut batch = Batcher::new(file, kind, year, sink);
     let mut open: OpenAudit = Vec::new();
-    let result = if kind == Format::Auditd {
+    // pgaudit: the record being assembled (first line, text) while its quotes are open.
+    let mut pending: Option<(u64, Vec<u8>)> = None;
+    let mut too_long: Vec<u64> = Vec::new();
+    let max = limits.max_record_bytes;
+    let result = if kind == Format::PgAudit {
+        read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
+            if let Some((first, text)) = pending.as_mut() {
+                text.push(b'\n');
+                text.extend_from_slice(line);
+                if text.len() > max {
+                    too_long.push(*first);
+                    pending = None;
+                } else if crate::dbaudit::quotes_closed(&String::from_utf8_lossy(text)) {
+                    let (first, text) = pending.take().unwrap_or_default();
+                    b.push(first, &text);
+                }
+                return;
+            }
+            let l = String::from_utf8_lossy(line);
+            if crate::dbaudit::is_pgaudit(&l) {
+                if crate::dbaudit::quotes_closed(&l) {
+                    b.push(n, line);
+                } else {
+                    pending = Some((n, line.to_vec()));
+                }
+            }
+        })
+    } else if kind == Format::Auditd {
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
             let text = String::from_utf8_lossy(line);
             let id = crate::linux::audit_id(&text)
@@ -442,6 +469,20 @@ fn read_text(
     for (_, first, lines) in open.drain(..) {
         batch.push(first, &lines);
     }
+    if let Some((first, text)) = pending {
+        batch.push(first, &text);
+    }
+    for first in too_long {
+        batch.sink.error(SourceError::new(
+            file,
+            Position::Line(first),
+            ErrorKind::TooLong,
+            format!(
+                "record longer than the {} MiB limit; skipped",
+                limits.max_record_bytes >> 20
+            ),
+        ));
+    }
     batch.finish(result);
 }
 
@@ -468,7 +509,8 @@ fn read_json(
 
 type ReadResult = Result<(), (u64, io::Error)>;
 
-/// Reads lines (bounded in length); each non-blank one, trimmed, goes to `on_line`.
+/// Reads lines (bounded in length); each non-blank one, without its line end, goes to
+/// `on_line`.
 fn read_lines(
     file: &Arc<str>,
     reader: &mut Box<dyn BufRead>,
@@ -527,8 +569,9 @@ fn read_lines(
             ));
             continue;
         }
-        let trimmed = line.trim_ascii();
-        if !trimmed.is_empty() {
+        // Leading blanks are kept: they belong to continued records (multi-line SQL).
+        let trimmed = line.trim_ascii_end();
+        if !trimmed.trim_ascii_start().is_empty() {
             on_line(line_no, trimmed, batch);
         }
     }
@@ -702,6 +745,18 @@ impl Unit {
                             emit(&file, line, fields, ts, mapping, f);
                             n += 1;
                         }
+                        Format::PgAudit => match crate::dbaudit::pgaudit_record(&text) {
+                            Some((fields, ts)) => {
+                                emit(&file, line, fields, ts, mapping, f);
+                                n += 1;
+                            }
+                            None => errors.push(SourceError::new(
+                                &file,
+                                Position::Line(line),
+                                ErrorKind::Syntax,
+                                "not a complete pgaudit record; skipped",
+                            )),
+                        },
                         Format::Evtx => {}
                     }
                 }

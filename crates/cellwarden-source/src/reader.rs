@@ -714,50 +714,41 @@ impl Unit {
                             String::from_utf8_lossy(bytes)
                         }
                     };
-                    match kind {
-                        Format::Json => match flatten(&text) {
-                            Ok(mut fields) => {
+                    let syntax = |what: &str| {
+                        SourceError::new(
+                            &file,
+                            Position::Line(line),
+                            ErrorKind::Syntax,
+                            format!("not {what}; skipped"),
+                        )
+                    };
+                    let parsed = match kind {
+                        Format::Json => flatten(&text)
+                            .map(|mut fields| {
                                 let ts = crate::linux::journald(&mut fields).flatten();
-                                emit(&file, line, fields, ts, mapping, f);
-                                n += 1;
-                            }
-                            Err(e) => errors.push(SourceError::new(
-                                &file,
-                                Position::Line(line + e.line().saturating_sub(1) as u64),
-                                ErrorKind::Json,
-                                format!("{e}; record skipped"),
-                            )),
-                        },
-                        Format::Syslog => match crate::linux::syslog_line(&text, year) {
-                            Some((fields, ts)) => {
-                                emit(&file, line, fields, ts, mapping, f);
-                                n += 1;
-                            }
-                            None => errors.push(SourceError::new(
-                                &file,
-                                Position::Line(line),
-                                ErrorKind::Syntax,
-                                "not a syslog line; skipped",
-                            )),
-                        },
-                        Format::Auditd => {
-                            let (fields, ts) = crate::linux::audit_event(&text);
+                                (fields, ts)
+                            })
+                            .map_err(|e| {
+                                SourceError::new(
+                                    &file,
+                                    Position::Line(line + e.line().saturating_sub(1) as u64),
+                                    ErrorKind::Json,
+                                    format!("{e}; record skipped"),
+                                )
+                            }),
+                        Format::Syslog => crate::linux::syslog_line(&text, year)
+                            .ok_or_else(|| syntax("a syslog line")),
+                        Format::Auditd => Ok(crate::linux::audit_event(&text)),
+                        Format::PgAudit => crate::dbaudit::pgaudit_record(&text)
+                            .ok_or_else(|| syntax("a complete pgaudit record")),
+                        Format::Evtx => continue,
+                    };
+                    match parsed {
+                        Ok((fields, ts)) => {
                             emit(&file, line, fields, ts, mapping, f);
                             n += 1;
                         }
-                        Format::PgAudit => match crate::dbaudit::pgaudit_record(&text) {
-                            Some((fields, ts)) => {
-                                emit(&file, line, fields, ts, mapping, f);
-                                n += 1;
-                            }
-                            None => errors.push(SourceError::new(
-                                &file,
-                                Position::Line(line),
-                                ErrorKind::Syntax,
-                                "not a complete pgaudit record; skipped",
-                            )),
-                        },
-                        Format::Evtx => {}
+                        Err(e) => errors.push(e),
                     }
                 }
                 n

@@ -1,8 +1,17 @@
-//! Database audit logs. PostgreSQL pgaudit lines inside the server's stderr log:
-//! `<prefix> LOG:  AUDIT: SESSION|OBJECT,stmt,substmt,CLASS,COMMAND,OBJECT_TYPE,OBJECT_NAME,
-//! STATEMENT,PARAMETER[,ROWS]`, where the prefix is whatever `log_line_prefix` made of it
-//! (timestamp, `[pid]`, `user@db`, `user=…,db=…,app=…,client=…`) and a statement may span
-//! several lines inside its quotes.
+//! Database audit logs, each turned into one event with the same field names whatever the
+//! database: `user`, `os_user`, `client_host`, `application`, `session_id`, `database`,
+//! `command`, `object_name`, `statement`, `parameter` (bind values), `rows`, `return_code`,
+//! and `Channel` naming the source (`pgaudit`, `mysql_audit`, `mariadb_audit`, `oracle_audit`).
+//!
+//! - PostgreSQL pgaudit records inside the server's stderr log: `<prefix> LOG:  AUDIT:
+//!   SESSION|OBJECT,stmt,substmt,CLASS,COMMAND,OBJECT_TYPE,OBJECT_NAME,STATEMENT,PARAMETER
+//!   [,ROWS]`, where the prefix is whatever `log_line_prefix` made of it (timestamp, `[pid]`,
+//!   `user@db`, `user=…,db=…,app=…,client=…`); a statement may span several lines inside its
+//!   quotes. The same records in `csvlog` files (the `message` column).
+//! - MySQL Enterprise Audit and Percona Audit Log JSON (fields recognised after flattening).
+//! - MariaDB `server_audit` files: `timestamp,serverhost,username,host,connectionid,queryid,
+//!   operation,database,object,retcode`.
+//! - Oracle unified audit trail exported as CSV with a header row.
 
 use std::borrow::Cow;
 
@@ -74,6 +83,22 @@ fn prefix_fields(prefix: &str, out: &mut Fields<'static>) -> Option<Timestamp> {
     ts
 }
 
+/// One CSV record of `text` (which may span lines), without a header.
+fn csv_record(text: &str) -> Option<csv::StringRecord> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    rdr.records().next()?.ok()
+}
+
+/// A decoded record: its fields and time.
+pub type Record = (Fields<'static>, Option<Timestamp>);
+
+fn owned(x: &str) -> Value<'static> {
+    Value::Str(Cow::Owned(x.to_owned()))
+}
+
 /// Fields of one pgaudit record (its lines joined with `\n`); `None` if it is not one.
 pub fn pgaudit_record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)> {
     let i = text.find(MARK)?;
@@ -82,18 +107,96 @@ pub fn pgaudit_record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)
         .strip_suffix("LOG:")
         .or_else(|| prefix.strip_suffix("LOG: "))
         .unwrap_or(prefix);
-    let body = &text[i + MARK.len()..];
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(body.as_bytes());
-    let rec = rdr.records().next()?.ok()?;
+    let mut out: Fields<'static> = Vec::with_capacity(16);
+    let ts = prefix_fields(prefix, &mut out);
+    pgaudit_body(&text[i + MARK.len()..], &mut out)?;
+    Some((out, ts))
+}
+
+/// Whether a line starts a PostgreSQL csvlog row (`YYYY-MM-DD HH:MM:SS[.fff] TZ,`).
+pub fn is_pg_csvlog(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b' '
+        && b[13] == b':'
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && line.split_once(',').is_some_and(|(t, _)| {
+            t.len() <= 40
+                && (2..=3).contains(&t.split(' ').count())
+                && !t.contains(['"', '[', '=', '@'])
+        })
+}
+
+/// Fields of one csvlog row holding a pgaudit record (`message` column starting with
+/// `AUDIT: `). `Some(None)` for rows that are other server messages, `None` for text that is
+/// not a csvlog row.
+pub fn pg_csvlog_record(text: &str) -> Option<Option<Record>> {
+    let rec = csv_record(text)?;
+    if rec.len() < 14 {
+        return None;
+    }
+    let Some(body) = rec[13].strip_prefix(MARK) else {
+        return Some(None);
+    };
+    let mut out: Fields<'static> = Vec::with_capacity(20);
+    let ts = time_with_zone(&rec[0]);
+    let mut put = |k: &'static str, v: &str| {
+        if !v.is_empty() {
+            out.push((Cow::Borrowed(k), owned(v)));
+        }
+    };
+    put("user", &rec[1]);
+    put("database", &rec[2]);
+    put("pid", &rec[3]);
+    // connection_from is "host:port" (or "[local]").
+    let from = &rec[4];
+    let host = match from.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => from,
+    };
+    if host != "[local]" {
+        put("client_host", host);
+    }
+    put("session_id", &rec[5]);
+    if let Some(app) = rec.get(22) {
+        put("application", app);
+    }
+    pgaudit_body(body, &mut out)?;
+    Some(Some((out, ts)))
+}
+
+/// "YYYY-MM-DD HH:MM:SS[.fff] [UTC|GMT|+hh[:mm]]" as PostgreSQL and MySQL write it.
+fn time_with_zone(t: &str) -> Option<Timestamp> {
+    let t = t.trim();
+    let (date_time, zone) = match t.rsplit_once(' ') {
+        Some((a, z)) if a.contains(' ') || a.contains('T') => (a, z),
+        _ => (t, ""),
+    };
+    let mut text = date_time.replacen(' ', "T", 1);
+    match zone {
+        "" | "UTC" | "GMT" | "Z" => text.push('Z'),
+        z if z.starts_with('+') || z.starts_with('-') => {
+            text.push_str(z);
+            if z.len() == 3 {
+                text.push_str(":00");
+            }
+        }
+        // Named zones other than UTC cannot be resolved without a zone database entry;
+        // the time is read as UTC.
+        _ => text.push('Z'),
+    }
+    cellwarden_event::parse_timestamp(&text)
+}
+
+/// The pgaudit CSV body after `AUDIT: `.
+fn pgaudit_body(body: &str, out: &mut Fields<'static>) -> Option<()> {
+    let rec = csv_record(body)?;
     if rec.len() < 8 {
         return None;
     }
-    let mut out: Fields<'static> = Vec::with_capacity(16);
-    let s = |x: &str| Value::Str(Cow::Owned(x.to_owned()));
-    let ts = prefix_fields(prefix, &mut out);
+    let s = owned;
     let names = [
         "audit_type",
         "statement_id",
@@ -121,7 +224,320 @@ pub fn pgaudit_record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)
         Cow::Borrowed("Channel"),
         Value::Str(Cow::Borrowed("pgaudit")),
     ));
+    Some(())
+}
+
+fn text_of(fields: &Fields<'_>, k: &str) -> Option<String> {
+    fields
+        .iter()
+        .find(|(n, _)| n == k)
+        .and_then(|(_, v)| v.as_text())
+        .map(|t| t.into_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// Gives a MySQL Enterprise Audit or Percona Audit Log JSON record (already flattened) the
+/// common database fields. Returns its time; `None` if the record is neither.
+pub fn mysql_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
+    let get = |k: &str| text_of(fields, k);
+    let mut add: Vec<(&'static str, String)> = Vec::new();
+    let ts;
+    if get("audit_record.name").is_some() && get("audit_record.timestamp").is_some() {
+        // Percona: {"audit_record":{"name":"Query","timestamp":"2026-01-04T15:18:29 UTC",
+        // "command_class":"select","connection_id":"1","status":0,"sqltext":"…",
+        // "user":"app[app] @ host [10.0.0.1]","host":"…","os_user":"","ip":"…","db":"…"}}
+        let r = |k: &str| get(&format!("audit_record.{k}"));
+        ts = time_with_zone(&r("timestamp").unwrap_or_default().replacen('T', " ", 1));
+        let user = r("priv_user")
+            .or_else(|| r("user").map(|u| u.split(['[', ' ']).next().unwrap_or("").to_owned()));
+        add.extend(user.map(|u| ("user", u)));
+        add.extend(r("ip").or_else(|| r("host")).map(|v| ("client_host", v)));
+        add.extend(r("os_user").map(|v| ("os_user", v)));
+        add.extend(r("sqltext").map(|v| ("statement", v)));
+        add.extend(
+            r("command_class")
+                .or_else(|| r("name"))
+                .map(|v| ("command", v)),
+        );
+        add.extend(r("db").map(|v| ("database", v)));
+        add.extend(r("connection_id").map(|v| ("session_id", v)));
+        add.extend(r("status").map(|v| ("return_code", v)));
+    } else if get("class").is_some()
+        && get("timestamp").is_some()
+        && (get("account.user").is_some() || get("login.user").is_some())
+    {
+        // MySQL Enterprise Audit (JSON format): {"timestamp":"2026-10-03 13:50:01","class":
+        // "general","event":"status","connection_id":11,"account":{"user":…,"host":…},
+        // "login":{"user":…,"os":…,"ip":…},"general_data":{"sql_command":…,"query":…,
+        // "status":0}} and table_access_data / connection_data variants.
+        ts = time_with_zone(&get("timestamp").unwrap_or_default());
+        add.extend(
+            get("account.user")
+                .or_else(|| get("login.user"))
+                .map(|v| ("user", v)),
+        );
+        add.extend(
+            get("login.ip")
+                .or_else(|| get("account.host"))
+                .map(|v| ("client_host", v)),
+        );
+        add.extend(get("login.os").map(|v| ("os_user", v)));
+        add.extend(
+            get("general_data.query")
+                .or_else(|| get("table_access_data.query"))
+                .map(|v| ("statement", v)),
+        );
+        add.extend(
+            get("general_data.sql_command")
+                .or_else(|| get("table_access_data.sql_command"))
+                .or_else(|| get("event"))
+                .map(|v| ("command", v)),
+        );
+        add.extend(
+            get("table_access_data.db")
+                .or_else(|| get("connection_data.db"))
+                .map(|v| ("database", v)),
+        );
+        add.extend(get("table_access_data.table").map(|v| ("object_name", v)));
+        add.extend(get("connection_id").map(|v| ("session_id", v)));
+        add.extend(
+            get("general_data.status")
+                .or_else(|| get("connection_data.status"))
+                .map(|v| ("return_code", v)),
+        );
+        add.extend(
+            get("connection_data.connect_attributes.program_name").map(|v| ("application", v)),
+        );
+    } else {
+        return None;
+    }
+    for (k, v) in add {
+        if !fields.iter().any(|(n, _)| n == k) {
+            fields.push((Cow::Borrowed(k), Value::Str(Cow::Owned(v))));
+        }
+    }
+    fields.push((
+        Cow::Borrowed("Channel"),
+        Value::Str(Cow::Borrowed("mysql_audit")),
+    ));
+    Some(ts)
+}
+
+/// Whether a line is a MariaDB `server_audit` file record (`YYYYMMDD HH:MM:SS,`).
+pub fn is_mariadb_audit(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 18
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b' '
+        && b[11] == b':'
+        && b[14] == b':'
+        && b[17] == b','
+}
+
+/// Fields of one MariaDB `server_audit` record: `timestamp,serverhost,username,host,
+/// connectionid,queryid,operation,database,object,retcode`, where `object` (a query for
+/// QUERY events) is quoted with `'` and escapes `\'` and `\\`, and may itself hold commas.
+pub fn mariadb_audit_record(line: &str) -> Option<(Fields<'static>, Option<Timestamp>)> {
+    if !is_mariadb_audit(line) {
+        return None;
+    }
+    let mut parts = line.splitn(9, ',');
+    let mut head: Vec<&str> = Vec::with_capacity(8);
+    for _ in 0..8 {
+        head.push(parts.next()?);
+    }
+    let rest = parts.next().unwrap_or("");
+    let (object, retcode) = match rest.rsplit_once(',') {
+        Some((o, r)) if r.trim().parse::<i64>().is_ok() => (o, r.trim()),
+        _ => (rest, ""),
+    };
+    let object = match object.strip_prefix('\'').and_then(|o| o.strip_suffix('\'')) {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    match chars.next() {
+                        Some('n') => out.push('\n'),
+                        Some('r') => out.push('\r'),
+                        Some('t') => out.push('\t'),
+                        Some(o) => out.push(o),
+                        None => out.push('\\'),
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        None => object.to_owned(),
+    };
+    let t = head[0];
+    let ts = cellwarden_event::parse_timestamp(&format!(
+        "{}-{}-{}T{}Z",
+        &t[..4],
+        &t[4..6],
+        &t[6..8],
+        &t[9..]
+    ));
+    let mut out: Fields<'static> = Vec::with_capacity(12);
+    let names = [
+        "",
+        "server_host",
+        "user",
+        "client_host",
+        "session_id",
+        "query_id",
+        "command",
+        "database",
+    ];
+    for (k, v) in names.iter().zip(&head).skip(1) {
+        if !v.is_empty() {
+            out.push((Cow::Borrowed(k), owned(v)));
+        }
+    }
+    let op = head[6];
+    if !object.is_empty() {
+        let k = if op.eq_ignore_ascii_case("QUERY") || op.starts_with("QUERY_") {
+            "statement"
+        } else {
+            "object_name"
+        };
+        out.push((Cow::Borrowed(k), Value::Str(Cow::Owned(object))));
+    }
+    if !retcode.is_empty() {
+        out.push((Cow::Borrowed("return_code"), owned(retcode)));
+    }
+    out.push((
+        Cow::Borrowed("Channel"),
+        Value::Str(Cow::Borrowed("mariadb_audit")),
+    ));
     Some((out, ts))
+}
+
+/// Whether a header row is an Oracle unified audit trail export.
+pub fn is_oracle_header(line: &str) -> bool {
+    let u = line.to_ascii_uppercase();
+    u.contains("DBUSERNAME") && (u.contains("EVENT_TIMESTAMP") || u.contains("ACTION_NAME"))
+}
+
+/// Column names of a CSV header row.
+pub fn csv_header(line: &str) -> Vec<String> {
+    csv_record(line)
+        .map(|r| r.iter().map(|c| c.trim().to_ascii_uppercase()).collect())
+        .unwrap_or_default()
+}
+
+/// Fields of one row of an Oracle unified audit trail CSV export, by its header. Every column
+/// is kept under its own name; the common database fields are added.
+pub fn oracle_record(
+    header: &[String],
+    text: &str,
+) -> Option<(Fields<'static>, Option<Timestamp>)> {
+    let rec = csv_record(text)?;
+    let mut out: Fields<'static> = Vec::with_capacity(header.len() + 10);
+    let mut ts = None;
+    let mut schema = String::new();
+    let mut object = String::new();
+    for (name, v) in header.iter().zip(rec.iter()) {
+        if v.is_empty() {
+            continue;
+        }
+        let common = match name.as_str() {
+            "EVENT_TIMESTAMP" | "EVENT_TIMESTAMP_UTC" => {
+                ts = ts.or_else(|| oracle_time(v));
+                None
+            }
+            "DBUSERNAME" => Some("user"),
+            "OS_USERNAME" => Some("os_user"),
+            "USERHOST" => Some("client_host"),
+            "CLIENT_PROGRAM_NAME" => Some("application"),
+            "SESSIONID" => Some("session_id"),
+            "ACTION_NAME" => Some("command"),
+            "SQL_TEXT" => Some("statement"),
+            "SQL_BINDS" => Some("parameter"),
+            "RETURN_CODE" => Some("return_code"),
+            "DBNAME" | "CON_NAME" | "PDB_NAME" => Some("database"),
+            "OBJECT_SCHEMA" => {
+                schema = v.to_owned();
+                None
+            }
+            "OBJECT_NAME" => {
+                object = v.to_owned();
+                None
+            }
+            _ => None,
+        };
+        if let Some(k) = common
+            && !out.iter().any(|(n, _)| n == k)
+        {
+            out.push((Cow::Borrowed(k), owned(v)));
+        }
+        out.push((Cow::Owned(name.clone()), owned(v)));
+    }
+    if !object.is_empty() {
+        let full = if schema.is_empty() {
+            object
+        } else {
+            format!("{schema}.{object}")
+        };
+        out.push((Cow::Borrowed("object_name"), Value::Str(Cow::Owned(full))));
+    }
+    out.push((
+        Cow::Borrowed("Channel"),
+        Value::Str(Cow::Borrowed("oracle_audit")),
+    ));
+    Some((out, ts))
+}
+
+/// Oracle export times: ISO (`2026-11-24 08:33:03.123456 [+00:00]`) or the NLS default
+/// `24-NOV-26 08.33.03.123456000 AM [+00:00|UTC]`.
+fn oracle_time(v: &str) -> Option<Timestamp> {
+    let v = v.trim();
+    if v.as_bytes().get(4) == Some(&b'-') {
+        return time_with_zone(v);
+    }
+    let mut it = v.split_whitespace();
+    let date = it.next()?;
+    let time = it.next()?;
+    let mut ampm = "";
+    let mut zone = "";
+    for t in it {
+        if t.eq_ignore_ascii_case("AM") || t.eq_ignore_ascii_case("PM") {
+            ampm = t;
+        } else {
+            zone = t;
+        }
+    }
+    let mut d = date.split('-');
+    let day: u32 = d.next()?.parse().ok()?;
+    let mon = d.next()?.to_ascii_uppercase();
+    let month = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ]
+    .iter()
+    .position(|m| mon.starts_with(m))?
+        + 1;
+    let y = d.next()?;
+    let year: i32 = if y.len() == 2 {
+        2000 + y.parse::<i32>().ok()?
+    } else {
+        y.parse().ok()?
+    };
+    let mut t = time.split(['.', ':']);
+    let mut hour: u32 = t.next()?.parse().ok()?;
+    let min: u32 = t.next()?.parse().ok()?;
+    let sec: u32 = t.next()?.parse().ok()?;
+    let frac = t.next().unwrap_or("0");
+    if ampm.eq_ignore_ascii_case("PM") && hour < 12 {
+        hour += 12;
+    } else if ampm.eq_ignore_ascii_case("AM") && hour == 12 {
+        hour = 0;
+    }
+    let micros: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
+    time_with_zone(&format!(
+        "{year:04}-{month:02}-{day:02} {hour:02}:{min:02}:{sec:02}.{micros} {zone}"
+    ))
 }
 
 #[cfg(test)]
@@ -173,6 +589,108 @@ mod tests {
         );
         assert_eq!(get(&f, "parameter"), "33611111111");
         assert_eq!(get(&f, "rows"), "42");
+    }
+
+    #[test]
+    fn csvlog_row_with_multiline_statement() {
+        let row = "2026-03-04 03:15:00.120 UTC,\"etl\",\"cdrdb\",4242,\"10.20.30.40:51234\",65e5a1b2.1092,3,\"SELECT\",2026-03-04 03:14:58 UTC,3/12,0,LOG,00000,\"AUDIT: SESSION,1,1,READ,SELECT,,,\"\"SELECT *\n  FROM cdr WHERE imsi = $1\"\",208150123456789\",,,,,,,,,\"psql\",client backend,,0";
+        assert!(is_pg_csvlog(row));
+        let (f, ts) = pg_csvlog_record(row).unwrap().unwrap();
+        assert_eq!(
+            cellwarden_event::format_timestamp(ts),
+            "2026-03-04T03:15:00.120000Z"
+        );
+        assert_eq!(get(&f, "user"), "etl");
+        assert_eq!(get(&f, "database"), "cdrdb");
+        assert_eq!(get(&f, "client_host"), "10.20.30.40");
+        assert_eq!(get(&f, "application"), "psql");
+        assert_eq!(get(&f, "session_id"), "65e5a1b2.1092");
+        assert_eq!(get(&f, "statement"), "SELECT *\n  FROM cdr WHERE imsi = $1");
+        assert_eq!(get(&f, "parameter"), "208150123456789");
+        let other = "2026-03-04 03:15:00.120 UTC,\"etl\",\"cdrdb\",4242,\"10.0.0.1:5\",x,1,\"authentication\",2026-03-04 03:14:58 UTC,3/12,0,LOG,00000,\"connection authorized: user=etl\",,,,,,,,,\"\",client backend,,0";
+        assert!(pg_csvlog_record(other).unwrap().is_none());
+        assert!(pg_csvlog_record("2026-03-04 03:15:00 UTC,x").is_none());
+    }
+
+    #[test]
+    fn mysql_enterprise_and_percona_json() {
+        let mut f = crate::json::flatten(r#"{"timestamp":"2026-10-03 13:50:01","id":0,"class":"general","event":"status","connection_id":11,"account":{"user":"care01","host":"10.1.2.3"},"login":{"user":"care01","os":"","ip":"10.1.2.3","proxy":""},"general_data":{"command":"Query","sql_command":"select","query":"SELECT * FROM subscriber WHERE msisdn='447700900123'","status":0}}"#).unwrap();
+        let ts = mysql_json(&mut f).unwrap();
+        assert_eq!(
+            cellwarden_event::format_timestamp(ts),
+            "2026-10-03T13:50:01.000000Z"
+        );
+        assert_eq!(get(&f, "user"), "care01");
+        assert_eq!(get(&f, "client_host"), "10.1.2.3");
+        assert_eq!(get(&f, "command"), "select");
+        assert_eq!(get(&f, "session_id"), "11");
+        assert_eq!(get(&f, "Channel"), "mysql_audit");
+        assert!(get(&f, "statement").contains("447700900123"));
+        let mut p = crate::json::flatten(r#"{"audit_record":{"name":"Query","record":"4_2026-01-04T15:18:29","timestamp":"2026-01-04T15:18:29 UTC","command_class":"select","connection_id":"7","status":0,"sqltext":"select imei from device where msisdn = '447700900123'","user":"dba[dba] @ jump01 [10.9.9.9]","host":"jump01","os_user":"","ip":"10.9.9.9","db":"crm"}}"#).unwrap();
+        let ts = mysql_json(&mut p).unwrap();
+        assert_eq!(
+            cellwarden_event::format_timestamp(ts),
+            "2026-01-04T15:18:29.000000Z"
+        );
+        assert_eq!(get(&p, "user"), "dba");
+        assert_eq!(get(&p, "client_host"), "10.9.9.9");
+        assert_eq!(get(&p, "database"), "crm");
+        assert_eq!(get(&p, "command"), "select");
+        let mut other = crate::json::flatten(r#"{"timestamp":"x","class":"y"}"#).unwrap();
+        assert!(mysql_json(&mut other).is_none());
+    }
+
+    #[test]
+    fn mariadb_server_audit() {
+        let l = r"20261124 08:33:03,db1,care07,10.0.0.5,12,345,QUERY,crm,'SELECT * FROM cdr WHERE a_number IN ('0612345678', '0698765432'), x',0";
+        assert!(is_mariadb_audit(l));
+        let (f, ts) = mariadb_audit_record(l).unwrap();
+        assert_eq!(
+            cellwarden_event::format_timestamp(ts),
+            "2026-11-24T08:33:03.000000Z"
+        );
+        assert_eq!(get(&f, "user"), "care07");
+        assert_eq!(get(&f, "client_host"), "10.0.0.5");
+        assert_eq!(get(&f, "server_host"), "db1");
+        assert_eq!(get(&f, "database"), "crm");
+        assert_eq!(
+            get(&f, "statement"),
+            "SELECT * FROM cdr WHERE a_number IN ('0612345678', '0698765432'), x"
+        );
+        assert_eq!(get(&f, "return_code"), "0");
+        let (c, _) =
+            mariadb_audit_record("20261124 08:33:01,db1,care07,10.0.0.5,12,0,CONNECT,crm,,0")
+                .unwrap();
+        assert_eq!(get(&c, "command"), "CONNECT");
+        assert!(!is_mariadb_audit("Nov 24 08:33:03 host x"));
+    }
+
+    #[test]
+    fn oracle_unified_audit_csv() {
+        let h = csv_header(
+            "EVENT_TIMESTAMP,DBUSERNAME,OS_USERNAME,USERHOST,CLIENT_PROGRAM_NAME,ACTION_NAME,OBJECT_SCHEMA,OBJECT_NAME,SQL_TEXT,SQL_BINDS,RETURN_CODE",
+        );
+        assert!(is_oracle_header("\"EVENT_TIMESTAMP\",\"DBUSERNAME\""));
+        let row = "24-NOV-26 02.05.07.123456 PM,BILLING_RO,oracle,jump01,sqlplus@jump01,SELECT,CDR,CALLS,\"select * from cdr.calls\nwhere calling_number = :1\", #1(11):33612345678,0";
+        let (f, ts) = oracle_record(&h, row).unwrap();
+        assert_eq!(
+            cellwarden_event::format_timestamp(ts),
+            "2026-11-24T14:05:07.123456Z"
+        );
+        assert_eq!(get(&f, "user"), "BILLING_RO");
+        assert_eq!(get(&f, "client_host"), "jump01");
+        assert_eq!(get(&f, "application"), "sqlplus@jump01");
+        assert_eq!(get(&f, "object_name"), "CDR.CALLS");
+        assert_eq!(get(&f, "parameter"), " #1(11):33612345678");
+        assert_eq!(
+            get(&f, "SQL_TEXT"),
+            "select * from cdr.calls\nwhere calling_number = :1"
+        );
+        let iso = oracle_time("2026-11-24 14:05:07.5 +01:00");
+        assert_eq!(
+            cellwarden_event::format_timestamp(iso),
+            "2026-11-24T13:05:07.500000Z"
+        );
     }
 
     #[test]

@@ -15,8 +15,21 @@ pub enum Format {
     Auditd,
     /// syslog lines as rsyslog writes them (RFC 3164 or 5424, with or without `<PRI>`).
     Syslog,
-    /// PostgreSQL server log with pgaudit records.
+    /// PostgreSQL server log (stderr) with pgaudit records.
     PgAudit,
+    /// PostgreSQL `csvlog` with pgaudit records.
+    PgCsv,
+    /// MariaDB `server_audit` file.
+    MariaDbAudit,
+    /// Oracle unified audit trail exported as CSV with a header row.
+    OracleCsv,
+}
+
+impl Format {
+    /// Text formats whose records may span lines inside double quotes.
+    pub fn quoted_multiline(self) -> bool {
+        matches!(self, Format::PgAudit | Format::PgCsv | Format::OracleCsv)
+    }
 }
 
 /// One input to read.
@@ -71,10 +84,19 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
         return Some(Format::Json);
     }
     let text = String::from_utf8_lossy(head);
+    let line = text.lines().find(|l| !l.trim().is_empty())?;
+    if crate::dbaudit::is_pg_csvlog(line) {
+        return Some(Format::PgCsv);
+    }
+    if crate::dbaudit::is_oracle_header(line) {
+        return Some(Format::OracleCsv);
+    }
+    if crate::dbaudit::is_mariadb_audit(line) {
+        return Some(Format::MariaDbAudit);
+    }
     if text.lines().any(crate::dbaudit::is_pgaudit) {
         return Some(Format::PgAudit);
     }
-    let line = text.lines().find(|l| !l.trim().is_empty())?;
     if line.starts_with("type=") && line.contains("msg=audit(") {
         Some(Format::Auditd)
     } else if crate::linux::looks_like_syslog(line) {
@@ -191,6 +213,22 @@ fn walk(dir: &Path, out: &mut Vec<InputFile>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sniffing_database_audit_formats() {
+        let csvlog = b"2026-03-04 03:15:00.120 UTC,\"etl\",\"cdrdb\",4242,\"10.2.3.4:5123\",x,3,\"SELECT\",,,,LOG,00000,\"AUDIT: SESSION,1,1,READ,SELECT,,,x,<none>\"\n";
+        assert_eq!(sniff(csvlog), Some(Format::PgCsv));
+        let stderr = b"2026-03-04 03:15:00 UTC [1]: user=etl,db=cdrdb LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,x,<none>\n";
+        assert_eq!(sniff(stderr), Some(Format::PgAudit));
+        assert_eq!(
+            sniff(b"20261124 08:33:03,db1,care07,10.0.0.5,12,345,QUERY,crm,'SELECT 1',0\n"),
+            Some(Format::MariaDbAudit)
+        );
+        assert_eq!(
+            sniff(b"\"EVENT_TIMESTAMP\",\"DBUSERNAME\",\"ACTION_NAME\"\n"),
+            Some(Format::OracleCsv)
+        );
+    }
 
     #[test]
     fn sniffing_pgaudit() {

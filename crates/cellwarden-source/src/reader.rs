@@ -56,6 +56,8 @@ pub enum Unit {
         buf: Vec<u8>,
         /// (line of the record's start, start, end) in `buf`.
         records: Vec<(u64, usize, usize)>,
+        /// Column names of header-driven CSV formats.
+        header: Option<Arc<[String]>>,
     },
 }
 
@@ -171,9 +173,7 @@ fn read_stream(
             read_evtx_seekable(file, io::Cursor::new(data), sink);
         }
         Some(Format::Json) => read_json(file, reader, limits, sink),
-        Some(kind @ (Format::Auditd | Format::Syslog | Format::PgAudit)) => {
-            read_text(file, reader, kind, year, limits, sink)
-        }
+        Some(kind) => read_text(file, reader, kind, year, limits, sink),
         None => {
             if head.is_empty() {
                 return;
@@ -337,6 +337,7 @@ struct Batcher<'s> {
     year: i16,
     buf: Vec<u8>,
     records: Vec<(u64, usize, usize)>,
+    header: Option<Arc<[String]>>,
     sink: &'s mut dyn UnitSink,
 }
 
@@ -348,6 +349,7 @@ impl<'s> Batcher<'s> {
             year,
             buf: Vec::with_capacity(BATCH_BYTES + 4096),
             records: Vec::new(),
+            header: None,
             sink,
         }
     }
@@ -385,6 +387,7 @@ impl<'s> Batcher<'s> {
             year: self.year,
             buf: std::mem::take(&mut self.buf),
             records: std::mem::take(&mut self.records),
+            header: self.header.clone(),
         };
         self.sink.unit(unit);
     }
@@ -405,11 +408,11 @@ fn read_text(
 ) {
     let mut batch = Batcher::new(file, kind, year, sink);
     let mut open: OpenAudit = Vec::new();
-    // pgaudit: the record being assembled (first line, text) while its quotes are open.
+    // The record being assembled (first line, text) while its quotes are open.
     let mut pending: Option<(u64, Vec<u8>)> = None;
     let mut too_long: Vec<u64> = Vec::new();
     let max = limits.max_record_bytes;
-    let result = if kind == Format::PgAudit {
+    let result = if kind.quoted_multiline() {
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
             if let Some((first, text)) = pending.as_mut() {
                 text.push(b'\n');
@@ -424,7 +427,11 @@ fn read_text(
                 return;
             }
             let l = String::from_utf8_lossy(line);
-            if crate::dbaudit::is_pgaudit(&l) {
+            if kind == Format::OracleCsv && b.header.is_none() {
+                b.header = Some(crate::dbaudit::csv_header(&l).into());
+                return;
+            }
+            if kind != Format::PgAudit || crate::dbaudit::is_pgaudit(&l) {
                 if crate::dbaudit::quotes_closed(&l) {
                     b.push(n, line);
                 } else {
@@ -695,6 +702,7 @@ impl Unit {
                 year,
                 buf,
                 records,
+                header,
             } => {
                 let mut n = 0;
                 for (line, start, end) in records {
@@ -725,8 +733,11 @@ impl Unit {
                     let parsed = match kind {
                         Format::Json => flatten(&text)
                             .map(|mut fields| {
-                                let ts = crate::linux::journald(&mut fields).flatten();
-                                (fields, ts)
+                                let ts = match crate::linux::journald(&mut fields) {
+                                    Some(ts) => ts,
+                                    None => crate::dbaudit::mysql_json(&mut fields).flatten(),
+                                };
+                                Some((fields, ts))
                             })
                             .map_err(|e| {
                                 SourceError::new(
@@ -737,17 +748,31 @@ impl Unit {
                                 )
                             }),
                         Format::Syslog => crate::linux::syslog_line(&text, year)
+                            .map(Some)
                             .ok_or_else(|| syntax("a syslog line")),
-                        Format::Auditd => Ok(crate::linux::audit_event(&text)),
+                        Format::Auditd => Ok(Some(crate::linux::audit_event(&text))),
                         Format::PgAudit => crate::dbaudit::pgaudit_record(&text)
+                            .map(Some)
                             .ok_or_else(|| syntax("a complete pgaudit record")),
+                        // Rows that are other server messages are not events of ours.
+                        Format::PgCsv => crate::dbaudit::pg_csvlog_record(&text)
+                            .ok_or_else(|| syntax("a PostgreSQL csvlog row")),
+                        Format::MariaDbAudit => crate::dbaudit::mariadb_audit_record(&text)
+                            .map(Some)
+                            .ok_or_else(|| syntax("a MariaDB server_audit record")),
+                        Format::OracleCsv => {
+                            crate::dbaudit::oracle_record(header.as_deref().unwrap_or(&[]), &text)
+                                .map(Some)
+                                .ok_or_else(|| syntax("an Oracle audit CSV row"))
+                        }
                         Format::Evtx => continue,
                     };
                     match parsed {
-                        Ok((fields, ts)) => {
+                        Ok(Some((fields, ts))) => {
                             emit(&file, line, fields, ts, mapping, f);
                             n += 1;
                         }
+                        Ok(None) => {}
                         Err(e) => errors.push(e),
                     }
                 }

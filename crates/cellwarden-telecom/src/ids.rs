@@ -1,0 +1,226 @@
+//! Subscriber identifiers.
+//!
+//! An MSISDN is normalised to international digits without `+` or `00` (national numbers get
+//! the configured country code); an IMSI is 15 digits; an IMEI 14–16 digits, and a 15-digit
+//! IMEI must pass the Luhn check. Recognition uses the column a value is compared with when
+//! known ([`IdKind::from_column`]) and the value's shape otherwise ([`classify`]).
+
+use std::fmt;
+
+/// What kind of subscriber identifier a value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IdKind {
+    Msisdn,
+    Imsi,
+    Imei,
+}
+
+impl IdKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdKind::Msisdn => "msisdn",
+            IdKind::Imsi => "imsi",
+            IdKind::Imei => "imei",
+        }
+    }
+
+    /// The identifier kind a column name suggests (`msisdn`, `calling_number`, `a_party`,
+    /// `imsi`, `imei`, …), if any.
+    pub fn from_column(column: &str) -> Option<IdKind> {
+        let c = column.to_ascii_lowercase();
+        let c = c
+            .rsplit('.')
+            .next()
+            .unwrap_or(&c)
+            .trim_matches('"')
+            .trim_matches('`');
+        if c.contains("imsi") {
+            return Some(IdKind::Imsi);
+        }
+        if c.contains("imei") {
+            return Some(IdKind::Imei);
+        }
+        const MSISDN: [&str; 12] = [
+            "msisdn", "calling", "called", "a_number", "b_number", "anumber", "bnumber", "a_party",
+            "b_party", "phone", "caller", "callee",
+        ];
+        MSISDN
+            .iter()
+            .any(|m| c.contains(m))
+            .then_some(IdKind::Msisdn)
+    }
+}
+
+impl fmt::Display for IdKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A normalised subscriber identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriberId {
+    pub kind: IdKind,
+    /// Digits only.
+    pub value: String,
+}
+
+/// Numbering settings: the country calling code that national MSISDNs get.
+#[derive(Debug, Clone, Default)]
+pub struct Numbering {
+    /// e.g. `"33"`; `None`: national numbers (leading `0`) are kept as written, without it.
+    pub country_code: Option<String>,
+}
+
+fn digits(s: &str) -> Option<String> {
+    let t = s.trim();
+    let d: String = t
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let d = d.strip_prefix('+').unwrap_or(&d);
+    (!d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())).then(|| d.to_owned())
+}
+
+/// The Luhn check digit test (IMEI).
+pub fn luhn_ok(d: &str) -> bool {
+    let mut sum = 0u32;
+    for (i, b) in d.bytes().rev().enumerate() {
+        let mut v = (b - b'0') as u32;
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum.is_multiple_of(10)
+}
+
+/// Normalises `value` as an identifier of `kind`; `None` when it cannot be one.
+pub fn normalise(kind: IdKind, value: &str, numbering: &Numbering) -> Option<SubscriberId> {
+    let d = digits(value)?;
+    let value = match kind {
+        IdKind::Imsi => (d.len() == 15).then_some(d)?,
+        IdKind::Imei => {
+            let ok = match d.len() {
+                15 => luhn_ok(&d),
+                14 | 16 => true,
+                _ => false,
+            };
+            ok.then_some(d)?
+        }
+        IdKind::Msisdn => {
+            let intl = if let Some(rest) = d.strip_prefix("00") {
+                rest.to_owned()
+            } else if let Some(rest) = d.strip_prefix('0') {
+                match &numbering.country_code {
+                    Some(cc) => format!("{cc}{rest}"),
+                    None => rest.to_owned(),
+                }
+            } else {
+                d
+            };
+            // E.164: at most 15 digits; shorter than 7 is a service number, not a subscriber.
+            (7..=15).contains(&intl.len()).then_some(intl)?
+        }
+    };
+    Some(SubscriberId { kind, value })
+}
+
+/// Recognises an identifier from a value alone (no column known): 15 digits passing Luhn is
+/// an IMEI, other 15-digit values are IMSIs, `+`/`00`-prefixed numbers of 7–15 digits are
+/// MSISDNs. Anything else is not classified (too ambiguous).
+pub fn classify(value: &str, numbering: &Numbering) -> Option<SubscriberId> {
+    let t = value.trim();
+    let d = digits(t)?;
+    if t.starts_with('+') || d.starts_with("00") {
+        return normalise(IdKind::Msisdn, t, numbering);
+    }
+    if d.len() == 15 {
+        if luhn_ok(&d) {
+            return normalise(IdKind::Imei, &d, numbering);
+        }
+        return normalise(IdKind::Imsi, &d, numbering);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fr() -> Numbering {
+        Numbering {
+            country_code: Some("33".into()),
+        }
+    }
+
+    #[test]
+    fn msisdn_forms_normalise_to_international_digits() {
+        for v in [
+            "+33 6 12 34 56 78",
+            "0033612345678",
+            "06-12-34-56-78",
+            "33612345678",
+        ] {
+            assert_eq!(
+                normalise(IdKind::Msisdn, v, &fr()).unwrap().value,
+                "33612345678",
+                "{v}"
+            );
+        }
+        assert!(normalise(IdKind::Msisdn, "112", &fr()).is_none());
+        assert!(normalise(IdKind::Msisdn, "1234567890123456", &fr()).is_none());
+        assert!(normalise(IdKind::Msisdn, "06x12", &fr()).is_none());
+    }
+
+    #[test]
+    fn imsi_and_imei() {
+        assert_eq!(
+            normalise(IdKind::Imsi, "208 01 1234567890", &fr())
+                .unwrap()
+                .value,
+            "208011234567890"
+        );
+        assert!(normalise(IdKind::Imsi, "20801123456789", &fr()).is_none());
+        // 49-015420-323751-8 is a valid IMEI (Luhn).
+        assert!(luhn_ok("490154203237518"));
+        assert!(normalise(IdKind::Imei, "49-015420-323751-8", &fr()).is_some());
+        assert!(normalise(IdKind::Imei, "490154203237519", &fr()).is_none());
+        assert!(
+            normalise(IdKind::Imei, "49015420323751", &fr()).is_some(),
+            "14 digits, no check digit"
+        );
+    }
+
+    #[test]
+    fn shapes_and_columns() {
+        assert_eq!(
+            classify("490154203237518", &fr()).unwrap().kind,
+            IdKind::Imei
+        );
+        assert_eq!(
+            classify("208011234567890", &fr()).unwrap().kind,
+            IdKind::Imsi
+        );
+        assert_eq!(
+            classify("+447700900123", &fr()).unwrap().kind,
+            IdKind::Msisdn
+        );
+        assert!(classify("12345", &fr()).is_none());
+        assert!(
+            classify("0612345678", &fr()).is_none(),
+            "national number without context"
+        );
+        assert_eq!(
+            IdKind::from_column("cdr.calling_number"),
+            Some(IdKind::Msisdn)
+        );
+        assert_eq!(IdKind::from_column("A_PARTY"), Some(IdKind::Msisdn));
+        assert_eq!(IdKind::from_column("\"served_imsi\""), Some(IdKind::Imsi));
+        assert_eq!(IdKind::from_column("imeisv"), Some(IdKind::Imei));
+        assert_eq!(IdKind::from_column("duration"), None);
+    }
+}

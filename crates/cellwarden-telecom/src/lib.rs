@@ -3,7 +3,9 @@
 //! select), the schema map saying which tables hold which records, and the database-access
 //! analytics (per-account baselines, detections, subscriber exposure).
 
+pub mod access;
 pub mod ids;
+pub mod schema;
 pub mod sql;
 
 pub use ids::*;

@@ -153,6 +153,8 @@ struct Pred {
 /// The analysis shared by all statements of one fingerprint.
 #[derive(Debug)]
 pub struct Shape {
+    /// Number of predicates ([`Compared::pred`] indexes them).
+    pub predicates: usize,
     pub kind: StatementKind,
     /// Tables read (lowercase, schema-qualified as written), sorted, without duplicates.
     pub tables_read: Vec<Arc<str>>,
@@ -175,6 +177,8 @@ pub struct Compared {
     pub value: String,
     /// Compared with LIKE (the value is a pattern).
     pub like: bool,
+    /// Index of the predicate in the shape (the same for every statement of a fingerprint).
+    pub pred: usize,
 }
 
 /// One statement analysed.
@@ -262,7 +266,7 @@ impl Analyzer {
             self.stats.fallback_statements += 1;
         }
         let mut compared = Vec::new();
-        for p in &shape.preds {
+        for (pred, p) in shape.preds.iter().enumerate() {
             let mut push = |value: String| {
                 if !value.is_empty() {
                     compared.push(Compared {
@@ -270,6 +274,7 @@ impl Analyzer {
                         column: Arc::clone(&p.column),
                         value,
                         like: p.like,
+                        pred,
                     })
                 }
             };
@@ -1018,7 +1023,7 @@ fn build_shape(sql: &str, dialect: Dialect, scan: &Scan) -> Shape {
         d.dedup();
         (d.len() == 1).then(|| d[0].clone())
     };
-    let preds = raw
+    let preds: Vec<Pred> = raw
         .into_iter()
         .map(|(q, column, value, like)| {
             let table = match q {
@@ -1047,6 +1052,7 @@ fn build_shape(sql: &str, dialect: Dialect, scan: &Scan) -> Shape {
         })
         .collect();
     Shape {
+        predicates: preds.len(),
         kind,
         tables_read: sorted(read),
         tables_written: sorted(written),

@@ -1,0 +1,805 @@
+//! Who read whose records: database audit events reduced to per-account and per-subscriber
+//! aggregates, from which the detections ([`crate::detect`]) and the exposure
+//! ([`crate::exposure`]) are computed.
+//!
+//! Aggregation is commutative (sums, minimums, set unions, the earliest evidence kept), so
+//! each worker thread keeps its own [`Aggregates`] and they are merged at the end in any
+//! order with the same result. State (bytes are approximate, 64-bit):
+//! - per account and day ([`DayStats`]): about 300 bytes, plus about 80 per distinct client
+//!   host, program, record type and bulk/export table seen that day;
+//! - per subscriber, account and day ([`SubjectStats`]): about 200 bytes, plus at most
+//!   [`EVIDENCE_CAP`] pieces of evidence (about 48 bytes each);
+//! - per worker: the SQL fingerprint cache ([`crate::sql::CACHE_CAPACITY`] shapes).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use cellwarden_event::{Event, Timestamp};
+
+use crate::ids::{IdKind, SubscriberId};
+use crate::schema::{Basis, ColumnKind, Observed, RecordType, Schema};
+use crate::sql::{Analyzer, Dialect, Shape, StatementKind};
+
+/// Evidence kept per subscriber, account and day (the earliest ones); the total is counted.
+pub const EVIDENCE_CAP: usize = 5;
+
+/// Days since 1970-01-01 (UTC).
+pub type Day = i32;
+
+/// Where an access was logged.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Evidence {
+    pub time: Timestamp,
+    pub file: Arc<str>,
+    /// Line (text formats) or record number.
+    pub record: u64,
+}
+
+fn keep_earliest(v: &mut Vec<Evidence>, e: Evidence, cap: usize) {
+    let at = v.partition_point(|x| *x < e);
+    if at < cap && v.get(at) != Some(&e) {
+        v.insert(at, e);
+        v.truncate(cap);
+    }
+}
+
+fn min_evidence(slot: &mut Option<Evidence>, e: &Evidence) {
+    if slot.as_ref().is_none_or(|s| e < s) {
+        *slot = Some(e.clone());
+    }
+}
+
+/// Whole-table reads and exports of one table by one account on one day.
+#[derive(Debug, Clone, Default)]
+pub struct BulkStats {
+    pub statements: u64,
+    /// Sum of logged row counts; `None` when no statement logged one.
+    pub rows: Option<i64>,
+    pub first: Option<Evidence>,
+    /// The first statement, cut to 300 characters.
+    pub excerpt: String,
+}
+
+/// One account's activity on one day.
+#[derive(Debug, Clone, Default)]
+pub struct DayStats {
+    pub statements: u64,
+    pub failed: u64,
+    /// Bit `h` set: active in UTC hour `h`.
+    pub hours: u32,
+    pub first: Option<Evidence>,
+    pub last: Option<Timestamp>,
+    /// Client hosts and programs, each with its first evidence that day.
+    pub hosts: BTreeMap<Arc<str>, Evidence>,
+    pub programs: BTreeMap<Arc<str>, Evidence>,
+    /// Record types read, with the first evidence.
+    pub record_types: BTreeMap<RecordType, Evidence>,
+    /// (table, statement kind) of whole-table reads and exports.
+    pub bulk: BTreeMap<(Arc<str>, StatementKind), BulkStats>,
+    /// Distinct subscribers read (counted when merged).
+    pub subscribers: u64,
+}
+
+/// One subscriber's records read by one account on one day.
+#[derive(Debug, Clone, Default)]
+pub struct SubjectStats {
+    pub record_types: u8,
+    pub hosts: BTreeSet<Arc<str>>,
+    pub first: Option<Timestamp>,
+    pub last: Option<Timestamp>,
+    pub statements: u64,
+    /// Sum of the row counts of the statements that selected the subscriber, when logged.
+    pub rows: Option<i64>,
+    pub evidence: Vec<Evidence>,
+}
+
+impl SubjectStats {
+    fn merge(&mut self, o: SubjectStats) {
+        self.record_types |= o.record_types;
+        self.hosts.extend(o.hosts);
+        self.first = min_opt(self.first, o.first);
+        self.last = self.last.max(o.last);
+        self.statements += o.statements;
+        self.rows = add_rows(self.rows, o.rows);
+        for e in o.evidence {
+            keep_earliest(&mut self.evidence, e, EVIDENCE_CAP);
+        }
+    }
+}
+
+fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn add_rows(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A user or role created, or granted rights, by a statement in the logs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Created {
+    /// Lowercase.
+    pub principal: String,
+    pub kind: StatementKind,
+    pub by: Arc<str>,
+    pub evidence: Evidence,
+}
+
+/// LIKE lookups on identifier columns: (account, kind, digits before the wildcard).
+pub type PrefixKey = (Arc<str>, IdKind, String);
+
+/// Restricts exposure to accesses by given accounts or client hosts in a time range (the
+/// responder already knows what was compromised).
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Compared case-insensitively.
+    pub accounts: Vec<String>,
+    pub hosts: Vec<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+impl Selection {
+    /// Whether anything restricts the selection to accounts or hosts.
+    pub fn is_set(&self) -> bool {
+        !self.accounts.is_empty() || !self.hosts.is_empty()
+    }
+
+    fn in_range(&self, t: Timestamp) -> bool {
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+    }
+
+    fn selects(&self, account: &str, host: Option<&str>, t: Timestamp) -> bool {
+        let by_account = self
+            .accounts
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(account));
+        let by_host = host.is_some_and(|h| self.hosts.iter().any(|x| x.eq_ignore_ascii_case(h)));
+        (by_account || by_host) && self.in_range(t)
+    }
+}
+
+/// Counters of database statements seen.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccessCounts {
+    pub statements: u64,
+    /// Statements without a time (not analysed further).
+    pub undated: u64,
+    /// Statements that failed (non-zero return code): counted, not treated as reads.
+    pub failed: u64,
+    /// Statements that selected at least one subscriber.
+    pub with_subscribers: u64,
+    pub bulk: u64,
+    pub sql: crate::sql::SqlStats,
+}
+
+/// Everything gathered from database audit events.
+#[derive(Debug, Default)]
+pub struct Aggregates {
+    pub days: BTreeMap<(Arc<str>, Day), DayStats>,
+    pub subjects: BTreeMap<(Arc<str>, SubscriberId, Day), SubjectStats>,
+    /// Accesses matching the [`Selection`], per account and subscriber.
+    pub selected: BTreeMap<(Arc<str>, SubscriberId), SubjectStats>,
+    pub created: Vec<Created>,
+    pub prefixes: BTreeMap<PrefixKey, (u64, Evidence)>,
+    pub observed: Observed,
+    pub counts: AccessCounts,
+    /// The program most used by each account (for peer groups): (account, program) → n.
+    pub programs: BTreeMap<(Arc<str>, Arc<str>), u64>,
+}
+
+impl Aggregates {
+    /// Merges another worker's aggregates (commutative).
+    pub fn merge(&mut self, o: Aggregates) {
+        for (k, d) in o.days {
+            match self.days.get_mut(&k) {
+                None => {
+                    self.days.insert(k, d);
+                }
+                Some(s) => {
+                    s.statements += d.statements;
+                    s.failed += d.failed;
+                    s.hours |= d.hours;
+                    if let Some(f) = &d.first {
+                        min_evidence(&mut s.first, f);
+                    }
+                    s.last = s.last.max(d.last);
+                    for (h, e) in d.hosts {
+                        merge_first(&mut s.hosts, h, e);
+                    }
+                    for (h, e) in d.programs {
+                        merge_first(&mut s.programs, h, e);
+                    }
+                    for (h, e) in d.record_types {
+                        merge_first(&mut s.record_types, h, e);
+                    }
+                    for (k, b) in d.bulk {
+                        let t = s.bulk.entry(k).or_default();
+                        t.statements += b.statements;
+                        t.rows = add_rows(t.rows, b.rows);
+                        if let Some(f) = b.first
+                            && t.first.as_ref().is_none_or(|x| f < *x)
+                        {
+                            t.first = Some(f);
+                            t.excerpt = b.excerpt;
+                        }
+                    }
+                }
+            }
+        }
+        for (k, s) in o.subjects {
+            self.subjects.entry(k).or_default().merge(s);
+        }
+        for (k, s) in o.selected {
+            self.selected.entry(k).or_default().merge(s);
+        }
+        self.created.extend(o.created);
+        for (k, (n, e)) in o.prefixes {
+            let slot = self.prefixes.entry(k).or_insert((0, e.clone()));
+            slot.0 += n;
+            if e < slot.1 {
+                slot.1 = e;
+            }
+        }
+        self.observed.merge(o.observed);
+        let c = &mut self.counts;
+        c.statements += o.counts.statements;
+        c.undated += o.counts.undated;
+        c.failed += o.counts.failed;
+        c.with_subscribers += o.counts.with_subscribers;
+        c.bulk += o.counts.bulk;
+        c.sql.statements += o.counts.sql.statements;
+        c.sql.cache_hits += o.counts.sql.cache_hits;
+        c.sql.fallback_shapes += o.counts.sql.fallback_shapes;
+        c.sql.fallback_statements += o.counts.sql.fallback_statements;
+        for (k, n) in o.programs {
+            *self.programs.entry(k).or_default() += n;
+        }
+    }
+
+    /// Puts the merged aggregates in their final order and counts distinct subscribers per
+    /// account and day.
+    pub fn finish(&mut self) {
+        self.created.sort();
+        self.created.dedup();
+        for (a, _, d) in self.subjects.keys() {
+            if let Some(s) = self.days.get_mut(&(a.clone(), *d)) {
+                s.subscribers += 1;
+            }
+        }
+    }
+}
+
+fn merge_first<K: Ord>(m: &mut BTreeMap<K, Evidence>, k: K, e: Evidence) {
+    match m.get_mut(&k) {
+        Some(x) if e < *x => *x = e,
+        Some(_) => {}
+        None => {
+            m.insert(k, e);
+        }
+    }
+}
+
+/// What is derived once per statement shape from the schema.
+struct Derived {
+    /// Keeps the shape alive so its address is not reused while cached.
+    _shape: Arc<Shape>,
+    record_bits: u8,
+    /// Large record tables read.
+    large: Vec<Arc<str>>,
+    /// Record tables read (any record type).
+    record_tables: Vec<Arc<str>>,
+    /// Per predicate: what its column holds.
+    columns: Vec<Option<(ColumnKind, Basis)>>,
+}
+
+/// Gathers [`Aggregates`] from events; one per worker thread.
+pub struct Collector {
+    schema: Arc<Schema>,
+    selection: Arc<Selection>,
+    bulk_min_rows: i64,
+    analyzer: Analyzer,
+    derived: HashMap<usize, Derived>,
+    interned: HashMap<Box<str>, Arc<str>>,
+    pub aggregates: Aggregates,
+}
+
+/// The database fields an event must have to be analysed: `statement` and a database
+/// audit `Channel`, or `category: database`.
+pub fn is_database_event(ev: &Event<'_>) -> bool {
+    ev.get("statement").is_some()
+        && (ev
+            .logsource
+            .as_ref()
+            .is_some_and(|l| l.categories.iter().any(|c| &**c == "database"))
+            || ev
+                .get_str("Channel")
+                .is_some_and(|c| Dialect::of_channel(&c) != Dialect::Generic))
+}
+
+/// Bind values as the sources log them: pgaudit `PARAMETER` (CSV list), Oracle
+/// `SQL_BINDS` (` #1(11):value #2(3):abc`).
+pub fn parse_binds(text: &str) -> Vec<String> {
+    let t = text.trim_start();
+    if t.starts_with('#') {
+        let mut out = Vec::new();
+        let mut rest = t;
+        while let Some(r) = rest.strip_prefix('#') {
+            let Some(open) = r.find('(') else { break };
+            let Some(close) = r[open..].find("):") else {
+                break;
+            };
+            let len: usize = r[open + 1..open + close].parse().unwrap_or(0);
+            let v = &r[open + close + 2..];
+            let take = v.char_indices().nth(len).map_or(v.len(), |(i, _)| i);
+            out.push(v[..take].to_owned());
+            rest = v[take..].trim_start();
+        }
+        return out;
+    }
+    csv_lite(text)
+}
+
+/// Splits a CSV line (double quotes, doubled to escape).
+fn csv_lite(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                cur.push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// UTC day of a time.
+pub fn day_of(t: Timestamp) -> Day {
+    t.as_second().div_euclid(86_400) as Day
+}
+
+/// UTC hour of a time.
+pub fn hour_of(t: Timestamp) -> u32 {
+    (t.as_second().rem_euclid(86_400) / 3600) as u32
+}
+
+impl Collector {
+    pub fn new(schema: Arc<Schema>, selection: Arc<Selection>, bulk_min_rows: i64) -> Self {
+        Collector::with_analyzer(schema, selection, bulk_min_rows, Analyzer::default())
+    }
+
+    pub fn with_analyzer(
+        schema: Arc<Schema>,
+        selection: Arc<Selection>,
+        bulk_min_rows: i64,
+        analyzer: Analyzer,
+    ) -> Self {
+        Collector {
+            schema,
+            selection,
+            bulk_min_rows,
+            analyzer,
+            derived: HashMap::new(),
+            interned: HashMap::new(),
+            aggregates: Aggregates::default(),
+        }
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.interned.get(s) {
+            return Arc::clone(a);
+        }
+        if self.interned.len() > 100_000 {
+            self.interned.clear();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.interned.insert(s.into(), Arc::clone(&a));
+        a
+    }
+
+    fn derive(&mut self, shape: &Arc<Shape>, compared: &[crate::sql::Compared]) -> &Derived {
+        let key = Arc::as_ptr(shape) as usize;
+        if !self.derived.contains_key(&key) {
+            if self.derived.len() > crate::sql::CACHE_CAPACITY * 2 {
+                self.derived.clear();
+            }
+            let mut record_bits = 0;
+            let mut large = Vec::new();
+            let mut record_tables = Vec::new();
+            for t in &shape.tables_read {
+                let info = self.schema.table(t);
+                if let Some(rt) = info.record_type {
+                    record_bits |= rt.bit();
+                    record_tables.push(Arc::clone(t));
+                }
+                if info.large {
+                    large.push(Arc::clone(t));
+                }
+            }
+            let all: Vec<Arc<str>> = shape
+                .tables_read
+                .iter()
+                .chain(&shape.tables_written)
+                .cloned()
+                .collect();
+            let mut columns = vec![None; shape.predicates];
+            for c in compared {
+                if columns[c.pred].is_none() {
+                    columns[c.pred] = self.schema.column(c.table.as_deref(), &all, &c.column);
+                }
+            }
+            self.derived.insert(
+                key,
+                Derived {
+                    _shape: Arc::clone(shape),
+                    record_bits,
+                    large,
+                    record_tables,
+                    columns,
+                },
+            );
+        }
+        &self.derived[&key]
+    }
+
+    /// Takes one event; events that are not database statements are ignored.
+    pub fn observe(&mut self, ev: &Event<'_>) {
+        if !is_database_event(ev) {
+            return;
+        }
+        let Some(sql) = ev.get_str("statement") else {
+            return;
+        };
+        let agg_counts = &mut self.aggregates.counts;
+        agg_counts.statements += 1;
+        let Some(time) = ev.timestamp else {
+            agg_counts.undated += 1;
+            return;
+        };
+        let failed = ev
+            .get_str("return_code")
+            .is_some_and(|r| !r.is_empty() && r != "0");
+        let dialect = Dialect::of_channel(&ev.get_str("Channel").unwrap_or_default());
+        let binds = ev
+            .get_str("parameter")
+            .map(|p| parse_binds(&p))
+            .unwrap_or_default();
+        let analysis = self.analyzer.analyse(&sql, dialect, &binds);
+        self.aggregates.counts.sql = self.analyzer.stats;
+        let account = self.intern(ev.get_str("user").as_deref().unwrap_or("?"));
+        let host = ev.get_str("client_host").map(|h| self.intern(&h));
+        let program = ev.get_str("application").map(|p| self.intern(&p));
+        let rows = ev.get("rows").and_then(|v| match v {
+            cellwarden_event::Value::Int(i) => Some(*i),
+            v => v.as_text().and_then(|t| t.parse().ok()),
+        });
+        let evidence = Evidence {
+            time,
+            file: Arc::clone(&ev.origin.file),
+            record: ev.origin.record,
+        };
+        let day = day_of(time);
+        let shape = Arc::clone(&analysis.shape);
+        let schema = Arc::clone(&self.schema);
+        let derived = self.derive(&shape, &analysis.compared);
+        let record_bits = derived.record_bits;
+        let large = derived.large.clone();
+        let record_tables = derived.record_tables.clone();
+        let columns = derived.columns.clone();
+        // Subscribers selected, and LIKE prefixes.
+        let mut subjects: Vec<SubscriberId> = Vec::new();
+        let mut prefixes: Vec<(IdKind, String)> = Vec::new();
+        let mut observed_cols: Vec<(String, String, ColumnKind, Basis)> = Vec::new();
+        for c in &analysis.compared {
+            let col = columns[c.pred];
+            let table_is_record = c
+                .table
+                .as_deref()
+                .map(|t| schema.table(t).record_type.is_some())
+                .unwrap_or(record_bits != 0);
+            if c.like {
+                let Some(kind) = col.map(|(k, _)| k) else {
+                    continue;
+                };
+                let stem: String = c
+                    .value
+                    .chars()
+                    .take_while(|ch| *ch != '%' && *ch != '_')
+                    .collect();
+                if let Some(id) = schema.identify(Some(kind), &format!("{stem}0000000"))
+                    && stem.len() >= 3
+                {
+                    let digits = id.value[..id.value.len() - 7].to_owned();
+                    prefixes.push((id.kind, digits));
+                }
+                continue;
+            }
+            let id = match col {
+                Some((k, _)) => schema.identify(Some(k), &c.value),
+                // Unknown columns count only on record tables, by the value's shape.
+                None if table_is_record => schema.identify(None, &c.value),
+                None => None,
+            };
+            if let Some(id) = id {
+                let basis = col.map_or(Basis::ValueShape, |(_, b)| b);
+                let kind = col.map_or(
+                    match id.kind {
+                        IdKind::Msisdn => ColumnKind::Msisdn,
+                        IdKind::Imsi => ColumnKind::Imsi,
+                        IdKind::Imei => ColumnKind::Imei,
+                    },
+                    |(k, _)| k,
+                );
+                let table = c
+                    .table
+                    .as_deref()
+                    .or_else(|| record_tables.first().map(|t| &**t))
+                    .unwrap_or("?");
+                observed_cols.push((table.to_owned(), c.column.to_string(), kind, basis));
+                if !subjects.contains(&id) {
+                    subjects.push(id);
+                }
+            }
+        }
+        let agg = &mut self.aggregates;
+        for t in &shape.tables_read {
+            *agg.observed.tables.entry(t.to_string()).or_default() += 1;
+        }
+        for (t, c, k, b) in observed_cols {
+            agg.observed.columns.entry((t, c)).or_insert((k, b));
+        }
+        if failed {
+            agg.counts.failed += 1;
+        }
+        let d = agg.days.entry((Arc::clone(&account), day)).or_default();
+        d.statements += 1;
+        d.hours |= 1 << hour_of(time);
+        min_evidence(&mut d.first, &evidence);
+        d.last = d.last.max(Some(time));
+        if let Some(h) = &host {
+            merge_first(&mut d.hosts, Arc::clone(h), evidence.clone());
+        }
+        if let Some(p) = &program {
+            merge_first(&mut d.programs, Arc::clone(p), evidence.clone());
+            *agg.programs
+                .entry((Arc::clone(&account), Arc::clone(p)))
+                .or_default() += 1;
+        }
+        if matches!(shape.kind, StatementKind::CreateUser | StatementKind::Grant)
+            && let Some(p) = &shape.principal
+        {
+            agg.created.push(Created {
+                principal: p.to_ascii_lowercase(),
+                kind: shape.kind,
+                by: Arc::clone(&account),
+                evidence: evidence.clone(),
+            });
+        }
+        if failed {
+            d.failed += 1;
+            return;
+        }
+        for rt in RecordType::of_bits(record_bits) {
+            merge_first(&mut d.record_types, rt, evidence.clone());
+        }
+        // Whole-table reads of large record tables, and exports of record tables.
+        let narrow = !subjects.is_empty() || prefixes.iter().any(|(_, p)| p.len() >= 8);
+        let bulk_read = shape.kind == StatementKind::Select
+            && !narrow
+            && !large.is_empty()
+            && rows.is_none_or(|r| r >= self.bulk_min_rows);
+        let export = shape.kind.is_export() && !record_tables.is_empty();
+        if bulk_read || export {
+            agg.counts.bulk += 1;
+            let tables = if export { &record_tables } else { &large };
+            for t in tables {
+                let b = d.bulk.entry((Arc::clone(t), shape.kind)).or_default();
+                b.statements += 1;
+                b.rows = add_rows(b.rows, rows);
+                if b.first.as_ref().is_none_or(|f| evidence < *f) {
+                    b.first = Some(evidence.clone());
+                    b.excerpt = sql.chars().take(300).collect();
+                }
+            }
+        }
+        for (kind, p) in prefixes {
+            let slot = agg
+                .prefixes
+                .entry((Arc::clone(&account), kind, p))
+                .or_insert((0, evidence.clone()));
+            slot.0 += 1;
+            if evidence < slot.1 {
+                slot.1 = evidence.clone();
+            }
+        }
+        if subjects.is_empty() || !shape.kind.reads() {
+            return;
+        }
+        agg.counts.with_subscribers += 1;
+        let selected =
+            self.selection.is_set() && self.selection.selects(&account, host.as_deref(), time);
+        for id in subjects {
+            let mut one = SubjectStats {
+                record_types: record_bits,
+                first: Some(time),
+                last: Some(time),
+                statements: 1,
+                rows,
+                evidence: vec![evidence.clone()],
+                ..Default::default()
+            };
+            if let Some(h) = &host {
+                one.hosts.insert(Arc::clone(h));
+            }
+            if selected {
+                agg.selected
+                    .entry((Arc::clone(&account), id.clone()))
+                    .or_default()
+                    .merge(one.clone());
+            }
+            agg.subjects
+                .entry((Arc::clone(&account), id, day))
+                .or_default()
+                .merge(one);
+        }
+    }
+
+    /// The aggregates gathered, with the analyser's counters.
+    pub fn into_aggregates(mut self) -> Aggregates {
+        self.aggregates.counts.sql = self.analyzer.stats;
+        self.aggregates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    use cellwarden_event::{Origin, Value};
+
+    pub(crate) fn db_event(
+        time: &str,
+        user: &str,
+        host: &str,
+        sql: &str,
+        line: u64,
+    ) -> Event<'static> {
+        let mut ev = Event::new(Origin {
+            file: Arc::from("db.log"),
+            record: line,
+        });
+        ev.timestamp = cellwarden_event::parse_timestamp(time);
+        let s = |x: &str| Value::Str(Cow::Owned(x.to_owned()));
+        ev.push("user", s(user));
+        ev.push("client_host", s(host));
+        ev.push("statement", s(sql));
+        ev.push("Channel", s("pgaudit"));
+        ev
+    }
+
+    #[test]
+    fn binds_of_pgaudit_and_oracle() {
+        assert_eq!(
+            parse_binds("33611111111,\"a,b\""),
+            vec!["33611111111", "a,b"]
+        );
+        assert_eq!(
+            parse_binds(" #1(11):33612345678 #2(3):a b"),
+            vec!["33612345678", "a b"]
+        );
+    }
+
+    #[test]
+    fn aggregates_subjects_bulk_and_merge_in_any_order() {
+        let schema = Arc::new(Schema::default());
+        let sel = Arc::new(Selection {
+            accounts: vec!["MALLORY".into()],
+            ..Default::default()
+        });
+        let evs = [
+            db_event(
+                "2026-03-01T10:00:00Z",
+                "care1",
+                "10.0.0.1",
+                "SELECT * FROM subscriber WHERE msisdn = '+33611111111'",
+                1,
+            ),
+            db_event(
+                "2026-03-01T10:05:00Z",
+                "mallory",
+                "10.9.9.9",
+                "SELECT * FROM cdr WHERE calling_number IN ('+33611111111','+33622222222')",
+                2,
+            ),
+            db_event(
+                "2026-03-01T11:00:00Z",
+                "mallory",
+                "10.9.9.9",
+                "SELECT * FROM cdr",
+                3,
+            ),
+            db_event(
+                "2026-03-02T01:00:00Z",
+                "mallory",
+                "10.9.9.9",
+                "COPY (SELECT * FROM location) TO '/tmp/l.csv'",
+                4,
+            ),
+            db_event(
+                "2026-03-02T01:00:00Z",
+                "dba",
+                "10.9.9.9",
+                "CREATE USER mallory2",
+                5,
+            ),
+        ];
+        let run = |order: &[usize]| {
+            let mut parts = Vec::new();
+            for chunk in order.chunks(2) {
+                let mut c = Collector::new(schema.clone(), sel.clone(), 1000);
+                for &i in chunk {
+                    c.observe(&evs[i]);
+                }
+                parts.push(c.into_aggregates());
+            }
+            let mut all = Aggregates::default();
+            for p in parts {
+                all.merge(p);
+            }
+            all.finish();
+            all
+        };
+        let a = run(&[0, 1, 2, 3, 4]);
+        let b = run(&[4, 3, 2, 1, 0]);
+        assert_eq!(a.subjects.len(), 3);
+        assert_eq!(format!("{:?}", a.subjects), format!("{:?}", b.subjects));
+        assert_eq!(format!("{:?}", a.days), format!("{:?}", b.days));
+        assert_eq!(a.selected.len(), 2);
+        let m1 = &a.days[&(
+            Arc::from("mallory"),
+            day_of("2026-03-01T00:00:00Z".parse().unwrap()),
+        )];
+        assert_eq!(m1.subscribers, 2);
+        assert!(
+            m1.bulk
+                .contains_key(&(Arc::from("cdr"), StatementKind::Select))
+        );
+        let m2 = &a.days[&(
+            Arc::from("mallory"),
+            day_of("2026-03-02T00:00:00Z".parse().unwrap()),
+        )];
+        assert!(
+            m2.bulk
+                .contains_key(&(Arc::from("location"), StatementKind::CopyTo))
+        );
+        assert_eq!(a.created.len(), 1);
+        assert_eq!(a.created[0].principal, "mallory2");
+        assert_eq!(a.counts.statements, 5);
+        assert_eq!(a.counts.bulk, 2);
+        let care = a
+            .subjects
+            .iter()
+            .find(|((acc, _, _), _)| &**acc == "care1")
+            .unwrap();
+        assert_eq!(care.0.1.value, "33611111111");
+        assert_eq!(
+            RecordType::of_bits(care.1.record_types).collect::<Vec<_>>(),
+            vec![RecordType::Profile]
+        );
+    }
+}

@@ -43,7 +43,7 @@ fn keep_earliest(v: &mut Vec<Evidence>, e: Evidence, cap: usize) {
     }
 }
 
-fn min_evidence(slot: &mut Option<Evidence>, e: &Evidence) {
+pub(crate) fn min_evidence(slot: &mut Option<Evidence>, e: &Evidence) {
     if slot.as_ref().is_none_or(|s| e < s) {
         *slot = Some(e.clone());
     }
@@ -666,7 +666,7 @@ impl Collector {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::borrow::Cow;
 

@@ -4,6 +4,7 @@
 //! analytics (per-account baselines, detections, subscriber exposure).
 
 pub mod access;
+pub mod detect;
 pub mod ids;
 pub mod schema;
 pub mod sql;

@@ -698,7 +698,7 @@ const WRITE_TARGET: &[(&[&str], StatementKind)] = &[
 ];
 
 /// Kind, written table and principal from the tokens alone (shared by both paths).
-fn classify(sql: &str, scan: &Scan) -> (StatementKind, Option<String>, Option<String>) {
+fn classify(sql: &str, scan: &Scan) -> Classified {
     let at = |i: usize, w: &str| scan.is(sql, i, w);
     let mut first = 0;
     // Leading "(" of a parenthesised query.
@@ -710,6 +710,7 @@ fn classify(sql: &str, scan: &Scan) -> (StatementKind, Option<String>, Option<St
     let mut kind = StatementKind::Other;
     let mut written = None;
     let mut principal = None;
+    let mut copied = None;
     for (ws, k) in WRITE_TARGET {
         if words_at(ws) {
             kind = *k;
@@ -748,7 +749,12 @@ fn classify(sql: &str, scan: &Scan) -> (StatementKind, Option<String>, Option<St
                 }
             }
             if kind == StatementKind::CopyTo {
-                written = None;
+                // "COPY name TO": the table is read (the parser does not report it).
+                if !scan.punct(sql, first + 1, "(") {
+                    copied = written.take();
+                } else {
+                    written = None;
+                }
             }
         }
         _ => {}
@@ -807,7 +813,21 @@ fn classify(sql: &str, scan: &Scan) -> (StatementKind, Option<String>, Option<St
             StatementKind::Other
         };
     }
-    (kind, written, principal)
+    Classified {
+        kind,
+        written,
+        principal,
+        copied,
+    }
+}
+
+/// What the tokens alone tell of a statement.
+struct Classified {
+    kind: StatementKind,
+    written: Option<String>,
+    principal: Option<String>,
+    /// The table of `COPY table TO …`.
+    copied: Option<String>,
 }
 
 fn object_name(n: &ObjectName) -> String {
@@ -979,7 +999,12 @@ fn sorted(mut v: Vec<String>) -> Vec<Arc<str>> {
 }
 
 fn build_shape(sql: &str, dialect: Dialect, scan: &Scan) -> Shape {
-    let (kind, written, principal) = classify(sql, scan);
+    let Classified {
+        kind,
+        written,
+        principal,
+        copied,
+    } = classify(sql, scan);
     let parsed = sqlparser::parser::Parser::parse_sql(dialect.parser().as_ref(), sql);
     let (tables, aliases, raw, ok) = match parsed {
         Ok(stmts) if !stmts.is_empty() => {
@@ -1003,6 +1028,12 @@ fn build_shape(sql: &str, dialect: Dialect, scan: &Scan) -> Shape {
             (t, a, p, false)
         }
     };
+    let mut tables = tables;
+    if let Some(c) = copied
+        && !tables.contains(&c)
+    {
+        tables.push(c);
+    }
     let written: Vec<String> = written.into_iter().collect();
     let read: Vec<String> = if kind.reads() {
         tables

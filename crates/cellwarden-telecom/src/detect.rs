@@ -1,0 +1,1098 @@
+//! Database-access detections over [`Aggregates`]: each alert says what was observed and
+//! what was expected (the account's own earlier days, its peers, the watchlist).
+//!
+//! Rules (`rule_id`, level):
+//! - `cellwarden.db.watchlist_access` (high): records of a watchlisted subscriber read by an
+//!   account not on the watchlist's allow list; one alert per account and day.
+//! - `cellwarden.db.targeted_lookup` (high): an account read a small set of subscribers
+//!   repeatedly (on several days, several statements) or across many record types, more
+//!   such subscribers than its peers do.
+//! - `cellwarden.db.bulk_export` (high): COPY … TO, SELECT … INTO OUTFILE, UNLOAD, CREATE
+//!   TABLE AS or SELECT INTO from a record table, unless the account made the same export
+//!   on enough earlier days to be a schedule.
+//! - `cellwarden.db.bulk_read` (medium): a whole-table read of a large record table by an
+//!   account with history that never read that table whole before.
+//! - `cellwarden.db.new_record_type` (medium), `cellwarden.db.new_client_host` (medium),
+//!   `cellwarden.db.new_program` (low), `cellwarden.db.unusual_hour` (low): something the
+//!   account never did on its earlier days (needs `min_history_days` of them).
+//! - `cellwarden.db.new_account_activity` (high): activity of an account created (CREATE
+//!   USER/ROLE) or granted rights shortly before, in the same logs.
+//!
+//! Days and hours are UTC. An account-day is *suspicious* when it has an alert of level
+//! medium or more, or two different low ones; exposure follows from suspicious days,
+//! targeted subscribers and watchlist hits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use cellwarden_event::{Alert, Event, Level, Origin, RuleInfo, Timestamp, Value};
+use serde::Deserialize;
+
+use crate::access::{Aggregates, Day, Evidence};
+use crate::ids::{IdKind, Numbering, SubscriberId, classify, normalise};
+use crate::schema::RecordType;
+use crate::sql::StatementKind;
+
+/// Thresholds of the database detections (`[db]` in the `--config` TOML file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbConfig {
+    /// Earlier active days an account needs before "never did this before" alerts.
+    pub min_history_days: usize,
+    /// Hours either side of an hour the account worked that still count as usual.
+    pub hour_tolerance: u32,
+    /// A subscriber read on at least this many days …
+    pub targeted_min_days: usize,
+    /// … and in at least this many statements is read repeatedly.
+    pub targeted_min_lookups: u64,
+    /// A subscriber whose records of this many types were read is read in depth.
+    pub targeted_min_record_types: u32,
+    /// More repeatedly read subscribers than this is a job's pattern, not a target list.
+    pub targeted_max_subscribers: usize,
+    /// Alert when the count exceeds this factor times the peers' 90th percentile.
+    pub targeted_peer_factor: f64,
+    /// A whole-table read returning fewer rows than this (when logged) is not bulk.
+    pub bulk_min_rows: i64,
+    /// An export made on this many earlier days is a schedule (not alerted).
+    pub export_schedule_days: usize,
+    /// Activity of an account created or granted rights this many days before alerts.
+    pub new_account_days: i64,
+    /// Peer groups: role → account name patterns (`*` wildcard, case-insensitive). Accounts
+    /// in no role are grouped by the client program they use most.
+    pub roles: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig {
+            min_history_days: 3,
+            hour_tolerance: 1,
+            targeted_min_days: 2,
+            targeted_min_lookups: 3,
+            targeted_min_record_types: 3,
+            targeted_max_subscribers: 50,
+            targeted_peer_factor: 2.0,
+            bulk_min_rows: 10_000,
+            export_schedule_days: 3,
+            new_account_days: 7,
+            roles: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    db: DbConfig,
+}
+
+impl DbConfig {
+    /// Reads the `[db]` table of a cellwarden config file.
+    pub fn from_toml(text: &str) -> Result<DbConfig, String> {
+        toml::from_str::<ConfigFile>(text)
+            .map(|c| c.db)
+            .map_err(|e| e.to_string())
+    }
+
+    fn role_of(&self, account: &str) -> Option<&str> {
+        self.roles
+            .iter()
+            .find(|(_, pats)| pats.iter().any(|p| glob_match(p, account)))
+            .map(|(r, _)| r.as_str())
+    }
+}
+
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let p = pattern.to_ascii_lowercase();
+    let t = text.to_ascii_lowercase();
+    let parts: Vec<&str> = p.split('*').collect();
+    if parts.len() == 1 {
+        return p == t;
+    }
+    let mut rest = t.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(k) => rest = &rest[k + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// Protected subscribers (`--watchlist FILE`): one identifier a line with an optional
+/// label after it (`msisdn:`, `imsi:` or `imei:` may prefix the identifier; without one it
+/// is recognised by shape, and other digit strings are MSISDNs); `allow ACCOUNT` lines name
+/// accounts whose access does not alert; `#` starts a comment.
+#[derive(Debug, Default, Clone)]
+pub struct Watchlist {
+    pub ids: BTreeMap<SubscriberId, Option<String>>,
+    /// Lowercase.
+    pub allow: BTreeSet<String>,
+}
+
+impl Watchlist {
+    /// Parses a watchlist; lines that are not understood are returned as `(line, message)`.
+    pub fn parse(text: &str, numbering: &Numbering) -> (Watchlist, Vec<(usize, String)>) {
+        let mut w = Watchlist::default();
+        let mut bad = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            // The identifier may be written in groups ("+33 6 12 34 56 78"); the label follows.
+            let cut = line
+                .char_indices()
+                .find(|&(i, c)| {
+                    !(c.is_ascii_digit() || "+-.() ".contains(c))
+                        && !line[..i].trim().is_empty()
+                        && line[..i].ends_with(' ')
+                })
+                .map_or(line.len(), |(i, _)| i);
+            let (first, rest) = if line
+                .split_whitespace()
+                .next()
+                .is_some_and(|t| t.contains(':'))
+                || line.starts_with(|c: char| c.is_ascii_alphabetic())
+            {
+                match line.split_once(char::is_whitespace) {
+                    Some((a, b)) => (a, b.trim()),
+                    None => (line, ""),
+                }
+            } else {
+                (line[..cut].trim(), line[cut..].trim())
+            };
+            if first.eq_ignore_ascii_case("allow") {
+                if rest.is_empty() {
+                    bad.push((n + 1, "allow needs an account name".to_owned()));
+                } else {
+                    w.allow.insert(rest.to_ascii_lowercase());
+                }
+                continue;
+            }
+            let id = match first.split_once(':') {
+                Some((k, v)) => match k.to_ascii_lowercase().as_str() {
+                    "msisdn" => normalise(IdKind::Msisdn, v, numbering),
+                    "imsi" => normalise(IdKind::Imsi, v, numbering),
+                    "imei" => normalise(IdKind::Imei, v, numbering),
+                    _ => None,
+                },
+                None => classify(first, numbering)
+                    .or_else(|| normalise(IdKind::Msisdn, first, numbering)),
+            };
+            match id {
+                Some(id) => {
+                    w.ids
+                        .insert(id, (!rest.is_empty()).then(|| rest.to_owned()));
+                }
+                None => bad.push((
+                    n + 1,
+                    format!("{first:?} is not an MSISDN, IMSI or IMEI; line skipped"),
+                )),
+            }
+        }
+        (w, bad)
+    }
+
+    pub fn allowed(&self, account: &str) -> bool {
+        self.allow.contains(&account.to_ascii_lowercase())
+    }
+}
+
+struct RuleDef {
+    id: &'static str,
+    title: &'static str,
+    level: Level,
+    description: &'static str,
+    tags: &'static [&'static str],
+}
+
+const RULES: &[RuleDef] = &[
+    RuleDef {
+        id: "cellwarden.db.watchlist_access",
+        title: "Records of a watchlisted subscriber read",
+        level: Level::High,
+        description: "An account not on the allow list read records of a protected subscriber.",
+        tags: &["attack.collection", "attack.t1213"],
+    },
+    RuleDef {
+        id: "cellwarden.db.targeted_lookup",
+        title: "Targeted subscriber lookups",
+        level: Level::High,
+        description: "An account read a small set of specific subscribers repeatedly or in depth, more than its peers do.",
+        tags: &["attack.collection", "attack.t1213", "attack.t1005"],
+    },
+    RuleDef {
+        id: "cellwarden.db.bulk_export",
+        title: "Subscriber records exported in bulk",
+        level: Level::High,
+        description: "Records were copied out of the database (COPY TO, INTO OUTFILE, UNLOAD) or into a new table, not on an established schedule.",
+        tags: &["attack.collection", "attack.t1074", "attack.exfiltration"],
+    },
+    RuleDef {
+        id: "cellwarden.db.bulk_read",
+        title: "Whole record table read by an account that never did",
+        level: Level::Medium,
+        description: "A large record table was read without a selective predicate by an account whose history has no such read.",
+        tags: &["attack.collection", "attack.t1213"],
+    },
+    RuleDef {
+        id: "cellwarden.db.new_record_type",
+        title: "Account read a record type it never reads",
+        level: Level::Medium,
+        description: "The account read records of a type (CDR, location, device, …) absent from its earlier days.",
+        tags: &["attack.collection", "attack.t1213"],
+    },
+    RuleDef {
+        id: "cellwarden.db.new_client_host",
+        title: "Account used from a new client host",
+        level: Level::Medium,
+        description: "The account connected from a client host absent from its earlier days.",
+        tags: &["attack.lateral-movement", "attack.t1078"],
+    },
+    RuleDef {
+        id: "cellwarden.db.new_program",
+        title: "Account used with a new client program",
+        level: Level::Low,
+        description: "The account used a client program absent from its earlier days.",
+        tags: &["attack.t1078"],
+    },
+    RuleDef {
+        id: "cellwarden.db.unusual_hour",
+        title: "Account active at hours it never works",
+        level: Level::Low,
+        description: "Statements at UTC hours the account was never active in on its earlier days.",
+        tags: &["attack.t1078"],
+    },
+    RuleDef {
+        id: "cellwarden.db.new_account_activity",
+        title: "Activity of a recently created or granted account",
+        level: Level::High,
+        description: "An account created (CREATE USER/ROLE) or granted rights in the same logs was used shortly after.",
+        tags: &["attack.persistence", "attack.t1136", "attack.t1098"],
+    },
+];
+
+fn rule_infos() -> BTreeMap<&'static str, (Arc<RuleInfo>, Level)> {
+    RULES
+        .iter()
+        .map(|r| {
+            let tags: Vec<String> = r.tags.iter().map(|t| t.to_string()).collect();
+            let techniques = tags
+                .iter()
+                .filter_map(|t| t.strip_prefix("attack.t"))
+                .map(|t| format!("T{}", t.to_ascii_uppercase()))
+                .collect();
+            let tactics = tags
+                .iter()
+                .filter_map(|t| t.strip_prefix("attack."))
+                .filter(|t| !t.starts_with('t') || t.contains('-'))
+                .map(|t| t.to_owned())
+                .collect();
+            let info = RuleInfo {
+                id: r.id.to_owned(),
+                title: r.title.to_owned(),
+                description: Some(r.description.to_owned()),
+                status: Some("stable".to_owned()),
+                tags,
+                techniques,
+                tactics,
+                source: "builtin:cellwarden.db".to_owned(),
+                ..Default::default()
+            };
+            (r.id, (Arc::new(info), r.level))
+        })
+        .collect()
+}
+
+/// The detections' results, and why each account-day and subscriber is suspicious.
+#[derive(Debug, Default)]
+pub struct Judgement {
+    pub alerts: Vec<Alert>,
+    /// Suspicious account-days → keys of the alerts that make them so.
+    pub day_reasons: BTreeMap<(Arc<str>, Day), Vec<String>>,
+    /// Targeted subscribers → key of the targeted-lookup alert.
+    pub subject_reasons: BTreeMap<(Arc<str>, SubscriberId), Vec<String>>,
+    /// Watchlist hits: (account, day) → alert key.
+    pub watch_reasons: BTreeMap<(Arc<str>, Day), String>,
+    /// Every alert key by account, for the accounts section.
+    pub account_alerts: BTreeMap<Arc<str>, Vec<usize>>,
+}
+
+struct Finding {
+    rule: &'static str,
+    account: Arc<str>,
+    day: Option<Day>,
+    evidence: Evidence,
+    observed: String,
+    expected: String,
+    subscribers: Vec<SubscriberId>,
+    extra: Vec<(&'static str, String)>,
+}
+
+fn date(day: Day) -> String {
+    Timestamp::from_second(day as i64 * 86_400)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, max: usize) -> String {
+    let v: Vec<String> = items.into_iter().map(|x| x.to_string()).collect();
+    let n = v.len();
+    let mut s = v.into_iter().take(max).collect::<Vec<_>>().join(", ");
+    if n > max {
+        s.push_str(&format!(" and {} more", n - max));
+    }
+    s
+}
+
+fn hours_text(bits: u32) -> String {
+    let v: Vec<String> = (0..24)
+        .filter(|h| bits & (1 << h) != 0)
+        .map(|h| format!("{h:02}h"))
+        .collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(" ")
+    }
+}
+
+fn widen(bits: u32, tol: u32) -> u32 {
+    let mut out = bits;
+    for h in 0..24 {
+        if bits & (1 << h) != 0 {
+            for d in 1..=tol {
+                out |= 1 << ((h + d) % 24);
+                out |= 1 << ((h + 24 - d % 24) % 24);
+            }
+        }
+    }
+    out
+}
+
+/// What an account did on its days before the one being judged.
+#[derive(Default)]
+struct History {
+    days: usize,
+    hours: u32,
+    hosts: BTreeSet<Arc<str>>,
+    programs: BTreeSet<Arc<str>>,
+    record_bits: u8,
+    /// (table, kind) → earlier days with such a bulk read or export.
+    bulk_days: BTreeMap<(Arc<str>, StatementKind), usize>,
+}
+
+/// Runs the detections.
+pub fn judge(agg: &Aggregates, watch: &Watchlist, config: &DbConfig) -> Judgement {
+    let mut findings: Vec<Finding> = Vec::new();
+    novelty(agg, config, &mut findings);
+    new_accounts(agg, config, &mut findings);
+    targeted(agg, config, &mut findings);
+    watchlisted(agg, watch, &mut findings);
+    into_judgement(findings)
+}
+
+fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
+    let mut current: Option<Arc<str>> = None;
+    let mut h = History::default();
+    for ((account, day), d) in &agg.days {
+        if current.as_ref() != Some(account) {
+            current = Some(Arc::clone(account));
+            h = History::default();
+        }
+        let Some(first) = d.first.clone() else {
+            continue;
+        };
+        let judged = h.days >= config.min_history_days;
+        let base = |rule, evidence: Evidence, observed: String, expected: String| Finding {
+            rule,
+            account: Arc::clone(account),
+            day: Some(*day),
+            evidence,
+            observed,
+            expected,
+            subscribers: Vec::new(),
+            extra: Vec::new(),
+        };
+        let earlier = format!("{} earlier active day(s)", h.days);
+        if judged {
+            let new_hosts: Vec<(&Arc<str>, &Evidence)> = d
+                .hosts
+                .iter()
+                .filter(|(x, _)| !h.hosts.contains(*x))
+                .collect();
+            if let Some(e) = new_hosts.iter().map(|(_, e)| *e).min() {
+                let mut f = base(
+                    "cellwarden.db.new_client_host",
+                    e.clone(),
+                    format!(
+                        "client host(s) {}",
+                        list(new_hosts.iter().map(|(x, _)| x), 10)
+                    ),
+                    format!("one of {} ({earlier})", list(&h.hosts, 10)),
+                );
+                f.extra.push(("client_host", new_hosts[0].0.to_string()));
+                out.push(f);
+            }
+            let new_programs: Vec<(&Arc<str>, &Evidence)> = d
+                .programs
+                .iter()
+                .filter(|(x, _)| !h.programs.contains(*x))
+                .collect();
+            if let Some(e) = new_programs.iter().map(|(_, e)| *e).min() {
+                out.push(base(
+                    "cellwarden.db.new_program",
+                    e.clone(),
+                    format!(
+                        "client program(s) {}",
+                        list(new_programs.iter().map(|(x, _)| x), 10)
+                    ),
+                    if h.programs.is_empty() {
+                        format!("no client program named ({earlier})")
+                    } else {
+                        format!("one of {} ({earlier})", list(&h.programs, 10))
+                    },
+                ));
+            }
+            let odd = d.hours & !widen(h.hours, config.hour_tolerance);
+            if odd != 0 {
+                out.push(base(
+                    "cellwarden.db.unusual_hour",
+                    first.clone(),
+                    format!("activity at {} UTC", hours_text(odd)),
+                    format!(
+                        "activity within {} hour(s) of {} UTC ({earlier})",
+                        config.hour_tolerance,
+                        hours_text(h.hours)
+                    ),
+                ));
+            }
+            let new_types: Vec<(&RecordType, &Evidence)> = d
+                .record_types
+                .iter()
+                .filter(|(t, _)| h.record_bits & t.bit() == 0)
+                .collect();
+            if let Some(e) = new_types.iter().map(|(_, e)| *e).min() {
+                let seen: Vec<&str> = RecordType::of_bits(h.record_bits)
+                    .map(|t| t.as_str())
+                    .collect();
+                out.push(base(
+                    "cellwarden.db.new_record_type",
+                    e.clone(),
+                    format!(
+                        "read {} records",
+                        list(new_types.iter().map(|(t, _)| t.as_str()), 6)
+                    ),
+                    if seen.is_empty() {
+                        format!("no subscriber records read ({earlier})")
+                    } else {
+                        format!("only {} records ({earlier})", seen.join(", "))
+                    },
+                ));
+            }
+        }
+        for ((table, kind), b) in &d.bulk {
+            let Some(e) = b.first.clone() else { continue };
+            let before = h
+                .bulk_days
+                .get(&(Arc::clone(table), *kind))
+                .copied()
+                .unwrap_or(0);
+            let rows = b
+                .rows
+                .map_or("rows not logged".to_owned(), |r| format!("{r} rows"));
+            let mut f = if kind.is_export() {
+                if before >= config.export_schedule_days {
+                    continue;
+                }
+                base(
+                    "cellwarden.db.bulk_export",
+                    e,
+                    format!(
+                        "{} of {table} ({} statement(s), {rows})",
+                        kind.as_str(),
+                        b.statements
+                    ),
+                    format!(
+                        "no such export, or one made on at least {} earlier days (seen on {before})",
+                        config.export_schedule_days
+                    ),
+                )
+            } else {
+                if !judged || before > 0 {
+                    continue;
+                }
+                base(
+                    "cellwarden.db.bulk_read",
+                    e,
+                    format!(
+                        "whole-table read of {table} ({} statement(s), {rows})",
+                        b.statements
+                    ),
+                    format!("no whole-table read of {table} ({earlier})"),
+                )
+            };
+            f.extra.push(("table", table.to_string()));
+            f.extra.push(("statement_kind", kind.as_str().to_owned()));
+            f.extra.push(("statement", b.excerpt.clone()));
+            out.push(f);
+        }
+        h.days += 1;
+        h.hours |= d.hours;
+        h.hosts.extend(d.hosts.keys().cloned());
+        h.programs.extend(d.programs.keys().cloned());
+        h.record_bits |= d.record_types.keys().fold(0, |b, t| b | t.bit());
+        for k in d.bulk.keys() {
+            *h.bulk_days.entry(k.clone()).or_default() += 1;
+        }
+    }
+}
+
+fn new_accounts(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
+    let window = config.new_account_days * 86_400;
+    let mut done: BTreeSet<(String, Arc<str>)> = BTreeSet::new();
+    for c in &agg.created {
+        for ((account, day), d) in &agg.days {
+            if !account.eq_ignore_ascii_case(&c.principal) || Arc::ptr_eq(account, &c.by) {
+                continue;
+            }
+            let Some(first) = &d.first else { continue };
+            let dt = first.time.as_second() - c.evidence.time.as_second();
+            if !(0..=window).contains(&dt)
+                && !(dt < 0 && d.last.is_some_and(|l| l >= c.evidence.time))
+            {
+                continue;
+            }
+            if !done.insert((c.principal.clone(), Arc::clone(account))) {
+                continue;
+            }
+            let verb = if c.kind == StatementKind::Grant {
+                "granted rights"
+            } else {
+                "created"
+            };
+            let mut f = Finding {
+                rule: "cellwarden.db.new_account_activity",
+                account: Arc::clone(account),
+                day: Some(*day),
+                evidence: if first.time >= c.evidence.time {
+                    first.clone()
+                } else {
+                    c.evidence.clone()
+                },
+                observed: format!(
+                    "{} statement(s) on {} by account {}, {verb} by {} at {} ({} line {})",
+                    d.statements,
+                    date(*day),
+                    account,
+                    c.by,
+                    c.evidence.time,
+                    c.evidence.file,
+                    c.evidence.record
+                ),
+                expected: format!(
+                    "no use within {} day(s) of an account being {verb}",
+                    config.new_account_days
+                ),
+                subscribers: Vec::new(),
+                extra: vec![("created_by", c.by.to_string())],
+            };
+            f.extra.push(("created_at", c.evidence.time.to_string()));
+            out.push(f);
+        }
+    }
+}
+
+fn p90(mut v: Vec<usize>) -> usize {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * 0.9).round() as usize]
+}
+
+fn targeted(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
+    // Per (account, subscriber): days, statements, record types, earliest evidence.
+    struct Per {
+        days: usize,
+        statements: u64,
+        bits: u8,
+        first: Option<Evidence>,
+    }
+    let mut per: BTreeMap<(Arc<str>, SubscriberId), Per> = BTreeMap::new();
+    for ((a, s, _), st) in &agg.subjects {
+        let p = per.entry((Arc::clone(a), s.clone())).or_insert(Per {
+            days: 0,
+            statements: 0,
+            bits: 0,
+            first: None,
+        });
+        p.days += 1;
+        p.statements += st.statements;
+        p.bits |= st.record_types;
+        if let Some(e) = st.evidence.first() {
+            crate::access::min_evidence(&mut p.first, e);
+        }
+    }
+    let mut targets: BTreeMap<Arc<str>, Vec<(SubscriberId, &Per)>> = BTreeMap::new();
+    for ((a, s), p) in &per {
+        let repeated =
+            p.days >= config.targeted_min_days && p.statements >= config.targeted_min_lookups;
+        let deep = p.bits.count_ones() >= config.targeted_min_record_types;
+        let entry = targets.entry(Arc::clone(a)).or_default();
+        if repeated || deep {
+            entry.push((s.clone(), p));
+        }
+    }
+    // Peer groups: configured role, else the program the account uses most.
+    let mut main_program: BTreeMap<Arc<str>, (u64, Arc<str>)> = BTreeMap::new();
+    for ((a, p), n) in &agg.programs {
+        let e = main_program
+            .entry(Arc::clone(a))
+            .or_insert((0, Arc::clone(p)));
+        if *n > e.0 {
+            *e = (*n, Arc::clone(p));
+        }
+    }
+    let role = |a: &str| -> Option<String> {
+        config
+            .role_of(a)
+            .map(|r| format!("role {r}"))
+            .or_else(|| main_program.get(a).map(|(_, p)| format!("program {p}")))
+    };
+    let roles: BTreeMap<Arc<str>, Option<String>> =
+        targets.keys().map(|a| (Arc::clone(a), role(a))).collect();
+    for (account, list_t) in &targets {
+        let n = list_t.len();
+        if n == 0 || n > config.targeted_max_subscribers {
+            continue;
+        }
+        let my_role = &roles[account];
+        let peers: Vec<usize> = targets
+            .iter()
+            .filter(|(a, _)| *a != account && my_role.is_some() && roles[*a] == *my_role)
+            .map(|(_, t)| t.len())
+            .collect();
+        let peer_p90 = p90(peers.clone());
+        let expected_max = (peer_p90 as f64 * config.targeted_peer_factor).floor() as usize;
+        if !peers.is_empty() && n <= expected_max {
+            continue;
+        }
+        let Some(evidence) = list_t.iter().filter_map(|(_, p)| p.first.clone()).min() else {
+            continue;
+        };
+        let deep = list_t
+            .iter()
+            .filter(|(_, p)| p.bits.count_ones() >= config.targeted_min_record_types)
+            .count();
+        let types: u8 = list_t.iter().fold(0, |b, (_, p)| b | p.bits);
+        out.push(Finding {
+            rule: "cellwarden.db.targeted_lookup",
+            account: Arc::clone(account),
+            day: None,
+            evidence,
+            observed: format!(
+                "{n} subscriber(s) read repeatedly (on ≥{} days in ≥{} statements) or in depth (≥{} record types; {deep} of them), record types {}",
+                config.targeted_min_days,
+                config.targeted_min_lookups,
+                config.targeted_min_record_types,
+                RecordType::of_bits(types).map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            expected: if peers.is_empty() {
+                "none: the account has no peers to compare with and no subscriber is read this way in normal lookups".to_owned()
+            } else {
+                format!(
+                    "at most {expected_max} (peers in {} ({} accounts): 90th percentile {peer_p90} × {})",
+                    my_role.as_deref().unwrap_or("-"),
+                    peers.len(),
+                    config.targeted_peer_factor
+                )
+            },
+            subscribers: list_t.iter().map(|(s, _)| s.clone()).collect(),
+            extra: Vec::new(),
+        });
+    }
+}
+
+fn watchlisted(agg: &Aggregates, watch: &Watchlist, out: &mut Vec<Finding>) {
+    if watch.ids.is_empty() {
+        return;
+    }
+    let mut hits: BTreeMap<(Arc<str>, Day), (Vec<SubscriberId>, Option<Evidence>, u64)> =
+        BTreeMap::new();
+    for ((a, s, d), st) in &agg.subjects {
+        if !watch.ids.contains_key(s) || watch.allowed(a) {
+            continue;
+        }
+        let e = hits.entry((Arc::clone(a), *d)).or_default();
+        e.0.push(s.clone());
+        e.2 += st.statements;
+        if let Some(x) = st.evidence.first() {
+            crate::access::min_evidence(&mut e.1, x);
+        }
+    }
+    for ((account, day), (subs, ev, statements)) in hits {
+        let Some(evidence) = ev else { continue };
+        let labels: Vec<String> = subs
+            .iter()
+            .filter_map(|s| watch.ids.get(s).cloned().flatten())
+            .collect();
+        let mut f = Finding {
+            rule: "cellwarden.db.watchlist_access",
+            account,
+            day: Some(day),
+            evidence,
+            observed: format!(
+                "{} watchlisted subscriber(s) read in {statements} statement(s) on {}",
+                subs.len(),
+                date(day)
+            ),
+            expected: "no access by accounts outside the watchlist's allow list".to_owned(),
+            subscribers: subs,
+            extra: Vec::new(),
+        };
+        if !labels.is_empty() {
+            f.extra.push(("labels", labels.join("; ")));
+        }
+        out.push(f);
+    }
+}
+
+fn into_judgement(mut findings: Vec<Finding>) -> Judgement {
+    let infos = rule_infos();
+    findings.sort_by(|a, b| {
+        (&a.evidence, a.rule, &a.account, a.day).cmp(&(&b.evidence, b.rule, &b.account, b.day))
+    });
+    let mut j = Judgement::default();
+    let mut lows: BTreeMap<(Arc<str>, Day), BTreeSet<&'static str>> = BTreeMap::new();
+    let mut low_keys: BTreeMap<(Arc<str>, Day), Vec<String>> = BTreeMap::new();
+    for f in findings {
+        let (info, level) = &infos[f.rule];
+        let mut ev = Event::new(Origin {
+            file: Arc::clone(&f.evidence.file),
+            record: f.evidence.record,
+        });
+        ev.timestamp = Some(f.evidence.time);
+        let s = |x: String| Value::Str(std::borrow::Cow::Owned(x));
+        ev.push("account", s(f.account.to_string()));
+        if let Some(d) = f.day {
+            ev.push("day", s(date(d)));
+        }
+        ev.push("observed", s(f.observed.clone()));
+        ev.push("expected", s(f.expected.clone()));
+        if !f.subscribers.is_empty() {
+            ev.push("subscribers", Value::Int(f.subscribers.len() as i64));
+            ev.push(
+                "subscriber_ids",
+                Value::List(
+                    f.subscribers
+                        .iter()
+                        .map(|x| s(format!("{}:{}", x.kind, x.value)))
+                        .collect(),
+                ),
+            );
+        }
+        for (k, v) in &f.extra {
+            ev.push(*k, s(v.clone()));
+        }
+        let alert = Alert {
+            rule: Arc::clone(info),
+            level: *level,
+            event: ev,
+            correlation: None,
+        };
+        let key = alert.key();
+        match (f.rule, f.day) {
+            ("cellwarden.db.targeted_lookup", _) => {
+                for sub in &f.subscribers {
+                    j.subject_reasons
+                        .entry((Arc::clone(&f.account), sub.clone()))
+                        .or_default()
+                        .push(key.clone());
+                }
+            }
+            ("cellwarden.db.watchlist_access", Some(d)) => {
+                j.watch_reasons
+                    .insert((Arc::clone(&f.account), d), key.clone());
+            }
+            (_, Some(d)) if *level >= Level::Medium => {
+                j.day_reasons
+                    .entry((Arc::clone(&f.account), d))
+                    .or_default()
+                    .push(key.clone());
+            }
+            (rule, Some(d)) => {
+                lows.entry((Arc::clone(&f.account), d))
+                    .or_default()
+                    .insert(rule);
+                low_keys
+                    .entry((Arc::clone(&f.account), d))
+                    .or_default()
+                    .push(key.clone());
+            }
+            _ => {}
+        }
+        j.account_alerts
+            .entry(Arc::clone(&f.account))
+            .or_default()
+            .push(j.alerts.len());
+        j.alerts.push(alert);
+    }
+    // Two different low findings on one day make it suspicious; so does one beside a
+    // medium or higher one (its reasons are listed too).
+    for (k, rules) in lows {
+        if rules.len() >= 2 || j.day_reasons.contains_key(&k) {
+            let keys = low_keys.remove(&k).unwrap_or_default();
+            j.day_reasons.entry(k).or_default().extend(keys);
+        }
+    }
+    j
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::{Collector, Selection};
+    use crate::schema::Schema;
+
+    fn ev(t: &str, user: &str, host: &str, sql: &str, line: u64) -> Event<'static> {
+        crate::access::tests::db_event(t, user, host, sql, line)
+    }
+
+    fn aggregate(evs: &[Event<'static>]) -> Aggregates {
+        let mut c = Collector::new(
+            Arc::new(Schema::default()),
+            Arc::new(Selection::default()),
+            1000,
+        );
+        for e in evs {
+            c.observe(e);
+        }
+        let mut a = c.into_aggregates();
+        a.finish();
+        a
+    }
+
+    fn rules_of(j: &Judgement) -> Vec<String> {
+        j.alerts.iter().map(|a| a.rule.id.clone()).collect()
+    }
+
+    /// Four normal days of a care agent, then day 5 as given.
+    fn care_history() -> Vec<Event<'static>> {
+        let mut v = Vec::new();
+        let mut line = 0;
+        for day in 1..=4 {
+            for k in 0..3 {
+                line += 1;
+                let num = format!("33610000{day}{k:02}");
+                v.push(ev(
+                    &format!("2026-03-0{day}T09:{:02}:00Z", k * 10),
+                    "care1",
+                    "10.0.0.1",
+                    &format!("SELECT * FROM subscriber WHERE msisdn = '{num}'"),
+                    line,
+                ));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn normal_history_is_quiet_and_novelty_alerts_with_explanations() {
+        let quiet = aggregate(&care_history());
+        let j = judge(&quiet, &Watchlist::default(), &DbConfig::default());
+        assert!(j.alerts.is_empty(), "{:?}", rules_of(&j));
+        let mut evs = care_history();
+        evs.push(ev(
+            "2026-03-05T03:00:00Z",
+            "care1",
+            "10.66.6.6",
+            "SELECT * FROM cell_location WHERE imsi = '208150123456789'",
+            100,
+        ));
+        let j = judge(
+            &aggregate(&evs),
+            &Watchlist::default(),
+            &DbConfig::default(),
+        );
+        let rules = rules_of(&j);
+        assert!(rules.contains(&"cellwarden.db.new_client_host".to_owned()));
+        assert!(rules.contains(&"cellwarden.db.unusual_hour".to_owned()));
+        assert!(rules.contains(&"cellwarden.db.new_record_type".to_owned()));
+        let host = j
+            .alerts
+            .iter()
+            .find(|a| a.rule.id == "cellwarden.db.new_client_host")
+            .unwrap();
+        assert!(
+            host.event
+                .get_str("observed")
+                .unwrap()
+                .contains("10.66.6.6")
+        );
+        assert!(host.event.get_str("expected").unwrap().contains("10.0.0.1"));
+        assert_eq!(j.day_reasons.len(), 1);
+    }
+
+    #[test]
+    fn targeted_lookups_against_peers() {
+        let mut evs = Vec::new();
+        let mut line = 0;
+        // Three care agents each reading distinct customers once; one of them also reads
+        // the same two people on three days.
+        for agent in ["care1", "care2", "care3"] {
+            for day in 1..=3 {
+                for k in 0..4 {
+                    line += 1;
+                    let mut e = ev(
+                        &format!("2026-03-0{day}T10:0{k}:00Z"),
+                        agent,
+                        "10.0.0.1",
+                        &format!("SELECT * FROM subscriber WHERE msisdn = '3361{line:07}'"),
+                        line,
+                    );
+                    e.push("application", Value::Str("crm".into()));
+                    evs.push(e);
+                }
+            }
+        }
+        for day in 1..=3 {
+            for target in ["33699990001", "33699990002"] {
+                line += 1;
+                let mut e = ev(
+                    &format!("2026-03-0{day}T11:00:00Z"),
+                    "care2",
+                    "10.0.0.1",
+                    &format!("SELECT * FROM cdr WHERE calling_number = '{target}'"),
+                    line,
+                );
+                e.push("application", Value::Str("crm".into()));
+                evs.push(e);
+            }
+        }
+        let j = judge(
+            &aggregate(&evs),
+            &Watchlist::default(),
+            &DbConfig::default(),
+        );
+        let t: Vec<&Alert> = j
+            .alerts
+            .iter()
+            .filter(|a| a.rule.id == "cellwarden.db.targeted_lookup")
+            .collect();
+        assert_eq!(t.len(), 1, "{:?}", rules_of(&j));
+        assert_eq!(t[0].event.get_str("account").unwrap(), "care2");
+        assert_eq!(t[0].event.get("subscribers"), Some(&Value::Int(2)));
+        assert!(
+            t[0].event
+                .get_str("expected")
+                .unwrap()
+                .contains("program crm")
+        );
+        assert_eq!(j.subject_reasons.len(), 2);
+    }
+
+    #[test]
+    fn watchlist_with_allow_list_and_bad_lines() {
+        let (w, bad) = Watchlist::parse(
+            "# protected\n+33 6 99 99 00 01  Minister A\nimsi:208150123456789\nallow dpo_audit\nnot-a-number\n",
+            &Numbering::default(),
+        );
+        assert_eq!(w.ids.len(), 2);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, 5);
+        let evs = vec![
+            ev(
+                "2026-03-01T10:00:00Z",
+                "care1",
+                "h",
+                "SELECT * FROM subscriber WHERE msisdn = '33699990001'",
+                1,
+            ),
+            ev(
+                "2026-03-01T10:00:00Z",
+                "dpo_audit",
+                "h",
+                "SELECT * FROM subscriber WHERE msisdn = '33699990001'",
+                2,
+            ),
+        ];
+        let j = judge(&aggregate(&evs), &w, &DbConfig::default());
+        assert_eq!(rules_of(&j), vec!["cellwarden.db.watchlist_access"]);
+        assert_eq!(j.alerts[0].event.get_str("labels").unwrap(), "Minister A");
+        assert_eq!(j.alerts[0].event.get_str("account").unwrap(), "care1");
+    }
+
+    #[test]
+    fn exports_alert_unless_scheduled_and_new_accounts() {
+        let mut evs = Vec::new();
+        for day in 1..=5 {
+            evs.push(ev(
+                &format!("2026-03-0{day}T02:00:00Z"),
+                "backup",
+                "10.0.0.9",
+                "COPY cdr TO '/backup/cdr.csv'",
+                day,
+            ));
+        }
+        evs.push(ev(
+            "2026-03-05T02:10:00Z",
+            "dba",
+            "10.0.0.5",
+            "CREATE USER svc_tmp",
+            50,
+        ));
+        evs.push(ev(
+            "2026-03-05T03:00:00Z",
+            "svc_tmp",
+            "10.9.9.9",
+            "COPY (SELECT * FROM cdr WHERE calling_number = '33699990001') TO PROGRAM 'gzip > /tmp/a.gz'",
+            51,
+        ));
+        let j = judge(
+            &aggregate(&evs),
+            &Watchlist::default(),
+            &DbConfig::default(),
+        );
+        let exports: Vec<String> = j
+            .alerts
+            .iter()
+            .filter(|a| a.rule.id == "cellwarden.db.bulk_export")
+            .map(|a| {
+                format!(
+                    "{}@{}",
+                    a.event.get_str("account").unwrap(),
+                    a.event.get_str("day").unwrap()
+                )
+            })
+            .collect();
+        // The backup's first three days alert (no schedule yet); days 4 and 5 are a schedule.
+        assert_eq!(
+            exports,
+            vec![
+                "backup@2026-03-01",
+                "backup@2026-03-02",
+                "backup@2026-03-03",
+                "svc_tmp@2026-03-05"
+            ]
+        );
+        assert!(rules_of(&j).contains(&"cellwarden.db.new_account_activity".to_owned()));
+        let cfg =
+            DbConfig::from_toml("[db]\nexport_schedule_days = 1\nroles = { care = [\"care*\"] }\n")
+                .unwrap();
+        assert_eq!(cfg.export_schedule_days, 1);
+        assert_eq!(cfg.role_of("CARE7"), Some("care"));
+        assert!(DbConfig::from_toml("[db]\nnope = 1").is_err());
+    }
+}

@@ -94,6 +94,11 @@ pub struct SubjectStats {
 }
 
 impl SubjectStats {
+    /// Adds another's counts (a copy).
+    pub fn merge_from(&mut self, o: &SubjectStats) {
+        self.merge(o.clone());
+    }
+
     fn merge(&mut self, o: SubjectStats) {
         self.record_types |= o.record_types;
         self.hosts.extend(o.hosts);

@@ -340,7 +340,8 @@ struct Finding {
     extra: Vec<(&'static str, String)>,
 }
 
-fn date(day: Day) -> String {
+/// `YYYY-MM-DD` of a day number.
+pub fn date_of_day(day: Day) -> String {
     Timestamp::from_second(day as i64 * 86_400)
         .map(|t| t.strftime("%Y-%m-%d").to_string())
         .unwrap_or_default()
@@ -594,7 +595,7 @@ fn new_accounts(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                 observed: format!(
                     "{} statement(s) on {} by account {}, {verb} by {} at {} ({} line {})",
                     d.statements,
-                    date(*day),
+                    date_of_day(*day),
                     account,
                     c.by,
                     c.evidence.time,
@@ -756,7 +757,7 @@ fn watchlisted(agg: &Aggregates, watch: &Watchlist, out: &mut Vec<Finding>) {
             observed: format!(
                 "{} watchlisted subscriber(s) read in {statements} statement(s) on {}",
                 subs.len(),
-                date(day)
+                date_of_day(day)
             ),
             expected: "no access by accounts outside the watchlist's allow list".to_owned(),
             subscribers: subs,
@@ -787,7 +788,7 @@ fn into_judgement(mut findings: Vec<Finding>) -> Judgement {
         let s = |x: String| Value::Str(std::borrow::Cow::Owned(x));
         ev.push("account", s(f.account.to_string()));
         if let Some(d) = f.day {
-            ev.push("day", s(date(d)));
+            ev.push("day", s(date_of_day(d)));
         }
         ev.push("observed", s(f.observed.clone()));
         ev.push("expected", s(f.expected.clone()));

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod detect;
+pub mod exposure;
 pub mod ids;
 pub mod schema;
 pub mod sql;

@@ -1,0 +1,515 @@
+//! Subscriber exposure (`scope`): whose records were read, by which accounts, from where,
+//! when, and why each read counts. The JSON form is documented in `docs/scope.md`.
+//!
+//! Two modes: without a [`Selection`], the subscribers read on suspicious account-days, in
+//! targeted lookups or as watchlisted subscribers; with one, every subscriber the selected
+//! accounts or hosts read in the time range (with the reasons that apply, if any).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::access::{Aggregates, Evidence, Selection, SubjectStats};
+use crate::detect::{Judgement, Watchlist};
+use crate::ids::SubscriberId;
+use crate::schema::RecordType;
+
+/// Evidence listed per subscriber at most; the total is given beside it.
+pub const SUBSCRIBER_EVIDENCE_CAP: usize = 10;
+
+fn ts(t: cellwarden_event::Timestamp) -> String {
+    cellwarden_event::format_timestamp(Some(t))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceOut {
+    pub file: String,
+    /// Line of the record in text logs, record number otherwise.
+    pub line: u64,
+    pub time: String,
+    pub account: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriberExposure {
+    /// Normalised identifier (or its pseudonym).
+    pub id: String,
+    pub id_kind: String,
+    /// The watchlist's label, when watchlisted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub record_types: Vec<String>,
+    pub accounts: Vec<String>,
+    pub client_hosts: Vec<String>,
+    pub first_access: String,
+    pub last_access: String,
+    pub statements: u64,
+    /// Sum of the logged row counts of the statements that selected the subscriber; `null`
+    /// when the logs carry none.
+    pub rows: Option<i64>,
+    pub watchlisted: bool,
+    /// Keys of the alerts that make these reads suspicious.
+    pub reasons: Vec<String>,
+    pub evidence: Vec<EvidenceOut>,
+    /// Statements in all (the evidence list is capped).
+    pub evidence_total: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountReason {
+    pub alert: String,
+    pub rule: String,
+    pub level: String,
+    pub title: String,
+    pub time: String,
+    pub observed: String,
+    pub expected: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BulkOut {
+    pub table: String,
+    pub statement_kind: String,
+    pub day: String,
+    pub statements: u64,
+    pub rows: Option<i64>,
+    pub file: String,
+    pub line: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountExposure {
+    pub account: String,
+    /// Has an alert of level medium or more, or subscribers in the report.
+    pub suspicious: bool,
+    /// Subscribers in the report read by this account.
+    pub subscribers: u64,
+    pub client_hosts: Vec<String>,
+    pub programs: Vec<String>,
+    pub first_activity: String,
+    pub last_activity: String,
+    pub statements: u64,
+    pub reasons: Vec<AccountReason>,
+    /// Whole-table reads and exports of record tables.
+    pub bulk: Vec<BulkOut>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrefixLookup {
+    pub account: String,
+    pub id_kind: String,
+    /// Digits before the wildcard (or their pseudonym).
+    pub prefix: String,
+    pub statements: u64,
+    pub first: EvidenceOut,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct SelectionOut {
+    pub accounts: Vec<String>,
+    pub hosts: Vec<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Summary {
+    /// `suspicious` (found by the detections) or `selected` (by account/host).
+    pub mode: String,
+    pub selection: SelectionOut,
+    pub statements: u64,
+    pub statements_with_subscribers: u64,
+    /// Statements the SQL parser rejected, analysed from their tokens instead.
+    pub statements_parsed_from_tokens: u64,
+    pub failed_statements: u64,
+    pub statements_without_time: u64,
+    pub bulk_statements: u64,
+    pub subscribers_exposed: u64,
+    pub watchlisted_exposed: u64,
+    pub accounts_suspicious: u64,
+    pub alerts_by_rule: BTreeMap<String, u64>,
+    pub first_access: Option<String>,
+    pub last_access: Option<String>,
+    /// Whether identifiers are pseudonyms.
+    pub pseudonymised: bool,
+}
+
+/// The result of `scope`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exposure {
+    pub summary: Summary,
+    pub subscribers: Vec<SubscriberExposure>,
+    pub accounts: Vec<AccountExposure>,
+    pub prefix_lookups: Vec<PrefixLookup>,
+}
+
+#[derive(Default)]
+struct Acc {
+    stats: SubjectStats,
+    accounts: BTreeSet<Arc<str>>,
+    reasons: BTreeSet<String>,
+    evidence: Vec<(Evidence, Arc<str>)>,
+}
+
+fn evidence_out(e: &Evidence, account: &str) -> EvidenceOut {
+    EvidenceOut {
+        file: e.file.to_string(),
+        line: e.record,
+        time: ts(e.time),
+        account: account.to_owned(),
+    }
+}
+
+impl Exposure {
+    /// Builds the exposure from the aggregates and the detections' judgement.
+    pub fn build(
+        agg: &Aggregates,
+        judgement: &Judgement,
+        watch: &Watchlist,
+        selection: &Selection,
+    ) -> Exposure {
+        let mut subs: BTreeMap<SubscriberId, Acc> = BTreeMap::new();
+        let selected_mode = selection.is_set();
+        let reasons_of = |a: &Arc<str>, s: &SubscriberId, d| {
+            let mut r: Vec<String> = Vec::new();
+            if let Some(k) = judgement.day_reasons.get(&(Arc::clone(a), d)) {
+                r.extend(k.iter().cloned());
+            }
+            if let Some(k) = judgement.subject_reasons.get(&(Arc::clone(a), s.clone())) {
+                r.extend(k.iter().cloned());
+            }
+            if watch.ids.contains_key(s)
+                && let Some(k) = judgement.watch_reasons.get(&(Arc::clone(a), d))
+            {
+                r.push(k.clone());
+            }
+            r
+        };
+        let mut add = |a: &Arc<str>, s: &SubscriberId, st: &SubjectStats, reasons: Vec<String>| {
+            let e = subs.entry(s.clone()).or_default();
+            e.stats.merge_from(st);
+            e.accounts.insert(Arc::clone(a));
+            e.reasons.extend(reasons);
+            for ev in &st.evidence {
+                e.evidence.push((ev.clone(), Arc::clone(a)));
+            }
+        };
+        if selected_mode {
+            for ((a, s), st) in &agg.selected {
+                let mut r = Vec::new();
+                for ((a2, s2, d), _) in agg.subjects.range(
+                    (Arc::clone(a), s.clone(), i32::MIN)..=(Arc::clone(a), s.clone(), i32::MAX),
+                ) {
+                    debug_assert!(a2 == a && s2 == s);
+                    r.extend(reasons_of(a, s, *d));
+                }
+                add(a, s, st, r);
+            }
+        } else {
+            for ((a, s, d), st) in &agg.subjects {
+                let r = reasons_of(a, s, *d);
+                if !r.is_empty() {
+                    add(a, s, st, r);
+                }
+            }
+        }
+        // Accounts: with alerts, or with subscribers in the report.
+        let mut per_account: BTreeMap<Arc<str>, u64> = BTreeMap::new();
+        for acc in subs.values() {
+            for a in &acc.accounts {
+                *per_account.entry(Arc::clone(a)).or_default() += 1;
+            }
+        }
+        let mut names: BTreeSet<Arc<str>> = per_account.keys().cloned().collect();
+        names.extend(judgement.account_alerts.keys().cloned());
+        let mut accounts = Vec::new();
+        for name in names {
+            let mut hosts = BTreeSet::new();
+            let mut programs = BTreeSet::new();
+            let mut first = None;
+            let mut last = None;
+            let mut statements = 0;
+            let mut bulk = Vec::new();
+            for ((_, day), d) in agg
+                .days
+                .range((Arc::clone(&name), i32::MIN)..=(Arc::clone(&name), i32::MAX))
+            {
+                hosts.extend(d.hosts.keys().map(|h| h.to_string()));
+                programs.extend(d.programs.keys().map(|h| h.to_string()));
+                if let Some(f) = &d.first {
+                    first = first.min(Some(f.time)).or(Some(f.time));
+                }
+                last = last.max(d.last);
+                statements += d.statements;
+                for ((table, kind), b) in &d.bulk {
+                    if let Some(f) = &b.first {
+                        bulk.push(BulkOut {
+                            table: table.to_string(),
+                            statement_kind: kind.as_str().to_owned(),
+                            day: crate::detect::date_of_day(*day),
+                            statements: b.statements,
+                            rows: b.rows,
+                            file: f.file.to_string(),
+                            line: f.record,
+                        });
+                    }
+                }
+            }
+            let reasons: Vec<AccountReason> = judgement
+                .account_alerts
+                .get(&name)
+                .into_iter()
+                .flatten()
+                .map(|&i| {
+                    let a = &judgement.alerts[i];
+                    let get = |k: &str| {
+                        a.event
+                            .get_str(k)
+                            .map(|v| v.into_owned())
+                            .unwrap_or_default()
+                    };
+                    AccountReason {
+                        alert: a.key(),
+                        rule: a.rule.id.clone(),
+                        level: a.level.as_str().to_owned(),
+                        title: a.rule.title.clone(),
+                        time: a.event.timestamp_rfc3339(),
+                        observed: get("observed"),
+                        expected: get("expected"),
+                    }
+                })
+                .collect();
+            let n = per_account.get(&name).copied().unwrap_or(0);
+            let suspicious = n > 0
+                || judgement
+                    .account_alerts
+                    .get(&name)
+                    .into_iter()
+                    .flatten()
+                    .any(|&i| judgement.alerts[i].level >= cellwarden_event::Level::Medium);
+            accounts.push(AccountExposure {
+                account: name.to_string(),
+                suspicious,
+                subscribers: n,
+                client_hosts: hosts.into_iter().collect(),
+                programs: programs.into_iter().collect(),
+                first_activity: first.map(ts).unwrap_or_default(),
+                last_activity: last.map(ts).unwrap_or_default(),
+                statements,
+                reasons,
+                bulk,
+            });
+        }
+        let mut subscribers: Vec<SubscriberExposure> = subs
+            .into_iter()
+            .map(|(id, mut acc)| {
+                acc.evidence.sort();
+                acc.evidence.dedup();
+                let watched = watch.ids.get(&id);
+                SubscriberExposure {
+                    id: id.value.clone(),
+                    id_kind: id.kind.as_str().to_owned(),
+                    label: watched.cloned().flatten(),
+                    record_types: RecordType::of_bits(acc.stats.record_types)
+                        .map(|t| t.as_str().to_owned())
+                        .collect(),
+                    accounts: acc.accounts.iter().map(|a| a.to_string()).collect(),
+                    client_hosts: acc.stats.hosts.iter().map(|h| h.to_string()).collect(),
+                    first_access: acc.stats.first.map(ts).unwrap_or_default(),
+                    last_access: acc.stats.last.map(ts).unwrap_or_default(),
+                    statements: acc.stats.statements,
+                    rows: acc.stats.rows,
+                    watchlisted: watched.is_some(),
+                    reasons: acc.reasons.into_iter().collect(),
+                    evidence: acc
+                        .evidence
+                        .iter()
+                        .take(SUBSCRIBER_EVIDENCE_CAP)
+                        .map(|(e, a)| evidence_out(e, a))
+                        .collect(),
+                    evidence_total: acc.stats.statements,
+                }
+            })
+            .collect();
+        subscribers.sort_by(|a, b| {
+            (!a.watchlisted, &a.first_access, &a.id_kind, &a.id).cmp(&(
+                !b.watchlisted,
+                &b.first_access,
+                &b.id_kind,
+                &b.id,
+            ))
+        });
+        let prefix_lookups = agg
+            .prefixes
+            .iter()
+            .filter(|((a, _, _), _)| {
+                !selected_mode || selection.accounts.iter().any(|x| x.eq_ignore_ascii_case(a))
+            })
+            .map(|((a, k, p), (n, e))| PrefixLookup {
+                account: a.to_string(),
+                id_kind: k.as_str().to_owned(),
+                prefix: p.clone(),
+                statements: *n,
+                first: evidence_out(e, a),
+            })
+            .collect();
+        let mut alerts_by_rule = BTreeMap::new();
+        for a in &judgement.alerts {
+            *alerts_by_rule.entry(a.rule.id.clone()).or_default() += 1;
+        }
+        let c = &agg.counts;
+        let summary = Summary {
+            mode: if selected_mode {
+                "selected"
+            } else {
+                "suspicious"
+            }
+            .to_owned(),
+            selection: SelectionOut {
+                accounts: selection.accounts.clone(),
+                hosts: selection.hosts.clone(),
+                since: selection.since.map(ts),
+                until: selection.until.map(ts),
+            },
+            statements: c.statements,
+            statements_with_subscribers: c.with_subscribers,
+            statements_parsed_from_tokens: c.sql.fallback_statements,
+            failed_statements: c.failed,
+            statements_without_time: c.undated,
+            bulk_statements: c.bulk,
+            subscribers_exposed: subscribers.len() as u64,
+            watchlisted_exposed: subscribers.iter().filter(|s| s.watchlisted).count() as u64,
+            accounts_suspicious: accounts.iter().filter(|a| a.suspicious).count() as u64,
+            alerts_by_rule,
+            first_access: subscribers.iter().map(|s| s.first_access.clone()).min(),
+            last_access: subscribers.iter().map(|s| s.last_access.clone()).max(),
+            pseudonymised: false,
+        };
+        Exposure {
+            summary,
+            subscribers,
+            accounts,
+            prefix_lookups,
+        }
+    }
+
+    /// Replaces every subscriber identifier (and identifier prefix) with `pseudonym(kind,
+    /// value)`, and drops watchlist labels (they name people).
+    pub fn pseudonymise(&mut self, pseudonym: &dyn Fn(&str, &str) -> String) {
+        for s in &mut self.subscribers {
+            s.id = pseudonym(&s.id_kind, &s.id);
+            s.label = None;
+        }
+        for p in &mut self.prefix_lookups {
+            p.prefix = pseudonym(&format!("{}-prefix", p.id_kind), &p.prefix);
+        }
+        self.summary.pseudonymised = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::Collector;
+    use crate::detect::{DbConfig, judge};
+    use crate::ids::Numbering;
+    use crate::schema::Schema;
+
+    fn run(selection: Selection, watch: &Watchlist) -> Exposure {
+        let ev = crate::access::tests::db_event;
+        let mut evs = Vec::new();
+        // A care agent, normal; an intruder reading two targets on three days at night from
+        // a jump host; the same intruder touches one more subscriber once.
+        for day in 1..=5 {
+            evs.push(ev(
+                &format!("2026-03-0{day}T10:00:00Z"),
+                "care1",
+                "10.0.0.1",
+                &format!("SELECT * FROM subscriber WHERE msisdn = '336110000{day}0'"),
+                day as u64,
+            ));
+        }
+        for day in 3..=5 {
+            for t in ["33699990001", "33699990002"] {
+                evs.push(ev(
+                    &format!("2026-03-0{day}T02:00:00Z"),
+                    "svc_bill",
+                    "10.9.9.9",
+                    &format!(
+                        "SELECT * FROM cdr WHERE calling_number = '{t}' OR called_number = '{t}'"
+                    ),
+                    100 + day as u64,
+                ));
+            }
+        }
+        evs.push(ev(
+            "2026-03-05T02:30:00Z",
+            "svc_bill",
+            "10.9.9.9",
+            "SELECT * FROM location WHERE imsi = '208150123456789'",
+            200,
+        ));
+        let mut c = Collector::new(
+            Arc::new(Schema::default()),
+            Arc::new(selection.clone()),
+            1000,
+        );
+        for e in &evs {
+            c.observe(e);
+        }
+        let mut agg = c.into_aggregates();
+        agg.finish();
+        let j = judge(&agg, watch, &DbConfig::default());
+        Exposure::build(&agg, &j, watch, &selection)
+    }
+
+    #[test]
+    fn suspicious_mode_lists_targets_with_reasons_and_evidence() {
+        let x = run(Selection::default(), &Watchlist::default());
+        let ids: Vec<&str> = x.subscribers.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, vec!["33699990001", "33699990002"], "{:#?}", x.accounts);
+        let s = &x.subscribers[0];
+        assert_eq!(s.accounts, vec!["svc_bill"]);
+        assert_eq!(s.statements, 3);
+        assert_eq!(s.record_types, vec!["cdr"]);
+        assert!(
+            s.reasons
+                .iter()
+                .any(|r| r.starts_with("cellwarden.db.targeted_lookup:"))
+        );
+        assert_eq!(s.evidence.len(), 3);
+        assert_eq!(s.evidence[0].file, "db.log");
+        assert_eq!(s.rows, None);
+        let acc = x.accounts.iter().find(|a| a.account == "svc_bill").unwrap();
+        assert!(acc.suspicious);
+        assert_eq!(x.summary.mode, "suspicious");
+        assert!(x.accounts.iter().all(|a| a.account != "care1"));
+    }
+
+    #[test]
+    fn selected_mode_lists_everything_the_account_read_in_range() {
+        let sel = Selection {
+            accounts: vec!["SVC_BILL".into()],
+            since: "2026-03-05T00:00:00Z".parse().ok(),
+            ..Default::default()
+        };
+        let (w, _) = Watchlist::parse("imsi:208150123456789 VIP", &Numbering::default());
+        let mut x = run(sel, &w);
+        assert_eq!(x.summary.mode, "selected");
+        assert_eq!(x.subscribers.len(), 3);
+        // Watchlisted first.
+        assert_eq!(x.subscribers[0].id, "208150123456789");
+        assert!(x.subscribers[0].watchlisted);
+        assert_eq!(x.subscribers[0].label.as_deref(), Some("VIP"));
+        assert!(
+            x.subscribers
+                .iter()
+                .all(|s| s.first_access.starts_with("2026-03-05"))
+        );
+        x.pseudonymise(&|k, v| format!("P({k}:{})", v.len()));
+        assert_eq!(x.subscribers[0].id, "P(imsi:15)");
+        assert_eq!(x.subscribers[0].label, None);
+        assert!(x.summary.pseudonymised);
+    }
+}

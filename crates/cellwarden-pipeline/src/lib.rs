@@ -6,7 +6,9 @@
 //! units wait, plus one in each worker. Alerts and errors are put in a total order at the end
 //! (alerts by time, file, record, rule id), so the output is the same whatever the thread
 //! count. Matches of rules that correlation rules name are put in time order across all files
-//! and fed to the correlation state after the parallel stage.
+//! and fed to the correlation state after the parallel stage. Database audit events are
+//! also reduced, per worker, to access aggregates (merged in any order with the same result),
+//! on which the database-access detections run at the end.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,12 +17,27 @@ use std::time::{Duration, Instant};
 use cellwarden_event::Alert;
 use cellwarden_sigma::RuleSet;
 use cellwarden_source::{InputFile, Limits, Mapping, SourceError, Unit, UnitSink, read_input};
+use cellwarden_telecom::access::{Aggregates, Collector, Selection};
+use cellwarden_telecom::detect::{DbConfig, Judgement, Watchlist, judge};
+use cellwarden_telecom::schema::Schema;
+
+/// Settings of the database-access analytics.
+#[derive(Debug, Clone, Default)]
+pub struct DbSetup {
+    pub schema: Arc<Schema>,
+    pub watchlist: Arc<Watchlist>,
+    pub selection: Arc<Selection>,
+    pub config: DbConfig,
+    /// Parse every statement instead of reusing shapes by fingerprint (for measurements).
+    pub no_cache: bool,
+}
 
 /// Settings of one run.
 #[derive(Debug, Clone)]
 pub struct HuntConfig {
     pub threads: usize,
     pub limits: Limits,
+    pub db: DbSetup,
 }
 
 impl Default for HuntConfig {
@@ -30,8 +47,16 @@ impl Default for HuntConfig {
                 .map(|n| n.get())
                 .unwrap_or(1),
             limits: Limits::default(),
+            db: DbSetup::default(),
         }
     }
+}
+
+/// What the database-access analytics found.
+#[derive(Debug, Default)]
+pub struct DbResult {
+    pub aggregates: Aggregates,
+    pub judgement: Judgement,
 }
 
 /// Counters that can be read while the run goes on (for a progress bar).
@@ -54,6 +79,7 @@ pub struct HuntResult {
     pub events: u64,
     pub bytes: u64,
     pub elapsed: Duration,
+    pub db: DbResult,
 }
 
 struct Sender<'a> {
@@ -91,7 +117,8 @@ pub fn hunt(
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let rx = rx.clone();
-                s.spawn(move || worker(rx, mapping, rules, progress))
+                let db = &config.db;
+                s.spawn(move || worker(rx, mapping, rules, db, progress))
             })
             .collect();
         drop(rx);
@@ -115,12 +142,17 @@ pub fn hunt(
     let mut errors = read_errors;
     let mut events = 0;
     let mut matches = Vec::new();
+    let mut aggregates = Aggregates::default();
     for w in worker_out {
         alerts.extend(w.alerts);
         errors.extend(w.errors);
         matches.extend(w.matches);
         events += w.events;
+        aggregates.merge(w.db);
     }
+    aggregates.finish();
+    let judgement = judge(&aggregates, &config.db.watchlist, &config.db.config);
+    alerts.extend(judgement.alerts.iter().cloned());
     // Correlations see the matches of the rules they name in one time order, across files.
     matches.sort_by(|(ra, a), (rb, b)| {
         (a.timestamp, &a.origin.file, a.origin.record, ra).cmp(&(
@@ -144,6 +176,10 @@ pub fn hunt(
         events,
         bytes,
         elapsed: start.elapsed(),
+        db: DbResult {
+            aggregates,
+            judgement,
+        },
     }
 }
 
@@ -158,14 +194,22 @@ struct WorkerOut {
     /// Matches of rules that correlations use: (rule, event).
     matches: Vec<(usize, cellwarden_event::Event<'static>)>,
     events: u64,
+    db: Aggregates,
 }
 
 fn worker(
     rx: crossbeam_channel::Receiver<Unit>,
     mapping: &Mapping,
     rules: &RuleSet,
+    db: &DbSetup,
     progress: &Progress,
 ) -> WorkerOut {
+    let mut collector = Collector::with_analyzer(
+        Arc::clone(&db.schema),
+        Arc::clone(&db.selection),
+        db.config.bulk_min_rows,
+        cellwarden_telecom::sql::Analyzer::new(!db.no_cache),
+    );
     let mut matches = Vec::new();
     let settings = cellwarden_source::evtx_settings();
     let mut scratch = rules.scratch();
@@ -176,6 +220,7 @@ fn worker(
     for unit in rx {
         let before = alerts.len();
         let n = unit.decode(mapping, &settings, &mut errors, &mut |ev| {
+            collector.observe(&ev);
             rules.matches(&ev, &mut scratch, &mut hits);
             if hits.is_empty() {
                 return;
@@ -206,5 +251,6 @@ fn worker(
         errors,
         matches,
         events: total,
+        db: collector.into_aggregates(),
     }
 }

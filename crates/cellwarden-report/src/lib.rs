@@ -1,9 +1,16 @@
-//! Output formats for alerts.
+//! Output formats: alerts (table, JSONL, JSON, CSV), the scope report (JSON, CSV, HTML),
+//! and keyed pseudonyms for subscriber identifiers.
 //!
 //! Log text is attacker-controlled, so each format escapes it for where it lands: JSON by
 //! construction, CSV against formula injection (cells starting `=`, `+`, `-`, `@`, tab or CR
 //! get a leading `'`), and the terminal table by replacing control characters, escape
 //! sequences and bidirectional overrides with visible `\u{…}` forms.
+
+mod pseudonym;
+mod scope;
+
+pub use pseudonym::{MIN_KEY_BYTES, Pseudonymiser};
+pub use scope::{html_escape, write_scope_csv, write_scope_html, write_scope_json};
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};

@@ -154,8 +154,7 @@ impl Watchlist {
             let cut = line
                 .char_indices()
                 .find(|&(i, c)| {
-                    !(c.is_ascii_digit() || "+-.() ".contains(c))
-                        && !line[..i].trim().is_empty()
+                    !(c.is_ascii_digit() || "+-.() ".contains(c) || line[..i].trim().is_empty())
                         && line[..i].ends_with(' ')
                 })
                 .map_or(line.len(), |(i, _)| i);
@@ -569,10 +568,9 @@ fn new_accounts(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                 continue;
             }
             let Some(first) = &d.first else { continue };
+            // Active at or after the creation, and starting within the window.
             let dt = first.time.as_second() - c.evidence.time.as_second();
-            if !(0..=window).contains(&dt)
-                && !(dt < 0 && d.last.is_some_and(|l| l >= c.evidence.time))
-            {
+            if d.last.is_none_or(|l| l < c.evidence.time) || dt > window {
                 continue;
             }
             if !done.insert((c.principal.clone(), Arc::clone(account))) {
@@ -730,8 +728,9 @@ fn watchlisted(agg: &Aggregates, watch: &Watchlist, out: &mut Vec<Finding>) {
     if watch.ids.is_empty() {
         return;
     }
-    let mut hits: BTreeMap<(Arc<str>, Day), (Vec<SubscriberId>, Option<Evidence>, u64)> =
-        BTreeMap::new();
+    // (account, day) → (subscribers, first evidence, statements)
+    type Hits = BTreeMap<(Arc<str>, Day), (Vec<SubscriberId>, Option<Evidence>, u64)>;
+    let mut hits: Hits = BTreeMap::new();
     for ((a, s, d), st) in &agg.subjects {
         if !watch.ids.contains_key(s) || watch.allowed(a) {
             continue;

@@ -8,10 +8,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cellwarden_event::Level;
-use cellwarden_pipeline::{HuntConfig, Progress, hunt};
+use cellwarden_pipeline::{DbSetup, HuntConfig, HuntResult, Progress, hunt};
 use cellwarden_sigma::{LoadOptions, Loaded, RuleSource};
 use cellwarden_source::Mapping;
+use cellwarden_telecom::access::Selection;
+use cellwarden_telecom::detect::{DbConfig, Watchlist};
+use cellwarden_telecom::schema::Schema;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +32,9 @@ struct Cli {
 enum Command {
     /// Run the rules over log files and folders (EVTX, JSON; .gz too; `-` for stdin).
     Hunt(HuntArgs),
+    /// Whose subscriber records were read, by which accounts, from where, when, and why it
+    /// is suspicious (database audit logs: pgaudit, MySQL/Percona, MariaDB, Oracle).
+    Scope(ScopeArgs),
     /// Run `hunt` on the built-in example logs with the built-in rules.
     Demo,
     /// Rule tools.
@@ -97,6 +104,144 @@ struct HuntArgs {
     /// Write an ATT&CK Navigator layer of the techniques seen (scores = alert counts).
     #[arg(long)]
     attack_layer: Option<PathBuf>,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Settings of the database-access analytics (shared by `hunt` and `scope`).
+#[derive(clap::Args, Default)]
+struct DbArgs {
+    /// Protected subscribers: one identifier a line, optional label; `allow ACCOUNT` lines.
+    #[arg(long)]
+    watchlist: Option<PathBuf>,
+    /// Schema map (TOML): record tables and identifier columns (see docs/schema.md).
+    #[arg(long)]
+    schema: Option<PathBuf>,
+    /// Detection thresholds (TOML, `[db]` table; see docs/config.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Country calling code for national MSISDNs (overrides the schema map's).
+    #[arg(long)]
+    country_code: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScopeFormat {
+    Json,
+    /// One row per subscriber.
+    Csv,
+    /// A readable report for the people who notify subscribers.
+    Html,
+}
+
+#[derive(clap::Args)]
+struct ScopeArgs {
+    /// Database audit logs (files or folders; .gz too; `-` for stdin).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Every subscriber this account read (repeatable; compared case-insensitively).
+    #[arg(long)]
+    account: Vec<String>,
+    /// Every subscriber read from this client host (repeatable).
+    #[arg(long)]
+    host: Vec<String>,
+    /// Start of the time range for --account/--host (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_time)]
+    since: Option<cellwarden_event::Timestamp>,
+    /// End of the time range (inclusive; a bare date means the end of that day).
+    #[arg(long, value_parser = parse_until)]
+    until: Option<cellwarden_event::Timestamp>,
+    /// Replace identifiers with keyed pseudonyms (HMAC-SHA256 with the key in this file).
+    #[arg(long)]
+    pseudonymise: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "json")]
+    format: ScopeFormat,
+    /// Write the report here instead of standard output.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// Write the schema map in use (configured and inferred) as TOML, to correct and reuse.
+    #[arg(long)]
+    schema_out: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Log source mapping file replacing the built-in one.
+    #[arg(long)]
+    mapping: Option<PathBuf>,
+    /// Parse every SQL statement instead of reusing the analysis of its fingerprint.
+    #[arg(long, hide = true)]
+    no_sql_cache: bool,
+}
+
+fn parse_time(s: &str) -> Result<cellwarden_event::Timestamp, String> {
+    cellwarden_event::parse_timestamp(s)
+        .or_else(|| cellwarden_event::parse_timestamp(&format!("{s}T00:00:00Z")))
+        .ok_or_else(|| format!("not a time: '{s}' (RFC 3339 or YYYY-MM-DD)"))
+}
+
+fn parse_until(s: &str) -> Result<cellwarden_event::Timestamp, String> {
+    if s.len() == 10 {
+        return cellwarden_event::parse_timestamp(&format!("{s}T23:59:59.999999Z"))
+            .ok_or_else(|| format!("not a date: '{s}'"));
+    }
+    parse_time(s)
+}
+
+fn read_file(p: &PathBuf) -> Result<String, Usage> {
+    std::fs::read_to_string(p).map_err(|e| Usage(format!("{}: {e}", p.display())))
+}
+
+/// The database-analytics setup from the command line; watchlist problems are reported.
+fn db_setup(args: &DbArgs, selection: Selection) -> Result<DbSetup, Usage> {
+    let mut schema = match &args.schema {
+        Some(p) => {
+            Schema::from_toml(&read_file(p)?).map_err(|e| Usage(format!("{}: {e}", p.display())))?
+        }
+        None => Schema::default(),
+    };
+    if let Some(cc) = &args.country_code {
+        let cc = cc.trim_start_matches('+').to_owned();
+        if cc.is_empty() || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.len() > 3 {
+            return Err(Usage(format!(
+                "--country-code: '{cc}' is not a calling code"
+            )));
+        }
+        schema.numbering.country_code = Some(cc);
+    }
+    let config = match &args.config {
+        Some(p) => DbConfig::from_toml(&read_file(p)?)
+            .map_err(|e| Usage(format!("{}: {e}", p.display())))?,
+        None => DbConfig::default(),
+    };
+    let watchlist = match &args.watchlist {
+        Some(p) => {
+            let (w, bad) = Watchlist::parse(&read_file(p)?, &schema.numbering);
+            for (line, msg) in &bad {
+                eprintln!(
+                    "error: {}:{line}: {}",
+                    p.display(),
+                    cellwarden_report::sanitize_terminal(msg)
+                );
+            }
+            if w.ids.is_empty() {
+                return Err(Usage(format!(
+                    "{}: no identifier in the watchlist",
+                    p.display()
+                )));
+            }
+            w
+        }
+        None => Watchlist::default(),
+    };
+    Ok(DbSetup {
+        schema: Arc::new(schema),
+        watchlist: Arc::new(watchlist),
+        selection: Arc::new(selection),
+        config,
+        no_cache: false,
+    })
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {
@@ -111,6 +256,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Hunt(args) => run_hunt(args),
+        Command::Scope(args) => run_scope(args),
         Command::Demo => run_demo(),
         Command::Rules {
             command:
@@ -227,53 +373,45 @@ fn run_demo() -> Result<ExitCode, Usage> {
         incidents: false,
         gap: 3600,
         attack_layer: None,
+        db: DbArgs::default(),
     });
     let _ = std::fs::remove_dir_all(&dir);
     code
 }
 
-fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
-    let mapping = match &args.mapping {
-        None => Mapping::builtin(),
+fn load_mapping(path: Option<&PathBuf>) -> Result<Mapping, Usage> {
+    match path {
+        None => Ok(Mapping::builtin()),
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).map_err(|e| Usage(format!("{}: {e}", p.display())))?;
-            Mapping::from_yaml(&text).map_err(|e| Usage(format!("{}: {e}", p.display())))?
+            Mapping::from_yaml(&read_file(p)?).map_err(|e| Usage(format!("{}: {e}", p.display())))
         }
-    };
-    let opts = LoadOptions {
-        placeholders: read_placeholders(args.placeholders.as_ref())?,
-        min_level: args.min_level,
-    };
-    let inputs = cellwarden_source::discover(&args.paths).map_err(|e| Usage(e.to_string()))?;
-    let loaded = load_rules(&args.rules, &opts)?;
-    if loaded.loaded == 0 {
-        return Err(Usage(format!(
-            "no rule loaded from {}",
-            args.rules
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
     }
-    let mut out: Box<dyn Write> = match &args.output {
+}
+
+fn open_output(path: Option<&PathBuf>) -> Result<Box<dyn Write>, Usage> {
+    Ok(match path {
         Some(p) => Box::new(io::BufWriter::new(
             std::fs::File::create(p).map_err(|e| Usage(format!("{}: {e}", p.display())))?,
         )),
         None => Box::new(io::BufWriter::new(io::stdout().lock())),
-    };
-    let config = HuntConfig {
-        threads: args
-            .threads
-            .unwrap_or_else(|| HuntConfig::default().threads)
-            .max(1),
-        ..HuntConfig::default()
-    };
+    })
+}
+
+fn threads(n: Option<usize>) -> usize {
+    n.unwrap_or_else(|| HuntConfig::default().threads).max(1)
+}
+
+/// Runs the pipeline with a progress bar on a terminal.
+fn run_pipeline(
+    inputs: &[cellwarden_source::InputFile],
+    mapping: &Mapping,
+    rules: &cellwarden_sigma::RuleSet,
+    config: &HuntConfig,
+) -> HuntResult {
     let progress = Progress::default();
     let total_bytes: u64 = inputs.iter().map(|i| i.size).sum();
     let done = std::sync::atomic::AtomicBool::new(false);
-    let result = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         if io::stderr().is_terminal() {
             let progress = &progress;
             let done = &done;
@@ -297,11 +435,74 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
                 bar.finish_and_clear();
             });
         }
-        let r = hunt(&inputs, &mapping, &loaded.rules, &config, &progress);
+        let r = hunt(inputs, mapping, rules, config, &progress);
         done.store(true, Ordering::Relaxed);
         r
-    });
+    })
+}
 
+/// Input errors (the first 50) and the counts line, on stderr.
+fn report_errors(err: &mut dyn Write, errors: &[cellwarden_source::SourceError]) {
+    const SHOWN: usize = 50;
+    for e in errors.iter().take(SHOWN) {
+        let _ = writeln!(
+            err,
+            "error: {}",
+            cellwarden_report::sanitize_terminal(&e.to_string())
+        );
+    }
+    if errors.len() > SHOWN {
+        let _ = writeln!(err, "error: … and {} more", errors.len() - SHOWN);
+    }
+}
+
+fn error_counts(err: &mut dyn Write, errors: &[cellwarden_source::SourceError]) {
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in errors {
+        *by_kind.entry(e.kind.as_str()).or_default() += 1;
+    }
+    let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(
+        err,
+        "errors: {}{}",
+        errors.len(),
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        }
+    );
+}
+
+fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
+    let mapping = load_mapping(args.mapping.as_ref())?;
+    let opts = LoadOptions {
+        placeholders: read_placeholders(args.placeholders.as_ref())?,
+        min_level: args.min_level,
+    };
+    let inputs = cellwarden_source::discover(&args.paths).map_err(|e| Usage(e.to_string()))?;
+    let loaded = load_rules(&args.rules, &opts)?;
+    if loaded.loaded == 0 {
+        return Err(Usage(format!(
+            "no rule loaded from {}",
+            args.rules
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let db = db_setup(&args.db, Selection::default())?;
+    let mut out = open_output(args.output.as_ref())?;
+    let config = HuntConfig {
+        threads: threads(args.threads),
+        db,
+        ..HuntConfig::default()
+    };
+    let mut result = run_pipeline(&inputs, &mapping, &loaded.rules, &config);
+    if let Some(min) = args.min_level {
+        result.alerts.retain(|a| a.level >= min);
+    }
     let colour = args.output.is_none()
         && io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none();
@@ -334,17 +535,7 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
 
     // Run summary.
     let mut err = io::stderr().lock();
-    const SHOWN: usize = 50;
-    for e in result.errors.iter().take(SHOWN) {
-        let _ = writeln!(
-            err,
-            "error: {}",
-            cellwarden_report::sanitize_terminal(&e.to_string())
-        );
-    }
-    if result.errors.len() > SHOWN {
-        let _ = writeln!(err, "error: … and {} more", result.errors.len() - SHOWN);
-    }
+    report_errors(&mut err, &result.errors);
     if loaded.unsupported + loaded.invalid > 0 {
         let _ = writeln!(
             err,
@@ -379,21 +570,139 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
         result.alerts.len(),
         levels.join(", ")
     );
-    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
-    for e in &result.errors {
-        *by_kind.entry(e.kind.as_str()).or_default() += 1;
+    error_counts(&mut err, &result.errors);
+    Ok(if result.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
+    let mapping = load_mapping(args.mapping.as_ref())?;
+    let inputs = cellwarden_source::discover(&args.paths).map_err(|e| Usage(e.to_string()))?;
+    let pseudonymiser = match &args.pseudonymise {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| Usage(format!("{}: {e}", p.display())))?;
+            Some(
+                cellwarden_report::Pseudonymiser::from_key_bytes(&bytes)
+                    .map_err(|e| Usage(format!("{}: {e}", p.display())))?,
+            )
+        }
+        None => None,
+    };
+    if (args.since.is_some() || args.until.is_some())
+        && args.account.is_empty()
+        && args.host.is_empty()
+    {
+        return Err(Usage(
+            "--since/--until restrict --account/--host; give at least one of them".into(),
+        ));
     }
-    let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let selection = Selection {
+        accounts: args.account.clone(),
+        hosts: args.host.clone(),
+        since: args.since,
+        until: args.until,
+    };
+    let mut db = db_setup(&args.db, selection)?;
+    db.no_cache = args.no_sql_cache;
+    let mut out = open_output(args.output.as_ref())?;
+    let config = HuntConfig {
+        threads: threads(args.threads),
+        db,
+        ..HuntConfig::default()
+    };
+    // Scope runs the database analytics only; Sigma rules are `hunt`'s.
+    let no_rules = cellwarden_sigma::load(&[], &LoadOptions::default());
+    let result = run_pipeline(&inputs, &mapping, &no_rules.rules, &config);
+    let db = &result.db;
+    let mut exposure = cellwarden_telecom::exposure::Exposure::build(
+        &db.aggregates,
+        &db.judgement,
+        &config.db.watchlist,
+        &config.db.selection,
+    );
+    if let Some(p) = &pseudonymiser {
+        exposure.pseudonymise(&|kind, value| p.pseudonym(kind, value));
+    }
+    let written = match args.format {
+        ScopeFormat::Json => cellwarden_report::write_scope_json(&mut out, &exposure),
+        ScopeFormat::Csv => cellwarden_report::write_scope_csv(&mut out, &exposure),
+        ScopeFormat::Html => cellwarden_report::write_scope_html(&mut out, &exposure),
+    }
+    .and_then(|_| out.flush());
+    if let Err(e) = written
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        eprintln!("cellwarden: writing the report: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    drop(out);
+    let schema_toml = db.aggregates.observed.to_toml(&config.db.schema);
+    if let Some(p) = &args.schema_out
+        && let Err(e) = std::fs::write(p, &schema_toml)
+    {
+        eprintln!("cellwarden: {}: {e}", p.display());
+        return Ok(ExitCode::from(1));
+    }
+
+    let mut err = io::stderr().lock();
+    report_errors(&mut err, &result.errors);
+    if args.schema_out.is_none() && !db.aggregates.observed.tables.is_empty() {
+        let _ = writeln!(
+            err,
+            "schema in use (configured and inferred; correct it and pass it with --schema, or write it with --schema-out):"
+        );
+        for line in schema_toml.lines().take(60) {
+            let _ = writeln!(err, "  {}", cellwarden_report::sanitize_terminal(line));
+        }
+        if schema_toml.lines().count() > 60 {
+            let _ = writeln!(err, "  # … (use --schema-out FILE for all of it)");
+        }
+    }
+    let c = &db.aggregates.counts;
+    let secs = result.elapsed.as_secs_f64().max(1e-9);
     let _ = writeln!(
         err,
-        "errors: {}{}",
-        result.errors.len(),
-        if kinds.is_empty() {
-            String::new()
+        "summary: {} files, {} events, {} database statements in {:.2} s ({:.0} statements/s); {} select subscribers, {} bulk, {} failed, {} without time",
+        result.files,
+        result.events,
+        c.statements,
+        secs,
+        c.statements as f64 / secs,
+        c.with_subscribers,
+        c.bulk,
+        c.failed,
+        c.undated
+    );
+    let _ = writeln!(
+        err,
+        "sql: {} statement shapes reused from the fingerprint cache ({:.1}%), {} statements read from tokens because the parser rejected them",
+        c.sql.cache_hits,
+        100.0 * c.sql.cache_hits as f64 / (c.sql.statements.max(1)) as f64,
+        c.sql.fallback_statements
+    );
+    let s = &exposure.summary;
+    let by_rule: Vec<String> = s
+        .alerts_by_rule
+        .iter()
+        .map(|(r, n)| format!("{} {n}", r.trim_start_matches("cellwarden.db.")))
+        .collect();
+    let _ = writeln!(
+        err,
+        "scope ({}): {} subscribers exposed ({} watchlisted), {} suspicious accounts; alerts: {}",
+        s.mode,
+        s.subscribers_exposed,
+        s.watchlisted_exposed,
+        s.accounts_suspicious,
+        if by_rule.is_empty() {
+            "none".to_owned()
         } else {
-            format!(" ({})", kinds.join(", "))
+            by_rule.join(", ")
         }
     );
+    error_counts(&mut err, &result.errors);
     Ok(if result.errors.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -1,0 +1,328 @@
+//! Scope report outputs: JSON (the documented form), CSV (one row per subscriber) and a
+//! self-contained HTML page for the people who notify subscribers. Every string from the
+//! logs is escaped where it lands (HTML text and attributes, CSV cells).
+
+use std::io::{self, Write};
+
+use cellwarden_telecom::exposure::Exposure;
+
+use crate::CsvWriter;
+
+/// Pretty-printed JSON.
+pub fn write_scope_json(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, x).map_err(io::Error::other)?;
+    writeln!(w)
+}
+
+/// One row per subscriber; lists are joined with `;`.
+pub fn write_scope_csv(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
+    let mut c = CsvWriter::new(w);
+    c.row(&[
+        "id",
+        "id_kind",
+        "record_types",
+        "accounts",
+        "client_hosts",
+        "first_access",
+        "last_access",
+        "statements",
+        "rows",
+        "watchlisted",
+        "label",
+        "reasons",
+        "evidence",
+    ])?;
+    for s in &x.subscribers {
+        let evidence: Vec<String> = s
+            .evidence
+            .iter()
+            .map(|e| format!("{}:{}", e.file, e.line))
+            .collect();
+        c.row(&[
+            &s.id,
+            &s.id_kind,
+            &s.record_types.join(";"),
+            &s.accounts.join(";"),
+            &s.client_hosts.join(";"),
+            &s.first_access,
+            &s.last_access,
+            &s.statements.to_string(),
+            &s.rows.map(|r| r.to_string()).unwrap_or_default(),
+            if s.watchlisted { "true" } else { "false" },
+            s.label.as_deref().unwrap_or(""),
+            &s.reasons.join(";"),
+            &evidence.join(";"),
+        ])?;
+    }
+    c.flush()
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            // Control characters (terminal escapes) are shown, not passed on.
+            c if c.is_control() && c != '\n' && c != '\t' => {
+                o.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+const STYLE: &str = r#"
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2330;background:#fafbfc}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
+.sub{color:#5b6475;margin-bottom:16px}
+.cards{display:flex;gap:12px;flex-wrap:wrap}
+.card{background:#fff;border:1px solid #dde2ea;border-radius:6px;padding:10px 14px;min-width:150px}
+.card b{display:block;font-size:22px}
+table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dde2ea}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #eef1f5;vertical-align:top}
+th{background:#f0f3f7;cursor:pointer;user-select:none;white-space:nowrap}
+th.sorted-asc::after{content:" ▲"}th.sorted-desc::after{content:" ▼"}
+tr.watch td:first-child{border-left:4px solid #c0392b}
+.tag{display:inline-block;background:#eef1f5;border-radius:3px;padding:0 5px;margin:1px;font-size:12px}
+.lvl-high,.lvl-critical{color:#b03a2e;font-weight:600}.lvl-medium{color:#b9770e}.lvl-low{color:#2e6da4}
+details summary{cursor:pointer;color:#2e6da4}
+code{font-size:12px;word-break:break-all}
+.note{color:#5b6475;font-size:12px}
+"#;
+
+const SCRIPT: &str = r#"
+document.querySelectorAll('table.sortable').forEach(function(t){
+  t.querySelectorAll('th').forEach(function(th,i){
+    th.addEventListener('click',function(){
+      var asc=!th.classList.contains('sorted-asc');
+      t.querySelectorAll('th').forEach(function(h){h.classList.remove('sorted-asc','sorted-desc')});
+      th.classList.add(asc?'sorted-asc':'sorted-desc');
+      var body=t.tBodies[0];var rows=Array.prototype.slice.call(body.rows);
+      rows.sort(function(a,b){
+        var x=a.cells[i].getAttribute('data-sort')||a.cells[i].textContent;
+        var y=b.cells[i].getAttribute('data-sort')||b.cells[i].textContent;
+        var nx=parseFloat(x),ny=parseFloat(y);
+        var c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);
+        return asc?c:-c;
+      });
+      rows.forEach(function(r){body.appendChild(r)});
+    });
+  });
+});
+"#;
+
+fn tags(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("<span class=\"tag\">{}</span>", html_escape(i)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A self-contained HTML report (no external assets).
+pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
+    let e = html_escape;
+    let s = &x.summary;
+    let mut h = String::new();
+    h.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">");
+    h.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">");
+    h.push_str("<title>cellwarden scope report</title><style>");
+    h.push_str(STYLE);
+    h.push_str("</style></head><body>");
+    h.push_str("<h1>Subscriber exposure</h1><div class=\"sub\">");
+    if s.mode == "selected" {
+        h.push_str(&format!(
+            "Every subscriber whose records were read by accounts {} / client hosts {} between {} and {}.",
+            e(&none_dash(&s.selection.accounts.join(", "))),
+            e(&none_dash(&s.selection.hosts.join(", "))),
+            e(s.selection.since.as_deref().unwrap_or("the start of the logs")),
+            e(s.selection.until.as_deref().unwrap_or("the end of the logs"))
+        ));
+    } else {
+        h.push_str("Subscribers whose records were read in suspicious sessions: watchlist hits, targeted lookups, and account-days flagged by the detections.");
+    }
+    if s.pseudonymised {
+        h.push_str(" Identifiers are keyed pseudonyms.");
+    }
+    h.push_str("</div><div class=\"cards\">");
+    for (label, v) in [
+        ("subscribers exposed", s.subscribers_exposed.to_string()),
+        ("watchlisted", s.watchlisted_exposed.to_string()),
+        ("suspicious accounts", s.accounts_suspicious.to_string()),
+        ("statements analysed", s.statements.to_string()),
+        (
+            "first access",
+            s.first_access.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "last access",
+            s.last_access.clone().unwrap_or_else(|| "-".into()),
+        ),
+    ] {
+        h.push_str(&format!(
+            "<div class=\"card\"><b>{}</b>{}</div>",
+            e(&v),
+            e(label)
+        ));
+    }
+    h.push_str("</div>");
+
+    h.push_str("<h2>Subscribers</h2>");
+    if x.subscribers.is_empty() {
+        h.push_str("<p>No subscriber records were read in the sessions in scope.</p>");
+    } else {
+        h.push_str("<table class=\"sortable\" id=\"subscribers\"><thead><tr><th>Identifier</th><th>Kind</th><th>Records</th><th>Accounts</th><th>Client hosts</th><th>First access</th><th>Last access</th><th>Statements</th><th>Rows</th><th>Why</th><th>Evidence</th></tr></thead><tbody>");
+        for sub in &x.subscribers {
+            h.push_str(&format!(
+                "<tr{}><td><code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>",
+                if sub.watchlisted { " class=\"watch\"" } else { "" },
+                e(&sub.id),
+                match (&sub.label, sub.watchlisted) {
+                    (Some(l), _) => format!("<br><span class=\"tag\">watchlist: {}</span>", e(l)),
+                    (None, true) => "<br><span class=\"tag\">watchlist</span>".to_owned(),
+                    _ => String::new(),
+                },
+                e(&sub.id_kind),
+                tags(&sub.record_types),
+                tags(&sub.accounts),
+                tags(&sub.client_hosts),
+                e(&sub.first_access),
+                e(&sub.last_access),
+                sub.statements,
+                sub.rows.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                sub.reasons
+                    .iter()
+                    .map(|r| format!("<code>{}</code>", e(rule_of(r))))
+                    .collect::<Vec<_>>()
+                    .join("<br>"),
+            ));
+            h.push_str(&format!(
+                "<details><summary>{} of {}</summary>",
+                sub.evidence.len(),
+                sub.evidence_total
+            ));
+            for ev in &sub.evidence {
+                h.push_str(&format!(
+                    "<div><code>{}:{}</code> {} {}</div>",
+                    e(&ev.file),
+                    ev.line,
+                    e(&ev.time),
+                    e(&ev.account)
+                ));
+            }
+            h.push_str("</details></td></tr>");
+        }
+        h.push_str("</tbody></table>");
+    }
+
+    h.push_str("<h2>Accounts</h2>");
+    if x.accounts.is_empty() {
+        h.push_str("<p>No account was flagged.</p>");
+    }
+    for a in &x.accounts {
+        h.push_str(&format!(
+            "<h3>{}{}</h3><div class=\"note\">{} statements, {} subscribers in this report, client hosts {}, programs {}, active {} .. {}</div>",
+            e(&a.account),
+            if a.suspicious { " <span class=\"lvl-high\">suspicious</span>" } else { "" },
+            a.statements,
+            a.subscribers,
+            tags(&a.client_hosts),
+            tags(&a.programs),
+            e(&a.first_activity),
+            e(&a.last_activity)
+        ));
+        if !a.reasons.is_empty() {
+            h.push_str("<table class=\"sortable\"><thead><tr><th>Time</th><th>Level</th><th>Detection</th><th>Observed</th><th>Expected</th><th>Alert</th></tr></thead><tbody>");
+            for r in &a.reasons {
+                h.push_str(&format!(
+                    "<tr><td>{}</td><td class=\"lvl-{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                    e(&r.time),
+                    e(&r.level),
+                    e(&r.level),
+                    e(&r.title),
+                    e(&r.observed),
+                    e(&r.expected),
+                    e(&r.alert)
+                ));
+            }
+            h.push_str("</tbody></table>");
+        }
+        if !a.bulk.is_empty() {
+            h.push_str("<p>Whole-table reads and exports:</p><ul>");
+            for b in &a.bulk {
+                h.push_str(&format!(
+                    "<li>{} {} on {}: {} statement(s), {} — <code>{}:{}</code></li>",
+                    e(&b.statement_kind),
+                    e(&b.table),
+                    e(&b.day),
+                    b.statements,
+                    b.rows
+                        .map(|r| format!("{r} rows"))
+                        .unwrap_or_else(|| "rows not logged".into()),
+                    e(&b.file),
+                    b.line
+                ));
+            }
+            h.push_str("</ul>");
+        }
+    }
+    if !x.prefix_lookups.is_empty() {
+        h.push_str("<h2>Range lookups (LIKE on identifiers)</h2><table class=\"sortable\"><thead><tr><th>Account</th><th>Kind</th><th>Prefix</th><th>Statements</th><th>First</th></tr></thead><tbody>");
+        for p in &x.prefix_lookups {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td><code>{}:{}</code></td></tr>",
+                e(&p.account),
+                e(&p.id_kind),
+                e(&p.prefix),
+                p.statements,
+                e(&p.first.file),
+                p.first.line
+            ));
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str(&format!(
+        "<p class=\"note\">{} statements analysed, {} selected subscribers, {} read from tokens because the SQL parser rejected them, {} failed, {} without a time.</p>",
+        s.statements,
+        s.statements_with_subscribers,
+        s.statements_parsed_from_tokens,
+        s.failed_statements,
+        s.statements_without_time
+    ));
+    h.push_str("<script>");
+    h.push_str(SCRIPT);
+    h.push_str("</script></body></html>\n");
+    w.write_all(h.as_bytes())
+}
+
+fn none_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The rule id part of an alert key (`rule:file:record`).
+fn rule_of(key: &str) -> &str {
+    key.split(':').next().unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_control_characters() {
+        assert_eq!(
+            html_escape("<script>alert('x')</script>\"&\u{1b}[31m"),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;&amp;\\u{1b}[31m"
+        );
+    }
+}

@@ -40,9 +40,27 @@ impl IdKind {
         if c.contains("imei") {
             return Some(IdKind::Imei);
         }
-        const MSISDN: [&str; 12] = [
-            "msisdn", "calling", "called", "a_number", "b_number", "anumber", "bnumber", "a_party",
-            "b_party", "phone", "caller", "callee",
+        const MSISDN: [&str; 20] = [
+            "msisdn",
+            "calling",
+            "called",
+            "a_number",
+            "b_number",
+            "anumber",
+            "bnumber",
+            "a_party",
+            "b_party",
+            "phone",
+            "caller",
+            "callee",
+            "sender",
+            "recipient",
+            "receiver",
+            "originator",
+            "orig_number",
+            "dest_number",
+            "term_number",
+            "mobile",
         ];
         MSISDN
             .iter()

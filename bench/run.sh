@@ -18,21 +18,12 @@ RUNS=${RUNS:-5}
 THREADS=${THREADS:-$(nproc)}
 cargo build --release -q
 BIN=target/release/cellwarden
-NEVER=$(mktemp -d)
-trap 'rm -rf "$NEVER"' EXIT
-cat > "$NEVER/never.yml" <<'YML'
-title: Never matches
-id: 00000000-0000-0000-0000-000000000000
-logsource: {product: none}
-detection: {sel: {EventID: -1}, condition: sel}
-level: low
-YML
 
 # best (highest events/s) of $RUNS runs; prints "events/s MB/s"
 best() {
     local top_e=0 top_m=0
     for _ in $(seq "$RUNS"); do
-        line=$("$BIN" hunt "$SAMPLES" -r "$1" --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | grep '^summary:')
+        line=$("$BIN" hunt "$SAMPLES" -r "$@" --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | grep '^summary:')
         e=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\1/')
         m=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\2/')
         if [ "$e" -gt "$top_e" ]; then top_e=$e; top_m=$m; fi
@@ -40,7 +31,7 @@ best() {
     echo "$top_e $top_m"
 }
 
-read -r pe pm < <(best "$NEVER")
+read -r pe pm < <(best bench/never.yml --no-db)
 read -r he hm < <(best "$RULES")
 rss=$( { /usr/bin/time -v "$BIN" hunt "$SAMPLES" -r "$RULES" --threads "$THREADS" --format jsonl -o /dev/null; } 2>&1 | sed -n 's/.*Maximum resident set size (kbytes): //p')
 echo "cellwarden hunt over $SAMPLES ($THREADS threads, best of $RUNS)"

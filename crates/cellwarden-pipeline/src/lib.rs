@@ -30,6 +30,8 @@ pub struct DbSetup {
     pub config: DbConfig,
     /// Parse every statement instead of reusing shapes by fingerprint (for measurements).
     pub no_cache: bool,
+    /// Skip the database analytics (for measuring the sources alone).
+    pub disabled: bool,
 }
 
 /// Settings of one run.
@@ -220,7 +222,9 @@ fn worker(
     for unit in rx {
         let before = alerts.len();
         let n = unit.decode(mapping, &settings, &mut errors, &mut |ev| {
-            collector.observe(&ev);
+            if !db.disabled {
+                collector.observe(&ev);
+            }
             rules.matches(&ev, &mut scratch, &mut hits);
             if hits.is_empty() {
                 return;

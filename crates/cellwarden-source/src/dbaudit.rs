@@ -83,13 +83,48 @@ fn prefix_fields(prefix: &str, out: &mut Fields<'static>) -> Option<Timestamp> {
     ts
 }
 
-/// One CSV record of `text` (which may span lines), without a header.
-fn csv_record(text: &str) -> Option<csv::StringRecord> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    rdr.records().next()?.ok()
+/// The fields of one CSV record (which may span lines): `"` quotes, `""` inside quotes is a
+/// quote. Unquoted fields borrow from `text`. `None` for an unterminated quote.
+fn csv_record(text: &str) -> Option<Vec<Cow<'_, str>>> {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(16);
+    let mut i = 0;
+    loop {
+        if b.get(i) == Some(&b'"') {
+            let mut v = String::new();
+            let mut j = i + 1;
+            loop {
+                let k = j + memchr::memchr(b'"', &b[j..])?;
+                v.push_str(&text[j..k]);
+                if b.get(k + 1) == Some(&b'"') {
+                    v.push('"');
+                    j = k + 2;
+                } else {
+                    j = k + 1;
+                    break;
+                }
+            }
+            // Anything between the closing quote and the comma is kept, as csv readers do.
+            let end = memchr::memchr(b',', &b[j..]).map_or(b.len(), |e| j + e);
+            v.push_str(&text[j..end]);
+            out.push(Cow::Owned(v));
+            i = end;
+        } else {
+            let end = memchr::memchr(b',', &b[i..]).map_or(b.len(), |e| i + e);
+            out.push(Cow::Borrowed(&text[i..end]));
+            i = end;
+        }
+        if i >= b.len() {
+            return Some(out);
+        }
+        i += 1; // the comma
+        if i == b.len() {
+            out.push(Cow::Borrowed(""));
+            return Some(out);
+        }
+    }
 }
 
 /// A decoded record: its fields and time.
@@ -459,11 +494,11 @@ pub fn oracle_record(
             "RETURN_CODE" => Some("return_code"),
             "DBNAME" | "CON_NAME" | "PDB_NAME" => Some("database"),
             "OBJECT_SCHEMA" => {
-                schema = v.to_owned();
+                schema = v.to_string();
                 None
             }
             "OBJECT_NAME" => {
-                object = v.to_owned();
+                object = v.to_string();
                 None
             }
             _ => None,

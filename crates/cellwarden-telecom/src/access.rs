@@ -11,7 +11,9 @@
 //!   [`EVIDENCE_CAP`] pieces of evidence (about 48 bytes each);
 //! - per worker: the SQL fingerprint cache ([`crate::sql::CACHE_CAPACITY`] shapes).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use cellwarden_event::{Event, Timestamp};
@@ -84,7 +86,8 @@ pub struct DayStats {
 #[derive(Debug, Clone, Default)]
 pub struct SubjectStats {
     pub record_types: u8,
-    pub hosts: BTreeSet<Arc<str>>,
+    /// Sorted, without duplicates (usually one: a small vector, not a tree).
+    pub hosts: Vec<Arc<str>>,
     pub first: Option<Timestamp>,
     pub last: Option<Timestamp>,
     pub statements: u64,
@@ -94,6 +97,35 @@ pub struct SubjectStats {
 }
 
 impl SubjectStats {
+    /// Counts one statement.
+    fn add(
+        &mut self,
+        record_bits: u8,
+        host: Option<&Arc<str>>,
+        time: Timestamp,
+        rows: Option<i64>,
+        evidence: &Evidence,
+    ) {
+        self.record_types |= record_bits;
+        if let Some(h) = host
+            && let Err(at) = self.hosts.binary_search(h)
+        {
+            self.hosts.reserve_exact(1);
+            self.hosts.insert(at, Arc::clone(h));
+        }
+        self.first = min_opt(self.first, Some(time));
+        self.last = self.last.max(Some(time));
+        self.statements += 1;
+        self.rows = add_rows(self.rows, rows);
+        if self.evidence.len() < EVIDENCE_CAP || self.evidence.last().is_some_and(|l| evidence < l)
+        {
+            if self.evidence.len() < EVIDENCE_CAP {
+                self.evidence.reserve_exact(1);
+            }
+            keep_earliest(&mut self.evidence, evidence.clone(), EVIDENCE_CAP);
+        }
+    }
+
     /// Adds another's counts (a copy).
     pub fn merge_from(&mut self, o: &SubjectStats) {
         self.merge(o.clone());
@@ -102,6 +134,8 @@ impl SubjectStats {
     fn merge(&mut self, o: SubjectStats) {
         self.record_types |= o.record_types;
         self.hosts.extend(o.hosts);
+        self.hosts.sort();
+        self.hosts.dedup();
         self.first = min_opt(self.first, o.first);
         self.last = self.last.max(o.last);
         self.statements += o.statements;
@@ -216,13 +250,13 @@ impl Aggregates {
                     }
                     s.last = s.last.max(d.last);
                     for (h, e) in d.hosts {
-                        merge_first(&mut s.hosts, h, e);
+                        merge_first(&mut s.hosts, h, &e);
                     }
                     for (h, e) in d.programs {
-                        merge_first(&mut s.programs, h, e);
+                        merge_first(&mut s.programs, h, &e);
                     }
                     for (h, e) in d.record_types {
-                        merge_first(&mut s.record_types, h, e);
+                        merge_first(&mut s.record_types, h, &e);
                     }
                     for (k, b) in d.bulk {
                         let t = s.bulk.entry(k).or_default();
@@ -238,12 +272,8 @@ impl Aggregates {
                 }
             }
         }
-        for (k, s) in o.subjects {
-            self.subjects.entry(k).or_default().merge(s);
-        }
-        for (k, s) in o.selected {
-            self.selected.entry(k).or_default().merge(s);
-        }
+        merge_sorted(&mut self.subjects, o.subjects);
+        merge_sorted(&mut self.selected, o.selected);
         self.created.extend(o.created);
         for (k, (n, e)) in o.prefixes {
             let slot = self.prefixes.entry(k).or_insert((0, e.clone()));
@@ -281,12 +311,48 @@ impl Aggregates {
     }
 }
 
-fn merge_first<K: Ord>(m: &mut BTreeMap<K, Evidence>, k: K, e: Evidence) {
+/// Merges two ordered maps of subject stats in one pass (both are large; per-key inserts
+/// would search the tree for each).
+fn merge_sorted<K: Ord>(a: &mut BTreeMap<K, SubjectStats>, b: BTreeMap<K, SubjectStats>) {
+    if b.is_empty() {
+        return;
+    }
+    if a.is_empty() {
+        *a = b;
+        return;
+    }
+    let mut out: Vec<(K, SubjectStats)> = Vec::with_capacity(a.len() + b.len());
+    let mut x = std::mem::take(a).into_iter().peekable();
+    let mut y = b.into_iter().peekable();
+    loop {
+        let take_x = match (x.peek(), y.peek()) {
+            (Some((kx, _)), Some((ky, _))) => match kx.cmp(ky) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => {
+                    let (k, mut s) = x.next().expect("peeked");
+                    let (_, t) = y.next().expect("peeked");
+                    s.merge(t);
+                    out.push((k, s));
+                    continue;
+                }
+            },
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let item = if take_x { x.next() } else { y.next() };
+        out.extend(item);
+    }
+    *a = out.into_iter().collect();
+}
+
+fn merge_first<K: Ord>(m: &mut BTreeMap<K, Evidence>, k: K, e: &Evidence) {
     match m.get_mut(&k) {
-        Some(x) if e < *x => *x = e,
+        Some(x) if *e < *x => *x = e.clone(),
         Some(_) => {}
         None => {
-            m.insert(k, e);
+            m.insert(k, e.clone());
         }
     }
 }
@@ -302,6 +368,13 @@ struct Derived {
     record_tables: Vec<Arc<str>>,
     /// Per predicate: what its column holds.
     columns: Vec<Option<(ColumnKind, Basis)>>,
+    /// Per predicate: whether its table (or the statement's) is a record table.
+    record_pred: Vec<bool>,
+    /// Per predicate: (table, column) shown in the schema inference, once an identifier
+    /// was found there.
+    shown: Vec<Option<(String, String)>>,
+    /// Statements of this shape since it was cached (table counts for the inference).
+    uses: u64,
 }
 
 /// Gathers [`Aggregates`] from events; one per worker thread.
@@ -312,6 +385,12 @@ pub struct Collector {
     analyzer: Analyzer,
     derived: HashMap<usize, Derived>,
     interned: HashMap<Box<str>, Arc<str>>,
+    /// Per-subscriber state while gathering (hashed: most statements add a new key); moved
+    /// into the ordered maps of [`Aggregates`] at the end.
+    subjects: HashMap<(Arc<str>, SubscriberId, Day), SubjectStats>,
+    selected: HashMap<(Arc<str>, SubscriberId), SubjectStats>,
+    days: HashMap<(Arc<str>, Day), DayStats>,
+    programs: HashMap<(Arc<str>, Arc<str>), u64>,
     pub aggregates: Aggregates,
 }
 
@@ -398,8 +477,12 @@ impl Collector {
             selection,
             bulk_min_rows,
             analyzer,
-            derived: HashMap::new(),
-            interned: HashMap::new(),
+            derived: HashMap::default(),
+            interned: HashMap::default(),
+            subjects: HashMap::default(),
+            selected: HashMap::default(),
+            days: HashMap::default(),
+            programs: HashMap::default(),
             aggregates: Aggregates::default(),
         }
     }
@@ -416,10 +499,11 @@ impl Collector {
         a
     }
 
-    fn derive(&mut self, shape: &Arc<Shape>, compared: &[crate::sql::Compared]) -> &Derived {
+    fn derive(&mut self, shape: &Arc<Shape>, compared: &[crate::sql::Compared]) -> &mut Derived {
         let key = Arc::as_ptr(shape) as usize;
         if !self.derived.contains_key(&key) {
             if self.derived.len() > crate::sql::CACHE_CAPACITY * 2 {
+                self.flush_observed();
                 self.derived.clear();
             }
             let mut record_bits = 0;
@@ -442,9 +526,13 @@ impl Collector {
                 .cloned()
                 .collect();
             let mut columns = vec![None; shape.predicates];
+            let mut record_pred = vec![record_bits != 0; shape.predicates];
             for c in compared {
                 if columns[c.pred].is_none() {
                     columns[c.pred] = self.schema.column(c.table.as_deref(), &all, &c.column);
+                }
+                if let Some(t) = c.table.as_deref() {
+                    record_pred[c.pred] = self.schema.table(t).record_type.is_some();
                 }
             }
             self.derived.insert(
@@ -455,10 +543,28 @@ impl Collector {
                     large,
                     record_tables,
                     columns,
+                    record_pred,
+                    shown: vec![None; shape.predicates],
+                    uses: 0,
                 },
             );
         }
-        &self.derived[&key]
+        self.derived.get_mut(&key).expect("inserted above")
+    }
+
+    /// Moves the per-shape statement counts into the schema inference.
+    fn flush_observed(&mut self) {
+        for d in self.derived.values_mut() {
+            for t in &d._shape.tables_read {
+                *self
+                    .aggregates
+                    .observed
+                    .tables
+                    .entry(t.to_string())
+                    .or_default() += d.uses;
+            }
+            d.uses = 0;
+        }
     }
 
     /// Takes one event; events that are not database statements are ignored.
@@ -501,21 +607,15 @@ impl Collector {
         let shape = Arc::clone(&analysis.shape);
         let schema = Arc::clone(&self.schema);
         let derived = self.derive(&shape, &analysis.compared);
+        derived.uses += 1;
         let record_bits = derived.record_bits;
-        let large = derived.large.clone();
-        let record_tables = derived.record_tables.clone();
-        let columns = derived.columns.clone();
         // Subscribers selected, and LIKE prefixes.
         let mut subjects: Vec<SubscriberId> = Vec::new();
         let mut prefixes: Vec<(IdKind, String)> = Vec::new();
         let mut observed_cols: Vec<(String, String, ColumnKind, Basis)> = Vec::new();
         for c in &analysis.compared {
-            let col = columns[c.pred];
-            let table_is_record = c
-                .table
-                .as_deref()
-                .map(|t| schema.table(t).record_type.is_some())
-                .unwrap_or(record_bits != 0);
+            let col = derived.columns[c.pred];
+            let table_is_record = derived.record_pred[c.pred];
             if c.like {
                 let Some(kind) = col.map(|(k, _)| k) else {
                     continue;
@@ -549,38 +649,45 @@ impl Collector {
                     },
                     |(k, _)| k,
                 );
-                let table = c
-                    .table
-                    .as_deref()
-                    .or_else(|| record_tables.first().map(|t| &**t))
-                    .unwrap_or("?");
-                observed_cols.push((table.to_owned(), c.column.to_string(), kind, basis));
+                if derived.shown[c.pred].is_none() {
+                    let table = c
+                        .table
+                        .as_deref()
+                        .or_else(|| derived.record_tables.first().map(|t| &**t))
+                        .unwrap_or("?");
+                    derived.shown[c.pred] = Some((table.to_owned(), c.column.to_string()));
+                    observed_cols.push((table.to_owned(), c.column.to_string(), kind, basis));
+                }
                 if !subjects.contains(&id) {
                     subjects.push(id);
                 }
             }
         }
+        let large = derived.large.clone();
+        let record_tables = derived.record_tables.clone();
         let agg = &mut self.aggregates;
-        for t in &shape.tables_read {
-            *agg.observed.tables.entry(t.to_string()).or_default() += 1;
-        }
         for (t, c, k, b) in observed_cols {
             agg.observed.columns.entry((t, c)).or_insert((k, b));
         }
         if failed {
             agg.counts.failed += 1;
         }
-        let d = agg.days.entry((Arc::clone(&account), day)).or_default();
+        let d = self.days.entry((Arc::clone(&account), day)).or_default();
         d.statements += 1;
         d.hours |= 1 << hour_of(time);
         min_evidence(&mut d.first, &evidence);
         d.last = d.last.max(Some(time));
-        if let Some(h) = &host {
-            merge_first(&mut d.hosts, Arc::clone(h), evidence.clone());
+        if let Some(h) = &host
+            && d.hosts.get(h).is_none_or(|x| *x > evidence)
+        {
+            merge_first(&mut d.hosts, Arc::clone(h), &evidence);
         }
         if let Some(p) = &program {
-            merge_first(&mut d.programs, Arc::clone(p), evidence.clone());
-            *agg.programs
+            if d.programs.get(p).is_none_or(|x| *x > evidence) {
+                merge_first(&mut d.programs, Arc::clone(p), &evidence);
+            }
+            *self
+                .programs
                 .entry((Arc::clone(&account), Arc::clone(p)))
                 .or_default() += 1;
         }
@@ -599,7 +706,7 @@ impl Collector {
             return;
         }
         for rt in RecordType::of_bits(record_bits) {
-            merge_first(&mut d.record_types, rt, evidence.clone());
+            merge_first(&mut d.record_types, rt, &evidence);
         }
         // Whole-table reads of large record tables, and exports of record tables.
         let narrow = !subjects.is_empty() || prefixes.iter().any(|(_, p)| p.len() >= 8);
@@ -638,33 +745,27 @@ impl Collector {
         let selected =
             self.selection.is_set() && self.selection.selects(&account, host.as_deref(), time);
         for id in subjects {
-            let mut one = SubjectStats {
-                record_types: record_bits,
-                first: Some(time),
-                last: Some(time),
-                statements: 1,
-                rows,
-                evidence: vec![evidence.clone()],
-                ..Default::default()
-            };
-            if let Some(h) = &host {
-                one.hosts.insert(Arc::clone(h));
-            }
             if selected {
-                agg.selected
+                self.selected
                     .entry((Arc::clone(&account), id.clone()))
                     .or_default()
-                    .merge(one.clone());
+                    .add(record_bits, host.as_ref(), time, rows, &evidence);
             }
-            agg.subjects
+            self.subjects
                 .entry((Arc::clone(&account), id, day))
                 .or_default()
-                .merge(one);
+                .add(record_bits, host.as_ref(), time, rows, &evidence);
         }
     }
 
     /// The aggregates gathered, with the analyser's counters.
     pub fn into_aggregates(mut self) -> Aggregates {
+        self.flush_observed();
+        // Collecting sorts once and builds the tree in bulk.
+        self.aggregates.subjects = self.subjects.into_iter().collect();
+        self.aggregates.selected = self.selected.into_iter().collect();
+        self.aggregates.days = self.days.into_iter().collect();
+        self.aggregates.programs = self.programs.into_iter().collect();
         self.aggregates.counts.sql = self.analyzer.stats;
         self.aggregates
     }

@@ -10,7 +10,7 @@
 //! Statements the parser rejects are analysed from their tokens instead (tables after
 //! FROM/JOIN/INTO/UPDATE, `column = literal`, `column IN (…)`, `column LIKE …`) and counted.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -224,7 +224,7 @@ impl Analyzer {
     /// `use_cache: false` parses every statement (for measuring what the cache saves).
     pub fn new(use_cache: bool) -> Self {
         Analyzer {
-            cache: HashMap::new(),
+            cache: HashMap::default(),
             capacity: CACHE_CAPACITY,
             use_cache,
             scan: Scan::default(),

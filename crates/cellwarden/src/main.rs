@@ -106,6 +106,9 @@ struct HuntArgs {
     attack_layer: Option<PathBuf>,
     #[command(flatten)]
     db: DbArgs,
+    /// Skip the database-access analytics (to measure the rest alone).
+    #[arg(long, hide = true)]
+    no_db: bool,
 }
 
 /// Settings of the database-access analytics (shared by `hunt` and `scope`).
@@ -241,6 +244,7 @@ fn db_setup(args: &DbArgs, selection: Selection) -> Result<DbSetup, Usage> {
         selection: Arc::new(selection),
         config,
         no_cache: false,
+        disabled: false,
     })
 }
 
@@ -374,6 +378,7 @@ fn run_demo() -> Result<ExitCode, Usage> {
         gap: 3600,
         attack_layer: None,
         db: DbArgs::default(),
+        no_db: false,
     });
     let _ = std::fs::remove_dir_all(&dir);
     code
@@ -492,7 +497,8 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
                 .join(", ")
         )));
     }
-    let db = db_setup(&args.db, Selection::default())?;
+    let mut db = db_setup(&args.db, Selection::default())?;
+    db.disabled = args.no_db;
     let mut out = open_output(args.output.as_ref())?;
     let config = HuntConfig {
         threads: threads(args.threads),
@@ -682,6 +688,12 @@ fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
         c.sql.cache_hits,
         100.0 * c.sql.cache_hits as f64 / (c.sql.statements.max(1)) as f64,
         c.sql.fallback_statements
+    );
+    let _ = writeln!(
+        err,
+        "state: {} subscriber-account-days, {} account-days",
+        db.aggregates.subjects.len(),
+        db.aggregates.days.len()
     );
     let s = &exposure.summary;
     let by_rule: Vec<String> = s

@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Writes large database audit logs for bench/scope.sh: a PostgreSQL stderr log with pgaudit
+records and a MySQL Enterprise Audit JSON log, with the statement mix of a billing/CRM
+database (care lookups with binds, CDR and location queries with literals and IN lists,
+updates, reports, 0.5 % one-off statements) over 30 days. Deterministic."""
+import json, random, sys
+
+def main(out_dir, n_pg, n_my):
+    r = random.Random(7)
+    def msisdn():
+        return "336%08d" % r.randrange(100_000_000)
+    def stmt(i):
+        k = r.randrange(200)
+        m = msisdn()
+        if k == 0:
+            return "SELECT a%d, b FROM report_%d WHERE x = %d AND msisdn = '%s'" % (i, i % 997, i, m), ""
+        if k <= 80:
+            return "SELECT s.* FROM subscriber s WHERE s.msisdn = $1", m
+        if k <= 120:
+            return "SELECT * FROM cdr WHERE calling_number = '%s' OR called_number = '%s' ORDER BY start_time DESC LIMIT 50" % (m, m), ""
+        if k <= 140:
+            lst = ", ".join("'%s'" % msisdn() for _ in range(2 + r.randrange(6)))
+            return "select imsi, cell_id from cell_location where msisdn in (%s) and ts > '2026-03-01'" % lst, ""
+        if k <= 160:
+            return "UPDATE subscriber SET last_seen = now() WHERE imsi = '20815%010d'" % r.randrange(10**10), ""
+        if k <= 180:
+            return "SELECT c.*, d.imei FROM cdr c JOIN device d ON d.imsi = c.imsi\n WHERE c.calling_number = $1 -- care lookup\n AND c.start_time > $2", m + ",2026-03-01"
+        return "SELECT count(*) FROM sms_log WHERE sent_at > '2026-03-%02d'" % (1 + r.randrange(28)), ""
+    users = ["care%02d" % u for u in range(40)] + ["rating", "billing", "report"]
+    with open(f"{out_dir}/postgresql-bench.log", "w") as f:
+        for i in range(n_pg):
+            sql, param = stmt(i)
+            day, sec = 1 + i * 30 // n_pg, (i * 7919) % 86400
+            u = users[i % len(users)]
+            body = '"' + sql.replace('"', '""') + '"'
+            f.write("2026-03-%02d %02d:%02d:%02d.%03d UTC [%d]: [1-1] user=%s,db=cdrdb,app=crm,client=10.1.%d.%d LOG:  AUDIT: SESSION,%d,1,READ,SELECT,,,%s,%s\n" % (
+                day, sec // 3600, sec // 60 % 60, sec % 60, i % 1000, 1000 + i % 5000, u, i % 7, 10 + i % 40, i, body, param or "<not logged>"))
+    with open(f"{out_dir}/mysql-audit-bench.json", "w") as f:
+        for i in range(n_my):
+            sql, param = stmt(i)
+            if param:  # MySQL logs statements with their values in place
+                for j, p in enumerate(param.split(",")):
+                    sql = sql.replace("$%d" % (j + 1), "'%s'" % p)
+            day, sec = 1 + i * 30 // n_my, (i * 7919) % 86400
+            u = users[i % len(users)]
+            f.write(json.dumps({"timestamp": "2026-03-%02d %02d:%02d:%02d" % (day, sec // 3600, sec // 60 % 60, sec % 60),
+                "id": i, "class": "general", "event": "status", "connection_id": i % 500,
+                "account": {"user": u, "host": "10.1.0.%d" % (i % 40)},
+                "login": {"user": u, "os": "", "ip": "10.1.0.%d" % (i % 40), "proxy": ""},
+                "general_data": {"command": "Query", "sql_command": "select", "query": sql, "status": 0}}) + "\n")
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

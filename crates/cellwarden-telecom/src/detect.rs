@@ -629,14 +629,25 @@ fn targeted(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
         bits: u8,
         first: Option<Evidence>,
     }
-    let mut per: BTreeMap<(Arc<str>, SubscriberId), Per> = BTreeMap::new();
+    // Subjects are ordered by (account, subscriber, day): one run per account and subscriber.
+    let mut per: Vec<(&Arc<str>, &SubscriberId, Per)> = Vec::new();
     for ((a, s, _), st) in &agg.subjects {
-        let p = per.entry((Arc::clone(a), s.clone())).or_insert(Per {
-            days: 0,
-            statements: 0,
-            bits: 0,
-            first: None,
-        });
+        let same = per
+            .last()
+            .is_some_and(|(pa, ps, _)| pa.as_ref() == a.as_ref() && *ps == s);
+        if !same {
+            per.push((
+                a,
+                s,
+                Per {
+                    days: 0,
+                    statements: 0,
+                    bits: 0,
+                    first: None,
+                },
+            ));
+        }
+        let p = &mut per.last_mut().expect("pushed above").2;
         p.days += 1;
         p.statements += st.statements;
         p.bits |= st.record_types;
@@ -645,13 +656,18 @@ fn targeted(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
         }
     }
     let mut targets: BTreeMap<Arc<str>, Vec<(SubscriberId, &Per)>> = BTreeMap::new();
-    for ((a, s), p) in &per {
+    for (a, s, p) in &per {
         let repeated =
             p.days >= config.targeted_min_days && p.statements >= config.targeted_min_lookups;
         let deep = p.bits.count_ones() >= config.targeted_min_record_types;
-        let entry = targets.entry(Arc::clone(a)).or_default();
+        if !targets.contains_key(*a) {
+            targets.insert(Arc::clone(a), Vec::new());
+        }
         if repeated || deep {
-            entry.push((s.clone(), p));
+            targets
+                .get_mut(*a)
+                .expect("inserted above")
+                .push(((*s).clone(), p));
         }
     }
     // Peer groups: configured role, else the program the account uses most.

@@ -157,12 +157,12 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
         ("suspicious accounts", s.accounts_suspicious.to_string()),
         ("statements analysed", s.statements.to_string()),
         (
-            "first access",
-            s.first_access.clone().unwrap_or_else(|| "-".into()),
+            "first access (UTC)",
+            s.first_access.as_deref().map_or("-".into(), short_time),
         ),
         (
-            "last access",
-            s.last_access.clone().unwrap_or_else(|| "-".into()),
+            "last access (UTC)",
+            s.last_access.as_deref().map_or("-".into(), short_time),
         ),
     ] {
         h.push_str(&format!(
@@ -177,7 +177,7 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
     if x.subscribers.is_empty() {
         h.push_str("<p>No subscriber records were read in the sessions in scope.</p>");
     } else {
-        h.push_str("<table class=\"sortable\" id=\"subscribers\"><thead><tr><th>Identifier</th><th>Kind</th><th>Records</th><th>Accounts</th><th>Client hosts</th><th>First access</th><th>Last access</th><th>Statements</th><th>Rows</th><th>Why</th><th>Evidence</th></tr></thead><tbody>");
+        h.push_str("<table class=\"sortable\" id=\"subscribers\"><thead><tr><th>Identifier</th><th>Kind</th><th>Records</th><th>Accounts</th><th>Client hosts</th><th>First access (UTC)</th><th>Last access (UTC)</th><th>Statements</th><th>Rows</th><th>Why</th><th>Evidence</th></tr></thead><tbody>");
         for sub in &x.subscribers {
             h.push_str(&format!(
                 "<tr{}><td><code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>",
@@ -192,15 +192,11 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
                 tags(&sub.record_types),
                 tags(&sub.accounts),
                 tags(&sub.client_hosts),
-                e(&sub.first_access),
-                e(&sub.last_access),
+                e(&short_time(&sub.first_access)),
+                e(&short_time(&sub.last_access)),
                 sub.statements,
                 sub.rows.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
-                sub.reasons
-                    .iter()
-                    .map(|r| format!("<code>{}</code>", e(rule_of(r))))
-                    .collect::<Vec<_>>()
-                    .join("<br>"),
+                why(&sub.reasons),
             ));
             h.push_str(&format!(
                 "<details><summary>{} of {}</summary>",
@@ -212,7 +208,7 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
                     "<div><code>{}:{}</code> {} {}</div>",
                     e(&ev.file),
                     ev.line,
-                    e(&ev.time),
+                    e(&short_time(&ev.time)),
                     e(&ev.account)
                 ));
             }
@@ -234,15 +230,15 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
             a.subscribers,
             tags(&a.client_hosts),
             tags(&a.programs),
-            e(&a.first_activity),
-            e(&a.last_activity)
+            e(&short_time(&a.first_activity)),
+            e(&short_time(&a.last_activity))
         ));
         if !a.reasons.is_empty() {
             h.push_str("<table class=\"sortable\"><thead><tr><th>Time</th><th>Level</th><th>Detection</th><th>Observed</th><th>Expected</th><th>Alert</th></tr></thead><tbody>");
             for r in &a.reasons {
                 h.push_str(&format!(
                     "<tr><td>{}</td><td class=\"lvl-{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                    e(&r.time),
+                    e(&short_time(&r.time)),
                     e(&r.level),
                     e(&r.level),
                     e(&r.title),
@@ -255,7 +251,8 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
         }
         if !a.bulk.is_empty() {
             h.push_str("<p>Whole-table reads and exports:</p><ul>");
-            for b in &a.bulk {
+            const SHOWN: usize = 10;
+            for b in a.bulk.iter().take(SHOWN) {
                 h.push_str(&format!(
                     "<li>{} {} on {}: {} statement(s), {} — <code>{}:{}</code></li>",
                     e(&b.statement_kind),
@@ -267,6 +264,12 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
                         .unwrap_or_else(|| "rows not logged".into()),
                     e(&b.file),
                     b.line
+                ));
+            }
+            if a.bulk.len() > SHOWN {
+                h.push_str(&format!(
+                    "<li>… and {} more (in the JSON report)</li>",
+                    a.bulk.len() - SHOWN
                 ));
             }
             h.push_str("</ul>");
@@ -309,9 +312,42 @@ fn none_dash(s: &str) -> String {
     }
 }
 
-/// The rule id part of an alert key (`rule:file:record`).
+/// The rule id part of an alert key (`rule:file:record`), without the namespace.
 fn rule_of(key: &str) -> &str {
-    key.split(':').next().unwrap_or(key)
+    let rule = key.split(':').next().unwrap_or(key);
+    rule.strip_prefix("cellwarden.db.").unwrap_or(rule)
+}
+
+/// Distinct rules of the reasons, with how many alerts of each; the keys in a tooltip.
+fn why(reasons: &[String]) -> String {
+    let mut by_rule: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for r in reasons {
+        by_rule.entry(rule_of(r)).or_default().push(r);
+    }
+    by_rule
+        .iter()
+        .map(|(rule, keys)| {
+            let n = if keys.len() > 1 {
+                format!(" ×{}", keys.len())
+            } else {
+                String::new()
+            };
+            format!(
+                "<span class=\"tag\" title=\"{}\">{}{n}</span>",
+                html_escape(&keys.join("\n")),
+                html_escape(&rule.replace('_', " "))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `2026-03-07T03:17:00.000000Z` → `2026-03-07 03:17:00` (UTC is said in the header).
+fn short_time(t: &str) -> String {
+    match (t.get(..10), t.get(11..19)) {
+        (Some(d), Some(h)) if t.len() >= 19 => format!("{d} {h}"),
+        _ => t.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -711,6 +711,7 @@ impl Collector {
         // Whole-table reads of large record tables, and exports of record tables.
         let narrow = !subjects.is_empty() || prefixes.iter().any(|(_, p)| p.len() >= 8);
         let bulk_read = shape.kind == StatementKind::Select
+            && !shape.aggregate_only
             && !narrow
             && !large.is_empty()
             && rows.is_none_or(|r| r >= self.bulk_min_rows);

@@ -962,6 +962,75 @@ mod tests {
     }
 
     #[test]
+    fn bulk_reads_and_new_programs_against_history() {
+        let mut evs = Vec::new();
+        for day in 1..=4 {
+            let mut e = ev(
+                &format!("2026-03-0{day}T10:00:00Z"),
+                "analyst",
+                "10.0.0.3",
+                "SELECT count(*) FROM sms_log WHERE sent_at > now() - interval '1 day'",
+                day,
+            );
+            e.push("application", Value::Str("tableau".into()));
+            evs.push(e);
+        }
+        // Day 5: the whole CDR table, with a new tool; rows logged above the threshold.
+        let mut e = ev(
+            "2026-03-05T10:00:00Z",
+            "analyst",
+            "10.0.0.3",
+            "SELECT * FROM cdr",
+            5,
+        );
+        e.push("application", Value::Str("pg_dump".into()));
+        e.push("rows", Value::Int(2_000_000));
+        evs.push(e);
+        // A small whole-table read (rows under the threshold) is not bulk.
+        evs.push(ev(
+            "2026-03-05T10:05:00Z",
+            "analyst",
+            "10.0.0.3",
+            "SELECT * FROM sms_log",
+            6,
+        ));
+        let j = judge(
+            &aggregate(&evs),
+            &Watchlist::default(),
+            &DbConfig::default(),
+        );
+        let rules = rules_of(&j);
+        assert!(
+            rules.contains(&"cellwarden.db.bulk_read".to_owned()),
+            "{rules:?}"
+        );
+        assert!(
+            rules.contains(&"cellwarden.db.new_program".to_owned()),
+            "{rules:?}"
+        );
+        let bulk = j
+            .alerts
+            .iter()
+            .find(|a| a.rule.id == "cellwarden.db.bulk_read")
+            .unwrap();
+        assert_eq!(bulk.event.get_str("table").unwrap(), "cdr");
+        assert!(
+            bulk.event
+                .get_str("observed")
+                .unwrap()
+                .contains("2000000 rows")
+        );
+        // sms_log read on day 5 has no logged rows: whole-table, counted as bulk (unknown size).
+        assert_eq!(
+            j.alerts
+                .iter()
+                .filter(|a| a.rule.id == "cellwarden.db.bulk_read")
+                .count(),
+            2
+        );
+    }
+
+    #[test]
     fn targeted_lookups_against_peers() {
         let mut evs = Vec::new();
         let mut line = 0;

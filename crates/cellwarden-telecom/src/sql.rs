@@ -164,6 +164,9 @@ pub struct Shape {
     pub principal: Option<Arc<str>>,
     /// Whether `sqlparser` accepted the statement (otherwise tokens were used).
     pub parsed: bool,
+    /// A SELECT whose every output column is an aggregate (`count(*)`, `sum(x)`, …): it
+    /// returns figures, not records.
+    pub aggregate_only: bool,
     preds: Vec<Pred>,
 }
 
@@ -1083,6 +1086,7 @@ fn build_shape(sql: &str, dialect: Dialect, scan: &Scan) -> Shape {
         })
         .collect();
     Shape {
+        aggregate_only: kind == StatementKind::Select && aggregate_only(sql, scan),
         predicates: preds.len(),
         kind,
         tables_read: sorted(read),
@@ -1090,6 +1094,65 @@ fn build_shape(sql: &str, dialect: Dialect, scan: &Scan) -> Shape {
         principal: principal.map(Arc::from),
         parsed: ok,
         preds,
+    }
+}
+
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "stddev",
+    "variance",
+    "approx_count_distinct",
+];
+
+/// Whether every top-level output column of the (first) SELECT is an aggregate call.
+fn aggregate_only(sql: &str, scan: &Scan) -> bool {
+    let Some(start) = (0..scan.toks.len()).find(|&i| scan.is(sql, i, "select")) else {
+        return false;
+    };
+    let mut i = start + 1;
+    if scan.is(sql, i, "distinct") || scan.is(sql, i, "all") {
+        i += 1;
+    }
+    loop {
+        // An item: aggregate "(" … ")" [ [AS] alias ]
+        let Some(w) = scan.word(sql, i) else {
+            return false;
+        };
+        if !AGGREGATES.contains(&w.as_str()) || !scan.punct(sql, i + 1, "(") {
+            return false;
+        }
+        let mut depth = 0;
+        let mut j = i + 1;
+        while let Some(t) = scan.toks.get(j) {
+            if t.kind == Tk::Punct {
+                match &sql[t.start..t.end] {
+                    "(" => depth += 1,
+                    ")" => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            j += 1;
+        }
+        j += 1;
+        if scan.is(sql, j, "as") {
+            j += 2;
+        } else if scan.word(sql, j).is_some_and(|w| w != "from") {
+            j += 1;
+        }
+        if scan.punct(sql, j, ",") {
+            i = j + 1;
+            continue;
+        }
+        return scan.is(sql, j, "from") || j >= scan.toks.len();
     }
 }
 
@@ -1406,6 +1469,18 @@ mod tests {
         );
         assert_eq!(i.shape.tables_written, vec![Arc::from("audit_copy")]);
         assert_eq!(i.shape.tables_read, vec![Arc::from("cdr")]);
+    }
+
+    #[test]
+    fn aggregate_only_selects() {
+        let agg = |sql: &str| run(sql, Dialect::Postgres, &[]).shape.aggregate_only;
+        assert!(agg("SELECT count(*) FROM cdr"));
+        assert!(agg(
+            "select COUNT(DISTINCT msisdn) AS n, sum(duration) total from cdr where x > 1"
+        ));
+        assert!(!agg("SELECT * FROM cdr"));
+        assert!(!agg("SELECT msisdn, count(*) FROM cdr GROUP BY msisdn"));
+        assert!(!agg("SELECT count(*) + 1, msisdn FROM cdr"));
     }
 
     #[test]

@@ -502,6 +502,7 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                 ));
             }
         }
+        let mut bulk: Vec<Finding> = Vec::new();
         for ((table, kind), b) in &d.bulk {
             let Some(e) = b.first.clone() else { continue };
             let before = h
@@ -546,8 +547,24 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
             f.extra.push(("table", table.to_string()));
             f.extra.push(("statement_kind", kind.as_str().to_owned()));
             f.extra.push(("statement", b.excerpt.clone()));
-            out.push(f);
+            // One statement reading several record tables is one alert (one alert key).
+            match bulk
+                .iter_mut()
+                .find(|x| x.rule == f.rule && x.evidence == f.evidence)
+            {
+                Some(x) => {
+                    x.observed = format!("{}; {}", x.observed, f.observed);
+                    if !x.expected.contains(&f.expected) {
+                        x.expected = format!("{}; {}", x.expected, f.expected);
+                    }
+                    if let Some(t) = x.extra.iter_mut().find(|(k, _)| *k == "table") {
+                        t.1 = format!("{}, {table}", t.1);
+                    }
+                }
+                None => bulk.push(f),
+            }
         }
+        out.append(&mut bulk);
         h.days += 1;
         h.hours |= d.hours;
         h.hosts.extend(d.hosts.keys().cloned());
@@ -1173,6 +1190,20 @@ mod tests {
             ]
         );
         assert!(rules_of(&j).contains(&"cellwarden.db.new_account_activity".to_owned()));
+        // An export reading two record tables in one statement is one alert.
+        let two = aggregate(&[ev(
+            "2026-03-05T03:00:00Z",
+            "x",
+            "h",
+            "COPY (SELECT * FROM cdr JOIN cell_location USING (imsi)) TO '/tmp/y'",
+            1,
+        )]);
+        let j2 = judge(&two, &Watchlist::default(), &DbConfig::default());
+        assert_eq!(rules_of(&j2), vec!["cellwarden.db.bulk_export"]);
+        assert_eq!(
+            j2.alerts[0].event.get_str("table").unwrap(),
+            "cdr, cell_location"
+        );
         let cfg =
             DbConfig::from_toml("[db]\nexport_schedule_days = 1\nroles = { care = [\"care*\"] }\n")
                 .unwrap();

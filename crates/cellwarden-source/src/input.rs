@@ -23,6 +23,10 @@ pub enum Format {
     MariaDbAudit,
     /// Oracle unified audit trail exported as CSV with a header row.
     OracleCsv,
+    /// Zeek log in TSV with `#` header lines.
+    ZeekTsv,
+    /// The CSV `nfdump -o csv` writes.
+    NfdumpCsv,
 }
 
 impl Format {
@@ -85,6 +89,12 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     }
     let text = String::from_utf8_lossy(head);
     let line = text.lines().find(|l| !l.trim().is_empty())?;
+    if crate::flow::is_zeek_tsv(line) {
+        return Some(Format::ZeekTsv);
+    }
+    if crate::flow::is_nfdump_header(line) {
+        return Some(Format::NfdumpCsv);
+    }
     if crate::dbaudit::is_pg_csvlog(line) {
         return Some(Format::PgCsv);
     }
@@ -213,6 +223,18 @@ fn walk(dir: &Path, out: &mut Vec<InputFile>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sniffing_flow_formats() {
+        assert_eq!(
+            sniff(b"#separator \\x09\n#set_separator\t,\n"),
+            Some(Format::ZeekTsv)
+        );
+        assert_eq!(
+            sniff(b"ts,te,td,sa,da,sp,dp,pr,flg,fwd,stos,ipkt,ibyt,opkt,obyt\n"),
+            Some(Format::NfdumpCsv)
+        );
+    }
 
     #[test]
     fn sniffing_database_audit_formats() {

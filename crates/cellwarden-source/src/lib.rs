@@ -9,6 +9,7 @@
 
 pub mod dbaudit;
 mod error;
+pub mod flow;
 mod input;
 pub mod json;
 pub mod linux;

@@ -439,6 +439,67 @@ fn read_text(
                 }
             }
         })
+    } else if kind == Format::ZeekTsv {
+        // Header lines set the columns of the rows after them; a new header starts a new unit.
+        let (mut sep, mut empty, mut unset, mut path) = (
+            "\t".to_owned(),
+            "(empty)".to_owned(),
+            "-".to_owned(),
+            "unknown".to_owned(),
+        );
+        let mut fields: Vec<String> = Vec::new();
+        read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
+            let l = String::from_utf8_lossy(line);
+            if let Some(meta) = l.strip_prefix('#') {
+                let (key, value) = match meta.split_once(|c: char| c == ' ' || c == '\t') {
+                    Some((k, v)) => (k, v),
+                    None => (meta, ""),
+                };
+                let parts =
+                    |v: &str| -> Vec<String> { v.split(sep.as_str()).map(String::from).collect() };
+                match key {
+                    "separator" => sep = crate::flow::unescape_separator(value.trim()),
+                    "empty_field" => empty = value.to_owned(),
+                    "unset_field" => unset = value.to_owned(),
+                    "path" => path = value.to_owned(),
+                    "fields" => fields = parts(value),
+                    "types" => {
+                        b.flush();
+                        b.header = Some(
+                            crate::flow::zeek_header(
+                                &path,
+                                &sep,
+                                &empty,
+                                &unset,
+                                &fields,
+                                &parts(value),
+                            )
+                            .into(),
+                        );
+                    }
+                    _ => {}
+                }
+                return;
+            }
+            if b.header.is_none() && !fields.is_empty() {
+                b.header = Some(
+                    crate::flow::zeek_header(&path, &sep, &empty, &unset, &fields, &[]).into(),
+                );
+            }
+            b.push(n, line);
+        })
+    } else if kind == Format::NfdumpCsv {
+        read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
+            if b.header.is_none() {
+                let h: Vec<String> = String::from_utf8_lossy(line)
+                    .split(',')
+                    .map(|c| c.trim().to_owned())
+                    .collect();
+                b.header = Some(h.into());
+                return;
+            }
+            b.push(n, line);
+        })
     } else if kind == Format::Auditd {
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
             let text = String::from_utf8_lossy(line);
@@ -735,7 +796,10 @@ impl Unit {
                             .map(|mut fields| {
                                 let ts = match crate::linux::journald(&mut fields) {
                                     Some(ts) => ts,
-                                    None => crate::dbaudit::mysql_json(&mut fields).flatten(),
+                                    None => match crate::flow::zeek_json(&mut fields) {
+                                        Some(ts) => ts,
+                                        None => crate::dbaudit::mysql_json(&mut fields).flatten(),
+                                    },
                                 };
                                 Some((fields, ts))
                             })
@@ -764,6 +828,15 @@ impl Unit {
                             crate::dbaudit::oracle_record(header.as_deref().unwrap_or(&[]), &text)
                                 .map(Some)
                                 .ok_or_else(|| syntax("an Oracle audit CSV row"))
+                        }
+                        Format::ZeekTsv => {
+                            crate::flow::zeek_tsv_record(header.as_deref().unwrap_or(&[]), &text)
+                                .map(Some)
+                                .ok_or_else(|| syntax("a row of the Zeek header before it"))
+                        }
+                        Format::NfdumpCsv => {
+                            crate::flow::nfdump_record(header.as_deref().unwrap_or(&[]), &text)
+                                .ok_or_else(|| syntax("an nfdump CSV row"))
                         }
                         Format::Evtx => continue,
                     };

@@ -31,7 +31,7 @@ best() {
     echo "$top_e $top_m"
 }
 
-read -r pe pm < <(best bench/never.yml --no-db)
+read -r pe pm < <(best bench/never.yml --no-analytics)
 read -r he hm < <(best "$RULES")
 rss=$( { /usr/bin/time -v "$BIN" hunt "$SAMPLES" -r "$RULES" --threads "$THREADS" --format jsonl -o /dev/null; } 2>&1 | sed -n 's/.*Maximum resident set size (kbytes): //p')
 echo "cellwarden hunt over $SAMPLES ($THREADS threads, best of $RUNS)"

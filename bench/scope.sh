@@ -23,7 +23,7 @@ for f in postgresql-bench.log mysql-audit-bench.json; do
     mb=$(du -m "$in" | cut -f1)
     best_p=0; best_c=0; best_u=0
     for _ in $(seq "$RUNS"); do
-        p=$("$BIN" hunt "$in" -r bench/never.yml --no-db --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | sed -n -E 's/^summary: .*\(([0-9]+) events\/s.*/\1/p')
+        p=$("$BIN" hunt "$in" -r bench/never.yml --no-analytics --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | sed -n -E 's/^summary: .*\(([0-9]+) events\/s.*/\1/p')
         c=$("$BIN" scope "$in" --threads "$THREADS" -o /dev/null --schema-out /dev/null 2>&1 | sed -n -E 's/^summary: .*\(([0-9]+) statements\/s\).*/\1/p')
         [ "$p" -gt "$best_p" ] && best_p=$p
         [ "$c" -gt "$best_c" ] && best_c=$c

@@ -34,12 +34,22 @@ pub struct DbSetup {
     pub disabled: bool,
 }
 
+/// Settings of the flow analytics.
+#[derive(Debug, Clone, Default)]
+pub struct NetSetup {
+    pub assets: Arc<cellwarden_net::Assets>,
+    pub config: cellwarden_net::NetConfig,
+    /// Skip the flow analytics (for measuring the sources alone).
+    pub disabled: bool,
+}
+
 /// Settings of one run.
 #[derive(Debug, Clone)]
 pub struct HuntConfig {
     pub threads: usize,
     pub limits: Limits,
     pub db: DbSetup,
+    pub net: NetSetup,
 }
 
 impl Default for HuntConfig {
@@ -50,6 +60,7 @@ impl Default for HuntConfig {
                 .unwrap_or(1),
             limits: Limits::default(),
             db: DbSetup::default(),
+            net: NetSetup::default(),
         }
     }
 }
@@ -82,6 +93,8 @@ pub struct HuntResult {
     pub bytes: u64,
     pub elapsed: Duration,
     pub db: DbResult,
+    /// Flow aggregates (for joining transfers to scope).
+    pub net: cellwarden_net::FlowAggregates,
 }
 
 struct Sender<'a> {
@@ -119,8 +132,7 @@ pub fn hunt(
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let rx = rx.clone();
-                let db = &config.db;
-                s.spawn(move || worker(rx, mapping, rules, db, progress))
+                s.spawn(move || worker(rx, mapping, rules, config, progress))
             })
             .collect();
         drop(rx);
@@ -145,13 +157,21 @@ pub fn hunt(
     let mut events = 0;
     let mut matches = Vec::new();
     let mut aggregates = Aggregates::default();
+    let mut flows = cellwarden_net::FlowAggregates::default();
     for w in worker_out {
         alerts.extend(w.alerts);
         errors.extend(w.errors);
         matches.extend(w.matches);
         events += w.events;
         aggregates.merge(w.db);
+        flows.merge(w.net);
     }
+    flows.finish();
+    alerts.extend(cellwarden_net::judge(
+        &flows,
+        &config.net.assets,
+        &config.net.config,
+    ));
     aggregates.finish();
     let judgement = judge(&aggregates, &config.db.watchlist, &config.db.config);
     alerts.extend(judgement.alerts.iter().cloned());
@@ -182,6 +202,7 @@ pub fn hunt(
             aggregates,
             judgement,
         },
+        net: flows,
     }
 }
 
@@ -197,15 +218,21 @@ struct WorkerOut {
     matches: Vec<(usize, cellwarden_event::Event<'static>)>,
     events: u64,
     db: Aggregates,
+    net: cellwarden_net::FlowAggregates,
 }
 
 fn worker(
     rx: crossbeam_channel::Receiver<Unit>,
     mapping: &Mapping,
     rules: &RuleSet,
-    db: &DbSetup,
+    config: &HuntConfig,
     progress: &Progress,
 ) -> WorkerOut {
+    let db = &config.db;
+    let mut flows = cellwarden_net::FlowCollector::new(
+        Arc::clone(&config.net.assets),
+        config.net.config.collect_limits(),
+    );
     let mut collector = Collector::with_analyzer(
         Arc::clone(&db.schema),
         Arc::clone(&db.selection),
@@ -224,6 +251,9 @@ fn worker(
         let n = unit.decode(mapping, &settings, &mut errors, &mut |ev| {
             if !db.disabled {
                 collector.observe(&ev);
+            }
+            if !config.net.disabled {
+                flows.observe(&ev);
             }
             rules.matches(&ev, &mut scratch, &mut hits);
             if hits.is_empty() {
@@ -256,5 +286,6 @@ fn worker(
         matches,
         events: total,
         db: collector.into_aggregates(),
+        net: flows.into_aggregates(),
     }
 }

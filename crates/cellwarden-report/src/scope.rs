@@ -275,6 +275,26 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
             h.push_str("</ul>");
         }
     }
+    if !x.exfiltration.is_empty() {
+        h.push_str("<h2>Where the data may have gone</h2><p class=\"note\">Outbound traffic from the client hosts of suspicious accounts, from their first suspicious activity to 24 hours after their last, per UTC day (from the flow logs given).</p><table class=\"sortable\"><thead><tr><th>Account</th><th>From</th><th>To</th><th>Ports</th><th>Day</th><th>Bytes out</th><th>Flows</th><th>First flow</th></tr></thead><tbody>");
+        for t in &x.exfiltration {
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td data-sort=\"{}\">{}</td><td>{}</td><td><code>{}:{}</code> {}</td></tr>",
+                e(&t.account),
+                e(&t.src_ip),
+                e(&t.dst_ip),
+                t.dst_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+                e(&t.day),
+                t.bytes_out,
+                human_bytes(t.bytes_out),
+                t.flows,
+                e(&t.file),
+                t.line,
+                e(&short_time(&t.first_time))
+            ));
+        }
+        h.push_str("</tbody></table>");
+    }
     if !x.prefix_lookups.is_empty() {
         h.push_str("<h2>Range lookups (LIKE on identifiers)</h2><table class=\"sortable\"><thead><tr><th>Account</th><th>Kind</th><th>Prefix</th><th>Statements</th><th>First</th></tr></thead><tbody>");
         for p in &x.prefix_lookups {
@@ -302,6 +322,21 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
     h.push_str(SCRIPT);
     h.push_str("</script></body></html>\n");
     w.write_all(h.as_bytes())
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 fn none_dash(s: &str) -> String {

@@ -451,7 +451,7 @@ fn read_text(
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
             let l = String::from_utf8_lossy(line);
             if let Some(meta) = l.strip_prefix('#') {
-                let (key, value) = match meta.split_once(|c: char| c == ' ' || c == '\t') {
+                let (key, value) = match meta.split_once([' ', '\t']) {
                     Some((k, v)) => (k, v),
                     None => (meta, ""),
                 };

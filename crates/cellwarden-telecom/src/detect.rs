@@ -81,10 +81,12 @@ impl Default for DbConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ConfigFile {
     #[serde(default)]
     db: DbConfig,
+    /// Other sections belong to other analytics.
+    #[serde(flatten)]
+    _other: BTreeMap<String, toml::Value>,
 }
 
 impl DbConfig {

@@ -135,6 +135,24 @@ pub struct Summary {
     pub pseudonymised: bool,
 }
 
+/// Outbound traffic from a host a suspicious account worked from, in the join window.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransferOut {
+    /// The suspicious account whose client host sent it.
+    pub account: String,
+    pub src_ip: String,
+    pub dst_ip: String,
+    pub dst_ports: Vec<u16>,
+    /// UTC day of the traffic.
+    pub day: String,
+    pub bytes_out: u64,
+    pub flows: u64,
+    /// The day's first flow: time, file and line/record.
+    pub first_time: String,
+    pub file: String,
+    pub line: u64,
+}
+
 /// The result of `scope`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Exposure {
@@ -142,6 +160,9 @@ pub struct Exposure {
     pub subscribers: Vec<SubscriberExposure>,
     pub accounts: Vec<AccountExposure>,
     pub prefix_lookups: Vec<PrefixLookup>,
+    /// Where the data may have gone: outbound transfers from the client hosts of suspicious
+    /// accounts (empty without flow logs).
+    pub exfiltration: Vec<TransferOut>,
 }
 
 #[derive(Default)]
@@ -391,6 +412,7 @@ impl Exposure {
             subscribers,
             accounts,
             prefix_lookups,
+            exfiltration: Vec::new(),
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cellwarden_event::Level;
-use cellwarden_pipeline::{DbSetup, HuntConfig, HuntResult, Progress, hunt};
+use cellwarden_pipeline::{DbSetup, HuntConfig, HuntResult, NetSetup, Progress, hunt};
 use cellwarden_sigma::{LoadOptions, Loaded, RuleSource};
 use cellwarden_source::Mapping;
 use cellwarden_telecom::access::Selection;
@@ -106,12 +106,12 @@ struct HuntArgs {
     attack_layer: Option<PathBuf>,
     #[command(flatten)]
     db: DbArgs,
-    /// Skip the database-access analytics (to measure the rest alone).
+    /// Skip the database and flow analytics (to measure the rest alone).
     #[arg(long, hide = true)]
-    no_db: bool,
+    no_analytics: bool,
 }
 
-/// Settings of the database-access analytics (shared by `hunt` and `scope`).
+/// Settings of the analytics (shared by `hunt` and `scope`).
 #[derive(clap::Args, Default)]
 struct DbArgs {
     /// Protected subscribers: one identifier a line, optional label; `allow ACCOUNT` lines.
@@ -126,6 +126,9 @@ struct DbArgs {
     /// Country calling code for national MSISDNs (overrides the schema map's).
     #[arg(long)]
     country_code: Option<String>,
+    /// Asset file (TOML): internal networks, host roles, allowed transfers (docs/assets.md).
+    #[arg(long)]
+    assets: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -246,6 +249,79 @@ fn db_setup(args: &DbArgs, selection: Selection) -> Result<DbSetup, Usage> {
         no_cache: false,
         disabled: false,
     })
+}
+
+fn net_setup(args: &DbArgs) -> Result<NetSetup, Usage> {
+    let assets = match &args.assets {
+        Some(p) => cellwarden_net::Assets::from_toml(&read_file(p)?)
+            .map_err(|e| Usage(format!("{}: {e}", p.display())))?,
+        None => cellwarden_net::Assets::default(),
+    };
+    let config = match &args.config {
+        Some(p) => cellwarden_net::NetConfig::from_toml(&read_file(p)?)
+            .map_err(|e| Usage(format!("{}: {e}", p.display())))?,
+        None => cellwarden_net::NetConfig::default(),
+    };
+    Ok(NetSetup {
+        assets: Arc::new(assets),
+        config,
+        disabled: false,
+    })
+}
+
+/// How long after a suspicious account's last statement its hosts' transfers are joined.
+const EXFIL_JOIN_SECS: i64 = 24 * 3600;
+
+/// Outbound transfers from the client hosts of suspicious accounts, from the account's first
+/// reason (alert or subscriber read in the report) to 24 hours after its last activity, by
+/// UTC day.
+fn exfiltration(
+    x: &cellwarden_telecom::exposure::Exposure,
+    flows: &cellwarden_net::FlowAggregates,
+) -> Vec<cellwarden_telecom::exposure::TransferOut> {
+    let parse = |t: &str| cellwarden_event::parse_timestamp(t);
+    let mut out = Vec::new();
+    for a in x.accounts.iter().filter(|a| a.suspicious) {
+        let hosts: Vec<std::net::IpAddr> = a
+            .client_hosts
+            .iter()
+            .filter_map(|h| h.parse().ok())
+            .collect();
+        if hosts.is_empty() {
+            continue;
+        }
+        let first = a
+            .reasons
+            .iter()
+            .filter_map(|r| parse(&r.time))
+            .chain(
+                x.subscribers
+                    .iter()
+                    .filter(|s| s.accounts.contains(&a.account))
+                    .filter_map(|s| parse(&s.first_access)),
+            )
+            .min();
+        let (Some(since), Some(last)) = (first, parse(&a.last_activity)) else {
+            continue;
+        };
+        let until = cellwarden_event::Timestamp::from_second(last.as_second() + EXFIL_JOIN_SECS)
+            .unwrap_or(last);
+        for t in cellwarden_net::transfers_from(flows, &hosts, since, until) {
+            out.push(cellwarden_telecom::exposure::TransferOut {
+                account: a.account.clone(),
+                src_ip: t.src.to_string(),
+                dst_ip: t.dst.to_string(),
+                dst_ports: t.ports,
+                day: cellwarden_telecom::detect::date_of_day(t.day),
+                bytes_out: t.bytes_out,
+                flows: t.flows,
+                first_time: cellwarden_event::format_timestamp(Some(t.first.time)),
+                file: t.first.file.to_string(),
+                line: t.first.record,
+            });
+        }
+    }
+    out
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {
@@ -378,7 +454,7 @@ fn run_demo() -> Result<ExitCode, Usage> {
         gap: 3600,
         attack_layer: None,
         db: DbArgs::default(),
-        no_db: false,
+        no_analytics: false,
     });
     let _ = std::fs::remove_dir_all(&dir);
     code
@@ -498,11 +574,14 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
         )));
     }
     let mut db = db_setup(&args.db, Selection::default())?;
-    db.disabled = args.no_db;
+    db.disabled = args.no_analytics;
+    let mut net = net_setup(&args.db)?;
+    net.disabled = args.no_analytics;
     let mut out = open_output(args.output.as_ref())?;
     let config = HuntConfig {
         threads: threads(args.threads),
         db,
+        net,
         ..HuntConfig::default()
     };
     let mut result = run_pipeline(&inputs, &mapping, &loaded.rules, &config);
@@ -613,10 +692,12 @@ fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
     };
     let mut db = db_setup(&args.db, selection)?;
     db.no_cache = args.no_sql_cache;
+    let net = net_setup(&args.db)?;
     let mut out = open_output(args.output.as_ref())?;
     let config = HuntConfig {
         threads: threads(args.threads),
         db,
+        net,
         ..HuntConfig::default()
     };
     // Scope runs the database analytics only; Sigma rules are `hunt`'s.
@@ -629,6 +710,7 @@ fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
         &config.db.watchlist,
         &config.db.selection,
     );
+    exposure.exfiltration = exfiltration(&exposure, &result.net);
     if let Some(p) = &pseudonymiser {
         exposure.pseudonymise(&|kind, value| p.pseudonym(kind, value));
     }

@@ -1,0 +1,469 @@
+//! Flow events reduced to the aggregates the analytics judge. Commutative (sums, unions, the
+//! earliest evidence, time-sorted capped lists), so each worker keeps its own and they merge in
+//! any order with the same result. State, approximately (64-bit):
+//! - per internal source, external destination and UTC day ([`PairDay`]): 120 bytes;
+//! - per (source, destination, port) of outbound connections: their times and sizes, at most
+//!   [`BEACON_CAP`] (16 bytes each) — the earliest ones;
+//! - per large outbound flow (≥ `chunk_min_bytes`) and per long connection: 80 bytes each;
+//! - per (source, queried domain) of DNS queries: 100 bytes plus at most [`DNS_NAMES_CAP`]
+//!   distinct names;
+//! - per (source, day): the tunnel protocols used, 40 bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use cellwarden_event::{Event, Timestamp, Value};
+use rustc_hash::FxHashMap as HashMap;
+
+/// Days since 1970-01-01 (UTC).
+pub type Day = i32;
+
+/// Connection times kept per (source, destination, port), the earliest ones.
+pub const BEACON_CAP: usize = 2048;
+/// Distinct query names kept per (source, domain) (counting stops there).
+pub const DNS_NAMES_CAP: usize = 1024;
+
+/// Where a flow was logged.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Evidence {
+    pub time: Timestamp,
+    pub file: Arc<str>,
+    pub record: u64,
+}
+
+/// One flow, as the analytics see it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Flow {
+    pub evidence: Evidence,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub dst_port: Option<u16>,
+    pub proto: String,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    /// Whole seconds.
+    pub duration: u64,
+}
+
+/// Outbound traffic of one internal source to one external destination on one day.
+#[derive(Debug, Clone, Default)]
+pub struct PairDay {
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub flows: u64,
+    pub first: Option<Evidence>,
+    pub ports: BTreeSet<u16>,
+}
+
+/// DNS queries of one source under one domain.
+#[derive(Debug, Clone, Default)]
+pub struct DnsStats {
+    pub queries: u64,
+    pub txt: u64,
+    pub names: BTreeSet<String>,
+    /// Sum over queries of the longest label's length and of its entropy (bits per char).
+    pub label_len_sum: u64,
+    pub entropy_sum: f64,
+    pub first: Option<Evidence>,
+    pub resolvers: BTreeSet<IpAddr>,
+}
+
+/// Kinds of flows judged one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Odd {
+    /// TCP to port 53 that is not DNS.
+    TcpDnsPort,
+    /// ICMP to an outside host.
+    Icmp,
+    /// GTP-U/GTP-C (UDP 2152/2123).
+    Gtp,
+}
+
+/// Flows of one odd kind between two hosts on one day.
+#[derive(Debug, Clone, Default)]
+pub struct OddStats {
+    pub flows: u64,
+    pub bytes: u64,
+    pub packets: u64,
+    pub first: Option<Evidence>,
+    /// Services Zeek named for these flows (for TCP/53).
+    pub services: BTreeSet<String>,
+}
+
+/// Tunnel and remote-access protocols recognised by destination port.
+pub const TUNNEL_PORTS: &[(u16, &str)] = &[
+    (22, "ssh"),
+    (1194, "openvpn"),
+    (51820, "wireguard"),
+    (5555, "softether"),
+    (992, "softether"),
+    (1723, "pptp"),
+    (500, "ipsec"),
+    (4500, "ipsec"),
+];
+
+/// Tunnel protocols one host used on one day: protocol → first (evidence, destination, port).
+pub type TunnelUse = BTreeMap<&'static str, (Evidence, IpAddr, u16)>;
+
+/// Everything gathered from flow events.
+#[derive(Debug, Default)]
+pub struct FlowAggregates {
+    pub pairs: BTreeMap<(IpAddr, IpAddr, Day), PairDay>,
+    pub large: Vec<Flow>,
+    pub long: Vec<Flow>,
+    pub conns: BTreeMap<(IpAddr, IpAddr, u16), Vec<(i64, u64)>>,
+    pub dns: BTreeMap<(IpAddr, String), DnsStats>,
+    pub odd: BTreeMap<(Odd, IpAddr, IpAddr, Day), OddStats>,
+    /// (source, day) → protocol → first evidence (destination, port).
+    pub tunnels: BTreeMap<(IpAddr, Day), TunnelUse>,
+    pub flows: u64,
+    pub dns_queries: u64,
+}
+
+/// Thresholds the collector needs (the rest are judged later).
+#[derive(Debug, Clone, Copy)]
+pub struct CollectLimits {
+    pub chunk_min_bytes: u64,
+    pub long_min_secs: u64,
+}
+
+fn min_ev(slot: &mut Option<Evidence>, e: &Evidence) {
+    if slot.as_ref().is_none_or(|s| e < s) {
+        *slot = Some(e.clone());
+    }
+}
+
+/// UTC day of a time.
+pub fn day_of(t: Timestamp) -> Day {
+    t.as_second().div_euclid(86_400) as Day
+}
+
+/// The registered domain of a query name (its last two labels, or three under a two-letter
+/// second level such as `co.uk`).
+pub fn domain_of(name: &str) -> String {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = n.split('.').collect();
+    let k = if labels.len() >= 3
+        && labels[labels.len() - 2].len() <= 3
+        && labels[labels.len() - 1].len() == 2
+    {
+        3
+    } else {
+        2
+    };
+    labels[labels.len().saturating_sub(k)..].join(".")
+}
+
+/// Shannon entropy in bits per character.
+pub fn entropy(s: &str) -> f64 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for b in s.bytes() {
+        counts[b as usize] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+fn num(ev: &Event<'_>, k: &str) -> Option<f64> {
+    match ev.get(k)? {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        v => v.as_text().and_then(|t| t.trim().parse().ok()),
+    }
+}
+
+fn ip(ev: &Event<'_>, k: &str) -> Option<IpAddr> {
+    ev.get_str(k).and_then(|s| s.trim().parse().ok())
+}
+
+/// Whether an event is a flow or DNS record of ours.
+pub fn is_flow_event(ev: &Event<'_>) -> bool {
+    ev.get_str("Channel")
+        .is_some_and(|c| c.starts_with("zeek_") || c == "nfdump" || c == "netflow")
+}
+
+/// Gathers [`FlowAggregates`]; one per worker thread.
+pub struct FlowCollector {
+    assets: Arc<crate::Assets>,
+    limits: CollectLimits,
+    pairs: HashMap<(IpAddr, IpAddr, Day), PairDay>,
+    conns: HashMap<(IpAddr, IpAddr, u16), Vec<(i64, u64)>>,
+    pub aggregates: FlowAggregates,
+}
+
+impl FlowCollector {
+    pub fn new(assets: Arc<crate::Assets>, limits: CollectLimits) -> Self {
+        FlowCollector {
+            assets,
+            limits,
+            pairs: HashMap::default(),
+            conns: HashMap::default(),
+            aggregates: FlowAggregates::default(),
+        }
+    }
+
+    pub fn observe(&mut self, ev: &Event<'_>) {
+        if !is_flow_event(ev) {
+            return;
+        }
+        let Some(time) = ev.timestamp else { return };
+        let (Some(src), Some(dst)) = (ip(ev, "src_ip"), ip(ev, "dst_ip")) else {
+            return;
+        };
+        let evidence = Evidence {
+            time,
+            file: Arc::clone(&ev.origin.file),
+            record: ev.origin.record,
+        };
+        let day = day_of(time);
+        if ev.get_str("Channel").as_deref() == Some("zeek_dns") {
+            self.dns(ev, src, dst, evidence);
+            return;
+        }
+        self.aggregates.flows += 1;
+        let dst_port = num(ev, "dst_port").map(|p| p as u16);
+        let src_port = num(ev, "src_port").map(|p| p as u16);
+        let proto = ev
+            .get_str("proto")
+            .map(|p| p.to_ascii_lowercase())
+            .unwrap_or_default();
+        let bytes_out = num(ev, "bytes_out").unwrap_or(0.0).max(0.0) as u64;
+        let bytes_in = num(ev, "bytes_in").unwrap_or(0.0).max(0.0) as u64;
+        let packets = num(ev, "packets").unwrap_or(0.0).max(0.0) as u64;
+        let duration = num(ev, "duration").unwrap_or(0.0).max(0.0) as u64;
+        let service = ev.get_str("service").map(|s| s.to_ascii_lowercase());
+        let outbound = self.assets.is_internal(src) && !self.assets.is_internal(dst);
+        let agg = &mut self.aggregates;
+        // Flows judged one by one, inside or out.
+        let odd = if proto == "tcp" && dst_port == Some(53) {
+            let not_dns = match &service {
+                Some(s) => !s.split(',').any(|x| x == "dns"),
+                None => bytes_out + bytes_in >= 1 << 20,
+            };
+            not_dns.then_some(Odd::TcpDnsPort)
+        } else if proto.starts_with("icmp") && outbound {
+            Some(Odd::Icmp)
+        } else if proto == "udp"
+            && [dst_port, src_port]
+                .iter()
+                .any(|p| matches!(p, Some(2152) | Some(2123)))
+        {
+            Some(Odd::Gtp)
+        } else {
+            None
+        };
+        if let Some(kind) = odd {
+            let o = agg.odd.entry((kind, src, dst, day)).or_default();
+            o.flows += 1;
+            o.bytes += bytes_out + bytes_in;
+            o.packets += packets;
+            min_ev(&mut o.first, &evidence);
+            if let Some(s) = &service
+                && o.services.len() < 8
+            {
+                o.services.insert(s.clone());
+            }
+        }
+        if !outbound {
+            return;
+        }
+        let p = self.pairs.entry((src, dst, day)).or_default();
+        p.bytes_out += bytes_out;
+        p.bytes_in += bytes_in;
+        p.flows += 1;
+        min_ev(&mut p.first, &evidence);
+        if let Some(port) = dst_port
+            && p.ports.len() < 16
+        {
+            p.ports.insert(port);
+        }
+        if let Some(port) = dst_port
+            && let Some((_, name)) = TUNNEL_PORTS.iter().find(|(p, _)| *p == port)
+        {
+            let t = agg.tunnels.entry((src, day)).or_default();
+            match t.get(name) {
+                Some((e, _, _)) if *e <= evidence => {}
+                _ => {
+                    t.insert(name, (evidence.clone(), dst, port));
+                }
+            }
+        }
+        let flow = || Flow {
+            evidence: evidence.clone(),
+            src,
+            dst,
+            dst_port,
+            proto: proto.clone(),
+            bytes_out,
+            bytes_in,
+            duration,
+        };
+        if bytes_out >= self.limits.chunk_min_bytes {
+            agg.large.push(flow());
+        }
+        if duration >= self.limits.long_min_secs {
+            agg.long.push(flow());
+        }
+        if let Some(port) = dst_port {
+            let c = self.conns.entry((src, dst, port)).or_default();
+            let item = (time.as_second(), bytes_out);
+            if c.len() < BEACON_CAP {
+                c.push(item);
+            } else if let Some(max) = c.iter().copied().max()
+                && item < max
+            {
+                // Keep the earliest ones: replace the latest.
+                if let Some(pos) = c.iter().position(|x| *x == max) {
+                    c[pos] = item;
+                }
+            }
+        }
+    }
+
+    fn dns(&mut self, ev: &Event<'_>, src: IpAddr, resolver: IpAddr, evidence: Evidence) {
+        let Some(q) = ev.get_str("query") else { return };
+        if q.is_empty() {
+            return;
+        }
+        let agg = &mut self.aggregates;
+        agg.dns_queries += 1;
+        let domain = domain_of(&q);
+        let sub = q
+            .trim_end_matches('.')
+            .len()
+            .saturating_sub(domain.len() + 1);
+        let longest = q[..sub.min(q.len())]
+            .split('.')
+            .max_by_key(|l| l.len())
+            .unwrap_or("");
+        let d = agg.dns.entry((src, domain)).or_default();
+        d.queries += 1;
+        if ev
+            .get_str("qtype_name")
+            .is_some_and(|t| t.eq_ignore_ascii_case("TXT"))
+        {
+            d.txt += 1;
+        }
+        if d.names.len() < DNS_NAMES_CAP {
+            d.names.insert(q.to_ascii_lowercase());
+        }
+        d.label_len_sum += longest.len() as u64;
+        d.entropy_sum += entropy(longest);
+        min_ev(&mut d.first, &evidence);
+        if d.resolvers.len() < 8 {
+            d.resolvers.insert(resolver);
+        }
+    }
+
+    /// The aggregates gathered (ordered).
+    pub fn into_aggregates(mut self) -> FlowAggregates {
+        self.aggregates.pairs = self.pairs.into_iter().collect();
+        self.aggregates.conns = self
+            .conns
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.sort_unstable();
+                (k, v)
+            })
+            .collect();
+        self.aggregates
+    }
+}
+
+impl FlowAggregates {
+    /// Merges another worker's aggregates (commutative).
+    pub fn merge(&mut self, o: FlowAggregates) {
+        for (k, p) in o.pairs {
+            let s = self.pairs.entry(k).or_default();
+            s.bytes_out += p.bytes_out;
+            s.bytes_in += p.bytes_in;
+            s.flows += p.flows;
+            if let Some(e) = &p.first {
+                min_ev(&mut s.first, e);
+            }
+            for port in p.ports {
+                if s.ports.len() < 16 {
+                    s.ports.insert(port);
+                }
+            }
+        }
+        self.large.extend(o.large);
+        self.long.extend(o.long);
+        for (k, v) in o.conns {
+            let s = self.conns.entry(k).or_default();
+            s.extend(v);
+            s.sort_unstable();
+            s.truncate(BEACON_CAP);
+        }
+        for (k, d) in o.dns {
+            let s = self.dns.entry(k).or_default();
+            s.queries += d.queries;
+            s.txt += d.txt;
+            for n in d.names {
+                if s.names.len() < DNS_NAMES_CAP {
+                    s.names.insert(n);
+                }
+            }
+            s.label_len_sum += d.label_len_sum;
+            s.entropy_sum += d.entropy_sum;
+            if let Some(e) = &d.first {
+                min_ev(&mut s.first, e);
+            }
+            s.resolvers.extend(d.resolvers);
+        }
+        for (k, x) in o.odd {
+            let s = self.odd.entry(k).or_default();
+            s.flows += x.flows;
+            s.bytes += x.bytes;
+            s.packets += x.packets;
+            if let Some(e) = &x.first {
+                min_ev(&mut s.first, e);
+            }
+            s.services.extend(x.services);
+        }
+        for (k, t) in o.tunnels {
+            let s = self.tunnels.entry(k).or_default();
+            for (name, v) in t {
+                match s.get(name) {
+                    Some(x) if *x <= v => {}
+                    _ => {
+                        s.insert(name, v);
+                    }
+                }
+            }
+        }
+        self.flows += o.flows;
+        self.dns_queries += o.dns_queries;
+    }
+
+    /// Final order of the lists.
+    pub fn finish(&mut self) {
+        self.large.sort();
+        self.long.sort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_and_entropy() {
+        assert_eq!(domain_of("a.b.example.com."), "example.com");
+        assert_eq!(domain_of("x.y.bbc.co.uk"), "bbc.co.uk");
+        assert_eq!(domain_of("localhost"), "localhost");
+        assert!(entropy("aaaa") < 0.01);
+        assert!(entropy("q7x9k2m4z8w1") > 3.0);
+    }
+}

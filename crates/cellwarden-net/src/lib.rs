@@ -1,0 +1,64 @@
+//! Network flow analytics: which hosts are internal and what they are (the asset file), flow
+//! events reduced to per-host and per-destination aggregates, and the `cellwarden.net.*`
+//! detections over them (volume against the host's own baseline, new destinations, chunked
+//! transfers, long connections, beaconing, DNS/ICMP/TCP-53/GTP channels, new tunnels), plus
+//! the outbound transfers from given hosts in a time window (for `scope`).
+
+pub mod assets;
+pub mod collect;
+pub mod detect;
+
+pub use assets::Assets;
+pub use collect::{FlowAggregates, FlowCollector};
+pub use detect::{NetConfig, judge};
+
+use std::net::IpAddr;
+
+use cellwarden_event::Timestamp;
+
+/// Outbound traffic of one host to one outside destination on one day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub ports: Vec<u16>,
+    pub day: collect::Day,
+    pub bytes_out: u64,
+    pub flows: u64,
+    pub first: collect::Evidence,
+}
+
+/// Outbound transfers from `hosts` on the days from `since` to `until` (inclusive, UTC days),
+/// largest first.
+pub fn transfers_from(
+    agg: &FlowAggregates,
+    hosts: &[IpAddr],
+    since: Timestamp,
+    until: Timestamp,
+) -> Vec<Transfer> {
+    let (d0, d1) = (collect::day_of(since), collect::day_of(until));
+    let mut out: Vec<Transfer> = agg
+        .pairs
+        .iter()
+        .filter(|((s, _, d), _)| hosts.contains(s) && (d0..=d1).contains(d))
+        .filter_map(|((s, t, d), p)| {
+            Some(Transfer {
+                src: *s,
+                dst: *t,
+                ports: p.ports.iter().copied().collect(),
+                day: *d,
+                bytes_out: p.bytes_out,
+                flows: p.flows,
+                first: p.first.clone()?,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (std::cmp::Reverse(a.bytes_out), &a.first, a.dst).cmp(&(
+            std::cmp::Reverse(b.bytes_out),
+            &b.first,
+            b.dst,
+        ))
+    });
+    out
+}

@@ -40,8 +40,12 @@ pub struct NetConfig {
     pub long_min_secs: u64,
     /// Beaconing needs at least this many connections to one destination and port …
     pub beacon_min_count: usize,
-    /// … and a regularity score (0–1, intervals and sizes) of at least this.
+    /// … and a regularity score (0–1, intervals and sizes) of at least this …
     pub beacon_min_score: f64,
+    /// … with a typical interval of at most this many seconds (daily jobs are schedules) …
+    pub beacon_max_interval_secs: i64,
+    /// … and typical connections of at most this many bytes out (beacons are small).
+    pub beacon_max_bytes: u64,
     /// DNS tunnelling: distinct names under one domain from one host …
     pub dns_min_names: usize,
     /// … with a mean longest label of at least this many characters, or this mean entropy.
@@ -70,6 +74,8 @@ impl Default for NetConfig {
             long_min_secs: 8 * 3600,
             beacon_min_count: 12,
             beacon_min_score: 0.8,
+            beacon_max_interval_secs: 6 * 3600,
+            beacon_max_bytes: 1 << 20,
             dns_min_names: 100,
             dns_min_label_len: 30.0,
             dns_min_entropy: 3.8,
@@ -449,6 +455,13 @@ fn beacons(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<F
         }
         gaps.sort_unstable();
         let median = gaps[gaps.len() / 2].max(1);
+        let mut sizes_sorted: Vec<u64> = conns.iter().map(|x| x.1).collect();
+        sizes_sorted.sort_unstable();
+        if median > c.beacon_max_interval_secs
+            || sizes_sorted[sizes_sorted.len() / 2] > c.beacon_max_bytes
+        {
+            continue;
+        }
         let regular = gaps
             .iter()
             .filter(|g| ((**g - median).abs() as f64) <= 0.1 * median as f64 + 1.0)

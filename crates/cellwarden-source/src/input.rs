@@ -116,6 +116,24 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     }
 }
 
+/// The first bytes of a gzip file's content (`None` if it cannot be read).
+fn gz_head_of(path: &Path) -> Option<Vec<u8>> {
+    let f = File::open(path).ok()?;
+    let mut d = flate2::read::MultiGzDecoder::new(io::BufReader::new(f));
+    let mut buf = vec![0u8; 4096];
+    let mut n = 0;
+    while n < buf.len() {
+        match d.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(r) => n += r,
+            Err(_) if n > 0 => break,
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(n);
+    Some(buf)
+}
+
 fn head_of(path: &Path) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 512];
     let mut f = File::open(path)?;
@@ -157,9 +175,12 @@ fn input_for(path: &Path, explicit: bool) -> Option<InputFile> {
             return None;
         }
     }
-    if gzip && format.is_none() && !explicit {
-        // Only compressed files whose inner name tells a known format are picked from folders.
-        return None;
+    if gzip && format.is_none() {
+        // Rotated logs (`conn.log.gz`, `postgresql.log.1.gz`): sniff the decompressed start.
+        format = gz_head_of(path).and_then(|h| sniff(&h));
+        if format.is_none() && !explicit {
+            return None;
+        }
     }
     Some(InputFile {
         path: Some(path.to_owned()),

@@ -175,22 +175,73 @@ pub fn entropy(s: &str) -> f64 {
         .sum()
 }
 
-fn num(ev: &Event<'_>, k: &str) -> Option<f64> {
-    match ev.get(k)? {
+fn num(v: &Value<'_>) -> Option<f64> {
+    match v {
         Value::Int(i) => Some(*i as f64),
         Value::Float(f) => Some(*f),
         v => v.as_text().and_then(|t| t.trim().parse().ok()),
     }
 }
 
-fn ip(ev: &Event<'_>, k: &str) -> Option<IpAddr> {
-    ev.get_str(k).and_then(|s| s.trim().parse().ok())
+fn ip(v: &Value<'_>) -> Option<IpAddr> {
+    v.as_text().and_then(|s| s.trim().parse().ok())
 }
 
 /// Whether an event is a flow or DNS record of ours.
 pub fn is_flow_event(ev: &Event<'_>) -> bool {
-    ev.get_str("Channel")
+    ev.logsource.as_ref().is_some_and(|l| {
+        l.categories
+            .iter()
+            .any(|c| &**c == "network_connection" || &**c == "dns")
+    }) && ev
+        .get_str("Channel")
         .is_some_and(|c| c.starts_with("zeek_") || c == "nfdump" || c == "netflow")
+}
+
+/// The fields the analytics read, found in one pass.
+#[derive(Default)]
+struct Seen<'e, 'a> {
+    src: Option<&'e Value<'a>>,
+    dst: Option<&'e Value<'a>>,
+    dst_port: Option<&'e Value<'a>>,
+    src_port: Option<&'e Value<'a>>,
+    proto: Option<&'e Value<'a>>,
+    bytes_out: Option<&'e Value<'a>>,
+    bytes_in: Option<&'e Value<'a>>,
+    packets: Option<&'e Value<'a>>,
+    duration: Option<&'e Value<'a>>,
+    service: Option<&'e Value<'a>>,
+    channel: Option<&'e Value<'a>>,
+    query: Option<&'e Value<'a>>,
+    qtype: Option<&'e Value<'a>>,
+}
+
+impl<'e, 'a> Seen<'e, 'a> {
+    fn of(ev: &'e Event<'a>) -> Self {
+        let mut s = Seen::default();
+        for (k, v) in &ev.fields {
+            let slot = match k.as_ref() {
+                "src_ip" => &mut s.src,
+                "dst_ip" => &mut s.dst,
+                "dst_port" => &mut s.dst_port,
+                "src_port" => &mut s.src_port,
+                "proto" => &mut s.proto,
+                "bytes_out" => &mut s.bytes_out,
+                "bytes_in" => &mut s.bytes_in,
+                "packets" => &mut s.packets,
+                "duration" => &mut s.duration,
+                "service" => &mut s.service,
+                "Channel" => &mut s.channel,
+                "query" => &mut s.query,
+                "qtype_name" => &mut s.qtype,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(v);
+            }
+        }
+        s
+    }
 }
 
 /// Gathers [`FlowAggregates`]; one per worker thread.
@@ -198,7 +249,8 @@ pub struct FlowCollector {
     assets: Arc<crate::Assets>,
     limits: CollectLimits,
     pairs: HashMap<(IpAddr, IpAddr, Day), PairDay>,
-    conns: HashMap<(IpAddr, IpAddr, u16), Vec<(i64, u64)>>,
+    /// Connection (time, bytes) per pair and port, with the latest kept item.
+    conns: HashMap<(IpAddr, IpAddr, u16), (Vec<(i64, u64)>, (i64, u64))>,
     pub aggregates: FlowAggregates,
 }
 
@@ -214,11 +266,24 @@ impl FlowCollector {
     }
 
     pub fn observe(&mut self, ev: &Event<'_>) {
-        if !is_flow_event(ev) {
+        let is_flow = ev.logsource.as_ref().is_some_and(|l| {
+            l.categories
+                .iter()
+                .any(|c| &**c == "network_connection" || &**c == "dns")
+        });
+        if !is_flow {
+            return;
+        }
+        let f = Seen::of(ev);
+        let ours = f
+            .channel
+            .and_then(|c| c.as_text())
+            .is_some_and(|c| c.starts_with("zeek_") || c == "nfdump" || c == "netflow");
+        if !ours {
             return;
         }
         let Some(time) = ev.timestamp else { return };
-        let (Some(src), Some(dst)) = (ip(ev, "src_ip"), ip(ev, "dst_ip")) else {
+        let (Some(src), Some(dst)) = (f.src.and_then(ip), f.dst.and_then(ip)) else {
             return;
         };
         let evidence = Evidence {
@@ -227,22 +292,28 @@ impl FlowCollector {
             record: ev.origin.record,
         };
         let day = day_of(time);
-        if ev.get_str("Channel").as_deref() == Some("zeek_dns") {
-            self.dns(ev, src, dst, evidence);
+        if f.channel.and_then(|c| c.as_text()).as_deref() == Some("zeek_dns") {
+            self.dns(&f, src, dst, evidence);
             return;
         }
         self.aggregates.flows += 1;
-        let dst_port = num(ev, "dst_port").map(|p| p as u16);
-        let src_port = num(ev, "src_port").map(|p| p as u16);
-        let proto = ev
-            .get_str("proto")
+        let n = |v: Option<&Value<'_>>| v.and_then(num).unwrap_or(0.0).max(0.0) as u64;
+        let dst_port = f.dst_port.and_then(num).map(|p| p as u16);
+        let src_port = f.src_port.and_then(num).map(|p| p as u16);
+        let proto = f
+            .proto
+            .and_then(|p| p.as_text())
             .map(|p| p.to_ascii_lowercase())
             .unwrap_or_default();
-        let bytes_out = num(ev, "bytes_out").unwrap_or(0.0).max(0.0) as u64;
-        let bytes_in = num(ev, "bytes_in").unwrap_or(0.0).max(0.0) as u64;
-        let packets = num(ev, "packets").unwrap_or(0.0).max(0.0) as u64;
-        let duration = num(ev, "duration").unwrap_or(0.0).max(0.0) as u64;
-        let service = ev.get_str("service").map(|s| s.to_ascii_lowercase());
+        let bytes_out = n(f.bytes_out);
+        let bytes_in = n(f.bytes_in);
+        let packets = n(f.packets);
+        let duration = n(f.duration);
+        let service = f
+            .service
+            .and_then(|s| s.as_text())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_ascii_lowercase());
         let outbound = self.assets.is_internal(src) && !self.assets.is_internal(dst);
         let agg = &mut self.aggregates;
         // Flows judged one by one, inside or out.
@@ -316,23 +387,25 @@ impl FlowCollector {
             agg.long.push(flow());
         }
         if let Some(port) = dst_port {
-            let c = self.conns.entry((src, dst, port)).or_default();
+            let (c, max) = self.conns.entry((src, dst, port)).or_default();
             let item = (time.as_second(), bytes_out);
             if c.len() < BEACON_CAP {
                 c.push(item);
-            } else if let Some(max) = c.iter().copied().max()
-                && item < max
-            {
-                // Keep the earliest ones: replace the latest.
-                if let Some(pos) = c.iter().position(|x| *x == max) {
+                *max = (*max).max(item);
+            } else if item < *max {
+                // Keep the earliest ones: replace the latest (rare when input is in time order).
+                if let Some(pos) = c.iter().position(|x| x == max) {
                     c[pos] = item;
                 }
+                *max = c.iter().copied().max().unwrap_or(item);
             }
         }
     }
 
-    fn dns(&mut self, ev: &Event<'_>, src: IpAddr, resolver: IpAddr, evidence: Evidence) {
-        let Some(q) = ev.get_str("query") else { return };
+    fn dns(&mut self, f: &Seen<'_, '_>, src: IpAddr, resolver: IpAddr, evidence: Evidence) {
+        let Some(q) = f.query.and_then(|q| q.as_text()) else {
+            return;
+        };
         if q.is_empty() {
             return;
         }
@@ -349,8 +422,8 @@ impl FlowCollector {
             .unwrap_or("");
         let d = agg.dns.entry((src, domain)).or_default();
         d.queries += 1;
-        if ev
-            .get_str("qtype_name")
+        if f.qtype
+            .and_then(|t| t.as_text())
             .is_some_and(|t| t.eq_ignore_ascii_case("TXT"))
         {
             d.txt += 1;
@@ -372,7 +445,7 @@ impl FlowCollector {
         self.aggregates.conns = self
             .conns
             .into_iter()
-            .map(|(k, mut v)| {
+            .map(|(k, (mut v, _))| {
                 v.sort_unstable();
                 (k, v)
             })

@@ -82,20 +82,6 @@ fn common_name(zeek: &str) -> Option<&'static str> {
     })
 }
 
-fn typed<'a>(ty: &str, v: &'a str) -> Value<'a> {
-    match ty {
-        "count" | "int" | "port" => v
-            .parse::<i64>()
-            .map(Value::Int)
-            .unwrap_or(Value::Str(Cow::Borrowed(v))),
-        "double" | "interval" | "time" => v
-            .parse::<f64>()
-            .map(Value::Float)
-            .unwrap_or(Value::Str(Cow::Borrowed(v))),
-        _ => Value::Str(Cow::Borrowed(v)),
-    }
-}
-
 fn epoch(v: &str) -> Option<Timestamp> {
     let f: f64 = v.parse().ok()?;
     Timestamp::from_microsecond((f * 1e6).round() as i64).ok()
@@ -121,46 +107,109 @@ fn add_packets(out: &mut Fields<'_>) {
     }
 }
 
-/// One data row of a Zeek TSV part, by its header (see [`zeek_header`]).
+/// A Zeek TSV header prepared once for the rows under it.
+pub struct ZeekLayout<'h> {
+    sep: &'h str,
+    empty: &'h str,
+    unset: &'h str,
+    channel: String,
+    /// Per column: name, type (0 string, 1 integer, 2 float), common alias, is `ts`.
+    cols: Vec<(&'h str, u8, Option<&'static str>, bool)>,
+}
+
+impl<'h> ZeekLayout<'h> {
+    /// The layout of a header made by [`zeek_header`]; `None` if it is not one.
+    pub fn new(header: &'h [String]) -> Option<ZeekLayout<'h>> {
+        if header.len() < 5 || header[0] != "#zeek" {
+            return None;
+        }
+        let n = (header.len() - 5) / 2;
+        let cols = (0..n)
+            .map(|i| {
+                let name = header[5 + i].as_str();
+                let ty = match header[5 + n + i].as_str() {
+                    "count" | "int" | "port" => 1,
+                    "double" | "interval" | "time" => 2,
+                    _ => 0,
+                };
+                (name, ty, common_name(name), name == "ts")
+            })
+            .collect();
+        Some(ZeekLayout {
+            sep: &header[2],
+            empty: &header[3],
+            unset: &header[4],
+            channel: format!("zeek_{}", header[1]),
+            cols,
+        })
+    }
+}
+
+/// One data row of a Zeek TSV part, by its layout.
 pub fn zeek_tsv_record<'a>(
-    header: &'a [String],
+    layout: &'a ZeekLayout<'a>,
     line: &'a str,
 ) -> Option<(Fields<'a>, Option<Timestamp>)> {
-    if header.len() < 5 || header[0] != "#zeek" {
-        return None;
-    }
-    let n = (header.len() - 5) / 2;
-    let (path, sep, empty, unset) = (&header[1], &header[2], &header[3], &header[4]);
-    let names = &header[5..5 + n];
-    let types = &header[5 + n..5 + 2 * n];
+    let n = layout.cols.len();
     let mut out: Fields<'a> = Vec::with_capacity(n + 8);
     let mut ts = None;
-    let mut cols = 0;
-    for (i, v) in line.split(sep.as_str()).enumerate() {
-        cols += 1;
-        let (Some(name), Some(ty)) = (names.get(i), types.get(i)) else {
-            return None;
+    let mut i = 0;
+    let sep1 = (layout.sep.len() == 1).then(|| layout.sep.as_bytes()[0]);
+    let mut rest = line;
+    let mut packets: Option<i64> = None;
+    loop {
+        let (v, more) = match sep1 {
+            Some(b) => match memchr::memchr(b, rest.as_bytes()) {
+                Some(k) => (&rest[..k], Some(&rest[k + 1..])),
+                None => (rest, None),
+            },
+            None => match rest.split_once(layout.sep) {
+                Some((a, b)) => (a, Some(b)),
+                None => (rest, None),
+            },
         };
-        if v == unset {
-            continue;
+        let &(name, ty, alias, is_ts) = layout.cols.get(i)?;
+        i += 1;
+        if v != layout.unset {
+            let v = if v == layout.empty { "" } else { v };
+            let value = match ty {
+                1 => v
+                    .parse::<i64>()
+                    .map(Value::Int)
+                    .unwrap_or(Value::Str(Cow::Borrowed(v))),
+                2 => v
+                    .parse::<f64>()
+                    .map(Value::Float)
+                    .unwrap_or(Value::Str(Cow::Borrowed(v))),
+                _ => Value::Str(Cow::Borrowed(v)),
+            };
+            if is_ts {
+                ts = epoch(v);
+            }
+            if (name == "orig_pkts" || name == "resp_pkts")
+                && let Value::Int(p) = value
+            {
+                packets = Some(packets.unwrap_or(0) + p);
+            }
+            if let Some(c) = alias {
+                out.push((Cow::Borrowed(c), value.clone()));
+            }
+            out.push((Cow::Borrowed(name), value));
         }
-        let v = if v == empty { "" } else { v };
-        if name == "ts" {
-            ts = epoch(v);
+        match more {
+            Some(m) => rest = m,
+            None => break,
         }
-        let value = typed(ty, v);
-        if let Some(c) = common_name(name) {
-            out.push((Cow::Borrowed(c), value.clone()));
-        }
-        out.push((Cow::Borrowed(name.as_str()), value));
     }
-    if cols != n {
+    if i != n {
         return None;
     }
-    add_packets(&mut out);
+    if let Some(p) = packets {
+        out.push((Cow::Borrowed("packets"), Value::Int(p)));
+    }
     out.push((
         Cow::Borrowed("Channel"),
-        Value::Str(Cow::Owned(format!("zeek_{path}"))),
+        Value::Str(Cow::Borrowed(layout.channel.as_str())),
     ));
     Some((out, ts))
 }
@@ -315,6 +364,7 @@ mod tests {
         let types: Vec<String> = "time string addr port addr port enum string interval count count string count count set[string]"
             .split(' ').map(String::from).collect();
         let h = zeek_header("conn", "\t", "(empty)", "-", &fields, &types);
+        let h = ZeekLayout::new(&h).unwrap();
         let row = "1772323200.250000\tCab1\t10.0.0.5\t52341\t203.0.113.9\t443\ttcp\tssl\t12.5\t104857600\t2048\tSF\t70000\t30000\t(empty)";
         let (f, ts) = zeek_tsv_record(&h, row).unwrap();
         assert_eq!(

@@ -449,8 +449,9 @@ fn read_text(
         );
         let mut fields: Vec<String> = Vec::new();
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
-            let l = String::from_utf8_lossy(line);
-            if let Some(meta) = l.strip_prefix('#') {
+            if line.first() == Some(&b'#') {
+                let l = String::from_utf8_lossy(line);
+                let meta = &l[1..];
                 let (key, value) = match meta.split_once([' ', '\t']) {
                     Some((k, v)) => (k, v),
                     None => (meta, ""),
@@ -766,6 +767,10 @@ impl Unit {
                 header,
             } => {
                 let mut n = 0;
+                let zeek = match (kind, header.as_deref()) {
+                    (Format::ZeekTsv, Some(h)) => crate::flow::ZeekLayout::new(h),
+                    _ => None,
+                };
                 for (line, start, end) in records {
                     let bytes = &buf[start..end];
                     let text = match std::str::from_utf8(bytes) {
@@ -829,11 +834,11 @@ impl Unit {
                                 .map(Some)
                                 .ok_or_else(|| syntax("an Oracle audit CSV row"))
                         }
-                        Format::ZeekTsv => {
-                            crate::flow::zeek_tsv_record(header.as_deref().unwrap_or(&[]), &text)
-                                .map(Some)
-                                .ok_or_else(|| syntax("a row of the Zeek header before it"))
-                        }
+                        Format::ZeekTsv => zeek
+                            .as_ref()
+                            .and_then(|z| crate::flow::zeek_tsv_record(z, &text))
+                            .map(Some)
+                            .ok_or_else(|| syntax("a row of the Zeek header before it")),
                         Format::NfdumpCsv => {
                             crate::flow::nfdump_record(header.as_deref().unwrap_or(&[]), &text)
                                 .ok_or_else(|| syntax("an nfdump CSV row"))

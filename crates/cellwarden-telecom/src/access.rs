@@ -397,14 +397,14 @@ pub struct Collector {
 /// The database fields an event must have to be analysed: `statement` and a database
 /// audit `Channel`, or `category: database`.
 pub fn is_database_event(ev: &Event<'_>) -> bool {
-    ev.get("statement").is_some()
-        && (ev
-            .logsource
-            .as_ref()
-            .is_some_and(|l| l.categories.iter().any(|c| &**c == "database"))
-            || ev
-                .get_str("Channel")
-                .is_some_and(|c| Dialect::of_channel(&c) != Dialect::Generic))
+    // The log source is resolved already: checking it first keeps other events cheap.
+    let database = match &ev.logsource {
+        Some(l) => l.categories.iter().any(|c| &**c == "database"),
+        None => ev
+            .get_str("Channel")
+            .is_some_and(|c| Dialect::of_channel(&c) != Dialect::Generic),
+    };
+    database && ev.get("statement").is_some()
 }
 
 /// Bind values as the sources log them: pgaudit `PARAMETER` (CSV list), Oracle

@@ -189,7 +189,7 @@ fn ip(v: &Value<'_>) -> Option<IpAddr> {
 
 /// Whether an event is a flow or DNS record of ours.
 pub fn is_flow_event(ev: &Event<'_>) -> bool {
-    ev.logsource.as_ref().is_some_and(|l| {
+    ev.logsource.as_ref().is_none_or(|l| {
         l.categories
             .iter()
             .any(|c| &**c == "network_connection" || &**c == "dns")
@@ -244,13 +244,15 @@ impl<'e, 'a> Seen<'e, 'a> {
     }
 }
 
+/// Connection (time, bytes) of one pair and port, and the latest one kept.
+type Conns = (Vec<(i64, u64)>, (i64, u64));
+
 /// Gathers [`FlowAggregates`]; one per worker thread.
 pub struct FlowCollector {
     assets: Arc<crate::Assets>,
     limits: CollectLimits,
     pairs: HashMap<(IpAddr, IpAddr, Day), PairDay>,
-    /// Connection (time, bytes) per pair and port, with the latest kept item.
-    conns: HashMap<(IpAddr, IpAddr, u16), (Vec<(i64, u64)>, (i64, u64))>,
+    conns: HashMap<(IpAddr, IpAddr, u16), Conns>,
     pub aggregates: FlowAggregates,
 }
 
@@ -266,7 +268,8 @@ impl FlowCollector {
     }
 
     pub fn observe(&mut self, ev: &Event<'_>) {
-        let is_flow = ev.logsource.as_ref().is_some_and(|l| {
+        // The log source is resolved already: checking it first keeps other events cheap.
+        let is_flow = ev.logsource.as_ref().is_none_or(|l| {
             l.categories
                 .iter()
                 .any(|c| &**c == "network_connection" || &**c == "dns")

@@ -58,6 +58,8 @@ pub enum Position {
         chunk: u64,
         record: u64,
     },
+    /// 1-based packet of a capture.
+    Packet(u64),
 }
 
 impl fmt::Display for Position {
@@ -68,6 +70,7 @@ impl fmt::Display for Position {
             Position::Line(l) => write!(f, ":{l}"),
             Position::Chunk { number, offset } => write!(f, ":chunk {number} (offset {offset})"),
             Position::Record { chunk, record } => write!(f, ":chunk {chunk} record {record}"),
+            Position::Packet(p) => write!(f, ":packet {p}"),
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum Format {
     ZeekTsv,
     /// The CSV `nfdump -o csv` writes.
     NfdumpCsv,
+    /// pcap or pcapng capture of NetFlow v5/v9 or IPFIX export packets.
+    Capture,
 }
 
 impl Format {
@@ -65,6 +67,11 @@ fn format_from_name(name: &str) -> Option<Format> {
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".evtx") {
         Some(Format::Evtx)
+    } else if [".pcap", ".pcapng", ".cap"]
+        .iter()
+        .any(|e| lower.ends_with(e))
+    {
+        Some(Format::Capture)
     } else if [".json", ".jsonl", ".ndjson", ".jsonlines"]
         .iter()
         .any(|e| lower.ends_with(e))
@@ -79,6 +86,9 @@ fn format_from_name(name: &str) -> Option<Format> {
 pub fn sniff(head: &[u8]) -> Option<Format> {
     if head.starts_with(EVTX_MAGIC) {
         return Some(Format::Evtx);
+    }
+    if crate::netflow::is_capture(head) {
+        return Some(Format::Capture);
     }
     let first = head
         .iter()

@@ -14,6 +14,7 @@ mod input;
 pub mod json;
 pub mod linux;
 mod mapping;
+pub mod netflow;
 mod reader;
 
 pub use error::{ErrorKind, Position, SourceError};

@@ -173,6 +173,7 @@ fn read_stream(
             read_evtx_seekable(file, io::Cursor::new(data), sink);
         }
         Some(Format::Json) => read_json(file, reader, limits, sink),
+        Some(Format::Capture) => read_capture(file, reader, sink),
         Some(kind) => read_text(file, reader, kind, year, limits, sink),
         None => {
             if head.is_empty() {
@@ -555,6 +556,30 @@ fn read_text(
     batch.finish(result);
 }
 
+/// Captures are decoded here, in order (templates carry across packets); each flow goes on as a
+/// JSON record numbered by its packet. The whole capture is held in memory while decoded.
+fn read_capture(file: &Arc<str>, mut reader: Box<dyn BufRead>, sink: &mut dyn UnitSink) {
+    let mut data = Vec::new();
+    let result = reader
+        .read_to_end(&mut data)
+        .map_err(|e| (data.len() as u64, e));
+    let decoded = crate::netflow::Decoder::decode_capture(&data);
+    drop(data);
+    let mut batch = Batcher::new(file, Format::Json, 0, sink);
+    for p in decoded.problems {
+        batch.sink.error(SourceError::new(
+            file,
+            Position::Packet(p.packet),
+            ErrorKind::Format,
+            p.message,
+        ));
+    }
+    for (packet, json) in decoded.flows {
+        batch.push(packet, json.as_bytes());
+    }
+    batch.finish(result.map(|_| ()));
+}
+
 fn read_json(
     file: &Arc<str>,
     mut reader: Box<dyn BufRead>,
@@ -843,7 +868,8 @@ impl Unit {
                             crate::flow::nfdump_record(header.as_deref().unwrap_or(&[]), &text)
                                 .ok_or_else(|| syntax("an nfdump CSV row"))
                         }
-                        Format::Evtx => continue,
+                        // Captures are decoded into JSON records when read.
+                        Format::Evtx | Format::Capture => continue,
                     };
                     match parsed {
                         Ok(Some((fields, ts))) => {

@@ -349,3 +349,83 @@ fn scope_shows_where_the_data_went() {
     assert!(page.contains("Where the data may have gone"));
     assert!(page.contains("203.0.113.66"));
 }
+
+/// One NetFlow v5 flow: (export time, src, dst, dport, bytes).
+type V5 = (u32, [u8; 4], [u8; 4], u16, u32);
+
+/// A pcap of NetFlow v5 export packets, one flow each.
+fn v5_pcap(flows: &[V5]) -> Vec<u8> {
+    let mut out = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for &(t, src, dst, dport, bytes) in flows {
+        let mut p = vec![0, 5, 0, 1];
+        p.extend_from_slice(&10_000u32.to_be_bytes());
+        p.extend_from_slice(&t.to_be_bytes());
+        p.extend_from_slice(&[0; 12]);
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&[0; 8]);
+        p.extend_from_slice(&(bytes / 1400).to_be_bytes());
+        p.extend_from_slice(&bytes.to_be_bytes());
+        p.extend_from_slice(&5_000u32.to_be_bytes());
+        p.extend_from_slice(&10_000u32.to_be_bytes());
+        p.extend_from_slice(&51000u16.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 0x18, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut pkt = vec![0u8; 12];
+        pkt.extend_from_slice(&[0x08, 0x00]);
+        let total = 28 + p.len();
+        pkt.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ]);
+        pkt.extend_from_slice(&[192, 0, 2, 1, 10, 0, 0, 1]);
+        let ulen = 8 + p.len();
+        pkt.extend_from_slice(&[0x08, 0x00, 0x08, 0x07, (ulen >> 8) as u8, ulen as u8, 0, 0]);
+        pkt.extend_from_slice(&p);
+        out.extend_from_slice(&t.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+        out.extend_from_slice(&pkt);
+    }
+    out
+}
+
+#[test]
+fn netflow_v5_capture_is_read_and_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = (T0 + 2 * 3600) as u32;
+    let flows: Vec<V5> = (0..5)
+        .map(|k| {
+            (
+                t + k * 900,
+                [10, 2, 0, 5],
+                [203, 0, 113, 66],
+                443,
+                600_000_000 + k * 1000,
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("export.pcap"), v5_pcap(&flows)).unwrap();
+    let out = run(&["hunt", dir.path().to_str().unwrap(), "--format", "jsonl"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("5 events"), "{err}");
+    let a = net_alerts(&out);
+    assert_eq!(a.len(), 1, "{a:#?}");
+    assert_eq!(a[0]["rule_id"], "cellwarden.net.chunked_transfer");
+    assert_eq!(a[0]["source_record"], 1, "the packet of the first chunk");
+    assert_eq!(a[0]["event"]["bytes_out"], 3_000_010_000u64);
+}

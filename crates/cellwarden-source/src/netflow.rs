@@ -1,0 +1,718 @@
+//! NetFlow v5, v9 and IPFIX export packets inside pcap or pcapng captures.
+//!
+//! Packets are read in order (Ethernet with VLAN tags, Linux cooked, raw IP, BSD loopback;
+//! IPv4/IPv6; UDP); a UDP payload that is a NetFlow v5/v9 or IPFIX message becomes one event
+//! per flow record. Templates (v9 and IPFIX) are kept per exporter address, source id /
+//! observation domain and template id; data records that arrive before their template are
+//! counted and reported, not silently lost. Each flow is handed on as a JSON object with
+//! `Channel: netflow` and the common flow names (`src_ip`, `dst_ip`, `src_port`, `dst_port`,
+//! `proto`, `bytes_out`, `bytes_in`, `packets`, `duration`, `timestamp`, `exporter`, `version`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Whether bytes start a pcap or pcapng capture.
+pub fn is_capture(head: &[u8]) -> bool {
+    matches!(
+        head.get(..4),
+        Some([0xd4, 0xc3, 0xb2, 0xa1])
+            | Some([0xa1, 0xb2, 0xc3, 0xd4])
+            | Some([0x4d, 0x3c, 0xb2, 0xa1])
+            | Some([0xa1, 0xb2, 0x3c, 0x4d])
+            | Some([0x0a, 0x0d, 0x0d, 0x0a])
+    )
+}
+
+/// A problem met while decoding, with the packet it concerns (1-based).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub packet: u64,
+    pub message: String,
+}
+
+/// What a capture yielded.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// (packet number, flow as a JSON object)
+    pub flows: Vec<(u64, String)>,
+    pub problems: Vec<Problem>,
+    pub packets: u64,
+    /// Data records whose template had not been seen.
+    pub before_template: u64,
+}
+
+type TemplateKey = (IpAddr, u32, u16);
+
+/// The header facts of one v9/IPFIX message its sets need.
+struct Msg {
+    packet: u64,
+    exporter: IpAddr,
+    /// v9 source id or IPFIX observation domain.
+    domain: u32,
+    version: u16,
+    /// Export time, for records without times of their own.
+    now_ms: i64,
+    /// Wall-clock time of the exporter's boot (v9 uptime-relative times).
+    uptime_base: Option<i64>,
+}
+
+/// Field (type or IE id, length) lists of the templates seen so far.
+#[derive(Default)]
+pub struct Decoder {
+    templates: HashMap<TemplateKey, Vec<(u16, u16)>>,
+    out: Decoded,
+}
+
+fn be16(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(i..i + 2)?.try_into().ok()?))
+}
+fn be32(b: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?))
+}
+fn uint(b: &[u8]) -> u64 {
+    b.iter().fold(0u64, |a, x| (a << 8) | *x as u64)
+}
+
+fn proto_name(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmp6".into(),
+        47 => "gre".into(),
+        50 => "esp".into(),
+        n => n.to_string(),
+    }
+}
+
+#[derive(Default)]
+struct FlowOut {
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    sport: Option<u16>,
+    dport: Option<u16>,
+    proto: Option<u8>,
+    bytes: u64,
+    bytes_in: u64,
+    packets: u64,
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+}
+
+impl FlowOut {
+    fn json(&self, exporter: IpAddr, version: u16, fallback_ms: i64) -> Option<String> {
+        let (src, dst) = (self.src?, self.dst?);
+        let start = self.start_ms.unwrap_or(fallback_ms);
+        let mut o = serde_json::Map::new();
+        let ts = jiff::Timestamp::from_millisecond(start).ok()?;
+        o.insert("timestamp".into(), ts.to_string().into());
+        o.insert("src_ip".into(), src.to_string().into());
+        o.insert("dst_ip".into(), dst.to_string().into());
+        if let Some(p) = self.sport {
+            o.insert("src_port".into(), p.into());
+        }
+        if let Some(p) = self.dport {
+            o.insert("dst_port".into(), p.into());
+        }
+        if let Some(p) = self.proto {
+            o.insert("proto".into(), proto_name(p).into());
+        }
+        o.insert("bytes_out".into(), self.bytes.into());
+        o.insert("bytes_in".into(), self.bytes_in.into());
+        o.insert("packets".into(), self.packets.into());
+        if let Some(e) = self.end_ms {
+            o.insert(
+                "duration".into(),
+                (((e - start).max(0)) as f64 / 1000.0).into(),
+            );
+        }
+        o.insert("exporter".into(), exporter.to_string().into());
+        o.insert("version".into(), version.into());
+        o.insert("Channel".into(), "netflow".into());
+        Some(serde_json::Value::Object(o).to_string())
+    }
+
+    /// Applies one template field (v9 field type = IPFIX IE id for these).
+    fn field(&mut self, id: u16, v: &[u8], uptime_base_ms: Option<i64>) {
+        match (id, v.len()) {
+            (1, _) => self.bytes = uint(v),
+            (23, _) => self.bytes_in = uint(v),
+            (2, _) => self.packets += uint(v),
+            (24, _) => self.packets += uint(v),
+            (4, _) => self.proto = v.last().copied(),
+            (7, _) => self.sport = Some(uint(v) as u16),
+            (11, _) => self.dport = Some(uint(v) as u16),
+            (8 | 12, 4) => {
+                let a = IpAddr::V4(Ipv4Addr::new(v[0], v[1], v[2], v[3]));
+                if id == 8 {
+                    self.src = Some(a)
+                } else {
+                    self.dst = Some(a)
+                }
+            }
+            (27 | 28, 16) => {
+                let a = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).unwrap_or([0; 16])));
+                if id == 27 {
+                    self.src = Some(a)
+                } else {
+                    self.dst = Some(a)
+                }
+            }
+            (150, _) => self.start_ms = Some(uint(v) as i64 * 1000),
+            (151, _) => self.end_ms = Some(uint(v) as i64 * 1000),
+            (152, _) => self.start_ms = Some(uint(v) as i64),
+            (153, _) => self.end_ms = Some(uint(v) as i64),
+            (22, _) => self.start_ms = uptime_base_ms.map(|b| b + uint(v) as i64),
+            (21, _) => self.end_ms = uptime_base_ms.map(|b| b + uint(v) as i64),
+            _ => {}
+        }
+    }
+}
+
+impl Decoder {
+    /// Decodes a whole capture.
+    pub fn decode_capture(data: &[u8]) -> Decoded {
+        let mut d = Decoder::default();
+        if data.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+            d.pcapng(data);
+        } else {
+            d.pcap(data);
+        }
+        d.out
+    }
+
+    fn problem(&mut self, packet: u64, message: impl Into<String>) {
+        self.out.problems.push(Problem {
+            packet,
+            message: message.into(),
+        });
+    }
+
+    fn pcap(&mut self, data: &[u8]) {
+        let le = matches!(
+            data.get(..4),
+            Some([0xd4, 0xc3, 0xb2, 0xa1]) | Some([0x4d, 0x3c, 0xb2, 0xa1])
+        );
+        let rd = |i: usize| -> Option<u32> {
+            let b: [u8; 4] = data.get(i..i + 4)?.try_into().ok()?;
+            Some(if le {
+                u32::from_le_bytes(b)
+            } else {
+                u32::from_be_bytes(b)
+            })
+        };
+        let Some(link) = rd(20) else {
+            self.problem(0, "capture header cut off");
+            return;
+        };
+        let mut i = 24;
+        let mut n = 0u64;
+        while i < data.len() {
+            n += 1;
+            let Some(len) = rd(i + 8).map(|l| l as usize) else {
+                self.problem(n, "packet header cut off; rest of the capture skipped");
+                return;
+            };
+            let Some(pkt) = data.get(i + 16..i + 16 + len) else {
+                self.problem(n, "packet cut off at the end of the capture; skipped");
+                return;
+            };
+            self.out.packets += 1;
+            self.link(n, link as u16, pkt);
+            i += 16 + len;
+        }
+    }
+
+    fn pcapng(&mut self, data: &[u8]) {
+        let mut links: Vec<u16> = Vec::new();
+        let mut le = true;
+        let mut i = 0;
+        let mut n = 0u64;
+        while i + 12 <= data.len() {
+            let ty = u32::from_le_bytes(data[i..i + 4].try_into().unwrap_or([0; 4]));
+            if ty == 0x0a0d0d0a {
+                // Section header: the byte-order magic says how to read the rest.
+                le = data.get(i + 8..i + 12) == Some(&[0x4d, 0x3c, 0x2b, 0x1a]);
+                links.clear();
+            }
+            let rd = |j: usize| -> Option<u32> {
+                let b: [u8; 4] = data.get(j..j + 4)?.try_into().ok()?;
+                Some(if le {
+                    u32::from_le_bytes(b)
+                } else {
+                    u32::from_be_bytes(b)
+                })
+            };
+            let Some(len) = rd(i + 4).map(|l| l as usize) else {
+                break;
+            };
+            if len < 12 || i + len > data.len() {
+                self.problem(n + 1, "pcapng block cut off; rest of the capture skipped");
+                return;
+            }
+            let body = &data[i + 8..i + len - 4];
+            let ty = rd(i).unwrap_or(0);
+            match ty {
+                1 => links.push(
+                    body.get(..2)
+                        .map(|b| {
+                            if le {
+                                u16::from_le_bytes([b[0], b[1]])
+                            } else {
+                                u16::from_be_bytes([b[0], b[1]])
+                            }
+                        })
+                        .unwrap_or(1),
+                ),
+                6 => {
+                    n += 1;
+                    self.out.packets += 1;
+                    let iface = rd(i + 8).unwrap_or(0) as usize;
+                    let cap = rd(i + 20).unwrap_or(0) as usize;
+                    if let Some(pkt) = body.get(20..20 + cap) {
+                        self.link(n, links.get(iface).copied().unwrap_or(1), pkt);
+                    } else {
+                        self.problem(n, "packet longer than its block; skipped");
+                    }
+                }
+                3 => {
+                    n += 1;
+                    self.out.packets += 1;
+                    let pkt = body.get(4..).unwrap_or(&[]);
+                    self.link(n, links.first().copied().unwrap_or(1), pkt);
+                }
+                _ => {}
+            }
+            i += len;
+        }
+    }
+
+    /// Strips the link layer, IP and UDP; decodes NetFlow/IPFIX payloads.
+    fn link(&mut self, n: u64, link: u16, pkt: &[u8]) {
+        let ip = match link {
+            1 => {
+                let mut off = 12;
+                let mut et = be16(pkt, off).unwrap_or(0);
+                while et == 0x8100 || et == 0x88a8 {
+                    off += 4;
+                    et = be16(pkt, off).unwrap_or(0);
+                }
+                if et != 0x0800 && et != 0x86dd {
+                    return;
+                }
+                pkt.get(off + 2..)
+            }
+            113 => pkt.get(16..),
+            276 => pkt.get(20..),
+            0 => pkt.get(4..),
+            101 | 12 | 14 => Some(pkt),
+            _ => return,
+        };
+        let Some(ip) = ip else { return };
+        let (src, udp) = match ip.first().map(|b| b >> 4) {
+            Some(4) => {
+                let ihl = (ip[0] & 0x0f) as usize * 4;
+                if ip.get(9) != Some(&17) || ip.len() < ihl + 8 {
+                    return;
+                }
+                (
+                    IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])),
+                    &ip[ihl..],
+                )
+            }
+            Some(6) => {
+                if ip.get(6) != Some(&17) || ip.len() < 48 {
+                    return;
+                }
+                let a: [u8; 16] = ip[8..24].try_into().unwrap_or([0; 16]);
+                (IpAddr::V6(Ipv6Addr::from(a)), &ip[40..])
+            }
+            _ => return,
+        };
+        let Some(payload) = udp.get(8..) else { return };
+        match be16(payload, 0) {
+            Some(5) => self.v5(n, src, payload),
+            Some(9) => self.v9(n, src, payload),
+            Some(10) => self.ipfix(n, src, payload),
+            _ => {}
+        }
+    }
+
+    fn v5(&mut self, n: u64, exporter: IpAddr, p: &[u8]) {
+        let (Some(count), Some(uptime), Some(secs), Some(nsecs)) =
+            (be16(p, 2), be32(p, 4), be32(p, 8), be32(p, 12))
+        else {
+            return self.problem(n, "NetFlow v5 header cut off");
+        };
+        let now_ms = secs as i64 * 1000 + nsecs as i64 / 1_000_000;
+        let base = now_ms - uptime as i64;
+        for k in 0..count as usize {
+            let Some(r) = p.get(24 + k * 48..24 + (k + 1) * 48) else {
+                return self.problem(n, format!("NetFlow v5 record {} of {count} cut off", k + 1));
+            };
+            let f = FlowOut {
+                src: Some(IpAddr::V4(Ipv4Addr::new(r[0], r[1], r[2], r[3]))),
+                dst: Some(IpAddr::V4(Ipv4Addr::new(r[4], r[5], r[6], r[7]))),
+                packets: be32(r, 16).unwrap_or(0) as u64,
+                bytes: be32(r, 20).unwrap_or(0) as u64,
+                start_ms: be32(r, 24).map(|x| base + x as i64),
+                end_ms: be32(r, 28).map(|x| base + x as i64),
+                sport: be16(r, 32),
+                dport: be16(r, 34),
+                proto: Some(r[38]),
+                ..Default::default()
+            };
+            if let Some(j) = f.json(exporter, 5, now_ms) {
+                self.out.flows.push((n, j));
+            }
+        }
+    }
+
+    /// Template and data sets of v9 (template set id 0, options 1) and IPFIX (2, 3).
+    fn sets(&mut self, m: Msg, body: &[u8]) {
+        let Msg {
+            packet: n,
+            exporter,
+            domain,
+            version,
+            now_ms,
+            uptime_base,
+        } = m;
+        let (tpl, opt) = if version == 9 { (0, 1) } else { (2, 3) };
+        let mut i = 0;
+        while i + 4 <= body.len() {
+            let (id, len) = (
+                be16(body, i).unwrap_or(0),
+                be16(body, i + 2).unwrap_or(0) as usize,
+            );
+            if len < 4 || i + len > body.len() {
+                return self.problem(
+                    n,
+                    format!("set of length {len} does not fit the message; rest skipped"),
+                );
+            }
+            let set = &body[i + 4..i + len];
+            if id == tpl {
+                let mut j = 0;
+                while j + 4 <= set.len() {
+                    let (tid, count) = (be16(set, j).unwrap_or(0), be16(set, j + 2).unwrap_or(0));
+                    if tid < 256 {
+                        break; // padding
+                    }
+                    j += 4;
+                    let mut fields = Vec::with_capacity(count as usize);
+                    for _ in 0..count {
+                        let (Some(ty), Some(fl)) = (be16(set, j), be16(set, j + 2)) else {
+                            return self.problem(n, "template cut off");
+                        };
+                        j += 4;
+                        if version == 10 && ty & 0x8000 != 0 {
+                            j += 4; // enterprise number
+                            fields.push((u16::MAX, fl));
+                        } else {
+                            fields.push((ty, fl));
+                        }
+                    }
+                    self.templates.insert((exporter, domain, tid), fields);
+                }
+            } else if id == opt {
+                // Options templates describe exporter metadata, not flows.
+            } else if id >= 256 {
+                let Some(fields) = self.templates.get(&(exporter, domain, id)).cloned() else {
+                    self.out.before_template += 1;
+                    self.problem(
+                        n,
+                        format!("data set for template {id} of exporter {exporter} (domain {domain}) before its template; skipped"),
+                    );
+                    i += len;
+                    continue;
+                };
+                let min_len: usize = fields
+                    .iter()
+                    .map(|(_, l)| if *l == 65535 { 1 } else { *l as usize })
+                    .sum();
+                let mut j = 0;
+                while min_len > 0 && j + min_len <= set.len() {
+                    let mut f = FlowOut::default();
+                    for (ty, fl) in &fields {
+                        let mut l = *fl as usize;
+                        if *fl == 65535 {
+                            // Variable length (IPFIX): 1 byte, or 255 then 2 bytes.
+                            let first = set.get(j).copied().unwrap_or(0) as usize;
+                            j += 1;
+                            l = if first == 255 {
+                                let x = be16(set, j).unwrap_or(0) as usize;
+                                j += 2;
+                                x
+                            } else {
+                                first
+                            };
+                        }
+                        let Some(v) = set.get(j..j + l) else { break };
+                        f.field(*ty, v, uptime_base);
+                        j += l;
+                    }
+                    if let Some(js) = f.json(exporter, version, now_ms) {
+                        self.out.flows.push((n, js));
+                    }
+                }
+            }
+            i += len;
+        }
+    }
+
+    fn v9(&mut self, n: u64, exporter: IpAddr, p: &[u8]) {
+        let (Some(uptime), Some(secs), Some(source)) = (be32(p, 4), be32(p, 8), be32(p, 16)) else {
+            return self.problem(n, "NetFlow v9 header cut off");
+        };
+        let now_ms = secs as i64 * 1000;
+        let m = Msg {
+            packet: n,
+            exporter,
+            domain: source,
+            version: 9,
+            now_ms,
+            uptime_base: Some(now_ms - uptime as i64),
+        };
+        self.sets(m, &p[20..]);
+    }
+
+    fn ipfix(&mut self, n: u64, exporter: IpAddr, p: &[u8]) {
+        let (Some(len), Some(secs), Some(domain)) = (be16(p, 2), be32(p, 4), be32(p, 12)) else {
+            return self.problem(n, "IPFIX header cut off");
+        };
+        let end = (len as usize).min(p.len());
+        if end < 16 {
+            return self.problem(n, "IPFIX message shorter than its header");
+        }
+        let m = Msg {
+            packet: n,
+            exporter,
+            domain,
+            version: 10,
+            now_ms: secs as i64 * 1000,
+            uptime_base: None,
+        };
+        self.sets(m, &p[16..end]);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A pcap (microseconds, little-endian, Ethernet) of UDP payloads from `exporter`.
+    pub(crate) fn pcap(exporter: [u8; 4], payloads: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&65535u32.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        for p in payloads {
+            let mut pkt = vec![0u8; 12];
+            pkt.extend_from_slice(&[0x08, 0x00]);
+            let total = 20 + 8 + p.len();
+            let mut ip = vec![
+                0x45,
+                0,
+                (total >> 8) as u8,
+                total as u8,
+                0,
+                0,
+                0,
+                0,
+                64,
+                17,
+                0,
+                0,
+            ];
+            ip.extend_from_slice(&exporter);
+            ip.extend_from_slice(&[10, 0, 0, 1]);
+            pkt.extend_from_slice(&ip);
+            let ulen = 8 + p.len();
+            pkt.extend_from_slice(&[0x08, 0x00, 0x08, 0x07, (ulen >> 8) as u8, ulen as u8, 0, 0]);
+            pkt.extend_from_slice(p);
+            out.extend_from_slice(&1_772_323_200u32.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+            out.extend_from_slice(&pkt);
+        }
+        out
+    }
+
+    pub(crate) fn v5(src: [u8; 4], dst: [u8; 4], dport: u16, bytes: u32) -> Vec<u8> {
+        let mut p = vec![0, 5, 0, 1];
+        p.extend_from_slice(&100_000u32.to_be_bytes()); // uptime ms
+        p.extend_from_slice(&1_772_323_200u32.to_be_bytes());
+        p.extend_from_slice(&0u32.to_be_bytes());
+        p.extend_from_slice(&[0; 8]);
+        let mut r = Vec::new();
+        r.extend_from_slice(&src);
+        r.extend_from_slice(&dst);
+        r.extend_from_slice(&[0; 8]);
+        r.extend_from_slice(&1000u32.to_be_bytes());
+        r.extend_from_slice(&bytes.to_be_bytes());
+        r.extend_from_slice(&40_000u32.to_be_bytes()); // first: 60 s before export
+        r.extend_from_slice(&100_000u32.to_be_bytes());
+        r.extend_from_slice(&51000u16.to_be_bytes());
+        r.extend_from_slice(&dport.to_be_bytes());
+        r.extend_from_slice(&[0, 0x18, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        p.extend_from_slice(&r);
+        p
+    }
+
+    fn template_v9() -> Vec<u8> {
+        // template 256: src(8,4) dst(12,4) sport(7,2) dport(11,2) proto(4,1) bytes(1,4) pkts(2,4)
+        let fields: [(u16, u16); 7] = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 4), (2, 4)];
+        let mut set = vec![];
+        set.extend_from_slice(&256u16.to_be_bytes());
+        set.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+        for (t, l) in fields {
+            set.extend_from_slice(&t.to_be_bytes());
+            set.extend_from_slice(&l.to_be_bytes());
+        }
+        let mut s = vec![0, 0];
+        s.extend_from_slice(&((set.len() + 4) as u16).to_be_bytes());
+        s.extend_from_slice(&set);
+        s
+    }
+
+    fn data_v9(id: u16) -> Vec<u8> {
+        let mut rec = vec![10, 2, 0, 5, 203, 0, 113, 66];
+        rec.extend_from_slice(&51000u16.to_be_bytes());
+        rec.extend_from_slice(&443u16.to_be_bytes());
+        rec.push(6);
+        rec.extend_from_slice(&700_000_000u32.to_be_bytes());
+        rec.extend_from_slice(&500_000u32.to_be_bytes());
+        let mut s = id.to_be_bytes().to_vec();
+        s.extend_from_slice(&((rec.len() + 4) as u16).to_be_bytes());
+        s.extend_from_slice(&rec);
+        s
+    }
+
+    fn message(version: u16, domain: u32, sets: &[Vec<u8>]) -> Vec<u8> {
+        let body: Vec<u8> = sets.concat();
+        let mut p = version.to_be_bytes().to_vec();
+        if version == 9 {
+            p.extend_from_slice(&(sets.len() as u16).to_be_bytes());
+            p.extend_from_slice(&100_000u32.to_be_bytes());
+            p.extend_from_slice(&1_772_323_200u32.to_be_bytes());
+            p.extend_from_slice(&1u32.to_be_bytes());
+        } else {
+            p.extend_from_slice(&((16 + body.len()) as u16).to_be_bytes());
+            p.extend_from_slice(&1_772_323_200u32.to_be_bytes());
+            p.extend_from_slice(&1u32.to_be_bytes());
+        }
+        p.extend_from_slice(&domain.to_be_bytes());
+        p.extend_from_slice(&body);
+        p
+    }
+
+    #[test]
+    fn v5_records() {
+        let cap = pcap(
+            [192, 0, 2, 1],
+            &[v5([10, 2, 0, 5], [203, 0, 113, 66], 443, 123_456)],
+        );
+        assert!(is_capture(&cap));
+        let d = Decoder::decode_capture(&cap);
+        assert_eq!(d.packets, 1);
+        assert_eq!(d.flows.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&d.flows[0].1).unwrap();
+        assert_eq!(v["src_ip"], "10.2.0.5");
+        assert_eq!(v["dst_port"], 443);
+        assert_eq!(v["bytes_out"], 123456);
+        assert_eq!(v["proto"], "tcp");
+        assert_eq!(v["timestamp"], "2026-02-28T23:59:00Z");
+        assert_eq!(v["duration"], 60.0);
+        assert_eq!(v["exporter"], "192.0.2.1");
+    }
+
+    #[test]
+    fn v9_and_ipfix_templates_per_exporter_and_domain() {
+        let mut ipfix_tpl = template_v9();
+        ipfix_tpl[1] = 2; // template set id 2 in IPFIX
+        let cap = pcap(
+            [192, 0, 2, 1],
+            &[
+                // Data before its template: counted and reported.
+                message(9, 1, &[data_v9(256)]),
+                message(9, 1, &[template_v9(), data_v9(256)]),
+                message(9, 1, &[data_v9(256)]),
+                // Same template id, other domain: unknown there.
+                message(9, 2, &[data_v9(256)]),
+                message(10, 7, &[ipfix_tpl, data_v9(256)]),
+            ],
+        );
+        let d = Decoder::decode_capture(&cap);
+        assert_eq!(d.flows.len(), 3, "{:?}", d.problems);
+        assert_eq!(d.before_template, 2);
+        assert_eq!(d.problems.len(), 2);
+        assert_eq!(d.problems[0].packet, 1);
+        assert!(d.problems[0].message.contains("before its template"));
+        let v: serde_json::Value = serde_json::from_str(&d.flows[2].1).unwrap();
+        assert_eq!(v["version"], 10);
+        assert_eq!(v["dst_ip"], "203.0.113.66");
+        assert_eq!(v["bytes_out"], 700_000_000);
+        assert_eq!(v["packets"], 500_000);
+    }
+
+    /// The same packets as a pcapng (little-endian, one Ethernet interface).
+    fn pcapng_of(pcap: &[u8]) -> Vec<u8> {
+        let block = |ty: u32, body: &[u8]| {
+            let mut b = body.to_vec();
+            while b.len() % 4 != 0 {
+                b.push(0);
+            }
+            let len = (b.len() + 12) as u32;
+            let mut out = ty.to_le_bytes().to_vec();
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&b);
+            out.extend_from_slice(&len.to_le_bytes());
+            out
+        };
+        let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
+        shb.extend_from_slice(&[1, 0, 0, 0]);
+        shb.extend_from_slice(&u64::MAX.to_le_bytes());
+        let mut out = block(0x0A0D_0D0A, &shb);
+        out.extend(block(1, &[1, 0, 0, 0, 0xff, 0xff, 0, 0]));
+        let mut i = 24;
+        while i + 16 <= pcap.len() {
+            let len = u32::from_le_bytes(pcap[i + 8..i + 12].try_into().unwrap()) as usize;
+            let mut epb = vec![0u8; 12];
+            epb.extend_from_slice(&(len as u32).to_le_bytes());
+            epb.extend_from_slice(&(len as u32).to_le_bytes());
+            epb.extend_from_slice(&pcap[i + 16..i + 16 + len]);
+            out.extend(block(6, &epb));
+            i += 16 + len;
+        }
+        out
+    }
+
+    #[test]
+    fn pcapng_captures() {
+        let cap = pcap(
+            [192, 0, 2, 1],
+            &[
+                v5([10, 2, 0, 5], [203, 0, 113, 66], 443, 9),
+                v5([10, 2, 0, 6], [203, 0, 113, 67], 22, 8),
+            ],
+        );
+        let ng = pcapng_of(&cap);
+        assert!(is_capture(&ng));
+        let d = Decoder::decode_capture(&ng);
+        assert_eq!(d.packets, 2, "{:?}", d.problems);
+        assert_eq!(d.flows.len(), 2);
+        assert_eq!(d.flows[1].0, 2);
+        assert!(d.flows[1].1.contains("\"dst_port\":22"));
+    }
+
+    #[test]
+    fn cut_captures_are_reported() {
+        let mut cap = pcap([192, 0, 2, 1], &[v5([10, 0, 0, 1], [8, 8, 8, 8], 53, 1)]);
+        cap.truncate(cap.len() - 10);
+        let d = Decoder::decode_capture(&cap);
+        assert_eq!(d.flows.len(), 0);
+        assert!(d.problems[0].message.contains("cut off"));
+    }
+}

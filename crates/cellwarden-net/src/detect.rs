@@ -643,7 +643,6 @@ fn odd(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Findi
 
 fn tunnels(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Finding>) {
     let mut current: Option<IpAddr> = None;
-    let mut days = 0usize;
     let mut used: BTreeSet<&'static str> = BTreeSet::new();
     let active: BTreeMap<IpAddr, BTreeSet<Day>> =
         agg.pairs.keys().fold(BTreeMap::new(), |mut m, (s, _, d)| {
@@ -655,7 +654,7 @@ fn tunnels(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<F
             current = Some(*src);
             used.clear();
         }
-        days = active
+        let days = active
             .get(src)
             .map_or(0, |d| d.iter().filter(|x| *x < day).count());
         for (name, (e, dst, port)) in protos {
@@ -679,7 +678,6 @@ fn tunnels(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<F
         }
         used.extend(protos.keys().copied());
     }
-    let _ = days;
 }
 
 fn into_alerts(mut findings: Vec<Finding>, assets: &Assets) -> Vec<Alert> {

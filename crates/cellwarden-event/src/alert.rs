@@ -109,3 +109,75 @@ impl Alert {
         )
     }
 }
+
+const TACTICS: [(&str, &str); 14] = [
+    ("ta0043", "reconnaissance"),
+    ("ta0042", "resource-development"),
+    ("ta0001", "initial-access"),
+    ("ta0002", "execution"),
+    ("ta0003", "persistence"),
+    ("ta0004", "privilege-escalation"),
+    ("ta0005", "defense-evasion"),
+    ("ta0006", "credential-access"),
+    ("ta0007", "discovery"),
+    ("ta0008", "lateral-movement"),
+    ("ta0009", "collection"),
+    ("ta0011", "command-and-control"),
+    ("ta0010", "exfiltration"),
+    ("ta0040", "impact"),
+];
+
+/// ATT&CK techniques (`T1059.001`) and tactics (`credential-access`) named by `attack.*` tags.
+pub fn attack_from_tags(tags: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut techniques = Vec::new();
+    let mut tactics = Vec::new();
+    for t in tags {
+        let Some(rest) = t
+            .to_ascii_lowercase()
+            .strip_prefix("attack.")
+            .map(str::to_owned)
+        else {
+            continue;
+        };
+        let is_technique = rest.len() >= 5
+            && rest.starts_with('t')
+            && rest[1..5].bytes().all(|b| b.is_ascii_digit());
+        if is_technique {
+            techniques.push(rest.to_ascii_uppercase());
+            continue;
+        }
+        let name = rest.replace('_', "-");
+        if let Some((_, n)) = TACTICS.iter().find(|(id, n)| *id == rest || *n == name) {
+            tactics.push((*n).to_owned());
+        }
+    }
+    techniques.dedup();
+    tactics.dedup();
+    (techniques, tactics)
+}
+
+impl RuleInfo {
+    /// Metadata of a rule built into cellwarden (analytics, not Sigma): techniques and tactics
+    /// come from the `attack.*` tags.
+    pub fn builtin(
+        id: &str,
+        title: &str,
+        description: &str,
+        tags: &[&str],
+        source: &str,
+    ) -> RuleInfo {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let (techniques, tactics) = attack_from_tags(&tags);
+        RuleInfo {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            description: (!description.is_empty()).then(|| description.to_owned()),
+            status: Some("stable".to_owned()),
+            tags,
+            techniques,
+            tactics,
+            source: source.to_owned(),
+            ..Default::default()
+        }
+    }
+}

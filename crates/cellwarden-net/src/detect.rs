@@ -195,30 +195,7 @@ fn infos() -> BTreeMap<&'static str, (Arc<RuleInfo>, Level)> {
     RULES
         .iter()
         .map(|r| {
-            let tags: Vec<String> = r.tags.iter().map(|t| t.to_string()).collect();
-            let techniques = tags
-                .iter()
-                .filter_map(|t| t.strip_prefix("attack.t"))
-                .map(|t| format!("T{}", t.to_ascii_uppercase()))
-                .collect();
-            let tactics = tags
-                .iter()
-                .filter_map(|t| t.strip_prefix("attack."))
-                .filter(|t| {
-                    !(t.starts_with('t') && t[1..].starts_with(|c: char| c.is_ascii_digit()))
-                })
-                .map(String::from)
-                .collect();
-            let info = RuleInfo {
-                id: r.id.into(),
-                title: r.title.into(),
-                status: Some("stable".into()),
-                tags,
-                techniques,
-                tactics,
-                source: "builtin:cellwarden.net".into(),
-                ..Default::default()
-            };
+            let info = RuleInfo::builtin(r.id, r.title, "", r.tags, "builtin:cellwarden.net");
             (r.id, (Arc::new(info), r.level))
         })
         .collect()

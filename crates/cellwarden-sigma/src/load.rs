@@ -598,51 +598,7 @@ fn convert_level(l: rsigma_parser::Level) -> Level {
     }
 }
 
-const TACTICS: [(&str, &str); 14] = [
-    ("ta0043", "reconnaissance"),
-    ("ta0042", "resource-development"),
-    ("ta0001", "initial-access"),
-    ("ta0002", "execution"),
-    ("ta0003", "persistence"),
-    ("ta0004", "privilege-escalation"),
-    ("ta0005", "defense-evasion"),
-    ("ta0006", "credential-access"),
-    ("ta0007", "discovery"),
-    ("ta0008", "lateral-movement"),
-    ("ta0009", "collection"),
-    ("ta0011", "command-and-control"),
-    ("ta0010", "exfiltration"),
-    ("ta0040", "impact"),
-];
-
-/// ATT&CK techniques (`T1059.001`) and tactics (`credential-access`) named by `attack.*` tags.
-pub fn attack_from_tags(tags: &[String]) -> (Vec<String>, Vec<String>) {
-    let mut techniques = Vec::new();
-    let mut tactics = Vec::new();
-    for t in tags {
-        let Some(rest) = t
-            .to_ascii_lowercase()
-            .strip_prefix("attack.")
-            .map(str::to_owned)
-        else {
-            continue;
-        };
-        let is_technique = rest.len() >= 5
-            && rest.starts_with('t')
-            && rest[1..5].bytes().all(|b| b.is_ascii_digit());
-        if is_technique {
-            techniques.push(rest.to_ascii_uppercase());
-            continue;
-        }
-        let name = rest.replace('_', "-");
-        if let Some((_, n)) = TACTICS.iter().find(|(id, n)| *id == rest || *n == name) {
-            tactics.push((*n).to_owned());
-        }
-    }
-    techniques.dedup();
-    tactics.dedup();
-    (techniques, tactics)
-}
+pub use cellwarden_event::attack_from_tags;
 
 /// Alert metadata from a detection or correlation rule (both have these fields).
 macro_rules! rule_info {

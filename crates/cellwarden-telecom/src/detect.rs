@@ -288,29 +288,13 @@ fn rule_infos() -> BTreeMap<&'static str, (Arc<RuleInfo>, Level)> {
     RULES
         .iter()
         .map(|r| {
-            let tags: Vec<String> = r.tags.iter().map(|t| t.to_string()).collect();
-            let techniques = tags
-                .iter()
-                .filter_map(|t| t.strip_prefix("attack.t"))
-                .map(|t| format!("T{}", t.to_ascii_uppercase()))
-                .collect();
-            let tactics = tags
-                .iter()
-                .filter_map(|t| t.strip_prefix("attack."))
-                .filter(|t| !t.starts_with('t') || t.contains('-'))
-                .map(|t| t.to_owned())
-                .collect();
-            let info = RuleInfo {
-                id: r.id.to_owned(),
-                title: r.title.to_owned(),
-                description: Some(r.description.to_owned()),
-                status: Some("stable".to_owned()),
-                tags,
-                techniques,
-                tactics,
-                source: "builtin:cellwarden.db".to_owned(),
-                ..Default::default()
-            };
+            let info = RuleInfo::builtin(
+                r.id,
+                r.title,
+                r.description,
+                r.tags,
+                "builtin:cellwarden.db",
+            );
             (r.id, (Arc::new(info), r.level))
         })
         .collect()

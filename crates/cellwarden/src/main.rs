@@ -35,6 +35,8 @@ enum Command {
     /// Whose subscriber records were read, by which accounts, from where, when, and why it
     /// is suspicious (database audit logs: pgaudit, MySQL/Percona, MariaDB, Oracle).
     Scope(ScopeArgs),
+    /// Write the logs of a simulated operator under attack, with the ground truth.
+    Simulate(SimulateArgs),
     /// Run `hunt` on the built-in example logs with the built-in rules.
     Demo,
     /// Rule tools.
@@ -109,6 +111,61 @@ struct HuntArgs {
     /// Skip the database and flow analytics (to measure the rest alone).
     #[arg(long, hide = true)]
     no_analytics: bool,
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Folder to write the logs and ground-truth.json into.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = 10_000)]
+    subscribers: u64,
+    #[arg(long, default_value_t = 10)]
+    days: u32,
+    /// softcell, insider or benign (repeatable).
+    #[arg(long = "scenario", value_parser = parse_scenario)]
+    scenarios: Vec<cellwarden_sim::Scenario>,
+}
+
+fn parse_scenario(s: &str) -> Result<cellwarden_sim::Scenario, String> {
+    cellwarden_sim::Scenario::parse(s)
+        .ok_or_else(|| format!("unknown scenario '{s}' (softcell, insider, benign)"))
+}
+
+fn run_simulate(args: SimulateArgs) -> Result<ExitCode, Usage> {
+    if args.days == 0 || args.subscribers < 100 {
+        return Err(Usage(
+            "--days must be at least 1 and --subscribers at least 100".into(),
+        ));
+    }
+    let config = cellwarden_sim::SimConfig {
+        seed: args.seed,
+        subscribers: args.subscribers,
+        days: args.days,
+        scenarios: if args.scenarios.is_empty() {
+            vec![cellwarden_sim::Scenario::Softcell]
+        } else {
+            args.scenarios
+        },
+    };
+    let start = std::time::Instant::now();
+    let truth = cellwarden_sim::simulate(&config, &args.out)
+        .map_err(|e| Usage(format!("{}: {e}", args.out.display())))?;
+    let lines: u64 = truth.lines.iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "simulated {} days of an operator with {} subscribers ({}): {lines} log lines in {:.2} s; {} attack steps, {} targeted subscribers, {} exfiltration flows; ground truth in {}",
+        truth.days,
+        truth.subscribers,
+        truth.scenarios.join(", "),
+        start.elapsed().as_secs_f64(),
+        truth.steps.len(),
+        truth.targets.len(),
+        truth.exfiltration.len(),
+        args.out.join("ground-truth.json").display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Settings of the analytics (shared by `hunt` and `scope`).
@@ -337,6 +394,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Hunt(args) => run_hunt(args),
         Command::Scope(args) => run_scope(args),
+        Command::Simulate(args) => run_simulate(args),
         Command::Demo => run_demo(),
         Command::Rules {
             command:

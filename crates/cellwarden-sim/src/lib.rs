@@ -1,0 +1,274 @@
+//! A simulated telecom operator under attack. Deterministic for a seed: an AD domain with web
+//! servers, jump hosts, billing and CDR databases and a CRM; subscribers with MSISDN, IMSI and
+//! IMEI (made from their index, so a million of them cost no memory); people and services at
+//! their daily work (care agents, billing batch, reporting, DBAs, backups, admins with PsExec);
+//! and the reported attack chains played out inside it. It writes the formats the sources
+//! read — Windows events as EVTX-style JSON Lines, a PostgreSQL server log with pgaudit
+//! records, a MySQL Enterprise Audit JSON log, a Zeek `conn.log` — and `ground-truth.json`
+//! (format in `docs/simulate.md`).
+//!
+//! Each day is generated, put in time order per file and written before the next one, so
+//! memory holds one day of one operator, whatever `--subscribers` and `--days`.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+mod rng;
+mod scenario;
+
+pub use rng::Rng;
+pub use scenario::Scenario;
+
+/// Settings of one simulation.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub subscribers: u64,
+    pub days: u32,
+    pub scenarios: Vec<Scenario>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 1,
+            subscribers: 10_000,
+            days: 10,
+            scenarios: vec![Scenario::Softcell],
+        }
+    }
+}
+
+/// First day of every simulation (UTC midnight).
+pub const START: i64 = 1_772_323_200; // 2026-03-01T00:00:00Z
+/// The operator's country calling code and network (MCC 208, MNC 15).
+pub const COUNTRY_CODE: &str = "33";
+const IMSI_PREFIX: &str = "20815";
+const TACS: [&str; 4] = ["35693803", "49015420", "35209900", "01234567"];
+
+/// A subscriber's identifiers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subscriber {
+    pub index: u64,
+    pub msisdn: String,
+    pub imsi: String,
+    pub imei: String,
+}
+
+fn luhn_digit(body: &str) -> u8 {
+    // The check digit makes the Luhn sum of body+digit a multiple of 10.
+    let mut sum = 0u32;
+    for (i, b) in body.bytes().rev().enumerate() {
+        let mut v = (b - b'0') as u32;
+        if i % 2 == 0 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    ((10 - sum % 10) % 10) as u8
+}
+
+/// Subscriber `i` of an operator of `n` (identifiers are bijections of the index, so distinct).
+pub fn subscriber(seed: u64, i: u64) -> Subscriber {
+    let off = seed.wrapping_mul(7919) % 100_000_000;
+    let m = (i.wrapping_mul(54_435_761).wrapping_add(off)) % 100_000_000;
+    let s = (i.wrapping_mul(1_234_567_891).wrapping_add(seed)) % 10_000_000_000;
+    let tac = TACS[(i / 1_000_000) as usize % TACS.len()];
+    let serial = (i % 1_000_000).wrapping_mul(7_777_777) % 1_000_000;
+    let body = format!("{tac}{serial:06}");
+    Subscriber {
+        index: i,
+        msisdn: format!("{COUNTRY_CODE}6{m:08}"),
+        imsi: format!("{IMSI_PREFIX}{s:010}"),
+        imei: format!("{body}{}", luhn_digit(&body)),
+    }
+}
+
+/// One attack step, as written to the ground truth.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub scenario: String,
+    pub step: String,
+    pub time: String,
+    pub host: String,
+    pub account: String,
+    pub technique: String,
+}
+
+/// A targeted subscriber in the ground truth.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub scenario: String,
+    pub msisdn: String,
+    pub imsi: String,
+    pub imei: String,
+}
+
+/// An exfiltration flow in the ground truth.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExfilFlow {
+    pub scenario: String,
+    pub src_ip: String,
+    pub dst_ip: String,
+    pub dst_port: u16,
+    pub bytes: u64,
+    pub start: String,
+}
+
+/// What happened, for scoring (`ground-truth.json`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Truth {
+    pub seed: u64,
+    pub subscribers: u64,
+    pub days: u32,
+    pub start: String,
+    pub scenarios: Vec<String>,
+    pub steps: Vec<Step>,
+    pub targets: Vec<Target>,
+    pub exfiltration: Vec<ExfilFlow>,
+    /// Files written, relative to the output folder.
+    pub files: Vec<String>,
+    /// Lines written per file.
+    pub lines: Vec<(String, u64)>,
+}
+
+pub(crate) fn ts(t: i64, micros: u32) -> String {
+    jiff::Timestamp::from_second(t)
+        .map(|x| {
+            let s = x.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+            format!("{s}.{micros:06}Z")
+        })
+        .unwrap_or_default()
+}
+
+/// One log line to write: (time, sub-second order, text).
+pub(crate) type Line = (i64, u32, String);
+
+/// The day's lines per output file.
+#[derive(Default)]
+pub(crate) struct Day {
+    pub windows: Vec<Line>,
+    pub pg: Vec<Line>,
+    pub mysql: Vec<Line>,
+    pub conn: Vec<Line>,
+}
+
+/// Output files of a simulation.
+pub const FILES: [&str; 5] = [
+    "windows/events.jsonl",
+    "db/postgresql-billing.log",
+    "db/mysql-crm-audit.log",
+    "network/conn.log",
+    "watchlist.txt",
+];
+
+const ZEEK_HEADER: &str = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n#open\t2026-03-01-00-00-00\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\torig_pkts\tresp_pkts\n#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tinterval\tcount\tcount\tstring\tcount\tcount\n";
+
+/// Runs the simulation into `out` (created if needed). Returns the ground truth (also written).
+pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
+    for sub in ["windows", "db", "network"] {
+        std::fs::create_dir_all(out.join(sub))?;
+    }
+    let open = |p: &str| -> io::Result<io::BufWriter<std::fs::File>> {
+        Ok(io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(out.join(p))?,
+        ))
+    };
+    let mut win = open(FILES[0])?;
+    let mut pg = open(FILES[1])?;
+    let mut my = open(FILES[2])?;
+    let mut conn = open(FILES[3])?;
+    conn.write_all(ZEEK_HEADER.as_bytes())?;
+    let mut truth = Truth {
+        seed: config.seed,
+        subscribers: config.subscribers,
+        days: config.days,
+        start: ts(START, 0),
+        scenarios: config
+            .scenarios
+            .iter()
+            .map(|s| s.name().to_owned())
+            .collect(),
+        ..Default::default()
+    };
+    let mut world = scenario::World::new(config);
+    let mut counts = [0u64; 4];
+    for d in 0..config.days {
+        let mut day = Day::default();
+        world.day(d, &mut day, &mut truth);
+        for (i, (lines, w)) in [
+            (&mut day.windows, &mut win as &mut dyn Write),
+            (&mut day.pg, &mut pg),
+            (&mut day.mysql, &mut my),
+            (&mut day.conn, &mut conn),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            lines.sort();
+            for (_, _, l) in lines.iter() {
+                w.write_all(l.as_bytes())?;
+                w.write_all(b"\n")?;
+            }
+            counts[i] += lines.len() as u64;
+        }
+    }
+    conn.write_all(b"#close\t2026-12-31-00-00-00\n")?;
+    for w in [&mut win as &mut dyn Write, &mut pg, &mut my, &mut conn] {
+        w.flush()?;
+    }
+    let mut wl = String::from("# Protected subscribers (simulated): ministers, generals, judges\n");
+    for (m, label) in world.protected() {
+        let _ = writeln!(wl, "+{m}  {label}");
+    }
+    wl.push_str("allow dpo_audit\n");
+    std::fs::write(out.join(FILES[4]), wl)?;
+    truth.files = FILES.iter().map(|f| f.to_string()).collect();
+    truth.lines = FILES[..4]
+        .iter()
+        .zip(counts)
+        .map(|(f, n)| (f.to_string(), n))
+        .collect();
+    let path: PathBuf = out.join("ground-truth.json");
+    let text = serde_json::to_string_pretty(&truth).map_err(io::Error::other)?;
+    std::fs::write(path, text + "\n")?;
+    Ok(truth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribers_are_valid_and_distinct() {
+        let numbering = cellwarden_telecom::Numbering {
+            country_code: Some(COUNTRY_CODE.into()),
+        };
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..20_000 {
+            let s = subscriber(3, i);
+            assert!(seen.insert(s.msisdn.clone()));
+            assert!(
+                cellwarden_telecom::normalise(
+                    cellwarden_telecom::IdKind::Imei,
+                    &s.imei,
+                    &numbering
+                )
+                .is_some(),
+                "{}",
+                s.imei
+            );
+            assert_eq!(s.imsi.len(), 15);
+            assert_eq!(s.msisdn.len(), 11);
+        }
+        assert_eq!(subscriber(3, 5), subscriber(3, 5));
+        assert_ne!(subscriber(3, 5).msisdn, subscriber(4, 5).msisdn);
+    }
+}

@@ -326,7 +326,7 @@ impl World {
             size,
         );
         // DBA maintenance from the admin workstation.
-        if d % 2 == 0 {
+        if d.is_multiple_of(2) {
             self.pg(
                 day,
                 base + 10 * 3600 + 600,
@@ -398,6 +398,7 @@ impl World {
         );
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn step(
         &self,
         truth: &mut Truth,

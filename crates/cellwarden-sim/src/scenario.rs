@@ -260,7 +260,11 @@ impl World {
             let ip = care_ip(k);
             for _ in 0..25 {
                 let t = base + self.rng.range(8 * 3600, 17 * 3600);
-                let i = self.rng.below(n);
+                let mut i = self.rng.below(n);
+                // Protected persons are looked up only in the insider scenario.
+                while self.protected.iter().any(|(p, _)| *p == i) {
+                    i = self.rng.below(n);
+                }
                 let s = self.sub(i);
                 self.mysql(
                     day,

@@ -43,8 +43,11 @@ pub struct DbConfig {
     pub hour_tolerance: u32,
     /// A subscriber read on at least this many days …
     pub targeted_min_days: usize,
-    /// … and in at least this many statements is read repeatedly.
+    /// … and in at least this many statements is read repeatedly (a lookup, a callback and
+    /// the CDRs pulled for them are ordinary customer care).
     pub targeted_min_lookups: u64,
+    /// A subscriber read on this many days is read repeatedly, however many statements.
+    pub targeted_days_alone: usize,
     /// A subscriber whose records of this many types were read is read in depth.
     pub targeted_min_record_types: u32,
     /// More repeatedly read subscribers than this is a job's pattern, not a target list.
@@ -68,7 +71,8 @@ impl Default for DbConfig {
             min_history_days: 3,
             hour_tolerance: 1,
             targeted_min_days: 2,
-            targeted_min_lookups: 3,
+            targeted_min_lookups: 4,
+            targeted_days_alone: 3,
             targeted_min_record_types: 3,
             targeted_max_subscribers: 50,
             targeted_peer_factor: 2.0,
@@ -660,8 +664,9 @@ fn targeted(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
     }
     let mut targets: BTreeMap<Arc<str>, Vec<(SubscriberId, &Per)>> = BTreeMap::new();
     for (a, s, p) in &per {
-        let repeated =
-            p.days >= config.targeted_min_days && p.statements >= config.targeted_min_lookups;
+        let repeated = p.days >= config.targeted_min_days
+            && p.statements >= config.targeted_min_lookups
+            || p.days >= config.targeted_days_alone;
         let deep = p.bits.count_ones() >= config.targeted_min_record_types;
         if !targets.contains_key(*a) {
             targets.insert(Arc::clone(a), Vec::new());
@@ -721,9 +726,10 @@ fn targeted(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
             day: None,
             evidence,
             observed: format!(
-                "{n} subscriber(s) read repeatedly (on ≥{} days in ≥{} statements) or in depth (≥{} record types; {deep} of them), record types {}",
+                "{n} subscriber(s) read repeatedly (on ≥{} days in ≥{} statements, or on ≥{} days) or in depth (≥{} record types; {deep} of them), record types {}",
                 config.targeted_min_days,
                 config.targeted_min_lookups,
+                config.targeted_days_alone,
                 config.targeted_min_record_types,
                 RecordType::of_bits(types).map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
             ),
@@ -1055,7 +1061,7 @@ mod tests {
                 }
             }
         }
-        for day in 1..=3 {
+        for day in 1..=4 {
             for target in ["33699990001", "33699990002"] {
                 line += 1;
                 let mut e = ev(

@@ -452,7 +452,7 @@ mod tests {
                 day as u64,
             ));
         }
-        for day in 3..=5 {
+        for day in 2..=5 {
             for t in ["33699990001", "33699990002"] {
                 evs.push(ev(
                     &format!("2026-03-0{day}T02:00:00Z"),
@@ -469,7 +469,7 @@ mod tests {
             "2026-03-05T02:30:00Z",
             "svc_bill",
             "10.9.9.9",
-            "SELECT * FROM location WHERE imsi = '208150123456789'",
+            "SELECT * FROM cdr WHERE imsi = '208150123456789'",
             200,
         ));
         let mut c = Collector::new(
@@ -493,14 +493,14 @@ mod tests {
         assert_eq!(ids, vec!["33699990001", "33699990002"], "{:#?}", x.accounts);
         let s = &x.subscribers[0];
         assert_eq!(s.accounts, vec!["svc_bill"]);
-        assert_eq!(s.statements, 3);
+        assert_eq!(s.statements, 4);
         assert_eq!(s.record_types, vec!["cdr"]);
         assert!(
             s.reasons
                 .iter()
                 .any(|r| r.starts_with("cellwarden.db.targeted_lookup:"))
         );
-        assert_eq!(s.evidence.len(), 3);
+        assert_eq!(s.evidence.len(), 4);
         assert_eq!(s.evidence[0].file, "db.log");
         assert_eq!(s.rows, None);
         let acc = x.accounts.iter().find(|a| a.account == "svc_bill").unwrap();

@@ -192,6 +192,12 @@ fn mariadb() -> String {
             nat.join(",")
         )
         .unwrap();
+        writeln!(
+            s,
+            "202603{day:02} 03:50:30,smsdb,root,10.66.6.6,77,{day}03,QUERY,sms,'select * from sms_log where recipient in ({})',0",
+            nat.join(",")
+        )
+        .unwrap();
         writeln!(s, "202603{day:02} 03:51:00,smsdb,root,10.66.6.6,77,{day}02,QUERY,sms,'select * from sms_log where 1 = 0',1064").unwrap();
     }
     s.push_str("garbage line that is not an audit record\n");
@@ -208,6 +214,11 @@ fn oracle() -> String {
             writeln!(
                 s,
                 "0{day}-MAR-26 04.0{k}.00.000000 AM,EIR_RO,oracle,jump01,\"sqlplus@jump01 (TNS V1-V3)\",SELECT,EIR,DEVICE,\"select *\nfrom eir.device\nwhere imei = :1\", #1(15):{imei},0"
+            )
+            .unwrap();
+            writeln!(
+                s,
+                "0{day}-MAR-26 04.0{k}.30.000000 AM,EIR_RO,oracle,jump01,\"sqlplus@jump01 (TNS V1-V3)\",SELECT,EIR,DEVICE_HISTORY,\"select * from eir.device_history where imei = :1\", #1(15):{imei},0"
             )
             .unwrap();
         }
@@ -288,7 +299,7 @@ fn suspicious_mode_finds_exactly_the_targets_and_the_watchlisted_person() {
     let (v, err, code) = scope(dir.path(), &[]);
     // The garbage MariaDB line is reported with its file and line, and the run goes on.
     assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("server_audit.log:7"), "{err}");
+    assert!(err.contains("server_audit.log:10"), "{err}");
     assert_eq!(ids(&v), expected_all(), "{err}");
     let subs = v["subscribers"].as_array().unwrap();
     // The watchlisted person comes first, with the label and the insider's account.
@@ -309,11 +320,11 @@ fn suspicious_mode_finds_exactly_the_targets_and_the_watchlisted_person() {
         t1["record_types"],
         serde_json::json!(["cdr", "sms", "location"])
     );
-    assert_eq!(t1["statements"], 6);
+    assert_eq!(t1["statements"], 9);
     assert_eq!(t1["rows"], 36, "rows logged by pgaudit, summed");
     assert_eq!(t1["first_access"], "2026-03-06T03:10:00.000000Z");
-    assert_eq!(t1["last_access"], "2026-03-08T03:50:00.000000Z");
-    assert_eq!(t1["evidence"].as_array().unwrap().len(), 6);
+    assert_eq!(t1["last_access"], "2026-03-08T03:50:30.000000Z");
+    assert_eq!(t1["evidence"].as_array().unwrap().len(), 9);
     assert!(
         t1["evidence"][0]["file"]
             .as_str()
@@ -348,8 +359,8 @@ fn suspicious_mode_finds_exactly_the_targets_and_the_watchlisted_person() {
     // The schema inference is shown on stderr.
     assert!(err.contains("name = \"cdr\""), "{err}");
     assert!(err.contains("calling_number = \"msisdn\""), "{err}");
-    // 8 days × 62 + 12 (pgaudit), 12 (csvlog), 8 × 40 + 4 (MySQL), 6 (MariaDB), 12 (Oracle).
-    assert_eq!(v["summary"]["statements"], 862);
+    // 8 days × 62 + 12 (pgaudit), 12 (csvlog), 8 × 40 + 4 (MySQL), 9 (MariaDB), 24 (Oracle).
+    assert_eq!(v["summary"]["statements"], 877);
     assert_eq!(v["summary"]["failed_statements"], 3);
 }
 

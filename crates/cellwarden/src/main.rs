@@ -37,8 +37,12 @@ enum Command {
     Scope(ScopeArgs),
     /// Write the logs of a simulated operator under attack, with the ground truth.
     Simulate(SimulateArgs),
-    /// Run `hunt` on the built-in example logs with the built-in rules.
-    Demo,
+    /// Simulate a small operator under attack, hunt and scope it, and tell what happened.
+    Demo {
+        /// Folder for the simulated logs and the reports (default: ./cellwarden-demo).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Rule tools.
     Rules {
         #[command(subcommand)]
@@ -331,14 +335,18 @@ const EXFIL_JOIN_SECS: i64 = 24 * 3600;
 
 /// Outbound transfers from the client hosts of suspicious accounts, from the account's first
 /// reason (alert or subscriber read in the report) to 24 hours after its last activity, by
-/// UTC day.
+/// UTC day; accounts with the most subscribers in the report first, then largest first.
 fn exfiltration(
     x: &cellwarden_telecom::exposure::Exposure,
     flows: &cellwarden_net::FlowAggregates,
 ) -> Vec<cellwarden_telecom::exposure::TransferOut> {
     let parse = |t: &str| cellwarden_event::parse_timestamp(t);
     let mut out = Vec::new();
-    for a in x.accounts.iter().filter(|a| a.suspicious) {
+    // Accounts that read subscribers in the report come first.
+    let mut accounts: Vec<&cellwarden_telecom::exposure::AccountExposure> =
+        x.accounts.iter().filter(|a| a.suspicious).collect();
+    accounts.sort_by_key(|a| std::cmp::Reverse(a.subscribers));
+    for a in accounts {
         let hosts: Vec<std::net::IpAddr> = a
             .client_hosts
             .iter()
@@ -395,7 +403,7 @@ fn main() -> ExitCode {
         Command::Hunt(args) => run_hunt(args),
         Command::Scope(args) => run_scope(args),
         Command::Simulate(args) => run_simulate(args),
-        Command::Demo => run_demo(),
+        Command::Demo { out } => run_demo(out),
         Command::Rules {
             command:
                 RulesCommand::Check {
@@ -492,30 +500,182 @@ fn rules_check(
     })
 }
 
-const DEMO_LOG: &str = include_str!("../../../examples/demo.jsonl");
+/// Where `demo` writes the simulated logs and its reports unless told otherwise.
+const DEMO_DIR: &str = "cellwarden-demo";
 
-fn run_demo() -> Result<ExitCode, Usage> {
-    let dir = std::env::temp_dir().join(format!("cellwarden-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Usage(format!("{}: {e}", dir.display())))?;
-    let file = dir.join("demo.jsonl");
-    std::fs::write(&file, DEMO_LOG).map_err(|e| Usage(format!("{}: {e}", file.display())))?;
-    let code = run_hunt(HuntArgs {
-        paths: vec![file],
-        rules: Vec::new(),
-        min_level: None,
-        format: OutFormat::Table,
-        output: None,
-        threads: None,
-        mapping: None,
-        placeholders: None,
-        incidents: false,
-        gap: 3600,
-        attack_layer: None,
-        db: DbArgs::default(),
-        no_analytics: false,
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    code
+fn run_demo(out: Option<PathBuf>) -> Result<ExitCode, Usage> {
+    let dir = out.unwrap_or_else(|| PathBuf::from(DEMO_DIR));
+    let started = std::time::Instant::now();
+    let config = cellwarden_sim::SimConfig {
+        seed: 1,
+        subscribers: 20_000,
+        days: 10,
+        scenarios: vec![
+            cellwarden_sim::Scenario::Softcell,
+            cellwarden_sim::Scenario::Insider,
+        ],
+    };
+    let truth = cellwarden_sim::simulate(&config, &dir)
+        .map_err(|e| Usage(format!("{}: {e}", dir.display())))?;
+    let inputs =
+        cellwarden_source::discover(&[dir.join("windows"), dir.join("db"), dir.join("network")])
+            .map_err(|e| Usage(e.to_string()))?;
+    let loaded = load_rules(&[], &LoadOptions::default())?;
+    let db_args = DbArgs {
+        watchlist: Some(dir.join("watchlist.txt")),
+        ..DbArgs::default()
+    };
+    let hunt_config = HuntConfig {
+        db: db_setup(&db_args, Selection::default())?,
+        net: net_setup(&db_args)?,
+        ..HuntConfig::default()
+    };
+    let result = run_pipeline(&inputs, &Mapping::builtin(), &loaded.rules, &hunt_config);
+    let mut exposure = cellwarden_telecom::exposure::Exposure::build(
+        &result.db.aggregates,
+        &result.db.judgement,
+        &hunt_config.db.watchlist,
+        &hunt_config.db.selection,
+    );
+    exposure.exfiltration = exfiltration(&exposure, &result.net);
+    let write =
+        |name: &str, f: &dyn Fn(&mut dyn Write) -> io::Result<()>| -> Result<PathBuf, Usage> {
+            let p = dir.join(name);
+            let mut w = io::BufWriter::new(
+                std::fs::File::create(&p).map_err(|e| Usage(format!("{}: {e}", p.display())))?,
+            );
+            f(&mut w)
+                .and_then(|_| w.flush())
+                .map_err(|e| Usage(format!("{}: {e}", p.display())))?;
+            Ok(p)
+        };
+    let html = write("scope-report.html", &|w| {
+        cellwarden_report::write_scope_html(w, &exposure)
+    })?;
+    write("scope.json", &|w| {
+        cellwarden_report::write_scope_json(w, &exposure)
+    })?;
+    write("alerts.jsonl", &|w| {
+        cellwarden_report::write_jsonl(w, &result.alerts)
+    })?;
+
+    use cellwarden_report::sanitize_terminal as clean;
+    let mut o = io::stdout().lock();
+    let day = |t: &str| t.get(..16).unwrap_or(t).replace('T', " ");
+    let _ = writeln!(
+        o,
+        "A simulated operator: {} subscribers, {} days, {} log lines in {} (scenarios: {}).\n",
+        truth.subscribers,
+        truth.days,
+        truth.lines.iter().map(|(_, n)| n).sum::<u64>(),
+        dir.display(),
+        truth.scenarios.join(", ")
+    );
+    let _ = writeln!(
+        o,
+        "What cellwarden saw (high and critical alerts, first of each kind, in time order):"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for a in result.alerts.iter().filter(|a| a.level >= Level::High) {
+        let who = a
+            .event
+            .get_str("account")
+            .or_else(|| a.event.get_str("src_ip"))
+            .map(|x| x.into_owned())
+            .or_else(|| a.event.host.as_ref().map(|h| h.to_string()))
+            .unwrap_or_else(|| "-".into());
+        if !seen.insert(a.rule.id.clone()) {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "  {}  {:<9} {}  [{}]",
+            day(&a.event.timestamp_rfc3339()),
+            a.level.as_str(),
+            clean(&a.rule.title),
+            clean(&who)
+        );
+    }
+    let incidents = cellwarden_incident::build(&result.alerts, 3600);
+    let _ = writeln!(
+        o,
+        "\n{} alerts in all, joined into {} incidents (`cellwarden hunt {} --incidents`).",
+        result.alerts.len(),
+        incidents.len(),
+        dir.display()
+    );
+    let s = &exposure.summary;
+    let _ = writeln!(
+        o,
+        "\nSubscribers to notify: {} ({} on the watchlist). Whose records, read by whom, and why:",
+        s.subscribers_exposed, s.watchlisted_exposed
+    );
+    for sub in exposure.subscribers.iter().take(12) {
+        let mut why: Vec<&str> = sub
+            .reasons
+            .iter()
+            .map(|r| {
+                r.split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("cellwarden.db.")
+            })
+            .collect();
+        why.dedup();
+        let _ = writeln!(
+            o,
+            "  {} {:<6} {:<22} by {} from {}, {} .. {}{} — {}",
+            clean(&sub.id),
+            sub.id_kind,
+            sub.record_types.join(","),
+            clean(&sub.accounts.join(",")),
+            clean(&sub.client_hosts.join(",")),
+            day(&sub.first_access),
+            day(&sub.last_access),
+            sub.label
+                .as_ref()
+                .map(|l| format!(" [{}]", clean(l)))
+                .unwrap_or_default(),
+            why.join(", ")
+        );
+    }
+    if exposure.subscribers.len() > 12 {
+        let _ = writeln!(
+            o,
+            "  … and {} more in the report",
+            exposure.subscribers.len() - 12
+        );
+    }
+    if !exposure.exfiltration.is_empty() {
+        let _ = writeln!(o, "\nWhere the data may have gone:");
+    }
+    for t in exposure.exfiltration.iter().take(3) {
+        let _ = writeln!(
+            o,
+            "  {} → {}:{} on {}: {:.2} GiB in {} flows (account {})",
+            t.src_ip,
+            t.dst_ip,
+            t.dst_ports.first().copied().unwrap_or(0),
+            t.day,
+            t.bytes_out as f64 / (1u64 << 30) as f64,
+            t.flows,
+            clean(&t.account)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nReport for the people who notify subscribers: {}\nAlerts: {}; scope JSON: {}; ground truth: {}\nDone in {:.1} s.",
+        html.display(),
+        dir.join("alerts.jsonl").display(),
+        dir.join("scope.json").display(),
+        dir.join("ground-truth.json").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if result.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn load_mapping(path: Option<&PathBuf>) -> Result<Mapping, Usage> {

@@ -27,13 +27,26 @@ fn usage_errors_exit_2_with_one_line() {
 }
 
 #[test]
-fn demo_runs_and_finds_the_staged_cdr_archive() {
-    let out = run(&["demo"]);
+fn demo_tells_the_story_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["demo", "--out", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let s = stdout(&out);
-    assert!(s.contains("RAR Archive Split into Volumes"), "{s}");
-    assert!(s.contains("Web Server Worker Spawns a Shell"), "{s}");
-    assert!(stderr(&out).contains("errors: 0"));
+    for expected in [
+        "RAR Archive Split into Volumes",
+        "Web Server Worker Spawns a Shell",
+        "LSASS Memory Dumped",
+        "Targeted subscriber lookups",
+        "Transfer in a series of similar-sized chunks",
+        "Subscribers to notify: 23 (3 on the watchlist)",
+        "Minister of Defence",
+        "10.20.0.5 → 203.0.113.66:443",
+    ] {
+        assert!(s.contains(expected), "{expected} missing from:\n{s}");
+    }
+    let html = std::fs::read_to_string(dir.path().join("scope-report.html")).unwrap();
+    assert!(html.contains("Subscriber exposure"));
+    assert!(dir.path().join("ground-truth.json").exists());
 }
 
 #[test]

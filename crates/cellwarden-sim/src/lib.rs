@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub mod eval;
 mod rng;
 mod scenario;
 

@@ -37,6 +37,18 @@ enum Command {
     Scope(ScopeArgs),
     /// Write the logs of a simulated operator under attack, with the ground truth.
     Simulate(SimulateArgs),
+    /// Score hunt alerts (JSONL/JSON) and scope reports (JSON) against a ground truth.
+    Eval {
+        /// ground-truth.json written by `simulate`.
+        #[arg(long)]
+        truth: PathBuf,
+        /// Alert files (`hunt --format jsonl|json`) and scope reports (`scope`, JSON).
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulate a small operator under attack, hunt and scope it, and tell what happened.
     Demo {
         /// Folder for the simulated logs and the reports (default: ./cellwarden-demo).
@@ -169,6 +181,32 @@ fn run_simulate(args: SimulateArgs) -> Result<ExitCode, Usage> {
         truth.exfiltration.len(),
         args.out.join("ground-truth.json").display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_eval(truth: &PathBuf, results: &[PathBuf], json: bool) -> Result<ExitCode, Usage> {
+    let truth: serde_json::Value = serde_json::from_str(&read_file(truth)?)
+        .map_err(|e| Usage(format!("{}: {e}", truth.display())))?;
+    let texts = results
+        .iter()
+        .map(read_file)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (alerts, scopes) = cellwarden_sim::eval::read_results(&texts);
+    if alerts.is_empty() && scopes.is_empty() {
+        return Err(Usage(
+            "no alerts or scope report in the result files".into(),
+        ));
+    }
+    let score = cellwarden_sim::eval::evaluate(&truth, &alerts, &scopes);
+    if json {
+        println!("{}", serde_json::to_string(&score).unwrap_or_default());
+    } else {
+        print!(
+            "{}",
+            cellwarden_report::sanitize_terminal(&cellwarden_sim::eval::table(&score))
+                .replace("\\u{a}", "\n")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -403,6 +441,11 @@ fn main() -> ExitCode {
         Command::Hunt(args) => run_hunt(args),
         Command::Scope(args) => run_scope(args),
         Command::Simulate(args) => run_simulate(args),
+        Command::Eval {
+            truth,
+            results,
+            json,
+        } => run_eval(&truth, &results, json),
         Command::Demo { out } => run_demo(out),
         Command::Rules {
             command:

@@ -149,3 +149,52 @@ fn the_same_seed_writes_the_same_logs() {
         );
     }
 }
+
+#[test]
+fn eval_scores_hunt_and_scope_against_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    simulate(dir.path(), 5, &["softcell", "insider"]);
+    let logs: Vec<String> = ["windows", "db", "network"]
+        .iter()
+        .map(|d| dir.path().join(d).to_str().unwrap().to_owned())
+        .collect();
+    let alerts = dir.path().join("alerts.jsonl");
+    let mut args: Vec<&str> = vec!["hunt"];
+    args.extend(logs.iter().map(String::as_str));
+    args.extend(["--format", "jsonl", "-o", alerts.to_str().unwrap()]);
+    assert_eq!(run(&args).status.code(), Some(0));
+    let x = scope(dir.path());
+    let report = dir.path().join("scope.json");
+    std::fs::write(&report, x.to_string()).unwrap();
+    let truth = dir.path().join("ground-truth.json");
+    let out = run(&[
+        "eval",
+        "--truth",
+        truth.to_str().unwrap(),
+        alerts.to_str().unwrap(),
+        report.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(s["recall"], 1.0);
+    assert_eq!(s["precision"], 1.0);
+    assert_eq!(s["exfiltration_found"], true);
+    assert_eq!(s["techniques_detected"], s["techniques"], "{s:#}");
+    assert!(
+        s["steps_detected"].as_u64().unwrap() + 1 >= s["steps"].as_array().unwrap().len() as u64,
+        "{s:#}"
+    );
+    let table = run(&[
+        "eval",
+        "--truth",
+        truth.to_str().unwrap(),
+        alerts.to_str().unwrap(),
+        report.to_str().unwrap(),
+    ]);
+    assert!(
+        stdout(&table).contains("recall 100.0%"),
+        "{}",
+        stdout(&table)
+    );
+}

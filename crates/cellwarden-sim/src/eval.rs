@@ -1,0 +1,279 @@
+//! Scoring `hunt` and `scope` outputs against a simulation's ground truth.
+//!
+//! - Subscribers: a target is found when the scope report lists any of its identifiers;
+//!   precision counts the listed subscribers that are targets.
+//! - Steps: a step is detected by the first alert at or after it (up to 24 hours later, or a
+//!   minute before) whose ATT&CK techniques share the step's technique family (`T1003` for
+//!   `T1003.001`), or that names the step's host or account.
+//! - Benign alerts: alerts that detect no step, per simulated day.
+//! - Exfiltration: found when a `cellwarden.net.*` alert or the scope report's
+//!   `exfiltration[]` names the flow's source and destination.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Per-step result.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepScore {
+    pub scenario: String,
+    pub step: String,
+    pub technique: String,
+    pub time: String,
+    pub detected: bool,
+    /// Seconds from the step to its first alert.
+    pub delay_secs: Option<i64>,
+    pub first_alert: Option<String>,
+}
+
+/// The whole evaluation.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Score {
+    pub targets: usize,
+    pub subscribers_reported: usize,
+    pub targets_found: usize,
+    pub recall: Option<f64>,
+    pub precision: Option<f64>,
+    pub steps: Vec<StepScore>,
+    pub steps_detected: usize,
+    pub techniques: usize,
+    pub techniques_detected: usize,
+    pub alerts: usize,
+    pub benign_alerts: usize,
+    pub benign_alerts_per_day: f64,
+    pub exfiltration_flows: usize,
+    pub exfiltration_found: bool,
+}
+
+fn family(t: &str) -> &str {
+    t.split('.').next().unwrap_or(t)
+}
+
+fn time(v: &str) -> Option<i64> {
+    v.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
+}
+
+/// Alerts (objects with `rule_id`) and scope reports (objects with `subscribers`) from the
+/// result files' contents (JSON Lines, a JSON array, or one JSON object).
+pub fn read_results(texts: &[String]) -> (Vec<Value>, Vec<Value>) {
+    let mut alerts = Vec::new();
+    let mut scopes = Vec::new();
+    let mut take = |v: Value| {
+        if v.get("subscribers").is_some() {
+            scopes.push(v);
+        } else if v.get("rule_id").is_some() {
+            alerts.push(v);
+        }
+    };
+    for t in texts {
+        match serde_json::from_str::<Value>(t) {
+            Ok(Value::Array(items)) => items.into_iter().for_each(&mut take),
+            Ok(v) => take(v),
+            Err(_) => t
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .for_each(&mut take),
+        }
+    }
+    (alerts, scopes)
+}
+
+/// Scores results against a ground truth (the parsed `ground-truth.json`).
+pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
+    let mut s = Score::default();
+    // Subscribers.
+    let targets: Vec<[String; 3]> = truth["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| ["msisdn", "imsi", "imei"].map(|k| t[k].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let reported: BTreeSet<String> = scopes
+        .iter()
+        .flat_map(|x| x["subscribers"].as_array().into_iter().flatten())
+        .filter_map(|x| x["id"].as_str().map(String::from))
+        .collect();
+    s.targets = targets.len();
+    s.subscribers_reported = reported.len();
+    s.targets_found = targets
+        .iter()
+        .filter(|t| t.iter().any(|id| reported.contains(id)))
+        .count();
+    let true_reported = reported
+        .iter()
+        .filter(|id| targets.iter().any(|t| t.contains(id)))
+        .count();
+    if !scopes.is_empty() {
+        s.recall = (s.targets > 0).then(|| s.targets_found as f64 / s.targets as f64);
+        s.precision = (s.subscribers_reported > 0)
+            .then(|| true_reported as f64 / s.subscribers_reported as f64);
+    }
+    // Steps.
+    let mut used = vec![false; alerts.len()];
+    let mut families: BTreeSet<String> = BTreeSet::new();
+    let mut families_hit: BTreeSet<String> = BTreeSet::new();
+    for st in truth["steps"].as_array().into_iter().flatten() {
+        let technique = st["technique"].as_str().unwrap_or("").to_owned();
+        let t0 = st["time"].as_str().and_then(time).unwrap_or(0);
+        let host = st["host"].as_str().unwrap_or("").to_ascii_lowercase();
+        let account = st["account"].as_str().unwrap_or("").to_ascii_lowercase();
+        families.insert(family(&technique).to_owned());
+        let mut best: Option<(i64, usize)> = None;
+        for (i, a) in alerts.iter().enumerate() {
+            let Some(ta) = a["timestamp"].as_str().and_then(time) else {
+                continue;
+            };
+            if ta < t0 - 60 || ta > t0 + 86_400 {
+                continue;
+            }
+            let by_technique = a["techniques"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .any(|x| family(x) == family(&technique));
+            let text = |v: &Value| v.as_str().unwrap_or("").to_ascii_lowercase();
+            let names = |needle: &str| {
+                !needle.is_empty()
+                    && (text(&a["host"]).starts_with(needle)
+                        || text(&a["event"]["account"]) == needle
+                        || text(&a["event"]["User"]).ends_with(needle))
+            };
+            if (by_technique || names(&host) || names(&account)) && best.is_none_or(|(b, _)| ta < b)
+            {
+                best = Some((ta, i));
+            }
+        }
+        if let Some((_, i)) = best {
+            used[i] = true;
+            families_hit.insert(family(&technique).to_owned());
+        }
+        s.steps.push(StepScore {
+            scenario: st["scenario"].as_str().unwrap_or("").to_owned(),
+            step: st["step"].as_str().unwrap_or("").to_owned(),
+            technique,
+            time: st["time"].as_str().unwrap_or("").to_owned(),
+            detected: best.is_some(),
+            delay_secs: best.map(|(ta, _)| ta - t0),
+            first_alert: best.map(|(_, i)| {
+                let a = &alerts[i];
+                a["rule_title"]
+                    .as_str()
+                    .or_else(|| a["rule_id"].as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            }),
+        });
+    }
+    s.steps_detected = s.steps.iter().filter(|x| x.detected).count();
+    s.techniques = families.len();
+    s.techniques_detected = families_hit.len();
+    // Alerts that detect no step: mark every alert near a step on its host or account too.
+    s.alerts = alerts.len();
+    for (i, a) in alerts.iter().enumerate() {
+        if used[i] {
+            continue;
+        }
+        let ta = a["timestamp"].as_str().and_then(time).unwrap_or(0);
+        let related = truth["steps"].as_array().into_iter().flatten().any(|st| {
+            let t0 = st["time"].as_str().and_then(time).unwrap_or(0);
+            let host = st["host"].as_str().unwrap_or("").to_ascii_lowercase();
+            let account = st["account"].as_str().unwrap_or("").to_ascii_lowercase();
+            (t0 - 60..=t0 + 4 * 86_400).contains(&ta)
+                && (a["host"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_ascii_lowercase()
+                    .starts_with(&host)
+                    || a["event"]["account"]
+                        .as_str()
+                        .unwrap_or("")
+                        .eq_ignore_ascii_case(&account))
+        }) || truth["exfiltration"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|f| a["event"]["src_ip"] == f["src_ip"] && a["event"]["dst_ip"] == f["dst_ip"]);
+        if !related {
+            s.benign_alerts += 1;
+        }
+    }
+    let days = truth["days"].as_u64().unwrap_or(1).max(1);
+    s.benign_alerts_per_day = s.benign_alerts as f64 / days as f64;
+    // Exfiltration.
+    let flows: Vec<(&Value, &Value)> = truth["exfiltration"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| (&f["src_ip"], &f["dst_ip"]))
+        .collect();
+    s.exfiltration_flows = flows.len();
+    s.exfiltration_found = !flows.is_empty()
+        && flows.iter().all(|(src, dst)| {
+            alerts.iter().any(|a| {
+                a["rule_id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("cellwarden.net.")
+                    && a["event"]["src_ip"] == **src
+                    && a["event"]["dst_ip"] == **dst
+            }) || scopes.iter().any(|x| {
+                x["exfiltration"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|e| e["src_ip"] == **src && e["dst_ip"] == **dst)
+            })
+        });
+    s
+}
+
+/// The score as a table for people.
+pub fn table(s: &Score) -> String {
+    let mut o = String::new();
+    let pct = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{:.1}%", 100.0 * v));
+    o.push_str(&format!(
+        "targeted subscribers: {} of {} found (recall {}), {} reported (precision {})\n",
+        s.targets_found,
+        s.targets,
+        pct(s.recall),
+        s.subscribers_reported,
+        pct(s.precision)
+    ));
+    o.push_str(&format!(
+        "attack steps: {} of {} detected; techniques {} of {}\n",
+        s.steps_detected,
+        s.steps.len(),
+        s.techniques_detected,
+        s.techniques
+    ));
+    for st in &s.steps {
+        o.push_str(&format!(
+            "  {:<9} {:<11} {:<46} {}\n",
+            st.scenario,
+            st.technique,
+            st.step,
+            match (&st.first_alert, st.delay_secs) {
+                (Some(a), Some(d)) => format!("after {d} s: {a}"),
+                _ => "not detected".to_owned(),
+            }
+        ));
+    }
+    o.push_str(&format!(
+        "alerts: {} in all, {} unrelated to the attack ({:.1} a day)\n",
+        s.alerts, s.benign_alerts, s.benign_alerts_per_day
+    ));
+    o.push_str(&format!(
+        "exfiltration: {} flow(s), {}\n",
+        s.exfiltration_flows,
+        if s.exfiltration_flows == 0 {
+            "none to find"
+        } else if s.exfiltration_found {
+            "found"
+        } else {
+            "not found"
+        }
+    ));
+    o
+}

@@ -181,8 +181,10 @@ fn eval_scores_hunt_and_scope_against_the_truth() {
     assert_eq!(s["precision"], 1.0);
     assert_eq!(s["exfiltration_found"], true);
     assert_eq!(s["techniques_detected"], s["techniques"], "{s:#}");
+    // Aggregate alerts (targeted lookups: one per account, at its first read) leave later
+    // nights of the same activity without an alert of their own.
     assert!(
-        s["steps_detected"].as_u64().unwrap() + 1 >= s["steps"].as_array().unwrap().len() as u64,
+        s["steps_detected"].as_u64().unwrap() + 2 >= s["steps"].as_array().unwrap().len() as u64,
         "{s:#}"
     );
     let table = run(&[

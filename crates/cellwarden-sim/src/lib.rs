@@ -158,22 +158,62 @@ pub(crate) struct Day {
     pub pg: Vec<Line>,
     pub mysql: Vec<Line>,
     pub conn: Vec<Line>,
+    pub syslog: Vec<Line>,
+    pub audit: Vec<Line>,
 }
 
 /// Output files of a simulation.
-pub const FILES: [&str; 5] = [
+pub const FILES: [&str; 8] = [
     "windows/events.jsonl",
     "db/postgresql-billing.log",
     "db/mysql-crm-audit.log",
     "network/conn.log",
+    "linux/dns-ext-01.syslog",
+    "linux/dns-ext-01.audit.log",
     "watchlist.txt",
+    "assets.toml",
 ];
+
+/// The operator's asset file (networks and roles), written beside the logs.
+const ASSETS: &str = r#"# Simulated operator: internal networks and host roles (cellwarden --assets)
+internal = ["10.0.0.0/8"]
+
+[[host]]
+address = "10.30.0.10"
+name = "bill-db-01"
+role = "billing-db"
+
+[[host]]
+address = "10.30.0.50"
+name = "backup-01"
+role = "backup"
+
+[[host]]
+address = "10.20.0.5"
+name = "jump-01"
+role = "jump"
+
+[[host]]
+address = "10.40.0.53"
+name = "dns-ext-01"
+role = "dns"
+
+[[host]]
+address = "10.40.0.20"
+name = "hss-01"
+role = "hss"
+
+[[host]]
+address = "10.50.0.0/24"
+name = "pgw-pool"
+role = "pgw"
+"#;
 
 const ZEEK_HEADER: &str = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n#open\t2026-03-01-00-00-00\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\torig_pkts\tresp_pkts\n#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tinterval\tcount\tcount\tstring\tcount\tcount\n";
 
 /// Runs the simulation into `out` (created if needed). Returns the ground truth (also written).
 pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
-    for sub in ["windows", "db", "network"] {
+    for sub in ["windows", "db", "network", "linux"] {
         std::fs::create_dir_all(out.join(sub))?;
     }
     let open = |p: &str| -> io::Result<io::BufWriter<std::fs::File>> {
@@ -186,6 +226,8 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
     let mut pg = open(FILES[1])?;
     let mut my = open(FILES[2])?;
     let mut conn = open(FILES[3])?;
+    let mut syslog = open(FILES[4])?;
+    let mut audit = open(FILES[5])?;
     conn.write_all(ZEEK_HEADER.as_bytes())?;
     let mut truth = Truth {
         seed: config.seed,
@@ -200,7 +242,7 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
         ..Default::default()
     };
     let mut world = scenario::World::new(config);
-    let mut counts = [0u64; 4];
+    let mut counts = [0u64; 6];
     for d in 0..config.days {
         let mut day = Day::default();
         world.day(d, &mut day, &mut truth);
@@ -209,6 +251,8 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
             (&mut day.pg, &mut pg),
             (&mut day.mysql, &mut my),
             (&mut day.conn, &mut conn),
+            (&mut day.syslog, &mut syslog),
+            (&mut day.audit, &mut audit),
         ]
         .into_iter()
         .enumerate()
@@ -222,7 +266,14 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
         }
     }
     conn.write_all(b"#close\t2026-12-31-00-00-00\n")?;
-    for w in [&mut win as &mut dyn Write, &mut pg, &mut my, &mut conn] {
+    for w in [
+        &mut win as &mut dyn Write,
+        &mut pg,
+        &mut my,
+        &mut conn,
+        &mut syslog,
+        &mut audit,
+    ] {
         w.flush()?;
     }
     let mut wl = String::from("# Protected subscribers (simulated): ministers, generals, judges\n");
@@ -230,9 +281,10 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
         let _ = writeln!(wl, "+{m}  {label}");
     }
     wl.push_str("allow dpo_audit\n");
-    std::fs::write(out.join(FILES[4]), wl)?;
+    std::fs::write(out.join(FILES[6]), wl)?;
+    std::fs::write(out.join(FILES[7]), ASSETS)?;
     truth.files = FILES.iter().map(|f| f.to_string()).collect();
-    truth.lines = FILES[..4]
+    truth.lines = FILES[..6]
         .iter()
         .zip(counts)
         .map(|(f, n)| (f.to_string(), n))

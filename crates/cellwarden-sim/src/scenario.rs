@@ -10,6 +10,10 @@ pub enum Scenario {
     Softcell,
     /// A care agent looks up protected persons without a ticket.
     Insider,
+    /// SSH into an outside-facing DNS server with a default account → PAM backdoor → GTP
+    /// tunnel and ICMP channel → CDR and subscriber-profile reads with a shared account from
+    /// that server → exfiltration over ICMP.
+    Lightbasin,
     /// No attack (false-positive measurement).
     Benign,
 }
@@ -19,6 +23,7 @@ impl Scenario {
         match s.to_ascii_lowercase().as_str() {
             "softcell" => Some(Scenario::Softcell),
             "insider" => Some(Scenario::Insider),
+            "lightbasin" => Some(Scenario::Lightbasin),
             "benign" => Some(Scenario::Benign),
             _ => None,
         }
@@ -28,6 +33,7 @@ impl Scenario {
         match self {
             Scenario::Softcell => "softcell",
             Scenario::Insider => "insider",
+            Scenario::Lightbasin => "lightbasin",
             Scenario::Benign => "benign",
         }
     }
@@ -42,6 +48,9 @@ const JUMP: &str = "10.20.0.5";
 const ADMIN_WS: &str = "10.1.5.10";
 const OFFSITE: &str = "198.51.100.10";
 const RELAY: &str = "203.0.113.66";
+const DNS_EXT: &str = "10.40.0.53";
+const HSS: &str = "10.40.0.20";
+const LB_C2: &str = "198.51.100.77";
 
 fn care_ip(k: usize) -> String {
     format!("10.1.0.{}", 20 + k)
@@ -226,9 +235,23 @@ impl World {
         dur: f64,
         out: u64,
     ) {
+        self.flow(day, t, (src, dst, port, "tcp"), service, dur, out);
+    }
+
+    /// One Zeek conn.log row: (source, destination, destination port, protocol).
+    fn flow(
+        &mut self,
+        day: &mut Day,
+        t: i64,
+        (src, dst, port, proto): (&str, &str, u16, &str),
+        service: &str,
+        dur: f64,
+        out: u64,
+    ) {
         self.uid += 1;
+        let service = if service.is_empty() { "-" } else { service };
         let line = format!(
-            "{t}.{:06}\tS{:x}\t{src}\t{}\t{dst}\t{port}\ttcp\t{service}\t{dur:.3}\t{out}\t{}\tSF\t{}\t{}",
+            "{t}.{:06}\tS{:x}\t{src}\t{}\t{dst}\t{port}\t{proto}\t{service}\t{dur:.3}\t{out}\t{}\tSF\t{}\t{}",
             self.uid % 1_000_000,
             self.uid,
             40000 + self.uid % 20000,
@@ -237,6 +260,25 @@ impl World {
             out / 20000 + 1
         );
         day.conn.push((t, self.uid as u32, line));
+    }
+
+    fn syslog(&mut self, day: &mut Day, t: i64, app: &str, pid: u32, msg: &str) {
+        self.record += 1;
+        let line = format!("<38>1 {} dns-ext-01 {app} {pid} - - {msg}", ts(t, 0));
+        day.syslog.push((t, self.record as u32, line));
+    }
+
+    /// One auditd event: a SYSCALL record and its other records, ending with EOE.
+    fn audit(&mut self, day: &mut Day, t: i64, records: &[String]) {
+        self.record += 1;
+        let id = format!("audit({t}.000:{})", self.record);
+        let mut text = Vec::new();
+        for r in records {
+            let (ty, rest) = r.split_once(' ').unwrap_or((r, ""));
+            text.push(format!("type={ty} msg={id}: {rest}"));
+        }
+        text.push(format!("type=EOE msg={id}: "));
+        day.audit.push((t, self.record as u32, text.join("\n")));
     }
 
     // --- A day -------------------------------------------------------------------------------
@@ -249,6 +291,9 @@ impl World {
         }
         if self.has(Scenario::Insider) {
             self.insider(d, base, day, truth);
+        }
+        if self.has(Scenario::Lightbasin) {
+            self.lightbasin(d, base, day, truth);
         }
     }
 
@@ -400,6 +445,45 @@ impl World {
             "ipconfig /all",
             "C:\\Windows\\System32\\cmd.exe",
         );
+        // The outside-facing DNS server: the ops team logs in with keys and updates packages.
+        let t = base + 9 * 3600 + self.rng.range(0, 1800);
+        let pid = 1200 + d;
+        self.syslog(
+            day,
+            t,
+            "sshd",
+            pid,
+            "Accepted publickey for ops from 10.1.5.10 port 51522 ssh2: ED25519 SHA256:opsKey",
+        );
+        self.syslog(
+            day,
+            t + 60,
+            "sudo",
+            pid + 1,
+            "ops : TTY=pts/0 ; PWD=/home/ops ; USER=root ; COMMAND=/usr/bin/apt-get -y upgrade",
+        );
+        self.audit(day, t + 70, &[
+            format!("SYSCALL arch=c000003e syscall=59 success=yes exit=0 a0=55d0 a1=55d1 a2=55d2 a3=0 items=2 ppid={} pid={} auid=1001 uid=0 gid=0 euid=0 comm=\"apt-get\" exe=\"/usr/bin/apt-get\" SYSCALL=execve AUID=\"ops\" UID=\"root\"", pid + 1, pid + 2),
+            "EXECVE argc=3 a0=\"apt-get\" a1=\"-y\" a2=\"upgrade\"".to_owned(),
+            "CWD cwd=\"/home/ops\"".to_owned(),
+        ]);
+        // The HSS synchronises subscriber profiles with the billing database every night.
+        self.pg(
+            day,
+            base + 4 * 3600,
+            "hlr_sync",
+            "hss-sync",
+            HSS,
+            "SELECT count(*) FROM subscriber WHERE updated_at > now() - interval '1 day'",
+            "",
+            Some(1),
+        );
+        // Recursive DNS from the DNS server, ordinary sizes.
+        for _ in 0..6 {
+            let t = base + self.rng.range(0, DAY - 1);
+            let out = 200 + self.rng.below(400);
+            self.flow(day, t, (DNS_EXT, "192.0.2.53", 53, "udp"), "dns", 0.05, out);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -683,6 +767,161 @@ impl World {
                     imsi: s.imsi,
                     imei: s.imei,
                 });
+            }
+        }
+    }
+
+    fn lightbasin(&mut self, d: u32, base: i64, day: &mut Day, truth: &mut Truth) {
+        let a = self.attack_day;
+        let sc = Scenario::Lightbasin;
+        // Targets of this scenario: the other half of the list, so both can run together.
+        let targets: Vec<u64> = self.targets.iter().rev().take(12).copied().collect();
+        if d == a {
+            let t = base + 3600 + 120;
+            self.syslog(
+                day,
+                t,
+                "sshd",
+                2211,
+                &format!("Accepted password for root from {LB_C2} port 50123 ssh2"),
+            );
+            self.step(
+                truth,
+                sc,
+                "SSH with a default account",
+                t,
+                "dns-ext-01",
+                "root",
+                "T1078.001",
+            );
+            let t2 = t + 600;
+            self.audit(day, t2, &[
+                "SYSCALL arch=c000003e syscall=82 success=yes exit=0 a0=7ffd a1=7ffe a2=0 a3=0 items=4 ppid=2211 pid=2290 auid=0 uid=0 gid=0 euid=0 comm=\"mv\" exe=\"/usr/bin/mv\" SYSCALL=rename AUID=\"root\" UID=\"root\"".to_owned(),
+                "PATH item=2 name=\"/lib/x86_64-linux-gnu/security/pam_unix.so\" inode=1311 dev=08:01 mode=0100644 ouid=0 ogid=0 nametype=DELETE".to_owned(),
+                "PATH item=3 name=\"/lib/x86_64-linux-gnu/security/pam_unix.so\" inode=1422 dev=08:01 mode=0100644 ouid=0 ogid=0 nametype=CREATE".to_owned(),
+            ]);
+            self.step(
+                truth,
+                sc,
+                "PAM backdoor installed",
+                t2,
+                "dns-ext-01",
+                "root",
+                "T1556.003",
+            );
+            let t3 = t2 + 900;
+            self.syslog(day, t3, "sudo", 2300, "root : TTY=pts/1 ; PWD=/root ; USER=root ; COMMAND=/usr/sbin/iptables -I INPUT -p icmp -j ACCEPT");
+            self.audit(day, t3 + 60, &[
+                "SYSCALL arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=2 ppid=2211 pid=2310 auid=0 uid=0 gid=0 euid=0 comm=\"gtp-tunnel\" exe=\"/usr/local/bin/gtp-tunnel\" SYSCALL=execve AUID=\"root\" UID=\"root\"".to_owned(),
+                "EXECVE argc=5 a0=\"gtp-tunnel\" a1=\"add\" a2=\"gtp0\" a3=\"v1\" a4=\"200\"".to_owned(),
+                "CWD cwd=\"/root\"".to_owned(),
+            ]);
+            self.step(
+                truth,
+                sc,
+                "GTP tunnel set up",
+                t3 + 60,
+                "dns-ext-01",
+                "root",
+                "T1572",
+            );
+            self.audit(day, t3 + 120, &[
+                "SYSCALL arch=c000003e syscall=41 success=yes exit=3 a0=2 a1=3 a2=1 a3=0 items=0 ppid=1 pid=2320 auid=0 uid=0 gid=0 euid=0 comm=\"kworkerd\" exe=\"/dev/shm/.k/kworkerd\" SYSCALL=socket AUID=\"root\" UID=\"root\"".to_owned(),
+            ]);
+            self.step(
+                truth,
+                sc,
+                "ICMP listener",
+                t3 + 120,
+                "dns-ext-01",
+                "root",
+                "T1095",
+            );
+            for k in 0..4 {
+                let out = (2 << 20) + self.rng.below(1 << 20);
+                self.flow(
+                    day,
+                    t3 + 300 + k * 600,
+                    (DNS_EXT, "203.0.113.200", 2152, "udp"),
+                    "",
+                    300.0,
+                    out,
+                );
+            }
+        }
+        if (a + 1..=a + 3).contains(&d) && d < self.days {
+            // A shared account used from the DNS server: CDRs and profiles of the targets.
+            let mut t = base + 3 * 3600 + self.rng.range(0, 600);
+            let first = t;
+            for &i in &targets {
+                let s = self.sub(i);
+                t += self.rng.range(10, 40);
+                let rows = 100 + self.rng.below(500);
+                self.pg(
+                    day,
+                    t,
+                    "hlr_sync",
+                    "psql",
+                    DNS_EXT,
+                    &format!("SELECT * FROM cdr WHERE calling_number = '{}'", s.msisdn),
+                    "",
+                    Some(rows),
+                );
+                self.pg(
+                    day,
+                    t + 5,
+                    "hlr_sync",
+                    "psql",
+                    DNS_EXT,
+                    &format!("SELECT * FROM subscriber WHERE msisdn = '{}'", s.msisdn),
+                    "",
+                    Some(1),
+                );
+            }
+            self.step(
+                truth,
+                sc,
+                "CDR and subscriber-profile reads",
+                first,
+                "bill-db-01",
+                "hlr_sync",
+                "T1213",
+            );
+            // Out over ICMP to the operator's own server outside.
+            for k in 0..3 {
+                let tk = t + 600 + k * 900;
+                let bytes = (40u64 << 20) + self.rng.below(8 << 20);
+                self.flow(day, tk, (DNS_EXT, LB_C2, 0, "icmp"), "", 800.0, bytes);
+                truth.exfiltration.push(ExfilFlow {
+                    scenario: sc.name().into(),
+                    src_ip: DNS_EXT.into(),
+                    dst_ip: LB_C2.into(),
+                    dst_port: 0,
+                    bytes,
+                    start: ts(tk, 0),
+                });
+            }
+            self.step(
+                truth,
+                sc,
+                "exfiltration over ICMP",
+                t + 600,
+                "dns-ext-01",
+                "root",
+                "T1048.003",
+            );
+        }
+        if d == a + 3 || (d + 1 == self.days && d < a + 3) {
+            for &i in &targets {
+                let s = self.sub(i);
+                if !truth.targets.iter().any(|x| x.msisdn == s.msisdn) {
+                    truth.targets.push(Target {
+                        scenario: sc.name().into(),
+                        msisdn: s.msisdn,
+                        imsi: s.imsi,
+                        imei: s.imei,
+                    });
+                }
             }
         }
     }

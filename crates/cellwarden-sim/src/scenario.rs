@@ -126,6 +126,17 @@ impl World {
         subscriber(self.seed, i)
     }
 
+    /// Subscriber `i` as a target of `s` in the ground truth.
+    fn target(&self, s: Scenario, i: u64) -> Target {
+        let x = self.sub(i);
+        Target {
+            scenario: s.name().into(),
+            msisdn: x.msisdn,
+            imsi: x.imsi,
+            imei: x.imei,
+        }
+    }
+
     // --- Writers -----------------------------------------------------------------------------
 
     #[allow(clippy::too_many_arguments)]
@@ -760,13 +771,7 @@ impl World {
                 "T1030",
             );
             for &i in &self.targets {
-                let s = self.sub(i);
-                truth.targets.push(Target {
-                    scenario: sc.name().into(),
-                    msisdn: s.msisdn,
-                    imsi: s.imsi,
-                    imei: s.imei,
-                });
+                truth.targets.push(self.target(sc, i));
             }
         }
     }
@@ -913,14 +918,9 @@ impl World {
         }
         if d == a + 3 || (d + 1 == self.days && d < a + 3) {
             for &i in &targets {
-                let s = self.sub(i);
-                if !truth.targets.iter().any(|x| x.msisdn == s.msisdn) {
-                    truth.targets.push(Target {
-                        scenario: sc.name().into(),
-                        msisdn: s.msisdn,
-                        imsi: s.imsi,
-                        imei: s.imei,
-                    });
+                let t = self.target(sc, i);
+                if !truth.targets.iter().any(|x| x.msisdn == t.msisdn) {
+                    truth.targets.push(t);
                 }
             }
         }
@@ -951,12 +951,7 @@ impl World {
             );
             self.pg(day, t + 60, &user, "crm-web", &ip, "SELECT call_start, called_number, duration FROM cdr WHERE calling_number = $1 ORDER BY call_start DESC LIMIT 20", &s.msisdn, Some(20));
             if d == a + 2 {
-                truth.targets.push(Target {
-                    scenario: Scenario::Insider.name().into(),
-                    msisdn: s.msisdn,
-                    imsi: s.imsi,
-                    imei: s.imei,
-                });
+                truth.targets.push(self.target(Scenario::Insider, *i));
             }
         }
         self.step(

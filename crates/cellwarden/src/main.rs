@@ -739,6 +739,18 @@ fn open_output(path: Option<&PathBuf>) -> Result<Box<dyn Write>, Usage> {
     })
 }
 
+/// Exit status 1 with a message when writing the output failed (a closed pipe is not a failure:
+/// `| head` is fine).
+fn output_failed(written: io::Result<()>, what: &str) -> Option<ExitCode> {
+    match written {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("cellwarden: writing {what}: {e}");
+            Some(ExitCode::from(1))
+        }
+        _ => None,
+    }
+}
+
 fn threads(n: Option<usize>) -> usize {
     n.unwrap_or_else(|| HuntConfig::default().threads).max(1)
 }
@@ -871,11 +883,8 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
         }
     }
     .and_then(|_| out.flush());
-    if let Err(e) = written
-        && e.kind() != io::ErrorKind::BrokenPipe
-    {
-        eprintln!("cellwarden: writing alerts: {e}");
-        return Ok(ExitCode::from(1));
+    if let Some(code) = output_failed(written, "alerts") {
+        return Ok(code);
     }
     drop(out);
 
@@ -981,11 +990,8 @@ fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
         ScopeFormat::Html => cellwarden_report::write_scope_html(&mut out, &exposure),
     }
     .and_then(|_| out.flush());
-    if let Err(e) = written
-        && e.kind() != io::ErrorKind::BrokenPipe
-    {
-        eprintln!("cellwarden: writing the report: {e}");
-        return Ok(ExitCode::from(1));
+    if let Some(code) = output_failed(written, "the report") {
+        return Ok(code);
     }
     drop(out);
     let schema_toml = db.aggregates.observed.to_toml(&config.db.schema);

@@ -187,17 +187,6 @@ fn ip(v: &Value<'_>) -> Option<IpAddr> {
     v.as_text().and_then(|s| s.trim().parse().ok())
 }
 
-/// Whether an event is a flow or DNS record of ours.
-pub fn is_flow_event(ev: &Event<'_>) -> bool {
-    ev.logsource.as_ref().is_none_or(|l| {
-        l.categories
-            .iter()
-            .any(|c| &**c == "network_connection" || &**c == "dns")
-    }) && ev
-        .get_str("Channel")
-        .is_some_and(|c| c.starts_with("zeek_") || c == "nfdump" || c == "netflow")
-}
-
 /// The fields the analytics read, found in one pass.
 #[derive(Default)]
 struct Seen<'e, 'a> {

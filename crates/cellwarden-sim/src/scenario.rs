@@ -166,6 +166,25 @@ impl World {
         day.windows.push((t, self.record as u32, line));
     }
 
+    /// PsExec's service on the billing server (System 7045), from `image`.
+    fn psexec_service(&mut self, day: &mut Day, t: i64, image: &str) {
+        self.windows(
+            day,
+            t,
+            "bill-db-01",
+            "System",
+            "Service Control Manager",
+            7045,
+            &[
+                ("ServiceName", "PSEXESVC"),
+                ("ImagePath", image),
+                ("ServiceType", "user mode service"),
+                ("StartType", "demand start"),
+                ("AccountName", "LocalSystem"),
+            ],
+        );
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn process(
         &mut self,
@@ -430,21 +449,7 @@ impl World {
         // Admins: PsExec to a server once a week, ipconfig now and then.
         if d % 7 == 3 {
             let t = base + 14 * 3600;
-            self.windows(
-                day,
-                t,
-                "bill-db-01",
-                "System",
-                "Service Control Manager",
-                7045,
-                &[
-                    ("ServiceName", "PSEXESVC"),
-                    ("ImagePath", "%SystemRoot%\\PSEXESVC.exe"),
-                    ("ServiceType", "user mode service"),
-                    ("StartType", "demand start"),
-                    ("AccountName", "LocalSystem"),
-                ],
-            );
+            self.psexec_service(day, t, "%SystemRoot%\\PSEXESVC.exe");
         }
         let t = base + 9 * 3600 + self.rng.range(0, 3600);
         self.process(
@@ -583,21 +588,7 @@ impl World {
         }
         if d == a + 1 {
             let t = base + 22 * 3600 + 300;
-            self.windows(
-                day,
-                t,
-                "bill-db-01",
-                "System",
-                "Service Control Manager",
-                7045,
-                &[
-                    ("ServiceName", "PSEXESVC"),
-                    ("ImagePath", "C:\\Users\\Public\\PSEXESVC.exe"),
-                    ("ServiceType", "user mode service"),
-                    ("StartType", "demand start"),
-                    ("AccountName", "LocalSystem"),
-                ],
-            );
+            self.psexec_service(day, t, "C:\\Users\\Public\\PSEXESVC.exe");
             self.step(
                 truth,
                 sc,

@@ -56,6 +56,8 @@ pub struct DbConfig {
     pub targeted_peer_factor: f64,
     /// … and exceeds this many (for accounts with peers; without peers, any count alerts).
     pub targeted_peer_allowance: usize,
+    /// … and is less likely than this among peers (Poisson at the peers' mean count).
+    pub targeted_peer_alpha: f64,
     /// A whole-table read returning fewer rows than this (when logged) is not bulk.
     pub bulk_min_rows: i64,
     /// An export made on this many earlier days is a schedule (not alerted).
@@ -79,6 +81,7 @@ impl Default for DbConfig {
             targeted_max_subscribers: 50,
             targeted_peer_factor: 2.0,
             targeted_peer_allowance: 1,
+            targeted_peer_alpha: 0.001,
             bulk_min_rows: 10_000,
             export_schedule_days: 3,
             new_account_days: 7,
@@ -397,6 +400,7 @@ pub fn judge(agg: &Aggregates, watch: &Watchlist, config: &DbConfig) -> Judgemen
 }
 
 fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
+    let standing = standing_exports(agg, config);
     let mut current: Option<Arc<str>> = None;
     let mut h = History::default();
     for ((account, day), d) in &agg.days {
@@ -507,7 +511,9 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                 .rows
                 .map_or("rows not logged".to_owned(), |r| format!("{r} rows"));
             let mut f = if kind.is_export() {
-                if before >= config.export_schedule_days {
+                if before >= config.export_schedule_days
+                    || standing.contains(&(account, table, *kind))
+                {
                     continue;
                 }
                 base(
@@ -519,7 +525,7 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                         b.statements
                     ),
                     format!(
-                        "no such export, or one made on at least {} earlier days (seen on {before})",
+                        "no such export, or one made on at least {} earlier days (seen on {before}) or on more days than that from the first day of the logs",
                         config.export_schedule_days
                     ),
                 )
@@ -623,6 +629,44 @@ fn new_accounts(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
     }
 }
 
+/// Exports running since the first day of the logs and made on more than
+/// `export_schedule_days` days: a job older than the logs, whose first days cannot be
+/// judged against a history the logs do not hold. An export starting later learns its
+/// schedule day by day.
+fn standing_exports<'a>(
+    agg: &'a Aggregates,
+    config: &DbConfig,
+) -> BTreeSet<(&'a Arc<str>, &'a Arc<str>, StatementKind)> {
+    let Some(first_day) = agg.days.keys().map(|(_, d)| *d).min() else {
+        return BTreeSet::new();
+    };
+    let mut days: BTreeMap<(&Arc<str>, &Arc<str>, StatementKind), (bool, usize)> = BTreeMap::new();
+    for ((account, day), d) in &agg.days {
+        for (table, kind) in d.bulk.keys().filter(|(_, k)| k.is_export()) {
+            let e = days.entry((account, table, *kind)).or_default();
+            e.0 |= *day == first_day;
+            e.1 += 1;
+        }
+    }
+    days.into_iter()
+        .filter(|(_, (from_start, n))| *from_start && *n > config.export_schedule_days)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The smallest k with P(X > k) < alpha for X ~ Poisson(rate).
+fn poisson_bound(rate: f64, alpha: f64) -> usize {
+    let mut term = (-rate).exp();
+    let mut cdf = term;
+    let mut k = 0;
+    while 1.0 - cdf >= alpha && k < 10_000 {
+        k += 1;
+        term *= rate / k as f64;
+        cdf += term;
+    }
+    k
+}
+
 fn p90(mut v: Vec<usize>) -> usize {
     if v.is_empty() {
         return 0;
@@ -711,10 +755,13 @@ fn targeted(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
             .map(|(_, t)| t.len())
             .collect();
         let peer_p90 = p90(peers.clone());
-        // Among peers doing hundreds of lookups, one subscriber seen again is a coincidence of
-        // customer care: a target list starts above `targeted_peer_allowance`.
+        // Among peers doing hundreds of lookups, a customer seen again is a coincidence of
+        // customer care. The count of such coincidences is about Poisson: a target list is a
+        // count the peers' mean makes unlikely.
+        let rate = peers.iter().sum::<usize>() as f64 / peers.len().max(1) as f64;
         let expected_max = ((peer_p90 as f64 * config.targeted_peer_factor).floor() as usize)
-            .max(config.targeted_peer_allowance);
+            .max(config.targeted_peer_allowance)
+            .max(poisson_bound(rate, config.targeted_peer_alpha));
         if !peers.is_empty() && n <= expected_max {
             continue;
         }
@@ -743,10 +790,12 @@ fn targeted(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                 "none: the account has no peers to compare with and no subscriber is read this way in normal lookups".to_owned()
             } else {
                 format!(
-                    "at most {expected_max} (peers in {} ({} accounts): 90th percentile {peer_p90} × {})",
+                    "at most {expected_max} (peers in {} ({} accounts): 90th percentile {peer_p90} × {}, mean {:.2}, chance of more under {})",
                     my_role.as_deref().unwrap_or("-"),
                     peers.len(),
-                    config.targeted_peer_factor
+                    config.targeted_peer_factor,
+                    rate,
+                    config.targeted_peer_alpha
                 )
             },
             subscribers: list_t.iter().map(|(s, _)| s.clone()).collect(),
@@ -1046,6 +1095,15 @@ mod tests {
     }
 
     #[test]
+    fn poisson_bound_is_the_upper_quantile() {
+        // P(X > 2 | 0.09) ≈ 1.2e-4 < 0.001 ≤ P(X > 1) ≈ 3.8e-3.
+        assert_eq!(poisson_bound(1.0 / 11.0, 0.001), 2);
+        assert_eq!(poisson_bound(0.0, 0.001), 0);
+        // Mean 5: P(X > 13) ≈ 7.3e-4, P(X > 12) ≈ 2.0e-3.
+        assert_eq!(poisson_bound(5.0, 0.001), 13);
+    }
+
+    #[test]
     fn targeted_lookups_against_peers() {
         let mut evs = Vec::new();
         let mut line = 0;
@@ -1146,6 +1204,15 @@ mod tests {
                 day,
             ));
         }
+        for day in 2..=5 {
+            evs.push(ev(
+                &format!("2026-03-0{day}T04:00:00Z"),
+                "archiver",
+                "10.0.0.8",
+                "COPY sms_log TO '/archive/sms.csv'",
+                day + 10,
+            ));
+        }
         evs.push(ev(
             "2026-03-05T02:10:00Z",
             "dba",
@@ -1177,13 +1244,15 @@ mod tests {
                 )
             })
             .collect();
-        // The backup's first three days alert (no schedule yet); days 4 and 5 are a schedule.
+        // The backup runs from the first day of the logs on five days: a job older than the
+        // logs. The archiver starts on day 2: its first three days alert (no schedule yet),
+        // day 5 is a schedule.
         assert_eq!(
             exports,
             vec![
-                "backup@2026-03-01",
-                "backup@2026-03-02",
-                "backup@2026-03-03",
+                "archiver@2026-03-02",
+                "archiver@2026-03-03",
+                "archiver@2026-03-04",
                 "svc_tmp@2026-03-05"
             ]
         );

@@ -629,18 +629,19 @@ fn new_accounts(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
     }
 }
 
+/// (account, table, kind) of an export.
+type ExportKey<'a> = (&'a Arc<str>, &'a Arc<str>, StatementKind);
+
 /// Exports running since the first day of the logs and made on more than
 /// `export_schedule_days` days: a job older than the logs, whose first days cannot be
 /// judged against a history the logs do not hold. An export starting later learns its
 /// schedule day by day.
-fn standing_exports<'a>(
-    agg: &'a Aggregates,
-    config: &DbConfig,
-) -> BTreeSet<(&'a Arc<str>, &'a Arc<str>, StatementKind)> {
+fn standing_exports<'a>(agg: &'a Aggregates, config: &DbConfig) -> BTreeSet<ExportKey<'a>> {
     let Some(first_day) = agg.days.keys().map(|(_, d)| *d).min() else {
         return BTreeSet::new();
     };
-    let mut days: BTreeMap<(&Arc<str>, &Arc<str>, StatementKind), (bool, usize)> = BTreeMap::new();
+    // Export → (made on the first day, days made).
+    let mut days: BTreeMap<ExportKey, (bool, usize)> = BTreeMap::new();
     for ((account, day), d) in &agg.days {
         for (table, kind) in d.bulk.keys().filter(|(_, k)| k.is_export()) {
             let e = days.entry((account, table, *kind)).or_default();

@@ -177,6 +177,19 @@ impl Assets {
         self.hosts.iter().find(|h| h.net.contains(&ip))
     }
 
+    /// The name an alert gives the host at `ip`: its asset name when the asset file names
+    /// that single address, else the address.
+    pub fn host_name(&self, ip: IpAddr) -> String {
+        match self.host(ip) {
+            Some(Host {
+                name: Some(name),
+                net,
+                ..
+            }) if net.prefix_len() == net.max_prefix_len() => name.clone(),
+            _ => ip.to_string(),
+        }
+    }
+
     pub fn role(&self, ip: IpAddr) -> Option<&str> {
         self.host(ip).map(|h| h.role.as_str())
     }

@@ -5,8 +5,8 @@
 //! - per (source, destination, port) of outbound connections: their times and sizes, at most
 //!   [`BEACON_CAP`] (16 bytes each) — the earliest ones;
 //! - per large outbound flow (≥ `chunk_min_bytes`) and per long connection: 80 bytes each;
-//! - per (source, queried domain) of DNS queries: 100 bytes plus at most [`DNS_NAMES_CAP`]
-//!   distinct names;
+//! - per (source, queried domain, UTC day) of DNS queries: 100 bytes plus at most
+//!   [`DNS_NAMES_CAP`] distinct names;
 //! - per (source, day): the tunnel protocols used, 40 bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -113,7 +113,7 @@ pub struct FlowAggregates {
     pub large: Vec<Flow>,
     pub long: Vec<Flow>,
     pub conns: BTreeMap<(IpAddr, IpAddr, u16), Vec<(i64, u64)>>,
-    pub dns: BTreeMap<(IpAddr, String), DnsStats>,
+    pub dns: BTreeMap<(IpAddr, String, Day), DnsStats>,
     pub odd: BTreeMap<(Odd, IpAddr, IpAddr, Day), OddStats>,
     /// (source, day) → protocol → first evidence (destination, port).
     pub tunnels: BTreeMap<(IpAddr, Day), TunnelUse>,
@@ -285,7 +285,7 @@ impl FlowCollector {
         };
         let day = day_of(time);
         if f.channel.and_then(|c| c.as_text()).as_deref() == Some("zeek_dns") {
-            self.dns(&f, src, dst, evidence);
+            self.dns(&f, src, dst, day, evidence);
             return;
         }
         self.aggregates.flows += 1;
@@ -394,7 +394,14 @@ impl FlowCollector {
         }
     }
 
-    fn dns(&mut self, f: &Seen<'_, '_>, src: IpAddr, resolver: IpAddr, evidence: Evidence) {
+    fn dns(
+        &mut self,
+        f: &Seen<'_, '_>,
+        src: IpAddr,
+        resolver: IpAddr,
+        day: Day,
+        evidence: Evidence,
+    ) {
         let Some(q) = f.query.and_then(|q| q.as_text()) else {
             return;
         };
@@ -412,7 +419,7 @@ impl FlowCollector {
             .split('.')
             .max_by_key(|l| l.len())
             .unwrap_or("");
-        let d = agg.dns.entry((src, domain)).or_default();
+        let d = agg.dns.entry((src, domain, day)).or_default();
         d.queries += 1;
         if f.qtype
             .and_then(|t| t.as_text())

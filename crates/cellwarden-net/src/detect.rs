@@ -483,9 +483,17 @@ fn beacons(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<F
 }
 
 fn dns(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Finding>) {
-    for ((src, domain), d) in &agg.dns {
-        // Resolvers forward everyone's queries; judge the clients.
-        if assets.has_role(*src, &["dns"]) {
+    // Resolvers forward everyone's queries: judge the clients, and a resolver only for the
+    // domains no client asked it about (queries it made up itself, as a tunnel on it would).
+    let is_resolver = |ip: &IpAddr| assets.has_role(*ip, &["dns"]);
+    let asked: BTreeSet<(&str, Day)> = agg
+        .dns
+        .keys()
+        .filter(|(src, _, _)| !is_resolver(src))
+        .map(|(_, domain, day)| (domain.as_str(), *day))
+        .collect();
+    for ((src, domain, day), d) in &agg.dns {
+        if is_resolver(src) && asked.contains(&(domain.as_str(), *day)) {
             continue;
         }
         let n = d.queries.max(1) as f64;
@@ -673,6 +681,7 @@ fn into_alerts(mut findings: Vec<Finding>, assets: &Assets) -> Vec<Alert> {
                 record: f.evidence.record,
             });
             ev.timestamp = Some(f.evidence.time);
+            ev.host = Some(std::borrow::Cow::Owned(assets.host_name(f.src)));
             let s = |x: String| Value::Str(std::borrow::Cow::Owned(x));
             ev.push("src_ip", s(f.src.to_string()));
             if let Some(d) = f.dst {
@@ -981,6 +990,45 @@ mod tests {
         assert_eq!(t.len(), 1, "{r:?}");
         assert_eq!(t[0].level, Level::High, "a billing server opening OpenVPN");
         assert!(t[0].event.get_str("observed").unwrap().contains("openvpn"));
+    }
+
+    #[test]
+    fn a_resolver_is_judged_on_the_domains_no_client_asked_about() {
+        let mut evs = Vec::new();
+        let mut rec = 0;
+        let label = |k: u64| format!("{:016x}{:016x}", k * 0x9E3779B97F4A7C15, k * 7919);
+        for k in 0..150u64 {
+            // A client's tunnel, and the resolver forwarding it; the resolver's own tunnel.
+            for (src, domain) in [
+                ("10.5.0.3", "evil-cdn.com"),
+                ("10.0.0.53", "evil-cdn.com"),
+                ("10.0.0.53", "sync-mirror.net"),
+            ] {
+                rec += 1;
+                let q = format!("{}.t.{domain}", label(k + rec));
+                evs.push(dns_event(T0 + k as i64, src, &q, "TXT", rec));
+            }
+        }
+        let assets =
+            Assets::from_toml("[[host]]\naddress = \"10.0.0.53\"\nrole = \"dns\"").unwrap();
+        let got: BTreeSet<(String, String)> = run(&evs, &assets)
+            .iter()
+            .map(|a| {
+                (
+                    a.event.get_str("src_ip").unwrap().into_owned(),
+                    a.event.get_str("observed").unwrap().into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got.iter()
+                .any(|(s, o)| s == "10.5.0.3" && o.contains("evil-cdn.com"))
+        );
+        assert!(
+            got.iter()
+                .any(|(s, o)| s == "10.0.0.53" && o.contains("sync-mirror.net"))
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!   precision counts the listed subscribers that are targets.
 //! - Steps: a step is detected by the first alert at or after it (up to 24 hours later, or a
 //!   minute before) whose ATT&CK techniques share the step's technique family (`T1003` for
-//!   `T1003.001`), or that names the step's host or account.
+//!   `T1003.001`), or that names the step's host or account; failing that, by the scope
+//!   report's evidence of a subscriber read by the step's account in the same window (the
+//!   later nights of a collection are reported there, not alerted again).
 //! - Benign alerts: alerts that detect no step, per simulated day.
 //! - Exfiltration: found when a `cellwarden.net.*` alert or the scope report's
 //!   `exfiltration[]` names the flow's source and destination.
@@ -147,23 +149,33 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
         }
         if let Some((_, i)) = best {
             used[i] = true;
+        }
+        let by_scope = if best.is_none() {
+            scope_evidence(scopes, &account, t0)
+        } else {
+            None
+        };
+        if best.is_some() || by_scope.is_some() {
             families_hit.insert(family(&technique).to_owned());
         }
+        let detected = best.map(|(ta, i)| {
+            let a = &alerts[i];
+            let title = a["rule_title"]
+                .as_str()
+                .or_else(|| a["rule_id"].as_str())
+                .unwrap_or("");
+            (ta, title.to_owned())
+        });
+        let detected = detected
+            .or(by_scope.map(|ta| (ta, format!("scope report: subscriber reads by {account}"))));
         s.steps.push(StepScore {
             scenario: st["scenario"].as_str().unwrap_or("").to_owned(),
             step: st["step"].as_str().unwrap_or("").to_owned(),
             technique,
             time: st["time"].as_str().unwrap_or("").to_owned(),
-            detected: best.is_some(),
-            delay_secs: best.map(|(ta, _)| ta - t0),
-            first_alert: best.map(|(_, i)| {
-                let a = &alerts[i];
-                a["rule_title"]
-                    .as_str()
-                    .or_else(|| a["rule_id"].as_str())
-                    .unwrap_or("")
-                    .to_owned()
-            }),
+            detected: detected.is_some(),
+            delay_secs: detected.as_ref().map(|(ta, _)| ta - t0),
+            first_alert: detected.map(|(_, title)| title),
         });
     }
     s.steps_detected = s.steps.iter().filter(|x| x.detected).count();
@@ -227,6 +239,27 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
             })
         });
     s
+}
+
+/// Time of the earliest scope evidence of a read by `account` from a minute before `t0` to a
+/// day after it.
+fn scope_evidence(scopes: &[Value], account: &str, t0: i64) -> Option<i64> {
+    if account.is_empty() {
+        return None;
+    }
+    scopes
+        .iter()
+        .flat_map(|x| x["subscribers"].as_array().into_iter().flatten())
+        .flat_map(|x| x["evidence"].as_array().into_iter().flatten())
+        .filter(|e| {
+            e["account"]
+                .as_str()
+                .unwrap_or("")
+                .eq_ignore_ascii_case(account)
+        })
+        .filter_map(|e| e["time"].as_str().and_then(time))
+        .filter(|t| (t0 - 60..=t0 + 86_400).contains(t))
+        .min()
 }
 
 /// The score as a table for people.

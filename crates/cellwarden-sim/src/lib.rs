@@ -4,8 +4,8 @@
 //! their daily work (care agents, billing batch, reporting, DBAs, backups, admins with PsExec);
 //! and the reported attack chains played out inside it. It writes the formats the sources
 //! read — Windows events as EVTX-style JSON Lines, a PostgreSQL server log with pgaudit
-//! records, a MySQL Enterprise Audit JSON log, a Zeek `conn.log` — and `ground-truth.json`
-//! (format in `docs/simulate.md`).
+//! records, a MySQL Enterprise Audit JSON log, Zeek `conn.log` and `dns.log`, syslog and
+//! auditd of a Linux server — and `ground-truth.json` (format in `docs/simulate.md`).
 //!
 //! Each day is generated, put in time order per file and written before the next one, so
 //! memory holds one day of one operator, whatever `--subscribers` and `--days`.
@@ -160,16 +160,36 @@ pub(crate) struct Day {
     pub conn: Vec<Line>,
     pub syslog: Vec<Line>,
     pub audit: Vec<Line>,
+    pub dns: Vec<Line>,
 }
 
+impl Day {
+    /// The day's lines in the order of [`FILES`].
+    fn files(&mut self) -> [&mut Vec<Line>; LOGS] {
+        [
+            &mut self.windows,
+            &mut self.pg,
+            &mut self.mysql,
+            &mut self.conn,
+            &mut self.syslog,
+            &mut self.audit,
+            &mut self.dns,
+        ]
+    }
+}
+
+/// Log files among [`FILES`] (the first ones).
+const LOGS: usize = 7;
+
 /// Output files of a simulation.
-pub const FILES: [&str; 8] = [
+pub const FILES: [&str; 9] = [
     "windows/events.jsonl",
     "db/postgresql-billing.log",
     "db/mysql-crm-audit.log",
     "network/conn.log",
     "linux/dns-ext-01.syslog",
     "linux/dns-ext-01.audit.log",
+    "network/dns.log",
     "watchlist.txt",
     "assets.toml",
 ];
@@ -209,7 +229,62 @@ name = "pgw-pool"
 role = "pgw"
 "#;
 
-const ZEEK_HEADER: &str = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n#open\t2026-03-01-00-00-00\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\torig_pkts\tresp_pkts\n#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tinterval\tcount\tcount\tstring\tcount\tcount\n";
+/// Zeek `conn.log` columns and types.
+const ZEEK_CONN: &[(&str, &str)] = &[
+    ("ts", "time"),
+    ("uid", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("service", "string"),
+    ("duration", "interval"),
+    ("orig_bytes", "count"),
+    ("resp_bytes", "count"),
+    ("conn_state", "string"),
+    ("orig_pkts", "count"),
+    ("resp_pkts", "count"),
+];
+
+/// Zeek `dns.log` columns and types.
+const ZEEK_DNS: &[(&str, &str)] = &[
+    ("ts", "time"),
+    ("uid", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("trans_id", "count"),
+    ("rtt", "interval"),
+    ("query", "string"),
+    ("qclass", "count"),
+    ("qclass_name", "string"),
+    ("qtype", "count"),
+    ("qtype_name", "string"),
+    ("rcode", "count"),
+    ("rcode_name", "string"),
+    ("AA", "bool"),
+    ("TC", "bool"),
+    ("RD", "bool"),
+    ("RA", "bool"),
+    ("Z", "count"),
+    ("answers", "vector[string]"),
+    ("TTLs", "vector[interval]"),
+    ("rejected", "bool"),
+];
+
+/// A Zeek ASCII log header, as Zeek writes it.
+fn zeek_header(path: &str, columns: &[(&str, &str)]) -> String {
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    let types: Vec<&str> = columns.iter().map(|(_, t)| *t).collect();
+    format!(
+        "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\t{path}\n#open\t2026-03-01-00-00-00\n#fields\t{}\n#types\t{}\n",
+        names.join("\t"),
+        types.join("\t")
+    )
+}
 
 /// Runs the simulation into `out` (created if needed). Returns the ground truth (also written).
 pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
@@ -222,13 +297,12 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
             std::fs::File::create(out.join(p))?,
         ))
     };
-    let mut win = open(FILES[0])?;
-    let mut pg = open(FILES[1])?;
-    let mut my = open(FILES[2])?;
-    let mut conn = open(FILES[3])?;
-    let mut syslog = open(FILES[4])?;
-    let mut audit = open(FILES[5])?;
-    conn.write_all(ZEEK_HEADER.as_bytes())?;
+    let mut files = Vec::with_capacity(LOGS);
+    for name in &FILES[..LOGS] {
+        files.push(open(name)?);
+    }
+    files[3].write_all(zeek_header("conn", ZEEK_CONN).as_bytes())?;
+    files[6].write_all(zeek_header("dns", ZEEK_DNS).as_bytes())?;
     let mut truth = Truth {
         seed: config.seed,
         subscribers: config.subscribers,
@@ -242,38 +316,23 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
         ..Default::default()
     };
     let mut world = scenario::World::new(config);
-    let mut counts = [0u64; 6];
+    let mut counts = [0u64; LOGS];
     for d in 0..config.days {
         let mut day = Day::default();
         world.day(d, &mut day, &mut truth);
-        for (i, (lines, w)) in [
-            (&mut day.windows, &mut win as &mut dyn Write),
-            (&mut day.pg, &mut pg),
-            (&mut day.mysql, &mut my),
-            (&mut day.conn, &mut conn),
-            (&mut day.syslog, &mut syslog),
-            (&mut day.audit, &mut audit),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (i, lines) in day.files().into_iter().enumerate() {
             lines.sort();
             for (_, _, l) in lines.iter() {
-                w.write_all(l.as_bytes())?;
-                w.write_all(b"\n")?;
+                files[i].write_all(l.as_bytes())?;
+                files[i].write_all(b"\n")?;
             }
             counts[i] += lines.len() as u64;
         }
     }
-    conn.write_all(b"#close\t2026-12-31-00-00-00\n")?;
-    for w in [
-        &mut win as &mut dyn Write,
-        &mut pg,
-        &mut my,
-        &mut conn,
-        &mut syslog,
-        &mut audit,
-    ] {
+    for k in [3, 6] {
+        files[k].write_all(b"#close\t2026-12-31-00-00-00\n")?;
+    }
+    for w in &mut files {
         w.flush()?;
     }
     let mut wl = String::from("# Protected subscribers (simulated): ministers, generals, judges\n");
@@ -281,10 +340,10 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
         let _ = writeln!(wl, "+{m}  {label}");
     }
     wl.push_str("allow dpo_audit\n");
-    std::fs::write(out.join(FILES[6]), wl)?;
-    std::fs::write(out.join(FILES[7]), ASSETS)?;
+    std::fs::write(out.join(FILES[LOGS]), wl)?;
+    std::fs::write(out.join(FILES[LOGS + 1]), ASSETS)?;
     truth.files = FILES.iter().map(|f| f.to_string()).collect();
-    truth.lines = FILES[..6]
+    truth.lines = FILES[..LOGS]
         .iter()
         .zip(counts)
         .map(|(f, n)| (f.to_string(), n))

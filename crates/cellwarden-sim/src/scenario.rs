@@ -41,7 +41,9 @@ impl Scenario {
 
 const DAY: i64 = 86_400;
 const DOMAIN: &str = "corp.example";
-const CARE: usize = 12;
+/// Care agents at least, and one more per this many subscribers.
+const CARE_MIN: usize = 12;
+const SUBSCRIBERS_PER_AGENT: u64 = 5_000;
 const BILL_DB: &str = "10.30.0.10";
 const BACKUP: &str = "10.30.0.50";
 const JUMP: &str = "10.20.0.5";
@@ -52,9 +54,26 @@ const DNS_EXT: &str = "10.40.0.53";
 const HSS: &str = "10.40.0.20";
 const LB_C2: &str = "198.51.100.77";
 
+/// Workstation `k` (care agents first) in the office networks 10.1.x.0/24.
 fn care_ip(k: usize) -> String {
-    format!("10.1.0.{}", 20 + k)
+    format!("10.1.{}.{}", k / 200, 20 + k % 200)
 }
+
+/// Names people's browsers and the servers look up (benign DNS).
+const NAMES: [&str; 12] = [
+    "www.example.com",
+    "mail.corp.example",
+    "intranet.corp.example",
+    "login.microsoftonline.com",
+    "update.vendor.example",
+    "crl.pki.example",
+    "e8731.dscb.akamaiedge.net",
+    "d3k2n0x9f1q7ze.cloudfront.net",
+    "ocsp.digicert.com",
+    "api.weather.example",
+    "news.example.org",
+    "cdn.jsdelivr.net",
+];
 
 fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
@@ -66,6 +85,8 @@ pub(crate) struct World {
     subscribers: u64,
     days: u32,
     scenarios: Vec<Scenario>,
+    /// Care agents (workload grows with the subscriber base).
+    agents: usize,
     rng: Rng,
     record: u64,
     uid: u64,
@@ -101,6 +122,7 @@ impl World {
             subscribers: n,
             days: c.days.max(1),
             scenarios: c.scenarios.clone(),
+            agents: CARE_MIN.max((n / SUBSCRIBERS_PER_AGENT) as usize),
             rng,
             record: 1000,
             uid: 0,
@@ -298,16 +320,44 @@ impl World {
         day.syslog.push((t, self.record as u32, line));
     }
 
-    /// One auditd event: a SYSCALL record and its other records, ending with EOE.
+    /// One Zeek dns.log row: a query and its answer.
+    fn dns(
+        &mut self,
+        day: &mut Day,
+        t: i64,
+        (src, resolver): (&str, &str),
+        query: &str,
+        qtype: &str,
+        answer: &str,
+    ) {
+        self.uid += 1;
+        let code = match qtype {
+            "A" => 1,
+            "TXT" => 16,
+            "AAAA" => 28,
+            _ => 255,
+        };
+        let line = format!(
+            "{t}.{:06}\tD{:x}\t{src}\t{}\t{resolver}\t53\tudp\t{}\t0.{:06}\t{query}\t1\tC_INTERNET\t{code}\t{qtype}\t0\tNOERROR\tF\tF\tT\tT\t0\t{answer}\t300.000000\tF",
+            self.uid % 1_000_000,
+            self.uid,
+            30000 + self.uid % 30000,
+            self.uid % 65536,
+            20_000 + self.uid % 80_000,
+        );
+        day.dns.push((t, self.uid as u32, line));
+    }
+
+    /// One auditd event (as written with `name_format = hostname`): a SYSCALL record and its other records, ending with EOE.
     fn audit(&mut self, day: &mut Day, t: i64, records: &[String]) {
         self.record += 1;
         let id = format!("audit({t}.000:{})", self.record);
         let mut text = Vec::new();
         for r in records {
             let (ty, rest) = r.split_once(' ').unwrap_or((r, ""));
-            text.push(format!("type={ty} msg={id}: {rest}"));
+            text.push(format!("node=dns-ext-01 type={ty} msg={id}: {rest}"));
         }
-        text.push(format!("type=EOE msg={id}: "));
+        text.push(format!("node=dns-ext-01 type=EOE msg={id}: "));
         day.audit.push((t, self.record as u32, text.join("\n")));
     }
 
@@ -330,7 +380,7 @@ impl World {
     fn benign(&mut self, d: u32, base: i64, day: &mut Day) {
         let n = self.subscribers;
         // Customer care: CRM lookups, then the customer's recent calls, in office hours.
-        for k in 0..CARE {
+        for k in 0..self.agents {
             let user = format!("care{:02}", k + 1);
             let ip = care_ip(k);
             for _ in 0..25 {
@@ -355,7 +405,7 @@ impl World {
         }
         // Billing: the nightly rating run reads the whole previous day.
         let date = ts(base - DAY, 0);
-        let rows = 4_000_000 + self.rng.below(200_000);
+        let rows = 20 * n + self.rng.below(n);
         self.pg(
             day,
             base + 2 * 3600,
@@ -417,22 +467,17 @@ impl World {
                 None,
             );
         }
-        // Workstations browsing; the billing server fetching updates.
-        for w in 0..(CARE + 6) {
+        // Workstations browsing (each connection after a lookup at the DNS server); the
+        // billing server fetching updates.
+        for w in 0..(self.agents + 6) {
+            let ip = care_ip(w);
             for _ in 0..20 {
                 let t = base + self.rng.range(8 * 3600, 18 * 3600);
                 let dst = format!("93.184.{}.{}", self.rng.below(4), 1 + self.rng.below(60));
                 let out = 5_000 + self.rng.below(300_000);
-                self.conn(
-                    day,
-                    t,
-                    &format!("10.1.0.{}", 20 + w),
-                    &dst,
-                    443,
-                    "ssl",
-                    2.0,
-                    out,
-                );
+                let name = NAMES[self.rng.below(NAMES.len() as u64) as usize];
+                self.dns(day, t - 1, (&ip, DNS_EXT), name, "A", &dst);
+                self.conn(day, t, &ip, &dst, 443, "ssl", 2.0, out);
             }
         }
         let upd = 3_000_000 + self.rng.below(2_000_000);
@@ -494,10 +539,20 @@ impl World {
             "",
             Some(1),
         );
-        // Recursive DNS from the DNS server, ordinary sizes.
-        for _ in 0..6 {
+        // Recursive DNS from the DNS server, ordinary sizes; mail servers' TXT (SPF) lookups.
+        for k in 0..6 {
             let t = base + self.rng.range(0, DAY - 1);
             let out = 200 + self.rng.below(400);
+            let name = NAMES[self.rng.below(NAMES.len() as u64) as usize];
+            let (q, ty) = if k < 2 {
+                (
+                    format!("_spf.{}", &name[name.find('.').map_or(0, |i| i + 1)..]),
+                    "TXT",
+                )
+            } else {
+                (name.to_owned(), "A")
+            };
+            self.dns(day, t, (DNS_EXT, "192.0.2.53"), &q, ty, "-");
             self.flow(day, t, (DNS_EXT, "192.0.2.53", 53, "udp"), "dns", 0.05, out);
         }
     }
@@ -527,16 +582,47 @@ impl World {
         let a = self.attack_day;
         let sc = Scenario::Softcell;
         let acct = format!("svc_bkp{}", 2 + self.seed % 7);
+        // Variants by seed: the web server, the reconnaissance, the dumping tool, the way in
+        // to the billing server.
+        let (web_user, web_parent) = if self.seed % 2 == 1 {
+            (
+                "IIS APPPOOL\\portal",
+                "C:\\Windows\\System32\\inetsrv\\w3wp.exe",
+            )
+        } else {
+            ("CORP\\svc_wildfly", "C:\\wildfly\\jdk\\bin\\java.exe")
+        };
+        let recon = [
+            (
+                "C:\\Windows\\System32\\net.exe",
+                "net group \"domain admins\" /domain",
+                "domain reconnaissance",
+                "T1087.002",
+            ),
+            (
+                "C:\\Windows\\System32\\nltest.exe",
+                "nltest /dclist:corp.example",
+                "domain trust and controller discovery",
+                "T1482",
+            ),
+            (
+                "C:\\Windows\\System32\\systeminfo.exe",
+                "systeminfo",
+                "system information discovery",
+                "T1082",
+            ),
+        ][((self.seed / 2) % 3) as usize];
+        let wmi = self.seed % 3 == 1;
         if d == a {
             let t = base + 3600 + 14 * 60;
             self.process(
                 day,
                 t,
                 "web-portal-01",
-                "IIS APPPOOL\\portal",
+                web_user,
                 "C:\\Windows\\System32\\cmd.exe",
                 "cmd.exe /c whoami",
-                "C:\\Windows\\System32\\inetsrv\\w3wp.exe",
+                web_parent,
             );
             self.step(
                 truth,
@@ -544,7 +630,7 @@ impl World {
                 "web shell runs commands",
                 t,
                 "web-portal-01",
-                "IIS APPPOOL\\portal",
+                web_user,
                 "T1505.003",
             );
             let t2 = t + 300;
@@ -552,28 +638,34 @@ impl World {
                 day,
                 t2,
                 "web-portal-01",
-                "IIS APPPOOL\\portal",
-                "C:\\Windows\\System32\\net.exe",
-                "net group \"domain admins\" /domain",
-                "C:\\Windows\\System32\\inetsrv\\w3wp.exe",
+                web_user,
+                recon.0,
+                recon.1,
+                web_parent,
             );
-            self.step(
-                truth,
-                sc,
-                "domain reconnaissance",
-                t2,
-                "web-portal-01",
-                "IIS APPPOOL\\portal",
-                "T1087.002",
-            );
+            self.step(truth, sc, recon.2, t2, "web-portal-01", web_user, recon.3);
             let t3 = base + 2 * 3600 + 40 * 60;
+            let (image, cmd) = if (self.seed / 2).is_multiple_of(2) {
+                (
+                    "C:\\Windows\\Temp\\procdump64.exe",
+                    "procdump64.exe -accepteula -ma lsass.exe C:\\Windows\\Temp\\l.dmp".to_owned(),
+                )
+            } else {
+                (
+                    "C:\\Windows\\System32\\rundll32.exe",
+                    format!(
+                        "rundll32.exe C:\\Windows\\System32\\comsvcs.dll, MiniDump {} C:\\Windows\\Temp\\d.bin full",
+                        600 + self.seed % 300
+                    ),
+                )
+            };
             self.process(
                 day,
                 t3,
                 "web-portal-01",
                 "CORP\\adm_paul",
-                "C:\\Windows\\Temp\\procdump64.exe",
-                "procdump64.exe -accepteula -ma lsass.exe C:\\Windows\\Temp\\l.dmp",
+                image,
+                &cmd,
                 "C:\\Windows\\System32\\cmd.exe",
             );
             self.step(
@@ -588,16 +680,68 @@ impl World {
         }
         if d == a + 1 {
             let t = base + 22 * 3600 + 300;
-            self.psexec_service(day, t, "C:\\Users\\Public\\PSEXESVC.exe");
-            self.step(
-                truth,
-                sc,
-                "lateral movement with PsExec",
-                t,
-                "bill-db-01",
-                "CORP\\adm_paul",
-                "T1569.002",
-            );
+            if wmi {
+                let web_short = web_user.rsplit('\\').next().unwrap_or(web_user);
+                // The admin's hash injected into a new logon session, then WMI to the server.
+                self.windows(
+                    day,
+                    t - 120,
+                    "web-portal-01",
+                    "Security",
+                    "Microsoft-Windows-Security-Auditing",
+                    4624,
+                    &[
+                        ("SubjectUserName", web_short),
+                        ("TargetUserName", web_short),
+                        ("LogonType", "9"),
+                        ("LogonProcessName", "seclogo"),
+                        ("AuthenticationPackageName", "Negotiate"),
+                        ("TargetOutboundUserName", "adm_paul"),
+                        ("TargetOutboundDomainName", "CORP"),
+                    ],
+                );
+                self.step(
+                    truth,
+                    sc,
+                    "pass the hash",
+                    t - 120,
+                    "web-portal-01",
+                    "CORP\\adm_paul",
+                    "T1550.002",
+                );
+                self.process(
+                    day,
+                    t,
+                    "bill-db-01",
+                    "CORP\\adm_paul",
+                    "C:\\Windows\\System32\\cmd.exe",
+                    &format!(
+                        "cmd.exe /Q /c cd \\ 1> \\\\127.0.0.1\\ADMIN$\\__{t}.{} 2>&1",
+                        self.seed
+                    ),
+                    "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
+                );
+                self.step(
+                    truth,
+                    sc,
+                    "lateral movement with WMI",
+                    t,
+                    "bill-db-01",
+                    "CORP\\adm_paul",
+                    "T1047",
+                );
+            } else {
+                self.psexec_service(day, t, "C:\\Users\\Public\\PSEXESVC.exe");
+                self.step(
+                    truth,
+                    sc,
+                    "lateral movement with PsExec",
+                    t,
+                    "bill-db-01",
+                    "CORP\\adm_paul",
+                    "T1569.002",
+                );
+            }
             let t2 = t + 1500;
             self.windows(
                 day,
@@ -770,8 +914,23 @@ impl World {
     fn lightbasin(&mut self, d: u32, base: i64, day: &mut Day, truth: &mut Truth) {
         let a = self.attack_day;
         let sc = Scenario::Lightbasin;
+        // Variants by seed: the default account, the GTP tool, the covert channel.
+        let acct = ["root", "admin", "support"][(self.seed % 3) as usize];
+        let uid = [0, 1000, 1001][(self.seed % 3) as usize];
+        let over_dns = self.seed.is_multiple_of(2);
+        let domain = [
+            "cdn-sync.example",
+            "upd-mirror.example",
+            "telemetry-io.example",
+        ][((self.seed / 2) % 3) as usize];
         // Targets of this scenario: the other half of the list, so both can run together.
         let targets: Vec<u64> = self.targets.iter().rev().take(12).copied().collect();
+        let host = "dns-ext-01";
+        let id = |comm: &str, exe: &str, syscall: &str, nr: u32, pid: u32, ppid: u32| {
+            format!(
+                "SYSCALL arch=c000003e syscall={nr} success=yes exit=0 a0=7ffd a1=7ffe a2=0 a3=0 items=2 ppid={ppid} pid={pid} auid={uid} uid=0 gid=0 euid=0 comm=\"{comm}\" exe=\"{exe}\" SYSCALL={syscall} AUID=\"{acct}\" UID=\"root\""
+            )
+        };
         if d == a {
             let t = base + 3600 + 120;
             self.syslog(
@@ -779,20 +938,40 @@ impl World {
                 t,
                 "sshd",
                 2211,
-                &format!("Accepted password for root from {LB_C2} port 50123 ssh2"),
+                &format!("Accepted password for {acct} from {LB_C2} port 50123 ssh2"),
             );
             self.step(
                 truth,
                 sc,
                 "SSH with a default account",
                 t,
-                "dns-ext-01",
-                "root",
+                host,
+                acct,
                 "T1078.001",
             );
+            if acct != "root" {
+                self.syslog(
+                    day,
+                    t + 30,
+                    "sudo",
+                    2215,
+                    &format!(
+                        "{acct} : TTY=pts/1 ; PWD=/home/{acct} ; USER=root ; COMMAND=/bin/bash"
+                    ),
+                );
+            }
+            // A key of their own, so a changed password does not lock them out.
+            let tk = t + 300;
+            self.audit(day, tk, &[
+                id("bash", "/usr/bin/bash", "openat", 257, 2240, 2211),
+                "CWD cwd=\"/root\"".to_owned(),
+                "PATH item=0 name=\"/root/.ssh/\" inode=1201 dev=08:01 mode=040700 ouid=0 ogid=0 nametype=PARENT".to_owned(),
+                "PATH item=1 name=\"/root/.ssh/authorized_keys\" inode=1202 dev=08:01 mode=0100600 ouid=0 ogid=0 nametype=NORMAL".to_owned(),
+            ]);
+            self.step(truth, sc, "SSH key added", tk, host, acct, "T1098.004");
             let t2 = t + 600;
             self.audit(day, t2, &[
-                "SYSCALL arch=c000003e syscall=82 success=yes exit=0 a0=7ffd a1=7ffe a2=0 a3=0 items=4 ppid=2211 pid=2290 auid=0 uid=0 gid=0 euid=0 comm=\"mv\" exe=\"/usr/bin/mv\" SYSCALL=rename AUID=\"root\" UID=\"root\"".to_owned(),
+                id("mv", "/usr/bin/mv", "rename", 82, 2290, 2211),
                 "PATH item=2 name=\"/lib/x86_64-linux-gnu/security/pam_unix.so\" inode=1311 dev=08:01 mode=0100644 ouid=0 ogid=0 nametype=DELETE".to_owned(),
                 "PATH item=3 name=\"/lib/x86_64-linux-gnu/security/pam_unix.so\" inode=1422 dev=08:01 mode=0100644 ouid=0 ogid=0 nametype=CREATE".to_owned(),
             ]);
@@ -801,37 +980,80 @@ impl World {
                 sc,
                 "PAM backdoor installed",
                 t2,
-                "dns-ext-01",
-                "root",
+                host,
+                acct,
                 "T1556.003",
             );
             let t3 = t2 + 900;
-            self.syslog(day, t3, "sudo", 2300, "root : TTY=pts/1 ; PWD=/root ; USER=root ; COMMAND=/usr/sbin/iptables -I INPUT -p icmp -j ACCEPT");
-            self.audit(day, t3 + 60, &[
-                "SYSCALL arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=2 ppid=2211 pid=2310 auid=0 uid=0 gid=0 euid=0 comm=\"gtp-tunnel\" exe=\"/usr/local/bin/gtp-tunnel\" SYSCALL=execve AUID=\"root\" UID=\"root\"".to_owned(),
-                "EXECVE argc=5 a0=\"gtp-tunnel\" a1=\"add\" a2=\"gtp0\" a3=\"v1\" a4=\"200\"".to_owned(),
-                "CWD cwd=\"/root\"".to_owned(),
-            ]);
+            let rule = if over_dns {
+                "/usr/sbin/iptables -I OUTPUT -p udp --dport 53 -j ACCEPT"
+            } else {
+                "/usr/sbin/iptables -I INPUT -p icmp -j ACCEPT"
+            };
+            self.syslog(
+                day,
+                t3,
+                "sudo",
+                2300,
+                &format!("{acct} : TTY=pts/1 ; PWD=/root ; USER=root ; COMMAND={rule}"),
+            );
             self.step(
                 truth,
                 sc,
-                "GTP tunnel set up",
-                t3 + 60,
-                "dns-ext-01",
-                "root",
-                "T1572",
+                "firewall opened for the channel",
+                t3,
+                host,
+                acct,
+                "T1562.004",
             );
+            let (tool, args) = if (self.seed / 2).is_multiple_of(2) {
+                ("gtp-tunnel", ["gtp-tunnel", "add", "gtp0", "v1", "200"])
+            } else {
+                (
+                    "sgsnemu",
+                    ["sgsnemu", "-l", "10.40.0.53", "-r", "203.0.113.200"],
+                )
+            };
+            let argv: Vec<String> = args
+                .iter()
+                .enumerate()
+                .map(|(i, x)| format!("a{i}=\"{x}\""))
+                .collect();
+            self.audit(
+                day,
+                t3 + 60,
+                &[
+                    id(
+                        tool,
+                        &format!("/usr/local/bin/{tool}"),
+                        "execve",
+                        59,
+                        2310,
+                        2211,
+                    ),
+                    format!("EXECVE argc={} {}", args.len(), argv.join(" ")),
+                    "CWD cwd=\"/root\"".to_owned(),
+                ],
+            );
+            self.step(truth, sc, "GTP tunnel set up", t3 + 60, host, acct, "T1572");
+            // An ICMP-woken back door: a raw ICMP socket, then a shell as its child.
             self.audit(day, t3 + 120, &[
                 "SYSCALL arch=c000003e syscall=41 success=yes exit=3 a0=2 a1=3 a2=1 a3=0 items=0 ppid=1 pid=2320 auid=0 uid=0 gid=0 euid=0 comm=\"kworkerd\" exe=\"/dev/shm/.k/kworkerd\" SYSCALL=socket AUID=\"root\" UID=\"root\"".to_owned(),
             ]);
+            self.step(truth, sc, "ICMP listener", t3 + 120, host, acct, "T1095");
+            self.audit(day, t3 + 420, &[
+                "SYSCALL arch=c000003e syscall=59 success=yes exit=0 a0=7ffd a1=7ffe a2=0 a3=0 items=2 ppid=2320 pid=2330 auid=0 uid=0 gid=0 euid=0 comm=\"sh\" exe=\"/usr/bin/dash\" SYSCALL=execve AUID=\"root\" UID=\"root\"".to_owned(),
+                "EXECVE argc=1 a0=\"/bin/sh\"".to_owned(),
+                "CWD cwd=\"/\"".to_owned(),
+            ]);
             self.step(
                 truth,
                 sc,
-                "ICMP listener",
-                t3 + 120,
-                "dns-ext-01",
-                "root",
-                "T1095",
+                "back door woken by ICMP starts a shell",
+                t3 + 420,
+                host,
+                acct,
+                "T1205",
             );
             for k in 0..4 {
                 let out = (2 << 20) + self.rng.below(1 << 20);
@@ -883,27 +1105,32 @@ impl World {
                 "hlr_sync",
                 "T1213",
             );
-            // Out over ICMP to the operator's own server outside.
-            for k in 0..3 {
-                let tk = t + 600 + k * 900;
-                let bytes = (40u64 << 20) + self.rng.below(8 << 20);
-                self.flow(day, tk, (DNS_EXT, LB_C2, 0, "icmp"), "", 800.0, bytes);
-                truth.exfiltration.push(ExfilFlow {
-                    scenario: sc.name().into(),
-                    src_ip: DNS_EXT.into(),
-                    dst_ip: LB_C2.into(),
-                    dst_port: 0,
-                    bytes,
-                    start: ts(tk, 0),
-                });
+            if over_dns {
+                self.dns_exfil(day, t + 600, domain, truth);
+            } else {
+                // Out over ICMP to the operator's own server outside.
+                for k in 0..3 {
+                    let tk = t + 600 + k * 900;
+                    let bytes = (40u64 << 20) + self.rng.below(8 << 20);
+                    self.flow(day, tk, (DNS_EXT, LB_C2, 0, "icmp"), "", 800.0, bytes);
+                    truth.exfiltration.push(ExfilFlow {
+                        scenario: sc.name().into(),
+                        src_ip: DNS_EXT.into(),
+                        dst_ip: LB_C2.into(),
+                        dst_port: 0,
+                        bytes,
+                        start: ts(tk, 0),
+                    });
+                }
             }
+            let how = if over_dns { "DNS" } else { "ICMP" };
             self.step(
                 truth,
                 sc,
-                "exfiltration over ICMP",
+                &format!("exfiltration over {how}"),
                 t + 600,
-                "dns-ext-01",
-                "root",
+                host,
+                acct,
                 "T1048.003",
             );
         }
@@ -914,6 +1141,38 @@ impl World {
                     truth.targets.push(t);
                 }
             }
+        }
+    }
+
+    /// The night's take leaves in DNS queries: encoded labels under the actor's domain, sent
+    /// straight to its name server; Zeek's conn.log folds a minute of them into one flow.
+    fn dns_exfil(&mut self, day: &mut Day, start: i64, domain: &str, truth: &mut Truth) {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+        let minutes = 40 + self.rng.below(20) as i64;
+        let session = self.rng.below(1 << 16);
+        let mut seq = 0u64;
+        for m in 0..minutes {
+            let tm = start + m * 60;
+            let queries = 90 + self.rng.below(30);
+            for q in 0..queries {
+                let label: String = (0..60)
+                    .map(|_| ALPHABET[self.rng.below(32) as usize] as char)
+                    .collect();
+                let name = format!("{label}.{seq:x}.{session:x}.t.{domain}");
+                seq += 1;
+                let tq = tm + (q as i64 * 60) / queries as i64;
+                self.dns(day, tq, (DNS_EXT, LB_C2), &name, "TXT", "TXT 2 ok");
+            }
+            let bytes = queries * 130;
+            self.flow(day, tm, (DNS_EXT, LB_C2, 53, "udp"), "dns", 59.0, bytes);
+            truth.exfiltration.push(ExfilFlow {
+                scenario: Scenario::Lightbasin.name().into(),
+                src_ip: DNS_EXT.into(),
+                dst_ip: LB_C2.into(),
+                dst_port: 53,
+                bytes,
+                start: ts(tm, 0),
+            });
         }
     }
 

@@ -117,7 +117,7 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     if text.lines().any(crate::dbaudit::is_pgaudit) {
         return Some(Format::PgAudit);
     }
-    if line.starts_with("type=") && line.contains("msg=audit(") {
+    if crate::linux::is_audit_record(line) {
         Some(Format::Auditd)
     } else if crate::linux::looks_like_syslog(line) {
         Some(Format::Syslog)
@@ -299,6 +299,10 @@ mod tests {
         assert_eq!(sniff(b"hello"), None);
         assert_eq!(
             sniff(b"type=SYSCALL msg=audit(1.2:3): arch=c000003e"),
+            Some(Format::Auditd)
+        );
+        assert_eq!(
+            sniff(b"node=pgw-07 type=SYSCALL msg=audit(1.2:3): arch=c000003e"),
             Some(Format::Auditd)
         );
         assert_eq!(

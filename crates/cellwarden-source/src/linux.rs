@@ -20,6 +20,23 @@ pub fn audit_id(line: &str) -> Option<&str> {
     Some(&line[start..end])
 }
 
+/// Splits the `node=NAME ` prefix auditd writes with `name_format` set (and `audisp-remote`
+/// collectors keep) from a record line.
+pub fn audit_node(line: &str) -> (Option<&str>, &str) {
+    match line.strip_prefix("node=") {
+        Some(rest) => match rest.split_once(' ') {
+            Some((node, rest)) => (Some(node), rest.trim_start()),
+            None => (Some(rest), ""),
+        },
+        None => (None, line),
+    }
+}
+
+/// Whether a line is an auditd record (`[node=NAME ]type=… msg=audit(…)`).
+pub fn is_audit_record(line: &str) -> bool {
+    audit_node(line).1.starts_with("type=") && line.contains("msg=audit(")
+}
+
 fn audit_time(id: &str) -> Option<Timestamp> {
     let (secs, _) = id.split_once(':')?;
     let (s, frac) = secs.split_once('.').unwrap_or((secs, "0"));
@@ -150,9 +167,17 @@ pub fn audit_event(text: &str) -> (Fields<'static>, Option<Timestamp>) {
         values: Vec::new(),
     };
     let mut ts = None;
-    let has_execve = text.lines().any(|l| l.starts_with("type=EXECVE"));
+    let has_execve = text
+        .lines()
+        .any(|l| audit_node(l).1.starts_with("type=EXECVE"));
     let mut argv: Vec<(usize, String)> = Vec::new();
+    let mut node_seen = false;
     for line in text.lines() {
+        let (node, line) = audit_node(line);
+        if let (Some(node), false) = (node, node_seen) {
+            node_seen = true;
+            b.add("node", Value::Str(Cow::Owned(node.to_owned())));
+        }
         let (head, rest) = match line.find("):") {
             Some(i) => (&line[..i + 1], &line[i + 2..]),
             None => (line, ""),
@@ -530,6 +555,22 @@ type=PROCTITLE msg=audit(1700000000.123:4242): proctitle=7367736E656D75002D6C";
         assert_eq!(text(&f, "cwd"), "/tmp");
         assert!(matches!(get(&f, "name"), Some(Value::List(l)) if l.len() == 2));
         assert_eq!(get(&f, "pid"), Some(&Value::Int(1234)));
+    }
+
+    #[test]
+    fn auditd_node_prefix_names_the_host() {
+        let with_node: String = EXECVE
+            .lines()
+            .map(|l| format!("node=pgw-07 {l}\n"))
+            .collect();
+        let (f, ts) = audit_event(&with_node);
+        assert!(ts.is_some());
+        assert_eq!(text(&f, "node"), "pgw-07");
+        assert_eq!(text(&f, "CommandLine"), "sgsnemu -l --listen 0.0.0.0");
+        assert_eq!(text(&f, "syscall_a0"), "55d1");
+        assert!(is_audit_record(with_node.lines().next().unwrap()));
+        assert_eq!(audit_node("node=x"), (Some("x"), ""));
+        assert_eq!(audit_node("type=EOE"), (None, "type=EOE"));
     }
 
     #[test]

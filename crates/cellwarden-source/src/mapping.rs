@@ -275,10 +275,17 @@ impl Mapping {
                 });
         }
         if event.host.is_none() {
-            event.host = self.host_fields.iter().find_map(|f| match event.get(f)? {
+            // In auditd records `hostname` and `addr` are the remote peer; the host is `node`.
+            let audit = event.get_str("Channel").as_deref() == Some("auditd");
+            let find = |f: &str| match event.get(f)? {
                 Value::Str(s) if !s.is_empty() => Some(Cow::Owned(s.to_string())),
                 _ => None,
-            });
+            };
+            event.host = if audit {
+                find("node")
+            } else {
+                self.host_fields.iter().find_map(|f| find(f))
+            };
         }
     }
 }

@@ -505,11 +505,13 @@ fn read_text(
     } else if kind == Format::Auditd {
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
             let text = String::from_utf8_lossy(line);
-            let id = crate::linux::audit_id(&text)
-                .unwrap_or("")
-                .as_bytes()
-                .to_vec();
-            let end = text.starts_with("type=EOE ");
+            // Records of one event share node and serial (one file may hold many nodes).
+            let (node, record) = crate::linux::audit_node(&text);
+            let id = match crate::linux::audit_id(record) {
+                Some(serial) => format!("{}\0{serial}", node.unwrap_or("")).into_bytes(),
+                None => Vec::new(),
+            };
+            let end = record.starts_with("type=EOE ");
             match open.iter().position(|(i, _, _)| *i == id && !id.is_empty()) {
                 Some(p) => {
                     if !end {

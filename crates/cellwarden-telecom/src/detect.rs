@@ -394,7 +394,7 @@ pub fn judge(agg: &Aggregates, watch: &Watchlist, config: &DbConfig) -> Judgemen
     let mut findings: Vec<Finding> = Vec::new();
     novelty(agg, config, &mut findings);
     new_accounts(agg, config, &mut findings);
-    targeted(agg, config, &mut findings);
+    targeted(agg, watch, config, &mut findings);
     watchlisted(agg, watch, &mut findings);
     into_judgement(findings)
 }
@@ -676,7 +676,9 @@ fn p90(mut v: Vec<usize>) -> usize {
     v[((v.len() - 1) as f64 * 0.9).round() as usize]
 }
 
-fn targeted(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
+/// Watchlisted subscribers are left out: `watchlist_access` reports every read of them, and
+/// counting them here would sweep an insider's chance callbacks into the target list.
+fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Vec<Finding>) {
     // Per (account, subscriber): days, statements, record types, earliest evidence.
     struct Per {
         days: usize,
@@ -719,7 +721,7 @@ fn targeted(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
         if !targets.contains_key(*a) {
             targets.insert(Arc::clone(a), Vec::new());
         }
-        if repeated || deep {
+        if (repeated || deep) && !watch.ids.contains_key(*s) {
             targets
                 .get_mut(*a)
                 .expect("inserted above")

@@ -84,3 +84,31 @@ fn linux_logs_raise_sigmahq_linux_rules() {
     assert!(err.contains("summary: 3 files, 8 events"), "{err}");
     assert_eq!(stdout(&out), stdout(&hunt("3")));
 }
+
+// Forwarded by audisp-remote from two nodes into one file: the same serial on both, records
+// interleaved; `node=` names the host.
+const AUDIT_TWO_NODES: &str = "\
+node=core-hss-1 type=SYSCALL msg=audit(1709521930.100:501): arch=c000003e syscall=82 success=yes exit=0 a0=7ffd a1=7ffe a2=0 a3=0 items=4 ppid=2211 pid=2290 auid=0 uid=0 gid=0 euid=0 comm=\"mv\" exe=\"/usr/bin/mv\" SYSCALL=rename AUID=\"root\" UID=\"root\"
+node=core-mme-2 type=SYSCALL msg=audit(1709521930.100:501): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=1 ppid=900 pid=901 auid=1000 uid=1000 gid=1000 euid=1000 comm=\"ls\" exe=\"/usr/bin/ls\"
+node=core-hss-1 type=PATH msg=audit(1709521930.100:501): item=2 name=\"/lib/x86_64-linux-gnu/security/pam_unix.so\" inode=1311 dev=08:01 mode=0100644 nametype=DELETE
+node=core-mme-2 type=EXECVE msg=audit(1709521930.100:501): argc=2 a0=\"ls\" a1=\"/lib/x86_64-linux-gnu/security/pam_unix.so\"
+node=core-hss-1 type=PATH msg=audit(1709521930.100:501): item=3 name=\"/lib/x86_64-linux-gnu/security/pam_unix.so\" inode=1422 dev=08:01 mode=0100644 nametype=CREATE
+node=core-hss-1 type=EOE msg=audit(1709521930.100:501): 
+node=core-mme-2 type=EOE msg=audit(1709521930.100:501): 
+";
+
+#[test]
+fn auditd_from_several_nodes_keeps_events_and_hosts_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("audit.log");
+    std::fs::write(&f, AUDIT_TWO_NODES).unwrap();
+    let out = run(&["hunt", f.to_str().unwrap(), "--format", "jsonl"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("summary: 1 files, 2 events"), "{err}");
+    let got = alerts(&stdout(&out));
+    // The PAM module replaced on the HSS; listing it on the MME is not a write.
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["rule_title"], "PAM Module Written or Replaced");
+    assert_eq!(got[0]["host"], "core-hss-1");
+}

@@ -1,5 +1,6 @@
-//! `simulate` then the real binary over its logs: every targeted subscriber found, few others,
-//! the exfiltration found; the benign operator exposes nobody and raises no exfiltration alert.
+//! `simulate` then the real binary over its logs, scored by `eval`: for several seeds of each
+//! scenario every targeted subscriber found, few others, every step detected, the exfiltration
+//! found; the benign operator exposes nobody and raises no exfiltration alert.
 
 mod common;
 
@@ -42,42 +43,74 @@ fn scope(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&stdout(&out)).unwrap()
 }
 
+/// `hunt` (with the asset file and watchlist) and `scope` over a simulation, scored by
+/// `eval --json`: (score, alerts, scope report).
+fn hunt_scope_eval(dir: &Path) -> (serde_json::Value, Vec<serde_json::Value>, serde_json::Value) {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_owned();
+    let alerts_file = p("alerts.jsonl");
+    let out = run(&[
+        "hunt",
+        dir.to_str().unwrap(),
+        "--assets",
+        &p("assets.toml"),
+        "--watchlist",
+        &p("watchlist.txt"),
+        "--format",
+        "jsonl",
+        "-o",
+        &alerts_file,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let x = scope(dir);
+    let report = p("scope.json");
+    std::fs::write(&report, x.to_string()).unwrap();
+    let out = run(&[
+        "eval",
+        "--truth",
+        &p("ground-truth.json"),
+        &alerts_file,
+        &report,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let score = serde_json::from_str(&stdout(&out)).unwrap();
+    let alerts = alerts(&std::fs::read_to_string(&alerts_file).unwrap());
+    (score, alerts, x)
+}
+
+fn rule_ids(alerts: &[serde_json::Value]) -> BTreeSet<String> {
+    alerts
+        .iter()
+        .map(|a| a["rule_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every target found, few others, every step detected, the exfiltration found.
+fn assert_caught(what: &str, s: &serde_json::Value) {
+    assert_eq!(s["recall"], 1.0, "{what}: {s:#}");
+    assert!(s["precision"].as_f64().unwrap() >= 0.95, "{what}: {s:#}");
+    assert_eq!(
+        s["steps_detected"].as_u64().unwrap(),
+        s["steps"].as_array().unwrap().len() as u64,
+        "{what}: {s:#}"
+    );
+    assert_eq!(s["techniques_detected"], s["techniques"], "{what}: {s:#}");
+    if s["exfiltration_flows"].as_u64().unwrap() > 0 {
+        assert_eq!(s["exfiltration_found"], true, "{what}: {s:#}");
+    }
+}
+
 #[test]
-fn attacks_are_scoped_for_several_seeds() {
-    for seed in 1..=3 {
+fn softcell_and_insider_are_caught_for_several_seeds() {
+    for seed in 1..=4 {
         let dir = tempfile::tempdir().unwrap();
         let truth = simulate(dir.path(), seed, &["softcell", "insider"]);
-        let targets: BTreeSet<String> = truth["targets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["msisdn"].as_str().unwrap().to_owned())
-            .collect();
         assert!(
-            targets.len() >= 18,
-            "seed {seed}: {} targets",
-            targets.len()
+            truth["targets"].as_array().unwrap().len() >= 18,
+            "seed {seed}"
         );
-        let x = scope(dir.path());
-        let found: BTreeSet<String> = x["subscribers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_owned())
-            .collect();
-        let hit = targets.intersection(&found).count() as f64;
-        assert_eq!(
-            hit,
-            targets.len() as f64,
-            "seed {seed}: recall below 1: missing {:?}",
-            targets.difference(&found).collect::<Vec<_>>()
-        );
-        assert!(
-            hit / found.len() as f64 >= 0.95,
-            "seed {seed}: precision {} ({} found)",
-            hit / found.len() as f64,
-            found.len()
-        );
+        let (s, alerts, x) = hunt_scope_eval(dir.path());
+        assert_caught(&format!("softcell+insider seed {seed}"), &s);
         // Where the data went: the relay, from the jump host.
         let ex = x["exfiltration"].as_array().unwrap();
         assert!(
@@ -85,10 +118,9 @@ fn attacks_are_scoped_for_several_seeds() {
                 .any(|e| e["src_ip"] == "10.20.0.5" && e["dst_ip"] == "203.0.113.66"),
             "seed {seed}: {ex:#?}"
         );
-        // hunt finds the chunks; nothing else of the network alerts.
-        let out = run(&["hunt", dir.path().to_str().unwrap(), "--format", "jsonl"]);
-        let net: Vec<serde_json::Value> = alerts(&stdout(&out))
-            .into_iter()
+        // The network alerts are all about the relay.
+        let net: Vec<&serde_json::Value> = alerts
+            .iter()
             .filter(|a| {
                 a["rule_id"]
                     .as_str()
@@ -105,69 +137,71 @@ fn attacks_are_scoped_for_several_seeds() {
 }
 
 #[test]
-fn lightbasin_is_scoped_and_its_covert_channel_found() {
-    for seed in 1..=2 {
+fn insider_alone_is_caught_for_several_seeds() {
+    for seed in 1..=3 {
         let dir = tempfile::tempdir().unwrap();
-        let truth = simulate(dir.path(), seed, &["lightbasin"]);
-        let targets: BTreeSet<String> = truth["targets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["msisdn"].as_str().unwrap().to_owned())
-            .collect();
-        let found: BTreeSet<String> = scope(dir.path())["subscribers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_owned())
-            .collect();
-        assert_eq!(found, targets, "seed {seed}");
-        let assets = dir.path().join("assets.toml");
-        let out = run(&[
-            "hunt",
-            dir.path().to_str().unwrap(),
-            "--assets",
-            assets.to_str().unwrap(),
-            "--format",
-            "jsonl",
-        ]);
-        let rules: BTreeSet<String> = alerts(&stdout(&out))
-            .iter()
-            .map(|a| a["rule_id"].as_str().unwrap().to_owned())
-            .collect();
+        simulate(dir.path(), seed, &["insider"]);
+        let (s, _, _) = hunt_scope_eval(dir.path());
+        assert_caught(&format!("insider seed {seed}"), &s);
+        assert_eq!(s["targets"], 3, "{s:#}");
+    }
+}
+
+#[test]
+fn lightbasin_is_caught_over_icmp_and_over_dns() {
+    for seed in 1..=4 {
+        let dir = tempfile::tempdir().unwrap();
+        simulate(dir.path(), seed, &["lightbasin"]);
+        let (s, alerts, _) = hunt_scope_eval(dir.path());
+        assert_caught(&format!("lightbasin seed {seed}"), &s);
+        let rules = rule_ids(&alerts);
+        // Odd seeds leave over ICMP, even ones over DNS.
+        let channel = if seed % 2 == 1 {
+            "cellwarden.net.icmp_tunnel"
+        } else {
+            "cellwarden.net.dns_tunnel"
+        };
         for r in [
-            "cellwarden.net.icmp_tunnel",
+            channel,
             "cellwarden.net.gtp_unexpected",
+            // PAM module replaced; ICMP listener starting a shell (correlation).
             "5f7b9d1c-3e5a-4b7d-9f1c-3e5a7b9d1f14",
+            "3b5d7f9e-1a3c-4d5f-9b9e-1a3c5d7f9b22",
         ] {
             assert!(rules.contains(r), "seed {seed}: {r} missing from {rules:?}");
         }
+        // Linux alerts name the host (auditd `node=`, syslog hostname, asset names).
+        assert!(
+            alerts
+                .iter()
+                .filter(|a| a["logsource"]["product"] == "linux")
+                .all(|a| a["host"] == "dns-ext-01"),
+            "seed {seed}"
+        );
     }
 }
 
 #[test]
 fn the_benign_operator_exposes_nobody() {
-    let dir = tempfile::tempdir().unwrap();
-    let truth = simulate(dir.path(), 4, &["benign"]);
-    assert_eq!(truth["targets"].as_array().unwrap().len(), 0);
-    let x = scope(dir.path());
-    assert_eq!(
-        x["subscribers"].as_array().unwrap().len(),
-        0,
-        "{:#?}",
-        x["accounts"]
-    );
-    let out = run(&["hunt", dir.path().to_str().unwrap(), "--format", "jsonl"]);
-    let net = alerts(&stdout(&out))
-        .into_iter()
-        .filter(|a| {
-            a["rule_id"]
-                .as_str()
-                .unwrap()
-                .starts_with("cellwarden.net.")
-        })
-        .count();
-    assert_eq!(net, 0);
+    for seed in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let truth = simulate(dir.path(), seed, &["benign"]);
+        assert_eq!(truth["targets"].as_array().unwrap().len(), 0);
+        let (s, alerts, x) = hunt_scope_eval(dir.path());
+        assert_eq!(
+            x["subscribers"].as_array().unwrap().len(),
+            0,
+            "seed {seed}: {:#?}",
+            x["accounts"]
+        );
+        assert_eq!(s["subscribers_reported"], 0, "seed {seed}");
+        // No exfiltration alert: no network alert and no bulk export.
+        let exfil: Vec<String> = rule_ids(&alerts)
+            .into_iter()
+            .filter(|r| r.starts_with("cellwarden.net.") || r == "cellwarden.db.bulk_export")
+            .collect();
+        assert!(exfil.is_empty(), "seed {seed}: {exfil:?}");
+    }
 }
 
 #[test]
@@ -180,6 +214,9 @@ fn the_same_seed_writes_the_same_logs() {
         "db/postgresql-billing.log",
         "db/mysql-crm-audit.log",
         "network/conn.log",
+        "network/dns.log",
+        "linux/dns-ext-01.syslog",
+        "linux/dns-ext-01.audit.log",
         "ground-truth.json",
         "watchlist.txt",
     ] {
@@ -192,52 +229,20 @@ fn the_same_seed_writes_the_same_logs() {
 }
 
 #[test]
-fn eval_scores_hunt_and_scope_against_the_truth() {
+fn eval_prints_a_table_for_people() {
     let dir = tempfile::tempdir().unwrap();
     simulate(dir.path(), 5, &["softcell", "insider"]);
-    let logs: Vec<String> = ["windows", "db", "network"]
-        .iter()
-        .map(|d| dir.path().join(d).to_str().unwrap().to_owned())
-        .collect();
-    let alerts = dir.path().join("alerts.jsonl");
-    let mut args: Vec<&str> = vec!["hunt"];
-    args.extend(logs.iter().map(String::as_str));
-    args.extend(["--format", "jsonl", "-o", alerts.to_str().unwrap()]);
-    assert_eq!(run(&args).status.code(), Some(0));
-    let x = scope(dir.path());
-    let report = dir.path().join("scope.json");
-    std::fs::write(&report, x.to_string()).unwrap();
-    let truth = dir.path().join("ground-truth.json");
-    let out = run(&[
-        "eval",
-        "--truth",
-        truth.to_str().unwrap(),
-        alerts.to_str().unwrap(),
-        report.to_str().unwrap(),
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let s: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(s["recall"], 1.0);
-    assert!(s["precision"].as_f64().unwrap() >= 0.95, "{s:#}");
-    assert_eq!(s["exfiltration_found"], true);
-    assert_eq!(s["techniques_detected"], s["techniques"], "{s:#}");
-    // Aggregate alerts (targeted lookups: one per account, at its first read) leave later
-    // nights of the same activity without an alert of their own.
-    assert!(
-        s["steps_detected"].as_u64().unwrap() + 2 >= s["steps"].as_array().unwrap().len() as u64,
-        "{s:#}"
-    );
+    let (s, _, _) = hunt_scope_eval(dir.path());
+    assert_caught("softcell+insider seed 5", &s);
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_owned();
     let table = run(&[
         "eval",
         "--truth",
-        truth.to_str().unwrap(),
-        alerts.to_str().unwrap(),
-        report.to_str().unwrap(),
+        &p("ground-truth.json"),
+        &p("alerts.jsonl"),
+        &p("scope.json"),
     ]);
-    assert!(
-        stdout(&table).contains("recall 100.0%"),
-        "{}",
-        stdout(&table)
-    );
+    let text = stdout(&table);
+    assert!(text.contains("recall 100.0%"), "{text}");
+    assert!(text.contains("exfiltration in chunks"), "{text}");
 }

@@ -58,6 +58,8 @@ pub struct DbConfig {
     pub targeted_peer_allowance: usize,
     /// … and is less likely than this among peers (Poisson at the peers' mean count).
     pub targeted_peer_alpha: f64,
+    /// Fewer peers than this is no peer group (two accounts say nothing of normal).
+    pub targeted_min_peers: usize,
     /// A whole-table read returning fewer rows than this (when logged) is not bulk.
     pub bulk_min_rows: i64,
     /// An export made on this many earlier days is a schedule (not alerted).
@@ -82,6 +84,7 @@ impl Default for DbConfig {
             targeted_peer_factor: 2.0,
             targeted_peer_allowance: 1,
             targeted_peer_alpha: 0.001,
+            targeted_min_peers: 3,
             bulk_min_rows: 10_000,
             export_schedule_days: 3,
             new_account_days: 7,
@@ -655,6 +658,38 @@ fn standing_exports<'a>(agg: &'a Aggregates, config: &DbConfig) -> BTreeSet<Expo
         .collect()
 }
 
+/// Interactive SQL clients and IDEs (by `application_name` / program): accounts using them
+/// are people, not an application, and form no peer group by program.
+fn is_interactive_client(program: &str) -> bool {
+    const CLIENTS: [&str; 20] = [
+        "psql",
+        "pgadmin",
+        "dbeaver",
+        "datagrip",
+        "sqlplus",
+        "sql developer",
+        "sqldeveloper",
+        "toad",
+        "mysql",
+        "mysqlsh",
+        "mysql workbench",
+        "heidisql",
+        "navicat",
+        "squirrel",
+        "isql",
+        "sqlcmd",
+        "microsoft sql server management studio",
+        "azure data studio",
+        "dbvisualizer",
+        "tableplus",
+    ];
+    let p = program.trim().to_ascii_lowercase();
+    let p = p.strip_suffix(".exe").unwrap_or(&p);
+    CLIENTS
+        .iter()
+        .any(|c| p == *c || p.starts_with(&format!("{c} ")) || p.starts_with(&format!("{c}@")))
+}
+
 /// The smallest k with P(X > k) < alpha for X ~ Poisson(rate).
 fn poisson_bound(rate: f64, alpha: f64) -> usize {
     let mut term = (-rate).exp();
@@ -738,11 +773,14 @@ fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Ve
             *e = (*n, Arc::clone(p));
         }
     }
+    // An application's accounts do the same work; people at an interactive SQL client do not.
     let role = |a: &str| -> Option<String> {
-        config
-            .role_of(a)
-            .map(|r| format!("role {r}"))
-            .or_else(|| main_program.get(a).map(|(_, p)| format!("program {p}")))
+        config.role_of(a).map(|r| format!("role {r}")).or_else(|| {
+            main_program
+                .get(a)
+                .filter(|(_, p)| !is_interactive_client(p))
+                .map(|(_, p)| format!("program {p}"))
+        })
     };
     let roles: BTreeMap<Arc<str>, Option<String>> =
         targets.keys().map(|a| (Arc::clone(a), role(a))).collect();
@@ -752,11 +790,14 @@ fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Ve
             continue;
         }
         let my_role = &roles[account];
-        let peers: Vec<usize> = targets
+        let mut peers: Vec<usize> = targets
             .iter()
             .filter(|(a, _)| *a != account && my_role.is_some() && roles[*a] == *my_role)
             .map(|(_, t)| t.len())
             .collect();
+        if peers.len() < config.targeted_min_peers {
+            peers.clear();
+        }
         let peer_p90 = p90(peers.clone());
         // Among peers doing hundreds of lookups, a customer seen again is a coincidence of
         // customer care. The count of such coincidences is about Poisson: a target list is a
@@ -1098,6 +1139,22 @@ mod tests {
     }
 
     #[test]
+    fn interactive_clients_form_no_peer_group() {
+        for p in [
+            "psql",
+            "DBeaver 23.1.0 - Main",
+            "SQL Developer",
+            "sqlplus.exe",
+            "sqlplus@jump01 (TNS V1-V3)",
+        ] {
+            assert!(is_interactive_client(p), "{p}");
+        }
+        for p in ["crm-web", "rater", "pg_dump", "JDBC Thin Client", "mysqld"] {
+            assert!(!is_interactive_client(p), "{p}");
+        }
+    }
+
+    #[test]
     fn poisson_bound_is_the_upper_quantile() {
         // P(X > 2 | 0.09) ≈ 1.2e-4 < 0.001 ≤ P(X > 1) ≈ 3.8e-3.
         assert_eq!(poisson_bound(1.0 / 11.0, 0.001), 2);
@@ -1110,9 +1167,9 @@ mod tests {
     fn targeted_lookups_against_peers() {
         let mut evs = Vec::new();
         let mut line = 0;
-        // Three care agents each reading distinct customers once; one of them also reads
+        // Four care agents each reading distinct customers once; one of them also reads
         // the same two people on three days.
-        for agent in ["care1", "care2", "care3"] {
+        for agent in ["care1", "care2", "care3", "care4"] {
             for day in 1..=3 {
                 for k in 0..4 {
                     line += 1;

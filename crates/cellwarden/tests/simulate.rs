@@ -182,6 +182,18 @@ fn lightbasin_is_caught_over_icmp_and_over_dns() {
 }
 
 #[test]
+fn concurrent_intrusions_do_not_hide_each_other() {
+    // Both attackers read targets with psql: as each other's only "peers" they would make
+    // each other's target lists look normal.
+    for seed in 1..=2 {
+        let dir = tempfile::tempdir().unwrap();
+        simulate(dir.path(), seed, &["softcell", "lightbasin", "insider"]);
+        let (s, _, _) = hunt_scope_eval(dir.path());
+        assert_caught(&format!("all scenarios seed {seed}"), &s);
+    }
+}
+
+#[test]
 fn the_benign_operator_exposes_nobody() {
     for seed in 1..=3 {
         let dir = tempfile::tempdir().unwrap();

@@ -427,6 +427,18 @@ fn exfiltration(
     out
 }
 
+/// `3.92 GiB`, `512.0 MiB`, `12.3 KiB`.
+fn human_bytes(b: u64) -> String {
+    let f = b as f64;
+    if b >= 1 << 30 {
+        format!("{:.2} GiB", f / (1u64 << 30) as f64)
+    } else if b >= 1 << 20 {
+        format!("{:.1} MiB", f / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", f / 1024.0)
+    }
+}
+
 fn parse_level(s: &str) -> Result<Level, String> {
     Level::parse(s)
         .ok_or_else(|| format!("unknown level '{s}' (informational, low, medium, high, critical)"))
@@ -689,20 +701,41 @@ fn run_demo(out: Option<PathBuf>) -> Result<ExitCode, Usage> {
             exposure.subscribers.len() - 12
         );
     }
-    if !exposure.exfiltration.is_empty() {
-        let _ = writeln!(o, "\nWhere the data may have gone:");
+    // Transfers the flow analytics alerted on first; the others are context in the report.
+    let alerted = |t: &&cellwarden_telecom::exposure::TransferOut| {
+        result.alerts.iter().any(|a| {
+            a.rule.id.starts_with("cellwarden.net.")
+                && a.event.get_str("src_ip").as_deref() == Some(t.src_ip.as_str())
+                && a.event.get_str("dst_ip").as_deref() == Some(t.dst_ip.as_str())
+        })
+    };
+    let shown: Vec<_> = exposure
+        .exfiltration
+        .iter()
+        .filter(alerted)
+        .take(3)
+        .collect();
+    if !shown.is_empty() {
+        let _ = writeln!(o, "\nWhere the data went (transfers with a network alert):");
     }
-    for t in exposure.exfiltration.iter().take(3) {
+    for t in &shown {
         let _ = writeln!(
             o,
-            "  {} → {}:{} on {}: {:.2} GiB in {} flows (account {})",
+            "  {} → {}:{} on {}: {} in {} flows (account {})",
             t.src_ip,
             t.dst_ip,
             t.dst_ports.first().copied().unwrap_or(0),
             t.day,
-            t.bytes_out as f64 / (1u64 << 30) as f64,
+            human_bytes(t.bytes_out),
             t.flows,
             clean(&t.account)
+        );
+    }
+    let others = exposure.exfiltration.len() - shown.len();
+    if others > 0 {
+        let _ = writeln!(
+            o,
+            "  ({others} other outbound transfers from the same hosts in the report)"
         );
     }
     let _ = writeln!(

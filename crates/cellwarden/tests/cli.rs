@@ -44,6 +44,9 @@ fn demo_tells_the_story_and_writes_the_report() {
     ] {
         assert!(s.contains(expected), "{expected} missing from:\n{s}");
     }
+    // The story names only the transfers the flow analytics alerted on.
+    let went = s.split("Where the data went").nth(1).unwrap_or("");
+    assert!(!went.contains("93.184."), "{s}");
     let html = std::fs::read_to_string(dir.path().join("scope-report.html")).unwrap();
     assert!(html.contains("Subscriber exposure"));
     assert!(dir.path().join("ground-truth.json").exists());

@@ -151,6 +151,21 @@ fn canonical(file: &str) -> String {
         .unwrap_or_else(|| file.to_owned())
 }
 
+/// SHA-256 over (name, text) pairs in name order, hex: identifies a rule set.
+pub fn content_hash<'a>(parts: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut v: Vec<(&str, &str)> = parts.collect();
+    v.sort();
+    let mut h = Sha256::new();
+    for (n, t) in v {
+        h.update((n.len() as u64).to_le_bytes());
+        h.update(n.as_bytes());
+        h.update((t.len() as u64).to_le_bytes());
+        h.update(t.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn level_num(l: cellwarden_event::Level) -> i64 {
     use cellwarden_event::Level::*;
     match l {
@@ -299,8 +314,13 @@ impl Store {
             )?;
             for i in incidents {
                 let inc_keys: Vec<&str> = i.alerts.iter().map(|&k| keys[k].as_str()).collect();
+                // Named after its first alert's stable key, as incidents are, but path-proof.
+                let first = inc_keys.first().copied().unwrap_or("");
+                let id = format!("inc-{}", &content_hash([("", first)].into_iter())[..16]);
+                let mut json = cellwarden_incident::incident_json(i, alerts);
+                json["id"] = serde_json::Value::String(id.clone());
                 inc.execute(params![
-                    i.id,
+                    id,
                     i.score,
                     level_num(i.level),
                     cellwarden_event::format_timestamp(i.first_seen),
@@ -309,7 +329,7 @@ impl Store {
                     i.accounts.join(","),
                     i.tactics.join(","),
                     i.alerts.len() as i64,
-                    cellwarden_incident::incident_json(i, alerts).to_string(),
+                    json.to_string(),
                     serde_json::to_string(&inc_keys)?,
                     run_id,
                 ])?;

@@ -12,6 +12,8 @@ use crate::{LEVELS, Result, Store};
 pub struct AlertFilter {
     /// Rule id, or part of its title.
     pub rule: Option<String>,
+    /// ATT&CK technique or its family (`T1003` matches `T1003.001`).
+    pub technique: Option<String>,
     pub host: Option<String>,
     pub account: Option<String>,
     /// Minimum level name.
@@ -149,6 +151,12 @@ impl AlertFilter {
             add(
                 "(rule_id = ? OR rule_title LIKE '%' || ? || '%' ESCAPE '\\')",
                 vec![Sql::Text(r.clone()), Sql::Text(escape_like(&r))],
+            );
+        }
+        if let Some(t) = some(&self.technique) {
+            add(
+                "(',' || techniques) LIKE '%,' || ? || '%' ESCAPE '\\'",
+                vec![Sql::Text(escape_like(&t.to_ascii_uppercase()))],
             );
         }
         if let Some(h) = some(&self.host) {
@@ -407,6 +415,14 @@ pub(crate) mod tests {
             })
             .1,
             1
+        );
+        assert_eq!(
+            all(AlertFilter {
+                technique: Some("t1059".into()),
+                ..Default::default()
+            })
+            .1,
+            3
         );
         // A LIKE wildcard in the search is literal.
         assert_eq!(

@@ -55,6 +55,31 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write everything in a case store out: alerts with triage state, incidents, the latest
+    /// scope report.
+    Export {
+        /// The case store.
+        #[arg(long, default_value = "cellwarden.db")]
+        store: PathBuf,
+        /// jsonl, csv (alerts only) or ecs (Elasticsearch/OpenSearch documents).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// The dashboard over a case store (overview, incidents, alert search, scope, triage).
+    Serve {
+        /// The case store.
+        #[arg(long, default_value = "cellwarden.db")]
+        store: PathBuf,
+        /// Address to listen on; anything but loopback needs --token-file.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// File holding the token every request must carry.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
     /// Rule tools.
     Rules {
         #[command(subcommand)]
@@ -127,6 +152,9 @@ struct HuntArgs {
     /// Skip the database and flow analytics (to measure the rest alone).
     #[arg(long, hide = true)]
     no_analytics: bool,
+    /// Record the run in a case store (SQLite; default ./cellwarden.db).
+    #[arg(long, num_args = 0..=1, default_missing_value = "cellwarden.db")]
+    store: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -278,6 +306,9 @@ struct ScopeArgs {
     /// Parse every SQL statement instead of reusing the analysis of its fingerprint.
     #[arg(long, hide = true)]
     no_sql_cache: bool,
+    /// Record the run in a case store (SQLite; default ./cellwarden.db).
+    #[arg(long, num_args = 0..=1, default_missing_value = "cellwarden.db")]
+    store: Option<PathBuf>,
 }
 
 fn parse_time(s: &str) -> Result<cellwarden_event::Timestamp, String> {
@@ -427,6 +458,74 @@ fn exfiltration(
     out
 }
 
+fn run_export(
+    store: &std::path::Path,
+    format: &str,
+    output: Option<&PathBuf>,
+) -> Result<ExitCode, Usage> {
+    let format = cellwarden_store::ExportFormat::parse(format).ok_or_else(|| {
+        Usage(format!(
+            "unknown export format '{format}' (jsonl, csv, ecs)"
+        ))
+    })?;
+    if !store.exists() {
+        return Err(Usage(format!("{}: no such store", store.display())));
+    }
+    let s = cellwarden_store::Store::open(store)
+        .map_err(|e| Usage(format!("{}: {e}", store.display())))?;
+    let mut out = open_output(output)?;
+    let written = cellwarden_store::export(&s, format, &mut out).and_then(|n| {
+        out.flush()?;
+        Ok(n)
+    });
+    match written {
+        Ok(n) => {
+            eprintln!("export: {n} records from {}", store.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("cellwarden: export: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn run_serve(
+    store: PathBuf,
+    listen: std::net::SocketAddr,
+    token_file: Option<&PathBuf>,
+) -> Result<ExitCode, Usage> {
+    if !store.exists() {
+        return Err(Usage(format!(
+            "{}: no such store (record runs with `hunt --store` or `scope --store` first)",
+            store.display()
+        )));
+    }
+    let token = match token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| Usage(format!("{}: {e}", p.display())))?
+                .trim()
+                .to_owned();
+            if t.len() < 16 {
+                return Err(Usage(format!(
+                    "{}: the token must be at least 16 characters",
+                    p.display()
+                )));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    cellwarden_web::serve(cellwarden_web::ServeConfig {
+        store,
+        listen,
+        token,
+    })
+    .map_err(Usage)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `3.92 GiB`, `512.0 MiB`, `12.3 KiB`.
 fn human_bytes(b: u64) -> String {
     let f = b as f64;
@@ -459,6 +558,16 @@ fn main() -> ExitCode {
             json,
         } => run_eval(&truth, &results, json),
         Command::Demo { out } => run_demo(out),
+        Command::Export {
+            store,
+            format,
+            output,
+        } => run_export(&store, &format, output.as_ref()),
+        Command::Serve {
+            store,
+            listen,
+            token_file,
+        } => run_serve(store, listen, token_file.as_ref()),
         Command::Rules {
             command:
                 RulesCommand::Check {
@@ -486,11 +595,18 @@ fn read_placeholders(path: Option<&PathBuf>) -> Result<cellwarden_sigma::Placeho
 }
 
 fn load_rules(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, Usage> {
+    load_rules_hashed(paths, opts).map(|(l, _)| l)
+}
+
+/// The rules and a hash of their sources (names and texts), recorded with stored runs.
+fn load_rules_hashed(paths: &[PathBuf], opts: &LoadOptions) -> Result<(Loaded, String), Usage> {
     let (sources, mut read_problems): (Vec<RuleSource>, _) = if paths.is_empty() {
         (cellwarden_sigma::builtin_sources(), Vec::new())
     } else {
         cellwarden_sigma::collect_rule_files(paths).map_err(Usage)?
     };
+    let hash =
+        cellwarden_store::content_hash(sources.iter().map(|s| (s.name.as_str(), s.text.as_str())));
     let mut loaded = cellwarden_sigma::load(&sources, opts);
     if !read_problems.is_empty() {
         loaded.invalid += read_problems.len();
@@ -499,7 +615,7 @@ fn load_rules(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, Usage> {
             .problems
             .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     }
-    Ok(loaded)
+    Ok((loaded, hash))
 }
 
 fn rules_check(
@@ -867,8 +983,9 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
         placeholders: read_placeholders(args.placeholders.as_ref())?,
         min_level: args.min_level,
     };
+    let started = cellwarden_event::format_timestamp(Some(jiff::Timestamp::now()));
     let inputs = cellwarden_source::discover(&args.paths).map_err(|e| Usage(e.to_string()))?;
-    let loaded = load_rules(&args.rules, &opts)?;
+    let (loaded, ruleset_hash) = load_rules_hashed(&args.rules, &opts)?;
     if loaded.loaded == 0 {
         return Err(Usage(format!(
             "no rule loaded from {}",
@@ -920,6 +1037,33 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
         return Ok(code);
     }
     drop(out);
+    if let Some(path) = &args.store {
+        let run = cellwarden_store::RunInfo {
+            command: "hunt".into(),
+            started,
+            inputs: args.paths.iter().map(|p| p.display().to_string()).collect(),
+            ruleset_hash,
+            events: result.events,
+            errors: result.errors.iter().map(|e| e.to_string()).collect(),
+        };
+        let incidents = cellwarden_incident::build(&result.alerts, args.gap);
+        match cellwarden_store::Store::open(path)
+            .and_then(|mut s| s.record_hunt(&run, &result.alerts, &incidents))
+        {
+            Ok(r) => eprintln!(
+                "store: run {} in {}: {} alerts ({} new), {} incidents",
+                r.run,
+                path.display(),
+                r.alerts,
+                r.new_alerts,
+                r.incidents
+            ),
+            Err(e) => {
+                eprintln!("cellwarden: {}: {e}", path.display());
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
 
     // Run summary.
     let mut err = io::stderr().lock();
@@ -967,6 +1111,7 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
 }
 
 fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
+    let started = cellwarden_event::format_timestamp(Some(jiff::Timestamp::now()));
     let mapping = load_mapping(args.mapping.as_ref())?;
     let inputs = cellwarden_source::discover(&args.paths).map_err(|e| Usage(e.to_string()))?;
     let pseudonymiser = match &args.pseudonymise {
@@ -1027,6 +1172,30 @@ fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
         return Ok(code);
     }
     drop(out);
+    if let Some(path) = &args.store {
+        let run = cellwarden_store::RunInfo {
+            command: "scope".into(),
+            started,
+            inputs: args.paths.iter().map(|p| p.display().to_string()).collect(),
+            ruleset_hash: String::new(),
+            events: result.events,
+            errors: result.errors.iter().map(|e| e.to_string()).collect(),
+        };
+        let mut json = Vec::new();
+        let recorded = cellwarden_report::write_scope_json(&mut json, &exposure)
+            .map_err(cellwarden_store::StoreError::from)
+            .and_then(|_| Ok(serde_json::from_slice::<serde_json::Value>(&json)?))
+            .and_then(|v| {
+                cellwarden_store::Store::open(path).and_then(|mut s| s.record_scope(&run, &v))
+            });
+        match recorded {
+            Ok(id) => eprintln!("store: run {id} in {}", path.display()),
+            Err(e) => {
+                eprintln!("cellwarden: {}: {e}", path.display());
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
     let schema_toml = db.aggregates.observed.to_toml(&config.db.schema);
     if let Some(p) = &args.schema_out
         && let Err(e) = std::fs::write(p, &schema_toml)

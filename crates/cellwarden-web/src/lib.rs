@@ -1,0 +1,128 @@
+//! The dashboard: an axum server over the case store. Server-rendered pages (maud escapes
+//! every interpolated string, so log text cannot become markup), a small script and style
+//! sheet embedded in the binary, a JSON API behind the pages, and triage that writes to the
+//! store. Loopback by default; any other address needs a token, checked on every request.
+
+mod api;
+mod auth;
+mod pages;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::{get, post};
+use cellwarden_store::Store;
+
+pub use auth::constant_time_eq;
+
+/// What `serve` needs.
+pub struct ServeConfig {
+    pub store: PathBuf,
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+pub(crate) struct AppState {
+    pub store: Mutex<Store>,
+    pub token: Option<String>,
+    /// Pseudonymises subscriber identifiers on the scope view (key kept in the store).
+    pub pseudonymiser: cellwarden_report::Pseudonymiser,
+}
+
+pub(crate) type Shared = Arc<AppState>;
+
+/// A key for the scope view's pseudonyms: 32 bytes from the system's random source.
+fn new_key() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
+    if !ok {
+        // No random source: time and process id (pseudonyms stay keyed, less secret).
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        for (i, c) in seed.bytes().enumerate() {
+            b[i % 32] ^= c;
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The application, for `serve` and for tests.
+pub fn app(mut store: Store, token: Option<String>) -> Result<Router, String> {
+    let key = store
+        .meta_or_insert("pseudonym_key", new_key)
+        .map_err(|e| e.to_string())?;
+    let pseudonymiser = cellwarden_report::Pseudonymiser::from_key_bytes(key.as_bytes())?;
+    let state: Shared = Arc::new(AppState {
+        store: Mutex::new(store),
+        token,
+        pseudonymiser,
+    });
+    Ok(Router::new()
+        .route("/", get(pages::overview))
+        .route("/alerts", get(pages::alerts))
+        .route("/alert", get(pages::alert))
+        .route("/incidents", get(pages::incidents))
+        .route("/incident", get(pages::incident))
+        .route("/scope", get(pages::scope))
+        .route("/triage", post(pages::triage))
+        .route("/static/app.css", get(pages::css))
+        .route("/static/app.js", get(pages::js))
+        .route("/api/summary", get(api::summary))
+        .route("/api/alerts", get(api::alerts))
+        .route("/api/alert", get(api::alert))
+        .route("/api/incidents", get(api::incidents))
+        .route("/api/incident", get(api::incident))
+        .route("/api/scope", get(api::scope))
+        .route("/api/runs", get(api::runs))
+        .route("/api/attack", get(api::attack))
+        .route("/api/triage", post(api::triage))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check,
+        ))
+        .with_state(state))
+}
+
+/// Serves until interrupted. Refuses a non-loopback address without a token.
+pub fn serve(cfg: ServeConfig) -> Result<(), String> {
+    if !cfg.listen.ip().is_loopback() && cfg.token.is_none() {
+        return Err(format!(
+            "{} is not a loopback address: give --token-file (every request must then carry the token)",
+            cfg.listen
+        ));
+    }
+    let store = Store::open(&cfg.store).map_err(|e| format!("{}: {e}", cfg.store.display()))?;
+    let app = app(store, cfg.token.clone())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| format!("{}: {e}", cfg.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        if cfg.token.is_some() {
+            eprintln!(
+                "serving {} on http://{addr}/ — a token is required on every request (Authorization: Bearer, or open http://{addr}/?token=… once)",
+                cfg.store.display()
+            );
+        } else {
+            eprintln!(
+                "serving {} on http://{addr}/ (loopback only, no token)",
+                cfg.store.display()
+            );
+        }
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .map_err(|e| e.to_string())
+    })
+}

@@ -275,8 +275,12 @@ impl Store {
                  ON CONFLICT(key) DO UPDATE SET last_run = excluded.last_run, json = excluded.json,
                      level = excluded.level, time = excluded.time, host = excluded.host, account = excluded.account",
             )?;
+            // One path lookup per file, not per alert.
+            let mut files: std::collections::HashMap<&str, String> = Default::default();
             for a in alerts {
-                let key = stable_key(a);
+                let file: &str = &a.event.origin.file;
+                let file = files.entry(file).or_insert_with(|| canonical(file)).clone();
+                let key = format!("{}:{}:{}", a.rule.id, file, a.event.origin.record);
                 if !exists.exists([&key])? {
                     new_alerts += 1;
                 }
@@ -297,7 +301,7 @@ impl Store {
                     account,
                     a.rule.techniques.join(","),
                     a.rule.tactics.join(","),
-                    canonical(&a.event.origin.file),
+                    file,
                     a.event.origin.record as i64,
                     json.to_string(),
                     run_id,

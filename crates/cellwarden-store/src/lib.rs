@@ -444,10 +444,9 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn filled() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("case.db")).unwrap();
-        let alerts = vec![
+    /// Two shell alerts on one web server, a dump on a database server.
+    fn three_alerts() -> Vec<Alert> {
+        vec![
             alert(
                 "r1",
                 "Shell",
@@ -472,7 +471,13 @@ pub(crate) mod tests {
                 "CORP\\bob",
                 3,
             ),
-        ];
+        ]
+    }
+
+    pub fn filled() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("case.db")).unwrap();
+        let alerts = three_alerts();
         let incidents = cellwarden_incident::build(&alerts, 3600);
         let run = RunInfo {
             command: "hunt".into(),
@@ -491,33 +496,15 @@ pub(crate) mod tests {
             s.set_status("alert", &key, "confirmed", "seen on the host")
                 .unwrap()
         );
-        let alerts = vec![
-            alert(
-                "r1",
-                "Shell",
-                "2026-03-04T01:00:00Z",
-                "web-01",
-                "CORP\\eve",
-                1,
-            ),
-            alert(
-                "r1",
-                "Shell",
-                "2026-03-04T02:30:00Z",
-                "web-01",
-                "CORP\\eve",
-                2,
-            ),
-            alert(
-                "r2",
-                "Dump",
-                "2026-03-04T02:40:00Z",
-                "db-01",
-                "CORP\\bob",
-                3,
-            ),
-            alert("r3", "New", "2026-03-05T02:40:00Z", "db-01", "CORP\\bob", 9),
-        ];
+        let mut alerts = three_alerts();
+        alerts.push(alert(
+            "r3",
+            "New",
+            "2026-03-05T02:40:00Z",
+            "db-01",
+            "CORP\\bob",
+            9,
+        ));
         let r = s.record_hunt(&RunInfo::default(), &alerts, &[]).unwrap();
         assert_eq!((r.alerts, r.new_alerts), (4, 1));
         let sum = s.summary().unwrap();

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Shared;
-use crate::pages::{Search, filter_of, page_of, pseudonymised_scope};
+use crate::pages::{KeyQuery, Search, filter_of, page_of, pseudonymised_scope};
 
 pub(crate) fn fail(e: impl std::fmt::Display) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
@@ -62,16 +62,6 @@ pub async fn alerts(State(s): State<Shared>, Query(q): Query<Search>) -> Respons
         .into_response(),
         Err(e) => fail(e),
     }
-}
-
-#[derive(Deserialize)]
-pub struct KeyQuery {
-    #[serde(default)]
-    key: String,
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    identifiers: String,
 }
 
 pub async fn alert(State(s): State<Shared>, Query(q): Query<KeyQuery>) -> Response {

@@ -393,14 +393,15 @@ pub async fn alerts(State(s): State<Shared>, Query(q): Query<Search>) -> Respons
     )
 }
 
+/// `?key=` (alert), `?id=` (incident), `?identifiers=show` (scope).
 #[derive(Deserialize)]
 pub struct KeyQuery {
     #[serde(default)]
-    key: String,
+    pub key: String,
     #[serde(default)]
-    id: String,
+    pub id: String,
     #[serde(default)]
-    identifiers: String,
+    pub identifiers: String,
 }
 
 fn fields_table(v: &Value) -> Markup {

@@ -458,6 +458,38 @@ fn exfiltration(
     out
 }
 
+/// What a stored run records of itself.
+fn run_info(
+    command: &str,
+    started: String,
+    paths: &[PathBuf],
+    ruleset_hash: String,
+    result: &cellwarden_pipeline::HuntResult,
+) -> cellwarden_store::RunInfo {
+    cellwarden_store::RunInfo {
+        command: command.into(),
+        started,
+        inputs: paths.iter().map(|p| p.display().to_string()).collect(),
+        ruleset_hash,
+        events: result.events,
+        errors: result.errors.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// Reports recording a run in the store; the exit code when it failed.
+fn stored(path: &std::path::Path, r: cellwarden_store::Result<String>) -> Option<ExitCode> {
+    match r {
+        Ok(what) => {
+            eprintln!("store: {what}");
+            None
+        }
+        Err(e) => {
+            eprintln!("cellwarden: {}: {e}", path.display());
+            Some(ExitCode::from(1))
+        }
+    }
+}
+
 fn run_export(
     store: &std::path::Path,
     format: &str,
@@ -1038,30 +1070,22 @@ fn run_hunt(args: HuntArgs) -> Result<ExitCode, Usage> {
     }
     drop(out);
     if let Some(path) = &args.store {
-        let run = cellwarden_store::RunInfo {
-            command: "hunt".into(),
-            started,
-            inputs: args.paths.iter().map(|p| p.display().to_string()).collect(),
-            ruleset_hash,
-            events: result.events,
-            errors: result.errors.iter().map(|e| e.to_string()).collect(),
-        };
+        let run = run_info("hunt", started, &args.paths, ruleset_hash, &result);
         let incidents = cellwarden_incident::build(&result.alerts, args.gap);
-        match cellwarden_store::Store::open(path)
+        let recorded = cellwarden_store::Store::open(path)
             .and_then(|mut s| s.record_hunt(&run, &result.alerts, &incidents))
-        {
-            Ok(r) => eprintln!(
-                "store: run {} in {}: {} alerts ({} new), {} incidents",
-                r.run,
-                path.display(),
-                r.alerts,
-                r.new_alerts,
-                r.incidents
-            ),
-            Err(e) => {
-                eprintln!("cellwarden: {}: {e}", path.display());
-                return Ok(ExitCode::from(1));
-            }
+            .map(|r| {
+                format!(
+                    "run {} in {}: {} alerts ({} new), {} incidents",
+                    r.run,
+                    path.display(),
+                    r.alerts,
+                    r.new_alerts,
+                    r.incidents
+                )
+            });
+        if let Some(code) = stored(path, recorded) {
+            return Ok(code);
         }
     }
 
@@ -1173,27 +1197,17 @@ fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
     }
     drop(out);
     if let Some(path) = &args.store {
-        let run = cellwarden_store::RunInfo {
-            command: "scope".into(),
-            started,
-            inputs: args.paths.iter().map(|p| p.display().to_string()).collect(),
-            ruleset_hash: String::new(),
-            events: result.events,
-            errors: result.errors.iter().map(|e| e.to_string()).collect(),
-        };
+        let run = run_info("scope", started, &args.paths, String::new(), &result);
         let mut json = Vec::new();
         let recorded = cellwarden_report::write_scope_json(&mut json, &exposure)
             .map_err(cellwarden_store::StoreError::from)
             .and_then(|_| Ok(serde_json::from_slice::<serde_json::Value>(&json)?))
             .and_then(|v| {
                 cellwarden_store::Store::open(path).and_then(|mut s| s.record_scope(&run, &v))
-            });
-        match recorded {
-            Ok(id) => eprintln!("store: run {id} in {}", path.display()),
-            Err(e) => {
-                eprintln!("cellwarden: {}: {e}", path.display());
-                return Ok(ExitCode::from(1));
-            }
+            })
+            .map(|id| format!("run {id} in {}", path.display()));
+        if let Some(code) = stored(path, recorded) {
+            return Ok(code);
         }
     }
     let schema_toml = db.aggregates.observed.to_toml(&config.db.schema);

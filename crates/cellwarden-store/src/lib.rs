@@ -140,7 +140,11 @@ fn now() -> String {
 /// The alert's key with its source file made absolute (when it names a file that exists), so
 /// the same inputs given by another path give the same key.
 pub fn stable_key(a: &Alert) -> String {
-    let file = canonical(&a.event.origin.file);
+    key_in(a, &canonical(&a.event.origin.file))
+}
+
+/// The key of `a` with its source file given as `file` (already canonical).
+fn key_in(a: &Alert, file: &str) -> String {
     format!("{}:{}:{}", a.rule.id, file, a.event.origin.record)
 }
 
@@ -280,7 +284,7 @@ impl Store {
             for a in alerts {
                 let file: &str = &a.event.origin.file;
                 let file = files.entry(file).or_insert_with(|| canonical(file)).clone();
-                let key = format!("{}:{}:{}", a.rule.id, file, a.event.origin.record);
+                let key = key_in(a, &file);
                 if !exists.exists([&key])? {
                     new_alerts += 1;
                 }

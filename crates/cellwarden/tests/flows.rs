@@ -10,21 +10,11 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
+use cellwarden_sim::Rng;
 use common::*;
 
 const DAY: i64 = 86_400;
 const T0: i64 = 1_772_323_200; // 2026-03-01T00:00:00Z
-
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
 
 const HEADER: &str = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n#open\t2026-03-01-00-00-00\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\tlocal_orig\tlocal_resp\tmissed_bytes\thistory\torig_pkts\torig_ip_bytes\tresp_pkts\tresp_ip_bytes\ttunnel_parents\n#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tinterval\tcount\tcount\tstring\tbool\tbool\tcount\tstring\tcount\tcount\tcount\tcount\tset[string]\n";
 
@@ -54,7 +44,7 @@ fn conn(
 }
 
 /// One day of conn.log rows.
-fn day_rows(day: i64, r: &mut Lcg, uid: &mut u64) -> String {
+fn day_rows(day: i64, r: &mut Rng, uid: &mut u64) -> String {
     let mut s = String::new();
     let base = T0 + day * DAY;
     let mut rows: Vec<(i64, String)> = Vec::new();
@@ -67,8 +57,8 @@ fn day_rows(day: i64, r: &mut Lcg, uid: &mut u64) -> String {
     // Workstations: web browsing at office hours to a pool of sites.
     for w in 0..20 {
         for _ in 0..30 {
-            let t = base + 8 * 3600 + (r.next() % (10 * 3600)) as i64;
-            let site = format!("93.184.{}.{}", r.next() % 4, 1 + r.next() % 50);
+            let t = base + 8 * 3600 + r.below(10 * 3600) as i64;
+            let site = format!("93.184.{}.{}", r.below(4), 1 + r.below(50));
             push(
                 t,
                 &format!("10.1.0.{}", 10 + w),
@@ -76,7 +66,7 @@ fn day_rows(day: i64, r: &mut Lcg, uid: &mut u64) -> String {
                 443,
                 "ssl",
                 2.0,
-                20_000 + r.next() % 200_000,
+                20_000 + r.below(200_000),
             );
         }
     }
@@ -88,7 +78,7 @@ fn day_rows(day: i64, r: &mut Lcg, uid: &mut u64) -> String {
         443,
         "ssl",
         3.0,
-        4_000_000 + r.next() % 1_000_000,
+        4_000_000 + r.below(1_000_000),
     );
     // Nightly backup: one stream of ~40 GiB to the offsite store.
     push(
@@ -98,7 +88,7 @@ fn day_rows(day: i64, r: &mut Lcg, uid: &mut u64) -> String {
         443,
         "ssl",
         2400.0,
-        (40 << 30) + r.next() % (1 << 28),
+        (40 << 30) + r.below(1 << 28),
     );
     // Night 20: the exfiltration, eight chunks of ~700 MiB within three hours.
     if day == 19 {
@@ -110,7 +100,7 @@ fn day_rows(day: i64, r: &mut Lcg, uid: &mut u64) -> String {
                 443,
                 "ssl",
                 900.0,
-                (700 << 20) + r.next() % (8 << 20),
+                (700 << 20) + r.below(8 << 20),
             );
         }
     }
@@ -123,7 +113,7 @@ fn day_rows(day: i64, r: &mut Lcg, uid: &mut u64) -> String {
 }
 
 fn write_month(dir: &Path) {
-    let mut r = Lcg(11);
+    let mut r = Rng::new(11);
     let mut uid = 0;
     // Days 1–15 in one plain file of two parts (a second header after #close).
     let mut plain = String::from(HEADER);

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use cellwarden_sim::Rng;
 use common::*;
 
 /// The intruder's targets: (MSISDN, IMSI, IMEI).
@@ -22,18 +23,9 @@ const TARGETS: [(&str, &str, &str); 4] = [
 /// The watchlisted person the insider looks up.
 const VIP: &str = "33677770001";
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn msisdn(&mut self) -> String {
-        format!("3361{:07}", self.next() % 10_000_000)
-    }
+/// A subscriber number of the test operator.
+fn msisdn(r: &mut Rng) -> String {
+    format!("3361{:07}", r.below(10_000_000))
 }
 
 fn csv_quote(s: &str) -> String {
@@ -41,9 +33,9 @@ fn csv_quote(s: &str) -> String {
 }
 
 /// pgaudit in a stderr log (billing / CDR database).
-fn pg_stderr(r: &mut Lcg) -> String {
+fn pg_stderr(r: &mut Rng) -> String {
     let mut s = String::new();
-    let mut numbers: Vec<String> = (0..8 * 4 * 15).map(|_| r.msisdn()).collect();
+    let mut numbers: Vec<String> = (0..8 * 4 * 15).map(|_| msisdn(r)).collect();
     let mut line = |t: &str,
                     user: &str,
                     app: &str,
@@ -140,7 +132,7 @@ fn pg_csvlog() -> String {
 }
 
 /// MySQL Enterprise Audit JSON (CRM database): care traffic and the insider.
-fn mysql_json(r: &mut Lcg) -> String {
+fn mysql_json(r: &mut Rng) -> String {
     let mut s = String::new();
     let mut rec = |t: &str, user: &str, ip: &str, query: &str| {
         let v = serde_json::json!({
@@ -155,7 +147,7 @@ fn mysql_json(r: &mut Lcg) -> String {
     for day in 1..=8 {
         for agent in ["care01", "care02", "care03", "care04"] {
             for k in 0..10 {
-                let m = r.msisdn();
+                let m = msisdn(r);
                 rec(
                     &format!("2026-03-{day:02} {:02}:{:02}:00", 9 + k % 8, k * 5),
                     agent,
@@ -227,7 +219,7 @@ fn oracle() -> String {
 }
 
 fn write_operator(dir: &Path) {
-    let mut r = Lcg(7);
+    let mut r = Rng::new(7);
     std::fs::write(dir.join("postgresql-cdr.log"), pg_stderr(&mut r)).unwrap();
     std::fs::write(dir.join("postgresql-loc.csv"), pg_csvlog()).unwrap();
     std::fs::write(dir.join("crm-audit.log"), mysql_json(&mut r)).unwrap();

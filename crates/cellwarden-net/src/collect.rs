@@ -107,7 +107,7 @@ pub const TUNNEL_PORTS: &[(u16, &str)] = &[
 pub type TunnelUse = BTreeMap<&'static str, (Evidence, IpAddr, u16)>;
 
 /// Everything gathered from flow events.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FlowAggregates {
     pub pairs: BTreeMap<(IpAddr, IpAddr, Day), PairDay>,
     pub large: Vec<Flow>,
@@ -256,7 +256,8 @@ impl FlowCollector {
         }
     }
 
-    pub fn observe(&mut self, ev: &Event<'_>) {
+    /// Takes one event; returns whether it was a flow the analytics keep.
+    pub fn observe(&mut self, ev: &Event<'_>) -> bool {
         // The log source is resolved already: checking it first keeps other events cheap.
         let is_flow = ev.logsource.as_ref().is_none_or(|l| {
             l.categories
@@ -264,7 +265,7 @@ impl FlowCollector {
                 .any(|c| &**c == "network_connection" || &**c == "dns")
         });
         if !is_flow {
-            return;
+            return false;
         }
         let f = Seen::of(ev);
         let ours = f
@@ -272,11 +273,13 @@ impl FlowCollector {
             .and_then(|c| c.as_text())
             .is_some_and(|c| c.starts_with("zeek_") || c == "nfdump" || c == "netflow");
         if !ours {
-            return;
+            return false;
         }
-        let Some(time) = ev.timestamp else { return };
+        let Some(time) = ev.timestamp else {
+            return false;
+        };
         let (Some(src), Some(dst)) = (f.src.and_then(ip), f.dst.and_then(ip)) else {
-            return;
+            return false;
         };
         let evidence = Evidence {
             time,
@@ -286,7 +289,7 @@ impl FlowCollector {
         let day = day_of(time);
         if f.channel.and_then(|c| c.as_text()).as_deref() == Some("zeek_dns") {
             self.dns(&f, src, dst, day, evidence);
-            return;
+            return true;
         }
         self.aggregates.flows += 1;
         let n = |v: Option<&Value<'_>>| v.and_then(num).unwrap_or(0.0).max(0.0) as u64;
@@ -339,7 +342,7 @@ impl FlowCollector {
             }
         }
         if !outbound {
-            return;
+            return true;
         }
         let p = self.pairs.entry((src, dst, day)).or_default();
         p.bytes_out += bytes_out;
@@ -392,6 +395,7 @@ impl FlowCollector {
                 *max = c.iter().copied().max().unwrap_or(item);
             }
         }
+        true
     }
 
     fn dns(
@@ -436,6 +440,45 @@ impl FlowCollector {
         if d.resolvers.len() < 8 {
             d.resolvers.insert(resolver);
         }
+    }
+
+    /// The aggregates gathered so far, finished for judging, leaving the collector as it is.
+    pub fn snapshot(&self) -> FlowAggregates {
+        let mut a = self.aggregates.clone();
+        a.pairs = self.pairs.iter().map(|(k, v)| (*k, v.clone())).collect();
+        a.conns = self
+            .conns
+            .iter()
+            .map(|(k, (v, _))| {
+                let mut v = v.clone();
+                v.sort_unstable();
+                (*k, v)
+            })
+            .collect();
+        a.finish();
+        a
+    }
+
+    /// Forgets the days before `day` (live detection keeps a window of days).
+    pub fn evict_before(&mut self, day: Day) {
+        let from = day as i64 * 86_400;
+        self.pairs.retain(|(_, _, d), _| *d >= day);
+        self.conns.retain(|_, (v, max)| {
+            v.retain(|(t, _)| *t >= from);
+            *max = v.iter().copied().max().unwrap_or_default();
+            !v.is_empty()
+        });
+        let a = &mut self.aggregates;
+        a.large.retain(|f| day_of(f.evidence.time) >= day);
+        a.long.retain(|f| day_of(f.evidence.time) >= day);
+        a.dns.retain(|(_, _, d), _| *d >= day);
+        a.odd.retain(|(_, _, _, d), _| *d >= day);
+        a.tunnels.retain(|(_, d), _| *d >= day);
+    }
+
+    /// Entries held: (pair-days, connection series).
+    pub fn size(&self) -> (usize, usize) {
+        (self.pairs.len(), self.conns.len())
     }
 
     /// The aggregates gathered (ordered).

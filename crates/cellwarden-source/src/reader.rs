@@ -339,6 +339,8 @@ struct Batcher<'s> {
     buf: Vec<u8>,
     records: Vec<(u64, usize, usize)>,
     header: Option<Arc<[String]>>,
+    /// Lines before the first one read (a followed file's earlier chunks).
+    line_base: u64,
     sink: &'s mut dyn UnitSink,
 }
 
@@ -351,6 +353,7 @@ impl<'s> Batcher<'s> {
             buf: Vec::with_capacity(BATCH_BYTES + 4096),
             records: Vec::new(),
             header: None,
+            line_base: 0,
             sink,
         }
     }
@@ -399,15 +402,55 @@ type OpenAudit = Vec<(Vec<u8>, u64, Vec<u8>)>;
 /// Events whose records interleave with more than this many others are closed early.
 const MAX_OPEN_AUDIT: usize = 256;
 
+/// Reads complete lines appended to a followed file: `bytes` ends at a line end and its first
+/// line is line `line_base + 1` of the stream. JSON is read as one object per line; the other
+/// text formats as in whole files (records of one auditd event or one quoted statement that a
+/// chunk boundary splits are read as two).
+pub fn read_chunk(
+    file: &Arc<str>,
+    bytes: &[u8],
+    kind: Format,
+    year: i16,
+    line_base: u64,
+    limits: &Limits,
+    sink: &mut dyn UnitSink,
+) {
+    let reader: Box<dyn BufRead> = Box::new(io::Cursor::new(bytes.to_vec()));
+    if kind == Format::Json {
+        let mut batch = Batcher::new(file, kind, year, sink);
+        batch.line_base = line_base;
+        let mut reader = reader;
+        let result = read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
+            b.push(n, l)
+        });
+        batch.finish(result);
+    } else {
+        read_text_from(file, reader, kind, year, line_base, limits, sink);
+    }
+}
+
 fn read_text(
     file: &Arc<str>,
-    mut reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead>,
     kind: Format,
     year: i16,
     limits: &Limits,
     sink: &mut dyn UnitSink,
 ) {
+    read_text_from(file, reader, kind, year, 0, limits, sink)
+}
+
+fn read_text_from(
+    file: &Arc<str>,
+    mut reader: Box<dyn BufRead>,
+    kind: Format,
+    year: i16,
+    line_base: u64,
+    limits: &Limits,
+    sink: &mut dyn UnitSink,
+) {
     let mut batch = Batcher::new(file, kind, year, sink);
+    batch.line_base = line_base;
     let mut open: OpenAudit = Vec::new();
     // The record being assembled (first line, text) while its quotes are open.
     let mut pending: Option<(u64, Vec<u8>)> = None;
@@ -614,7 +657,7 @@ fn read_lines(
     batch: &mut Batcher<'_>,
     on_line: &mut dyn FnMut(u64, &[u8], &mut Batcher<'_>),
 ) -> ReadResult {
-    let mut line_no = 0u64;
+    let mut line_no = batch.line_base;
     let mut offset = 0u64;
     let mut line: Vec<u8> = Vec::new();
     loop {

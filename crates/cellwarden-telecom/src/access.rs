@@ -219,7 +219,7 @@ pub struct AccessCounts {
 }
 
 /// Everything gathered from database audit events.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Aggregates {
     pub days: BTreeMap<(Arc<str>, Day), DayStats>,
     pub subjects: BTreeMap<(Arc<str>, SubscriberId, Day), SubjectStats>,
@@ -757,6 +757,50 @@ impl Collector {
                 .or_default()
                 .add(record_bits, host.as_ref(), time, rows, &evidence);
         }
+    }
+
+    /// The aggregates gathered so far, finished for judging, leaving the collector as it is
+    /// (live detection judges again as days close).
+    pub fn snapshot(&mut self) -> Aggregates {
+        self.flush_observed();
+        let mut a = self.aggregates.clone();
+        a.subjects = self
+            .subjects
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        a.selected = self
+            .selected
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        a.days = self
+            .days
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        a.programs = self.programs.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        a.counts.sql = self.analyzer.stats;
+        a.finish();
+        a
+    }
+
+    /// Forgets the days before `day` (live detection keeps a window of days). Per-subscriber
+    /// totals for `scope` selections and program counts have no day and are kept.
+    pub fn evict_before(&mut self, day: Day) {
+        self.subjects.retain(|(_, _, d), _| *d >= day);
+        self.days.retain(|(_, d), _| *d >= day);
+        self.aggregates
+            .created
+            .retain(|c| day_of(c.evidence.time) >= day);
+        self.aggregates
+            .prefixes
+            .retain(|_, (_, e)| day_of(e.time) >= day);
+    }
+
+    /// Entries held: (account-days, subscriber-account-days).
+    pub fn size(&self) -> (usize, usize) {
+        (self.days.len(), self.subjects.len())
     }
 
     /// The aggregates gathered, with the analyser's counters.

@@ -1,5 +1,7 @@
 //! The `cellwarden` command: argument parsing and wiring of the library crates.
 
+mod watch;
+
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -35,6 +37,8 @@ enum Command {
     /// Whose subscriber records were read, by which accounts, from where, when, and why it
     /// is suspicious (database audit logs: pgaudit, MySQL/Percona, MariaDB, Oracle).
     Scope(ScopeArgs),
+    /// Run the same detections live over growing files and syslog, with checkpoints.
+    Watch(watch::WatchArgs),
     /// Write the logs of a simulated operator under attack, with the ground truth.
     Simulate(SimulateArgs),
     /// Score hunt alerts (JSONL/JSON) and scope reports (JSON) against a ground truth.
@@ -583,6 +587,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Hunt(args) => run_hunt(args),
         Command::Scope(args) => run_scope(args),
+        Command::Watch(args) => watch::run(args),
         Command::Simulate(args) => run_simulate(args),
         Command::Eval {
             truth,

@@ -1,0 +1,461 @@
+//! Checkpoints: where every source stands, plus a journal of the records that hold analytics
+//! state, so a restart rebuilds the same state by replaying them.
+//!
+//! `checkpoint.json` is written to a temporary file, synced and renamed over the old one, so it
+//! is always whole. `journal.jsonl` holds the records that fed stateful detectors (database
+//! statements, flows, matches of correlated rules) and the watermarks at which state moved;
+//! the checkpoint names the journal length it goes with, and anything after it is cut off on
+//! restart (those records are read again from the sources).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cellwarden_source::{Format, Unit};
+use serde::{Deserialize, Serialize};
+
+use crate::follow::FilePosition;
+
+/// Everything a restart needs besides the journal.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub version: u32,
+    /// Followed paths.
+    pub files: BTreeMap<String, FilePosition>,
+    /// Messages numbered per receiver.
+    pub counters: BTreeMap<String, u64>,
+    pub journal_len: u64,
+    /// Length of the alert file (`-o`) when the checkpoint was written.
+    pub output_len: Option<u64>,
+    /// Latest event time per source (ms).
+    pub clocks: Vec<(String, i64)>,
+    pub written_at: String,
+}
+
+const NAME: &str = "checkpoint.json";
+const JOURNAL: &str = "journal.jsonl";
+
+impl Checkpoint {
+    pub fn load(dir: &Path) -> io::Result<Option<Checkpoint>> {
+        match std::fs::read(dir.join(NAME)) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes atomically: temporary file, fsync, rename, fsync of the folder.
+    pub fn save(&self, dir: &Path) -> io::Result<()> {
+        let tmp = dir.join(format!("{NAME}.tmp"));
+        {
+            let mut f = File::create(&tmp)?;
+            serde_json::to_writer_pretty(&mut f, self)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, dir.join(NAME))?;
+        File::open(dir)?.sync_all()
+    }
+}
+
+/// Format names as the journal writes them.
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Evtx => "evtx",
+        Format::Json => "json",
+        Format::Auditd => "auditd",
+        Format::Syslog => "syslog",
+        Format::PgAudit => "pgaudit",
+        Format::PgCsv => "pgcsv",
+        Format::MariaDbAudit => "mariadb",
+        Format::OracleCsv => "oraclecsv",
+        Format::ZeekTsv => "zeektsv",
+        Format::NfdumpCsv => "nfdumpcsv",
+        Format::Capture => "capture",
+    }
+}
+
+fn format_of(name: &str) -> Option<Format> {
+    [
+        Format::Evtx,
+        Format::Json,
+        Format::Auditd,
+        Format::Syslog,
+        Format::PgAudit,
+        Format::PgCsv,
+        Format::MariaDbAudit,
+        Format::OracleCsv,
+        Format::ZeekTsv,
+        Format::NfdumpCsv,
+        Format::Capture,
+    ]
+    .into_iter()
+    .find(|f| format_name(*f) == name)
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    /// A column header: id and names.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    hid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    cols: Option<Vec<String>>,
+    /// A watermark (ms) at which state moved.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    w: Option<i64>,
+    /// A record: file, format, year, header id, line, event time (ms), text.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    f: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    k: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    y: Option<i16>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    h: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    l: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    t: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    r: Option<String>,
+}
+
+/// The append-only journal of stateful records.
+pub struct Journal {
+    path: PathBuf,
+    out: BufWriter<File>,
+    len: u64,
+    headers: HashMap<Vec<String>, u32>,
+}
+
+/// What replaying the journal gives, in order.
+pub enum Replayed {
+    Unit(Unit),
+    Watermark(i64),
+}
+
+impl Journal {
+    /// Opens the journal, cutting off what follows `keep` bytes (written after the last
+    /// checkpoint).
+    pub fn open(dir: &Path, keep: u64) -> io::Result<Journal> {
+        let path = dir.join(JOURNAL);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let len = f.metadata()?.len();
+        if len > keep {
+            f.set_len(keep)?;
+        }
+        let mut f = f;
+        use std::io::Seek;
+        f.seek(io::SeekFrom::End(0))?;
+        Ok(Journal {
+            path,
+            out: BufWriter::with_capacity(1 << 20, f),
+            len: len.min(keep),
+            headers: HashMap::new(),
+        })
+    }
+
+    fn write(&mut self, e: &Entry) -> io::Result<()> {
+        let mut line = serde_json::to_vec(e)?;
+        line.push(b'\n');
+        self.out.write_all(&line)?;
+        self.len += line.len() as u64;
+        Ok(())
+    }
+
+    /// Journals the records of `unit` whose lines are in `lines` (with their event times).
+    pub fn records(&mut self, unit: &UnitCopy, lines: &[(u64, i64)]) -> io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let h = match &unit.header {
+            None => None,
+            Some(cols) => Some(match self.headers.get(cols.as_ref()) {
+                Some(id) => *id,
+                None => {
+                    let id = self.headers.len() as u32;
+                    self.headers.insert(cols.to_vec(), id);
+                    self.write(&Entry {
+                        hid: Some(id),
+                        cols: Some(cols.to_vec()),
+                        ..empty()
+                    })?;
+                    id
+                }
+            }),
+        };
+        let by_line: HashMap<u64, i64> = lines.iter().copied().collect();
+        for (line, start, end) in &unit.records {
+            let Some(t) = by_line.get(line) else { continue };
+            self.write(&Entry {
+                f: Some(unit.file.to_string()),
+                k: Some(format_name(unit.kind).to_owned()),
+                y: Some(unit.year),
+                h,
+                l: Some(*line),
+                t: Some(*t),
+                r: Some(String::from_utf8_lossy(&unit.buf[*start..*end]).into_owned()),
+                ..empty()
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn watermark(&mut self, ms: i64) -> io::Result<()> {
+        self.write(&Entry {
+            w: Some(ms),
+            ..empty()
+        })
+    }
+
+    /// Flushes and syncs; returns the length a checkpoint may name.
+    pub fn sync(&mut self) -> io::Result<u64> {
+        self.out.flush()?;
+        self.out.get_ref().sync_data()?;
+        Ok(self.len)
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Rewrites the journal without records older than `from_ms` (their days are no longer
+    /// kept); returns the new length. Called right after a checkpoint, which is then written
+    /// again with the new length.
+    pub fn compact(&mut self, from_ms: i64) -> io::Result<u64> {
+        self.sync()?;
+        let tmp = self.path.with_extension("jsonl.tmp");
+        let mut kept = 0u64;
+        {
+            let mut w = BufWriter::new(File::create(&tmp)?);
+            for line in BufReader::new(File::open(&self.path)?).split(b'\n') {
+                let line = line?;
+                let drop = serde_json::from_slice::<Entry>(&line).is_ok_and(|e| {
+                    e.t.is_some_and(|t| t < from_ms) || e.w.is_some_and(|w| w < from_ms)
+                });
+                if !drop {
+                    w.write_all(&line)?;
+                    w.write_all(b"\n")?;
+                    kept += line.len() as u64 + 1;
+                }
+            }
+            w.flush()?;
+            w.get_ref().sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        let mut f = OpenOptions::new().append(true).open(&self.path)?;
+        f.flush()?;
+        self.out = BufWriter::with_capacity(1 << 20, f);
+        self.len = kept;
+        Ok(kept)
+    }
+
+    /// Reads the journal back in order, grouping consecutive records of one file into units.
+    pub fn replay(dir: &Path, f: &mut dyn FnMut(Replayed)) -> io::Result<u64> {
+        let path = dir.join(JOURNAL);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut headers: HashMap<u32, Arc<[String]>> = HashMap::new();
+        let mut cur: Option<UnitCopy> = None;
+        let mut n = 0;
+        let flush = |cur: &mut Option<UnitCopy>, f: &mut dyn FnMut(Replayed)| {
+            if let Some(u) = cur.take() {
+                f(Replayed::Unit(u.into_unit()));
+            }
+        };
+        for line in BufReader::new(file).split(b'\n') {
+            let line = line?;
+            let Ok(e) = serde_json::from_slice::<Entry>(&line) else {
+                continue;
+            };
+            if let (Some(id), Some(cols)) = (e.hid, e.cols) {
+                headers.insert(id, cols.into());
+                continue;
+            }
+            if let Some(w) = e.w {
+                flush(&mut cur, f);
+                f(Replayed::Watermark(w));
+                continue;
+            }
+            let (Some(file), Some(kind), Some(line_no), Some(text)) =
+                (e.f, e.k.as_deref().and_then(format_of), e.l, e.r)
+            else {
+                continue;
+            };
+            let header = e.h.and_then(|h| headers.get(&h).cloned());
+            let year = e.y.unwrap_or(1970);
+            let same = cur.as_ref().is_some_and(|u| {
+                *u.file == *file
+                    && u.kind == kind
+                    && u.year == year
+                    && u.header.as_deref().map(|h| h.as_ptr())
+                        == header.as_deref().map(|h| h.as_ptr())
+                    && u.records.len() < 4096
+            });
+            if !same {
+                flush(&mut cur, f);
+                cur = Some(UnitCopy {
+                    file: Arc::from(file.as_str()),
+                    kind,
+                    year,
+                    header,
+                    buf: Vec::new(),
+                    records: Vec::new(),
+                });
+            }
+            let u = cur.as_mut().expect("set above");
+            let start = u.buf.len();
+            u.buf.extend_from_slice(text.as_bytes());
+            u.records.push((line_no, start, u.buf.len()));
+            n += 1;
+        }
+        flush(&mut cur, f);
+        Ok(n)
+    }
+}
+
+fn empty() -> Entry {
+    Entry {
+        hid: None,
+        cols: None,
+        w: None,
+        f: None,
+        k: None,
+        y: None,
+        h: None,
+        l: None,
+        t: None,
+        r: None,
+    }
+}
+
+/// The parts of a text unit kept to journal its records after decoding consumed it.
+pub struct UnitCopy {
+    pub file: Arc<str>,
+    pub kind: Format,
+    pub year: i16,
+    pub header: Option<Arc<[String]>>,
+    pub buf: Vec<u8>,
+    pub records: Vec<(u64, usize, usize)>,
+}
+
+impl UnitCopy {
+    pub fn of(unit: &Unit) -> Option<UnitCopy> {
+        match unit {
+            Unit::Records {
+                file,
+                kind,
+                year,
+                buf,
+                records,
+                header,
+            } => Some(UnitCopy {
+                file: file.clone(),
+                kind: *kind,
+                year: *year,
+                header: header.clone(),
+                buf: buf.clone(),
+                records: records.clone(),
+            }),
+            Unit::Evtx { .. } => None,
+        }
+    }
+
+    fn into_unit(self) -> Unit {
+        Unit::Records {
+            file: self.file,
+            kind: self.kind,
+            year: self.year,
+            buf: self.buf,
+            records: self.records,
+            header: self.header,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Checkpoint::load(dir.path()).unwrap().is_none());
+        let mut c = Checkpoint {
+            version: 1,
+            journal_len: 42,
+            ..Default::default()
+        };
+        c.files.insert(
+            "/var/log/a.log".into(),
+            FilePosition {
+                dev: 1,
+                ino: 2,
+                offset: 300,
+                lines: 7,
+            },
+        );
+        c.save(dir.path()).unwrap();
+        let back = Checkpoint::load(dir.path()).unwrap().unwrap();
+        assert_eq!(back.journal_len, 42);
+        assert_eq!(back.files["/var/log/a.log"].offset, 300);
+        assert!(!dir.path().join("checkpoint.json.tmp").exists());
+    }
+
+    #[test]
+    fn the_journal_replays_what_the_checkpoint_names_and_compacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = UnitCopy {
+            file: Arc::from("db.log"),
+            kind: Format::Json,
+            year: 2026,
+            header: None,
+            buf: b"{\"a\":1}{\"a\":2}{\"a\":3}".to_vec(),
+            records: vec![(1, 0, 7), (2, 7, 14), (3, 14, 21)],
+        };
+        let mut j = Journal::open(dir.path(), 0).unwrap();
+        j.records(&unit, &[(1, 1_000), (3, 90_000_000)]).unwrap();
+        j.watermark(5).unwrap();
+        let keep = j.sync().unwrap();
+        j.records(&unit, &[(2, 2_000)]).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        // Reopened at the checkpoint: the record after it is gone.
+        let mut j = Journal::open(dir.path(), keep).unwrap();
+        let mut seen = Vec::new();
+        Journal::replay(dir.path(), &mut |r| match r {
+            Replayed::Unit(Unit::Records { records, .. }) => {
+                seen.extend(records.iter().map(|r| r.0.to_string()))
+            }
+            Replayed::Watermark(w) => seen.push(format!("w{w}")),
+            Replayed::Unit(_) => {}
+        })
+        .unwrap();
+        assert_eq!(seen, ["1", "3", "w5"]);
+        let len = j.compact(50_000_000).unwrap();
+        assert!(len < keep);
+        let mut lines = Vec::new();
+        Journal::replay(dir.path(), &mut |r| {
+            if let Replayed::Unit(Unit::Records { records, .. }) = r {
+                lines.extend(records.iter().map(|r| r.0));
+            }
+        })
+        .unwrap();
+        assert_eq!(lines, [3]);
+    }
+}

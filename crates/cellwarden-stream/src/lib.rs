@@ -1,0 +1,16 @@
+//! Runs cellwarden's pipeline over endless input (`watch`).
+//!
+//! Sources ([`follow`] for growing files, [`syslog`] for UDP and TCP receivers) hand units to
+//! one [`watch::Watch`] loop, which runs the same detectors as `hunt` through the live
+//! [`engine::Engine`], writes alerts to the sinks, and checkpoints source positions with a
+//! journal of the events that hold analytics state ([`checkpoint`]), so a restart after a crash
+//! neither skips an event nor repeats an alert.
+
+pub mod checkpoint;
+pub mod engine;
+pub mod follow;
+pub mod metrics;
+pub mod syslog;
+pub mod watch;
+
+pub use engine::{Engine, LiveConfig, StateSize};

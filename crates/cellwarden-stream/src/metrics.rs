@@ -1,0 +1,169 @@
+//! `/metrics` (Prometheus text format) and `/health` over plain HTTP/1.1.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The figures the watch loop publishes.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Events in, by source.
+    pub events: Vec<(String, u64)>,
+    /// Alerts by level.
+    pub alerts: Vec<(String, u64)>,
+    pub errors: u64,
+    pub late_events: u64,
+    /// Seconds between now and the watermark (event time), if any.
+    pub lag_seconds: Option<f64>,
+    pub state_entries: Vec<(String, usize)>,
+    pub checkpoint_age_seconds: f64,
+    pub checkpoints: u64,
+    pub faults: u64,
+}
+
+fn label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let mut family = |name: &str, help: &str, kind: &str| {
+            o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        };
+        family(
+            "cellwarden_events_total",
+            "Events read, by source.",
+            "counter",
+        );
+        for (s, n) in &self.events {
+            o.push_str(&format!(
+                "cellwarden_events_total{{source=\"{}\"}} {n}\n",
+                label(s)
+            ));
+        }
+        let mut family = |name: &str, help: &str, kind: &str| {
+            o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        };
+        family(
+            "cellwarden_alerts_total",
+            "Alerts raised, by level.",
+            "counter",
+        );
+        for (l, n) in &self.alerts {
+            o.push_str(&format!("cellwarden_alerts_total{{level=\"{l}\"}} {n}\n"));
+        }
+        let simple: [(&str, &str, &str, String); 5] = [
+            (
+                "cellwarden_read_errors_total",
+                "Records or reads that failed.",
+                "counter",
+                self.errors.to_string(),
+            ),
+            (
+                "cellwarden_late_events_total",
+                "Stateful events older than the last judged day.",
+                "counter",
+                self.late_events.to_string(),
+            ),
+            (
+                "cellwarden_checkpoint_age_seconds",
+                "Seconds since the last checkpoint.",
+                "gauge",
+                format!("{:.3}", self.checkpoint_age_seconds),
+            ),
+            (
+                "cellwarden_checkpoints_total",
+                "Checkpoints written.",
+                "counter",
+                self.checkpoints.to_string(),
+            ),
+            (
+                "cellwarden_faults_total",
+                "Sink or checkpoint writes that failed and were retried.",
+                "counter",
+                self.faults.to_string(),
+            ),
+        ];
+        for (name, help, kind, v) in simple {
+            o.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        }
+        if let Some(lag) = self.lag_seconds {
+            o.push_str(&format!(
+                "# HELP cellwarden_lag_seconds Wall-clock time minus the watermark.\n# TYPE cellwarden_lag_seconds gauge\ncellwarden_lag_seconds {lag:.3}\n"
+            ));
+        }
+        o.push_str("# HELP cellwarden_state_entries Entries held by the live analytics.\n# TYPE cellwarden_state_entries gauge\n");
+        for (k, n) in &self.state_entries {
+            o.push_str(&format!("cellwarden_state_entries{{kind=\"{k}\"}} {n}\n"));
+        }
+        o
+    }
+}
+
+/// Serves the metrics until `stop`.
+pub fn serve(listener: TcpListener, metrics: Arc<Mutex<Metrics>>, stop: Arc<AtomicBool>) {
+    let _ = listener.set_nonblocking(true);
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((s, _)) => {
+                let text = metrics.lock().map(|m| m.render()).unwrap_or_default();
+                let _ = answer(s, &text);
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn answer(stream: TcpStream, metrics: &str) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut r = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    r.read_line(&mut request)?;
+    // Headers are read and ignored.
+    let mut line = String::new();
+    while r.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("/");
+    let (status, ctype, body) = match path {
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.to_owned()),
+        "/health" => ("200 OK", "text/plain", "ok\n".to_owned()),
+        _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+    };
+    let mut w = stream;
+    write!(
+        w,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics {
+            events: vec![("/var/log/a\"b".into(), 3)],
+            alerts: vec![("high".into(), 2)],
+            lag_seconds: Some(1.5),
+            state_entries: vec![("account_days".into(), 4)],
+            ..Default::default()
+        };
+        let t = m.render();
+        assert!(t.contains("cellwarden_events_total{source=\"/var/log/a\\\"b\"} 3\n"));
+        assert!(t.contains("cellwarden_alerts_total{level=\"high\"} 2\n"));
+        assert!(t.contains("cellwarden_lag_seconds 1.500\n"));
+        assert!(t.contains("cellwarden_state_entries{kind=\"account_days\"} 4\n"));
+    }
+}

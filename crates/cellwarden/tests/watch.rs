@@ -1,0 +1,413 @@
+//! `watch` end to end: a simulated operator's logs written out in time order as a live
+//! system writes them (with a rename rotation and a copy-truncate rotation on the way), followed
+//! by the real binary; the alerts equal `hunt`'s over the same logs, also when the process is
+//! killed with SIGKILL halfway and restarted. syslog over UDP and TCP.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Event time (ms) of a log line in the simulator's formats; `None` for header lines.
+fn line_time(line: &str) -> Option<i64> {
+    if line.starts_with('#') {
+        return None;
+    }
+    if let Some(i) = line.find("audit(") {
+        let n: String = line[i + 6..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        return n.parse::<f64>().ok().map(|s| (s * 1000.0) as i64);
+    }
+    let b = line.as_bytes();
+    // The first `YYYY-MM-DD[T ]HH:MM:SS` in the line (pgaudit, MySQL JSON, EVTX JSON, RFC 5424).
+    for i in 0..b.len().saturating_sub(19) {
+        let w = &b[i..i + 19];
+        let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+        if digits.iter().all(|&k| w[k].is_ascii_digit())
+            && w[4] == b'-'
+            && w[7] == b'-'
+            && (w[10] == b'T' || w[10] == b' ')
+        {
+            let s = format!("{}T{}Z", &line[i..i + 10], &line[i + 11..i + 19]);
+            return s
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .map(|t| t.as_millisecond());
+        }
+    }
+    // Zeek TSV: epoch seconds first.
+    let first = line.split('\t').next()?;
+    first.parse::<f64>().ok().map(|s| (s * 1000.0) as i64)
+}
+
+/// The simulator's line-based logs (relative paths) and all their lines merged in time order.
+fn merged(sim: &Path) -> (Vec<String>, Vec<(usize, String)>) {
+    let mut files = Vec::new();
+    for sub in ["db", "linux", "network", "windows"] {
+        let mut names: Vec<String> = std::fs::read_dir(sim.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        files.extend(names.into_iter().map(|n| format!("{sub}/{n}")));
+    }
+    let mut lines = Vec::new();
+    for (fi, f) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(sim.join(f)).unwrap();
+        let mut last = i64::MIN;
+        for (li, l) in text.lines().enumerate() {
+            // Lines without a time (headers) keep their place after the line before.
+            let t = line_time(l).unwrap_or(last);
+            last = t;
+            lines.push((t, fi, li, l.to_owned()));
+        }
+    }
+    lines.sort_by_key(|(t, fi, li, _)| (*t, *fi, *li));
+    (
+        files,
+        lines.into_iter().map(|(_, fi, _, l)| (fi, l)).collect(),
+    )
+}
+
+fn simulate(dir: &Path) {
+    let out = run(&[
+        "simulate",
+        "--out",
+        dir.to_str().unwrap(),
+        "--seed",
+        "3",
+        "--subscribers",
+        "5000",
+        "--days",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A quiet event two days later lets the last day close (watch judges a day once it ends).
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("windows/events.jsonl"))
+        .unwrap();
+    writeln!(f, r##"{{"Event":{{"System":{{"Provider":{{"#attributes":{{"Name":"Microsoft-Windows-Sysmon"}}}},"EventID":1,"TimeCreated":{{"#attributes":{{"SystemTime":"2026-03-14T00:00:00.000000Z"}}}},"EventRecordID":99999,"Channel":"Microsoft-Windows-Sysmon/Operational","Computer":"adm-01.corp.example"}},"EventData":{{"Image":"C:\\Windows\\System32\\notepad.exe","CommandLine":"notepad.exe"}}}}}}"##).unwrap();
+}
+
+type Id = (String, String, String, u64);
+
+/// (time, rule, file name, record) of each alert in JSONL text.
+fn ids(text: &str) -> BTreeSet<Id> {
+    alerts(text)
+        .iter()
+        .map(|a| {
+            let file = a["source_file"].as_str().unwrap();
+            (
+                a["timestamp"].as_str().unwrap().to_owned(),
+                a["rule_id"].as_str().unwrap().to_owned(),
+                Path::new(file)
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                a["source_record"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn hunt_ids(sim: &Path) -> BTreeSet<Id> {
+    let p = |f: &str| sim.join(f).to_str().unwrap().to_owned();
+    let out = run(&[
+        "hunt",
+        sim.to_str().unwrap(),
+        "--assets",
+        &p("assets.toml"),
+        "--watchlist",
+        &p("watchlist.txt"),
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    ids(&stdout(&out))
+}
+
+fn start_watch(sim: &Path, live: &Path, state: &Path, alerts: &Path) -> Child {
+    let p = |f: &str| sim.join(f).to_str().unwrap().to_owned();
+    let l = |g: &str| live.join(g).to_str().unwrap().to_owned();
+    bin()
+        .args([
+            "watch",
+            "--follow",
+            &l("*/*.log"),
+            "--follow",
+            &l("*/*.jsonl"),
+            "--follow",
+            &l("*/*.syslog"),
+            "--assets",
+            &p("assets.toml"),
+            "--watchlist",
+            &p("watchlist.txt"),
+            "--state",
+            state.to_str().unwrap(),
+            "-o",
+            alerts.to_str().unwrap(),
+            "--quiet",
+            "--checkpoint-secs",
+            "0.2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(state.with_extension("log"))
+                .unwrap(),
+        )
+        .spawn()
+        .expect("start watch")
+}
+
+/// Waits until the checkpoint says every file was read up to `lines` lines.
+fn wait_caught_up(state: &Path, live: &Path, lines: &BTreeMap<String, u64>) {
+    let start = Instant::now();
+    loop {
+        let done = std::fs::read(state.join("checkpoint.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|c| {
+                lines.iter().all(|(f, n)| {
+                    let path = live.join(f);
+                    c["files"][path.to_str().unwrap()]["lines"].as_u64() == Some(*n)
+                })
+            });
+        if done {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "watch did not catch up with {lines:?}: {}\n{}",
+            std::fs::read_to_string(state.join("checkpoint.json")).unwrap_or_default(),
+            std::fs::read_to_string(state.with_extension("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(child: Child) -> String {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stderr(&out)
+}
+
+/// Stops a watcher whose messages went to `log`; returns them.
+fn stop_logged(child: Child, log: &Path) -> String {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+/// Writes the logs into `live` in time order, in batches, rotating the PostgreSQL log by
+/// rename at 40 % and the MySQL log by copy and truncate at 70 %; with `kill`, SIGKILLs the
+/// watcher at 55 % and starts it again.
+fn live_run(kill: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    simulate(&sim);
+    let expected = hunt_ids(&sim);
+    assert!(expected.len() >= 10, "{expected:?}");
+    let live = dir.path().join("live");
+    let state = dir.path().join("state");
+    let alerts = dir.path().join("alerts.jsonl");
+    for sub in ["db", "linux", "network", "windows"] {
+        std::fs::create_dir_all(live.join(sub)).unwrap();
+    }
+    let (files, lines) = merged(&sim);
+    let mut out: Vec<std::fs::File> = files
+        .iter()
+        .map(|f| std::fs::File::create(live.join(f)).unwrap())
+        .collect();
+    let mut child = start_watch(&sim, &live, &state, &alerts);
+    let mut written: BTreeMap<String, u64> = BTreeMap::new();
+    let batch = 400;
+    let n = lines.len();
+    let (mut rotated, mut truncated, mut killed) = (false, false, !kill);
+    let mut i = 0;
+    while i < n {
+        let mut end = (i + batch).min(n);
+        // Never split lines of one file that share a time (one auditd event's records).
+        while end < n && end > 0 && lines[end].0 == lines[end - 1].0 {
+            let t = |k: usize| line_time(&lines[k].1);
+            if t(end) != t(end - 1) {
+                break;
+            }
+            end += 1;
+        }
+        for (fi, l) in &lines[i..end] {
+            writeln!(out[*fi], "{l}").unwrap();
+            *written.entry(files[*fi].clone()).or_default() += 1;
+        }
+        i = end;
+        let done = i as f64 / n as f64;
+        if !rotated && done > 0.4 {
+            rotated = true;
+            let f = "db/postgresql-billing.log";
+            wait_caught_up(&state, &live, &written);
+            let fi = files.iter().position(|x| x == f).unwrap();
+            std::fs::rename(live.join(f), live.join(format!("{f}.1"))).unwrap();
+            out[fi] = std::fs::File::create(live.join(f)).unwrap();
+        }
+        if !killed && done > 0.55 {
+            killed = true;
+            std::thread::sleep(Duration::from_millis(300));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            child = start_watch(&sim, &live, &state, &alerts);
+        }
+        if !truncated && done > 0.7 {
+            truncated = true;
+            let f = "db/mysql-crm-audit.log";
+            wait_caught_up(&state, &live, &written);
+            std::fs::copy(live.join(f), live.join(format!("{f}.1"))).unwrap();
+            let fi = files.iter().position(|x| x == f).unwrap();
+            out[fi].set_len(0).unwrap();
+            out[fi] = std::fs::OpenOptions::new()
+                .append(true)
+                .open(live.join(f))
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_caught_up(&state, &live, &written);
+    let log = stop_logged(child, &state.with_extension("log"));
+    let text = std::fs::read_to_string(&alerts).unwrap();
+    let got = ids(&text);
+    assert_eq!(
+        text.lines().count(),
+        got.len(),
+        "an alert was written twice\n{log}"
+    );
+    let missing: Vec<_> = expected.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:#?}\nextra {extra:#?}\n{log}"
+    );
+}
+
+#[test]
+fn watching_live_files_gives_the_alerts_hunt_gives() {
+    live_run(false);
+}
+
+#[test]
+fn a_killed_watcher_restarts_without_losing_or_repeating_alerts() {
+    live_run(true);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn syslog_over_udp_and_tcp_raises_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let alerts = dir.path().join("alerts.jsonl");
+    let (udp, tcp) = (free_port(), free_port());
+    let child = bin()
+        .args([
+            "watch",
+            "--syslog-udp",
+            &format!("127.0.0.1:{udp}"),
+            "--syslog-tcp",
+            &format!("127.0.0.1:{tcp}"),
+            "--state",
+            dir.path().join("state").to_str().unwrap(),
+            "-o",
+            alerts.to_str().unwrap(),
+            "--quiet",
+            "--checkpoint-secs",
+            "0.2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sudo = |host: &str| {
+        format!(
+            "{host} sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/sbin/iptables -A INPUT -p icmp -j ACCEPT"
+        )
+    };
+    // RFC 3164 over UDP.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // RFC 5424, octet-counted and then newline-framed, over TCP.
+    let m5424 = |host: &str| {
+        format!(
+            "<86>1 2026-03-04T03:13:02.000000Z {}",
+            sudo(host).replacen(" sudo:", " sudo 2290 - -", 1)
+        )
+    };
+    let start = Instant::now();
+    let mut tcp_stream = loop {
+        // The receiver may still be starting.
+        sock.send_to(
+            format!("<86>Mar  4 03:13:02 {}", sudo("udp-host")).as_bytes(),
+            ("127.0.0.1", udp),
+        )
+        .unwrap();
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", tcp)) {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let counted = m5424("tcp-counted");
+    write!(tcp_stream, "{} {counted}", counted.len()).unwrap();
+    writeln!(tcp_stream, "{}", m5424("tcp-newline")).unwrap();
+    tcp_stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    sock.send_to(
+        format!("<86>Mar  4 03:13:02 {}", sudo("udp-host")).as_bytes(),
+        ("127.0.0.1", udp),
+    )
+    .unwrap();
+    let wait = Instant::now();
+    let hosts = || -> BTreeSet<String> {
+        let text = std::fs::read_to_string(&alerts).unwrap_or_default();
+        alerts_of(&text)
+            .iter()
+            .filter(|a| a["rule_id"] == "7b9d1f3e-5a7c-4d9f-9b3e-5a7c9d1f3b16")
+            .filter_map(|a| a["host"].as_str().map(str::to_owned))
+            .collect()
+    };
+    while hosts().len() < 3 && wait.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(tcp_stream);
+    let log = stop(child);
+    let got = hosts();
+    for h in ["udp-host", "tcp-counted", "tcp-newline"] {
+        assert!(got.contains(h), "{h} missing from {got:?}\n{log}");
+    }
+}
+
+/// Alerts of a file that may still be written (a last line may be cut).
+fn alerts_of(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

@@ -236,6 +236,25 @@ impl<'e, 'a> Seen<'e, 'a> {
 /// Connection (time, bytes) of one pair and port, and the latest one kept.
 type Conns = (Vec<(i64, u64)>, (i64, u64));
 
+fn flow_logsource(ev: &Event<'_>) -> bool {
+    // The log source is resolved already: checking it first keeps other events cheap.
+    ev.logsource.as_ref().is_none_or(|l| {
+        l.categories
+            .iter()
+            .any(|c| &**c == "network_connection" || &**c == "dns")
+    })
+}
+
+/// Channels of the flow sources the analytics read (Zeek, nfdump, NetFlow/IPFIX).
+fn ours(channel: &str) -> bool {
+    channel.starts_with("zeek_") || channel == "nfdump" || channel == "netflow"
+}
+
+/// Whether an event is a flow or DNS record of the kinds the analytics read.
+pub fn is_flow_event(ev: &Event<'_>) -> bool {
+    flow_logsource(ev) && ev.get_str("Channel").is_some_and(|c| ours(&c))
+}
+
 /// Gathers [`FlowAggregates`]; one per worker thread.
 pub struct FlowCollector {
     assets: Arc<crate::Assets>,
@@ -259,20 +278,15 @@ impl FlowCollector {
     /// Takes one event; returns whether it was a flow the analytics keep.
     pub fn observe(&mut self, ev: &Event<'_>) -> bool {
         // The log source is resolved already: checking it first keeps other events cheap.
-        let is_flow = ev.logsource.as_ref().is_none_or(|l| {
-            l.categories
-                .iter()
-                .any(|c| &**c == "network_connection" || &**c == "dns")
-        });
-        if !is_flow {
+        if !flow_logsource(ev) {
             return false;
         }
         let f = Seen::of(ev);
-        let ours = f
+        if !f
             .channel
             .and_then(|c| c.as_text())
-            .is_some_and(|c| c.starts_with("zeek_") || c == "nfdump" || c == "netflow");
-        if !ours {
+            .is_some_and(|c| ours(&c))
+        {
             return false;
         }
         let Some(time) = ev.timestamp else {

@@ -26,6 +26,13 @@ pub struct Checkpoint {
     pub files: BTreeMap<String, FilePosition>,
     /// Messages numbered per receiver.
     pub counters: BTreeMap<String, u64>,
+    /// Next offset per Kafka `topic/partition`.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, i64>,
+    /// Last record number per source received from the first stage (later copies of a record
+    /// a restarted first stage sends again are skipped).
+    #[serde(default)]
+    pub forwarded: BTreeMap<String, u64>,
     pub journal_len: u64,
     /// Length of the alert file (`-o`) when the checkpoint was written.
     pub output_len: Option<u64>,
@@ -62,7 +69,7 @@ impl Checkpoint {
 }
 
 /// Format names as the journal writes them.
-fn format_name(f: Format) -> &'static str {
+pub(crate) fn format_name(f: Format) -> &'static str {
     match f {
         Format::Evtx => "evtx",
         Format::Json => "json",
@@ -78,7 +85,7 @@ fn format_name(f: Format) -> &'static str {
     }
 }
 
-fn format_of(name: &str) -> Option<Format> {
+pub(crate) fn format_of(name: &str) -> Option<Format> {
     [
         Format::Evtx,
         Format::Json,

@@ -84,6 +84,18 @@ pub struct Counters {
     pub errors: u64,
 }
 
+/// Which part of the pipeline a process runs (see `docs/watch.md`, scale-out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stage {
+    /// Everything.
+    #[default]
+    All,
+    /// Parsing and single-event rules; records that feed stateful analytics are handed on.
+    Parse,
+    /// Stateful analytics (correlations, database and flow analytics) over handed-on records.
+    State,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Clock {
     latest: i64,
@@ -99,6 +111,7 @@ pub struct Engine<'r> {
     db: &'r DbSetup,
     net: &'r NetSetup,
     config: LiveConfig,
+    stage: Stage,
     settings: Arc<evtx::ParserSettings>,
     scratch: cellwarden_sigma::Scratch,
     hits: Vec<usize>,
@@ -125,6 +138,7 @@ impl<'r> Engine<'r> {
         db: &'r DbSetup,
         net: &'r NetSetup,
         config: LiveConfig,
+        stage: Stage,
     ) -> Self {
         Engine {
             rules,
@@ -132,6 +146,7 @@ impl<'r> Engine<'r> {
             db,
             net,
             config,
+            stage,
             settings: cellwarden_source::evtx_settings(),
             scratch: rules.scratch(),
             hits: Vec::new(),
@@ -160,13 +175,16 @@ impl<'r> Engine<'r> {
     /// Decodes a unit and runs every detector on its events. Sigma alerts go to `out` at once;
     /// the records of events that changed the analytics' state are added to `stateful` (their
     /// origin record numbers), so the caller can journal them. Returns the number of events.
+    /// `clock` names the source whose progress the events show (default: their file).
     pub fn process(
         &mut self,
         unit: Unit,
+        clock: Option<&Arc<str>>,
         out: &mut Vec<Alert>,
         errors: &mut Vec<SourceError>,
         stateful: &mut Vec<(u64, i64)>,
     ) -> u64 {
+        let stage = self.stage;
         let Engine {
             rules,
             mapping,
@@ -188,15 +206,22 @@ impl<'r> Engine<'r> {
         let n = unit.decode(mapping, settings, errors, &mut |ev| {
             let mut keep = false;
             if !db.disabled && cellwarden_telecom::access::is_database_event(&ev) {
-                collector.observe(&ev);
+                if stage != Stage::Parse {
+                    collector.observe(&ev);
+                }
                 keep = true;
             }
-            if !net.disabled && flows.observe(&ev) {
-                keep = true;
+            if !net.disabled {
+                keep |= if stage == Stage::Parse {
+                    cellwarden_net::collect::is_flow_event(&ev)
+                } else {
+                    flows.observe(&ev)
+                };
             }
             if let Some(t) = ev.timestamp {
                 let ms = t.as_millisecond();
-                let c = clocks.entry(Arc::clone(&ev.origin.file)).or_insert(Clock {
+                let source = clock.unwrap_or(&ev.origin.file);
+                let c = clocks.entry(Arc::clone(source)).or_insert(Clock {
                     latest: ms,
                     idle: false,
                 });
@@ -213,6 +238,9 @@ impl<'r> Engine<'r> {
                 for &r in hits.iter() {
                     if rules.rule_correlated(r) {
                         keep = true;
+                        if stage == Stage::Parse {
+                            continue;
+                        }
                         let ts = time_ms(&owned);
                         pending.insert(
                             (
@@ -224,7 +252,7 @@ impl<'r> Engine<'r> {
                             owned.clone(),
                         );
                     }
-                    if rules.rule_emits(r) {
+                    if rules.rule_emits(r) && (stage != Stage::State || rules.rule_correlated(r)) {
                         let level = rules.rule_level(r);
                         *counters.alerts.entry(level.as_str()).or_default() += 1;
                         out.push(Alert {

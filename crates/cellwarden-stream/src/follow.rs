@@ -352,7 +352,14 @@ fn read_more(
     }
     for (i, unit) in sink.units.into_iter().enumerate() {
         let position = (i + 1 == n).then(|| update.clone());
-        if tx.send(Input::Unit { unit, position }).is_err() {
+        if tx
+            .send(Input::Unit {
+                unit,
+                position,
+                clock: None,
+            })
+            .is_err()
+        {
             return Ok(false);
         }
     }

@@ -9,8 +9,9 @@
 pub mod checkpoint;
 pub mod engine;
 pub mod follow;
+pub mod kafka;
 pub mod metrics;
 pub mod syslog;
 pub mod watch;
 
-pub use engine::{Engine, LiveConfig, StateSize};
+pub use engine::{Engine, LiveConfig, Stage, StateSize};

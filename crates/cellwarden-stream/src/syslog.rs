@@ -76,6 +76,7 @@ impl Numbering {
         tx.send(Input::Unit {
             unit,
             position: Some(update),
+            clock: None,
         })
         .is_ok()
     }

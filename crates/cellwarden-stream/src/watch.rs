@@ -21,7 +21,7 @@ use cellwarden_sigma::RuleSet;
 use cellwarden_source::{Format, Limits, Mapping, SourceError, Unit};
 
 use crate::checkpoint::{Checkpoint, Journal, Replayed, UnitCopy};
-use crate::engine::{Engine, LiveConfig};
+use crate::engine::{Engine, LiveConfig, Stage};
 use crate::follow::FilePosition;
 use crate::metrics::Metrics;
 
@@ -31,6 +31,8 @@ pub enum Input {
     Unit {
         unit: Unit,
         position: Option<PositionUpdate>,
+        /// The source whose progress the events show, when not their file (forwarded records).
+        clock: Option<Arc<str>>,
     },
     Position(PositionUpdate),
     /// A source that will deliver (the watermark waits for it).
@@ -50,6 +52,22 @@ pub enum PositionUpdate {
         name: String,
         count: u64,
     },
+    /// Next offset of `topic/partition`; with a forwarded record, its source and number.
+    Kafka {
+        partition: String,
+        next: i64,
+        forwarded: Option<(String, u64)>,
+    },
+}
+
+/// Where Kafka input comes from.
+#[derive(Debug, Clone)]
+pub struct KafkaInput {
+    pub config: crate::kafka::KafkaConfig,
+    pub topics: Vec<String>,
+    pub group: String,
+    /// How long a partition at its end waits before it stops holding the watermark back.
+    pub idle_after: Duration,
 }
 
 /// Settings of one `watch` process.
@@ -74,6 +92,8 @@ pub struct WatchConfig {
     pub poll: Duration,
     pub live: LiveConfig,
     pub limits: Limits,
+    pub kafka: Option<KafkaInput>,
+    pub stage: Stage,
 }
 
 impl Default for WatchConfig {
@@ -93,6 +113,8 @@ impl Default for WatchConfig {
             poll: Duration::from_millis(200),
             live: LiveConfig::default(),
             limits: Limits::default(),
+            kafka: None,
+            stage: Stage::All,
         }
     }
 }
@@ -110,6 +132,19 @@ pub trait AlertSink {
     /// Takes new alerts; `durable` is called before a checkpoint and must make them safe.
     fn write(&mut self, alerts: &[Alert]) -> io::Result<()>;
     fn durable(&mut self) -> io::Result<()>;
+}
+
+/// Receives the records that feed stateful analytics (the first stage hands them on).
+pub trait RecordSink {
+    fn records(&mut self, unit: &UnitCopy, lines: &[(u64, i64)]) -> io::Result<()>;
+    fn durable(&mut self) -> io::Result<()>;
+}
+
+/// Where alerts and handed-on records go besides standard output and the alert file.
+#[derive(Default)]
+pub struct Sinks<'s> {
+    pub alerts: Vec<&'s mut dyn AlertSink>,
+    pub forward: Option<&'s mut dyn RecordSink>,
 }
 
 /// What a run did.
@@ -212,17 +247,25 @@ impl FileSink {
 pub fn run(
     setup: Setup<'_>,
     config: &WatchConfig,
-    extra: &mut [&mut dyn AlertSink],
+    sinks: Sinks<'_>,
     stop: Arc<AtomicBool>,
     log: &mut dyn FnMut(&str),
 ) -> Result<Summary, String> {
     let mut summary = Summary::default();
+    let Sinks {
+        alerts: mut extra,
+        mut forward,
+    } = sinks;
+    if config.stage == Stage::Parse && forward.is_none() {
+        return Err("the parse stage needs a topic to hand records on to".into());
+    }
     let mut engine = Engine::new(
         setup.rules,
         setup.mapping,
         setup.db,
         setup.net,
         config.live.clone(),
+        config.stage,
     );
     let state = config.state.as_deref();
     let mut checkpoint = Checkpoint {
@@ -244,7 +287,7 @@ pub fn run(
             .map_err(|e| format!("{}: journal: {e}", dir.display()))?;
         summary.replayed = Journal::replay(dir, &mut |r| match r {
             Replayed::Unit(u) => {
-                engine.process(u, &mut discard, &mut errors, &mut lines);
+                engine.process(u, None, &mut discard, &mut errors, &mut lines);
                 discard.clear();
                 lines.clear();
             }
@@ -318,6 +361,24 @@ pub fn run(
             crate::syslog::run_tcp(l, n, tx, stop)
         }));
     }
+    let mut consumer = None;
+    if let Some(k) = &config.kafka {
+        let c = Arc::new(crate::kafka::consumer(&k.config, &k.group, &k.topics)?);
+        log(&format!(
+            "consuming {} from {} as group {}",
+            k.topics.join(", "),
+            k.config.brokers,
+            k.group
+        ));
+        consumer = Some(Arc::clone(&c));
+        let (tx, stop) = (tx.clone(), source_stop.clone());
+        let start = checkpoint.kafka.clone();
+        let forwarded = (config.stage == Stage::State).then(|| checkpoint.forwarded.clone());
+        let (limits, idle) = (config.limits, k.idle_after);
+        threads.push(std::thread::spawn(move || {
+            crate::kafka::run_consumer(c, start, forwarded, limits, idle, tx, stop)
+        }));
+    }
     if let Some(addr) = &config.metrics {
         let l = std::net::TcpListener::bind(addr).map_err(|e| format!("metrics {addr}: {e}"))?;
         log(&format!(
@@ -358,17 +419,31 @@ pub fn run(
         };
         let mut moved_position = None;
         match input {
-            Some(Input::Unit { unit, position }) => {
-                let source = match &unit {
-                    Unit::Records { file, .. } | Unit::Evtx { file, .. } => file.to_string(),
+            Some(Input::Unit {
+                unit,
+                position,
+                clock,
+            }) => {
+                let source = match (&clock, &unit) {
+                    (Some(c), _) => c.to_string(),
+                    (None, Unit::Records { file, .. } | Unit::Evtx { file, .. }) => {
+                        file.to_string()
+                    }
                 };
-                let copy = journal.as_ref().and_then(|_| UnitCopy::of(&unit));
-                let n = engine.process(unit, &mut alerts, &mut errors, &mut lines);
+                let copy = (journal.is_some() || forward.is_some())
+                    .then(|| UnitCopy::of(&unit))
+                    .flatten();
+                let n = engine.process(unit, clock.as_ref(), &mut alerts, &mut errors, &mut lines);
                 *events_by_source.entry(source).or_default() += n;
-                if let (Some(j), Some(copy)) = (journal.as_mut(), copy)
-                    && let Err(e) = j.records(&copy, &lines)
-                {
-                    return Err(format!("journal: {e}"));
+                if let Some(copy) = &copy {
+                    if let Some(f) = forward.as_mut() {
+                        let f: &mut dyn RecordSink = &mut **f;
+                        write_retrying(|| f.records(copy, &lines), &mut faults, log, &stop);
+                    } else if let Some(j) = journal.as_mut()
+                        && let Err(e) = j.records(copy, &lines)
+                    {
+                        return Err(format!("journal: {e}"));
+                    }
                 }
                 lines.clear();
                 moved_position = position;
@@ -418,6 +493,16 @@ pub fn run(
                 PositionUpdate::Counter { name, count } => {
                     checkpoint.counters.insert(name, count);
                 }
+                PositionUpdate::Kafka {
+                    partition,
+                    next,
+                    forwarded,
+                } => {
+                    checkpoint.kafka.insert(partition, next);
+                    if let Some((source, record)) = forwarded {
+                        checkpoint.forwarded.insert(source, record);
+                    }
+                }
             }
         }
         let due = last_checkpoint.elapsed() >= config.checkpoint_every;
@@ -430,10 +515,23 @@ pub fn run(
             for s in extra.iter_mut() {
                 ok &= write_retrying(|| s.durable(), &mut faults, log, &stop);
             }
+            if let Some(f) = forward.as_mut() {
+                let f: &mut dyn RecordSink = &mut **f;
+                ok &= write_retrying(|| f.durable(), &mut faults, log, &stop);
+            }
             if ok {
                 let j = journal.as_mut().expect("state set");
                 match save(&mut checkpoint, j, &engine, file.as_ref(), dir) {
-                    Ok(()) => summary.checkpoints += 1,
+                    Ok(()) => {
+                        summary.checkpoints += 1;
+                        // Offsets go to the broker only once what they produced is safe.
+                        if let Some(c) = &consumer
+                            && let Err(e) = crate::kafka::commit(c, &checkpoint.kafka)
+                        {
+                            faults += 1;
+                            log(&format!("{e}; committed with the next checkpoint"));
+                        }
+                    }
                     Err(e) => {
                         faults += 1;
                         log(&format!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cellwarden_event::{Alert, Level};
 use cellwarden_source::Format;
-use cellwarden_stream::watch::{AlertSink, Setup, WatchConfig};
+use cellwarden_stream::watch::{AlertSink, Setup, Sinks, WatchConfig};
 use cellwarden_telecom::access::Selection;
 
 use super::{DbArgs, LoadOptions, Usage};
@@ -24,6 +24,32 @@ pub(crate) struct WatchArgs {
     /// Receive syslog over TCP on this address (octet-counted or newline framing).
     #[arg(long)]
     syslog_tcp: Option<String>,
+    /// Consume Kafka: bootstrap brokers (host:port,…).
+    #[arg(long)]
+    kafka: Option<String>,
+    /// Topic to consume (repeatable); each record one event (JSON, or a log line).
+    #[arg(long)]
+    topic: Vec<String>,
+    /// Consumer group: processes with the same group share the partitions.
+    #[arg(long, default_value = "cellwarden")]
+    group: String,
+    /// Write alerts to this Kafka topic, keyed by alert key.
+    #[arg(long)]
+    kafka_alerts: Option<String>,
+    /// Extra librdkafka setting KEY=VALUE (repeatable), e.g. security.protocol=SSL.
+    #[arg(long = "kafka-option", value_parser = parse_option)]
+    kafka_options: Vec<(String, String)>,
+    /// Part of a scaled-out deployment to run: all, parse (single-event rules, hands
+    /// stateful records on to --forward) or state (stateful analytics over those records).
+    #[arg(long, default_value = "all", value_parser = parse_stage)]
+    stage: cellwarden_stream::Stage,
+    /// Seconds a Kafka partition at its end waits before it stops holding back the judging of
+    /// closed days (a slow or restarting producer must not be passed by).
+    #[arg(long, default_value_t = 10.0)]
+    idle_secs: f64,
+    /// Kafka topic the parse stage hands stateful records on to.
+    #[arg(long)]
+    forward: Option<String>,
     /// Sigma rule files or folders (repeatable). Default: the built-in rule pack.
     #[arg(long = "rules", short = 'r')]
     rules: Vec<PathBuf>,
@@ -69,6 +95,22 @@ pub(crate) struct WatchArgs {
     /// Values for `%placeholders%` used with the `expand` modifier.
     #[arg(long)]
     placeholders: Option<PathBuf>,
+}
+
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))
+}
+
+fn parse_stage(s: &str) -> Result<cellwarden_stream::Stage, String> {
+    use cellwarden_stream::Stage;
+    Ok(match s {
+        "all" => Stage::All,
+        "parse" => Stage::Parse,
+        "state" => Stage::State,
+        _ => return Err(format!("unknown stage '{s}' (all, parse, state)")),
+    })
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -121,11 +163,34 @@ impl AlertSink for StoreSink {
 }
 
 pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Usage> {
-    if args.follow.is_empty() && args.syslog_udp.is_none() && args.syslog_tcp.is_none() {
+    if args.follow.is_empty()
+        && args.syslog_udp.is_none()
+        && args.syslog_tcp.is_none()
+        && args.kafka.is_none()
+    {
         return Err(Usage(
-            "nothing to watch: give --follow, --syslog-udp or --syslog-tcp".into(),
+            "nothing to watch: give --follow, --syslog-udp, --syslog-tcp or --kafka".into(),
         ));
     }
+    if args.kafka.is_some() && args.topic.is_empty() {
+        return Err(Usage("--kafka needs at least one --topic".into()));
+    }
+    let needs_kafka = args.kafka_alerts.is_some() || args.forward.is_some();
+    if needs_kafka && args.kafka.is_none() {
+        return Err(Usage("--kafka-alerts and --forward need --kafka".into()));
+    }
+    if (args.stage == cellwarden_stream::Stage::Parse) != args.forward.is_some() {
+        return Err(Usage(
+            "--stage parse and --forward TOPIC go together".into(),
+        ));
+    }
+    let kafka = args
+        .kafka
+        .as_ref()
+        .map(|b| cellwarden_stream::kafka::KafkaConfig {
+            brokers: b.clone(),
+            options: args.kafka_options.clone(),
+        });
     let mapping = super::load_mapping(args.mapping.as_ref())?;
     let opts = LoadOptions {
         placeholders: super::read_placeholders(args.placeholders.as_ref())?,
@@ -153,6 +218,15 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Usage> {
             close_lateness_ms: args.close_lateness_min.max(0) * 60_000,
             ..Default::default()
         },
+        kafka: kafka
+            .as_ref()
+            .map(|k| cellwarden_stream::watch::KafkaInput {
+                config: k.clone(),
+                topics: args.topic.clone(),
+                group: args.group.clone(),
+                idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),
+            }),
+        stage: args.stage,
         ..WatchConfig::default()
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -169,9 +243,25 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Usage> {
         }),
         None => None,
     };
-    let mut extra: Vec<&mut dyn AlertSink> = Vec::new();
+    let mut alert_topic = match (&kafka, &args.kafka_alerts) {
+        (Some(k), Some(t)) => Some(cellwarden_stream::kafka::AlertTopic::new(k, t).map_err(Usage)?),
+        _ => None,
+    };
+    let mut forward = match (&kafka, &args.forward) {
+        (Some(k), Some(t)) => {
+            Some(cellwarden_stream::kafka::ForwardTopic::new(k, t).map_err(Usage)?)
+        }
+        _ => None,
+    };
+    let mut sinks = Sinks::default();
     if let Some(s) = store.as_mut() {
-        extra.push(s);
+        sinks.alerts.push(s);
+    }
+    if let Some(s) = alert_topic.as_mut() {
+        sinks.alerts.push(s);
+    }
+    if let Some(f) = forward.as_mut() {
+        sinks.forward = Some(f);
     }
     let setup = Setup {
         rules: &loaded.rules,
@@ -183,7 +273,7 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Usage> {
         "cellwarden watch: {} rules; stop with Ctrl-C or SIGTERM",
         loaded.loaded
     );
-    let summary = cellwarden_stream::watch::run(setup, &config, &mut extra, stop, &mut |m| {
+    let summary = cellwarden_stream::watch::run(setup, &config, sinks, stop, &mut |m| {
         eprintln!("cellwarden watch: {m}")
     })
     .map_err(Usage)?;

@@ -1,0 +1,486 @@
+//! Kafka: a consumer group over input topics, a keyed alert producer, and the internal topic
+//! between the two stages of a scaled-out deployment (see `docs/watch.md`).
+//!
+//! Offsets are committed only after the checkpoint that covers them is written, and the
+//! checkpoint is written only after the alerts are durable in every sink; records a restart
+//! receives again below the checkpointed offset are skipped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use cellwarden_event::Alert;
+use cellwarden_source::{ErrorKind, Format, Limits, Position, SourceError, Unit, UnitSink};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::UnitCopy;
+use crate::watch::{AlertSink, Input, PositionUpdate, RecordSink};
+
+/// Connection settings shared by consumers and producers.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    /// Extra librdkafka settings (`security.protocol`, `sasl.*`, `ssl.*`, …).
+    pub options: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    /// Our settings, then `defaults` unless the user set them, then the user's.
+    fn client(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// The name events of a partition carry as their source file.
+pub fn source_name(topic: &str, partition: i32) -> String {
+    format!("kafka://{topic}/{partition}")
+}
+
+/// A record forwarded from the first stage to the second: one stateful record as read.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// Source (file or `kafka://topic/partition`) and record number it had.
+    pub f: String,
+    pub l: u64,
+    /// Format name, year for syslog times, column header.
+    pub k: String,
+    pub y: i16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h: Option<Vec<String>>,
+    pub r: String,
+}
+
+/// Creates the group consumer; `stop` ends [`run_consumer`].
+pub fn consumer(
+    config: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+) -> Result<BaseConsumer, String> {
+    let c: BaseConsumer = config
+        .client(&[
+            ("session.timeout.ms", "6000"),
+            ("auto.offset.reset", "earliest"),
+        ])
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .map_err(|e| format!("Kafka consumer: {e}"))?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    c.subscribe(&names)
+        .map_err(|e| format!("Kafka subscribe {names:?}: {e}"))?;
+    Ok(c)
+}
+
+struct Collect {
+    units: Vec<Unit>,
+    errors: Vec<SourceError>,
+}
+
+impl UnitSink for Collect {
+    fn unit(&mut self, unit: Unit) {
+        self.units.push(unit);
+    }
+    fn error(&mut self, error: SourceError) {
+        self.errors.push(error);
+    }
+}
+
+/// Polls the consumer until `stop`, sending units in partition order. `start` holds the next
+/// offset per `topic/partition` the checkpoint covers: records below it were handled. With
+/// `forwarded` (the last record number handled per source), records are the first stage's
+/// envelopes.
+pub fn run_consumer(
+    consumer: Arc<BaseConsumer>,
+    start: BTreeMap<String, i64>,
+    mut forwarded: Option<BTreeMap<String, u64>>,
+    limits: Limits,
+    idle_after: Duration,
+    tx: crossbeam_channel::Sender<Input>,
+    stop: Arc<AtomicBool>,
+) {
+    let year = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .year();
+    let mut backoff = Duration::from_millis(100);
+    let mut known: std::collections::HashSet<String> = Default::default();
+    let mut checked = std::time::Instant::now() - Duration::from_secs(1);
+    let mut at_end: BTreeMap<String, Option<std::time::Instant>> = BTreeMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        // Partitions assigned to us hold the watermark back until they catch up.
+        if checked.elapsed() > Duration::from_millis(500) {
+            checked = std::time::Instant::now();
+            if !announce(&consumer, &mut known, &tx) {
+                return;
+            }
+        }
+        // A partition at its end for `idle_after` stops holding the watermark back (one whose
+        // producer or first-stage worker is only slow or restarting must not be passed by).
+        let now = std::time::Instant::now();
+        for (name, since) in &mut at_end {
+            if let Some(t) = since
+                && now.duration_since(*t) >= idle_after
+            {
+                *since = None;
+                if tx.send(Input::Idle(Arc::from(name.as_str()))).is_err() {
+                    return;
+                }
+            }
+        }
+        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = match result {
+            Ok(m) => m,
+            Err(KafkaError::PartitionEOF(p)) => {
+                for name in known.iter().filter(|n| n.ends_with(&format!("/{p}"))) {
+                    at_end
+                        .entry(name.clone())
+                        .or_insert_with(|| Some(std::time::Instant::now()));
+                }
+                continue;
+            }
+            Err(e) => {
+                let _ = tx.send(Input::Error(SourceError::new(
+                    &Arc::from("kafka"),
+                    Position::File,
+                    ErrorKind::Io,
+                    format!("{e}; retrying in {backoff:?}"),
+                )));
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        let (topic, partition, offset) = (m.topic().to_owned(), m.partition(), m.offset());
+        let key = format!("{topic}/{partition}");
+        let mut update = PositionUpdate::Kafka {
+            partition: key.clone(),
+            next: offset + 1,
+            forwarded: None,
+        };
+        if start.get(&key).is_some_and(|s| offset < *s) {
+            continue;
+        }
+        let name = source_name(&topic, partition);
+        at_end.remove(&name);
+        // A partition new to us: every assigned one is announced before its first record.
+        if !known.contains(&name) {
+            if !announce(&consumer, &mut known, &tx) {
+                return;
+            }
+            if known.insert(name.clone())
+                && tx.send(Input::Known(Arc::from(name.as_str()))).is_err()
+            {
+                return;
+            }
+        }
+        let payload = m.payload().unwrap_or_default();
+        let mut sink = Collect {
+            units: Vec::new(),
+            errors: Vec::new(),
+        };
+        if let Some(done) = forwarded.as_mut() {
+            match serde_json::from_slice::<Forwarded>(payload) {
+                Ok(f) if done.get(&f.f).is_some_and(|l| f.l <= *l) => {
+                    // Sent again by a restarted first stage.
+                }
+                Ok(f) => match crate::checkpoint::format_of(&f.k) {
+                    Some(kind) => {
+                        done.insert(f.f.clone(), f.l);
+                        if let PositionUpdate::Kafka { forwarded, .. } = &mut update {
+                            *forwarded = Some((f.f.clone(), f.l));
+                        }
+                        let buf = f.r.into_bytes();
+                        sink.units.push(Unit::Records {
+                            file: Arc::from(f.f.as_str()),
+                            kind,
+                            year: f.y,
+                            records: vec![(f.l, 0, buf.len())],
+                            buf,
+                            header: f.h.map(Into::into),
+                        });
+                    }
+                    None => sink
+                        .errors
+                        .push(bad(&name, offset, "unknown format in envelope")),
+                },
+                Err(e) => {
+                    sink.errors
+                        .push(bad(&name, offset, &format!("not a forwarded record: {e}")))
+                }
+            }
+        } else {
+            let kind = match cellwarden_source::sniff(payload) {
+                Some(Format::Evtx | Format::Capture | Format::ZeekTsv) | None => Format::Json,
+                Some(k) => k,
+            };
+            let file: Arc<str> = Arc::from(name.as_str());
+            // A record is one event, numbered like a line: offset + 1 (its first line).
+            let base = u64::try_from(offset).unwrap_or(0);
+            cellwarden_source::read_chunk(&file, payload, kind, year, base, &limits, &mut sink);
+        }
+        for e in sink.errors {
+            let _ = tx.send(Input::Error(e));
+        }
+        let n = sink.units.len();
+        if n == 0 && tx.send(Input::Position(update.clone())).is_err() {
+            return;
+        }
+        let clock = forwarded.is_some().then(|| Arc::from(name.as_str()));
+        for (i, unit) in sink.units.into_iter().enumerate() {
+            let position = (i + 1 == n).then(|| update.clone());
+            let clock = clock.clone();
+            if tx
+                .send(Input::Unit {
+                    unit,
+                    position,
+                    clock,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Announces the partitions assigned now that were not before; false when the loop is gone.
+fn announce(
+    consumer: &BaseConsumer,
+    known: &mut std::collections::HashSet<String>,
+    tx: &crossbeam_channel::Sender<Input>,
+) -> bool {
+    if let Ok(tpl) = consumer.assignment() {
+        for e in tpl.elements() {
+            let name = source_name(e.topic(), e.partition());
+            if known.insert(name.clone())
+                && tx.send(Input::Known(Arc::from(name.as_str()))).is_err()
+            {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn bad(name: &str, offset: i64, m: &str) -> SourceError {
+    SourceError::new(
+        &Arc::from(name),
+        Position::Record {
+            chunk: 0,
+            record: u64::try_from(offset).unwrap_or(0),
+        },
+        ErrorKind::Syntax,
+        format!("{m}; skipped"),
+    )
+}
+
+/// Commits the offsets (`topic/partition` → next offset) the checkpoint covers.
+pub fn commit(consumer: &BaseConsumer, offsets: &BTreeMap<String, i64>) -> Result<(), String> {
+    let mut tpl = TopicPartitionList::new();
+    for (k, next) in offsets {
+        let Some((topic, p)) = k.rsplit_once('/') else {
+            continue;
+        };
+        let Ok(p) = p.parse::<i32>() else { continue };
+        tpl.add_partition_offset(topic, p, Offset::Offset(*next))
+            .map_err(|e| e.to_string())?;
+    }
+    if tpl.count() == 0 {
+        return Ok(());
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .map_err(|e| format!("offset commit: {e}"))
+}
+
+/// Counts failed deliveries.
+#[derive(Default)]
+pub struct Deliveries {
+    failed: AtomicU64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// An idempotent producer (`enable.idempotence`, `acks=all`).
+pub fn producer(config: &KafkaConfig) -> Result<BaseProducer<Deliveries>, String> {
+    config
+        .client(&[("linger.ms", "20")])
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create_with_context(Deliveries::default())
+        .map_err(|e| format!("Kafka producer: {e}"))
+}
+
+/// Messages produced since the last durable point, kept to send again if any failed.
+struct Outbox {
+    producer: BaseProducer<Deliveries>,
+    topic: String,
+    pending: Vec<(String, Option<i32>, Vec<u8>)>,
+    failed_before: u64,
+}
+
+impl Outbox {
+    fn send(&mut self, key: String, partition: Option<i32>, payload: Vec<u8>) {
+        self.produce(&key, partition, &payload);
+        self.pending.push((key, partition, payload));
+    }
+
+    fn produce(&self, key: &str, partition: Option<i32>, payload: &[u8]) {
+        let mut record = BaseRecord::to(&self.topic).key(key).payload(payload);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                // Counted as a failed delivery: sent again at the next durable point.
+                Err(_) => {
+                    self.producer
+                        .context()
+                        .failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits until every pending message is acknowledged; sends all again when one failed
+    /// (keys make the copies idempotent downstream).
+    fn durable(&mut self) -> std::io::Result<()> {
+        self.producer
+            .flush(Duration::from_secs(30))
+            .map_err(std::io::Error::other)?;
+        let failed = self.producer.context().failed.load(Ordering::Relaxed);
+        if failed != self.failed_before {
+            self.failed_before = failed;
+            for (k, part, p) in &self.pending {
+                self.produce(k, *part, p);
+            }
+            return Err(std::io::Error::other(format!(
+                "Kafka delivery to {} failed; {} messages sent again",
+                self.topic,
+                self.pending.len()
+            )));
+        }
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// Writes alerts to a topic, keyed by the alert's key.
+pub struct AlertTopic(Outbox);
+
+impl AlertTopic {
+    pub fn new(config: &KafkaConfig, topic: &str) -> Result<AlertTopic, String> {
+        Ok(AlertTopic(Outbox {
+            producer: producer(config)?,
+            topic: topic.to_owned(),
+            pending: Vec::new(),
+            failed_before: 0,
+        }))
+    }
+}
+
+impl AlertSink for AlertTopic {
+    fn write(&mut self, alerts: &[Alert]) -> std::io::Result<()> {
+        for a in alerts {
+            let payload = serde_json::to_vec(&cellwarden_report::alert_json(a))?;
+            self.0.send(cellwarden_store::stable_key(a), None, payload);
+        }
+        self.0.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn durable(&mut self) -> std::io::Result<()> {
+        self.0.durable()
+    }
+}
+
+/// The first stage's output: stateful records to the internal topic. The records of input
+/// partition `p` go to partition `p` of the internal topic, which needs as many partitions as
+/// the input topics.
+pub struct ForwardTopic(Outbox);
+
+impl ForwardTopic {
+    pub fn new(config: &KafkaConfig, topic: &str) -> Result<ForwardTopic, String> {
+        Ok(ForwardTopic(Outbox {
+            producer: producer(config)?,
+            topic: topic.to_owned(),
+            pending: Vec::new(),
+            failed_before: 0,
+        }))
+    }
+}
+
+impl RecordSink for ForwardTopic {
+    fn records(&mut self, unit: &UnitCopy, lines: &[(u64, i64)]) -> std::io::Result<()> {
+        let wanted: std::collections::HashSet<u64> = lines.iter().map(|l| l.0).collect();
+        for (line, start, end) in &unit.records {
+            if !wanted.contains(line) {
+                continue;
+            }
+            let f = Forwarded {
+                f: unit.file.to_string(),
+                l: *line,
+                k: crate::checkpoint::format_name(unit.kind).to_owned(),
+                y: unit.year,
+                h: unit.header.as_ref().map(|h| h.to_vec()),
+                r: String::from_utf8_lossy(&unit.buf[*start..*end]).into_owned(),
+            };
+            // A source's records go to the partition of the same number, in order, so the
+            // second stage sees each source's progress on its own partition.
+            let partition = unit
+                .file
+                .strip_prefix("kafka://")
+                .and_then(|s| s.rsplit_once('/'))
+                .and_then(|(_, p)| p.parse::<i32>().ok())
+                .unwrap_or(0);
+            self.0.send(
+                unit.file.to_string(),
+                Some(partition),
+                serde_json::to_vec(&f)?,
+            );
+        }
+        self.0.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn durable(&mut self) -> std::io::Result<()> {
+        self.0.durable()
+    }
+}

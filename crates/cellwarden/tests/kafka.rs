@@ -1,0 +1,526 @@
+//! `watch` on Kafka against a real broker (tansu, started here on 127.0.0.1): a simulated
+//! operator's logs produced to a topic give the alerts `hunt` gives on the same events, with
+//! one worker, and with two parse workers and one state worker, one parse worker SIGKILLed
+//! and restarted halfway. Skipped with a message when `tansu` is not installed
+//! (`cargo install tansu --locked --features dynostore,libsql`; `.ci/run` does).
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+fn tansu() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu"));
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("tansu"))
+        .chain(home)
+        .find(|p| p.is_file());
+    if found.is_none() {
+        eprintln!(
+            "skipped: tansu not installed (cargo install tansu --locked --features dynostore,libsql)"
+        );
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Broker {
+    child: Child,
+    url: String,
+    tansu: PathBuf,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Broker {
+    fn start(tansu: PathBuf) -> Broker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tansu did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Broker { child, url, tansu }
+    }
+
+    fn brokers(&self) -> String {
+        self.url.trim_start_matches("tcp://").to_owned()
+    }
+
+    fn topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(&self.tansu)
+            .args([
+                "topic",
+                "create",
+                name,
+                "--broker",
+                &self.url,
+                "--partitions",
+                &partitions.to_string(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+/// Zeek TSV rows as the JSON objects Zeek's JSON writer gives.
+fn zeek_json(text: &str) -> Vec<(i64, String)> {
+    let mut fields: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for l in text.lines() {
+        if let Some(f) = l.strip_prefix("#fields\t") {
+            fields = f.split('\t').map(str::to_owned).collect();
+            continue;
+        }
+        if l.starts_with('#') {
+            continue;
+        }
+        let mut o = serde_json::Map::new();
+        for (k, v) in fields.iter().zip(l.split('\t')) {
+            if v == "-" {
+                continue;
+            }
+            let value = if v == "(empty)" {
+                serde_json::Value::String(String::new())
+            } else if let Ok(i) = v.parse::<i64>() {
+                i.into()
+            } else if let Ok(f) = v.parse::<f64>() {
+                serde_json::json!(f)
+            } else {
+                v.into()
+            };
+            o.insert(k.clone(), value);
+        }
+        let ts = (o["ts"].as_f64().unwrap() * 1000.0) as i64;
+        out.push((ts, serde_json::Value::Object(o).to_string()));
+    }
+    out
+}
+
+/// Time (ms) of a line in the simulator's other formats.
+fn time_of(line: &str) -> i64 {
+    if let Some(i) = line.find("audit(") {
+        let n: String = line[i + 6..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        return (n.parse::<f64>().unwrap() * 1000.0) as i64;
+    }
+    let b = line.as_bytes();
+    for i in 0..b.len().saturating_sub(19) {
+        let w = &b[i..i + 19];
+        if w[4] == b'-' && w[7] == b'-' && (w[10] == b'T' || w[10] == b' ') && w[0].is_ascii_digit()
+        {
+            let s = format!("{}T{}Z", &line[i..i + 10], &line[i + 11..i + 19]);
+            if let Ok(t) = s.parse::<jiff::Timestamp>() {
+                return t.as_millisecond();
+            }
+        }
+    }
+    panic!("no time in {line}");
+}
+
+/// The simulator's events as Kafka records (time, source, payload) in time order, and the
+/// same records written as files for `hunt`.
+fn records(sim: &Path, files: &Path) -> Vec<(i64, String, String)> {
+    std::fs::create_dir_all(files).unwrap();
+    let mut recs: Vec<(i64, String, String)> = Vec::new();
+    let read = |f: &str| std::fs::read_to_string(sim.join(f)).unwrap();
+    for (f, out) in [
+        ("network/conn.log", "conn.jsonl"),
+        ("network/dns.log", "dns.jsonl"),
+    ] {
+        let rows = zeek_json(&read(f));
+        let text: String = rows.iter().map(|(_, r)| format!("{r}\n")).collect();
+        std::fs::write(files.join(out), text).unwrap();
+        recs.extend(rows.into_iter().map(|(t, r)| (t, out.to_owned(), r)));
+    }
+    for (f, out) in [
+        ("db/postgresql-billing.log", "pg.log"),
+        ("db/mysql-crm-audit.log", "mysql.jsonl"),
+        ("windows/events.jsonl", "events.jsonl"),
+        ("linux/dns-ext-01.syslog", "host.syslog"),
+    ] {
+        let text = read(f);
+        std::fs::write(files.join(out), &text).unwrap();
+        recs.extend(
+            text.lines()
+                .map(|l| (time_of(l), out.to_owned(), l.to_owned())),
+        );
+    }
+    // One auditd event (its records share a serial) is one Kafka record.
+    let audit = read("linux/dns-ext-01.audit.log");
+    std::fs::write(files.join("host.audit.log"), &audit).unwrap();
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for l in audit.lines() {
+        let id = l[l.find("audit(").unwrap()..]
+            .split(')')
+            .next()
+            .unwrap()
+            .to_owned();
+        match groups.iter_mut().find(|(g, _)| *g == id) {
+            Some((_, v)) => v.push(l.to_owned()),
+            None => groups.push((id, vec![l.to_owned()])),
+        }
+    }
+    for (_, lines) in groups {
+        recs.push((
+            time_of(&lines[0]),
+            "host.audit.log".into(),
+            lines.join("\n"),
+        ));
+    }
+    recs.sort_by_key(|r| r.0);
+    recs
+}
+
+/// (time, rule) → count, of JSON alerts.
+fn tally<'a>(
+    alerts: impl Iterator<Item = &'a serde_json::Value>,
+) -> BTreeMap<(String, String), usize> {
+    let mut m = BTreeMap::new();
+    for a in alerts {
+        *m.entry((
+            a["timestamp"].as_str().unwrap().to_owned(),
+            a["rule_id"].as_str().unwrap().to_owned(),
+        ))
+        .or_default() += 1;
+    }
+    m
+}
+
+fn produce(brokers: &str, topic: &str, recs: &[(i64, String, String)]) {
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    for (_, key, payload) in recs {
+        let mut r = BaseRecord::to(topic)
+            .key(key.as_str())
+            .payload(payload.as_str());
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    p.poll(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Alerts on the topic, one per key (copies a restart sent again have the same key).
+fn alerts_on(brokers: &str, topic: &str, group: &str) -> Vec<serde_json::Value> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut by_key: HashMap<String, serde_json::Value> = HashMap::new();
+    let start = Instant::now();
+    loop {
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let key = String::from_utf8_lossy(m.key().unwrap()).into_owned();
+                let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+                if let Some(old) = by_key.get(&key) {
+                    assert_eq!(old, &v, "two different alerts under key {key}");
+                }
+                by_key.insert(key, v);
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => panic!("{e}"),
+            None => {}
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "alerts topic not read"
+        );
+    }
+    by_key.into_values().collect()
+}
+
+fn watch(args: &[&str], log: &Path) -> Child {
+    bin()
+        .arg("watch")
+        .args(args)
+        .args(["--quiet", "--checkpoint-secs", "0.3"])
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap()
+}
+
+/// Records a worker's checkpoint says it has handled (sum of next offsets).
+fn handled(state: &Path) -> i64 {
+    std::fs::read(state.join("checkpoint.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .map(|c| {
+            c["kafka"]
+                .as_object()
+                .map(|o| o.values().filter_map(|v| v.as_i64()).sum())
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+fn term(child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn kafka_workers_give_the_alerts_hunt_gives() {
+    let Some(tansu) = tansu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p);
+    let sim = d("sim");
+    let out = run(&[
+        "simulate",
+        "--out",
+        sim.to_str().unwrap(),
+        "--seed",
+        "3",
+        "--subscribers",
+        "5000",
+        "--days",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let files = d("files");
+    let mut recs = records(&sim, &files);
+    // A quiet event two days later lets the last day close.
+    let last = recs.last().unwrap().0 + 2 * 86_400_000;
+    let t = jiff::Timestamp::from_millisecond(last).unwrap();
+    let trailer = format!(
+        r##"{{"Event":{{"System":{{"EventID":1,"TimeCreated":{{"#attributes":{{"SystemTime":"{t}"}}}},"EventRecordID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Computer":"adm-01"}},"EventData":{{"Image":"C:\\Windows\\notepad.exe"}}}}}}"##
+    );
+    std::fs::write(files.join("trailer.jsonl"), format!("{trailer}\n")).unwrap();
+    recs.push((last, "trailer.jsonl".into(), trailer));
+    let assets = sim.join("assets.toml");
+    let watchlist = sim.join("watchlist.txt");
+    let (assets, watchlist) = (assets.to_str().unwrap(), watchlist.to_str().unwrap());
+    let out = run(&[
+        "hunt",
+        files.to_str().unwrap(),
+        "--assets",
+        assets,
+        "--watchlist",
+        watchlist,
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let expected = tally(alerts(&stdout(&out)).iter());
+    assert!(expected.len() >= 10, "{expected:?}");
+
+    let broker = Broker::start(tansu);
+    let brokers = broker.brokers();
+    for (name, partitions) in [
+        ("input", 2),
+        ("handoff", 2),
+        ("alerts-one", 1),
+        ("alerts-two", 1),
+    ] {
+        broker.topic(name, partitions);
+    }
+    produce(&brokers, "input", &recs);
+    let n = recs.len() as i64;
+    let analytics = ["--assets", assets, "--watchlist", watchlist];
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(120), "{what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    // One worker runs everything.
+    let one = d("one");
+    let mut args = vec![
+        "--kafka",
+        &brokers,
+        "--topic",
+        "input",
+        "--group",
+        "one",
+        "--kafka-alerts",
+        "alerts-one",
+        "--state",
+        one.to_str().unwrap(),
+    ];
+    args.extend(analytics);
+    let w = watch(&args, &d("one.log"));
+    wait("one worker did not read everything", &|| handled(&one) == n);
+    term(w);
+    let got = tally(alerts_on(&brokers, "alerts-one", "check-one").iter());
+    same(
+        &got,
+        &expected,
+        &std::fs::read_to_string(d("one.log")).unwrap(),
+    );
+
+    // Two parse workers hand stateful records to one state worker; one parse worker is
+    // killed halfway and started again.
+    let (p1, p2, st) = (d("parse1"), d("parse2"), d("state"));
+    let parse = |state: &Path, log: &str| {
+        watch(
+            &[
+                "--kafka",
+                &brokers,
+                "--topic",
+                "input",
+                "--group",
+                "parse",
+                "--stage",
+                "parse",
+                "--forward",
+                "handoff",
+                "--kafka-alerts",
+                "alerts-two",
+                "--state",
+                state.to_str().unwrap(),
+            ],
+            &d(log),
+        )
+    };
+    let mut sargs = vec![
+        "--kafka",
+        &brokers,
+        "--topic",
+        "handoff",
+        "--group",
+        "state",
+        "--stage",
+        "state",
+        "--kafka-alerts",
+        "alerts-two",
+        "--state",
+        st.to_str().unwrap(),
+    ];
+    sargs.extend(analytics);
+    let s = watch(&sargs, &d("state.log"));
+    let a = parse(&p1, "parse1.log");
+    let b = parse(&p2, "parse2.log");
+    wait("parse workers did not start", &|| {
+        handled(&p1) + handled(&p2) > n / 4
+    });
+    let mut a = a;
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let a = parse(&p1, "parse1.log");
+    // Both partitions done: by either worker (the survivor may have taken over).
+    let done = || {
+        let read = |p: &Path| -> BTreeMap<String, i64> {
+            std::fs::read(p.join("checkpoint.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|c| serde_json::from_value(c["kafka"].clone()).ok())
+                .unwrap_or_default()
+        };
+        let mut best: BTreeMap<String, i64> = read(&p1);
+        for (k, v) in read(&p2) {
+            let e = best.entry(k).or_default();
+            *e = (*e).max(v);
+        }
+        best.values().sum::<i64>() == n
+    };
+    wait("parse workers did not read everything", &done);
+    let enough = || {
+        tally(alerts_on(&brokers, "alerts-two", &format!("peek-{}", rand_id())).iter()) == expected
+    };
+    let start = Instant::now();
+    while !enough() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    term(a);
+    term(b);
+    term(s);
+    let got = tally(alerts_on(&brokers, "alerts-two", "check-two").iter());
+    let logs: String = ["parse1.log", "parse2.log", "state.log"]
+        .iter()
+        .map(|l| std::fs::read_to_string(d(l)).unwrap_or_default())
+        .collect();
+    same(&got, &expected, &logs);
+}
+
+type Tally = BTreeMap<(String, String), usize>;
+
+fn same(got: &Tally, expected: &Tally, log: &str) {
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(k, v)| expected.get(*k) != Some(v))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:#?}\nextra {extra:#?}\n{log}"
+    );
+}
+
+fn rand_id() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}

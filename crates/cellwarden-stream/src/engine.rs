@@ -34,6 +34,8 @@ pub struct LiveConfig {
     pub max_pending: usize,
     /// Most keys of day alerts remembered (to raise each once).
     pub max_emitted: usize,
+    /// Most database and flow aggregate entries kept: past it, whole oldest days go first.
+    pub max_entries: usize,
 }
 
 impl Default for LiveConfig {
@@ -44,6 +46,7 @@ impl Default for LiveConfig {
             retention_days: 35,
             max_pending: 200_000,
             max_emitted: 1_000_000,
+            max_entries: 4_000_000,
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct Counters {
     pub late: u64,
     /// Records that could not be read.
     pub errors: u64,
+    /// Days dropped early to stay within the entry bound.
+    pub evicted_days: u64,
 }
 
 /// Which part of the pipeline a process runs (see `docs/watch.md`, scale-out).
@@ -328,9 +333,16 @@ impl<'r> Engine<'r> {
             if closable > open {
                 self.judge(Some(closable), out);
                 self.open_day = Some(closable);
-                let keep_from = closable - self.config.retention_days;
+                let mut keep_from = closable - self.config.retention_days;
                 self.collector.evict_before(keep_from);
                 self.flows.evict_before(keep_from);
+                // Over the count bound: the oldest days go, down to the open day.
+                while self.aggregate_entries() > self.config.max_entries && keep_from < closable {
+                    keep_from += 1;
+                    self.collector.evict_before(keep_from);
+                    self.flows.evict_before(keep_from);
+                    self.counters.evicted_days += 1;
+                }
                 moved = true;
             } else if self.open_day.is_none() {
                 self.open_day = Some(open);
@@ -431,6 +443,12 @@ impl<'r> Engine<'r> {
                 self.emitted.remove(&old);
             }
         }
+    }
+
+    fn aggregate_entries(&self) -> usize {
+        let (a, b) = self.collector.size();
+        let (c, d) = self.flows.size();
+        a + b + c + d
     }
 
     pub fn state_size(&self) -> StateSize {

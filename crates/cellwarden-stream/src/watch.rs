@@ -601,6 +601,8 @@ pub fn run(
         }
     }
     source_stop.store(true, Ordering::Relaxed);
+    // Sources blocked on a full channel see it closed and end.
+    drop(rx);
     for t in threads {
         let _ = t.join();
     }

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Sustained throughput of `cellwarden watch`, with `hunt` over the same events in the same run
+# as the baseline:
+#   1. file follow: a generated Zeek conn.log ($N_FLOWS flows) already on disk, read by watch
+#      until its checkpoint covers every line (events/s, MB/s) vs `hunt` of the file
+#   2. Kafka (when tansu is installed): the same flows as JSON records on a 2-partition topic,
+#      consumed by 1 worker, then by 2 parse workers + 1 state worker
+#   3. memory: watch following $N_MEM flows over 30 days with --retention-days 7; peak and
+#      final RSS and the state entries from /metrics
+# Timings poll the checkpoint every 0.1 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N_FLOWS=${N_FLOWS:-1000000}
+N_MEM=${N_MEM:-10000000}
+DIR=${DIR:-$(mktemp -d)}
+cargo build --release -q
+cargo build --release -q -p cellwarden-stream --example produce
+BIN=$PWD/target/release/cellwarden
+PRODUCE=$PWD/target/release/examples/produce
+
+now() { date +%s.%N; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Sum of the checkpoint's lines (files) or next offsets (Kafka).
+handled() {
+    python3 - "$1" <<'EOF'
+import json, sys
+try:
+    c = json.load(open(sys.argv[1] + "/checkpoint.json"))
+except Exception:
+    print(0); sys.exit()
+# A state stage counts distinct records (the first stage may send some twice).
+if c.get("forwarded"):
+    print(sum(c["forwarded"].values()))
+else:
+    print(sum(v["lines"] for v in c.get("files", {}).values()) + sum(c.get("kafka", {}).values()))
+EOF
+}
+# Waits until every state folder given has handled $1 in total; prints seconds since $2.
+wait_for() {
+    local want=$1 t0=$2; shift 2
+    while :; do
+        local sum=0
+        for s in "$@"; do sum=$((sum + $(handled "$s"))); done
+        [ "$sum" -ge "$want" ] && break
+        sleep 0.1
+    done
+    echo "$(now) - $t0" | bc -l
+}
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%d", n / s }'; }
+
+mkdir -p "$DIR/flows"
+[ -f "$DIR/flows/conn.log" ] || python3 bench/gen_zeek.py "$DIR/flows" "$N_FLOWS"
+LOG=$DIR/flows/conn.log
+LINES=$(wc -l <"$LOG")
+MB=$(du -m "$LOG" | cut -f1)
+echo "follow: $LOG ($N_FLOWS flows, $MB MB)"
+
+# Baseline: hunt over the file (all cores).
+line=$("$BIN" hunt "$LOG" --format jsonl -o /dev/null 2>&1 | grep '^summary:')
+he=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\1/')
+hm=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\2/')
+
+rm -rf "$DIR/st-follow"
+t0=$(now)
+"$BIN" watch --follow "$LOG" --state "$DIR/st-follow" -q -o "$DIR/follow-alerts.jsonl" 2>/dev/null &
+pid=$!
+secs=$(wait_for "$LINES" "$t0" "$DIR/st-follow")
+kill -TERM $pid; wait $pid || true
+fe=$(rate "$N_FLOWS" "$secs")
+printf '  hunt (baseline)    %8d events/s %7.1f MB/s\n' "$he" "$hm"
+printf '  watch --follow     %8d events/s %7.1f MB/s  (%.2f of hunt)\n' "$fe" \
+    "$(echo "$MB / $secs" | bc -l)" "$(echo "$fe / $he" | bc -l)"
+
+TANSU=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
+if [ -x "$TANSU" ]; then
+    port=$(free_port)
+    url=tcp://127.0.0.1:$port
+    "$TANSU" broker --listener-url "$url" --advertised-listener-url "$url" \
+        --storage-engine memory://tansu/ >/dev/null 2>&1 &
+    broker=$!
+    trap 'kill $broker 2>/dev/null || true' EXIT
+    until (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.2; done
+    for t in in handoff; do "$TANSU" topic create "$t" --broker "$url" --partitions 2 >/dev/null; done
+    "$PRODUCE" "127.0.0.1:$port" in <"$DIR/flows/conn.json"
+    JMB=$(du -m "$DIR/flows/conn.json" | cut -f1)
+    rm -rf "$DIR"/st-k*
+    t0=$(now)
+    "$BIN" watch --kafka "127.0.0.1:$port" --topic in --group one --state "$DIR/st-k1" -q 2>/dev/null &
+    pid=$!
+    secs=$(wait_for "$N_FLOWS" "$t0" "$DIR/st-k1")
+    kill -TERM $pid; wait $pid || true
+    k1=$(rate "$N_FLOWS" "$secs")
+    t0=$(now)
+    for w in a b; do
+        "$BIN" watch --kafka "127.0.0.1:$port" --topic in --group parse --stage parse \
+            --forward handoff --state "$DIR/st-kp$w" -q 2>/dev/null &
+    done
+    "$BIN" watch --kafka "127.0.0.1:$port" --topic handoff --group state --stage state \
+        --state "$DIR/st-ks" -q 2>/dev/null &
+    secs=$(wait_for "$N_FLOWS" "$t0" "$DIR/st-ks")
+    pkill -TERM -f -- "--state $DIR/st-k" || true
+    while pgrep -f -- "--state $DIR/st-k" >/dev/null; do sleep 0.2; done
+    k2=$(rate "$N_FLOWS" "$secs")
+    printf '  kafka, 1 worker    %8d events/s %7.1f MB/s  (%.2f of hunt)\n' "$k1" \
+        "$(echo "$JMB * $k1 / $N_FLOWS" | bc -l)" "$(echo "$k1 / $he" | bc -l)"
+    printf '  kafka, 2 parse + 1 state %8d events/s %7.1f MB/s  (%.2f of hunt)\n' "$k2" \
+        "$(echo "$JMB * $k2 / $N_FLOWS" | bc -l)" "$(echo "$k2 / $he" | bc -l)"
+    kill $broker 2>/dev/null || true
+else
+    echo "  kafka: skipped (tansu not installed)"
+fi
+
+# Memory after $N_MEM events with a 7-day window.
+mkdir -p "$DIR/mem"
+[ -f "$DIR/mem/conn.log" ] || python3 bench/gen_zeek.py "$DIR/mem" "$N_MEM"
+rm -f "$DIR/mem/conn.json"
+MLINES=$(wc -l <"$DIR/mem/conn.log")
+mport=$(free_port)
+rm -rf "$DIR/st-mem"
+t0=$(now)
+"$BIN" watch --follow "$DIR/mem/conn.log" --state "$DIR/st-mem" -q -o /dev/null \
+    --retention-days 7 --metrics "127.0.0.1:$mport" 2>/dev/null &
+pid=$!
+secs=$(wait_for "$MLINES" "$t0" "$DIR/st-mem")
+hwm=$(sed -n 's/VmHWM:\s*//p' /proc/$pid/status)
+rss=$(sed -n 's/VmRSS:\s*//p' /proc/$pid/status)
+entries=$(curl -s "http://127.0.0.1:$mport/metrics" | grep '^cellwarden_state_entries' | tr '\n' ' ')
+kill -TERM $pid; wait $pid || true
+printf '  memory after %d events (%.0f s, %d events/s): peak %s, now %s\n' "$N_MEM" "$secs" \
+    "$(rate "$N_MEM" "$secs")" "$hwm" "$rss"
+echo "  state: $entries"

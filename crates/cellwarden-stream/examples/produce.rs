@@ -1,0 +1,43 @@
+//! Produces the lines of standard input to a Kafka topic, one record per line (for the
+//! benchmarks in `bench/watch.sh`): `produce BROKERS TOPIC < events.jsonl`.
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(brokers), Some(topic)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: produce BROKERS TOPIC < lines");
+        std::process::exit(2);
+    };
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "50")
+        .set("batch.num.messages", "10000")
+        .create()
+        .expect("producer");
+    let start = Instant::now();
+    let mut n = 0u64;
+    for line in std::io::stdin().lock().lines() {
+        let line = line.expect("read stdin");
+        let mut r = BaseRecord::<(), str>::to(topic).payload(line.as_str());
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    p.poll(Duration::from_millis(20));
+                }
+            }
+        }
+        n += 1;
+    }
+    p.flush(Duration::from_secs(300)).expect("flush");
+    eprintln!(
+        "produced {n} records to {topic} in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+}

@@ -327,7 +327,7 @@ fn free_port() -> u16 {
 fn syslog_over_udp_and_tcp_raises_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let alerts = dir.path().join("alerts.jsonl");
-    let (udp, tcp) = (free_port(), free_port());
+    let (udp, tcp, metrics) = (free_port(), free_port(), free_port());
     let child = bin()
         .args([
             "watch",
@@ -335,6 +335,8 @@ fn syslog_over_udp_and_tcp_raises_alerts() {
             &format!("127.0.0.1:{udp}"),
             "--syslog-tcp",
             &format!("127.0.0.1:{tcp}"),
+            "--metrics",
+            &format!("127.0.0.1:{metrics}"),
             "--state",
             dir.path().join("state").to_str().unwrap(),
             "-o",
@@ -398,11 +400,33 @@ fn syslog_over_udp_and_tcp_raises_alerts() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(tcp_stream);
+    let page = get(metrics, "/metrics");
+    assert!(page.contains("200 OK"), "{page}");
+    assert!(
+        page.contains("cellwarden_events_total{source=\"syslog-udp://127.0.0.1:"),
+        "{page}"
+    );
+    assert!(
+        page.contains("cellwarden_alerts_total{level=\"high\"}"),
+        "{page}"
+    );
+    assert!(page.contains("cellwarden_checkpoint_age_seconds"), "{page}");
+    assert!(get(metrics, "/health").ends_with("ok\n"));
     let log = stop(child);
     let got = hosts();
     for h in ["udp-host", "tcp-counted", "tcp-newline"] {
         assert!(got.contains(h), "{h} missing from {got:?}\n{log}");
     }
+}
+
+/// A plain HTTP GET on 127.0.0.1: the whole response.
+fn get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 /// Alerts of a file that may still be written (a last line may be cut).

@@ -121,6 +121,7 @@ pub fn run_consumer(
     let mut known: std::collections::HashSet<String> = Default::default();
     let mut checked = std::time::Instant::now() - Duration::from_secs(1);
     let mut at_end: BTreeMap<String, Option<std::time::Instant>> = BTreeMap::new();
+    let mut batch: Option<Batch> = None;
     while !stop.load(Ordering::Relaxed) {
         // Partitions assigned to us hold the watermark back until they catch up.
         if checked.elapsed() > Duration::from_millis(500) {
@@ -142,9 +143,16 @@ pub fn run_consumer(
                 }
             }
         }
-        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+        let wait = if batch.is_some() { 0 } else { 200 };
+        let Some(result) = consumer.poll(Duration::from_millis(wait)) else {
+            if !flush(&mut batch, &tx) {
+                return;
+            }
             continue;
         };
+        if result.is_err() && !flush(&mut batch, &tx) {
+            return;
+        }
         let m = match result {
             Ok(m) => m,
             Err(KafkaError::PartitionEOF(p)) => {
@@ -207,15 +215,20 @@ pub fn run_consumer(
                         if let PositionUpdate::Kafka { forwarded, .. } = &mut update {
                             *forwarded = Some((f.f.clone(), f.l));
                         }
-                        let buf = f.r.into_bytes();
-                        sink.units.push(Unit::Records {
-                            file: Arc::from(f.f.as_str()),
-                            kind,
-                            year: f.y,
-                            records: vec![(f.l, 0, buf.len())],
-                            buf,
-                            header: f.h.map(Into::into),
-                        });
+                        let key = (f.f, kind, f.y, f.h);
+                        let clock = Arc::from(name.as_str());
+                        if !add(
+                            &mut batch,
+                            key,
+                            f.l,
+                            f.r.as_bytes(),
+                            update,
+                            Some(clock),
+                            &tx,
+                        ) {
+                            return;
+                        }
+                        continue;
                     }
                     None => sink
                         .errors
@@ -231,10 +244,25 @@ pub fn run_consumer(
                 Some(Format::Evtx | Format::Capture | Format::ZeekTsv) | None => Format::Json,
                 Some(k) => k,
             };
+            if kind == Format::Json && payload.len() <= limits.max_record_bytes {
+                // One JSON event per record: batched into one unit, numbered offset + 1.
+                let line = u64::try_from(offset).unwrap_or(0) + 1;
+                let key = (name.clone(), kind, year, None);
+                if !add(&mut batch, key, line, payload, update, None, &tx) {
+                    return;
+                }
+                continue;
+            }
+            if !flush(&mut batch, &tx) {
+                return;
+            }
             let file: Arc<str> = Arc::from(name.as_str());
             // A record is one event, numbered like a line: offset + 1 (its first line).
             let base = u64::try_from(offset).unwrap_or(0);
             cellwarden_source::read_chunk(&file, payload, kind, year, base, &limits, &mut sink);
+        }
+        if !flush(&mut batch, &tx) {
+            return;
         }
         for e in sink.errors {
             let _ = tx.send(Input::Error(e));
@@ -259,6 +287,71 @@ pub fn run_consumer(
             }
         }
     }
+}
+
+/// Records of one source and format gathered into one unit.
+struct Batch {
+    key: BatchKey,
+    buf: Vec<u8>,
+    records: Vec<(u64, usize, usize)>,
+    update: PositionUpdate,
+    clock: Option<Arc<str>>,
+}
+
+/// Source, format, year, column header.
+type BatchKey = (String, Format, i16, Option<Vec<String>>);
+
+const BATCH_RECORDS: usize = 1024;
+
+/// Adds a record to the batch (sending the batch first when it is of another source or full);
+/// false when the loop is gone.
+fn add(
+    batch: &mut Option<Batch>,
+    key: BatchKey,
+    line: u64,
+    text: &[u8],
+    update: PositionUpdate,
+    clock: Option<Arc<str>>,
+    tx: &crossbeam_channel::Sender<Input>,
+) -> bool {
+    if batch
+        .as_ref()
+        .is_some_and(|b| b.key != key || b.records.len() >= BATCH_RECORDS)
+        && !flush(batch, tx)
+    {
+        return false;
+    }
+    let b = batch.get_or_insert_with(|| Batch {
+        key,
+        buf: Vec::new(),
+        records: Vec::new(),
+        update: update.clone(),
+        clock,
+    });
+    let start = b.buf.len();
+    b.buf.extend_from_slice(text);
+    b.records.push((line, start, b.buf.len()));
+    b.update = update;
+    true
+}
+
+/// Sends the batch, if any; false when the loop is gone.
+fn flush(batch: &mut Option<Batch>, tx: &crossbeam_channel::Sender<Input>) -> bool {
+    let Some(b) = batch.take() else { return true };
+    let (file, kind, year, header) = b.key;
+    tx.send(Input::Unit {
+        unit: Unit::Records {
+            file: Arc::from(file.as_str()),
+            kind,
+            year,
+            buf: b.buf,
+            records: b.records,
+            header: header.map(Into::into),
+        },
+        position: Some(b.update),
+        clock: b.clock,
+    })
+    .is_ok()
 }
 
 /// Announces the partitions assigned now that were not before; false when the loop is gone.

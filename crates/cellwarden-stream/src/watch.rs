@@ -394,6 +394,7 @@ pub fn run(
 
     let mut events_by_source: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_checkpoint = Instant::now();
+    let mut last_metrics = Instant::now();
     let mut faults = 0u64;
     let mut alerts = Vec::new();
     let mut errors = Vec::new();
@@ -565,7 +566,8 @@ pub fn run(
             }
             last_checkpoint = Instant::now();
         }
-        {
+        if last_metrics.elapsed() >= Duration::from_millis(250) || finished {
+            last_metrics = Instant::now();
             let mut m = metrics.lock().unwrap_or_else(|p| p.into_inner());
             m.events = events_by_source
                 .iter()

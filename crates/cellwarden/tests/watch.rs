@@ -400,7 +400,13 @@ fn syslog_over_udp_and_tcp_raises_alerts() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(tcp_stream);
-    let page = get(metrics, "/metrics");
+    // Metrics are published every 250 ms.
+    let mut page = get(metrics, "/metrics");
+    let since = Instant::now();
+    while !page.contains("level=\"high\"") && since.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        page = get(metrics, "/metrics");
+    }
     assert!(page.contains("200 OK"), "{page}");
     assert!(
         page.contains("cellwarden_events_total{source=\"syslog-udp://127.0.0.1:"),

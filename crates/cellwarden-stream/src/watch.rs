@@ -201,16 +201,18 @@ struct FileSink {
     path: PathBuf,
     out: BufWriter<File>,
     len: u64,
+    regular: bool,
 }
 
 impl FileSink {
     fn open(path: &Path) -> io::Result<FileSink> {
         let f = OpenOptions::new().create(true).append(true).open(path)?;
-        let len = f.metadata()?.len();
+        let meta = f.metadata()?;
         Ok(FileSink {
             path: path.to_owned(),
             out: BufWriter::new(f),
-            len,
+            len: meta.len(),
+            regular: meta.is_file(),
         })
     }
 
@@ -224,7 +226,11 @@ impl FileSink {
 
     fn sync(&mut self) -> io::Result<()> {
         self.out.flush()?;
-        self.out.get_ref().sync_data()
+        // A device or pipe (`-o /dev/stdout`) has nothing to sync.
+        if self.regular {
+            self.out.get_ref().sync_data()?;
+        }
+        Ok(())
     }
 
     /// Moves the file to `.1` (older ones up to `.keep`) and starts a new one.
@@ -543,7 +549,7 @@ pub fn run(
                 let rotate = file
                     .as_ref()
                     .zip(config.rotate_bytes)
-                    .is_some_and(|(f, max)| f.len >= max);
+                    .is_some_and(|(f, max)| f.regular && f.len >= max);
                 if rotate && let Some(f) = file.as_mut() {
                     match f.rotate(config.keep_rotated) {
                         Ok(()) => {
@@ -655,5 +661,35 @@ fn write_retrying(
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_file_on_a_device_needs_no_sync() {
+        let mut sink = FileSink::open(Path::new("/dev/null")).unwrap();
+        assert!(!sink.regular);
+        sink.write(&[]).unwrap();
+        sink.sync().unwrap();
+    }
+
+    #[test]
+    fn alerts_written_after_a_checkpoint_are_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        std::fs::write(
+            &path,
+            "{\"rule_id\":\"a\",\"source_file\":\"f\",\"source_record\":1,\"timestamp\":\"t1\"}\n\
+             {\"rule_id\":\"b\",\"source_file\":\"f\",\"source_record\":2,\"timestamp\":\"t2\"}\n",
+        )
+        .unwrap();
+        let first = std::fs::read_to_string(&path).unwrap().find('\n').unwrap() as u64 + 1;
+        let ids = written_after(&path, first).unwrap();
+        assert_eq!(ids.len(), 1);
+        assert!(ids.contains(&written_id("b", "f", 2, "t2")));
+        assert!(written_after(&path, 10_000).unwrap().is_empty());
     }
 }

@@ -773,9 +773,9 @@ mod tests {
         let mut b = FlowCollector::new(Arc::new(assets.clone()), c.collect_limits());
         for (i, e) in evs.iter().enumerate() {
             if i % 2 == 0 {
-                a.observe(e)
+                a.observe(e);
             } else {
-                b.observe(e)
+                b.observe(e);
             }
         }
         let mut agg = a.into_aggregates();

@@ -39,6 +39,8 @@ struct Followed {
     /// Zeek header lines, put before each later chunk.
     header: Vec<u8>,
     idle: bool,
+    /// Since when the file has been at its end.
+    at_end: Option<std::time::Instant>,
 }
 
 /// Settings of the follower.
@@ -49,6 +51,9 @@ pub struct FollowConfig {
     pub format: Option<Format>,
     pub poll: Duration,
     pub limits: Limits,
+    /// How long a file at its end waits before it stops holding the watermark back (a file
+    /// read ahead of another must not pass it by).
+    pub idle_after: Duration,
 }
 
 /// Follows the files until `stop` is set; units and position updates go to `tx`.
@@ -76,6 +81,7 @@ pub fn run(
                 format: config.format,
                 header: Vec::new(),
                 idle: false,
+                at_end: None,
             });
         }
         let mut any = false;
@@ -88,9 +94,11 @@ pub fn run(
                 Ok(true) => {
                     any = true;
                     f.idle = false;
+                    f.at_end = None;
                 }
                 Ok(false) => {
-                    if !f.idle {
+                    let since = *f.at_end.get_or_insert_with(std::time::Instant::now);
+                    if !f.idle && since.elapsed() >= config.idle_after {
                         f.idle = true;
                         if tx.send(Input::Idle(f.name.clone())).is_err() {
                             return;

@@ -94,6 +94,8 @@ pub struct WatchConfig {
     pub limits: Limits,
     pub kafka: Option<KafkaInput>,
     pub stage: Stage,
+    /// How long a followed file at its end waits before it stops holding the watermark back.
+    pub idle_after: Duration,
 }
 
 impl Default for WatchConfig {
@@ -115,6 +117,7 @@ impl Default for WatchConfig {
             limits: Limits::default(),
             kafka: None,
             stage: Stage::All,
+            idle_after: Duration::from_secs(10),
         }
     }
 }
@@ -334,6 +337,7 @@ pub fn run(
             format: config.format,
             poll: config.poll,
             limits: config.limits,
+            idle_after: config.idle_after,
         };
         let (tx, stop, start) = (tx.clone(), source_stop.clone(), checkpoint.files.clone());
         threads.push(std::thread::spawn(move || {

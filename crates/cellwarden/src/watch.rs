@@ -43,8 +43,9 @@ pub(crate) struct WatchArgs {
     /// stateful records on to --forward) or state (stateful analytics over those records).
     #[arg(long, default_value = "all", value_parser = parse_stage)]
     stage: cellwarden_stream::Stage,
-    /// Seconds a Kafka partition at its end waits before it stops holding back the judging of
-    /// closed days (a slow or restarting producer must not be passed by).
+    /// Seconds a followed file or Kafka partition at its end waits before it stops holding
+    /// back the judging of closed days (a slow writer or restarting producer must not be passed
+    /// by).
     #[arg(long, default_value_t = 10.0)]
     idle_secs: f64,
     /// Kafka topic the parse stage hands stateful records on to.
@@ -227,6 +228,7 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Usage> {
                 idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),
             }),
         stage: args.stage,
+        idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),
         ..WatchConfig::default()
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -158,6 +158,8 @@ fn start_watch(sim: &Path, live: &Path, state: &Path, alerts: &Path) -> Child {
             "--quiet",
             "--checkpoint-secs",
             "0.2",
+            "--idle-secs",
+            "3",
         ])
         .stdout(Stdio::null())
         .stderr(
@@ -289,6 +291,8 @@ fn live_run(kill: bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
     wait_caught_up(&state, &live, &written);
+    // Files at their end stop holding the last days back after --idle-secs.
+    std::thread::sleep(Duration::from_secs(4));
     let log = stop_logged(child, &state.with_extension("log"));
     let text = std::fs::read_to_string(&alerts).unwrap();
     let got = ids(&text);

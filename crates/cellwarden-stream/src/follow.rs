@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cellwarden_source::{ErrorKind, Format, Limits, Position, SourceError, Unit, UnitSink};
+use cellwarden_source::{ErrorKind, Format, Limits, Position, SourceError};
 use serde::{Deserialize, Serialize};
 
-use crate::watch::{Input, PositionUpdate};
+use crate::watch::{Collect, Input, PositionUpdate};
 
 /// Where reading of one followed path stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,21 +251,6 @@ fn load_header(f: &mut Followed) {
     let _ = file.seek(SeekFrom::Start(here));
 }
 
-/// Collects what reading one chunk produced.
-struct Collect {
-    units: Vec<Unit>,
-    errors: Vec<SourceError>,
-}
-
-impl UnitSink for Collect {
-    fn unit(&mut self, unit: Unit) {
-        self.units.push(unit);
-    }
-    fn error(&mut self, error: SourceError) {
-        self.errors.push(error);
-    }
-}
-
 /// Reads complete lines from the open file; `whole`: the file no longer grows (take a last
 /// line without its line end too).
 fn read_more(
@@ -338,38 +323,16 @@ fn read_more(
         }
     }
     text.extend_from_slice(chunk);
-    let mut sink = Collect {
-        units: Vec::new(),
-        errors: Vec::new(),
-    };
+    let mut sink = Collect::default();
     cellwarden_source::read_chunk(&name, &text, format, year, base, limits, &mut sink);
     f.pos.offset += end as u64;
     f.pos.lines += lines;
-    for e in sink.errors {
-        if tx.send(Input::Error(e)).is_err() {
-            return Ok(false);
-        }
-    }
     let update = PositionUpdate::File {
         path: name.to_string(),
         position: f.pos.clone(),
     };
-    let n = sink.units.len();
-    if n == 0 {
-        let _ = tx.send(Input::Position(update.clone()));
-    }
-    for (i, unit) in sink.units.into_iter().enumerate() {
-        let position = (i + 1 == n).then(|| update.clone());
-        if tx
-            .send(Input::Unit {
-                unit,
-                position,
-                clock: None,
-            })
-            .is_err()
-        {
-            return Ok(false);
-        }
+    if !sink.send(update, None, tx) {
+        return Ok(false);
     }
     Ok(true)
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use cellwarden_event::Alert;
-use cellwarden_source::{ErrorKind, Format, Limits, Position, SourceError, Unit, UnitSink};
+use cellwarden_source::{ErrorKind, Format, Limits, Position, SourceError, Unit};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -21,7 +21,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::UnitCopy;
-use crate::watch::{AlertSink, Input, PositionUpdate, RecordSink};
+use crate::watch::{AlertSink, Collect, Input, PositionUpdate, RecordSink};
 
 /// Connection settings shared by consumers and producers.
 #[derive(Debug, Clone, Default)]
@@ -85,20 +85,6 @@ pub fn consumer(
     c.subscribe(&names)
         .map_err(|e| format!("Kafka subscribe {names:?}: {e}"))?;
     Ok(c)
-}
-
-struct Collect {
-    units: Vec<Unit>,
-    errors: Vec<SourceError>,
-}
-
-impl UnitSink for Collect {
-    fn unit(&mut self, unit: Unit) {
-        self.units.push(unit);
-    }
-    fn error(&mut self, error: SourceError) {
-        self.errors.push(error);
-    }
 }
 
 /// Polls the consumer until `stop`, sending units in partition order. `start` holds the next
@@ -200,10 +186,7 @@ pub fn run_consumer(
             }
         }
         let payload = m.payload().unwrap_or_default();
-        let mut sink = Collect {
-            units: Vec::new(),
-            errors: Vec::new(),
-        };
+        let mut sink = Collect::default();
         if let Some(done) = forwarded.as_mut() {
             match serde_json::from_slice::<Forwarded>(payload) {
                 Ok(f) if done.get(&f.f).is_some_and(|l| f.l <= *l) => {
@@ -264,27 +247,9 @@ pub fn run_consumer(
         if !flush(&mut batch, &tx) {
             return;
         }
-        for e in sink.errors {
-            let _ = tx.send(Input::Error(e));
-        }
-        let n = sink.units.len();
-        if n == 0 && tx.send(Input::Position(update.clone())).is_err() {
-            return;
-        }
         let clock = forwarded.is_some().then(|| Arc::from(name.as_str()));
-        for (i, unit) in sink.units.into_iter().enumerate() {
-            let position = (i + 1 == n).then(|| update.clone());
-            let clock = clock.clone();
-            if tx
-                .send(Input::Unit {
-                    unit,
-                    position,
-                    clock,
-                })
-                .is_err()
-            {
-                return;
-            }
+        if !sink.send(update, clock, &tx) {
+            return;
         }
     }
 }

@@ -60,6 +60,58 @@ pub enum PositionUpdate {
     },
 }
 
+/// What reading one piece of input produced, on its way to the loop.
+#[derive(Default)]
+pub(crate) struct Collect {
+    pub units: Vec<Unit>,
+    pub errors: Vec<SourceError>,
+}
+
+impl cellwarden_source::UnitSink for Collect {
+    fn unit(&mut self, unit: Unit) {
+        self.units.push(unit);
+    }
+    fn error(&mut self, error: SourceError) {
+        self.errors.push(error);
+    }
+}
+
+impl Collect {
+    /// Sends the errors, then the units with `update` on the last one (alone when there is
+    /// none, so the position still moves); false when the loop is gone.
+    pub(crate) fn send(
+        self,
+        update: PositionUpdate,
+        clock: Option<Arc<str>>,
+        tx: &crossbeam_channel::Sender<Input>,
+    ) -> bool {
+        for e in self.errors {
+            if tx.send(Input::Error(e)).is_err() {
+                return false;
+            }
+        }
+        let n = self.units.len();
+        if n == 0 {
+            return tx.send(Input::Position(update)).is_ok();
+        }
+        for (i, unit) in self.units.into_iter().enumerate() {
+            let position = (i + 1 == n).then(|| update.clone());
+            let clock = clock.clone();
+            if tx
+                .send(Input::Unit {
+                    unit,
+                    position,
+                    clock,
+                })
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// Where Kafka input comes from.
 #[derive(Debug, Clone)]
 pub struct KafkaInput {

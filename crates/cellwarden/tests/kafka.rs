@@ -33,14 +33,6 @@ fn tansu() -> Option<PathBuf> {
     found
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Broker {
     child: Child,
     url: String,
@@ -138,29 +130,6 @@ fn zeek_json(text: &str) -> Vec<(i64, String)> {
     out
 }
 
-/// Time (ms) of a line in the simulator's other formats.
-fn time_of(line: &str) -> i64 {
-    if let Some(i) = line.find("audit(") {
-        let n: String = line[i + 6..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.')
-            .collect();
-        return (n.parse::<f64>().unwrap() * 1000.0) as i64;
-    }
-    let b = line.as_bytes();
-    for i in 0..b.len().saturating_sub(19) {
-        let w = &b[i..i + 19];
-        if w[4] == b'-' && w[7] == b'-' && (w[10] == b'T' || w[10] == b' ') && w[0].is_ascii_digit()
-        {
-            let s = format!("{}T{}Z", &line[i..i + 10], &line[i + 11..i + 19]);
-            if let Ok(t) = s.parse::<jiff::Timestamp>() {
-                return t.as_millisecond();
-            }
-        }
-    }
-    panic!("no time in {line}");
-}
-
 /// The simulator's events as Kafka records (time, source, payload) in time order, and the
 /// same records written as files for `hunt`.
 fn records(sim: &Path, files: &Path) -> Vec<(i64, String, String)> {
@@ -186,7 +155,7 @@ fn records(sim: &Path, files: &Path) -> Vec<(i64, String, String)> {
         std::fs::write(files.join(out), &text).unwrap();
         recs.extend(
             text.lines()
-                .map(|l| (time_of(l), out.to_owned(), l.to_owned())),
+                .map(|l| (line_time(l).expect("a time"), out.to_owned(), l.to_owned())),
         );
     }
     // One auditd event (its records share a serial) is one Kafka record.
@@ -206,7 +175,7 @@ fn records(sim: &Path, files: &Path) -> Vec<(i64, String, String)> {
     }
     for (_, lines) in groups {
         recs.push((
-            time_of(&lines[0]),
+            line_time(&lines[0]).expect("a time"),
             "host.audit.log".into(),
             lines.join("\n"),
         ));

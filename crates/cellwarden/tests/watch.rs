@@ -13,40 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Event time (ms) of a log line in the simulator's formats; `None` for header lines.
-fn line_time(line: &str) -> Option<i64> {
-    if line.starts_with('#') {
-        return None;
-    }
-    if let Some(i) = line.find("audit(") {
-        let n: String = line[i + 6..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.')
-            .collect();
-        return n.parse::<f64>().ok().map(|s| (s * 1000.0) as i64);
-    }
-    let b = line.as_bytes();
-    // The first `YYYY-MM-DD[T ]HH:MM:SS` in the line (pgaudit, MySQL JSON, EVTX JSON, RFC 5424).
-    for i in 0..b.len().saturating_sub(19) {
-        let w = &b[i..i + 19];
-        let digits = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
-        if digits.iter().all(|&k| w[k].is_ascii_digit())
-            && w[4] == b'-'
-            && w[7] == b'-'
-            && (w[10] == b'T' || w[10] == b' ')
-        {
-            let s = format!("{}T{}Z", &line[i..i + 10], &line[i + 11..i + 19]);
-            return s
-                .parse::<jiff::Timestamp>()
-                .ok()
-                .map(|t| t.as_millisecond());
-        }
-    }
-    // Zeek TSV: epoch seconds first.
-    let first = line.split('\t').next()?;
-    first.parse::<f64>().ok().map(|s| (s * 1000.0) as i64)
-}
-
 /// The simulator's line-based logs (relative paths) and all their lines merged in time order.
 fn merged(sim: &Path) -> (Vec<String>, Vec<(usize, String)>) {
     let mut files = Vec::new();
@@ -317,14 +283,6 @@ fn watching_live_files_gives_the_alerts_hunt_gives() {
 #[test]
 fn a_killed_watcher_restarts_without_losing_or_repeating_alerts() {
     live_run(true);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

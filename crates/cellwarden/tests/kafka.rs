@@ -353,10 +353,23 @@ fn kafka_workers_give_the_alerts_hunt_gives() {
     produce(&brokers, "input", &recs);
     let n = recs.len() as i64;
     let analytics = ["--assets", assets, "--watchlist", watchlist];
+    // On a timeout, the workers' messages and checkpoints say where it stopped.
     let wait = |what: &str, done: &dyn Fn() -> bool| {
         let start = Instant::now();
         while !done() {
-            assert!(start.elapsed() < Duration::from_secs(120), "{what}");
+            if start.elapsed() > Duration::from_secs(120) {
+                let mut report = String::new();
+                for name in ["one", "parse1", "parse2", "state"] {
+                    let log = std::fs::read_to_string(d(&format!("{name}.log")));
+                    let cp = std::fs::read_to_string(d(name).join("checkpoint.json"));
+                    report.push_str(&format!(
+                        "== {name}\n{}\n{}\n",
+                        log.unwrap_or_default(),
+                        cp.unwrap_or_default()
+                    ));
+                }
+                panic!("{what}\n{report}");
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     };

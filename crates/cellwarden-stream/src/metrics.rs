@@ -29,13 +29,16 @@ fn label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The `# HELP` and `# TYPE` lines of a metric family.
+fn family(o: &mut String, name: &str, help: &str, kind: &str) {
+    o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+}
+
 impl Metrics {
     pub fn render(&self) -> String {
         let mut o = String::new();
-        let mut family = |name: &str, help: &str, kind: &str| {
-            o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        };
         family(
+            &mut o,
             "cellwarden_events_total",
             "Events read, by source.",
             "counter",
@@ -46,10 +49,8 @@ impl Metrics {
                 label(s)
             ));
         }
-        let mut family = |name: &str, help: &str, kind: &str| {
-            o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        };
         family(
+            &mut o,
             "cellwarden_alerts_total",
             "Alerts raised, by level.",
             "counter",
@@ -90,16 +91,25 @@ impl Metrics {
             ),
         ];
         for (name, help, kind, v) in simple {
-            o.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
+            family(&mut o, name, help, kind);
+            o.push_str(&format!("{name} {v}\n"));
         }
         if let Some(lag) = self.lag_seconds {
-            o.push_str(&format!(
-                "# HELP cellwarden_lag_seconds Wall-clock time minus the watermark.\n# TYPE cellwarden_lag_seconds gauge\ncellwarden_lag_seconds {lag:.3}\n"
-            ));
+            let name = "cellwarden_lag_seconds";
+            family(
+                &mut o,
+                name,
+                "Wall-clock time minus the watermark.",
+                "gauge",
+            );
+            o.push_str(&format!("{name} {lag:.3}\n"));
         }
-        o.push_str("# HELP cellwarden_state_entries Entries held by the live analytics.\n# TYPE cellwarden_state_entries gauge\n");
+        family(
+            &mut o,
+            "cellwarden_state_entries",
+            "Entries held by the live analytics.",
+            "gauge",
+        );
         for (k, n) in &self.state_entries {
             o.push_str(&format!("cellwarden_state_entries{{kind=\"{k}\"}} {n}\n"));
         }

@@ -301,18 +301,7 @@ fn kafka_workers_give_the_alerts_hunt_gives() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p);
     let sim = d("sim");
-    let out = run(&[
-        "simulate",
-        "--out",
-        sim.to_str().unwrap(),
-        "--seed",
-        "3",
-        "--subscribers",
-        "5000",
-        "--days",
-        "10",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    simulate_operator(&sim);
     let files = d("files");
     let mut recs = records(&sim, &files);
     // A quiet event two days later lets the last day close.

@@ -43,18 +43,7 @@ fn merged(sim: &Path) -> (Vec<String>, Vec<(usize, String)>) {
 }
 
 fn simulate(dir: &Path) {
-    let out = run(&[
-        "simulate",
-        "--out",
-        dir.to_str().unwrap(),
-        "--seed",
-        "3",
-        "--subscribers",
-        "5000",
-        "--days",
-        "10",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    simulate_operator(dir);
     // A quiet event two days later lets the last day close (watch judges a day once it ends).
     let mut f = std::fs::OpenOptions::new()
         .append(true)

@@ -80,3 +80,19 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The simulated operator the live tests replay: seed 3, 5,000 subscribers, 10 days.
+pub fn simulate_operator(dir: &std::path::Path) {
+    let out = run(&[
+        "simulate",
+        "--out",
+        dir.to_str().unwrap(),
+        "--seed",
+        "3",
+        "--subscribers",
+        "5000",
+        "--days",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

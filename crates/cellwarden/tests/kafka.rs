@@ -437,28 +437,11 @@ fn kafka_workers_give_the_alerts_hunt_gives() {
     a.kill().unwrap();
     a.wait().unwrap();
     let a = parse(&p1, "parse1.log");
-    // Both partitions done: by either worker (the survivor may have taken over).
-    let done = || {
-        let read = |p: &Path| -> BTreeMap<String, i64> {
-            std::fs::read(p.join("checkpoint.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|c| serde_json::from_value(c["kafka"].clone()).ok())
-                .unwrap_or_default()
-        };
-        let mut best: BTreeMap<String, i64> = read(&p1);
-        for (k, v) in read(&p2) {
-            let e = best.entry(k).or_default();
-            *e = (*e).max(v);
-        }
-        best.values().sum::<i64>() == n
-    };
-    wait("parse workers did not read everything", &done);
     let enough = || {
         tally(alerts_on(&brokers, "alerts-two", &format!("peek-{}", rand_id())).iter()) == expected
     };
     let start = Instant::now();
-    while !enough() && start.elapsed() < Duration::from_secs(60) {
+    while !enough() && start.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(500));
     }
     term(a);

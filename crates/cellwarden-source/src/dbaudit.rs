@@ -579,7 +579,7 @@ fn oracle_time(v: &str) -> Option<Timestamp> {
 mod tests {
     use super::*;
 
-    fn get<'a>(f: &'a Fields<'_>, k: &str) -> String {
+    fn get(f: &Fields<'_>, k: &str) -> String {
         f.iter()
             .find(|(n, _)| n == k)
             .and_then(|(_, v)| v.as_text())

@@ -521,7 +521,7 @@ mod tests {
     fn get<'a>(f: &'a Fields<'_>, k: &str) -> Option<&'a Value<'a>> {
         f.iter().find(|(n, _)| n == k).map(|(_, v)| v)
     }
-    fn text<'a>(f: &'a Fields<'_>, k: &str) -> String {
+    fn text(f: &Fields<'_>, k: &str) -> String {
         get(f, k)
             .and_then(|v| v.as_text())
             .unwrap_or_default()

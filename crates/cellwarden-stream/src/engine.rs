@@ -1,4 +1,4 @@
-//! The live detection engine: the pipeline's detectors fed one unit at a time.
+//! The live detection engine: the pipeline's detection core fed one unit at a time.
 //!
 //! Sigma rules raise alerts as events arrive. Matches for correlation rules wait in a reorder
 //! buffer until the watermark passes them, so correlations see them in the same time order as
@@ -10,14 +10,13 @@
 //! delivered; a source that has caught up (end of file, end of partition) does not hold it
 //! back.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use cellwarden_event::{Alert, Event};
-use cellwarden_pipeline::{DbSetup, NetSetup};
-use cellwarden_sigma::RuleSet;
+use cellwarden_event::Alert;
+use cellwarden_pipeline::core::CoreSize;
+use cellwarden_pipeline::{DetectionCore, Detectors, Stage};
 use cellwarden_source::{Mapping, SourceError, Unit};
-use cellwarden_telecom::access::Collector;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -51,31 +50,6 @@ impl Default for LiveConfig {
     }
 }
 
-/// What the engine holds, for metrics and the documented bound.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StateSize {
-    pub account_days: usize,
-    pub subscriber_days: usize,
-    pub pair_days: usize,
-    pub conn_series: usize,
-    pub correlation_groups: usize,
-    pub pending_matches: usize,
-    pub emitted_keys: usize,
-}
-
-impl StateSize {
-    /// Entries of every kind together.
-    pub fn entries(&self) -> usize {
-        self.account_days
-            + self.subscriber_days
-            + self.pair_days
-            + self.conn_series
-            + self.correlation_groups
-            + self.pending_matches
-            + self.emitted_keys
-    }
-}
-
 /// Counters of what went through the engine.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
@@ -89,90 +63,43 @@ pub struct Counters {
     pub evicted_days: u64,
 }
 
-/// Which part of the pipeline a process runs (see `docs/watch.md`, scale-out).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Stage {
-    /// Everything.
-    #[default]
-    All,
-    /// Parsing and single-event rules; records that feed stateful analytics are handed on.
-    Parse,
-    /// Stateful analytics (correlations, database and flow analytics) over handed-on records.
-    State,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Clock {
     latest: i64,
     idle: bool,
 }
 
-type PendingKey = (i64, Arc<str>, u64, u32);
-
 /// Live detection state over one stream of units.
 pub struct Engine<'r> {
-    rules: &'r RuleSet,
     mapping: &'r Mapping,
-    db: &'r DbSetup,
-    net: &'r NetSetup,
     config: LiveConfig,
-    stage: Stage,
     settings: Arc<evtx::ParserSettings>,
-    scratch: cellwarden_sigma::Scratch,
-    hits: Vec<usize>,
-    collector: Collector,
-    flows: cellwarden_net::FlowCollector,
-    corr: cellwarden_sigma::CorrelationRun<'r>,
-    pending: BTreeMap<PendingKey, Event<'static>>,
+    core: DetectionCore<'r>,
     clocks: HashMap<Arc<str>, Clock>,
     /// Correlated matches before this time (ms) have been released.
     released: i64,
     /// The first UTC day not judged yet.
     open_day: Option<i32>,
-    /// The earliest event time seen (ms).
-    earliest: i64,
-    emitted: HashSet<String>,
-    emitted_order: VecDeque<String>,
+    /// What went through the engine.
     pub counters: Counters,
 }
 
 impl<'r> Engine<'r> {
+    /// An engine with empty state.
     pub fn new(
-        rules: &'r RuleSet,
+        detectors: Detectors<'r>,
         mapping: &'r Mapping,
-        db: &'r DbSetup,
-        net: &'r NetSetup,
         config: LiveConfig,
         stage: Stage,
     ) -> Self {
         Engine {
-            rules,
             mapping,
-            db,
-            net,
             config,
-            stage,
             settings: cellwarden_source::evtx_settings(),
-            scratch: rules.scratch(),
-            hits: Vec::new(),
-            collector: Collector::with_analyzer(
-                Arc::clone(&db.schema),
-                Arc::clone(&db.selection),
-                db.config.bulk_min_rows,
-                cellwarden_telecom::sql::Analyzer::new(!db.no_cache),
-            ),
-            flows: cellwarden_net::FlowCollector::new(
-                Arc::clone(&net.assets),
-                net.config.collect_limits(),
-            ),
-            corr: rules.correlation_run(),
-            pending: BTreeMap::new(),
+            core: DetectionCore::new(detectors, stage),
             clocks: HashMap::new(),
             released: i64::MIN,
             open_day: None,
-            earliest: i64::MAX,
-            emitted: HashSet::new(),
-            emitted_order: VecDeque::new(),
             counters: Counters::default(),
         }
     }
@@ -189,97 +116,56 @@ impl<'r> Engine<'r> {
         errors: &mut Vec<SourceError>,
         stateful: &mut Vec<(u64, i64)>,
     ) -> u64 {
-        let stage = self.stage;
         let Engine {
-            rules,
             mapping,
-            db,
-            net,
             settings,
-            scratch,
-            hits,
-            collector,
-            flows,
-            pending,
+            core,
             clocks,
             open_day,
-            earliest,
             counters,
             ..
         } = self;
         let errors_before = errors.len();
         let n = unit.decode(mapping, settings, errors, &mut |ev| {
-            let mut keep = false;
-            if !db.disabled && cellwarden_telecom::access::is_database_event(&ev) {
-                if stage != Stage::Parse {
-                    collector.observe(&ev);
-                }
-                keep = true;
-            }
-            if !net.disabled {
-                keep |= if stage == Stage::Parse {
-                    cellwarden_net::collect::is_flow_event(&ev)
-                } else {
-                    flows.observe(&ev)
-                };
-            }
-            if let Some(t) = ev.timestamp {
-                let ms = t.as_millisecond();
+            let record = ev.origin.record;
+            let time = ev.timestamp.map(|t| t.as_millisecond());
+            if let Some(ms) = time {
                 let source = clock.unwrap_or(&ev.origin.file);
-                let c = clocks.entry(Arc::clone(source)).or_insert(Clock {
-                    latest: ms,
-                    idle: false,
-                });
-                c.latest = c.latest.max(ms);
-                c.idle = false;
-                *earliest = (*earliest).min(ms);
-                if open_day.is_some_and(|d| ms.div_euclid(DAY_MS) < d as i64) && keep {
-                    counters.late += 1;
-                }
-            }
-            rules.matches(&ev, scratch, hits);
-            if !hits.is_empty() {
-                let owned = ev.into_owned();
-                for &r in hits.iter() {
-                    if rules.rule_correlated(r) {
-                        keep = true;
-                        if stage == Stage::Parse {
-                            continue;
-                        }
-                        let ts = time_ms(&owned);
-                        pending.insert(
-                            (
-                                ts,
-                                Arc::clone(&owned.origin.file),
-                                owned.origin.record,
-                                r as u32,
-                            ),
-                            owned.clone(),
+                match clocks.get_mut(source) {
+                    Some(c) => {
+                        c.latest = c.latest.max(ms);
+                        c.idle = false;
+                    }
+                    None => {
+                        clocks.insert(
+                            Arc::clone(source),
+                            Clock {
+                                latest: ms,
+                                idle: false,
+                            },
                         );
                     }
-                    if rules.rule_emits(r) && (stage != Stage::State || rules.rule_correlated(r)) {
-                        let level = rules.rule_level(r);
-                        *counters.alerts.entry(level.as_str()).or_default() += 1;
-                        out.push(Alert {
-                            rule: Arc::clone(rules.rule_info(r)),
-                            level,
-                            event: owned.clone(),
-                            correlation: None,
-                        });
-                    }
                 }
-                if keep {
-                    stateful.push((owned.origin.record, time_ms(&owned)));
-                }
-            } else if keep {
-                stateful.push((ev.origin.record, time_ms(&ev)));
+            }
+            let before = out.len();
+            let fed = core.observe(ev, out);
+            for a in &out[before..] {
+                *counters.alerts.entry(a.level.as_str()).or_default() += 1;
+            }
+            if fed.aggregates
+                && let Some(ms) = time
+                && open_day.is_some_and(|d| ms.div_euclid(DAY_MS) < d as i64)
+            {
+                counters.late += 1;
+            }
+            if fed.stateful() {
+                stateful.push((record, time.unwrap_or(0)));
             }
         });
         self.counters.events += n;
         self.counters.errors += (errors.len() - errors_before) as u64;
         n
     }
-
     /// Announces a source before it delivers: until it delivers or catches up, the watermark
     /// waits for it.
     pub fn source_known(&mut self, file: &str) {
@@ -320,27 +206,26 @@ impl<'r> Engine<'r> {
     pub fn advance_to(&mut self, wm: i64, out: &mut Vec<Alert>) -> bool {
         let mut moved = false;
         let release = wm.saturating_sub(self.config.correlation_lateness_ms);
-        let overflow = self.pending.len() > self.config.max_pending;
+        let overflow = self.core.pending() > self.config.max_pending;
         if release > self.released || overflow {
             moved |= self.release(release, out);
         }
         let closable = wm
             .saturating_sub(self.config.close_lateness_ms)
             .div_euclid(DAY_MS) as i32;
-        let first = self.first_day();
-        if let Some(first) = first {
+        if let Some(first) = self.core.first_day() {
             let open = self.open_day.unwrap_or(first);
             if closable > open {
                 self.judge(Some(closable), out);
                 self.open_day = Some(closable);
                 let mut keep_from = closable - self.config.retention_days;
-                self.collector.evict_before(keep_from);
-                self.flows.evict_before(keep_from);
+                self.core.evict_before(keep_from);
                 // Over the count bound: the oldest days go, down to the open day.
-                while self.aggregate_entries() > self.config.max_entries && keep_from < closable {
+                while self.core.aggregate_entries() > self.config.max_entries
+                    && keep_from < closable
+                {
                     keep_from += 1;
-                    self.collector.evict_before(keep_from);
-                    self.flows.evict_before(keep_from);
+                    self.core.evict_before(keep_from);
                     self.counters.evicted_days += 1;
                 }
                 moved = true;
@@ -357,112 +242,36 @@ impl<'r> Engine<'r> {
         self.judge(None, out);
     }
 
-    /// Days after the first day of history before its findings are final.
-    fn warmup_days(&self) -> i32 {
-        self.db.config.export_schedule_days as i32 + 1
-    }
-
-    fn first_day(&self) -> Option<i32> {
-        (self.earliest != i64::MAX).then(|| self.earliest.div_euclid(DAY_MS) as i32)
-    }
-
     fn release(&mut self, before: i64, out: &mut Vec<Alert>) -> bool {
-        let mut moved = false;
-        let excess = self.pending.len().saturating_sub(self.config.max_pending);
-        let mut taken = 0;
-        while let Some(entry) = self.pending.first_entry() {
-            if entry.key().0 >= before && taken >= excess {
-                break;
-            }
-            let ((ts, _, _, rule), ev) = entry.remove_entry();
-            taken += 1;
-            let before_len = out.len();
-            self.corr.push(rule, &ev, out);
-            self.count_alerts(&out[before_len..]);
-            self.released = self.released.max(ts);
-            moved = true;
+        let start = out.len();
+        let latest = self.core.release(before, self.config.max_pending, out);
+        self.count_alerts(start, out);
+        if let Some(t) = latest {
+            self.released = self.released.max(t);
         }
         if before != i64::MAX {
             self.released = self.released.max(before);
         }
-        moved
+        latest.is_some()
     }
 
-    fn count_alerts(&mut self, alerts: &[Alert]) {
-        for a in alerts {
-            *self.counters.alerts.entry(a.level.as_str()).or_default() += 1;
-        }
-    }
-
-    /// Judges the aggregates; emits alerts of days before `until` (all days when `None`) not
-    /// emitted before.
+    /// Judges the aggregates; emits findings of days before `until` (all days when `None`)
+    /// not emitted before.
     fn judge(&mut self, until: Option<i32>, out: &mut Vec<Alert>) {
-        let mut found = Vec::new();
-        if !self.db.disabled {
-            let agg = self.collector.snapshot();
-            found.extend(
-                cellwarden_telecom::detect::judge(&agg, &self.db.watchlist, &self.db.config).alerts,
-            );
-        }
-        if !self.net.disabled {
-            let flows = self.flows.snapshot();
-            found.extend(cellwarden_net::judge(
-                &flows,
-                &self.net.assets,
-                &self.net.config,
-            ));
-        }
-        // The first days of history are judged once enough days follow them: whether an
-        // export seen from the first day is a standing schedule needs the days after it.
-        let warm_until = self.first_day().map(|d| d + self.warmup_days());
-        for a in found {
-            let day = a
-                .event
-                .timestamp
-                .map(|t| t.as_millisecond().div_euclid(DAY_MS) as i32);
-            if let (Some(u), Some(d)) = (until, day)
-                && (d >= u || warm_until.is_some_and(|w| d < w && u < w))
-            {
-                continue;
-            }
-            let key = day_key(&a);
-            if self.emitted.contains(&key) {
-                continue;
-            }
-            self.remember(key);
+        let start = out.len();
+        self.core.judge_days(until, self.config.max_emitted, out);
+        self.count_alerts(start, out);
+    }
+
+    fn count_alerts(&mut self, from: usize, out: &[Alert]) {
+        for a in &out[from..] {
             *self.counters.alerts.entry(a.level.as_str()).or_default() += 1;
-            out.push(a);
         }
     }
 
-    fn remember(&mut self, key: String) {
-        self.emitted.insert(key.clone());
-        self.emitted_order.push_back(key);
-        while self.emitted_order.len() > self.config.max_emitted {
-            if let Some(old) = self.emitted_order.pop_front() {
-                self.emitted.remove(&old);
-            }
-        }
-    }
-
-    fn aggregate_entries(&self) -> usize {
-        let (a, b) = self.collector.size();
-        let (c, d) = self.flows.size();
-        a + b + c + d
-    }
-
-    pub fn state_size(&self) -> StateSize {
-        let (account_days, subscriber_days) = self.collector.size();
-        let (pair_days, conn_series) = self.flows.size();
-        StateSize {
-            account_days,
-            subscriber_days,
-            pair_days,
-            conn_series,
-            correlation_groups: self.corr.groups(),
-            pending_matches: self.pending.len(),
-            emitted_keys: self.emitted.len(),
-        }
+    /// Entries held, by kind.
+    pub fn state_size(&self) -> CoreSize {
+        self.core.size()
     }
 
     /// Per-source latest event times and the released and judged points, for the checkpoint.
@@ -494,20 +303,4 @@ impl<'r> Engine<'r> {
         self.open_day
             .map(|d| (d - self.config.retention_days) as i64 * DAY_MS)
     }
-}
-
-fn time_ms(ev: &Event<'_>) -> i64 {
-    ev.timestamp.map(|t| t.as_millisecond()).unwrap_or(0)
-}
-
-/// Identity of a day alert: its key and its day (one finding per day).
-fn day_key(a: &Alert) -> String {
-    format!(
-        "{}|{}",
-        a.key(),
-        a.event
-            .timestamp
-            .map(|t| t.as_millisecond().div_euclid(DAY_MS))
-            .unwrap_or(0)
-    )
 }

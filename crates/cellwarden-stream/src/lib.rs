@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod syslog;
 pub mod watch;
 
-pub use engine::{Engine, LiveConfig, Stage, StateSize};
+pub use cellwarden_pipeline::Stage;
+pub use engine::{Engine, LiveConfig};

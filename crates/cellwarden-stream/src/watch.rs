@@ -16,14 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cellwarden_event::Alert;
-use cellwarden_pipeline::{DbSetup, NetSetup};
-use cellwarden_sigma::RuleSet;
+use cellwarden_pipeline::Detectors;
 use cellwarden_source::{Format, Limits, Mapping, SourceError, Unit};
 
 use crate::checkpoint::{Checkpoint, Journal, Replayed, UnitCopy};
-use crate::engine::{Engine, LiveConfig, Stage};
+use crate::engine::{Engine, LiveConfig};
 use crate::follow::FilePosition;
 use crate::metrics::Metrics;
+use cellwarden_pipeline::Stage;
 
 /// What sources send to the loop.
 pub enum Input {
@@ -176,10 +176,8 @@ impl Default for WatchConfig {
 
 /// The detectors' setup, shared with `hunt`.
 pub struct Setup<'a> {
-    pub rules: &'a RuleSet,
+    pub detectors: Detectors<'a>,
     pub mapping: &'a Mapping,
-    pub db: &'a DbSetup,
-    pub net: &'a NetSetup,
 }
 
 /// Receives alerts as they are written (the case store, a Kafka topic).
@@ -321,10 +319,8 @@ pub fn run(
         return Err("the parse stage needs a topic to hand records on to".into());
     }
     let mut engine = Engine::new(
-        setup.rules,
+        setup.detectors,
         setup.mapping,
-        setup.db,
-        setup.net,
         config.live.clone(),
         config.stage,
     );

@@ -403,65 +403,6 @@ fn net_setup(args: &DbArgs) -> Result<NetSetup, Usage> {
     })
 }
 
-/// How long after a suspicious account's last statement its hosts' transfers are joined.
-const EXFIL_JOIN_SECS: i64 = 24 * 3600;
-
-/// Outbound transfers from the client hosts of suspicious accounts, from the account's first
-/// reason (alert or subscriber read in the report) to 24 hours after its last activity, by
-/// UTC day; accounts with the most subscribers in the report first, then largest first.
-fn exfiltration(
-    x: &cellwarden_telecom::exposure::Exposure,
-    flows: &cellwarden_net::FlowAggregates,
-) -> Vec<cellwarden_telecom::exposure::TransferOut> {
-    let parse = |t: &str| cellwarden_event::parse_timestamp(t);
-    let mut out = Vec::new();
-    // Accounts that read subscribers in the report come first.
-    let mut accounts: Vec<&cellwarden_telecom::exposure::AccountExposure> =
-        x.accounts.iter().filter(|a| a.suspicious).collect();
-    accounts.sort_by_key(|a| std::cmp::Reverse(a.subscribers));
-    for a in accounts {
-        let hosts: Vec<std::net::IpAddr> = a
-            .client_hosts
-            .iter()
-            .filter_map(|h| h.parse().ok())
-            .collect();
-        if hosts.is_empty() {
-            continue;
-        }
-        let first = a
-            .reasons
-            .iter()
-            .filter_map(|r| parse(&r.time))
-            .chain(
-                x.subscribers
-                    .iter()
-                    .filter(|s| s.accounts.contains(&a.account))
-                    .filter_map(|s| parse(&s.first_access)),
-            )
-            .min();
-        let (Some(since), Some(last)) = (first, parse(&a.last_activity)) else {
-            continue;
-        };
-        let until = cellwarden_event::Timestamp::from_second(last.as_second() + EXFIL_JOIN_SECS)
-            .unwrap_or(last);
-        for t in cellwarden_net::transfers_from(flows, &hosts, since, until) {
-            out.push(cellwarden_telecom::exposure::TransferOut {
-                account: a.account.clone(),
-                src_ip: t.src.to_string(),
-                dst_ip: t.dst.to_string(),
-                dst_ports: t.ports,
-                day: cellwarden_telecom::detect::date_of_day(t.day),
-                bytes_out: t.bytes_out,
-                flows: t.flows,
-                first_time: cellwarden_event::format_timestamp(Some(t.first.time)),
-                file: t.first.file.to_string(),
-                line: t.first.record,
-            });
-        }
-    }
-    out
-}
-
 /// What a stored run records of itself.
 fn run_info(
     command: &str,
@@ -739,13 +680,7 @@ fn run_demo(out: Option<PathBuf>) -> Result<ExitCode, Usage> {
         ..HuntConfig::default()
     };
     let result = run_pipeline(&inputs, &Mapping::builtin(), &loaded.rules, &hunt_config);
-    let mut exposure = cellwarden_telecom::exposure::Exposure::build(
-        &result.db.aggregates,
-        &result.db.judgement,
-        &hunt_config.db.watchlist,
-        &hunt_config.db.selection,
-    );
-    exposure.exfiltration = exfiltration(&exposure, &result.net);
+    let exposure = cellwarden_pipeline::scope::exposure(&result.findings, &hunt_config.db);
     let write =
         |name: &str, f: &dyn Fn(&mut dyn Write) -> io::Result<()>| -> Result<PathBuf, Usage> {
             let p = dir.join(name);
@@ -948,6 +883,11 @@ fn run_pipeline(
     rules: &cellwarden_sigma::RuleSet,
     config: &HuntConfig,
 ) -> HuntResult {
+    let detectors = cellwarden_pipeline::Detectors {
+        rules,
+        db: &config.db,
+        net: &config.net,
+    };
     let progress = Progress::default();
     let total_bytes: u64 = inputs.iter().map(|i| i.size).sum();
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -975,7 +915,7 @@ fn run_pipeline(
                 bar.finish_and_clear();
             });
         }
-        let r = hunt(inputs, mapping, rules, config, &progress);
+        let r = hunt(inputs, mapping, detectors, config, &progress);
         done.store(true, Ordering::Relaxed);
         r
     })
@@ -1180,14 +1120,7 @@ fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
     // Scope runs the database analytics only; Sigma rules are `hunt`'s.
     let no_rules = cellwarden_sigma::load(&[], &LoadOptions::default());
     let result = run_pipeline(&inputs, &mapping, &no_rules.rules, &config);
-    let db = &result.db;
-    let mut exposure = cellwarden_telecom::exposure::Exposure::build(
-        &db.aggregates,
-        &db.judgement,
-        &config.db.watchlist,
-        &config.db.selection,
-    );
-    exposure.exfiltration = exfiltration(&exposure, &result.net);
+    let mut exposure = cellwarden_pipeline::scope::exposure(&result.findings, &config.db);
     if let Some(p) = &pseudonymiser {
         exposure.pseudonymise(&|kind, value| p.pseudonym(kind, value));
     }
@@ -1215,7 +1148,7 @@ fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
             return Ok(code);
         }
     }
-    let schema_toml = db.aggregates.observed.to_toml(&config.db.schema);
+    let schema_toml = result.findings.db.observed.to_toml(&config.db.schema);
     if let Some(p) = &args.schema_out
         && let Err(e) = std::fs::write(p, &schema_toml)
     {
@@ -1225,7 +1158,7 @@ fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
 
     let mut err = io::stderr().lock();
     report_errors(&mut err, &result.errors);
-    if args.schema_out.is_none() && !db.aggregates.observed.tables.is_empty() {
+    if args.schema_out.is_none() && !result.findings.db.observed.tables.is_empty() {
         let _ = writeln!(
             err,
             "schema in use (configured and inferred; correct it and pass it with --schema, or write it with --schema-out):"
@@ -1237,7 +1170,7 @@ fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
             let _ = writeln!(err, "  # … (use --schema-out FILE for all of it)");
         }
     }
-    let c = &db.aggregates.counts;
+    let c = &result.findings.db.counts;
     let secs = result.elapsed.as_secs_f64().max(1e-9);
     let _ = writeln!(
         err,
@@ -1262,8 +1195,8 @@ fn run_scope(args: ScopeArgs) -> Result<ExitCode, Usage> {
     let _ = writeln!(
         err,
         "state: {} subscriber-account-days, {} account-days",
-        db.aggregates.subjects.len(),
-        db.aggregates.days.len()
+        result.findings.db.subjects.len(),
+        result.findings.db.days.len()
     );
     let s = &exposure.summary;
     let by_rule: Vec<String> = s

@@ -266,10 +266,12 @@ pub(crate) fn run(args: WatchArgs) -> Result<ExitCode, Usage> {
         sinks.forward = Some(f);
     }
     let setup = Setup {
-        rules: &loaded.rules,
+        detectors: cellwarden_pipeline::Detectors {
+            rules: &loaded.rules,
+            db: &db,
+            net: &net,
+        },
         mapping: &mapping,
-        db: &db,
-        net: &net,
     };
     eprintln!(
         "cellwarden watch: {} rules; stop with Ctrl-C or SIGTERM",

@@ -1,0 +1,421 @@
+//! The detection core: the one place where an event meets every detector.
+//!
+//! [`DetectionCore`] owns the per-event fan-out (Sigma rules, the matches correlation rules
+//! wait for, the database-access and flow collectors) and the judging of the stateful
+//! analytics. `hunt` runs one core per worker thread, merges them and finishes; `watch` runs
+//! one core for the whole stream and releases correlated matches and judges days as its
+//! watermark moves. Threading, ordering of input and checkpoints stay in the drivers.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use cellwarden_event::{Alert, Event, Timestamp};
+use cellwarden_net::{FlowAggregates, FlowCollector};
+use cellwarden_sigma::{CorrelationRun, RuleSet, Scratch};
+use cellwarden_telecom::access::{Aggregates, Collector, Selection};
+use cellwarden_telecom::detect::{DbConfig, Judgement, Watchlist};
+use cellwarden_telecom::schema::Schema;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Settings of the database-access analytics.
+#[derive(Debug, Clone, Default)]
+pub struct DbSetup {
+    /// Which tables hold which records, and which columns identify subscribers.
+    pub schema: Arc<Schema>,
+    /// Protected subscribers and the accounts allowed to read them.
+    pub watchlist: Arc<Watchlist>,
+    /// The responder's selection (accounts, hosts, time range) for `scope`.
+    pub selection: Arc<Selection>,
+    /// Thresholds of the detections.
+    pub config: DbConfig,
+    /// Parse every statement instead of reusing shapes by fingerprint (for measurements).
+    pub no_cache: bool,
+    /// Skip the database analytics (for measuring the sources alone).
+    pub disabled: bool,
+}
+
+/// Settings of the flow analytics.
+#[derive(Debug, Clone, Default)]
+pub struct NetSetup {
+    /// Internal networks, host roles and allowed transfers.
+    pub assets: Arc<cellwarden_net::Assets>,
+    /// Thresholds of the detections.
+    pub config: cellwarden_net::NetConfig,
+    /// Skip the flow analytics (for measuring the sources alone).
+    pub disabled: bool,
+}
+
+/// Everything the detectors are built from.
+#[derive(Clone, Copy)]
+pub struct Detectors<'a> {
+    /// Sigma rules and correlations.
+    pub rules: &'a RuleSet,
+    /// Database-access analytics.
+    pub db: &'a DbSetup,
+    /// Flow analytics.
+    pub net: &'a NetSetup,
+}
+
+/// Which part of the detection a process runs (see `docs/watch.md`, scale-out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stage {
+    /// Everything.
+    #[default]
+    All,
+    /// Single-event rules only; events that feed stateful analytics are only recognised, for
+    /// the caller to hand on.
+    Parse,
+    /// Stateful analytics (correlations, database and flow analytics) over handed-on events;
+    /// single-event alerts are left to the parse stage.
+    State,
+}
+
+/// What an event fed besides single-event rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fed {
+    /// The database or flow analytics (or, in the parse stage, would have).
+    pub aggregates: bool,
+    /// A rule that a correlation waits for matched it.
+    pub correlation: bool,
+}
+
+impl Fed {
+    /// The event changes (or, handed on, would change) stateful detection.
+    pub fn stateful(self) -> bool {
+        self.aggregates || self.correlation
+    }
+}
+
+/// What the stateful analytics gathered and found, at the end of a finite run.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Database access aggregates (for the scope report).
+    pub db: Aggregates,
+    /// The database detections' results with the reasons per account-day and subscriber.
+    pub judgement: Judgement,
+    /// Flow aggregates (for joining transfers to scope).
+    pub net: FlowAggregates,
+}
+
+/// Entries the core holds, for metrics and the documented bounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreSize {
+    /// Database account-days.
+    pub account_days: usize,
+    /// Database subscriber-account-days.
+    pub subscriber_days: usize,
+    /// Flow (source, destination)-days.
+    pub pair_days: usize,
+    /// Connection series kept for beaconing.
+    pub conn_series: usize,
+    /// Open correlation groups.
+    pub correlation_groups: usize,
+    /// Correlated matches waiting to be released in time order.
+    pub pending_matches: usize,
+    /// Keys of day findings already raised.
+    pub emitted_keys: usize,
+}
+
+/// Order in which correlations see matches: time (none first), file, record, rule.
+type PendingKey = (Option<Timestamp>, Arc<str>, u64, u32);
+
+/// The detectors of one stream of events (see the module documentation).
+pub struct DetectionCore<'a> {
+    setup: Detectors<'a>,
+    stage: Stage,
+    scratch: Scratch,
+    hits: Vec<usize>,
+    collector: Collector,
+    flows: FlowCollector,
+    /// Aggregates merged in from other cores (finite runs).
+    merged: Option<(Aggregates, FlowAggregates)>,
+    pending: BTreeMap<PendingKey, Event<'static>>,
+    corr: CorrelationRun<'a>,
+    /// The earliest event time seen (ms).
+    earliest: i64,
+    emitted: HashSet<String>,
+    emitted_order: VecDeque<String>,
+}
+
+impl<'a> DetectionCore<'a> {
+    /// A core with empty state.
+    pub fn new(setup: Detectors<'a>, stage: Stage) -> Self {
+        let Detectors { rules, db, net } = setup;
+        DetectionCore {
+            setup,
+            stage,
+            scratch: rules.scratch(),
+            hits: Vec::new(),
+            collector: Collector::with_analyzer(
+                Arc::clone(&db.schema),
+                Arc::clone(&db.selection),
+                db.config.bulk_min_rows,
+                cellwarden_telecom::sql::Analyzer::new(!db.no_cache),
+            ),
+            flows: FlowCollector::new(Arc::clone(&net.assets), net.config.collect_limits()),
+            merged: None,
+            pending: BTreeMap::new(),
+            corr: rules.correlation_run(),
+            earliest: i64::MAX,
+            emitted: HashSet::new(),
+            emitted_order: VecDeque::new(),
+        }
+    }
+
+    /// Runs every detector on one event: single-event alerts go to `out` at once; matches that
+    /// correlations wait for are held until [`release`](Self::release); database and flow
+    /// events go to their collectors.
+    pub fn observe(&mut self, ev: Event<'_>, out: &mut Vec<Alert>) -> Fed {
+        let Detectors { rules, db, net } = self.setup;
+        let stage = self.stage;
+        let mut fed = Fed::default();
+        if !db.disabled && cellwarden_telecom::access::is_database_event(&ev) {
+            if stage != Stage::Parse {
+                self.collector.observe(&ev);
+            }
+            fed.aggregates = true;
+        }
+        if !net.disabled {
+            fed.aggregates |= if stage == Stage::Parse {
+                cellwarden_net::collect::is_flow_event(&ev)
+            } else {
+                self.flows.observe(&ev)
+            };
+        }
+        if let Some(t) = ev.timestamp {
+            self.earliest = self.earliest.min(t.as_millisecond());
+        }
+        rules.matches(&ev, &mut self.scratch, &mut self.hits);
+        if self.hits.is_empty() {
+            return fed;
+        }
+        let owned = ev.into_owned();
+        for &r in &self.hits {
+            let correlated = rules.rule_correlated(r);
+            if correlated {
+                fed.correlation = true;
+                if stage != Stage::Parse {
+                    self.pending.insert(
+                        (
+                            owned.timestamp,
+                            Arc::clone(&owned.origin.file),
+                            owned.origin.record,
+                            r as u32,
+                        ),
+                        owned.clone(),
+                    );
+                }
+            }
+            let emits = rules.rule_emits(r)
+                && match stage {
+                    Stage::All => true,
+                    Stage::Parse => !correlated,
+                    Stage::State => correlated,
+                };
+            if emits {
+                out.push(Alert {
+                    rule: Arc::clone(rules.rule_info(r)),
+                    level: rules.rule_level(r),
+                    event: owned.clone(),
+                    correlation: None,
+                });
+            }
+        }
+        fed
+    }
+
+    /// Takes in another core's state (finite runs: one core per worker, merged at the end; the
+    /// result does not depend on the order of merging).
+    pub fn merge(&mut self, other: DetectionCore<'_>) {
+        let mut theirs = other.pending;
+        self.pending.append(&mut theirs);
+        self.earliest = self.earliest.min(other.earliest);
+        let (mut db, mut net) = other.merged.unwrap_or_default();
+        db.merge(other.collector.into_aggregates());
+        net.merge(other.flows.into_aggregates());
+        match &mut self.merged {
+            Some((d, n)) => {
+                d.merge(db);
+                n.merge(net);
+            }
+            None => self.merged = Some((db, net)),
+        }
+    }
+
+    /// Feeds the held correlated matches before time `before` (ms) to the correlations in
+    /// time order, and the oldest ones beyond `max_pending` whatever their time. Returns the
+    /// time of the latest match released, if any was.
+    pub fn release(
+        &mut self,
+        before: i64,
+        max_pending: usize,
+        out: &mut Vec<Alert>,
+    ) -> Option<i64> {
+        let excess = self.pending.len().saturating_sub(max_pending);
+        let limit = Timestamp::from_millisecond(before).ok();
+        let mut taken = 0;
+        let mut latest = None;
+        while let Some(entry) = self.pending.first_entry() {
+            let due = before == i64::MAX
+                || match (entry.key().0, limit) {
+                    (None, _) => true,
+                    (Some(t), Some(l)) => t < l,
+                    (Some(_), None) => before > 0,
+                };
+            if !due && taken >= excess {
+                break;
+            }
+            let ((ts, _, _, rule), ev) = entry.remove_entry();
+            taken += 1;
+            self.corr.push(rule, &ev, out);
+            let ms = ts.map(|t| t.as_millisecond()).unwrap_or(0);
+            latest = Some(latest.map_or(ms, |l: i64| l.max(ms)));
+        }
+        latest
+    }
+
+    /// Judges the analytics' aggregates so far and raises the findings of days before
+    /// `until` (every day when `None`) that were not raised before. The first days of
+    /// history wait until `warmup_days` days follow them (whether an export seen from the
+    /// first day is a standing schedule needs the days after it). At most `max_emitted` keys
+    /// of raised findings are remembered.
+    pub fn judge_days(&mut self, until: Option<i32>, max_emitted: usize, out: &mut Vec<Alert>) {
+        let db = (!self.setup.db.disabled).then(|| self.collector.snapshot());
+        let net = (!self.setup.net.disabled).then(|| self.flows.snapshot());
+        let found = judge_with(self.setup, db.as_ref(), net.as_ref()).1;
+        let first_day = self.first_day();
+        let warm_until = first_day.map(|d| d + self.warmup_days());
+        for a in found {
+            let day = a
+                .event
+                .timestamp
+                .map(|t| t.as_millisecond().div_euclid(DAY_MS) as i32);
+            if let (Some(u), Some(d)) = (until, day)
+                && (d >= u || warm_until.is_some_and(|w| d < w && u < w))
+            {
+                continue;
+            }
+            let key = day_key(&a);
+            if self.emitted.contains(&key) {
+                continue;
+            }
+            self.emitted.insert(key.clone());
+            self.emitted_order.push_back(key);
+            while self.emitted_order.len() > max_emitted {
+                if let Some(old) = self.emitted_order.pop_front() {
+                    self.emitted.remove(&old);
+                }
+            }
+            out.push(a);
+        }
+    }
+
+    /// Ends a finite run: releases every correlated match, judges every day, and returns
+    /// what the analytics gathered with their alerts added to `out`.
+    pub fn finish(self, out: &mut Vec<Alert>) -> Findings {
+        let DetectionCore {
+            setup,
+            collector,
+            flows,
+            merged,
+            pending,
+            mut corr,
+            ..
+        } = self;
+        let (mut db, mut net) = merged.unwrap_or_default();
+        db.merge(collector.into_aggregates());
+        net.merge(flows.into_aggregates());
+        net.finish();
+        db.finish();
+        let (judgement, alerts) = judge_with(setup, Some(&db), Some(&net));
+        out.extend(alerts);
+        // Correlations see the matches of the rules they name in one time order, across files.
+        for ((_, _, _, rule), ev) in &pending {
+            corr.push(*rule, ev, out);
+        }
+        Findings { db, judgement, net }
+    }
+
+    /// Forgets database and flow aggregates of days before `day` (a window of days is kept
+    /// for baselines).
+    pub fn evict_before(&mut self, day: i32) {
+        self.collector.evict_before(day);
+        self.flows.evict_before(day);
+    }
+
+    /// Database and flow aggregate entries held.
+    pub fn aggregate_entries(&self) -> usize {
+        let (a, b) = self.collector.size();
+        let (c, d) = self.flows.size();
+        a + b + c + d
+    }
+
+    /// Entries held, by kind.
+    pub fn size(&self) -> CoreSize {
+        let (account_days, subscriber_days) = self.collector.size();
+        let (pair_days, conn_series) = self.flows.size();
+        CoreSize {
+            account_days,
+            subscriber_days,
+            pair_days,
+            conn_series,
+            correlation_groups: self.corr.groups(),
+            pending_matches: self.pending.len(),
+            emitted_keys: self.emitted.len(),
+        }
+    }
+
+    /// Correlated matches waiting to be released.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The first UTC day of the events seen.
+    pub fn first_day(&self) -> Option<i32> {
+        (self.earliest != i64::MAX).then(|| self.earliest.div_euclid(DAY_MS) as i32)
+    }
+
+    /// Days after the first day of history before its findings are final.
+    fn warmup_days(&self) -> i32 {
+        self.setup.db.config.export_schedule_days as i32 + 1
+    }
+}
+
+/// Runs the stateful detections over finished aggregates: flow findings, then database
+/// findings (the database judgement is returned for the scope report).
+fn judge_with(
+    setup: Detectors<'_>,
+    db: Option<&Aggregates>,
+    net: Option<&FlowAggregates>,
+) -> (Judgement, Vec<Alert>) {
+    let mut alerts = Vec::new();
+    if let Some(flows) = net {
+        alerts.extend(cellwarden_net::judge(
+            flows,
+            &setup.net.assets,
+            &setup.net.config,
+        ));
+    }
+    let judgement = match db {
+        Some(agg) => {
+            let j = cellwarden_telecom::detect::judge(agg, &setup.db.watchlist, &setup.db.config);
+            alerts.extend(j.alerts.iter().cloned());
+            j
+        }
+        None => Judgement::default(),
+    };
+    (judgement, alerts)
+}
+
+/// Identity of a day finding: its key and its day (one finding per day).
+fn day_key(a: &Alert) -> String {
+    format!(
+        "{}|{}",
+        a.key(),
+        a.event
+            .timestamp
+            .map(|t| t.as_millisecond().div_euclid(DAY_MS))
+            .unwrap_or(0)
+    )
+}

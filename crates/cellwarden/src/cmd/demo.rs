@@ -1,0 +1,213 @@
+//! `cellwarden demo`: simulate an operator under attack, hunt and scope it, tell the story.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use cellwarden_event::Level;
+use cellwarden_pipeline::HuntConfig;
+use cellwarden_sigma::LoadOptions;
+use cellwarden_source::Mapping;
+use cellwarden_telecom::access::Selection;
+
+use crate::args::DbArgs;
+use crate::exit::{Failure, Status};
+use crate::setup::{db_setup, load_rules, net_setup, run_pipeline};
+
+/// Where `demo` writes the simulated logs and its reports unless told otherwise.
+const DEMO_DIR: &str = "cellwarden-demo";
+
+pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
+    let dir = out.unwrap_or_else(|| PathBuf::from(DEMO_DIR));
+    let started = std::time::Instant::now();
+    let config = cellwarden_sim::SimConfig {
+        seed: 1,
+        subscribers: 20_000,
+        days: 10,
+        scenarios: vec![
+            cellwarden_sim::Scenario::Softcell,
+            cellwarden_sim::Scenario::Insider,
+        ],
+    };
+    let truth = cellwarden_sim::simulate(&config, &dir).map_err(|e| Failure::file(&dir, e))?;
+    let inputs =
+        cellwarden_source::discover(&[dir.join("windows"), dir.join("db"), dir.join("network")])
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+    let loaded = load_rules(&[], &LoadOptions::default())?;
+    let db_args = DbArgs {
+        watchlist: Some(dir.join("watchlist.txt")),
+        ..DbArgs::default()
+    };
+    let hunt_config = HuntConfig {
+        db: db_setup(&db_args, Selection::default())?,
+        net: net_setup(&db_args)?,
+        ..HuntConfig::default()
+    };
+    let result = run_pipeline(&inputs, &Mapping::builtin(), &loaded.rules, &hunt_config);
+    let exposure = cellwarden_pipeline::scope::exposure(&result.findings, &hunt_config.db);
+    let write =
+        |name: &str, f: &dyn Fn(&mut dyn Write) -> io::Result<()>| -> Result<PathBuf, Failure> {
+            let p = dir.join(name);
+            let mut w =
+                io::BufWriter::new(std::fs::File::create(&p).map_err(|e| Failure::file(&p, e))?);
+            f(&mut w)
+                .and_then(|_| w.flush())
+                .map_err(|e| Failure::file(&p, e))?;
+            Ok(p)
+        };
+    let html = write("scope-report.html", &|w| {
+        cellwarden_report::write_scope_html(w, &exposure)
+    })?;
+    write("scope.json", &|w| {
+        cellwarden_report::write_scope_json(w, &exposure)
+    })?;
+    write("alerts.jsonl", &|w| {
+        cellwarden_report::write_jsonl(w, &result.alerts)
+    })?;
+
+    use cellwarden_report::sanitize_terminal as clean;
+    let mut o = io::stdout().lock();
+    let day = |t: &str| t.get(..16).unwrap_or(t).replace('T', " ");
+    let _ = writeln!(
+        o,
+        "A simulated operator: {} subscribers, {} days, {} log lines in {} (scenarios: {}).\n",
+        truth.subscribers,
+        truth.days,
+        truth.lines.iter().map(|(_, n)| n).sum::<u64>(),
+        dir.display(),
+        truth.scenarios.join(", ")
+    );
+    let _ = writeln!(
+        o,
+        "What cellwarden saw (high and critical alerts, first of each kind, in time order):"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for a in result.alerts.iter().filter(|a| a.level >= Level::High) {
+        let who = a
+            .event
+            .get_str("account")
+            .or_else(|| a.event.get_str("src_ip"))
+            .map(|x| x.into_owned())
+            .or_else(|| a.event.host.as_ref().map(|h| h.to_string()))
+            .unwrap_or_else(|| "-".into());
+        if !seen.insert(a.rule.id.clone()) {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "  {}  {:<9} {}  [{}]",
+            day(&a.event.timestamp_rfc3339()),
+            a.level.as_str(),
+            clean(&a.rule.title),
+            clean(&who)
+        );
+    }
+    let incidents = cellwarden_incident::build(&result.alerts, 3600);
+    let _ = writeln!(
+        o,
+        "\n{} alerts in all, joined into {} incidents (`cellwarden hunt {} --incidents`).",
+        result.alerts.len(),
+        incidents.len(),
+        dir.display()
+    );
+    let s = &exposure.summary;
+    let _ = writeln!(
+        o,
+        "\nSubscribers to notify: {} ({} on the watchlist). Whose records, read by whom, and why:",
+        s.subscribers_exposed, s.watchlisted_exposed
+    );
+    for sub in exposure.subscribers.iter().take(12) {
+        let mut why: Vec<&str> = sub
+            .reasons
+            .iter()
+            .map(|r| {
+                r.split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("cellwarden.db.")
+            })
+            .collect();
+        why.dedup();
+        let _ = writeln!(
+            o,
+            "  {} {:<6} {:<22} by {} from {}, {} .. {}{} — {}",
+            clean(&sub.id),
+            sub.id_kind,
+            sub.record_types.join(","),
+            clean(&sub.accounts.join(",")),
+            clean(&sub.client_hosts.join(",")),
+            day(&sub.first_access),
+            day(&sub.last_access),
+            sub.label
+                .as_ref()
+                .map(|l| format!(" [{}]", clean(l)))
+                .unwrap_or_default(),
+            why.join(", ")
+        );
+    }
+    if exposure.subscribers.len() > 12 {
+        let _ = writeln!(
+            o,
+            "  … and {} more in the report",
+            exposure.subscribers.len() - 12
+        );
+    }
+    // Transfers the flow analytics alerted on first; the others are context in the report.
+    let alerted = |t: &&cellwarden_telecom::exposure::TransferOut| {
+        result.alerts.iter().any(|a| {
+            a.rule.id.starts_with("cellwarden.net.")
+                && a.event.get_str("src_ip").as_deref() == Some(t.src_ip.as_str())
+                && a.event.get_str("dst_ip").as_deref() == Some(t.dst_ip.as_str())
+        })
+    };
+    let shown: Vec<_> = exposure
+        .exfiltration
+        .iter()
+        .filter(alerted)
+        .take(3)
+        .collect();
+    if !shown.is_empty() {
+        let _ = writeln!(o, "\nWhere the data went (transfers with a network alert):");
+    }
+    for t in &shown {
+        let _ = writeln!(
+            o,
+            "  {} → {}:{} on {}: {} in {} flows (account {})",
+            t.src_ip,
+            t.dst_ip,
+            t.dst_ports.first().copied().unwrap_or(0),
+            t.day,
+            human_bytes(t.bytes_out),
+            t.flows,
+            clean(&t.account)
+        );
+    }
+    let others = exposure.exfiltration.len() - shown.len();
+    if others > 0 {
+        let _ = writeln!(
+            o,
+            "  ({others} other outbound transfers from the same hosts in the report)"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nReport for the people who notify subscribers: {}\nAlerts: {}; scope JSON: {}; ground truth: {}\nDone in {:.1} s.",
+        html.display(),
+        dir.join("alerts.jsonl").display(),
+        dir.join("scope.json").display(),
+        dir.join("ground-truth.json").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Status::from_errors(result.errors.len()))
+}
+
+/// `3.92 GiB`, `512.0 MiB`, `12.3 KiB`.
+fn human_bytes(b: u64) -> String {
+    let f = b as f64;
+    if b >= 1 << 30 {
+        format!("{:.2} GiB", f / (1u64 << 30) as f64)
+    } else if b >= 1 << 20 {
+        format!("{:.1} MiB", f / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", f / 1024.0)
+    }
+}

@@ -1,0 +1,226 @@
+//! `cellwarden hunt`: the rules and analytics over finite input, as alerts or incidents.
+
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal, Write};
+
+use cellwarden_event::Level;
+use cellwarden_pipeline::HuntConfig;
+use cellwarden_sigma::LoadOptions;
+use cellwarden_telecom::access::Selection;
+
+use crate::args::{HuntArgs, OutFormat};
+use crate::exit::{Failure, Status};
+use crate::setup::{
+    db_setup, error_counts, load_mapping, load_rules_hashed, net_setup, open_output,
+    read_placeholders, report_errors, run_info, run_pipeline, stored, threads, written,
+};
+
+pub fn run(args: HuntArgs) -> Result<Status, Failure> {
+    let mapping = load_mapping(args.mapping.as_ref())?;
+    let opts = LoadOptions {
+        placeholders: read_placeholders(args.placeholders.as_ref())?,
+        min_level: args.min_level,
+    };
+    let started = cellwarden_event::format_timestamp(Some(jiff::Timestamp::now()));
+    let inputs =
+        cellwarden_source::discover(&args.paths).map_err(|e| Failure::Usage(e.to_string()))?;
+    let (loaded, ruleset_hash) = load_rules_hashed(&args.rules, &opts)?;
+    if loaded.loaded == 0 {
+        return Err(Failure::Usage(format!(
+            "no rule loaded from {}",
+            args.rules
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut db = db_setup(&args.db, Selection::default())?;
+    db.disabled = args.no_analytics;
+    let mut net = net_setup(&args.db)?;
+    net.disabled = args.no_analytics;
+    let mut out = open_output(args.output.as_ref())?;
+    let config = HuntConfig {
+        threads: threads(args.threads),
+        db,
+        net,
+        ..HuntConfig::default()
+    };
+    let mut result = run_pipeline(&inputs, &mapping, &loaded.rules, &config);
+    if let Some(min) = args.min_level {
+        result.alerts.retain(|a| a.level >= min);
+    }
+    let colour = args.output.is_none()
+        && io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
+    if let Some(p) = &args.attack_layer {
+        let layer = cellwarden_incident::attack_layer(&result.alerts);
+        if let Err(e) = std::fs::write(p, format!("{layer:#}\n")) {
+            return Err(Failure::Failed(format!("{}: {e}", p.display())));
+        }
+    }
+    let result_written = if args.incidents {
+        let incidents = cellwarden_incident::build(&result.alerts, args.gap);
+        write_incidents(&mut out, &incidents, &result.alerts, args.format, colour)
+    } else {
+        match args.format {
+            OutFormat::Table => cellwarden_report::write_table(&mut out, &result.alerts, colour),
+            OutFormat::Jsonl => cellwarden_report::write_jsonl(&mut out, &result.alerts),
+            OutFormat::Json => cellwarden_report::write_json_array(&mut out, &result.alerts),
+            OutFormat::Csv => cellwarden_report::write_csv(&mut out, &result.alerts),
+        }
+    }
+    .and_then(|_| out.flush());
+    written(result_written, "alerts")?;
+    drop(out);
+    if let Some(path) = &args.store {
+        let run = run_info("hunt", started, &args.paths, ruleset_hash, &result);
+        let incidents = cellwarden_incident::build(&result.alerts, args.gap);
+        let recorded = cellwarden_store::Store::open(path)
+            .and_then(|mut s| s.record_hunt(&run, &result.alerts, &incidents))
+            .map(|r| {
+                format!(
+                    "run {} in {}: {} alerts ({} new), {} incidents",
+                    r.run,
+                    path.display(),
+                    r.alerts,
+                    r.new_alerts,
+                    r.incidents
+                )
+            });
+        stored(path, recorded)?;
+    }
+
+    // Run summary.
+    let mut err = io::stderr().lock();
+    report_errors(&mut err, &result.errors);
+    if loaded.unsupported + loaded.invalid > 0 {
+        let _ = writeln!(
+            err,
+            "rules: {} loaded, {} unsupported, {} invalid (see `cellwarden rules check`)",
+            loaded.loaded, loaded.unsupported, loaded.invalid
+        );
+    }
+    let secs = result.elapsed.as_secs_f64().max(1e-9);
+    let _ = writeln!(
+        err,
+        "summary: {} files, {} events, {:.1} MB in {:.2} s ({:.0} events/s, {:.1} MB/s), {} rules",
+        result.files,
+        result.events,
+        result.bytes as f64 / 1e6,
+        secs,
+        result.events as f64 / secs,
+        result.bytes as f64 / 1e6 / secs,
+        loaded.rules.len(),
+    );
+    let mut by_level: BTreeMap<Level, usize> = BTreeMap::new();
+    for a in &result.alerts {
+        *by_level.entry(a.level).or_default() += 1;
+    }
+    let levels: Vec<String> = Level::ALL
+        .iter()
+        .rev()
+        .map(|l| format!("{} {}", l.as_str(), by_level.get(l).copied().unwrap_or(0)))
+        .collect();
+    let _ = writeln!(
+        err,
+        "alerts: {} ({})",
+        result.alerts.len(),
+        levels.join(", ")
+    );
+    error_counts(&mut err, &result.errors);
+    Ok(Status::from_errors(result.errors.len()))
+}
+
+fn write_incidents(
+    out: &mut dyn Write,
+    incidents: &[cellwarden_incident::Incident],
+    alerts: &[cellwarden_event::Alert],
+    format: OutFormat,
+    colour: bool,
+) -> io::Result<()> {
+    use cellwarden_report::sanitize_terminal as clean;
+    match format {
+        OutFormat::Jsonl => {
+            for inc in incidents {
+                writeln!(out, "{}", cellwarden_incident::incident_json(inc, alerts))?;
+            }
+        }
+        OutFormat::Json => {
+            let all: Vec<serde_json::Value> = incidents
+                .iter()
+                .map(|i| cellwarden_incident::incident_json(i, alerts))
+                .collect();
+            writeln!(out, "{}", serde_json::Value::Array(all))?;
+        }
+        OutFormat::Csv => {
+            let mut w = cellwarden_report::CsvWriter::new(out);
+            w.row(&[
+                "id",
+                "score",
+                "level",
+                "first_seen",
+                "last_seen",
+                "hosts",
+                "accounts",
+                "addresses",
+                "tactics",
+                "techniques",
+                "alerts",
+            ])?;
+            for inc in incidents {
+                w.row(&[
+                    &inc.id,
+                    &inc.score.to_string(),
+                    inc.level.as_str(),
+                    &cellwarden_event::format_timestamp(inc.first_seen),
+                    &cellwarden_event::format_timestamp(inc.last_seen),
+                    &inc.hosts.join(";"),
+                    &inc.accounts.join(";"),
+                    &inc.addresses.join(";"),
+                    &inc.tactics.join(";"),
+                    &inc.techniques.join(";"),
+                    &inc.alerts.len().to_string(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        OutFormat::Table => {
+            for inc in incidents {
+                let head = format!(
+                    "{}  score {:>3}  {}  {} .. {}  {} alerts",
+                    inc.id,
+                    inc.score,
+                    inc.level.as_str(),
+                    cellwarden_event::format_timestamp(inc.first_seen),
+                    cellwarden_event::format_timestamp(inc.last_seen),
+                    inc.alerts.len()
+                );
+                if colour {
+                    writeln!(out, "\x1b[1m{head}\x1b[0m")?;
+                } else {
+                    writeln!(out, "{head}")?;
+                }
+                writeln!(out, "  hosts:    {}", clean(&inc.hosts.join(", ")))?;
+                writeln!(out, "  accounts: {}", clean(&inc.accounts.join(", ")))?;
+                if !inc.addresses.is_empty() {
+                    writeln!(out, "  addresses: {}", clean(&inc.addresses.join(", ")))?;
+                }
+                writeln!(out, "  tactics:  {}", inc.tactics.join(" > "))?;
+                for &i in &inc.alerts {
+                    let a = &alerts[i];
+                    writeln!(
+                        out,
+                        "    {}  {:<13} {}  [{}]",
+                        a.event.timestamp_rfc3339().get(..19).unwrap_or(""),
+                        a.level.as_str(),
+                        clean(&a.rule.title),
+                        clean(a.event.host.as_deref().unwrap_or("-"))
+                    )?;
+                }
+                writeln!(out)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! One module per command.
+
+mod demo;
+mod hunt;
+mod rules;
+mod scope;
+mod simulate;
+mod store;
+mod watch;
+
+use crate::args::{Command, RulesCommand};
+use crate::exit::{Failure, Status};
+
+/// Runs a command.
+pub fn run(command: Command) -> Result<Status, Failure> {
+    match command {
+        Command::Hunt(args) => hunt::run(args),
+        Command::Scope(args) => scope::run(args),
+        Command::Watch(args) => watch::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Eval {
+            truth,
+            results,
+            json,
+        } => simulate::eval(&truth, &results, json),
+        Command::Demo { out } => demo::run(out),
+        Command::Export {
+            store,
+            format,
+            output,
+        } => store::export(&store, &format, output.as_ref()),
+        Command::Serve {
+            store,
+            listen,
+            token_file,
+        } => store::serve(store, listen, token_file.as_ref()),
+        Command::Rules {
+            command:
+                RulesCommand::Check {
+                    paths,
+                    json,
+                    placeholders,
+                },
+        } => rules::check(&paths, json, placeholders.as_ref()),
+    }
+}

@@ -1,0 +1,177 @@
+//! `cellwarden watch`: command-line wiring of the live pipeline.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use cellwarden_event::Alert;
+use cellwarden_stream::watch::{AlertSink, Setup, Sinks, WatchConfig};
+use cellwarden_telecom::access::Selection;
+
+use cellwarden_sigma::LoadOptions;
+
+use crate::args::WatchArgs;
+use crate::exit::{Failure, Status};
+use crate::setup::{db_setup, load_mapping, load_rules_hashed, net_setup, read_placeholders};
+
+/// Writes alerts to the case store at every checkpoint, one run per batch.
+struct StoreSink {
+    store: cellwarden_store::Store,
+    ruleset_hash: String,
+    pending: Vec<Alert>,
+}
+
+impl AlertSink for StoreSink {
+    fn write(&mut self, alerts: &[Alert]) -> std::io::Result<()> {
+        self.pending.extend_from_slice(alerts);
+        Ok(())
+    }
+
+    fn durable(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let run = cellwarden_store::RunInfo {
+            command: "watch".into(),
+            started: cellwarden_event::format_timestamp(Some(jiff::Timestamp::now())),
+            inputs: Vec::new(),
+            ruleset_hash: self.ruleset_hash.clone(),
+            events: 0,
+            errors: Vec::new(),
+        };
+        let incidents = cellwarden_incident::build(&self.pending, 3600);
+        self.store
+            .record_hunt(&run, &self.pending, &incidents)
+            .map_err(std::io::Error::other)?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+pub fn run(args: WatchArgs) -> Result<Status, Failure> {
+    if args.follow.is_empty()
+        && args.syslog_udp.is_none()
+        && args.syslog_tcp.is_none()
+        && args.kafka.is_none()
+    {
+        return Err(Failure::Usage(
+            "nothing to watch: give --follow, --syslog-udp, --syslog-tcp or --kafka".into(),
+        ));
+    }
+    if args.kafka.is_some() && args.topic.is_empty() {
+        return Err(Failure::Usage("--kafka needs at least one --topic".into()));
+    }
+    let needs_kafka = args.kafka_alerts.is_some() || args.forward.is_some();
+    if needs_kafka && args.kafka.is_none() {
+        return Err(Failure::Usage(
+            "--kafka-alerts and --forward need --kafka".into(),
+        ));
+    }
+    if (args.stage == cellwarden_stream::Stage::Parse) != args.forward.is_some() {
+        return Err(Failure::Usage(
+            "--stage parse and --forward TOPIC go together".into(),
+        ));
+    }
+    let kafka = args
+        .kafka
+        .as_ref()
+        .map(|b| cellwarden_stream::kafka::KafkaConfig {
+            brokers: b.clone(),
+            options: args.kafka_options.clone(),
+        });
+    let mapping = load_mapping(args.mapping.as_ref())?;
+    let opts = LoadOptions {
+        placeholders: read_placeholders(args.placeholders.as_ref())?,
+        min_level: args.min_level,
+    };
+    let (loaded, ruleset_hash) = load_rules_hashed(&args.rules, &opts)?;
+    if loaded.loaded == 0 {
+        return Err(Failure::Usage("no rule loaded".into()));
+    }
+    let db = db_setup(&args.db, Selection::default())?;
+    let net = net_setup(&args.db)?;
+    let config = WatchConfig {
+        follow: args.follow,
+        format: args.format,
+        syslog_udp: args.syslog_udp,
+        syslog_tcp: args.syslog_tcp,
+        state: args.state,
+        output: args.output,
+        rotate_bytes: args.rotate_mb.map(|m| m << 20),
+        stdout: !args.quiet,
+        metrics: args.metrics,
+        checkpoint_every: Duration::from_secs_f64(args.checkpoint_secs.max(0.05)),
+        live: cellwarden_stream::LiveConfig {
+            retention_days: args.retention_days.max(1),
+            close_lateness_ms: args.close_lateness_min.max(0) * 60_000,
+            ..Default::default()
+        },
+        kafka: kafka
+            .as_ref()
+            .map(|k| cellwarden_stream::watch::KafkaInput {
+                config: k.clone(),
+                topics: args.topic.clone(),
+                group: args.group.clone(),
+                idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),
+            }),
+        stage: args.stage,
+        idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),
+        ..WatchConfig::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| Failure::Usage(format!("cannot handle signals: {e}")))?;
+    }
+    let mut store = match &args.store {
+        Some(p) => Some(StoreSink {
+            store: cellwarden_store::Store::open(p).map_err(|e| Failure::file(p, e))?,
+            ruleset_hash,
+            pending: Vec::new(),
+        }),
+        None => None,
+    };
+    let mut alert_topic = match (&kafka, &args.kafka_alerts) {
+        (Some(k), Some(t)) => {
+            Some(cellwarden_stream::kafka::AlertTopic::new(k, t).map_err(Failure::Usage)?)
+        }
+        _ => None,
+    };
+    let mut forward = match (&kafka, &args.forward) {
+        (Some(k), Some(t)) => {
+            Some(cellwarden_stream::kafka::ForwardTopic::new(k, t).map_err(Failure::Usage)?)
+        }
+        _ => None,
+    };
+    let mut sinks = Sinks::default();
+    if let Some(s) = store.as_mut() {
+        sinks.alerts.push(s);
+    }
+    if let Some(s) = alert_topic.as_mut() {
+        sinks.alerts.push(s);
+    }
+    if let Some(f) = forward.as_mut() {
+        sinks.forward = Some(f);
+    }
+    let setup = Setup {
+        detectors: cellwarden_pipeline::Detectors {
+            rules: &loaded.rules,
+            db: &db,
+            net: &net,
+        },
+        mapping: &mapping,
+    };
+    eprintln!(
+        "cellwarden watch: {} rules; stop with Ctrl-C or SIGTERM",
+        loaded.loaded
+    );
+    let summary = cellwarden_stream::watch::run(setup, &config, sinks, stop, &mut |m| {
+        eprintln!("cellwarden watch: {m}")
+    })
+    .map_err(Failure::Usage)?;
+    eprintln!(
+        "cellwarden watch: stopped: {} events, {} alerts, {} errors, {} checkpoints, {} alerts already written before a restart",
+        summary.events, summary.alerts, summary.errors, summary.checkpoints, summary.suppressed
+    );
+    Ok(Status::Ok)
+}

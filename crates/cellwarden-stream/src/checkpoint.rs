@@ -16,7 +16,7 @@ use std::sync::Arc;
 use cellwarden_source::{Format, Unit};
 use serde::{Deserialize, Serialize};
 
-use crate::follow::FilePosition;
+use crate::source::FilePosition;
 
 /// Everything a restart needs besides the journal.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

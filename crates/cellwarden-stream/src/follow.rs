@@ -1,64 +1,169 @@
 //! Following growing files like `tail -F`: new files matching a glob, rotation by rename
 //! (the old file is read to its end, then the new one from its start) and by truncation
 //! (read again from the start). Only complete lines are read; a line still being written waits.
-//! Line numbers go on across rotations, so `path:line` names an event once.
+//! Line numbers go on across rotations, so `path:line` names an event once. A folder is
+//! followed as every file under it, new ones too; binary and compressed files are told apart
+//! from logs and left alone, as are rotated copies that appear beside a followed file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cellwarden_source::{ErrorKind, Format, Limits, Position, SourceError};
-use serde::{Deserialize, Serialize};
 
-use crate::watch::{Collect, Input, PositionUpdate};
-
-/// Where reading of one followed path stands.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FilePosition {
-    pub dev: u64,
-    pub ino: u64,
-    /// Bytes of the current file read (up to a line end).
-    pub offset: u64,
-    /// Lines read from this path, across rotations.
-    pub lines: u64,
-}
+use crate::source::{Collect, FilePosition, Input, PositionUpdate, Source};
 
 /// Most bytes read from one file per round (the rest is read in the next rounds).
 const READ_BYTES: usize = 4 << 20;
+
+/// Longest wait between two tries of a file that cannot be read.
+const MAX_RETRY: Duration = Duration::from_secs(60);
 
 struct Followed {
     name: Arc<str>,
     file: Option<File>,
     pos: FilePosition,
     format: Option<Format>,
+    /// Found in a followed folder (not named): files of unknown content are left alone.
+    in_folder: bool,
+    /// Not a log to follow (binary, compressed, unknown content in a folder, a rotated copy).
+    ignored: bool,
     /// Zeek header lines, put before each later chunk.
     header: Vec<u8>,
     idle: bool,
     /// Since when the file has been at its end.
-    at_end: Option<std::time::Instant>,
+    at_end: Option<Instant>,
+    /// While reading fails: the next try and the wait after it.
+    retry: Option<(Instant, Duration)>,
 }
 
 /// Settings of the follower.
 #[derive(Debug, Clone)]
 pub struct FollowConfig {
-    /// Paths or glob patterns.
+    /// Files, folders (every file under them, new ones too) or glob patterns.
     pub patterns: Vec<String>,
+    /// Format of the files (default: told from their content).
     pub format: Option<Format>,
+    /// Pause between rounds when nothing was read.
     pub poll: Duration,
+    /// Size limits of records and lines.
     pub limits: Limits,
     /// How long a file at its end waits before it stops holding the watermark back (a file
     /// read ahead of another must not pass it by).
     pub idle_after: Duration,
 }
 
-/// Follows the files until `stop` is set; units and position updates go to `tx`.
-pub fn run(
+/// A path given to follow that cannot be followed.
+#[derive(Debug, thiserror::Error)]
+#[error("--follow {path}: {reason}")]
+pub struct FollowError {
+    /// The path or pattern as given.
+    pub path: String,
+    /// Why it cannot be followed.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+enum Pattern {
+    /// A file, followed by name (it may be rotated, or appear later).
+    File(String),
+    /// Every file under the folder, new ones too.
+    Folder(PathBuf),
+    /// Files matching the glob, new ones too.
+    Glob(String),
+}
+
+/// Followed files as a source of the watch loop.
+pub struct Follower {
     config: FollowConfig,
+    patterns: Vec<Pattern>,
+    start: BTreeMap<String, FilePosition>,
+    notes: Vec<String>,
+}
+
+impl Follower {
+    /// Checks that every path can be followed: a readable file or folder, a file yet to
+    /// appear in an existing folder, or a valid glob.
+    pub fn new(
+        config: FollowConfig,
+        start: BTreeMap<String, FilePosition>,
+    ) -> Result<Follower, FollowError> {
+        let mut patterns = Vec::new();
+        let mut notes = Vec::new();
+        for p in &config.patterns {
+            let bad = |reason: String| FollowError {
+                path: p.clone(),
+                reason,
+            };
+            if p.contains(['*', '?', '[']) {
+                glob::Pattern::new(p).map_err(|e| bad(format!("not a valid glob: {e}")))?;
+                if expand(&[Pattern::Glob(p.clone())]).is_empty() {
+                    notes.push(format!(
+                        "no file matches {p} yet; files are followed as they appear"
+                    ));
+                }
+                patterns.push(Pattern::Glob(p.clone()));
+                continue;
+            }
+            match std::fs::metadata(p) {
+                Ok(m) if m.is_dir() => {
+                    std::fs::read_dir(p).map_err(|e| bad(e.to_string()))?;
+                    patterns.push(Pattern::Folder(PathBuf::from(p)));
+                }
+                Ok(m) if m.is_file() => {
+                    File::open(p).map_err(|e| bad(e.to_string()))?;
+                    patterns.push(Pattern::File(p.clone()));
+                }
+                Ok(_) => return Err(bad("not a regular file or a folder".into())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let parent = Path::new(p)
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    if !parent.is_dir() {
+                        return Err(bad("no such file or folder".into()));
+                    }
+                    notes.push(format!("{p} is not there yet; followed when it appears"));
+                    patterns.push(Pattern::File(p.clone()));
+                }
+                Err(e) => return Err(bad(e.to_string())),
+            }
+        }
+        Ok(Follower {
+            config,
+            patterns,
+            start,
+            notes,
+        })
+    }
+
+    /// What is worth telling about the paths before following starts.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+}
+
+impl Source for Follower {
+    fn run(self: Box<Self>, tx: crossbeam_channel::Sender<Input>, stop: Arc<AtomicBool>) {
+        let Follower {
+            config,
+            patterns,
+            start,
+            ..
+        } = *self;
+        run(config, patterns, start, tx, stop)
+    }
+}
+
+/// Follows the files until `stop` is set; units and position updates go to `tx`.
+fn run(
+    config: FollowConfig,
+    patterns: Vec<Pattern>,
     start: BTreeMap<String, FilePosition>,
     tx: crossbeam_channel::Sender<Input>,
     stop: Arc<AtomicBool>,
@@ -67,37 +172,67 @@ pub fn run(
     let year = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)
         .year();
+    // Files found in the first round of a fresh start are all read; later, a file found beside
+    // a followed one under its name plus a rotation suffix is that file's rotated copy, whose
+    // lines were read already (after a restart too, unless the checkpoint knows it).
+    let mut fresh = start.is_empty();
     while !stop.load(Ordering::Relaxed) {
-        for path in expand(&config.patterns) {
-            if !files.contains_key(&path)
-                && tx.send(Input::Known(Arc::from(path.as_str()))).is_err()
-            {
+        for (path, discovered) in expand(&patterns) {
+            if files.contains_key(&path) {
+                continue;
+            }
+            let copy_of = (!fresh && discovered && !start.contains_key(&path))
+                .then(|| files.keys().find(|f| is_rotated_name(f, &path)).cloned())
+                .flatten();
+            if let Some(of) = &copy_of {
+                let note = format!("{path}: a rotated copy of {of}; not read again");
+                if tx.send(Input::Note(note)).is_err() {
+                    return;
+                }
+            } else if tx.send(Input::Known(Arc::from(path.as_str()))).is_err() {
                 return;
             }
-            files.entry(path.clone()).or_insert_with(|| Followed {
-                name: Arc::from(path.as_str()),
-                file: None,
-                pos: start.get(&path).cloned().unwrap_or_default(),
-                format: config.format,
-                header: Vec::new(),
-                idle: false,
-                at_end: None,
-            });
+            files.insert(
+                path.clone(),
+                Followed {
+                    name: Arc::from(path.as_str()),
+                    file: None,
+                    pos: start.get(&path).cloned().unwrap_or_default(),
+                    format: config.format,
+                    in_folder: discovered && in_folder(&patterns, &path),
+                    ignored: copy_of.is_some(),
+                    header: Vec::new(),
+                    idle: false,
+                    at_end: None,
+                    retry: None,
+                },
+            );
         }
+        fresh = false;
         let mut any = false;
         let mut paths: Vec<&String> = files.keys().collect();
         paths.sort();
         let paths: Vec<String> = paths.into_iter().cloned().collect();
         for path in paths {
             let f = files.get_mut(&path).expect("listed");
+            if f.ignored || f.retry.is_some_and(|(next, _)| Instant::now() < next) {
+                continue;
+            }
             match step(f, &path, year, &config.limits, &tx) {
                 Ok(true) => {
                     any = true;
                     f.idle = false;
                     f.at_end = None;
+                    f.retry = None;
                 }
                 Ok(false) => {
-                    let since = *f.at_end.get_or_insert_with(std::time::Instant::now);
+                    f.retry = None;
+                    if f.ignored {
+                        // Told once, idle from now on.
+                        let _ = tx.send(Input::Idle(f.name.clone()));
+                        continue;
+                    }
+                    let since = *f.at_end.get_or_insert_with(Instant::now);
                     if !f.idle && since.elapsed() >= config.idle_after {
                         f.idle = true;
                         if tx.send(Input::Idle(f.name.clone())).is_err() {
@@ -106,7 +241,20 @@ pub fn run(
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Input::Error(e));
+                    // Told once; tried again with a growing wait, silently.
+                    let wait = match f.retry {
+                        None => {
+                            let mut e = e;
+                            e.message.push_str("; tried again until it can be read");
+                            if tx.send(Input::Error(e)).is_err() {
+                                return;
+                            }
+                            config.poll.max(Duration::from_millis(500))
+                        }
+                        Some((_, wait)) => (wait * 2).min(MAX_RETRY),
+                    };
+                    f.file = None;
+                    f.retry = Some((Instant::now() + wait, wait));
                 }
             }
         }
@@ -116,27 +264,70 @@ pub fn run(
     }
 }
 
-/// Paths the patterns name now, sorted.
-fn expand(patterns: &[String]) -> Vec<String> {
+/// `other` is `followed` with a rotation suffix: `.1`, `-20261204`, `.old`, `.bak`.
+fn is_rotated_name(followed: &str, other: &str) -> bool {
+    let Some(rest) = other.strip_prefix(followed) else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    (b.len() >= 2 && matches!(b[0], b'.' | b'-' | b'_') && b[1].is_ascii_digit())
+        || matches!(rest, ".old" | ".bak")
+}
+
+/// Paths the patterns name now, sorted, each with whether it was found (in a folder or by a
+/// glob) rather than named.
+fn expand(patterns: &[Pattern]) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     for p in patterns {
-        if p.contains(['*', '?', '[']) {
-            if let Ok(paths) = glob::glob(p) {
-                for path in paths.flatten() {
-                    if path.is_file()
-                        && let Some(s) = path.to_str()
-                    {
-                        out.push(s.to_owned());
+        match p {
+            Pattern::Glob(g) => {
+                if let Ok(paths) = glob::glob(g) {
+                    for path in paths.flatten() {
+                        if path.is_file()
+                            && let Some(s) = path.to_str()
+                        {
+                            out.push((s.to_owned(), true));
+                        }
                     }
                 }
             }
-        } else if Path::new(p).exists() {
-            out.push(p.clone());
+            Pattern::File(f) => {
+                if Path::new(f).exists() {
+                    out.push((f.clone(), false));
+                }
+            }
+            Pattern::Folder(d) => walk(d, &mut out),
         }
     }
     out.sort();
-    out.dedup();
+    out.dedup_by(|a, b| a.0 == b.0);
     out
+}
+
+/// `path` lies in one of the followed folders.
+fn in_folder(patterns: &[Pattern], path: &str) -> bool {
+    patterns
+        .iter()
+        .any(|p| matches!(p, Pattern::Folder(d) if Path::new(path).starts_with(d)))
+}
+
+/// Every regular file under `dir` (symbolic links to files too); unreadable sub-folders are
+/// passed over.
+fn walk(dir: &Path, out: &mut Vec<(String, bool)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            walk(&path, out);
+        } else if path.is_file()
+            && let Some(s) = path.to_str()
+        {
+            out.push((s.to_owned(), true));
+        }
+    }
 }
 
 /// One round for one path; true when lines were read.
@@ -251,6 +442,18 @@ fn load_header(f: &mut Followed) {
     let _ = file.seek(SeekFrom::Start(here));
 }
 
+/// Leaves a file alone from now on, saying why once; false (nothing read).
+fn ignore(f: &mut Followed, why: &str, tx: &crossbeam_channel::Sender<Input>) -> bool {
+    f.ignored = true;
+    f.file = None;
+    let note = format!(
+        "{}: {why}; not followed (`cellwarden hunt` reads it)",
+        f.name
+    );
+    let _ = tx.send(Input::Note(note));
+    false
+}
+
 /// Reads complete lines from the open file; `whole`: the file no longer grows (take a last
 /// line without its line end too).
 fn read_more(
@@ -282,6 +485,18 @@ fn read_more(
         }
     }
     buf.truncate(got);
+    if f.format.is_none() && f.pos.offset == 0 {
+        // Binary and compressed files are told by their first bytes, line ends or not.
+        if buf.starts_with(&[0x1f, 0x8b]) {
+            return Ok(ignore(f, "compressed (gzip)", tx));
+        }
+        if matches!(
+            cellwarden_source::sniff(&buf),
+            Some(Format::Evtx | Format::Capture)
+        ) {
+            return Ok(ignore(f, "a binary file (EVTX or capture)", tx));
+        }
+    }
     let end = match memchr::memrchr(b'\n', &buf) {
         Some(i) => i + 1,
         None if whole || got == READ_BYTES => got,
@@ -298,6 +513,9 @@ fn read_more(
     let chunk = &buf[..end];
     if f.format.is_none() {
         f.format = cellwarden_source::sniff(chunk);
+        if f.format.is_none() && f.in_folder {
+            return Ok(ignore(f, "not a log format cellwarden reads", tx));
+        }
         if f.format.is_none() {
             f.format = Some(Format::Json);
         }
@@ -335,4 +553,143 @@ fn read_more(
         return Ok(false);
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(patterns: &[&str]) -> FollowConfig {
+        FollowConfig {
+            patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            format: None,
+            poll: Duration::from_millis(20),
+            limits: Limits::default(),
+            idle_after: Duration::from_millis(50),
+        }
+    }
+
+    /// Runs a follower for `ms`, doing `during` halfway; returns what it sent.
+    fn follow_for(patterns: &[&str], ms: u64, during: impl FnOnce()) -> Vec<Input> {
+        let f = Follower::new(config(patterns), BTreeMap::new()).expect("followable");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let t = std::thread::spawn(move || Box::new(f).run(tx, s));
+        std::thread::sleep(Duration::from_millis(ms / 2));
+        during();
+        std::thread::sleep(Duration::from_millis(ms / 2));
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+        rx.try_iter().collect()
+    }
+
+    fn units_of(inputs: &[Input]) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for i in inputs {
+            if let Input::Unit {
+                unit: cellwarden_source::Unit::Records { file, records, .. },
+                ..
+            } = i
+            {
+                *out.entry(file.to_string()).or_default() += records.len();
+            }
+        }
+        out
+    }
+
+    fn notes(inputs: &[Input]) -> Vec<String> {
+        inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Note(n) => Some(n.clone()),
+                Input::Error(e) => Some(e.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `n` auditd records (one line each).
+    fn lines(n: usize) -> String {
+        (1..=n)
+            .map(|i| format!("type=USER_LOGIN msg=audit(1772500000.000:{i}): pid=1 uid=0 auid=0 ses=1 msg='op=login acct=\"root\" exe=\"/usr/sbin/sshd\" hostname=? addr=10.0.0.9 terminal=ssh res=success'\n"))
+            .collect()
+    }
+
+    #[test]
+    fn paths_that_cannot_be_followed_are_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let missing = format!("{d}/no/such/folder/a.log");
+        let e = Follower::new(config(&[&missing]), BTreeMap::new())
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("no such file or folder"), "{e}");
+        let e = Follower::new(config(&[&format!("{d}/[a")]), BTreeMap::new())
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("not a valid glob"), "{e}");
+        // A file yet to appear in an existing folder is followed, with a note.
+        let later = format!("{d}/later.log");
+        let f = Follower::new(config(&[&later]), BTreeMap::new()).unwrap();
+        assert!(f.notes()[0].contains("not there yet"));
+    }
+
+    #[test]
+    fn a_folder_is_followed_with_new_files_and_without_binaries_or_rotated_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("logs");
+        std::fs::create_dir_all(root.join("host-a")).unwrap();
+        std::fs::write(root.join("host-a/audit.log"), lines(3)).unwrap();
+        std::fs::write(root.join("old.log.gz"), [0x1f, 0x8b, 8, 0, 0, 0]).unwrap();
+        std::fs::write(root.join("notes.txt"), "nothing to see\n").unwrap();
+        let r = root.clone();
+        let got = follow_for(&[root.to_str().unwrap()], 600, move || {
+            std::fs::write(r.join("host-a/new.log"), lines(2)).unwrap();
+            // Rotation by copy beside a followed file must not be read again.
+            std::fs::write(r.join("host-a/audit.log.1"), lines(3)).unwrap();
+        });
+        let units = units_of(&got);
+        let name = |f: &str| root.join(f).to_str().unwrap().to_owned();
+        assert_eq!(units.get(&name("host-a/audit.log")), Some(&3), "{units:?}");
+        assert_eq!(units.get(&name("host-a/new.log")), Some(&2), "{units:?}");
+        assert_eq!(units.len(), 2, "{units:?}");
+        let n = notes(&got);
+        assert!(
+            n.iter().any(|m| m.contains("old.log.gz: compressed")),
+            "{n:?}"
+        );
+        assert!(
+            n.iter().any(|m| m.contains("notes.txt: not a log")),
+            "{n:?}"
+        );
+        assert!(
+            n.iter().any(|m| m.contains("audit.log.1: a rotated copy")),
+            "{n:?}"
+        );
+        assert_eq!(n.len(), 3, "each told once: {n:?}");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_reported_once_and_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, lines(1)).unwrap();
+        let p = path.clone();
+        // Replaced by a folder of the same name: opening works, reading fails every time.
+        let got = follow_for(&[path.to_str().unwrap()], 1500, move || {
+            std::fs::remove_file(&p).unwrap();
+            std::fs::create_dir(&p).unwrap();
+        });
+        let errors: Vec<String> = got
+            .iter()
+            .filter_map(|i| match i {
+                Input::Error(e) => Some(e.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("tried again"), "{errors:?}");
+        assert_eq!(units_of(&got).values().sum::<usize>(), 1);
+    }
 }

@@ -21,7 +21,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::UnitCopy;
-use crate::watch::{AlertSink, Collect, Input, PositionUpdate, RecordSink};
+use crate::sink::{AlertSink, RecordSink};
+use crate::source::{Collect, Input, PositionUpdate, Source};
 
 /// Connection settings shared by consumers and producers.
 #[derive(Debug, Clone, Default)]
@@ -91,7 +92,35 @@ pub fn consumer(
 /// offset per `topic/partition` the checkpoint covers: records below it were handled. With
 /// `forwarded` (the last record number handled per source), records are the first stage's
 /// envelopes.
-pub fn run_consumer(
+/// A consumer group member as a source of the watch loop.
+pub struct KafkaSource {
+    /// The subscribed consumer (shared with the loop, which commits offsets).
+    pub consumer: Arc<BaseConsumer>,
+    /// Checkpointed next offsets per `topic/partition`.
+    pub start: BTreeMap<String, i64>,
+    /// In the state stage: the last record of each forwarded source already handled.
+    pub forwarded: Option<BTreeMap<String, u64>>,
+    /// Size limits of records.
+    pub limits: Limits,
+    /// How long a partition at its end waits before it stops holding the watermark back.
+    pub idle_after: Duration,
+}
+
+impl Source for KafkaSource {
+    fn run(self: Box<Self>, tx: crossbeam_channel::Sender<Input>, stop: Arc<AtomicBool>) {
+        run_consumer(
+            self.consumer,
+            self.start,
+            self.forwarded,
+            self.limits,
+            self.idle_after,
+            tx,
+            stop,
+        )
+    }
+}
+
+fn run_consumer(
     consumer: Arc<BaseConsumer>,
     start: BTreeMap<String, i64>,
     mut forwarded: Option<BTreeMap<String, u64>>,

@@ -11,6 +11,8 @@ pub mod engine;
 pub mod follow;
 pub mod kafka;
 pub mod metrics;
+pub mod sink;
+pub mod source;
 pub mod syslog;
 pub mod watch;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cellwarden_source::{ErrorKind, Format, Position, SourceError, Unit};
 
-use crate::watch::{Input, PositionUpdate};
+use crate::source::{Input, PositionUpdate, Source};
 
 /// Longest message taken; longer ones are cut there (RFC 5425 asks receivers for 2 KiB at
 /// least; 64 KiB covers what UDP carries).
@@ -83,7 +83,35 @@ impl Numbering {
 }
 
 /// Receives datagrams until `stop`; a batch goes on every 4096 messages or 100 ms.
-pub fn run_udp(
+/// A UDP syslog receiver as a source of the watch loop.
+pub struct UdpReceiver {
+    /// The bound socket.
+    pub socket: UdpSocket,
+    /// Record numbers of its messages.
+    pub numbering: Numbering,
+}
+
+impl Source for UdpReceiver {
+    fn run(self: Box<Self>, tx: crossbeam_channel::Sender<Input>, stop: Arc<AtomicBool>) {
+        run_udp(self.socket, self.numbering, tx, stop)
+    }
+}
+
+/// A TCP syslog receiver as a source of the watch loop (a thread per connection).
+pub struct TcpReceiver {
+    /// The bound listener.
+    pub listener: TcpListener,
+    /// Record numbers of its messages (shared by the connections).
+    pub numbering: Numbering,
+}
+
+impl Source for TcpReceiver {
+    fn run(self: Box<Self>, tx: crossbeam_channel::Sender<Input>, stop: Arc<AtomicBool>) {
+        run_tcp(self.listener, self.numbering, tx, stop)
+    }
+}
+
+fn run_udp(
     socket: UdpSocket,
     numbering: Numbering,
     tx: crossbeam_channel::Sender<Input>,
@@ -125,7 +153,7 @@ pub fn run_udp(
 }
 
 /// Accepts connections until `stop`; each connection is read on its own thread.
-pub fn run_tcp(
+fn run_tcp(
     listener: TcpListener,
     numbering: Numbering,
     tx: crossbeam_channel::Sender<Input>,

@@ -8,109 +8,21 @@
 //! already in the alert file after the checkpoint are not written again.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cellwarden_event::Alert;
 use cellwarden_pipeline::Detectors;
-use cellwarden_source::{Format, Limits, Mapping, SourceError, Unit};
+use cellwarden_source::{Format, Limits, Mapping, Unit};
 
 use crate::checkpoint::{Checkpoint, Journal, Replayed, UnitCopy};
 use crate::engine::{Engine, LiveConfig};
-use crate::follow::FilePosition;
 use crate::metrics::Metrics;
+use crate::sink::{FileSink, RecordSink, Sinks, alert_id, written_after};
+use crate::source::{Input, PositionUpdate, Source};
 use cellwarden_pipeline::Stage;
-
-/// What sources send to the loop.
-pub enum Input {
-    /// A unit to decode; `position` is where the source stands once it is handled.
-    Unit {
-        unit: Unit,
-        position: Option<PositionUpdate>,
-        /// The source whose progress the events show, when not their file (forwarded records).
-        clock: Option<Arc<str>>,
-    },
-    Position(PositionUpdate),
-    /// A source that will deliver (the watermark waits for it).
-    Known(Arc<str>),
-    /// The source has caught up.
-    Idle(Arc<str>),
-    Error(SourceError),
-}
-
-#[derive(Debug, Clone)]
-pub enum PositionUpdate {
-    File {
-        path: String,
-        position: FilePosition,
-    },
-    Counter {
-        name: String,
-        count: u64,
-    },
-    /// Next offset of `topic/partition`; with a forwarded record, its source and number.
-    Kafka {
-        partition: String,
-        next: i64,
-        forwarded: Option<(String, u64)>,
-    },
-}
-
-/// What reading one piece of input produced, on its way to the loop.
-#[derive(Default)]
-pub(crate) struct Collect {
-    pub units: Vec<Unit>,
-    pub errors: Vec<SourceError>,
-}
-
-impl cellwarden_source::UnitSink for Collect {
-    fn unit(&mut self, unit: Unit) {
-        self.units.push(unit);
-    }
-    fn error(&mut self, error: SourceError) {
-        self.errors.push(error);
-    }
-}
-
-impl Collect {
-    /// Sends the errors, then the units with `update` on the last one (alone when there is
-    /// none, so the position still moves); false when the loop is gone.
-    pub(crate) fn send(
-        self,
-        update: PositionUpdate,
-        clock: Option<Arc<str>>,
-        tx: &crossbeam_channel::Sender<Input>,
-    ) -> bool {
-        for e in self.errors {
-            if tx.send(Input::Error(e)).is_err() {
-                return false;
-            }
-        }
-        let n = self.units.len();
-        if n == 0 {
-            return tx.send(Input::Position(update)).is_ok();
-        }
-        for (i, unit) in self.units.into_iter().enumerate() {
-            let position = (i + 1 == n).then(|| update.clone());
-            let clock = clock.clone();
-            if tx
-                .send(Input::Unit {
-                    unit,
-                    position,
-                    clock,
-                })
-                .is_err()
-            {
-                return false;
-            }
-        }
-        true
-    }
-}
 
 /// Where Kafka input comes from.
 #[derive(Debug, Clone)]
@@ -180,26 +92,6 @@ pub struct Setup<'a> {
     pub mapping: &'a Mapping,
 }
 
-/// Receives alerts as they are written (the case store, a Kafka topic).
-pub trait AlertSink {
-    /// Takes new alerts; `durable` is called before a checkpoint and must make them safe.
-    fn write(&mut self, alerts: &[Alert]) -> io::Result<()>;
-    fn durable(&mut self) -> io::Result<()>;
-}
-
-/// Receives the records that feed stateful analytics (the first stage hands them on).
-pub trait RecordSink {
-    fn records(&mut self, unit: &UnitCopy, lines: &[(u64, i64)]) -> io::Result<()>;
-    fn durable(&mut self) -> io::Result<()>;
-}
-
-/// Where alerts and handed-on records go besides standard output and the alert file.
-#[derive(Default)]
-pub struct Sinks<'s> {
-    pub alerts: Vec<&'s mut dyn AlertSink>,
-    pub forward: Option<&'s mut dyn RecordSink>,
-}
-
 /// What a run did.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
@@ -209,97 +101,6 @@ pub struct Summary {
     pub replayed: u64,
     pub suppressed: u64,
     pub checkpoints: u64,
-}
-
-/// The identity of an alert as written: rule, source, record, time.
-fn written_id(rule: &str, file: &str, record: u64, time: &str) -> String {
-    format!("{rule}\u{1}{file}\u{1}{record}\u{1}{time}")
-}
-
-fn alert_id(a: &Alert) -> String {
-    written_id(
-        &a.rule.id,
-        &a.event.origin.file,
-        a.event.origin.record,
-        &a.event.timestamp_rfc3339(),
-    )
-}
-
-/// Ids of the alerts in `path` after byte `from` (written after the last checkpoint).
-fn written_after(path: &Path, from: u64) -> io::Result<HashSet<String>> {
-    let mut out = HashSet::new();
-    let Ok(mut f) = File::open(path) else {
-        return Ok(out);
-    };
-    if f.metadata()?.len() <= from {
-        return Ok(out);
-    }
-    f.seek(io::SeekFrom::Start(from))?;
-    for line in BufReader::new(f).split(b'\n') {
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line?) else {
-            continue;
-        };
-        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
-        out.insert(written_id(
-            s("rule_id"),
-            s("source_file"),
-            v.get("source_record").and_then(|x| x.as_u64()).unwrap_or(0),
-            s("timestamp"),
-        ));
-    }
-    Ok(out)
-}
-
-struct FileSink {
-    path: PathBuf,
-    out: BufWriter<File>,
-    len: u64,
-    regular: bool,
-}
-
-impl FileSink {
-    fn open(path: &Path) -> io::Result<FileSink> {
-        let f = OpenOptions::new().create(true).append(true).open(path)?;
-        let meta = f.metadata()?;
-        Ok(FileSink {
-            path: path.to_owned(),
-            out: BufWriter::new(f),
-            len: meta.len(),
-            regular: meta.is_file(),
-        })
-    }
-
-    fn write(&mut self, alerts: &[Alert]) -> io::Result<()> {
-        let mut buf = Vec::new();
-        cellwarden_report::write_jsonl(&mut buf, alerts)?;
-        self.out.write_all(&buf)?;
-        self.len += buf.len() as u64;
-        Ok(())
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        self.out.flush()?;
-        // A device or pipe (`-o /dev/stdout`) has nothing to sync.
-        if self.regular {
-            self.out.get_ref().sync_data()?;
-        }
-        Ok(())
-    }
-
-    /// Moves the file to `.1` (older ones up to `.keep`) and starts a new one.
-    fn rotate(&mut self, keep: usize) -> io::Result<()> {
-        self.sync()?;
-        let name = |i: usize| PathBuf::from(format!("{}.{i}", self.path.display()));
-        for i in (1..keep.max(1)).rev() {
-            let from = name(i);
-            if from.exists() {
-                std::fs::rename(&from, name(i + 1))?;
-            }
-        }
-        std::fs::rename(&self.path, name(1))?;
-        *self = FileSink::open(&self.path)?;
-        Ok(())
-    }
 }
 
 /// Runs until `stop` is set. `extra` sinks get every alert written.
@@ -375,10 +176,7 @@ pub fn run(
         _ => HashSet::new(),
     };
 
-    let (tx, rx) = crossbeam_channel::bounded::<Input>(64);
-    let source_stop = Arc::new(AtomicBool::new(false));
-    let metrics = Arc::new(Mutex::new(Metrics::default()));
-    let mut threads = Vec::new();
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
     if !config.follow.is_empty() {
         let fc = crate::follow::FollowConfig {
             patterns: config.follow.clone(),
@@ -387,10 +185,12 @@ pub fn run(
             limits: config.limits,
             idle_after: config.idle_after,
         };
-        let (tx, stop, start) = (tx.clone(), source_stop.clone(), checkpoint.files.clone());
-        threads.push(std::thread::spawn(move || {
-            crate::follow::run(fc, start, tx, stop)
-        }));
+        let follower = crate::follow::Follower::new(fc, checkpoint.files.clone())
+            .map_err(|e| e.to_string())?;
+        for note in follower.notes() {
+            log(note);
+        }
+        sources.push(Box::new(follower));
     }
     if let Some(addr) = &config.syslog_udp {
         let socket =
@@ -400,23 +200,21 @@ pub fn run(
             socket.local_addr().map_err(|e| e.to_string())?
         );
         log(&format!("listening for syslog on {name}"));
-        let n = crate::syslog::Numbering::new(&name, counter(&checkpoint, &name));
-        let (tx, stop) = (tx.clone(), source_stop.clone());
-        threads.push(std::thread::spawn(move || {
-            crate::syslog::run_udp(socket, n, tx, stop)
-        }));
+        let numbering = crate::syslog::Numbering::new(&name, counter(&checkpoint, &name));
+        sources.push(Box::new(crate::syslog::UdpReceiver { socket, numbering }));
     }
     if let Some(addr) = &config.syslog_tcp {
-        let l = std::net::TcpListener::bind(addr).map_err(|e| format!("syslog TCP {addr}: {e}"))?;
+        let listener =
+            std::net::TcpListener::bind(addr).map_err(|e| format!("syslog TCP {addr}: {e}"))?;
         let name = format!(
             "syslog-tcp://{}",
-            l.local_addr().map_err(|e| e.to_string())?
+            listener.local_addr().map_err(|e| e.to_string())?
         );
         log(&format!("listening for syslog on {name}"));
-        let n = crate::syslog::Numbering::new(&name, counter(&checkpoint, &name));
-        let (tx, stop) = (tx.clone(), source_stop.clone());
-        threads.push(std::thread::spawn(move || {
-            crate::syslog::run_tcp(l, n, tx, stop)
+        let numbering = crate::syslog::Numbering::new(&name, counter(&checkpoint, &name));
+        sources.push(Box::new(crate::syslog::TcpReceiver {
+            listener,
+            numbering,
         }));
     }
     let mut consumer = None;
@@ -429,13 +227,21 @@ pub fn run(
             k.group
         ));
         consumer = Some(Arc::clone(&c));
-        let (tx, stop) = (tx.clone(), source_stop.clone());
-        let start = checkpoint.kafka.clone();
-        let forwarded = (config.stage == Stage::State).then(|| checkpoint.forwarded.clone());
-        let (limits, idle) = (config.limits, k.idle_after);
-        threads.push(std::thread::spawn(move || {
-            crate::kafka::run_consumer(c, start, forwarded, limits, idle, tx, stop)
+        sources.push(Box::new(crate::kafka::KafkaSource {
+            consumer: c,
+            start: checkpoint.kafka.clone(),
+            forwarded: (config.stage == Stage::State).then(|| checkpoint.forwarded.clone()),
+            limits: config.limits,
+            idle_after: k.idle_after,
         }));
+    }
+    let (tx, rx) = crossbeam_channel::bounded::<Input>(64);
+    let source_stop = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(Mutex::new(Metrics::default()));
+    let mut threads = Vec::new();
+    for source in sources {
+        let (tx, stop) = (tx.clone(), source_stop.clone());
+        threads.push(std::thread::spawn(move || source.run(tx, stop)));
     }
     if let Some(addr) = &config.metrics {
         let l = std::net::TcpListener::bind(addr).map_err(|e| format!("metrics {addr}: {e}"))?;
@@ -510,6 +316,7 @@ pub fn run(
             Some(Input::Position(p)) => moved_position = Some(p),
             Some(Input::Known(name)) => engine.source_known(&name),
             Some(Input::Idle(name)) => engine.source_idle(&name),
+            Some(Input::Note(note)) => log(&cellwarden_report::sanitize_terminal(&note)),
             Some(Input::Error(e)) => errors.push(e),
             None => {}
         }
@@ -713,35 +520,5 @@ fn write_retrying(
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_alert_file_on_a_device_needs_no_sync() {
-        let mut sink = FileSink::open(Path::new("/dev/null")).unwrap();
-        assert!(!sink.regular);
-        sink.write(&[]).unwrap();
-        sink.sync().unwrap();
-    }
-
-    #[test]
-    fn alerts_written_after_a_checkpoint_are_recognised() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("alerts.jsonl");
-        std::fs::write(
-            &path,
-            "{\"rule_id\":\"a\",\"source_file\":\"f\",\"source_record\":1,\"timestamp\":\"t1\"}\n\
-             {\"rule_id\":\"b\",\"source_file\":\"f\",\"source_record\":2,\"timestamp\":\"t2\"}\n",
-        )
-        .unwrap();
-        let first = std::fs::read_to_string(&path).unwrap().find('\n').unwrap() as u64 + 1;
-        let ids = written_after(&path, first).unwrap();
-        assert_eq!(ids.len(), 1);
-        assert!(ids.contains(&written_id("b", "f", 2, "t2")));
-        assert!(written_after(&path, 10_000).unwrap().is_empty());
     }
 }

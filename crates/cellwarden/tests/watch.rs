@@ -1,7 +1,8 @@
 //! `watch` end to end: a simulated operator's logs written out in time order as a live
 //! system writes them (with a rename rotation and a copy-truncate rotation on the way), followed
 //! by the real binary; the alerts equal `hunt`'s over the same logs, also when the process is
-//! killed with SIGKILL halfway and restarted. syslog over UDP and TCP.
+//! killed with SIGKILL halfway and restarted (then following the folder itself, where the
+//! rotated copies appear beside the logs). syslog over UDP and TCP.
 
 mod common;
 
@@ -90,18 +91,29 @@ fn hunt_ids(sim: &Path) -> BTreeSet<Id> {
     ids(&stdout(&out))
 }
 
-fn start_watch(sim: &Path, live: &Path, state: &Path, alerts: &Path) -> Child {
+/// How the live files are named to `watch`.
+#[derive(Clone, Copy)]
+enum Follow {
+    /// `--follow DIR/*/*.log` and the like.
+    Globs,
+    /// `--follow DIR`: every file under it, new ones too (rotated copies recognised).
+    Folder,
+}
+
+fn start_watch(sim: &Path, live: &Path, state: &Path, alerts: &Path, how: Follow) -> Child {
     let p = |f: &str| sim.join(f).to_str().unwrap().to_owned();
     let l = |g: &str| live.join(g).to_str().unwrap().to_owned();
+    let follow: Vec<String> = match how {
+        Follow::Globs => ["*/*.log", "*/*.jsonl", "*/*.syslog"]
+            .iter()
+            .flat_map(|g| ["--follow".to_owned(), l(g)])
+            .collect(),
+        Follow::Folder => vec!["--follow".to_owned(), live.to_str().unwrap().to_owned()],
+    };
     bin()
+        .arg("watch")
+        .args(&follow)
         .args([
-            "watch",
-            "--follow",
-            &l("*/*.log"),
-            "--follow",
-            &l("*/*.jsonl"),
-            "--follow",
-            &l("*/*.syslog"),
             "--assets",
             &p("assets.toml"),
             "--watchlist",
@@ -177,7 +189,7 @@ fn stop_logged(child: Child, log: &Path) -> String {
 /// Writes the logs into `live` in time order, in batches, rotating the PostgreSQL log by
 /// rename at 40 % and the MySQL log by copy and truncate at 70 %; with `kill`, SIGKILLs the
 /// watcher at 55 % and starts it again.
-fn live_run(kill: bool) {
+fn live_run(kill: bool, how: Follow) {
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim");
     simulate(&sim);
@@ -194,7 +206,7 @@ fn live_run(kill: bool) {
         .iter()
         .map(|f| std::fs::File::create(live.join(f)).unwrap())
         .collect();
-    let mut child = start_watch(&sim, &live, &state, &alerts);
+    let mut child = start_watch(&sim, &live, &state, &alerts, how);
     let mut written: BTreeMap<String, u64> = BTreeMap::new();
     let batch = 400;
     let n = lines.len();
@@ -229,7 +241,7 @@ fn live_run(kill: bool) {
             std::thread::sleep(Duration::from_millis(300));
             child.kill().unwrap();
             child.wait().unwrap();
-            child = start_watch(&sim, &live, &state, &alerts);
+            child = start_watch(&sim, &live, &state, &alerts, how);
         }
         if !truncated && done > 0.7 {
             truncated = true;
@@ -266,12 +278,26 @@ fn live_run(kill: bool) {
 
 #[test]
 fn watching_live_files_gives_the_alerts_hunt_gives() {
-    live_run(false);
+    live_run(false, Follow::Globs);
 }
 
 #[test]
 fn a_killed_watcher_restarts_without_losing_or_repeating_alerts() {
-    live_run(true);
+    // The folder itself is followed: rotated copies beside the logs are not read again.
+    live_run(true, Follow::Folder);
+}
+
+#[test]
+fn a_path_that_cannot_be_followed_is_one_error_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/folder");
+    let out = run(&["watch", "--follow", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no such file or folder") && err.lines().count() <= 2,
+        "{err}"
+    );
 }
 
 #[test]

@@ -5,7 +5,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use cellwarden_event::Alert;
-use cellwarden_stream::watch::{AlertSink, Setup, Sinks, WatchConfig};
+use cellwarden_stream::sink::{AlertSink, Sinks};
+use cellwarden_stream::watch::{Setup, WatchConfig};
 use cellwarden_telecom::access::Selection;
 
 use cellwarden_sigma::LoadOptions;

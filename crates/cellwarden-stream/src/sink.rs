@@ -1,0 +1,155 @@
+//! Where alerts go: the alert file (JSON Lines, appended, rotated, synced at checkpoints),
+//! and the [`AlertSink`] and [`RecordSink`] traits of the other outputs (the case store, Kafka
+//! topics).
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use cellwarden_event::Alert;
+
+use crate::checkpoint::UnitCopy;
+
+/// Receives alerts as they are written (the case store, a Kafka topic).
+pub trait AlertSink {
+    /// Takes new alerts; `durable` is called before a checkpoint and must make them safe.
+    fn write(&mut self, alerts: &[Alert]) -> io::Result<()>;
+    fn durable(&mut self) -> io::Result<()>;
+}
+
+/// Receives the records that feed stateful analytics (the first stage hands them on).
+pub trait RecordSink {
+    fn records(&mut self, unit: &UnitCopy, lines: &[(u64, i64)]) -> io::Result<()>;
+    fn durable(&mut self) -> io::Result<()>;
+}
+
+/// Where alerts and handed-on records go besides standard output and the alert file.
+#[derive(Default)]
+pub struct Sinks<'s> {
+    pub alerts: Vec<&'s mut dyn AlertSink>,
+    pub forward: Option<&'s mut dyn RecordSink>,
+}
+
+/// The identity of an alert as written: rule, source, record, time.
+fn written_id(rule: &str, file: &str, record: u64, time: &str) -> String {
+    format!("{rule}\u{1}{file}\u{1}{record}\u{1}{time}")
+}
+
+pub fn alert_id(a: &Alert) -> String {
+    written_id(
+        &a.rule.id,
+        &a.event.origin.file,
+        a.event.origin.record,
+        &a.event.timestamp_rfc3339(),
+    )
+}
+
+/// Ids of the alerts in `path` after byte `from` (written after the last checkpoint).
+pub fn written_after(path: &Path, from: u64) -> io::Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    let Ok(mut f) = File::open(path) else {
+        return Ok(out);
+    };
+    if f.metadata()?.len() <= from {
+        return Ok(out);
+    }
+    f.seek(io::SeekFrom::Start(from))?;
+    for line in BufReader::new(f).split(b'\n') {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line?) else {
+            continue;
+        };
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
+        out.insert(written_id(
+            s("rule_id"),
+            s("source_file"),
+            v.get("source_record").and_then(|x| x.as_u64()).unwrap_or(0),
+            s("timestamp"),
+        ));
+    }
+    Ok(out)
+}
+
+pub struct FileSink {
+    path: PathBuf,
+    out: BufWriter<File>,
+    /// Bytes in the file.
+    pub len: u64,
+    /// A regular file (not a device or pipe): synced and rotated.
+    pub regular: bool,
+}
+
+impl FileSink {
+    pub fn open(path: &Path) -> io::Result<FileSink> {
+        let f = OpenOptions::new().create(true).append(true).open(path)?;
+        let meta = f.metadata()?;
+        Ok(FileSink {
+            path: path.to_owned(),
+            out: BufWriter::new(f),
+            len: meta.len(),
+            regular: meta.is_file(),
+        })
+    }
+
+    pub fn write(&mut self, alerts: &[Alert]) -> io::Result<()> {
+        let mut buf = Vec::new();
+        cellwarden_report::write_jsonl(&mut buf, alerts)?;
+        self.out.write_all(&buf)?;
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        // A device or pipe (`-o /dev/stdout`) has nothing to sync.
+        if self.regular {
+            self.out.get_ref().sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Moves the file to `.1` (older ones up to `.keep`) and starts a new one.
+    pub fn rotate(&mut self, keep: usize) -> io::Result<()> {
+        self.sync()?;
+        let name = |i: usize| PathBuf::from(format!("{}.{i}", self.path.display()));
+        for i in (1..keep.max(1)).rev() {
+            let from = name(i);
+            if from.exists() {
+                std::fs::rename(&from, name(i + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, name(1))?;
+        *self = FileSink::open(&self.path)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_file_on_a_device_needs_no_sync() {
+        let mut sink = FileSink::open(Path::new("/dev/null")).unwrap();
+        assert!(!sink.regular);
+        sink.write(&[]).unwrap();
+        sink.sync().unwrap();
+    }
+
+    #[test]
+    fn alerts_written_after_a_checkpoint_are_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        std::fs::write(
+            &path,
+            "{\"rule_id\":\"a\",\"source_file\":\"f\",\"source_record\":1,\"timestamp\":\"t1\"}\n\
+             {\"rule_id\":\"b\",\"source_file\":\"f\",\"source_record\":2,\"timestamp\":\"t2\"}\n",
+        )
+        .unwrap();
+        let first = std::fs::read_to_string(&path).unwrap().find('\n').unwrap() as u64 + 1;
+        let ids = written_after(&path, first).unwrap();
+        assert_eq!(ids.len(), 1);
+        assert!(ids.contains(&written_id("b", "f", 2, "t2")));
+        assert!(written_after(&path, 10_000).unwrap().is_empty());
+    }
+}

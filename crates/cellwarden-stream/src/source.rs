@@ -1,0 +1,116 @@
+//! What the watch loop's inputs have in common: the [`Source`] trait every input implements
+//! (followed files, syslog receivers, Kafka consumers), what they send to the loop
+//! ([`Input`]), and where each stands ([`PositionUpdate`]) for the checkpoint.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use cellwarden_source::{SourceError, Unit};
+use serde::{Deserialize, Serialize};
+
+/// An input of the watch loop. It runs on a thread of its own until `stop` is set or the loop
+/// is gone (a send fails), and hands everything it reads to the loop over `tx`.
+pub trait Source: Send {
+    /// Reads until stopped.
+    fn run(self: Box<Self>, tx: crossbeam_channel::Sender<Input>, stop: Arc<AtomicBool>);
+}
+
+/// What sources send to the loop.
+pub enum Input {
+    /// A unit to decode; `position` is where the source stands once it is handled.
+    Unit {
+        unit: Unit,
+        position: Option<PositionUpdate>,
+        /// The source whose progress the events show, when not their file (forwarded records).
+        clock: Option<Arc<str>>,
+    },
+    Position(PositionUpdate),
+    /// A source that will deliver (the watermark waits for it).
+    Known(Arc<str>),
+    /// The source has caught up.
+    Idle(Arc<str>),
+    /// Something worth telling the user that is not an input error.
+    Note(String),
+    Error(SourceError),
+}
+
+#[derive(Debug, Clone)]
+pub enum PositionUpdate {
+    File {
+        path: String,
+        position: FilePosition,
+    },
+    Counter {
+        name: String,
+        count: u64,
+    },
+    /// Next offset of `topic/partition`; with a forwarded record, its source and number.
+    Kafka {
+        partition: String,
+        next: i64,
+        forwarded: Option<(String, u64)>,
+    },
+}
+
+/// What reading one piece of input produced, on its way to the loop.
+#[derive(Default)]
+pub struct Collect {
+    pub units: Vec<Unit>,
+    pub errors: Vec<SourceError>,
+}
+
+impl cellwarden_source::UnitSink for Collect {
+    fn unit(&mut self, unit: Unit) {
+        self.units.push(unit);
+    }
+    fn error(&mut self, error: SourceError) {
+        self.errors.push(error);
+    }
+}
+
+impl Collect {
+    /// Sends the errors, then the units with `update` on the last one (alone when there is
+    /// none, so the position still moves); false when the loop is gone.
+    pub fn send(
+        self,
+        update: PositionUpdate,
+        clock: Option<Arc<str>>,
+        tx: &crossbeam_channel::Sender<Input>,
+    ) -> bool {
+        for e in self.errors {
+            if tx.send(Input::Error(e)).is_err() {
+                return false;
+            }
+        }
+        let n = self.units.len();
+        if n == 0 {
+            return tx.send(Input::Position(update)).is_ok();
+        }
+        for (i, unit) in self.units.into_iter().enumerate() {
+            let position = (i + 1 == n).then(|| update.clone());
+            let clock = clock.clone();
+            if tx
+                .send(Input::Unit {
+                    unit,
+                    position,
+                    clock,
+                })
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Where reading of one followed path stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    pub dev: u64,
+    pub ino: u64,
+    /// Bytes of the current file read (up to a line end).
+    pub offset: u64,
+    /// Lines read from this path, across rotations.
+    pub lines: u64,
+}

@@ -8,12 +8,9 @@ use cellwarden_store::{AlertRow, IncidentRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::Shared;
-use crate::pages::{KeyQuery, Search, filter_of, page_of, pseudonymised_scope};
-
-pub(crate) fn fail(e: impl std::fmt::Display) -> Response {
-    (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
-}
+use crate::query::{KeyQuery, Search, filter_of, page_of};
+use crate::respond::{fail, pseudonymised_scope};
+use crate::state::Shared;
 
 fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"error": "not found"}))).into_response()

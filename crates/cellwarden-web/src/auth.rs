@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::Shared;
+use crate::state::Shared;
 
 /// Compares in time that depends on the lengths only, not on where the bytes differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -38,7 +38,7 @@ fn query_token(q: &str) -> Option<(String, String)> {
     let mut rest = Vec::new();
     for part in q.split('&') {
         match part.strip_prefix("token=") {
-            Some(t) => token = Some(crate::pages::url_decode(t)),
+            Some(t) => token = Some(crate::query::url_decode(t)),
             None if !part.is_empty() => rest.push(part),
             None => {}
         }

@@ -6,10 +6,15 @@
 mod api;
 mod auth;
 mod pages;
+mod query;
+mod respond;
+mod state;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+use crate::state::{AppState, Shared};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -23,15 +28,6 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub token: Option<String>,
 }
-
-pub(crate) struct AppState {
-    pub store: Mutex<Store>,
-    pub token: Option<String>,
-    /// Pseudonymises subscriber identifiers on the scope view (key kept in the store).
-    pub pseudonymiser: cellwarden_report::Pseudonymiser,
-}
-
-pub(crate) type Shared = Arc<AppState>;
 
 /// A key for the scope view's pseudonyms: 32 bytes from the system's random source.
 fn new_key() -> String {

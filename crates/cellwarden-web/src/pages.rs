@@ -5,17 +5,17 @@ use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use cellwarden_store::{AlertFilter, AlertRow, LEVELS, Page, STATUSES};
+use cellwarden_store::{AlertRow, LEVELS, STATUSES};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::Shared;
-use crate::api::fail;
+use crate::query::{KeyQuery, Search, filter_of, page_of, query_of, url_encode};
+use crate::respond::{fail, pseudonymised_scope};
+use crate::state::Shared;
 
 const CSS: &str = include_str!("app.css");
 const JS: &str = include_str!("app.js");
-const PAGE_SIZE: u64 = 50;
 
 pub async fn css() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
@@ -27,43 +27,6 @@ pub async fn js() -> Response {
         JS,
     )
         .into_response()
-}
-
-/// Query-string encoding of a value (RFC 3986 unreserved kept).
-pub fn url_encode(s: &str) -> String {
-    let mut o = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            o.push(b as char);
-        } else {
-            o.push_str(&format!("%{b:02X}"));
-        }
-    }
-    o
-}
-
-pub fn url_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut o = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16) {
-                    Ok(x) => {
-                        o.push(x);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => o.push(b'%'),
-                }
-            }
-            b'+' => o.push(b' '),
-            c => o.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&o).into_owned()
 }
 
 fn layout(title: &str, active: &str, body: Markup) -> Response {
@@ -262,71 +225,6 @@ pub async fn incidents(State(s): State<Shared>) -> Response {
 
 // --- Alerts --------------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
-pub struct Search {
-    #[serde(default)]
-    pub rule: String,
-    #[serde(default)]
-    pub technique: String,
-    #[serde(default)]
-    pub host: String,
-    #[serde(default)]
-    pub account: String,
-    #[serde(default)]
-    pub level: String,
-    #[serde(default)]
-    pub status: String,
-    #[serde(default)]
-    pub since: String,
-    #[serde(default)]
-    pub until: String,
-    #[serde(default)]
-    pub page: Option<u64>,
-    #[serde(default)]
-    pub page_size: Option<u64>,
-}
-
-pub fn filter_of(q: &Search) -> AlertFilter {
-    let some = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
-    AlertFilter {
-        rule: some(&q.rule),
-        technique: some(&q.technique),
-        host: some(&q.host),
-        account: some(&q.account),
-        level: some(&q.level),
-        status: some(&q.status),
-        since: some(&q.since),
-        until: some(&q.until),
-    }
-}
-
-pub fn page_of(q: &Search) -> Page {
-    Page {
-        number: q.page.unwrap_or(1).max(1),
-        size: q.page_size.unwrap_or(PAGE_SIZE).clamp(1, 500),
-    }
-}
-
-fn query_of(q: &Search, page: u64) -> String {
-    let mut parts = Vec::new();
-    for (k, v) in [
-        ("rule", &q.rule),
-        ("technique", &q.technique),
-        ("host", &q.host),
-        ("account", &q.account),
-        ("level", &q.level),
-        ("status", &q.status),
-        ("since", &q.since),
-        ("until", &q.until),
-    ] {
-        if !v.is_empty() {
-            parts.push(format!("{k}={}", url_encode(v)));
-        }
-    }
-    parts.push(format!("page={page}"));
-    parts.join("&")
-}
-
 fn alert_rows(rows: &[AlertRow], back: &str) -> Markup {
     html! {
         table.list id="alerts" {
@@ -391,17 +289,6 @@ pub async fn alerts(State(s): State<Shared>, Query(q): Query<Search>) -> Respons
             }
         },
     )
-}
-
-/// `?key=` (alert), `?id=` (incident), `?identifiers=show` (scope).
-#[derive(Deserialize)]
-pub struct KeyQuery {
-    #[serde(default)]
-    pub key: String,
-    #[serde(default)]
-    pub id: String,
-    #[serde(default)]
-    pub identifiers: String,
 }
 
 fn fields_table(v: &Value) -> Markup {
@@ -526,31 +413,6 @@ pub async fn incident(State(s): State<Shared>, Query(q): Query<KeyQuery>) -> Res
 }
 
 // --- Scope ---------------------------------------------------------------------------------
-
-/// The scope report with subscriber identifiers replaced by keyed pseudonyms, labels dropped.
-pub fn pseudonymised_scope(p: &cellwarden_report::Pseudonymiser, mut v: Value) -> Value {
-    if let Some(subs) = v["subscribers"].as_array_mut() {
-        for s in subs {
-            let kind = s["id_kind"].as_str().unwrap_or("any").to_owned();
-            if let Some(id) = s["id"].as_str() {
-                s["id"] = Value::String(p.pseudonym(&kind, id));
-            }
-            if let Some(o) = s.as_object_mut() {
-                o.remove("label");
-            }
-        }
-    }
-    if let Some(pl) = v["prefix_lookups"].as_array_mut() {
-        for x in pl {
-            let kind = format!("{}-prefix", x["id_kind"].as_str().unwrap_or("any"));
-            if let Some(id) = x["prefix"].as_str() {
-                x["prefix"] = Value::String(p.pseudonym(&kind, id));
-            }
-        }
-    }
-    v["summary"]["pseudonymised"] = Value::Bool(true);
-    v
-}
 
 /// Rule names of a subscriber's reasons (`cellwarden.db.x:file:line`), each once.
 fn reasons(v: &Value) -> Vec<String> {

@@ -29,7 +29,10 @@ compare() { # name
         echo "same       $name ($(wc -l <"$WORK/new/$name") lines)"
     else
         echo "DIFFERENT  $name"
-        diff <(scrub <"$WORK/old/$name") <(scrub <"$WORK/new/$name") | head -20
+        # Word by word: HTML reports are long lines.
+        git diff --no-index --word-diff=plain --word-diff-regex='[^<> ]+' \
+            <(scrub <"$WORK/old/$name") <(scrub <"$WORK/new/$name") |
+            grep -o '\[-[^]]*-\]{+[^}]*+}' | sort | uniq -c | sort -rn | head -20
         fail=1
     fi
 }

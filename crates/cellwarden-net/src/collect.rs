@@ -17,7 +17,7 @@ use cellwarden_event::{Event, Timestamp, Value};
 use rustc_hash::FxHashMap as HashMap;
 
 /// Days since 1970-01-01 (UTC).
-pub type Day = i32;
+pub use cellwarden_analytics::stats::{Day, day_of};
 
 /// Connection times kept per (source, destination, port), the earliest ones.
 pub const BEACON_CAP: usize = 2048;
@@ -132,11 +132,6 @@ fn min_ev(slot: &mut Option<Evidence>, e: &Evidence) {
     if slot.as_ref().is_none_or(|s| e < s) {
         *slot = Some(e.clone());
     }
-}
-
-/// UTC day of a time.
-pub fn day_of(t: Timestamp) -> Day {
-    t.as_second().div_euclid(86_400) as Day
 }
 
 /// The registered domain of a query name (its last two labels, or three under a two-letter

@@ -5,11 +5,17 @@
 //! listed as allowed in the asset file never alert; a pair that shows the same behaviour on
 //! `schedule_days` earlier days (a nightly backup, a replication) has learnt it and does not.
 
+/// What the flow detections found: alerts only.
+pub type Judgement = cellwarden_analytics::Judgement<()>;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use cellwarden_event::{Alert, Event, Level, Origin, RuleInfo, Timestamp, Value};
+use cellwarden_analytics::rules::evidence_event;
+use cellwarden_analytics::stats::{cv, human_bytes, p90};
+use cellwarden_analytics::{BuiltinRule, RuleTable};
+use cellwarden_event::{Alert, Level, Timestamp, Value};
 use serde::Deserialize;
 
 use crate::assets::{Assets, GTP_ROLES, SERVER_ROLES};
@@ -112,48 +118,47 @@ impl NetConfig {
     }
 }
 
-struct Def {
-    id: &'static str,
-    title: &'static str,
-    level: Level,
-    tags: &'static [&'static str],
-}
-
-const RULES: &[Def] = &[
-    Def {
+const RULES: &[BuiltinRule] = &[
+    BuiltinRule {
         id: "cellwarden.net.volume_anomaly",
         title: "Outbound volume far above the host's baseline",
         level: Level::High,
+        description: "",
         tags: &["attack.exfiltration", "attack.t1048"],
     },
-    Def {
+    BuiltinRule {
         id: "cellwarden.net.new_destination",
         title: "Large transfer to a destination new for the host",
         level: Level::Medium,
+        description: "",
         tags: &["attack.exfiltration", "attack.t1041"],
     },
-    Def {
+    BuiltinRule {
         id: "cellwarden.net.chunked_transfer",
         title: "Transfer in a series of similar-sized chunks",
         level: Level::High,
+        description: "",
         tags: &["attack.exfiltration", "attack.t1030"],
     },
-    Def {
+    BuiltinRule {
         id: "cellwarden.net.long_connection",
         title: "Long-lived outbound connection",
         level: Level::Low,
+        description: "",
         tags: &["attack.command-and-control", "attack.t1071"],
     },
-    Def {
+    BuiltinRule {
         id: "cellwarden.net.beaconing",
         title: "Regular outbound connections (beaconing)",
         level: Level::Medium,
+        description: "",
         tags: &["attack.command-and-control", "attack.t1071"],
     },
-    Def {
+    BuiltinRule {
         id: "cellwarden.net.dns_tunnel",
         title: "DNS queries shaped like a tunnel",
         level: Level::High,
+        description: "",
         tags: &[
             "attack.command-and-control",
             "attack.exfiltration",
@@ -161,44 +166,43 @@ const RULES: &[Def] = &[
             "attack.t1048",
         ],
     },
-    Def {
+    BuiltinRule {
         id: "cellwarden.net.tcp53_not_dns",
         title: "TCP port 53 traffic that is not DNS",
         level: Level::High,
+        description: "",
         tags: &["attack.command-and-control", "attack.t1571"],
     },
-    Def {
+    BuiltinRule {
         id: "cellwarden.net.icmp_tunnel",
         title: "ICMP carrying data to an outside host",
         level: Level::High,
+        description: "",
         tags: &[
             "attack.command-and-control",
             "attack.exfiltration",
             "attack.t1095",
         ],
     },
-    Def {
+    BuiltinRule {
         id: "cellwarden.net.gtp_unexpected",
         title: "GTP traffic from a host that is not a GSN/gateway",
         level: Level::High,
+        description: "",
         tags: &["attack.command-and-control", "attack.t1572"],
     },
-    Def {
+    BuiltinRule {
         id: "cellwarden.net.new_tunnel_protocol",
         title: "Host opened a tunnel or remote-access protocol it never used",
         level: Level::Medium,
+        description: "",
         tags: &["attack.command-and-control", "attack.t1572"],
     },
 ];
 
-fn infos() -> BTreeMap<&'static str, (Arc<RuleInfo>, Level)> {
-    RULES
-        .iter()
-        .map(|r| {
-            let info = RuleInfo::builtin(r.id, r.title, "", r.tags, "builtin:cellwarden.net");
-            (r.id, (Arc::new(info), r.level))
-        })
-        .collect()
+/// The flow detections' rules.
+pub fn rules() -> RuleTable {
+    RuleTable::new("builtin:cellwarden.net", RULES)
 }
 
 struct Finding {
@@ -213,37 +217,8 @@ struct Finding {
     expected: String,
 }
 
-fn gib(b: u64) -> String {
-    if b >= 1 << 30 {
-        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
-    } else {
-        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
-    }
-}
-
-fn p90(mut v: Vec<u64>) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    v.sort_unstable();
-    v[((v.len() - 1) as f64 * 0.9).round() as usize]
-}
-
-fn cv(v: &[f64]) -> f64 {
-    let n = v.len() as f64;
-    if n < 2.0 {
-        return 0.0;
-    }
-    let mean = v.iter().sum::<f64>() / n;
-    if mean == 0.0 {
-        return 0.0;
-    }
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-    var.sqrt() / mean
-}
-
-/// Runs the flow detections.
-pub fn judge(agg: &FlowAggregates, assets: &Assets, c: &NetConfig) -> Vec<Alert> {
+/// Runs the flow detections (they give no reasons beyond their alerts).
+pub fn judge(agg: &FlowAggregates, assets: &Assets, c: &NetConfig) -> Judgement {
     let mut out = Vec::new();
     volumes(agg, assets, c, &mut out);
     chunks(agg, assets, c, &mut out);
@@ -252,7 +227,10 @@ pub fn judge(agg: &FlowAggregates, assets: &Assets, c: &NetConfig) -> Vec<Alert>
     dns(agg, assets, c, &mut out);
     odd(agg, assets, c, &mut out);
     tunnels(agg, assets, c, &mut out);
-    into_alerts(out, assets)
+    Judgement {
+        alerts: into_alerts(out, assets),
+        reasons: (),
+    }
 }
 
 fn volumes(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Finding>) {
@@ -289,12 +267,12 @@ fn volumes(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<F
                         dst: Some(*dst),
                         dst_port: port,
                         bytes_out: p.bytes_out,
-                        observed: format!("{} sent to {dst} in a day ({} flows)", gib(p.bytes_out), p.flows),
+                        observed: format!("{} sent to {dst} in a day ({} flows)", human_bytes(p.bytes_out), p.flows),
                         expected: format!(
                             "at most {} ({}× the 90th percentile, {}, of its daily bytes to any one destination on {} earlier days)",
-                            gib(limit),
+                            human_bytes(limit),
                             c.volume_factor,
-                            gib(base),
+                            human_bytes(base),
                             history_max.len()
                         ),
                     });
@@ -310,7 +288,7 @@ fn volumes(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<F
                         bytes_out: p.bytes_out,
                         observed: format!(
                             "{} sent to {dst}, a destination never seen for this host",
-                            gib(p.bytes_out)
+                            human_bytes(p.bytes_out)
                         ),
                         expected: format!(
                             "destinations of its {} earlier days ({} of them)",
@@ -374,9 +352,9 @@ fn chunks(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Fi
                 observed: format!(
                     "{} chunks of {}–{} ({} in all) within {} min, sizes varying by {:.0}%",
                     s.len(),
-                    gib(s.iter().map(|f| f.bytes_out).min().unwrap_or(0)),
-                    gib(s.iter().map(|f| f.bytes_out).max().unwrap_or(0)),
-                    gib(total),
+                    human_bytes(s.iter().map(|f| f.bytes_out).min().unwrap_or(0)),
+                    human_bytes(s.iter().map(|f| f.bytes_out).max().unwrap_or(0)),
+                    human_bytes(total),
                     span / 60,
                     100.0 * cv(&sizes)
                 ),
@@ -407,7 +385,7 @@ fn long_lived(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Ve
             dst: Some(f.dst),
             dst_port: f.dst_port,
             bytes_out: f.bytes_out,
-            observed: format!("connection of {:.1} h ({} out)", f.duration as f64 / 3600.0, gib(f.bytes_out)),
+            observed: format!("connection of {:.1} h ({} out)", f.duration as f64 / 3600.0, human_bytes(f.bytes_out)),
             expected: format!(
                 "connections shorter than {:.0} h, or this pair's long connections on {} earlier days",
                 c.long_min_secs as f64 / 3600.0,
@@ -553,7 +531,7 @@ fn odd(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Findi
                     format!(
                         "{} TCP flow(s) to port 53 carrying {} ({})",
                         o.flows,
-                        gib(o.bytes),
+                        human_bytes(o.bytes),
                         if o.services.is_empty() {
                             "protocol not identified".to_owned()
                         } else {
@@ -581,12 +559,12 @@ fn odd(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Findi
                     format!(
                         "{} ICMP flow(s) to {dst}: {} in {} packets ({per_packet} bytes each)",
                         o.flows,
-                        gib(o.bytes),
+                        human_bytes(o.bytes),
                         o.packets
                     ),
                     format!(
                         "pings: under {} a day and under {} bytes a packet",
-                        gib(c.icmp_min_bytes),
+                        human_bytes(c.icmp_min_bytes),
                         c.icmp_min_packet_bytes
                     ),
                 ));
@@ -612,7 +590,7 @@ fn odd(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Findi
                         "{} GTP flow(s) from {} to {dst} ({})",
                         o.flows,
                         assets.describe(*src),
-                        gib(o.bytes)
+                        human_bytes(o.bytes)
                     ),
                     if assets.configured {
                         format!("GTP only from hosts with roles {}", GTP_ROLES.join(", "))
@@ -666,7 +644,7 @@ fn tunnels(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<F
 }
 
 fn into_alerts(mut findings: Vec<Finding>, assets: &Assets) -> Vec<Alert> {
-    let infos = infos();
+    let table = rules();
     findings.sort_by(|a, b| {
         (&a.evidence, a.rule, a.src, a.dst).cmp(&(&b.evidence, b.rule, b.src, b.dst))
     });
@@ -675,12 +653,7 @@ fn into_alerts(mut findings: Vec<Finding>, assets: &Assets) -> Vec<Alert> {
     findings
         .into_iter()
         .map(|f| {
-            let (info, level) = &infos[f.rule];
-            let mut ev = Event::new(Origin {
-                file: Arc::clone(&f.evidence.file),
-                record: f.evidence.record,
-            });
-            ev.timestamp = Some(f.evidence.time);
+            let mut ev = evidence_event(&f.evidence.file, f.evidence.record, f.evidence.time);
             ev.host = Some(std::borrow::Cow::Owned(assets.host_name(f.src)));
             let s = |x: String| Value::Str(std::borrow::Cow::Owned(x));
             ev.push("src_ip", s(f.src.to_string()));
@@ -699,12 +672,7 @@ fn into_alerts(mut findings: Vec<Finding>, assets: &Assets) -> Vec<Alert> {
             }
             ev.push("observed", s(f.observed));
             ev.push("expected", s(f.expected));
-            Alert {
-                rule: Arc::clone(info),
-                level: f.level.unwrap_or(*level),
-                event: ev,
-                correlation: None,
-            }
+            table.alert(f.rule, f.level, ev)
         })
         .collect()
 }
@@ -713,6 +681,7 @@ fn into_alerts(mut findings: Vec<Finding>, assets: &Assets) -> Vec<Alert> {
 mod tests {
     use super::*;
     use crate::collect::FlowCollector;
+    use cellwarden_event::{Event, Origin};
     use std::borrow::Cow;
 
     pub(crate) struct F<'a> {
@@ -781,7 +750,7 @@ mod tests {
         let mut agg = a.into_aggregates();
         agg.merge(b.into_aggregates());
         agg.finish();
-        judge(&agg, assets, &c)
+        judge(&agg, assets, &c).alerts
     }
 
     fn rules(a: &[Alert]) -> Vec<&str> {

@@ -391,11 +391,7 @@ fn judge_with(
 ) -> (Judgement, Vec<Alert>) {
     let mut alerts = Vec::new();
     if let Some(flows) = net {
-        alerts.extend(cellwarden_net::judge(
-            flows,
-            &setup.net.assets,
-            &setup.net.config,
-        ));
+        alerts.extend(cellwarden_net::judge(flows, &setup.net.assets, &setup.net.config).alerts);
     }
     let judgement = match db {
         Some(agg) => {

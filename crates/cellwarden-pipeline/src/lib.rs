@@ -6,8 +6,6 @@
 //! worker threads, and `cellwarden-stream` drives the same core over endless input.
 //! [`scope`] assembles the subscriber exposure report from what the analytics gathered.
 
-#![warn(missing_docs)]
-
 pub mod core;
 pub mod hunt;
 pub mod scope;

@@ -286,7 +286,7 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
                 t.dst_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
                 e(&t.day),
                 t.bytes_out,
-                human_bytes(t.bytes_out),
+                cellwarden_analytics::stats::human_bytes(t.bytes_out),
                 t.flows,
                 e(&t.file),
                 t.line,
@@ -322,21 +322,6 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
     h.push_str(SCRIPT);
     h.push_str("</script></body></html>\n");
     w.write_all(h.as_bytes())
-}
-
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 fn none_dash(s: &str) -> String {

@@ -26,7 +26,7 @@ use crate::sql::{Analyzer, Dialect, Shape, StatementKind};
 pub const EVIDENCE_CAP: usize = 5;
 
 /// Days since 1970-01-01 (UTC).
-pub type Day = i32;
+pub use cellwarden_analytics::stats::{Day, day_of, hour_of};
 
 /// Where an access was logged.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -449,16 +449,6 @@ fn csv_lite(text: &str) -> Vec<String> {
     }
     out.push(cur);
     out
-}
-
-/// UTC day of a time.
-pub fn day_of(t: Timestamp) -> Day {
-    t.as_second().div_euclid(86_400) as Day
-}
-
-/// UTC hour of a time.
-pub fn hour_of(t: Timestamp) -> u32 {
-    (t.as_second().rem_euclid(86_400) / 3600) as u32
 }
 
 impl Collector {

@@ -25,7 +25,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use cellwarden_event::{Alert, Event, Level, Origin, RuleInfo, Timestamp, Value};
+use cellwarden_analytics::rules::evidence_event;
+pub use cellwarden_analytics::stats::date_of_day;
+use cellwarden_analytics::stats::p90;
+use cellwarden_analytics::{BuiltinRule, RuleTable};
+use cellwarden_event::{Level, Value};
 use serde::Deserialize;
 
 use crate::access::{Aggregates, Day, Evidence};
@@ -223,72 +227,64 @@ impl Watchlist {
     }
 }
 
-struct RuleDef {
-    id: &'static str,
-    title: &'static str,
-    level: Level,
-    description: &'static str,
-    tags: &'static [&'static str],
-}
-
-const RULES: &[RuleDef] = &[
-    RuleDef {
+const RULES: &[BuiltinRule] = &[
+    BuiltinRule {
         id: "cellwarden.db.watchlist_access",
         title: "Records of a watchlisted subscriber read",
         level: Level::High,
         description: "An account not on the allow list read records of a protected subscriber.",
         tags: &["attack.collection", "attack.t1213"],
     },
-    RuleDef {
+    BuiltinRule {
         id: "cellwarden.db.targeted_lookup",
         title: "Targeted subscriber lookups",
         level: Level::High,
         description: "An account read a small set of specific subscribers repeatedly or in depth, more than its peers do.",
         tags: &["attack.collection", "attack.t1213", "attack.t1005"],
     },
-    RuleDef {
+    BuiltinRule {
         id: "cellwarden.db.bulk_export",
         title: "Subscriber records exported in bulk",
         level: Level::High,
         description: "Records were copied out of the database (COPY TO, INTO OUTFILE, UNLOAD) or into a new table, not on an established schedule.",
         tags: &["attack.collection", "attack.t1074", "attack.exfiltration"],
     },
-    RuleDef {
+    BuiltinRule {
         id: "cellwarden.db.bulk_read",
         title: "Whole record table read by an account that never did",
         level: Level::Medium,
         description: "A large record table was read without a selective predicate by an account whose history has no such read.",
         tags: &["attack.collection", "attack.t1213"],
     },
-    RuleDef {
+    BuiltinRule {
         id: "cellwarden.db.new_record_type",
         title: "Account read a record type it never reads",
         level: Level::Medium,
         description: "The account read records of a type (CDR, location, device, …) absent from its earlier days.",
         tags: &["attack.collection", "attack.t1213"],
     },
-    RuleDef {
+    BuiltinRule {
         id: "cellwarden.db.new_client_host",
         title: "Account used from a new client host",
         level: Level::Medium,
         description: "The account connected from a client host absent from its earlier days.",
         tags: &["attack.lateral-movement", "attack.t1078"],
     },
-    RuleDef {
+    BuiltinRule {
         id: "cellwarden.db.new_program",
         title: "Account used with a new client program",
         level: Level::Low,
         description: "The account used a client program absent from its earlier days.",
         tags: &["attack.t1078"],
     },
-    RuleDef {
+    BuiltinRule {
         id: "cellwarden.db.unusual_hour",
         title: "Account active at hours it never works",
         level: Level::Low,
         description: "Statements at UTC hours the account was never active in on its earlier days.",
         tags: &["attack.t1078"],
     },
-    RuleDef {
+    BuiltinRule {
         id: "cellwarden.db.new_account_activity",
         title: "Activity of a recently created or granted account",
         level: Level::High,
@@ -297,26 +293,17 @@ const RULES: &[RuleDef] = &[
     },
 ];
 
-fn rule_infos() -> BTreeMap<&'static str, (Arc<RuleInfo>, Level)> {
-    RULES
-        .iter()
-        .map(|r| {
-            let info = RuleInfo::builtin(
-                r.id,
-                r.title,
-                r.description,
-                r.tags,
-                "builtin:cellwarden.db",
-            );
-            (r.id, (Arc::new(info), r.level))
-        })
-        .collect()
+/// The database detections' rules.
+pub fn rules() -> RuleTable {
+    RuleTable::new("builtin:cellwarden.db", RULES)
 }
 
 /// The detections' results, and why each account-day and subscriber is suspicious.
+pub type Judgement = cellwarden_analytics::Judgement<Reasons>;
+
+/// Why account-days and subscribers are suspicious, by the keys of the alerts that say so.
 #[derive(Debug, Default)]
-pub struct Judgement {
-    pub alerts: Vec<Alert>,
+pub struct Reasons {
     /// Suspicious account-days → keys of the alerts that make them so.
     pub day_reasons: BTreeMap<(Arc<str>, Day), Vec<String>>,
     /// Targeted subscribers → key of the targeted-lookup alert.
@@ -336,13 +323,6 @@ struct Finding {
     expected: String,
     subscribers: Vec<SubscriberId>,
     extra: Vec<(&'static str, String)>,
-}
-
-/// `YYYY-MM-DD` of a day number.
-pub fn date_of_day(day: Day) -> String {
-    Timestamp::from_second(day as i64 * 86_400)
-        .map(|t| t.strftime("%Y-%m-%d").to_string())
-        .unwrap_or_default()
 }
 
 fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, max: usize) -> String {
@@ -703,14 +683,6 @@ fn poisson_bound(rate: f64, alpha: f64) -> usize {
     k
 }
 
-fn p90(mut v: Vec<usize>) -> usize {
-    if v.is_empty() {
-        return 0;
-    }
-    v.sort_unstable();
-    v[((v.len() - 1) as f64 * 0.9).round() as usize]
-}
-
 /// Watchlisted subscribers are left out: `watchlist_access` reports every read of them, and
 /// counting them here would sweep an insider's chance callbacks into the target list.
 fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Vec<Finding>) {
@@ -894,7 +866,7 @@ fn watchlisted(agg: &Aggregates, watch: &Watchlist, out: &mut Vec<Finding>) {
 }
 
 fn into_judgement(mut findings: Vec<Finding>) -> Judgement {
-    let infos = rule_infos();
+    let table = rules();
     findings.sort_by(|a, b| {
         (&a.evidence, a.rule, &a.account, a.day).cmp(&(&b.evidence, b.rule, &b.account, b.day))
     });
@@ -902,12 +874,8 @@ fn into_judgement(mut findings: Vec<Finding>) -> Judgement {
     let mut lows: BTreeMap<(Arc<str>, Day), BTreeSet<&'static str>> = BTreeMap::new();
     let mut low_keys: BTreeMap<(Arc<str>, Day), Vec<String>> = BTreeMap::new();
     for f in findings {
-        let (info, level) = &infos[f.rule];
-        let mut ev = Event::new(Origin {
-            file: Arc::clone(&f.evidence.file),
-            record: f.evidence.record,
-        });
-        ev.timestamp = Some(f.evidence.time);
+        let level = table.get(f.rule).1;
+        let mut ev = evidence_event(&f.evidence.file, f.evidence.record, f.evidence.time);
         let s = |x: String| Value::Str(std::borrow::Cow::Owned(x));
         ev.push("account", s(f.account.to_string()));
         if let Some(d) = f.day {
@@ -930,28 +898,26 @@ fn into_judgement(mut findings: Vec<Finding>) -> Judgement {
         for (k, v) in &f.extra {
             ev.push(*k, s(v.clone()));
         }
-        let alert = Alert {
-            rule: Arc::clone(info),
-            level: *level,
-            event: ev,
-            correlation: None,
-        };
+        let alert = table.alert(f.rule, None, ev);
         let key = alert.key();
         match (f.rule, f.day) {
             ("cellwarden.db.targeted_lookup", _) => {
                 for sub in &f.subscribers {
-                    j.subject_reasons
+                    j.reasons
+                        .subject_reasons
                         .entry((Arc::clone(&f.account), sub.clone()))
                         .or_default()
                         .push(key.clone());
                 }
             }
             ("cellwarden.db.watchlist_access", Some(d)) => {
-                j.watch_reasons
+                j.reasons
+                    .watch_reasons
                     .insert((Arc::clone(&f.account), d), key.clone());
             }
-            (_, Some(d)) if *level >= Level::Medium => {
-                j.day_reasons
+            (_, Some(d)) if level >= Level::Medium => {
+                j.reasons
+                    .day_reasons
                     .entry((Arc::clone(&f.account), d))
                     .or_default()
                     .push(key.clone());
@@ -967,7 +933,8 @@ fn into_judgement(mut findings: Vec<Finding>) -> Judgement {
             }
             _ => {}
         }
-        j.account_alerts
+        j.reasons
+            .account_alerts
             .entry(Arc::clone(&f.account))
             .or_default()
             .push(j.alerts.len());
@@ -976,9 +943,9 @@ fn into_judgement(mut findings: Vec<Finding>) -> Judgement {
     // Two different low findings on one day make it suspicious; so does one beside a
     // medium or higher one (its reasons are listed too).
     for (k, rules) in lows {
-        if rules.len() >= 2 || j.day_reasons.contains_key(&k) {
+        if rules.len() >= 2 || j.reasons.day_reasons.contains_key(&k) {
             let keys = low_keys.remove(&k).unwrap_or_default();
-            j.day_reasons.entry(k).or_default().extend(keys);
+            j.reasons.day_reasons.entry(k).or_default().extend(keys);
         }
     }
     j
@@ -989,6 +956,7 @@ mod tests {
     use super::*;
     use crate::access::{Collector, Selection};
     use crate::schema::Schema;
+    use cellwarden_event::{Alert, Event};
 
     fn ev(t: &str, user: &str, host: &str, sql: &str, line: u64) -> Event<'static> {
         crate::access::tests::db_event(t, user, host, sql, line)
@@ -1066,7 +1034,7 @@ mod tests {
                 .contains("10.66.6.6")
         );
         assert!(host.event.get_str("expected").unwrap().contains("10.0.0.1"));
-        assert_eq!(j.day_reasons.len(), 1);
+        assert_eq!(j.reasons.day_reasons.len(), 1);
     }
 
     #[test]
@@ -1218,7 +1186,7 @@ mod tests {
                 .unwrap()
                 .contains("program crm")
         );
-        assert_eq!(j.subject_reasons.len(), 2);
+        assert_eq!(j.reasons.subject_reasons.len(), 2);
     }
 
     #[test]

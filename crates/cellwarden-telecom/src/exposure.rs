@@ -194,14 +194,18 @@ impl Exposure {
         let selected_mode = selection.is_set();
         let reasons_of = |a: &Arc<str>, s: &SubscriberId, d| {
             let mut r: Vec<String> = Vec::new();
-            if let Some(k) = judgement.day_reasons.get(&(Arc::clone(a), d)) {
+            if let Some(k) = judgement.reasons.day_reasons.get(&(Arc::clone(a), d)) {
                 r.extend(k.iter().cloned());
             }
-            if let Some(k) = judgement.subject_reasons.get(&(Arc::clone(a), s.clone())) {
+            if let Some(k) = judgement
+                .reasons
+                .subject_reasons
+                .get(&(Arc::clone(a), s.clone()))
+            {
                 r.extend(k.iter().cloned());
             }
             if watch.ids.contains_key(s)
-                && let Some(k) = judgement.watch_reasons.get(&(Arc::clone(a), d))
+                && let Some(k) = judgement.reasons.watch_reasons.get(&(Arc::clone(a), d))
             {
                 r.push(k.clone());
             }
@@ -243,7 +247,7 @@ impl Exposure {
             }
         }
         let mut names: BTreeSet<Arc<str>> = per_account.keys().cloned().collect();
-        names.extend(judgement.account_alerts.keys().cloned());
+        names.extend(judgement.reasons.account_alerts.keys().cloned());
         let mut accounts = Vec::new();
         for name in names {
             let mut hosts = BTreeSet::new();
@@ -278,6 +282,7 @@ impl Exposure {
                 }
             }
             let reasons: Vec<AccountReason> = judgement
+                .reasons
                 .account_alerts
                 .get(&name)
                 .into_iter()
@@ -304,6 +309,7 @@ impl Exposure {
             let n = per_account.get(&name).copied().unwrap_or(0);
             let suspicious = n > 0
                 || judgement
+                    .reasons
                     .account_alerts
                     .get(&name)
                     .into_iter()

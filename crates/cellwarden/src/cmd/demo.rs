@@ -9,6 +9,8 @@ use cellwarden_sigma::LoadOptions;
 use cellwarden_source::Mapping;
 use cellwarden_telecom::access::Selection;
 
+use cellwarden_analytics::stats::human_bytes;
+
 use crate::args::DbArgs;
 use crate::exit::{Failure, Status};
 use crate::setup::{db_setup, load_rules, net_setup, run_pipeline};
@@ -198,16 +200,4 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
         started.elapsed().as_secs_f64()
     );
     Ok(Status::from_errors(result.errors.len()))
-}
-
-/// `3.92 GiB`, `512.0 MiB`, `12.3 KiB`.
-fn human_bytes(b: u64) -> String {
-    let f = b as f64;
-    if b >= 1 << 30 {
-        format!("{:.2} GiB", f / (1u64 << 30) as f64)
-    } else if b >= 1 << 20 {
-        format!("{:.1} MiB", f / (1u64 << 20) as f64)
-    } else {
-        format!("{:.1} KiB", f / 1024.0)
-    }
 }

@@ -189,3 +189,158 @@ fn incidents_and_attack_layer() {
     assert!(stdout(&table).contains("tactics:  collection > command-and-control"));
     assert!(!stdout(&table).contains('\x1b'));
 }
+
+/// `hunt` end to end on the project's own fixtures (no shared data needed): every fixture
+/// rule fires on exactly the events written to match it, in output order.
+#[test]
+fn hunt_on_the_projects_own_fixtures() {
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../cellwarden-sigma/tests/fixtures"
+    );
+    let out = run(&[
+        "hunt",
+        &format!("{fixtures}/events"),
+        "-r",
+        &format!("{fixtures}/rules"),
+        "--format",
+        "jsonl",
+        "--threads",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got: Vec<(String, String, u64)> = alerts(&stdout(&out))
+        .iter()
+        .map(|a| {
+            (
+                a["rule_title"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("Fixture - ")
+                    .to_owned(),
+                a["source_file"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                a["source_record"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(&str, &str, u64)> = vec![
+        ("PowerShell with an encoded command", "windows.jsonl", 1),
+        ("PowerShell with an encoded command", "windows.jsonl", 2),
+        ("PowerShell with an encoded command", "windows.jsonl", 3),
+        (
+            "Base64 of known tool names in a command line",
+            "windows.jsonl",
+            6,
+        ),
+        (
+            "Base64 of known tool names in a command line",
+            "windows.jsonl",
+            7,
+        ),
+        (
+            "Base64 of known tool names in a command line",
+            "windows.jsonl",
+            8,
+        ),
+        (
+            "Base64 of known tool names in a command line",
+            "windows.jsonl",
+            9,
+        ),
+        (
+            "Base64 of known tool names in a command line",
+            "windows.jsonl",
+            11,
+        ),
+        (
+            "DNS or HTTPS straight to an outside address",
+            "windows.jsonl",
+            12,
+        ),
+        (
+            "DNS or HTTPS straight to an outside address",
+            "windows.jsonl",
+            15,
+        ),
+        (
+            "DNS or HTTPS straight to an outside address",
+            "windows.jsonl",
+            17,
+        ),
+        (
+            "DNS or HTTPS straight to an outside address",
+            "windows.jsonl",
+            21,
+        ),
+        ("Run key pointing into a user folder", "windows.jsonl", 22),
+        ("Run key pointing into a user folder", "windows.jsonl", 23),
+        (
+            "Archive or dump written to a staging folder",
+            "windows.jsonl",
+            26,
+        ),
+        (
+            "Archive or dump written to a staging folder",
+            "windows.jsonl",
+            27,
+        ),
+        (
+            "Archive or dump written to a staging folder",
+            "windows.jsonl",
+            30,
+        ),
+        (
+            "New-credentials logon by the same account",
+            "windows.jsonl",
+            31,
+        ),
+        (
+            "New-credentials logon by the same account",
+            "windows.jsonl",
+            35,
+        ),
+        (
+            "Service installed from an odd place or with an empty account",
+            "windows.jsonl",
+            37,
+        ),
+        (
+            "Service installed from an odd place or with an empty account",
+            "windows.jsonl",
+            39,
+        ),
+        (
+            "Credential tool names anywhere in a System event",
+            "windows.jsonl",
+            41,
+        ),
+        (
+            "Script block that downloads and runs code",
+            "windows.jsonl",
+            42,
+        ),
+        (
+            "Script block that downloads and runs code",
+            "windows.jsonl",
+            43,
+        ),
+        ("Shell running a command string", "linux-audit.log", 13),
+        ("Shell running a command string", "linux-audit.log", 17),
+        (
+            "New-credentials logon by the same account",
+            "windows.jsonl",
+            52,
+        ),
+    ];
+    let expected: Vec<(String, String, u64)> = expected
+        .into_iter()
+        .map(|(t, f, r)| (t.to_owned(), f.to_owned(), r))
+        .collect();
+    assert_eq!(got, expected);
+}

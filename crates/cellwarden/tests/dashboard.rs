@@ -44,10 +44,6 @@ fn wait_for(port: u16) {
     }
 }
 
-fn find(names: &[&str]) -> Option<PathBuf> {
-    names.iter().map(PathBuf::from).find(|p| p.exists())
-}
-
 /// A GET on 127.0.0.1: (status, body).
 fn http_get(port: u16, path: &str, headers: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -282,13 +278,19 @@ fn serve_needs_a_token_off_loopback_and_checks_it() {
 
 #[test]
 fn dashboard_in_a_real_browser() {
+    const ENABLE: &str = "apt-get install chromium chromium-driver";
     let (Some(driver), Some(chrome)) = (
-        find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]),
-        find(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]),
+        cellwarden_testkit::tool(
+            "chromedriver",
+            &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+            ENABLE,
+        ),
+        cellwarden_testkit::tool(
+            "chromium",
+            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+            ENABLE,
+        ),
     ) else {
-        eprintln!(
-            "skipped: chromium and chromedriver not installed (apt install chromium chromium-driver)"
-        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

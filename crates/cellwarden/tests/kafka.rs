@@ -18,19 +18,11 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 fn tansu() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/tansu"));
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("tansu"))
-        .chain(home)
-        .find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!(
-            "skipped: tansu not installed (cargo install tansu --locked --features dynostore,libsql)"
-        );
-    }
-    found
+    cellwarden_testkit::tool(
+        "tansu",
+        &[],
+        "cargo install tansu --locked --version 0.6.0 --features dynostore",
+    )
 }
 
 struct Broker {

@@ -1,19 +1,8 @@
 #![allow(dead_code)]
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// `../shared/data/<rel>` beside the project, or `None` with a skip message.
-pub fn shared(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel);
-    if p.exists() {
-        Some(p.canonicalize().unwrap())
-    } else {
-        eprintln!("skipped: ../shared/data/{rel} not found (shared test data absent)");
-        None
-    }
-}
+#[allow(unused_imports)]
+pub use cellwarden_testkit::shared;
 
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cellwarden"))

@@ -112,11 +112,11 @@ fn default_internal() -> Vec<IpNet> {
     .collect()
 }
 
-fn net_of(s: &str) -> Result<IpNet, String> {
+fn net_of(s: &str) -> Result<IpNet, crate::ConfigError> {
     let s = s.trim();
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("'{s}' is not an address or a network"))
+        .map_err(|_| crate::ConfigError::Network(s.to_owned()))
 }
 
 impl Default for Assets {
@@ -131,8 +131,8 @@ impl Default for Assets {
 }
 
 impl Assets {
-    pub fn from_toml(text: &str) -> Result<Assets, String> {
-        let f: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_toml(text: &str) -> Result<Assets, crate::ConfigError> {
+        let f: File = toml::from_str(text)?;
         let internal = match f.internal {
             Some(list) => list
                 .iter()

@@ -104,10 +104,8 @@ struct ConfigFile {
 
 impl NetConfig {
     /// Reads the `[net]` table of a cellwarden config file.
-    pub fn from_toml(text: &str) -> Result<NetConfig, String> {
-        toml::from_str::<ConfigFile>(text)
-            .map(|c| c.net)
-            .map_err(|e| e.to_string())
+    pub fn from_toml(text: &str) -> Result<NetConfig, crate::ConfigError> {
+        Ok(toml::from_str::<ConfigFile>(text)?.net)
     }
 
     pub fn collect_limits(&self) -> crate::collect::CollectLimits {

@@ -14,6 +14,17 @@ pub use detect::{NetConfig, judge};
 
 use std::net::IpAddr;
 
+/// A configuration file (`--assets`, the `[net]` table of `--config`) that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not valid TOML, or not the expected tables and keys.
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    /// An address or network that does not parse.
+    #[error("'{0}' is not an address or a network")]
+    Network(String),
+}
+
 use cellwarden_event::Timestamp;
 
 /// Outbound traffic of one host to one outside destination on one day.

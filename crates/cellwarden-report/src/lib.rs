@@ -9,7 +9,7 @@
 mod pseudonym;
 mod scope;
 
-pub use pseudonym::{MIN_KEY_BYTES, Pseudonymiser};
+pub use pseudonym::{KeyError, MIN_KEY_BYTES, Pseudonymiser};
 pub use scope::{html_escape, write_scope_csv, write_scope_html, write_scope_json};
 
 use std::collections::BTreeSet;

@@ -13,15 +13,20 @@ pub struct Pseudonymiser {
 /// Shortest key accepted, in bytes.
 pub const MIN_KEY_BYTES: usize = 16;
 
+/// A pseudonymisation key that is too short to be secret.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "key of {0} bytes is too short (at least {min}; e.g. `head -c 32 /dev/urandom | base64 > key`)",
+    min = MIN_KEY_BYTES
+)]
+pub struct KeyError(pub usize);
+
 impl Pseudonymiser {
     /// The key is the file's content with surrounding whitespace removed.
-    pub fn from_key_bytes(bytes: &[u8]) -> Result<Pseudonymiser, String> {
+    pub fn from_key_bytes(bytes: &[u8]) -> Result<Pseudonymiser, KeyError> {
         let key = bytes.trim_ascii();
         if key.len() < MIN_KEY_BYTES {
-            return Err(format!(
-                "key of {} bytes is too short (at least {MIN_KEY_BYTES}; e.g. `head -c 32 /dev/urandom | base64 > key`)",
-                key.len()
-            ));
+            return Err(KeyError(key.len()));
         }
         Ok(Pseudonymiser { key: key.to_vec() })
     }

@@ -18,21 +18,25 @@ pub use compile::Placeholders;
 pub use correlation::CorrelationRun;
 pub use engine::{RuleSet, Scratch};
 pub use load::{
-    LoadOptions, Loaded, MAX_RULE_FILE_BYTES, Problem, ProblemKind, RuleSource, attack_from_tags,
-    builtin_sources, collect_rule_files, load,
+    LoadOptions, Loaded, MAX_RULE_FILE_BYTES, Problem, ProblemKind, RulePathError, RuleSource,
+    attack_from_tags, builtin_sources, collect_rule_files, load,
 };
+
+/// A placeholder file that is not a YAML mapping of names to values.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PlaceholderError(#[from] pub yaml_serde::Error);
 
 /// Reads a placeholder file for the `expand` modifier: a YAML mapping of name to a list of
 /// values (or one value).
-pub fn read_placeholders(text: &str) -> Result<Placeholders, String> {
+pub fn read_placeholders(text: &str) -> Result<Placeholders, PlaceholderError> {
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
     enum V {
         One(String),
         Many(Vec<String>),
     }
-    let map: std::collections::HashMap<String, V> =
-        yaml_serde::from_str(text).map_err(|e| e.to_string())?;
+    let map: std::collections::HashMap<String, V> = yaml_serde::from_str(text)?;
     Ok(map
         .into_iter()
         .map(|(k, v)| {

@@ -97,12 +97,27 @@ pub fn builtin_sources() -> Vec<RuleSource> {
         .collect()
 }
 
+/// A rule path given on the command line that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct RulePathError {
+    /// The path as given.
+    pub path: PathBuf,
+    /// Why it cannot be read.
+    pub source: std::io::Error,
+}
+
 /// Collects `.yml`/`.yaml` files under the given paths (folders recursively, sorted). A path
 /// that does not exist is an error; unreadable files become problems.
-pub fn collect_rule_files(paths: &[PathBuf]) -> Result<(Vec<RuleSource>, Vec<Problem>), String> {
+pub fn collect_rule_files(
+    paths: &[PathBuf],
+) -> Result<(Vec<RuleSource>, Vec<Problem>), RulePathError> {
     let mut files = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let meta = std::fs::metadata(p).map_err(|source| RulePathError {
+            path: p.clone(),
+            source,
+        })?;
         if meta.is_dir() {
             walk(p, &mut files);
         } else {

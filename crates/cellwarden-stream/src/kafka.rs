@@ -24,6 +24,21 @@ use crate::checkpoint::UnitCopy;
 use crate::sink::{AlertSink, RecordSink};
 use crate::source::{Collect, Input, PositionUpdate, Source};
 
+/// A Kafka client that could not be set up, or a call to the broker that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct ClientError {
+    /// What was being done.
+    pub what: String,
+    /// The client's error.
+    pub source: KafkaError,
+}
+
+fn failed(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
+    let what = what.into();
+    move |source| ClientError { what, source }
+}
+
 /// Connection settings shared by consumers and producers.
 #[derive(Debug, Clone, Default)]
 pub struct KafkaConfig {
@@ -71,7 +86,7 @@ pub fn consumer(
     config: &KafkaConfig,
     group: &str,
     topics: &[String],
-) -> Result<BaseConsumer, String> {
+) -> Result<BaseConsumer, ClientError> {
     let c: BaseConsumer = config
         .client(&[
             ("session.timeout.ms", "6000"),
@@ -81,10 +96,10 @@ pub fn consumer(
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .create()
-        .map_err(|e| format!("Kafka consumer: {e}"))?;
+        .map_err(failed("Kafka consumer"))?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     c.subscribe(&names)
-        .map_err(|e| format!("Kafka subscribe {names:?}: {e}"))?;
+        .map_err(failed(format!("Kafka subscribe {names:?}")))?;
     Ok(c)
 }
 
@@ -380,7 +395,7 @@ fn bad(name: &str, offset: i64, m: &str) -> SourceError {
 }
 
 /// Commits the offsets (`topic/partition` → next offset) the checkpoint covers.
-pub fn commit(consumer: &BaseConsumer, offsets: &BTreeMap<String, i64>) -> Result<(), String> {
+pub fn commit(consumer: &BaseConsumer, offsets: &BTreeMap<String, i64>) -> Result<(), ClientError> {
     let mut tpl = TopicPartitionList::new();
     for (k, next) in offsets {
         let Some((topic, p)) = k.rsplit_once('/') else {
@@ -388,14 +403,14 @@ pub fn commit(consumer: &BaseConsumer, offsets: &BTreeMap<String, i64>) -> Resul
         };
         let Ok(p) = p.parse::<i32>() else { continue };
         tpl.add_partition_offset(topic, p, Offset::Offset(*next))
-            .map_err(|e| e.to_string())?;
+            .map_err(failed(format!("offset of {k}")))?;
     }
     if tpl.count() == 0 {
         return Ok(());
     }
     consumer
         .commit(&tpl, CommitMode::Sync)
-        .map_err(|e| format!("offset commit: {e}"))
+        .map_err(failed("offset commit"))
 }
 
 /// Counts failed deliveries.
@@ -416,13 +431,13 @@ impl ProducerContext for Deliveries {
 }
 
 /// An idempotent producer (`enable.idempotence`, `acks=all`).
-pub fn producer(config: &KafkaConfig) -> Result<BaseProducer<Deliveries>, String> {
+pub fn producer(config: &KafkaConfig) -> Result<BaseProducer<Deliveries>, ClientError> {
     config
         .client(&[("linger.ms", "20")])
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create_with_context(Deliveries::default())
-        .map_err(|e| format!("Kafka producer: {e}"))
+        .map_err(failed("Kafka producer"))
 }
 
 /// Messages produced since the last durable point, kept to send again if any failed.
@@ -493,7 +508,7 @@ impl Outbox {
 pub struct AlertTopic(Outbox);
 
 impl AlertTopic {
-    pub fn new(config: &KafkaConfig, topic: &str) -> Result<AlertTopic, String> {
+    pub fn new(config: &KafkaConfig, topic: &str) -> Result<AlertTopic, ClientError> {
         Ok(AlertTopic(Outbox {
             producer: producer(config)?,
             topic: topic.to_owned(),
@@ -524,7 +539,7 @@ impl AlertSink for AlertTopic {
 pub struct ForwardTopic(Outbox);
 
 impl ForwardTopic {
-    pub fn new(config: &KafkaConfig, topic: &str) -> Result<ForwardTopic, String> {
+    pub fn new(config: &KafkaConfig, topic: &str) -> Result<ForwardTopic, ClientError> {
         Ok(ForwardTopic(Outbox {
             producer: producer(config)?,
             topic: topic.to_owned(),

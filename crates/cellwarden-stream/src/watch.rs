@@ -92,6 +92,51 @@ pub struct Setup<'a> {
     pub mapping: &'a Mapping,
 }
 
+/// Why `watch` could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// `--stage parse` without a topic to hand records on to.
+    #[error("the parse stage needs a topic to hand records on to")]
+    NoForward,
+    /// A path to follow that cannot be followed.
+    #[error(transparent)]
+    Follow(#[from] crate::follow::FollowError),
+    /// The state folder, its checkpoint or its journal cannot be read or written.
+    #[error("{}: {what}{source}", path.display())]
+    State {
+        /// The state folder.
+        path: PathBuf,
+        /// `checkpoint unreadable: `, `journal: ` or nothing.
+        what: &'static str,
+        /// Why.
+        source: io::Error,
+    },
+    /// The journal could not be written while running.
+    #[error("journal: {0}")]
+    Journal(io::Error),
+    /// The alert file cannot be opened or read.
+    #[error("{}: {source}", path.display())]
+    Output {
+        /// The alert file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A receiver or the metrics server cannot listen on its address.
+    #[error("{what} {addr}: {source}")]
+    Listen {
+        /// `syslog UDP`, `syslog TCP` or `metrics`.
+        what: &'static str,
+        /// The address as given.
+        addr: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The Kafka client could not be set up.
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::ClientError),
+}
+
 /// What a run did.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
@@ -110,14 +155,14 @@ pub fn run(
     sinks: Sinks<'_>,
     stop: Arc<AtomicBool>,
     log: &mut dyn FnMut(&str),
-) -> Result<Summary, String> {
+) -> Result<Summary, WatchError> {
     let mut summary = Summary::default();
     let Sinks {
         alerts: mut extra,
         mut forward,
     } = sinks;
     if config.stage == Stage::Parse && forward.is_none() {
-        return Err("the parse stage needs a topic to hand records on to".into());
+        return Err(WatchError::NoForward);
     }
     let mut engine = Engine::new(
         setup.detectors,
@@ -132,17 +177,21 @@ pub fn run(
     };
     let mut journal = None;
     if let Some(dir) = state {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        if let Some(c) = Checkpoint::load(dir)
-            .map_err(|e| format!("{}: checkpoint unreadable: {e}", dir.display()))?
-        {
+        let state_error = |what| {
+            move |source| WatchError::State {
+                path: dir.to_owned(),
+                what,
+                source,
+            }
+        };
+        std::fs::create_dir_all(dir).map_err(state_error(""))?;
+        if let Some(c) = Checkpoint::load(dir).map_err(state_error("checkpoint unreadable: "))? {
             checkpoint = c;
         }
         let mut discard = Vec::new();
         let mut errors = Vec::new();
         let mut lines = Vec::new();
-        let j = Journal::open(dir, checkpoint.journal_len)
-            .map_err(|e| format!("{}: journal: {e}", dir.display()))?;
+        let j = Journal::open(dir, checkpoint.journal_len).map_err(state_error("journal: "))?;
         summary.replayed = Journal::replay(dir, &mut |r| match r {
             Replayed::Unit(u) => {
                 engine.process(u, None, &mut discard, &mut errors, &mut lines);
@@ -154,7 +203,7 @@ pub fn run(
                 discard.clear();
             }
         })
-        .map_err(|e| format!("{}: journal: {e}", dir.display()))?;
+        .map_err(state_error("journal: "))?;
         engine.restore_clocks(&checkpoint.clocks);
         engine.counters = Default::default();
         if summary.replayed > 0 {
@@ -166,13 +215,17 @@ pub fn run(
         journal = Some(j);
     }
     let mut file = match &config.output {
-        Some(p) => Some(FileSink::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        Some(p) => Some(FileSink::open(p).map_err(|source| WatchError::Output {
+            path: p.clone(),
+            source,
+        })?),
         None => None,
     };
     let mut already: HashSet<String> = match (&config.output, checkpoint.output_len) {
-        (Some(p), Some(len)) => {
-            written_after(p, len).map_err(|e| format!("{}: {e}", p.display()))?
-        }
+        (Some(p), Some(len)) => written_after(p, len).map_err(|source| WatchError::Output {
+            path: p.clone(),
+            source,
+        })?,
         _ => HashSet::new(),
     };
 
@@ -185,19 +238,19 @@ pub fn run(
             limits: config.limits,
             idle_after: config.idle_after,
         };
-        let follower = crate::follow::Follower::new(fc, checkpoint.files.clone())
-            .map_err(|e| e.to_string())?;
+        let follower = crate::follow::Follower::new(fc, checkpoint.files.clone())?;
         for note in follower.notes() {
             log(note);
         }
         sources.push(Box::new(follower));
     }
     if let Some(addr) = &config.syslog_udp {
-        let socket =
-            std::net::UdpSocket::bind(addr).map_err(|e| format!("syslog UDP {addr}: {e}"))?;
+        let socket = std::net::UdpSocket::bind(addr).map_err(listen_error("syslog UDP", addr))?;
         let name = format!(
             "syslog-udp://{}",
-            socket.local_addr().map_err(|e| e.to_string())?
+            socket
+                .local_addr()
+                .map_err(listen_error("syslog UDP", addr))?
         );
         log(&format!("listening for syslog on {name}"));
         let numbering = crate::syslog::Numbering::new(&name, counter(&checkpoint, &name));
@@ -205,10 +258,12 @@ pub fn run(
     }
     if let Some(addr) = &config.syslog_tcp {
         let listener =
-            std::net::TcpListener::bind(addr).map_err(|e| format!("syslog TCP {addr}: {e}"))?;
+            std::net::TcpListener::bind(addr).map_err(listen_error("syslog TCP", addr))?;
         let name = format!(
             "syslog-tcp://{}",
-            listener.local_addr().map_err(|e| e.to_string())?
+            listener
+                .local_addr()
+                .map_err(listen_error("syslog TCP", addr))?
         );
         log(&format!("listening for syslog on {name}"));
         let numbering = crate::syslog::Numbering::new(&name, counter(&checkpoint, &name));
@@ -244,10 +299,10 @@ pub fn run(
         threads.push(std::thread::spawn(move || source.run(tx, stop)));
     }
     if let Some(addr) = &config.metrics {
-        let l = std::net::TcpListener::bind(addr).map_err(|e| format!("metrics {addr}: {e}"))?;
+        let l = std::net::TcpListener::bind(addr).map_err(listen_error("metrics", addr))?;
         log(&format!(
             "metrics on http://{}/metrics",
-            l.local_addr().map_err(|e| e.to_string())?
+            l.local_addr().map_err(listen_error("metrics", addr))?
         ));
         let (m, stop) = (metrics.clone(), source_stop.clone());
         threads.push(std::thread::spawn(move || {
@@ -307,7 +362,7 @@ pub fn run(
                     } else if let Some(j) = journal.as_mut()
                         && let Err(e) = j.records(copy, &lines)
                     {
-                        return Err(format!("journal: {e}"));
+                        return Err(WatchError::Journal(e));
                     }
                 }
                 lines.clear();
@@ -324,7 +379,7 @@ pub fn run(
             && let Some(j) = journal.as_mut()
             && let Err(e) = j.watermark(wm)
         {
-            return Err(format!("journal: {e}"));
+            return Err(WatchError::Journal(e));
         }
         for e in errors.drain(..) {
             summary.errors += 1;
@@ -478,6 +533,11 @@ pub fn run(
     }
     summary.events = engine.counters.events;
     Ok(summary)
+}
+
+fn listen_error(what: &'static str, addr: &str) -> impl FnOnce(io::Error) -> WatchError {
+    let addr = addr.to_owned();
+    move |source| WatchError::Listen { what, addr, source }
 }
 
 fn counter(c: &Checkpoint, name: &str) -> u64 {

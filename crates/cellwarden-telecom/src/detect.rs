@@ -108,10 +108,8 @@ struct ConfigFile {
 
 impl DbConfig {
     /// Reads the `[db]` table of a cellwarden config file.
-    pub fn from_toml(text: &str) -> Result<DbConfig, String> {
-        toml::from_str::<ConfigFile>(text)
-            .map(|c| c.db)
-            .map_err(|e| e.to_string())
+    pub fn from_toml(text: &str) -> Result<DbConfig, crate::ConfigError> {
+        Ok(toml::from_str::<ConfigFile>(text)?.db)
     }
 
     fn role_of(&self, account: &str) -> Option<&str> {

@@ -11,3 +11,8 @@ pub mod schema;
 pub mod sql;
 
 pub use ids::*;
+
+/// A configuration file (`--schema`, the `[db]` table of `--config`) that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(#[from] pub toml::de::Error);

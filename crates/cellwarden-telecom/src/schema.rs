@@ -141,8 +141,8 @@ pub struct Schema {
 
 impl Schema {
     /// Reads a schema map; errors name the problem (TOML position included).
-    pub fn from_toml(text: &str) -> Result<Schema, String> {
-        let f: SchemaFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_toml(text: &str) -> Result<Schema, crate::ConfigError> {
+        let f: SchemaFile = toml::from_str(text)?;
         let mut tables = HashMap::new();
         for t in f.table {
             tables.insert(t.name.to_ascii_lowercase(), t);

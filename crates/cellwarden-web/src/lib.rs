@@ -47,10 +47,8 @@ fn new_key() -> String {
 }
 
 /// The application, for `serve` and for tests.
-pub fn app(mut store: Store, token: Option<String>) -> Result<Router, String> {
-    let key = store
-        .meta_or_insert("pseudonym_key", new_key)
-        .map_err(|e| e.to_string())?;
+pub fn app(mut store: Store, token: Option<String>) -> Result<Router, ServeError> {
+    let key = store.meta_or_insert("pseudonym_key", new_key)?;
     let pseudonymiser = cellwarden_report::Pseudonymiser::from_key_bytes(key.as_bytes())?;
     let state: Shared = Arc::new(AppState {
         store: Mutex::new(store),
@@ -83,26 +81,63 @@ pub fn app(mut store: Store, token: Option<String>) -> Result<Router, String> {
         .with_state(state))
 }
 
+/// Why the dashboard could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A non-loopback address without a token.
+    #[error(
+        "{0} is not a loopback address: give --token-file (every request must then carry the token)"
+    )]
+    NeedsToken(SocketAddr),
+    /// The case store could not be opened.
+    #[error("{}: {source}", path.display())]
+    OpenStore {
+        /// The store's file.
+        path: PathBuf,
+        /// Why.
+        source: cellwarden_store::StoreError,
+    },
+    /// The case store could not be read.
+    #[error("{0}")]
+    Store(#[from] cellwarden_store::StoreError),
+    /// The store's pseudonym key is unusable.
+    #[error("{0}")]
+    Key(#[from] cellwarden_report::KeyError),
+    /// The address could not be listened on.
+    #[error("{addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Serves until interrupted. Refuses a non-loopback address without a token.
-pub fn serve(cfg: ServeConfig) -> Result<(), String> {
+pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     if !cfg.listen.ip().is_loopback() && cfg.token.is_none() {
-        return Err(format!(
-            "{} is not a loopback address: give --token-file (every request must then carry the token)",
-            cfg.listen
-        ));
+        return Err(ServeError::NeedsToken(cfg.listen));
     }
-    let store = Store::open(&cfg.store).map_err(|e| format!("{}: {e}", cfg.store.display()))?;
+    let store = Store::open(&cfg.store).map_err(|source| ServeError::OpenStore {
+        path: cfg.store.clone(),
+        source,
+    })?;
     let app = app(store, cfg.token.clone())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
-            .map_err(|e| format!("{}: {e}", cfg.listen))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            .map_err(|source| ServeError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+        let addr = listener.local_addr()?;
         if cfg.token.is_some() {
             eprintln!(
                 "serving {} on http://{addr}/ — a token is required on every request (Authorization: Bearer, or open http://{addr}/?token=… once)",
@@ -119,6 +154,6 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(ServeError::Io)
     })
 }

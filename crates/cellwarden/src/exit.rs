@@ -57,6 +57,41 @@ impl Failure {
     }
 }
 
+impl From<cellwarden_source::DiscoverError> for Failure {
+    fn from(e: cellwarden_source::DiscoverError) -> Failure {
+        Failure::Usage(e.to_string())
+    }
+}
+
+impl From<cellwarden_web::ServeError> for Failure {
+    fn from(e: cellwarden_web::ServeError) -> Failure {
+        use cellwarden_web::ServeError as E;
+        match e {
+            E::NeedsToken(_) | E::OpenStore { .. } | E::Key(_) | E::Listen { .. } => {
+                Failure::Usage(e.to_string())
+            }
+            E::Store(_) | E::Io(_) => Failure::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<cellwarden_stream::watch::WatchError> for Failure {
+    fn from(e: cellwarden_stream::watch::WatchError) -> Failure {
+        use cellwarden_stream::watch::WatchError as E;
+        match e {
+            // Stopped while running: what was read is safe up to the last checkpoint.
+            E::Journal(_) => Failure::Failed(e.to_string()),
+            _ => Failure::Usage(e.to_string()),
+        }
+    }
+}
+
+impl From<cellwarden_stream::kafka::ClientError> for Failure {
+    fn from(e: cellwarden_stream::kafka::ClientError) -> Failure {
+        Failure::Usage(e.to_string())
+    }
+}
+
 /// Exit status 0: all input read.
 pub const OK: u8 = 0;
 /// Exit status 1: results could not be written.

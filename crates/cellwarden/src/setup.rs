@@ -44,7 +44,7 @@ pub fn load_rules_hashed(
     let (sources, mut read_problems): (Vec<RuleSource>, _) = if paths.is_empty() {
         (cellwarden_sigma::builtin_sources(), Vec::new())
     } else {
-        cellwarden_sigma::collect_rule_files(paths).map_err(Failure::Usage)?
+        cellwarden_sigma::collect_rule_files(paths).map_err(|e| Failure::file(&e.path, e.source))?
     };
     let hash =
         cellwarden_store::content_hash(sources.iter().map(|s| (s.name.as_str(), s.text.as_str())));

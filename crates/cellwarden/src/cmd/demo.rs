@@ -32,8 +32,7 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
     };
     let truth = cellwarden_sim::simulate(&config, &dir).map_err(|e| Failure::file(&dir, e))?;
     let inputs =
-        cellwarden_source::discover(&[dir.join("windows"), dir.join("db"), dir.join("network")])
-            .map_err(|e| Failure::Usage(e.to_string()))?;
+        cellwarden_source::discover(&[dir.join("windows"), dir.join("db"), dir.join("network")])?;
     let loaded = load_rules(&[], &LoadOptions::default())?;
     let db_args = DbArgs {
         watchlist: Some(dir.join("watchlist.txt")),

@@ -22,8 +22,7 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
         min_level: args.min_level,
     };
     let started = cellwarden_event::format_timestamp(Some(jiff::Timestamp::now()));
-    let inputs =
-        cellwarden_source::discover(&args.paths).map_err(|e| Failure::Usage(e.to_string()))?;
+    let inputs = cellwarden_source::discover(&args.paths)?;
     let (loaded, ruleset_hash) = load_rules_hashed(&args.rules, &opts)?;
     if loaded.loaded == 0 {
         return Err(Failure::Usage(format!(

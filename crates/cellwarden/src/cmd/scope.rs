@@ -16,8 +16,7 @@ use crate::setup::{
 pub fn run(args: ScopeArgs) -> Result<Status, Failure> {
     let started = cellwarden_event::format_timestamp(Some(jiff::Timestamp::now()));
     let mapping = load_mapping(args.mapping.as_ref())?;
-    let inputs =
-        cellwarden_source::discover(&args.paths).map_err(|e| Failure::Usage(e.to_string()))?;
+    let inputs = cellwarden_source::discover(&args.paths)?;
     let pseudonymiser = match &args.pseudonymise {
         Some(p) => {
             let bytes = std::fs::read(p).map_err(|e| Failure::file(p, e))?;

@@ -68,7 +68,6 @@ pub fn serve(
         store,
         listen,
         token,
-    })
-    .map_err(Failure::Usage)?;
+    })?;
     Ok(Status::Ok)
 }

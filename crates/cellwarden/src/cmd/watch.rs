@@ -133,15 +133,11 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
         None => None,
     };
     let mut alert_topic = match (&kafka, &args.kafka_alerts) {
-        (Some(k), Some(t)) => {
-            Some(cellwarden_stream::kafka::AlertTopic::new(k, t).map_err(Failure::Usage)?)
-        }
+        (Some(k), Some(t)) => Some(cellwarden_stream::kafka::AlertTopic::new(k, t)?),
         _ => None,
     };
     let mut forward = match (&kafka, &args.forward) {
-        (Some(k), Some(t)) => {
-            Some(cellwarden_stream::kafka::ForwardTopic::new(k, t).map_err(Failure::Usage)?)
-        }
+        (Some(k), Some(t)) => Some(cellwarden_stream::kafka::ForwardTopic::new(k, t)?),
         _ => None,
     };
     let mut sinks = Sinks::default();
@@ -168,8 +164,7 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
     );
     let summary = cellwarden_stream::watch::run(setup, &config, sinks, stop, &mut |m| {
         eprintln!("cellwarden watch: {m}")
-    })
-    .map_err(Failure::Usage)?;
+    })?;
     eprintln!(
         "cellwarden watch: stopped: {} events, {} alerts, {} errors, {} checkpoints, {} alerts already written before a restart",
         summary.events, summary.alerts, summary.errors, summary.checkpoints, summary.suppressed

@@ -5,14 +5,20 @@ use crate::Event;
 /// Rule severity, ordered from least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
+    /// Information only.
     Informational,
+    /// Low.
     Low,
+    /// Medium.
     Medium,
+    /// High.
     High,
+    /// Critical.
     Critical,
 }
 
 impl Level {
+    /// Every level, least severe first.
     pub const ALL: [Level; 5] = [
         Level::Informational,
         Level::Low,
@@ -21,6 +27,7 @@ impl Level {
         Level::Critical,
     ];
 
+    /// The Sigma name (`informational` … `critical`).
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Informational => "informational",
@@ -47,13 +54,21 @@ impl Level {
 /// What a rule says about itself; shared by every alert the rule raises.
 #[derive(Debug, Clone, Default)]
 pub struct RuleInfo {
+    /// Rule id (a UUID for Sigma rules, `cellwarden.<area>.<name>` for built-in ones).
     pub id: String,
+    /// Rule title.
     pub title: String,
+    /// Author (kept in every alert, as the Detection Rule License asks).
     pub author: Option<String>,
+    /// What the rule finds.
     pub description: Option<String>,
+    /// `stable`, `test`, `experimental`, …
     pub status: Option<String>,
+    /// References.
     pub references: Vec<String>,
+    /// Known false positives.
     pub falsepositives: Vec<String>,
+    /// Tags as written (`attack.t1003.001`, …).
     pub tags: Vec<String>,
     /// ATT&CK technique ids from the tags, upper-case (`T1059.001`).
     pub techniques: Vec<String>,
@@ -66,7 +81,9 @@ pub struct RuleInfo {
 /// A detection: a rule matched an event.
 #[derive(Debug, Clone)]
 pub struct Alert {
+    /// The rule that fired.
     pub rule: Arc<RuleInfo>,
+    /// Severity (the rule's, or the finding's own).
     pub level: Level,
     /// The event that matched (for a correlation: the one that completed it).
     pub event: Event<'static>,
@@ -83,7 +100,9 @@ pub struct CorrelationInfo {
     pub group: Vec<(String, String)>,
     /// The aggregated value the condition was tested on.
     pub value: f64,
+    /// Start of the correlation window.
     pub window_start: Option<jiff::Timestamp>,
+    /// End of the correlation window.
     pub window_end: Option<jiff::Timestamp>,
     /// The events that made it up, oldest first.
     pub events: Vec<crate::Origin>,

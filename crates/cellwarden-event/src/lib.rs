@@ -33,11 +33,14 @@ pub struct Origin {
 pub struct LogSource {
     /// Dense id assigned when the mapping interns this log source.
     pub id: u32,
+    /// Sigma `product` (`windows`, `linux`, …).
     pub product: Option<Box<str>>,
+    /// Sigma `service` (`security`, `sysmon`, `auditd`, …).
     pub service: Option<Box<str>>,
     /// Further services the event also belongs to (an sshd line in auth.log is both `sshd`
     /// and `auth`).
     pub other_services: Vec<Box<str>>,
+    /// Sigma `category` values (`process_creation`, …).
     pub categories: Vec<Box<str>>,
 }
 
@@ -69,14 +72,18 @@ impl LogSource {
 pub struct Event<'a> {
     /// Fields in source order. Names are Sigma field names (nested paths joined by `.`).
     pub fields: Vec<(Cow<'a, str>, Value<'a>)>,
+    /// Event time, when the event has one.
     pub timestamp: Option<Timestamp>,
+    /// Host that logged the event, when known.
     pub host: Option<Cow<'a, str>>,
     /// `None` when the source could not tell; such events meet every rule.
     pub logsource: Option<Arc<LogSource>>,
+    /// Where the event was read.
     pub origin: Origin,
 }
 
 impl<'a> Event<'a> {
+    /// An event with no fields yet.
     pub fn new(origin: Origin) -> Self {
         Event {
             fields: Vec::new(),

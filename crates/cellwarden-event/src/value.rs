@@ -3,11 +3,17 @@ use std::borrow::Cow;
 /// A typed field value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
+    /// No value (JSON `null`).
     Null,
+    /// A boolean.
     Bool(bool),
+    /// An integer.
     Int(i64),
+    /// A floating-point number.
     Float(f64),
+    /// A string, borrowed from the input where it can be.
     Str(Cow<'a, str>),
+    /// A list of values.
     List(Vec<Value<'a>>),
 }
 
@@ -51,10 +57,12 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// Is `Null`.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
 
+    /// The value with everything it borrows copied.
     pub fn into_owned(self) -> Value<'static> {
         match self {
             Value::Null => Value::Null,
@@ -66,6 +74,7 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// As JSON.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Value::Null => serde_json::Value::Null,

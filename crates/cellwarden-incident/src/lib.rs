@@ -22,6 +22,7 @@ pub const ACCOUNT_FIELDS: [&str; 9] = [
     "target_user",
     "UserName",
 ];
+/// Fields that name network addresses, in the order they are looked up.
 pub const ADDRESS_FIELDS: [&str; 8] = [
     "IpAddress",
     "SourceIp",
@@ -59,14 +60,21 @@ pub struct Incident {
     /// 0–100: the highest alert level (critical 70, high 50, medium 30, low 15, info 5), plus
     /// breadth: distinct rules (+3 each, up to 10), tactics (+5, up to 15), hosts (+5, up to 10).
     pub score: u32,
+    /// Highest level of its alerts.
     pub level: Level,
+    /// First alert time.
     pub first_seen: Option<Timestamp>,
+    /// Last alert time.
     pub last_seen: Option<Timestamp>,
+    /// Hosts involved.
     pub hosts: Vec<String>,
+    /// Accounts involved.
     pub accounts: Vec<String>,
+    /// Network addresses involved.
     pub addresses: Vec<String>,
     /// In kill-chain order.
     pub tactics: Vec<String>,
+    /// ATT&CK technique ids.
     pub techniques: Vec<String>,
     /// Indexes into the alert slice, in time order.
     pub alerts: Vec<usize>,

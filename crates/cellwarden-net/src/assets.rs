@@ -52,7 +52,9 @@ struct AllowEntry {
 /// A host or network with a role.
 #[derive(Debug, Clone)]
 pub struct Host {
+    /// Its address or network.
     pub net: IpNet,
+    /// Its name, when given (alerts name the host by it).
     pub name: Option<String>,
     /// Lowercase.
     pub role: String,
@@ -61,9 +63,13 @@ pub struct Host {
 /// A known, allowed transfer.
 #[derive(Debug, Clone)]
 pub struct Allow {
+    /// Source hosts.
     pub src: IpNet,
+    /// Destinations.
     pub dst: IpNet,
+    /// Destination ports (empty: any).
     pub ports: Vec<u16>,
+    /// Why it is allowed, for people.
     pub reason: String,
 }
 
@@ -90,6 +96,7 @@ pub const SERVER_ROLES: &[&str] = &[
 pub struct Assets {
     internal: Vec<IpNet>,
     hosts: Vec<Host>,
+    /// Transfers that never alert.
     pub allow: Vec<Allow>,
     /// Whether an asset file was given (roles are known).
     pub configured: bool,
@@ -131,6 +138,7 @@ impl Default for Assets {
 }
 
 impl Assets {
+    /// Reads an asset file (TOML: `internal`, `[[host]]`, `[[allow]]`; see docs/assets.md).
     pub fn from_toml(text: &str) -> Result<Assets, crate::ConfigError> {
         let f: File = toml::from_str(text)?;
         let internal = match f.internal {
@@ -169,10 +177,12 @@ impl Assets {
         })
     }
 
+    /// In one of the internal networks.
     pub fn is_internal(&self, ip: IpAddr) -> bool {
         self.internal.iter().any(|n| n.contains(&ip))
     }
 
+    /// The most specific host entry containing the address.
     pub fn host(&self, ip: IpAddr) -> Option<&Host> {
         self.hosts.iter().find(|h| h.net.contains(&ip))
     }
@@ -190,10 +200,12 @@ impl Assets {
         }
     }
 
+    /// The role of the host, if the asset file names one.
     pub fn role(&self, ip: IpAddr) -> Option<&str> {
         self.host(ip).map(|h| h.role.as_str())
     }
 
+    /// The host has one of the roles.
     pub fn has_role(&self, ip: IpAddr, roles: &[&str]) -> bool {
         self.role(ip).is_some_and(|r| roles.contains(&r))
     }

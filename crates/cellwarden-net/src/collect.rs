@@ -27,20 +27,30 @@ pub const DNS_NAMES_CAP: usize = 1024;
 /// Where a flow was logged.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Evidence {
+    /// Flow start.
     pub time: Timestamp,
+    /// Log file.
     pub file: Arc<str>,
+    /// Line or record in it.
     pub record: u64,
 }
 
 /// One flow, as the analytics see it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Flow {
+    /// Where it was logged.
     pub evidence: Evidence,
+    /// Source address.
     pub src: IpAddr,
+    /// Destination address.
     pub dst: IpAddr,
+    /// Destination port (none for ICMP).
     pub dst_port: Option<u16>,
+    /// Transport protocol (`tcp`, `udp`, `icmp`).
     pub proto: String,
+    /// Bytes sent by the source.
     pub bytes_out: u64,
+    /// Bytes received by the source.
     pub bytes_in: u64,
     /// Whole seconds.
     pub duration: u64,
@@ -49,23 +59,34 @@ pub struct Flow {
 /// Outbound traffic of one internal source to one external destination on one day.
 #[derive(Debug, Clone, Default)]
 pub struct PairDay {
+    /// Bytes sent.
     pub bytes_out: u64,
+    /// Bytes received.
     pub bytes_in: u64,
+    /// Flows.
     pub flows: u64,
+    /// The day's first flow.
     pub first: Option<Evidence>,
+    /// Destination ports (up to 16).
     pub ports: BTreeSet<u16>,
 }
 
 /// DNS queries of one source under one domain.
 #[derive(Debug, Clone, Default)]
 pub struct DnsStats {
+    /// Queries.
     pub queries: u64,
+    /// TXT queries.
     pub txt: u64,
+    /// Distinct names asked (up to the cap).
     pub names: BTreeSet<String>,
     /// Sum over queries of the longest label's length and of its entropy (bits per char).
     pub label_len_sum: u64,
+    /// Sum of the longest labels' entropy (bits per character).
     pub entropy_sum: f64,
+    /// The first query.
     pub first: Option<Evidence>,
+    /// Resolvers the queries went to.
     pub resolvers: BTreeSet<IpAddr>,
 }
 
@@ -83,9 +104,13 @@ pub enum Odd {
 /// Flows of one odd kind between two hosts on one day.
 #[derive(Debug, Clone, Default)]
 pub struct OddStats {
+    /// Flows.
     pub flows: u64,
+    /// Bytes in both directions.
     pub bytes: u64,
+    /// Packets.
     pub packets: u64,
+    /// The first flow.
     pub first: Option<Evidence>,
     /// Services Zeek named for these flows (for TCP/53).
     pub services: BTreeSet<String>,
@@ -109,22 +134,32 @@ pub type TunnelUse = BTreeMap<&'static str, (Evidence, IpAddr, u16)>;
 /// Everything gathered from flow events.
 #[derive(Debug, Default, Clone)]
 pub struct FlowAggregates {
+    /// (source, destination, day) → outbound traffic.
     pub pairs: BTreeMap<(IpAddr, IpAddr, Day), PairDay>,
+    /// Flows sending at least `chunk_min_bytes` (chunked transfers).
     pub large: Vec<Flow>,
+    /// Flows lasting at least `long_min_secs`.
     pub long: Vec<Flow>,
+    /// (source, destination, port) → start times (s) and bytes of its connections (beaconing).
     pub conns: BTreeMap<(IpAddr, IpAddr, u16), Vec<(i64, u64)>>,
+    /// (source, domain, day) → DNS statistics.
     pub dns: BTreeMap<(IpAddr, String, Day), DnsStats>,
+    /// (kind, source, destination, day) → flows judged one by one.
     pub odd: BTreeMap<(Odd, IpAddr, IpAddr, Day), OddStats>,
     /// (source, day) → protocol → first evidence (destination, port).
     pub tunnels: BTreeMap<(IpAddr, Day), TunnelUse>,
+    /// Flow events read.
     pub flows: u64,
+    /// DNS events read.
     pub dns_queries: u64,
 }
 
 /// Thresholds the collector needs (the rest are judged later).
 #[derive(Debug, Clone, Copy)]
 pub struct CollectLimits {
+    /// Flows sending at least this many bytes are kept for chunked-transfer judging.
     pub chunk_min_bytes: u64,
+    /// Flows lasting at least this many seconds are kept for long-connection judging.
     pub long_min_secs: u64,
 }
 
@@ -256,10 +291,11 @@ pub struct FlowCollector {
     limits: CollectLimits,
     pairs: HashMap<(IpAddr, IpAddr, Day), PairDay>,
     conns: HashMap<(IpAddr, IpAddr, u16), Conns>,
-    pub aggregates: FlowAggregates,
+    aggregates: FlowAggregates,
 }
 
 impl FlowCollector {
+    /// A collector that keeps what the judges need.
     pub fn new(assets: Arc<crate::Assets>, limits: CollectLimits) -> Self {
         FlowCollector {
             assets,

@@ -56,11 +56,13 @@ pub struct NetConfig {
     pub dns_min_names: usize,
     /// … with a mean longest label of at least this many characters, or this mean entropy.
     pub dns_min_label_len: f64,
+    /// … (entropy, bits per character).
     pub dns_min_entropy: f64,
     /// TXT queries under one domain from one host that alone are suspicious.
     pub dns_min_txt: u64,
     /// ICMP to one outside host in a day: bytes, or mean bytes per packet (with ≥ 20 packets).
     pub icmp_min_bytes: u64,
+    /// … or mean bytes per packet.
     pub icmp_min_packet_bytes: u64,
     /// Behaviour seen on this many earlier days is a schedule, not an anomaly.
     pub schedule_days: usize,
@@ -108,6 +110,7 @@ impl NetConfig {
         Ok(toml::from_str::<ConfigFile>(text)?.net)
     }
 
+    /// What the collector needs of the thresholds.
     pub fn collect_limits(&self) -> crate::collect::CollectLimits {
         crate::collect::CollectLimits {
             chunk_min_bytes: self.chunk_min_bytes,

@@ -30,12 +30,19 @@ use cellwarden_event::Timestamp;
 /// Outbound traffic of one host to one outside destination on one day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {
+    /// The internal host.
     pub src: IpAddr,
+    /// The outside destination.
     pub dst: IpAddr,
+    /// Destination ports seen (up to 16).
     pub ports: Vec<u16>,
+    /// UTC day.
     pub day: collect::Day,
+    /// Bytes sent.
     pub bytes_out: u64,
+    /// Flows.
     pub flows: u64,
+    /// The day's first flow.
     pub first: collect::Evidence,
 }
 

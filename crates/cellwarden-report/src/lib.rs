@@ -81,13 +81,16 @@ pub fn csv_cell(s: &str) -> String {
 pub struct CsvWriter<'w>(csv::Writer<&'w mut dyn Write>);
 
 impl<'w> CsvWriter<'w> {
+    /// A writer to `w`.
     pub fn new(w: &'w mut dyn Write) -> Self {
         CsvWriter(csv::Writer::from_writer(w))
     }
+    /// Writes one row.
     pub fn row(&mut self, cells: &[&str]) -> io::Result<()> {
         let cells: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         self.0.write_record(&cells).map_err(io::Error::other)
     }
+    /// Flushes what is buffered.
     pub fn flush(&mut self) -> io::Result<()> {
         self.0.flush()
     }

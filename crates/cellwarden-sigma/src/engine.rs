@@ -192,14 +192,17 @@ impl RuleSet {
         }
     }
 
+    /// Rules in the set (correlations included).
     pub fn len(&self) -> usize {
         self.rules.len()
     }
 
+    /// No rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
 
+    /// Metadata of rule `i`.
     pub fn rule_info(&self, i: usize) -> &Arc<RuleInfo> {
         &self.rules[i].info
     }
@@ -224,6 +227,7 @@ impl RuleSet {
         crate::correlation::CorrelationRun::new(&self.correlations)
     }
 
+    /// Level of rule `i`.
     pub fn rule_level(&self, i: usize) -> Level {
         self.rules[i].level
     }
@@ -233,6 +237,7 @@ impl RuleSet {
         self.rules.iter().map(|r| &r.info)
     }
 
+    /// Working memory for [`RuleSet::matches`], one per thread.
     pub fn scratch(&self) -> Scratch {
         Scratch {
             pos: vec![NONE; self.fields.names.len()],

@@ -23,10 +23,13 @@ pub const MAX_RULE_FILE_BYTES: u64 = 4 << 20;
 /// One rule file's text and the name it is reported under.
 #[derive(Debug, Clone)]
 pub struct RuleSource {
+    /// The file path, or `builtin:rules/…` for the built-in pack.
     pub name: String,
+    /// The YAML text.
     pub text: String,
 }
 
+/// Why a rule did not load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProblemKind {
@@ -39,10 +42,15 @@ pub enum ProblemKind {
 /// A rule (or file) that did not load.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
+    /// The file.
     pub file: String,
+    /// Line of the problem, when known.
     pub line: Option<usize>,
+    /// The rule's title, when it could be read.
     pub title: Option<String>,
+    /// Unsupported or invalid.
     pub kind: ProblemKind,
+    /// What is wrong, for people.
     pub reason: String,
 }
 
@@ -67,6 +75,7 @@ impl std::fmt::Display for Problem {
 /// Options for loading.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
+    /// Values for `%name%` placeholders of the `expand` modifier.
     pub placeholders: Placeholders,
     /// Rules below this level are left out of the rule set (still counted as loaded).
     pub min_level: Option<Level>,
@@ -75,14 +84,21 @@ pub struct LoadOptions {
 /// The result of loading: the rule set and what did not load.
 #[derive(Debug)]
 pub struct Loaded {
+    /// The compiled rules.
     pub rules: RuleSet,
+    /// Rule files read.
     pub files: usize,
+    /// Rules loaded (including those left out by `min_level`).
     pub loaded: usize,
     /// Correlation rules loaded.
     pub correlations: usize,
+    /// Meta-filter documents loaded.
     pub filters: usize,
+    /// Rules that are valid Sigma but not evaluated.
     pub unsupported: usize,
+    /// Files or rules that are not valid Sigma.
     pub invalid: usize,
+    /// Every rule or file that did not load, with file and line.
     pub problems: Vec<Problem>,
 }
 

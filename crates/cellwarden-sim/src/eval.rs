@@ -19,32 +19,52 @@ use serde_json::Value;
 /// Per-step result.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepScore {
+    /// Scenario of the step.
     pub scenario: String,
+    /// What the step is.
     pub step: String,
+    /// ATT&CK technique id.
     pub technique: String,
+    /// When (RFC 3339 UTC).
     pub time: String,
+    /// An alert names the step's host or account within its time window.
     pub detected: bool,
     /// Seconds from the step to its first alert.
     pub delay_secs: Option<i64>,
+    /// Rule id of the first such alert.
     pub first_alert: Option<String>,
 }
 
 /// The whole evaluation.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Score {
+    /// Targeted subscribers in the truth.
     pub targets: usize,
+    /// Subscribers the scope report lists.
     pub subscribers_reported: usize,
+    /// Targets the report lists.
     pub targets_found: usize,
+    /// Targets found over targets (none without targets).
     pub recall: Option<f64>,
+    /// Targets among the subscribers reported (none without a report).
     pub precision: Option<f64>,
+    /// Every attack step.
     pub steps: Vec<StepScore>,
+    /// Steps detected.
     pub steps_detected: usize,
+    /// Distinct techniques of the steps.
     pub techniques: usize,
+    /// Of them, detected.
     pub techniques_detected: usize,
+    /// Alerts in the results.
     pub alerts: usize,
+    /// Alerts that match no attack step.
     pub benign_alerts: usize,
+    /// Benign alerts per simulated day.
     pub benign_alerts_per_day: f64,
+    /// Exfiltration flows in the truth.
     pub exfiltration_flows: usize,
+    /// An alert names an exfiltration flow.
     pub exfiltration_found: bool,
 }
 

@@ -26,9 +26,13 @@ pub use scenario::Scenario;
 /// Settings of one simulation.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    /// Seed of the generator: the same seed writes the same logs.
     pub seed: u64,
+    /// Subscribers of the operator.
     pub subscribers: u64,
+    /// Days of logs.
     pub days: u32,
+    /// What happens besides normal work.
     pub scenarios: Vec<Scenario>,
 }
 
@@ -53,9 +57,13 @@ const TACS: [&str; 4] = ["35693803", "49015420", "35209900", "01234567"];
 /// A subscriber's identifiers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Subscriber {
+    /// Position in the operator's subscriber list.
     pub index: u64,
+    /// International MSISDN (digits).
     pub msisdn: String,
+    /// IMSI.
     pub imsi: String,
+    /// IMEI (with its Luhn digit).
     pub imei: String,
 }
 
@@ -94,44 +102,68 @@ pub fn subscriber(seed: u64, i: u64) -> Subscriber {
 /// One attack step, as written to the ground truth.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
+    /// The scenario it belongs to.
     pub scenario: String,
+    /// What the step is.
     pub step: String,
+    /// When (RFC 3339 UTC).
     pub time: String,
+    /// The host it ran on.
     pub host: String,
+    /// The account it used.
     pub account: String,
+    /// ATT&CK technique id.
     pub technique: String,
 }
 
 /// A targeted subscriber in the ground truth.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
+    /// The scenario that targeted the subscriber.
     pub scenario: String,
+    /// MSISDN.
     pub msisdn: String,
+    /// IMSI.
     pub imsi: String,
+    /// IMEI.
     pub imei: String,
 }
 
 /// An exfiltration flow in the ground truth.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExfilFlow {
+    /// The scenario it belongs to.
     pub scenario: String,
+    /// Sending host.
     pub src_ip: String,
+    /// Destination.
     pub dst_ip: String,
+    /// Destination port.
     pub dst_port: u16,
+    /// Bytes sent.
     pub bytes: u64,
+    /// Start (RFC 3339 UTC).
     pub start: String,
 }
 
 /// What happened, for scoring (`ground-truth.json`).
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Truth {
+    /// Seed of the generator.
     pub seed: u64,
+    /// Subscribers of the operator.
     pub subscribers: u64,
+    /// Days of logs.
     pub days: u32,
+    /// First day (RFC 3339 UTC).
     pub start: String,
+    /// Scenarios run.
     pub scenarios: Vec<String>,
+    /// Attack steps in time order.
     pub steps: Vec<Step>,
+    /// Subscribers the attackers read.
     pub targets: Vec<Target>,
+    /// Flows that carried data out.
     pub exfiltration: Vec<ExfilFlow>,
     /// Files written, relative to the output folder.
     pub files: Vec<String>,

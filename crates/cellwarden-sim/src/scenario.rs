@@ -19,6 +19,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// A scenario by name (`softcell`, `insider`, `lightbasin`, `benign`).
     pub fn parse(s: &str) -> Option<Scenario> {
         match s.to_ascii_lowercase().as_str() {
             "softcell" => Some(Scenario::Softcell),
@@ -29,6 +30,7 @@ impl Scenario {
         }
     }
 
+    /// Its name.
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Softcell => "softcell",

@@ -25,6 +25,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Name as run summaries write it (`evtx-chunk`, `json`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Io => "io",
@@ -43,6 +44,7 @@ impl ErrorKind {
 /// Where in a file a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Position {
+    /// The whole file.
     File,
     /// Byte offset in the (decompressed) file.
     Offset(u64),
@@ -50,12 +52,16 @@ pub enum Position {
     Line(u64),
     /// EVTX chunk number and its byte offset.
     Chunk {
+        /// Chunk number, from 0.
         number: u64,
+        /// Byte offset of the chunk.
         offset: u64,
     },
     /// EVTX record id inside a chunk.
     Record {
+        /// Chunk number.
         chunk: u64,
+        /// Record id.
         record: u64,
     },
     /// 1-based packet of a capture.
@@ -78,13 +84,18 @@ impl fmt::Display for Position {
 /// An input problem with file and position. Reading goes on after it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SourceError {
+    /// The file (or `-` for standard input).
     pub file: Arc<str>,
+    /// Where in it.
     pub position: Position,
+    /// What kind of problem.
     pub kind: ErrorKind,
+    /// What is wrong, for people.
     pub message: String,
 }
 
 impl SourceError {
+    /// A problem at a position.
     pub fn new(
         file: &Arc<str>,
         position: Position,

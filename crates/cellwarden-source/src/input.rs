@@ -8,6 +8,7 @@ use std::sync::Arc;
 /// Formats we read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
+    /// Windows event log (`.evtx`).
     Evtx,
     /// JSON Lines, a JSON array, or concatenated JSON objects (told apart when read).
     Json,
@@ -47,6 +48,7 @@ pub struct InputFile {
     pub name: Arc<str>,
     /// Size on disk (compressed size for `.gz`); 0 for standard input.
     pub size: u64,
+    /// gzip-compressed.
     pub gzip: bool,
     /// Format from the name, if it tells; otherwise sniffed from the content.
     pub format: Option<Format>,
@@ -56,7 +58,9 @@ pub struct InputFile {
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct DiscoverError {
+    /// The path as given.
     pub path: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

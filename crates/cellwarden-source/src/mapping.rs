@@ -67,6 +67,7 @@ struct Entry {
 /// What the mapping resolved for one kind of event.
 #[derive(Debug)]
 pub struct Resolved {
+    /// The Sigma log source of the event.
     pub logsource: Arc<LogSource>,
     /// `(sigma_name, event_field)` pairs to add to the event.
     pub aliases: Vec<(String, String)>,
@@ -89,6 +90,7 @@ struct Interner {
     count: u32,
 }
 
+/// A mapping file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("log source mapping: {0}")]
 pub struct MappingError(String);
@@ -99,6 +101,7 @@ impl Mapping {
         Mapping::from_yaml(BUILTIN_MAPPING).expect("the built-in mapping is valid")
     }
 
+    /// Reads a mapping file (the format of `mapping.yml`).
     pub fn from_yaml(text: &str) -> Result<Mapping, MappingError> {
         let file: MappingFile =
             yaml_serde::from_str(text).map_err(|e| MappingError(e.to_string()))?;
@@ -158,10 +161,12 @@ impl Mapping {
         })
     }
 
+    /// Fields read for an event's time, first present wins.
     pub fn timestamp_fields(&self) -> &[String] {
         &self.timestamp_fields
     }
 
+    /// Fields read for an event's host, first present wins.
     pub fn host_fields(&self) -> &[String] {
         &self.host_fields
     }

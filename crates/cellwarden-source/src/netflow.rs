@@ -26,7 +26,9 @@ pub fn is_capture(head: &[u8]) -> bool {
 /// A problem met while decoding, with the packet it concerns (1-based).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
+    /// The packet (1-based).
     pub packet: u64,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -35,7 +37,9 @@ pub struct Problem {
 pub struct Decoded {
     /// (packet number, flow as a JSON object)
     pub flows: Vec<(u64, String)>,
+    /// Problems met.
     pub problems: Vec<Problem>,
+    /// Packets read.
     pub packets: u64,
     /// Data records whose template had not been seen.
     pub before_template: u64,

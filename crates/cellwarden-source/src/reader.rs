@@ -42,17 +42,24 @@ impl Default for Limits {
 
 /// A piece of input that decodes on its own.
 pub enum Unit {
+    /// One EVTX chunk.
     Evtx {
+        /// The file.
         file: Arc<str>,
+        /// Chunk number, from 0.
         number: u64,
+        /// The chunk's bytes.
         chunk: Box<EvtxChunkData>,
     },
     /// Text records: JSON objects, syslog lines, or the joined lines of one auditd event.
     Records {
+        /// The file.
         file: Arc<str>,
+        /// The records' format.
         kind: Format,
         /// Year for syslog times that carry none (RFC 3164): the file's modification year.
         year: i16,
+        /// The records' bytes.
         buf: Vec<u8>,
         /// (line of the record's start, start, end) in `buf`.
         records: Vec<(u64, usize, usize)>,
@@ -63,7 +70,9 @@ pub enum Unit {
 
 /// Receives what reading produces.
 pub trait UnitSink {
+    /// Takes a unit.
     fn unit(&mut self, unit: Unit);
+    /// Takes an input problem (reading goes on).
     fn error(&mut self, error: SourceError);
     /// Input bytes consumed (on disk), for progress.
     fn progress(&mut self, _bytes: u64) {}

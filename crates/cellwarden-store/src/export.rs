@@ -8,14 +8,19 @@ use serde_json::{Value, json};
 
 use crate::{AlertFilter, AlertRow, Page, Result, Store};
 
+/// Formats of `cellwarden export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
+    /// JSON Lines: alerts with triage state, incidents, the latest scope report.
     Jsonl,
+    /// CSV: alerts only.
     Csv,
+    /// Elasticsearch/OpenSearch documents in ECS field names.
     Ecs,
 }
 
 impl ExportFormat {
+    /// `jsonl`, `csv` or `ecs`.
     pub fn parse(s: &str) -> Option<ExportFormat> {
         match s {
             "jsonl" => Some(ExportFormat::Jsonl),

@@ -22,20 +22,32 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use export::{ExportFormat, export};
 pub use query::{AlertFilter, AlertRow, IncidentRow, Page, Summary};
 
+/// Why the case store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// SQLite refused a statement.
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A stored JSON value does not parse.
     #[error("{0}")]
     Json(#[from] serde_json::Error),
+    /// The file could not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The store's schema is newer than this program's.
     #[error("the store was written by a newer cellwarden (schema {found}, this one knows {known})")]
-    TooNew { found: i64, known: i64 },
+    TooNew {
+        /// Schema version of the store.
+        found: i64,
+        /// Newest schema version this program knows.
+        known: i64,
+    },
+    /// Stored data that cannot be right.
     #[error("{0}")]
     Invalid(String),
 }
 
+/// Results of store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Schema migrations, applied in order; `user_version` counts the applied ones.
@@ -112,23 +124,34 @@ pub const STATUSES: [&str; 3] = ["new", "confirmed", "false_positive"];
 /// What a run was: recorded in `runs`.
 #[derive(Debug, Clone, Default)]
 pub struct RunInfo {
+    /// `hunt`, `scope` or `watch`.
     pub command: String,
+    /// When it started (RFC 3339 UTC).
     pub started: String,
+    /// Input paths as given.
     pub inputs: Vec<String>,
+    /// Hash of the rule files' names and texts.
     pub ruleset_hash: String,
+    /// Events read.
     pub events: u64,
+    /// Input errors, as reported.
     pub errors: Vec<String>,
 }
 
 /// What recording a run did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
+    /// Id of the run in `runs`.
     pub run: i64,
+    /// Alerts recorded.
     pub alerts: usize,
+    /// Of them, not in the store before.
     pub new_alerts: usize,
+    /// Incidents recorded.
     pub incidents: usize,
 }
 
+/// A case store: one SQLite file (WAL) with runs, alerts, incidents, scope reports and triage.
 pub struct Store {
     conn: Connection,
 }
@@ -217,6 +240,7 @@ impl Store {
         Ok(())
     }
 
+    /// The schema version the store is at.
     pub fn schema_version(&self) -> Result<i64> {
         Ok(self
             .conn

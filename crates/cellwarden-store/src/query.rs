@@ -14,71 +14,111 @@ pub struct AlertFilter {
     pub rule: Option<String>,
     /// ATT&CK technique or its family (`T1003` matches `T1003.001`).
     pub technique: Option<String>,
+    /// Host name, exactly.
     pub host: Option<String>,
+    /// Account, exactly.
     pub account: Option<String>,
     /// Minimum level name.
     pub level: Option<String>,
+    /// Triage status (`new`, `confirmed`, `false_positive`).
     pub status: Option<String>,
     /// RFC 3339 bounds on the alert time (inclusive).
     pub since: Option<String>,
+    /// Upper bound (inclusive).
     pub until: Option<String>,
 }
 
+/// A page of search results.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
     /// From 1.
     pub number: u64,
+    /// Rows on a page.
     pub size: u64,
 }
 
+/// A stored alert with its triage state.
 #[derive(Debug, Clone)]
 pub struct AlertRow {
+    /// Stable key (rule, source, record).
     pub key: String,
+    /// Rule id.
     pub rule_id: String,
+    /// Rule title.
     pub rule_title: String,
+    /// Level name.
     pub level: &'static str,
+    /// Event time (RFC 3339 UTC).
     pub time: String,
+    /// Host the alert names (empty when none).
     pub host: String,
+    /// Account the alert names (empty when none).
     pub account: String,
+    /// ATT&CK technique ids.
     pub techniques: Vec<String>,
+    /// ATT&CK tactic names.
     pub tactics: Vec<String>,
+    /// Log file of the event.
     pub source_file: String,
+    /// Record or line in it.
     pub source_record: i64,
+    /// Triage status.
     pub status: String,
+    /// Analyst's comment.
     pub comment: String,
     /// The alert as `hunt` writes it (plus `key`).
     pub json: Value,
 }
 
+/// A stored incident with its triage state.
 #[derive(Debug, Clone)]
 pub struct IncidentRow {
+    /// Incident id (stable across re-runs of the same input).
     pub id: String,
+    /// Score (higher is worse).
     pub score: i64,
+    /// Highest level of its alerts.
     pub level: &'static str,
+    /// First alert time (RFC 3339 UTC).
     pub first_seen: String,
+    /// Last alert time (RFC 3339 UTC).
     pub last_seen: String,
+    /// Hosts involved.
     pub hosts: Vec<String>,
+    /// Accounts involved.
     pub accounts: Vec<String>,
+    /// ATT&CK tactics in kill-chain order.
     pub tactics: Vec<String>,
+    /// Alerts in it.
     pub alert_count: i64,
+    /// Triage status.
     pub status: String,
+    /// Analyst's comment.
     pub comment: String,
     /// Stable keys of its alerts, in time order.
     pub alert_keys: Vec<String>,
+    /// The incident as `hunt --incidents` writes it.
     pub json: Value,
 }
 
+/// Counts of a store, for the overview.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
+    /// Runs recorded.
     pub runs: i64,
+    /// Alerts stored.
     pub alerts: i64,
     /// Alerts per level, informational … critical.
     pub by_level: [i64; 5],
     /// Alerts per triage status (new, confirmed, false_positive).
     pub by_status: [i64; 3],
+    /// Incidents stored.
     pub incidents: i64,
+    /// Scope reports stored.
     pub scopes: i64,
+    /// Earliest alert time.
     pub first: Option<String>,
+    /// Latest alert time.
     pub last: Option<String>,
 }
 
@@ -198,6 +238,7 @@ fn escape_like(s: &str) -> String {
 }
 
 impl Store {
+    /// Counts of everything stored.
     pub fn summary(&self) -> Result<Summary> {
         let c = self.conn();
         let mut s = Summary {
@@ -248,6 +289,7 @@ impl Store {
         Ok((rows, total as u64))
     }
 
+    /// One alert by key.
     pub fn alert(&self, key: &str) -> Result<Option<AlertRow>> {
         Ok(self
             .conn()
@@ -270,6 +312,7 @@ impl Store {
         Ok(rows)
     }
 
+    /// One incident by id.
     pub fn incident(&self, id: &str) -> Result<Option<IncidentRow>> {
         Ok(self
             .conn()

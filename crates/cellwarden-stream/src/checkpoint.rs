@@ -21,6 +21,7 @@ use crate::source::FilePosition;
 /// Everything a restart needs besides the journal.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// Format version of the checkpoint.
     pub version: u32,
     /// Followed paths.
     pub files: BTreeMap<String, FilePosition>,
@@ -33,11 +34,13 @@ pub struct Checkpoint {
     /// a restarted first stage sends again are skipped).
     #[serde(default)]
     pub forwarded: BTreeMap<String, u64>,
+    /// Bytes of the journal the checkpoint goes with (anything after is cut off on restart).
     pub journal_len: u64,
     /// Length of the alert file (`-o`) when the checkpoint was written.
     pub output_len: Option<u64>,
     /// Latest event time per source (ms).
     pub clocks: Vec<(String, i64)>,
+    /// When it was written (RFC 3339 UTC).
     pub written_at: String,
 }
 
@@ -45,6 +48,7 @@ const NAME: &str = "checkpoint.json";
 const JOURNAL: &str = "journal.jsonl";
 
 impl Checkpoint {
+    /// The checkpoint in `dir`, if one was written.
     pub fn load(dir: &Path) -> io::Result<Option<Checkpoint>> {
         match std::fs::read(dir.join(NAME)) {
             Ok(b) => serde_json::from_slice(&b)
@@ -140,7 +144,9 @@ pub struct Journal {
 
 /// What replaying the journal gives, in order.
 pub enum Replayed {
+    /// A unit of journaled records.
     Unit(Unit),
+    /// A watermark the state moved to.
     Watermark(i64),
 }
 
@@ -216,6 +222,7 @@ impl Journal {
         Ok(())
     }
 
+    /// Journals a watermark at which state moved (a replay moves at the same points).
     pub fn watermark(&mut self, ms: i64) -> io::Result<()> {
         self.write(&Entry {
             w: Some(ms),
@@ -230,10 +237,12 @@ impl Journal {
         Ok(self.len)
     }
 
+    /// Bytes written.
     pub fn len(&self) -> u64 {
         self.len
     }
 
+    /// Nothing written yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -353,15 +362,22 @@ fn empty() -> Entry {
 
 /// The parts of a text unit kept to journal its records after decoding consumed it.
 pub struct UnitCopy {
+    /// File the records came from.
     pub file: Arc<str>,
+    /// Their format.
     pub kind: Format,
+    /// Year for syslog times without one.
     pub year: i16,
+    /// Column names of header-driven formats.
     pub header: Option<Arc<[String]>>,
+    /// The records' bytes.
     pub buf: Vec<u8>,
+    /// (line, start, end) of each record in `buf`.
     pub records: Vec<(u64, usize, usize)>,
 }
 
 impl UnitCopy {
+    /// A copy of a text unit (EVTX units are not journaled: they hold no stateful records).
     pub fn of(unit: &Unit) -> Option<UnitCopy> {
         match unit {
             Unit::Records {

@@ -53,7 +53,9 @@ impl Default for LiveConfig {
 /// Counters of what went through the engine.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
+    /// Events decoded.
     pub events: u64,
+    /// Alerts raised, by level.
     pub alerts: BTreeMap<&'static str, u64>,
     /// Events older than the last closed day (aggregated, judged at the next close).
     pub late: u64,

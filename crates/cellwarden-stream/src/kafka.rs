@@ -42,6 +42,7 @@ fn failed(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
 /// Connection settings shared by consumers and producers.
 #[derive(Debug, Clone, Default)]
 pub struct KafkaConfig {
+    /// `bootstrap.servers`: host:port,…
     pub brokers: String,
     /// Extra librdkafka settings (`security.protocol`, `sasl.*`, `ssl.*`, …).
     pub options: Vec<(String, String)>,
@@ -72,12 +73,16 @@ pub fn source_name(topic: &str, partition: i32) -> String {
 pub struct Forwarded {
     /// Source (file or `kafka://topic/partition`) and record number it had.
     pub f: String,
+    /// Record number.
     pub l: u64,
     /// Format name, year for syslog times, column header.
     pub k: String,
+    /// Year for syslog times without one.
     pub y: i16,
+    /// Column names of header-driven formats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h: Option<Vec<String>>,
+    /// The record's text.
     pub r: String,
 }
 
@@ -508,6 +513,7 @@ impl Outbox {
 pub struct AlertTopic(Outbox);
 
 impl AlertTopic {
+    /// A producer of alerts to `topic`.
     pub fn new(config: &KafkaConfig, topic: &str) -> Result<AlertTopic, ClientError> {
         Ok(AlertTopic(Outbox {
             producer: producer(config)?,
@@ -539,6 +545,7 @@ impl AlertSink for AlertTopic {
 pub struct ForwardTopic(Outbox);
 
 impl ForwardTopic {
+    /// A producer of handed-on records to `topic`.
     pub fn new(config: &KafkaConfig, topic: &str) -> Result<ForwardTopic, ClientError> {
         Ok(ForwardTopic(Outbox {
             producer: producer(config)?,

@@ -13,13 +13,19 @@ pub struct Metrics {
     pub events: Vec<(String, u64)>,
     /// Alerts by level.
     pub alerts: Vec<(String, u64)>,
+    /// Input errors.
     pub errors: u64,
+    /// Events older than the last judged day.
     pub late_events: u64,
     /// Seconds between now and the watermark (event time), if any.
     pub lag_seconds: Option<f64>,
+    /// State entries by kind.
     pub state_entries: Vec<(String, usize)>,
+    /// Seconds since the last checkpoint.
     pub checkpoint_age_seconds: f64,
+    /// Checkpoints written.
     pub checkpoints: u64,
+    /// Write or commit failures (retried).
     pub faults: u64,
 }
 
@@ -35,6 +41,7 @@ fn family(o: &mut String, name: &str, help: &str, kind: &str) {
 }
 
 impl Metrics {
+    /// The Prometheus text exposition of the metrics.
     pub fn render(&self) -> String {
         let mut o = String::new();
         family(

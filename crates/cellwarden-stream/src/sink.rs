@@ -15,19 +15,24 @@ use crate::checkpoint::UnitCopy;
 pub trait AlertSink {
     /// Takes new alerts; `durable` is called before a checkpoint and must make them safe.
     fn write(&mut self, alerts: &[Alert]) -> io::Result<()>;
+    /// Makes everything written so far safe (called before a checkpoint).
     fn durable(&mut self) -> io::Result<()>;
 }
 
 /// Receives the records that feed stateful analytics (the first stage hands them on).
 pub trait RecordSink {
+    /// Takes the records of `unit` at `lines` (record number, time in ms).
     fn records(&mut self, unit: &UnitCopy, lines: &[(u64, i64)]) -> io::Result<()>;
+    /// Makes everything handed on so far safe (called before a checkpoint).
     fn durable(&mut self) -> io::Result<()>;
 }
 
 /// Where alerts and handed-on records go besides standard output and the alert file.
 #[derive(Default)]
 pub struct Sinks<'s> {
+    /// Sinks that get every alert written.
     pub alerts: Vec<&'s mut dyn AlertSink>,
+    /// The sink of handed-on records (the parse stage).
     pub forward: Option<&'s mut dyn RecordSink>,
 }
 
@@ -36,6 +41,7 @@ fn written_id(rule: &str, file: &str, record: u64, time: &str) -> String {
     format!("{rule}\u{1}{file}\u{1}{record}\u{1}{time}")
 }
 
+/// The identity of an alert as written, to recognise alerts written before a restart.
 pub fn alert_id(a: &Alert) -> String {
     written_id(
         &a.rule.id,
@@ -70,6 +76,7 @@ pub fn written_after(path: &Path, from: u64) -> io::Result<HashSet<String>> {
     Ok(out)
 }
 
+/// The alert file: JSON Lines, appended.
 pub struct FileSink {
     path: PathBuf,
     out: BufWriter<File>,
@@ -80,6 +87,7 @@ pub struct FileSink {
 }
 
 impl FileSink {
+    /// Opens (or creates) the file for appending.
     pub fn open(path: &Path) -> io::Result<FileSink> {
         let f = OpenOptions::new().create(true).append(true).open(path)?;
         let meta = f.metadata()?;
@@ -91,6 +99,7 @@ impl FileSink {
         })
     }
 
+    /// Appends alerts as JSON Lines.
     pub fn write(&mut self, alerts: &[Alert]) -> io::Result<()> {
         let mut buf = Vec::new();
         cellwarden_report::write_jsonl(&mut buf, alerts)?;
@@ -99,6 +108,7 @@ impl FileSink {
         Ok(())
     }
 
+    /// Flushes and, for a regular file, syncs to disk.
     pub fn sync(&mut self) -> io::Result<()> {
         self.out.flush()?;
         // A device or pipe (`-o /dev/stdout`) has nothing to sync.

@@ -19,11 +19,14 @@ pub trait Source: Send {
 pub enum Input {
     /// A unit to decode; `position` is where the source stands once it is handled.
     Unit {
+        /// The unit.
         unit: Unit,
+        /// Where the source stands after it (on a source's last unit of a read).
         position: Option<PositionUpdate>,
         /// The source whose progress the events show, when not their file (forwarded records).
         clock: Option<Arc<str>>,
     },
+    /// The source moved without a unit (a read with nothing complete in it).
     Position(PositionUpdate),
     /// A source that will deliver (the watermark waits for it).
     Known(Arc<str>),
@@ -31,23 +34,34 @@ pub enum Input {
     Idle(Arc<str>),
     /// Something worth telling the user that is not an input error.
     Note(String),
+    /// A record or read that failed; the rest goes on.
     Error(SourceError),
 }
 
+/// Where a source stands, for the checkpoint.
 #[derive(Debug, Clone)]
 pub enum PositionUpdate {
+    /// A followed file.
     File {
+        /// The path followed.
         path: String,
+        /// Where reading it stands.
         position: FilePosition,
     },
+    /// A receiver that numbers its messages.
     Counter {
+        /// The receiver (`syslog-udp://…`).
         name: String,
+        /// Messages numbered so far.
         count: u64,
     },
     /// Next offset of `topic/partition`; with a forwarded record, its source and number.
     Kafka {
+        /// `topic/partition`.
         partition: String,
+        /// Next offset to read.
         next: i64,
+        /// Source and record number of the forwarded record, in the state stage.
         forwarded: Option<(String, u64)>,
     },
 }
@@ -55,7 +69,9 @@ pub enum PositionUpdate {
 /// What reading one piece of input produced, on its way to the loop.
 #[derive(Default)]
 pub struct Collect {
+    /// Units read.
     pub units: Vec<Unit>,
+    /// Errors met.
     pub errors: Vec<SourceError>,
 }
 
@@ -107,7 +123,9 @@ impl Collect {
 /// Where reading of one followed path stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilePosition {
+    /// Device of the file being read.
     pub dev: u64,
+    /// Inode of the file being read.
     pub ino: u64,
     /// Bytes of the current file read (up to a line end).
     pub offset: u64,

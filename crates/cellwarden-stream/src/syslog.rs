@@ -25,6 +25,7 @@ pub struct Numbering {
 }
 
 impl Numbering {
+    /// Numbering for receiver `name`, starting after `start` messages.
     pub fn new(name: &str, start: u64) -> Self {
         Numbering {
             name: Arc::from(name),

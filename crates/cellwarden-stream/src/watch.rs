@@ -27,8 +27,11 @@ use cellwarden_pipeline::Stage;
 /// Where Kafka input comes from.
 #[derive(Debug, Clone)]
 pub struct KafkaInput {
+    /// The brokers and client settings.
     pub config: crate::kafka::KafkaConfig,
+    /// Topics to consume.
     pub topics: Vec<String>,
+    /// Consumer group (processes of one group share the partitions).
     pub group: String,
     /// How long a partition at its end waits before it stops holding the watermark back.
     pub idle_after: Duration,
@@ -37,10 +40,13 @@ pub struct KafkaInput {
 /// Settings of one `watch` process.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
-    /// Paths or globs to follow.
+    /// Files, folders or globs to follow.
     pub follow: Vec<String>,
+    /// Format of followed files (default: told from their content).
     pub format: Option<Format>,
+    /// Address of the UDP syslog receiver.
     pub syslog_udp: Option<String>,
+    /// Address of the TCP syslog receiver.
     pub syslog_tcp: Option<String>,
     /// Checkpoint folder; without it nothing survives a restart.
     pub state: Option<PathBuf>,
@@ -48,15 +54,23 @@ pub struct WatchConfig {
     pub output: Option<PathBuf>,
     /// Rotate the alert file past this size, keeping `keep_rotated` old ones.
     pub rotate_bytes: Option<u64>,
+    /// Rotated alert files kept.
     pub keep_rotated: usize,
     /// Write alerts to standard output too.
     pub stdout: bool,
+    /// Address of the `/metrics` and `/health` server.
     pub metrics: Option<String>,
+    /// Time between checkpoints.
     pub checkpoint_every: Duration,
+    /// Pause between rounds of the follower when nothing was read.
     pub poll: Duration,
+    /// Windows and bounds of the live state.
     pub live: LiveConfig,
+    /// Size limits of records and lines.
     pub limits: Limits,
+    /// Kafka input.
     pub kafka: Option<KafkaInput>,
+    /// Which part of the detection this process runs.
     pub stage: Stage,
     /// How long a followed file at its end waits before it stops holding the watermark back.
     pub idle_after: Duration,
@@ -88,7 +102,9 @@ impl Default for WatchConfig {
 
 /// The detectors' setup, shared with `hunt`.
 pub struct Setup<'a> {
+    /// The detectors, built as `hunt` builds them.
     pub detectors: Detectors<'a>,
+    /// The log source mapping.
     pub mapping: &'a Mapping,
 }
 
@@ -140,11 +156,17 @@ pub enum WatchError {
 /// What a run did.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
+    /// Events decoded.
     pub events: u64,
+    /// Alerts written.
     pub alerts: u64,
+    /// Input errors.
     pub errors: u64,
+    /// Journaled records replayed at start.
     pub replayed: u64,
+    /// Alerts already written before a restart, not written again.
     pub suppressed: u64,
+    /// Checkpoints written.
     pub checkpoints: u64,
 }
 

@@ -31,7 +31,9 @@ pub use cellwarden_analytics::stats::{Day, day_of, hour_of};
 /// Where an access was logged.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Evidence {
+    /// Time of the statement.
     pub time: Timestamp,
+    /// Log file.
     pub file: Arc<str>,
     /// Line (text formats) or record number.
     pub record: u64,
@@ -54,9 +56,11 @@ pub(crate) fn min_evidence(slot: &mut Option<Evidence>, e: &Evidence) {
 /// Whole-table reads and exports of one table by one account on one day.
 #[derive(Debug, Clone, Default)]
 pub struct BulkStats {
+    /// Statements.
     pub statements: u64,
     /// Sum of logged row counts; `None` when no statement logged one.
     pub rows: Option<i64>,
+    /// The first of them.
     pub first: Option<Evidence>,
     /// The first statement, cut to 300 characters.
     pub excerpt: String,
@@ -65,14 +69,19 @@ pub struct BulkStats {
 /// One account's activity on one day.
 #[derive(Debug, Clone, Default)]
 pub struct DayStats {
+    /// Statements.
     pub statements: u64,
+    /// Statements the server reports as failed.
     pub failed: u64,
     /// Bit `h` set: active in UTC hour `h`.
     pub hours: u32,
+    /// The first statement.
     pub first: Option<Evidence>,
+    /// Time of the last statement.
     pub last: Option<Timestamp>,
     /// Client hosts and programs, each with its first evidence that day.
     pub hosts: BTreeMap<Arc<str>, Evidence>,
+    /// Client programs, each with its first evidence that day.
     pub programs: BTreeMap<Arc<str>, Evidence>,
     /// Record types read, with the first evidence.
     pub record_types: BTreeMap<RecordType, Evidence>,
@@ -85,14 +94,19 @@ pub struct DayStats {
 /// One subscriber's records read by one account on one day.
 #[derive(Debug, Clone, Default)]
 pub struct SubjectStats {
+    /// Record types read (a bit per [`RecordType`]).
     pub record_types: u8,
     /// Sorted, without duplicates (usually one: a small vector, not a tree).
     pub hosts: Vec<Arc<str>>,
+    /// First read that day.
     pub first: Option<Timestamp>,
+    /// Last read that day.
     pub last: Option<Timestamp>,
+    /// Statements that selected the subscriber.
     pub statements: u64,
     /// Sum of the row counts of the statements that selected the subscriber, when logged.
     pub rows: Option<i64>,
+    /// The first statements (capped).
     pub evidence: Vec<Evidence>,
 }
 
@@ -165,8 +179,11 @@ fn add_rows(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 pub struct Created {
     /// Lowercase.
     pub principal: String,
+    /// `CREATE USER`/`ROLE` or `GRANT`.
     pub kind: StatementKind,
+    /// The account that ran it.
     pub by: Arc<str>,
+    /// Where it is logged.
     pub evidence: Evidence,
 }
 
@@ -179,8 +196,11 @@ pub type PrefixKey = (Arc<str>, IdKind, String);
 pub struct Selection {
     /// Compared case-insensitively.
     pub accounts: Vec<String>,
+    /// Client hosts, compared case-insensitively.
     pub hosts: Vec<String>,
+    /// Start of the time range.
     pub since: Option<Timestamp>,
+    /// End of the time range (inclusive).
     pub until: Option<Timestamp>,
 }
 
@@ -207,6 +227,7 @@ impl Selection {
 /// Counters of database statements seen.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccessCounts {
+    /// Database statements.
     pub statements: u64,
     /// Statements without a time (not analysed further).
     pub undated: u64,
@@ -214,20 +235,28 @@ pub struct AccessCounts {
     pub failed: u64,
     /// Statements that selected at least one subscriber.
     pub with_subscribers: u64,
+    /// Whole-table reads and exports of record tables.
     pub bulk: u64,
+    /// SQL analyser counters.
     pub sql: crate::sql::SqlStats,
 }
 
 /// Everything gathered from database audit events.
 #[derive(Debug, Default, Clone)]
 pub struct Aggregates {
+    /// (account, day) → activity.
     pub days: BTreeMap<(Arc<str>, Day), DayStats>,
+    /// (account, subscriber, day) → reads.
     pub subjects: BTreeMap<(Arc<str>, SubscriberId, Day), SubjectStats>,
     /// Accesses matching the [`Selection`], per account and subscriber.
     pub selected: BTreeMap<(Arc<str>, SubscriberId), SubjectStats>,
+    /// Users and roles created or granted rights.
     pub created: Vec<Created>,
+    /// Prefix lookups: key → (statements, first evidence).
     pub prefixes: BTreeMap<PrefixKey, (u64, Evidence)>,
+    /// Tables and columns seen, for the inferred schema.
     pub observed: Observed,
+    /// Counters.
     pub counts: AccessCounts,
     /// The program most used by each account (for peer groups): (account, program) → n.
     pub programs: BTreeMap<(Arc<str>, Arc<str>), u64>,
@@ -391,7 +420,7 @@ pub struct Collector {
     selected: HashMap<(Arc<str>, SubscriberId), SubjectStats>,
     days: HashMap<(Arc<str>, Day), DayStats>,
     programs: HashMap<(Arc<str>, Arc<str>), u64>,
-    pub aggregates: Aggregates,
+    aggregates: Aggregates,
 }
 
 /// The database fields an event must have to be analysed: `statement` and a database
@@ -452,10 +481,12 @@ fn csv_lite(text: &str) -> Vec<String> {
 }
 
 impl Collector {
+    /// A collector with the default SQL analyser (fingerprint cache on).
     pub fn new(schema: Arc<Schema>, selection: Arc<Selection>, bulk_min_rows: i64) -> Self {
         Collector::with_analyzer(schema, selection, bulk_min_rows, Analyzer::default())
     }
 
+    /// A collector with the given SQL analyser.
     pub fn with_analyzer(
         schema: Arc<Schema>,
         selection: Arc<Selection>,

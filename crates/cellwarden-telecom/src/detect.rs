@@ -152,6 +152,7 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 /// accounts whose access does not alert; `#` starts a comment.
 #[derive(Debug, Default, Clone)]
 pub struct Watchlist {
+    /// Protected subscribers, with their label.
     pub ids: BTreeMap<SubscriberId, Option<String>>,
     /// Lowercase.
     pub allow: BTreeSet<String>,
@@ -220,6 +221,7 @@ impl Watchlist {
         (w, bad)
     }
 
+    /// The account is on the allow list.
     pub fn allowed(&self, account: &str) -> bool {
         self.allow.contains(&account.to_ascii_lowercase())
     }

@@ -22,114 +22,175 @@ fn ts(t: cellwarden_event::Timestamp) -> String {
     cellwarden_event::format_timestamp(Some(t))
 }
 
+/// One statement that read a subscriber: where it is logged and when, by whom.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvidenceOut {
+    /// The log file.
     pub file: String,
     /// Line of the record in text logs, record number otherwise.
     pub line: u64,
+    /// Time of the statement (RFC 3339 UTC).
     pub time: String,
+    /// The database account.
     pub account: String,
 }
 
+/// One subscriber whose records were read, with who read what, from where and when.
 #[derive(Debug, Clone, Serialize)]
 pub struct SubscriberExposure {
     /// Normalised identifier (or its pseudonym).
     pub id: String,
+    /// `msisdn`, `imsi` or `imei`.
     pub id_kind: String,
     /// The watchlist's label, when watchlisted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Record types read (`cdr`, `location`, `device`, `profile`, …).
     pub record_types: Vec<String>,
+    /// Accounts that read them.
     pub accounts: Vec<String>,
+    /// Client hosts the reads came from.
     pub client_hosts: Vec<String>,
+    /// First read (RFC 3339 UTC).
     pub first_access: String,
+    /// Last read (RFC 3339 UTC).
     pub last_access: String,
+    /// Statements that selected the subscriber.
     pub statements: u64,
     /// Sum of the logged row counts of the statements that selected the subscriber; `null`
     /// when the logs carry none.
     pub rows: Option<i64>,
+    /// On the watchlist.
     pub watchlisted: bool,
     /// Keys of the alerts that make these reads suspicious.
     pub reasons: Vec<String>,
+    /// The statements (first ones, capped).
     pub evidence: Vec<EvidenceOut>,
     /// Statements in all (the evidence list is capped).
     pub evidence_total: u64,
 }
 
+/// An alert that makes an account suspicious.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountReason {
+    /// The alert's key.
     pub alert: String,
+    /// Its rule id.
     pub rule: String,
+    /// Its level.
     pub level: String,
+    /// Its rule title.
     pub title: String,
+    /// Time of its evidence (RFC 3339 UTC).
     pub time: String,
+    /// What was observed.
     pub observed: String,
+    /// What was expected instead.
     pub expected: String,
 }
 
+/// A whole-table read or export of a record table.
 #[derive(Debug, Clone, Serialize)]
 pub struct BulkOut {
+    /// The table.
     pub table: String,
+    /// `select`, `copy_to`, `into_outfile`, `create_table_as`, …
     pub statement_kind: String,
+    /// UTC day (`YYYY-MM-DD`).
     pub day: String,
+    /// Statements of this kind on this table that day.
     pub statements: u64,
+    /// Rows, when the logs carry them.
     pub rows: Option<i64>,
+    /// Log file of the first statement.
     pub file: String,
+    /// Its line or record.
     pub line: u64,
 }
 
+/// One database account: what it did and why it is suspicious.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountExposure {
+    /// The account name.
     pub account: String,
     /// Has an alert of level medium or more, or subscribers in the report.
     pub suspicious: bool,
     /// Subscribers in the report read by this account.
     pub subscribers: u64,
+    /// Client hosts it connected from.
     pub client_hosts: Vec<String>,
+    /// Client programs it used.
     pub programs: Vec<String>,
+    /// First statement (RFC 3339 UTC).
     pub first_activity: String,
+    /// Last statement (RFC 3339 UTC).
     pub last_activity: String,
+    /// Statements in all.
     pub statements: u64,
+    /// The alerts about it.
     pub reasons: Vec<AccountReason>,
     /// Whole-table reads and exports of record tables.
     pub bulk: Vec<BulkOut>,
 }
 
+/// Reads by identifier prefix (`LIKE '336%'`): a range of subscribers, not one.
 #[derive(Debug, Clone, Serialize)]
 pub struct PrefixLookup {
+    /// The account.
     pub account: String,
+    /// Kind of identifier the prefix is of.
     pub id_kind: String,
     /// Digits before the wildcard (or their pseudonym).
     pub prefix: String,
+    /// Statements with this prefix.
     pub statements: u64,
+    /// The first of them.
     pub first: EvidenceOut,
 }
 
+/// The responder's selection, as given.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct SelectionOut {
+    /// `--account` values.
     pub accounts: Vec<String>,
+    /// `--host` values.
     pub hosts: Vec<String>,
+    /// `--since`, RFC 3339.
     pub since: Option<String>,
+    /// `--until`, RFC 3339.
     pub until: Option<String>,
 }
 
+/// Counts over the whole run.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Summary {
     /// `suspicious` (found by the detections) or `selected` (by account/host).
     pub mode: String,
+    /// The selection (empty when `mode` is `suspicious`).
     pub selection: SelectionOut,
+    /// Database statements read.
     pub statements: u64,
+    /// Statements that selected subscribers by identifier.
     pub statements_with_subscribers: u64,
     /// Statements the SQL parser rejected, analysed from their tokens instead.
     pub statements_parsed_from_tokens: u64,
+    /// Statements the server reports as failed.
     pub failed_statements: u64,
+    /// Statements without a time (not placed in days).
     pub statements_without_time: u64,
+    /// Whole-table reads and exports.
     pub bulk_statements: u64,
+    /// Subscribers in the report.
     pub subscribers_exposed: u64,
+    /// Of them, on the watchlist.
     pub watchlisted_exposed: u64,
+    /// Accounts marked suspicious.
     pub accounts_suspicious: u64,
+    /// Database alerts by rule id.
     pub alerts_by_rule: BTreeMap<String, u64>,
+    /// First read of a subscriber in the report.
     pub first_access: Option<String>,
+    /// Last read of a subscriber in the report.
     pub last_access: Option<String>,
     /// Whether identifiers are pseudonyms.
     pub pseudonymised: bool,
@@ -140,25 +201,36 @@ pub struct Summary {
 pub struct TransferOut {
     /// The suspicious account whose client host sent it.
     pub account: String,
+    /// The client host.
     pub src_ip: String,
+    /// The outside destination.
     pub dst_ip: String,
+    /// Destination ports seen (up to 16).
     pub dst_ports: Vec<u16>,
     /// UTC day of the traffic.
     pub day: String,
+    /// Bytes sent that day.
     pub bytes_out: u64,
+    /// Flows that day.
     pub flows: u64,
     /// The day's first flow: time, file and line/record.
     pub first_time: String,
+    /// Log file of the first flow.
     pub file: String,
+    /// Its line or record.
     pub line: u64,
 }
 
 /// The result of `scope`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Exposure {
+    /// Counts over the whole run.
     pub summary: Summary,
+    /// Subscribers whose records were read, most suspicious first.
     pub subscribers: Vec<SubscriberExposure>,
+    /// Accounts, suspicious first.
     pub accounts: Vec<AccountExposure>,
+    /// Reads by identifier prefix.
     pub prefix_lookups: Vec<PrefixLookup>,
     /// Where the data may have gone: outbound transfers from the client hosts of suspicious
     /// accounts (empty without flow logs).

@@ -10,12 +10,16 @@ use std::fmt;
 /// What kind of subscriber identifier a value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IdKind {
+    /// MSISDN (phone number).
     Msisdn,
+    /// IMSI.
     Imsi,
+    /// IMEI.
     Imei,
 }
 
 impl IdKind {
+    /// Name as reports write it (`msisdn`, `imsi`, `imei`).
     pub fn as_str(self) -> &'static str {
         match self {
             IdKind::Msisdn => "msisdn",
@@ -78,6 +82,7 @@ impl fmt::Display for IdKind {
 /// A normalised subscriber identifier.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriberId {
+    /// What kind of identifier.
     pub kind: IdKind,
     /// Digits only.
     pub value: String,

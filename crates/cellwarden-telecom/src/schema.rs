@@ -25,15 +25,22 @@ use crate::ids::{IdKind, Numbering, SubscriberId, classify, normalise};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordType {
+    /// Call-detail records.
     Cdr,
+    /// SMS records.
     Sms,
+    /// Data sessions (xDRs).
     DataSession,
+    /// Location: cells, positions, location updates.
     Location,
+    /// Device: IMEI, handset.
     Device,
+    /// Subscriber profile: name, address, contract.
     Profile,
 }
 
 impl RecordType {
+    /// Every record type.
     pub const ALL: [RecordType; 6] = [
         RecordType::Cdr,
         RecordType::Sms,
@@ -43,6 +50,7 @@ impl RecordType {
         RecordType::Profile,
     ];
 
+    /// Name as reports and the schema file write it (`cdr`, `data_session`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             RecordType::Cdr => "cdr",
@@ -54,6 +62,7 @@ impl RecordType {
         }
     }
 
+    /// The type's bit in a set of record types.
     pub fn bit(self) -> u8 {
         1 << (self as u8)
     }
@@ -78,8 +87,11 @@ impl RecordType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnKind {
+    /// MSISDN (phone number).
     Msisdn,
+    /// IMSI.
     Imsi,
+    /// IMEI.
     Imei,
     /// A subscriber key whose values are recognised by shape (E.164 with `+`/`00`, 15
     /// digits: IMSI, or IMEI when the Luhn check passes).
@@ -118,7 +130,9 @@ struct TableEntry {
 /// What is known of a table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableInfo {
+    /// Kind of records it holds, if known.
     pub record_type: Option<RecordType>,
+    /// Large (read whole only in bulk jobs).
     pub large: bool,
     /// From the schema file (`false`: inferred from the name).
     pub configured: bool,
@@ -127,14 +141,18 @@ pub struct TableInfo {
 /// How an identifier was recognised (for showing the inference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Basis {
+    /// Named in the schema file.
     Schema,
+    /// Inferred from the column's name.
     ColumnName,
+    /// Inferred from the shape of its values.
     ValueShape,
 }
 
 /// The schema map with name-based inference for what it does not name.
 #[derive(Debug, Default)]
 pub struct Schema {
+    /// How national numbers become international ones.
     pub numbering: Numbering,
     tables: HashMap<String, TableEntry>,
 }
@@ -307,6 +325,7 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// Adds another collector's observations.
     pub fn merge(&mut self, other: Observed) {
         for (t, n) in other.tables {
             *self.tables.entry(t).or_default() += n;

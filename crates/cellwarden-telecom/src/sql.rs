@@ -22,9 +22,13 @@ use sqlparser::ast::{
 /// SQL dialect of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dialect {
+    /// PostgreSQL.
     Postgres,
+    /// MySQL, MariaDB, Percona.
     MySql,
+    /// Oracle.
     Oracle,
+    /// Unknown: ANSI SQL.
     Generic,
 }
 
@@ -62,9 +66,11 @@ impl Dialect {
 /// What a statement does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StatementKind {
+    /// `SELECT`.
     Select,
     /// `COPY … TO` a file, a program or STDOUT.
     CopyTo,
+    /// `COPY … FROM`.
     CopyFrom,
     /// MySQL `SELECT … INTO OUTFILE|DUMPFILE`.
     IntoOutfile,
@@ -72,10 +78,15 @@ pub enum StatementKind {
     SelectInto,
     /// Redshift `UNLOAD`.
     Unload,
+    /// `CREATE TABLE … AS SELECT`.
     CreateTableAs,
+    /// `INSERT`.
     Insert,
+    /// `UPDATE`.
     Update,
+    /// `DELETE`.
     Delete,
+    /// `MERGE`.
     Merge,
     /// `CREATE USER|ROLE` (and `ALTER USER|ROLE`).
     CreateUser,
@@ -83,10 +94,12 @@ pub enum StatementKind {
     Grant,
     /// Other definitions: CREATE/ALTER/DROP/TRUNCATE.
     Ddl,
+    /// Anything else.
     Other,
 }
 
 impl StatementKind {
+    /// Lowercase name (`select`, `copy_to`, …), as reports write it.
     pub fn as_str(self) -> &'static str {
         match self {
             StatementKind::Select => "select",
@@ -155,6 +168,7 @@ struct Pred {
 pub struct Shape {
     /// Number of predicates ([`Compared::pred`] indexes them).
     pub predicates: usize,
+    /// What it does.
     pub kind: StatementKind,
     /// Tables read (lowercase, schema-qualified as written), sorted, without duplicates.
     pub tables_read: Vec<Arc<str>>,
@@ -175,6 +189,7 @@ pub struct Shape {
 pub struct Compared {
     /// The table the column belongs to when the statement tells (qualifier or single table).
     pub table: Option<Arc<str>>,
+    /// The column.
     pub column: Arc<str>,
     /// The literal or bind value, unquoted.
     pub value: String,
@@ -187,7 +202,9 @@ pub struct Compared {
 /// One statement analysed.
 #[derive(Debug)]
 pub struct Analysis {
+    /// The analysis shared by the statement's fingerprint.
     pub shape: Arc<Shape>,
+    /// Columns compared with values in this statement.
     pub compared: Vec<Compared>,
     /// The fingerprint was found in the cache.
     pub cached: bool,
@@ -196,7 +213,9 @@ pub struct Analysis {
 /// Counters of an analyser.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SqlStats {
+    /// Statements analysed.
     pub statements: u64,
+    /// Of them, shapes found in the fingerprint cache.
     pub cache_hits: u64,
     /// Distinct fingerprints the parser rejected (analysed from tokens).
     pub fallback_shapes: u64,
@@ -211,6 +230,7 @@ pub struct Analyzer {
     capacity: usize,
     use_cache: bool,
     scan: Scan,
+    /// Counters.
     pub stats: SqlStats,
 }
 

@@ -24,8 +24,11 @@ pub use auth::constant_time_eq;
 
 /// What `serve` needs.
 pub struct ServeConfig {
+    /// The case store.
     pub store: PathBuf,
+    /// Address to listen on.
     pub listen: SocketAddr,
+    /// Token every request must carry (needed off loopback).
     pub token: Option<String>,
 }
 

@@ -279,11 +279,17 @@ impl<'a> DetectionCore<'a> {
     /// `until` (every day when `None`) that were not raised before. The first days of
     /// history wait until `warmup_days` days follow them (whether an export seen from the
     /// first day is a standing schedule needs the days after it). At most `max_emitted` keys
-    /// of raised findings are remembered.
-    pub fn judge_days(&mut self, until: Option<i32>, max_emitted: usize, out: &mut Vec<Alert>) {
+    /// of raised findings are remembered. Returns what was judged (for a scope report of the
+    /// state so far).
+    pub fn judge_days(
+        &mut self,
+        until: Option<i32>,
+        max_emitted: usize,
+        out: &mut Vec<Alert>,
+    ) -> Findings {
         let db = (!self.setup.db.disabled).then(|| self.collector.snapshot());
         let net = (!self.setup.net.disabled).then(|| self.flows.snapshot());
-        let found = judge_with(self.setup, db.as_ref(), net.as_ref()).1;
+        let (judgement, found) = judge_with(self.setup, db.as_ref(), net.as_ref());
         let first_day = self.first_day();
         let warm_until = first_day.map(|d| d + self.warmup_days());
         for a in found {
@@ -308,6 +314,11 @@ impl<'a> DetectionCore<'a> {
                 }
             }
             out.push(a);
+        }
+        Findings {
+            db: db.unwrap_or_default(),
+            judgement,
+            net: net.unwrap_or_default(),
         }
     }
 
@@ -364,6 +375,11 @@ impl<'a> DetectionCore<'a> {
             pending_matches: self.pending.len(),
             emitted_keys: self.emitted.len(),
         }
+    }
+
+    /// The database analytics' set-up (watchlist and selection, for the scope report).
+    pub fn db_setup(&self) -> &'a DbSetup {
+        self.setup.db
     }
 
     /// Correlated matches waiting to be released.

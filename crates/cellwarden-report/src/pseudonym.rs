@@ -6,8 +6,16 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 /// Makes pseudonyms with one key.
+#[derive(Clone)]
 pub struct Pseudonymiser {
     key: Vec<u8>,
+}
+
+impl std::fmt::Debug for Pseudonymiser {
+    /// The key is never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pseudonymiser { key: <hidden> }")
+    }
 }
 
 /// Shortest key accepted, in bytes.

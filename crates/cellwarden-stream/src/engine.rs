@@ -17,6 +17,7 @@ use cellwarden_event::Alert;
 use cellwarden_pipeline::core::CoreSize;
 use cellwarden_pipeline::{DetectionCore, Detectors, Stage};
 use cellwarden_source::{Mapping, SourceError, Unit};
+use cellwarden_telecom::exposure::Exposure;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -35,6 +36,8 @@ pub struct LiveConfig {
     pub max_emitted: usize,
     /// Most database and flow aggregate entries kept: past it, whole oldest days go first.
     pub max_entries: usize,
+    /// Assemble the scope report each time days are judged (see [`Engine::take_exposure`]).
+    pub scope: bool,
 }
 
 impl Default for LiveConfig {
@@ -46,6 +49,7 @@ impl Default for LiveConfig {
             max_pending: 200_000,
             max_emitted: 1_000_000,
             max_entries: 4_000_000,
+            scope: false,
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct Engine<'r> {
     released: i64,
     /// The first UTC day not judged yet.
     open_day: Option<i32>,
+    /// The scope report of the last judging, until taken.
+    exposure: Option<Exposure>,
     /// What went through the engine.
     pub counters: Counters,
 }
@@ -102,6 +108,7 @@ impl<'r> Engine<'r> {
             clocks: HashMap::new(),
             released: i64::MIN,
             open_day: None,
+            exposure: None,
             counters: Counters::default(),
         }
     }
@@ -261,8 +268,19 @@ impl<'r> Engine<'r> {
     /// not emitted before.
     fn judge(&mut self, until: Option<i32>, out: &mut Vec<Alert>) {
         let start = out.len();
-        self.core.judge_days(until, self.config.max_emitted, out);
+        let findings = self.core.judge_days(until, self.config.max_emitted, out);
         self.count_alerts(start, out);
+        if self.config.scope {
+            self.exposure = Some(cellwarden_pipeline::scope::exposure(
+                &findings,
+                self.core.db_setup(),
+            ));
+        }
+    }
+
+    /// The scope report assembled at the last judging, once (when `scope` is set).
+    pub fn take_exposure(&mut self) -> Option<Exposure> {
+        self.exposure.take()
     }
 
     fn count_alerts(&mut self, from: usize, out: &[Alert]) {

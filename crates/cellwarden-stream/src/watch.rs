@@ -74,6 +74,11 @@ pub struct WatchConfig {
     pub stage: Stage,
     /// How long a followed file at its end waits before it stops holding the watermark back.
     pub idle_after: Duration,
+    /// Scope report rewritten each time days are judged: HTML for `.html`, CSV for `.csv`,
+    /// JSON otherwise.
+    pub scope_out: Option<PathBuf>,
+    /// Pseudonymises the scope report's identifiers.
+    pub pseudonymiser: Option<cellwarden_report::Pseudonymiser>,
 }
 
 impl Default for WatchConfig {
@@ -96,6 +101,8 @@ impl Default for WatchConfig {
             kafka: None,
             stage: Stage::All,
             idle_after: Duration::from_secs(10),
+            scope_out: None,
+            pseudonymiser: None,
         }
     }
 }
@@ -186,12 +193,11 @@ pub fn run(
     if config.stage == Stage::Parse && forward.is_none() {
         return Err(WatchError::NoForward);
     }
-    let mut engine = Engine::new(
-        setup.detectors,
-        setup.mapping,
-        config.live.clone(),
-        config.stage,
-    );
+    let live = LiveConfig {
+        scope: config.scope_out.is_some(),
+        ..config.live.clone()
+    };
+    let mut engine = Engine::new(setup.detectors, setup.mapping, live, config.stage);
     let state = config.state.as_deref();
     let mut checkpoint = Checkpoint {
         version: 1,
@@ -403,6 +409,18 @@ pub fn run(
         {
             return Err(WatchError::Journal(e));
         }
+        if let (Some(mut x), Some(path)) = (engine.take_exposure(), &config.scope_out) {
+            if let Some(p) = &config.pseudonymiser {
+                x.pseudonymise(&|kind, value| p.pseudonym(kind, value));
+            }
+            if let Err(e) = write_scope(path, &x) {
+                faults += 1;
+                log(&format!(
+                    "{}: scope report not written: {e}; written again when the next day is judged",
+                    path.display()
+                ));
+            }
+        }
         for e in errors.drain(..) {
             summary.errors += 1;
             log(&cellwarden_report::sanitize_terminal(&e.to_string()));
@@ -555,6 +573,26 @@ pub fn run(
     }
     summary.events = engine.counters.events;
     Ok(summary)
+}
+
+/// Writes the scope report whole: a temporary file beside it, then a rename.
+fn write_scope(path: &Path, x: &cellwarden_telecom::exposure::Exposure) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    {
+        let mut w = io::BufWriter::new(std::fs::File::create(&tmp)?);
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("html") => cellwarden_report::write_scope_html(&mut w, x)?,
+            Some("csv") => cellwarden_report::write_scope_csv(&mut w, x)?,
+            _ => cellwarden_report::write_scope_json(&mut w, x)?,
+        }
+        w.flush()?;
+        w.get_ref().sync_data()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 fn listen_error(what: &'static str, addr: &str) -> impl FnOnce(io::Error) -> WatchError {

@@ -25,7 +25,7 @@ pub enum Command {
     /// is suspicious (database audit logs: pgaudit, MySQL/Percona, MariaDB, Oracle).
     Scope(ScopeArgs),
     /// Run the same detections live over growing files and syslog, with checkpoints.
-    Watch(WatchArgs),
+    Watch(Box<WatchArgs>),
     /// Write the logs of a simulated operator under attack, with the ground truth.
     Simulate(SimulateArgs),
     /// Score hunt alerts (JSONL/JSON) and scope reports (JSON) against a ground truth.
@@ -314,6 +314,13 @@ pub struct WatchArgs {
     /// Folder for checkpoints (source positions and the journal of analytics state).
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// Rewrite this scope report each time a day is judged (HTML for .html, CSV for .csv,
+    /// JSON otherwise): whose records were read in suspicious sessions so far.
+    #[arg(long)]
+    pub scope_out: Option<PathBuf>,
+    /// Replace identifiers in the scope report with keyed pseudonyms (key in this file).
+    #[arg(long)]
+    pub pseudonymise: Option<PathBuf>,
     /// Append alerts (JSONL, as `hunt --format jsonl` writes them) to this file.
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,

@@ -32,6 +32,19 @@ pub fn read_placeholders(
     cellwarden_sigma::read_placeholders(&text).map_err(|e| Failure::file(p, e))
 }
 
+/// The pseudonymiser of `--pseudonymise KEYFILE`, if given.
+pub fn read_pseudonymiser(
+    path: Option<&PathBuf>,
+) -> Result<Option<cellwarden_report::Pseudonymiser>, Failure> {
+    let Some(p) = path else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(p).map_err(|e| Failure::file(p, e))?;
+    cellwarden_report::Pseudonymiser::from_key_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| Failure::file(p, e))
+}
+
 pub fn load_rules(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, Failure> {
     load_rules_hashed(paths, opts).map(|(l, _)| l)
 }

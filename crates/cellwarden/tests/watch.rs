@@ -122,6 +122,8 @@ fn start_watch(sim: &Path, live: &Path, state: &Path, alerts: &Path, how: Follow
             state.to_str().unwrap(),
             "-o",
             alerts.to_str().unwrap(),
+            "--scope-out",
+            state.with_extension("scope.json").to_str().unwrap(),
             "--quiet",
             "--checkpoint-secs",
             "0.2",
@@ -274,6 +276,60 @@ fn live_run(kill: bool, how: Follow) {
         missing.is_empty() && extra.is_empty(),
         "missing {missing:#?}\nextra {extra:#?}\n{log}"
     );
+    // The scope report watch keeps is the one `scope` writes over the same logs.
+    let live_scope = std::fs::read_to_string(state.with_extension("scope.json")).unwrap();
+    assert_eq!(
+        exposure_of(&live_scope),
+        exposure_of(&scope_json(&sim)),
+        "{log}"
+    );
+}
+
+/// `scope` over the simulated database and flow logs.
+fn scope_json(sim: &Path) -> String {
+    let p = |f: &str| sim.join(f).to_str().unwrap().to_owned();
+    let out = run(&[
+        "scope",
+        &p("db"),
+        &p("network"),
+        "--assets",
+        &p("assets.toml"),
+        "--watchlist",
+        &p("watchlist.txt"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// Who was exposed, by whom, and where data went, without file paths.
+fn exposure_of(json: &str) -> (Vec<String>, Vec<String>) {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let subscribers: Vec<String> = v["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} {}",
+                s["id"],
+                s["accounts"],
+                s["reasons"].as_array().map_or(0, Vec::len)
+            )
+        })
+        .collect();
+    let transfers: Vec<String> = v["exfiltration"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {} {} {}",
+                t["src_ip"], t["dst_ip"], t["day"], t["bytes_out"]
+            )
+        })
+        .collect();
+    assert!(!subscribers.is_empty());
+    (subscribers, transfers)
 }
 
 #[test]

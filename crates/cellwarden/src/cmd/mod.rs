@@ -16,7 +16,7 @@ pub fn run(command: Command) -> Result<Status, Failure> {
     match command {
         Command::Hunt(args) => hunt::run(args),
         Command::Scope(args) => scope::run(args),
-        Command::Watch(args) => watch::run(args),
+        Command::Watch(args) => watch::run(*args),
         Command::Simulate(args) => simulate::run(args),
         Command::Eval {
             truth,

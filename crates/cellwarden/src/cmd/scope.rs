@@ -9,24 +9,15 @@ use cellwarden_telecom::access::Selection;
 use crate::args::{ScopeArgs, ScopeFormat};
 use crate::exit::{Failure, Status};
 use crate::setup::{
-    db_setup, error_counts, load_mapping, net_setup, open_output, report_errors, run_info,
-    run_pipeline, stored, threads, written,
+    db_setup, error_counts, load_mapping, net_setup, open_output, read_pseudonymiser,
+    report_errors, run_info, run_pipeline, stored, threads, written,
 };
 
 pub fn run(args: ScopeArgs) -> Result<Status, Failure> {
     let started = cellwarden_event::format_timestamp(Some(jiff::Timestamp::now()));
     let mapping = load_mapping(args.mapping.as_ref())?;
     let inputs = cellwarden_source::discover(&args.paths)?;
-    let pseudonymiser = match &args.pseudonymise {
-        Some(p) => {
-            let bytes = std::fs::read(p).map_err(|e| Failure::file(p, e))?;
-            Some(
-                cellwarden_report::Pseudonymiser::from_key_bytes(&bytes)
-                    .map_err(|e| Failure::file(p, e))?,
-            )
-        }
-        None => None,
-    };
+    let pseudonymiser = read_pseudonymiser(args.pseudonymise.as_ref())?;
     if (args.since.is_some() || args.until.is_some())
         && args.account.is_empty()
         && args.host.is_empty()

@@ -13,7 +13,9 @@ use cellwarden_sigma::LoadOptions;
 
 use crate::args::WatchArgs;
 use crate::exit::{Failure, Status};
-use crate::setup::{db_setup, load_mapping, load_rules_hashed, net_setup, read_placeholders};
+use crate::setup::{
+    db_setup, load_mapping, load_rules_hashed, net_setup, read_placeholders, read_pseudonymiser,
+};
 
 /// Writes alerts to the case store at every checkpoint, one run per batch.
 struct StoreSink {
@@ -117,6 +119,8 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
             }),
         stage: args.stage,
         idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),
+        scope_out: args.scope_out,
+        pseudonymiser: read_pseudonymiser(args.pseudonymise.as_ref())?,
         ..WatchConfig::default()
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -78,6 +78,30 @@ pub fn skip(what: &str, enable: &str) {
     }
 }
 
+/// Asserts that `work(n)` grows about linearly: `work(16 n)` may take at most 64 times as long
+/// as `work(n)` (best of three runs each). Quadratic work takes 256 times as long, so this
+/// catches it with a wide margin for noise; it is a complexity check, not a speed claim.
+pub fn assert_linear(what: &str, n: usize, mut work: impl FnMut(usize)) {
+    let mut best = |n: usize| {
+        (0..3)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                work(n);
+                t.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    };
+    let small = best(n).max(std::time::Duration::from_micros(200));
+    let large = best(16 * n);
+    let ratio = large.as_secs_f64() / small.as_secs_f64();
+    assert!(
+        ratio < 64.0,
+        "{what}: {n} took {small:?}, {} took {large:?} ({ratio:.0}×): not linear",
+        16 * n
+    );
+}
+
 /// The skip records of a run: (test, what is missing, how to enable), in a stable order.
 pub fn read_skips(dir: &Path) -> Vec<(String, String, String)> {
     let mut out = Vec::new();

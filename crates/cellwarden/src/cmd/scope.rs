@@ -105,6 +105,13 @@ pub fn run(args: ScopeArgs) -> Result<Status, Failure> {
         c.failed,
         c.undated
     );
+    if c.unanalysed > 0 {
+        let _ = writeln!(
+            err,
+            "sql: {} statements could not be analysed (internal error, reported above); skipped",
+            c.unanalysed
+        );
+    }
     let _ = writeln!(
         err,
         "sql: {} statement shapes reused from the fingerprint cache ({:.1}%), {} statements read from tokens because the parser rejected them",

@@ -1,0 +1,64 @@
+//! Hostile input, end to end: what an attacker who can write one log line, one rule or one
+//! file can make of the real binary. Each case names the defect it guards against; nothing
+//! may panic, hang, blow memory or hide the good records around the bad one.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+
+fn no_panic(err: &str) {
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "{err}");
+}
+
+const PG_GOOD: &str = "2026-03-04 10:00:00.000000 UTC [5398]: [1-1] user=care01,db=billing,app=psql,client=10.1.0.21 LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,\"SELECT * FROM customer WHERE msisdn = '33611111111'\",<not logged>";
+
+/// A SQL statement cut off inside a quote, in each database audit format: the run reads every
+/// statement and exits normally (one such statement used to stop hunt, scope and watch).
+#[test]
+fn statements_cut_off_inside_a_quote_do_not_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = dir.path().join("postgresql.log");
+    let mut f = std::fs::File::create(&pg).unwrap();
+    writeln!(f, "{PG_GOOD}").unwrap();
+    for sql in [
+        "SELECT * FROM \"\"",
+        "SELECT * FROM x WHERE msisdn = \"\"é",
+        "SELECT $a$ééé",
+    ] {
+        writeln!(f, "2026-03-04 10:01:00.000000 UTC [5398]: [2-1] user=care01,db=billing,app=psql,client=10.1.0.21 LOG:  AUDIT: SESSION,1,2,READ,SELECT,,,\"{sql}\",<not logged>").unwrap();
+    }
+    writeln!(f, "{PG_GOOD}").unwrap();
+    drop(f);
+    let my = dir.path().join("mysql-audit.log");
+    std::fs::write(
+        &my,
+        concat!(
+            r#"{"timestamp":"2026-03-04 10:02:00","id":1,"class":"general","event":"status","connection_id":7,"account":{"user":"care02","host":"10.1.0.22"},"login":{"user":"care02","os":"","ip":"10.1.0.22","proxy":""},"general_data":{"command":"Query","sql_command":"select","query":"SELECT * FROM `","status":0}}"#,
+            "\n",
+            r#"{"timestamp":"2026-03-04 10:03:00","id":2,"class":"general","event":"status","connection_id":7,"account":{"user":"care02","host":"10.1.0.22"},"login":{"user":"care02","os":"","ip":"10.1.0.22","proxy":""},"general_data":{"command":"Query","sql_command":"select","query":"SELECT * FROM customer WHERE msisdn = '33622222222'","status":0}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let ora = dir.path().join("oracle-audit.csv");
+    std::fs::write(
+        &ora,
+        "EVENT_TIMESTAMP,DBUSERNAME,USERHOST,CLIENT_PROGRAM_NAME,ACTION_NAME,SQL_TEXT,RETURN_CODE\n\
+         2026-03-04 10:04:00.000000,CARE03,10.1.0.23,sqlplus,SELECT,\"SELECT * FROM customer WHERE msisdn = 'é\",0\n\
+         2026-03-04 10:05:00.000000,CARE03,10.1.0.23,sqlplus,SELECT,\"SELECT * FROM customer WHERE msisdn = '33633333333'\",0\n",
+    )
+    .unwrap();
+    let d = dir.path().to_str().unwrap();
+    for cmd in ["hunt", "scope"] {
+        let out = run(&[cmd, d]);
+        let err = stderr(&out);
+        no_panic(&err);
+        assert_eq!(out.status.code(), Some(0), "{cmd}: {err}");
+        if cmd == "scope" {
+            assert!(err.contains("9 database statements"), "{err}");
+        }
+    }
+}

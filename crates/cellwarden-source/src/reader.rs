@@ -216,6 +216,13 @@ fn read_evtx_seekable<R: Read + Seek>(file: &Arc<str>, mut src: R, sink: &mut dy
     // A cut-off last chunk is read here, before the parser takes the reader, so its complete
     // records can still be decoded.
     let len = src.seek(SeekFrom::End(0)).unwrap_or(0);
+    // The chunks the file header says were written (offset 42): a copy cut at a chunk boundary
+    // would otherwise lose its last chunks without a word.
+    let mut announced = None;
+    let mut header = [0u8; 44];
+    if src.seek(SeekFrom::Start(0)).is_ok() && src.read_exact(&mut header).is_ok() {
+        announced = Some(u64::from(u16::from_le_bytes([header[42], header[43]])));
+    }
     let mut partial: Option<(u64, Vec<u8>)> = None;
     if len > EVTX_FILE_HEADER_SIZE {
         let rem = (len - EVTX_FILE_HEADER_SIZE) % EVTX_CHUNK_SIZE;
@@ -279,6 +286,21 @@ fn read_evtx_seekable<R: Read + Seek>(file: &Arc<str>, mut src: R, sink: &mut dy
                 ));
             }
         }
+    }
+    let present = len
+        .saturating_sub(EVTX_FILE_HEADER_SIZE)
+        .div_ceil(EVTX_CHUNK_SIZE);
+    if let Some(announced) = announced.filter(|&a| a > present) {
+        sink.error(SourceError::new(
+            file,
+            Position::Offset(len),
+            ErrorKind::EvtxChunk,
+            format!(
+                "file cut off: the header announces {announced} chunks, the file holds {present}; \
+                 the records of the {} missing chunks are lost",
+                announced - present
+            ),
+        ));
     }
     if let Some((number, bytes)) = partial {
         let got = bytes.len();

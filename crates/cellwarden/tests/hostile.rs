@@ -62,3 +62,55 @@ fn statements_cut_off_inside_a_quote_do_not_stop_the_run() {
         }
     }
 }
+
+/// An EVTX file header: magic, first and last chunk, next record id, header size, version,
+/// header block size and the number of chunks written.
+fn evtx_header(chunks: u16) -> Vec<u8> {
+    let mut h = vec![0u8; 4096];
+    h[..8].copy_from_slice(b"ElfFile\0");
+    h[16..24].copy_from_slice(&u64::from(chunks.saturating_sub(1)).to_le_bytes());
+    h[24..32].copy_from_slice(&1u64.to_le_bytes());
+    h[32..36].copy_from_slice(&128u32.to_le_bytes());
+    h[36..38].copy_from_slice(&1u16.to_le_bytes());
+    h[38..40].copy_from_slice(&3u16.to_le_bytes());
+    h[40..42].copy_from_slice(&4096u16.to_le_bytes());
+    h[42..44].copy_from_slice(&chunks.to_le_bytes());
+    h
+}
+
+/// An EVTX file whose header announces chunks the file does not hold (a copy cut at a chunk
+/// boundary, or only its header) is an input error naming the missing chunks, not exit 0.
+#[test]
+fn evtx_files_cut_at_a_chunk_boundary_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = dir.path().join("header-only.evtx");
+    std::fs::write(&head, evtx_header(3)).unwrap();
+    let out = run(&["hunt", head.to_str().unwrap()]);
+    let err = stderr(&out);
+    no_panic(&err);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("header-only.evtx:offset 4096: file cut off: the header announces 3 chunks, the file holds 0"),
+        "{err}"
+    );
+    // A real log cut after its second chunk: the two chunks' records are read, the rest is
+    // reported as lost.
+    let Some(samples) = shared("evtx-attack-samples") else {
+        return;
+    };
+    let whole =
+        std::fs::read(samples.join("AutomatedTestingTools/PanacheSysmon_vs_AtomicRedTeam01.evtx"))
+            .unwrap();
+    let cut = dir.path().join("cut.evtx");
+    std::fs::write(&cut, &whole[..4096 + 2 * 65536]).unwrap();
+    let out = run(&[
+        "hunt",
+        cut.to_str().unwrap(),
+        "-r",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/never.yml"),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("the header announces 15 chunks, the file holds 2; the records of the 13 missing chunks are lost"), "{err}");
+    assert!(err.contains("summary: 1 files, 87 events"), "{err}");
+}

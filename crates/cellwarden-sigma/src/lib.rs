@@ -24,8 +24,14 @@ pub use load::{
 
 /// A placeholder file that is not a YAML mapping of names to values.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PlaceholderError(#[from] pub yaml_serde::Error);
+pub enum PlaceholderError {
+    /// Not the expected YAML.
+    #[error("{0}")]
+    Yaml(#[from] yaml_serde::Error),
+    /// Nested too deeply to parse.
+    #[error("{0}")]
+    TooDeep(#[from] cellwarden_source::yaml::TooDeep),
+}
 
 /// Reads a placeholder file for the `expand` modifier: a YAML mapping of name to a list of
 /// values (or one value).
@@ -36,6 +42,7 @@ pub fn read_placeholders(text: &str) -> Result<Placeholders, PlaceholderError> {
         One(String),
         Many(Vec<String>),
     }
+    cellwarden_source::yaml::check_nesting(text)?;
     let map: std::collections::HashMap<String, V> = yaml_serde::from_str(text)?;
     Ok(map
         .into_iter()

@@ -255,6 +255,16 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
             });
             continue;
         }
+        if let Err(e) = cellwarden_source::yaml::check_nesting(text) {
+            problems.push(Problem {
+                file: src.name.clone(),
+                line: Some(e.line),
+                title: None,
+                kind: ProblemKind::Invalid,
+                reason: e.to_string(),
+            });
+            continue;
+        }
         let parsed = std::panic::catch_unwind(|| rsigma_parser::parse_sigma_yaml(text));
         let collection = match parsed {
             Ok(Ok(c)) => c,

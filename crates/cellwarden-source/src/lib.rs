@@ -16,6 +16,7 @@ pub mod linux;
 mod mapping;
 pub mod netflow;
 mod reader;
+pub mod yaml;
 
 pub use error::{ErrorKind, Position, SourceError};
 pub use input::{DiscoverError, Format, InputFile, discover, sniff};

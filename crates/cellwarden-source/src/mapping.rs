@@ -103,6 +103,7 @@ impl Mapping {
 
     /// Reads a mapping file (the format of `mapping.yml`).
     pub fn from_yaml(text: &str) -> Result<Mapping, MappingError> {
+        crate::yaml::check_nesting(text).map_err(|e| MappingError(e.to_string()))?;
         let file: MappingFile =
             yaml_serde::from_str(text).map_err(|e| MappingError(e.to_string()))?;
         if file.logsources.len() > u16::MAX as usize {

@@ -114,3 +114,54 @@ fn evtx_files_cut_at_a_chunk_boundary_are_reported() {
     assert!(err.contains("the header announces 15 chunks, the file holds 2; the records of the 13 missing chunks are lost"), "{err}");
     assert!(err.contains("summary: 1 files, 87 events"), "{err}");
 }
+
+/// A rule nested thousands of flow collections deep (`[[[[…`: the YAML parser's time grows with
+/// the square of the depth; 200 KB took over a minute) is refused before parsing, in
+/// `rules check` and `hunt -r`, and the other rules still load.
+#[test]
+fn deeply_nested_rules_are_refused_before_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    std::fs::write(
+        dir.path().join("deep.yml"),
+        format!(
+            "title: deep\nlogsource: {{product: windows}}\ndetection:\n  sel:\n    a: {}{}\n  condition: sel\n",
+            "[".repeat(n),
+            "]".repeat(n)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("tagged.yml"),
+        format!(
+            "title: tagged\nlogsource: {{product: windows}}\ndetection:\n  sel:\n    a: {}\n  condition: sel\n",
+            "!t [".repeat(n)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("fine.yml"),
+        "title: fine\nid: 9d1f4a2e-0000-4000-8000-000000000001\nlogsource: {product: windows, category: process_creation}\ndetection:\n  sel:\n    Image|endswith: ['\\rar.exe', '\\7z.exe']\n  condition: sel\nlevel: low\n",
+    )
+    .unwrap();
+    let rules = dir.path().to_str().unwrap();
+    let out = run(&["rules", "check", rules]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains(
+            "deep.yml:5: invalid: flow collections nested deeper than 32 levels at line 5"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("tagged.yml:5: invalid"), "{text}");
+    assert!(text.contains("1 rules loaded"), "{text}");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/demo.jsonl");
+    let out = run(&["hunt", example, "-r", rules]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rules: 1 loaded, 0 unsupported, 2 invalid"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -214,6 +214,9 @@ impl Compiler<'_> {
             }
             None => "keywords".to_owned(),
         };
+        if let Err(reason) = check_chain(&spec.modifiers) {
+            return invalid(format!("{reason} in `{key}`"), &key);
+        }
         let has = |m: Modifier| spec.modifiers.contains(&m);
         let field = spec.name.as_deref().map(|n| self.fields.slot(n));
         if has(Modifier::Exists) {
@@ -692,6 +695,146 @@ fn condition(c: &ConditionExpr, index: &HashMap<String, u32>) -> CResult<Cond> {
             }
         }
     })
+}
+
+/// What a modifier does to a value, for checking chains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Where the value is matched: contains, startswith, endswith.
+    Place,
+    /// How the text is encoded: utf16*, wide.
+    Utf16,
+    /// base64 or base64offset.
+    Base64,
+    /// windash permutations.
+    Windash,
+    /// A regular expression, and its flags.
+    Re,
+    ReFlag,
+    Cidr,
+    /// lt, lte, gt, gte.
+    Compare,
+    /// minute … year.
+    TimePart,
+    Exists,
+    Expand,
+    FieldRef,
+    /// all, cased, neq: they go with anything that has values.
+    Generic,
+}
+
+fn role(m: Modifier) -> Role {
+    match m {
+        Modifier::Contains | Modifier::StartsWith | Modifier::EndsWith => Role::Place,
+        Modifier::Wide | Modifier::Utf16be | Modifier::Utf16 => Role::Utf16,
+        Modifier::Base64 | Modifier::Base64Offset => Role::Base64,
+        Modifier::WindAsh => Role::Windash,
+        Modifier::Re => Role::Re,
+        Modifier::IgnoreCase | Modifier::Multiline | Modifier::DotAll => Role::ReFlag,
+        Modifier::Cidr => Role::Cidr,
+        Modifier::Gt | Modifier::Gte | Modifier::Lt | Modifier::Lte => Role::Compare,
+        Modifier::Minute
+        | Modifier::Hour
+        | Modifier::Day
+        | Modifier::Week
+        | Modifier::Month
+        | Modifier::Year => Role::TimePart,
+        Modifier::Exists => Role::Exists,
+        Modifier::Expand => Role::Expand,
+        Modifier::FieldRef => Role::FieldRef,
+        Modifier::All | Modifier::Cased | Modifier::Neq => Role::Generic,
+    }
+}
+
+/// Checks a modifier chain against what each modifier takes and gives (the value types of the
+/// specification's modifier appendix, as pySigma applies them left to right): a chain that
+/// would drop or contradict a modifier is refused rather than silently read another way.
+fn check_chain(mods: &[Modifier]) -> Result<(), String> {
+    let name = |m: &Modifier| modifier_name(*m);
+    for (i, m) in mods.iter().enumerate() {
+        if mods[..i].contains(m) {
+            return Err(format!("modifier `{}` given twice", name(m)));
+        }
+    }
+    let of = |r: Role| mods.iter().filter(move |m| role(**m) == r);
+    let first = |r: Role| of(r).next();
+    let pos = |r: Role| mods.iter().position(|m| role(*m) == r);
+    let at_most_one = |r: Role| -> Result<(), String> {
+        let v: Vec<&str> = of(r).map(name).collect();
+        if v.len() > 1 {
+            return Err(format!("`{}` cannot be combined", v.join("` and `")));
+        }
+        Ok(())
+    };
+    for r in [
+        Role::Place,
+        Role::Utf16,
+        Role::Base64,
+        Role::Compare,
+        Role::TimePart,
+    ] {
+        at_most_one(r)?;
+    }
+    // Modifiers that make a different kind of value exclude the string ones and each other.
+    let alone_with = |r: Role, allowed: &[Role]| -> Result<(), String> {
+        if let Some(m) = first(r)
+            && let Some(o) = mods
+                .iter()
+                .find(|o| role(**o) != r && !allowed.contains(&role(**o)))
+        {
+            return Err(format!(
+                "`{}` cannot be combined with `{}`",
+                name(m),
+                name(o)
+            ));
+        }
+        Ok(())
+    };
+    alone_with(Role::Exists, &[])?;
+    alone_with(Role::Re, &[Role::ReFlag, Role::Generic])?;
+    alone_with(Role::Cidr, &[Role::Generic])?;
+    alone_with(Role::Compare, &[Role::TimePart, Role::Generic])?;
+    alone_with(Role::TimePart, &[Role::Compare, Role::Generic])?;
+    alone_with(Role::FieldRef, &[Role::Place, Role::Generic])?;
+    if let Some(f) = first(Role::ReFlag)
+        && pos(Role::Re).is_none_or(|r| r > mods.iter().position(|m| m == f).unwrap_or(0))
+    {
+        return Err(format!(
+            "`{}` is a flag of `re` and comes after it",
+            name(f)
+        ));
+    }
+    // Text is encoded before it is placed (encoding a pattern with wildcards means something
+    // else), and dashes are permuted before encoding (not in the encoded text). `windash` and
+    // the placement go in either order (`contains|windash` is common).
+    let must_precede = [
+        (Role::Windash, Role::Utf16),
+        (Role::Windash, Role::Base64),
+        (Role::Utf16, Role::Base64),
+        (Role::Utf16, Role::Place),
+        (Role::Base64, Role::Place),
+    ];
+    for (before, after) in must_precede {
+        if let (Some(x), Some(y)) = (pos(before), pos(after))
+            && x > y
+        {
+            return Err(format!(
+                "`{}` must come before `{}`",
+                name(&mods[x]),
+                name(&mods[y])
+            ));
+        }
+    }
+    if let Some(u) = first(Role::Utf16)
+        && first(Role::Base64).is_none()
+    {
+        return Err(format!(
+            "`{}` gives bytes that only make sense base64-encoded (`{}|base64offset`)",
+            name(u),
+            name(u)
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn modifier_name(m: Modifier) -> &'static str {

@@ -532,3 +532,86 @@ fn rule_logsource_selects_events() {
     assert!(out.is_empty(), "Sysmon 11 is file_event");
     let _ = Value::Null;
 }
+
+/// Chains that would drop or contradict a modifier are refused, naming the field and chain;
+/// the chains SigmaHQ uses load.
+#[test]
+fn conflicting_modifier_chains_are_refused() {
+    let problem = |key: &str| -> Option<String> {
+        let loaded = load(
+            &[RuleSource {
+                name: "t.yml".into(),
+                text: rule(&format!("  sel:\n    {key}: 'x'\n  condition: sel")),
+            }],
+            &LoadOptions::default(),
+        );
+        loaded.problems.first().map(|p| p.to_string())
+    };
+    for (key, why) in [
+        ("a|contains|re", "`re` cannot be combined with `contains`"),
+        ("a|re|contains", "`re` cannot be combined with `contains`"),
+        (
+            "a|base64offset|contains|re",
+            "`re` cannot be combined with `base64offset`",
+        ),
+        (
+            "a|startswith|endswith",
+            "`startswith` and `endswith` cannot be combined",
+        ),
+        (
+            "a|contains|startswith",
+            "`contains` and `startswith` cannot be combined",
+        ),
+        ("a|contains|base64", "`base64` must come before `contains`"),
+        (
+            "a|base64|base64offset",
+            "`base64` and `base64offset` cannot be combined",
+        ),
+        (
+            "a|base64offset|wide|contains",
+            "`wide` must come before `base64offset`",
+        ),
+        ("a|base64|windash", "`windash` must come before `base64`"),
+        (
+            "a|wide",
+            "`wide` gives bytes that only make sense base64-encoded",
+        ),
+        ("a|i|re", "`i` is a flag of `re` and comes after it"),
+        ("a|i", "`i` is a flag of `re` and comes after it"),
+        (
+            "a|cidr|contains",
+            "`cidr` cannot be combined with `contains`",
+        ),
+        ("a|gt|lt", "`gt` and `lt` cannot be combined"),
+        ("a|gt|contains", "`gt` cannot be combined with `contains`"),
+        (
+            "a|exists|contains",
+            "`exists` cannot be combined with `contains`",
+        ),
+        ("a|fieldref|re", "`re` cannot be combined with `fieldref`"),
+        ("a|contains|contains", "modifier `contains` given twice"),
+    ] {
+        let p = problem(key).unwrap_or_else(|| panic!("{key} loaded"));
+        assert!(p.contains(why) && p.contains(key), "{key}: {p}");
+    }
+    // Valid chains (the value `x` is not valid for every one of them: only the chain counts).
+    let chain_ok = |key: &str| problem(key).is_none_or(|p| !p.contains(&format!("in `{key}`")));
+    for key in [
+        "a|contains",
+        "a|contains|windash",
+        "a|windash|contains",
+        "a|base64offset|contains",
+        "a|wide|base64offset|contains",
+        "a|utf16le|base64offset|contains",
+        "a|re|i",
+        "a|re|i|m|s",
+        "a|cidr",
+        "a|contains|all",
+        "a|contains|cased",
+        "a|hour|gte",
+        "a|fieldref|startswith",
+        "a|neq",
+    ] {
+        assert!(chain_ok(key), "{key}: {:?}", problem(key));
+    }
+}

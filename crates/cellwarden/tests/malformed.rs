@@ -97,7 +97,11 @@ fn broken_evtx_files_are_reported_and_the_rest_is_read() {
         err.contains("trunc.evtx:chunk 3 (offset 200704): file cut off"),
         "{err}"
     );
-    assert!(err.contains("errors: 3 (evtx-chunk 2, format 1)"), "{err}");
+    assert!(
+        err.contains("trunc.evtx:offset 230704: file cut off: the header announces 15 chunks, the file holds 4; the records of the 11 missing chunks are lost"),
+        "{err}"
+    );
+    assert!(err.contains("errors: 4 (evtx-chunk 3, format 1)"), "{err}");
     // The corrupt file loses one chunk; the cut file keeps its first three chunks and the
     // complete records of the fourth.
     let got = events_in(&err);

@@ -1,6 +1,13 @@
-//! The token check: on every request when a token is set. Accepted from an
-//! `Authorization: Bearer` header, the `cw_token` cookie, or a `?token=` query (which sets the
-//! cookie and redirects to the same page without it, so it leaves the address bar).
+//! What every request passes before a handler sees it:
+//!
+//! - its `Host` must be one the server was started for, so a page whose DNS name is rebound to
+//!   127.0.0.1 cannot read the dashboard (421 otherwise);
+//! - a request that changes anything (any method but GET/HEAD/OPTIONS) must come from a page
+//!   of this server: `Sec-Fetch-Site`, `Origin` and `Referer`, when the client sends them, must
+//!   name this origin, so another site's form cannot change triage (403 otherwise);
+//! - the token, when one is set: from an `Authorization: Bearer` header, the `cw_token`
+//!   cookie, or a `?token=` query (which sets the cookie and redirects to the same page without
+//!   it, so it leaves the address bar).
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -46,35 +53,103 @@ fn query_token(q: &str) -> Option<(String, String)> {
     token.map(|t| (t, rest.join("&")))
 }
 
-/// Security headers on every response; the token check when one is set.
+/// The host name of a `Host` header or URL authority: without port, brackets or a final dot,
+/// lowercase.
+fn host_name(authority: &str) -> String {
+    let a = authority.trim();
+    let name = if let Some(rest) = a.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else if a.matches(':').count() > 1 {
+        a
+    } else {
+        a.split(':').next().unwrap_or("")
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The authority (`host[:port]`) of an `Origin` or `Referer` value.
+fn authority_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
+}
+
+/// Why a request is refused before its handler, if it is.
+fn refused(state: &Shared, req: &Request) -> Option<Response> {
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    if let Some(allowed) = &state.hosts
+        && !allowed.contains(&host_name(host))
+    {
+        return Some(
+            (
+                StatusCode::MISDIRECTED_REQUEST,
+                "unexpected Host: start serve with --host-name NAME to be reached by that name\n",
+            )
+                .into_response(),
+        );
+    }
+    let safe = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !safe {
+        let get = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
+        let cross_fetch = get("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none");
+        let foreign = |url: Option<&str>| {
+            url.is_some_and(|u| authority_of(u).is_none_or(|a| !a.eq_ignore_ascii_case(host)))
+        };
+        if cross_fetch || foreign(get("origin")) || foreign(get("referer")) {
+            return Some(
+                (
+                    StatusCode::FORBIDDEN,
+                    "refused: the request comes from another site\n",
+                )
+                    .into_response(),
+            );
+        }
+    }
+    None
+}
+
+/// Security headers on every response; the host and origin checks; the token check when one
+/// is set.
 pub async fn check(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let mut resp = match &state.token {
-        None => next.run(req).await,
-        Some(want) => {
-            let ok = presented(req.headers())
-                .is_some_and(|t| constant_time_eq(t.as_bytes(), want.as_bytes()));
-            if ok {
-                next.run(req).await
-            } else if let Some((t, rest)) = req.uri().query().and_then(query_token) {
-                if constant_time_eq(t.as_bytes(), want.as_bytes()) {
-                    let path = req.uri().path();
-                    let to = if rest.is_empty() {
-                        path.to_owned()
+    let mut resp = if let Some(r) = refused(&state, &req) {
+        r
+    } else {
+        match &state.token {
+            None => next.run(req).await,
+            Some(want) => {
+                let ok = presented(req.headers())
+                    .is_some_and(|t| constant_time_eq(t.as_bytes(), want.as_bytes()));
+                if ok {
+                    next.run(req).await
+                } else if let Some((t, rest)) = req.uri().query().and_then(query_token) {
+                    if constant_time_eq(t.as_bytes(), want.as_bytes()) {
+                        let path = req.uri().path();
+                        let to = crate::query::local_path(&if rest.is_empty() {
+                            path.to_owned()
+                        } else {
+                            format!("{path}?{rest}")
+                        });
+                        let mut r =
+                            (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+                        if let Ok(v) = HeaderValue::from_str(&format!(
+                            "cw_token={t}; HttpOnly; SameSite=Strict; Path=/"
+                        )) {
+                            r.headers_mut().insert(header::SET_COOKIE, v);
+                        }
+                        r
                     } else {
-                        format!("{path}?{rest}")
-                    };
-                    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
-                    if let Ok(v) = HeaderValue::from_str(&format!(
-                        "cw_token={t}; HttpOnly; SameSite=Strict; Path=/"
-                    )) {
-                        r.headers_mut().insert(header::SET_COOKIE, v);
+                        (StatusCode::UNAUTHORIZED, "token required\n").into_response()
                     }
-                    r
                 } else {
                     (StatusCode::UNAUTHORIZED, "token required\n").into_response()
                 }
-            } else {
-                (StatusCode::UNAUTHORIZED, "token required\n").into_response()
             }
         }
     };
@@ -89,9 +164,11 @@ pub async fn check(State(state): State<Shared>, req: Request, next: Next) -> Res
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Nothing leaves for other sites; this site's own requests keep their Origin (under
+    // `no-referrer` a browser sends `Origin: null` even to the same origin).
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     resp
 }

@@ -23,6 +23,7 @@ use cellwarden_store::Store;
 pub use auth::constant_time_eq;
 
 /// What `serve` needs.
+#[derive(Debug, Clone)]
 pub struct ServeConfig {
     /// The case store.
     pub store: PathBuf,
@@ -30,6 +31,33 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Token every request must carry (needed off loopback).
     pub token: Option<String>,
+    /// Host names the server is reached by besides its address (a DNS name, a reverse
+    /// proxy's); requests addressed to any other host are refused.
+    pub host_names: Vec<String>,
+}
+
+impl ServeConfig {
+    /// The host names requests may carry: the address listened on (loopback: `localhost`,
+    /// `127.0.0.1`, `::1`) and the configured names; `None` (any) when listening on every
+    /// address with no name given, which needs a token.
+    pub fn allowed_hosts(&self) -> Option<Vec<String>> {
+        let ip = self.listen.ip();
+        let mut hosts: Vec<String> = self
+            .host_names
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        if ip.is_loopback() {
+            hosts.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
+        } else if ip.is_unspecified() {
+            if hosts.is_empty() {
+                return None;
+            }
+        } else {
+            hosts.push(ip.to_string());
+        }
+        Some(hosts)
+    }
 }
 
 /// A key for the scope view's pseudonyms: 32 bytes from the system's random source.
@@ -50,13 +78,18 @@ fn new_key() -> String {
 }
 
 /// The application, for `serve` and for tests.
-pub fn app(mut store: Store, token: Option<String>) -> Result<Router, ServeError> {
+pub fn app(
+    mut store: Store,
+    token: Option<String>,
+    hosts: Option<Vec<String>>,
+) -> Result<Router, ServeError> {
     let key = store.meta_or_insert("pseudonym_key", new_key)?;
     let pseudonymiser = cellwarden_report::Pseudonymiser::from_key_bytes(key.as_bytes())?;
     let state: Shared = Arc::new(AppState {
         store: Mutex::new(store),
         token,
         pseudonymiser,
+        hosts,
     });
     Ok(Router::new()
         .route("/", get(pages::overview))
@@ -128,7 +161,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         path: cfg.store.clone(),
         source,
     })?;
-    let app = app(store, cfg.token.clone())?;
+    let app = app(store, cfg.token.clone(), cfg.allowed_hosts())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

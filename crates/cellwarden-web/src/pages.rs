@@ -550,15 +550,7 @@ pub struct TriageForm {
 pub async fn triage(State(s): State<Shared>, Form(f): Form<TriageForm>) -> Response {
     let mut st = s.store.lock().expect("store lock");
     match st.set_status(&f.kind, &f.key, &f.status, &f.comment) {
-        Ok(true) => {
-            // Only back to a page of ours.
-            let back = if f.back.starts_with('/') && !f.back.starts_with("//") {
-                f.back
-            } else {
-                "/".to_owned()
-            };
-            Redirect::to(&back).into_response()
-        }
+        Ok(true) => Redirect::to(&crate::query::local_path(&f.back)).into_response(),
         Ok(false) => (StatusCode::NOT_FOUND, "no such alert or incident\n").into_response(),
         Err(cellwarden_store::StoreError::Invalid(m)) => {
             (StatusCode::BAD_REQUEST, format!("{m}\n")).into_response()

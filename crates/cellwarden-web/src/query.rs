@@ -45,6 +45,20 @@ pub fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&o).into_owned()
 }
 
+/// `path` when it is a path of this server (`/…`, nothing a browser would read as another
+/// host: `//`, `/\\`, a backslash or control character anywhere), else `/`.
+pub fn local_path(path: &str) -> String {
+    let ours = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('\\')
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace());
+    if ours {
+        path.to_owned()
+    } else {
+        "/".to_owned()
+    }
+}
+
 /// The alert search: every field optional.
 #[derive(Debug, Default, Deserialize)]
 pub struct Search {

@@ -12,6 +12,8 @@ pub struct AppState {
     pub token: Option<String>,
     /// Pseudonymises subscriber identifiers on the scope view (key kept in the store).
     pub pseudonymiser: cellwarden_report::Pseudonymiser,
+    /// Host names requests may be addressed to (lowercase, without port); `None`: any.
+    pub hosts: Option<Vec<String>>,
 }
 
 /// The state as handlers receive it.

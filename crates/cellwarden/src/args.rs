@@ -70,6 +70,10 @@ pub enum Command {
         /// File holding the token every request must carry.
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// A host name the dashboard is reached by besides its address (a DNS name, a reverse
+        /// proxy's; repeatable). Requests addressed to other names are refused.
+        #[arg(long = "host-name")]
+        host_names: Vec<String>,
     },
     /// Rule tools.
     Rules {

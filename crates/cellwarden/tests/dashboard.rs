@@ -46,10 +46,31 @@ fn wait_for(port: u16) {
 
 /// A GET on 127.0.0.1: (status, body).
 fn http_get(port: u16, path: &str, headers: &str) -> (u16, String) {
+    let (status, _, body) = http(port, "GET", path, "127.0.0.1", headers, "");
+    (status, body)
+}
+
+/// A request on 127.0.0.1 with the given Host: (status, Location, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let length = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{length}{headers}\r\n{body}"
     )
     .unwrap();
     let mut text = String::new();
@@ -59,11 +80,16 @@ fn http_get(port: u16, path: &str, headers: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, location, body.to_owned())
 }
 
 const PAYLOAD_TITLE: &str = "pwned";
@@ -355,6 +381,12 @@ fn dashboard_in_a_real_browser() {
         c.goto(&format!("{base}/alerts")).await.unwrap();
         c.find(Locator::Css("form.search input[name=rule]")).await.unwrap().send_keys("LSASS").await.unwrap();
         c.find(Locator::Css("form.search button")).await.unwrap().click().await.unwrap();
+        // The form's navigation finishes before the next one starts.
+        let start = std::time::Instant::now();
+        while !c.current_url().await.unwrap().as_str().contains("rule=LSASS") {
+            assert!(start.elapsed() < Duration::from_secs(10), "search did not navigate");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let want = json_of(format!("{base}/api/alerts?rule=LSASS")).await["total"].as_u64().unwrap();
         assert!(want > 0);
         c.back().await.unwrap();
@@ -375,10 +407,18 @@ fn dashboard_in_a_real_browser() {
         row.find(Locator::Css("input[name=comment]")).await.unwrap()
             .send_keys("dump seen in EDR, ticket IR-7").await.unwrap();
         row.find(Locator::Css("button")).await.unwrap().click().await.unwrap();
-        c.refresh().await.unwrap();
-        let row = c.find(Locator::Css("#alerts tbody tr")).await.unwrap();
-        let badge = row.find(Locator::Css(".status")).await.unwrap();
-        assert_eq!(badge.attr("data-status").await.unwrap().as_deref(), Some("confirmed"));
+        // The post and its redirect land; then a reload still shows the new status.
+        let start = std::time::Instant::now();
+        loop {
+            c.refresh().await.unwrap();
+            let row = c.find(Locator::Css("#alerts tbody tr")).await.unwrap();
+            let badge = row.find(Locator::Css(".status")).await.unwrap();
+            if badge.attr("data-status").await.unwrap().as_deref() == Some("confirmed") {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "triage not saved");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let a = json_of(format!("{base}/api/alert?key={}", urlencode(&key))).await;
         assert_eq!(a["status"], "confirmed");
         assert_eq!(a["comment"], "dump seen in EDR, ticket IR-7");
@@ -427,6 +467,87 @@ fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The dashboard answers only to the names it was started for (a page whose DNS name is rebound
+/// to 127.0.0.1 gets nothing), changes triage only from its own pages (another site's form
+/// post is refused), and sends triage back only to its own paths.
+#[test]
+fn dashboard_refuses_rebinding_cross_site_posts_and_open_redirects() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = filled_store(dir.path());
+    let (_k, port) = serve(&store, &["--host-name", "soc.example"]);
+    // DNS rebinding: the attacker's name, resolved to 127.0.0.1.
+    for path in ["/", "/api/scope?identifiers=show", "/api/alerts"] {
+        let (status, _, body) = http(port, "GET", path, "evil.example", "", "");
+        assert_eq!(status, 421, "{path}: {body}");
+    }
+    for host in [
+        "127.0.0.1".to_owned(),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        "SOC.example.".to_owned(),
+    ] {
+        assert_eq!(
+            http(port, "GET", "/api/summary", &host, "", "").0,
+            200,
+            "{host}"
+        );
+    }
+    let alerts: Value = serde_json::from_str(&http_get(port, "/api/alerts", "").1).unwrap();
+    let key = alerts["alerts"][0]["key"].as_str().unwrap().to_owned();
+    let status_of = |port: u16| -> String {
+        let a: Value = serde_json::from_str(
+            &http_get(port, &format!("/api/alert?key={}", urlenc(&key)), "").1,
+        )
+        .unwrap();
+        a["status"].as_str().unwrap_or("").to_owned()
+    };
+    let form = |back: &str| {
+        format!(
+            "kind=alert&key={}&status=confirmed&comment=x&back={}",
+            urlenc(&key),
+            urlenc(back)
+        )
+    };
+    // CSRF: another site's form, in every way a browser says so.
+    let host = format!("127.0.0.1:{port}");
+    for headers in [
+        "Origin: http://evil.example\r\n".to_owned(),
+        "Origin: null\r\n".to_owned(),
+        "Referer: http://evil.example/page\r\n".to_owned(),
+        "Sec-Fetch-Site: cross-site\r\n".to_owned(),
+        format!("Origin: http://127.0.0.1:{}\r\n", port + 1),
+    ] {
+        let (status, _, body) = http(port, "POST", "/triage", &host, &headers, &form("/alerts"));
+        assert_eq!(status, 403, "{headers}: {body}");
+    }
+    assert_eq!(status_of(port), "new", "no cross-site post changed triage");
+    // From its own page: accepted, back to a path of this server only.
+    let own = format!("Origin: http://{host}\r\nSec-Fetch-Site: same-origin\r\n");
+    for (back, to) in [
+        ("/alerts?level=high", "/alerts?level=high"),
+        ("/\\evil.example", "/"),
+        ("//evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("/\tevil", "/"),
+    ] {
+        let (status, location, body) = http(port, "POST", "/triage", &host, &own, &form(back));
+        assert_eq!((status, location.as_str()), (303, to), "{back}: {body}");
+    }
+    assert_eq!(status_of(port), "confirmed");
+}
+
+fn urlenc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
                 (b as char).to_string()
             } else {
                 format!("%{b:02X}")

@@ -33,7 +33,8 @@ pub fn run(command: Command) -> Result<Status, Failure> {
             store,
             listen,
             token_file,
-        } => store::serve(store, listen, token_file.as_ref()),
+            host_names,
+        } => store::serve(store, listen, token_file.as_ref(), host_names),
         Command::Rules {
             command:
                 RulesCommand::Check {

@@ -41,6 +41,7 @@ pub fn serve(
     store: PathBuf,
     listen: std::net::SocketAddr,
     token_file: Option<&PathBuf>,
+    host_names: Vec<String>,
 ) -> Result<Status, Failure> {
     if !store.exists() {
         return Err(Failure::Usage(format!(
@@ -68,6 +69,7 @@ pub fn serve(
         store,
         listen,
         token,
+        host_names,
     })?;
     Ok(Status::Ok)
 }

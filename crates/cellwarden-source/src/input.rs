@@ -64,7 +64,7 @@ pub struct DiscoverError {
     pub message: String,
 }
 
-const EVTX_MAGIC: &[u8] = b"ElfFile\0";
+pub(crate) const EVTX_MAGIC: &[u8] = b"ElfFile\0";
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 
 fn format_from_name(name: &str) -> Option<Format> {

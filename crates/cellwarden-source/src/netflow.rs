@@ -9,6 +9,7 @@
 //! `proto`, `bytes_out`, `bytes_in`, `packets`, `duration`, `timestamp`, `exporter`, `version`).
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Whether bytes start a pcap or pcapng capture.
@@ -60,11 +61,40 @@ struct Msg {
     uptime_base: Option<i64>,
 }
 
+/// Most templates kept per capture; a capture that defines more (crafted, or thousands of
+/// exporters) has the further ones refused with a problem, so memory stays bounded.
+pub const MAX_TEMPLATES: usize = 10_000;
+
+/// Longest pcap record or pcapng block read (NetFlow and IPFIX travel in UDP datagrams of at
+/// most 64 KiB; jumbo frames and options stay far below). A longer one is taken for damage.
+pub const MAX_RECORD_BYTES: usize = 256 * 1024;
+
+/// What decoding produces, as it goes.
+pub trait CaptureSink {
+    /// One flow record (packet number, flow as a JSON object).
+    fn flow(&mut self, packet: u64, json: String);
+    /// A problem, with the packet it concerns (1-based; 0 for the capture header).
+    fn problem(&mut self, packet: u64, message: String);
+}
+
+impl CaptureSink for Decoded {
+    fn flow(&mut self, packet: u64, json: String) {
+        self.flows.push((packet, json));
+    }
+    fn problem(&mut self, packet: u64, message: String) {
+        self.problems.push(Problem { packet, message });
+    }
+}
+
 /// Field (type or IE id, length) lists of the templates seen so far.
-#[derive(Default)]
-pub struct Decoder {
+pub struct Decoder<'s> {
     templates: HashMap<TemplateKey, Vec<(u16, u16)>>,
-    out: Decoded,
+    sink: &'s mut dyn CaptureSink,
+    /// Packets read.
+    pub packets: u64,
+    /// Data records whose template had not been seen.
+    pub before_template: u64,
+    refused_templates: u64,
 }
 
 fn be16(b: &[u8], i: usize) -> Option<u16> {
@@ -173,126 +203,27 @@ impl FlowOut {
     }
 }
 
-impl Decoder {
-    /// Decodes a whole capture.
+impl Decoder<'_> {
+    /// Decodes a whole capture held in memory.
     pub fn decode_capture(data: &[u8]) -> Decoded {
-        let mut d = Decoder::default();
-        if data.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
-            d.pcapng(data);
-        } else {
-            d.pcap(data);
-        }
-        d.out
+        let mut out = Decoded::default();
+        let (packets, before) = {
+            let mut d = Decoder::new(&mut out);
+            d.read(data);
+            (d.packets, d.before_template)
+        };
+        out.packets = packets;
+        out.before_template = before;
+        out
     }
 
     fn problem(&mut self, packet: u64, message: impl Into<String>) {
-        self.out.problems.push(Problem {
-            packet,
-            message: message.into(),
-        });
-    }
-
-    fn pcap(&mut self, data: &[u8]) {
-        let le = matches!(
-            data.get(..4),
-            Some([0xd4, 0xc3, 0xb2, 0xa1]) | Some([0x4d, 0x3c, 0xb2, 0xa1])
-        );
-        let rd = |i: usize| -> Option<u32> {
-            let b: [u8; 4] = data.get(i..i + 4)?.try_into().ok()?;
-            Some(if le {
-                u32::from_le_bytes(b)
-            } else {
-                u32::from_be_bytes(b)
-            })
-        };
-        let Some(link) = rd(20) else {
-            self.problem(0, "capture header cut off");
-            return;
-        };
-        let mut i = 24;
-        let mut n = 0u64;
-        while i < data.len() {
-            n += 1;
-            let Some(len) = rd(i + 8).map(|l| l as usize) else {
-                self.problem(n, "packet header cut off; rest of the capture skipped");
-                return;
-            };
-            let Some(pkt) = data.get(i + 16..i + 16 + len) else {
-                self.problem(n, "packet cut off at the end of the capture; skipped");
-                return;
-            };
-            self.out.packets += 1;
-            self.link(n, link as u16, pkt);
-            i += 16 + len;
-        }
-    }
-
-    fn pcapng(&mut self, data: &[u8]) {
-        let mut links: Vec<u16> = Vec::new();
-        let mut le = true;
-        let mut i = 0;
-        let mut n = 0u64;
-        while i + 12 <= data.len() {
-            let ty = u32::from_le_bytes(data[i..i + 4].try_into().unwrap_or([0; 4]));
-            if ty == 0x0a0d0d0a {
-                // Section header: the byte-order magic says how to read the rest.
-                le = data.get(i + 8..i + 12) == Some(&[0x4d, 0x3c, 0x2b, 0x1a]);
-                links.clear();
-            }
-            let rd = |j: usize| -> Option<u32> {
-                let b: [u8; 4] = data.get(j..j + 4)?.try_into().ok()?;
-                Some(if le {
-                    u32::from_le_bytes(b)
-                } else {
-                    u32::from_be_bytes(b)
-                })
-            };
-            let Some(len) = rd(i + 4).map(|l| l as usize) else {
-                break;
-            };
-            if len < 12 || i + len > data.len() {
-                self.problem(n + 1, "pcapng block cut off; rest of the capture skipped");
-                return;
-            }
-            let body = &data[i + 8..i + len - 4];
-            let ty = rd(i).unwrap_or(0);
-            match ty {
-                1 => links.push(
-                    body.get(..2)
-                        .map(|b| {
-                            if le {
-                                u16::from_le_bytes([b[0], b[1]])
-                            } else {
-                                u16::from_be_bytes([b[0], b[1]])
-                            }
-                        })
-                        .unwrap_or(1),
-                ),
-                6 => {
-                    n += 1;
-                    self.out.packets += 1;
-                    let iface = rd(i + 8).unwrap_or(0) as usize;
-                    let cap = rd(i + 20).unwrap_or(0) as usize;
-                    if let Some(pkt) = body.get(20..20 + cap) {
-                        self.link(n, links.get(iface).copied().unwrap_or(1), pkt);
-                    } else {
-                        self.problem(n, "packet longer than its block; skipped");
-                    }
-                }
-                3 => {
-                    n += 1;
-                    self.out.packets += 1;
-                    let pkt = body.get(4..).unwrap_or(&[]);
-                    self.link(n, links.first().copied().unwrap_or(1), pkt);
-                }
-                _ => {}
-            }
-            i += len;
-        }
+        self.sink.problem(packet, message.into());
     }
 
     /// Strips the link layer, IP and UDP; decodes NetFlow/IPFIX payloads.
     fn link(&mut self, n: u64, link: u16, pkt: &[u8]) {
+        self.packets += 1;
         let ip = match link {
             1 => {
                 let mut off = 12;
@@ -367,7 +298,7 @@ impl Decoder {
                 ..Default::default()
             };
             if let Some(j) = f.json(exporter, 5, now_ms) {
-                self.out.flows.push((n, j));
+                self.sink.flow(n, j);
             }
         }
     }
@@ -417,13 +348,26 @@ impl Decoder {
                             fields.push((ty, fl));
                         }
                     }
-                    self.templates.insert((exporter, domain, tid), fields);
+                    let key = (exporter, domain, tid);
+                    if self.templates.len() >= MAX_TEMPLATES && !self.templates.contains_key(&key) {
+                        self.refused_templates += 1;
+                        if self.refused_templates == 1 {
+                            self.problem(
+                                n,
+                                format!(
+                                    "more than {MAX_TEMPLATES} templates; later ones are not kept"
+                                ),
+                            );
+                        }
+                        continue;
+                    }
+                    self.templates.insert(key, fields);
                 }
             } else if id == opt {
                 // Options templates describe exporter metadata, not flows.
             } else if id >= 256 {
                 let Some(fields) = self.templates.get(&(exporter, domain, id)).cloned() else {
-                    self.out.before_template += 1;
+                    self.before_template += 1;
                     self.problem(
                         n,
                         format!("data set for template {id} of exporter {exporter} (domain {domain}) before its template; skipped"),
@@ -436,7 +380,7 @@ impl Decoder {
                     .map(|(_, l)| if *l == 65535 { 1 } else { *l as usize })
                     .sum();
                 let mut j = 0;
-                while min_len > 0 && j + min_len <= set.len() {
+                'records: while min_len > 0 && j + min_len <= set.len() {
                     let mut f = FlowOut::default();
                     for (ty, fl) in &fields {
                         let mut l = *fl as usize;
@@ -452,12 +396,15 @@ impl Decoder {
                                 first
                             };
                         }
-                        let Some(v) = set.get(j..j + l) else { break };
+                        let Some(v) = set.get(j..j + l) else {
+                            self.problem(n, format!("data record of template {id} cut off"));
+                            break 'records;
+                        };
                         f.field(*ty, v, uptime_base);
                         j += l;
                     }
                     if let Some(js) = f.json(exporter, version, now_ms) {
-                        self.out.flows.push((n, js));
+                        self.sink.flow(n, js);
                     }
                 }
             }
@@ -498,6 +445,366 @@ impl Decoder {
             uptime_base: None,
         };
         self.sets(m, &p[16..end]);
+    }
+}
+
+/// Bytes of a capture read as they are needed, from any reader: memory holds the longest
+/// record read, not the capture.
+struct Window<R> {
+    src: R,
+    buf: Vec<u8>,
+    /// Start of the unread bytes in `buf`.
+    pos: usize,
+    /// Offset in the capture of `buf[0]`.
+    base: u64,
+    eof: bool,
+    error: Option<std::io::Error>,
+}
+
+impl<R: Read> Window<R> {
+    fn new(src: R) -> Self {
+        Window {
+            src,
+            buf: Vec::new(),
+            pos: 0,
+            base: 0,
+            eof: false,
+            error: None,
+        }
+    }
+
+    /// Makes `n` bytes from the current position available; false at the end of the input.
+    fn need(&mut self, n: usize) -> bool {
+        while self.buf.len() - self.pos < n && !self.eof {
+            if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+                self.buf.drain(..self.pos);
+                self.base += self.pos as u64;
+                self.pos = 0;
+            }
+            let want = (n - (self.buf.len() - self.pos)).max(64 * 1024);
+            let old = self.buf.len();
+            self.buf.resize(old + want, 0);
+            match self.src.read(&mut self.buf[old..]) {
+                Ok(0) => {
+                    self.buf.truncate(old);
+                    self.eof = true;
+                }
+                Ok(k) => self.buf.truncate(old + k),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.buf.truncate(old),
+                Err(e) => {
+                    self.buf.truncate(old);
+                    self.eof = true;
+                    self.error = Some(e);
+                }
+            }
+        }
+        self.buf.len() - self.pos >= n
+    }
+
+    fn at(&self, off: usize, n: usize) -> Option<&[u8]> {
+        self.buf.get(self.pos + off..self.pos + off + n)
+    }
+
+    fn skip(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+    }
+
+    /// Offset in the capture of the current position.
+    fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    fn left(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+}
+
+fn u32_of(b: &[u8], le: bool) -> u32 {
+    let a: [u8; 4] = b.get(..4).and_then(|x| x.try_into().ok()).unwrap_or([0; 4]);
+    if le {
+        u32::from_le_bytes(a)
+    } else {
+        u32::from_be_bytes(a)
+    }
+}
+
+/// A pcap record header that a capture writer could have written.
+#[derive(Clone, Copy)]
+struct PcapFormat {
+    le: bool,
+    nanos: bool,
+    max_len: usize,
+}
+
+impl PcapFormat {
+    /// (captured length) of a plausible record header.
+    fn record(&self, h: &[u8], last_ts: Option<u32>) -> Option<usize> {
+        let ts = u32_of(h, self.le);
+        let frac = u32_of(&h[4..], self.le);
+        let incl = u32_of(&h[8..], self.le) as usize;
+        let orig = u32_of(&h[12..], self.le) as usize;
+        let frac_ok = frac < if self.nanos { 1_000_000_000 } else { 1_000_000 };
+        // Within ten years of the previous packet.
+        let ts_ok = last_ts.is_none_or(|l| ts.abs_diff(l) < 10 * 366 * 86_400);
+        (frac_ok && ts_ok && incl <= self.max_len && incl <= orig.max(incl) && orig < 1 << 24)
+            .then_some(incl)
+    }
+}
+
+/// pcapng block types known to writers (a block of another type found while resynchronising
+/// is not trusted).
+const PCAPNG_BLOCKS: [u32; 9] = [0x0a0d0d0a, 1, 2, 3, 4, 5, 6, 9, 10];
+
+impl Decoder<'_> {
+    /// A decoder that hands flows and problems to `sink`.
+    pub fn new(sink: &mut dyn CaptureSink) -> Decoder<'_> {
+        Decoder {
+            templates: HashMap::new(),
+            sink,
+            packets: 0,
+            before_template: 0,
+            refused_templates: 0,
+        }
+    }
+
+    /// Reads a pcap or pcapng capture from `src` to its end. A damaged record or block is
+    /// reported with its packet number and offset, and reading picks up again at the next
+    /// record or block that is well formed (pcap: a plausible header followed by another or by
+    /// the end; pcapng: a known block type whose two lengths agree). Returns the read error
+    /// that ended the input early, if any.
+    pub fn read(&mut self, src: impl Read) -> Option<std::io::Error> {
+        let mut w = Window::new(src);
+        if !w.need(4) {
+            self.problem(0, "capture header cut off");
+            return w.error;
+        }
+        if w.at(0, 4) == Some(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+            self.pcapng(&mut w);
+        } else {
+            self.pcap(&mut w);
+        }
+        w.error
+    }
+
+    fn pcap<R: Read>(&mut self, w: &mut Window<R>) {
+        if !w.need(24) {
+            self.problem(0, "capture header cut off");
+            return;
+        }
+        let magic = w.at(0, 4).unwrap_or(&[]).to_vec();
+        let le = matches!(
+            magic[..],
+            [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1]
+        );
+        let nanos = matches!(
+            magic[..],
+            [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d]
+        );
+        let header = w.at(0, 24).unwrap_or(&[]).to_vec();
+        let snaplen = u32_of(&header[16..], le) as usize;
+        let link = u32_of(&header[20..], le) as u16;
+        let fmt = PcapFormat {
+            le,
+            nanos,
+            max_len: if snaplen == 0 {
+                MAX_RECORD_BYTES
+            } else {
+                snaplen.min(MAX_RECORD_BYTES)
+            },
+        };
+        w.skip(24);
+        let mut n = 0u64;
+        let mut last_ts: Option<u32> = None;
+        loop {
+            if !w.need(16) {
+                if w.left() > 0 {
+                    self.problem(
+                        n + 1,
+                        format!(
+                            "packet header cut off at the end of the capture (offset {})",
+                            w.offset()
+                        ),
+                    );
+                }
+                return;
+            }
+            let h = w.at(0, 16).unwrap_or(&[]).to_vec();
+            let incl = match fmt.record(&h, last_ts) {
+                Some(incl) => incl,
+                None => {
+                    let at = w.offset();
+                    let len = u32_of(&h[8..], le);
+                    w.skip(1);
+                    let skipped = self.pcap_resync(w, fmt, last_ts) + 1;
+                    let next = if w.left() > 0 || w.need(1) {
+                        format!("reading goes on at offset {}", w.offset())
+                    } else {
+                        "no later packet found".to_owned()
+                    };
+                    self.problem(
+                        n + 1,
+                        format!(
+                            "packet header at offset {at} is damaged (length {len}, snap length {snaplen}); {skipped} bytes skipped, {next}"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if !w.need(16 + incl) {
+                self.problem(
+                    n + 1,
+                    format!(
+                        "packet cut off at the end of the capture ({} of {incl} bytes)",
+                        w.left().saturating_sub(16)
+                    ),
+                );
+                return;
+            }
+            n += 1;
+            last_ts = Some(u32_of(&h, le));
+            let pkt = w.at(16, incl).unwrap_or(&[]).to_vec();
+            self.link(n, link, &pkt);
+            w.skip(16 + incl);
+        }
+    }
+
+    /// Moves to the next offset where a plausible record header is followed by another (or by
+    /// the end of the capture); returns the bytes skipped.
+    fn pcap_resync<R: Read>(
+        &mut self,
+        w: &mut Window<R>,
+        fmt: PcapFormat,
+        last_ts: Option<u32>,
+    ) -> u64 {
+        let start = w.offset();
+        loop {
+            if !w.need(16) {
+                let rest = w.left();
+                w.skip(rest);
+                return w.offset() - start;
+            }
+            let h = w.at(0, 16).unwrap_or(&[]).to_vec();
+            if let Some(incl) = fmt.record(&h, last_ts) {
+                let has_next = w.need(16 + incl + 16);
+                let next_ok = if has_next {
+                    let nh = w.at(16 + incl, 16).unwrap_or(&[]).to_vec();
+                    fmt.record(&nh, Some(u32_of(&h, fmt.le))).is_some()
+                } else {
+                    // The last record: it must end exactly at the end of the capture.
+                    w.left() == 16 + incl
+                };
+                if next_ok {
+                    return w.offset() - start;
+                }
+            }
+            w.skip(1);
+        }
+    }
+
+    fn pcapng<R: Read>(&mut self, w: &mut Window<R>) {
+        let mut links: Vec<u16> = Vec::new();
+        let mut le = true;
+        let mut n = 0u64;
+        loop {
+            if !w.need(12) {
+                if w.left() > 0 {
+                    self.problem(
+                        n + 1,
+                        format!(
+                            "block cut off at the end of the capture (offset {})",
+                            w.offset()
+                        ),
+                    );
+                }
+                return;
+            }
+            let ty_raw = w.at(0, 4).unwrap_or(&[]).to_vec();
+            if ty_raw == [0x0a, 0x0d, 0x0d, 0x0a] {
+                // Section header: the byte-order magic says how to read the rest.
+                le = w.at(8, 4) == Some(&[0x4d, 0x3c, 0x2b, 0x1a]);
+                links.clear();
+            }
+            let len = u32_of(w.at(4, 4).unwrap_or(&[]), le) as usize;
+            let ty = u32_of(&ty_raw, le);
+            let framed = (12..=MAX_RECORD_BYTES).contains(&len) && len.is_multiple_of(4);
+            let whole = framed && w.need(len);
+            let trailer_ok = whole && u32_of(w.at(len - 4, 4).unwrap_or(&[]), le) as usize == len;
+            if !trailer_ok {
+                if framed && !whole {
+                    self.problem(n + 1, format!("block cut off at the end of the capture (offset {}, {} of {len} bytes)", w.offset(), w.left()));
+                    return;
+                }
+                let at = w.offset();
+                w.skip(4);
+                let skipped = self.pcapng_resync(w, le) + 4;
+                let next = if w.left() > 0 || w.need(1) {
+                    format!("reading goes on at offset {}", w.offset())
+                } else {
+                    "no later block found".to_owned()
+                };
+                self.problem(
+                    n + 1,
+                    format!("block at offset {at} is damaged (type {ty}, length {len}); {skipped} bytes skipped, {next}"),
+                );
+                continue;
+            }
+            let block = w.at(0, len).unwrap_or(&[]).to_vec();
+            let body = &block[8..len - 4];
+            match ty {
+                1 => links.push(
+                    body.get(..2)
+                        .map(|b| {
+                            if le {
+                                u16::from_le_bytes([b[0], b[1]])
+                            } else {
+                                u16::from_be_bytes([b[0], b[1]])
+                            }
+                        })
+                        .unwrap_or(1),
+                ),
+                6 => {
+                    n += 1;
+                    let iface = u32_of(body, le) as usize;
+                    let cap = u32_of(body.get(12..).unwrap_or(&[]), le) as usize;
+                    if let Some(pkt) = body.get(20..20usize.saturating_add(cap)) {
+                        self.link(n, links.get(iface).copied().unwrap_or(1), pkt);
+                    } else {
+                        self.problem(n, "packet longer than its block; skipped");
+                    }
+                }
+                3 => {
+                    n += 1;
+                    let pkt = body.get(4..).unwrap_or(&[]);
+                    self.link(n, links.first().copied().unwrap_or(1), pkt);
+                }
+                _ => {}
+            }
+            w.skip(len);
+        }
+    }
+
+    /// Moves to the next 4-byte step where a known block type's two lengths agree; returns the
+    /// bytes skipped.
+    fn pcapng_resync<R: Read>(&mut self, w: &mut Window<R>, le: bool) -> u64 {
+        let start = w.offset();
+        loop {
+            if !w.need(12) {
+                let rest = w.left();
+                w.skip(rest);
+                return w.offset() - start;
+            }
+            let ty = u32_of(w.at(0, 4).unwrap_or(&[]), le);
+            let len = u32_of(w.at(4, 4).unwrap_or(&[]), le) as usize;
+            if PCAPNG_BLOCKS.contains(&ty)
+                && (12..=MAX_RECORD_BYTES).contains(&len)
+                && len.is_multiple_of(4)
+                && w.need(len)
+                && u32_of(w.at(len - 4, 4).unwrap_or(&[]), le) as usize == len
+            {
+                return w.offset() - start;
+            }
+            w.skip(4);
+        }
     }
 }
 
@@ -718,5 +1025,102 @@ pub(crate) mod tests {
         let d = Decoder::decode_capture(&cap);
         assert_eq!(d.flows.len(), 0);
         assert!(d.problems[0].message.contains("cut off"));
+    }
+
+    /// 6,000 packets of one v5 flow each, and the offset of each record header.
+    fn big_capture() -> (Vec<u8>, Vec<usize>) {
+        let payloads: Vec<Vec<u8>> = (0..6000u32)
+            .map(|k| v5([10, 0, (k >> 8) as u8, k as u8], [203, 0, 113, 66], 443, k))
+            .collect();
+        let cap = pcap([192, 0, 2, 1], &payloads);
+        let mut offsets = Vec::new();
+        let mut i = 24;
+        while i + 16 <= cap.len() {
+            offsets.push(i);
+            i += 16 + u32::from_le_bytes(cap[i + 8..i + 12].try_into().unwrap()) as usize;
+        }
+        (cap, offsets)
+    }
+
+    /// A record length damaged in the middle of a capture is reported as such, with its offset,
+    /// and the packets after it are read (all of them used to be dropped as "cut off").
+    #[test]
+    fn a_damaged_record_header_is_skipped_and_reading_resumes() {
+        let (mut cap, offsets) = big_capture();
+        let at = offsets[1500];
+        cap[at + 8..at + 12].copy_from_slice(&0xfff0_0000u32.to_le_bytes());
+        let d = Decoder::decode_capture(&cap);
+        assert_eq!(d.flows.len(), 5999, "{:?}", d.problems);
+        assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
+        let m = &d.problems[0].message;
+        assert!(
+            m.contains(&format!("packet header at offset {at} is damaged")),
+            "{m}"
+        );
+        assert!(m.contains("reading goes on at offset"), "{m}");
+        assert_eq!(d.problems[0].packet, 1501);
+        // A plausible but wrong length: that packet and the one it runs into are lost.
+        let (mut cap, offsets) = big_capture();
+        let at = offsets[3000];
+        let len = u32::from_le_bytes(cap[at + 8..at + 12].try_into().unwrap());
+        cap[at + 8..at + 12].copy_from_slice(&(len + 40).to_le_bytes());
+        cap[at + 12..at + 16].copy_from_slice(&(len + 40).to_le_bytes());
+        let d = Decoder::decode_capture(&cap);
+        assert!(
+            d.flows.len() >= 5998,
+            "{} flows, {:?}",
+            d.flows.len(),
+            d.problems
+        );
+        // The same damage in a pcapng block.
+        let (cap, _) = big_capture();
+        let mut ng = pcapng_of(&cap);
+        let mut i = 0;
+        let mut blocks = Vec::new();
+        while i + 8 <= ng.len() {
+            blocks.push(i);
+            i += u32::from_le_bytes(ng[i + 4..i + 8].try_into().unwrap()) as usize;
+        }
+        let at = blocks[2000];
+        ng[at + 4..at + 8].copy_from_slice(&7u32.to_le_bytes());
+        let d = Decoder::decode_capture(&ng);
+        assert_eq!(d.flows.len(), 5999, "{:?}", d.problems);
+        assert!(
+            d.problems[0]
+                .message
+                .contains(&format!("block at offset {at} is damaged")),
+            "{:?}",
+            d.problems
+        );
+    }
+
+    /// Decoding reads the capture as a stream: the whole capture is never in memory.
+    #[test]
+    fn captures_are_read_as_a_stream() {
+        struct Count(usize);
+        impl CaptureSink for Count {
+            fn flow(&mut self, _: u64, _: String) {
+                self.0 += 1;
+            }
+            fn problem(&mut self, _: u64, m: String) {
+                panic!("{m}");
+            }
+        }
+        /// A reader that gives a few bytes at a time and says how far ahead it was read.
+        struct Trickle<'a>(&'a [u8], usize);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(7).min(self.0.len() - self.1);
+                buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let (cap, _) = big_capture();
+        let mut c = Count(0);
+        let mut d = Decoder::new(&mut c);
+        assert!(d.read(Trickle(&cap, 0)).is_none());
+        assert_eq!(d.packets, 6000);
+        assert_eq!(c.0, 6000);
     }
 }

@@ -30,12 +30,17 @@ const BATCH_RECORDS: usize = 4096;
 pub struct Limits {
     /// Longest JSON line or record read; longer ones are skipped with an error.
     pub max_record_bytes: usize,
+    /// Most bytes of a compressed EVTX file decompressed into a temporary file (the EVTX
+    /// reader needs to seek); the rest is not read, with an error. Other compressed formats
+    /// are read as a stream and need no such space.
+    pub max_spill_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_record_bytes: 16 << 20,
+            max_spill_bytes: 16 << 30,
         }
     }
 }
@@ -168,18 +173,69 @@ fn read_stream(
         read_stream(file, Box::new(inner), hint, true, year, limits, sink);
         return;
     }
-    match hint.or_else(|| sniff(&head)) {
+    // The binary formats' first bytes say whether the name told the truth: a file that is not
+    // what its name says is sniffed, or refused, before anything else is read of it.
+    let sniffed = sniff(&head);
+    let format = match hint {
+        Some(Format::Evtx) if !head.starts_with(crate::input::EVTX_MAGIC) => {
+            sniffed.filter(|f| *f != Format::Evtx)
+        }
+        Some(Format::Capture) if !crate::netflow::is_capture(&head) => sniffed,
+        Some(h) => Some(h),
+        None => sniffed,
+    };
+    if format.is_none() && hint.is_some() && !head.is_empty() {
+        sink.error(SourceError::new(
+            file,
+            Position::Offset(0),
+            ErrorKind::Format,
+            format!(
+                "named as {} but its content is not (it starts with {}); not read",
+                match hint {
+                    Some(Format::Evtx) => "EVTX",
+                    Some(Format::Capture) => "a capture",
+                    _ => "a log",
+                },
+                head.iter()
+                    .take(8)
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ));
+        return;
+    }
+    match format {
         Some(Format::Evtx) => {
-            let mut data = Vec::new();
-            if let Err(e) = reader.read_to_end(&mut data) {
-                sink.error(SourceError::new(
+            // Spilled to an anonymous temporary file, up to the limit: memory holds one chunk.
+            let spilled = tempfile::tempfile().and_then(|mut tmp| {
+                let copied = io::copy(&mut (&mut reader).take(limits.max_spill_bytes), &mut tmp)?;
+                Ok((tmp, copied))
+            });
+            match spilled {
+                Ok((tmp, copied)) => {
+                    if copied >= limits.max_spill_bytes
+                        && reader.fill_buf().is_ok_and(|b| !b.is_empty())
+                    {
+                        sink.error(SourceError::new(
+                            file,
+                            Position::Offset(copied),
+                            ErrorKind::Decompress,
+                            format!(
+                                "decompressed EVTX larger than the {} GiB limit; the rest is not read",
+                                limits.max_spill_bytes >> 30
+                            ),
+                        ));
+                    }
+                    read_evtx_seekable(file, tmp, sink);
+                }
+                Err(e) => sink.error(SourceError::new(
                     file,
-                    Position::Offset(data.len() as u64),
+                    Position::Offset(0),
                     ErrorKind::Decompress,
-                    format!("{e}; reading what came before"),
-                ));
+                    format!("cannot decompress into a temporary file: {e}"),
+                )),
             }
-            read_evtx_seekable(file, io::Cursor::new(data), sink);
         }
         Some(Format::Json) => read_json(file, reader, limits, sink),
         Some(Format::Capture) => read_capture(file, reader, sink),
@@ -634,26 +690,35 @@ fn read_text_from(
 
 /// Captures are decoded here, in order (templates carry across packets); each flow goes on as a
 /// JSON record numbered by its packet. The whole capture is held in memory while decoded.
-fn read_capture(file: &Arc<str>, mut reader: Box<dyn BufRead>, sink: &mut dyn UnitSink) {
-    let mut data = Vec::new();
-    let result = reader
-        .read_to_end(&mut data)
-        .map_err(|e| (data.len() as u64, e));
-    let decoded = crate::netflow::Decoder::decode_capture(&data);
-    drop(data);
-    let mut batch = Batcher::new(file, Format::Json, 0, sink);
-    for p in decoded.problems {
-        batch.sink.error(SourceError::new(
-            file,
-            Position::Packet(p.packet),
-            ErrorKind::Format,
-            p.message,
-        ));
+fn read_capture(file: &Arc<str>, reader: Box<dyn BufRead>, sink: &mut dyn UnitSink) {
+    /// Flows go out in batches as packets are decoded; memory holds one record at a time.
+    struct Out<'b, 's> {
+        file: &'b Arc<str>,
+        batch: Batcher<'s>,
     }
-    for (packet, json) in decoded.flows {
-        batch.push(packet, json.as_bytes());
+    impl crate::netflow::CaptureSink for Out<'_, '_> {
+        fn flow(&mut self, packet: u64, json: String) {
+            self.batch.push(packet, json.as_bytes());
+        }
+        fn problem(&mut self, packet: u64, message: String) {
+            self.batch.sink.error(SourceError::new(
+                self.file,
+                Position::Packet(packet),
+                ErrorKind::Format,
+                message,
+            ));
+        }
     }
-    batch.finish(result.map(|_| ()));
+    let mut out = Out {
+        file,
+        batch: Batcher::new(file, Format::Json, 0, sink),
+    };
+    let error = crate::netflow::Decoder::new(&mut out).read(reader);
+    let Out { batch, .. } = out;
+    batch.finish(match error {
+        Some(e) => Err((0, e)),
+        None => Ok(()),
+    });
 }
 
 fn read_json(
@@ -1138,6 +1203,7 @@ mod tests {
             &text,
             Limits {
                 max_record_bytes: 1000,
+                ..Limits::default()
             },
         );
         assert_eq!(ev, vec![(1, "1".into()), (3, "3".into())]);

@@ -129,6 +129,43 @@ impl Alert {
     }
 }
 
+/// Alerts in output order that can be walked more than once: a list in memory, or sorted runs
+/// spilled to disk by a run too large to hold (see `cellwarden-pipeline`).
+pub trait AlertSource {
+    /// Calls `f` on each alert in order; stops at the first error (an error reading a spilled
+    /// run, or the one `f` returns).
+    fn try_each(&self, f: &mut dyn FnMut(&Alert) -> std::io::Result<()>) -> std::io::Result<()>;
+    /// How many alerts there are.
+    fn count(&self) -> usize;
+}
+
+impl AlertSource for [Alert] {
+    fn try_each(&self, f: &mut dyn FnMut(&Alert) -> std::io::Result<()>) -> std::io::Result<()> {
+        self.iter().try_for_each(f)
+    }
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<const N: usize> AlertSource for [Alert; N] {
+    fn try_each(&self, f: &mut dyn FnMut(&Alert) -> std::io::Result<()>) -> std::io::Result<()> {
+        self.as_slice().try_each(f)
+    }
+    fn count(&self) -> usize {
+        N
+    }
+}
+
+impl AlertSource for Vec<Alert> {
+    fn try_each(&self, f: &mut dyn FnMut(&Alert) -> std::io::Result<()>) -> std::io::Result<()> {
+        self.as_slice().try_each(f)
+    }
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
 const TACTICS: [(&str, &str); 14] = [
     ("ta0043", "reconnaissance"),
     ("ta0042", "resource-development"),

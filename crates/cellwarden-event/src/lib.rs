@@ -9,7 +9,7 @@
 mod alert;
 mod value;
 
-pub use alert::{Alert, CorrelationInfo, Level, RuleInfo, attack_from_tags};
+pub use alert::{Alert, AlertSource, CorrelationInfo, Level, RuleInfo, attack_from_tags};
 pub use jiff::Timestamp;
 pub use value::Value;
 

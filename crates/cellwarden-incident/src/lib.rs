@@ -285,17 +285,22 @@ pub fn incident_json(inc: &Incident, alerts: &[Alert]) -> serde_json::Value {
 }
 
 /// An ATT&CK Navigator layer (format 4.5): every technique seen, scored by its alert count.
-pub fn attack_layer(alerts: &[Alert]) -> serde_json::Value {
-    let mut counts: BTreeMap<&str, (u64, BTreeSet<&str>)> = BTreeMap::new();
-    for a in alerts {
+pub fn attack_layer<A: cellwarden_event::AlertSource + ?Sized>(
+    alerts: &A,
+) -> std::io::Result<serde_json::Value> {
+    let mut counts: BTreeMap<String, (u64, BTreeSet<String>)> = BTreeMap::new();
+    alerts.try_each(&mut |a| {
         for t in &a.rule.techniques {
-            let e = counts.entry(t.as_str()).or_default();
+            let e = counts.entry(t.clone()).or_default();
             e.0 += 1;
-            e.1.insert(a.rule.title.as_str());
+            if !e.1.contains(&a.rule.title) {
+                e.1.insert(a.rule.title.clone());
+            }
         }
-    }
+        Ok(())
+    })?;
     let max = counts.values().map(|(n, _)| *n).max().unwrap_or(1);
-    serde_json::json!({
+    Ok(serde_json::json!({
         "name": "cellwarden hunt",
         "versions": {"layer": "4.5", "navigator": "5.1.0"},
         "domain": "enterprise-attack",
@@ -305,10 +310,10 @@ pub fn attack_layer(alerts: &[Alert]) -> serde_json::Value {
         "techniques": counts.iter().map(|(t, (n, rules))| serde_json::json!({
             "techniqueID": t,
             "score": n,
-            "comment": rules.iter().copied().collect::<Vec<_>>().join("; "),
+            "comment": rules.iter().map(String::as_str).collect::<Vec<_>>().join("; "),
             "enabled": true,
         })).collect::<Vec<_>>(),
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -392,7 +397,7 @@ mod tests {
         );
         // Same input, same ids.
         assert_eq!(build(&alerts, 3600)[0].id, big.id);
-        let layer = attack_layer(&alerts);
+        let layer = attack_layer(&alerts).unwrap();
         assert_eq!(layer["techniques"][0]["techniqueID"], "T1003.001");
         assert_eq!(layer["techniques"][0]["score"], 5);
         let j = incident_json(big, &alerts);

@@ -9,12 +9,14 @@
 //! Alerts and errors are then put in a total order (alerts by time, file, record, rule id), so
 //! the output is the same whatever the thread count.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cellwarden_event::Alert;
 use cellwarden_source::{InputFile, Limits, Mapping, SourceError, Unit, UnitSink, read_input};
 
+use crate::alerts::{AlertSet, Spill, alert_bytes, sort_alerts};
 use crate::core::{DbSetup, DetectionCore, Detectors, Findings, NetSetup, Stage};
 
 /// Settings of one run.
@@ -28,7 +30,13 @@ pub struct HuntConfig {
     pub db: DbSetup,
     /// Flow analytics.
     pub net: NetSetup,
+    /// Memory for single-event alerts (estimated bytes, shared by the workers): past it a
+    /// worker sorts its alerts and writes them to a temporary file, merged at output.
+    pub alert_memory: usize,
 }
+
+/// The default [`HuntConfig::alert_memory`]: 256 MiB.
+pub const ALERT_MEMORY: usize = 256 << 20;
 
 impl Default for HuntConfig {
     fn default() -> Self {
@@ -39,6 +47,7 @@ impl Default for HuntConfig {
             limits: Limits::default(),
             db: DbSetup::default(),
             net: NetSetup::default(),
+            alert_memory: ALERT_MEMORY,
         }
     }
 }
@@ -59,8 +68,8 @@ pub struct Progress {
 /// What a run produced.
 #[derive(Debug)]
 pub struct HuntResult {
-    /// In output order.
-    pub alerts: Vec<Alert>,
+    /// In output order (in memory, or partly in sorted runs on disk).
+    pub alerts: AlertSet,
     /// Sorted by file and position.
     pub errors: Vec<SourceError>,
     /// Input files.
@@ -106,11 +115,14 @@ pub fn hunt(
     let threads = config.threads.max(1);
     let (tx, rx) = crossbeam_channel::bounded::<Unit>(threads * 2);
     let mut read_errors = Vec::new();
+    let spill = Arc::new(Spill::default());
+    let budget = config.alert_memory / threads;
     let worker_out: Vec<WorkerOut> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let rx = rx.clone();
-                s.spawn(move || worker(rx, mapping, detectors, progress))
+                let spill = Arc::clone(&spill);
+                s.spawn(move || worker(rx, mapping, detectors, progress, &spill, budget))
             })
             .collect();
         drop(rx);
@@ -132,11 +144,13 @@ pub fn hunt(
     });
     let mut alerts = Vec::new();
     let mut errors = read_errors;
+    let mut spill_errors = Vec::new();
     let mut events = 0;
     let mut core: Option<DetectionCore<'_>> = None;
     for w in worker_out {
         alerts.extend(w.alerts);
         errors.extend(w.errors);
+        spill_errors.extend(w.spill_error);
         events += w.events;
         match &mut core {
             Some(c) => c.merge(w.core),
@@ -145,11 +159,11 @@ pub fn hunt(
     }
     let core = core.unwrap_or_else(|| DetectionCore::new(detectors, Stage::All));
     let findings = core.finish(&mut alerts);
-    sort_alerts(&mut alerts);
+    errors.extend(spill_errors);
     errors.sort();
     let bytes = progress.bytes.load(Ordering::Relaxed);
     HuntResult {
-        alerts,
+        alerts: AlertSet::with_spill(alerts, spill),
         errors,
         files: inputs.len(),
         events,
@@ -159,13 +173,10 @@ pub fn hunt(
     }
 }
 
-/// The output order: time (events without one first), file, record, rule id.
-pub fn sort_alerts(alerts: &mut [Alert]) {
-    alerts.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-}
-
 struct WorkerOut<'a> {
     alerts: Vec<Alert>,
+    /// Writing a run failed: its alerts stayed in memory.
+    spill_error: Option<SourceError>,
     errors: Vec<SourceError>,
     events: u64,
     core: DetectionCore<'a>,
@@ -176,12 +187,16 @@ fn worker<'a>(
     mapping: &Mapping,
     detectors: Detectors<'a>,
     progress: &Progress,
+    spill: &Spill,
+    budget: usize,
 ) -> WorkerOut<'a> {
     let mut core = DetectionCore::new(detectors, Stage::All);
     let settings = cellwarden_source::evtx_settings();
     let mut alerts = Vec::new();
     let mut errors = Vec::new();
     let mut total = 0;
+    let mut held = 0usize;
+    let mut spill_error = None;
     for unit in rx {
         let before = alerts.len();
         let n = unit.decode(mapping, &settings, &mut errors, &mut |ev| {
@@ -192,9 +207,29 @@ fn worker<'a>(
         progress
             .alerts
             .fetch_add((alerts.len() - before) as u64, Ordering::Relaxed);
+        held += alerts[before..].iter().map(alert_bytes).sum::<usize>();
+        if held > budget && spill_error.is_none() {
+            sort_alerts(&mut alerts);
+            match spill.write(&alerts) {
+                Ok(()) => alerts.clear(),
+                Err(e) => {
+                    // Kept in memory; said once.
+                    spill_error = Some(SourceError::new(
+                        &Arc::from("alerts"),
+                        cellwarden_source::Position::File,
+                        cellwarden_source::ErrorKind::Io,
+                        format!(
+                            "cannot write alerts to a temporary file ({e}); they are kept in memory"
+                        ),
+                    ));
+                }
+            }
+            held = 0;
+        }
     }
     WorkerOut {
         alerts,
+        spill_error,
         errors,
         events: total,
         core,

@@ -6,9 +6,11 @@
 //! worker threads, and `cellwarden-stream` drives the same core over endless input.
 //! [`scope`] assembles the subscriber exposure report from what the analytics gathered.
 
+pub mod alerts;
 pub mod core;
 pub mod hunt;
 pub mod scope;
 
+pub use crate::alerts::{AlertSet, sort_alerts};
 pub use crate::core::{DbSetup, DetectionCore, Detectors, Fed, Findings, NetSetup, Stage};
-pub use crate::hunt::{HuntConfig, HuntResult, Progress, hunt, sort_alerts};
+pub use crate::hunt::{ALERT_MEMORY, HuntConfig, HuntResult, Progress, hunt};

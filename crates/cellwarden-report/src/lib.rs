@@ -15,7 +15,7 @@ pub use scope::{html_escape, write_scope_csv, write_scope_html, write_scope_json
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 
-use cellwarden_event::{Alert, Level};
+use cellwarden_event::{Alert, AlertSource, Level};
 
 /// The JSON object written for one alert.
 pub fn alert_json(a: &Alert) -> serde_json::Value {
@@ -54,19 +54,25 @@ pub fn alert_json(a: &Alert) -> serde_json::Value {
 }
 
 /// One JSON object per line.
-pub fn write_jsonl(w: &mut dyn Write, alerts: &[Alert]) -> io::Result<()> {
-    for a in alerts {
+pub fn write_jsonl<A: AlertSource + ?Sized>(w: &mut dyn Write, alerts: &A) -> io::Result<()> {
+    alerts.try_each(&mut |a| {
         serde_json::to_writer(&mut *w, &alert_json(a))?;
-        w.write_all(b"\n")?;
-    }
-    Ok(())
+        w.write_all(b"\n")
+    })
 }
 
-/// One JSON array of alerts.
-pub fn write_json_array(w: &mut dyn Write, alerts: &[Alert]) -> io::Result<()> {
-    let all: Vec<serde_json::Value> = alerts.iter().map(alert_json).collect();
-    serde_json::to_writer(&mut *w, &all)?;
-    w.write_all(b"\n")
+/// One JSON array of alerts (written as it goes: memory holds one alert).
+pub fn write_json_array<A: AlertSource + ?Sized>(w: &mut dyn Write, alerts: &A) -> io::Result<()> {
+    w.write_all(b"[")?;
+    let mut first = true;
+    alerts.try_each(&mut |a| {
+        if !first {
+            w.write_all(b",")?;
+        }
+        first = false;
+        serde_json::to_writer(&mut *w, &alert_json(a)).map_err(io::Error::from)
+    })?;
+    w.write_all(b"]\n")
 }
 
 /// Neutralises spreadsheet formulas in a CSV cell.
@@ -110,13 +116,17 @@ const CSV_FIXED: [&str; 9] = [
 
 /// CSV: the JSONL columns, then one `event.<field>` column per event field seen in any alert
 /// (sorted by name).
-pub fn write_csv(w: &mut dyn Write, alerts: &[Alert]) -> io::Result<()> {
+pub fn write_csv<A: AlertSource + ?Sized>(w: &mut dyn Write, alerts: &A) -> io::Result<()> {
+    // Two walks: the columns, then the rows.
     let mut names = BTreeSet::new();
-    for a in alerts {
+    alerts.try_each(&mut |a| {
         for (k, _) in &a.event.fields {
-            names.insert(k.as_ref());
+            if !names.contains(k.as_ref()) {
+                names.insert(k.to_string());
+            }
         }
-    }
+        Ok(())
+    })?;
     let mut out = csv::Writer::from_writer(w);
     let header: Vec<String> = CSV_FIXED
         .iter()
@@ -124,7 +134,7 @@ pub fn write_csv(w: &mut dyn Write, alerts: &[Alert]) -> io::Result<()> {
         .chain(names.iter().map(|n| csv_cell(&format!("event.{n}"))))
         .collect();
     out.write_record(&header)?;
-    for a in alerts {
+    alerts.try_each(&mut |a| {
         let mut row: Vec<String> = vec![
             a.event.timestamp_rfc3339(),
             csv_cell(&a.rule.id),
@@ -146,8 +156,8 @@ pub fn write_csv(w: &mut dyn Write, alerts: &[Alert]) -> io::Result<()> {
             };
             row.push(csv_cell(&cell));
         }
-        out.write_record(&row)?;
-    }
+        out.write_record(&row).map_err(io::Error::from)
+    })?;
     out.flush()
 }
 
@@ -207,58 +217,62 @@ const DETAIL_FIELDS: [&str; 10] = [
     "DestinationIp",
 ];
 
-/// An aligned table for people. Colours by level when `colour` is set.
-pub fn write_table(w: &mut dyn Write, alerts: &[Alert], use_colour: bool) -> io::Result<()> {
-    let rows: Vec<[String; 6]> = alerts
-        .iter()
-        .map(|a| {
-            let detail = match &a.correlation {
-                Some(c) => {
-                    let group: Vec<String> =
-                        c.group.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    format!(
-                        "{} {} over {} events {}",
-                        c.kind,
-                        c.value,
-                        c.events.len(),
-                        group.join(" ")
-                    )
-                }
-                None => DETAIL_FIELDS
-                    .iter()
-                    .find_map(|f| a.event.get_str(f).map(|v| format!("{f}={v}")))
-                    .unwrap_or_default(),
-            };
-            [
-                a.event
-                    .timestamp_rfc3339()
-                    .get(..19)
-                    .unwrap_or("")
-                    .replace('T', " "),
-                a.level.as_str().to_owned(),
-                truncate(&sanitize_terminal(&a.rule.title), 60),
-                truncate(
-                    &sanitize_terminal(a.event.host.as_deref().unwrap_or("-")),
-                    24,
-                ),
-                truncate(
-                    &sanitize_terminal(&format!(
-                        "{}:{}",
-                        a.event.origin.file, a.event.origin.record
-                    )),
-                    48,
-                ),
-                truncate(&sanitize_terminal(&detail), 80),
-            ]
-        })
-        .collect();
+/// The cells of one alert's table row.
+fn table_row(a: &Alert) -> [String; 6] {
+    let detail = match &a.correlation {
+        Some(c) => {
+            let group: Vec<String> = c.group.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!(
+                "{} {} over {} events {}",
+                c.kind,
+                c.value,
+                c.events.len(),
+                group.join(" ")
+            )
+        }
+        None => DETAIL_FIELDS
+            .iter()
+            .find_map(|f| a.event.get_str(f).map(|v| format!("{f}={v}")))
+            .unwrap_or_default(),
+    };
+    [
+        a.event
+            .timestamp_rfc3339()
+            .get(..19)
+            .unwrap_or("")
+            .replace('T', " "),
+        a.level.as_str().to_owned(),
+        truncate(&sanitize_terminal(&a.rule.title), 60),
+        truncate(
+            &sanitize_terminal(a.event.host.as_deref().unwrap_or("-")),
+            24,
+        ),
+        truncate(
+            &sanitize_terminal(&format!(
+                "{}:{}",
+                a.event.origin.file, a.event.origin.record
+            )),
+            48,
+        ),
+        truncate(&sanitize_terminal(&detail), 80),
+    ]
+}
+
+/// An aligned table for people. Colours by level when `colour` is set. Two walks over the
+/// alerts: the column widths, then the rows.
+pub fn write_table<A: AlertSource + ?Sized>(
+    w: &mut dyn Write,
+    alerts: &A,
+    use_colour: bool,
+) -> io::Result<()> {
     let header = ["TIME (UTC)", "LEVEL", "RULE", "HOST", "SOURCE", "DETAIL"];
     let mut widths = header.map(|h| h.chars().count());
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
+    alerts.try_each(&mut |a| {
+        for (i, c) in table_row(a).iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
         }
-    }
+        Ok(())
+    })?;
     let line = |cells: &[String], w: &[usize]| -> String {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
@@ -273,15 +287,14 @@ pub fn write_table(w: &mut dyn Write, alerts: &[Alert], use_colour: bool) -> io:
     };
     let hdr: Vec<String> = header.iter().map(|s| s.to_string()).collect();
     writeln!(w, "{}", line(&hdr, &widths))?;
-    for (a, r) in alerts.iter().zip(&rows) {
-        let text = line(r, &widths);
+    alerts.try_each(&mut |a| {
+        let text = line(&table_row(a), &widths);
         if use_colour {
-            writeln!(w, "{}{}\x1b[0m", colour(a.level), text)?;
+            writeln!(w, "{}{}\x1b[0m", colour(a.level), text)
         } else {
-            writeln!(w, "{text}")?;
+            writeln!(w, "{text}")
         }
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -147,6 +147,10 @@ pub struct HuntArgs {
     /// Skip the database and flow analytics (to measure the rest alone).
     #[arg(long, hide = true)]
     pub no_analytics: bool,
+    /// MiB of memory for alerts; past it they are sorted into temporary files and merged at
+    /// output (`--incidents` and `--store` read them all back into memory).
+    #[arg(long, default_value_t = 256)]
+    pub alert_memory: usize,
     /// Record the run in a case store (SQLite; default ./cellwarden.db).
     #[arg(long, num_args = 0..=1, default_missing_value = "cellwarden.db")]
     pub store: Option<PathBuf>,

@@ -44,6 +44,10 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
         ..HuntConfig::default()
     };
     let result = run_pipeline(&inputs, &Mapping::builtin(), &loaded.rules, &hunt_config);
+    let alerts = result
+        .alerts
+        .to_vec()
+        .map_err(|e| Failure::Failed(format!("reading alerts back: {e}")))?;
     let exposure = cellwarden_pipeline::scope::exposure(&result.findings, &hunt_config.db);
     let write =
         |name: &str, f: &dyn Fn(&mut dyn Write) -> io::Result<()>| -> Result<PathBuf, Failure> {
@@ -62,7 +66,7 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
         cellwarden_report::write_scope_json(w, &exposure)
     })?;
     write("alerts.jsonl", &|w| {
-        cellwarden_report::write_jsonl(w, &result.alerts)
+        cellwarden_report::write_jsonl(w, &alerts)
     })?;
 
     use cellwarden_report::sanitize_terminal as clean;
@@ -82,7 +86,7 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
         "What cellwarden saw (high and critical alerts, first of each kind, in time order):"
     );
     let mut seen = std::collections::BTreeSet::new();
-    for a in result.alerts.iter().filter(|a| a.level >= Level::High) {
+    for a in alerts.iter().filter(|a| a.level >= Level::High) {
         let who = a
             .event
             .get_str("account")
@@ -102,11 +106,11 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
             clean(&who)
         );
     }
-    let incidents = cellwarden_incident::build(&result.alerts, 3600);
+    let incidents = cellwarden_incident::build(&alerts, 3600);
     let _ = writeln!(
         o,
         "\n{} alerts in all, joined into {} incidents (`cellwarden hunt {} --incidents`).",
-        result.alerts.len(),
+        alerts.len(),
         incidents.len(),
         dir.display()
     );
@@ -154,7 +158,7 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
     }
     // Transfers the flow analytics alerted on first; the others are context in the report.
     let alerted = |t: &&cellwarden_telecom::exposure::TransferOut| {
-        result.alerts.iter().any(|a| {
+        alerts.iter().any(|a| {
             a.rule.id.starts_with("cellwarden.net.")
                 && a.event.get_str("src_ip").as_deref() == Some(t.src_ip.as_str())
                 && a.event.get_str("dst_ip").as_deref() == Some(t.dst_ip.as_str())

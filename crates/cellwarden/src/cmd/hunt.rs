@@ -1,6 +1,5 @@
 //! `cellwarden hunt`: the rules and analytics over finite input, as alerts or incidents.
 
-use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
 
 use cellwarden_event::Level;
@@ -43,24 +42,36 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
         threads: threads(args.threads),
         db,
         net,
+        alert_memory: args.alert_memory.saturating_mul(1 << 20),
         ..HuntConfig::default()
     };
     let mut result = run_pipeline(&inputs, &mapping, &loaded.rules, &config);
     if let Some(min) = args.min_level {
-        result.alerts.retain(|a| a.level >= min);
+        result.alerts.set_min_level(min);
     }
     let colour = args.output.is_none()
         && io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none();
     if let Some(p) = &args.attack_layer {
-        let layer = cellwarden_incident::attack_layer(&result.alerts);
+        let layer = cellwarden_incident::attack_layer(&result.alerts)
+            .map_err(|e| Failure::Failed(format!("reading alerts back: {e}")))?;
         if let Err(e) = std::fs::write(p, format!("{layer:#}\n")) {
             return Err(Failure::Failed(format!("{}: {e}", p.display())));
         }
     }
+    // Incidents and the case store need every alert at once; the alert outputs walk them in
+    // order, from memory and the sorted runs on disk.
+    let all = if args.incidents || args.store.is_some() {
+        result
+            .alerts
+            .to_vec()
+            .map_err(|e| Failure::Failed(format!("reading alerts back: {e}")))?
+    } else {
+        Vec::new()
+    };
     let result_written = if args.incidents {
-        let incidents = cellwarden_incident::build(&result.alerts, args.gap);
-        write_incidents(&mut out, &incidents, &result.alerts, args.format, colour)
+        let incidents = cellwarden_incident::build(&all, args.gap);
+        write_incidents(&mut out, &incidents, &all, args.format, colour)
     } else {
         match args.format {
             OutFormat::Table => cellwarden_report::write_table(&mut out, &result.alerts, colour),
@@ -74,9 +85,9 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
     drop(out);
     if let Some(path) = &args.store {
         let run = run_info("hunt", started, &args.paths, ruleset_hash, &result);
-        let incidents = cellwarden_incident::build(&result.alerts, args.gap);
+        let incidents = cellwarden_incident::build(&all, args.gap);
         let recorded = cellwarden_store::Store::open(path)
-            .and_then(|mut s| s.record_hunt(&run, &result.alerts, &incidents))
+            .and_then(|mut s| s.record_hunt(&run, &all, &incidents))
             .map(|r| {
                 format!(
                     "run {} in {}: {} alerts ({} new), {} incidents",
@@ -112,19 +123,17 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
         result.bytes as f64 / 1e6 / secs,
         loaded.rules.len(),
     );
-    let mut by_level: BTreeMap<Level, usize> = BTreeMap::new();
-    for a in &result.alerts {
-        *by_level.entry(a.level).or_default() += 1;
-    }
+    let by_level = result.alerts.by_level();
     let levels: Vec<String> = Level::ALL
         .iter()
+        .zip(by_level)
         .rev()
-        .map(|l| format!("{} {}", l.as_str(), by_level.get(l).copied().unwrap_or(0)))
+        .map(|(l, n)| format!("{} {n}", l.as_str()))
         .collect();
     let _ = writeln!(
         err,
         "alerts: {} ({})",
-        result.alerts.len(),
+        by_level.iter().sum::<usize>(),
         levels.join(", ")
     );
     error_counts(&mut err, &result.errors);

@@ -21,4 +21,4 @@ pub mod yaml;
 pub use error::{ErrorKind, Position, SourceError};
 pub use input::{DiscoverError, Format, InputFile, discover, sniff};
 pub use mapping::{BUILTIN_MAPPING, Mapping, MappingError, Resolved};
-pub use reader::{Limits, Unit, UnitSink, evtx_settings, read_chunk, read_input};
+pub use reader::{Limits, Unit, UnitSink, evtx_settings, read_bytes, read_chunk, read_input};

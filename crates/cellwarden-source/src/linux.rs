@@ -41,7 +41,8 @@ fn audit_time(id: &str) -> Option<Timestamp> {
     let (secs, _) = id.split_once(':')?;
     let (s, frac) = secs.split_once('.').unwrap_or((secs, "0"));
     let s: i64 = s.parse().ok()?;
-    let ms: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
+    let digits: String = frac.chars().take(3).collect();
+    let ms: i64 = format!("{digits:0<3}").parse().ok()?;
     Timestamp::from_millisecond(s * 1000 + ms).ok()
 }
 
@@ -304,7 +305,10 @@ pub fn syslog_line(line: &str, year: i16) -> Option<(Fields<'static>, Option<Tim
             rest.strip_prefix("- ").unwrap_or(rest)
         };
         return Some(finish(b, pri, host, app, procid, msg, ts));
-    } else if MONTHS.iter().any(|m| l.starts_with(m)) && l.len() > 16 {
+    } else if MONTHS.iter().any(|m| l.starts_with(m))
+        && l.len() > 16
+        && l.as_bytes()[..16].is_ascii()
+    {
         let stamp = &l[..15];
         let month = MONTHS.iter().position(|m| stamp.starts_with(m))? as i8 + 1;
         let day: i8 = stamp[4..6].trim().parse().ok()?;
@@ -517,6 +521,20 @@ fn message_fields(b: &mut Builder, app: &str, msg: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Multi-byte characters where times are read (found by fuzzing: they sliced inside a
+    /// character and stopped the run).
+    #[test]
+    fn times_with_multibyte_characters_do_not_panic() {
+        let _ = audit_event("type=SYSCALL msg=audit(1772500000.7\u{FFFD}5:1): pid=1");
+        assert_eq!(
+            audit_time("1772500000.123:1").map(|t| t.as_millisecond()),
+            Some(1_772_500_000_123)
+        );
+        assert!(audit_time("1772500000.7\u{e9}5:1").is_none());
+        let _ = syslog_line("Feb\u{FFFD}19 15:30:00 host sshd[1]: x", 2026);
+        let _ = syslog_line("Feb 19 15:30:0\u{e9} host sshd[1]: x", 2026);
+    }
 
     fn get<'a>(f: &'a Fields<'_>, k: &str) -> Option<&'a Value<'a>> {
         f.iter().find(|(n, _)| n == k).map(|(_, v)| v)

@@ -128,6 +128,19 @@ pub fn read_input(input: &InputFile, limits: &Limits, sink: &mut dyn UnitSink) {
     sink.progress(input.size.max(counted.get()));
 }
 
+/// Reads one input held in memory, as [`read_input`] reads a file: format told from its content
+/// (or `format`), gzip undone, EVTX and captures included.
+pub fn read_bytes(
+    file: &Arc<str>,
+    bytes: &[u8],
+    format: Option<Format>,
+    limits: &Limits,
+    sink: &mut dyn UnitSink,
+) {
+    let reader: Box<dyn BufRead> = Box::new(io::Cursor::new(bytes.to_vec()));
+    read_stream(file, reader, format, false, 2026, limits, sink);
+}
+
 /// Counts the bytes read through it.
 struct Counting<R> {
     inner: R,
@@ -542,20 +555,32 @@ fn read_text_from(
     // The record being assembled (first line, text) while its quotes are open.
     let mut pending: Option<(u64, Vec<u8>)> = None;
     let mut too_long: Vec<u64> = Vec::new();
+    let mut cut: Vec<u64> = Vec::new();
     let max = limits.max_record_bytes;
+    let quotes = |l: &[u8]| l.iter().filter(|&&c| c == b'"').count();
     let result = if kind.quoted_multiline() {
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
             if let Some((first, text)) = pending.as_mut() {
-                text.push(b'\n');
-                text.extend_from_slice(line);
-                if text.len() > max {
-                    too_long.push(*first);
-                    pending = None;
-                } else if crate::dbaudit::quotes_closed(&String::from_utf8_lossy(text)) {
+                // A line that starts a record of its own (a log line prefix with its time)
+                // ends the one whose quote never closed: a damaged record costs itself only.
+                if starts_record(line) {
                     let (first, text) = pending.take().unwrap_or_default();
                     b.push(first, &text);
+                    cut.push(first);
+                } else {
+                    text.push(b'\n');
+                    text.extend_from_slice(line);
+                    if text.len() > max {
+                        too_long.push(*first);
+                        pending = None;
+                    } else if quotes(line) % 2 == 1 {
+                        // The quote opened on an earlier line closes here (counted per line:
+                        // a long record stays linear).
+                        let (first, text) = pending.take().unwrap_or_default();
+                        b.push(first, &text);
+                    }
+                    return;
                 }
-                return;
             }
             let l = String::from_utf8_lossy(line);
             if kind == Format::OracleCsv && b.header.is_none() {
@@ -563,7 +588,7 @@ fn read_text_from(
                 return;
             }
             if kind != Format::PgAudit || crate::dbaudit::is_pgaudit(&l) {
-                if crate::dbaudit::quotes_closed(&l) {
+                if quotes(line) % 2 == 0 {
                     b.push(n, line);
                 } else {
                     pending = Some((n, line.to_vec()));
@@ -674,6 +699,14 @@ fn read_text_from(
     if let Some((first, text)) = pending {
         batch.push(first, &text);
     }
+    for first in cut {
+        batch.sink.error(SourceError::new(
+            file,
+            Position::Line(first),
+            ErrorKind::Syntax,
+            "a quote opened in this record never closes; the record ends where the next one starts",
+        ));
+    }
     for first in too_long {
         batch.sink.error(SourceError::new(
             file,
@@ -686,6 +719,20 @@ fn read_text_from(
         ));
     }
     batch.finish(result);
+}
+
+/// A line that begins a record of the quoted formats: a log time (`YYYY-MM-DD HH:MM`, quoted
+/// or not) or a pgaudit record.
+fn starts_record(line: &[u8]) -> bool {
+    let l = line.strip_prefix(b"\"").unwrap_or(line);
+    let shape = b"dddd-dd-dd?dd:dd";
+    let timed = l.len() >= shape.len()
+        && shape.iter().zip(l).all(|(s, c)| match s {
+            b'd' => c.is_ascii_digit(),
+            b'?' => *c == b' ' || *c == b'T',
+            s => s == c,
+        });
+    timed || crate::dbaudit::is_pgaudit(&String::from_utf8_lossy(line))
 }
 
 /// Captures are decoded here, in order (templates carry across packets); each flow goes on as a

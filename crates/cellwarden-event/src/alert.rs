@@ -195,9 +195,10 @@ pub fn attack_from_tags(tags: &[String]) -> (Vec<String>, Vec<String>) {
         else {
             continue;
         };
-        let is_technique = rest.len() >= 5
-            && rest.starts_with('t')
-            && rest[1..5].bytes().all(|b| b.is_ascii_digit());
+        let is_technique = rest.starts_with('t')
+            && rest
+                .get(1..5)
+                .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()));
         if is_technique {
             techniques.push(rest.to_ascii_uppercase());
             continue;
@@ -235,5 +236,18 @@ impl RuleInfo {
             source: source.to_owned(),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tag with a multi-byte character where a technique number would be (found by
+    /// fuzzing: it sliced inside the character and stopped rule loading).
+    #[test]
+    fn tags_with_multibyte_characters_are_not_techniques() {
+        let (t, _) = attack_from_tags(&["attack.t120\u{e9}".into(), "attack.t1003.001".into()]);
+        assert_eq!(t, ["T1003.001"]);
     }
 }

@@ -46,12 +46,13 @@ pub fn url_decode(s: &str) -> String {
 }
 
 /// `path` when it is a path of this server (`/…`, nothing a browser would read as another
-/// host: `//`, `/\\`, a backslash or control character anywhere), else `/`.
+/// host: `//`, `/\\`, a backslash anywhere; and only visible ASCII, as a `Location` header
+/// holds it), else `/`.
 pub fn local_path(path: &str) -> String {
     let ours = path.starts_with('/')
         && !path.starts_with("//")
         && !path.contains('\\')
-        && !path.chars().any(|c| c.is_control() || c.is_whitespace());
+        && path.bytes().all(|b| b.is_ascii_graphic());
     if ours {
         path.to_owned()
     } else {

@@ -9,5 +9,5 @@ cd "$(dirname "$0")/.."
 export FUZZ_SECS=${FUZZ_SECS:-60}
 for p in cellwarden-source cellwarden-telecom cellwarden-sigma cellwarden-web; do
     cargo test --release -q -p "$p" --test fuzz -- --test-threads 1 2>&1 |
-        grep -E '^fuzz |panicked|failed' || true
+        grep -oE 'fuzz [a-z-]+: [0-9]+ executions, slowest [^ ]+|panicked.*|[0-9]+ failed' || true
 done

@@ -519,3 +519,39 @@ fn fuzz_evtx() {
         None,
     );
 }
+
+/// Reading takes time linear in the input: many records, and one long record of many lines
+/// (a quoted statement, counted line by line).
+#[test]
+fn readers_take_linear_time() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let sim = simulated();
+    for (name, sample, format) in [
+        ("json", fixture("windows.jsonl"), Format::Json),
+        ("auditd", fixture("linux-audit.log"), Format::Auditd),
+        ("syslog", fixture("linux.syslog"), Format::Syslog),
+        (
+            "pgaudit",
+            head(&sim["postgresql-billing.log"], 50),
+            Format::PgAudit,
+        ),
+        ("zeek", sim["conn.log"].clone(), Format::ZeekTsv),
+    ] {
+        cellwarden_testkit::assert_linear(name, 200, |n| {
+            let mut input = Vec::new();
+            while input.len() < n * 200 {
+                input.extend_from_slice(&sample);
+            }
+            decode(&input, Some(format));
+        });
+    }
+    let open = b"2026-03-04 10:00:00.000000 UTC [5398]: [1-1] user=care01,db=billing,app=psql,client=10.1.0.21 LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,\"SELECT * FROM customer WHERE msisdn IN (\n";
+    cellwarden_testkit::assert_linear("a long quoted record", 2_000, |n| {
+        let mut input = open.to_vec();
+        for i in 0..n {
+            input.extend_from_slice(format!("'336{i:08}',\n").as_bytes());
+        }
+        input.extend_from_slice(b"'0')\",<not logged>\n");
+        decode(&input, Some(Format::PgAudit));
+    });
+}

@@ -159,6 +159,11 @@ pub fn format_timestamp(ts: Option<Timestamp>) -> String {
 /// Parses the timestamp forms found in logs: RFC 3339 / ISO 8601 with or without zone
 /// (no zone means UTC), with `T` or a space, and Unix epoch seconds or milliseconds.
 pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
+    parse_timestamp_in(s, None)
+}
+
+/// [`parse_timestamp`], reading times written without an offset in `zone` (UTC when `None`).
+pub fn parse_timestamp_in(s: &str, zone: Option<&jiff::tz::TimeZone>) -> Option<Timestamp> {
     let s = s.trim();
     if s.is_empty() {
         return None;
@@ -166,10 +171,10 @@ pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Some(t);
     }
-    // No zone: read as civil time in UTC.
+    // No offset: civil time in the zone.
     if let Ok(dt) = s.replace(' ', "T").parse::<jiff::civil::DateTime>() {
         return dt
-            .to_zoned(jiff::tz::TimeZone::UTC)
+            .to_zoned(zone.cloned().unwrap_or(jiff::tz::TimeZone::UTC))
             .ok()
             .map(|z| z.timestamp());
     }

@@ -39,6 +39,30 @@ impl Format {
     }
 }
 
+/// What an input's records may not say for themselves: the year of times written without one
+/// (RFC 3164 syslog), the time zone of times written without an offset, and the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// Year of the first record's time, for times written without one; later records move to
+    /// the next year when their month goes back (December to January).
+    pub year: i16,
+    /// IANA name (`Europe/Paris`) or UTC offset (`+02:00`) of times written without an offset;
+    /// UTC when not set.
+    pub zone: Option<Arc<str>>,
+    /// Host of records that do not name one.
+    pub host: Option<Arc<str>>,
+}
+
+impl Context {
+    /// A context with only a year.
+    pub fn of_year(year: i16) -> Context {
+        Context {
+            year,
+            ..Context::default()
+        }
+    }
+}
+
 /// One input to read.
 #[derive(Debug, Clone)]
 pub struct InputFile {
@@ -52,6 +76,38 @@ pub struct InputFile {
     pub gzip: bool,
     /// Format from the name, if it tells; otherwise sniffed from the content.
     pub format: Option<Format>,
+    /// Year of times written without one; the file's modification year when not set (see
+    /// `crate::case`).
+    pub year: Option<i16>,
+    /// Zone of times written without an offset (UTC when not set).
+    pub zone: Option<Arc<str>>,
+    /// Host of records that do not name one.
+    pub host: Option<Arc<str>>,
+    /// The folder given on the command line this file was found in (`None` for a file given
+    /// itself), for the case layout (one folder per host).
+    pub root: Option<PathBuf>,
+}
+
+impl InputFile {
+    /// The year the file's modification time gives (the year of collection for copied logs).
+    pub fn modification_year(&self) -> i16 {
+        self.path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok()?.modified().ok())
+            .and_then(|t| cellwarden_event::Timestamp::try_from(t).ok())
+            .unwrap_or_else(cellwarden_event::Timestamp::now)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .year()
+    }
+
+    /// What the records of this input do not carry.
+    pub fn context(&self) -> Context {
+        Context {
+            year: self.year.unwrap_or_else(|| self.modification_year()),
+            zone: self.zone.clone(),
+            host: self.host.clone(),
+        }
+    }
 }
 
 /// A path given on the command line that does not exist or cannot be listed.
@@ -182,6 +238,10 @@ fn input_for(path: &Path, explicit: bool) -> Option<InputFile> {
                 size,
                 gzip: true,
                 format: None,
+                year: None,
+                zone: None,
+                host: None,
+                root: None,
             });
         }
         format = sniff(&head);
@@ -202,6 +262,10 @@ fn input_for(path: &Path, explicit: bool) -> Option<InputFile> {
         size,
         gzip,
         format,
+        year: None,
+        zone: None,
+        host: None,
+        root: None,
     })
 }
 
@@ -217,6 +281,10 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<InputFile>, DiscoverError> {
                 size: 0,
                 gzip: false,
                 format: None,
+                year: None,
+                zone: None,
+                host: None,
+                root: None,
             });
             continue;
         }
@@ -225,10 +293,14 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<InputFile>, DiscoverError> {
             message: e.to_string(),
         })?;
         if meta.is_dir() {
+            let from = out.len();
             walk(p, &mut out).map_err(|e| DiscoverError {
                 path: p.display().to_string(),
                 message: e.to_string(),
             })?;
+            for f in &mut out[from..] {
+                f.root = Some(p.clone());
+            }
         } else if let Some(f) = input_for(p, true) {
             out.push(f);
         }

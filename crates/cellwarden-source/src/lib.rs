@@ -7,6 +7,7 @@
 //! log source from the [`Mapping`]. Every problem is a [`SourceError`] naming file and
 //! position, and reading goes on after it.
 
+pub mod case;
 pub mod dbaudit;
 mod error;
 pub mod flow;
@@ -19,6 +20,8 @@ mod reader;
 pub mod yaml;
 
 pub use error::{ErrorKind, Position, SourceError};
-pub use input::{DiscoverError, Format, InputFile, discover, sniff};
+pub use input::{Context, DiscoverError, Format, InputFile, discover, sniff};
 pub use mapping::{BUILTIN_MAPPING, Mapping, MappingError, Resolved};
-pub use reader::{Limits, Unit, UnitSink, evtx_settings, read_bytes, read_chunk, read_input};
+pub use reader::{
+    Collected, Limits, Unit, UnitSink, evtx_settings, read_bytes, read_chunk, read_input,
+};

@@ -252,9 +252,48 @@ pub fn audit_event(text: &str) -> (Fields<'static>, Option<Timestamp>) {
     (b.finish(), ts)
 }
 
-const MONTHS: [&str; 12] = [
+/// Month names of RFC 3164 times.
+pub const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
+
+/// An RFC 3164 time (`Mar  4 10:00:00`, `Mar 4 10:00:00.123`) and the text after it; the time
+/// parts are `None` when the month starts the line but the rest is not a time.
+#[allow(clippy::type_complexity)]
+fn rfc3164_stamp(l: &str) -> Option<(Option<(i8, i8, i8, i8, i8, i32)>, &str)> {
+    let month = MONTHS.iter().position(|m| l.starts_with(m))? as i8 + 1;
+    let r = l.get(3..)?.strip_prefix(' ')?.trim_start_matches(' ');
+    let (day, r) = r.split_once(' ')?;
+    let (time, rest) = r.split_once(' ').unwrap_or((r, ""));
+    let parts = || -> Option<(i8, i8, i8, i8, i8, i32)> {
+        let day: i8 = day.parse().ok()?;
+        let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+        let mut it = hms.split(':').map(|x| x.parse::<i8>().ok());
+        let (h, m, s) = (it.next()??, it.next()??, it.next()??);
+        if it.next().is_some() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let digits = &frac[..frac.len().min(9)];
+        let nanos = if digits.is_empty() {
+            0
+        } else {
+            digits.parse::<i32>().ok()? * 10i32.pow(9 - digits.len() as u32)
+        };
+        Some((month, day, h, m, s, nanos))
+    };
+    let t = parts();
+    // Not a time at all: not this shape.
+    if t.is_none() && !time.contains(':') {
+        return None;
+    }
+    Some((t, rest))
+}
+
+/// Whether a line continues the record before it (a line that starts with white space; as
+/// Filebeat's syslog module joins them).
+pub fn continues_record(line: &[u8]) -> bool {
+    matches!(line.first(), Some(b' ' | b'\t'))
+}
 
 /// Whether a line looks like syslog (with or without `<PRI>`).
 pub fn looks_like_syslog(line: &str) -> bool {
@@ -269,6 +308,17 @@ pub fn looks_like_syslog(line: &str) -> bool {
             && l.as_bytes()[6] == b'-')
 }
 
+/// A line without its `<PRI>` prefix, as bytes (the year roll-over check reads raw lines).
+pub fn strip_pri_bytes(line: &[u8]) -> (&[u8], bool) {
+    if line.first() == Some(&b'<')
+        && let Some(end) = line.iter().take(6).position(|b| *b == b'>')
+        && line[1..end].iter().all(u8::is_ascii_digit)
+    {
+        return (&line[end + 1..], true);
+    }
+    (line, false)
+}
+
 fn strip_pri(line: &str) -> (&str, Option<u32>) {
     if let Some(rest) = line.strip_prefix('<')
         && let Some(end) = rest.find('>')
@@ -279,9 +329,39 @@ fn strip_pri(line: &str) -> (&str, Option<u32>) {
     (line, None)
 }
 
+/// A time zone by IANA name (`Europe/Paris`), `UTC`, or UTC offset (`+02:00`, `-0500`).
+pub fn zone(name: &str) -> Option<jiff::tz::TimeZone> {
+    let n = name.trim();
+    if n.eq_ignore_ascii_case("utc") || n.eq_ignore_ascii_case("z") {
+        return Some(jiff::tz::TimeZone::UTC);
+    }
+    if let Some(rest) = n.strip_prefix(['+', '-']) {
+        let digits: String = rest.chars().filter(|c| c.is_ascii_digit()).collect();
+        if digits.len() == 4 && rest.len() <= 5 {
+            let h: i32 = digits[..2].parse().ok()?;
+            let m: i32 = digits[2..].parse().ok()?;
+            let secs = (h * 3600 + m * 60) * if n.starts_with('-') { -1 } else { 1 };
+            let off = jiff::tz::Offset::from_seconds(secs).ok()?;
+            return Some(jiff::tz::TimeZone::fixed(off));
+        }
+        return None;
+    }
+    jiff::tz::TimeZone::get(n).ok()
+}
+
 /// One syslog line: time, host, program, pid, message, and fields parsed from the message of
-/// sshd, sudo, su, PAM and user-management programs. `year` completes RFC 3164 times.
+/// sshd, sudo, su, PAM and user-management programs. `year` completes RFC 3164 times, read as
+/// UTC.
 pub fn syslog_line(line: &str, year: i16) -> Option<(Fields<'static>, Option<Timestamp>)> {
+    syslog_line_in(line, year, None)
+}
+
+/// [`syslog_line`], with RFC 3164 times read in `zone` (UTC when `None`).
+pub fn syslog_line_in(
+    line: &str,
+    year: i16,
+    zone: Option<&jiff::tz::TimeZone>,
+) -> Option<(Fields<'static>, Option<Timestamp>)> {
     let (l, pri) = strip_pri(line.trim_end());
     let mut b = Builder {
         keys: Vec::new(),
@@ -305,30 +385,26 @@ pub fn syslog_line(line: &str, year: i16) -> Option<(Fields<'static>, Option<Tim
             rest.strip_prefix("- ").unwrap_or(rest)
         };
         return Some(finish(b, pri, host, app, procid, msg, ts));
-    } else if MONTHS.iter().any(|m| l.starts_with(m))
-        && l.len() > 16
-        && l.as_bytes()[..16].is_ascii()
-    {
-        let stamp = &l[..15];
-        let month = MONTHS.iter().position(|m| stamp.starts_with(m))? as i8 + 1;
-        let day: i8 = stamp[4..6].trim().parse().ok()?;
-        let hms: Vec<i8> = stamp[7..15]
-            .split(':')
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        let ts = if hms.len() == 3 {
-            DateTime::new(year, month, day, hms[0], hms[1], hms[2], 0)
+    } else if let Some((stamp, rest)) = rfc3164_stamp(l) {
+        let ts = stamp.and_then(|(month, day, h, m, sec, nanos)| {
+            DateTime::new(year, month, day, h, m, sec, nanos)
+                .ok()?
+                .to_zoned(zone.cloned().unwrap_or(jiff::tz::TimeZone::UTC))
                 .ok()
-                .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
                 .map(|z| z.timestamp())
-        } else {
-            None
-        };
-        (ts, &l[16..])
+        });
+        (ts, rest)
     } else {
         let (stamp, rest) = l.split_once(' ')?;
-        (Some(cellwarden_event::parse_timestamp(stamp)?), rest)
+        (
+            Some(cellwarden_event::parse_timestamp_in(stamp, zone)?),
+            rest,
+        )
     };
+    // syslogd's own notes have no host: `--- last message repeated 3 times ---`.
+    if rest.starts_with("--- ") || rest.starts_with("last message repeated") {
+        return Some(finish(b, pri, "-", "", "-", rest, ts));
+    }
     // HOST TAG[PID]: MSG
     let (host, rest) = rest.split_once(' ')?;
     let (tag, msg) = match rest.split_once(": ") {

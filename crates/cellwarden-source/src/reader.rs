@@ -15,7 +15,7 @@ use evtx::{EvtxChunkData, EvtxParser, ParserSettings};
 use flate2::read::MultiGzDecoder;
 
 use crate::error::{ErrorKind, Position, SourceError};
-use crate::input::{Format, InputFile, sniff};
+use crate::input::{Context, Format, InputFile, sniff};
 use crate::json::flatten;
 use crate::mapping::Mapping;
 
@@ -62,8 +62,8 @@ pub enum Unit {
         file: Arc<str>,
         /// The records' format.
         kind: Format,
-        /// Year for syslog times that carry none (RFC 3164): the file's modification year.
-        year: i16,
+        /// Year, zone and host the records do not carry (the year of this unit's records).
+        context: Arc<Context>,
         /// The records' bytes.
         buf: Vec<u8>,
         /// (line of the record's start, start, end) in `buf`.
@@ -81,6 +81,43 @@ pub trait UnitSink {
     fn error(&mut self, error: SourceError);
     /// Input bytes consumed (on disk), for progress.
     fn progress(&mut self, _bytes: u64) {}
+}
+
+/// A sink that keeps every unit and error in memory (for tools and tests; `hunt` streams).
+#[derive(Default)]
+pub struct Collected {
+    /// Units in input order.
+    pub units: Vec<Unit>,
+    /// Problems met while reading.
+    pub errors: Vec<SourceError>,
+}
+
+impl UnitSink for Collected {
+    fn unit(&mut self, unit: Unit) {
+        self.units.push(unit);
+    }
+    fn error(&mut self, error: SourceError) {
+        self.errors.push(error);
+    }
+}
+
+impl Collected {
+    /// Reads one whole input.
+    pub fn read(input: &InputFile, limits: &Limits) -> Collected {
+        let mut c = Collected::default();
+        read_input(input, limits, &mut c);
+        c
+    }
+
+    /// Decodes every unit in order; returns the reading and decoding problems.
+    pub fn decode(self, mapping: &Mapping, f: &mut dyn FnMut(Event<'_>)) -> Vec<SourceError> {
+        let settings = evtx_settings();
+        let mut errors = self.errors;
+        for u in self.units {
+            u.decode(mapping, &settings, &mut errors, f);
+        }
+        errors
+    }
 }
 
 /// Reads one input into units. Problems go to the sink as errors; reading goes on after them.
@@ -115,15 +152,8 @@ pub fn read_input(input: &InputFile, limits: &Limits, sink: &mut dyn UnitSink) {
             }
         },
     };
-    let year = input
-        .path
-        .as_ref()
-        .and_then(|p| std::fs::metadata(p).ok()?.modified().ok())
-        .and_then(|t| cellwarden_event::Timestamp::try_from(t).ok())
-        .unwrap_or_else(cellwarden_event::Timestamp::now)
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .year();
-    read_stream(&file, reader, input.format, false, year, limits, sink);
+    let ctx = input.context();
+    read_stream(&file, reader, input.format, false, &ctx, limits, sink);
     // Standard input has no size on disk: count what was read.
     sink.progress(input.size.max(counted.get()));
 }
@@ -138,7 +168,15 @@ pub fn read_bytes(
     sink: &mut dyn UnitSink,
 ) {
     let reader: Box<dyn BufRead> = Box::new(io::Cursor::new(bytes.to_vec()));
-    read_stream(file, reader, format, false, 2026, limits, sink);
+    read_stream(
+        file,
+        reader,
+        format,
+        false,
+        &Context::of_year(2026),
+        limits,
+        sink,
+    );
 }
 
 /// Counts the bytes read through it.
@@ -155,12 +193,24 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Reads an input's first bytes as [`read_stream`] does, for case inference.
+pub(crate) fn read_stream_for_case(
+    file: &Arc<str>,
+    reader: Box<dyn BufRead>,
+    hint: Option<Format>,
+    ctx: &Context,
+    limits: &Limits,
+    sink: &mut dyn UnitSink,
+) {
+    read_stream(file, reader, hint, false, ctx, limits, sink)
+}
+
 fn read_stream(
     file: &Arc<str>,
     mut reader: Box<dyn BufRead>,
     hint: Option<Format>,
     decompressed: bool,
-    year: i16,
+    ctx: &Context,
     limits: &Limits,
     sink: &mut dyn UnitSink,
 ) {
@@ -183,7 +233,7 @@ fn read_stream(
     };
     if !decompressed && head.starts_with(&[0x1f, 0x8b]) {
         let inner = BufReader::with_capacity(1 << 20, MultiGzDecoder::new(reader));
-        read_stream(file, Box::new(inner), hint, true, year, limits, sink);
+        read_stream(file, Box::new(inner), hint, true, ctx, limits, sink);
         return;
     }
     // The binary formats' first bytes say whether the name told the truth: a file that is not
@@ -252,7 +302,7 @@ fn read_stream(
         }
         Some(Format::Json) => read_json(file, reader, limits, sink),
         Some(Format::Capture) => read_capture(file, reader, sink),
-        Some(kind) => read_text(file, reader, kind, year, limits, sink),
+        Some(kind) => read_text(file, reader, kind, ctx, limits, sink),
         None => {
             if head.is_empty() {
                 return;
@@ -435,7 +485,7 @@ fn json_layout(head: &[u8]) -> JsonLayout {
 struct Batcher<'s> {
     file: Arc<str>,
     kind: Format,
-    year: i16,
+    context: Arc<Context>,
     buf: Vec<u8>,
     records: Vec<(u64, usize, usize)>,
     header: Option<Arc<[String]>>,
@@ -445,11 +495,11 @@ struct Batcher<'s> {
 }
 
 impl<'s> Batcher<'s> {
-    fn new(file: &Arc<str>, kind: Format, year: i16, sink: &'s mut dyn UnitSink) -> Self {
+    fn new(file: &Arc<str>, kind: Format, ctx: &Context, sink: &'s mut dyn UnitSink) -> Self {
         Batcher {
             file: file.clone(),
             kind,
-            year,
+            context: Arc::new(ctx.clone()),
             buf: Vec::with_capacity(BATCH_BYTES + 4096),
             records: Vec::new(),
             header: None,
@@ -488,7 +538,7 @@ impl<'s> Batcher<'s> {
         let unit = Unit::Records {
             file: self.file.clone(),
             kind: self.kind,
-            year: self.year,
+            context: Arc::clone(&self.context),
             buf: std::mem::take(&mut self.buf),
             records: std::mem::take(&mut self.records),
             header: self.header.clone(),
@@ -510,14 +560,14 @@ pub fn read_chunk(
     file: &Arc<str>,
     bytes: &[u8],
     kind: Format,
-    year: i16,
+    ctx: &Context,
     line_base: u64,
     limits: &Limits,
     sink: &mut dyn UnitSink,
 ) {
     let reader: Box<dyn BufRead> = Box::new(io::Cursor::new(bytes.to_vec()));
     if kind == Format::Json {
-        let mut batch = Batcher::new(file, kind, year, sink);
+        let mut batch = Batcher::new(file, kind, ctx, sink);
         batch.line_base = line_base;
         let mut reader = reader;
         let result = read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
@@ -525,7 +575,7 @@ pub fn read_chunk(
         });
         batch.finish(result);
     } else {
-        read_text_from(file, reader, kind, year, line_base, limits, sink);
+        read_text_from(file, reader, kind, ctx, line_base, limits, sink);
     }
 }
 
@@ -533,23 +583,23 @@ fn read_text(
     file: &Arc<str>,
     reader: Box<dyn BufRead>,
     kind: Format,
-    year: i16,
+    ctx: &Context,
     limits: &Limits,
     sink: &mut dyn UnitSink,
 ) {
-    read_text_from(file, reader, kind, year, 0, limits, sink)
+    read_text_from(file, reader, kind, ctx, 0, limits, sink)
 }
 
 fn read_text_from(
     file: &Arc<str>,
     mut reader: Box<dyn BufRead>,
     kind: Format,
-    year: i16,
+    ctx: &Context,
     line_base: u64,
     limits: &Limits,
     sink: &mut dyn UnitSink,
 ) {
-    let mut batch = Batcher::new(file, kind, year, sink);
+    let mut batch = Batcher::new(file, kind, ctx, sink);
     batch.line_base = line_base;
     let mut open: OpenAudit = Vec::new();
     // The record being assembled (first line, text) while its quotes are open.
@@ -688,6 +738,53 @@ fn read_text_from(
                 None => {}
             }
         })
+    } else if kind == Format::Syslog {
+        // Times without a year: a month that goes back by half a year or more (December to
+        // January) starts the next year. Lines starting with white space continue the record
+        // before them (multi-line messages written straight to the file).
+        let mut last_month: Option<usize> = None;
+        let r = read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
+            if crate::linux::continues_record(l)
+                && let Some((first, text)) = pending.as_mut()
+            {
+                if text.len() + l.len() + 1 > max {
+                    too_long.push(*first);
+                    pending = None;
+                } else {
+                    text.push(b'\n');
+                    text.extend_from_slice(l);
+                }
+                return;
+            }
+            // The buffer of the record before is reused for this one.
+            let mut buf = match pending.take() {
+                Some((first, text)) => {
+                    b.push(first, &text);
+                    text
+                }
+                None => Vec::new(),
+            };
+            let (text, _) = crate::linux::strip_pri_bytes(l);
+            if let Some(m) = text
+                .get(..3)
+                .and_then(|m| crate::linux::MONTHS.iter().position(|x| x.as_bytes() == m))
+            {
+                if last_month.is_some_and(|p| p >= m + 6) {
+                    b.flush();
+                    let mut next = (*b.context).clone();
+                    next.year = next.year.saturating_add(1);
+                    b.context = Arc::new(next);
+                }
+                last_month = Some(m);
+            }
+            buf.clear();
+            buf.extend_from_slice(l);
+            pending = Some((n, buf));
+        });
+        if let Some((first, text)) = pending.take() {
+            batch.push(first, &text);
+        }
+        r
     } else {
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
             b.push(n, l)
@@ -758,7 +855,7 @@ fn read_capture(file: &Arc<str>, reader: Box<dyn BufRead>, sink: &mut dyn UnitSi
     }
     let mut out = Out {
         file,
-        batch: Batcher::new(file, Format::Json, 0, sink),
+        batch: Batcher::new(file, Format::Json, &Context::default(), sink),
     };
     let error = crate::netflow::Decoder::new(&mut out).read(reader);
     let Out { batch, .. } = out;
@@ -778,7 +875,7 @@ fn read_json(
         Ok(head) => json_layout(head),
         Err(_) => JsonLayout::Lines,
     };
-    let mut batch = Batcher::new(file, Format::Json, 0, sink);
+    let mut batch = Batcher::new(file, Format::Json, &Context::default(), sink);
     let result = match layout {
         JsonLayout::Lines => read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
             b.push(n, l)
@@ -974,11 +1071,12 @@ impl Unit {
             Unit::Records {
                 file,
                 kind,
-                year,
+                context,
                 buf,
                 records,
                 header,
             } => {
+                let zone = context.zone.as_deref().and_then(crate::linux::zone);
                 let mut n = 0;
                 let zeek = match (kind, header.as_deref()) {
                     (Format::ZeekTsv, Some(h)) => crate::flow::ZeekLayout::new(h),
@@ -1029,9 +1127,11 @@ impl Unit {
                                     format!("{e}; record skipped"),
                                 )
                             }),
-                        Format::Syslog => crate::linux::syslog_line(&text, year)
-                            .map(Some)
-                            .ok_or_else(|| syntax("a syslog line")),
+                        Format::Syslog => {
+                            { crate::linux::syslog_line_in(&text, context.year, zone.as_ref()) }
+                                .map(Some)
+                                .ok_or_else(|| syntax("a syslog line"))
+                        }
                         Format::Auditd => Ok(Some(crate::linux::audit_event(&text))),
                         Format::PgAudit => crate::dbaudit::pgaudit_record(&text)
                             .map(Some)
@@ -1061,7 +1161,7 @@ impl Unit {
                     };
                     match parsed {
                         Ok(Some((fields, ts))) => {
-                            emit(&file, line, fields, ts, mapping, f);
+                            emit(&file, line, fields, ts, context.host.as_ref(), mapping, f);
                             n += 1;
                         }
                         Ok(None) => {}
@@ -1087,6 +1187,7 @@ fn emit<'a>(
     record: u64,
     fields: crate::json::Fields<'a>,
     timestamp: Option<cellwarden_event::Timestamp>,
+    host: Option<&Arc<str>>,
     mapping: &Mapping,
     f: &mut dyn FnMut(Event<'_>),
 ) {
@@ -1097,6 +1198,11 @@ fn emit<'a>(
     ev.fields = fields;
     ev.timestamp = timestamp;
     mapping.apply(&mut ev);
+    if ev.host.is_none()
+        && let Some(h) = host
+    {
+        ev.host = Some(Cow::Owned(h.to_string()));
+    }
     f(ev);
 }
 
@@ -1158,7 +1264,7 @@ fn decode_evtx(
                 // A zero FILETIME (1601) in the record header means "unknown": the mapping's
                 // time fields (TimeCreated_SystemTime) are tried instead.
                 let ts = (ts.as_second() > 0).then_some(ts);
-                emit(file, id, fields, ts, mapping, f);
+                emit(file, id, fields, ts, None, mapping, f);
                 n += 1;
             }
             Err(e) => errors.push(SourceError::new(
@@ -1184,29 +1290,15 @@ pub fn evtx_settings() -> Arc<ParserSettings> {
 mod tests {
     use super::*;
 
-    #[derive(Default)]
-    struct Collect {
-        units: Vec<Unit>,
-        errors: Vec<SourceError>,
-    }
-    impl UnitSink for Collect {
-        fn unit(&mut self, unit: Unit) {
-            self.units.push(unit);
-        }
-        fn error(&mut self, error: SourceError) {
-            self.errors.push(error);
-        }
-    }
-
     fn read_text(text: &[u8], limits: Limits) -> (Vec<(u64, String)>, Vec<SourceError>) {
         let file: Arc<str> = "t.json".into();
-        let mut c = Collect::default();
+        let mut c = Collected::default();
         read_stream(
             &file,
             Box::new(io::Cursor::new(text.to_vec())),
             Some(Format::Json),
             false,
-            2026,
+            &Context::of_year(2026),
             &limits,
             &mut c,
         );
@@ -1280,13 +1372,13 @@ mod tests {
         enc.write_all(b"{\"a\":\"z\"}\n").unwrap();
         let gz = enc.finish().unwrap();
         let file: Arc<str> = "t.json.gz".into();
-        let mut c = Collect::default();
+        let mut c = Collected::default();
         read_stream(
             &file,
             Box::new(io::Cursor::new(gz)),
             None,
             false,
-            2026,
+            &Context::of_year(2026),
             &Limits::default(),
             &mut c,
         );
@@ -1297,7 +1389,7 @@ mod tests {
     #[test]
     fn random_bytes_as_evtx_is_a_format_error() {
         let file: Arc<str> = "x.evtx".into();
-        let mut c = Collect::default();
+        let mut c = Collected::default();
         read_evtx_seekable(&file, io::Cursor::new(vec![7u8; 70000]), &mut c);
         assert!(c.units.is_empty());
         assert_eq!(c.errors.len(), 1);

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cellwarden_source::{Format, Limits, Mapping, SourceError, Unit, UnitSink, read_bytes};
+use cellwarden_source::{Collected, Format, Limits, Mapping, read_bytes};
 use cellwarden_testkit::fuzz::{self, Target};
 
 #[global_allocator]
@@ -16,39 +16,22 @@ static ALLOC: cellwarden_testkit::alloc::Counting = cellwarden_testkit::alloc::C
 /// One target at a time, so the allocator's peak is one target's.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-#[derive(Default)]
-struct Collect(Vec<Unit>, Vec<SourceError>);
-
-impl UnitSink for Collect {
-    fn unit(&mut self, u: Unit) {
-        self.0.push(u);
-    }
-    fn error(&mut self, e: SourceError) {
-        self.1.push(e);
-    }
-}
-
 /// Reads and decodes `bytes`; the record numbers of the events.
 fn decode(bytes: &[u8], format: Option<Format>) -> Vec<u64> {
     let file: Arc<str> = Arc::from("fuzz");
-    let mut c = Collect::default();
+    let mut c = Collected::default();
     let limits = Limits {
         max_record_bytes: 1 << 20,
         ..Limits::default()
     };
     read_bytes(&file, bytes, format, &limits, &mut c);
-    let mapping = Mapping::builtin();
-    let settings = cellwarden_source::evtx_settings();
     let mut records = Vec::new();
-    let mut errors = Vec::new();
-    for u in c.0 {
-        u.decode(&mapping, &settings, &mut errors, &mut |e| {
-            records.push(e.origin.record);
-            // Everything an event offers is read: values, lookups, owned copies.
-            let _ = e.get_str("CommandLine");
-            let _ = e.into_owned();
-        });
-    }
+    c.decode(&Mapping::builtin(), &mut |e| {
+        records.push(e.origin.record);
+        // Everything an event offers is read: values, lookups, owned copies.
+        let _ = e.get_str("CommandLine");
+        let _ = e.into_owned();
+    });
     records
 }
 

@@ -383,14 +383,14 @@ impl UnitCopy {
             Unit::Records {
                 file,
                 kind,
-                year,
+                context,
                 buf,
                 records,
                 header,
             } => Some(UnitCopy {
                 file: file.clone(),
                 kind: *kind,
-                year: *year,
+                year: context.year,
                 header: header.clone(),
                 buf: buf.clone(),
                 records: records.clone(),
@@ -403,7 +403,7 @@ impl UnitCopy {
         Unit::Records {
             file: self.file,
             kind: self.kind,
-            year: self.year,
+            context: Arc::new(cellwarden_source::Context::of_year(self.year)),
             buf: self.buf,
             records: self.records,
             header: self.header,

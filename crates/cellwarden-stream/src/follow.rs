@@ -542,7 +542,8 @@ fn read_more(
     }
     text.extend_from_slice(chunk);
     let mut sink = Collect::default();
-    cellwarden_source::read_chunk(&name, &text, format, year, base, limits, &mut sink);
+    let ctx = cellwarden_source::Context::of_year(year);
+    cellwarden_source::read_chunk(&name, &text, format, &ctx, base, limits, &mut sink);
     f.pos.offset += end as u64;
     f.pos.lines += lines;
     let update = PositionUpdate::File {

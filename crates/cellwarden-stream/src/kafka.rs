@@ -291,7 +291,8 @@ fn run_consumer(
             let file: Arc<str> = Arc::from(name.as_str());
             // A record is one event, numbered like a line: offset + 1 (its first line).
             let base = u64::try_from(offset).unwrap_or(0);
-            cellwarden_source::read_chunk(&file, payload, kind, year, base, &limits, &mut sink);
+            let ctx = cellwarden_source::Context::of_year(year);
+            cellwarden_source::read_chunk(&file, payload, kind, &ctx, base, &limits, &mut sink);
         }
         if !flush(&mut batch, &tx) {
             return;
@@ -357,7 +358,7 @@ fn flush(batch: &mut Option<Batch>, tx: &crossbeam_channel::Sender<Input>) -> bo
         unit: Unit::Records {
             file: Arc::from(file.as_str()),
             kind,
-            year,
+            context: Arc::new(cellwarden_source::Context::of_year(year)),
             buf: b.buf,
             records: b.records,
             header: header.map(Into::into),

@@ -56,7 +56,7 @@ impl Numbering {
             Unit::Records {
                 file: self.name.clone(),
                 kind: Format::Syslog,
-                year,
+                context: Arc::new(cellwarden_source::Context::of_year(year)),
                 buf,
                 records,
                 header: None,

@@ -75,6 +75,18 @@ pub enum Command {
         #[arg(long = "host-name")]
         host_names: Vec<String>,
     },
+    /// Print the events cellwarden reads from log files, as JSON Lines (what a rule sees:
+    /// fields, time, host, log source).
+    Events {
+        /// Log files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Log source mapping file replacing the built-in one.
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        #[command(flatten)]
+        case: CaseArgs,
+    },
     /// Rule tools.
     Rules {
         #[command(subcommand)]
@@ -144,6 +156,8 @@ pub struct HuntArgs {
     pub attack_layer: Option<PathBuf>,
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub case: CaseArgs,
     /// Skip the database and flow analytics (to measure the rest alone).
     #[arg(long, hide = true)]
     pub no_analytics: bool,
@@ -170,6 +184,23 @@ pub struct SimulateArgs {
     /// softcell, insider or benign (repeatable).
     #[arg(long = "scenario", value_parser = parse_scenario)]
     pub scenarios: Vec<cellwarden_sim::Scenario>,
+}
+
+/// What the inputs do not say for themselves (shared by `hunt`, `scope` and `events`; see
+/// docs/case.md).
+#[derive(clap::Args, Default, Clone)]
+pub struct CaseArgs {
+    /// Year of times written without one (RFC 3164 syslog), for all inputs or those a glob
+    /// names: `2025` or `'*/auth.log*=2025'` (repeatable; default: inferred from the case).
+    #[arg(long = "year", value_name = "[GLOB=]YEAR")]
+    pub years: Vec<String>,
+    /// Time zone of times written without an offset: `Europe/Paris`, `+02:00`, optionally for
+    /// the inputs a glob names (`'hss-*/*=Asia/Manila'`; repeatable; default UTC).
+    #[arg(long = "timezone", value_name = "[GLOB=]ZONE")]
+    pub zones: Vec<String>,
+    /// Hosts of inputs whose records name none: one `GLOB HOST` a line.
+    #[arg(long)]
+    pub host_map: Option<PathBuf>,
 }
 
 /// Settings of the analytics (shared by `hunt` and `scope`).
@@ -208,6 +239,8 @@ pub struct ScopeArgs {
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub db: DbArgs,
+    #[command(flatten)]
+    pub case: CaseArgs,
     /// Every subscriber this account read (repeatable; compared case-insensitively).
     #[arg(long)]
     pub account: Vec<String>,

@@ -172,6 +172,56 @@ pub fn written(result: io::Result<()>, what: &str) -> Result<(), Failure> {
     }
 }
 
+/// Finds the inputs and infers what they do not say (year, zone, host) from the case.
+pub fn discover_case(
+    paths: &[PathBuf],
+    args: &crate::args::CaseArgs,
+    mapping: &Mapping,
+) -> Result<
+    (
+        Vec<cellwarden_source::InputFile>,
+        Vec<cellwarden_source::case::Inference>,
+    ),
+    Failure,
+> {
+    let mut opts = cellwarden_source::case::CaseOptions::default();
+    for y in &args.years {
+        opts.add_year(y)
+            .map_err(|e| Failure::Usage(format!("--year {y}: {e}")))?;
+    }
+    for z in &args.zones {
+        opts.add_zone(z)
+            .map_err(|e| Failure::Usage(format!("--timezone {z}: {e}")))?;
+    }
+    if let Some(p) = &args.host_map {
+        opts.read_host_map(&read_file(p)?)
+            .map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
+    }
+    let mut inputs = cellwarden_source::discover(paths)?;
+    let inferred = cellwarden_source::case::infer(&mut inputs, &opts, mapping);
+    Ok((inputs, inferred))
+}
+
+/// What was inferred about the inputs, on stderr (only the weak inferences beyond a few).
+pub fn report_inferences(err: &mut dyn Write, inferred: &[cellwarden_source::case::Inference]) {
+    const SHOWN: usize = 20;
+    for (i, inf) in inferred.iter().enumerate() {
+        if i < SHOWN || inf.weak {
+            let _ = writeln!(
+                err,
+                "{}: {}: {}",
+                if inf.weak { "warning" } else { "inferred" },
+                cellwarden_report::sanitize_terminal(&inf.file),
+                cellwarden_report::sanitize_terminal(&inf.what)
+            );
+        }
+    }
+    let hidden = inferred.iter().skip(SHOWN).filter(|i| !i.weak).count();
+    if hidden > 0 {
+        let _ = writeln!(err, "inferred: … and {hidden} more");
+    }
+}
+
 /// Runs the pipeline with a progress bar on a terminal.
 pub fn run_pipeline(
     inputs: &[cellwarden_source::InputFile],

@@ -55,29 +55,15 @@ impl RsEvent for Adapter<'_, '_> {
 
 /// Reads every event of the given inputs into memory (owned), in a stable order.
 pub fn read_events(paths: &[&Path]) -> Vec<Event<'static>> {
-    use cellwarden_source::{Mapping, SourceError, Unit, UnitSink};
-    struct Collect(Vec<Unit>);
-    impl UnitSink for Collect {
-        fn unit(&mut self, u: Unit) {
-            self.0.push(u);
-        }
-        fn error(&mut self, _e: SourceError) {}
-    }
+    use cellwarden_source::{Collected, Mapping};
     let inputs =
         cellwarden_source::discover(&paths.iter().map(|p| p.to_path_buf()).collect::<Vec<_>>())
             .unwrap();
     let mapping = Mapping::builtin();
-    let settings = cellwarden_source::evtx_settings();
     let mut events = Vec::new();
     for i in &inputs {
-        let mut c = Collect(Vec::new());
-        cellwarden_source::read_input(i, &Default::default(), &mut c);
-        let mut errors = Vec::new();
-        for u in c.0 {
-            u.decode(&mapping, &settings, &mut errors, &mut |e| {
-                events.push(e.into_owned())
-            });
-        }
+        Collected::read(i, &Default::default())
+            .decode(&mapping, &mut |e| events.push(e.into_owned()));
     }
     events
 }

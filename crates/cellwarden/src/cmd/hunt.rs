@@ -10,8 +10,9 @@ use cellwarden_telecom::access::Selection;
 use crate::args::{HuntArgs, OutFormat};
 use crate::exit::{Failure, Status};
 use crate::setup::{
-    db_setup, error_counts, load_mapping, load_rules_hashed, net_setup, open_output,
-    read_placeholders, report_errors, run_info, run_pipeline, stored, threads, written,
+    db_setup, discover_case, error_counts, load_mapping, load_rules_hashed, net_setup, open_output,
+    read_placeholders, report_errors, report_inferences, run_info, run_pipeline, stored, threads,
+    written,
 };
 
 pub fn run(args: HuntArgs) -> Result<Status, Failure> {
@@ -21,7 +22,7 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
         min_level: args.min_level,
     };
     let started = cellwarden_event::format_timestamp(Some(jiff::Timestamp::now()));
-    let inputs = cellwarden_source::discover(&args.paths)?;
+    let (inputs, inferred) = discover_case(&args.paths, &args.case, &mapping)?;
     let (loaded, ruleset_hash) = load_rules_hashed(&args.rules, &opts)?;
     if loaded.loaded == 0 {
         return Err(Failure::Usage(format!(
@@ -103,6 +104,7 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
 
     // Run summary.
     let mut err = io::stderr().lock();
+    report_inferences(&mut err, &inferred);
     report_errors(&mut err, &result.errors);
     if loaded.unsupported + loaded.invalid > 0 {
         let _ = writeln!(
@@ -136,6 +138,17 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
         by_level.iter().sum::<usize>(),
         levels.join(", ")
     );
+    let mut hostless = 0usize;
+    let _ = cellwarden_event::AlertSource::try_each(&result.alerts, &mut |a| {
+        hostless += usize::from(a.event.host.is_none());
+        Ok(())
+    });
+    if hostless > 0 {
+        let _ = writeln!(
+            err,
+            "alerts without a host: {hostless} (name it with --host-map; see docs/case.md)"
+        );
+    }
     error_counts(&mut err, &result.errors);
     Ok(Status::from_errors(result.errors.len()))
 }

@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod demo;
+mod events;
 mod hunt;
 mod rules;
 mod scope;
@@ -35,6 +36,11 @@ pub fn run(command: Command) -> Result<Status, Failure> {
             token_file,
             host_names,
         } => store::serve(store, listen, token_file.as_ref(), host_names),
+        Command::Events {
+            paths,
+            mapping,
+            case,
+        } => events::run(&paths, mapping.as_ref(), &case),
         Command::Rules {
             command:
                 RulesCommand::Check {

@@ -9,14 +9,15 @@ use cellwarden_telecom::access::Selection;
 use crate::args::{ScopeArgs, ScopeFormat};
 use crate::exit::{Failure, Status};
 use crate::setup::{
-    db_setup, error_counts, load_mapping, net_setup, open_output, read_pseudonymiser,
-    report_errors, run_info, run_pipeline, stored, threads, written,
+    db_setup, discover_case, error_counts, load_mapping, net_setup, open_output,
+    read_pseudonymiser, report_errors, report_inferences, run_info, run_pipeline, stored, threads,
+    written,
 };
 
 pub fn run(args: ScopeArgs) -> Result<Status, Failure> {
     let started = cellwarden_event::format_timestamp(Some(jiff::Timestamp::now()));
     let mapping = load_mapping(args.mapping.as_ref())?;
-    let inputs = cellwarden_source::discover(&args.paths)?;
+    let (inputs, inferred) = discover_case(&args.paths, &args.case, &mapping)?;
     let pseudonymiser = read_pseudonymiser(args.pseudonymise.as_ref())?;
     if (args.since.is_some() || args.until.is_some())
         && args.account.is_empty()
@@ -77,6 +78,7 @@ pub fn run(args: ScopeArgs) -> Result<Status, Failure> {
     }
 
     let mut err = io::stderr().lock();
+    report_inferences(&mut err, &inferred);
     report_errors(&mut err, &result.errors);
     if args.schema_out.is_none() && !result.findings.db.observed.tables.is_empty() {
         let _ = writeln!(

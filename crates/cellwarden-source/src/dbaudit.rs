@@ -16,6 +16,7 @@
 use std::borrow::Cow;
 
 use cellwarden_event::{Timestamp, Value};
+use jiff::tz::TimeZone;
 
 use crate::json::Fields;
 
@@ -37,26 +38,32 @@ pub fn quotes_closed(text: &str) -> bool {
         .is_multiple_of(2)
 }
 
-fn prefix_fields(prefix: &str, out: &mut Fields<'static>) -> Option<Timestamp> {
+fn prefix_fields(
+    prefix: &str,
+    zone: Option<&TimeZone>,
+    out: &mut Fields<'static>,
+) -> Option<Timestamp> {
     let s = |x: &str| Value::Str(Cow::Owned(x.to_owned()));
     let mut ts = None;
     // Leading "YYYY-MM-DD HH:MM:SS[.fff] [TZ]".
     let toks: Vec<&str> = prefix.split_whitespace().collect();
+    let mut skip = 0;
     if toks.len() >= 2 && toks[0].len() == 10 && toks[0].as_bytes()[4] == b'-' {
-        let mut text = format!("{}T{}", toks[0], toks[1]);
-        if let Some(tz) = toks.get(2)
-            && (tz.eq_ignore_ascii_case("UTC") || tz.eq_ignore_ascii_case("GMT"))
-        {
-            text.push('Z');
-        }
-        ts = cellwarden_event::parse_timestamp(&text);
+        let named = toks.get(2).filter(|z| zone_offset(z).is_some());
+        ts = time_with_zone(
+            &format!("{} {} {}", toks[0], toks[1], named.copied().unwrap_or("")),
+            zone,
+        );
+        skip = 2 + usize::from(named.is_some());
     }
-    for t in &toks {
+    for t in &toks[skip..] {
         let t = t.trim_end_matches(':');
+        // `[pid]` or `[pid-line]` (`%p` or `%c`-like prefixes).
         if let Some(pid) = t.strip_prefix('[').and_then(|x| x.strip_suffix(']'))
-            && let Ok(p) = pid.parse::<i64>()
+            && let Ok(p) = pid.split('-').next().unwrap_or(pid).parse::<i64>()
         {
             out.push((Cow::Borrowed("pid"), Value::Int(p)));
+            continue;
         }
         for part in t.split(',') {
             if let Some((k, v)) = part.split_once('=') {
@@ -135,7 +142,10 @@ fn owned(x: &str) -> Value<'static> {
 }
 
 /// Fields of one pgaudit record (its lines joined with `\n`); `None` if it is not one.
-pub fn pgaudit_record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)> {
+pub fn pgaudit_record(
+    text: &str,
+    zone: Option<&TimeZone>,
+) -> Option<(Fields<'static>, Option<Timestamp>)> {
     let i = text.find(MARK)?;
     let prefix = text[..i].trim_end();
     let prefix = prefix
@@ -143,7 +153,7 @@ pub fn pgaudit_record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)
         .or_else(|| prefix.strip_suffix("LOG: "))
         .unwrap_or(prefix);
     let mut out: Fields<'static> = Vec::with_capacity(16);
-    let ts = prefix_fields(prefix, &mut out);
+    let ts = prefix_fields(prefix, zone, &mut out);
     pgaudit_body(&text[i + MARK.len()..], &mut out)?;
     Some((out, ts))
 }
@@ -164,19 +174,16 @@ pub fn is_pg_csvlog(line: &str) -> bool {
         })
 }
 
-/// Fields of one csvlog row holding a pgaudit record (`message` column starting with
-/// `AUDIT: `). `Some(None)` for rows that are other server messages, `None` for text that is
-/// not a csvlog row.
-pub fn pg_csvlog_record(text: &str) -> Option<Option<Record>> {
+/// Fields of one csvlog row: a pgaudit record (`message` column starting with `AUDIT: `,
+/// `Channel: pgaudit`) or another server message (`Channel: postgresql`, see
+/// [`pg_log_record`]). `None` for text that is not a csvlog row.
+pub fn pg_csvlog_record(text: &str, zone: Option<&TimeZone>) -> Option<Record> {
     let rec = csv_record(text)?;
     if rec.len() < 14 {
         return None;
     }
-    let Some(body) = rec[13].strip_prefix(MARK) else {
-        return Some(None);
-    };
     let mut out: Fields<'static> = Vec::with_capacity(20);
-    let ts = time_with_zone(&rec[0]);
+    let ts = time_with_zone(&rec[0], zone);
     let mut put = |k: &'static str, v: &str| {
         if !v.is_empty() {
             out.push((Cow::Borrowed(k), owned(v)));
@@ -187,42 +194,330 @@ pub fn pg_csvlog_record(text: &str) -> Option<Option<Record>> {
     put("pid", &rec[3]);
     // connection_from is "host:port" (or "[local]").
     let from = &rec[4];
-    let host = match from.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => from,
+    let (host, port) = match from.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (h, p),
+        _ => (&**from, ""),
     };
     if host != "[local]" {
         put("client_host", host);
+        put("client_port", port);
     }
     put("session_id", &rec[5]);
     if let Some(app) = rec.get(22) {
         put("application", app);
     }
-    pgaudit_body(body, &mut out)?;
-    Some(Some((out, ts)))
+    if let Some(body) = rec[13].strip_prefix(MARK) {
+        pgaudit_body(body, &mut out)?;
+        return Some((out, ts));
+    }
+    put("command_tag", &rec[7]);
+    put("level", &rec[11]);
+    put("sql_state", &rec[12]);
+    put("message", &rec[13]);
+    let detail = rec.get(14).map_or("", |d| &**d);
+    put("detail", detail);
+    if let Some(h) = rec.get(15) {
+        put("hint", h);
+    }
+    if let Some(q) = rec.get(19) {
+        put("query", q);
+    }
+    if let Some(b) = rec.get(23) {
+        put("backend_type", b);
+    }
+    pg_message_fields(&rec[11], &rec[13], &mut out);
+    if let Some(p) = detail.strip_prefix("parameters: ") {
+        out.push((Cow::Borrowed("parameter"), owned(&pg_parameters(p))));
+    }
+    out.push((
+        Cow::Borrowed("Channel"),
+        Value::Str(Cow::Borrowed("postgresql")),
+    ));
+    Some((out, ts))
 }
 
-/// "YYYY-MM-DD HH:MM:SS[.fff] [UTC|GMT|+hh[:mm]]" as PostgreSQL and MySQL write it.
-fn time_with_zone(t: &str) -> Option<Timestamp> {
+/// Severity words PostgreSQL writes before a message (`LOG:  `).
+const PG_LEVELS: &[&str] = &[
+    "LOG",
+    "FATAL",
+    "ERROR",
+    "WARNING",
+    "NOTICE",
+    "INFO",
+    "DEBUG",
+    "DEBUG1",
+    "DEBUG2",
+    "DEBUG3",
+    "DEBUG4",
+    "DEBUG5",
+    "DETAIL",
+    "HINT",
+    "STATEMENT",
+    "CONTEXT",
+    "QUERY",
+    "LOCATION",
+    "PANIC",
+];
+
+/// Splits a server log line into its `log_line_prefix` part, severity and message.
+fn pg_level_split(text: &str) -> Option<(&str, &str, &str)> {
+    let mut from = 0;
+    // The severity comes within the prefix's length; a long search is not needed.
+    while let Some(i) = text[from..].find(":  ").map(|i| from + i) {
+        let before = &text[..i];
+        let start = before.rfind([' ', ']', '\t']).map_or(0, |j| j + 1);
+        let word = &before[start..];
+        if PG_LEVELS.contains(&word) {
+            return Some((&text[..start], word, &text[i + 3..]));
+        }
+        from = i + 3;
+        if from > 400 {
+            return None;
+        }
+    }
+    None
+}
+
+/// Whether a line starts a PostgreSQL server log record (`<prefix> LEVEL:  message`) whose
+/// prefix starts with a time, or has no prefix at all.
+pub fn is_pg_log_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    let timed = b.len() > 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b' '
+        && b[13] == b':'
+        && b[..4].iter().all(u8::is_ascii_digit);
+    match pg_level_split(line) {
+        Some((prefix, _, _)) => timed || prefix.is_empty(),
+        None => false,
+    }
+}
+
+/// Fields of one PostgreSQL server log record (its lines joined with `\n`) that is not a
+/// pgaudit record: the prefix's time, pid, user and database; `level`, `message`, and what
+/// the message says (see [`pg_message_fields`]); `Channel: postgresql`.
+pub fn pg_log_record(text: &str, zone: Option<&TimeZone>) -> Option<Record> {
+    let (prefix, level, msg) = pg_level_split(text)?;
+    let mut out: Fields<'static> = Vec::with_capacity(12);
+    let ts = prefix_fields(prefix, zone, &mut out);
+    out.push((Cow::Borrowed("level"), owned(level)));
+    out.push((Cow::Borrowed("message"), owned(msg)));
+    pg_message_fields(level, msg, &mut out);
+    if level == "DETAIL"
+        && let Some(p) = msg.strip_prefix("parameters: ")
+    {
+        out.push((Cow::Borrowed("parameter"), owned(&pg_parameters(p))));
+    }
+    out.push((
+        Cow::Borrowed("Channel"),
+        Value::Str(Cow::Borrowed("postgresql")),
+    ));
+    Some((out, ts))
+}
+
+/// `$1 = 'a', $2 = NULL` as the CSV list of values the SQL analyser binds.
+fn pg_parameters(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(" = ") {
+        let v = &rest[i + 3..];
+        if let Some(q) = v.strip_prefix('\'') {
+            // A quoted value; '' is a quote.
+            let mut val = String::new();
+            let mut chars = q.char_indices().peekable();
+            let mut end = q.len();
+            while let Some((j, c)) = chars.next() {
+                if c == '\'' {
+                    if chars.peek().is_some_and(|(_, n)| *n == '\'') {
+                        chars.next();
+                        val.push('\'');
+                        continue;
+                    }
+                    end = j + 1;
+                    break;
+                }
+                val.push(c);
+            }
+            out.push(format!("\"{}\"", val.replace('"', "\"\"")));
+            rest = &q[end.min(q.len())..];
+        } else {
+            let end = v.find(", $").unwrap_or(v.len());
+            out.push(v[..end].trim().to_owned());
+            rest = &v[end..];
+        }
+    }
+    out.join(",")
+}
+
+/// What a server message says, as fields: statements logged by `log_statement` or
+/// `log_min_duration_statement` (`statement`, `query_step`, `query_name`, `duration_ms`;
+/// `statement` only for the steps that run: a statement is not counted twice), connections
+/// and their end (`action`, `user`, `database`, `application`, `client_host`, `client_port`),
+/// refused logins (`action: authentication_failed`, `outcome: failure`, `auth_method`).
+fn pg_message_fields(level: &str, msg: &str, out: &mut Fields<'static>) {
+    let put = |out: &mut Fields<'static>, k: &'static str, v: &str| {
+        if !v.is_empty() && !out.iter().any(|(n, _)| n == k) {
+            out.push((Cow::Borrowed(k), owned(v)));
+        }
+    };
+    let kv = |text: &str, key: &str| -> Option<String> {
+        let i = text.find(&format!("{key}="))? + key.len() + 1;
+        let v = &text[i..];
+        Some(v[..v.find(' ').unwrap_or(v.len())].to_owned())
+    };
+    let quoted_after = |text: &str, key: &str| -> Option<String> {
+        let i = text.find(key)? + key.len();
+        let v = text[i..].strip_prefix('"')?;
+        Some(v[..v.find('"')?].to_owned())
+    };
+    match level {
+        "LOG" => {
+            let mut rest = msg;
+            if let Some(d) = rest.strip_prefix("duration: ") {
+                let (ms, after) = d.split_once(" ms").unwrap_or((d, ""));
+                if ms.parse::<f64>().is_ok() {
+                    out.push((Cow::Borrowed("duration_ms"), owned(ms)));
+                }
+                rest = after.trim_start();
+            }
+            if let Some(sql) = rest.strip_prefix("statement: ") {
+                put(out, "query_step", "statement");
+                put(out, "statement", sql);
+            } else if let Some((step, r)) = ["execute ", "parse ", "bind "]
+                .iter()
+                .find_map(|p| rest.strip_prefix(p).map(|r| (p.trim_end(), r)))
+                && let Some((name, sql)) = r.split_once(": ")
+            {
+                put(out, "query_step", step);
+                put(out, "query_name", name);
+                if step == "execute" {
+                    put(out, "statement", sql);
+                } else {
+                    put(out, "query", sql);
+                }
+            } else if let Some(r) = rest
+                .strip_prefix("connection authorized: ")
+                .or_else(|| rest.strip_prefix("replication connection authorized: "))
+            {
+                put(out, "action", "connection_authorized");
+                for (k, name) in [
+                    ("user", "user"),
+                    ("database", "database"),
+                    ("application_name", "application"),
+                ] {
+                    if let Some(v) = kv(r, k) {
+                        put(out, name, &v);
+                    }
+                }
+            } else if let Some(r) = rest.strip_prefix("connection received: ") {
+                put(out, "action", "connection_received");
+                if let Some(h) = kv(r, "host").filter(|h| h != "[local]") {
+                    put(out, "client_host", &h);
+                }
+                if let Some(p) = kv(r, "port") {
+                    put(out, "client_port", &p);
+                }
+            } else if let Some(r) = rest.strip_prefix("disconnection: ") {
+                put(out, "action", "disconnection");
+                for (k, name) in [("user", "user"), ("database", "database")] {
+                    if let Some(v) = kv(r, k) {
+                        put(out, name, &v);
+                    }
+                }
+                if let Some(h) = kv(r, "host").filter(|h| h != "[local]") {
+                    put(out, "client_host", &h);
+                }
+            }
+        }
+        "FATAL" | "ERROR" => {
+            if let Some(i) = msg.find(" authentication failed for user ") {
+                put(out, "action", "authentication_failed");
+                put(out, "outcome", "failure");
+                put(out, "auth_method", &msg[..i].to_ascii_lowercase());
+                if let Some(u) = quoted_after(msg, " authentication failed for user ") {
+                    put(out, "user", &u);
+                }
+            } else if msg.starts_with("no pg_hba.conf entry for ") {
+                put(out, "action", "connection_rejected");
+                put(out, "outcome", "failure");
+                for (key, name) in [
+                    ("host ", "client_host"),
+                    ("user ", "user"),
+                    ("database ", "database"),
+                ] {
+                    if let Some(v) = quoted_after(msg, key) {
+                        put(out, name, &v);
+                    }
+                }
+            } else if let Some(u) = msg
+                .strip_prefix("role ")
+                .and_then(|r| r.strip_suffix(" does not exist"))
+            {
+                put(out, "outcome", "failure");
+                put(out, "user", u.trim_matches('"'));
+            }
+        }
+        "STATEMENT" => put(out, "query", msg),
+        _ => {}
+    }
+}
+
+/// UTC offsets, in minutes, of the zone abbreviations PostgreSQL writes with the `Default`
+/// abbreviation set (`log_timezone`), and a few more.
+fn zone_offset(abbrev: &str) -> Option<i32> {
+    Some(match abbrev.to_ascii_uppercase().as_str() {
+        "UTC" | "GMT" | "Z" | "UCT" | "WET" | "ZULU" => 0,
+        "BST" | "CET" | "MET" | "WEST" | "WAT" => 60,
+        // IST is Israel Standard Time in PostgreSQL's Default set.
+        "CEST" | "MEST" | "EET" | "SAST" | "CAT" | "IST" => 120,
+        "EEST" | "MSK" | "EAT" | "AST3" | "IDT" => 180,
+        "GST" => 240,
+        "PKT" => 300,
+        "ICT" | "WIB" => 420,
+        "HKT" | "SGT" | "AWST" | "PHT" | "WITA" => 480,
+        "JST" | "KST" | "WIT" => 540,
+        "ACST" => 570,
+        "AEST" => 600,
+        "ACDT" => 630,
+        "AEDT" => 660,
+        "NZST" => 720,
+        "NZDT" => 780,
+        "ADT" => -180,
+        "AST" | "EDT" => -240,
+        "EST" | "CDT" => -300,
+        "CST" | "MDT" => -360,
+        "MST" | "PDT" => -420,
+        "PST" | "AKDT" => -480,
+        "AKST" => -540,
+        "HST" => -600,
+        _ => return None,
+    })
+}
+
+/// "YYYY-MM-DD HH:MM:SS[.fff] [UTC|CEST|+hh[:mm]]" as PostgreSQL and MySQL write it; a time
+/// without a zone (or with one not known) is read in `zone` (UTC when `None`).
+fn time_with_zone(t: &str, zone: Option<&TimeZone>) -> Option<Timestamp> {
     let t = t.trim();
-    let (date_time, zone) = match t.rsplit_once(' ') {
+    let (date_time, abbrev) = match t.rsplit_once(' ') {
         Some((a, z)) if a.contains(' ') || a.contains('T') => (a, z),
         _ => (t, ""),
     };
     let mut text = date_time.replacen(' ', "T", 1);
-    match zone {
-        "" | "UTC" | "GMT" | "Z" => text.push('Z'),
-        z if z.starts_with('+') || z.starts_with('-') => {
-            text.push_str(z);
-            if z.len() == 3 {
-                text.push_str(":00");
-            }
+    if abbrev.starts_with('+') || abbrev.starts_with('-') {
+        text.push_str(abbrev);
+        if abbrev.len() == 3 {
+            text.push_str(":00");
         }
-        // Named zones other than UTC cannot be resolved without a zone database entry;
-        // the time is read as UTC.
-        _ => text.push('Z'),
+        return cellwarden_event::parse_timestamp(&text);
     }
-    cellwarden_event::parse_timestamp(&text)
+    if let Some(minutes) = zone_offset(abbrev) {
+        let sign = if minutes < 0 { '-' } else { '+' };
+        let m = minutes.abs();
+        text.push_str(&format!("{sign}{:02}:{:02}", m / 60, m % 60));
+        return cellwarden_event::parse_timestamp(&text);
+    }
+    cellwarden_event::parse_timestamp_in(&text, zone)
 }
 
 /// The pgaudit CSV body after `AUDIT: `.
@@ -282,7 +577,10 @@ pub fn mysql_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
         // "command_class":"select","connection_id":"1","status":0,"sqltext":"…",
         // "user":"app[app] @ host [10.0.0.1]","host":"…","os_user":"","ip":"…","db":"…"}}
         let r = |k: &str| get(&format!("audit_record.{k}"));
-        ts = time_with_zone(&r("timestamp").unwrap_or_default().replacen('T', " ", 1));
+        ts = time_with_zone(
+            &r("timestamp").unwrap_or_default().replacen('T', " ", 1),
+            None,
+        );
         let user = r("priv_user")
             .or_else(|| r("user").map(|u| u.split(['[', ' ']).next().unwrap_or("").to_owned()));
         add.extend(user.map(|u| ("user", u)));
@@ -305,7 +603,7 @@ pub fn mysql_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
         // "general","event":"status","connection_id":11,"account":{"user":…,"host":…},
         // "login":{"user":…,"os":…,"ip":…},"general_data":{"sql_command":…,"query":…,
         // "status":0}} and table_access_data / connection_data variants.
-        ts = time_with_zone(&get("timestamp").unwrap_or_default());
+        ts = time_with_zone(&get("timestamp").unwrap_or_default(), None);
         add.extend(
             get("account.user")
                 .or_else(|| get("login.user"))
@@ -530,7 +828,7 @@ pub fn oracle_record(
 fn oracle_time(v: &str) -> Option<Timestamp> {
     let v = v.trim();
     if v.as_bytes().get(4) == Some(&b'-') {
-        return time_with_zone(v);
+        return time_with_zone(v, None);
     }
     let mut it = v.split_whitespace();
     let date = it.next()?;
@@ -570,9 +868,10 @@ fn oracle_time(v: &str) -> Option<Timestamp> {
         hour = 0;
     }
     let micros: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
-    time_with_zone(&format!(
-        "{year:04}-{month:02}-{day:02} {hour:02}:{min:02}:{sec:02}.{micros} {zone}"
-    ))
+    time_with_zone(
+        &format!("{year:04}-{month:02}-{day:02} {hour:02}:{min:02}:{sec:02}.{micros} {zone}"),
+        None,
+    )
 }
 
 #[cfg(test)]
@@ -591,7 +890,7 @@ mod tests {
     fn stderr_line_with_user_at_db_prefix() {
         let line = r#"2026-03-04 03:12:09.123 UTC [12345] billing_ro@cdrdb LOG:  AUDIT: SESSION,7,1,READ,SELECT,,,"SELECT * FROM cdr WHERE msisdn = '33612345678'",<not logged>"#;
         assert!(is_pgaudit(line));
-        let (f, ts) = pgaudit_record(line).unwrap();
+        let (f, ts) = pgaudit_record(line, None).unwrap();
         assert_eq!(
             cellwarden_event::format_timestamp(ts),
             "2026-03-04T03:12:09.123000Z"
@@ -613,7 +912,7 @@ mod tests {
         let text = "2026-03-04 03:15:00 UTC [4242]: [3-1] user=etl,db=cdrdb,app=psql,client=10.20.30.40 LOG:  AUDIT: SESSION,9,1,READ,SELECT,TABLE,public.cdr,\"SELECT calling_number, cell_id\n  FROM cdr\n  WHERE calling_number IN ('33611111111', \"\"x\"\")\",\"33611111111\",42";
         assert!(!quotes_closed("x,\"SELECT a\n"));
         assert!(quotes_closed(text));
-        let (f, _) = pgaudit_record(text).unwrap();
+        let (f, _) = pgaudit_record(text, None).unwrap();
         assert_eq!(get(&f, "user"), "etl");
         assert_eq!(get(&f, "application"), "psql");
         assert_eq!(get(&f, "client_host"), "10.20.30.40");
@@ -630,7 +929,7 @@ mod tests {
     fn csvlog_row_with_multiline_statement() {
         let row = "2026-03-04 03:15:00.120 UTC,\"etl\",\"cdrdb\",4242,\"10.20.30.40:51234\",65e5a1b2.1092,3,\"SELECT\",2026-03-04 03:14:58 UTC,3/12,0,LOG,00000,\"AUDIT: SESSION,1,1,READ,SELECT,,,\"\"SELECT *\n  FROM cdr WHERE imsi = $1\"\",208150123456789\",,,,,,,,,\"psql\",client backend,,0";
         assert!(is_pg_csvlog(row));
-        let (f, ts) = pg_csvlog_record(row).unwrap().unwrap();
+        let (f, ts) = pg_csvlog_record(row, None).unwrap();
         assert_eq!(
             cellwarden_event::format_timestamp(ts),
             "2026-03-04T03:15:00.120000Z"
@@ -642,9 +941,18 @@ mod tests {
         assert_eq!(get(&f, "session_id"), "65e5a1b2.1092");
         assert_eq!(get(&f, "statement"), "SELECT *\n  FROM cdr WHERE imsi = $1");
         assert_eq!(get(&f, "parameter"), "208150123456789");
-        let other = "2026-03-04 03:15:00.120 UTC,\"etl\",\"cdrdb\",4242,\"10.0.0.1:5\",x,1,\"authentication\",2026-03-04 03:14:58 UTC,3/12,0,LOG,00000,\"connection authorized: user=etl\",,,,,,,,,\"\",client backend,,0";
-        assert!(pg_csvlog_record(other).unwrap().is_none());
-        assert!(pg_csvlog_record("2026-03-04 03:15:00 UTC,x").is_none());
+        let other = "2026-03-04 03:15:00.120 CET,\"etl\",\"cdrdb\",4242,\"10.0.0.1:5\",x,1,\"authentication\",2026-03-04 03:14:58 UTC,3/12,0,LOG,00000,\"connection authorized: user=etl database=cdrdb application_name=psql\",,,,,,,,,\"\",client backend,,0";
+        let (f, ts) = pg_csvlog_record(other, None).unwrap();
+        assert_eq!(get(&f, "Channel"), "postgresql");
+        assert_eq!(get(&f, "action"), "connection_authorized");
+        assert_eq!(get(&f, "client_host"), "10.0.0.1");
+        assert_eq!(get(&f, "client_port"), "5");
+        assert_eq!(get(&f, "statement"), "");
+        assert_eq!(
+            cellwarden_event::format_timestamp(ts),
+            "2026-03-04T02:15:00.120000Z"
+        );
+        assert!(pg_csvlog_record("2026-03-04 03:15:00 UTC,x", None).is_none());
     }
 
     #[test]
@@ -733,6 +1041,89 @@ mod tests {
         assert!(!is_pgaudit(
             "2026-03-04 03:12:09 UTC [1] LOG:  connection received: host=10.0.0.1"
         ));
-        assert!(pgaudit_record("AUDIT: SESSION,1").is_none());
+        assert!(pgaudit_record("AUDIT: SESSION,1", None).is_none());
+    }
+
+    #[test]
+    fn server_log_messages() {
+        let rec = |t: &str| pg_log_record(t, None).unwrap();
+        // log_statement = all, a statement over several lines, a `[pid-line]` prefix, CEST.
+        let (f, ts) = rec(
+            "2017-04-03 22:35:22.389 CEST [5404-2] postgres@billing LOG:  duration: 37.598 ms  statement: SELECT *\n\tFROM cdr\n\tWHERE imsi = '208150000000001'",
+        );
+        assert_eq!(
+            cellwarden_event::format_timestamp(ts),
+            "2017-04-03T20:35:22.389000Z"
+        );
+        assert_eq!(get(&f, "pid"), "5404");
+        assert_eq!(get(&f, "user"), "postgres");
+        assert_eq!(get(&f, "database"), "billing");
+        assert_eq!(get(&f, "level"), "LOG");
+        assert_eq!(get(&f, "duration_ms"), "37.598");
+        assert_eq!(get(&f, "query_step"), "statement");
+        assert_eq!(
+            get(&f, "statement"),
+            "SELECT *\n\tFROM cdr\n\tWHERE imsi = '208150000000001'"
+        );
+        // Extended protocol: only `execute` is a statement that ran.
+        let (f, _) = rec(
+            "2019-09-04 15:52:38.004 CEST [31136] user@host LOG:  duration: 12.437 ms  parse <unnamed>: select * from t",
+        );
+        assert_eq!(
+            (
+                get(&f, "query_step"),
+                get(&f, "statement"),
+                get(&f, "query")
+            ),
+            ("parse".into(), "".into(), "select * from t".into())
+        );
+        let (f, _) = rec(
+            "2019-09-04 15:52:38.004 CEST [31136] user@host LOG:  execute pdo_stmt_00000002: select * from t",
+        );
+        assert_eq!(
+            (get(&f, "query_name"), get(&f, "statement")),
+            ("pdo_stmt_00000002".into(), "select * from t".into())
+        );
+        // Refused logins.
+        let (f, _) = rec(
+            "2023-03-04 18:24:15.242 UTC [24915-2] sherlock@postgres FATAL:  password authentication failed for user \"sherlock\"",
+        );
+        assert_eq!(
+            (
+                get(&f, "action"),
+                get(&f, "outcome"),
+                get(&f, "auth_method"),
+                get(&f, "user")
+            ),
+            (
+                "authentication_failed".into(),
+                "failure".into(),
+                "password".into(),
+                "sherlock".into()
+            )
+        );
+        let (f, _) = rec(
+            "2024-01-01 00:00:00 UTC [7] FATAL:  no pg_hba.conf entry for host \"203.0.113.9\", user \"hlr_sync\", database \"billing\", SSL off",
+        );
+        assert_eq!(
+            (get(&f, "client_host"), get(&f, "user"), get(&f, "database")),
+            ("203.0.113.9".into(), "hlr_sync".into(), "billing".into())
+        );
+        // Bind values of the extended protocol.
+        let (f, _) = rec(
+            "2024-01-01 00:00:00 UTC [7] DETAIL:  parameters: $1 = '3361234', $2 = 'it''s', $3 = NULL",
+        );
+        assert_eq!(get(&f, "parameter"), "\"3361234\",\"it's\",NULL");
+        // A prefix without a time is still a record; a line of SQL is not.
+        assert!(is_pg_log_line(
+            "LOG:  database system is ready to accept connections"
+        ));
+        assert!(!is_pg_log_line("SELECT 1 FROM t WHERE a = 'LOG:  x'"));
+        // EST is UTC-5 whatever the season.
+        let (_, ts) = rec("2017-07-31 13:36:43.557 EST [835-1] LOG:  autovacuum launcher started");
+        assert_eq!(
+            cellwarden_event::format_timestamp(ts),
+            "2017-07-31T18:36:43.557000Z"
+        );
     }
 }

@@ -16,8 +16,8 @@ pub enum Format {
     Auditd,
     /// syslog lines as rsyslog writes them (RFC 3164 or 5424, with or without `<PRI>`).
     Syslog,
-    /// PostgreSQL server log (stderr) with pgaudit records.
-    PgAudit,
+    /// PostgreSQL server log (stderr): pgaudit records and the server's other messages.
+    PgLog,
     /// PostgreSQL `csvlog` with pgaudit records.
     PgCsv,
     /// MariaDB `server_audit` file.
@@ -35,7 +35,7 @@ pub enum Format {
 impl Format {
     /// Text formats whose records may span lines inside double quotes.
     pub fn quoted_multiline(self) -> bool {
-        matches!(self, Format::PgAudit | Format::PgCsv | Format::OracleCsv)
+        matches!(self, Format::PgLog | Format::PgCsv | Format::OracleCsv)
     }
 }
 
@@ -159,7 +159,13 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     }
     let text = String::from_utf8_lossy(head);
     let line = text.lines().find(|l| !l.trim().is_empty())?;
-    if crate::flow::is_zeek_tsv(line) {
+    // Zeek headers, possibly after a comment line of the tool that wrote the file.
+    if text
+        .lines()
+        .take(3)
+        .take_while(|l| l.starts_with('#'))
+        .any(crate::flow::is_zeek_tsv)
+    {
         return Some(Format::ZeekTsv);
     }
     if crate::flow::is_nfdump_header(line) {
@@ -174,8 +180,8 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     if crate::dbaudit::is_mariadb_audit(line) {
         return Some(Format::MariaDbAudit);
     }
-    if text.lines().any(crate::dbaudit::is_pgaudit) {
-        return Some(Format::PgAudit);
+    if text.lines().any(crate::dbaudit::is_pgaudit) || crate::dbaudit::is_pg_log_line(line) {
+        return Some(Format::PgLog);
     }
     if crate::linux::is_audit_record(line) {
         Some(Format::Auditd)
@@ -348,7 +354,7 @@ mod tests {
         let csvlog = b"2026-03-04 03:15:00.120 UTC,\"etl\",\"cdrdb\",4242,\"10.2.3.4:5123\",x,3,\"SELECT\",,,,LOG,00000,\"AUDIT: SESSION,1,1,READ,SELECT,,,x,<none>\"\n";
         assert_eq!(sniff(csvlog), Some(Format::PgCsv));
         let stderr = b"2026-03-04 03:15:00 UTC [1]: user=etl,db=cdrdb LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,x,<none>\n";
-        assert_eq!(sniff(stderr), Some(Format::PgAudit));
+        assert_eq!(sniff(stderr), Some(Format::PgLog));
         assert_eq!(
             sniff(b"20261124 08:33:03,db1,care07,10.0.0.5,12,345,QUERY,crm,'SELECT 1',0\n"),
             Some(Format::MariaDbAudit)
@@ -363,7 +369,7 @@ mod tests {
     fn sniffing_pgaudit() {
         assert_eq!(
             sniff(b"2026-03-04 03:12:09 UTC [1] LOG:  connection received\n2026-03-04 03:12:10 UTC [1] u@d LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,x,<none>\n"),
-            Some(Format::PgAudit)
+            Some(Format::PgLog)
         );
     }
 

@@ -609,40 +609,53 @@ fn read_text_from(
     let max = limits.max_record_bytes;
     let quotes = |l: &[u8]| l.iter().filter(|&&c| c == b'"').count();
     let result = if kind.quoted_multiline() {
+        // Quotes of the pending record, and whether it is a pgaudit record (both kept as lines
+        // come, so a long record stays linear).
+        let mut open_quotes = 0usize;
+        let mut audit = false;
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
             if let Some((first, text)) = pending.as_mut() {
-                // A line that starts a record of its own (a log line prefix with its time)
-                // ends the one whose quote never closed: a damaged record costs itself only.
-                if starts_record(line) {
-                    let (first, text) = pending.take().unwrap_or_default();
-                    b.push(first, &text);
-                    cut.push(first);
-                } else {
+                let inside = open_quotes % 2 == 1 && (kind != Format::PgLog || audit);
+                // A server message goes on in lines that start with a tab; a quoted field
+                // until its quote closes. A line that starts a record of its own (a log line
+                // prefix with its time) ends the one before: a damaged record costs itself
+                // only.
+                let continues = !starts_record(line)
+                    && (inside || (kind == Format::PgLog && line.first() == Some(&b'\t')));
+                if continues {
                     text.push(b'\n');
                     text.extend_from_slice(line);
+                    open_quotes += quotes(line);
                     if text.len() > max {
                         too_long.push(*first);
                         pending = None;
-                    } else if quotes(line) % 2 == 1 {
-                        // The quote opened on an earlier line closes here (counted per line:
-                        // a long record stays linear).
+                    } else if kind != Format::PgLog && open_quotes.is_multiple_of(2) {
                         let (first, text) = pending.take().unwrap_or_default();
                         b.push(first, &text);
                     }
                     return;
                 }
+                let (first, text) = pending.take().unwrap_or_default();
+                if inside {
+                    cut.push(first);
+                }
+                b.push(first, &text);
             }
-            let l = String::from_utf8_lossy(line);
             if kind == Format::OracleCsv && b.header.is_none() {
+                let l = String::from_utf8_lossy(line);
                 b.header = Some(crate::dbaudit::csv_header(&l).into());
                 return;
             }
-            if kind != Format::PgAudit || crate::dbaudit::is_pgaudit(&l) {
-                if quotes(line) % 2 == 0 {
-                    b.push(n, line);
-                } else {
-                    pending = Some((n, line.to_vec()));
-                }
+            // Server log records wait for their continuation lines; CSV rows for their quotes
+            // to close.
+            open_quotes = quotes(line);
+            if kind == Format::PgLog {
+                audit = crate::dbaudit::is_pgaudit(&String::from_utf8_lossy(line));
+                pending = Some((n, line.to_vec()));
+            } else if open_quotes % 2 == 1 {
+                pending = Some((n, line.to_vec()));
+            } else {
+                b.push(n, line);
             }
         })
     } else if kind == Format::ZeekTsv {
@@ -829,7 +842,10 @@ fn starts_record(line: &[u8]) -> bool {
             b'?' => *c == b' ' || *c == b'T',
             s => s == c,
         });
-    timed || crate::dbaudit::is_pgaudit(&String::from_utf8_lossy(line))
+    timed || {
+        let l = String::from_utf8_lossy(line);
+        crate::dbaudit::is_pgaudit(&l) || crate::dbaudit::is_pg_log_line(&l)
+    }
 }
 
 /// Captures are decoded here, in order (templates carry across packets); each flow goes on as a
@@ -1133,11 +1149,16 @@ impl Unit {
                                 .ok_or_else(|| syntax("a syslog line"))
                         }
                         Format::Auditd => Ok(Some(crate::linux::audit_event(&text))),
-                        Format::PgAudit => crate::dbaudit::pgaudit_record(&text)
+                        Format::PgLog if crate::dbaudit::is_pgaudit(&text) => {
+                            crate::dbaudit::pgaudit_record(&text, zone.as_ref())
+                                .map(Some)
+                                .ok_or_else(|| syntax("a complete pgaudit record"))
+                        }
+                        Format::PgLog => crate::dbaudit::pg_log_record(&text, zone.as_ref())
                             .map(Some)
-                            .ok_or_else(|| syntax("a complete pgaudit record")),
-                        // Rows that are other server messages are not events of ours.
-                        Format::PgCsv => crate::dbaudit::pg_csvlog_record(&text)
+                            .ok_or_else(|| syntax("a PostgreSQL server log record")),
+                        Format::PgCsv => crate::dbaudit::pg_csvlog_record(&text, zone.as_ref())
+                            .map(Some)
                             .ok_or_else(|| syntax("a PostgreSQL csvlog row")),
                         Format::MariaDbAudit => crate::dbaudit::mariadb_audit_record(&text)
                             .map(Some)

@@ -273,7 +273,7 @@ fn fuzz_database_audit_formats() {
             b"\nDETAIL:  ",
             b"$1",
         ],
-        Some(Format::PgAudit),
+        Some(Format::PgLog),
         Some((pg, pg_after)),
     );
     fuzz_reader(
@@ -516,7 +516,7 @@ fn readers_take_linear_time() {
         (
             "pgaudit",
             head(&sim["postgresql-billing.log"], 50),
-            Format::PgAudit,
+            Format::PgLog,
         ),
         ("zeek", sim["conn.log"].clone(), Format::ZeekTsv),
     ] {
@@ -535,6 +535,6 @@ fn readers_take_linear_time() {
             input.extend_from_slice(format!("'336{i:08}',\n").as_bytes());
         }
         input.extend_from_slice(b"'0')\",<not logged>\n");
-        decode(&input, Some(Format::PgAudit));
+        decode(&input, Some(Format::PgLog));
     });
 }

@@ -79,7 +79,8 @@ pub(crate) fn format_name(f: Format) -> &'static str {
         Format::Json => "json",
         Format::Auditd => "auditd",
         Format::Syslog => "syslog",
-        Format::PgAudit => "pgaudit",
+        // The name journals written before the format read every server message.
+        Format::PgLog => "pgaudit",
         Format::PgCsv => "pgcsv",
         Format::MariaDbAudit => "mariadb",
         Format::OracleCsv => "oraclecsv",
@@ -95,7 +96,7 @@ pub(crate) fn format_of(name: &str) -> Option<Format> {
         Format::Json,
         Format::Auditd,
         Format::Syslog,
-        Format::PgAudit,
+        Format::PgLog,
         Format::PgCsv,
         Format::MariaDbAudit,
         Format::OracleCsv,

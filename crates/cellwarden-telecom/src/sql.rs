@@ -36,7 +36,7 @@ impl Dialect {
     /// The dialect of a database audit source, by its `Channel`.
     pub fn of_channel(channel: &str) -> Dialect {
         match channel {
-            "pgaudit" => Dialect::Postgres,
+            "pgaudit" | "postgresql" => Dialect::Postgres,
             "mysql_audit" | "mariadb_audit" => Dialect::MySql,
             "oracle_audit" => Dialect::Oracle,
             _ => Dialect::Generic,

@@ -415,7 +415,7 @@ pub fn parse_format(s: &str) -> Result<Format, String> {
         "jsonl" | "json" => Format::Json,
         "auditd" => Format::Auditd,
         "syslog" => Format::Syslog,
-        "pgaudit" => Format::PgAudit,
+        "pglog" | "pgaudit" => Format::PgLog,
         "pgcsv" => Format::PgCsv,
         "mariadb" => Format::MariaDbAudit,
         "oracle-csv" => Format::OracleCsv,

@@ -177,6 +177,16 @@ impl Assets {
         })
     }
 
+    /// The internal networks.
+    pub fn internal_networks(&self) -> &[IpNet] {
+        &self.internal
+    }
+
+    /// The hosts and networks with a role.
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
     /// In one of the internal networks.
     pub fn is_internal(&self, ip: IpAddr) -> bool {
         self.internal.iter().any(|n| n.contains(&ip))

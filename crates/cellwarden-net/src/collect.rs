@@ -19,6 +19,8 @@ use rustc_hash::FxHashMap as HashMap;
 /// Days since 1970-01-01 (UTC).
 pub use cellwarden_analytics::stats::{Day, day_of};
 
+use crate::protocols::Core;
+
 /// Connection times kept per (source, destination, port), the earliest ones.
 pub const BEACON_CAP: usize = 2048;
 /// Distinct query names kept per (source, domain) (counting stops there).
@@ -148,10 +150,24 @@ pub struct FlowAggregates {
     pub odd: BTreeMap<(Odd, IpAddr, IpAddr, Day), OddStats>,
     /// (source, day) → protocol → first evidence (destination, port).
     pub tunnels: BTreeMap<(IpAddr, Day), TunnelUse>,
+    /// (source, destination, protocol, day) → core network traffic, inside or out (the
+    /// speakers of GTP, Diameter, SIGTRAN and RADIUS; see [`crate::roles`]).
+    pub core: BTreeMap<(IpAddr, IpAddr, Core, Day), CoreStats>,
     /// Flow events read.
     pub flows: u64,
     /// DNS events read.
     pub dns_queries: u64,
+}
+
+/// Core network traffic of one pair on one day.
+#[derive(Debug, Clone, Default)]
+pub struct CoreStats {
+    /// Flows.
+    pub flows: u64,
+    /// Bytes both ways.
+    pub bytes: u64,
+    /// The day's first flow.
+    pub first: Option<Evidence>,
 }
 
 /// Thresholds the collector needs (the rest are judged later).
@@ -161,6 +177,8 @@ pub struct CollectLimits {
     pub chunk_min_bytes: u64,
     /// Flows lasting at least this many seconds are kept for long-connection judging.
     pub long_min_secs: u64,
+    /// Days from the first one whose core traffic is kept for learning roles.
+    pub learn_days: usize,
 }
 
 fn min_ev(slot: &mut Option<Evidence>, e: &Evidence) {
@@ -374,6 +392,12 @@ impl FlowCollector {
         } else {
             None
         };
+        if let Some(core) = Core::of(&proto, src_port, dst_port) {
+            let c = agg.core.entry((src, dst, core, day)).or_default();
+            c.flows += 1;
+            c.bytes += bytes_out + bytes_in;
+            min_ev(&mut c.first, &evidence);
+        }
         if let Some(kind) = odd {
             let o = agg.odd.entry((kind, src, dst, day)).or_default();
             o.flows += 1;
@@ -519,6 +543,10 @@ impl FlowCollector {
         a.dns.retain(|(_, _, d), _| *d >= day);
         a.odd.retain(|(_, _, _, d), _| *d >= day);
         a.tunnels.retain(|(_, d), _| *d >= day);
+        // The learning window's core traffic stays: roles are learnt from it.
+        let learnt = a.core.keys().map(|(_, _, _, d)| *d).min().unwrap_or(day)
+            + self.limits.learn_days as Day;
+        a.core.retain(|(_, _, _, d), _| *d >= day || *d < learnt);
     }
 
     /// Entries held: (pair-days, connection series).
@@ -601,6 +629,14 @@ impl FlowAggregates {
                         s.insert(name, v);
                     }
                 }
+            }
+        }
+        for (k, c) in o.core {
+            let s = self.core.entry(k).or_default();
+            s.flows += c.flows;
+            s.bytes += c.bytes;
+            if let Some(e) = &c.first {
+                min_ev(&mut s.first, e);
             }
         }
         self.flows += o.flows;

@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::assets::{Assets, GTP_ROLES, SERVER_ROLES};
 use crate::collect::{Day, Evidence, Flow, FlowAggregates, Odd, day_of};
+use crate::roles::{Core, CoreRoles};
 
 /// Thresholds of the flow detections (`[net]` in the `--config` TOML file).
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +116,7 @@ impl NetConfig {
         crate::collect::CollectLimits {
             chunk_min_bytes: self.chunk_min_bytes,
             long_min_secs: self.long_min_secs,
+            learn_days: self.min_history_days,
         }
     }
 }
@@ -193,6 +195,13 @@ const RULES: &[BuiltinRule] = &[
         tags: &["attack.command-and-control", "attack.t1572"],
     },
     BuiltinRule {
+        id: "cellwarden.net.new_core_speaker",
+        title: "Host speaking a core network protocol it is not known to speak",
+        level: Level::High,
+        description: "",
+        tags: &["attack.collection", "attack.lateral-movement"],
+    },
+    BuiltinRule {
         id: "cellwarden.net.new_tunnel_protocol",
         title: "Host opened a tunnel or remote-access protocol it never used",
         level: Level::Medium,
@@ -220,21 +229,29 @@ struct Finding {
 
 /// Runs the flow detections (they give no reasons beyond their alerts).
 pub fn judge(agg: &FlowAggregates, assets: &Assets, c: &NetConfig) -> Judgement {
+    let roles = crate::roles::learn(agg, c.min_history_days);
     let mut out = Vec::new();
-    volumes(agg, assets, c, &mut out);
-    chunks(agg, assets, c, &mut out);
-    long_lived(agg, assets, c, &mut out);
-    beacons(agg, assets, c, &mut out);
+    volumes(agg, assets, c, &roles, &mut out);
+    chunks(agg, assets, c, &roles, &mut out);
+    long_lived(agg, assets, c, &roles, &mut out);
+    beacons(agg, assets, c, &roles, &mut out);
     dns(agg, assets, c, &mut out);
-    odd(agg, assets, c, &mut out);
+    odd(agg, assets, c, &roles, &mut out);
     tunnels(agg, assets, c, &mut out);
+    speakers(agg, assets, &roles, &mut out);
     Judgement {
         alerts: into_alerts(out, assets),
         reasons: (),
     }
 }
 
-fn volumes(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Finding>) {
+fn volumes(
+    agg: &FlowAggregates,
+    assets: &Assets,
+    c: &NetConfig,
+    roles: &CoreRoles,
+    out: &mut Vec<Finding>,
+) {
     // Per source: days in order, each with its destinations.
     type Days<'a> = BTreeMap<Day, Vec<(IpAddr, &'a crate::collect::PairDay)>>;
     let mut by_src: BTreeMap<IpAddr, Days<'_>> = BTreeMap::new();
@@ -256,6 +273,15 @@ fn volumes(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<F
                 let Some(e) = p.first.clone() else { continue };
                 let port = p.ports.iter().next().copied();
                 if assets.allowed(src, *dst, port).is_some() {
+                    continue;
+                }
+                // Established core traffic between infrastructure peers (GTP-U to a roaming
+                // partner's gateway) is not a transfer.
+                if !p.ports.is_empty()
+                    && p.ports
+                        .iter()
+                        .all(|pt| roles.infrastructure(assets, src, *dst, "", Some(*pt)))
+                {
                     continue;
                 }
                 let limit = (base as f64 * c.volume_factor) as u64;
@@ -307,9 +333,18 @@ fn volumes(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<F
     }
 }
 
-fn chunks(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Finding>) {
+fn chunks(
+    agg: &FlowAggregates,
+    assets: &Assets,
+    c: &NetConfig,
+    roles: &CoreRoles,
+    out: &mut Vec<Finding>,
+) {
     let mut by_pair: BTreeMap<(IpAddr, IpAddr), Vec<&Flow>> = BTreeMap::new();
     for f in &agg.large {
+        if roles.infrastructure(assets, f.src, f.dst, &f.proto, f.dst_port) {
+            continue;
+        }
         by_pair.entry((f.src, f.dst)).or_default().push(f);
     }
     for ((src, dst), flows) in by_pair {
@@ -368,9 +403,18 @@ fn chunks(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Fi
     }
 }
 
-fn long_lived(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Finding>) {
+fn long_lived(
+    agg: &FlowAggregates,
+    assets: &Assets,
+    c: &NetConfig,
+    roles: &CoreRoles,
+    out: &mut Vec<Finding>,
+) {
     let mut days_seen: BTreeMap<(IpAddr, IpAddr), BTreeSet<Day>> = BTreeMap::new();
     for f in &agg.long {
+        if roles.infrastructure(assets, f.src, f.dst, &f.proto, f.dst_port) {
+            continue;
+        }
         let day = day_of(f.evidence.time);
         let seen = days_seen.entry((f.src, f.dst)).or_default();
         let earlier = seen.iter().filter(|d| **d < day).count();
@@ -396,9 +440,18 @@ fn long_lived(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Ve
     }
 }
 
-fn beacons(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Finding>) {
+fn beacons(
+    agg: &FlowAggregates,
+    assets: &Assets,
+    c: &NetConfig,
+    roles: &CoreRoles,
+    out: &mut Vec<Finding>,
+) {
     for ((src, dst, port), conns) in &agg.conns {
-        if conns.len() < c.beacon_min_count || assets.allowed(*src, *dst, Some(*port)).is_some() {
+        if conns.len() < c.beacon_min_count
+            || assets.allowed(*src, *dst, Some(*port)).is_some()
+            || roles.infrastructure(assets, *src, *dst, "", Some(*port))
+        {
             continue;
         }
         let mut gaps: Vec<i64> = conns
@@ -507,7 +560,13 @@ fn dns(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Findi
     }
 }
 
-fn odd(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Finding>) {
+fn odd(
+    agg: &FlowAggregates,
+    assets: &Assets,
+    c: &NetConfig,
+    roles: &CoreRoles,
+    out: &mut Vec<Finding>,
+) {
     for ((kind, src, dst, _), o) in &agg.odd {
         let Some(e) = o.first.clone() else { continue };
         let finding = |rule, level, observed: String, expected: String| Finding {
@@ -571,9 +630,12 @@ fn odd(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Findi
                 ));
             }
             Odd::Gtp => {
-                if assets.has_role(*src, GTP_ROLES)
-                    || assets.has_role(*dst, GTP_ROLES) && !assets.is_internal(*src)
-                {
+                // Gateways speak GTP, by their asset role or as learnt; so do roaming partners'
+                // gateways talking to them.
+                let gsn = |ip: IpAddr| {
+                    roles.speaks(assets, ip, Core::GtpU) || roles.speaks(assets, ip, Core::GtpC)
+                };
+                if gsn(*src) || gsn(*dst) && !assets.is_internal(*src) {
                     continue;
                 }
                 if assets.allowed(*src, *dst, None).is_some() {
@@ -593,12 +655,13 @@ fn odd(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Findi
                         assets.describe(*src),
                         human_bytes(o.bytes)
                     ),
-                    if assets.configured {
-                        format!("GTP only from hosts with roles {}", GTP_ROLES.join(", "))
-                    } else {
-                        "GTP only from GSN/gateway hosts (no asset file given: roles unknown)"
-                            .into()
-                    },
+                    format!(
+                        "GTP only from gateways: hosts with roles {}, or that spoke GTP on {} \
+                         day(s) of the first {} of the logs",
+                        GTP_ROLES.join(", "),
+                        roles.min_days,
+                        c.min_history_days
+                    ),
                 ));
             }
         }
@@ -641,6 +704,54 @@ fn tunnels(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<F
             }
         }
         used.extend(protos.keys().copied());
+    }
+}
+
+/// Hosts speaking a core protocol (Diameter, SIGTRAN, RADIUS; GTP has its own detection) that
+/// they are not known to speak: neither by asset role nor from the learning window.
+fn speakers(agg: &FlowAggregates, assets: &Assets, roles: &CoreRoles, out: &mut Vec<Finding>) {
+    let mut first: BTreeMap<(IpAddr, Core), (&Evidence, IpAddr, u64, u64)> = BTreeMap::new();
+    for ((src, dst, core, _), st) in &agg.core {
+        if matches!(core, Core::GtpU | Core::GtpC) || roles.speaks(assets, *src, *core) {
+            continue;
+        }
+        let Some(e) = st.first.as_ref() else { continue };
+        let slot = first.entry((*src, *core)).or_insert((e, *dst, 0, 0));
+        if e < slot.0 {
+            slot.0 = e;
+            slot.1 = *dst;
+        }
+        slot.2 += st.flows;
+        slot.3 += st.bytes;
+    }
+    for ((src, core), (e, dst, flows, bytes)) in first {
+        let known_other = assets.role(src).is_some();
+        out.push(Finding {
+            rule: "cellwarden.net.new_core_speaker",
+            level: Some(if known_other {
+                Level::High
+            } else {
+                Level::Medium
+            }),
+            evidence: e.clone(),
+            src,
+            dst: Some(dst),
+            dst_port: core.port(),
+            bytes_out: bytes,
+            observed: format!(
+                "{} from {} to {dst} ({flows} flow(s), {})",
+                core.name(),
+                assets.describe(src),
+                human_bytes(bytes)
+            ),
+            expected: format!(
+                "{} only from hosts whose role speaks it ({}), or that spoke it on {} day(s) of \
+                 the first days of the logs",
+                core.name(),
+                core.roles().join(", "),
+                roles.min_days
+            ),
+        });
     }
 }
 

@@ -2,11 +2,14 @@
 //! events reduced to per-host and per-destination aggregates, and the `cellwarden.net.*`
 //! detections over them (volume against the host's own baseline, new destinations, chunked
 //! transfers, long connections, beaconing, DNS/ICMP/TCP-53/GTP channels, new tunnels), plus
-//! the outbound transfers from given hosts in a time window (for `scope`).
+//! the outbound transfers from given hosts in a time window (for `scope`), and the core
+//! network roles learnt from traffic where the asset file gives none.
 
 pub mod assets;
 pub mod collect;
 pub mod detect;
+pub mod protocols;
+pub mod roles;
 
 pub use assets::Assets;
 pub use collect::{FlowAggregates, FlowCollector};

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use cellwarden_event::{Alert, Event, Origin};
 use cellwarden_sigma::{LoadOptions, builtin_sources, load};
 use cellwarden_source::Mapping;
+use cellwarden_source::lineage::Lineage;
 
 #[derive(serde::Deserialize)]
 struct Cases {
@@ -16,7 +17,12 @@ struct Cases {
     negative: Vec<Vec<serde_json::Value>>,
 }
 
-fn event(v: &serde_json::Value, n: usize, mapping: &Mapping) -> Event<'static> {
+fn event(
+    v: &serde_json::Value,
+    n: usize,
+    mapping: &Mapping,
+    lineage: &mut Lineage,
+) -> Event<'static> {
     let mut e = Event::new(Origin {
         file: "case".into(),
         record: n as u64 + 1,
@@ -24,7 +30,13 @@ fn event(v: &serde_json::Value, n: usize, mapping: &Mapping) -> Event<'static> {
     let (fields, ts) = if let Some(line) = v.get("syslog").and_then(|s| s.as_str()) {
         cellwarden_source::linux::syslog_line(line, 2026).expect("a syslog line")
     } else if let Some(text) = v.get("auditd").and_then(|s| s.as_str()) {
-        cellwarden_source::linux::audit_event(text)
+        // As the reader does: the events of a case are one audit log, read in order.
+        let mut text = text.to_owned();
+        if let Some(note) = lineage.observe(text.as_bytes()) {
+            text.push('\n');
+            text.push_str(&note);
+        }
+        cellwarden_source::linux::audit_event(&text)
     } else {
         let text = v.to_string();
         let f = cellwarden_source::json::flatten(&text)
@@ -68,8 +80,9 @@ fn every_rule_of_the_pack_passes_its_cases() {
                 let mut hits = Vec::new();
                 let mut raised: Vec<Alert> = Vec::new();
                 let mut ids = Vec::new();
+                let mut lineage = Lineage::default();
                 for (n, v) in case.iter().enumerate() {
-                    let e = event(v, n, &mapping);
+                    let e = event(v, n, &mapping, &mut lineage);
                     loaded.rules.matches(&e, &mut scratch, &mut hits);
                     for &h in &hits {
                         if loaded.rules.rule_emits(h) {

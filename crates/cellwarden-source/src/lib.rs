@@ -13,10 +13,12 @@ mod error;
 pub mod flow;
 mod input;
 pub mod json;
+pub mod lineage;
 pub mod linux;
 mod mapping;
 pub mod netflow;
 mod reader;
+pub mod syscall;
 pub mod yaml;
 
 pub use error::{ErrorKind, Position, SourceError};

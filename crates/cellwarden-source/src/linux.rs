@@ -13,6 +13,10 @@ use jiff::civil::DateTime;
 
 use crate::json::Fields;
 
+/// Starts the line the reader appends to an auditd event with the lineage of its process
+/// (see [`crate::lineage`]); never the start of a real record.
+pub const LINEAGE_ANNOTATION: &str = "\x1elineage ";
+
 /// `msg=audit(1700000000.123:4567)`: the event's time and serial, as written.
 pub fn audit_id(line: &str) -> Option<&str> {
     let start = line.find("msg=audit(")? + "msg=audit(".len();
@@ -161,7 +165,101 @@ fn typed(v: &str) -> Value<'static> {
     }
 }
 
+fn is_arg(k: &str) -> bool {
+    k.len() > 1 && k.starts_with('a') && k[1..].bytes().all(|c| c.is_ascii_digit())
+}
+
+fn decoded<'a>(k: &str, v: &'a str, quoted: bool, arg: bool) -> Cow<'a, str> {
+    if !quoted && (arg || ENCODED.contains(&k)) {
+        unhex(v).map_or(Cow::Borrowed(v), Cow::Owned)
+    } else {
+        Cow::Borrowed(v)
+    }
+}
+
+/// The `key=value` pairs of one record's body (after `): `) with auditd's encodings undone:
+/// hex-encoded strings of the fields that may hold them, EXECVE arguments, and the pairs of a
+/// quoted `msg='…'` (PAM and other user-space records) in place of it.
+pub(crate) fn decoded_pairs<'a>(rtype: &str, body: &'a str) -> Vec<(&'a str, Cow<'a, str>)> {
+    let mut out = Vec::new();
+    for (k, v, quoted) in pairs(body) {
+        if k == "msg" && quoted {
+            for (k2, v2, q2) in pairs(v) {
+                out.push((k2, decoded(k2, v2, q2, false)));
+            }
+            continue;
+        }
+        let arg = rtype == "EXECVE" && is_arg(k);
+        out.push((k, decoded(k, v, quoted, arg)));
+    }
+    out
+}
+
+/// `name` made absolute with the directory auditd gave for it (a PARENT record) or the
+/// process's working directory.
+fn absolute(name: &str, dir: Option<&str>, cwd: Option<&str>) -> String {
+    if name.starts_with('/') {
+        return name.to_owned();
+    }
+    let dir = match dir {
+        Some(d) if d.starts_with('/') => d.to_owned(),
+        Some(d) => match cwd {
+            Some(c) => format!("{}/{}", c.trim_end_matches('/'), d.trim_start_matches("./")),
+            None => return name.to_owned(),
+        },
+        None => match cwd {
+            Some(c) => c.to_owned(),
+            None => return name.to_owned(),
+        },
+    };
+    format!(
+        "{}/{}",
+        dir.trim_end_matches('/'),
+        name.trim_start_matches("./")
+    )
+}
+
+/// The file a system call wrote, replaced, removed or changed, from the event's PATH records
+/// (name, nametype): (target, source of a rename or link).
+fn file_paths(
+    action: &str,
+    paths: &[(String, String)],
+    cwd: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    let parents: Vec<&str> = paths
+        .iter()
+        .filter(|(_, t)| t == "PARENT")
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let items: Vec<(usize, &(String, String))> = paths
+        .iter()
+        .filter(|(_, t)| t != "PARENT")
+        .enumerate()
+        .collect();
+    let resolve = |(i, (name, _)): (usize, &(String, String))| {
+        let dir = parents.get(i).or(parents.last()).copied();
+        absolute(name, dir, cwd)
+    };
+    let of = |kind: &str| items.iter().rev().find(|(_, (_, t))| t == kind).copied();
+    match action {
+        "rename" | "link" => {
+            let source = of("DELETE").or_else(|| of("NORMAL")).map(resolve);
+            (of("CREATE").map(resolve), source)
+        }
+        "delete" => (of("DELETE").or(items.first().copied()).map(resolve), None),
+        _ => (of("CREATE").or(items.first().copied()).map(resolve), None),
+    }
+}
+
 /// Joins the records (lines) of one auditd event into one set of fields.
+///
+/// Beyond auditd's own fields: `ARCH` and `SYSCALL` in words (as auditd's enriched format
+/// writes them); for a process start (EXECVE) the Sysmon-style `Image`, `CommandLine`,
+/// `ProcessId`, `ParentProcessId`, `CurrentDirectory`, `User`, `LogonId`; for every system
+/// call that writes, replaces, removes or changes a file `FileAction`, `TargetFilename`
+/// (absolute), `SourceFilename` (rename, link) and `OpenFlags`; and the lineage the reader
+/// found (`ParentImage`, `ParentCommandLine`, `ParentUser`, `Ancestors`, `ProcessChain`,
+/// `PackageManager`, `ConfigManagement`; see [`crate::lineage`]).
 pub fn audit_event(text: &str) -> (Fields<'static>, Option<Timestamp>) {
     let mut b = Builder {
         keys: Vec::new(),
@@ -173,7 +271,31 @@ pub fn audit_event(text: &str) -> (Fields<'static>, Option<Timestamp>) {
         .any(|l| audit_node(l).1.starts_with("type=EXECVE"));
     let mut argv: Vec<(usize, String)> = Vec::new();
     let mut node_seen = false;
+    let mut has_syscall = false;
+    let mut arch = None;
+    let mut nr: Option<u32> = None;
+    let mut named = None;
+    let mut args: [String; 4] = Default::default();
+    let mut success = true;
+    let mut paths: Vec<(String, String)> = Vec::new();
+    let mut cwd: Option<String> = None;
     for line in text.lines() {
+        if let Some(note) = line.strip_prefix(LINEAGE_ANNOTATION) {
+            for (k, v, _) in pairs(note) {
+                let v = unhex(v).unwrap_or_default();
+                let v = if k == "Ancestors" {
+                    Value::List(
+                        v.split('\n')
+                            .map(|a| Value::Str(Cow::Owned(a.to_owned())))
+                            .collect(),
+                    )
+                } else {
+                    Value::Str(Cow::Owned(v))
+                };
+                b.add(k, v);
+            }
+            continue;
+        }
         let (node, line) = audit_node(line);
         if let (Some(node), false) = (node, node_seen) {
             node_seen = true;
@@ -188,53 +310,116 @@ pub fn audit_event(text: &str) -> (Fields<'static>, Option<Timestamp>) {
             .and_then(|t| t.split(' ').next())
             .unwrap_or("UNKNOWN");
         if ts.is_none() {
-            ts = audit_id(head).and_then(audit_time);
+            let id = audit_id(head);
+            ts = id.and_then(audit_time);
+            // The event's serial number ties its records together (and to other tools).
+            if let Some(serial) = id
+                .and_then(|i| i.split_once(':'))
+                .and_then(|(_, s)| s.parse::<i64>().ok())
+            {
+                b.add("serial", Value::Int(serial));
+            }
         }
         b.add("type", Value::Str(Cow::Owned(rtype.to_owned())));
-        for (k, v, quoted) in pairs(rest) {
-            if k == "msg" && quoted {
-                for (k2, v2, q2) in pairs(v) {
-                    let val = if !q2 && ENCODED.contains(&k2) {
-                        unhex(v2).unwrap_or_else(|| v2.to_owned())
-                    } else {
-                        v2.to_owned()
-                    };
-                    b.add(k2, typed(&val));
+        let mut item = (String::new(), String::new());
+        for (k, v) in decoded_pairs(rtype, rest) {
+            let arg = is_arg(k);
+            match rtype {
+                "EXECVE" if arg => {
+                    argv.push((k[1..].parse().unwrap_or(0), v.to_string()));
+                    b.add(k, Value::Str(Cow::Owned(v.into_owned())));
+                    continue;
                 }
-                continue;
+                "SYSCALL" => {
+                    has_syscall = true;
+                    match k {
+                        "arch" => arch = crate::syscall::arch_name(&v),
+                        "syscall" => match v.parse() {
+                            Ok(n) => nr = Some(n),
+                            // Interpreted by `ausearch -i`: the name itself.
+                            Err(_) => named = Some(v.to_string()),
+                        },
+                        "SYSCALL" => named = Some(v.to_string()),
+                        "success" => success = v != "no",
+                        "a0" | "a1" | "a2" | "a3" => {
+                            args[(k.as_bytes()[1] - b'0') as usize] = v.to_string()
+                        }
+                        _ => {}
+                    }
+                    if arg && has_execve {
+                        // EXECVE's a0… are the arguments Sigma rules mean; keep the call's aside.
+                        b.add(
+                            &format!("syscall_{k}"),
+                            Value::Str(Cow::Owned(v.into_owned())),
+                        );
+                        continue;
+                    }
+                }
+                "PATH" => match k {
+                    "name" => item.0 = v.to_string(),
+                    "nametype" => item.1 = v.to_string(),
+                    _ => {}
+                },
+                "CWD" if k == "cwd" => cwd = Some(v.to_string()),
+                _ => {}
             }
-            let is_arg =
-                k.len() > 1 && k.starts_with('a') && k[1..].bytes().all(|c| c.is_ascii_digit());
-            if rtype == "EXECVE" && is_arg {
-                let val = if quoted {
-                    v.to_owned()
-                } else {
-                    unhex(v).unwrap_or_else(|| v.to_owned())
-                };
-                argv.push((k[1..].parse().unwrap_or(0), val.clone()));
-                b.add(k, Value::Str(Cow::Owned(val)));
-                continue;
+            b.add(k, typed(&v));
+        }
+        if rtype == "PATH" && !item.0.is_empty() && item.0 != "(null)" {
+            paths.push(item);
+        }
+    }
+    if let Some(a) = arch
+        && b.get("ARCH").is_none()
+    {
+        b.add("ARCH", Value::Str(Cow::Borrowed(a)));
+    }
+    let name: Option<Cow<'static, str>> = match named {
+        Some(n) => {
+            if b.get("SYSCALL").is_none() {
+                b.add("SYSCALL", Value::Str(Cow::Owned(n.clone())));
             }
-            if rtype == "SYSCALL" && is_arg && has_execve {
-                // EXECVE's a0… are the arguments Sigma rules mean; keep the syscall's aside.
-                b.add(
-                    &format!("syscall_{k}"),
-                    Value::Str(Cow::Owned(v.to_owned())),
-                );
-                continue;
+            Some(Cow::Owned(n))
+        }
+        None => {
+            let n = arch
+                .zip(nr)
+                .and_then(|(a, n)| crate::syscall::syscall_name(a, n));
+            if let Some(n) = n {
+                b.add("SYSCALL", Value::Str(Cow::Borrowed(n)));
             }
-            let val = if !quoted && ENCODED.contains(&k) {
-                unhex(v).unwrap_or_else(|| v.to_owned())
-            } else {
-                v.to_owned()
-            };
-            b.add(k, typed(&val));
+            n.map(Cow::Borrowed)
+        }
+    };
+    let creates = paths.iter().any(|(_, t)| t == "CREATE");
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Some(call) = name.as_deref()
+        && success
+        && let Some(action) = crate::syscall::file_action(call, &arg_refs, creates)
+    {
+        b.add("FileAction", Value::Str(Cow::Borrowed(action)));
+        let flags = match call {
+            "open" => Some(1),
+            "openat" | "open_by_handle_at" => Some(2),
+            _ => None,
+        };
+        if let Some(f) = flags.and_then(|i| crate::syscall::open_flags(&args[i])) {
+            b.add("OpenFlags", Value::Str(Cow::Owned(f)));
+        }
+        let (target, source) = file_paths(action, &paths, cwd.as_deref());
+        if let Some(t) = target {
+            b.add("TargetFilename", Value::Str(Cow::Owned(t)));
+        }
+        if let Some(s) = source {
+            b.add("SourceFilename", Value::Str(Cow::Owned(s)));
         }
     }
     if has_execve {
         argv.sort_by_key(|(i, _)| *i);
         let cmd: Vec<&str> = argv.iter().map(|(_, a)| a.as_str()).collect();
         b.add("CommandLine", Value::Str(Cow::Owned(cmd.join(" "))));
+    }
+    if has_execve || has_syscall {
         for (sigma, audit) in [
             ("Image", "exe"),
             ("ProcessId", "pid"),
@@ -246,6 +431,16 @@ pub fn audit_event(text: &str) -> (Fields<'static>, Option<Timestamp>) {
             if let Some(v) = b.get(audit).cloned() {
                 b.add(sigma, v);
             }
+        }
+        if b.get("User").is_none()
+            && let Some(uid) = b.get("uid").cloned()
+        {
+            let user = match uid {
+                Value::Int(0) => Value::Str(Cow::Borrowed("root")),
+                Value::Int(n) => Value::Str(Cow::Owned(n.to_string())),
+                other => other,
+            };
+            b.add("User", user);
         }
     }
     b.add("Channel", Value::Str(Cow::Borrowed("auditd")));
@@ -289,8 +484,9 @@ fn rfc3164_stamp(l: &str) -> Option<(Option<(i8, i8, i8, i8, i8, i32)>, &str)> {
     Some((t, rest))
 }
 
-/// Whether a line continues the record before it (a line that starts with white space; as
-/// Filebeat's syslog module joins them).
+/// Whether a line continues the record before it (a line that starts with white space, as
+/// Filebeat's syslog module joins them). Other lines that are not syslog are reported, not
+/// joined: syslog daemons write one record a line, so such a line is damage.
 pub fn continues_record(line: &[u8]) -> bool {
     matches!(line.first(), Some(b' ' | b'\t'))
 }

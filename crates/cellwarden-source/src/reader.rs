@@ -547,6 +547,20 @@ impl<'s> Batcher<'s> {
     }
 }
 
+/// Hands on a complete auditd event with the lineage of its process appended.
+fn audit_done(
+    lineage: &mut crate::lineage::Lineage,
+    b: &mut Batcher<'_>,
+    first: u64,
+    mut lines: Vec<u8>,
+) {
+    if let Some(note) = lineage.observe(&lines) {
+        lines.push(b'\n');
+        lines.extend_from_slice(note.as_bytes());
+    }
+    b.push(first, &lines);
+}
+
 /// auditd events still being assembled: (event id, first line, record lines).
 type OpenAudit = Vec<(Vec<u8>, u64, Vec<u8>)>;
 /// Events whose records interleave with more than this many others are closed early.
@@ -602,6 +616,7 @@ fn read_text_from(
     let mut batch = Batcher::new(file, kind, ctx, sink);
     batch.line_base = line_base;
     let mut open: OpenAudit = Vec::new();
+    let mut lineage = crate::lineage::Lineage::default();
     // The record being assembled (first line, text) while its quotes are open.
     let mut pending: Option<(u64, Vec<u8>)> = None;
     let mut too_long: Vec<u64> = Vec::new();
@@ -616,12 +631,15 @@ fn read_text_from(
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
             if let Some((first, text)) = pending.as_mut() {
                 let inside = open_quotes % 2 == 1 && (kind != Format::PgLog || audit);
-                // A server message goes on in lines that start with a tab; a quoted field
-                // until its quote closes. A line that starts a record of its own (a log line
-                // prefix with its time) ends the one before: a damaged record costs itself
-                // only.
-                let continues = !starts_record(line)
-                    && (inside || (kind == Format::PgLog && line.first() == Some(&b'\t')));
+                // A server message goes on until a line starts a record of its own (the
+                // server indents its own continuation lines with a tab, a statement's own
+                // lines come as written); a quoted field until its quote closes. A line that
+                // starts a record (a log line prefix with its time) ends the one before: a
+                // damaged record costs itself only.
+                // A pgaudit record is one CSV row: it goes on only while a quote is open
+                // or on the server's tab-indented lines.
+                let server = kind == Format::PgLog && (!audit || line.first() == Some(&b'\t'));
+                let continues = !starts_record(line) && (inside || server);
                 if continues {
                     text.push(b'\n');
                     text.extend_from_slice(line);
@@ -726,8 +744,10 @@ fn read_text_from(
             // Records of one event share node and serial (one file may hold many nodes).
             let (node, record) = crate::linux::audit_node(&text);
             let id = match crate::linux::audit_id(record) {
-                Some(serial) => format!("{}\0{serial}", node.unwrap_or("")).into_bytes(),
-                None => Vec::new(),
+                Some(serial) if record.starts_with("type=") => {
+                    format!("{}\0{serial}", node.unwrap_or("")).into_bytes()
+                }
+                _ => Vec::new(),
             };
             let end = record.starts_with("type=EOE ");
             match open.iter().position(|(i, _, _)| *i == id && !id.is_empty()) {
@@ -738,14 +758,14 @@ fn read_text_from(
                     }
                     if end {
                         let (_, first, lines) = open.remove(p);
-                        b.push(first, &lines);
+                        audit_done(&mut lineage, b, first, lines);
                     }
                 }
                 None if !end => {
                     open.push((id, n, line.to_vec()));
                     if open.len() > MAX_OPEN_AUDIT {
                         let (_, first, lines) = open.remove(0);
-                        b.push(first, &lines);
+                        audit_done(&mut lineage, b, first, lines);
                     }
                 }
                 None => {}
@@ -804,7 +824,7 @@ fn read_text_from(
         })
     };
     for (_, first, lines) in open.drain(..) {
-        batch.push(first, &lines);
+        audit_done(&mut lineage, &mut batch, first, lines);
     }
     if let Some((first, text)) = pending {
         batch.push(first, &text);

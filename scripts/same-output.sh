@@ -94,7 +94,7 @@ for side in old new; do
     [ "$side" = new ] && bin=$NEW
     d=$WORK/$side/watch
     mkdir -p "$d"
-    "$bin" watch --follow "$S/*/*.log" --follow "$S/*/*.jsonl" --follow "$S/*/*.syslog" \
+    "$bin" watch --follow "$S/*/*.log" --follow "$S/*/*.jsonl" --follow "$S/*/*/*.log" \
         "${A[@]}" --state "$d/state" -o "$d/alerts.jsonl" --quiet --checkpoint-secs 0.2 \
         --idle-secs 1 2>"$d/log" &
     pid=$!

@@ -1238,6 +1238,129 @@ mod tests {
     }
 
     #[test]
+    fn core_roles_are_learnt_and_new_speakers_alert() {
+        // No asset file: roles come from traffic.
+        let assets = Assets::default();
+        let mut list = Vec::new();
+        for d in 0..8 {
+            let t = T0 + d * DAY;
+            // The gateway and a roaming partner's: GTP-U in large, regular chunks, all day
+            // long; GTP-C now and then; Diameter to the partner's edge agent.
+            for k in 0..6 {
+                list.push(F {
+                    t: t + 3600 * (k + 1),
+                    src: "10.50.0.10",
+                    dst: "198.18.5.1",
+                    port: 2152,
+                    proto: "udp",
+                    bytes: (900 << 20) + k * 1000,
+                    dur: 3000.0,
+                    service: None,
+                });
+                list.push(F {
+                    t: t + 3600 * (k + 1) + 5,
+                    src: "198.18.5.1",
+                    dst: "10.50.0.10",
+                    port: 2152,
+                    proto: "udp",
+                    bytes: 800 << 20,
+                    dur: 3000.0,
+                    service: None,
+                });
+            }
+            list.push(F {
+                t: t + 600,
+                src: "10.50.0.10",
+                dst: "198.18.5.2",
+                port: 2123,
+                proto: "udp",
+                bytes: 4000,
+                dur: 1.0,
+                service: None,
+            });
+            list.push(F {
+                t: t + 700,
+                src: "10.60.0.5",
+                dst: "198.18.5.9",
+                port: 3868,
+                proto: "tcp",
+                bytes: 50_000,
+                dur: 80_000.0,
+                service: None,
+            });
+        }
+        // Day 5: the DNS server starts GTP to an outside host, a database server Diameter.
+        list.push(F {
+            t: T0 + 5 * DAY + 900,
+            src: "10.40.0.53",
+            dst: "203.0.113.200",
+            port: 2152,
+            proto: "udp",
+            bytes: 3 << 20,
+            dur: 300.0,
+            service: None,
+        });
+        list.push(F {
+            t: T0 + 5 * DAY + 950,
+            src: "10.30.0.10",
+            dst: "198.18.5.9",
+            port: 3868,
+            proto: "tcp",
+            bytes: 9000,
+            dur: 2.0,
+            service: None,
+        });
+        let a = run(&flows(&list), &assets);
+        let found: Vec<(&str, String)> = a
+            .iter()
+            .map(|x| {
+                (
+                    x.rule.id.as_str(),
+                    x.event.get_str("src_ip").unwrap_or_default().into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("cellwarden.net.gtp_unexpected", "10.40.0.53".to_owned()),
+                ("cellwarden.net.new_core_speaker", "10.30.0.10".to_owned()),
+            ],
+            "{found:?}"
+        );
+        // What was learnt, as an asset file that reads back and gives the same quiet.
+        let mut c = FlowCollector::new(
+            Arc::new(assets.clone()),
+            NetConfig::default().collect_limits(),
+        );
+        for e in flows(&list) {
+            c.observe(&e);
+        }
+        let agg = c.into_aggregates();
+        let roles = crate::roles::learn(&agg, 3);
+        let toml = roles.to_toml(&assets);
+        assert!(
+            toml.contains("address = \"10.50.0.10\"\nrole = \"gsn\""),
+            "{toml}"
+        );
+        assert!(
+            toml.contains("address = \"198.18.5.1\"\nrole = \"gsn\""),
+            "{toml}"
+        );
+        assert!(toml.contains("role = \"diameter\""), "{toml}");
+        assert!(!toml.contains("10.40.0.53"), "{toml}");
+        let learnt = Assets::from_toml(&toml).unwrap();
+        let again = run(&flows(&list), &learnt);
+        assert_eq!(
+            rules(&again),
+            vec![
+                "cellwarden.net.gtp_unexpected",
+                "cellwarden.net.new_core_speaker"
+            ]
+        );
+    }
+
+    #[test]
     fn config_sections() {
         let c = NetConfig::from_toml("[db]\nmin_history_days = 9\n[net]\nchunk_min_count = 5\n")
             .unwrap();

@@ -62,6 +62,10 @@ pub struct Score {
     pub benign_alerts: usize,
     /// Benign alerts per simulated day.
     pub benign_alerts_per_day: f64,
+    /// Benign alerts of level medium or above.
+    pub benign_medium: usize,
+    /// Their rules' titles.
+    pub benign_medium_rules: BTreeSet<String>,
     /// Exfiltration flows in the truth.
     pub exfiltration_flows: usize,
     /// An alert names an exfiltration flow.
@@ -141,7 +145,7 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
         let host = st["host"].as_str().unwrap_or("").to_ascii_lowercase();
         let account = st["account"].as_str().unwrap_or("").to_ascii_lowercase();
         families.insert(family(&technique).to_owned());
-        let mut best: Option<(i64, usize)> = None;
+        let mut best: Option<(u8, i64, usize)> = None;
         for (i, a) in alerts.iter().enumerate() {
             let Some(ta) = a["timestamp"].as_str().and_then(time) else {
                 continue;
@@ -162,11 +166,19 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
                         || text(&a["event"]["account"]) == needle
                         || text(&a["event"]["User"]).ends_with(needle))
             };
-            if (by_technique || names(&host) || names(&account)) && best.is_none_or(|(b, _)| ta < b)
-            {
-                best = Some((ta, i));
+            // An alert of the step's technique first; else one naming its host or account.
+            let rank = if by_technique {
+                0
+            } else if names(&host) || names(&account) {
+                1
+            } else {
+                continue;
+            };
+            if best.is_none_or(|(r, b, _)| (rank, ta) < (r, b)) {
+                best = Some((rank, ta, i));
             }
         }
+        let best = best.map(|(_, ta, i)| (ta, i));
         if let Some((_, i)) = best {
             used[i] = true;
         }
@@ -229,6 +241,16 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
             .any(|f| a["event"]["src_ip"] == f["src_ip"] && a["event"]["dst_ip"] == f["dst_ip"]);
         if !related {
             s.benign_alerts += 1;
+            if matches!(a["level"].as_str(), Some("medium" | "high" | "critical")) {
+                s.benign_medium += 1;
+                s.benign_medium_rules.insert(
+                    a["rule_title"]
+                        .as_str()
+                        .or_else(|| a["rule_id"].as_str())
+                        .unwrap_or("")
+                        .to_owned(),
+                );
+            }
         }
     }
     let days = truth["days"].as_u64().unwrap_or(1).max(1);
@@ -314,8 +336,23 @@ pub fn table(s: &Score) -> String {
         ));
     }
     o.push_str(&format!(
-        "alerts: {} in all, {} unrelated to the attack ({:.1} a day)\n",
-        s.alerts, s.benign_alerts, s.benign_alerts_per_day
+        "alerts: {} in all, {} unrelated to the attack ({:.1} a day), {} of them medium or above{}\n",
+        s.alerts,
+        s.benign_alerts,
+        s.benign_alerts_per_day,
+        s.benign_medium,
+        if s.benign_medium_rules.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                s.benign_medium_rules
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        }
     ));
     o.push_str(&format!(
         "exfiltration: {} flow(s), {}\n",

@@ -190,41 +190,60 @@ pub(crate) struct Day {
     pub pg: Vec<Line>,
     pub mysql: Vec<Line>,
     pub conn: Vec<Line>,
-    pub syslog: Vec<Line>,
-    pub audit: Vec<Line>,
+    /// Per Linux host (in the order of [`LINUX_HOSTS`]): auth.log and audit.log.
+    pub auth: [Vec<Line>; 3],
+    pub audit: [Vec<Line>; 3],
     pub dns: Vec<Line>,
 }
 
 impl Day {
     /// The day's lines in the order of [`FILES`].
     fn files(&mut self) -> [&mut Vec<Line>; LOGS] {
+        let [a0, a1, a2] = &mut self.auth;
+        let [u0, u1, u2] = &mut self.audit;
         [
             &mut self.windows,
             &mut self.pg,
             &mut self.mysql,
             &mut self.conn,
-            &mut self.syslog,
-            &mut self.audit,
+            a0,
+            u0,
+            a1,
+            u1,
+            a2,
+            u2,
             &mut self.dns,
         ]
     }
 }
 
 /// Log files among [`FILES`] (the first ones).
-const LOGS: usize = 7;
+const LOGS: usize = 11;
+
+/// The Linux hosts of the core network: the outside-facing DNS server, a packet gateway and
+/// an MME. One folder each, as evidence is collected; their audit logs do not name the host.
+pub const LINUX_HOSTS: [&str; 3] = ["dns-ext-01", "pgw-01", "mme-01"];
 
 /// Output files of a simulation.
-pub const FILES: [&str; 9] = [
+pub const FILES: [&str; 13] = [
     "windows/events.jsonl",
     "db/postgresql-billing.log",
     "db/mysql-crm-audit.log",
     "network/conn.log",
-    "linux/dns-ext-01.syslog",
-    "linux/dns-ext-01.audit.log",
+    "linux/dns-ext-01/auth.log",
+    "linux/dns-ext-01/audit.log",
+    "linux/pgw-01/auth.log",
+    "linux/pgw-01/audit.log",
+    "linux/mme-01/auth.log",
+    "linux/mme-01/audit.log",
     "network/dns.log",
     "watchlist.txt",
     "assets.toml",
 ];
+
+/// When the evidence was copied (the year-less auth logs' modification time): the next year,
+/// so the year of their lines has to come from the case, not from the file.
+pub const COLLECTED: i64 = START + 400 * 86_400;
 
 /// The operator's asset file (networks and roles), written beside the logs.
 const ASSETS: &str = r#"# Simulated operator: internal networks and host roles (cellwarden --assets)
@@ -255,10 +274,6 @@ address = "10.40.0.20"
 name = "hss-01"
 role = "hss"
 
-[[host]]
-address = "10.50.0.0/24"
-name = "pgw-pool"
-role = "pgw"
 "#;
 
 /// Zeek `conn.log` columns and types.
@@ -320,8 +335,11 @@ fn zeek_header(path: &str, columns: &[(&str, &str)]) -> String {
 
 /// Runs the simulation into `out` (created if needed). Returns the ground truth (also written).
 pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
-    for sub in ["windows", "db", "network", "linux"] {
+    for sub in ["windows", "db", "network"] {
         std::fs::create_dir_all(out.join(sub))?;
+    }
+    for host in LINUX_HOSTS {
+        std::fs::create_dir_all(out.join("linux").join(host))?;
     }
     let open = |p: &str| -> io::Result<io::BufWriter<std::fs::File>> {
         Ok(io::BufWriter::with_capacity(
@@ -334,7 +352,7 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
         files.push(open(name)?);
     }
     files[3].write_all(zeek_header("conn", ZEEK_CONN).as_bytes())?;
-    files[6].write_all(zeek_header("dns", ZEEK_DNS).as_bytes())?;
+    files[10].write_all(zeek_header("dns", ZEEK_DNS).as_bytes())?;
     let mut truth = Truth {
         seed: config.seed,
         subscribers: config.subscribers,
@@ -361,11 +379,20 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
             counts[i] += lines.len() as u64;
         }
     }
-    for k in [3, 6] {
+    for k in [3, 10] {
         files[k].write_all(b"#close\t2026-12-31-00-00-00\n")?;
     }
     for w in &mut files {
         w.flush()?;
+    }
+    drop(files);
+    // Copied later: the auth logs' modification time is the day of collection.
+    let collected = std::time::UNIX_EPOCH + std::time::Duration::from_secs(COLLECTED as u64);
+    for host in LINUX_HOSTS {
+        std::fs::File::options()
+            .write(true)
+            .open(out.join("linux").join(host).join("auth.log"))?
+            .set_modified(collected)?;
     }
     let mut wl = String::from("# Protected subscribers (simulated): ministers, generals, judges\n");
     for (m, label) in world.protected() {

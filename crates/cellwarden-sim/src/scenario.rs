@@ -1,6 +1,8 @@
 //! The operator's daily work and the attack scenarios, one day at a time.
 
-use crate::{Day, ExfilFlow, Rng, START, SimConfig, Step, Target, Truth, subscriber, ts};
+use crate::{
+    Day, ExfilFlow, LINUX_HOSTS, Rng, START, SimConfig, Step, Target, Truth, subscriber, ts,
+};
 
 /// Attack scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,36 @@ const RELAY: &str = "203.0.113.66";
 const DNS_EXT: &str = "10.40.0.53";
 const HSS: &str = "10.40.0.20";
 const LB_C2: &str = "198.51.100.77";
+/// The automation server (Ansible runs from here).
+const AUTOMATION: &str = "10.1.5.20";
+/// Packet gateways and the MME (none of them in the asset file: their roles are learnt).
+const PGW_POOL: [&str; 2] = ["10.50.0.10", "10.50.0.11"];
+const MME_IP: &str = "10.40.0.30";
+/// Roaming partners' gateways and Diameter edge agent.
+const PARTNERS: [&str; 3] = ["198.18.10.1", "198.18.20.1", "198.18.30.1"];
+/// Which Linux hosts write auditd's enriched format (the gateway does).
+const ENRICHED: [bool; 3] = [false, true, false];
+
+/// The kernel's name of a process running `exe` (its first 15 bytes).
+fn comm_of(exe: &str) -> String {
+    exe.rsplit('/')
+        .next()
+        .unwrap_or(exe)
+        .chars()
+        .take(15)
+        .collect()
+}
+
+/// How a file is written.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    /// Opened to append.
+    Append,
+    /// Created (or truncated).
+    Create,
+    /// A new copy renamed over it from this path.
+    RenameFrom(&'a str),
+}
 
 /// Workstation `k` (care agents first) in the office networks 10.1.x.0/24.
 fn care_ip(k: usize) -> String {
@@ -90,6 +122,9 @@ pub(crate) struct World {
     /// Care agents (workload grows with the subscriber base).
     agents: usize,
     rng: Rng,
+    /// The core network hosts' own stream, so their activity leaves the others' draws as
+    /// they were.
+    core_rng: Rng,
     record: u64,
     uid: u64,
     /// Subscriber indexes of the protected persons (watchlist) and the attack's targets.
@@ -126,6 +161,7 @@ impl World {
             scenarios: c.scenarios.clone(),
             agents: CARE_MIN.max((n / SUBSCRIBERS_PER_AGENT) as usize),
             rng,
+            core_rng: Rng::new(c.seed ^ 0x636f_7265),
             record: 1000,
             uid: 0,
             protected,
@@ -316,10 +352,19 @@ impl World {
         day.conn.push((t, self.uid as u32, line));
     }
 
-    fn syslog(&mut self, day: &mut Day, t: i64, app: &str, pid: u32, msg: &str) {
+    /// One line of a host's auth.log as rsyslog writes it (RFC 3164: no year).
+    fn syslog(&mut self, day: &mut Day, h: usize, t: i64, app: &str, pid: u32, msg: &str) {
         self.record += 1;
-        let line = format!("<38>1 {} dns-ext-01 {app} {pid} - - {msg}", ts(t, 0));
-        day.syslog.push((t, self.record as u32, line));
+        let stamp = jiff::Timestamp::from_second(t)
+            .map(|x| x.strftime("%b %e %H:%M:%S").to_string())
+            .unwrap_or_default();
+        // sudo writes no pid.
+        let line = if pid == 0 {
+            format!("{stamp} {} {app}: {msg}", LINUX_HOSTS[h])
+        } else {
+            format!("{stamp} {} {app}[{pid}]: {msg}", LINUX_HOSTS[h])
+        };
+        day.auth[h].push((t, self.record as u32, line));
     }
 
     /// One Zeek dns.log row: a query and its answer.
@@ -350,17 +395,484 @@ impl World {
         day.dns.push((t, self.uid as u32, line));
     }
 
-    /// One auditd event (as written with `name_format = hostname`): a SYSCALL record and its other records, ending with EOE.
-    fn audit(&mut self, day: &mut Day, t: i64, records: &[String]) {
+    /// One auditd event of host `h`: its records (type first; what follows a GS character is
+    /// the enriched part, kept only where the host writes `log_format = ENRICHED`), then EOE.
+    /// No `node=`: the host is the folder's.
+    fn audit(&mut self, day: &mut Day, h: usize, t: i64, records: &[String]) {
         self.record += 1;
-        let id = format!("audit({t}.000:{})", self.record);
+        let id = format!("audit({t}.{:03}:{})", self.record % 1000, self.record);
         let mut text = Vec::new();
         for r in records {
             let (ty, rest) = r.split_once(' ').unwrap_or((r, ""));
-            text.push(format!("node=dns-ext-01 type={ty} msg={id}: {rest}"));
+            let rest = if ENRICHED[h] {
+                rest
+            } else {
+                rest.split('\x1d').next().unwrap_or(rest)
+            };
+            text.push(format!("type={ty} msg={id}: {rest}"));
         }
-        text.push(format!("node=dns-ext-01 type=EOE msg={id}: "));
-        day.audit.push((t, self.record as u32, text.join("\n")));
+        text.push(format!("type=EOE msg={id}: "));
+        day.audit[h].push((t, self.record as u32, text.join("\n")));
+    }
+
+    /// A SYSCALL record of an x86_64 host (enriched part after the GS character).
+    #[allow(clippy::too_many_arguments)]
+    fn syscall(
+        (nr, name): (u32, &str),
+        args: [&str; 4],
+        items: u32,
+        (pid, ppid): (u32, u32),
+        (auid, account): (u32, &str),
+        ses: u32,
+        comm: &str,
+        exe: &str,
+    ) -> String {
+        let [a0, a1, a2, a3] = args;
+        format!(
+            "SYSCALL arch=c000003e syscall={nr} success=yes exit=0 a0={a0} a1={a1} a2={a2} a3={a3} items={items} ppid={ppid} pid={pid} auid={auid} uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses={ses} comm=\"{comm}\" exe=\"{exe}\" key=(null)\x1dARCH=x86_64 SYSCALL={name} AUID=\"{account}\" UID=\"root\" GID=\"root\""
+        )
+    }
+
+    /// A process start: SYSCALL (execve), EXECVE, CWD, PATH and PROCTITLE records.
+    #[allow(clippy::too_many_arguments)]
+    fn exec(
+        &mut self,
+        day: &mut Day,
+        h: usize,
+        t: i64,
+        (pid, ppid): (u32, u32),
+        login: (u32, &str),
+        ses: u32,
+        exe: &str,
+        argv: &[&str],
+    ) {
+        let comm = comm_of(exe);
+        let args: Vec<String> = argv
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("a{i}=\"{a}\""))
+            .collect();
+        let title: String = argv
+            .join("\0")
+            .bytes()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        self.audit(
+            day,
+            h,
+            t,
+            &[
+                Self::syscall((59, "execve"), ["55d0c6e1a0", "55d0c6e1b0", "55d0c6e1c0", "0"], 2, (pid, ppid), login, ses, &comm, exe),
+                format!("EXECVE argc={} {}", argv.len(), args.join(" ")),
+                "CWD cwd=\"/\"".to_owned(),
+                format!("PATH item=0 name=\"{exe}\" inode=393 dev=fd:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"),
+                format!("PROCTITLE proctitle={title}"),
+            ],
+        );
+    }
+
+    /// A file written, as auditd records it: opened to create, truncate or append
+    /// (`openat` with its flags), or a new copy renamed into place (`rename`).
+    #[allow(clippy::too_many_arguments)]
+    fn write_file(
+        &mut self,
+        day: &mut Day,
+        h: usize,
+        t: i64,
+        proc_: (u32, u32),
+        login: (u32, &str),
+        ses: u32,
+        exe: &str,
+        path: &str,
+        how: Write<'_>,
+    ) {
+        let comm = comm_of(exe);
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let parent = format!(
+            "PATH item=0 name=\"{dir}/\" inode=131 dev=fd:00 mode=040755 ouid=0 ogid=0 rdev=00:00 nametype=PARENT cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"
+        );
+        let records = match how {
+            Write::Append | Write::Create => {
+                let (flags, kind) = match how {
+                    Write::Append => ("441", "NORMAL"),
+                    _ => ("241", "CREATE"),
+                };
+                vec![
+                    Self::syscall(
+                        (257, "openat"),
+                        ["ffffff9c", "7ffd3c2e5a10", flags, "1a4"],
+                        2,
+                        proc_,
+                        login,
+                        ses,
+                        &comm,
+                        exe,
+                    ),
+                    "CWD cwd=\"/\"".to_owned(),
+                    parent,
+                    format!(
+                        "PATH item=1 name=\"{name}\" inode=4242 dev=fd:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype={kind} cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"
+                    ),
+                ]
+            }
+            Write::RenameFrom(from) => {
+                let (fdir, _) = from.rsplit_once('/').unwrap_or(("", from));
+                vec![
+                    Self::syscall(
+                        (82, "rename"),
+                        ["7ffd3c2e5a10", "7ffd3c2e5a90", "0", "0"],
+                        4,
+                        proc_,
+                        login,
+                        ses,
+                        &comm,
+                        exe,
+                    ),
+                    "CWD cwd=\"/\"".to_owned(),
+                    format!(
+                        "PATH item=0 name=\"{fdir}/\" inode=131 dev=fd:00 mode=040755 ouid=0 ogid=0 rdev=00:00 nametype=PARENT cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"
+                    ),
+                    parent.replace("item=0", "item=1"),
+                    format!(
+                        "PATH item=2 name=\"{from}\" inode=4243 dev=fd:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=DELETE cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"
+                    ),
+                    format!(
+                        "PATH item=3 name=\"{path}\" inode=4243 dev=fd:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=CREATE cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"
+                    ),
+                ]
+            }
+        };
+        self.audit(day, h, t, &records);
+    }
+
+    /// An SSH login: sshd's line in auth.log and its PAM session record in audit.log (the
+    /// session's login uid and the account it belongs to).
+    #[allow(clippy::too_many_arguments)]
+    fn ssh_login(
+        &mut self,
+        day: &mut Day,
+        h: usize,
+        t: i64,
+        sshd: u32,
+        (uid, user): (u32, &str),
+        ses: u32,
+        from: &str,
+        method: &str,
+    ) {
+        let tail = if method == "publickey" {
+            ": ED25519 SHA256:q3Yx0c1mNn4Vx8s7Zl0Rk2tJb5mYf9wQe1uPa6hDz0E"
+        } else {
+            ""
+        };
+        self.syslog(
+            day,
+            h,
+            t,
+            "sshd",
+            sshd,
+            &format!(
+                "Accepted {method} for {user} from {from} port {} ssh2{tail}",
+                40000 + sshd % 20000
+            ),
+        );
+        self.audit(day, h, t + 1, &[format!(
+            "USER_START pid={sshd} uid=0 auid={uid} ses={ses} subj=unconfined msg='op=PAM:session_open grantors=pam_selinux,pam_loginuid,pam_keyinit,pam_permit,pam_umask,pam_unix,pam_systemd,pam_mail,pam_limits,pam_env acct=\"{user}\" exe=\"/usr/sbin/sshd\" hostname={from} addr={from} terminal=ssh res=success'\x1dUID=\"root\" AUID=\"{user}\""
+        )]);
+    }
+
+    /// Everyday work on the core network's Linux hosts: admins who log in with their own
+    /// accounts and only list firewall rules, Ansible applying firewall rules and deploying
+    /// SSH keys on the gateway, Puppet managing sshd and cron on the MME, package upgrades
+    /// replacing PAM modules; and the gateways' GTP and Diameter traffic with roaming partners.
+    fn core_hosts(&mut self, d: u32, base: i64, day: &mut Day) {
+        const PGW: usize = 1;
+        const MME: usize = 2;
+        let p = 3000 + d * 40;
+        // An admin lists the gateway's and the MME's firewall rules.
+        for (h, list) in [
+            (PGW, &["iptables", "-L", "-n", "-v"][..]),
+            (MME, &["nft", "list", "ruleset"][..]),
+        ] {
+            let t = base + 9 * 3600 + self.core_rng.range(0, 3600) + h as i64 * 60;
+            let p = p + h as u32 * 10;
+            let ses = 100 + d * 3 + h as u32;
+            self.ssh_login(day, h, t, p, (1003, "netops"), ses, ADMIN_WS, "publickey");
+            self.exec(
+                day,
+                h,
+                t + 2,
+                (p + 1, p),
+                (1003, "netops"),
+                ses,
+                "/usr/bin/bash",
+                &["-bash"],
+            );
+            let cmd = format!("/usr/sbin/{}", list.join(" "));
+            self.syslog(
+                day,
+                h,
+                t + 30,
+                "sudo",
+                p + 2,
+                &format!("  netops : TTY=pts/0 ; PWD=/home/netops ; USER=root ; COMMAND={cmd}"),
+            );
+            self.exec(
+                day,
+                h,
+                t + 30,
+                (p + 2, p + 1),
+                (1003, "netops"),
+                ses,
+                "/usr/bin/sudo",
+                &[&["sudo"][..], list].concat(),
+            );
+            let exe = if list[0] == "nft" {
+                "/usr/sbin/nft"
+            } else {
+                "/usr/sbin/xtables-nft-multi"
+            };
+            self.exec(
+                day,
+                h,
+                t + 31,
+                (p + 3, p + 2),
+                (1003, "netops"),
+                ses,
+                exe,
+                list,
+            );
+        }
+        // Ansible at night on the gateway: GTP-C and monitoring pings allowed, the rules saved,
+        // and every third day the admins' SSH keys deployed.
+        let t = base + 2 * 3600 + self.core_rng.range(0, 600);
+        let ses = 200 + d;
+        let (sshd, sh, py) = (p + 20, p + 21, p + 22);
+        self.ssh_login(
+            day,
+            PGW,
+            t,
+            sshd,
+            (1010, "ansible"),
+            ses,
+            AUTOMATION,
+            "publickey",
+        );
+        self.exec(day, PGW, t + 1, (sh, sshd), (1010, "ansible"), ses, "/usr/bin/dash", &["/bin/sh", "-c", "sudo -H -S -n -u root /bin/sh -c 'echo BECOME-SUCCESS; /usr/bin/python3 /root/.ansible/tmp/ansible-tmp/AnsiballZ_iptables.py'"]);
+        self.exec(
+            day,
+            PGW,
+            t + 2,
+            (py, sh),
+            (1010, "ansible"),
+            ses,
+            "/usr/bin/python3.11",
+            &[
+                "/usr/bin/python3",
+                "/root/.ansible/tmp/ansible-tmp/AnsiballZ_iptables.py",
+            ],
+        );
+        let rule: &[&str] = if d.is_multiple_of(2) {
+            &[
+                "/usr/sbin/iptables",
+                "-t",
+                "filter",
+                "-A",
+                "INPUT",
+                "-p",
+                "udp",
+                "--dport",
+                "2123",
+                "-j",
+                "ACCEPT",
+            ]
+        } else {
+            &[
+                "/usr/sbin/iptables",
+                "-t",
+                "filter",
+                "-A",
+                "INPUT",
+                "-p",
+                "icmp",
+                "-s",
+                "10.1.5.0/24",
+                "-j",
+                "ACCEPT",
+            ]
+        };
+        self.exec(
+            day,
+            PGW,
+            t + 3,
+            (py + 1, py),
+            (1010, "ansible"),
+            ses,
+            "/usr/sbin/xtables-nft-multi",
+            rule,
+        );
+        self.write_file(
+            day,
+            PGW,
+            t + 4,
+            (py, sh),
+            (1010, "ansible"),
+            ses,
+            "/usr/bin/python3.11",
+            "/etc/iptables/rules.v4",
+            Write::RenameFrom("/root/.ansible/tmp/ansible-tmp/tmprules"),
+        );
+        if d.is_multiple_of(3) {
+            self.exec(
+                day,
+                PGW,
+                t + 10,
+                (py + 2, sh),
+                (1010, "ansible"),
+                ses,
+                "/usr/bin/python3.11",
+                &[
+                    "/usr/bin/python3",
+                    "/root/.ansible/tmp/ansible-tmp/AnsiballZ_authorized_key.py",
+                ],
+            );
+            self.write_file(
+                day,
+                PGW,
+                t + 11,
+                (py + 2, sh),
+                (1010, "ansible"),
+                ses,
+                "/usr/bin/python3.11",
+                "/home/netops/.ssh/authorized_keys",
+                Write::RenameFrom("/home/netops/.ssh/.ansible_tmpk2"),
+            );
+        }
+        // Puppet's agent on the MME every morning: sshd's configuration and a cron job kept in
+        // their managed state.
+        let t = base + 6 * 3600 + self.core_rng.range(0, 600);
+        let agent = 1500 + d;
+        self.exec(
+            day,
+            MME,
+            t,
+            (agent, 1),
+            (u32::MAX, "unset"),
+            u32::MAX,
+            "/opt/puppetlabs/puppet/bin/ruby",
+            &[
+                "/opt/puppetlabs/puppet/bin/ruby",
+                "/opt/puppetlabs/puppet/bin/puppet",
+                "agent",
+                "--onetime",
+                "--no-daemonize",
+            ],
+        );
+        self.write_file(
+            day,
+            MME,
+            t + 20,
+            (agent, 1),
+            (u32::MAX, "unset"),
+            u32::MAX,
+            "/opt/puppetlabs/puppet/bin/ruby",
+            "/etc/ssh/sshd_config",
+            Write::RenameFrom("/etc/ssh/.puppettmp_4242"),
+        );
+        self.write_file(
+            day,
+            MME,
+            t + 21,
+            (agent, 1),
+            (u32::MAX, "unset"),
+            u32::MAX,
+            "/opt/puppetlabs/puppet/bin/ruby",
+            "/etc/cron.d/puppet-report",
+            Write::Create,
+        );
+        // Weekly unattended upgrades on the MME: a new libpam-modules replaces the PAM modules.
+        if d % 7 == 2 {
+            let t = base + 6 * 3600 + 1800;
+            let (uu, dpkg) = (p + 30, p + 31);
+            self.exec(
+                day,
+                MME,
+                t,
+                (uu, 1),
+                (u32::MAX, "unset"),
+                u32::MAX,
+                "/usr/bin/python3.11",
+                &["/usr/bin/python3", "/usr/bin/unattended-upgrade"],
+            );
+            self.exec(
+                day,
+                MME,
+                t + 5,
+                (dpkg, uu),
+                (u32::MAX, "unset"),
+                u32::MAX,
+                "/usr/bin/dpkg",
+                &[
+                    "/usr/bin/dpkg",
+                    "--status-fd",
+                    "3",
+                    "--unpack",
+                    "/var/cache/apt/archives/libpam-modules_1.5.2-6+deb12u2_amd64.deb",
+                ],
+            );
+            for m in ["pam_unix.so", "pam_permit.so", "pam_limits.so"] {
+                let dst = format!("/usr/lib/x86_64-linux-gnu/security/{m}");
+                self.write_file(
+                    day,
+                    MME,
+                    t + 6,
+                    (dpkg, uu),
+                    (u32::MAX, "unset"),
+                    u32::MAX,
+                    "/usr/bin/dpkg",
+                    &dst,
+                    Write::RenameFrom(&format!("{dst}.dpkg-new")),
+                );
+            }
+        }
+        // The gateways carry subscribers' traffic to two roaming partners' gateways (GTP-U in
+        // large flows both ways, GTP-C echoes every hour); the MME asks a partner's Diameter
+        // edge agent about roaming subscribers over one long connection.
+        for (pgw, partner) in [(PGW_POOL[0], PARTNERS[0]), (PGW_POOL[1], PARTNERS[1])] {
+            for k in 0..6 {
+                let t = base + k * 4 * 3600 + self.core_rng.range(0, 600);
+                let up = (400 << 20) + self.core_rng.below(300 << 20);
+                let down = (600 << 20) + self.core_rng.below(400 << 20);
+                self.flow(day, t, (pgw, partner, 2152, "udp"), "gtpv1", 3500.0, up);
+                self.flow(
+                    day,
+                    t + 2,
+                    (partner, pgw, 2152, "udp"),
+                    "gtpv1",
+                    3500.0,
+                    down,
+                );
+            }
+            for k in 0..24 {
+                self.flow(
+                    day,
+                    base + k * 3600 + 17,
+                    (pgw, partner, 2123, "udp"),
+                    "gtpv1",
+                    0.01,
+                    48,
+                );
+            }
+        }
+        let t = base + 60;
+        let bytes = (40 << 20) + self.core_rng.below(20 << 20);
+        self.flow(
+            day,
+            t,
+            (MME_IP, PARTNERS[2], 3868, "tcp"),
+            "",
+            86_000.0,
+            bytes,
+        );
     }
 
     // --- A day -------------------------------------------------------------------------------
@@ -380,6 +892,7 @@ impl World {
     }
 
     fn benign(&mut self, d: u32, base: i64, day: &mut Day) {
+        self.core_hosts(d, base, day);
         let n = self.subscribers;
         // Customer care: CRM lookups, then the customer's recent calls, in office hours.
         for k in 0..self.agents {
@@ -508,28 +1021,82 @@ impl World {
             "ipconfig /all",
             "C:\\Windows\\System32\\cmd.exe",
         );
-        // The outside-facing DNS server: the ops team logs in with keys and updates packages.
+        // The outside-facing DNS server: the ops team logs in with keys and updates packages
+        // (now and then a new libpam-modules among them).
         let t = base + 9 * 3600 + self.rng.range(0, 1800);
-        let pid = 1200 + d;
-        self.syslog(
+        let pid = 1200 + d * 8;
+        let ses = 300 + d;
+        let ops = (1002, "ops");
+        self.ssh_login(day, 0, t, pid, ops, ses, ADMIN_WS, "publickey");
+        self.exec(
             day,
-            t,
-            "sshd",
-            pid,
-            "Accepted publickey for ops from 10.1.5.10 port 51522 ssh2: ED25519 SHA256:opsKey",
+            0,
+            t + 2,
+            (pid + 1, pid),
+            ops,
+            ses,
+            "/usr/bin/bash",
+            &["-bash"],
         );
         self.syslog(
             day,
+            0,
             t + 60,
             "sudo",
-            pid + 1,
-            "ops : TTY=pts/0 ; PWD=/home/ops ; USER=root ; COMMAND=/usr/bin/apt-get -y upgrade",
+            0,
+            "     ops : TTY=pts/0 ; PWD=/home/ops ; USER=root ; COMMAND=/usr/bin/apt-get -y upgrade",
         );
-        self.audit(day, t + 70, &[
-            format!("SYSCALL arch=c000003e syscall=59 success=yes exit=0 a0=55d0 a1=55d1 a2=55d2 a3=0 items=2 ppid={} pid={} auid=1001 uid=0 gid=0 euid=0 comm=\"apt-get\" exe=\"/usr/bin/apt-get\" SYSCALL=execve AUID=\"ops\" UID=\"root\"", pid + 1, pid + 2),
-            "EXECVE argc=3 a0=\"apt-get\" a1=\"-y\" a2=\"upgrade\"".to_owned(),
-            "CWD cwd=\"/home/ops\"".to_owned(),
-        ]);
+        self.exec(
+            day,
+            0,
+            t + 60,
+            (pid + 2, pid + 1),
+            ops,
+            ses,
+            "/usr/bin/sudo",
+            &["sudo", "apt-get", "-y", "upgrade"],
+        );
+        self.exec(
+            day,
+            0,
+            t + 70,
+            (pid + 3, pid + 2),
+            ops,
+            ses,
+            "/usr/bin/apt-get",
+            &["apt-get", "-y", "upgrade"],
+        );
+        if d % 5 == 1 {
+            self.exec(
+                day,
+                0,
+                t + 80,
+                (pid + 4, pid + 3),
+                ops,
+                ses,
+                "/usr/bin/dpkg",
+                &[
+                    "/usr/bin/dpkg",
+                    "--status-fd",
+                    "35",
+                    "--unpack",
+                    "--auto-deconfigure",
+                    "/var/cache/apt/archives/libpam-modules_1.5.2-6+deb12u2_amd64.deb",
+                ],
+            );
+            let dst = "/lib/x86_64-linux-gnu/security/pam_unix.so";
+            self.write_file(
+                day,
+                0,
+                t + 81,
+                (pid + 4, pid + 3),
+                ops,
+                ses,
+                "/usr/bin/dpkg",
+                dst,
+                Write::RenameFrom(&format!("{dst}.dpkg-new")),
+            );
+        }
         // The HSS synchronises subscriber profiles with the billing database every night.
         self.pg(
             day,
@@ -928,20 +1495,11 @@ impl World {
         // Targets of this scenario: the other half of the list, so both can run together.
         let targets: Vec<u64> = self.targets.iter().rev().take(12).copied().collect();
         let host = "dns-ext-01";
-        let id = |comm: &str, exe: &str, syscall: &str, nr: u32, pid: u32, ppid: u32| {
-            format!(
-                "SYSCALL arch=c000003e syscall={nr} success=yes exit=0 a0=7ffd a1=7ffe a2=0 a3=0 items=2 ppid={ppid} pid={pid} auid={uid} uid=0 gid=0 euid=0 comm=\"{comm}\" exe=\"{exe}\" SYSCALL={syscall} AUID=\"{acct}\" UID=\"root\""
-            )
-        };
         if d == a {
             let t = base + 3600 + 120;
-            self.syslog(
-                day,
-                t,
-                "sshd",
-                2211,
-                &format!("Accepted password for {acct} from {LB_C2} port 50123 ssh2"),
-            );
+            let ses = 900 + d;
+            let login = (uid, acct);
+            self.ssh_login(day, 0, t, 2211, login, ses, LB_C2, "password");
             self.step(
                 truth,
                 sc,
@@ -951,32 +1509,90 @@ impl World {
                 acct,
                 "T1078.001",
             );
+            self.exec(
+                day,
+                0,
+                t + 2,
+                (2230, 2211),
+                login,
+                ses,
+                "/usr/bin/bash",
+                &["-bash"],
+            );
+            let mut shell = (2230, 2211);
             if acct != "root" {
                 self.syslog(
                     day,
+                    0,
                     t + 30,
                     "sudo",
-                    2215,
+                    0,
                     &format!(
                         "{acct} : TTY=pts/1 ; PWD=/home/{acct} ; USER=root ; COMMAND=/bin/bash"
                     ),
                 );
+                self.exec(
+                    day,
+                    0,
+                    t + 30,
+                    (2232, 2230),
+                    login,
+                    ses,
+                    "/usr/bin/sudo",
+                    &["sudo", "/bin/bash"],
+                );
+                self.exec(
+                    day,
+                    0,
+                    t + 31,
+                    (2233, 2232),
+                    login,
+                    ses,
+                    "/usr/bin/bash",
+                    &["/bin/bash"],
+                );
+                shell = (2233, 2232);
             }
             // A key of their own, so a changed password does not lock them out.
             let tk = t + 300;
-            self.audit(day, tk, &[
-                id("bash", "/usr/bin/bash", "openat", 257, 2240, 2211),
-                "CWD cwd=\"/root\"".to_owned(),
-                "PATH item=0 name=\"/root/.ssh/\" inode=1201 dev=08:01 mode=040700 ouid=0 ogid=0 nametype=PARENT".to_owned(),
-                "PATH item=1 name=\"/root/.ssh/authorized_keys\" inode=1202 dev=08:01 mode=0100600 ouid=0 ogid=0 nametype=NORMAL".to_owned(),
-            ]);
+            self.write_file(
+                day,
+                0,
+                tk,
+                shell,
+                login,
+                ses,
+                "/usr/bin/bash",
+                "/root/.ssh/authorized_keys",
+                Write::Append,
+            );
             self.step(truth, sc, "SSH key added", tk, host, acct, "T1098.004");
             let t2 = t + 600;
-            self.audit(day, t2, &[
-                id("mv", "/usr/bin/mv", "rename", 82, 2290, 2211),
-                "PATH item=2 name=\"/lib/x86_64-linux-gnu/security/pam_unix.so\" inode=1311 dev=08:01 mode=0100644 ouid=0 ogid=0 nametype=DELETE".to_owned(),
-                "PATH item=3 name=\"/lib/x86_64-linux-gnu/security/pam_unix.so\" inode=1422 dev=08:01 mode=0100644 ouid=0 ogid=0 nametype=CREATE".to_owned(),
-            ]);
+            self.exec(
+                day,
+                0,
+                t2,
+                (2290, shell.0),
+                login,
+                ses,
+                "/usr/bin/mv",
+                &[
+                    "mv",
+                    "/tmp/.p/pam_unix.so",
+                    "/lib/x86_64-linux-gnu/security/pam_unix.so",
+                ],
+            );
+            self.write_file(
+                day,
+                0,
+                t2,
+                (2290, shell.0),
+                login,
+                ses,
+                "/usr/bin/mv",
+                "/lib/x86_64-linux-gnu/security/pam_unix.so",
+                Write::RenameFrom("/tmp/.p/pam_unix.so"),
+            );
             self.step(
                 truth,
                 sc,
@@ -987,17 +1603,38 @@ impl World {
                 "T1556.003",
             );
             let t3 = t2 + 900;
-            let rule = if over_dns {
-                "/usr/sbin/iptables -I OUTPUT -p udp --dport 53 -j ACCEPT"
+            let rule: &[&str] = if over_dns {
+                &[
+                    "/usr/sbin/iptables",
+                    "-I",
+                    "OUTPUT",
+                    "-p",
+                    "udp",
+                    "--dport",
+                    "53",
+                    "-j",
+                    "ACCEPT",
+                ]
             } else {
-                "/usr/sbin/iptables -I INPUT -p icmp -j ACCEPT"
+                &[
+                    "/usr/sbin/iptables",
+                    "-I",
+                    "INPUT",
+                    "-p",
+                    "icmp",
+                    "-j",
+                    "ACCEPT",
+                ]
             };
-            self.syslog(
+            self.exec(
                 day,
+                0,
                 t3,
-                "sudo",
-                2300,
-                &format!("{acct} : TTY=pts/1 ; PWD=/root ; USER=root ; COMMAND={rule}"),
+                (2300, shell.0),
+                login,
+                ses,
+                "/usr/sbin/xtables-legacy-multi",
+                rule,
             );
             self.step(
                 truth,
@@ -1008,46 +1645,52 @@ impl World {
                 acct,
                 "T1562.004",
             );
-            let (tool, args) = if (self.seed / 2).is_multiple_of(2) {
-                ("gtp-tunnel", ["gtp-tunnel", "add", "gtp0", "v1", "200"])
+            let (tool, args): (&str, &[&str]) = if (self.seed / 2).is_multiple_of(2) {
+                ("gtp-tunnel", &["gtp-tunnel", "add", "gtp0", "v1", "200"])
             } else {
                 (
                     "sgsnemu",
-                    ["sgsnemu", "-l", "10.40.0.53", "-r", "203.0.113.200"],
+                    &["sgsnemu", "-l", "10.40.0.53", "-r", "203.0.113.200"],
                 )
             };
-            let argv: Vec<String> = args
-                .iter()
-                .enumerate()
-                .map(|(i, x)| format!("a{i}=\"{x}\""))
-                .collect();
-            self.audit(
+            self.exec(
                 day,
+                0,
                 t3 + 60,
-                &[
-                    id(
-                        tool,
-                        &format!("/usr/local/bin/{tool}"),
-                        "execve",
-                        59,
-                        2310,
-                        2211,
-                    ),
-                    format!("EXECVE argc={} {}", args.len(), argv.join(" ")),
-                    "CWD cwd=\"/root\"".to_owned(),
-                ],
+                (2310, shell.0),
+                login,
+                ses,
+                &format!("/usr/local/bin/{tool}"),
+                args,
             );
             self.step(truth, sc, "GTP tunnel set up", t3 + 60, host, acct, "T1572");
             // An ICMP-woken back door: a raw ICMP socket, then a shell as its child.
-            self.audit(day, t3 + 120, &[
-                "SYSCALL arch=c000003e syscall=41 success=yes exit=3 a0=2 a1=3 a2=1 a3=0 items=0 ppid=1 pid=2320 auid=0 uid=0 gid=0 euid=0 comm=\"kworkerd\" exe=\"/dev/shm/.k/kworkerd\" SYSCALL=socket AUID=\"root\" UID=\"root\"".to_owned(),
-            ]);
+            self.audit(
+                day,
+                0,
+                t3 + 120,
+                &[Self::syscall(
+                    (41, "socket"),
+                    ["2", "3", "1", "0"],
+                    0,
+                    (2320, 1),
+                    login,
+                    ses,
+                    "kworkerd",
+                    "/dev/shm/.k/kworkerd",
+                )],
+            );
             self.step(truth, sc, "ICMP listener", t3 + 120, host, acct, "T1095");
-            self.audit(day, t3 + 420, &[
-                "SYSCALL arch=c000003e syscall=59 success=yes exit=0 a0=7ffd a1=7ffe a2=0 a3=0 items=2 ppid=2320 pid=2330 auid=0 uid=0 gid=0 euid=0 comm=\"sh\" exe=\"/usr/bin/dash\" SYSCALL=execve AUID=\"root\" UID=\"root\"".to_owned(),
-                "EXECVE argc=1 a0=\"/bin/sh\"".to_owned(),
-                "CWD cwd=\"/\"".to_owned(),
-            ]);
+            self.exec(
+                day,
+                0,
+                t3 + 420,
+                (2330, 2320),
+                login,
+                ses,
+                "/usr/bin/dash",
+                &["/bin/sh"],
+            );
             self.step(
                 truth,
                 sc,

@@ -52,15 +52,23 @@ fn simulated() -> &'static std::collections::BTreeMap<String, Vec<u8>> {
         };
         cellwarden_sim::simulate(&config, dir.path()).unwrap();
         let mut out = std::collections::BTreeMap::new();
-        for sub in ["windows", "db", "network", "linux"] {
-            for e in std::fs::read_dir(dir.path().join(sub)).unwrap() {
+        // Files by their path under the simulation (`linux/dns-ext-01/audit.log`).
+        fn walk(
+            root: &std::path::Path,
+            dir: &std::path::Path,
+            out: &mut std::collections::BTreeMap<String, Vec<u8>>,
+        ) {
+            for e in std::fs::read_dir(dir).unwrap() {
                 let p = e.unwrap().path();
-                out.insert(
-                    p.file_name().unwrap().to_string_lossy().into_owned(),
-                    std::fs::read(&p).unwrap(),
-                );
+                if p.is_dir() {
+                    walk(root, &p, out);
+                } else {
+                    let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                    out.insert(rel, std::fs::read(&p).unwrap());
+                }
             }
         }
+        walk(dir.path(), dir.path(), &mut out);
         out
     })
 }
@@ -148,7 +156,7 @@ fn fuzz_json() {
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    let mut seeds = vec![head(&good, 20), head(&sim["events.jsonl"], 10)];
+    let mut seeds = vec![head(&good, 20), head(&sim["windows/events.jsonl"], 10)];
     // The same events as one array, and pretty-printed one after another.
     let objs: Vec<serde_json::Value> = lines
         .iter()
@@ -186,7 +194,7 @@ fn fuzz_json() {
 fn fuzz_auditd() {
     let sim = simulated();
     let mut seeds = vec![fixture("linux-audit.log")];
-    if let Some(a) = sim.iter().find(|(k, _)| k.ends_with(".audit.log")) {
+    if let Some(a) = sim.iter().find(|(k, _)| k.ends_with("/audit.log")) {
         seeds.push(head(a.1, 40));
     }
     if let Some(d) =
@@ -223,7 +231,7 @@ fn fuzz_auditd() {
 fn fuzz_syslog() {
     let sim = simulated();
     let mut seeds = vec![fixture("linux.syslog")];
-    if let Some(a) = sim.iter().find(|(k, _)| k.ends_with(".syslog")) {
+    if let Some(a) = sim.iter().find(|(k, _)| k.ends_with("/auth.log")) {
         seeds.push(a.1.clone());
     }
     seeds.push(b"<34>1 2026-03-04T10:00:00.000Z host sshd 1234 - - Accepted password for root from 10.0.0.9 port 22 ssh2\n".to_vec());
@@ -263,7 +271,7 @@ fn fuzz_database_audit_formats() {
     let pg_after: &[u8] = b"2026-03-04 10:00:02.000000 UTC [5398]: [3-1] user=care01,db=billing,app=psql,client=10.1.0.21 LOG:  AUDIT: SESSION,3,1,READ,SELECT,,,\"SELECT * FROM customer WHERE msisdn = '33611111112'\",<not logged>\n";
     fuzz_reader(
         "pgaudit",
-        vec![head(&sim["postgresql-billing.log"], 60), pg.to_vec()],
+        vec![head(&sim["db/postgresql-billing.log"], 60), pg.to_vec()],
         &[
             b"\"",
             b"\"\"",
@@ -278,7 +286,7 @@ fn fuzz_database_audit_formats() {
     );
     fuzz_reader(
         "mysql-json-audit",
-        vec![head(&sim["mysql-crm-audit.log"], 30)],
+        vec![head(&sim["db/mysql-crm-audit.log"], 30)],
         &[b"\"query\":\"", b"\"sql_command\":", b"{", b"}", b"\\\""],
         Some(Format::Json),
         None,
@@ -329,7 +337,10 @@ fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn fuzz_flow_logs() {
     let sim = simulated();
-    let mut seeds = vec![head(&sim["conn.log"], 40), head(&sim["dns.log"], 40)];
+    let mut seeds = vec![
+        head(&sim["network/conn.log"], 40),
+        head(&sim["network/dns.log"], 40),
+    ];
     seeds.push(b"ts,te,td,sa,da,sp,dp,pr,flg,fwd,stos,ipkt,ibyt,opkt,obyt\n2026-03-04 10:00:00,2026-03-04 10:00:05,5.0,10.0.0.5,203.0.113.9,51000,443,TCP,.AP.SF,0,0,10,1000,0,0\nSummary\n".to_vec());
     if let Some(d) = cellwarden_testkit::shared("real-formats/zeek-zeek/testing") {
         for p in walk(&d)
@@ -515,10 +526,10 @@ fn readers_take_linear_time() {
         ("syslog", fixture("linux.syslog"), Format::Syslog),
         (
             "pgaudit",
-            head(&sim["postgresql-billing.log"], 50),
+            head(&sim["db/postgresql-billing.log"], 50),
             Format::PgLog,
         ),
-        ("zeek", sim["conn.log"].clone(), Format::ZeekTsv),
+        ("zeek", sim["network/conn.log"].clone(), Format::ZeekTsv),
     ] {
         cellwarden_testkit::assert_linear(name, 200, |n| {
             let mut input = Vec::new();

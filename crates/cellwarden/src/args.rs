@@ -154,6 +154,11 @@ pub struct HuntArgs {
     /// Write an ATT&CK Navigator layer of the techniques seen (scores = alert counts).
     #[arg(long)]
     pub attack_layer: Option<PathBuf>,
+    /// Write the core network roles learnt from the flows (GTP, Diameter, SIGTRAN, RADIUS
+    /// speakers and their established peers) as an asset file, to correct and pass with
+    /// --assets (docs/assets.md).
+    #[arg(long)]
+    pub assets_out: Option<PathBuf>,
     #[command(flatten)]
     pub db: DbArgs,
     #[command(flatten)]

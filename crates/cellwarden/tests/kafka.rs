@@ -141,7 +141,7 @@ fn records(sim: &Path, files: &Path) -> Vec<(i64, String, String)> {
         ("db/postgresql-billing.log", "pg.log"),
         ("db/mysql-crm-audit.log", "mysql.jsonl"),
         ("windows/events.jsonl", "events.jsonl"),
-        ("linux/dns-ext-01.syslog", "host.syslog"),
+        ("linux/dns-ext-01/auth.log", "host.syslog"),
     ] {
         let text = read(f);
         std::fs::write(files.join(out), &text).unwrap();
@@ -151,7 +151,7 @@ fn records(sim: &Path, files: &Path) -> Vec<(i64, String, String)> {
         );
     }
     // One auditd event (its records share a serial) is one Kafka record.
-    let audit = read("linux/dns-ext-01.audit.log");
+    let audit = read("linux/dns-ext-01/audit.log");
     std::fs::write(files.join("host.audit.log"), &audit).unwrap();
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for l in audit.lines() {

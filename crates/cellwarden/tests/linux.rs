@@ -112,3 +112,67 @@ fn auditd_from_several_nodes_keeps_events_and_hosts_apart() {
     assert_eq!(got[0]["rule_title"], "PAM Module Written or Replaced");
     assert_eq!(got[0]["host"], "core-hss-1");
 }
+
+// A web server's worker starts a shell command (a web shell), and a binary dropped in /tmp
+// starts a shell: the parents are known only from earlier records of the same log.
+const AUDIT_LINEAGE: &str = "\
+type=SYSCALL msg=audit(1709521900.000:601): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=2 ppid=1 pid=800 auid=4294967295 uid=0 gid=0 euid=0 ses=4294967295 comm=\"nginx\" exe=\"/usr/sbin/nginx\"
+type=EXECVE msg=audit(1709521900.000:601): argc=3 a0=\"/usr/sbin/nginx\" a1=\"-g\" a2=\"daemon on; master_process on;\"
+type=EOE msg=audit(1709521900.000:601):
+type=SYSCALL msg=audit(1709521910.000:602): arch=c000003e syscall=56 success=yes exit=801 a0=1200011 a1=0 a2=0 a3=7f items=0 ppid=1 pid=800 auid=4294967295 uid=0 gid=0 euid=0 ses=4294967295 comm=\"nginx\" exe=\"/usr/sbin/nginx\"
+type=EOE msg=audit(1709521910.000:602):
+type=SYSCALL msg=audit(1709521930.000:603): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=2 ppid=801 pid=950 auid=4294967295 uid=33 gid=33 euid=33 ses=4294967295 comm=\"whoami\" exe=\"/usr/bin/whoami\"
+type=EXECVE msg=audit(1709521930.000:603): argc=1 a0=\"whoami\"
+type=EOE msg=audit(1709521930.000:603):
+type=SYSCALL msg=audit(1709521940.000:604): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=2 ppid=1 pid=960 auid=0 uid=0 gid=0 euid=0 ses=7 comm=\"agent\" exe=\"/tmp/.x/agent\"
+type=EXECVE msg=audit(1709521940.000:604): argc=1 a0=\"/tmp/.x/agent\"
+type=EOE msg=audit(1709521940.000:604):
+type=SYSCALL msg=audit(1709521950.000:605): arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=0 items=2 ppid=960 pid=961 auid=0 uid=0 gid=0 euid=0 ses=7 comm=\"sh\" exe=\"/usr/bin/dash\"
+type=EXECVE msg=audit(1709521950.000:605): argc=3 a0=\"sh\" a1=\"-c\" a2=\"id\"
+type=EOE msg=audit(1709521950.000:605):
+";
+
+#[test]
+fn sigmahq_parent_rules_work_on_auditd_through_lineage() {
+    let Some(rules) = shared("sigma/rules/linux") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("core-hss-1");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("audit.log"), AUDIT_LINEAGE).unwrap();
+    std::fs::write(
+        host.join("auth.log"),
+        "Mar  4 03:10:01 core-hss-1 CRON[2100]: pam_unix(cron:session): session closed for user root\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "hunt",
+        dir.path().to_str().unwrap(),
+        "-r",
+        rules.to_str().unwrap(),
+        "--format",
+        "jsonl",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let all = alerts(&stdout(&out));
+    let find = |id: &str| {
+        all.iter()
+            .find(|a| a["rule_id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing: {all:#?}"))
+    };
+    // Linux Webshell Indicators: whoami under nginx's forked worker.
+    let web = find("818f7b24-0fba-4c49-a073-8b755573b9c7");
+    assert_eq!(web["event"]["ParentImage"], "/usr/sbin/nginx");
+    assert_eq!(
+        web["event"]["ProcessChain"],
+        "nginx \u{2192} nginx \u{2192} whoami"
+    );
+    assert_eq!(web["host"], "core-hss-1", "{err}");
+    // Shell Execution Of Process Located In Tmp Directory.
+    let tmp = find("2fade0b6-7423-4835-9d4f-335b39b83867");
+    assert_eq!(tmp["event"]["ParentImage"], "/tmp/.x/agent");
+    assert_eq!(tmp["event"]["ParentCommandLine"], "/tmp/.x/agent");
+    assert_eq!(tmp["event"]["ParentUser"], "root");
+}

@@ -16,14 +16,31 @@ use common::*;
 
 /// The simulator's line-based logs (relative paths) and all their lines merged in time order.
 fn merged(sim: &Path) -> (Vec<String>, Vec<(usize, String)>) {
-    let mut files = Vec::new();
-    for sub in ["db", "linux", "network", "windows"] {
-        let mut names: Vec<String> = std::fs::read_dir(sim.join(sub))
+    // Files under the folders, one folder a host under linux/.
+    fn walk(dir: &Path, rel: &str, files: &mut Vec<String>) {
+        let mut names: Vec<(String, bool)> = std::fs::read_dir(dir)
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.file_type().unwrap().is_dir(),
+                )
+            })
             .collect();
         names.sort();
-        files.extend(names.into_iter().map(|n| format!("{sub}/{n}")));
+        for (n, is_dir) in names {
+            let r = format!("{rel}/{n}");
+            if is_dir {
+                walk(&dir.join(&n), &r, files);
+            } else {
+                files.push(r);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for sub in ["db", "linux", "network", "windows"] {
+        walk(&sim.join(sub), sub, &mut files);
     }
     let mut lines = Vec::new();
     for (fi, f) in files.iter().enumerate() {
@@ -104,7 +121,7 @@ fn start_watch(sim: &Path, live: &Path, state: &Path, alerts: &Path, how: Follow
     let p = |f: &str| sim.join(f).to_str().unwrap().to_owned();
     let l = |g: &str| live.join(g).to_str().unwrap().to_owned();
     let follow: Vec<String> = match how {
-        Follow::Globs => ["*/*.log", "*/*.jsonl", "*/*.syslog"]
+        Follow::Globs => ["*/*.log", "*/*.jsonl", "*/*/*.log"]
             .iter()
             .flat_map(|g| ["--follow".to_owned(), l(g)])
             .collect(),
@@ -206,7 +223,11 @@ fn live_run(kill: bool, how: Follow) {
     let (files, lines) = merged(&sim);
     let mut out: Vec<std::fs::File> = files
         .iter()
-        .map(|f| std::fs::File::create(live.join(f)).unwrap())
+        .map(|f| {
+            let p = live.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::File::create(p).unwrap()
+        })
         .collect();
     let mut child = start_watch(&sim, &live, &state, &alerts, how);
     let mut written: BTreeMap<String, u64> = BTreeMap::new();

@@ -47,6 +47,13 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
         ..HuntConfig::default()
     };
     let mut result = run_pipeline(&inputs, &mapping, &loaded.rules, &config);
+    if let Some(p) = &args.assets_out {
+        let roles =
+            cellwarden_net::roles::learn(&result.findings.net, config.net.config.min_history_days);
+        if let Err(e) = std::fs::write(p, roles.to_toml(&config.net.assets)) {
+            return Err(Failure::Failed(format!("{}: {e}", p.display())));
+        }
+    }
     if let Some(min) = args.min_level {
         result.alerts.set_min_level(min);
     }

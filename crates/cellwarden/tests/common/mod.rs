@@ -39,6 +39,21 @@ pub fn line_time(line: &str) -> Option<i64> {
             .collect();
         return n.parse::<f64>().ok().map(|s| (s * 1000.0) as i64);
     }
+    // RFC 3164 (`Mar  4 03:12:09 host …`): the simulation's year.
+    if let Some(m) = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| line.starts_with(m))
+        && line.len() > 15
+    {
+        let day: i8 = line[4..6].trim().parse().ok()?;
+        let s = format!("2026-{:02}-{day:02}T{}Z", m + 1, &line[7..15]);
+        return s
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .map(|t| t.as_millisecond());
+    }
     let b = line.as_bytes();
     // The first `YYYY-MM-DD[T ]HH:MM:SS` in the line (pgaudit, MySQL JSON, EVTX JSON, RFC 5424).
     for i in 0..b.len().saturating_sub(19) {

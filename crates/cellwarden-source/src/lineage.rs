@@ -14,7 +14,7 @@
 //! `ConfigManagement` when a package manager or configuration management tool is the process
 //! or one of its ancestors.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::linux::{audit_id, audit_node, decoded_pairs};
 use crate::syscall;
@@ -22,7 +22,7 @@ use crate::syscall;
 /// Processes kept per input; the memory bound of the table (about 200 bytes each).
 pub const MAX_PROCESSES: usize = 65_536;
 /// Ancestors followed at most.
-const MAX_DEPTH: usize = 16;
+const MAX_DEPTH: usize = 8;
 /// Starts the line a reader appends to an auditd event.
 pub use crate::linux::LINEAGE_ANNOTATION as ANNOTATION;
 
@@ -64,6 +64,30 @@ struct Process {
     user: Box<str>,
     ppid: Option<u32>,
     seen: i64,
+    /// The package manager, and the configuration management tool, that is this process or
+    /// one of its ancestors (worked out when it is learnt).
+    package: Option<&'static str>,
+    config: Option<&'static str>,
+    /// The annotation its events got last, and the login uid it was made for: the next event
+    /// of the same process (same image and parent) gets it again without the walk.
+    note: Option<(Option<u32>, Box<str>)>,
+}
+
+/// The package manager a process is, by its image or its command line's program.
+fn package_of(exe: &str, cmd: &str) -> Option<&'static str> {
+    let argv0 = base(cmd.split(' ').next().unwrap_or(""));
+    PACKAGE_MANAGERS
+        .iter()
+        .find(|m| base(exe) == **m || argv0 == **m)
+        .copied()
+}
+
+/// The configuration management tool a process belongs to, by its image or command line.
+fn config_of(exe: &str, cmd: &str) -> Option<&'static str> {
+    CONFIG_MANAGEMENT
+        .iter()
+        .find(|(w, _)| base(exe).contains(w) || cmd.contains(w))
+        .map(|(_, name)| *name)
 }
 
 /// What one auditd event says about its process.
@@ -75,7 +99,8 @@ struct Seen<'a> {
     ppid: Option<u32>,
     exe: Option<String>,
     argv: Vec<(usize, String)>,
-    proctitle: Option<String>,
+    /// PROCTITLE as written (hex or quoted), decoded only when needed.
+    proctitle: Option<&'a str>,
     uid: Option<String>,
     user: Option<String>,
     syscall: Option<&'static str>,
@@ -105,12 +130,38 @@ fn base(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-fn hex(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 2);
-    for b in s.bytes() {
-        out.push_str(&format!("{b:02X}"));
+/// A value as the annotation carries it: the separators and `%` escaped.
+fn escape(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '\n' => out.push_str("%0A"),
+            '\x1e' => out.push_str("%1E"),
+            '\x1f' => out.push_str("%1F"),
+            c => out.push(c),
+        }
     }
-    out
+}
+
+/// The value of `key=` in a record body (quoted, or bare up to a space; `None` when absent);
+/// a key is matched whole (`uid` is not found in `auid=`).
+fn field<'a>(body: &'a str, key: &str) -> Option<&'a str> {
+    let b = body.as_bytes();
+    let mut from = 0;
+    while let Some(i) = body[from..].find(key) {
+        let at = from + i;
+        let end = at + key.len();
+        let whole = (at == 0 || matches!(b[at - 1], b' ' | b'\x1d')) && b.get(end) == Some(&b'=');
+        if whole {
+            let v = &body[end + 1..];
+            return Some(match v.strip_prefix('"') {
+                Some(q) => &q[..q.find('"').unwrap_or(q.len())],
+                None => &v[..v.find([' ', '\x1d']).unwrap_or(v.len())],
+            });
+        }
+        from = end;
+    }
+    None
 }
 
 fn parse(event: &str) -> Seen<'_> {
@@ -143,32 +194,79 @@ fn parse(event: &str) -> Seen<'_> {
         {
             s.time = t;
         }
-        for (k, v) in decoded_pairs(rtype, &record[i + 2..]) {
-            match (rtype, k) {
-                ("EXECVE", _) if k.len() > 1 && k.starts_with('a') => {
-                    if let Ok(n) = k[1..].parse() {
-                        s.argv.push((n, v.into_owned()));
+        let body = &record[i + 2..];
+        match rtype {
+            // The busiest record: its fields picked out, not all parsed.
+            "SYSCALL" => {
+                // auditd hex-encodes strings that hold spaces, so a SYSCALL record splits on
+                // white space (and the GS before its enriched part).
+                // auditd hex-encodes strings that hold spaces, so a SYSCALL record splits on
+                // white space (and the GS before its enriched part); one pass over the bytes.
+                let b = body.as_bytes();
+                let mut at = 0;
+                while at < b.len() {
+                    let start = at;
+                    while at < b.len() && !matches!(b[at], b'=' | b' ' | 0x1d) {
+                        at += 1;
+                    }
+                    if at >= b.len() || b[at] != b'=' {
+                        at += 1;
+                        continue;
+                    }
+                    let key = &b[start..at];
+                    at += 1;
+                    let vs = at;
+                    while at < b.len() && !matches!(b[at], b' ' | 0x1d) {
+                        at += 1;
+                    }
+                    let v = &body[vs..at];
+                    at += 1;
+                    match key {
+                        b"pid" => s.pid = s.pid.or(v.parse().ok()),
+                        b"ppid" => s.ppid = v.parse().ok(),
+                        b"exe" => {
+                            s.exe = match v.strip_prefix('"') {
+                                Some(q) => Some(q.trim_end_matches('"').to_owned()),
+                                None => crate::linux::unhex_value(v),
+                            }
+                            .filter(|e| e != "?" && e != "(null)")
+                        }
+                        b"uid" => s.uid = Some(v.to_owned()),
+                        b"UID" => s.user = Some(v.trim_matches('"').to_owned()),
+                        b"auid" => s.auid = v.parse().ok().filter(|&a| a != u32::MAX),
+                        b"AUID" => s.has_auid_name = true,
+                        b"arch" => arch = syscall::arch_name(v),
+                        b"syscall" => match v.parse::<u32>() {
+                            Ok(n) => nr = Some(n),
+                            Err(_) => s.syscall = syscall_static(v),
+                        },
+                        b"SYSCALL" => s.syscall = syscall_static(v),
+                        b"success" => s.success = v == "yes",
+                        b"exit" => s.exit = v.parse().ok(),
+                        _ => {}
                     }
                 }
-                ("PROCTITLE", "proctitle") => s.proctitle = Some(v.into_owned()),
-                ("EXECVE" | "PROCTITLE", _) => {}
-                (_, "pid") => s.pid = s.pid.or(v.parse().ok()),
-                (_, "ppid") => s.ppid = v.parse().ok(),
-                (_, "exe") if v != "?" => s.exe = Some(v.into_owned()),
-                (_, "uid") => s.uid = Some(v.into_owned()),
-                (_, "auid") => s.auid = v.parse().ok().filter(|&a| a != u32::MAX),
-                ("USER_START", "acct") if v != "?" => s.login = Some(v.into_owned()),
-                (_, "UID") => s.user = Some(v.into_owned()),
-                (_, "AUID") => s.has_auid_name = true,
-                ("SYSCALL", "arch") => arch = syscall::arch_name(&v),
-                ("SYSCALL", "syscall") => match v.parse() {
-                    Ok(n) => nr = Some(n),
-                    Err(_) => s.syscall = syscall_static(&v),
-                },
-                ("SYSCALL", "SYSCALL") => s.syscall = syscall_static(&v),
-                ("SYSCALL", "success") => s.success = v == "yes",
-                ("SYSCALL", "exit") => s.exit = v.parse().ok(),
-                _ => {}
+            }
+            "PROCTITLE" => s.proctitle = field(body, "proctitle"),
+            _ => {
+                for (k, v) in decoded_pairs(rtype, body) {
+                    match (rtype, k) {
+                        ("EXECVE", _) if k.len() > 1 && k.starts_with('a') => {
+                            if let Ok(n) = k[1..].parse() {
+                                s.argv.push((n, v.into_owned()));
+                            }
+                        }
+                        ("EXECVE", _) => {}
+                        (_, "pid") => s.pid = s.pid.or(v.parse().ok()),
+                        (_, "exe") if v != "?" => s.exe = Some(v.into_owned()),
+                        (_, "uid") => s.uid = Some(v.into_owned()),
+                        (_, "UID") => s.user = Some(v.into_owned()),
+                        (_, "AUID") => s.has_auid_name = true,
+                        (_, "auid") => s.auid = v.parse().ok().filter(|&a| a != u32::MAX),
+                        ("USER_START", "acct") if v != "?" => s.login = Some(v.into_owned()),
+                        _ => {}
+                    }
+                }
             }
         }
     }
@@ -195,6 +293,14 @@ fn syscall_static(name: &str) -> Option<&'static str> {
         .find(|n| *n == name)
 }
 
+impl Seen<'_> {
+    /// The command line PROCTITLE gives (arguments joined by spaces).
+    fn command_line(&self) -> Option<String> {
+        let v = self.proctitle?;
+        Some(crate::linux::unhex_value(v).unwrap_or_else(|| v.to_owned()))
+    }
+}
+
 fn user_of(s: &Seen<'_>) -> Box<str> {
     match (&s.user, &s.uid) {
         (Some(u), _) => u.as_str().into(),
@@ -218,8 +324,31 @@ impl Lineage {
                 .or_default()
                 .insert(auid, account.as_str().into());
         }
-        let note = self.annotate(&s);
+        let exe = s.exe.as_deref().unwrap_or("");
+        let same = |p: &Process| {
+            &*p.exe == exe && (s.ppid.is_none() || p.ppid == s.ppid) && !p.cmd.is_empty()
+        };
+        let exec = s.success && s.syscall.is_some_and(syscall::is_exec);
+        let cached = self
+            .hosts
+            .get(s.node)
+            .and_then(|t| t.get(&pid))
+            .filter(|p| !exec && same(p))
+            .and_then(|p| p.note.as_ref())
+            .filter(|(auid, _)| *auid == s.auid)
+            .map(|(_, n)| n.to_string());
+        let note = match cached {
+            Some(n) => Some(n),
+            None => self.annotate(&s),
+        };
         self.learn(&s, pid);
+        if let (Some(n), false) = (&note, exec)
+            && let Some(p) = self.hosts.get_mut(s.node).and_then(|t| t.get_mut(&pid))
+            && same(p)
+            && p.note.is_none()
+        {
+            p.note = Some((s.auid, n.as_str().into()));
+        }
         note
     }
 
@@ -251,37 +380,38 @@ impl Lineage {
             .pid
             .and_then(|p| table?.get(&p))
             .filter(|p| &*p.exe == own_exe);
-        let own_cmd = s
-            .proctitle
-            .as_deref()
-            .or(known.map(|p| &*p.cmd))
-            .unwrap_or("");
-        let package = std::iter::once((own_exe, own_cmd))
-            .chain(chain.iter().map(|p| (&*p.exe, &*p.cmd)))
-            .find_map(|(exe, cmd)| {
-                let argv0 = base(cmd.split(' ').next().unwrap_or(""));
-                PACKAGE_MANAGERS
-                    .iter()
-                    .find(|m| base(exe) == **m || argv0 == **m)
-            });
-        let config = std::iter::once((own_exe, own_cmd))
-            .chain(chain.iter().map(|p| (&*p.exe, &*p.cmd)))
-            .find_map(|(exe, cmd)| {
-                CONFIG_MANAGEMENT
-                    .iter()
-                    .find(|(w, _)| base(exe).contains(w) || cmd.contains(w))
-                    .map(|(_, name)| name)
-            });
+        // The process's own command line: as known, or (for a process starting now) as
+        // written; a process seen for the first time mid-life is judged by its image and
+        // parent only (decoding every PROCTITLE costs more than it tells).
+        let decoded: String;
+        let own_cmd = match known {
+            Some(p) if !p.cmd.is_empty() => &*p.cmd,
+            _ if s.syscall.is_some_and(syscall::is_exec) => {
+                decoded = s.command_line().unwrap_or_default();
+                decoded.as_str()
+            }
+            _ => "",
+        };
+        let parent = chain.first();
+        // A known process carries what it and its ancestors are; others are looked at.
+        let (package, config) = match known {
+            Some(p) if !p.cmd.is_empty() => (p.package, p.config),
+            _ => (
+                package_of(own_exe, own_cmd).or(parent.and_then(|p| p.package)),
+                config_of(own_exe, own_cmd).or(parent.and_then(|p| p.config)),
+            ),
+        };
+
         if chain.is_empty() && package.is_none() && config.is_none() && login.is_none() {
             return None;
         }
         let mut out = String::from(ANNOTATION);
         let mut put = |k: &str, v: &str| {
             if !v.is_empty() {
+                out.push('\x1f');
                 out.push_str(k);
-                out.push('=');
-                out.push_str(&hex(v));
-                out.push(' ');
+                out.push('\x1f');
+                escape(v, &mut out);
             }
         };
         if let Some(parent) = chain.first() {
@@ -303,9 +433,9 @@ impl Lineage {
             put("ProcessChain", &names.join(" \u{2192} "));
         }
         put("AUID", login.map_or("", |l| l));
-        put("PackageManager", package.copied().unwrap_or(""));
-        put("ConfigManagement", config.copied().unwrap_or(""));
-        Some(out.trim_end().to_owned())
+        put("PackageManager", package.unwrap_or(""));
+        put("ConfigManagement", config.unwrap_or(""));
+        Some(out)
     }
 
     fn learn(&mut self, s: &Seen<'_>, pid: u32) {
@@ -322,11 +452,14 @@ impl Lineage {
             argv.sort_by_key(|(i, _)| *i);
             let cmd: Vec<&str> = argv.iter().map(|(_, a)| a.as_str()).collect();
             let cmd = if cmd.is_empty() {
-                s.proctitle.clone().unwrap_or_default()
+                s.command_line().unwrap_or_default()
             } else {
                 cmd.join(" ")
             };
             let ppid = s.ppid.or_else(|| table.get(&pid).and_then(|p| p.ppid));
+            let parent = ppid.and_then(|p| table.get(&p));
+            let package = package_of(&exe, &cmd).or(parent.and_then(|p| p.package));
+            let config = config_of(&exe, &cmd).or(parent.and_then(|p| p.config));
             table.insert(
                 pid,
                 Process {
@@ -335,15 +468,29 @@ impl Lineage {
                     user,
                     ppid,
                     seen: s.time,
+                    package,
+                    config,
+                    note: None,
                 },
             );
+        } else if let Some(p) = table.get_mut(&pid).filter(|p| {
+            *p.exe == *exe && (s.ppid.is_none() || p.ppid == s.ppid) && !p.cmd.is_empty()
+        }) {
+            // The process as known: only its last time changes (most events).
+            p.seen = p.seen.max(s.time);
         } else {
+            let title = s.command_line().unwrap_or_default();
+            let cmd = title.as_str();
+            let parent = s.ppid.and_then(|p| table.get(&p));
             let fresh = Process {
                 exe: exe.clone(),
-                cmd: s.proctitle.as_deref().unwrap_or("").into(),
+                cmd: cmd.into(),
                 user: user.clone(),
                 ppid: s.ppid,
                 seen: s.time,
+                package: package_of(&exe, cmd).or(parent.and_then(|p| p.package)),
+                config: config_of(&exe, cmd).or(parent.and_then(|p| p.config)),
+                note: None,
             };
             match table.get_mut(&pid) {
                 // Another parent and another image: the pid was reused.
@@ -362,13 +509,16 @@ impl Lineage {
                     }
                     if p.cmd.is_empty() {
                         p.cmd = fresh.cmd;
+                        p.package = p.package.or(fresh.package);
+                        p.config = p.config.or(fresh.config);
                     }
                     if p.user.is_empty() {
                         p.user = user;
                     }
                     // A parent that ended hands its children to init or a subreaper.
-                    if s.ppid.is_some() {
+                    if s.ppid.is_some() && p.ppid != s.ppid {
                         p.ppid = s.ppid;
+                        p.note = None;
                     }
                     p.seen = p.seen.max(s.time);
                 }
@@ -376,19 +526,20 @@ impl Lineage {
                     table.insert(pid, fresh);
                 }
             }
-            if s.success
-                && s.syscall.is_some_and(syscall::is_fork)
-                && let Some(child) = s.exit.filter(|&c| c > 0 && c <= u32::MAX as i64)
-                && let Some(parent) = table.get(&pid).cloned()
-            {
-                table.insert(
-                    child as u32,
-                    Process {
-                        ppid: Some(pid),
-                        ..parent
-                    },
-                );
-            }
+        }
+        if s.success
+            && s.syscall.is_some_and(syscall::is_fork)
+            && let Some(child) = s.exit.filter(|&c| c > 0 && c <= u32::MAX as i64)
+            && let Some(parent) = table.get(&pid).cloned()
+        {
+            table.insert(
+                child as u32,
+                Process {
+                    ppid: Some(pid),
+                    note: None,
+                    ..parent
+                },
+            );
         }
         self.count += table.len() - before;
         if self.count > MAX_PROCESSES {
@@ -432,17 +583,10 @@ mod tests {
     }
 
     fn fields(note: &str) -> Vec<(String, String)> {
-        note.strip_prefix(ANNOTATION)
+        crate::linux::lineage_fields(note)
             .unwrap()
-            .split(' ')
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap();
-                let bytes: Vec<u8> = (0..v.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&v[i..i + 2], 16).unwrap())
-                    .collect();
-                (k.to_owned(), String::from_utf8(bytes).unwrap())
-            })
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
             .collect()
     }
 

@@ -15,7 +15,32 @@ use crate::json::Fields;
 
 /// Starts the line the reader appends to an auditd event with the lineage of its process
 /// (see [`crate::lineage`]); never the start of a real record.
-pub const LINEAGE_ANNOTATION: &str = "\x1elineage ";
+pub const LINEAGE_ANNOTATION: &str = "\x1elineage";
+
+/// The (name, value) pairs of a lineage line (`\x1elineage`, then `\x1f`-separated names and
+/// values, `%`-escaped); `None` for any other line.
+pub fn lineage_fields(line: &str) -> Option<Vec<(&str, String)>> {
+    let rest = line.strip_prefix(LINEAGE_ANNOTATION)?;
+    let mut parts = rest.split('\x1f').skip(1);
+    let mut out = Vec::new();
+    while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+        let v = if v.contains('%') {
+            v.replace("%0A", "\n")
+                .replace("%1E", "\x1e")
+                .replace("%1F", "\x1f")
+                .replace("%25", "%")
+        } else {
+            v.to_owned()
+        };
+        out.push((k, v));
+    }
+    Some(out)
+}
+
+/// A value auditd wrote in hex, decoded (`None` when it is not hex).
+pub(crate) fn unhex_value(v: &str) -> Option<String> {
+    unhex(v)
+}
 
 /// `msg=audit(1700000000.123:4567)`: the event's time and serial, as written.
 pub fn audit_id(line: &str) -> Option<&str> {
@@ -119,42 +144,209 @@ const ENCODED: [&str; 9] = [
     "acct",
 ];
 
+/// The fields of one event as its records give them: a key given again with another value
+/// becomes a list (PATH records' `name`s). Keys are found through a small hash table (an
+/// event has some fifty fields).
 struct Builder {
-    keys: Vec<String>,
-    values: Vec<Vec<Value<'static>>>,
+    entries: Vec<(Cow<'static, str>, Value<'static>)>,
+    /// Further values of the entry at this index.
+    extra: Vec<(usize, Value<'static>)>,
+    /// Open addressing: entry index + 1 by hash (0: free).
+    slots: [u16; SLOTS],
+}
+
+const SLOTS: usize = 256;
+
+/// FNV-1a: short keys, no allocation.
+fn key_hash(k: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in k.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h ^ (h >> 32)) as usize
 }
 
 impl Builder {
-    fn add(&mut self, key: &str, v: Value<'static>) {
-        match self.keys.iter().position(|k| k == key) {
-            Some(i) => {
-                if !self.values[i].contains(&v) {
-                    self.values[i].push(v)
-                }
-            }
-            None => {
-                self.keys.push(key.to_owned());
-                self.values.push(vec![v]);
+    fn new() -> Builder {
+        Builder {
+            entries: Vec::with_capacity(48),
+            extra: Vec::new(),
+            slots: [0; SLOTS],
+        }
+    }
+    /// The entry of `key`, or the free slot where it goes.
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        let mut i = key_hash(key) % SLOTS;
+        loop {
+            match self.slots[i] {
+                0 => return Err(i),
+                n if self.entries[n as usize - 1].0 == key => return Ok(n as usize - 1),
+                _ => i = (i + 1) % SLOTS,
             }
         }
     }
+    fn add(&mut self, key: &str, v: Value<'static>) {
+        // Past what the table holds (a hostile record with hundreds of keys), a plain scan.
+        if self.entries.len() >= SLOTS / 2 {
+            match self.entries.iter().position(|(k, _)| k == key) {
+                Some(i) => self.add_extra(i, v),
+                None => self.entries.push((owned_key(key), v)),
+            }
+            return;
+        }
+        match self.find(key) {
+            Ok(i) => self.add_extra(i, v),
+            Err(slot) => {
+                self.entries.push((owned_key(key), v));
+                self.slots[slot] = self.entries.len() as u16;
+            }
+        }
+    }
+    fn add_extra(&mut self, i: usize, v: Value<'static>) {
+        if self.entries[i].1 != v && !self.extra.iter().any(|(j, x)| *j == i && *x == v) {
+            self.extra.push((i, v));
+        }
+    }
     fn get(&self, key: &str) -> Option<&Value<'static>> {
-        let i = self.keys.iter().position(|k| k == key)?;
-        self.values[i].first()
+        let i = if self.entries.len() >= SLOTS / 2 {
+            self.entries.iter().position(|(k, _)| k == key)
+        } else {
+            self.find(key).ok()
+        };
+        i.map(|i| &self.entries[i].1)
+    }
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.extra.clear();
+        self.slots = [0; SLOTS];
     }
     fn finish(self) -> Fields<'static> {
-        self.keys
+        let mut extra = self.extra;
+        self.entries
             .into_iter()
-            .zip(self.values)
-            .map(|(k, mut v)| {
-                let v = if v.len() == 1 {
-                    v.pop().unwrap_or(Value::Null)
+            .enumerate()
+            .map(|(i, (k, v))| {
+                let v = if extra.iter().any(|(j, _)| *j == i) {
+                    let mut list = vec![v];
+                    extra.retain(|(j, x)| {
+                        if *j == i {
+                            list.push(x.clone());
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                    Value::List(list)
                 } else {
-                    Value::List(v)
+                    v
                 };
-                (Cow::Owned(k), v)
+                (k, v)
             })
             .collect()
+    }
+}
+
+/// Field names auditd and the readers write on nearly every event: kept without allocating.
+const KNOWN_KEYS: &[&str] = &[
+    "ARCH",
+    "AUID",
+    "Ancestors",
+    "CommandLine",
+    "ConfigManagement",
+    "CurrentDirectory",
+    "EGID",
+    "EUID",
+    "FSGID",
+    "FSUID",
+    "FileAction",
+    "GID",
+    "Image",
+    "LogonId",
+    "OGID",
+    "OUID",
+    "OpenFlags",
+    "PackageManager",
+    "ParentCommandLine",
+    "ParentImage",
+    "ParentProcessId",
+    "ParentUser",
+    "ProcessChain",
+    "ProcessId",
+    "SGID",
+    "SUID",
+    "SYSCALL",
+    "SourceFilename",
+    "TargetFilename",
+    "UID",
+    "User",
+    "a0",
+    "a1",
+    "a2",
+    "a3",
+    "a4",
+    "a5",
+    "a6",
+    "a7",
+    "acct",
+    "addr",
+    "arch",
+    "argc",
+    "auid",
+    "cap_fe",
+    "cap_fi",
+    "cap_fp",
+    "cap_frootid",
+    "cap_fver",
+    "comm",
+    "cwd",
+    "dev",
+    "egid",
+    "euid",
+    "exe",
+    "exit",
+    "fsgid",
+    "fsuid",
+    "gid",
+    "grantors",
+    "hostname",
+    "inode",
+    "item",
+    "items",
+    "key",
+    "mode",
+    "name",
+    "nametype",
+    "node",
+    "ogid",
+    "op",
+    "ouid",
+    "pid",
+    "ppid",
+    "proctitle",
+    "rdev",
+    "res",
+    "saddr",
+    "serial",
+    "ses",
+    "sgid",
+    "subj",
+    "success",
+    "suid",
+    "syscall",
+    "syscall_a0",
+    "syscall_a1",
+    "syscall_a2",
+    "syscall_a3",
+    "terminal",
+    "tty",
+    "type",
+    "uid",
+];
+
+fn owned_key(k: &str) -> Cow<'static, str> {
+    match KNOWN_KEYS.binary_search(&k) {
+        Ok(i) => Cow::Borrowed(KNOWN_KEYS[i]),
+        Err(_) => Cow::Owned(k.to_owned()),
     }
 }
 
@@ -261,10 +453,7 @@ fn file_paths(
 /// found (`ParentImage`, `ParentCommandLine`, `ParentUser`, `Ancestors`, `ProcessChain`,
 /// `PackageManager`, `ConfigManagement`; see [`crate::lineage`]).
 pub fn audit_event(text: &str) -> (Fields<'static>, Option<Timestamp>) {
-    let mut b = Builder {
-        keys: Vec::new(),
-        values: Vec::new(),
-    };
+    let mut b = Builder::new();
     let mut ts = None;
     let has_execve = text
         .lines()
@@ -280,9 +469,8 @@ pub fn audit_event(text: &str) -> (Fields<'static>, Option<Timestamp>) {
     let mut paths: Vec<(String, String)> = Vec::new();
     let mut cwd: Option<String> = None;
     for line in text.lines() {
-        if let Some(note) = line.strip_prefix(LINEAGE_ANNOTATION) {
-            for (k, v, _) in pairs(note) {
-                let v = unhex(v).unwrap_or_default();
+        if let Some(note) = lineage_fields(line) {
+            for (k, v) in note {
                 let v = if k == "Ancestors" {
                     Value::List(
                         v.split('\n')
@@ -559,10 +747,7 @@ pub fn syslog_line_in(
     zone: Option<&jiff::tz::TimeZone>,
 ) -> Option<(Fields<'static>, Option<Timestamp>)> {
     let (l, pri) = strip_pri(line.trim_end());
-    let mut b = Builder {
-        keys: Vec::new(),
-        values: Vec::new(),
-    };
+    let mut b = Builder::new();
     let (ts, rest): (Option<Timestamp>, &str) = if let Some(r) = l.strip_prefix("1 ") {
         // RFC 5424: VERSION TIMESTAMP HOST APP PROCID MSGID SD MSG
         let mut it = r.splitn(6, ' ');
@@ -611,7 +796,7 @@ pub fn syslog_line_in(
         Some(i) => (&tag[..i], tag[i + 1..].trim_end_matches(']')),
         None => (tag, "-"),
     };
-    b.keys.clear();
+    b.clear();
     Some(finish(b, pri, host, app, pid, msg, ts))
 }
 
@@ -667,10 +852,7 @@ pub fn journald(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
         .parse::<i64>()
         .ok()
         .and_then(|us| Timestamp::from_microsecond(us).ok());
-    let b = Builder {
-        keys: Vec::new(),
-        values: Vec::new(),
-    };
+    let b = Builder::new();
     let (extra, _) = finish(b, None, &host, &app, &pid, &msg, ts);
     for (k, v) in extra {
         if !fields.iter().any(|(n, _)| *n == k) {
@@ -796,6 +978,11 @@ mod tests {
 
     /// Multi-byte characters where times are read (found by fuzzing: they sliced inside a
     /// character and stopped the run).
+    #[test]
+    fn known_keys_are_sorted_for_the_binary_search() {
+        assert!(KNOWN_KEYS.windows(2).all(|w| w[0] < w[1]));
+    }
+
     #[test]
     fn times_with_multibyte_characters_do_not_panic() {
         let _ = audit_event("type=SYSCALL msg=audit(1772500000.7\u{FFFD}5:1): pid=1");

@@ -617,6 +617,7 @@ fn read_text_from(
     batch.line_base = line_base;
     let mut open: OpenAudit = Vec::new();
     let mut lineage = crate::lineage::Lineage::default();
+    let mut idbuf: Vec<u8> = Vec::with_capacity(64);
     // The record being assembled (first line, text) while its quotes are open.
     let mut pending: Option<(u64, Vec<u8>)> = None;
     let mut too_long: Vec<u64> = Vec::new();
@@ -743,14 +744,18 @@ fn read_text_from(
             let text = String::from_utf8_lossy(line);
             // Records of one event share node and serial (one file may hold many nodes).
             let (node, record) = crate::linux::audit_node(&text);
-            let id = match crate::linux::audit_id(record) {
-                Some(serial) if record.starts_with("type=") => {
-                    format!("{}\0{serial}", node.unwrap_or("")).into_bytes()
-                }
-                _ => Vec::new(),
-            };
+            // The event's key (node, serial) in a buffer kept across lines.
+            idbuf.clear();
+            if let Some(serial) =
+                crate::linux::audit_id(record).filter(|_| record.starts_with("type="))
+            {
+                idbuf.extend_from_slice(node.unwrap_or("").as_bytes());
+                idbuf.push(0);
+                idbuf.extend_from_slice(serial.as_bytes());
+            }
+            let id = &idbuf;
             let end = record.starts_with("type=EOE ");
-            match open.iter().position(|(i, _, _)| *i == id && !id.is_empty()) {
+            match open.iter().position(|(i, _, _)| i == id && !id.is_empty()) {
                 Some(p) => {
                     if !end {
                         open[p].2.push(b'\n');
@@ -762,7 +767,7 @@ fn read_text_from(
                     }
                 }
                 None if !end => {
-                    open.push((id, n, line.to_vec()));
+                    open.push((id.clone(), n, line.to_vec()));
                     if open.len() > MAX_OPEN_AUDIT {
                         let (_, first, lines) = open.remove(0);
                         audit_done(&mut lineage, b, first, lines);

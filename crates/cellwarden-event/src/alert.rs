@@ -106,6 +106,9 @@ pub struct CorrelationInfo {
     pub window_end: Option<jiff::Timestamp>,
     /// The events that made it up, oldest first.
     pub events: Vec<crate::Origin>,
+    /// For each of them (same order): its time, host and key fields (who, from where, which
+    /// process, which file), so the alert says what happened without going back to the logs.
+    pub members: Vec<Vec<(String, String)>>,
 }
 
 impl Alert {

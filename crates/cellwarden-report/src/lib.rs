@@ -45,9 +45,10 @@ pub fn alert_json(a: &Alert) -> serde_json::Value {
             "value": c.value,
             "window_start": cellwarden_event::format_timestamp(c.window_start),
             "window_end": cellwarden_event::format_timestamp(c.window_end),
-            "events": c.events.iter().map(|o| serde_json::json!({
+            "events": c.events.iter().enumerate().map(|(i, o)| serde_json::json!({
                 "source_file": &*o.file,
                 "source_record": o.record,
+                "fields": c.members.get(i).map(|m| m.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>()),
             })).collect::<Vec<_>>(),
         })),
     })

@@ -127,6 +127,50 @@ struct Entry {
     rule: u32,
     value: Option<String>,
     origin: Origin,
+    /// The member's key fields, for the alert.
+    fields: Vec<(String, String)>,
+}
+
+/// Fields that say who did what to which thing, first present first; a member keeps at most
+/// [`MEMBER_FIELDS_MAX`] of them, each cut at [`MEMBER_VALUE_MAX`] characters.
+const MEMBER_FIELDS: &[&str] = &[
+    "User",
+    "user",
+    "AUID",
+    "TargetUserName",
+    "SubjectUserName",
+    "account",
+    "src_ip",
+    "IpAddress",
+    "client_host",
+    "dst_ip",
+    "dst_port",
+    "Image",
+    "CommandLine",
+    "ProcessChain",
+    "TargetFilename",
+    "statement",
+    "message",
+];
+const MEMBER_FIELDS_MAX: usize = 8;
+const MEMBER_VALUE_MAX: usize = 200;
+
+fn member_fields(event: &Event<'_>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    out.push(("timestamp".to_owned(), event.timestamp_rfc3339()));
+    if let Some(h) = event.host.as_deref() {
+        out.push(("host".to_owned(), h.to_owned()));
+    }
+    for name in MEMBER_FIELDS {
+        if out.len() >= MEMBER_FIELDS_MAX + 2 {
+            break;
+        }
+        if let Some(v) = event.get_str(name).filter(|v| !v.is_empty()) {
+            let v: String = v.chars().take(MEMBER_VALUE_MAX).collect();
+            out.push(((*name).to_owned(), v));
+        }
+    }
+    out
 }
 
 /// Runs correlations over matches in time order.
@@ -236,6 +280,7 @@ impl<'c> CorrelationRun<'c> {
             rule,
             value,
             origin: event.origin.clone(),
+            fields: member_fields(event),
         });
         let Some(v) = evaluate(c, q) else {
             return false;
@@ -254,6 +299,7 @@ impl<'c> CorrelationRun<'c> {
                 .and_then(|e| Timestamp::from_millisecond(e.ts).ok()),
             window_end: event.timestamp,
             events: q.iter().map(|e| e.origin.clone()).collect(),
+            members: q.iter().map(|e| e.fields.clone()).collect(),
         };
         q.clear();
         if c.emit {

@@ -180,6 +180,28 @@ fn lightbasin_is_caught_over_icmp_and_over_dns() {
                 .all(|a| a["host"] == "dns-ext-01"),
             "seed {seed}"
         );
+        // The correlation says what its members did: the login's address, the key file and
+        // the chain of processes that wrote it.
+        let key = alerts
+            .iter()
+            .find(|a| a["rule_id"] == "0e2a4c6b-8d0f-4a2c-8e6b-8d0f2a4c6e19")
+            .unwrap_or_else(|| panic!("seed {seed}: no key correlation"));
+        let members = key["correlation"]["events"].as_array().unwrap();
+        assert_eq!(
+            members[0]["fields"]["src_ip"], "198.51.100.77",
+            "seed {seed}"
+        );
+        assert_eq!(
+            members[1]["fields"]["TargetFilename"], "/root/.ssh/authorized_keys",
+            "seed {seed}"
+        );
+        assert!(
+            members[1]["fields"]["ProcessChain"]
+                .as_str()
+                .unwrap()
+                .starts_with("sshd \u{2192} bash"),
+            "seed {seed}: {members:?}"
+        );
         let quiet = ["pgw-01", "mme-01", "10.50.0.10", "10.50.0.11", "10.40.0.30"];
         let noisy: Vec<&serde_json::Value> = alerts
             .iter()

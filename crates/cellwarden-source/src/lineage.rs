@@ -9,10 +9,13 @@
 //! table holds at most [`MAX_PROCESSES`]; past it, the processes seen longest ago are dropped.
 //!
 //! The reader appends what it found to the event's text as one line the auditd decoder reads
-//! (see [`ANNOTATION`]): `ParentImage`, `ParentCommandLine`, `ParentUser`, `Ancestors`
-//! (parent first), `ProcessChain` (`sshd → bash → sh`, oldest first), and `PackageManager` /
+//! (see [`ANNOTATION`]): on process starts `ParentImage`, `ParentCommandLine`, `ParentUser` and
+//! `Ancestors` (parent first), as Sysmon gives them; on every event of a process with a known
+//! parent `ProcessChain` (`sshd → bash → sh`, oldest first); and `PackageManager` /
 //! `ConfigManagement` when a package manager or configuration management tool is the process
-//! or one of its ancestors.
+//! or one of its ancestors, `AUID` when the login uid's account is known from a login's PAM
+//! record. The annotation of a process's event is kept and given again to its next events
+//! (same image and parent): most events come from processes already seen.
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -75,18 +78,20 @@ struct Process {
 
 /// The package manager a process is, by its image or its command line's program.
 fn package_of(exe: &str, cmd: &str) -> Option<&'static str> {
+    let image = base(exe);
     let argv0 = base(cmd.split(' ').next().unwrap_or(""));
     PACKAGE_MANAGERS
         .iter()
-        .find(|m| base(exe) == **m || argv0 == **m)
+        .find(|m| image == **m || argv0 == **m)
         .copied()
 }
 
 /// The configuration management tool a process belongs to, by its image or command line.
 fn config_of(exe: &str, cmd: &str) -> Option<&'static str> {
+    let image = base(exe);
     CONFIG_MANAGEMENT
         .iter()
-        .find(|(w, _)| base(exe).contains(w) || cmd.contains(w))
+        .find(|(w, _)| image.contains(w) || cmd.contains(w))
         .map(|(_, name)| *name)
 }
 
@@ -127,7 +132,10 @@ pub struct Lineage {
 const LOGIN_PROGRAMS: &[&str] = &["sshd", "login", "gdm-session-worker", "lightdm", "dropbear"];
 
 fn base(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+    match memchr::memrchr(b'/', path.as_bytes()) {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
 }
 
 /// A value as the annotation carries it: the separators and `%` escaped.
@@ -186,7 +194,11 @@ fn parse(event: &str) -> Seen<'_> {
         if let Some(n) = node {
             s.node = n;
         }
-        let Some(i) = record.find("):") else { continue };
+        // The end of `msg=audit(…)`: the first `)` followed by `:`.
+        let rb = record.as_bytes();
+        let Some(i) = memchr::memchr_iter(b')', rb).find(|&j| rb.get(j + 1) == Some(&b':')) else {
+            continue;
+        };
         if s.time == 0
             && let Some(t) = audit_id(&record[..i + 1])
                 .and_then(|id| id.split(['.', ':']).next())
@@ -415,11 +427,15 @@ impl Lineage {
             }
         };
         if let Some(parent) = chain.first() {
-            put("ParentImage", &parent.exe);
-            put("ParentCommandLine", &parent.cmd);
-            put("ParentUser", &parent.user);
-            let ancestors: Vec<&str> = chain.iter().map(|p| &*p.exe).collect();
-            put("Ancestors", &ancestors.join("\n"));
+            // The parent's details on process starts, as Sysmon gives them; every event of a
+            // process gets its chain.
+            if s.syscall.is_some_and(syscall::is_exec) {
+                put("ParentImage", &parent.exe);
+                put("ParentCommandLine", &parent.cmd);
+                put("ParentUser", &parent.user);
+                let ancestors: Vec<&str> = chain.iter().map(|p| &*p.exe).collect();
+                put("Ancestors", &ancestors.join("\n"));
+            }
             let mut names: Vec<&str> = chain
                 .iter()
                 .rev()

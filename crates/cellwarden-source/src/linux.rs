@@ -44,8 +44,11 @@ pub(crate) fn unhex_value(v: &str) -> Option<String> {
 
 /// `msg=audit(1700000000.123:4567)`: the event's time and serial, as written.
 pub fn audit_id(line: &str) -> Option<&str> {
-    let start = line.find("msg=audit(")? + "msg=audit(".len();
-    let end = start + line[start..].find(')')?;
+    // Searched on every line of an audit log: one searcher for all.
+    static MARK: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"msg=audit("));
+    let start = MARK.find(line.as_bytes())? + "msg=audit(".len();
+    let end = start + memchr::memchr(b')', &line.as_bytes()[start..])?;
     Some(&line[start..end])
 }
 

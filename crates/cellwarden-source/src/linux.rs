@@ -346,10 +346,29 @@ const KNOWN_KEYS: &[&str] = &[
     "uid",
 ];
 
+/// [`KNOWN_KEYS`] by hash (open addressing: index + 1, 0 free).
+static KNOWN_TABLE: std::sync::LazyLock<[u16; 512]> = std::sync::LazyLock::new(|| {
+    let mut t = [0u16; 512];
+    for (i, k) in KNOWN_KEYS.iter().enumerate() {
+        let mut slot = key_hash(k) % 512;
+        while t[slot] != 0 {
+            slot = (slot + 1) % 512;
+        }
+        t[slot] = i as u16 + 1;
+    }
+    t
+});
+
 fn owned_key(k: &str) -> Cow<'static, str> {
-    match KNOWN_KEYS.binary_search(&k) {
-        Ok(i) => Cow::Borrowed(KNOWN_KEYS[i]),
-        Err(_) => Cow::Owned(k.to_owned()),
+    let mut slot = key_hash(k) % 512;
+    loop {
+        match KNOWN_TABLE[slot] {
+            0 => return Cow::Owned(k.to_owned()),
+            n if KNOWN_KEYS[n as usize - 1] == k => {
+                return Cow::Borrowed(KNOWN_KEYS[n as usize - 1]);
+            }
+            _ => slot = (slot + 1) % 512,
+        }
     }
 }
 
@@ -982,8 +1001,12 @@ mod tests {
     /// Multi-byte characters where times are read (found by fuzzing: they sliced inside a
     /// character and stopped the run).
     #[test]
-    fn known_keys_are_sorted_for_the_binary_search() {
+    fn known_keys_are_distinct_and_found() {
         assert!(KNOWN_KEYS.windows(2).all(|w| w[0] < w[1]));
+        for k in KNOWN_KEYS {
+            assert!(matches!(owned_key(k), Cow::Borrowed(b) if b == *k));
+        }
+        assert!(matches!(owned_key("not_a_known_key"), Cow::Owned(_)));
     }
 
     #[test]

@@ -108,7 +108,7 @@ struct Seen<'a> {
     proctitle: Option<&'a str>,
     uid: Option<String>,
     user: Option<String>,
-    syscall: Option<&'static str>,
+    syscall: Option<&'a str>,
     exit: Option<i64>,
     success: bool,
     auid: Option<u32>,
@@ -239,7 +239,7 @@ fn parse(event: &str) -> Seen<'_> {
                         b"exe" => {
                             s.exe = match v.strip_prefix('"') {
                                 Some(q) => Some(q.trim_end_matches('"').to_owned()),
-                                None => crate::linux::unhex_value(v),
+                                None => crate::linux::unhex(v),
                             }
                             .filter(|e| e != "?" && e != "(null)")
                         }
@@ -250,9 +250,9 @@ fn parse(event: &str) -> Seen<'_> {
                         b"arch" => arch = syscall::arch_name(v),
                         b"syscall" => match v.parse::<u32>() {
                             Ok(n) => nr = Some(n),
-                            Err(_) => s.syscall = syscall_static(v),
+                            Err(_) => s.syscall = Some(v),
                         },
-                        b"SYSCALL" => s.syscall = syscall_static(v),
+                        b"SYSCALL" => s.syscall = Some(v),
                         b"success" => s.success = v == "yes",
                         b"exit" => s.exit = v.parse().ok(),
                         _ => {}
@@ -298,18 +298,11 @@ fn parse(event: &str) -> Seen<'_> {
     s
 }
 
-/// The static name of a system call auditd wrote in words (enriched logs).
-fn syscall_static(name: &str) -> Option<&'static str> {
-    ["execve", "execveat", "clone", "clone3", "fork", "vfork"]
-        .into_iter()
-        .find(|n| *n == name)
-}
-
 impl Seen<'_> {
     /// The command line PROCTITLE gives (arguments joined by spaces).
     fn command_line(&self) -> Option<String> {
         let v = self.proctitle?;
-        Some(crate::linux::unhex_value(v).unwrap_or_else(|| v.to_owned()))
+        Some(crate::linux::unhex(v).unwrap_or_else(|| v.to_owned()))
     }
 }
 
@@ -459,11 +452,11 @@ impl Lineage {
             Some(t) => t,
             None => self.hosts.entry(s.node.into()).or_default(),
         };
-        let exe: Box<str> = s.exe.as_deref().unwrap_or("").into();
-        let user = user_of(s);
+        let image = s.exe.as_deref().unwrap_or("");
         let exec = s.success && s.syscall.is_some_and(syscall::is_exec);
         let before = table.len();
         if exec {
+            let (exe, user): (Box<str>, _) = (image.into(), user_of(s));
             let mut argv = s.argv.clone();
             argv.sort_by_key(|(i, _)| *i);
             let cmd: Vec<&str> = argv.iter().map(|(_, a)| a.as_str()).collect();
@@ -490,11 +483,12 @@ impl Lineage {
                 },
             );
         } else if let Some(p) = table.get_mut(&pid).filter(|p| {
-            *p.exe == *exe && (s.ppid.is_none() || p.ppid == s.ppid) && !p.cmd.is_empty()
+            *p.exe == *image && (s.ppid.is_none() || p.ppid == s.ppid) && !p.cmd.is_empty()
         }) {
             // The process as known: only its last time changes (most events).
             p.seen = p.seen.max(s.time);
         } else {
+            let (exe, user): (Box<str>, _) = (image.into(), user_of(s));
             let title = s.command_line().unwrap_or_default();
             let cmd = title.as_str();
             let parent = s.ppid.and_then(|p| table.get(&p));

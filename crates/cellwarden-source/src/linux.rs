@@ -37,11 +37,6 @@ pub fn lineage_fields(line: &str) -> Option<Vec<(&str, String)>> {
     Some(out)
 }
 
-/// A value auditd wrote in hex, decoded (`None` when it is not hex).
-pub(crate) fn unhex_value(v: &str) -> Option<String> {
-    unhex(v)
-}
-
 /// `msg=audit(1700000000.123:4567)`: the event's time and serial, as written.
 pub fn audit_id(line: &str) -> Option<&str> {
     // Searched on every line of an audit log: one searcher for all.
@@ -120,7 +115,7 @@ fn pairs(text: &str) -> Vec<(&str, &str, bool)> {
 }
 
 /// auditd writes untrusted strings as hex when they hold spaces or special characters.
-fn unhex(v: &str) -> Option<String> {
+pub(crate) fn unhex(v: &str) -> Option<String> {
     if v.len() < 2 || !v.len().is_multiple_of(2) || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
@@ -177,31 +172,30 @@ impl Builder {
             slots: [0; SLOTS],
         }
     }
-    /// The entry of `key`, or the free slot where it goes.
-    fn find(&self, key: &str) -> Result<usize, usize> {
-        let mut i = key_hash(key) % SLOTS;
+    /// The entry of `key` (hash `h`), or where a new one goes: its free slot, or `None` past
+    /// what the table holds (a hostile record with hundreds of keys: a plain scan then).
+    fn locate(&self, key: &str, h: usize) -> Result<usize, Option<usize>> {
+        if self.entries.len() >= SLOTS / 2 {
+            return self.entries.iter().position(|(k, _)| k == key).ok_or(None);
+        }
+        let mut i = h % SLOTS;
         loop {
             match self.slots[i] {
-                0 => return Err(i),
+                0 => return Err(Some(i)),
                 n if self.entries[n as usize - 1].0 == key => return Ok(n as usize - 1),
                 _ => i = (i + 1) % SLOTS,
             }
         }
     }
     fn add(&mut self, key: &str, v: Value<'static>) {
-        // Past what the table holds (a hostile record with hundreds of keys), a plain scan.
-        if self.entries.len() >= SLOTS / 2 {
-            match self.entries.iter().position(|(k, _)| k == key) {
-                Some(i) => self.add_extra(i, v),
-                None => self.entries.push((owned_key(key), v)),
-            }
-            return;
-        }
-        match self.find(key) {
+        let h = key_hash(key);
+        match self.locate(key, h) {
             Ok(i) => self.add_extra(i, v),
             Err(slot) => {
-                self.entries.push((owned_key(key), v));
-                self.slots[slot] = self.entries.len() as u16;
+                self.entries.push((owned_key(key, h), v));
+                if let Some(slot) = slot {
+                    self.slots[slot] = self.entries.len() as u16;
+                }
             }
         }
     }
@@ -211,12 +205,8 @@ impl Builder {
         }
     }
     fn get(&self, key: &str) -> Option<&Value<'static>> {
-        let i = if self.entries.len() >= SLOTS / 2 {
-            self.entries.iter().position(|(k, _)| k == key)
-        } else {
-            self.find(key).ok()
-        };
-        i.map(|i| &self.entries[i].1)
+        let i = self.locate(key, key_hash(key)).ok()?;
+        Some(&self.entries[i].1)
     }
     fn clear(&mut self) {
         self.entries.clear();
@@ -359,8 +349,9 @@ static KNOWN_TABLE: std::sync::LazyLock<[u16; 512]> = std::sync::LazyLock::new(|
     t
 });
 
-fn owned_key(k: &str) -> Cow<'static, str> {
-    let mut slot = key_hash(k) % 512;
+/// The key as the event keeps it: a known name without allocating (`h` is its hash).
+fn owned_key(k: &str, h: usize) -> Cow<'static, str> {
+    let mut slot = h % 512;
     loop {
         match KNOWN_TABLE[slot] {
             0 => return Cow::Owned(k.to_owned()),
@@ -1004,9 +995,10 @@ mod tests {
     fn known_keys_are_distinct_and_found() {
         assert!(KNOWN_KEYS.windows(2).all(|w| w[0] < w[1]));
         for k in KNOWN_KEYS {
-            assert!(matches!(owned_key(k), Cow::Borrowed(b) if b == *k));
+            assert!(matches!(owned_key(k, key_hash(k)), Cow::Borrowed(b) if b == *k));
         }
-        assert!(matches!(owned_key("not_a_known_key"), Cow::Owned(_)));
+        let other = "not_a_known_key";
+        assert!(matches!(owned_key(other, key_hash(other)), Cow::Owned(_)));
     }
 
     #[test]

@@ -77,6 +77,13 @@ fn comm_of(exe: &str) -> String {
         .collect()
 }
 
+/// A PATH record (one file or folder a system call named).
+fn path_record(item: u32, name: &str, inode: u32, mode: &str, nametype: &str) -> String {
+    format!(
+        "PATH item={item} name=\"{name}\" inode={inode} dev=fd:00 mode={mode} ouid=0 ogid=0 rdev=00:00 nametype={nametype} cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"
+    )
+}
+
 /// How a file is written.
 #[derive(Clone, Copy)]
 enum Write<'a> {
@@ -462,10 +469,19 @@ impl World {
             h,
             t,
             &[
-                Self::syscall((59, "execve"), ["55d0c6e1a0", "55d0c6e1b0", "55d0c6e1c0", "0"], 2, (pid, ppid), login, ses, &comm, exe),
+                Self::syscall(
+                    (59, "execve"),
+                    ["55d0c6e1a0", "55d0c6e1b0", "55d0c6e1c0", "0"],
+                    2,
+                    (pid, ppid),
+                    login,
+                    ses,
+                    &comm,
+                    exe,
+                ),
                 format!("EXECVE argc={} {}", argv.len(), args.join(" ")),
                 "CWD cwd=\"/\"".to_owned(),
-                format!("PATH item=0 name=\"{exe}\" inode=393 dev=fd:00 mode=0100755 ouid=0 ogid=0 rdev=00:00 nametype=NORMAL cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"),
+                path_record(0, exe, 393, "0100755", "NORMAL"),
                 format!("PROCTITLE proctitle={title}"),
             ],
         );
@@ -488,9 +504,7 @@ impl World {
     ) {
         let comm = comm_of(exe);
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        let parent = format!(
-            "PATH item=0 name=\"{dir}/\" inode=131 dev=fd:00 mode=040755 ouid=0 ogid=0 rdev=00:00 nametype=PARENT cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"
-        );
+        let dir = format!("{dir}/");
         let records = match how {
             Write::Append | Write::Create => {
                 let (flags, kind) = match how {
@@ -509,10 +523,8 @@ impl World {
                         exe,
                     ),
                     "CWD cwd=\"/\"".to_owned(),
-                    parent,
-                    format!(
-                        "PATH item=1 name=\"{name}\" inode=4242 dev=fd:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype={kind} cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"
-                    ),
+                    path_record(0, &dir, 131, "040755", "PARENT"),
+                    path_record(1, name, 4242, "0100644", kind),
                 ]
             }
             Write::RenameFrom(from) => {
@@ -529,16 +541,10 @@ impl World {
                         exe,
                     ),
                     "CWD cwd=\"/\"".to_owned(),
-                    format!(
-                        "PATH item=0 name=\"{fdir}/\" inode=131 dev=fd:00 mode=040755 ouid=0 ogid=0 rdev=00:00 nametype=PARENT cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"
-                    ),
-                    parent.replace("item=0", "item=1"),
-                    format!(
-                        "PATH item=2 name=\"{from}\" inode=4243 dev=fd:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=DELETE cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"
-                    ),
-                    format!(
-                        "PATH item=3 name=\"{path}\" inode=4243 dev=fd:00 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=CREATE cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0"
-                    ),
+                    path_record(0, &format!("{fdir}/"), 131, "040755", "PARENT"),
+                    path_record(1, &dir, 131, "040755", "PARENT"),
+                    path_record(2, from, 4243, "0100644", "DELETE"),
+                    path_record(3, path, 4243, "0100644", "CREATE"),
                 ]
             }
         };

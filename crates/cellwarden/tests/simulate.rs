@@ -251,21 +251,11 @@ fn the_same_seed_writes_the_same_logs() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     simulate(a.path(), 9, &["softcell"]);
     simulate(b.path(), 9, &["softcell"]);
-    for f in [
-        "windows/events.jsonl",
-        "db/postgresql-billing.log",
-        "db/mysql-crm-audit.log",
-        "network/conn.log",
-        "network/dns.log",
-        "linux/dns-ext-01/auth.log",
-        "linux/dns-ext-01/audit.log",
-        "linux/pgw-01/auth.log",
-        "linux/pgw-01/audit.log",
-        "linux/mme-01/auth.log",
-        "linux/mme-01/audit.log",
-        "ground-truth.json",
-        "watchlist.txt",
-    ] {
+    for f in cellwarden_sim::FILES
+        .iter()
+        .copied()
+        .chain(["ground-truth.json"])
+    {
         assert_eq!(
             std::fs::read(a.path().join(f)).unwrap(),
             std::fs::read(b.path().join(f)).unwrap(),

@@ -299,6 +299,14 @@ fn parse(event: &str) -> Seen<'_> {
 }
 
 impl Seen<'_> {
+    /// Whether this event comes from process `p` as the table knows it (same image and
+    /// parent, its command line known): nothing to learn, and its annotation still holds.
+    fn is(&self, p: &Process) -> bool {
+        *p.exe == *self.exe.as_deref().unwrap_or("")
+            && (self.ppid.is_none() || p.ppid == self.ppid)
+            && !p.cmd.is_empty()
+    }
+
     /// The command line PROCTITLE gives (arguments joined by spaces).
     fn command_line(&self) -> Option<String> {
         let v = self.proctitle?;
@@ -329,10 +337,7 @@ impl Lineage {
                 .or_default()
                 .insert(auid, account.as_str().into());
         }
-        let exe = s.exe.as_deref().unwrap_or("");
-        let same = |p: &Process| {
-            &*p.exe == exe && (s.ppid.is_none() || p.ppid == s.ppid) && !p.cmd.is_empty()
-        };
+        let same = |p: &Process| s.is(p);
         let exec = s.success && s.syscall.is_some_and(syscall::is_exec);
         let cached = self
             .hosts
@@ -482,9 +487,7 @@ impl Lineage {
                     note: None,
                 },
             );
-        } else if let Some(p) = table.get_mut(&pid).filter(|p| {
-            *p.exe == *image && (s.ppid.is_none() || p.ppid == s.ppid) && !p.cmd.is_empty()
-        }) {
+        } else if let Some(p) = table.get_mut(&pid).filter(|p| s.is(p)) {
             // The process as known: only its last time changes (most events).
             p.seen = p.seen.max(s.time);
         } else {

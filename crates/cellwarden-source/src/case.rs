@@ -73,6 +73,8 @@ pub struct CaseOptions {
     pub zones: Vec<(Option<glob::Pattern>, Arc<str>)>,
     /// `--host-map FILE`: path glob → host.
     pub host_map: Vec<(glob::Pattern, Arc<str>)>,
+    /// `--pg-prefix FORMAT`: PostgreSQL `log_line_prefix` settings, tried in order.
+    pub pg_prefixes: Vec<crate::pgprefix::Prefix>,
 }
 
 /// `[GLOB=]VALUE`.
@@ -345,7 +347,9 @@ pub fn infer(inputs: &mut [InputFile], opts: &CaseOptions, mapping: &Mapping) ->
         }
     }
     let layout = Layout::of(inputs);
+    let pg_prefixes: Arc<[crate::pgprefix::Prefix]> = opts.pg_prefixes.clone().into();
     for (input, head) in inputs.iter_mut().zip(&heads) {
+        input.pg_prefixes = Arc::clone(&pg_prefixes);
         // Time zone.
         if let Some((_, z)) = opts
             .zones

@@ -19,6 +19,7 @@ use cellwarden_event::{Timestamp, Value};
 use jiff::tz::TimeZone;
 
 use crate::json::Fields;
+use crate::pgprefix::{Prefix, read_prefix};
 
 const MARK: &str = "AUDIT: ";
 
@@ -36,58 +37,6 @@ pub fn quotes_closed(text: &str) -> bool {
         .filter(|&b| b == b'"')
         .count()
         .is_multiple_of(2)
-}
-
-fn prefix_fields(
-    prefix: &str,
-    zone: Option<&TimeZone>,
-    out: &mut Fields<'static>,
-) -> Option<Timestamp> {
-    let s = |x: &str| Value::Str(Cow::Owned(x.to_owned()));
-    let mut ts = None;
-    // Leading "YYYY-MM-DD HH:MM:SS[.fff] [TZ]".
-    let toks: Vec<&str> = prefix.split_whitespace().collect();
-    let mut skip = 0;
-    if toks.len() >= 2 && toks[0].len() == 10 && toks[0].as_bytes()[4] == b'-' {
-        let named = toks.get(2).filter(|z| zone_offset(z).is_some());
-        ts = time_with_zone(
-            &format!("{} {} {}", toks[0], toks[1], named.copied().unwrap_or("")),
-            zone,
-        );
-        skip = 2 + usize::from(named.is_some());
-    }
-    for t in &toks[skip..] {
-        let t = t.trim_end_matches(':');
-        // `[pid]` or `[pid-line]` (`%p` or `%c`-like prefixes).
-        if let Some(pid) = t.strip_prefix('[').and_then(|x| x.strip_suffix(']'))
-            && let Ok(p) = pid.split('-').next().unwrap_or(pid).parse::<i64>()
-        {
-            out.push((Cow::Borrowed("pid"), Value::Int(p)));
-            continue;
-        }
-        for part in t.split(',') {
-            if let Some((k, v)) = part.split_once('=') {
-                let key = match k {
-                    "user" => "user",
-                    "db" => "database",
-                    "app" => "application",
-                    "client" | "host" => "client_host",
-                    _ => continue,
-                };
-                if !v.is_empty() && v != "[unknown]" {
-                    out.push((Cow::Borrowed(key), s(v)));
-                }
-            } else if let Some((u, d)) = part.split_once('@')
-                && !u.is_empty()
-                && !d.is_empty()
-                && !u.contains('[')
-            {
-                out.push((Cow::Borrowed("user"), s(u)));
-                out.push((Cow::Borrowed("database"), s(d)));
-            }
-        }
-    }
-    ts
 }
 
 /// The fields of one CSV record (which may span lines): `"` quotes, `""` inside quotes is a
@@ -144,6 +93,7 @@ fn owned(x: &str) -> Value<'static> {
 /// Fields of one pgaudit record (its lines joined with `\n`); `None` if it is not one.
 pub fn pgaudit_record(
     text: &str,
+    prefixes: &[Prefix],
     zone: Option<&TimeZone>,
 ) -> Option<(Fields<'static>, Option<Timestamp>)> {
     let i = text.find(MARK)?;
@@ -153,7 +103,7 @@ pub fn pgaudit_record(
         .or_else(|| prefix.strip_suffix("LOG: "))
         .unwrap_or(prefix);
     let mut out: Fields<'static> = Vec::with_capacity(16);
-    let ts = prefix_fields(prefix, zone, &mut out);
+    let ts = read_prefix(prefix, prefixes, zone, &mut out);
     pgaudit_body(&text[i + MARK.len()..], &mut out)?;
     Some((out, ts))
 }
@@ -297,10 +247,10 @@ pub fn is_pg_log_line(line: &str) -> bool {
 /// Fields of one PostgreSQL server log record (its lines joined with `\n`) that is not a
 /// pgaudit record: the prefix's time, pid, user and database; `level`, `message`, and what
 /// the message says (see [`pg_message_fields`]); `Channel: postgresql`.
-pub fn pg_log_record(text: &str, zone: Option<&TimeZone>) -> Option<Record> {
+pub fn pg_log_record(text: &str, prefixes: &[Prefix], zone: Option<&TimeZone>) -> Option<Record> {
     let (prefix, level, msg) = pg_level_split(text)?;
     let mut out: Fields<'static> = Vec::with_capacity(12);
-    let ts = prefix_fields(prefix, zone, &mut out);
+    let ts = read_prefix(prefix, prefixes, zone, &mut out);
     out.push((Cow::Borrowed("level"), owned(level)));
     out.push((Cow::Borrowed("message"), owned(msg)));
     pg_message_fields(level, msg, &mut out);
@@ -497,7 +447,7 @@ fn zone_offset(abbrev: &str) -> Option<i32> {
 
 /// "YYYY-MM-DD HH:MM:SS[.fff] [UTC|CEST|+hh[:mm]]" as PostgreSQL and MySQL write it; a time
 /// without a zone (or with one not known) is read in `zone` (UTC when `None`).
-fn time_with_zone(t: &str, zone: Option<&TimeZone>) -> Option<Timestamp> {
+pub(crate) fn time_with_zone(t: &str, zone: Option<&TimeZone>) -> Option<Timestamp> {
     let t = t.trim();
     let (date_time, abbrev) = match t.rsplit_once(' ') {
         Some((a, z)) if a.contains(' ') || a.contains('T') => (a, z),
@@ -890,7 +840,7 @@ mod tests {
     fn stderr_line_with_user_at_db_prefix() {
         let line = r#"2026-03-04 03:12:09.123 UTC [12345] billing_ro@cdrdb LOG:  AUDIT: SESSION,7,1,READ,SELECT,,,"SELECT * FROM cdr WHERE msisdn = '33612345678'",<not logged>"#;
         assert!(is_pgaudit(line));
-        let (f, ts) = pgaudit_record(line, None).unwrap();
+        let (f, ts) = pgaudit_record(line, &[], None).unwrap();
         assert_eq!(
             cellwarden_event::format_timestamp(ts),
             "2026-03-04T03:12:09.123000Z"
@@ -912,7 +862,7 @@ mod tests {
         let text = "2026-03-04 03:15:00 UTC [4242]: [3-1] user=etl,db=cdrdb,app=psql,client=10.20.30.40 LOG:  AUDIT: SESSION,9,1,READ,SELECT,TABLE,public.cdr,\"SELECT calling_number, cell_id\n  FROM cdr\n  WHERE calling_number IN ('33611111111', \"\"x\"\")\",\"33611111111\",42";
         assert!(!quotes_closed("x,\"SELECT a\n"));
         assert!(quotes_closed(text));
-        let (f, _) = pgaudit_record(text, None).unwrap();
+        let (f, _) = pgaudit_record(text, &[], None).unwrap();
         assert_eq!(get(&f, "user"), "etl");
         assert_eq!(get(&f, "application"), "psql");
         assert_eq!(get(&f, "client_host"), "10.20.30.40");
@@ -1041,12 +991,12 @@ mod tests {
         assert!(!is_pgaudit(
             "2026-03-04 03:12:09 UTC [1] LOG:  connection received: host=10.0.0.1"
         ));
-        assert!(pgaudit_record("AUDIT: SESSION,1", None).is_none());
+        assert!(pgaudit_record("AUDIT: SESSION,1", &[], None).is_none());
     }
 
     #[test]
     fn server_log_messages() {
-        let rec = |t: &str| pg_log_record(t, None).unwrap();
+        let rec = |t: &str| pg_log_record(t, &[], None).unwrap();
         // log_statement = all, a statement over several lines, a `[pid-line]` prefix, CEST.
         let (f, ts) = rec(
             "2017-04-03 22:35:22.389 CEST [5404-2] postgres@billing LOG:  duration: 37.598 ms  statement: SELECT *\n\tFROM cdr\n\tWHERE imsi = '208150000000001'",

@@ -22,6 +22,12 @@ pub enum Format {
     PgCsv,
     /// MariaDB `server_audit` file.
     MariaDbAudit,
+    /// MySQL / MariaDB / Percona slow query log.
+    MySqlSlow,
+    /// MySQL / MariaDB general query log.
+    MySqlGeneral,
+    /// MySQL / MariaDB / Percona error log.
+    MySqlError,
     /// Oracle unified audit trail exported as CSV with a header row.
     OracleCsv,
     /// Zeek log in TSV with `#` header lines.
@@ -51,6 +57,8 @@ pub struct Context {
     pub zone: Option<Arc<str>>,
     /// Host of records that do not name one.
     pub host: Option<Arc<str>>,
+    /// PostgreSQL `log_line_prefix` settings to read server logs by (`--pg-prefix`).
+    pub pg_prefixes: Arc<[crate::pgprefix::Prefix]>,
 }
 
 impl Context {
@@ -83,6 +91,8 @@ pub struct InputFile {
     pub zone: Option<Arc<str>>,
     /// Host of records that do not name one.
     pub host: Option<Arc<str>>,
+    /// PostgreSQL `log_line_prefix` settings to read server logs by (`--pg-prefix`).
+    pub pg_prefixes: Arc<[crate::pgprefix::Prefix]>,
     /// The folder given on the command line this file was found in (`None` for a file given
     /// itself), for the case layout (one folder per host).
     pub root: Option<PathBuf>,
@@ -106,6 +116,7 @@ impl InputFile {
             year: self.year.unwrap_or_else(|| self.modification_year()),
             zone: self.zone.clone(),
             host: self.host.clone(),
+            pg_prefixes: Arc::clone(&self.pg_prefixes),
         }
     }
 }
@@ -170,6 +181,32 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     }
     if crate::flow::is_nfdump_header(line) {
         return Some(Format::NfdumpCsv);
+    }
+    // MySQL's own logs, before syslog (whose ISO times they share): the slow log by its
+    // comment lines, the general log and the error log by which of their lines prevail.
+    let lines: Vec<&str> = text.lines().take(40).collect();
+    if lines.iter().any(|l| crate::mysqllog::starts_slow_record(l))
+        && lines
+            .iter()
+            .any(|l| l.starts_with("# Query_time: ") || l.starts_with("# User@Host: "))
+    {
+        return Some(Format::MySqlSlow);
+    }
+    let general = lines
+        .iter()
+        .filter(|l| crate::mysqllog::general_head(l).is_some())
+        .count();
+    let errors = lines
+        .iter()
+        .filter(|l| crate::mysqllog::is_error_line(l))
+        .count();
+    if general > errors
+        || (general == 0 && errors == 0 && lines.iter().any(|l| crate::mysqllog::is_banner(l)))
+    {
+        return Some(Format::MySqlGeneral);
+    }
+    if errors > 0 && errors * 2 >= lines.len().min(10) {
+        return Some(Format::MySqlError);
     }
     if crate::dbaudit::is_pg_csvlog(line) {
         return Some(Format::PgCsv);
@@ -247,6 +284,7 @@ fn input_for(path: &Path, explicit: bool) -> Option<InputFile> {
                 year: None,
                 zone: None,
                 host: None,
+                pg_prefixes: Default::default(),
                 root: None,
             });
         }
@@ -271,6 +309,7 @@ fn input_for(path: &Path, explicit: bool) -> Option<InputFile> {
         year: None,
         zone: None,
         host: None,
+        pg_prefixes: Default::default(),
         root: None,
     })
 }
@@ -290,6 +329,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<InputFile>, DiscoverError> {
                 year: None,
                 zone: None,
                 host: None,
+                pg_prefixes: Default::default(),
                 root: None,
             });
             continue;

@@ -823,6 +823,64 @@ fn read_text_from(
             batch.push(first, &text);
         }
         r
+    } else if matches!(
+        kind,
+        Format::MySqlSlow | Format::MySqlGeneral | Format::MySqlError
+    ) {
+        // A record goes on until a line starts the next; the general log's records get the
+        // connection they belong to.
+        let mut conns = crate::mysqllog::Connections::default();
+        let mut done = |b: &mut Batcher<'_>, first: u64, mut text: Vec<u8>| {
+            if kind == Format::MySqlGeneral
+                && let Some(note) = conns.observe(&String::from_utf8_lossy(&text))
+            {
+                text.push(b'\n');
+                text.extend_from_slice(note.as_bytes());
+            }
+            b.push(first, &text);
+        };
+        let r = read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
+            let line = String::from_utf8_lossy(l);
+            // The server's banner (again after each restart) ends a record and is no record.
+            let banner = kind != Format::MySqlError && crate::mysqllog::is_banner(&line);
+            let starts = banner
+                || match kind {
+                    Format::MySqlSlow => {
+                        // `# Time:` is followed by its `# User@Host:`: one record.
+                        crate::mysqllog::starts_slow_record(&line)
+                            && !(line.starts_with("# User@Host: ")
+                                && pending.as_ref().is_some_and(|(_, t)| {
+                                    !t.contains(&b'\n') && t.starts_with(b"# Time: ")
+                                }))
+                    }
+                    Format::MySqlGeneral => crate::mysqllog::general_head(&line).is_some(),
+                    _ => crate::mysqllog::is_error_line(&line),
+                };
+            match pending.as_mut() {
+                Some((first, text)) if !starts => {
+                    if text.len() + l.len() + 1 > max {
+                        too_long.push(*first);
+                        pending = None;
+                    } else {
+                        text.push(b'\n');
+                        text.extend_from_slice(l);
+                    }
+                }
+                _ => {
+                    if let Some((first, text)) = pending.take() {
+                        done(b, first, text);
+                    }
+                    if banner {
+                        return;
+                    }
+                    pending = Some((n, l.to_vec()));
+                }
+            }
+        });
+        if let Some((first, text)) = pending.take() {
+            done(&mut batch, first, text);
+        }
+        r
     } else {
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
             b.push(n, l)
@@ -1175,16 +1233,38 @@ impl Unit {
                         }
                         Format::Auditd => Ok(Some(crate::linux::audit_event(&text))),
                         Format::PgLog if crate::dbaudit::is_pgaudit(&text) => {
-                            crate::dbaudit::pgaudit_record(&text, zone.as_ref())
-                                .map(Some)
-                                .ok_or_else(|| syntax("a complete pgaudit record"))
-                        }
-                        Format::PgLog => crate::dbaudit::pg_log_record(&text, zone.as_ref())
+                            crate::dbaudit::pgaudit_record(
+                                &text,
+                                &context.pg_prefixes,
+                                zone.as_ref(),
+                            )
                             .map(Some)
-                            .ok_or_else(|| syntax("a PostgreSQL server log record")),
+                            .ok_or_else(|| syntax("a complete pgaudit record"))
+                        }
+                        Format::PgLog => crate::dbaudit::pg_log_record(
+                            &text,
+                            &context.pg_prefixes,
+                            zone.as_ref(),
+                        )
+                        .map(Some)
+                        .ok_or_else(|| syntax("a PostgreSQL server log record")),
                         Format::PgCsv => crate::dbaudit::pg_csvlog_record(&text, zone.as_ref())
                             .map(Some)
                             .ok_or_else(|| syntax("a PostgreSQL csvlog row")),
+                        // Comment lines alone: the file ends before the statement they
+                        // announce (it was copied while written).
+                        Format::MySqlSlow if text.lines().all(|l| l.starts_with("# ")) => Ok(None),
+                        Format::MySqlSlow => crate::mysqllog::slow_record(&text, zone.as_ref())
+                            .map(Some)
+                            .ok_or_else(|| syntax("a slow query log record")),
+                        Format::MySqlGeneral => {
+                            crate::mysqllog::general_record(&text, zone.as_ref())
+                                .map(Some)
+                                .ok_or_else(|| syntax("a general query log record"))
+                        }
+                        Format::MySqlError => crate::mysqllog::error_record(&text, zone.as_ref())
+                            .map(Some)
+                            .ok_or_else(|| syntax("an error log record")),
                         Format::MariaDbAudit => crate::dbaudit::mariadb_audit_record(&text)
                             .map(Some)
                             .ok_or_else(|| syntax("a MariaDB server_audit record")),

@@ -310,6 +310,51 @@ fn fuzz_database_audit_formats() {
         Some(Format::MariaDbAudit),
         Some((maria, maria_after)),
     );
+    let slow: &[u8] = b"# Time: 2026-03-04T10:00:00.000001Z\n# User@Host: app[app] @ crm [10.0.0.5]  Id:    12\n# Query_time: 0.1  Lock_time: 0.0 Rows_sent: 1  Rows_examined: 1\nSET timestamp=1772618400;\nSELECT * FROM cdr WHERE msisdn = '33611111111';\n";
+    let slow_after: &[u8] = b"# Time: 2026-03-04T10:00:02.000001Z\n# User@Host: app[app] @ crm [10.0.0.5]  Id:    12\n# Query_time: 0.1  Lock_time: 0.0 Rows_sent: 1  Rows_examined: 1\nSET timestamp=1772618402;\nSELECT 3;\n";
+    fuzz_reader(
+        "mysql-slow",
+        vec![[slow, slow_after].concat(), slow_after.to_vec()],
+        &[
+            b"# Time: ",
+            b"# User@Host: ",
+            b"Id:",
+            b"[",
+            b"]",
+            b"\n",
+            b"#",
+        ],
+        Some(Format::MySqlSlow),
+        // A record is several lines: the check of the records around is for one-line records.
+        None,
+    );
+    let general: &[u8] =
+        b"2026-03-04T10:00:00.000001Z\t   12 Connect\tapp@10.0.0.5 on crm using TCP/IP\n";
+    let general_after: &[u8] = b"2026-03-04T10:00:02.000001Z\t   12 Query\tSELECT 3\n";
+    fuzz_reader(
+        "mysql-general",
+        vec![[general, general_after].concat()],
+        &[
+            b"\t",
+            b" Connect\t",
+            b" Query\t",
+            b" Quit\t",
+            b"@",
+            b"191015  9:46:45",
+        ],
+        Some(Format::MySqlGeneral),
+        Some((general, general_after)),
+    );
+    let error: &[u8] = b"2019-10-16 17:24:15 9 [Warning] Access denied for user 'app'@'10.0.0.5' (using password: YES)\n";
+    let error_after: &[u8] =
+        b"2019-10-16 17:24:17 0 [Note] InnoDB: Buffer pool(s) load completed\n";
+    fuzz_reader(
+        "mysql-error",
+        vec![[error, error_after].concat()],
+        &[b"[", b"]", b"'", b"@", b"161209 14:18:50", b"[MY-010116]"],
+        Some(Format::MySqlError),
+        Some((error, error_after)),
+    );
     let oracle = b"EVENT_TIMESTAMP,DBUSERNAME,USERHOST,CLIENT_PROGRAM_NAME,ACTION_NAME,SQL_TEXT,SQL_BINDS,RETURN_CODE\n2026-03-04 10:04:00.000000,CARE03,10.1.0.23,sqlplus,SELECT,\"SELECT * FROM customer WHERE msisdn = :1\",\" #1(11):33633333333\",0\n";
     fuzz_reader(
         "oracle-csv",

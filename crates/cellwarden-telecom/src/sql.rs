@@ -37,7 +37,7 @@ impl Dialect {
     pub fn of_channel(channel: &str) -> Dialect {
         match channel {
             "pgaudit" | "postgresql" => Dialect::Postgres,
-            "mysql_audit" | "mariadb_audit" => Dialect::MySql,
+            "mysql_audit" | "mariadb_audit" | "mysql_slow" | "mysql_general" => Dialect::MySql,
             "oracle_audit" => Dialect::Oracle,
             _ => Dialect::Generic,
         }

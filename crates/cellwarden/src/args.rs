@@ -206,6 +206,11 @@ pub struct CaseArgs {
     /// Hosts of inputs whose records name none: one `GLOB HOST` a line.
     #[arg(long)]
     pub host_map: Option<PathBuf>,
+    /// PostgreSQL `log_line_prefix` of the server logs, as in postgresql.conf
+    /// (`'%m [%p] %u@%d %r '`); repeatable, tried in order; lines that follow none are read
+    /// by the shape of their prefix.
+    #[arg(long = "pg-prefix", value_name = "FORMAT")]
+    pub pg_prefixes: Vec<String>,
 }
 
 /// Settings of the analytics (shared by `hunt` and `scope`).

@@ -193,6 +193,12 @@ pub fn discover_case(
         opts.add_zone(z)
             .map_err(|e| Failure::Usage(format!("--timezone {z}: {e}")))?;
     }
+    for f in &args.pg_prefixes {
+        opts.pg_prefixes.push(
+            cellwarden_source::pgprefix::Prefix::parse(f)
+                .map_err(|e| Failure::Usage(format!("--pg-prefix '{f}': {e}")))?,
+        );
+    }
     if let Some(p) = &args.host_map {
         opts.read_host_map(&read_file(p)?)
             .map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;

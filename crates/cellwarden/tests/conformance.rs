@@ -14,15 +14,38 @@ use common::*;
 use serde_json::Value;
 
 const BEATS: &str = "real-formats/elastic-beats/filebeat/module";
-const MODULES: [&str; 4] = [
+const MODULES: [&str; 6] = [
     "auditd/log",
     "system/auth",
     "system/syslog",
     "postgresql/log",
+    "mysql/error",
+    "mysql/slowlog",
 ];
 
 /// (log file, Filebeat field, line of the log, why we differ).
 const DISAGREE: &[(&str, &str, u64, &str)] = &[
+    (
+        "mysql/error/error.log",
+        "message",
+        7,
+        "MySQL 5.7 writes `ready for connections.` and `Version: …` as one message on two \
+         lines; a line without a time continues the record before it, Filebeat's pattern \
+         starts a new one",
+    ),
+    (
+        "mysql/error/error.log",
+        "(event)",
+        8,
+        "the `Version: …` line is the second line of the message before it (see line 7)",
+    ),
+    (
+        "mysql/slowlog/percona-ubuntu-8.0.15.log",
+        "mysql.slowlog.query",
+        5,
+        "Filebeat appends the server's restart banner to the statement before it; the banner \
+         is not part of any statement",
+    ),
     (
         "system/syslog/test-syslog.log",
         "@timestamp",
@@ -193,8 +216,26 @@ const FIELDS: &[(&str, &[&str])] = &[
     ("event.duration", &["@duration"]),
 ];
 
+/// Filebeat field → ours, for the MySQL modules.
+const MYSQL_FIELDS: &[(&str, &[&str])] = &[
+    ("mysql.slowlog.query", &["statement"]),
+    ("mysql.slowlog.schema", &["database"]),
+    ("mysql.slowlog.rows_sent", &["rows"]),
+    ("mysql.slowlog.rows_examined", &["rows_examined"]),
+    ("mysql.slowlog.rows_affected", &["rows_affected"]),
+    ("mysql.slowlog.lock_time.sec", &["lock_time"]),
+    ("mysql.thread_id", &["session_id", "thread"]),
+    ("source.ip", &["client_host"]),
+    ("source.domain", &["client_host_name", "client_host"]),
+];
+
 /// Modules whose `message` is the log message (auditd's is the whole record).
-const MESSAGE_MODULES: [&str; 3] = ["system/auth", "system/syslog", "postgresql/log"];
+const MESSAGE_MODULES: [&str; 4] = [
+    "system/auth",
+    "system/syslog",
+    "postgresql/log",
+    "mysql/error",
+];
 
 fn events(args: &[&str]) -> (Vec<Value>, String) {
     let out = run(args);
@@ -313,6 +354,12 @@ fn check_beats_pair(module: &str, log: &Path, expected: &Path, found: &mut Vec<M
         // auditd: Filebeat gives every record, we give the event its records make (same serial).
         let ev = match e.get("auditd.log.sequence") {
             Some(seq) => evs.iter().find(|ev| ev["fields"]["serial"] == *seq),
+            // The slow log: Filebeat's record starts at `# User@Host:`, ours at the `# Time:`
+            // line before it when there is one.
+            None if module == "mysql/slowlog" => by_line
+                .get(&line)
+                .or_else(|| by_line.get(&(line - 1)))
+                .copied(),
             None => by_line.get(&line).copied(),
         };
         let Some(ev) = ev else {
@@ -325,6 +372,9 @@ fn check_beats_pair(module: &str, log: &Path, expected: &Path, found: &mut Vec<M
             continue;
         };
         let mut fields: Vec<(&str, &[&str])> = FIELDS.to_vec();
+        if module.starts_with("mysql/") {
+            fields.extend_from_slice(MYSQL_FIELDS);
+        }
         if MESSAGE_MODULES.contains(&module) {
             fields.push(("message", &["message"]));
         }
@@ -338,13 +388,14 @@ fn check_beats_pair(module: &str, log: &Path, expected: &Path, found: &mut Vec<M
             let Some(want) = e.get(beats) else { continue };
             let got: Vec<String> = specs.iter().filter_map(|s| ours(ev, s)).collect();
             // PostgreSQL: Filebeat's message is the whole line in some versions and only the
-            // statement in others; ours is the server's message (between the two). Trailing
-            // line ends are not part of a statement.
+            // statement in others; ours is the server's message (between the two). MySQL 8:
+            // Filebeat keeps `[MY-…] [Server]` in the message, we give them their own fields.
+            // Trailing line ends are not part of a statement.
             let agrees = |g: &String| {
                 let w = text(want);
                 let (w, g) = (w.trim_end(), g.trim_end());
                 same(want, g)
-                    || (module == "postgresql/log"
+                    || ((module == "postgresql/log" || module.starts_with("mysql/"))
                         && !g.is_empty()
                         && (w == g || w.ends_with(g) || g.ends_with(w)))
             };

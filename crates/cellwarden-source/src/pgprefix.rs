@@ -1,0 +1,529 @@
+//! PostgreSQL's `log_line_prefix`: what each escape writes, read back into fields.
+//!
+//! With the server's setting (`--pg-prefix`), a prefix is read escape by escape
+//! ([`Prefix::read`]); without it, or when a line does not follow it, the prefix is read by the
+//! shape of its parts ([`guess`]): times, `[pid]` / `[pid-line]`, `user@db`, `key=value`
+//! lists (`user=`, `db=`, `app=`, `client=`, `host=`, `session=`…), `host(port)` as `%r`
+//! writes it, session ids as `%c` writes them (`5f1b2c3d.1a2b`).
+//!
+//! Field names: `%u` `user`, `%d` `database`, `%a` `application`, `%r` `client_host` and
+//! `client_port`, `%h` `client_host`, `%L` `local_address`, `%b` `backend_type`, `%p` `pid`,
+//! `%P` `leader_pid`, `%c` `session_id`, `%l` `session_line`, `%s` `session_start`, `%v`
+//! `virtual_xid`, `%x` `xid`, `%e` `sql_state`, `%i` `command_tag`, `%Q` `query_id`; `%m`,
+//! `%t` and `%n` give the record's time. Empty values, `[unknown]` and `[local]` are left out.
+
+use std::borrow::Cow;
+
+use cellwarden_event::{Timestamp, Value};
+use jiff::tz::TimeZone;
+
+use crate::json::Fields;
+
+/// One part of a prefix format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(String),
+    /// The escape letter.
+    Esc(u8),
+    /// `%q`: processes without a session stop the prefix here.
+    Stop,
+}
+
+/// A parsed `log_line_prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix {
+    text: String,
+    parts: Vec<Part>,
+}
+
+const ESCAPES: &[u8] = b"aubdrhLpPtmnisclvxeQ";
+
+impl Prefix {
+    /// Parses a `log_line_prefix` value (as in `postgresql.conf`, without the quotes).
+    pub fn parse(format: &str) -> Result<Prefix, String> {
+        let mut parts: Vec<Part> = Vec::new();
+        let mut lit = String::new();
+        let b = format.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != b'%' {
+                let c = format[i..].chars().next().unwrap_or(' ');
+                lit.push(c);
+                i += c.len_utf8();
+                continue;
+            }
+            i += 1;
+            // Padding: `%-10u`, `%10p`.
+            while i < b.len() && (b[i] == b'-' || b[i].is_ascii_digit()) {
+                i += 1;
+            }
+            let Some(&c) = b.get(i) else {
+                return Err("ends with a lone %".into());
+            };
+            i += 1;
+            if c == b'%' {
+                lit.push('%');
+                continue;
+            }
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(&mut lit)));
+            }
+            if c == b'q' {
+                parts.push(Part::Stop);
+            } else if ESCAPES.contains(&c) {
+                parts.push(Part::Esc(c));
+            } else {
+                return Err(format!("%{} is not a log_line_prefix escape", c as char));
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(Prefix {
+            text: format.to_owned(),
+            parts,
+        })
+    }
+
+    /// The format as given.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Reads `prefix` (the text before the severity) by this format into `out`; the record's
+    /// time when an escape gives one. `None` (and `out` unchanged) when it does not follow it.
+    pub fn read(
+        &self,
+        prefix: &str,
+        zone: Option<&TimeZone>,
+        out: &mut Fields<'static>,
+    ) -> Option<Option<Timestamp>> {
+        let mut found: Vec<(u8, &str)> = Vec::with_capacity(self.parts.len());
+        let mut rest = prefix;
+        let mut i = 0;
+        while i < self.parts.len() {
+            match &self.parts[i] {
+                Part::Lit(l) => {
+                    if let Some(r) = rest.strip_prefix(l.as_str()) {
+                        rest = r;
+                    } else if rest.trim().is_empty() && l.trim().is_empty() {
+                        // The trailing space before the severity is not part of the prefix
+                        // text we are given.
+                        rest = "";
+                    } else {
+                        return None;
+                    }
+                }
+                Part::Stop => {
+                    // A process without a session ends its prefix here.
+                    if rest.trim().is_empty() {
+                        rest = "";
+                        break;
+                    }
+                }
+                Part::Esc(c) => {
+                    let next = self.parts[i + 1..]
+                        .iter()
+                        .position(|p| matches!(p, Part::Lit(_)));
+                    let last = next.is_some_and(|n| i + 1 + n == self.parts.len() - 1);
+                    let next = next.and_then(|n| match &self.parts[i + 1 + n] {
+                        Part::Lit(l) => Some(l.as_str()),
+                        _ => None,
+                    });
+                    let len = value_len(*c, rest, next, last)?;
+                    found.push((*c, rest[..len].trim()));
+                    rest = &rest[len..];
+                }
+            }
+            i += 1;
+        }
+        if !rest.trim().is_empty() {
+            return None;
+        }
+        let mut ts = None;
+        for (c, v) in found {
+            put_escape(c, v, zone, &mut ts, out);
+        }
+        Some(ts)
+    }
+}
+
+/// How many bytes of `text` the value of escape `c` takes, given the literal that follows it
+/// (`last`: the format's last part, so a value with spaces runs to its last occurrence).
+fn value_len(c: u8, text: &str, next: Option<&str>, last: bool) -> Option<usize> {
+    let b = text.as_bytes();
+    let digits = |from: usize| from + b[from..].iter().take_while(|x| x.is_ascii_digit()).count();
+    let pad = b.iter().take_while(|x| **x == b' ').count();
+    match c {
+        b't' | b'm' | b's' => {
+            let t = timestamp_len(&text[pad..])?;
+            Some(pad + t)
+        }
+        b'n' => {
+            let mut j = digits(pad);
+            if b.get(j) == Some(&b'.') {
+                j = digits(j + 1);
+            }
+            (j > pad).then_some(j)
+        }
+        b'p' | b'P' | b'l' | b'x' | b'Q' => {
+            let start = pad + usize::from(b.get(pad) == Some(&b'-'));
+            let j = digits(start);
+            // Padded to the right (`%-10p`): the spaces belong to the value unless the next
+            // literal starts with them.
+            let padded = j + b[j..].iter().take_while(|x| **x == b' ').count();
+            Some(match next {
+                Some(n) if !text[padded..].starts_with(n) => j,
+                _ => padded,
+            })
+        }
+        _ => match next {
+            Some(n) if last => text.rfind(n),
+            Some(n) => text.find(n),
+            None => Some(text.len()),
+        },
+    }
+}
+
+/// Length of `YYYY-MM-DD HH:MM:SS[.fff][ ZONE]` at the start of `t`.
+fn timestamp_len(t: &str) -> Option<usize> {
+    let b = t.as_bytes();
+    let shape = b.len() >= 19
+        && b[..19].is_ascii()
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b' '
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[..4].iter().all(u8::is_ascii_digit);
+    if !shape {
+        return None;
+    }
+    let mut j = 19;
+    if b.get(j) == Some(&b'.') {
+        j += 1 + b[j + 1..].iter().take_while(|x| x.is_ascii_digit()).count();
+    }
+    // The zone: an abbreviation (`UTC`, `CEST`) or an offset (`+03`, `-0330`).
+    if b.get(j) == Some(&b' ') {
+        let z = &t[j + 1..];
+        let end = z.find([' ', ']', ':', ',', '|']).unwrap_or(z.len());
+        let word = &z[..end];
+        let zone_like = !word.is_empty()
+            && word.len() <= 6
+            && (word.bytes().all(|x| x.is_ascii_alphabetic())
+                || (word.starts_with(['+', '-'])
+                    && word[1..].bytes().all(|x| x.is_ascii_digit() || x == b':')));
+        if zone_like {
+            j += 1 + end;
+        }
+    }
+    Some(j)
+}
+
+fn owned(x: &str) -> Value<'static> {
+    Value::Str(Cow::Owned(x.to_owned()))
+}
+
+fn put(out: &mut Fields<'static>, k: &'static str, v: &str) {
+    let v = v.trim();
+    if !v.is_empty() && v != "[unknown]" && !out.iter().any(|(n, _)| n == k) {
+        out.push((Cow::Borrowed(k), owned(v)));
+    }
+}
+
+/// `host(port)` as `%r` writes it, `host:port` as csvlog does, `[local]`.
+pub fn split_host_port(v: &str) -> (Option<&str>, Option<&str>) {
+    let v = v.trim();
+    if v.is_empty() || v == "[local]" || v == "[unknown]" {
+        return (None, None);
+    }
+    if let Some(open) = v.rfind('(')
+        && let Some(p) = v[open + 1..].strip_suffix(')')
+        && p.bytes().all(|b| b.is_ascii_digit())
+    {
+        return (Some(&v[..open]), Some(p).filter(|p| !p.is_empty()));
+    }
+    (Some(v), None)
+}
+
+fn put_escape(
+    c: u8,
+    v: &str,
+    zone: Option<&TimeZone>,
+    ts: &mut Option<Timestamp>,
+    out: &mut Fields<'static>,
+) {
+    match c {
+        b'u' => put(out, "user", v),
+        b'd' => put(out, "database", v),
+        b'a' => put(out, "application", v),
+        b'b' => put(out, "backend_type", v),
+        b'r' | b'h' => {
+            let (h, p) = split_host_port(v);
+            if let Some(h) = h {
+                put(out, "client_host", h);
+            }
+            if let Some(p) = p {
+                put(out, "client_port", p);
+            }
+        }
+        b'L' => put(out, "local_address", v),
+        b'p' => put_int(out, "pid", v),
+        b'P' => put_int(out, "leader_pid", v),
+        b'l' => put_int(out, "session_line", v),
+        b'c' => put(out, "session_id", v),
+        b's' => put(out, "session_start", v),
+        b'v' => put(out, "virtual_xid", v),
+        b'x' if v != "0" => put(out, "xid", v),
+        b'e' if v != "00000" => put(out, "sql_state", v),
+        b'i' => put(out, "command_tag", v),
+        b'Q' if v != "0" => put(out, "query_id", v),
+        b't' | b'm' if ts.is_none() => *ts = crate::dbaudit::time_with_zone(v, zone),
+        b'n' => {
+            if ts.is_none()
+                && let Ok(secs) = v.parse::<f64>()
+            {
+                *ts = Timestamp::from_millisecond((secs * 1000.0).round() as i64).ok();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn put_int(out: &mut Fields<'static>, k: &'static str, v: &str) {
+    if let Ok(n) = v.trim().parse::<i64>()
+        && !out.iter().any(|(n, _)| n == k)
+    {
+        out.push((Cow::Borrowed(k), Value::Int(n)));
+    }
+}
+
+/// Whether `t` is a session id as `%c` writes it: the session's start time and pid in hex
+/// (`5f1b2c3d.1a2b`).
+fn is_session_id(t: &str) -> bool {
+    t.split_once('.').is_some_and(|(a, b)| {
+        (6..=10).contains(&a.len())
+            && (1..=8).contains(&b.len())
+            && a.bytes().all(|x| x.is_ascii_hexdigit())
+            && b.bytes().all(|x| x.is_ascii_hexdigit())
+            && a.bytes().any(|x| x.is_ascii_alphabetic())
+                | b.bytes().any(|x| x.is_ascii_alphabetic())
+                | (a.len() == 8)
+    })
+}
+
+/// Reads a prefix whose format is not known by the shape of its parts (see the module
+/// documentation); the record's time when it starts with one.
+pub fn guess(
+    prefix: &str,
+    zone: Option<&TimeZone>,
+    out: &mut Fields<'static>,
+) -> Option<Timestamp> {
+    let mut ts = None;
+    let mut rest = prefix.trim_start();
+    if let Some(n) = timestamp_len(rest) {
+        ts = crate::dbaudit::time_with_zone(&rest[..n], zone);
+        rest = &rest[n..];
+    }
+    for tok in rest.split([' ', '\t']).filter(|t| !t.is_empty()) {
+        let t = tok.trim_end_matches(':');
+        // `[pid]` or `[pid-line]`.
+        if let Some(inner) = t.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+            let mut it = inner.split('-');
+            if let Some(Ok(p)) = it.next().map(str::parse::<i64>) {
+                put_int(out, "pid", &p.to_string());
+                if let Some(l) = it.next() {
+                    put_int(out, "session_line", l);
+                }
+                continue;
+            }
+        }
+        if is_session_id(t) {
+            put(out, "session_id", t);
+            continue;
+        }
+        for part in t.split([',', ';', '|']) {
+            if let Some((k, v)) = part.split_once('=') {
+                match k.to_ascii_lowercase().as_str() {
+                    "user" | "usr" | "u" => put(out, "user", v),
+                    "db" | "database" | "d" => put(out, "database", v),
+                    "app" | "application" | "appname" | "a" => put(out, "application", v),
+                    "client" | "host" | "remote" | "h" | "r" | "client_addr" => {
+                        put_escape(b'r', v, zone, &mut ts, out)
+                    }
+                    "session" | "sid" | "session_id" | "c" => put(out, "session_id", v),
+                    "pid" | "p" => put_int(out, "pid", v),
+                    "xid" | "txid" | "x" => put_escape(b'x', v, zone, &mut ts, out),
+                    "vxid" | "v" => put(out, "virtual_xid", v),
+                    "state" | "sqlstate" | "e" => put_escape(b'e', v, zone, &mut ts, out),
+                    "tag" | "cmd" | "i" => put(out, "command_tag", v),
+                    _ => {}
+                }
+            } else if let Some((u, d)) = part.split_once('@')
+                && !u.is_empty()
+                && !d.is_empty()
+                && !u.contains('[')
+            {
+                put(out, "user", u);
+                put(out, "database", d);
+            } else if let (Some(h), Some(p)) = split_host_port(part)
+                && p.len() <= 5
+                && (h.parse::<std::net::IpAddr>().is_ok() || h.contains('.'))
+            {
+                put(out, "client_host", h);
+                put(out, "client_port", p);
+            } else if part.parse::<std::net::IpAddr>().is_ok() {
+                put(out, "client_host", part);
+            }
+        }
+    }
+    ts
+}
+
+/// Reads a prefix by the first of `formats` it follows, by its shape otherwise.
+pub fn read_prefix(
+    prefix: &str,
+    formats: &[Prefix],
+    zone: Option<&TimeZone>,
+    out: &mut Fields<'static>,
+) -> Option<Timestamp> {
+    for f in formats {
+        if let Some(ts) = f.read(prefix, zone, out) {
+            return ts;
+        }
+    }
+    guess(prefix, zone, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(f: &Fields<'static>) -> Vec<(String, String)> {
+        f.iter()
+            .map(|(k, v)| (k.to_string(), v.as_text().unwrap_or_default().into_owned()))
+            .collect()
+    }
+
+    fn get(f: &Fields<'static>, k: &str) -> Option<String> {
+        f.iter()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| v.as_text().map(|t| t.into_owned()))
+    }
+
+    #[test]
+    fn every_escape_is_read_back() {
+        let p = Prefix::parse(
+            "%m [%p-%l] %q%u@%d app=%a client=%r sess=%c tag=%i state=%e vxid=%v xid=%x start=%s type=%b ",
+        )
+        .expect("parses");
+        let line = "2026-03-02 10:11:12.345 CET [4242-7] app@billing app=psql client=10.30.5.17(46773) sess=65e2f1a0.1092 tag=SELECT state=00000 vxid=3/17 xid=0 start=2026-03-02 10:00:00 CET type=client backend ";
+        let mut out = Vec::new();
+        let ts = p.read(line, None, &mut out).expect("follows the format");
+        assert_eq!(
+            ts.map(|t| t.to_string()),
+            Some("2026-03-02T09:11:12.345Z".to_owned())
+        );
+        let f = fields(&out);
+        for (k, v) in [
+            ("pid", "4242"),
+            ("session_line", "7"),
+            ("user", "app"),
+            ("database", "billing"),
+            ("application", "psql"),
+            ("client_host", "10.30.5.17"),
+            ("client_port", "46773"),
+            ("session_id", "65e2f1a0.1092"),
+            ("command_tag", "SELECT"),
+            ("virtual_xid", "3/17"),
+            ("session_start", "2026-03-02 10:00:00 CET"),
+            ("backend_type", "client backend"),
+        ] {
+            assert!(
+                f.contains(&(k.to_owned(), v.to_owned())),
+                "{k}={v} missing in {f:?}"
+            );
+        }
+        // Defaults left out: state 00000, xid 0.
+        assert_eq!(get(&out, "sql_state"), None);
+        assert_eq!(get(&out, "xid"), None);
+    }
+
+    #[test]
+    fn processes_without_a_session_stop_at_q() {
+        let p = Prefix::parse("%m [%p] %q%u@%d ").expect("parses");
+        let mut out = Vec::new();
+        let ts = p
+            .read("2026-03-02 10:11:12.345 UTC [77] ", None, &mut out)
+            .expect("follows");
+        assert!(ts.is_some());
+        assert_eq!(get(&out, "pid").as_deref(), Some("77"));
+        assert_eq!(get(&out, "user"), None);
+    }
+
+    #[test]
+    fn epoch_padding_and_local_connections() {
+        let p = Prefix::parse("%n|%-8u|%10p|%h|").expect("parses");
+        let mut out = Vec::new();
+        let ts = p
+            .read(
+                "1709374272.500|app     |      4242|[local]|",
+                None,
+                &mut out,
+            )
+            .expect("follows");
+        assert_eq!(ts.map(|t| t.as_millisecond()), Some(1_709_374_272_500));
+        assert_eq!(get(&out, "user").as_deref(), Some("app"));
+        assert_eq!(get(&out, "pid").as_deref(), Some("4242"));
+        assert_eq!(get(&out, "client_host"), None);
+    }
+
+    #[test]
+    fn a_line_not_following_the_format_is_guessed() {
+        let formats = [Prefix::parse("%t [%p]: user=%u,db=%d,app=%a,client=%h ").expect("parses")];
+        let mut out = Vec::new();
+        // Written by another server with `%m [%p] %u@%d %r `.
+        let ts = read_prefix(
+            "2026-03-02 10:11:12.345 UTC [4242] app@billing 10.30.5.17(46773) ",
+            &formats,
+            None,
+            &mut out,
+        );
+        assert!(ts.is_some());
+        assert_eq!(get(&out, "client_host").as_deref(), Some("10.30.5.17"));
+        assert_eq!(get(&out, "client_port").as_deref(), Some("46773"));
+        assert_eq!(get(&out, "user").as_deref(), Some("app"));
+        // And the configured one is read exactly.
+        let mut out = Vec::new();
+        read_prefix(
+            "2026-03-02 10:11:12 UTC [4242]: user=app,db=billing,app=PostgreSQL JDBC Driver,client=10.30.5.17 ",
+            &formats,
+            None,
+            &mut out,
+        );
+        assert_eq!(
+            get(&out, "application").as_deref(),
+            Some("PostgreSQL JDBC Driver")
+        );
+        assert_eq!(get(&out, "client_host").as_deref(), Some("10.30.5.17"));
+    }
+
+    #[test]
+    fn guesses_session_ids_and_ipv6() {
+        let mut out = Vec::new();
+        guess(
+            "2026-03-02 10:11:12 UTC 65e2f1a0.1092 [4242-3] user=app,db=b,client=2001:db8::5(5432) ",
+            None,
+            &mut out,
+        );
+        assert_eq!(get(&out, "session_id").as_deref(), Some("65e2f1a0.1092"));
+        assert_eq!(get(&out, "session_line").as_deref(), Some("3"));
+        assert_eq!(get(&out, "client_host").as_deref(), Some("2001:db8::5"));
+    }
+
+    #[test]
+    fn bad_formats_are_refused() {
+        assert!(Prefix::parse("%m %z").is_err());
+        assert!(Prefix::parse("%m %").is_err());
+    }
+}

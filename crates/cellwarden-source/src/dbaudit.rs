@@ -19,7 +19,7 @@ use cellwarden_event::{Timestamp, Value};
 use jiff::tz::TimeZone;
 
 use crate::json::Fields;
-use crate::pgprefix::{Prefix, read_prefix};
+use crate::pgprefix::{Prefix, read_prefix, time_with_zone};
 
 const MARK: &str = "AUDIT: ";
 
@@ -413,63 +413,6 @@ fn pg_message_fields(level: &str, msg: &str, out: &mut Fields<'static>) {
     }
 }
 
-/// UTC offsets, in minutes, of the zone abbreviations PostgreSQL writes with the `Default`
-/// abbreviation set (`log_timezone`), and a few more.
-fn zone_offset(abbrev: &str) -> Option<i32> {
-    Some(match abbrev.to_ascii_uppercase().as_str() {
-        "UTC" | "GMT" | "Z" | "UCT" | "WET" | "ZULU" => 0,
-        "BST" | "CET" | "MET" | "WEST" | "WAT" => 60,
-        // IST is Israel Standard Time in PostgreSQL's Default set.
-        "CEST" | "MEST" | "EET" | "SAST" | "CAT" | "IST" => 120,
-        "EEST" | "MSK" | "EAT" | "AST3" | "IDT" => 180,
-        "GST" => 240,
-        "PKT" => 300,
-        "ICT" | "WIB" => 420,
-        "HKT" | "SGT" | "AWST" | "PHT" | "WITA" => 480,
-        "JST" | "KST" | "WIT" => 540,
-        "ACST" => 570,
-        "AEST" => 600,
-        "ACDT" => 630,
-        "AEDT" => 660,
-        "NZST" => 720,
-        "NZDT" => 780,
-        "ADT" => -180,
-        "AST" | "EDT" => -240,
-        "EST" | "CDT" => -300,
-        "CST" | "MDT" => -360,
-        "MST" | "PDT" => -420,
-        "PST" | "AKDT" => -480,
-        "AKST" => -540,
-        "HST" => -600,
-        _ => return None,
-    })
-}
-
-/// "YYYY-MM-DD HH:MM:SS[.fff] [UTC|CEST|+hh[:mm]]" as PostgreSQL and MySQL write it; a time
-/// without a zone (or with one not known) is read in `zone` (UTC when `None`).
-pub(crate) fn time_with_zone(t: &str, zone: Option<&TimeZone>) -> Option<Timestamp> {
-    let t = t.trim();
-    let (date_time, abbrev) = match t.rsplit_once(' ') {
-        Some((a, z)) if a.contains(' ') || a.contains('T') => (a, z),
-        _ => (t, ""),
-    };
-    let mut text = date_time.replacen(' ', "T", 1);
-    if abbrev.starts_with('+') || abbrev.starts_with('-') {
-        text.push_str(abbrev);
-        if abbrev.len() == 3 {
-            text.push_str(":00");
-        }
-        return cellwarden_event::parse_timestamp(&text);
-    }
-    if let Some(minutes) = zone_offset(abbrev) {
-        let sign = if minutes < 0 { '-' } else { '+' };
-        let m = minutes.abs();
-        text.push_str(&format!("{sign}{:02}:{:02}", m / 60, m % 60));
-        return cellwarden_event::parse_timestamp(&text);
-    }
-    cellwarden_event::parse_timestamp_in(&text, zone)
-}
-
 /// The pgaudit CSV body after `AUDIT: `.
 fn pgaudit_body(body: &str, out: &mut Fields<'static>) -> Option<()> {
     let rec = csv_record(body)?;
@@ -514,6 +457,63 @@ fn text_of(fields: &Fields<'_>, k: &str) -> Option<String> {
         .and_then(|(_, v)| v.as_text())
         .map(|t| t.into_owned())
         .filter(|t| !t.is_empty())
+}
+
+/// Gives a PostgreSQL `jsonlog` record (PostgreSQL 15+: `timestamp`, `user`, `dbname`, `pid`,
+/// `remote_host`, `remote_port`, `session_id`, `error_severity`, `message`, …) the common
+/// database fields: a pgaudit record (`message` starting with `AUDIT: `, `Channel: pgaudit`)
+/// or another server message (`Channel: postgresql`, as [`pg_log_record`]). Returns its time;
+/// `None` if the record is not one.
+pub fn pg_jsonlog(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
+    let get = |k: &str| text_of(fields, k);
+    let level = get("error_severity")?;
+    let message = get("message")?;
+    if get("session_id").is_none() && get("pid").is_none() {
+        return None;
+    }
+    let ts = get("timestamp").and_then(|t| time_with_zone(&t, None));
+    let mut out: Fields<'static> = Vec::with_capacity(16);
+    let mut put = |k: &'static str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty() && v != "[local]" && v != "[unknown]") {
+            out.push((Cow::Borrowed(k), owned(&v)));
+        }
+    };
+    put("user", get("user"));
+    put("database", get("dbname"));
+    put("client_host", get("remote_host"));
+    put("client_port", get("remote_port"));
+    put("session_id", get("session_id"));
+    put("application", get("application_name"));
+    put("backend_type", get("backend_type"));
+    put("command_tag", get("ps"));
+    put("sql_state", get("state_code"));
+    let detail = get("detail");
+    if let Some(body) = message.strip_prefix(MARK) {
+        pgaudit_body(body, &mut out)?;
+    } else {
+        put("level", Some(level.clone()));
+        pg_message_fields(&level, &message, &mut out);
+        if let Some(p) = detail
+            .as_deref()
+            .and_then(|d| d.strip_prefix("parameters: "))
+        {
+            out.push((Cow::Borrowed("parameter"), owned(&pg_parameters(p))));
+        }
+        out.push((
+            Cow::Borrowed("Channel"),
+            Value::Str(Cow::Borrowed("postgresql")),
+        ));
+    }
+    for (k, v) in out {
+        if let Some(slot) = fields.iter_mut().find(|(n, _)| *n == k) {
+            // jsonlog's own `user`, `pid`, `message`… keep their names; ours win where the
+            // same name means the same thing.
+            slot.1 = v;
+        } else {
+            fields.push((k, v));
+        }
+    }
+    Some(ts)
 }
 
 /// Gives a MySQL Enterprise Audit or Percona Audit Log JSON record (already flattened) the
@@ -834,6 +834,25 @@ mod tests {
             .and_then(|(_, v)| v.as_text())
             .map(|t| t.into_owned())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn pg_jsonlog_records() {
+        let line = r#"{"timestamp":"2026-03-02 10:11:12.345 UTC","user":"crm_app","dbname":"billing","pid":4242,"remote_host":"10.30.5.17","remote_port":46773,"session_id":"65e2f1a0.1092","line_num":3,"ps":"SELECT","session_start":"2026-03-02 10:00:00 UTC","vxid":"3/17","txid":0,"error_severity":"LOG","message":"AUDIT: SESSION,1,1,READ,SELECT,,,\"SELECT * FROM cdr WHERE calling_number = '33699990001'\",<not logged>","application_name":"psql","backend_type":"client backend","query_id":0}"#;
+        let mut f = crate::json::flatten(line).expect("json");
+        let ts = pg_jsonlog(&mut f).expect("a jsonlog record");
+        assert!(ts.is_some());
+        let get = |k: &str| text_of(&f, k);
+        assert_eq!(get("Channel").as_deref(), Some("pgaudit"));
+        assert_eq!(get("client_host").as_deref(), Some("10.30.5.17"));
+        assert_eq!(get("session_id").as_deref(), Some("65e2f1a0.1092"));
+        assert_eq!(get("database").as_deref(), Some("billing"));
+        assert!(get("statement").is_some_and(|s| s.contains("33699990001")));
+        let line = r#"{"timestamp":"2026-03-02 10:11:13.000 UTC","user":"crm_app","dbname":"billing","pid":4242,"remote_host":"10.30.5.17","session_id":"65e2f1a0.1092","error_severity":"LOG","message":"statement: SELECT 1"}"#;
+        let mut f = crate::json::flatten(line).expect("json");
+        pg_jsonlog(&mut f).expect("a jsonlog record");
+        assert_eq!(text_of(&f, "statement").as_deref(), Some("SELECT 1"));
+        assert_eq!(text_of(&f, "Channel").as_deref(), Some("postgresql"));
     }
 
     #[test]

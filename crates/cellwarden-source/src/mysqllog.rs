@@ -112,7 +112,7 @@ fn parse_time(t: &str, zone: Option<&TimeZone>) -> Option<Timestamp> {
         let iso = format!("20{}-{}-{}T{time}", &date[..2], &date[2..4], &date[4..6]);
         return cellwarden_event::parse_timestamp_in(&iso, zone);
     }
-    crate::dbaudit::time_with_zone(&t.replacen('T', " ", 1).replacen('Z', " UTC", 1), zone)
+    crate::pgprefix::time_with_zone(&t.replacen('T', " ", 1).replacen('Z', " UTC", 1), zone)
 }
 
 /// Whether a line is an error-log record start: a time, an optional thread number, then a

@@ -278,7 +278,7 @@ fn put_escape(
         b'e' if v != "00000" => put(out, "sql_state", v),
         b'i' => put(out, "command_tag", v),
         b'Q' if v != "0" => put(out, "query_id", v),
-        b't' | b'm' if ts.is_none() => *ts = crate::dbaudit::time_with_zone(v, zone),
+        b't' | b'm' if ts.is_none() => *ts = time_with_zone(v, zone),
         b'n' => {
             if ts.is_none()
                 && let Ok(secs) = v.parse::<f64>()
@@ -322,7 +322,7 @@ pub fn guess(
     let mut ts = None;
     let mut rest = prefix.trim_start();
     if let Some(n) = timestamp_len(rest) {
-        ts = crate::dbaudit::time_with_zone(&rest[..n], zone);
+        ts = time_with_zone(&rest[..n], zone);
         rest = &rest[n..];
     }
     for tok in rest.split([' ', '\t']).filter(|t| !t.is_empty()) {
@@ -393,6 +393,63 @@ pub fn read_prefix(
         }
     }
     guess(prefix, zone, out)
+}
+
+/// UTC offsets, in minutes, of the zone abbreviations PostgreSQL writes with the `Default`
+/// abbreviation set (`log_timezone`), and a few more.
+fn zone_offset(abbrev: &str) -> Option<i32> {
+    Some(match abbrev.to_ascii_uppercase().as_str() {
+        "UTC" | "GMT" | "Z" | "UCT" | "WET" | "ZULU" => 0,
+        "BST" | "CET" | "MET" | "WEST" | "WAT" => 60,
+        // IST is Israel Standard Time in PostgreSQL's Default set.
+        "CEST" | "MEST" | "EET" | "SAST" | "CAT" | "IST" => 120,
+        "EEST" | "MSK" | "EAT" | "AST3" | "IDT" => 180,
+        "GST" => 240,
+        "PKT" => 300,
+        "ICT" | "WIB" => 420,
+        "HKT" | "SGT" | "AWST" | "PHT" | "WITA" => 480,
+        "JST" | "KST" | "WIT" => 540,
+        "ACST" => 570,
+        "AEST" => 600,
+        "ACDT" => 630,
+        "AEDT" => 660,
+        "NZST" => 720,
+        "NZDT" => 780,
+        "ADT" => -180,
+        "AST" | "EDT" => -240,
+        "EST" | "CDT" => -300,
+        "CST" | "MDT" => -360,
+        "MST" | "PDT" => -420,
+        "PST" | "AKDT" => -480,
+        "AKST" => -540,
+        "HST" => -600,
+        _ => return None,
+    })
+}
+
+/// "YYYY-MM-DD HH:MM:SS[.fff] [UTC|CEST|+hh[:mm]]" as PostgreSQL and MySQL write it; a time
+/// without a zone (or with one not known) is read in `zone` (UTC when `None`).
+pub(crate) fn time_with_zone(t: &str, zone: Option<&TimeZone>) -> Option<Timestamp> {
+    let t = t.trim();
+    let (date_time, abbrev) = match t.rsplit_once(' ') {
+        Some((a, z)) if a.contains(' ') || a.contains('T') => (a, z),
+        _ => (t, ""),
+    };
+    let mut text = date_time.replacen(' ', "T", 1);
+    if abbrev.starts_with('+') || abbrev.starts_with('-') {
+        text.push_str(abbrev);
+        if abbrev.len() == 3 {
+            text.push_str(":00");
+        }
+        return cellwarden_event::parse_timestamp(&text);
+    }
+    if let Some(minutes) = zone_offset(abbrev) {
+        let sign = if minutes < 0 { '-' } else { '+' };
+        let m = minutes.abs();
+        text.push_str(&format!("{sign}{:02}:{:02}", m / 60, m % 60));
+        return cellwarden_event::parse_timestamp(&text);
+    }
+    cellwarden_event::parse_timestamp_in(&text, zone)
 }
 
 #[cfg(test)]

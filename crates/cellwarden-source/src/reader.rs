@@ -1213,7 +1213,12 @@ impl Unit {
                                     Some(ts) => ts,
                                     None => match crate::flow::zeek_json(&mut fields) {
                                         Some(ts) => ts,
-                                        None => crate::dbaudit::mysql_json(&mut fields).flatten(),
+                                        None => match crate::dbaudit::pg_jsonlog(&mut fields) {
+                                            Some(ts) => ts,
+                                            None => {
+                                                crate::dbaudit::mysql_json(&mut fields).flatten()
+                                            }
+                                        },
                                     },
                                 };
                                 Some((fields, ts))

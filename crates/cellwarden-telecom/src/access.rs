@@ -53,6 +53,60 @@ pub(crate) fn min_evidence(slot: &mut Option<Evidence>, e: &Evidence) {
     }
 }
 
+/// Where statements came from: the client host and the server's session (connection id,
+/// `%c` session id, or the backend's pid) as far as the log names them. Statements of one
+/// account from one host in one session share it; a log that names neither gives one session
+/// per account and day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Session {
+    /// Client host.
+    pub host: Option<Arc<str>>,
+    /// Session id, connection id or backend pid.
+    pub id: Option<Arc<str>>,
+}
+
+impl std::fmt::Display for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.host, &self.id) {
+            (Some(h), Some(i)) => write!(f, "{h} session {i}"),
+            (Some(h), None) => write!(f, "{h}"),
+            (None, Some(i)) => write!(f, "session {i}"),
+            (None, None) => write!(f, "unnamed session"),
+        }
+    }
+}
+
+/// One session's activity on one day (per account).
+#[derive(Debug, Clone, Default)]
+pub struct SessionStats {
+    /// Statements.
+    pub statements: u64,
+    /// Bit `h` set: active in UTC hour `h`.
+    pub hours: u32,
+    /// The first statement.
+    pub first: Option<Evidence>,
+    /// Client programs named (sorted; usually one).
+    pub programs: Vec<Arc<str>>,
+    /// Record types read (a bit per [`RecordType`]).
+    pub record_bits: u8,
+}
+
+impl SessionStats {
+    fn merge(&mut self, o: SessionStats) {
+        self.statements += o.statements;
+        self.hours |= o.hours;
+        if let Some(f) = &o.first {
+            min_evidence(&mut self.first, f);
+        }
+        for p in o.programs {
+            if let Err(at) = self.programs.binary_search(&p) {
+                self.programs.insert(at, p);
+            }
+        }
+        self.record_bits |= o.record_bits;
+    }
+}
+
 /// Whole-table reads and exports of one table by one account on one day.
 #[derive(Debug, Clone, Default)]
 pub struct BulkStats {
@@ -64,6 +118,8 @@ pub struct BulkStats {
     pub first: Option<Evidence>,
     /// The first statement, cut to 300 characters.
     pub excerpt: String,
+    /// Sessions that made them (sorted).
+    pub sessions: Vec<Arc<Session>>,
 }
 
 /// One account's activity on one day.
@@ -89,6 +145,8 @@ pub struct DayStats {
     pub bulk: BTreeMap<(Arc<str>, StatementKind), BulkStats>,
     /// Distinct subscribers read (counted when merged).
     pub subscribers: u64,
+    /// Sessions, with what each did.
+    pub sessions: BTreeMap<Arc<Session>, SessionStats>,
 }
 
 /// One subscriber's records read by one account on one day.
@@ -243,15 +301,18 @@ pub struct AccessCounts {
     pub sql: crate::sql::SqlStats,
 }
 
+/// (account, subscriber, day, session).
+pub type SubjectKey = (Arc<str>, SubscriberId, Day, Arc<Session>);
+
 /// Everything gathered from database audit events.
 #[derive(Debug, Default, Clone)]
 pub struct Aggregates {
     /// (account, day) → activity.
     pub days: BTreeMap<(Arc<str>, Day), DayStats>,
-    /// (account, subscriber, day) → reads.
-    pub subjects: BTreeMap<(Arc<str>, SubscriberId, Day), SubjectStats>,
-    /// Accesses matching the [`Selection`], per account and subscriber.
-    pub selected: BTreeMap<(Arc<str>, SubscriberId), SubjectStats>,
+    /// (account, subscriber, day, session) → reads.
+    pub subjects: BTreeMap<SubjectKey, SubjectStats>,
+    /// Accesses matching the [`Selection`], per account, subscriber and session.
+    pub selected: BTreeMap<(Arc<str>, SubscriberId, Arc<Session>), SubjectStats>,
     /// Users and roles created or granted rights.
     pub created: Vec<Created>,
     /// Prefix lookups: key → (statements, first evidence).
@@ -293,12 +354,18 @@ impl Aggregates {
                         let t = s.bulk.entry(k).or_default();
                         t.statements += b.statements;
                         t.rows = add_rows(t.rows, b.rows);
+                        t.sessions.extend(b.sessions);
+                        t.sessions.sort();
+                        t.sessions.dedup();
                         if let Some(f) = b.first
                             && t.first.as_ref().is_none_or(|x| f < *x)
                         {
                             t.first = Some(f);
                             t.excerpt = b.excerpt;
                         }
+                    }
+                    for (k, x) in d.sessions {
+                        s.sessions.entry(k).or_default().merge(x);
                     }
                 }
             }
@@ -335,7 +402,13 @@ impl Aggregates {
     pub fn finish(&mut self) {
         self.created.sort();
         self.created.dedup();
-        for (a, _, d) in self.subjects.keys() {
+        // Keys are ordered by account, subscriber and day: one count per run of sessions.
+        let mut last: Option<(&Arc<str>, &SubscriberId, Day)> = None;
+        for (a, sub, d, _) in self.subjects.keys() {
+            if last == Some((a, sub, *d)) {
+                continue;
+            }
+            last = Some((a, sub, *d));
             if let Some(s) = self.days.get_mut(&(a.clone(), *d)) {
                 s.subscribers += 1;
             }
@@ -419,8 +492,9 @@ pub struct Collector {
     interned: HashMap<Box<str>, Arc<str>>,
     /// Per-subscriber state while gathering (hashed: most statements add a new key); moved
     /// into the ordered maps of [`Aggregates`] at the end.
-    subjects: HashMap<(Arc<str>, SubscriberId, Day), SubjectStats>,
-    selected: HashMap<(Arc<str>, SubscriberId), SubjectStats>,
+    subjects: HashMap<SubjectKey, SubjectStats>,
+    selected: HashMap<(Arc<str>, SubscriberId, Arc<Session>), SubjectStats>,
+    sessions: HashMap<Session, Arc<Session>>,
     days: HashMap<(Arc<str>, Day), DayStats>,
     programs: HashMap<(Arc<str>, Arc<str>), u64>,
     aggregates: Aggregates,
@@ -505,6 +579,7 @@ impl Collector {
             interned: HashMap::default(),
             subjects: HashMap::default(),
             selected: HashMap::default(),
+            sessions: HashMap::default(),
             days: HashMap::default(),
             programs: HashMap::default(),
             aggregates: Aggregates::default(),
@@ -591,6 +666,17 @@ impl Collector {
         }
     }
 
+    /// The shared copy of a session key.
+    fn session(&mut self, host: Option<Arc<str>>, id: Option<Arc<str>>) -> Arc<Session> {
+        let key = Session { host, id };
+        if let Some(s) = self.sessions.get(&key) {
+            return Arc::clone(s);
+        }
+        let s = Arc::new(key.clone());
+        self.sessions.insert(key, Arc::clone(&s));
+        s
+    }
+
     /// Takes one event; events that are not database statements are ignored.
     pub fn observe(&mut self, ev: &Event<'_>) {
         if !is_database_event(ev) {
@@ -629,6 +715,18 @@ impl Collector {
         let account = self.intern(ev.get_str("user").as_deref().unwrap_or("?"));
         let host = ev.get_str("client_host").map(|h| self.intern(&h));
         let program = ev.get_str("application").map(|p| self.intern(&p));
+        // The session: its id, else the connection or backend process.
+        let sid = ev
+            .get_str("session_id")
+            .map(|s| s.into_owned())
+            .or_else(|| {
+                ev.get("pid").and_then(|v| match v {
+                    cellwarden_event::Value::Int(i) => Some(i.to_string()),
+                    v => v.as_text().map(|t| t.into_owned()),
+                })
+            });
+        let sid = sid.filter(|s| !s.is_empty()).map(|s| self.intern(&s));
+        let session = self.session(host.clone(), sid);
         let rows = ev.get("rows").and_then(|v| match v {
             cellwarden_event::Value::Int(i) => Some(*i),
             v => v.as_text().and_then(|t| t.parse().ok()),
@@ -712,6 +810,21 @@ impl Collector {
         let d = self.days.entry((Arc::clone(&account), day)).or_default();
         d.statements += 1;
         d.hours |= 1 << hour_of(time);
+        let ss = match d.sessions.get_mut(&session) {
+            Some(x) => x,
+            None => d.sessions.entry(Arc::clone(&session)).or_default(),
+        };
+        ss.statements += 1;
+        ss.hours |= 1 << hour_of(time);
+        min_evidence(&mut ss.first, &evidence);
+        if let Some(p) = &program
+            && let Err(at) = ss.programs.binary_search(p)
+        {
+            ss.programs.insert(at, Arc::clone(p));
+        }
+        if !failed {
+            ss.record_bits |= record_bits;
+        }
         min_evidence(&mut d.first, &evidence);
         d.last = d.last.max(Some(time));
         if let Some(h) = &host
@@ -759,6 +872,9 @@ impl Collector {
             for t in tables {
                 let b = d.bulk.entry((Arc::clone(t), shape.kind)).or_default();
                 b.statements += 1;
+                if let Err(at) = b.sessions.binary_search(&session) {
+                    b.sessions.insert(at, Arc::clone(&session));
+                }
                 b.rows = add_rows(b.rows, rows);
                 if b.first.as_ref().is_none_or(|f| evidence < *f) {
                     b.first = Some(evidence.clone());
@@ -785,12 +901,12 @@ impl Collector {
         for id in subjects {
             if selected {
                 self.selected
-                    .entry((Arc::clone(&account), id.clone()))
+                    .entry((Arc::clone(&account), id.clone(), Arc::clone(&session)))
                     .or_default()
                     .add(record_bits, host.as_ref(), time, rows, &evidence);
             }
             self.subjects
-                .entry((Arc::clone(&account), id, day))
+                .entry((Arc::clone(&account), id, day, Arc::clone(&session)))
                 .or_default()
                 .add(record_bits, host.as_ref(), time, rows, &evidence);
         }
@@ -825,7 +941,7 @@ impl Collector {
     /// Forgets the days before `day` (live detection keeps a window of days). Per-subscriber
     /// totals for `scope` selections and program counts have no day and are kept.
     pub fn evict_before(&mut self, day: Day) {
-        self.subjects.retain(|(_, _, d), _| *d >= day);
+        self.subjects.retain(|(_, _, d, _), _| *d >= day);
         self.days.retain(|(_, d), _| *d >= day);
         self.aggregates
             .created
@@ -1005,7 +1121,7 @@ pub(crate) mod tests {
         let care = a
             .subjects
             .iter()
-            .find(|((acc, _, _), _)| &**acc == "care1")
+            .find(|((acc, _, _, _), _)| &**acc == "care1")
             .unwrap();
         assert_eq!(care.0.1.value, "33611111111");
         assert_eq!(

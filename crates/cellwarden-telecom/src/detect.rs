@@ -32,7 +32,7 @@ use cellwarden_analytics::{BuiltinRule, RuleTable};
 use cellwarden_event::{Level, Value};
 use serde::Deserialize;
 
-use crate::access::{Aggregates, Day, Evidence};
+use crate::access::{Aggregates, Day, Evidence, Session, SessionStats};
 use crate::ids::{IdKind, Numbering, SubscriberId, classify, normalise};
 use crate::schema::RecordType;
 use crate::sql::StatementKind;
@@ -304,8 +304,12 @@ pub type Judgement = cellwarden_analytics::Judgement<Reasons>;
 /// Why account-days and subscribers are suspicious, by the keys of the alerts that say so.
 #[derive(Debug, Default)]
 pub struct Reasons {
-    /// Suspicious account-days → keys of the alerts that make them so.
+    /// Suspicious account-days (findings about the account, not where it worked from) →
+    /// keys of the alerts that make them so.
     pub day_reasons: BTreeMap<(Arc<str>, Day), Vec<String>>,
+    /// Suspicious sessions (findings that name where they happened: a client host, a program,
+    /// hours, record types, a bulk read) → keys of the alerts that make them so.
+    pub session_reasons: BTreeMap<(Arc<str>, Day, Arc<Session>), Vec<String>>,
     /// Targeted subscribers → key of the targeted-lookup alert.
     pub subject_reasons: BTreeMap<(Arc<str>, SubscriberId), Vec<String>>,
     /// Watchlist hits: (account, day) → alert key.
@@ -318,6 +322,8 @@ struct Finding {
     rule: &'static str,
     account: Arc<str>,
     day: Option<Day>,
+    /// The sessions the finding is about; `None`: the whole account-day.
+    sessions: Option<Vec<Arc<Session>>>,
     evidence: Evidence,
     observed: String,
     expected: String,
@@ -379,7 +385,7 @@ pub fn judge(agg: &Aggregates, watch: &Watchlist, config: &DbConfig) -> Judgemen
     new_accounts(agg, config, &mut findings);
     targeted(agg, watch, config, &mut findings);
     watchlisted(agg, watch, &mut findings);
-    into_judgement(findings)
+    into_judgement(agg, findings)
 }
 
 fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
@@ -395,10 +401,21 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
             continue;
         };
         let judged = h.days >= config.min_history_days;
+        // The sessions of this day for which `pick` holds.
+        let those = |pick: &dyn Fn(&Session, &SessionStats) -> bool| -> Option<Vec<Arc<Session>>> {
+            Some(
+                d.sessions
+                    .iter()
+                    .filter(|(k, v)| pick(k, v))
+                    .map(|(k, _)| Arc::clone(k))
+                    .collect(),
+            )
+        };
         let base = |rule, evidence: Evidence, observed: String, expected: String| Finding {
             rule,
             account: Arc::clone(account),
             day: Some(*day),
+            sessions: None,
             evidence,
             observed,
             expected,
@@ -423,6 +440,11 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                     format!("one of {} ({earlier})", list(&h.hosts, 10)),
                 );
                 f.extra.push(("client_host", new_hosts[0].0.to_string()));
+                f.sessions = those(&|k, _| {
+                    k.host
+                        .as_ref()
+                        .is_some_and(|h| new_hosts.iter().any(|(x, _)| *x == h))
+                });
                 out.push(f);
             }
             let new_programs: Vec<(&Arc<str>, &Evidence)> = d
@@ -431,7 +453,7 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                 .filter(|(x, _)| !h.programs.contains(*x))
                 .collect();
             if let Some(e) = new_programs.iter().map(|(_, e)| *e).min() {
-                out.push(base(
+                let mut f = base(
                     "cellwarden.db.new_program",
                     e.clone(),
                     format!(
@@ -443,11 +465,17 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                     } else {
                         format!("one of {} ({earlier})", list(&h.programs, 10))
                     },
-                ));
+                );
+                f.sessions = those(&|_, v| {
+                    v.programs
+                        .iter()
+                        .any(|p| new_programs.iter().any(|(x, _)| *x == p))
+                });
+                out.push(f);
             }
             let odd = d.hours & !widen(h.hours, config.hour_tolerance);
             if odd != 0 {
-                out.push(base(
+                let mut f = base(
                     "cellwarden.db.unusual_hour",
                     first.clone(),
                     format!("activity at {} UTC", hours_text(odd)),
@@ -456,7 +484,9 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                         config.hour_tolerance,
                         hours_text(h.hours)
                     ),
-                ));
+                );
+                f.sessions = those(&|_, v| v.hours & odd != 0);
+                out.push(f);
             }
             let new_types: Vec<(&RecordType, &Evidence)> = d
                 .record_types
@@ -467,7 +497,8 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                 let seen: Vec<&str> = RecordType::of_bits(h.record_bits)
                     .map(|t| t.as_str())
                     .collect();
-                out.push(base(
+                let new_bits = new_types.iter().fold(0u8, |b, (t, _)| b | t.bit());
+                let mut f = base(
                     "cellwarden.db.new_record_type",
                     e.clone(),
                     format!(
@@ -479,7 +510,9 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                     } else {
                         format!("only {} records ({earlier})", seen.join(", "))
                     },
-                ));
+                );
+                f.sessions = those(&|_, v| v.record_bits & new_bits != 0);
+                out.push(f);
             }
         }
         let mut bulk: Vec<Finding> = Vec::new();
@@ -526,6 +559,7 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                     format!("no whole-table read of {table} ({earlier})"),
                 )
             };
+            f.sessions = Some(b.sessions.clone());
             f.extra.push(("table", table.to_string()));
             f.extra.push(("statement_kind", kind.as_str().to_owned()));
             f.extra.push(("statement", b.excerpt.clone()));
@@ -535,6 +569,11 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                 .find(|x| x.rule == f.rule && x.evidence == f.evidence)
             {
                 Some(x) => {
+                    if let (Some(a), Some(b)) = (x.sessions.as_mut(), f.sessions.as_ref()) {
+                        a.extend(b.iter().cloned());
+                        a.sort();
+                        a.dedup();
+                    }
                     x.observed = format!("{}; {}", x.observed, f.observed);
                     if !x.expected.contains(&f.expected) {
                         x.expected = format!("{}; {}", x.expected, f.expected);
@@ -581,6 +620,7 @@ fn new_accounts(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                 "created"
             };
             let mut f = Finding {
+                sessions: None,
                 rule: "cellwarden.db.new_account_activity",
                 account: Arc::clone(account),
                 day: Some(*day),
@@ -689,13 +729,14 @@ fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Ve
     // Per (account, subscriber): days, statements, record types, earliest evidence.
     struct Per {
         days: usize,
+        last_day: Option<Day>,
         statements: u64,
         bits: u8,
         first: Option<Evidence>,
     }
     // Subjects are ordered by (account, subscriber, day): one run per account and subscriber.
     let mut per: Vec<(&Arc<str>, &SubscriberId, Per)> = Vec::new();
-    for ((a, s, _), st) in &agg.subjects {
+    for ((a, s, day, _), st) in &agg.subjects {
         let same = per
             .last()
             .is_some_and(|(pa, ps, _)| pa.as_ref() == a.as_ref() && *ps == s);
@@ -705,6 +746,7 @@ fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Ve
                 s,
                 Per {
                     days: 0,
+                    last_day: None,
                     statements: 0,
                     bits: 0,
                     first: None,
@@ -712,7 +754,11 @@ fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Ve
             ));
         }
         let p = &mut per.last_mut().expect("pushed above").2;
-        p.days += 1;
+        // Sessions of one day come together (keys: account, subscriber, day, session).
+        if p.last_day != Some(*day) {
+            p.days += 1;
+            p.last_day = Some(*day);
+        }
         p.statements += st.statements;
         p.bits |= st.record_types;
         if let Some(e) = st.evidence.first() {
@@ -790,6 +836,7 @@ fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Ve
             .count();
         let types: u8 = list_t.iter().fold(0, |b, (_, p)| b | p.bits);
         out.push(Finding {
+            sessions: None,
             rule: "cellwarden.db.targeted_lookup",
             account: Arc::clone(account),
             day: None,
@@ -827,7 +874,7 @@ fn watchlisted(agg: &Aggregates, watch: &Watchlist, out: &mut Vec<Finding>) {
     // (account, day) → (subscribers, first evidence, statements)
     type Hits = BTreeMap<(Arc<str>, Day), (Vec<SubscriberId>, Option<Evidence>, u64)>;
     let mut hits: Hits = BTreeMap::new();
-    for ((a, s, d), st) in &agg.subjects {
+    for ((a, s, d, _), st) in &agg.subjects {
         if !watch.ids.contains_key(s) || watch.allowed(a) {
             continue;
         }
@@ -845,6 +892,7 @@ fn watchlisted(agg: &Aggregates, watch: &Watchlist, out: &mut Vec<Finding>) {
             .filter_map(|s| watch.ids.get(s).cloned().flatten())
             .collect();
         let mut f = Finding {
+            sessions: None,
             rule: "cellwarden.db.watchlist_access",
             account,
             day: Some(day),
@@ -865,14 +913,15 @@ fn watchlisted(agg: &Aggregates, watch: &Watchlist, out: &mut Vec<Finding>) {
     }
 }
 
-fn into_judgement(mut findings: Vec<Finding>) -> Judgement {
+fn into_judgement(agg: &Aggregates, mut findings: Vec<Finding>) -> Judgement {
     let table = rules();
     findings.sort_by(|a, b| {
         (&a.evidence, a.rule, &a.account, a.day).cmp(&(&b.evidence, b.rule, &b.account, b.day))
     });
     let mut j = Judgement::default();
-    let mut lows: BTreeMap<(Arc<str>, Day), BTreeSet<&'static str>> = BTreeMap::new();
-    let mut low_keys: BTreeMap<(Arc<str>, Day), Vec<String>> = BTreeMap::new();
+    // Low findings: about the whole account-day (session `None`) or about given sessions.
+    type LowKey = (Arc<str>, Day, Option<Arc<Session>>);
+    let mut lows: BTreeMap<LowKey, Vec<(&'static str, String)>> = BTreeMap::new();
     for f in findings {
         let level = table.get(f.rule).1;
         let mut ev = evidence_event(&f.evidence.file, f.evidence.record, f.evidence.time);
@@ -915,22 +964,36 @@ fn into_judgement(mut findings: Vec<Finding>) -> Judgement {
                     .watch_reasons
                     .insert((Arc::clone(&f.account), d), key.clone());
             }
-            (_, Some(d)) if level >= Level::Medium => {
-                j.reasons
+            (_, Some(d)) if level >= Level::Medium => match &f.sessions {
+                None => j
+                    .reasons
                     .day_reasons
                     .entry((Arc::clone(&f.account), d))
                     .or_default()
-                    .push(key.clone());
-            }
-            (rule, Some(d)) => {
-                lows.entry((Arc::clone(&f.account), d))
+                    .push(key.clone()),
+                Some(list) => {
+                    for sess in list {
+                        j.reasons
+                            .session_reasons
+                            .entry((Arc::clone(&f.account), d, Arc::clone(sess)))
+                            .or_default()
+                            .push(key.clone());
+                    }
+                }
+            },
+            (rule, Some(d)) => match &f.sessions {
+                None => lows
+                    .entry((Arc::clone(&f.account), d, None))
                     .or_default()
-                    .insert(rule);
-                low_keys
-                    .entry((Arc::clone(&f.account), d))
-                    .or_default()
-                    .push(key.clone());
-            }
+                    .push((rule, key.clone())),
+                Some(list) => {
+                    for sess in list {
+                        lows.entry((Arc::clone(&f.account), d, Some(Arc::clone(sess))))
+                            .or_default()
+                            .push((rule, key.clone()));
+                    }
+                }
+            },
             _ => {}
         }
         j.reasons
@@ -940,12 +1003,46 @@ fn into_judgement(mut findings: Vec<Finding>) -> Judgement {
             .push(j.alerts.len());
         j.alerts.push(alert);
     }
-    // Two different low findings on one day make it suspicious; so does one beside a
-    // medium or higher one (its reasons are listed too).
-    for (k, rules) in lows {
-        if rules.len() >= 2 || j.reasons.day_reasons.contains_key(&k) {
-            let keys = low_keys.remove(&k).unwrap_or_default();
-            j.reasons.day_reasons.entry(k).or_default().extend(keys);
+    // A session is suspicious with two different low findings about it or its whole
+    // account-day, or one beside a medium or higher one (its reasons are listed too); a day
+    // with two different low findings about the whole day is suspicious as a whole.
+    let days: BTreeSet<(Arc<str>, Day)> =
+        lows.keys().map(|(a, d, _)| (Arc::clone(a), *d)).collect();
+    for (a, d) in days {
+        let day_lows = lows
+            .get(&(Arc::clone(&a), d, None))
+            .cloned()
+            .unwrap_or_default();
+        let day_rules: BTreeSet<&str> = day_lows.iter().map(|(r, _)| *r).collect();
+        let day_medium = j.reasons.day_reasons.contains_key(&(Arc::clone(&a), d));
+        if day_rules.len() >= 2 || (day_medium && !day_rules.is_empty()) {
+            let keys = day_lows.iter().map(|(_, k)| k.clone());
+            j.reasons
+                .day_reasons
+                .entry((Arc::clone(&a), d))
+                .or_default()
+                .extend(keys);
+            continue;
+        }
+        let Some(stats) = agg.days.get(&(Arc::clone(&a), d)) else {
+            continue;
+        };
+        for sess in stats.sessions.keys() {
+            let own = lows.get(&(Arc::clone(&a), d, Some(Arc::clone(sess))));
+            let all: Vec<&(&str, String)> =
+                day_lows.iter().chain(own.into_iter().flatten()).collect();
+            let rules: BTreeSet<&str> = all.iter().map(|(r, _)| *r).collect();
+            let key = (Arc::clone(&a), d, Arc::clone(sess));
+            let medium = day_medium || j.reasons.session_reasons.contains_key(&key);
+            if rules.len() >= 2 || (medium && !rules.is_empty()) {
+                let keys: Vec<String> = all.iter().map(|(_, k)| k.clone()).collect();
+                let slot = j.reasons.session_reasons.entry(key).or_default();
+                for k in keys {
+                    if !slot.contains(&k) {
+                        slot.push(k);
+                    }
+                }
+            }
         }
     }
     j
@@ -1034,7 +1131,16 @@ mod tests {
                 .contains("10.66.6.6")
         );
         assert!(host.event.get_str("expected").unwrap().contains("10.0.0.1"));
-        assert_eq!(j.reasons.day_reasons.len(), 1);
+        // The findings name where it happened: the session from the new host is suspicious,
+        // not the account's whole day.
+        assert!(j.reasons.day_reasons.is_empty());
+        let marked: Vec<String> = j
+            .reasons
+            .session_reasons
+            .keys()
+            .map(|(a, _, s)| format!("{a} {s}"))
+            .collect();
+        assert_eq!(marked, vec!["care1 10.66.6.6".to_owned()]);
     }
 
     #[test]

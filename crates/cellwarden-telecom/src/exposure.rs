@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::access::{Aggregates, Evidence, Selection, SubjectStats};
+use crate::access::{Aggregates, Evidence, Selection, Session, SubjectStats};
 use crate::detect::{Judgement, Watchlist};
 use crate::ids::SubscriberId;
 use crate::schema::RecordType;
@@ -33,6 +33,12 @@ pub struct EvidenceOut {
     pub time: String,
     /// The database account.
     pub account: String,
+    /// The client host, when the log names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_host: Option<String>,
+    /// The session (session id, connection id or backend pid), when the log names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// One subscriber whose records were read, with who read what, from where and when.
@@ -242,15 +248,17 @@ struct Acc {
     stats: SubjectStats,
     accounts: BTreeSet<Arc<str>>,
     reasons: BTreeSet<String>,
-    evidence: Vec<(Evidence, Arc<str>)>,
+    evidence: Vec<(Evidence, Arc<str>, Option<Arc<Session>>)>,
 }
 
-fn evidence_out(e: &Evidence, account: &str) -> EvidenceOut {
+fn evidence_out(e: &Evidence, account: &str, session: Option<&Session>) -> EvidenceOut {
     EvidenceOut {
         file: e.file.to_string(),
         line: e.record,
         time: ts(e.time),
         account: account.to_owned(),
+        client_host: session.and_then(|s| s.host.as_ref()).map(|h| h.to_string()),
+        session: session.and_then(|s| s.id.as_ref()).map(|h| h.to_string()),
     }
 }
 
@@ -264,9 +272,17 @@ impl Exposure {
     ) -> Exposure {
         let mut subs: BTreeMap<SubscriberId, Acc> = BTreeMap::new();
         let selected_mode = selection.is_set();
-        let reasons_of = |a: &Arc<str>, s: &SubscriberId, d| {
+        let reasons_of = |a: &Arc<str>, s: &SubscriberId, d, sess: &Arc<Session>| {
             let mut r: Vec<String> = Vec::new();
             if let Some(k) = judgement.reasons.day_reasons.get(&(Arc::clone(a), d)) {
+                r.extend(k.iter().cloned());
+            }
+            if let Some(k) =
+                judgement
+                    .reasons
+                    .session_reasons
+                    .get(&(Arc::clone(a), d, Arc::clone(sess)))
+            {
                 r.extend(k.iter().cloned());
             }
             if let Some(k) = judgement
@@ -283,31 +299,39 @@ impl Exposure {
             }
             r
         };
-        let mut add = |a: &Arc<str>, s: &SubscriberId, st: &SubjectStats, reasons: Vec<String>| {
+        let mut add = |a: &Arc<str>,
+                       s: &SubscriberId,
+                       sess: &Arc<Session>,
+                       st: &SubjectStats,
+                       reasons: Vec<String>| {
             let e = subs.entry(s.clone()).or_default();
             e.stats.merge_from(st);
             e.accounts.insert(Arc::clone(a));
             e.reasons.extend(reasons);
             for ev in &st.evidence {
-                e.evidence.push((ev.clone(), Arc::clone(a)));
+                e.evidence
+                    .push((ev.clone(), Arc::clone(a), Some(Arc::clone(sess))));
             }
         };
         if selected_mode {
-            for ((a, s), st) in &agg.selected {
+            for ((a, s, sess), st) in &agg.selected {
                 let mut r = Vec::new();
-                for ((a2, s2, d), _) in agg.subjects.range(
-                    (Arc::clone(a), s.clone(), i32::MIN)..=(Arc::clone(a), s.clone(), i32::MAX),
-                ) {
-                    debug_assert!(a2 == a && s2 == s);
-                    r.extend(reasons_of(a, s, *d));
+                let from = (Arc::clone(a), s.clone(), i32::MIN, Arc::default());
+                for ((a2, s2, d, sess2), _) in agg.subjects.range(from..) {
+                    if a2 != a || s2 != s {
+                        break;
+                    }
+                    if sess2 == sess {
+                        r.extend(reasons_of(a, s, *d, sess));
+                    }
                 }
-                add(a, s, st, r);
+                add(a, s, sess, st, r);
             }
         } else {
-            for ((a, s, d), st) in &agg.subjects {
-                let r = reasons_of(a, s, *d);
+            for ((a, s, d, sess), st) in &agg.subjects {
+                let r = reasons_of(a, s, *d, sess);
                 if !r.is_empty() {
-                    add(a, s, st, r);
+                    add(a, s, sess, st, r);
                 }
             }
         }
@@ -425,7 +449,7 @@ impl Exposure {
                         .evidence
                         .iter()
                         .take(SUBSCRIBER_EVIDENCE_CAP)
-                        .map(|(e, a)| evidence_out(e, a))
+                        .map(|(e, a, sess)| evidence_out(e, a, sess.as_deref()))
                         .collect(),
                     evidence_total: acc.stats.statements,
                 }
@@ -450,7 +474,7 @@ impl Exposure {
                 id_kind: k.as_str().to_owned(),
                 prefix: p.clone(),
                 statements: *n,
-                first: evidence_out(e, a),
+                first: evidence_out(e, a, None),
             })
             .collect();
         let mut alerts_by_rule = BTreeMap::new();
@@ -562,6 +586,61 @@ mod tests {
         agg.finish();
         let j = judge(&agg, watch, &DbConfig::default());
         Exposure::build(&agg, &j, watch, &selection)
+    }
+
+    #[test]
+    fn a_shared_service_account_exposes_only_the_intruders_sessions() {
+        let ev = crate::access::tests::db_event;
+        let mut evs = Vec::new();
+        // The application reads 20 customers a day from its own host for a week...
+        let mut line = 0;
+        for day in 1..=7u64 {
+            for i in 0..20u64 {
+                line += 1;
+                evs.push(ev(
+                    &format!("2026-03-0{day}T1{}:00:00Z", i % 8),
+                    "crm_app",
+                    "10.20.0.5",
+                    &format!(
+                        "SELECT * FROM subscriber WHERE msisdn = '3361{:07}'",
+                        day * 100 + i
+                    ),
+                    line,
+                ));
+            }
+        }
+        // ...and on the last day the same account reads two people's call records from a
+        // host it never used.
+        for t in ["33699990001", "33699990002"] {
+            line += 1;
+            evs.push(ev(
+                "2026-03-07T11:30:00Z",
+                "crm_app",
+                "10.30.5.17",
+                &format!("SELECT * FROM cdr WHERE calling_number = '{t}'"),
+                line,
+            ));
+        }
+        let mut c = Collector::new(
+            Arc::new(Schema::default()),
+            Arc::new(Selection::default()),
+            1000,
+        );
+        for e in &evs {
+            c.observe(e);
+        }
+        let mut agg = c.into_aggregates();
+        agg.finish();
+        let watch = Watchlist::default();
+        let j = judge(&agg, &watch, &DbConfig::default());
+        let x = Exposure::build(&agg, &j, &watch, &Selection::default());
+        let ids: Vec<&str> = x.subscribers.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, vec!["33699990001", "33699990002"]);
+        assert_eq!(x.subscribers[0].client_hosts, vec!["10.30.5.17"]);
+        assert_eq!(
+            x.subscribers[0].evidence[0].client_host.as_deref(),
+            Some("10.30.5.17")
+        );
     }
 
     #[test]

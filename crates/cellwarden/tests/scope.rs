@@ -489,3 +489,92 @@ fn same_report_whatever_the_thread_count() {
     let (four, _, _) = scope(dir.path(), &["--threads", "4"]);
     assert_eq!(one, four);
 }
+
+/// A billing application's own account, used by the application from its host all week and,
+/// on the last night, by an intruder from another host; the server writes
+/// `log_line_prefix = '%m [%p] %u@%d %r '`, so the client host comes as `host(port)`. Only the
+/// intruder's reads are in scope, with or without the prefix given, and `--host` finds them.
+#[test]
+fn shared_service_account_is_scoped_by_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Rng::new(18);
+    let mut log = String::new();
+    let mut app_read = BTreeSet::new();
+    let mut line = |t: &str, pid: u32, host: &str, port: u32, sql: &str| {
+        let _ = writeln!(
+            log,
+            "2026-03-0{t} UTC [{pid}] crm_app@billing {host}({port}) LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,\"{sql}\",<not logged>"
+        );
+    };
+    for day in 1..=7 {
+        for i in 0..30 {
+            let n = msisdn(&mut r);
+            app_read.insert(n.clone());
+            let t = format!("{day} {:02}:{:02}:00.000", 9 + i % 8, i);
+            line(
+                &t,
+                4000 + day,
+                "10.20.0.5",
+                50000 + i,
+                &format!("SELECT * FROM subscriber WHERE msisdn = '{n}'"),
+            );
+        }
+    }
+    for (i, (m, imsi, _)) in TARGETS.iter().enumerate() {
+        let t = format!("7 11:{:02}:00.000", 30 + i);
+        line(
+            &t,
+            9999,
+            "10.30.5.17",
+            46773,
+            &format!("SELECT * FROM cdr WHERE calling_number = '{m}' OR imsi = '{imsi}'"),
+        );
+    }
+    let path = dir.path().join("postgresql-billing.log");
+    std::fs::write(&path, log).unwrap();
+    let p = path.to_str().unwrap();
+    let scoped = |extra: &[&str]| -> BTreeSet<String> {
+        let mut args = vec!["scope", p, "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        for s in v["subscribers"].as_array().unwrap() {
+            for e in s["evidence"].as_array().unwrap() {
+                assert_eq!(e["client_host"], "10.30.5.17", "{s}");
+                assert_eq!(e["session"], "9999", "{s}");
+            }
+        }
+        v["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let want: BTreeSet<String> = TARGETS
+        .iter()
+        .flat_map(|(m, imsi, _)| [m.to_string(), imsi.to_string()])
+        .collect();
+    assert_eq!(scoped(&[]), want, "automatic mode");
+    assert_eq!(
+        scoped(&["--pg-prefix", "%m [%p] %u@%d %r "]),
+        want,
+        "with the prefix given"
+    );
+    assert_eq!(scoped(&["--host", "10.30.5.17"]), want, "--host");
+    // The account alone lists everything it read: the application's reads too.
+    let all = scoped_all(p);
+    assert!(all.is_superset(&app_read) && all.is_superset(&want));
+}
+
+fn scoped_all(p: &str) -> BTreeSet<String> {
+    let out = run(&["scope", p, "--format", "json", "--account", "crm_app"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    v["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use cellwarden_event::{Timestamp, Value};
 use jiff::tz::TimeZone;
 
-use crate::json::Fields;
+use crate::json::{Fields, owned, put_new};
 use crate::pgprefix::{Prefix, read_prefix, time_with_zone};
 
 const MARK: &str = "AUDIT: ";
@@ -85,10 +85,6 @@ fn csv_record(text: &str) -> Option<Vec<Cow<'_, str>>> {
 
 /// A decoded record: its fields and time.
 pub type Record = (Fields<'static>, Option<Timestamp>);
-
-fn owned(x: &str) -> Value<'static> {
-    Value::Str(Cow::Owned(x.to_owned()))
-}
 
 /// Fields of one pgaudit record (its lines joined with `\n`); `None` if it is not one.
 pub fn pgaudit_record(
@@ -306,11 +302,7 @@ fn pg_parameters(text: &str) -> String {
 /// and their end (`action`, `user`, `database`, `application`, `client_host`, `client_port`),
 /// refused logins (`action: authentication_failed`, `outcome: failure`, `auth_method`).
 fn pg_message_fields(level: &str, msg: &str, out: &mut Fields<'static>) {
-    let put = |out: &mut Fields<'static>, k: &'static str, v: &str| {
-        if !v.is_empty() && !out.iter().any(|(n, _)| n == k) {
-            out.push((Cow::Borrowed(k), owned(v)));
-        }
-    };
+    let put = put_new;
     let kv = |text: &str, key: &str| -> Option<String> {
         let i = text.find(&format!("{key}="))? + key.len() + 1;
         let v = &text[i..];

@@ -18,6 +18,18 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 /// Fields of one event: name and value.
 pub type Fields<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
 
+/// A field value owning its text.
+pub(crate) fn owned(x: &str) -> Value<'static> {
+    Value::Str(Cow::Owned(x.to_owned()))
+}
+
+/// Adds field `k` unless `v` is empty or the record has the field already.
+pub(crate) fn put_new(out: &mut Fields<'static>, k: &'static str, v: &str) {
+    if !v.is_empty() && !out.iter().any(|(n, _)| n == k) {
+        out.push((Cow::Borrowed(k), owned(v)));
+    }
+}
+
 /// Flattens one JSON object into fields. Errors name the byte column of the problem.
 pub fn flatten(text: &str) -> Result<Fields<'_>, serde_json::Error> {
     if !text.trim_start().starts_with('{') {

@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use cellwarden_event::{Timestamp, Value};
 use jiff::tz::TimeZone;
 
-use crate::json::Fields;
+use crate::json::{Fields, put_new};
 
 /// Annotation the reader appends to a general-log record: the connection's user, host and
 /// database, and the time of the last line that had one.
@@ -30,15 +30,8 @@ pub const CONNECTION_ANNOTATION: &str = "\x1econnection";
 /// Connections remembered per file; the oldest are forgotten past it.
 pub const MAX_CONNECTIONS: usize = 65_536;
 
-fn owned(x: &str) -> Value<'static> {
-    Value::Str(Cow::Owned(x.to_owned()))
-}
-
 fn put(out: &mut Fields<'static>, k: &'static str, v: &str) {
-    let v = v.trim();
-    if !v.is_empty() && !out.iter().any(|(n, _)| n == k) {
-        out.push((Cow::Borrowed(k), owned(v)));
-    }
+    put_new(out, k, v.trim());
 }
 
 /// The banner a server writes at the top of its slow and general logs (and again at each
@@ -216,9 +209,8 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// Takes one general-log record; the annotation to append to it.
-    pub fn observe(&mut self, record: &str) -> Option<String> {
-        let first = record.lines().next()?;
+    /// Takes the first line of one general-log record; the annotation to append to it.
+    pub fn observe(&mut self, first: &str) -> Option<String> {
         let (time, id, cmd, arg) = general_head(first)?;
         if let Some(t) = time {
             self.last_time.clear();

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use cellwarden_event::{Timestamp, Value};
 use jiff::tz::TimeZone;
 
-use crate::json::Fields;
+use crate::json::{Fields, put_new};
 
 /// One part of a prefix format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,18 +220,15 @@ fn timestamp_len(t: &str) -> Option<usize> {
     Some(j)
 }
 
-fn owned(x: &str) -> Value<'static> {
-    Value::Str(Cow::Owned(x.to_owned()))
-}
-
 fn put(out: &mut Fields<'static>, k: &'static str, v: &str) {
     let v = v.trim();
-    if !v.is_empty() && v != "[unknown]" && !out.iter().any(|(n, _)| n == k) {
-        out.push((Cow::Borrowed(k), owned(v)));
+    if v != "[unknown]" {
+        put_new(out, k, v);
     }
 }
 
-/// `host(port)` as `%r` writes it, `host:port` as csvlog does, `[local]`.
+/// `host(port)` as `%r` writes it, a bare host as `%h` does; nothing for `[local]` and
+/// `[unknown]`.
 pub fn split_host_port(v: &str) -> (Option<&str>, Option<&str>) {
     let v = v.trim();
     if v.is_empty() || v == "[local]" || v == "[unknown]" {

@@ -782,16 +782,8 @@ fn read_text_from(
         // before them (multi-line messages written straight to the file).
         let mut last_month: Option<usize> = None;
         let r = read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
-            if crate::linux::continues_record(l)
-                && let Some((first, text)) = pending.as_mut()
-            {
-                if text.len() + l.len() + 1 > max {
-                    too_long.push(*first);
-                    pending = None;
-                } else {
-                    text.push(b'\n');
-                    text.extend_from_slice(l);
-                }
+            if crate::linux::continues_record(l) && pending.is_some() {
+                continue_record(&mut pending, l, max, &mut too_long);
                 return;
             }
             // The buffer of the record before is reused for this one.
@@ -831,8 +823,10 @@ fn read_text_from(
         // connection they belong to.
         let mut conns = crate::mysqllog::Connections::default();
         let mut done = |b: &mut Batcher<'_>, first: u64, mut text: Vec<u8>| {
+            // Only the first line says whose record it is.
+            let first_line = text.split(|c| *c == b'\n').next().unwrap_or_default();
             if kind == Format::MySqlGeneral
-                && let Some(note) = conns.observe(&String::from_utf8_lossy(&text))
+                && let Some(note) = conns.observe(&String::from_utf8_lossy(first_line))
             {
                 text.push(b'\n');
                 text.extend_from_slice(note.as_bytes());
@@ -856,16 +850,8 @@ fn read_text_from(
                     Format::MySqlGeneral => crate::mysqllog::general_head(&line).is_some(),
                     _ => crate::mysqllog::is_error_line(&line),
                 };
-            match pending.as_mut() {
-                Some((first, text)) if !starts => {
-                    if text.len() + l.len() + 1 > max {
-                        too_long.push(*first);
-                        pending = None;
-                    } else {
-                        text.push(b'\n');
-                        text.extend_from_slice(l);
-                    }
-                }
+            match pending {
+                Some(_) if !starts => continue_record(&mut pending, l, max, &mut too_long),
                 _ => {
                     if let Some((first, text)) = pending.take() {
                         done(b, first, text);
@@ -912,6 +898,26 @@ fn read_text_from(
         ));
     }
     batch.finish(result);
+}
+
+/// Appends a continuation line to the record being assembled, or drops the record (noting its
+/// first line) when it would pass `max` bytes.
+fn continue_record(
+    pending: &mut Option<(u64, Vec<u8>)>,
+    line: &[u8],
+    max: usize,
+    too_long: &mut Vec<u64>,
+) {
+    let Some((first, text)) = pending.as_mut() else {
+        return;
+    };
+    if text.len() + line.len() + 1 > max {
+        too_long.push(*first);
+        *pending = None;
+    } else {
+        text.push(b'\n');
+        text.extend_from_slice(line);
+    }
 }
 
 /// A line that begins a record of the quoted formats: a log time (`YYYY-MM-DD HH:MM`, quoted

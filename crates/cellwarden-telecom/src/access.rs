@@ -79,12 +79,8 @@ impl std::fmt::Display for Session {
 /// One session's activity on one day (per account).
 #[derive(Debug, Clone, Default)]
 pub struct SessionStats {
-    /// Statements.
-    pub statements: u64,
     /// Bit `h` set: active in UTC hour `h`.
     pub hours: u32,
-    /// The first statement.
-    pub first: Option<Evidence>,
     /// Client programs named (sorted; usually one).
     pub programs: Vec<Arc<str>>,
     /// Record types read (a bit per [`RecordType`]).
@@ -93,11 +89,7 @@ pub struct SessionStats {
 
 impl SessionStats {
     fn merge(&mut self, o: SessionStats) {
-        self.statements += o.statements;
         self.hours |= o.hours;
-        if let Some(f) = &o.first {
-            min_evidence(&mut self.first, f);
-        }
         for p in o.programs {
             if let Err(at) = self.programs.binary_search(&p) {
                 self.programs.insert(at, p);
@@ -716,16 +708,18 @@ impl Collector {
         let host = ev.get_str("client_host").map(|h| self.intern(&h));
         let program = ev.get_str("application").map(|p| self.intern(&p));
         // The session: its id, else the connection or backend process.
-        let sid = ev
-            .get_str("session_id")
-            .map(|s| s.into_owned())
-            .or_else(|| {
-                ev.get("pid").and_then(|v| match v {
-                    cellwarden_event::Value::Int(i) => Some(i.to_string()),
-                    v => v.as_text().map(|t| t.into_owned()),
-                })
-            });
-        let sid = sid.filter(|s| !s.is_empty()).map(|s| self.intern(&s));
+        // Interned from the event's text: no copy per statement.
+        let sid = match ev.get_str("session_id") {
+            Some(s) => (!s.is_empty()).then(|| self.intern(&s)),
+            None => match ev.get("pid") {
+                Some(cellwarden_event::Value::Int(i)) => Some(self.intern(&i.to_string())),
+                Some(v) => v
+                    .as_text()
+                    .filter(|t| !t.is_empty())
+                    .map(|t| self.intern(&t)),
+                None => None,
+            },
+        };
         let session = self.session(host.clone(), sid);
         let rows = ev.get("rows").and_then(|v| match v {
             cellwarden_event::Value::Int(i) => Some(*i),
@@ -814,9 +808,7 @@ impl Collector {
             Some(x) => x,
             None => d.sessions.entry(Arc::clone(&session)).or_default(),
         };
-        ss.statements += 1;
         ss.hours |= 1 << hour_of(time);
-        min_evidence(&mut ss.first, &evidence);
         if let Some(p) = &program
             && let Err(at) = ss.programs.binary_search(p)
         {

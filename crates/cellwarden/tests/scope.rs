@@ -509,7 +509,7 @@ fn shared_service_account_is_scoped_by_session() {
     for day in 1..=7 {
         for i in 0..30 {
             let n = msisdn(&mut r);
-            app_read.insert(n.clone());
+            app_read.insert(format!("msisdn:{n}"));
             let t = format!("{day} {:02}:{:02}:00.000", 9 + i % 8, i);
             line(
                 &t,
@@ -536,25 +536,18 @@ fn shared_service_account_is_scoped_by_session() {
     let scoped = |extra: &[&str]| -> BTreeSet<String> {
         let mut args = vec!["scope", p, "--format", "json"];
         args.extend_from_slice(extra);
-        let out = run(&args);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let v = scope_report(&args);
         for s in v["subscribers"].as_array().unwrap() {
             for e in s["evidence"].as_array().unwrap() {
                 assert_eq!(e["client_host"], "10.30.5.17", "{s}");
                 assert_eq!(e["session"], "9999", "{s}");
             }
         }
-        v["subscribers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["id"].as_str().unwrap().to_owned())
-            .collect()
+        ids(&v)
     };
     let want: BTreeSet<String> = TARGETS
         .iter()
-        .flat_map(|(m, imsi, _)| [m.to_string(), imsi.to_string()])
+        .flat_map(|(m, imsi, _)| [format!("msisdn:{m}"), format!("imsi:{imsi}")])
         .collect();
     assert_eq!(scoped(&[]), want, "automatic mode");
     assert_eq!(
@@ -564,17 +557,20 @@ fn shared_service_account_is_scoped_by_session() {
     );
     assert_eq!(scoped(&["--host", "10.30.5.17"]), want, "--host");
     // The account alone lists everything it read: the application's reads too.
-    let all = scoped_all(p);
+    let all = ids(&scope_report(&[
+        "scope",
+        p,
+        "--format",
+        "json",
+        "--account",
+        "crm_app",
+    ]));
     assert!(all.is_superset(&app_read) && all.is_superset(&want));
 }
 
-fn scoped_all(p: &str) -> BTreeSet<String> {
-    let out = run(&["scope", p, "--format", "json", "--account", "crm_app"]);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    v["subscribers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
+/// The JSON report of a `scope` run that must succeed.
+fn scope_report(args: &[&str]) -> serde_json::Value {
+    let out = run(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
 }

@@ -64,6 +64,14 @@ pub struct DbConfig {
     pub targeted_peer_alpha: f64,
     /// Fewer peers than this is no peer group (two accounts say nothing of normal).
     pub targeted_min_peers: usize,
+    /// A subscriber read on k days is read repeatedly only when fewer than this many of the
+    /// subscribers in the logs would be read on k days by chance, at the account's daily
+    /// number of subscribers (an application reading a tenth of the base a day meets the
+    /// same customers again and again).
+    pub targeted_chance: f64,
+    /// The operator's number of subscribers, when known (the base for `targeted_chance`);
+    /// otherwise the number of subscribers the logs name, a lower bound.
+    pub subscriber_base: u64,
     /// A whole-table read returning fewer rows than this (when logged) is not bulk.
     pub bulk_min_rows: i64,
     /// An export made on this many earlier days is a schedule (not alerted).
@@ -89,6 +97,8 @@ impl Default for DbConfig {
             targeted_peer_allowance: 1,
             targeted_peer_alpha: 0.001,
             targeted_min_peers: 3,
+            targeted_chance: 0.01,
+            subscriber_base: 0,
             bulk_min_rows: 10_000,
             export_schedule_days: 3,
             new_account_days: 7,
@@ -723,6 +733,59 @@ fn poisson_bound(rate: f64, alpha: f64) -> usize {
     k
 }
 
+/// How many subscribers an account would read on k or more days by chance: each day it reads
+/// n of the P subscribers of the base (configured, else those the logs name: a lower bound,
+/// so the chance is if anything overstated), each subscriber alike, days independent.
+struct RepeatChance<'a> {
+    population: f64,
+    /// Account → per day, the share of the base it read.
+    shares: BTreeMap<&'a str, Vec<f64>>,
+}
+
+impl<'a> RepeatChance<'a> {
+    fn new(agg: &'a Aggregates, base: u64) -> RepeatChance<'a> {
+        let mut all: std::collections::HashSet<&SubscriberId> = std::collections::HashSet::new();
+        let mut per_day: BTreeMap<(&str, Day), u64> = BTreeMap::new();
+        let mut last: Option<(&str, &SubscriberId, Day)> = None;
+        for (a, s, d, _) in agg.subjects.keys() {
+            all.insert(s);
+            let key = (a.as_ref(), s, *d);
+            if last != Some(key) {
+                *per_day.entry((a.as_ref(), *d)).or_default() += 1;
+                last = Some(key);
+            }
+        }
+        let population = (all.len() as u64).max(base).max(1) as f64;
+        let mut shares: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for ((a, _), n) in per_day {
+            shares
+                .entry(a)
+                .or_default()
+                .push((n as f64 / population).min(1.0));
+        }
+        RepeatChance { population, shares }
+    }
+
+    /// Expected number of subscribers `account` reads on at least `k` days by chance.
+    fn expected(&self, account: &str, k: usize) -> f64 {
+        let Some(p) = self.shares.get(account) else {
+            return 0.0;
+        };
+        // Poisson-binomial: dist[j] = P(read on exactly j of the days so far).
+        let mut dist = vec![0.0f64; p.len() + 1];
+        dist[0] = 1.0;
+        for (i, &q) in p.iter().enumerate() {
+            for j in (0..=i + 1).rev() {
+                let stay = dist[j] * (1.0 - q);
+                let up = if j > 0 { dist[j - 1] * q } else { 0.0 };
+                dist[j] = stay + up;
+            }
+        }
+        let tail: f64 = dist.iter().skip(k).sum();
+        tail * self.population
+    }
+}
+
 /// Watchlisted subscribers are left out: `watchlist_access` reports every read of them, and
 /// counting them here would sweep an insider's chance callbacks into the target list.
 fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Vec<Finding>) {
@@ -765,11 +828,13 @@ fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Ve
             crate::access::min_evidence(&mut p.first, e);
         }
     }
+    let chance = RepeatChance::new(agg, config.subscriber_base);
     let mut targets: BTreeMap<Arc<str>, Vec<(SubscriberId, &Per)>> = BTreeMap::new();
     for (a, s, p) in &per {
-        let repeated = p.days >= config.targeted_min_days
+        let repeated = (p.days >= config.targeted_min_days
             && p.statements >= config.targeted_min_lookups
-            || p.days >= config.targeted_days_alone;
+            || p.days >= config.targeted_days_alone)
+            && chance.expected(a, p.days) < config.targeted_chance;
         let deep = p.bits.count_ones() >= config.targeted_min_record_types;
         if !targets.contains_key(*a) {
             targets.insert(Arc::clone(a), Vec::new());

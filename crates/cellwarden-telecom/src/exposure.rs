@@ -543,16 +543,19 @@ mod tests {
     fn run(selection: Selection, watch: &Watchlist) -> Exposure {
         let ev = crate::access::tests::db_event;
         let mut evs = Vec::new();
-        // A care agent, normal; an intruder reading two targets on three days at night from
-        // a jump host; the same intruder touches one more subscriber once.
+        // A care agent, normal (forty customers a day); an intruder reading two targets on
+        // four days at night from a jump host; the same intruder touches one more subscriber
+        // once.
         for day in 1..=5 {
-            evs.push(ev(
-                &format!("2026-03-0{day}T10:00:00Z"),
-                "care1",
-                "10.0.0.1",
-                &format!("SELECT * FROM subscriber WHERE msisdn = '336110000{day}0'"),
-                day as u64,
-            ));
+            for k in 0..40 {
+                evs.push(ev(
+                    &format!("2026-03-0{day}T10:{k:02}:00Z"),
+                    "care1",
+                    "10.0.0.1",
+                    &format!("SELECT * FROM subscriber WHERE msisdn = '33611000{day}{k:02}'"),
+                    day as u64,
+                ));
+            }
         }
         for day in 2..=5 {
             for t in ["33699990001", "33699990002"] {

@@ -27,6 +27,9 @@ pub struct DbSetup {
     pub watchlist: Arc<Watchlist>,
     /// The responder's selection (accounts, hosts, time range) for `scope`.
     pub selection: Arc<Selection>,
+    /// The operator's list of subscribers (`--subscriber-map`): which identifiers are one
+    /// person's.
+    pub subscriber_map: Arc<cellwarden_telecom::persons::SubscriberMap>,
     /// Thresholds of the detections.
     pub config: DbConfig,
     /// Parse every statement instead of reusing shapes by fingerprint (for measurements).

@@ -14,12 +14,15 @@ pub fn write_scope_json(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
     writeln!(w)
 }
 
-/// One row per subscriber; lists are joined with `;`.
+/// One row per subscriber (person); lists are joined with `;`, identifiers as `kind:id`
+/// with `*` after those not read (known from a link only).
 pub fn write_scope_csv(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
     let mut c = CsvWriter::new(w);
     c.row(&[
         "id",
         "id_kind",
+        "person",
+        "identifiers",
         "record_types",
         "accounts",
         "client_hosts",
@@ -41,6 +44,8 @@ pub fn write_scope_csv(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
         c.row(&[
             &s.id,
             &s.id_kind,
+            &s.person,
+            &identifiers_text(s),
             &s.record_types.join(";"),
             &s.accounts.join(";"),
             &s.client_hosts.join(";"),
@@ -55,6 +60,14 @@ pub fn write_scope_csv(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
         ])?;
     }
     c.flush()
+}
+
+fn identifiers_text(s: &cellwarden_telecom::exposure::SubscriberExposure) -> String {
+    s.identifiers
+        .iter()
+        .map(|i| format!("{}:{}{}", i.kind, i.id, if i.read { "" } else { "*" }))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -180,9 +193,19 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
         h.push_str("<table class=\"sortable\" id=\"subscribers\"><thead><tr><th>Identifier</th><th>Kind</th><th>Records</th><th>Accounts</th><th>Client hosts</th><th>First access (UTC)</th><th>Last access (UTC)</th><th>Statements</th><th>Rows</th><th>Why</th><th>Evidence</th></tr></thead><tbody>");
         for sub in &x.subscribers {
             h.push_str(&format!(
-                "<tr{}><td><code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>",
+                "<tr{}><td><code>{}</code>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>",
                 if sub.watchlisted { " class=\"watch\"" } else { "" },
                 e(&sub.id),
+                sub.identifiers
+                    .iter()
+                    .filter(|i| i.id != sub.id || i.kind != sub.id_kind)
+                    .map(|i| format!(
+                        "<br><span class=\"also\">{} <code>{}</code>{}</span>",
+                        e(&i.kind),
+                        e(&i.id),
+                        if i.read { "" } else { " (linked, not read)" }
+                    ))
+                    .collect::<String>(),
                 match (&sub.label, sub.watchlisted) {
                     (Some(l), _) => format!("<br><span class=\"tag\">watchlist: {}</span>", e(l)),
                     (None, true) => "<br><span class=\"tag\">watchlist</span>".to_owned(),

@@ -115,10 +115,19 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
         .flatten()
         .map(|t| ["msisdn", "imsi", "imei"].map(|k| t[k].as_str().unwrap_or("").to_owned()))
         .collect();
+    // Scored by identifier: every identifier a report entry (a person) says was read; reports
+    // without the list name one identifier an entry.
     let reported: BTreeSet<String> = scopes
         .iter()
         .flat_map(|x| x["subscribers"].as_array().into_iter().flatten())
-        .filter_map(|x| x["id"].as_str().map(String::from))
+        .flat_map(|x| match x["identifiers"].as_array() {
+            Some(ids) => ids
+                .iter()
+                .filter(|i| i["read"] != false)
+                .filter_map(|i| i["id"].as_str().map(String::from))
+                .collect::<Vec<_>>(),
+            None => x["id"].as_str().map(String::from).into_iter().collect(),
+        })
         .collect();
     s.targets = targets.len();
     s.subscribers_reported = reported.len();

@@ -315,6 +315,9 @@ pub struct Aggregates {
     pub counts: AccessCounts,
     /// The program most used by each account (for peer groups): (account, program) → n.
     pub programs: BTreeMap<(Arc<str>, Arc<str>), u64>,
+    /// Identifiers shown together as one row's (see [`crate::persons`]): pair → statements.
+    /// Grows with distinct pairs (about the subscriber base), not with statements.
+    pub links: BTreeMap<(SubscriberId, SubscriberId), u64>,
 }
 
 impl Aggregates {
@@ -386,6 +389,9 @@ impl Aggregates {
         c.sql.fallback_statements += o.counts.sql.fallback_statements;
         for (k, n) in o.programs {
             *self.programs.entry(k).or_default() += n;
+        }
+        for (k, n) in o.links {
+            *self.links.entry(k).or_default() += n;
         }
     }
 
@@ -470,6 +476,9 @@ struct Derived {
     /// Per predicate: (table, column) shown in the schema inference, once an identifier
     /// was found there.
     shown: Vec<Option<(String, String)>>,
+    /// Per row of the shape, per value: the identifier kind of its column (named or
+    /// configured identifier columns only: a value's shape is too loose to link people by).
+    row_kinds: Vec<Vec<Option<ColumnKind>>>,
     /// Statements of this shape since it was cached (table counts for the inference).
     uses: u64,
 }
@@ -636,6 +645,20 @@ impl Collector {
                     columns,
                     record_pred,
                     shown: vec![None; shape.predicates],
+                    row_kinds: shape
+                        .row_columns()
+                        .iter()
+                        .map(|r| {
+                            r.iter()
+                                .map(|(t, c)| {
+                                    self.schema
+                                        .column(t.as_deref(), &all, c)
+                                        .map(|(k, _)| k)
+                                        .filter(|k| *k != ColumnKind::Any)
+                                })
+                                .collect()
+                        })
+                        .collect(),
                     uses: 0,
                 },
             );
@@ -775,6 +798,7 @@ impl Collector {
                         IdKind::Msisdn => ColumnKind::Msisdn,
                         IdKind::Imsi => ColumnKind::Imsi,
                         IdKind::Imei => ColumnKind::Imei,
+                        IdKind::Iccid => ColumnKind::Iccid,
                     },
                     |(k, _)| k,
                 );
@@ -792,9 +816,42 @@ impl Collector {
                 }
             }
         }
+        // Identifiers of one row: at most one value of a kind (a row holding the calling and
+        // the called number says nothing of which is whose).
+        let mut links: Vec<(SubscriberId, SubscriberId)> = Vec::new();
+        for (r, row) in analysis.rows.iter().enumerate() {
+            if row.len() < 2 {
+                continue;
+            }
+            let mut ids: Vec<SubscriberId> = Vec::new();
+            let mut ambiguous: Vec<IdKind> = Vec::new();
+            for c in row {
+                let kind = derived
+                    .row_kinds
+                    .get(r)
+                    .and_then(|k| k.get(c.pred).copied().flatten());
+                let Some(id) = kind.and_then(|k| schema.identify(Some(k), &c.value)) else {
+                    continue;
+                };
+                if ids.iter().any(|x| x.kind == id.kind && *x != id) {
+                    ambiguous.push(id.kind);
+                }
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            ids.retain(|x| !ambiguous.contains(&x.kind));
+            ids.sort();
+            for other in ids.iter().skip(1) {
+                links.push((ids[0].clone(), other.clone()));
+            }
+        }
         let large = derived.large.clone();
         let record_tables = derived.record_tables.clone();
         let agg = &mut self.aggregates;
+        for l in links {
+            *agg.links.entry(l).or_default() += 1;
+        }
         for (t, c, k, b) in observed_cols {
             agg.observed.columns.entry((t, c)).or_insert((k, b));
         }

@@ -34,6 +34,7 @@ use serde::Deserialize;
 
 use crate::access::{Aggregates, Day, Evidence, Session, SessionStats};
 use crate::ids::{IdKind, Numbering, SubscriberId, classify, normalise};
+use crate::persons::{Persons, SubscriberMap};
 use crate::schema::RecordType;
 use crate::sql::StatementKind;
 
@@ -157,7 +158,7 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// Protected subscribers (`--watchlist FILE`): one identifier a line with an optional
-/// label after it (`msisdn:`, `imsi:` or `imei:` may prefix the identifier; without one it
+/// label after it (`msisdn:`, `imsi:`, `imei:` or `iccid:` may prefix the identifier; without one it
 /// is recognised by shape, and other digit strings are MSISDNs); `allow ACCOUNT` lines name
 /// accounts whose access does not alert; `#` starts a comment.
 #[derive(Debug, Default, Clone)]
@@ -169,6 +170,21 @@ pub struct Watchlist {
 }
 
 impl Watchlist {
+    /// The watchlist with every identifier linked to a watchlisted one (the same person, see
+    /// [`crate::persons`]) watchlisted too, under its label: a person listed by MSISDN is
+    /// protected when read by IMSI.
+    pub fn linked(&self, persons: &Persons) -> Watchlist {
+        let mut w = self.clone();
+        for (id, label) in &self.ids {
+            if let Some(p) = persons.of(id) {
+                for m in persons.members(p) {
+                    w.ids.entry(m.clone()).or_insert_with(|| label.clone());
+                }
+            }
+        }
+        w
+    }
+
     /// Parses a watchlist; lines that are not understood are returned as `(line, message)`.
     pub fn parse(text: &str, numbering: &Numbering) -> (Watchlist, Vec<(usize, String)>) {
         let mut w = Watchlist::default();
@@ -212,6 +228,7 @@ impl Watchlist {
                     "msisdn" => normalise(IdKind::Msisdn, v, numbering),
                     "imsi" => normalise(IdKind::Imsi, v, numbering),
                     "imei" => normalise(IdKind::Imei, v, numbering),
+                    "iccid" => normalise(IdKind::Iccid, v, numbering),
                     _ => None,
                 },
                 None => classify(first, numbering)
@@ -390,6 +407,13 @@ struct History {
 
 /// Runs the detections.
 pub fn judge(agg: &Aggregates, watch: &Watchlist, config: &DbConfig) -> Judgement {
+    let expanded;
+    let watch = if watch.ids.is_empty() || agg.links.is_empty() {
+        watch
+    } else {
+        expanded = watch.linked(&Persons::build(&SubscriberMap::default(), &agg.links));
+        &expanded
+    };
     let mut findings: Vec<Finding> = Vec::new();
     novelty(agg, config, &mut findings);
     new_accounts(agg, config, &mut findings);

@@ -1,9 +1,12 @@
 //! Subscriber exposure (`scope`): whose records were read, by which accounts, from where,
 //! when, and why each read counts. The JSON form is documented in `docs/scope.md`.
 //!
-//! Two modes: without a [`Selection`], the subscribers read on suspicious account-days, in
+//! Two modes: without a [`Selection`], the subscribers read in suspicious sessions, in
 //! targeted lookups or as watchlisted subscribers; with one, every subscriber the selected
 //! accounts or hosts read in the time range (with the reasons that apply, if any).
+//!
+//! One entry per person: identifiers the logs or the subscriber map link (see
+//! [`crate::persons`]) are reported together, identifiers nothing links on their own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,7 +15,8 @@ use serde::Serialize;
 
 use crate::access::{Aggregates, Evidence, Selection, Session, SubjectStats};
 use crate::detect::{Judgement, Watchlist};
-use crate::ids::SubscriberId;
+use crate::ids::{IdKind, SubscriberId};
+use crate::persons::Persons;
 use crate::schema::RecordType;
 
 /// Evidence listed per subscriber at most; the total is given beside it.
@@ -41,13 +45,31 @@ pub struct EvidenceOut {
     pub session: Option<String>,
 }
 
-/// One subscriber whose records were read, with who read what, from where and when.
+/// One identifier of a person.
 #[derive(Debug, Clone, Serialize)]
-pub struct SubscriberExposure {
+pub struct IdentifierOut {
+    /// `msisdn`, `imsi`, `imei` or `iccid`.
+    pub kind: String,
     /// Normalised identifier (or its pseudonym).
     pub id: String,
-    /// `msisdn`, `imsi` or `imei`.
+    /// Records were read by this identifier (otherwise it is known from a link only).
+    pub read: bool,
+}
+
+/// One subscriber (a person) whose records were read, with who read what, from where and
+/// when.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriberExposure {
+    /// The person's main identifier (MSISDN, else IMSI, ICCID, IMEI), normalised (or its
+    /// pseudonym).
+    pub id: String,
+    /// `msisdn`, `imsi`, `imei` or `iccid`.
     pub id_kind: String,
+    /// A stable name for the person: `kind:id` of the main identifier (a pseudonym of it when
+    /// pseudonymised).
+    pub person: String,
+    /// Every identifier of the person (the main one too), with whether it was read.
+    pub identifiers: Vec<IdentifierOut>,
     /// The watchlist's label, when watchlisted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -61,12 +83,13 @@ pub struct SubscriberExposure {
     pub first_access: String,
     /// Last read (RFC 3339 UTC).
     pub last_access: String,
-    /// Statements that selected the subscriber.
+    /// Statements that selected the subscriber (by each identifier: a statement naming two
+    /// of a person's identifiers counts for both).
     pub statements: u64,
     /// Sum of the logged row counts of the statements that selected the subscriber; `null`
     /// when the logs carry none.
     pub rows: Option<i64>,
-    /// On the watchlist.
+    /// On the watchlist (by any of its identifiers).
     pub watchlisted: bool,
     /// Keys of the alerts that make these reads suspicious.
     pub reasons: Vec<String>,
@@ -186,8 +209,13 @@ pub struct Summary {
     pub statements_without_time: u64,
     /// Whole-table reads and exports.
     pub bulk_statements: u64,
-    /// Subscribers in the report.
+    /// Subscribers (persons) in the report.
     pub subscribers_exposed: u64,
+    /// Their identifiers that were read.
+    pub identifiers_read: u64,
+    /// Links between identifiers not followed: they would have given a person two
+    /// subscriptions or a handset two owners (see `docs/scope.md`).
+    pub link_conflicts: u64,
     /// Of them, on the watchlist.
     pub watchlisted_exposed: u64,
     /// Accounts marked suspicious.
@@ -245,6 +273,8 @@ pub struct Exposure {
 
 #[derive(Default)]
 struct Acc {
+    /// The identifiers read.
+    read: BTreeSet<SubscriberId>,
     stats: SubjectStats,
     accounts: BTreeSet<Arc<str>>,
     reasons: BTreeSet<String>,
@@ -262,14 +292,38 @@ fn evidence_out(e: &Evidence, account: &str, session: Option<&Session>) -> Evide
     }
 }
 
+/// The identifier a person is reported under: the MSISDN (what a notification goes to), else
+/// the IMSI, the ICCID, the IMEI.
+fn main_identifier(members: &[SubscriberId]) -> &SubscriberId {
+    let rank = |k: IdKind| match k {
+        IdKind::Msisdn => 0,
+        IdKind::Imsi => 1,
+        IdKind::Iccid => 2,
+        IdKind::Imei => 3,
+    };
+    members
+        .iter()
+        .min_by_key(|i| (rank(i.kind), &i.value))
+        .expect("a person has identifiers")
+}
+
 impl Exposure {
-    /// Builds the exposure from the aggregates and the detections' judgement.
+    /// Builds the exposure from the aggregates and the detections' judgement, one entry per
+    /// person of `persons`.
     pub fn build(
         agg: &Aggregates,
         judgement: &Judgement,
         watch: &Watchlist,
         selection: &Selection,
+        persons: &Persons,
     ) -> Exposure {
+        // Keyed by the person's main identifier (an identifier alone is its own).
+        let main_of = |s: &SubscriberId| -> SubscriberId {
+            persons
+                .of(s)
+                .map(|p| main_identifier(persons.members(p)).clone())
+                .unwrap_or_else(|| s.clone())
+        };
         let mut subs: BTreeMap<SubscriberId, Acc> = BTreeMap::new();
         let selected_mode = selection.is_set();
         let reasons_of = |a: &Arc<str>, s: &SubscriberId, d, sess: &Arc<Session>| {
@@ -304,7 +358,10 @@ impl Exposure {
                        sess: &Arc<Session>,
                        st: &SubjectStats,
                        reasons: Vec<String>| {
-            let e = subs.entry(s.clone()).or_default();
+            let e = subs.entry(main_of(s)).or_default();
+            if !e.read.contains(s) {
+                e.read.insert(s.clone());
+            }
             e.stats.merge_from(st);
             e.accounts.insert(Arc::clone(a));
             e.reasons.extend(reasons);
@@ -429,11 +486,25 @@ impl Exposure {
             .map(|(id, mut acc)| {
                 acc.evidence.sort();
                 acc.evidence.dedup();
-                let watched = watch.ids.get(&id);
+                let all: Vec<SubscriberId> = match persons.of(&id) {
+                    Some(p) => persons.members(p).to_vec(),
+                    None => vec![id.clone()],
+                };
+                let watched: Vec<&Option<String>> =
+                    all.iter().filter_map(|i| watch.ids.get(i)).collect();
                 SubscriberExposure {
                     id: id.value.clone(),
                     id_kind: id.kind.as_str().to_owned(),
-                    label: watched.cloned().flatten(),
+                    person: format!("{}:{}", id.kind, id.value),
+                    identifiers: all
+                        .iter()
+                        .map(|i| IdentifierOut {
+                            kind: i.kind.as_str().to_owned(),
+                            id: i.value.clone(),
+                            read: acc.read.contains(i),
+                        })
+                        .collect(),
+                    label: watched.iter().find_map(|l| (*l).clone()),
                     record_types: RecordType::of_bits(acc.stats.record_types)
                         .map(|t| t.as_str().to_owned())
                         .collect(),
@@ -443,7 +514,7 @@ impl Exposure {
                     last_access: acc.stats.last.map(ts).unwrap_or_default(),
                     statements: acc.stats.statements,
                     rows: acc.stats.rows,
-                    watchlisted: watched.is_some(),
+                    watchlisted: !watched.is_empty(),
                     reasons: acc.reasons.into_iter().collect(),
                     evidence: acc
                         .evidence
@@ -502,6 +573,11 @@ impl Exposure {
             statements_without_time: c.undated,
             bulk_statements: c.bulk,
             subscribers_exposed: subscribers.len() as u64,
+            identifiers_read: subscribers
+                .iter()
+                .map(|s| s.identifiers.iter().filter(|i| i.read).count() as u64)
+                .sum(),
+            link_conflicts: persons.conflicts,
             watchlisted_exposed: subscribers.iter().filter(|s| s.watchlisted).count() as u64,
             accounts_suspicious: accounts.iter().filter(|a| a.suspicious).count() as u64,
             alerts_by_rule,
@@ -523,6 +599,10 @@ impl Exposure {
     pub fn pseudonymise(&mut self, pseudonym: &dyn Fn(&str, &str) -> String) {
         for s in &mut self.subscribers {
             s.id = pseudonym(&s.id_kind, &s.id);
+            s.person = pseudonym("person", &s.person);
+            for i in &mut s.identifiers {
+                i.id = pseudonym(&i.kind, &i.id);
+            }
             s.label = None;
         }
         for p in &mut self.prefix_lookups {
@@ -588,7 +668,13 @@ mod tests {
         let mut agg = c.into_aggregates();
         agg.finish();
         let j = judge(&agg, watch, &DbConfig::default());
-        Exposure::build(&agg, &j, watch, &selection)
+        Exposure::build(
+            &agg,
+            &j,
+            watch,
+            &selection,
+            &Persons::build(&Default::default(), &agg.links),
+        )
     }
 
     #[test]
@@ -636,7 +722,7 @@ mod tests {
         agg.finish();
         let watch = Watchlist::default();
         let j = judge(&agg, &watch, &DbConfig::default());
-        let x = Exposure::build(&agg, &j, &watch, &Selection::default());
+        let x = Exposure::build(&agg, &j, &watch, &Selection::default(), &Persons::default());
         let ids: Vec<&str> = x.subscribers.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, vec!["33699990001", "33699990002"]);
         assert_eq!(x.subscribers[0].client_hosts, vec!["10.30.5.17"]);

@@ -2,7 +2,8 @@
 //!
 //! An MSISDN is normalised to international digits without `+` or `00` (national numbers get
 //! the configured country code); an IMSI is 15 digits; an IMEI 14–16 digits, and a 15-digit
-//! IMEI must pass the Luhn check. Recognition uses the column a value is compared with when
+//! IMEI must pass the Luhn check; an ICCID (the SIM card's number, ITU-T E.118) is 18–20
+//! digits starting with 89. Recognition uses the column a value is compared with when
 //! known ([`IdKind::from_column`]) and the value's shape otherwise ([`classify`]).
 
 use std::fmt;
@@ -16,6 +17,8 @@ pub enum IdKind {
     Imsi,
     /// IMEI.
     Imei,
+    /// ICCID (SIM card serial number).
+    Iccid,
 }
 
 impl IdKind {
@@ -25,6 +28,7 @@ impl IdKind {
             IdKind::Msisdn => "msisdn",
             IdKind::Imsi => "imsi",
             IdKind::Imei => "imei",
+            IdKind::Iccid => "iccid",
         }
     }
 
@@ -43,6 +47,9 @@ impl IdKind {
         }
         if c.contains("imei") {
             return Some(IdKind::Imei);
+        }
+        if c.contains("iccid") || c.contains("icc_id") || c.contains("sim_serial") {
+            return Some(IdKind::Iccid);
         }
         const MSISDN: [&str; 20] = [
             "msisdn",
@@ -134,6 +141,7 @@ pub fn normalise(kind: IdKind, value: &str, numbering: &Numbering) -> Option<Sub
             };
             ok.then_some(d)?
         }
+        IdKind::Iccid => ((18..=20).contains(&d.len()) && d.starts_with("89")).then_some(d)?,
         IdKind::Msisdn => {
             let intl = if let Some(rest) = d.strip_prefix("00") {
                 rest.to_owned()

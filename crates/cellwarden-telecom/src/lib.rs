@@ -1,12 +1,14 @@
 //! Telecom knowledge for finding who read whose records: subscriber identifiers (MSISDN,
-//! IMSI, IMEI), SQL statement analysis (fingerprints, tables, the subscribers predicates
-//! select), the schema map saying which tables hold which records, and the database-access
-//! analytics (per-account baselines, detections, subscriber exposure).
+//! IMSI, IMEI, ICCID) and the persons they belong to, SQL statement analysis (fingerprints,
+//! tables, the subscribers predicates select), the schema map saying which tables hold which
+//! records, and the database-access analytics (per-account baselines, detections, subscriber
+//! exposure).
 
 pub mod access;
 pub mod detect;
 pub mod exposure;
 pub mod ids;
+pub mod persons;
 pub mod schema;
 pub mod sql;
 

@@ -93,6 +93,8 @@ pub enum ColumnKind {
     Imsi,
     /// IMEI.
     Imei,
+    /// ICCID.
+    Iccid,
     /// A subscriber key whose values are recognised by shape (E.164 with `+`/`00`, 15
     /// digits: IMSI, or IMEI when the Luhn check passes).
     Any,
@@ -104,6 +106,7 @@ impl ColumnKind {
             ColumnKind::Msisdn => "msisdn",
             ColumnKind::Imsi => "imsi",
             ColumnKind::Imei => "imei",
+            ColumnKind::Iccid => "iccid",
             ColumnKind::Any => "any",
         }
     }
@@ -244,6 +247,7 @@ impl Schema {
             Some(ColumnKind::Msisdn) => normalise(IdKind::Msisdn, value, &self.numbering),
             Some(ColumnKind::Imsi) => normalise(IdKind::Imsi, value, &self.numbering),
             Some(ColumnKind::Imei) => normalise(IdKind::Imei, value, &self.numbering),
+            Some(ColumnKind::Iccid) => normalise(IdKind::Iccid, value, &self.numbering),
             Some(ColumnKind::Any) | None => classify(value, &self.numbering),
         }
     }
@@ -297,6 +301,7 @@ pub fn infer_column(column: &str) -> Option<ColumnKind> {
         Some(IdKind::Msisdn) => Some(ColumnKind::Msisdn),
         Some(IdKind::Imsi) => Some(ColumnKind::Imsi),
         Some(IdKind::Imei) => Some(ColumnKind::Imei),
+        Some(IdKind::Iccid) => Some(ColumnKind::Iccid),
         None => {
             let c = column.to_ascii_lowercase();
             [

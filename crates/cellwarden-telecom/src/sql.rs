@@ -15,8 +15,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, ObjectName, ObjectNamePart, TableFactor, Value, ValueWithSpan, Visit,
-    Visitor,
+    AssignmentTarget, BinaryOperator, Expr, ObjectName, ObjectNamePart, SetExpr, Statement,
+    TableFactor, TableObject, Value, ValueWithSpan, Visit, Visitor,
 };
 
 /// SQL dialect of a source.
@@ -152,6 +152,8 @@ enum ValueRef {
     Group(u32),
     /// A bind parameter, by position in the logged bind values (0-based).
     Bind(u32),
+    /// One literal of a group (a value of an INSERT row): (group, index in the group).
+    Item(u32, u32),
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +184,26 @@ pub struct Shape {
     /// returns figures, not records.
     pub aggregate_only: bool,
     preds: Vec<Pred>,
+    /// Column values known to be of one row: the AND-ed equalities of a WHERE clause (with an
+    /// UPDATE's assignments), the values of an INSERT row.
+    rows: Vec<Vec<Pred>>,
+}
+
+/// A column: (its table when known, its name).
+pub type ColumnRef = (Option<Arc<str>>, Arc<str>);
+
+impl Shape {
+    /// The (table, column) of each value of each row of [`Analysis::rows`].
+    pub fn row_columns(&self) -> Vec<Vec<ColumnRef>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|p| (p.table.clone(), Arc::clone(&p.column)))
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// A column compared with a value in one statement.
@@ -206,6 +228,10 @@ pub struct Analysis {
     pub shape: Arc<Shape>,
     /// Columns compared with values in this statement.
     pub compared: Vec<Compared>,
+    /// Column values of one row each, one entry per [`Shape::row_columns`] row (`pred` is the
+    /// index in the row; values absent from this statement are left out): what links a
+    /// subscriber's identifiers to each other.
+    pub rows: Vec<Vec<Compared>>,
     /// The fingerprint was found in the cache.
     pub cached: bool,
 }
@@ -289,6 +315,34 @@ impl Analyzer {
             self.stats.fallback_statements += 1;
         }
         let mut compared = Vec::new();
+        let mut rows = Vec::new();
+        for row in &shape.rows {
+            let values: Vec<Compared> = row
+                .iter()
+                .enumerate()
+                .filter_map(|(pred, p)| {
+                    let value = match p.value {
+                        ValueRef::Item(g, i) => {
+                            let &(lo, hi) = self.scan.groups.get(g as usize)?;
+                            let k = lo + i;
+                            (k < hi).then_some(())?;
+                            let (s, e) = *self.scan.lits.get(k as usize)?;
+                            literal_value(&sql[s..e], dialect)
+                        }
+                        ValueRef::Bind(b) => binds.get(b as usize)?.clone(),
+                        ValueRef::Group(_) => return None,
+                    };
+                    (!value.is_empty()).then(|| Compared {
+                        table: p.table.clone(),
+                        column: Arc::clone(&p.column),
+                        value,
+                        like: false,
+                        pred,
+                    })
+                })
+                .collect();
+            rows.push(values);
+        }
         for (pred, p) in shape.preds.iter().enumerate() {
             let mut push = |value: String| {
                 if !value.is_empty() {
@@ -314,11 +368,13 @@ impl Analyzer {
                         push(v.clone());
                     }
                 }
+                ValueRef::Item(..) => {}
             }
         }
         Analysis {
             shape,
             compared,
+            rows,
             cached: hit,
         }
     }
@@ -585,6 +641,11 @@ impl Scan {
 
     /// The group holding the literal that starts at byte `offset`.
     fn group_at(&self, offset: usize) -> Option<u32> {
+        self.item_at(offset).map(|(g, _)| g)
+    }
+
+    /// The literal that starts at byte `offset`: (its group, its index in the group).
+    fn item_at(&self, offset: usize) -> Option<(u32, u32)> {
         let lit = self.lits.partition_point(|&(s, _)| s < offset);
         let lit = if self.lits.get(lit).is_some_and(|&(s, _)| s == offset) {
             lit
@@ -598,7 +659,8 @@ impl Scan {
             l
         };
         let g = self.groups.partition_point(|&(_, hi)| hi as usize <= lit);
-        Some(g as u32)
+        let &(lo, _) = self.groups.get(g)?;
+        Some((g as u32, (lit as u32).checked_sub(lo)?))
     }
 
     fn word(&self, sql: &str, i: usize) -> Option<String> {
@@ -876,6 +938,15 @@ fn ident_text(id: &sqlparser::ast::Ident) -> String {
     }
 }
 
+/// The sides of `a = b` as (column, value): `'x' = col` is read as `col = 'x'`.
+fn column_first<'e>(a: &'e Expr, b: &'e Expr) -> (&'e Expr, &'e Expr) {
+    if Collect::column(a).is_some() {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
 /// Collects relations, aliases and predicates from a parsed statement.
 /// Where each bind parameter of a statement takes its value among the logged binds, by the
 /// parameter's byte offset: `$1`/`:1` by number, `?` by position, `:name` by first appearance
@@ -925,6 +996,7 @@ struct Collect<'a> {
     aliases: Vec<(String, String)>,
     preds: Vec<FoundPred>,
     seen: std::collections::HashSet<FoundPred>,
+    rows: Vec<Vec<FoundPred>>,
 }
 
 impl Collect<'_> {
@@ -960,21 +1032,129 @@ impl Collect<'_> {
         }
     }
 
+    /// A value compared with a column: a literal, a list of literals, or a bind.
     fn value(&self, e: &Expr) -> Option<ValueRef> {
+        self.value_as(e, false)
+    }
+
+    /// A single literal (or bind) as one value of a row.
+    fn item(&self, e: &Expr) -> Option<ValueRef> {
+        self.value_as(e, true)
+    }
+
+    fn value_as(&self, e: &Expr, one: bool) -> Option<ValueRef> {
         match e {
             Expr::Value(ValueWithSpan { value, span }) => {
                 let off = self.offset(span.start)?;
                 match value {
                     Value::Placeholder(_) => self.binds.at(off).map(ValueRef::Bind),
                     Value::Null | Value::Boolean(_) => None,
+                    _ if one => self.scan.item_at(off).map(|(g, i)| ValueRef::Item(g, i)),
                     _ => self.scan.group_at(off).map(ValueRef::Group),
                 }
             }
-            Expr::Nested(e) => self.value(e),
-            Expr::Cast { expr, .. } => self.value(expr),
-            Expr::UnaryOp { expr, .. } => self.value(expr),
+            Expr::Nested(e) | Expr::Cast { expr: e, .. } | Expr::UnaryOp { expr: e, .. } => {
+                self.value_as(e, one)
+            }
             _ => None,
         }
+    }
+
+    /// The `column = value` equalities AND-ed together in `e` (none under OR or NOT).
+    fn conjuncts(&self, e: &Expr, out: &mut Vec<FoundPred>) {
+        match e {
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::And,
+                right,
+            } => {
+                self.conjuncts(left, out);
+                self.conjuncts(right, out);
+            }
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Eq,
+                right,
+            } => {
+                let (c, v) = column_first(left, right);
+                if let (Some((q, c)), Some(v)) = (Self::column(c), self.item(v)) {
+                    out.push((q, c, v, false));
+                }
+            }
+            Expr::Nested(e) => self.conjuncts(e, out),
+            _ => {}
+        }
+    }
+
+    /// The column values of `s` known to be of one row each.
+    fn row_groups(&mut self, s: &Statement) {
+        let mut rows: Vec<Vec<FoundPred>> = Vec::new();
+        let assigned = |c: &Self, a: &sqlparser::ast::Assignment, q: &Option<String>| {
+            let AssignmentTarget::ColumnName(n) = &a.target else {
+                return None;
+            };
+            let col = n.0.last().and_then(|p| p.as_ident()).map(ident_text)?;
+            Some((q.clone(), col, c.item(&a.value)?, false))
+        };
+        match s {
+            Statement::Insert(ins) => {
+                let TableObject::TableName(name) = &ins.table else {
+                    return;
+                };
+                let q = Some(object_name(name));
+                let cols: Vec<Option<String>> = ins
+                    .columns
+                    .iter()
+                    .map(|c| c.0.last().and_then(|p| p.as_ident()).map(ident_text))
+                    .collect();
+                if let Some(src) = &ins.source
+                    && let SetExpr::Values(v) = src.body.as_ref()
+                {
+                    for row in &v.rows {
+                        rows.push(
+                            cols.iter()
+                                .zip(&row.content)
+                                .filter_map(|(c, e)| {
+                                    Some((q.clone(), c.clone()?, self.item(e)?, false))
+                                })
+                                .collect(),
+                        );
+                    }
+                }
+                rows.push(
+                    ins.assignments
+                        .iter()
+                        .filter_map(|a| assigned(self, a, &q))
+                        .collect(),
+                );
+            }
+            Statement::Update(u) => {
+                let q = match &u.table.relation {
+                    TableFactor::Table { name, .. } => Some(object_name(name)),
+                    _ => None,
+                };
+                let mut row: Vec<FoundPred> = u
+                    .assignments
+                    .iter()
+                    .filter_map(|a| assigned(self, a, &q))
+                    .collect();
+                if let Some(w) = &u.selection {
+                    self.conjuncts(w, &mut row);
+                }
+                rows.push(row);
+            }
+            Statement::Query(query) => {
+                if let SetExpr::Select(sel) = query.body.as_ref()
+                    && let Some(w) = &sel.selection
+                {
+                    let mut row = Vec::new();
+                    self.conjuncts(w, &mut row);
+                    rows.push(row);
+                }
+            }
+            _ => {}
+        }
+        self.rows.extend(rows.into_iter().filter(|r| r.len() >= 2));
     }
 
     fn add(&mut self, col: &Expr, val: &Expr, like: bool) {
@@ -1014,11 +1194,8 @@ impl Visitor for Collect<'_> {
                 op: BinaryOperator::Eq,
                 right,
             } => {
-                if Self::column(left).is_some() {
-                    self.add(left, right, false);
-                } else {
-                    self.add(right, left, false);
-                }
+                let (c, v) = column_first(left, right);
+                self.add(c, v, false);
             }
             Expr::InList {
                 expr,
@@ -1075,7 +1252,7 @@ fn build_shape(sql: &str, dialect: Dialect, scan: &Scan) -> Shape {
         copied,
     } = classify(sql, scan);
     let parsed = sqlparser::parser::Parser::parse_sql(dialect.parser().as_ref(), sql);
-    let (tables, aliases, raw, ok) = match parsed {
+    let (tables, aliases, raw, raw_rows, ok) = match parsed {
         Ok(stmts) if !stmts.is_empty() => {
             let mut c = Collect {
                 sql,
@@ -1090,15 +1267,17 @@ fn build_shape(sql: &str, dialect: Dialect, scan: &Scan) -> Shape {
                 aliases: Vec::new(),
                 preds: Vec::new(),
                 seen: Default::default(),
+                rows: Vec::new(),
             };
             for s in &stmts {
                 let _ = s.visit(&mut c);
+                c.row_groups(s);
             }
-            (c.tables, c.aliases, c.preds, true)
+            (c.tables, c.aliases, c.preds, c.rows, true)
         }
         _ => {
             let (t, a, p) = token_analysis(sql, scan);
-            (t, a, p, false)
+            (t, a, p, Vec::new(), false)
         }
     };
     let mut tables = tables;
@@ -1127,33 +1306,35 @@ fn build_shape(sql: &str, dialect: Dialect, scan: &Scan) -> Shape {
         d.dedup();
         (d.len() == 1).then(|| d[0].clone())
     };
-    let preds: Vec<Pred> = raw
+    let resolve = |(q, column, value, like): FoundPred| {
+        let table = match q {
+            Some(q) => Some(
+                aliases
+                    .iter()
+                    .find(|(a, _)| *a == q)
+                    .map(|(_, t)| t.clone())
+                    .or_else(|| {
+                        all.iter()
+                            .find(|t| t.as_str() == q || t.rsplit('.').next() == Some(q.as_str()))
+                            .map(|t| (*t).clone())
+                    })
+                    .unwrap_or(q),
+            ),
+            None => single.clone(),
+        };
+        Pred {
+            table: table.map(Arc::from),
+            column: Arc::from(column),
+            value,
+            like,
+        }
+    };
+    let preds: Vec<Pred> = raw.into_iter().map(resolve).collect();
+    // A row's values are of one row only when they are of one table.
+    let rows: Vec<Vec<Pred>> = raw_rows
         .into_iter()
-        .map(|(q, column, value, like)| {
-            let table = match q {
-                Some(q) => Some(
-                    aliases
-                        .iter()
-                        .find(|(a, _)| *a == q)
-                        .map(|(_, t)| t.clone())
-                        .or_else(|| {
-                            all.iter()
-                                .find(|t| {
-                                    t.as_str() == q || t.rsplit('.').next() == Some(q.as_str())
-                                })
-                                .map(|t| (*t).clone())
-                        })
-                        .unwrap_or(q),
-                ),
-                None => single.clone(),
-            };
-            Pred {
-                table: table.map(Arc::from),
-                column: Arc::from(column),
-                value,
-                like,
-            }
-        })
+        .map(|r| r.into_iter().map(resolve).collect::<Vec<Pred>>())
+        .filter(|r| r.iter().all(|p| p.table.is_some() && p.table == r[0].table))
         .collect();
     Shape {
         aggregate_only: kind == StatementKind::Select && aggregate_only(sql, scan),
@@ -1164,6 +1345,7 @@ fn build_shape(sql: &str, dialect: Dialect, scan: &Scan) -> Shape {
         principal: principal.map(Arc::from),
         parsed: ok,
         preds,
+        rows,
     }
 }
 
@@ -1375,6 +1557,90 @@ mod tests {
         Dialect::Oracle,
         Dialect::Generic,
     ];
+
+    fn rows(a: &Analysis) -> Vec<Vec<String>> {
+        a.rows
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                r.iter()
+                    .map(|c| {
+                        format!(
+                            "{}.{}={}",
+                            c.table.as_deref().unwrap_or("?"),
+                            c.column,
+                            c.value
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn values_of_one_row_are_found_and_reused_by_fingerprint() {
+        let mut an = Analyzer::default();
+        let ins = "INSERT INTO cdr (calling_number, imsi, imei, duration) VALUES ('33611', '20815', '35693', 61), ('33622', '20816', '35694', 5)";
+        let a = an.analyse(ins, Dialect::Postgres, &[]);
+        assert_eq!(
+            rows(&a),
+            vec![
+                vec![
+                    "cdr.calling_number=33611",
+                    "cdr.imsi=20815",
+                    "cdr.imei=35693",
+                    "cdr.duration=61"
+                ],
+                vec![
+                    "cdr.calling_number=33622",
+                    "cdr.imsi=20816",
+                    "cdr.imei=35694",
+                    "cdr.duration=5"
+                ],
+            ]
+        );
+        // The same shape with other values: the cached shape reads this statement's literals.
+        let b = an.analyse(
+            &ins.replace("33611", "33699").replace("35694", "35600"),
+            Dialect::Postgres,
+            &[],
+        );
+        assert!(b.cached);
+        assert_eq!(rows(&b)[0][0], "cdr.calling_number=33699");
+        assert_eq!(rows(&b)[1][2], "cdr.imei=35600");
+        // AND-ed equalities are one row; OR-ed ones are not; UPDATE's SET joins its WHERE;
+        // columns of two tables are not one row.
+        type Case<'a> = (&'a str, Dialect, &'a [&'a str], Vec<Vec<&'a str>>);
+        let cases: [Case; 4] = [
+            (
+                "SELECT * FROM subscriber s WHERE s.msisdn = '336' AND s.imsi = '208' AND (x = 1 OR imei = '35')",
+                Dialect::MySql,
+                &[],
+                vec![vec!["subscriber.msisdn=336", "subscriber.imsi=208"]],
+            ),
+            (
+                "SELECT * FROM cdr WHERE calling_number = '336' OR imsi = '208'",
+                Dialect::Postgres,
+                &[],
+                vec![],
+            ),
+            (
+                "UPDATE device SET imei = $1 WHERE imsi = $2",
+                Dialect::Postgres,
+                &["35693", "20815"],
+                vec![vec!["device.imei=35693", "device.imsi=20815"]],
+            ),
+            (
+                "SELECT * FROM cdr c JOIN device d ON d.imsi = c.imsi WHERE c.calling_number = '336' AND d.imei = '35'",
+                Dialect::Postgres,
+                &[],
+                vec![],
+            ),
+        ];
+        for (sql, d, binds, want) in cases {
+            assert_eq!(rows(&run(sql, d, binds)), want, "{sql}");
+        }
+    }
 
     /// Statements cut off inside a quote, in every dialect: no panic (one such statement in an
     /// audit log used to stop hunt, scope and watch).

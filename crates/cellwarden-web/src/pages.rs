@@ -485,7 +485,13 @@ pub async fn scope(State(s): State<Shared>, Query(q): Query<KeyQuery>) -> Respon
                 tbody {
                     @for x in &subs {
                         tr {
-                            td { code { (text(&x["id"])) } @if let Some(l) = x["label"].as_str() { " " span.label { (l) } } }
+                            td {
+                                code { (text(&x["id"])) }
+                                @if let Some(l) = x["label"].as_str() { " " span.label { (l) } }
+                                @for i in x["identifiers"].as_array().into_iter().flatten().filter(|i| i["id"] != x["id"]) {
+                                    br; span.small { (text(&i["kind"])) " " code { (text(&i["id"])) } @if i["read"] == false { " (linked, not read)" } }
+                                }
+                            }
                             td { (text(&x["id_kind"])) }
                             td { (text(&x["record_types"])) }
                             td { (text(&x["accounts"])) }

@@ -18,6 +18,15 @@ pub fn pseudonymised_scope(p: &cellwarden_report::Pseudonymiser, mut v: Value) -
             if let Some(id) = s["id"].as_str() {
                 s["id"] = Value::String(p.pseudonym(&kind, id));
             }
+            if let Some(person) = s["person"].as_str() {
+                s["person"] = Value::String(p.pseudonym("person", person));
+            }
+            for i in s["identifiers"].as_array_mut().into_iter().flatten() {
+                let kind = i["kind"].as_str().unwrap_or("any").to_owned();
+                if let Some(id) = i["id"].as_str() {
+                    i["id"] = Value::String(p.pseudonym(&kind, id));
+                }
+            }
             if let Some(o) = s.as_object_mut() {
                 o.remove("label");
             }

@@ -228,6 +228,10 @@ pub struct DbArgs {
     /// Country calling code for national MSISDNs (overrides the schema map's).
     #[arg(long)]
     pub country_code: Option<String>,
+    /// The operator's subscribers (CSV with a header; columns named msisdn, imsi, imei, iccid):
+    /// one row, one person, so that the report lists people, not identifiers.
+    #[arg(long)]
+    pub subscriber_map: Option<PathBuf>,
     /// Asset file (TOML): internal networks, host roles, allowed transfers (docs/assets.md).
     #[arg(long)]
     pub assets: Option<PathBuf>,

@@ -13,6 +13,7 @@ use cellwarden_sigma::{LoadOptions, Loaded, RuleSource};
 use cellwarden_source::Mapping;
 use cellwarden_telecom::access::Selection;
 use cellwarden_telecom::detect::{DbConfig, Watchlist};
+use cellwarden_telecom::persons::{Persons, SubscriberMap};
 use cellwarden_telecom::schema::Schema;
 
 use crate::args::DbArgs;
@@ -118,10 +119,38 @@ pub fn db_setup(args: &DbArgs, selection: Selection) -> Result<DbSetup, Failure>
         }
         None => Watchlist::default(),
     };
+    let subscriber_map = match &args.subscriber_map {
+        Some(p) => {
+            let (map, bad) = SubscriberMap::from_csv(&read_file(p)?, &schema.numbering)
+                .map_err(|e| Failure::file(p, e))?;
+            for msg in &bad {
+                eprintln!(
+                    "error: {}: {}",
+                    p.display(),
+                    cellwarden_report::sanitize_terminal(msg)
+                );
+            }
+            eprintln!(
+                "subscriber map: {} subscribers with two or more identifiers from {}{}",
+                map.rows.len(),
+                p.display(),
+                if bad.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} values not identifiers of their column)", bad.len())
+                }
+            );
+            map
+        }
+        None => SubscriberMap::default(),
+    };
+    // A person listed by one identifier is protected under all of theirs.
+    let watchlist = watchlist.linked(&Persons::build(&subscriber_map, &Default::default()));
     Ok(DbSetup {
         schema: Arc::new(schema),
         watchlist: Arc::new(watchlist),
         selection: Arc::new(selection),
+        subscriber_map: Arc::new(subscriber_map),
         config,
         no_cache: false,
         disabled: false,

@@ -92,6 +92,7 @@ pub fn pgaudit_record(
     prefixes: &[Prefix],
     zone: Option<&TimeZone>,
 ) -> Option<(Fields<'static>, Option<Timestamp>)> {
+    let (text, note) = crate::json::split_note(text, PG_SESSION_ANNOTATION);
     let i = text.find(MARK)?;
     let prefix = text[..i].trim_end();
     let prefix = prefix
@@ -101,6 +102,7 @@ pub fn pgaudit_record(
     let mut out: Fields<'static> = Vec::with_capacity(16);
     let ts = read_prefix(prefix, prefixes, zone, &mut out);
     pgaudit_body(&text[i + MARK.len()..], &mut out)?;
+    session_note(note, &mut out);
     Some((out, ts))
 }
 
@@ -244,9 +246,11 @@ pub fn is_pg_log_line(line: &str) -> bool {
 /// pgaudit record: the prefix's time, pid, user and database; `level`, `message`, and what
 /// the message says (see [`pg_message_fields`]); `Channel: postgresql`.
 pub fn pg_log_record(text: &str, prefixes: &[Prefix], zone: Option<&TimeZone>) -> Option<Record> {
+    let (text, note) = crate::json::split_note(text, PG_SESSION_ANNOTATION);
     let (prefix, level, msg) = pg_level_split(text)?;
     let mut out: Fields<'static> = Vec::with_capacity(12);
     let ts = read_prefix(prefix, prefixes, zone, &mut out);
+    session_note(note, &mut out);
     out.push((Cow::Borrowed("level"), owned(level)));
     out.push((Cow::Borrowed("message"), owned(msg)));
     pg_message_fields(level, msg, &mut out);
@@ -260,6 +264,107 @@ pub fn pg_log_record(text: &str, prefixes: &[Prefix], zone: Option<&TimeZone>) -
         Value::Str(Cow::Borrowed("postgresql")),
     ));
     Some((out, ts))
+}
+
+/// Marks the reader's note of a PostgreSQL session on a record (see [`PgSessions`]).
+pub const PG_SESSION_ANNOTATION: &str = "\x1epgsession";
+
+/// The session fields of the reader's note, where the record's prefix does not give them.
+fn session_note(note: Option<Vec<&str>>, out: &mut Fields<'static>) {
+    let Some(v) = note else { return };
+    for (k, name) in [
+        "client_host",
+        "client_port",
+        "user",
+        "database",
+        "application",
+    ]
+    .iter()
+    .enumerate()
+    {
+        put_new(out, name, v.get(k).copied().unwrap_or_default());
+    }
+}
+
+/// Connections a PostgreSQL server log has open, from its `log_connections` records
+/// (`connection received: host=… port=…`, `connection authorized: user=… database=…
+/// application_name=…`) until their `disconnection:` record, by backend pid (`%p`). Records
+/// whose prefix does not name the client host (PostgreSQL's default `'%m [%p] '`, Debian's
+/// `'%m [%p] %q%u@%d '`) get it from their backend's connection. At most
+/// [`MAX_PG_SESSIONS`] connections are kept (the oldest go first). Costs nothing on logs
+/// without `log_connections`.
+#[derive(Debug, Default)]
+pub struct PgSessions {
+    open: std::collections::HashMap<String, [String; 5]>,
+    order: std::collections::VecDeque<String>,
+}
+
+/// Open connections kept per server log.
+pub const MAX_PG_SESSIONS: usize = 65_536;
+
+impl PgSessions {
+    /// Takes one record of the log; the note to append to it, if any.
+    pub fn observe(&mut self, text: &str, prefixes: &[Prefix]) -> Option<String> {
+        if self.open.is_empty() && !text.contains("connection received: ") {
+            return None;
+        }
+        let (prefix, _, msg) = pg_level_split(text)?;
+        let mut f: Fields<'static> = Vec::with_capacity(8);
+        read_prefix(prefix, prefixes, None, &mut f);
+        let field = |k: &str| {
+            f.iter()
+                .find(|(n, _)| n == k)
+                .and_then(|(_, v)| v.as_text())
+                .map(|v| v.into_owned())
+        };
+        let pid = field("pid")?;
+        let kv = |text: &str, key: &str| -> String {
+            text.split(' ')
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if let Some(r) = msg.strip_prefix("connection received: ") {
+            let host = kv(r, "host");
+            let host = if host == "[local]" {
+                String::new()
+            } else {
+                host
+            };
+            if !self.open.contains_key(&pid) {
+                self.order.push_back(pid.clone());
+                if self.order.len() > MAX_PG_SESSIONS
+                    && let Some(old) = self.order.pop_front()
+                {
+                    self.open.remove(&old);
+                }
+            }
+            let port = kv(r, "port");
+            self.open.insert(
+                pid,
+                [host, port, String::new(), String::new(), String::new()],
+            );
+            return None;
+        }
+        let s = self.open.get_mut(&pid)?;
+        if let Some(r) = msg.strip_prefix("connection authorized: ") {
+            s[2] = kv(r, "user");
+            s[3] = kv(r, "database");
+            s[4] = kv(r, "application_name");
+        }
+        let note = (field("client_host").is_none()).then(|| {
+            let mut n = PG_SESSION_ANNOTATION.to_owned();
+            for v in s.iter() {
+                n.push('\x1f');
+                n.push_str(v);
+            }
+            n
+        });
+        if msg.starts_with("disconnection: ") && self.open.remove(&pid).is_some() {
+            self.order.retain(|x| *x != pid);
+        }
+        note
+    }
 }
 
 /// `$1 = 'a', $2 = NULL` as the CSV list of values the SQL analyser binds.
@@ -826,6 +931,42 @@ mod tests {
             .and_then(|(_, v)| v.as_text())
             .map(|t| t.into_owned())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn backends_connections_give_their_records_the_client_host() {
+        let mut s = PgSessions::default();
+        let lines = [
+            "2026-03-07 03:10:00.001 UTC [77] [unknown]@[unknown] LOG:  connection received: host=10.30.5.17 port=46773",
+            "2026-03-07 03:10:00.002 UTC [77] crm_app@billing LOG:  connection authorized: user=crm_app database=billing application_name=psql",
+            "2026-03-07 03:10:01.000 UTC [77] crm_app@billing LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,\"SELECT * FROM cdr WHERE calling_number = '33699990001'\",<not logged>",
+            "2026-03-07 03:10:02.000 UTC [78] app@billing LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 1,<not logged>",
+            "2026-03-07 03:10:03.000 UTC [77] crm_app@billing LOG:  disconnection: session time: 0:00:03.000 user=crm_app database=billing host=10.30.5.17 port=46773",
+            "2026-03-07 03:10:04.000 UTC [77] crm_app@billing LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 2,<not logged>",
+        ];
+        let notes: Vec<Option<String>> = lines.iter().map(|l| s.observe(l, &[])).collect();
+        assert_eq!(notes[0], None);
+        assert!(notes[2].is_some() && notes[4].is_some());
+        assert_eq!(
+            notes[3], None,
+            "another backend, never connected in this log"
+        );
+        assert_eq!(notes[5], None, "the connection ended");
+        let text = format!("{}\n{}", lines[2], notes[2].as_deref().unwrap());
+        let (f, ts) = pgaudit_record(&text, &[], None).expect("record");
+        assert!(ts.is_some());
+        assert_eq!(get(&f, "client_host"), "10.30.5.17");
+        assert_eq!(get(&f, "client_port"), "46773");
+        assert_eq!(get(&f, "application"), "psql");
+        assert_eq!(get(&f, "user"), "crm_app");
+        assert!(get(&f, "statement").ends_with("'33699990001'"));
+        // A prefix that names the host keeps its own and gets no note.
+        let mut s = PgSessions::default();
+        s.observe("2026-03-07 03:10:00.001 UTC [77] @ 10.1.1.1(5) LOG:  connection received: host=10.1.1.1 port=5", &[]);
+        assert_eq!(
+            s.observe("2026-03-07 03:10:01.000 UTC [77] a@b 10.1.1.1(5) LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 1,<not logged>", &[]),
+            None
+        );
     }
 
     #[test]

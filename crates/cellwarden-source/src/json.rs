@@ -30,6 +30,18 @@ pub(crate) fn put_new(out: &mut Fields<'static>, k: &'static str, v: &str) {
     }
 }
 
+/// Splits a reader's note (`mark`, then `\x1f`-separated values, appended on a line of its
+/// own) from the record text it was appended to.
+pub(crate) fn split_note<'a>(text: &'a str, mark: &str) -> (&'a str, Option<Vec<&'a str>>) {
+    match text.rfind(mark) {
+        Some(i) => (
+            text[..i].strip_suffix('\n').unwrap_or(&text[..i]),
+            Some(text[i + mark.len()..].split('\x1f').skip(1).collect()),
+        ),
+        None => (text, None),
+    }
+}
+
 /// Flattens one JSON object into fields. Errors name the byte column of the problem.
 pub fn flatten(text: &str) -> Result<Fields<'_>, serde_json::Error> {
     if !text.trim_start().starts_with('{') {

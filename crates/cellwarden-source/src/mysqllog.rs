@@ -258,21 +258,6 @@ impl Connections {
     }
 }
 
-fn split_note(text: &str) -> (&str, Option<Vec<&str>>) {
-    match text.rfind(CONNECTION_ANNOTATION) {
-        Some(i) => (
-            text[..i].strip_suffix('\n').unwrap_or(&text[..i]),
-            Some(
-                text[i + CONNECTION_ANNOTATION.len()..]
-                    .split('\x1f')
-                    .skip(1)
-                    .collect(),
-            ),
-        ),
-        None => (text, None),
-    }
-}
-
 /// `user[user] @ host [ip]` (also `user[user] @  [ip]`, `@ localhost []`).
 fn user_host(text: &str, out: &mut Fields<'static>) {
     let (u, rest) = text.split_once(" @ ").unwrap_or((text, ""));
@@ -383,7 +368,7 @@ pub fn slow_record(text: &str, zone: Option<&TimeZone>) -> Option<crate::dbaudit
 
 /// Fields of one general-log record (with the reader's connection annotation).
 pub fn general_record(text: &str, zone: Option<&TimeZone>) -> Option<crate::dbaudit::Record> {
-    let (text, note) = split_note(text);
+    let (text, note) = crate::json::split_note(text, CONNECTION_ANNOTATION);
     let (first, more) = text.split_once('\n').unwrap_or((text, ""));
     let (time, id, cmd, arg) = general_head(first)?;
     let mut out: Fields<'static> = Vec::with_capacity(10);

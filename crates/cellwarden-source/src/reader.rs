@@ -629,7 +629,19 @@ fn read_text_from(
         // come, so a long record stays linear).
         let mut open_quotes = 0usize;
         let mut audit = false;
-        read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
+        // A server log's records get the client host of their backend's connection.
+        let mut sessions = crate::dbaudit::PgSessions::default();
+        let prefixes = Arc::clone(&ctx.pg_prefixes);
+        let mut server_record = |b: &mut Batcher<'_>, first: u64, mut text: Vec<u8>| {
+            if kind == Format::PgLog
+                && let Some(note) = sessions.observe(&String::from_utf8_lossy(&text), &prefixes)
+            {
+                text.push(b'\n');
+                text.extend_from_slice(note.as_bytes());
+            }
+            b.push(first, &text);
+        };
+        let r = read_lines(file, &mut reader, limits, &mut batch, &mut |n, line, b| {
             if let Some((first, text)) = pending.as_mut() {
                 let inside = open_quotes % 2 == 1 && (kind != Format::PgLog || audit);
                 // A server message goes on until a line starts a record of its own (the
@@ -658,7 +670,7 @@ fn read_text_from(
                 if inside {
                     cut.push(first);
                 }
-                b.push(first, &text);
+                server_record(b, first, text);
             }
             if kind == Format::OracleCsv && b.header.is_none() {
                 let l = String::from_utf8_lossy(line);
@@ -676,7 +688,11 @@ fn read_text_from(
             } else {
                 b.push(n, line);
             }
-        })
+        });
+        if let Some((first, text)) = pending.take() {
+            server_record(&mut batch, first, text);
+        }
+        r
     } else if kind == Format::ZeekTsv {
         // Header lines set the columns of the rows after them; a new header starts a new unit.
         let (mut sep, mut empty, mut unset, mut path) = (

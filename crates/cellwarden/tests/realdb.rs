@@ -49,6 +49,8 @@ struct Sub {
     msisdn: String,
     imsi: String,
     imei: String,
+    /// Known to the subscriber map only (the databases do not hold it).
+    iccid: String,
 }
 
 fn luhn_digit(body: &str) -> u32 {
@@ -75,6 +77,7 @@ fn sub(n: u32) -> Sub {
         msisdn: format!("33612{n:06}"),
         imsi: format!("20815{n:010}"),
         imei: format!("{body}{}", luhn_digit(&body)),
+        iccid: format!("8933150{n:012}"),
     }
 }
 
@@ -117,18 +120,18 @@ fn provisioning(pg: bool) -> Vec<String> {
             .join(", ")
     };
     s.push(format!(
-        "INSERT INTO subscriber VALUES {}",
+        "INSERT INTO subscriber (msisdn, imsi, imei, name, plan) VALUES {}",
         rows(&|x, n| format!(
             "('{}', '{}', '{}', 'Subscriber {n}', 'basic')",
             x.msisdn, x.imsi, x.imei
         ))
     ));
     s.push(format!(
-        "INSERT INTO device VALUES {}",
+        "INSERT INTO device (imei, imsi, msisdn, model) VALUES {}",
         rows(&|x, _| format!("('{}', '{}', '{}', 'X1')", x.imei, x.imsi, x.msisdn))
     ));
     s.push(format!(
-        "INSERT INTO cell_location VALUES {}",
+        "INSERT INTO cell_location (imsi, cell_id, seen_at) VALUES {}",
         rows(&|x, n| format!("('{}', 'cell-{}', '2026-01-15 10:00:00')", x.imsi, n % 50))
     ));
     s
@@ -849,9 +852,22 @@ impl Server for MariaDb {
 // ---------------------------------------------------------------------------------------
 // What `scope` says about the logs.
 
-/// The subscribers `scope` lists for `log` with `args`; under the automatic mode, every
-/// piece of evidence must come from `host`.
+/// The identifiers `scope` says were read for `log` with `args`; under the automatic mode,
+/// every piece of evidence must come from `host`. The report has one entry per person: the
+/// provisioning statements name each subscriber's MSISDN, IMSI and IMEI in one row.
 fn scope_ids(log: &Path, args: &[&str], host: Option<&str>) -> BTreeSet<String> {
+    let owner: BTreeMap<String, u32> = (1..=SUBSCRIBERS)
+        .flat_map(|n| {
+            let x = sub(n);
+            [
+                (format!("msisdn:{}", x.msisdn), n),
+                (format!("imsi:{}", x.imsi), n),
+                (format!("imei:{}", x.imei), n),
+                (format!("iccid:{}", x.iccid), n),
+            ]
+        })
+        .collect();
+    let mut persons = BTreeSet::new();
     let mut a = vec!["scope", log.to_str().unwrap(), "--format", "json"];
     a.extend_from_slice(args);
     let out = run(&a);
@@ -866,11 +882,32 @@ fn scope_ids(log: &Path, args: &[&str], host: Option<&str>) -> BTreeSet<String> 
                 assert_eq!(e["client_host"], h, "{a:?}: {s:#}");
             }
         }
-        ids.insert(format!(
-            "{}:{}",
-            s["id_kind"].as_str().unwrap(),
-            s["id"].as_str().unwrap()
-        ));
+        let mine: BTreeSet<u32> = s["identifiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let id = format!(
+                    "{}:{}",
+                    i["kind"].as_str().unwrap(),
+                    i["id"].as_str().unwrap()
+                );
+                let n = owner[&id];
+                if i["read"] == true {
+                    ids.insert(id);
+                }
+                n
+            })
+            .collect();
+        assert_eq!(mine.len(), 1, "{a:?}: one person an entry: {s:#}");
+        assert!(persons.insert(mine), "{a:?}: one entry a person: {s:#}");
+        // MSISDN, IMSI and IMEI from the provisioning rows; the ICCID from the map only.
+        let with_map = args.contains(&"--subscriber-map");
+        assert_eq!(
+            s["identifiers"].as_array().unwrap().len(),
+            if with_map { 4 } else { 3 },
+            "{a:?}: {s:#}"
+        );
     }
     ids
 }
@@ -924,48 +961,57 @@ fn workdir() -> tempfile::TempDir {
     dir
 }
 
-#[test]
-fn postgresql_pgaudit_in_stderr_csvlog_and_jsonlog() {
+/// A PostgreSQL server set up with `conf` replays the week; `scope` on each of its `logs`
+/// (file extension, extra arguments) must find what was sent.
+fn postgresql(conf: &str, logs: &[(&str, &[&str])]) {
     let (Some(lib), Some(bin)) = (faketime(), Postgres::find()) else {
         return;
     };
     let dir = workdir();
     let clock = Clock::new(lib, dir.path());
-    let mut pg = Postgres::start(
-        bin,
-        dir.path(),
-        &clock,
-        "log_destination = 'stderr,csvlog,jsonlog'\nlog_line_prefix = '%m [%p] %u@%d %r '",
-    );
+    let mut pg = Postgres::start(bin, dir.path(), &clock, conf);
     let week = replay(&pg, &clock, true);
     pg.stop();
-    check(&pg.log("log"), &[], &week);
-    check(&pg.log("log"), &["--pg-prefix", "%m [%p] %u@%d %r "], &week);
-    check(&pg.log("csv"), &[], &week);
-    check(&pg.log("json"), &[], &week);
+    for (ext, extra) in logs {
+        check(&pg.log(ext), extra, &week);
+    }
+}
+
+#[test]
+fn postgresql_pgaudit_in_stderr_csvlog_and_jsonlog() {
+    postgresql(
+        "log_destination = 'stderr,csvlog,jsonlog'\nlog_line_prefix = '%m [%p] %u@%d %r '",
+        &[
+            ("log", &[]),
+            ("log", &["--pg-prefix", "%m [%p] %u@%d %r "]),
+            ("csv", &[]),
+            ("json", &[]),
+        ],
+    );
 }
 
 #[test]
 fn postgresql_pgaudit_with_a_key_value_prefix_in_local_time() {
-    let (Some(lib), Some(bin)) = (faketime(), Postgres::find()) else {
-        return;
-    };
-    let dir = workdir();
-    let clock = Clock::new(lib, dir.path());
-    let mut pg = Postgres::start(
-        bin,
-        dir.path(),
-        &clock,
+    postgresql(
         "log_destination = 'stderr'\nlog_timezone = 'Europe/Paris'\n\
          log_line_prefix = '%t [%p]: user=%u,db=%d,app=%a,client=%h '",
+        &[
+            ("log", &[]),
+            (
+                "log",
+                &["--pg-prefix", "%t [%p]: user=%u,db=%d,app=%a,client=%h "],
+            ),
+        ],
     );
-    let week = replay(&pg, &clock, true);
-    pg.stop();
-    check(&pg.log("log"), &[], &week);
-    check(
-        &pg.log("log"),
-        &["--pg-prefix", "%t [%p]: user=%u,db=%d,app=%a,client=%h "],
-        &week,
+}
+
+/// Debian's default prefix names no client host: with `log_connections`, each backend's
+/// `connection received: host=…` record gives it to the statements after it.
+#[test]
+fn postgresql_pgaudit_with_debians_default_prefix_and_log_connections() {
+    postgresql(
+        "log_destination = 'stderr'\nlog_line_prefix = '%m [%p] %q%u@%d '",
+        &[("log", &[]), ("log", &["--pg-prefix", "%m [%p] %q%u@%d "])],
     );
 }
 
@@ -979,7 +1025,25 @@ fn mariadb_server_audit_general_and_slow_logs() {
     let mut db = MariaDb::start(&bin, dir.path(), &clock);
     let week = replay(&db, &clock, false);
     db.stop();
-    for log in ["server_audit.log", "general.log", "slow.log"] {
+    // server_audit cuts statements at 1,024 bytes (server_audit_query_log_limit): the
+    // provisioning rows are lost there, and the operator's subscriber list links them.
+    let map = dir.path().join("subscribers.csv");
+    let mut csv = String::from("customer_id,msisdn,imsi,imei,iccid,tariff\n");
+    for n in 1..=SUBSCRIBERS {
+        let x = sub(n);
+        csv.push_str(&format!(
+            "C{n:06},+{},{},{},{},basic\n",
+            x.msisdn, x.imsi, x.imei, x.iccid
+        ));
+    }
+    std::fs::write(&map, csv).unwrap();
+    let map = map.to_str().unwrap();
+    check(
+        &dir.path().join("server_audit.log"),
+        &["--subscriber-map", map],
+        &week,
+    );
+    for log in ["general.log", "slow.log"] {
         check(&dir.path().join(log), &[], &week);
     }
 }

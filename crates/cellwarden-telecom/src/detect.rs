@@ -1416,6 +1416,51 @@ mod tests {
     }
 
     #[test]
+    fn a_person_watchlisted_by_msisdn_is_protected_when_read_by_imsi() {
+        let (w, _) = Watchlist::parse("+33 6 99 99 00 01  Minister A\n", &Numbering::default());
+        let evs = vec![
+            // Provisioning shows the MSISDN and the IMSI in one row...
+            ev(
+                "2026-03-01T09:00:00Z",
+                "prov",
+                "h",
+                "INSERT INTO subscriber (msisdn, imsi) VALUES ('33699990001', '208150123456789')",
+                1,
+            ),
+            // ... and the care agent reads the location by IMSI.
+            ev(
+                "2026-03-02T10:00:00Z",
+                "care1",
+                "h",
+                "SELECT * FROM cell_location WHERE imsi = '208150123456789'",
+                2,
+            ),
+        ];
+        let agg = aggregate(&evs);
+        assert_eq!(agg.links.len(), 1);
+        let j = judge(&agg, &w, &DbConfig::default());
+        assert_eq!(rules_of(&j), vec!["cellwarden.db.watchlist_access"]);
+        assert_eq!(j.alerts[0].event.get_str("labels").unwrap(), "Minister A");
+        assert_eq!(j.alerts[0].event.get_str("account").unwrap(), "care1");
+        // The report lists the person once, under the MSISDN, the IMSI marked as read.
+        let persons = Persons::build(&SubscriberMap::default(), &agg.links);
+        let x = crate::exposure::Exposure::build(&agg, &j, &w, &Selection::default(), &persons);
+        assert_eq!(x.subscribers.len(), 1);
+        let s = &x.subscribers[0];
+        assert_eq!(
+            (s.id_kind.as_str(), s.id.as_str()),
+            ("msisdn", "33699990001")
+        );
+        assert!(s.watchlisted);
+        let ids: Vec<(&str, bool)> = s
+            .identifiers
+            .iter()
+            .map(|i| (i.kind.as_str(), i.read))
+            .collect();
+        assert_eq!(ids, vec![("msisdn", false), ("imsi", true)]);
+    }
+
+    #[test]
     fn exports_alert_unless_scheduled_and_new_accounts() {
         let mut evs = Vec::new();
         for day in 1..=5 {

@@ -317,6 +317,14 @@ impl Exposure {
         selection: &Selection,
         persons: &Persons,
     ) -> Exposure {
+        // A person watchlisted under one identifier is under all (as the detections judged).
+        let linked;
+        let watch = if persons.is_empty() || watch.ids.is_empty() {
+            watch
+        } else {
+            linked = watch.linked(persons);
+            &linked
+        };
         // Keyed by the person's main identifier (an identifier alone is its own).
         let main_of = |s: &SubscriberId| -> SubscriberId {
             persons

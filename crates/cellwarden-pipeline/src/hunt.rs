@@ -227,6 +227,7 @@ fn worker<'a>(
             held = 0;
         }
     }
+    core.seal();
     WorkerOut {
         alerts,
         spill_error,

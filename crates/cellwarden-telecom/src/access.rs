@@ -761,8 +761,10 @@ impl Collector {
         let record_bits = derived.record_bits;
         // Subscribers selected, and LIKE prefixes.
         let mut subjects: Vec<SubscriberId> = Vec::new();
-        // Distinct subscribers so far (a statement may name a million).
-        let mut seen: std::collections::HashSet<SubscriberId> = Default::default();
+        // Distinct subscribers so far: a look along the list while it is short (most
+        // statements name one or two), a hash set once it is long (a statement may name a
+        // million).
+        let mut seen: rustc_hash::FxHashSet<SubscriberId> = Default::default();
         let mut prefixes: Vec<(IdKind, String)> = Vec::new();
         let mut observed_cols: Vec<(String, String, ColumnKind, Basis)> = Vec::new();
         for c in &analysis.compared {
@@ -811,7 +813,15 @@ impl Collector {
                     derived.shown[c.pred] = Some((table.to_owned(), c.column.to_string()));
                     observed_cols.push((table.to_owned(), c.column.to_string(), kind, basis));
                 }
-                if seen.insert(id.clone()) {
+                let new = if subjects.len() < 16 {
+                    !subjects.contains(&id)
+                } else {
+                    if seen.is_empty() {
+                        seen.extend(subjects.iter().cloned());
+                    }
+                    seen.insert(id.clone())
+                };
+                if new {
                     subjects.push(id);
                 }
             }

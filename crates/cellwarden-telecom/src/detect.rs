@@ -768,7 +768,7 @@ struct RepeatChance<'a> {
 
 impl<'a> RepeatChance<'a> {
     fn new(agg: &'a Aggregates, base: u64) -> RepeatChance<'a> {
-        let mut all: std::collections::HashSet<&SubscriberId> = std::collections::HashSet::new();
+        let mut all: rustc_hash::FxHashSet<&SubscriberId> = Default::default();
         let mut per_day: BTreeMap<(&str, Day), u64> = BTreeMap::new();
         let mut last: Option<(&str, &SubscriberId, Day)> = None;
         for (a, s, d, _) in agg.subjects.keys() {

@@ -438,7 +438,12 @@ fn judge_with(
     }
     let judgement = match db {
         Some(agg) => {
-            let j = cellwarden_telecom::detect::judge(agg, &setup.db.watchlist, &setup.db.config);
+            let j = cellwarden_telecom::detect::judge_with_map(
+                agg,
+                &setup.db.watchlist,
+                &setup.db.subscriber_map,
+                &setup.db.config,
+            );
             alerts.extend(j.alerts.iter().cloned());
             j
         }

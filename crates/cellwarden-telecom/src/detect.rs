@@ -5,8 +5,9 @@
 //! - `cellwarden.db.watchlist_access` (high): records of a watchlisted subscriber read by an
 //!   account not on the watchlist's allow list; one alert per account and day.
 //! - `cellwarden.db.targeted_lookup` (high): an account read a small set of subscribers
-//!   repeatedly (on several days, several statements) or across many record types, more
-//!   such subscribers than its peers do.
+//!   (persons, across their linked identifiers) from one client host repeatedly (on more
+//!   days than its daily volume explains by chance) or across many record types, more such
+//!   subscribers than its peers do.
 //! - `cellwarden.db.bulk_export` (high): COPY … TO, SELECT … INTO OUTFILE, UNLOAD, CREATE
 //!   TABLE AS or SELECT INTO from a record table, unless the account made the same export
 //!   on enough earlier days to be a schedule.
@@ -328,6 +329,9 @@ pub fn rules() -> RuleTable {
 /// The detections' results, and why each account-day and subscriber is suspicious.
 pub type Judgement = cellwarden_analytics::Judgement<Reasons>;
 
+/// (account, client host, subscriber) of a targeted lookup.
+pub type TargetKey = (Arc<str>, Option<Arc<str>>, SubscriberId);
+
 /// Why account-days and subscribers are suspicious, by the keys of the alerts that say so.
 #[derive(Debug, Default)]
 pub struct Reasons {
@@ -337,8 +341,9 @@ pub struct Reasons {
     /// Suspicious sessions (findings that name where they happened: a client host, a program,
     /// hours, record types, a bulk read) → keys of the alerts that make them so.
     pub session_reasons: BTreeMap<(Arc<str>, Day, Arc<Session>), Vec<String>>,
-    /// Targeted subscribers → key of the targeted-lookup alert.
-    pub subject_reasons: BTreeMap<(Arc<str>, SubscriberId), Vec<String>>,
+    /// Targeted subscribers, by (account, client host they were read from, subscriber) →
+    /// key of the targeted-lookup alert.
+    pub subject_reasons: BTreeMap<TargetKey, Vec<String>>,
     /// Watchlist hits: (account, day) → alert key.
     pub watch_reasons: BTreeMap<(Arc<str>, Day), String>,
     /// Every alert key by account, for the accounts section.
@@ -355,6 +360,8 @@ struct Finding {
     observed: String,
     expected: String,
     subscribers: Vec<SubscriberId>,
+    /// Targeted lookups: the subscribers with the client host they were read from.
+    targets: Vec<(Option<Arc<str>>, SubscriberId)>,
     extra: Vec<(&'static str, String)>,
 }
 
@@ -405,19 +412,31 @@ struct History {
     bulk_days: BTreeMap<(Arc<str>, StatementKind), usize>,
 }
 
-/// Runs the detections.
+/// Runs the detections, with the persons the logs' own links make.
 pub fn judge(agg: &Aggregates, watch: &Watchlist, config: &DbConfig) -> Judgement {
+    judge_with_map(agg, watch, &SubscriberMap::default(), config)
+}
+
+/// Runs the detections, with the persons the subscriber map and the logs' links make (a
+/// person is read in depth across their identifiers, and watchlisted under all of them).
+pub fn judge_with_map(
+    agg: &Aggregates,
+    watch: &Watchlist,
+    map: &SubscriberMap,
+    config: &DbConfig,
+) -> Judgement {
+    let persons = Persons::build(map, &agg.links);
     let expanded;
-    let watch = if watch.ids.is_empty() || agg.links.is_empty() {
+    let watch = if watch.ids.is_empty() || persons.is_empty() {
         watch
     } else {
-        expanded = watch.linked(&Persons::build(&SubscriberMap::default(), &agg.links));
+        expanded = watch.linked(&persons);
         &expanded
     };
     let mut findings: Vec<Finding> = Vec::new();
     novelty(agg, config, &mut findings);
     new_accounts(agg, config, &mut findings);
-    targeted(agg, watch, config, &mut findings);
+    targeted(agg, watch, &persons, config, &mut findings);
     watchlisted(agg, watch, &mut findings);
     into_judgement(agg, findings)
 }
@@ -454,6 +473,7 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
             observed,
             expected,
             subscribers: Vec::new(),
+            targets: Vec::new(),
             extra: Vec::new(),
         };
         let earlier = format!("{} earlier active day(s)", h.days);
@@ -678,6 +698,7 @@ fn new_accounts(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
                     config.new_account_days
                 ),
                 subscribers: Vec::new(),
+                targets: Vec::new(),
                 extra: vec![("created_by", c.by.to_string())],
             };
             f.extra.push(("created_at", c.evidence.time.to_string()));
@@ -762,37 +783,41 @@ fn poisson_bound(rate: f64, alpha: f64) -> usize {
 /// so the chance is if anything overstated), each subscriber alike, days independent.
 struct RepeatChance<'a> {
     population: f64,
-    /// Account → per day, the share of the base it read.
-    shares: BTreeMap<&'a str, Vec<f64>>,
+    /// (Account, client host) → per day, the share of the base it read.
+    shares: BTreeMap<(&'a str, Option<&'a str>), Vec<f64>>,
 }
 
 impl<'a> RepeatChance<'a> {
     fn new(agg: &'a Aggregates, base: u64) -> RepeatChance<'a> {
         let mut all: rustc_hash::FxHashSet<&SubscriberId> = Default::default();
-        let mut per_day: BTreeMap<(&str, Day), u64> = BTreeMap::new();
-        let mut last: Option<(&str, &SubscriberId, Day)> = None;
-        for (a, s, d, _) in agg.subjects.keys() {
+        type DayKey<'k> = (&'k str, Option<&'k str>, Day);
+        let mut per_day: BTreeMap<DayKey, u64> = BTreeMap::new();
+        let mut last: Option<(&str, &SubscriberId, Day, Option<&str>)> = None;
+        // Sessions of an (account, subscriber, day) come sorted by host.
+        for (a, s, d, sess) in agg.subjects.keys() {
             all.insert(s);
-            let key = (a.as_ref(), s, *d);
+            let host = sess.host.as_deref();
+            let key = (a.as_ref(), s, *d, host);
             if last != Some(key) {
-                *per_day.entry((a.as_ref(), *d)).or_default() += 1;
+                *per_day.entry((a.as_ref(), host, *d)).or_default() += 1;
                 last = Some(key);
             }
         }
         let population = (all.len() as u64).max(base).max(1) as f64;
-        let mut shares: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-        for ((a, _), n) in per_day {
+        let mut shares: BTreeMap<(&str, Option<&str>), Vec<f64>> = BTreeMap::new();
+        for ((a, h, _), n) in per_day {
             shares
-                .entry(a)
+                .entry((a, h))
                 .or_default()
                 .push((n as f64 / population).min(1.0));
         }
         RepeatChance { population, shares }
     }
 
-    /// Expected number of subscribers `account` reads on at least `k` days by chance.
-    fn expected(&self, account: &str, k: usize) -> f64 {
-        let Some(p) = self.shares.get(account) else {
+    /// Expected number of subscribers `account` reads from `host` on at least `k` days by
+    /// chance.
+    fn expected(&self, account: &str, host: Option<&Arc<str>>, k: usize) -> f64 {
+        let Some(p) = self.shares.get(&(account, host.map(|h| &**h))) else {
             return 0.0;
         };
         // Poisson-binomial: dist[j] = P(read on exactly j of the days so far).
@@ -812,8 +837,17 @@ impl<'a> RepeatChance<'a> {
 
 /// Watchlisted subscribers are left out: `watchlist_access` reports every read of them, and
 /// counting them here would sweep an insider's chance callbacks into the target list.
-fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Vec<Finding>) {
-    // Per (account, subscriber): days, statements, record types, earliest evidence.
+fn targeted(
+    agg: &Aggregates,
+    watch: &Watchlist,
+    persons: &Persons,
+    config: &DbConfig,
+    out: &mut Vec<Finding>,
+) {
+    // Per (account, client host, subscriber): days, statements, record types, earliest
+    // evidence. Where the reads came from matters: a service account's application and an
+    // intruder using the same account from another host are two readers.
+    #[derive(Clone)]
     struct Per {
         days: usize,
         last_day: Option<Day>,
@@ -821,53 +855,85 @@ fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Ve
         bits: u8,
         first: Option<Evidence>,
     }
-    // Subjects are ordered by (account, subscriber, day): one run per account and subscriber.
-    let mut per: Vec<(&Arc<str>, &SubscriberId, Per)> = Vec::new();
-    for ((a, s, day, _), st) in &agg.subjects {
-        let same = per
-            .last()
-            .is_some_and(|(pa, ps, _)| pa.as_ref() == a.as_ref() && *ps == s);
-        if !same {
-            per.push((
-                a,
-                s,
-                Per {
-                    days: 0,
-                    last_day: None,
-                    statements: 0,
-                    bits: 0,
-                    first: None,
-                },
-            ));
-        }
-        let p = &mut per.last_mut().expect("pushed above").2;
-        // Sessions of one day come together (keys: account, subscriber, day, session).
-        if p.last_day != Some(*day) {
+    let fresh = || Per {
+        days: 0,
+        last_day: None,
+        statements: 0,
+        bits: 0,
+        first: None,
+    };
+    let add = |p: &mut Per, day: Day, st: &crate::access::SubjectStats| {
+        // Days come in order within an (account, subscriber) run.
+        if p.last_day != Some(day) {
             p.days += 1;
-            p.last_day = Some(*day);
+            p.last_day = Some(day);
         }
         p.statements += st.statements;
         p.bits |= st.record_types;
         if let Some(e) = st.evidence.first() {
             crate::access::min_evidence(&mut p.first, e);
         }
+    };
+    type Host<'h> = Option<&'h Arc<str>>;
+    // Subjects are ordered by (account, subscriber, day, session): one run per account and
+    // subscriber, its hosts found among the run's few entries.
+    let mut per: Vec<(&Arc<str>, Host, &SubscriberId, Per)> = Vec::new();
+    let mut run = 0;
+    // (account, host, person) → the person's days, counts, and the identifiers read.
+    type PersonKey<'k> = (&'k Arc<str>, Host<'k>, usize);
+    let mut by_person: BTreeMap<PersonKey, (BTreeSet<Day>, Per, Vec<SubscriberId>)> =
+        BTreeMap::new();
+    for ((a, s, day, sess), st) in &agg.subjects {
+        let host = sess.host.as_ref();
+        // A person's identifiers are read as one: the CDRs by MSISDN, the cells by IMSI and
+        // the handset by IMEI are a read in depth.
+        if let Some(person) = persons.of(s) {
+            let e = by_person
+                .entry((a, host, person))
+                .or_insert_with(|| (BTreeSet::new(), fresh(), Vec::new()));
+            e.0.insert(*day);
+            add(&mut e.1, *day, st);
+            if !e.2.contains(s) {
+                e.2.push(s.clone());
+            }
+            continue;
+        }
+        let same_run = per
+            .last()
+            .is_some_and(|(pa, _, ps, _)| pa.as_ref() == a.as_ref() && *ps == s);
+        if !same_run {
+            run = per.len();
+        }
+        let i = match per[run..].iter().position(|(_, h, _, _)| *h == host) {
+            Some(i) => run + i,
+            None => {
+                per.push((a, host, s, fresh()));
+                per.len() - 1
+            }
+        };
+        add(&mut per[i].3, *day, st);
     }
+    let people = by_person
+        .into_iter()
+        .map(|((a, h, _), (days, mut p, ids))| {
+            p.days = days.len();
+            (a, h, ids, p)
+        });
+    let singles = per
+        .into_iter()
+        .map(|(a, h, s, p)| (a, h, vec![s.clone()], p));
     let chance = RepeatChance::new(agg, config.subscriber_base);
-    let mut targets: BTreeMap<Arc<str>, Vec<(SubscriberId, &Per)>> = BTreeMap::new();
-    for (a, s, p) in &per {
+    type Target = (Option<Arc<str>>, Vec<SubscriberId>, Per);
+    let mut targets: BTreeMap<Arc<str>, Vec<Target>> = BTreeMap::new();
+    for (a, h, ids, p) in singles.chain(people) {
         let repeated = (p.days >= config.targeted_min_days
             && p.statements >= config.targeted_min_lookups
             || p.days >= config.targeted_days_alone)
-            && chance.expected(a, p.days) < config.targeted_chance;
+            && chance.expected(a, h, p.days) < config.targeted_chance;
         let deep = p.bits.count_ones() >= config.targeted_min_record_types;
-        if !targets.contains_key(*a) {
-            targets.insert(Arc::clone(a), Vec::new());
-        }
-        if (repeated || deep) && !watch.ids.contains_key(*s) {
-            targets
-                .get_mut(*a)
-                .expect("inserted above")
-                .push(((*s).clone(), p));
+        let list = targets.entry(Arc::clone(a)).or_default();
+        if (repeated || deep) && !ids.iter().any(|s| watch.ids.contains_key(s)) {
+            list.push((h.cloned(), ids, p));
         }
     }
     // Peer groups: configured role, else the program the account uses most.
@@ -916,14 +982,14 @@ fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Ve
         if !peers.is_empty() && n <= expected_max {
             continue;
         }
-        let Some(evidence) = list_t.iter().filter_map(|(_, p)| p.first.clone()).min() else {
+        let Some(evidence) = list_t.iter().filter_map(|(_, _, p)| p.first.clone()).min() else {
             continue;
         };
         let deep = list_t
             .iter()
-            .filter(|(_, p)| p.bits.count_ones() >= config.targeted_min_record_types)
+            .filter(|(_, _, p)| p.bits.count_ones() >= config.targeted_min_record_types)
             .count();
-        let types: u8 = list_t.iter().fold(0, |b, (_, p)| b | p.bits);
+        let types: u8 = list_t.iter().fold(0, |b, (_, _, p)| b | p.bits);
         out.push(Finding {
             sessions: None,
             rule: "cellwarden.db.targeted_lookup",
@@ -950,7 +1016,14 @@ fn targeted(agg: &Aggregates, watch: &Watchlist, config: &DbConfig, out: &mut Ve
                     config.targeted_peer_alpha
                 )
             },
-            subscribers: list_t.iter().map(|(s, _)| s.clone()).collect(),
+            subscribers: list_t
+                .iter()
+                .flat_map(|(_, s, _)| s.iter().cloned())
+                .collect(),
+            targets: list_t
+                .iter()
+                .flat_map(|(h, s, _)| s.iter().map(|x| (h.clone(), x.clone())))
+                .collect(),
             extra: Vec::new(),
         });
     }
@@ -993,6 +1066,7 @@ fn watchlisted(agg: &Aggregates, watch: &Watchlist, out: &mut Vec<Finding>) {
             ),
             expected: "no access by accounts outside the watchlist's allow list".to_owned(),
             subscribers: subs,
+            targets: Vec::new(),
             extra: Vec::new(),
         };
         if !labels.is_empty() {
@@ -1040,10 +1114,10 @@ fn into_judgement(agg: &Aggregates, mut findings: Vec<Finding>) -> Judgement {
         let key = alert.key();
         match (f.rule, f.day) {
             ("cellwarden.db.targeted_lookup", _) => {
-                for sub in &f.subscribers {
+                for (host, sub) in &f.targets {
                     j.reasons
                         .subject_reasons
-                        .entry((Arc::clone(&f.account), sub.clone()))
+                        .entry((Arc::clone(&f.account), host.clone(), sub.clone()))
                         .or_default()
                         .push(key.clone());
                 }
@@ -1458,6 +1532,57 @@ mod tests {
             .map(|i| (i.kind.as_str(), i.read))
             .collect();
         assert_eq!(ids, vec![("msisdn", false), ("imsi", true)]);
+    }
+
+    #[test]
+    fn a_person_read_in_depth_from_another_host_is_a_target_of_that_host_only() {
+        let mut evs = vec![ev(
+            "2026-03-01T09:00:00Z",
+            "prov",
+            "h",
+            "INSERT INTO device (msisdn, imsi, imei) VALUES ('33699990001', '208150123456789', '356938035643809')",
+            1,
+        )];
+        // The application reads the person's profile from its host...
+        evs.push(ev(
+            "2026-03-02T10:00:00Z",
+            "crm_app",
+            "10.20.0.5",
+            "SELECT * FROM subscriber WHERE msisdn = '33699990001'",
+            2,
+        ));
+        // ... and someone with its account reads calls, cells and the handset, each by
+        // another identifier, from elsewhere.
+        for (k, sql) in [
+            "SELECT * FROM cdr WHERE calling_number = '33699990001'",
+            "SELECT * FROM cell_location WHERE imsi = '208150123456789'",
+            "SELECT * FROM eir_device WHERE imei = '356938035643809'",
+        ]
+        .iter()
+        .enumerate()
+        {
+            evs.push(ev(
+                &format!("2026-03-03T03:0{k}:00Z"),
+                "crm_app",
+                "10.30.5.17",
+                sql,
+                3 + k as u64,
+            ));
+        }
+        let j = judge(
+            &aggregate(&evs),
+            &Watchlist::default(),
+            &DbConfig::default(),
+        );
+        assert!(rules_of(&j).contains(&"cellwarden.db.targeted_lookup".to_owned()));
+        let hosts: BTreeSet<Option<&str>> = j
+            .reasons
+            .subject_reasons
+            .keys()
+            .map(|(_, h, _)| h.as_deref())
+            .collect();
+        assert_eq!(hosts, BTreeSet::from([Some("10.30.5.17")]));
+        assert_eq!(j.reasons.subject_reasons.len(), 3, "the three identifiers");
     }
 
     #[test]

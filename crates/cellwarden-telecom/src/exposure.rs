@@ -347,11 +347,11 @@ impl Exposure {
             {
                 r.extend(k.iter().cloned());
             }
-            if let Some(k) = judgement
-                .reasons
-                .subject_reasons
-                .get(&(Arc::clone(a), s.clone()))
-            {
+            if let Some(k) = judgement.reasons.subject_reasons.get(&(
+                Arc::clone(a),
+                sess.host.clone(),
+                s.clone(),
+            )) {
                 r.extend(k.iter().cloned());
             }
             if watch.ids.contains_key(s)

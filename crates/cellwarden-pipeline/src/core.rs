@@ -228,30 +228,6 @@ impl<'a> DetectionCore<'a> {
         fed
     }
 
-    /// Turns what the collectors gathered into aggregates, in the calling thread: a worker
-    /// does it before handing its core over, so the workers sort their state side by side
-    /// instead of one after the other in the merge.
-    pub fn seal(&mut self) {
-        let Detectors { db, net, .. } = self.setup;
-        let collector = std::mem::replace(
-            &mut self.collector,
-            Collector::with_analyzer(
-                Arc::clone(&db.schema),
-                Arc::clone(&db.selection),
-                db.config.bulk_min_rows,
-                cellwarden_telecom::sql::Analyzer::new(!db.no_cache),
-            ),
-        );
-        let flows = std::mem::replace(
-            &mut self.flows,
-            FlowCollector::new(Arc::clone(&net.assets), net.config.collect_limits()),
-        );
-        let (mut d, mut n) = self.merged.take().unwrap_or_default();
-        d.merge(collector.into_aggregates());
-        n.merge(flows.into_aggregates());
-        self.merged = Some((d, n));
-    }
-
     /// Takes in another core's state (finite runs: one core per worker, merged at the end; the
     /// result does not depend on the order of merging).
     pub fn merge(&mut self, other: DetectionCore<'_>) {

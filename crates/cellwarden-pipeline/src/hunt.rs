@@ -227,7 +227,6 @@ fn worker<'a>(
             held = 0;
         }
     }
-    core.seal();
     WorkerOut {
         alerts,
         spill_error,

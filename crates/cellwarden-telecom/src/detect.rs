@@ -783,13 +783,14 @@ fn poisson_bound(rate: f64, alpha: f64) -> usize {
 /// so the chance is if anything overstated), each subscriber alike, days independent.
 struct RepeatChance<'a> {
     population: f64,
-    /// (Account, client host) → per day, the share of the base it read.
-    shares: BTreeMap<(&'a str, Option<&'a str>), Vec<f64>>,
+    /// (Account, client host) → P(a given subscriber is read on ≥ k days), by k.
+    tails: BTreeMap<(&'a str, Option<&'a str>), Vec<f64>>,
 }
 
 impl<'a> RepeatChance<'a> {
     fn new(agg: &'a Aggregates, base: u64) -> RepeatChance<'a> {
         let mut all: rustc_hash::FxHashSet<&SubscriberId> = Default::default();
+        all.reserve(agg.subjects.len());
         type DayKey<'k> = (&'k str, Option<&'k str>, Day);
         let mut per_day: BTreeMap<DayKey, u64> = BTreeMap::new();
         let mut last: Option<(&str, &SubscriberId, Day, Option<&str>)> = None;
@@ -811,27 +812,36 @@ impl<'a> RepeatChance<'a> {
                 .or_default()
                 .push((n as f64 / population).min(1.0));
         }
-        RepeatChance { population, shares }
+        // Poisson-binomial over the days, once per reader: tails[k] = P(read on ≥ k days).
+        let tails = shares
+            .into_iter()
+            .map(|(key, p)| {
+                let mut dist = vec![0.0f64; p.len() + 1];
+                dist[0] = 1.0;
+                for (i, &q) in p.iter().enumerate() {
+                    for j in (0..=i + 1).rev() {
+                        let stay = dist[j] * (1.0 - q);
+                        let up = if j > 0 { dist[j - 1] * q } else { 0.0 };
+                        dist[j] = stay + up;
+                    }
+                }
+                let mut tail = vec![0.0f64; dist.len() + 1];
+                for k in (0..dist.len()).rev() {
+                    tail[k] = tail[k + 1] + dist[k];
+                }
+                (key, tail)
+            })
+            .collect();
+        RepeatChance { population, tails }
     }
 
     /// Expected number of subscribers `account` reads from `host` on at least `k` days by
     /// chance.
     fn expected(&self, account: &str, host: Option<&Arc<str>>, k: usize) -> f64 {
-        let Some(p) = self.shares.get(&(account, host.map(|h| &**h))) else {
-            return 0.0;
-        };
-        // Poisson-binomial: dist[j] = P(read on exactly j of the days so far).
-        let mut dist = vec![0.0f64; p.len() + 1];
-        dist[0] = 1.0;
-        for (i, &q) in p.iter().enumerate() {
-            for j in (0..=i + 1).rev() {
-                let stay = dist[j] * (1.0 - q);
-                let up = if j > 0 { dist[j - 1] * q } else { 0.0 };
-                dist[j] = stay + up;
-            }
-        }
-        let tail: f64 = dist.iter().skip(k).sum();
-        tail * self.population
+        self.tails
+            .get(&(account, host.map(|h| &**h)))
+            .and_then(|t| t.get(k))
+            .map_or(0.0, |p| p * self.population)
     }
 }
 
@@ -922,14 +932,18 @@ fn targeted(
     let singles = per
         .into_iter()
         .map(|(a, h, s, p)| (a, h, vec![s.clone()], p));
-    let chance = RepeatChance::new(agg, config.subscriber_base);
+    // Built only when some subscriber was read on several days.
+    let chance = std::cell::OnceCell::new();
     type Target = (Option<Arc<str>>, Vec<SubscriberId>, Per);
     let mut targets: BTreeMap<Arc<str>, Vec<Target>> = BTreeMap::new();
     for (a, h, ids, p) in singles.chain(people) {
         let repeated = (p.days >= config.targeted_min_days
             && p.statements >= config.targeted_min_lookups
             || p.days >= config.targeted_days_alone)
-            && chance.expected(a, h, p.days) < config.targeted_chance;
+            && chance
+                .get_or_init(|| RepeatChance::new(agg, config.subscriber_base))
+                .expected(a, h, p.days)
+                < config.targeted_chance;
         let deep = p.bits.count_ones() >= config.targeted_min_record_types;
         let list = targets.entry(Arc::clone(a)).or_default();
         if (repeated || deep) && !ids.iter().any(|s| watch.ids.contains_key(s)) {

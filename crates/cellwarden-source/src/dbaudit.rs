@@ -25,10 +25,23 @@ const MARK: &str = "AUDIT: ";
 
 /// Whether a line starts a pgaudit record.
 pub fn is_pgaudit(line: &str) -> bool {
-    line.find(MARK).is_some_and(|i| {
-        line[i + MARK.len()..].starts_with("SESSION,")
-            || line[i + MARK.len()..].starts_with("OBJECT,")
+    is_pgaudit_bytes(line.as_bytes())
+}
+
+/// [`is_pgaudit`] on the bytes of a line (no text conversion per line).
+pub fn is_pgaudit_bytes(line: &[u8]) -> bool {
+    find_mark(line).is_some_and(|i| {
+        line[i + MARK.len()..].starts_with(b"SESSION,")
+            || line[i + MARK.len()..].starts_with(b"OBJECT,")
     })
+}
+
+/// Where `AUDIT: ` starts (one searcher for the run: building one per line costs more than
+/// the search).
+fn find_mark(text: &[u8]) -> Option<usize> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(MARK));
+    FINDER.find(text)
 }
 
 /// Whether the quotes of a (possibly partial) record are balanced, i.e. it is complete.
@@ -93,7 +106,7 @@ pub fn pgaudit_record(
     zone: Option<&TimeZone>,
 ) -> Option<(Fields<'static>, Option<Timestamp>)> {
     let (text, note) = crate::json::split_note(text, PG_SESSION_ANNOTATION);
-    let i = text.find(MARK)?;
+    let i = find_mark(text.as_bytes())?;
     let prefix = text[..i].trim_end();
     let prefix = prefix
         .strip_suffix("LOG:")
@@ -304,11 +317,14 @@ pub const MAX_PG_SESSIONS: usize = 65_536;
 
 impl PgSessions {
     /// Takes one record of the log; the note to append to it, if any.
-    pub fn observe(&mut self, text: &str, prefixes: &[Prefix]) -> Option<String> {
-        if self.open.is_empty() && !text.contains("connection received: ") {
+    pub fn observe(&mut self, text: &[u8], prefixes: &[Prefix]) -> Option<String> {
+        static RECEIVED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new("connection received: "));
+        if self.open.is_empty() && RECEIVED.find(text).is_none() {
             return None;
         }
-        let (prefix, _, msg) = pg_level_split(text)?;
+        let text = String::from_utf8_lossy(text);
+        let (prefix, _, msg) = pg_level_split(&text)?;
         let mut f: Fields<'static> = Vec::with_capacity(8);
         read_prefix(prefix, prefixes, None, &mut f);
         let field = |k: &str| {
@@ -944,7 +960,8 @@ mod tests {
             "2026-03-07 03:10:03.000 UTC [77] crm_app@billing LOG:  disconnection: session time: 0:00:03.000 user=crm_app database=billing host=10.30.5.17 port=46773",
             "2026-03-07 03:10:04.000 UTC [77] crm_app@billing LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 2,<not logged>",
         ];
-        let notes: Vec<Option<String>> = lines.iter().map(|l| s.observe(l, &[])).collect();
+        let notes: Vec<Option<String>> =
+            lines.iter().map(|l| s.observe(l.as_bytes(), &[])).collect();
         assert_eq!(notes[0], None);
         assert!(notes[2].is_some() && notes[4].is_some());
         assert_eq!(
@@ -962,9 +979,9 @@ mod tests {
         assert!(get(&f, "statement").ends_with("'33699990001'"));
         // A prefix that names the host keeps its own and gets no note.
         let mut s = PgSessions::default();
-        s.observe("2026-03-07 03:10:00.001 UTC [77] @ 10.1.1.1(5) LOG:  connection received: host=10.1.1.1 port=5", &[]);
+        s.observe(b"2026-03-07 03:10:00.001 UTC [77] @ 10.1.1.1(5) LOG:  connection received: host=10.1.1.1 port=5", &[]);
         assert_eq!(
-            s.observe("2026-03-07 03:10:01.000 UTC [77] a@b 10.1.1.1(5) LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 1,<not logged>", &[]),
+            s.observe(b"2026-03-07 03:10:01.000 UTC [77] a@b 10.1.1.1(5) LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 1,<not logged>", &[]),
             None
         );
     }

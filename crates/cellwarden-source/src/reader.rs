@@ -634,7 +634,7 @@ fn read_text_from(
         let prefixes = Arc::clone(&ctx.pg_prefixes);
         let mut server_record = |b: &mut Batcher<'_>, first: u64, mut text: Vec<u8>| {
             if kind == Format::PgLog
-                && let Some(note) = sessions.observe(&String::from_utf8_lossy(&text), &prefixes)
+                && let Some(note) = sessions.observe(&text, &prefixes)
             {
                 text.push(b'\n');
                 text.extend_from_slice(note.as_bytes());
@@ -681,7 +681,7 @@ fn read_text_from(
             // to close.
             open_quotes = quotes(line);
             if kind == Format::PgLog {
-                audit = crate::dbaudit::is_pgaudit(&String::from_utf8_lossy(line));
+                audit = crate::dbaudit::is_pgaudit_bytes(line);
                 pending = Some((n, line.to_vec()));
             } else if open_quotes % 2 == 1 {
                 pending = Some((n, line.to_vec()));

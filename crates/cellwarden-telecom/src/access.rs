@@ -416,6 +416,21 @@ impl Aggregates {
 
 /// Merges two ordered maps of subject stats in one pass (both are large; per-key inserts
 /// would search the tree for each).
+/// The order of [`SubjectKey`]s, equal strings found by pointer where they are shared.
+fn subject_order(a: &SubjectKey, b: &SubjectKey) -> std::cmp::Ordering {
+    fn shared<T: Ord + ?Sized>(x: &Arc<T>, y: &Arc<T>) -> std::cmp::Ordering {
+        if Arc::ptr_eq(x, y) {
+            std::cmp::Ordering::Equal
+        } else {
+            x.cmp(y)
+        }
+    }
+    shared(&a.0, &b.0)
+        .then_with(|| a.1.cmp(&b.1))
+        .then_with(|| a.2.cmp(&b.2))
+        .then_with(|| shared(&a.3, &b.3))
+}
+
 fn merge_sorted<K: Ord>(a: &mut BTreeMap<K, SubjectStats>, b: BTreeMap<K, SubjectStats>) {
     if b.is_empty() {
         return;
@@ -1018,8 +1033,11 @@ impl Collector {
     /// The aggregates gathered, with the analyser's counters.
     pub fn into_aggregates(mut self) -> Aggregates {
         self.flush_observed();
-        // Collecting sorts once and builds the tree in bulk.
-        self.aggregates.subjects = self.subjects.into_iter().collect();
+        // Sorted first with keys compared by pointer where interned (accounts and sessions
+        // of one collector share theirs): the tree's own sort then only checks the order.
+        let mut subjects: Vec<(SubjectKey, SubjectStats)> = self.subjects.into_iter().collect();
+        subjects.sort_unstable_by(|(a, _), (b, _)| subject_order(a, b));
+        self.aggregates.subjects = subjects.into_iter().collect();
         self.aggregates.selected = self.selected.into_iter().collect();
         self.aggregates.days = self.days.into_iter().collect();
         self.aggregates.programs = self.programs.into_iter().collect();

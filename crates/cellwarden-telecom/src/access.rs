@@ -141,13 +141,12 @@ pub struct DayStats {
     pub sessions: BTreeMap<Arc<Session>, SessionStats>,
 }
 
-/// One subscriber's records read by one account on one day.
+/// One subscriber's records read by one account on one day in one session (whose key names
+/// the client host).
 #[derive(Debug, Clone, Default)]
 pub struct SubjectStats {
     /// Record types read (a bit per [`RecordType`]).
     pub record_types: u8,
-    /// Sorted, without duplicates (usually one: a small vector, not a tree).
-    pub hosts: Vec<Arc<str>>,
     /// First read that day.
     pub first: Option<Timestamp>,
     /// Last read that day.
@@ -162,21 +161,8 @@ pub struct SubjectStats {
 
 impl SubjectStats {
     /// Counts one statement.
-    fn add(
-        &mut self,
-        record_bits: u8,
-        host: Option<&Arc<str>>,
-        time: Timestamp,
-        rows: Option<i64>,
-        evidence: &Evidence,
-    ) {
+    fn add(&mut self, record_bits: u8, time: Timestamp, rows: Option<i64>, evidence: &Evidence) {
         self.record_types |= record_bits;
-        if let Some(h) = host
-            && let Err(at) = self.hosts.binary_search(h)
-        {
-            self.hosts.reserve_exact(1);
-            self.hosts.insert(at, Arc::clone(h));
-        }
         self.first = min_opt(self.first, Some(time));
         self.last = self.last.max(Some(time));
         self.statements += 1;
@@ -197,9 +183,6 @@ impl SubjectStats {
 
     fn merge(&mut self, o: SubjectStats) {
         self.record_types |= o.record_types;
-        self.hosts.extend(o.hosts);
-        self.hosts.sort();
-        self.hosts.dedup();
         self.first = min_opt(self.first, o.first);
         self.last = self.last.max(o.last);
         self.statements += o.statements;
@@ -977,12 +960,12 @@ impl Collector {
                 self.selected
                     .entry((Arc::clone(&account), id.clone(), Arc::clone(&session)))
                     .or_default()
-                    .add(record_bits, host.as_ref(), time, rows, &evidence);
+                    .add(record_bits, time, rows, &evidence);
             }
             self.subjects
                 .entry((Arc::clone(&account), id, day, Arc::clone(&session)))
                 .or_default()
-                .add(record_bits, host.as_ref(), time, rows, &evidence);
+                .add(record_bits, time, rows, &evidence);
         }
     }
 

@@ -275,6 +275,8 @@ pub struct Exposure {
 struct Acc {
     /// The identifiers read.
     read: BTreeSet<SubscriberId>,
+    /// Client hosts of the sessions they were read in.
+    hosts: BTreeSet<Arc<str>>,
     stats: SubjectStats,
     accounts: BTreeSet<Arc<str>>,
     reasons: BTreeSet<String>,
@@ -371,6 +373,9 @@ impl Exposure {
                 e.read.insert(s.clone());
             }
             e.stats.merge_from(st);
+            if let Some(h) = &sess.host {
+                e.hosts.insert(Arc::clone(h));
+            }
             e.accounts.insert(Arc::clone(a));
             e.reasons.extend(reasons);
             for ev in &st.evidence {
@@ -517,7 +522,7 @@ impl Exposure {
                         .map(|t| t.as_str().to_owned())
                         .collect(),
                     accounts: acc.accounts.iter().map(|a| a.to_string()).collect(),
-                    client_hosts: acc.stats.hosts.iter().map(|h| h.to_string()).collect(),
+                    client_hosts: acc.hosts.iter().map(|h| h.to_string()).collect(),
                     first_access: acc.stats.first.map(ts).unwrap_or_default(),
                     last_access: acc.stats.last.map(ts).unwrap_or_default(),
                     statements: acc.stats.statements,

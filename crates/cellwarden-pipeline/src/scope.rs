@@ -4,7 +4,6 @@
 
 use cellwarden_event::{Timestamp, format_timestamp, parse_timestamp};
 use cellwarden_telecom::exposure::{AccountExposure, Exposure, TransferOut};
-use cellwarden_telecom::persons::Persons;
 
 use crate::core::{DbSetup, Findings};
 
@@ -13,13 +12,11 @@ pub const EXFIL_JOIN_SECS: i64 = 24 * 3600;
 
 /// The subscriber exposure of a run, with the exfiltration join.
 pub fn exposure(findings: &Findings, db: &DbSetup) -> Exposure {
-    let persons = Persons::build(&db.subscriber_map, &findings.db.links);
     let mut x = Exposure::build(
         &findings.db,
         &findings.judgement,
         &db.watchlist,
         &db.selection,
-        &persons,
     );
     x.exfiltration = exfiltration(&x, &findings.net);
     x

@@ -348,6 +348,9 @@ pub struct Reasons {
     pub watch_reasons: BTreeMap<(Arc<str>, Day), String>,
     /// Every alert key by account, for the accounts section.
     pub account_alerts: BTreeMap<Arc<str>, Vec<usize>>,
+    /// The persons the subscriber map and the logs' links make, as the detections saw them
+    /// (the report lists subscribers by them).
+    pub persons: Persons,
 }
 
 struct Finding {
@@ -438,7 +441,9 @@ pub fn judge_with_map(
     new_accounts(agg, config, &mut findings);
     targeted(agg, watch, &persons, config, &mut findings);
     watchlisted(agg, watch, &mut findings);
-    into_judgement(agg, findings)
+    let mut j = into_judgement(agg, findings);
+    j.reasons.persons = persons;
+    j
 }
 
 fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
@@ -1531,8 +1536,7 @@ mod tests {
         assert_eq!(j.alerts[0].event.get_str("labels").unwrap(), "Minister A");
         assert_eq!(j.alerts[0].event.get_str("account").unwrap(), "care1");
         // The report lists the person once, under the MSISDN, the IMSI marked as read.
-        let persons = Persons::build(&SubscriberMap::default(), &agg.links);
-        let x = crate::exposure::Exposure::build(&agg, &j, &w, &Selection::default(), &persons);
+        let x = crate::exposure::Exposure::build(&agg, &j, &w, &Selection::default());
         assert_eq!(x.subscribers.len(), 1);
         let s = &x.subscribers[0];
         assert_eq!(

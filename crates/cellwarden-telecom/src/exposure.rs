@@ -16,7 +16,6 @@ use serde::Serialize;
 use crate::access::{Aggregates, Evidence, Selection, Session, SubjectStats};
 use crate::detect::{Judgement, Watchlist};
 use crate::ids::{IdKind, SubscriberId};
-use crate::persons::Persons;
 use crate::schema::RecordType;
 
 /// Evidence listed per subscriber at most; the total is given beside it.
@@ -311,14 +310,14 @@ fn main_identifier(members: &[SubscriberId]) -> &SubscriberId {
 
 impl Exposure {
     /// Builds the exposure from the aggregates and the detections' judgement, one entry per
-    /// person of `persons`.
+    /// person the judgement saw.
     pub fn build(
         agg: &Aggregates,
         judgement: &Judgement,
         watch: &Watchlist,
         selection: &Selection,
-        persons: &Persons,
     ) -> Exposure {
+        let persons = &judgement.reasons.persons;
         // A person watchlisted under one identifier is under all (as the detections judged).
         let linked;
         let watch = if persons.is_empty() || watch.ids.is_empty() {
@@ -681,13 +680,7 @@ mod tests {
         let mut agg = c.into_aggregates();
         agg.finish();
         let j = judge(&agg, watch, &DbConfig::default());
-        Exposure::build(
-            &agg,
-            &j,
-            watch,
-            &selection,
-            &Persons::build(&Default::default(), &agg.links),
-        )
+        Exposure::build(&agg, &j, watch, &selection)
     }
 
     #[test]
@@ -735,7 +728,7 @@ mod tests {
         agg.finish();
         let watch = Watchlist::default();
         let j = judge(&agg, &watch, &DbConfig::default());
-        let x = Exposure::build(&agg, &j, &watch, &Selection::default(), &Persons::default());
+        let x = Exposure::build(&agg, &j, &watch, &Selection::default());
         let ids: Vec<&str> = x.subscribers.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, vec!["33699990001", "33699990002"]);
         assert_eq!(x.subscribers[0].client_hosts, vec!["10.30.5.17"]);

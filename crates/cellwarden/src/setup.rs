@@ -13,7 +13,7 @@ use cellwarden_sigma::{LoadOptions, Loaded, RuleSource};
 use cellwarden_source::Mapping;
 use cellwarden_telecom::access::Selection;
 use cellwarden_telecom::detect::{DbConfig, Watchlist};
-use cellwarden_telecom::persons::{Persons, SubscriberMap};
+use cellwarden_telecom::persons::SubscriberMap;
 use cellwarden_telecom::schema::Schema;
 
 use crate::args::DbArgs;
@@ -144,8 +144,6 @@ pub fn db_setup(args: &DbArgs, selection: Selection) -> Result<DbSetup, Failure>
         }
         None => SubscriberMap::default(),
     };
-    // A person listed by one identifier is protected under all of theirs.
-    let watchlist = watchlist.linked(&Persons::build(&subscriber_map, &Default::default()));
     Ok(DbSetup {
         schema: Arc::new(schema),
         watchlist: Arc::new(watchlist),

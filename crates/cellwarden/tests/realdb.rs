@@ -408,8 +408,8 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
-/// Runs `cmd` (as `user` when the test runs as root) and insists it succeeds.
-fn sh(user: Option<&str>, env: &[String], cmd: &[&str], stdin: Option<&str>) -> Output {
+/// `cmd` with `env` set, as `user` when given (the test runs as root).
+fn command(user: Option<&str>, env: &[String], cmd: &[&str]) -> Command {
     let mut c = match user {
         Some(u) => {
             let mut c = Command::new("runuser");
@@ -419,6 +419,12 @@ fn sh(user: Option<&str>, env: &[String], cmd: &[&str], stdin: Option<&str>) -> 
         None => Command::new("env"),
     };
     c.args(env).args(cmd);
+    c
+}
+
+/// Runs `cmd` (as `user` when the test runs as root) and insists it succeeds.
+fn sh(user: Option<&str>, env: &[String], cmd: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = command(user, env, cmd);
     c.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -621,16 +627,16 @@ impl Drop for Postgres {
         if self.running {
             self.running = false;
             let pg_ctl = self.bin.join("pg_ctl");
-            let mut c = match self.user {
-                Some(u) => {
-                    let mut c = Command::new("runuser");
-                    c.args(["-u", u, "--"]).arg(pg_ctl);
-                    c
-                }
-                None => Command::new(pg_ctl),
-            };
-            let _ = c
-                .args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"])
+            let data = self.data.to_str().unwrap();
+            let stop = [
+                pg_ctl.to_str().unwrap(),
+                "-D",
+                data,
+                "-m",
+                "immediate",
+                "stop",
+            ];
+            let _ = command(self.user, &[], &stop)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();

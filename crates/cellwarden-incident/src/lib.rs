@@ -6,33 +6,18 @@
 //! becomes one incident. Built-in and service accounts (SYSTEM, LOCAL SERVICE, `-`, machine
 //! accounts ending in `$`) and loopback/unspecified addresses join nothing.
 
+pub mod campaign;
+pub mod entity;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cellwarden_event::{Alert, Level, Timestamp, format_timestamp};
 
-/// Fields read for accounts and remote addresses, first in each event that has them.
-pub const ACCOUNT_FIELDS: [&str; 9] = [
-    "TargetUserName",
-    "SubjectUserName",
-    "User",
-    "user",
-    "AccountName",
-    "acct",
-    "UID",
-    "target_user",
-    "UserName",
-];
-/// Fields that name network addresses, in the order they are looked up.
-pub const ADDRESS_FIELDS: [&str; 8] = [
-    "IpAddress",
-    "SourceIp",
-    "SourceAddress",
-    "src_ip",
-    "addr",
-    "ClientAddress",
-    "DestinationIp",
-    "RemoteAddress",
-];
+pub use campaign::{Campaign, CampaignConfig, campaign_json};
+pub use entity::{ACCOUNT_FIELDS, Aliases, KnownHost, Resolver};
+
+/// Counterparts past which an entity is a hub (see [`entity::hubs`]).
+pub const HUB_DEGREE: usize = 8;
 
 /// ATT&CK tactics in kill-chain order.
 pub const KILL_CHAIN: [&str; 14] = [
@@ -80,7 +65,7 @@ pub struct Incident {
     pub alerts: Vec<usize>,
 }
 
-fn find(parent: &mut [usize], mut i: usize) -> usize {
+pub(crate) fn find(parent: &mut [usize], mut i: usize) -> usize {
     while parent[i] != i {
         parent[i] = parent[parent[i]];
         i = parent[i];
@@ -88,52 +73,23 @@ fn find(parent: &mut [usize], mut i: usize) -> usize {
     i
 }
 
-fn noise_account(a: &str) -> bool {
-    let l = a.to_ascii_lowercase();
-    l.is_empty()
-        || l == "-"
-        || l.ends_with('$')
-        || matches!(
-            l.as_str(),
-            "system"
-                | "localsystem"
-                | "local service"
-                | "network service"
-                | "anonymous logon"
-                | "0"
-        )
-}
-
-fn noise_address(a: &str) -> bool {
-    matches!(
-        a,
-        "" | "-" | "::1" | "127.0.0.1" | "0.0.0.0" | "::" | "localhost"
-    )
-}
-
-/// Entities of one alert: ("host"|"account"|"address", value).
+/// Entities of one alert: ("host"|"account"|"address", value), resolved without an asset
+/// file (see [`entity::alert_entities`]).
 pub fn entities(a: &Alert) -> Vec<(&'static str, String)> {
+    flat(&entity::alert_entities(a, &Resolver::default()))
+}
+
+fn flat(e: &entity::AlertEntities) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    if let Some(h) = a.event.host.as_deref()
-        && !h.is_empty()
-    {
-        out.push(("host", h.to_ascii_lowercase()));
-    }
-    for f in ACCOUNT_FIELDS {
-        if let Some(v) = a.event.get_str(f) {
-            // `DOMAIN\user` and `user@domain` are the same account as `user`.
-            let v = v.rsplit('\\').next().unwrap_or(&v);
-            let v = v.split('@').next().unwrap_or(v).to_ascii_lowercase();
-            if !noise_account(&v) {
-                out.push(("account", v));
-            }
-        }
-    }
-    for f in ADDRESS_FIELDS {
-        if let Some(v) = a.event.get_str(f) {
-            let v = v.trim_start_matches("::ffff:").to_string();
-            if !noise_address(&v) {
-                out.push(("address", v));
+    out.extend(e.hosts.iter().map(|h| ("host", h.clone())));
+    out.extend(e.accounts.iter().map(|h| ("account", h.clone())));
+    out.extend(e.outside.iter().map(|h| ("address", h.clone())));
+    for x in &e.edges {
+        for p in [&x.from, &x.to] {
+            if let entity::Place::Host(h) = p
+                && !e.hosts.contains(h)
+            {
+                out.push(("host", h.clone()));
             }
         }
     }
@@ -154,16 +110,39 @@ fn base(l: Level) -> u32 {
 }
 
 /// Joins alerts (in output order: time, file, record, rule) into incidents. `gap_secs` is the
-/// longest quiet time between two alerts of one entity that still joins them.
+/// longest quiet time between two alerts of one entity that still joins them. Hosts are
+/// named as the alerts name them; [`build_with`] resolves them through an asset file.
 pub fn build(alerts: &[Alert], gap_secs: i64) -> Vec<Incident> {
+    build_with(alerts, gap_secs, &Resolver::default(), HUB_DEGREE)
+}
+
+/// [`build`] with entities resolved by `resolver`; hubs (see [`entity::hubs`]) join nothing.
+pub fn build_with(
+    alerts: &[Alert],
+    gap_secs: i64,
+    resolver: &Resolver,
+    hub_degree: usize,
+) -> Vec<Incident> {
     let n = alerts.len();
     let mut parent: Vec<usize> = (0..n).collect();
     let mut last: HashMap<(&'static str, String), (usize, i64)> = HashMap::new();
+    let resolved: Vec<entity::AlertEntities> = alerts
+        .iter()
+        .map(|a| entity::alert_entities(a, resolver))
+        .collect();
+    let hubs = entity::hubs(&resolved, hub_degree);
     let mut ents = Vec::with_capacity(n);
     for (i, a) in alerts.iter().enumerate() {
         let t = a.event.timestamp.map(|t| t.as_second()).unwrap_or(0);
-        let e = entities(a);
+        let e = flat(&resolved[i]);
         for key in &e {
+            let kind = match key.0 {
+                "address" => "outside",
+                k => k,
+            };
+            if hubs.contains(&(kind, key.1.clone())) {
+                continue;
+            }
             if let Some(&(j, tj)) = last.get(key)
                 && t - tj <= gap_secs
             {
@@ -244,7 +223,7 @@ pub fn build(alerts: &[Alert], gap_secs: i64) -> Vec<Incident> {
     out
 }
 
-fn fnv(s: &str) -> u32 {
+pub(crate) fn fnv(s: &str) -> u32 {
     let mut h: u32 = 0x811c9dc5;
     for b in s.bytes() {
         h ^= b as u32;
@@ -267,20 +246,25 @@ pub fn incident_json(inc: &Incident, alerts: &[Alert]) -> serde_json::Value {
         "tactics": inc.tactics,
         "techniques": inc.techniques,
         "alert_count": inc.alerts.len(),
-        "timeline": inc.alerts.iter().map(|&i| {
-            let a = &alerts[i];
-            serde_json::json!({
-                "timestamp": a.event.timestamp_rfc3339(),
-                "rule_id": a.rule.id,
-                "rule_title": a.rule.title,
-                "level": a.level.as_str(),
-                "host": a.event.host.as_deref(),
-                "tactics": a.rule.tactics,
-                "techniques": a.rule.techniques,
-                "source_file": &*a.event.origin.file,
-                "source_record": a.event.origin.record,
-            })
-        }).collect::<Vec<_>>(),
+        "timeline": inc.alerts.iter().map(|&i| timeline_entry(&alerts[i])).collect::<Vec<_>>(),
+    })
+}
+
+/// One alert in a timeline: what, when, where, who, and where it was read.
+pub fn timeline_entry(a: &Alert) -> serde_json::Value {
+    let e = entity::alert_entities(a, &Resolver::default());
+    serde_json::json!({
+        "timestamp": a.event.timestamp_rfc3339(),
+        "rule_id": a.rule.id,
+        "rule_title": a.rule.title,
+        "level": a.level.as_str(),
+        "host": a.event.host.as_deref(),
+        "accounts": e.accounts,
+        "process": e.process,
+        "tactics": a.rule.tactics,
+        "techniques": a.rule.techniques,
+        "source_file": &*a.event.origin.file,
+        "source_record": a.event.origin.record,
     })
 }
 

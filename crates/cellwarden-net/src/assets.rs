@@ -14,6 +14,10 @@
 //! dst = "198.51.100.0/24"
 //! ports = [443]               # optional
 //! reason = "offsite backup"
+//!
+//! [[account]]                 # one person or service under several names (campaigns join them)
+//! name = "CORP\\paul"
+//! aliases = ["billing_ro"]
 //! ```
 
 use std::net::IpAddr;
@@ -29,6 +33,15 @@ struct File {
     host: Vec<HostEntry>,
     #[serde(default)]
     allow: Vec<AllowEntry>,
+    #[serde(default)]
+    account: Vec<AccountEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountEntry {
+    name: String,
+    aliases: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,6 +50,8 @@ struct HostEntry {
     address: String,
     name: Option<String>,
     role: String,
+    #[serde(default)]
+    aliases: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +73,8 @@ pub struct Host {
     pub name: Option<String>,
     /// Lowercase.
     pub role: String,
+    /// Other names of the host (FQDN, NetBIOS name).
+    pub aliases: Vec<String>,
 }
 
 /// A known, allowed transfer.
@@ -98,6 +115,9 @@ pub struct Assets {
     hosts: Vec<Host>,
     /// Transfers that never alert.
     pub allow: Vec<Allow>,
+    /// Accounts known under other names: (account, its aliases), e.g. the database account a
+    /// directory account uses.
+    pub accounts: Vec<(String, Vec<String>)>,
     /// Whether an asset file was given (roles are known).
     pub configured: bool,
 }
@@ -132,6 +152,7 @@ impl Default for Assets {
             internal: default_internal(),
             hosts: Vec::new(),
             allow: Vec::new(),
+            accounts: Vec::new(),
             configured: false,
         }
     }
@@ -154,6 +175,7 @@ impl Assets {
                 net: net_of(&h.address)?,
                 name: h.name,
                 role: h.role.to_ascii_lowercase(),
+                aliases: h.aliases,
             });
         }
         // Most specific first.
@@ -173,6 +195,7 @@ impl Assets {
             internal,
             hosts,
             allow,
+            accounts: f.account.into_iter().map(|a| (a.name, a.aliases)).collect(),
             configured: true,
         })
     }

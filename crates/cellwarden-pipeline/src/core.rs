@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use cellwarden_event::{Alert, Event, Timestamp};
+use cellwarden_incident::Aliases;
 use cellwarden_net::{FlowAggregates, FlowCollector};
 use cellwarden_sigma::{CorrelationRun, RuleSet, Scratch};
 use cellwarden_telecom::access::{Aggregates, Collector, Selection};
@@ -99,6 +100,8 @@ pub struct Findings {
     pub judgement: Judgement,
     /// Flow aggregates (for joining transfers to scope).
     pub net: FlowAggregates,
+    /// What the logs said about host and account names (for campaigns).
+    pub aliases: Aliases,
 }
 
 /// Entries the core holds, for metrics and the documented bounds.
@@ -131,6 +134,7 @@ pub struct DetectionCore<'a> {
     hits: Vec<usize>,
     collector: Collector,
     flows: FlowCollector,
+    aliases: Aliases,
     /// Aggregates merged in from other cores (finite runs).
     merged: Option<(Aggregates, FlowAggregates)>,
     pending: BTreeMap<PendingKey, Event<'static>>,
@@ -157,6 +161,7 @@ impl<'a> DetectionCore<'a> {
                 cellwarden_telecom::sql::Analyzer::new(!db.no_cache),
             ),
             flows: FlowCollector::new(Arc::clone(&net.assets), net.config.collect_limits()),
+            aliases: Aliases::default(),
             merged: None,
             pending: BTreeMap::new(),
             corr: rules.correlation_run(),
@@ -188,6 +193,9 @@ impl<'a> DetectionCore<'a> {
         }
         if let Some(t) = ev.timestamp {
             self.earliest = self.earliest.min(t.as_millisecond());
+        }
+        if stage != Stage::Parse {
+            self.aliases.observe(&ev);
         }
         rules.matches(&ev, &mut self.scratch, &mut self.hits);
         if self.hits.is_empty() {
@@ -234,6 +242,7 @@ impl<'a> DetectionCore<'a> {
         let mut theirs = other.pending;
         self.pending.append(&mut theirs);
         self.earliest = self.earliest.min(other.earliest);
+        self.aliases.merge(other.aliases);
         let (mut db, mut net) = other.merged.unwrap_or_default();
         db.merge(other.collector.into_aggregates());
         net.merge(other.flows.into_aggregates());
@@ -322,6 +331,7 @@ impl<'a> DetectionCore<'a> {
             db: db.unwrap_or_default(),
             judgement,
             net: net.unwrap_or_default(),
+            aliases: self.aliases.clone(),
         }
     }
 
@@ -335,6 +345,7 @@ impl<'a> DetectionCore<'a> {
             merged,
             pending,
             mut corr,
+            aliases,
             ..
         } = self;
         let (mut db, mut net) = merged.unwrap_or_default();
@@ -348,7 +359,12 @@ impl<'a> DetectionCore<'a> {
         for ((_, _, _, rule), ev) in &pending {
             corr.push(*rule, ev, out);
         }
-        Findings { db, judgement, net }
+        Findings {
+            db,
+            judgement,
+            net,
+            aliases,
+        }
     }
 
     /// Forgets database and flow aggregates of days before `day` (a window of days is kept

@@ -159,6 +159,7 @@ pub fn hunt(
     }
     let core = core.unwrap_or_else(|| DetectionCore::new(detectors, Stage::All));
     let findings = core.finish(&mut alerts);
+    name_servers(inputs, &mut alerts);
     errors.extend(spill_errors);
     errors.sort();
     let bytes = progress.bytes.load(Ordering::Relaxed);
@@ -170,6 +171,20 @@ pub fn hunt(
         bytes,
         elapsed: start.elapsed(),
         findings,
+    }
+}
+
+/// The analytics' alerts point at the log line of their evidence; a database log that names
+/// no host got one from the case (host map, folder): that host is the database server.
+fn name_servers(inputs: &[InputFile], alerts: &mut [Alert]) {
+    let hosts: std::collections::HashMap<&str, &Arc<str>> = inputs
+        .iter()
+        .filter_map(|i| Some((&*i.name, i.host.as_ref()?)))
+        .collect();
+    for a in alerts.iter_mut().filter(|a| a.event.host.is_none()) {
+        if let Some(h) = hosts.get(&*a.event.origin.file) {
+            a.event.host = Some(std::borrow::Cow::Owned(h.to_string()));
+        }
     }
 }
 

@@ -4,12 +4,14 @@
 //! matches correlations wait for, the database-access and flow analytics) and where the
 //! stateful analytics are judged; [`hunt::hunt`] drives it over finite input on a pool of
 //! worker threads, and `cellwarden-stream` drives the same core over endless input.
-//! [`scope`] assembles the subscriber exposure report from what the analytics gathered.
+//! [`scope`] assembles the subscriber exposure report from what the analytics gathered;
+//! [`story`] joins the alerts into incidents and campaigns.
 
 pub mod alerts;
 pub mod core;
 pub mod hunt;
 pub mod scope;
+pub mod story;
 
 pub use crate::alerts::{AlertSet, sort_alerts};
 pub use crate::core::{DbSetup, DetectionCore, Detectors, Fed, Findings, NetSetup, Stage};

@@ -70,6 +70,141 @@ pub struct Score {
     pub exfiltration_flows: usize,
     /// An alert names an exfiltration flow.
     pub exfiltration_found: bool,
+    /// Campaigns scored, when given.
+    pub campaigns: Option<CampaignEval>,
+    /// Per alert: the scenario it belongs to (it detects a step, or is near one on its host or
+    /// account, or names an exfiltration flow), `None` for benign.
+    #[serde(skip)]
+    pub labels: Vec<Option<String>>,
+    /// Per alert: it is the first alert of a step.
+    #[serde(skip)]
+    pub step_alerts: Vec<bool>,
+}
+
+/// Campaigns against the ground truth.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CampaignEval {
+    /// Campaigns given.
+    pub campaigns: usize,
+    /// Per attack scenario: the campaigns holding its steps' alerts.
+    pub scenarios: Vec<ScenarioCampaigns>,
+    /// Scenarios whose steps' alerts all fall in one campaign, over scenarios with alerts.
+    pub completeness: Option<f64>,
+    /// Campaigns with alerts of one scenario only and no benign alert, over campaigns.
+    pub purity: Option<f64>,
+    /// Per campaign: alerts by scenario (`benign` for the rest).
+    pub members: Vec<CampaignMembers>,
+}
+
+/// Where one scenario's steps landed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioCampaigns {
+    /// Scenario.
+    pub scenario: String,
+    /// Alerts that detect its steps.
+    pub step_alerts: usize,
+    /// Of them, in no campaign.
+    pub outside: usize,
+    /// Campaign ids holding them.
+    pub campaigns: BTreeSet<String>,
+    /// All in one campaign.
+    pub complete: bool,
+}
+
+/// What one campaign holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignMembers {
+    /// Campaign id.
+    pub id: String,
+    /// Alerts per scenario (`benign` for the rest; `unknown` for alerts not in the alert files).
+    pub alerts: std::collections::BTreeMap<String, usize>,
+    /// One scenario, nothing benign.
+    pub pure: bool,
+}
+
+/// Campaign objects (with `kill_chain`) from a `hunt --campaigns` output (JSON Lines or array).
+pub fn read_campaigns(text: &str) -> Vec<Value> {
+    let items: Vec<Value> = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(items)) => items,
+        Ok(v) => vec![v],
+        Err(_) => text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect(),
+    };
+    items
+        .into_iter()
+        .filter(|v| v.get("kill_chain").is_some())
+        .collect()
+}
+
+/// Completeness (each attack scenario's step alerts in one campaign) and purity (no campaign
+/// mixes scenarios or holds a benign alert), with the labels `evaluate` gave the alerts.
+pub fn score_campaigns(s: &Score, alerts: &[Value], campaigns: &[Value]) -> CampaignEval {
+    let id = |v: &Value| {
+        (
+            v["rule_id"].as_str().unwrap_or("").to_owned(),
+            v["source_file"].as_str().unwrap_or("").to_owned(),
+            v["source_record"].as_u64().unwrap_or(0),
+        )
+    };
+    let index: std::collections::HashMap<_, usize> =
+        alerts.iter().enumerate().map(|(i, a)| (id(a), i)).collect();
+    let mut of_alert: Vec<Option<String>> = vec![None; alerts.len()];
+    let mut out = CampaignEval {
+        campaigns: campaigns.len(),
+        ..Default::default()
+    };
+    for c in campaigns {
+        let cid = c["id"].as_str().unwrap_or("").to_owned();
+        let mut counts = std::collections::BTreeMap::new();
+        for t in c["timeline"].as_array().into_iter().flatten() {
+            let label = match index.get(&id(t)) {
+                Some(&i) => {
+                    of_alert[i] = Some(cid.clone());
+                    s.labels
+                        .get(i)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_else(|| "benign".to_owned())
+                }
+                None => "unknown".to_owned(),
+            };
+            *counts.entry(label).or_insert(0usize) += 1;
+        }
+        let pure =
+            counts.len() == 1 && !counts.contains_key("benign") && !counts.contains_key("unknown");
+        out.members.push(CampaignMembers {
+            id: cid,
+            alerts: counts,
+            pure,
+        });
+    }
+    let scenarios: BTreeSet<&str> = s.labels.iter().flatten().map(String::as_str).collect();
+    for sc in scenarios {
+        let steps: Vec<usize> = (0..alerts.len())
+            .filter(|&i| s.step_alerts.get(i) == Some(&true) && s.labels[i].as_deref() == Some(sc))
+            .collect();
+        let held: BTreeSet<String> = steps.iter().filter_map(|&i| of_alert[i].clone()).collect();
+        let outside = steps.iter().filter(|&&i| of_alert[i].is_none()).count();
+        out.scenarios.push(ScenarioCampaigns {
+            scenario: sc.to_owned(),
+            step_alerts: steps.len(),
+            outside,
+            complete: !steps.is_empty() && outside == 0 && held.len() == 1,
+            campaigns: held,
+        });
+    }
+    let ratio = |n: usize, d: usize| (d > 0).then(|| n as f64 / d as f64);
+    out.completeness = ratio(
+        out.scenarios.iter().filter(|x| x.complete).count(),
+        out.scenarios.iter().filter(|x| x.step_alerts > 0).count(),
+    );
+    out.purity = ratio(
+        out.members.iter().filter(|m| m.pure).count(),
+        out.members.len(),
+    );
+    out
 }
 
 fn family(t: &str) -> &str {
@@ -146,6 +281,7 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
     }
     // Steps.
     let mut used = vec![false; alerts.len()];
+    let mut labels: Vec<Option<String>> = vec![None; alerts.len()];
     let mut families: BTreeSet<String> = BTreeSet::new();
     let mut families_hit: BTreeSet<String> = BTreeSet::new();
     for st in truth["steps"].as_array().into_iter().flatten() {
@@ -190,6 +326,7 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
         let best = best.map(|(_, ta, i)| (ta, i));
         if let Some((_, i)) = best {
             used[i] = true;
+            labels[i] = st["scenario"].as_str().map(str::to_owned);
         }
         let by_scope = if best.is_none() {
             scope_evidence(scopes, &account, t0)
@@ -229,7 +366,7 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
             continue;
         }
         let ta = a["timestamp"].as_str().and_then(time).unwrap_or(0);
-        let related = truth["steps"].as_array().into_iter().flatten().any(|st| {
+        let near = truth["steps"].as_array().into_iter().flatten().find(|st| {
             let t0 = st["time"].as_str().and_then(time).unwrap_or(0);
             let host = st["host"].as_str().unwrap_or("").to_ascii_lowercase();
             let account = st["account"].as_str().unwrap_or("").to_ascii_lowercase();
@@ -243,12 +380,17 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
                         .as_str()
                         .unwrap_or("")
                         .eq_ignore_ascii_case(&account))
-        }) || truth["exfiltration"]
+        });
+        let flow = truth["exfiltration"]
             .as_array()
             .into_iter()
             .flatten()
-            .any(|f| a["event"]["src_ip"] == f["src_ip"] && a["event"]["dst_ip"] == f["dst_ip"]);
-        if !related {
+            .find(|f| a["event"]["src_ip"] == f["src_ip"] && a["event"]["dst_ip"] == f["dst_ip"]);
+        labels[i] = near
+            .or(flow)
+            .and_then(|x| x["scenario"].as_str())
+            .map(str::to_owned);
+        if near.is_none() && flow.is_none() {
             s.benign_alerts += 1;
             if matches!(a["level"].as_str(), Some("medium" | "high" | "critical")) {
                 s.benign_medium += 1;
@@ -262,6 +404,8 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
             }
         }
     }
+    s.labels = labels;
+    s.step_alerts = used;
     let days = truth["days"].as_u64().unwrap_or(1).max(1);
     s.benign_alerts_per_day = s.benign_alerts as f64 / days as f64;
     // Exfiltration.
@@ -363,6 +507,27 @@ pub fn table(s: &Score) -> String {
             )
         }
     ));
+    if let Some(c) = &s.campaigns {
+        o.push_str(&format!(
+            "campaigns: {}, completeness {}, purity {}\n",
+            c.campaigns,
+            pct(c.completeness),
+            pct(c.purity)
+        ));
+        for x in &c.scenarios {
+            o.push_str(&format!(
+                "  {:<10} {} step alert(s) in {} campaign(s), {} in none{}\n",
+                x.scenario,
+                x.step_alerts,
+                x.campaigns.len(),
+                x.outside,
+                if x.complete { "" } else { "  INCOMPLETE" }
+            ));
+        }
+        for m in c.members.iter().filter(|m| !m.pure) {
+            o.push_str(&format!("  {} mixes {:?}\n", m.id, m.alerts));
+        }
+    }
     o.push_str(&format!(
         "exfiltration: {} flow(s), {}\n",
         s.exfiltration_flows,

@@ -52,6 +52,9 @@ const BILL_DB: &str = "10.30.0.10";
 const BACKUP: &str = "10.30.0.50";
 const JUMP: &str = "10.20.0.5";
 const ADMIN_WS: &str = "10.1.5.10";
+/// The web portal the intruder enters through (named by no asset file: the logon records
+/// that carry its workstation name and address tell it).
+const WEB_PORTAL: &str = "10.10.0.8";
 const OFFSITE: &str = "198.51.100.10";
 const RELAY: &str = "203.0.113.66";
 const DNS_EXT: &str = "10.40.0.53";
@@ -231,6 +234,32 @@ impl World {
             ed.join(",")
         );
         day.windows.push((t, self.record as u32, line));
+    }
+
+    /// A network logon (Security 4624, type 3, NTLM) on the billing server from `workstation`
+    /// at `ip`: what PsExec and WMI leave on their target before they run anything.
+    fn network_logon(&mut self, day: &mut Day, t: i64, account: &str, workstation: &str, ip: &str) {
+        let port = (49_152 + (t % 16_000)).to_string();
+        self.windows(
+            day,
+            t,
+            "bill-db-01",
+            "Security",
+            "Microsoft-Windows-Security-Auditing",
+            4624,
+            &[
+                ("SubjectUserSid", "S-1-0-0"),
+                ("SubjectUserName", "-"),
+                ("TargetUserName", account),
+                ("TargetDomainName", "CORP"),
+                ("LogonType", "3"),
+                ("LogonProcessName", "NtLmSsp "),
+                ("AuthenticationPackageName", "NTLM"),
+                ("WorkstationName", workstation),
+                ("IpAddress", ip),
+                ("IpPort", &port),
+            ],
+        );
     }
 
     /// PsExec's service on the billing server (System 7045), from `image`.
@@ -1015,6 +1044,7 @@ impl World {
         // Admins: PsExec to a server once a week, ipconfig now and then.
         if d % 7 == 3 {
             let t = base + 14 * 3600;
+            self.network_logon(day, t - 2, "adm_paul", "ADM-01", ADMIN_WS);
             self.psexec_service(day, t, "%SystemRoot%\\PSEXESVC.exe");
         }
         let t = base + 9 * 3600 + self.rng.range(0, 3600);
@@ -1284,6 +1314,7 @@ impl World {
                     "CORP\\adm_paul",
                     "T1550.002",
                 );
+                self.network_logon(day, t - 1, "adm_paul", "WEB-PORTAL-01", WEB_PORTAL);
                 self.process(
                     day,
                     t,
@@ -1306,6 +1337,7 @@ impl World {
                     "T1047",
                 );
             } else {
+                self.network_logon(day, t - 2, "adm_paul", "WEB-PORTAL-01", WEB_PORTAL);
                 self.psexec_service(day, t, "C:\\Users\\Public\\PSEXESVC.exe");
                 self.step(
                     truth,

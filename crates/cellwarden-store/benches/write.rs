@@ -62,11 +62,11 @@ fn main() {
     let mut s = Store::open(&dir.path().join("bench.db")).unwrap();
     let run = RunInfo::default();
     let t = Instant::now();
-    let r = s.record_hunt(&run, &a, &[]).unwrap();
+    let r = s.record_hunt(&run, &a, &[], &[]).unwrap();
     let first = t.elapsed().as_secs_f64();
     assert_eq!(r.new_alerts, n);
     let t = Instant::now();
-    let r = s.record_hunt(&run, &a, &[]).unwrap();
+    let r = s.record_hunt(&run, &a, &[], &[]).unwrap();
     let again = t.elapsed().as_secs_f64();
     assert_eq!(r.new_alerts, 0);
     let size = std::fs::metadata(dir.path().join("bench.db")).map_or(0, |m| m.len());

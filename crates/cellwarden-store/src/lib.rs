@@ -7,6 +7,8 @@
 //!   re-run over the same inputs updates rows instead of adding them; the alert's JSON as
 //!   `hunt` writes it, searchable columns beside it, and the triage status and comment;
 //! - `incidents`: by incident id (derived from its first alert), with triage status;
+//! - `campaigns`: incidents joined into one intrusion each, by id (derived from the first
+//!   alert), with triage status;
 //! - `scopes`: each scope report (JSON) by run;
 //! - `triage`: every status change, with time and comment (the audit trail).
 
@@ -16,11 +18,11 @@ mod query;
 use std::path::Path;
 
 use cellwarden_event::Alert;
-use cellwarden_incident::Incident;
+use cellwarden_incident::{Campaign, Incident};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use export::{ExportFormat, export};
-pub use query::{AlertFilter, AlertRow, IncidentRow, Page, Summary};
+pub use query::{AlertFilter, AlertRow, CampaignRow, IncidentRow, Page, Summary};
 
 /// Why the case store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +53,8 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Schema migrations, applied in order; `user_version` counts the applied ones.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY,
@@ -116,7 +119,27 @@ CREATE TABLE triage (
     status TEXT NOT NULL,
     comment TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE campaigns (
+    id TEXT PRIMARY KEY,
+    score INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    hosts TEXT NOT NULL,
+    accounts TEXT NOT NULL,
+    tactics TEXT NOT NULL,
+    alert_count INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    alert_keys TEXT NOT NULL,
+    last_run INTEGER NOT NULL REFERENCES runs(id),
+    status TEXT NOT NULL DEFAULT 'new',
+    comment TEXT NOT NULL DEFAULT '',
+    status_time TEXT
+);
+"#,
+];
 
 /// Triage states an analyst can set.
 pub const STATUSES: [&str; 3] = ["new", "confirmed", "false_positive"];
@@ -149,6 +172,8 @@ pub struct Recorded {
     pub new_alerts: usize,
     /// Incidents recorded.
     pub incidents: usize,
+    /// Campaigns recorded.
+    pub campaigns: usize,
 }
 
 /// A case store: one SQLite file (WAL) with runs, alerts, incidents, scope reports and triage.
@@ -283,13 +308,27 @@ impl Store {
         Ok(tx.last_insert_rowid())
     }
 
-    /// Records a hunt: the run, its alerts (upserted by stable key; triage kept) and its
-    /// incidents, in one transaction.
+    /// Records a hunt: the run, its alerts (upserted by stable key; triage kept), its
+    /// incidents and campaigns, in one transaction.
     pub fn record_hunt(
         &mut self,
         run: &RunInfo,
         alerts: &[Alert],
         incidents: &[Incident],
+        campaigns: &[Campaign],
+    ) -> Result<Recorded> {
+        self.record_batch(run, alerts, alerts, incidents, campaigns)
+    }
+
+    /// Records one batch of a live run: its new `alerts`, and the incidents and campaigns
+    /// built over `recent` (the alerts still in the joining window; they index into it).
+    pub fn record_batch(
+        &mut self,
+        run: &RunInfo,
+        alerts: &[Alert],
+        recent: &[Alert],
+        incidents: &[Incident],
+        campaigns: &[Campaign],
     ) -> Result<Recorded> {
         let tx = self.conn.transaction()?;
         let run_id = Self::insert_run(&tx, run, alerts.len())?;
@@ -336,33 +375,94 @@ impl Store {
                 ])?;
                 keys.push(key);
             }
-            let mut inc = tx.prepare_cached(
-                "INSERT INTO incidents(id, score, level, first_seen, last_seen, hosts, accounts, tactics, alert_count, json, alert_keys, last_run)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                 ON CONFLICT(id) DO UPDATE SET score = excluded.score, level = excluded.level,
-                     first_seen = excluded.first_seen, last_seen = excluded.last_seen, hosts = excluded.hosts,
-                     accounts = excluded.accounts, tactics = excluded.tactics, alert_count = excluded.alert_count,
-                     json = excluded.json, alert_keys = excluded.alert_keys, last_run = excluded.last_run",
-            )?;
-            for i in incidents {
-                let inc_keys: Vec<&str> = i.alerts.iter().map(|&k| keys[k].as_str()).collect();
-                // Named after its first alert's stable key, as incidents are, but path-proof.
-                let first = inc_keys.first().copied().unwrap_or("");
-                let id = format!("inc-{}", &content_hash([("", first)].into_iter())[..16]);
-                let mut json = cellwarden_incident::incident_json(i, alerts);
+            let same = std::ptr::eq(alerts, recent);
+            let recent_keys: Vec<String> = if same {
+                Vec::new()
+            } else {
+                recent
+                    .iter()
+                    .map(|a| {
+                        let file: &str = &a.event.origin.file;
+                        let file = files.entry(file).or_insert_with(|| canonical(file)).clone();
+                        key_in(a, &file)
+                    })
+                    .collect()
+            };
+            let keys = if same { &keys } else { &recent_keys };
+            let alerts = recent;
+            // Incidents and campaigns: named after their first alert's stable key, as they are
+            // in `hunt`'s output, but path-proof; their timelines carry the alerts' keys.
+            let groups = incidents
+                .iter()
+                .map(|i| {
+                    let json = cellwarden_incident::incident_json(i, alerts);
+                    let rank = (i.score, i.level);
+                    (
+                        "incidents",
+                        "inc",
+                        json,
+                        &i.alerts,
+                        i.hosts.clone(),
+                        i.accounts.clone(),
+                        rank,
+                    )
+                })
+                .chain(campaigns.iter().map(|c| {
+                    let json = cellwarden_incident::campaign_json(c, alerts);
+                    let hosts = c.hosts.iter().map(|h| h.name.clone()).collect();
+                    let accounts = c.accounts.iter().map(|a| a.name.clone()).collect();
+                    (
+                        "campaigns",
+                        "cmp",
+                        json,
+                        &c.alerts,
+                        hosts,
+                        accounts,
+                        (c.score, c.level),
+                    )
+                }));
+            for (table, prefix, mut json, members, hosts, accounts, (score, level)) in groups {
+                let group_keys: Vec<&str> = members.iter().map(|&k| keys[k].as_str()).collect();
+                let first = group_keys.first().copied().unwrap_or("");
+                let id = format!(
+                    "{prefix}-{}",
+                    &content_hash([("", first)].into_iter())[..16]
+                );
                 json["id"] = serde_json::Value::String(id.clone());
-                inc.execute(params![
+                if let Some(t) = json["timeline"].as_array_mut() {
+                    for (e, k) in t.iter_mut().zip(&group_keys) {
+                        e["key"] = serde_json::Value::String((*k).to_owned());
+                    }
+                }
+                let tactics: Vec<&str> = match json["tactics"].as_array() {
+                    Some(t) => t.iter().filter_map(|x| x.as_str()).collect(),
+                    None => json["kill_chain"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|x| x["tactic"].as_str())
+                        .collect(),
+                };
+                tx.prepare_cached(&format!(
+                    "INSERT INTO {table}(id, score, level, first_seen, last_seen, hosts, accounts, tactics, alert_count, json, alert_keys, last_run)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT(id) DO UPDATE SET score = excluded.score, level = excluded.level,
+                         first_seen = excluded.first_seen, last_seen = excluded.last_seen, hosts = excluded.hosts,
+                         accounts = excluded.accounts, tactics = excluded.tactics, alert_count = excluded.alert_count,
+                         json = excluded.json, alert_keys = excluded.alert_keys, last_run = excluded.last_run"
+                ))?
+                .execute(params![
                     id,
-                    i.score,
-                    level_num(i.level),
-                    cellwarden_event::format_timestamp(i.first_seen),
-                    cellwarden_event::format_timestamp(i.last_seen),
-                    i.hosts.join(","),
-                    i.accounts.join(","),
-                    i.tactics.join(","),
-                    i.alerts.len() as i64,
+                    score,
+                    level_num(level),
+                    json["first_seen"].as_str().unwrap_or(""),
+                    json["last_seen"].as_str().unwrap_or(""),
+                    hosts.join(","),
+                    accounts.join(","),
+                    tactics.join(","),
+                    members.len() as i64,
                     json.to_string(),
-                    serde_json::to_string(&inc_keys)?,
+                    serde_json::to_string(&group_keys)?,
                     run_id,
                 ])?;
             }
@@ -377,6 +477,7 @@ impl Store {
             alerts: alerts.len(),
             new_alerts,
             incidents: incidents.len(),
+            campaigns: campaigns.len(),
         })
     }
 
@@ -397,8 +498,8 @@ impl Store {
         Ok(run_id)
     }
 
-    /// Sets the triage status of an alert (`kind` "alert") or incident ("incident"), and
-    /// records the change. False when there is no such alert or incident.
+    /// Sets the triage status of an alert (`kind` "alert"), incident ("incident") or campaign
+    /// ("campaign"), and records the change. False when there is no such item.
     pub fn set_status(
         &mut self,
         kind: &str,
@@ -418,6 +519,9 @@ impl Store {
             }
             "incident" => {
                 "UPDATE incidents SET status = ?1, comment = ?2, status_time = ?3 WHERE id = ?4"
+            }
+            "campaign" => {
+                "UPDATE campaigns SET status = ?1, comment = ?2, status_time = ?3 WHERE id = ?4"
             }
             _ => return Err(StoreError::Invalid(format!("unknown kind '{kind}'"))),
         };
@@ -507,12 +611,19 @@ pub(crate) mod tests {
         let mut s = Store::open(&dir.path().join("case.db")).unwrap();
         let alerts = three_alerts();
         let incidents = cellwarden_incident::build(&alerts, 3600);
+        let campaigns = cellwarden_incident::campaign::build(
+            &alerts,
+            &incidents,
+            &Default::default(),
+            &Default::default(),
+        );
         let run = RunInfo {
             command: "hunt".into(),
             inputs: vec!["events.jsonl".into()],
             ..Default::default()
         };
-        s.record_hunt(&run, &alerts, &incidents).unwrap();
+        s.record_hunt(&run, &alerts, &incidents, &campaigns)
+            .unwrap();
         (dir, s)
     }
 
@@ -533,7 +644,9 @@ pub(crate) mod tests {
             "CORP\\bob",
             9,
         ));
-        let r = s.record_hunt(&RunInfo::default(), &alerts, &[]).unwrap();
+        let r = s
+            .record_hunt(&RunInfo::default(), &alerts, &[], &[])
+            .unwrap();
         assert_eq!((r.alerts, r.new_alerts), (4, 1));
         let sum = s.summary().unwrap();
         assert_eq!(sum.alerts, 4);

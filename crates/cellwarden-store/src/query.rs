@@ -70,6 +70,9 @@ pub struct AlertRow {
     pub json: Value,
 }
 
+/// A stored campaign: the same columns as an incident (its JSON is `hunt --campaigns`').
+pub type CampaignRow = IncidentRow;
+
 /// A stored incident with its triage state.
 #[derive(Debug, Clone)]
 pub struct IncidentRow {
@@ -114,6 +117,8 @@ pub struct Summary {
     pub by_status: [i64; 3],
     /// Incidents stored.
     pub incidents: i64,
+    /// Campaigns stored.
+    pub campaigns: i64,
     /// Scope reports stored.
     pub scopes: i64,
     /// Earliest alert time.
@@ -244,6 +249,7 @@ impl Store {
         let mut s = Summary {
             runs: c.query_row("SELECT count(*) FROM runs", [], |r| r.get(0))?,
             incidents: c.query_row("SELECT count(*) FROM incidents", [], |r| r.get(0))?,
+            campaigns: c.query_row("SELECT count(*) FROM campaigns", [], |r| r.get(0))?,
             scopes: c.query_row("SELECT count(*) FROM scopes", [], |r| r.get(0))?,
             ..Default::default()
         };
@@ -303,8 +309,27 @@ impl Store {
 
     /// Incidents, highest score first.
     pub fn incidents(&self) -> Result<Vec<IncidentRow>> {
+        self.groups("incidents")
+    }
+
+    /// One incident by id.
+    pub fn incident(&self, id: &str) -> Result<Option<IncidentRow>> {
+        self.group("incidents", id)
+    }
+
+    /// Campaigns, highest score first.
+    pub fn campaigns(&self) -> Result<Vec<CampaignRow>> {
+        self.groups("campaigns")
+    }
+
+    /// One campaign by id.
+    pub fn campaign(&self, id: &str) -> Result<Option<CampaignRow>> {
+        self.group("campaigns", id)
+    }
+
+    fn groups(&self, table: &str) -> Result<Vec<IncidentRow>> {
         let mut st = self.conn().prepare(&format!(
-            "SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY score DESC, first_seen, id"
+            "SELECT {INCIDENT_COLUMNS} FROM {table} ORDER BY score DESC, first_seen, id"
         ))?;
         let rows = st
             .query_map([], incident_row)?
@@ -312,12 +337,11 @@ impl Store {
         Ok(rows)
     }
 
-    /// One incident by id.
-    pub fn incident(&self, id: &str) -> Result<Option<IncidentRow>> {
+    fn group(&self, table: &str, id: &str) -> Result<Option<IncidentRow>> {
         Ok(self
             .conn()
             .query_row(
-                &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
+                &format!("SELECT {INCIDENT_COLUMNS} FROM {table} WHERE id = ?1"),
                 [id],
                 incident_row,
             )
@@ -490,5 +514,15 @@ pub(crate) mod tests {
             vec![("execution".into(), "T1059.001".into(), 3)]
         );
         assert!(!s.incidents().unwrap().is_empty());
+        // Campaigns: one per unrelated intrusion, each with its alerts' keys in its timeline.
+        let c = s.campaigns().unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(sum.campaigns, 2);
+        let web = c.iter().find(|x| x.hosts == ["web-01"]).unwrap();
+        assert_eq!(web.alert_count, 2);
+        assert!(web.id.starts_with("cmp-"));
+        assert_eq!(web.json["timeline"][1]["key"], web.alert_keys[1].as_str());
+        assert_eq!(s.campaign(&web.id).unwrap().unwrap().accounts, ["eve"]);
+        assert!(s.campaign("cmp-none").unwrap().is_none());
     }
 }

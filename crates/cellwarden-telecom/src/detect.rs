@@ -1126,6 +1126,27 @@ fn into_judgement(agg: &Aggregates, mut findings: Vec<Finding>) -> Judgement {
                 ),
             );
         }
+        // Where the statements came from: the finding's sessions, its targeted reads, or every
+        // client host of the account that day (campaigns join on them).
+        let mut clients: BTreeSet<&str> = BTreeSet::new();
+        match (&f.sessions, f.day) {
+            (Some(list), _) => clients.extend(list.iter().filter_map(|x| x.host.as_deref())),
+            (None, _) if !f.targets.is_empty() => {
+                clients.extend(f.targets.iter().filter_map(|(h, _)| h.as_deref()))
+            }
+            (None, Some(d)) => {
+                if let Some(st) = agg.days.get(&(Arc::clone(&f.account), d)) {
+                    clients.extend(st.hosts.keys().map(|h| &**h));
+                }
+            }
+            (None, None) => {}
+        }
+        if !clients.is_empty() && !f.extra.iter().any(|(k, _)| *k == "client_host") {
+            ev.push(
+                "client_host",
+                s(clients.into_iter().collect::<Vec<_>>().join(",")),
+            );
+        }
         for (k, v) in &f.extra {
             ev.push(*k, s(v.clone()));
         }

@@ -38,7 +38,8 @@ fn store(dir: &std::path::Path) -> cellwarden_store::Store {
             }
         })
         .collect();
-    s.record_hunt(&Default::default(), &alerts, &[]).unwrap();
+    s.record_hunt(&Default::default(), &alerts, &[], &[])
+        .unwrap();
     s
 }
 

@@ -36,6 +36,10 @@ pub enum Command {
         /// Alert files (`hunt --format jsonl|json`) and scope reports (`scope`, JSON).
         #[arg(required = true)]
         results: Vec<PathBuf>,
+        /// Campaigns (`hunt --campaigns --format jsonl|json`) to score for completeness and
+        /// purity against the alerts given.
+        #[arg(long)]
+        campaigns: Option<PathBuf>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -151,6 +155,14 @@ pub struct HuntArgs {
     /// Longest quiet time, in seconds, between two alerts of one entity in one incident.
     #[arg(long, default_value_t = 3600)]
     pub gap: i64,
+    /// Join incidents into campaigns (one intrusion across hosts, accounts, databases and the
+    /// network, over days and weeks; docs/campaigns.md) and print those instead.
+    #[arg(long, conflicts_with = "incidents")]
+    pub campaigns: bool,
+    /// Longest time, in days, between two alerts joined into one campaign by an account, an
+    /// outside address or a foothold host.
+    #[arg(long, default_value_t = 30)]
+    pub campaign_window: i64,
     /// Write an ATT&CK Navigator layer of the techniques seen (scores = alert counts).
     #[arg(long)]
     pub attack_layer: Option<PathBuf>,

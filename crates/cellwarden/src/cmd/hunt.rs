@@ -69,7 +69,7 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
     }
     // Incidents and the case store need every alert at once; the alert outputs walk them in
     // order, from memory and the sorted runs on disk.
-    let all = if args.incidents || args.store.is_some() {
+    let all = if args.incidents || args.campaigns || args.store.is_some() {
         result
             .alerts
             .to_vec()
@@ -77,9 +77,28 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
     } else {
         Vec::new()
     };
+    let campaign_config = cellwarden_incident::CampaignConfig {
+        window_secs: args.campaign_window.saturating_mul(86_400),
+        ..Default::default()
+    };
+    let (incidents, campaigns) = if args.incidents || args.campaigns || args.store.is_some() {
+        let resolver = cellwarden_pipeline::story::resolver(&config.net, &result.findings);
+        let exposure = (!config.db.disabled)
+            .then(|| cellwarden_pipeline::scope::exposure(&result.findings, &config.db));
+        cellwarden_pipeline::story::campaigns(
+            &all,
+            &resolver,
+            args.gap,
+            &campaign_config,
+            exposure.as_ref(),
+        )
+    } else {
+        Default::default()
+    };
     let result_written = if args.incidents {
-        let incidents = cellwarden_incident::build(&all, args.gap);
         write_incidents(&mut out, &incidents, &all, args.format, colour)
+    } else if args.campaigns {
+        write_campaigns(&mut out, &campaigns, &all, args.format, colour)
     } else {
         match args.format {
             OutFormat::Table => cellwarden_report::write_table(&mut out, &result.alerts, colour),
@@ -93,17 +112,17 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
     drop(out);
     if let Some(path) = &args.store {
         let run = run_info("hunt", started, &args.paths, ruleset_hash, &result);
-        let incidents = cellwarden_incident::build(&all, args.gap);
         let recorded = cellwarden_store::Store::open(path)
-            .and_then(|mut s| s.record_hunt(&run, &all, &incidents))
+            .and_then(|mut s| s.record_hunt(&run, &all, &incidents, &campaigns))
             .map(|r| {
                 format!(
-                    "run {} in {}: {} alerts ({} new), {} incidents",
+                    "run {} in {}: {} alerts ({} new), {} incidents, {} campaigns",
                     r.run,
                     path.display(),
                     r.alerts,
                     r.new_alerts,
-                    r.incidents
+                    r.incidents,
+                    r.campaigns
                 )
             });
         stored(path, recorded)?;
@@ -169,18 +188,13 @@ fn write_incidents(
 ) -> io::Result<()> {
     use cellwarden_report::sanitize_terminal as clean;
     match format {
-        OutFormat::Jsonl => {
-            for inc in incidents {
-                writeln!(out, "{}", cellwarden_incident::incident_json(inc, alerts))?;
-            }
-        }
-        OutFormat::Json => {
-            let all: Vec<serde_json::Value> = incidents
+        OutFormat::Jsonl | OutFormat::Json => write_json(
+            out,
+            format,
+            incidents
                 .iter()
-                .map(|i| cellwarden_incident::incident_json(i, alerts))
-                .collect();
-            writeln!(out, "{}", serde_json::Value::Array(all))?;
-        }
+                .map(|i| cellwarden_incident::incident_json(i, alerts)),
+        )?,
         OutFormat::Csv => {
             let mut w = cellwarden_report::CsvWriter::new(out);
             w.row(&[
@@ -251,4 +265,176 @@ fn write_incidents(
         }
     }
     Ok(())
+}
+
+fn write_campaigns(
+    out: &mut dyn Write,
+    campaigns: &[cellwarden_incident::Campaign],
+    alerts: &[cellwarden_event::Alert],
+    format: OutFormat,
+    colour: bool,
+) -> io::Result<()> {
+    use cellwarden_event::format_timestamp as ts;
+    use cellwarden_report::sanitize_terminal as clean;
+    match format {
+        OutFormat::Jsonl | OutFormat::Json => write_json(
+            out,
+            format,
+            campaigns
+                .iter()
+                .map(|c| cellwarden_incident::campaign_json(c, alerts)),
+        )?,
+        OutFormat::Csv => {
+            let mut w = cellwarden_report::CsvWriter::new(out);
+            w.row(&[
+                "id",
+                "score",
+                "level",
+                "first_seen",
+                "last_seen",
+                "entry_host",
+                "entry_rule",
+                "kill_chain",
+                "hosts",
+                "accounts",
+                "subscribers",
+                "exfiltration_destinations",
+                "exfiltration_bytes",
+                "incidents",
+                "alerts",
+                "summary",
+            ])?;
+            for c in campaigns {
+                let names = |v: Vec<&str>| v.join(";");
+                w.row(&[
+                    &c.id,
+                    &c.score.to_string(),
+                    c.level.as_str(),
+                    &ts(c.first_seen),
+                    &ts(c.last_seen),
+                    c.hosts.first().map_or("", |h| h.name.as_str()),
+                    &alerts[c.entry].rule.title,
+                    &names(c.kill_chain.iter().map(|s| s.tactic.as_str()).collect()),
+                    &names(c.hosts.iter().map(|h| h.name.as_str()).collect()),
+                    &names(c.accounts.iter().map(|a| a.name.as_str()).collect()),
+                    &c.data.subscribers.to_string(),
+                    &names(
+                        c.exfiltration
+                            .iter()
+                            .map(|x| x.destination.as_str())
+                            .collect(),
+                    ),
+                    &c.exfiltration
+                        .iter()
+                        .map(|x| x.bytes)
+                        .sum::<u64>()
+                        .to_string(),
+                    &c.incidents.len().to_string(),
+                    &c.alerts.len().to_string(),
+                    &c.summary(alerts),
+                ])?;
+            }
+            w.flush()?;
+        }
+        OutFormat::Table => {
+            if campaigns.is_empty() {
+                writeln!(
+                    out,
+                    "no campaign (no high alert, nor medium alerts of two rules, joined)"
+                )?;
+            }
+            for c in campaigns {
+                let head = format!(
+                    "{}  score {:>3}  {}  {} .. {}  {} incidents, {} alerts",
+                    c.id,
+                    c.score,
+                    c.level.as_str(),
+                    ts(c.first_seen),
+                    ts(c.last_seen),
+                    c.incidents.len(),
+                    c.alerts.len()
+                );
+                if colour {
+                    writeln!(out, "\x1b[1m{head}\x1b[0m")?;
+                } else {
+                    writeln!(out, "{head}")?;
+                }
+                writeln!(out, "  {}", clean(&c.summary(alerts)))?;
+                writeln!(out, "  kill chain:")?;
+                for s in &c.kill_chain {
+                    writeln!(
+                        out,
+                        "    {:<21} {}  {} [{}]",
+                        s.tactic,
+                        ts(s.first).get(..16).unwrap_or(""),
+                        clean(&s.rule),
+                        clean(s.host.as_deref().unwrap_or("-"))
+                    )?;
+                }
+                let hosts: Vec<String> = c
+                    .hosts
+                    .iter()
+                    .map(|h| match &h.role {
+                        Some(r) => format!("{} ({r})", h.name),
+                        None => h.name.clone(),
+                    })
+                    .collect();
+                writeln!(out, "  hosts:    {}", clean(&hosts.join(", ")))?;
+                let accs: Vec<&str> = c.accounts.iter().map(|a| a.name.as_str()).collect();
+                writeln!(out, "  accounts: {}", clean(&accs.join(", ")))?;
+                if !c.moves.is_empty() {
+                    writeln!(out, "  moves:")?;
+                    for m in &c.moves {
+                        writeln!(
+                            out,
+                            "    {}  {} -> {}  ({}{})",
+                            ts(m.time).get(..16).unwrap_or(""),
+                            clean(&m.from),
+                            clean(&m.to),
+                            m.kind,
+                            m.account
+                                .as_deref()
+                                .map(|a| format!(", {}", clean(a)))
+                                .unwrap_or_default()
+                        )?;
+                    }
+                }
+                if c.data.subscribers > 0 {
+                    writeln!(
+                        out,
+                        "  data:     {} subscriber(s), {} — `{}`",
+                        c.data.subscribers,
+                        c.data.record_types.join(", "),
+                        clean(&c.data.scope_command)
+                    )?;
+                }
+                for x in &c.exfiltration {
+                    writeln!(
+                        out,
+                        "  sent out: {} bytes to {} from {}",
+                        x.bytes,
+                        clean(&x.destination),
+                        clean(x.from.as_deref().unwrap_or("-"))
+                    )?;
+                }
+                writeln!(out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// JSON Lines (one object a line) or one JSON array.
+fn write_json(
+    out: &mut dyn Write,
+    format: OutFormat,
+    items: impl Iterator<Item = serde_json::Value>,
+) -> io::Result<()> {
+    if matches!(format, OutFormat::Jsonl) {
+        for v in items {
+            writeln!(out, "{v}")?;
+        }
+        return Ok(());
+    }
+    writeln!(out, "{}", serde_json::Value::Array(items.collect()))
 }

@@ -22,8 +22,9 @@ pub fn run(command: Command) -> Result<Status, Failure> {
         Command::Eval {
             truth,
             results,
+            campaigns,
             json,
-        } => simulate::eval(&truth, &results, json),
+        } => simulate::eval(&truth, &results, campaigns.as_ref(), json),
         Command::Demo { out } => demo::run(out),
         Command::Export {
             store,

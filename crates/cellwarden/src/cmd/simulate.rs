@@ -40,7 +40,12 @@ pub fn run(args: SimulateArgs) -> Result<Status, Failure> {
     Ok(Status::Ok)
 }
 
-pub fn eval(truth: &PathBuf, results: &[PathBuf], json: bool) -> Result<Status, Failure> {
+pub fn eval(
+    truth: &PathBuf,
+    results: &[PathBuf],
+    campaigns: Option<&PathBuf>,
+    json: bool,
+) -> Result<Status, Failure> {
     let truth: serde_json::Value =
         serde_json::from_str(&read_file(truth)?).map_err(|e| Failure::file(truth, e))?;
     let texts = results
@@ -53,7 +58,11 @@ pub fn eval(truth: &PathBuf, results: &[PathBuf], json: bool) -> Result<Status, 
             "no alerts or scope report in the result files".into(),
         ));
     }
-    let score = cellwarden_sim::eval::evaluate(&truth, &alerts, &scopes);
+    let mut score = cellwarden_sim::eval::evaluate(&truth, &alerts, &scopes);
+    if let Some(p) = campaigns {
+        let c = cellwarden_sim::eval::read_campaigns(&read_file(p)?);
+        score.campaigns = Some(cellwarden_sim::eval::score_campaigns(&score, &alerts, &c));
+    }
     if json {
         println!("{}", serde_json::to_string(&score).unwrap_or_default());
     } else {

@@ -18,11 +18,18 @@ use crate::setup::{
 };
 
 /// Writes alerts to the case store at every checkpoint, one run per batch.
+/// Incidents and campaigns are rebuilt at each checkpoint over the alerts of the campaign window
+/// (at most [`RECENT_ALERTS`]), so a campaign keeps its id while its first alert is in it.
 struct StoreSink {
     store: cellwarden_store::Store,
     ruleset_hash: String,
     pending: Vec<Alert>,
+    recent: std::collections::VecDeque<Alert>,
+    resolver: cellwarden_incident::Resolver,
 }
+
+/// Alerts kept for joining incidents and campaigns in `watch --store`.
+const RECENT_ALERTS: usize = 20_000;
 
 impl AlertSink for StoreSink {
     fn write(&mut self, alerts: &[Alert]) -> std::io::Result<()> {
@@ -42,9 +49,25 @@ impl AlertSink for StoreSink {
             events: 0,
             errors: Vec::new(),
         };
-        let incidents = cellwarden_incident::build(&self.pending, 3600);
+        let config = cellwarden_incident::CampaignConfig::default();
+        self.recent.extend(self.pending.iter().cloned());
+        let newest = self.recent.iter().filter_map(|a| a.event.timestamp).max();
+        while self.recent.len() > RECENT_ALERTS
+            || self.recent.front().is_some_and(|a| {
+                a.event
+                    .timestamp
+                    .zip(newest)
+                    .is_some_and(|(t, n)| n.as_second() - t.as_second() > config.window_secs)
+            })
+        {
+            self.recent.pop_front();
+        }
+        let mut recent: Vec<Alert> = self.recent.iter().cloned().collect();
+        cellwarden_pipeline::sort_alerts(&mut recent);
+        let (incidents, campaigns) =
+            cellwarden_pipeline::story::campaigns(&recent, &self.resolver, 3600, &config, None);
         self.store
-            .record_hunt(&run, &self.pending, &incidents)
+            .record_batch(&run, &self.pending, &recent, &incidents, &campaigns)
             .map_err(std::io::Error::other)?;
         self.pending.clear();
         Ok(())
@@ -133,6 +156,8 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
             store: cellwarden_store::Store::open(p).map_err(|e| Failure::file(p, e))?,
             ruleset_hash,
             pending: Vec::new(),
+            recent: Default::default(),
+            resolver: cellwarden_pipeline::story::resolver(&net, &Default::default()),
         }),
         None => None,
     };

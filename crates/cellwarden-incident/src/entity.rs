@@ -1,0 +1,924 @@
+//! Entities: one name per host and per account, whatever each source calls them.
+//!
+//! A host is written `web-portal-01.corp.example` by Windows, `web-portal-01` by syslog and an
+//! asset file, and `10.10.0.8` by flows and logon records. The [`Resolver`] maps every alias to
+//! one canonical name: the asset file's name when it has one, else the short (first-label) name.
+//! Addresses are resolved through the asset file and through what the logs themselves show
+//! (Windows logon records naming a workstation and its address, DNS answers for internal
+//! names), each observation kept with the time it was made, because addresses move.
+//!
+//! Accounts: `DOMAIN\user`, `user@domain` and `user` are one account; SIDs resolve to the name
+//! a logon record gave them; configured aliases (a database account used by a directory
+//! account) join too. Built-in and machine accounts are never entities.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use cellwarden_event::{Alert, Event};
+
+/// Fields read for accounts.
+pub const ACCOUNT_FIELDS: [&str; 9] = [
+    "TargetUserName",
+    "SubjectUserName",
+    "User",
+    "user",
+    "AccountName",
+    "acct",
+    "UID",
+    "target_user",
+    "UserName",
+];
+/// Fields naming where a connection or logon came from.
+pub const SOURCE_FIELDS: [&str; 7] = [
+    "IpAddress",
+    "SourceIp",
+    "SourceAddress",
+    "src_ip",
+    "addr",
+    "ClientAddress",
+    "WorkstationName",
+];
+/// Fields naming where a connection went.
+pub const DESTINATION_FIELDS: [&str; 4] = [
+    "DestinationIp",
+    "DestinationHostname",
+    "RemoteAddress",
+    "dst_ip",
+];
+
+/// Asset roles whose hosts everyone touches: they never join activity by themselves.
+pub const HUB_ROLES: [&str; 10] = [
+    "dc",
+    "domain-controller",
+    "dns",
+    "monitoring",
+    "backup",
+    "ntp",
+    "proxy",
+    "siem",
+    "patch",
+    "mail",
+];
+
+/// Accounts every host has: named in outputs, never joining activity by themselves.
+pub const BUILTIN_ACCOUNTS: [&str; 2] = ["root", "administrator"];
+
+/// A named host of the asset file.
+#[derive(Debug, Clone)]
+pub struct KnownHost {
+    /// Its name.
+    pub name: String,
+    /// Its addresses.
+    pub addresses: Vec<IpAddr>,
+    /// Its role, if given.
+    pub role: Option<String>,
+    /// Other names (FQDN, NetBIOS name).
+    pub aliases: Vec<String>,
+}
+
+/// Where an address leads.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Place {
+    /// An internal host (canonical name, or the address when nothing names it).
+    Host(String),
+    /// An address outside the operator's networks.
+    Outside(String),
+    /// A database server the logs do not name, by its log file (`postgresql-billing`).
+    Database(String),
+}
+
+/// What the logs say about names, gathered while events stream by: which host an internal
+/// address was and when (Windows logon records naming the workstation and its address, DNS
+/// answers for names with private addresses), which account a SID is. Merging is commutative,
+/// so workers gather apart. Grows with the operator's hosts and accounts, not with events.
+#[derive(Debug, Clone, Default)]
+pub struct Aliases {
+    /// Address → host as written → (first, last) time seen, seconds.
+    pub seen_at: BTreeMap<IpAddr, BTreeMap<String, (i64, i64)>>,
+    /// Lower-case SID → account.
+    pub sids: BTreeMap<String, String>,
+    /// Host as written (lower case) → its latest network and remote logons (see [`Logon`]), at
+    /// most [`LOGONS_PER_HOST`]: the latest by time, whatever order events arrive in.
+    pub logons: BTreeMap<String, BTreeSet<Logon>>,
+}
+
+/// How long before an event a network logon is taken as its session.
+pub const LOGON_LEAD_SECS: i64 = 300;
+
+/// Network and remote-interactive logons kept per host for [`Resolver::logon_before`].
+pub const LOGONS_PER_HOST: usize = 4096;
+
+/// A network or remote logon on a host (Windows 4624 type 3 or 10).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Logon {
+    /// Time, seconds.
+    pub time: i64,
+    /// Account (normalised).
+    pub account: String,
+    /// Where from: the address, else the workstation name.
+    pub source: String,
+}
+
+fn private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_private() || (a.octets()[0] == 100 && a.octets()[1] & 0xc0 == 64),
+        IpAddr::V6(a) => a.segments()[0] & 0xfe00 == 0xfc00,
+    }
+}
+
+impl Aliases {
+    fn saw(&mut self, ip: IpAddr, host: &str, t: i64) {
+        let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        if !private(ip) || host.is_empty() || host == "-" {
+            return;
+        }
+        let e = self
+            .seen_at
+            .entry(ip)
+            .or_default()
+            .entry(host)
+            .or_insert((t, t));
+        e.0 = e.0.min(t);
+        e.1 = e.1.max(t);
+    }
+
+    /// Learns what one event says about names. Only logon records and DNS logs are read.
+    pub fn observe(&mut self, ev: &Event<'_>) {
+        if ev
+            .logsource
+            .as_ref()
+            .is_some_and(|l| !l.has_service("security") && !l.has_service("dns"))
+        {
+            return;
+        }
+        let Some(t) = ev.timestamp.map(|t| t.as_second()) else {
+            return;
+        };
+        if let (Some(ws), Some(ip)) = (ev.get_str("WorkstationName"), ev.get_str("IpAddress"))
+            && let Some(ip) = parse_ip(&ip)
+        {
+            self.saw(ip, &ws, t);
+        }
+        if ev.get_str("EventID").as_deref() == Some("4624")
+            && let Some(host) = ev.host.as_deref()
+            && matches!(ev.get_str("LogonType").as_deref(), Some("3" | "10"))
+            && let Some(account) = ev
+                .get_str("TargetUserName")
+                .and_then(|a| normalise_account(&a))
+        {
+            let source = ev
+                .get_str("IpAddress")
+                .filter(|s| parse_ip(s).is_some_and(|ip| !ip.is_loopback()))
+                .or_else(|| ev.get_str("WorkstationName"))
+                .filter(|s| !matches!(s.as_ref(), "" | "-"));
+            if let Some(source) = source {
+                let set = self.logons.entry(host.to_ascii_lowercase()).or_default();
+                set.insert(Logon {
+                    time: t,
+                    account,
+                    source: source.into_owned(),
+                });
+                if set.len() > LOGONS_PER_HOST {
+                    set.pop_first();
+                }
+            }
+        }
+        if let (Some(sid), Some(name)) = (ev.get_str("TargetUserSid"), ev.get_str("TargetUserName"))
+            && sid.starts_with("S-1-5-21-")
+            && let Some(a) = normalise_account(&name)
+        {
+            let e = self
+                .sids
+                .entry(sid.to_ascii_lowercase())
+                .or_insert_with(|| a.clone());
+            if a < *e {
+                *e = a;
+            }
+        }
+        if let (Some(q), Some(answers)) = (ev.get_str("query"), ev.get("answers")) {
+            let mut put = |s: &str| {
+                if let Some(ip) = parse_ip(s) {
+                    self.saw(ip, &q, t);
+                }
+            };
+            match answers {
+                cellwarden_event::Value::List(items) => {
+                    for i in items {
+                        if let Some(s) = i.as_text() {
+                            put(&s);
+                        }
+                    }
+                }
+                v => {
+                    if let Some(s) = v.as_text() {
+                        s.split(',').for_each(&mut put);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes in another worker's observations.
+    pub fn merge(&mut self, o: Aliases) {
+        for (ip, hosts) in o.seen_at {
+            for (h, (a, b)) in hosts {
+                let e = self
+                    .seen_at
+                    .entry(ip)
+                    .or_default()
+                    .entry(h)
+                    .or_insert((a, b));
+                e.0 = e.0.min(a);
+                e.1 = e.1.max(b);
+            }
+        }
+        for (host, set) in o.logons {
+            let mine = self.logons.entry(host).or_default();
+            mine.extend(set);
+            while mine.len() > LOGONS_PER_HOST {
+                mine.pop_first();
+            }
+        }
+        for (sid, name) in o.sids {
+            let e = self.sids.entry(sid).or_insert_with(|| name.clone());
+            if name < *e {
+                *e = name;
+            }
+        }
+    }
+}
+
+/// Alias → canonical name, for hosts and accounts.
+#[derive(Debug, Clone, Default)]
+pub struct Resolver {
+    /// Lower-case alias (FQDN, short name) → canonical host name.
+    names: HashMap<String, String>,
+    /// Canonical host name → role.
+    roles: HashMap<String, String>,
+    /// Address → (first seen, last seen, canonical host) observations, by first seen.
+    seen_at: HashMap<IpAddr, Vec<(i64, i64, String)>>,
+    /// Address → asset-file host.
+    assets: HashMap<IpAddr, String>,
+    /// Internal networks: (network address, prefix length).
+    internal: Vec<(IpAddr, u8)>,
+    /// Lower-case account alias (SID, configured alias) → canonical account.
+    accounts: HashMap<String, String>,
+    /// Canonical host → its network logons by time.
+    logons: HashMap<String, Vec<Logon>>,
+}
+
+fn short(name: &str) -> String {
+    let l = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    if l.parse::<IpAddr>().is_ok() {
+        return l;
+    }
+    l.split('.').next().unwrap_or(&l).to_owned()
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
+            u32::from(a) & m == u32::from(n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
+            u128::from(a) & m == u128::from(n) & m
+        }
+        _ => false,
+    }
+}
+
+/// Parses an address as logs write it (`::ffff:` mapped, `[v6]`, `-`).
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    let s = s.trim().trim_start_matches('[').trim_end_matches(']');
+    let s = s.strip_prefix("::ffff:").unwrap_or(s);
+    s.parse().ok()
+}
+
+impl Resolver {
+    /// A resolver over the asset file's hosts and internal networks (`net/len`).
+    pub fn new(hosts: &[KnownHost], internal: &[(IpAddr, u8)]) -> Resolver {
+        let mut r = Resolver {
+            internal: if internal.is_empty() {
+                [
+                    "10.0.0.0",
+                    "172.16.0.0",
+                    "192.168.0.0",
+                    "100.64.0.0",
+                    "fc00::",
+                ]
+                .iter()
+                .zip([8u8, 12, 16, 10, 7])
+                .filter_map(|(n, l)| Some((n.parse().ok()?, l)))
+                .collect()
+            } else {
+                internal.to_vec()
+            },
+            ..Resolver::default()
+        };
+        for h in hosts {
+            let canon = short(&h.name);
+            r.names.insert(h.name.to_ascii_lowercase(), canon.clone());
+            r.names.insert(canon.clone(), canon.clone());
+            for a in &h.aliases {
+                r.names.insert(a.to_ascii_lowercase(), canon.clone());
+                r.names.insert(short(a), canon.clone());
+            }
+            if let Some(role) = &h.role {
+                r.roles.insert(canon.clone(), role.to_ascii_lowercase());
+            }
+            for a in &h.addresses {
+                r.assets.insert(*a, canon.clone());
+            }
+        }
+        r
+    }
+
+    /// Adds a configured account alias (`alias` is the same person or service as `account`).
+    pub fn account_alias(&mut self, alias: &str, account: &str) {
+        if let Some(a) = normalise_account(account) {
+            self.accounts.insert(alias.to_ascii_lowercase(), a);
+        }
+    }
+
+    /// Takes in what the logs showed (see [`Aliases`]).
+    pub fn learn(&mut self, aliases: &Aliases) {
+        for (ip, hosts) in &aliases.seen_at {
+            let mut v: Vec<(i64, i64, String)> = hosts
+                .iter()
+                .map(|(h, (a, b))| (*a, *b, self.host(h)))
+                .collect();
+            v.sort();
+            self.seen_at.insert(*ip, v);
+        }
+        for (host, set) in &aliases.logons {
+            let v = self.logons.entry(self.host(host)).or_default();
+            v.extend(set.iter().cloned());
+            v.sort();
+        }
+        for (sid, name) in &aliases.sids {
+            self.accounts
+                .entry(sid.clone())
+                .or_insert_with(|| name.clone());
+        }
+    }
+
+    /// The latest network logon on `host` in the [`LOGON_LEAD_SECS`] before `t` (or a few
+    /// seconds after: clocks and log order differ), by `account` when one is given: who and
+    /// from where an event that names no session came (a service installed over PsExec, a
+    /// process started over WMI).
+    pub fn logon_before(&self, host: &str, t: i64, account: Option<&str>) -> Option<&Logon> {
+        let v = self.logons.get(host)?;
+        let end = v.partition_point(|l| l.time <= t + 5);
+        v[..end]
+            .iter()
+            .rev()
+            .take_while(|l| l.time >= t - LOGON_LEAD_SECS)
+            .find(|l| account.is_none_or(|a| l.account == a))
+    }
+
+    /// Whether the address is in the operator's networks.
+    pub fn is_internal(&self, ip: IpAddr) -> bool {
+        self.internal.iter().any(|(n, l)| in_net(ip, *n, *l))
+    }
+
+    /// The canonical name of a host however it is written (a name or an address).
+    pub fn host(&self, name: &str) -> String {
+        if let Some(ip) = parse_ip(name) {
+            return match self.address(ip, None) {
+                Place::Host(h) | Place::Outside(h) | Place::Database(h) => h,
+            };
+        }
+        let l = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        if let Some(c) = self.names.get(&l) {
+            return c.clone();
+        }
+        let s = short(&l);
+        self.names.get(&s).cloned().unwrap_or(s)
+    }
+
+    /// Where an address leads at time `t`: the host the logs showed at it nearest that time,
+    /// else the asset file's host, else the address itself (internal or outside).
+    pub fn address(&self, ip: IpAddr, t: Option<i64>) -> Place {
+        if let Some(obs) = self.seen_at.get(&ip).filter(|_| self.is_internal(ip)) {
+            let best = match t {
+                Some(t) => obs.iter().min_by_key(|(a, b, _)| {
+                    if (*a..=*b).contains(&t) {
+                        0
+                    } else {
+                        (a - t).abs().min((b - t).abs())
+                    }
+                }),
+                None => obs.last(),
+            };
+            if let Some((_, _, h)) = best {
+                return Place::Host(h.clone());
+            }
+        }
+        if let Some(h) = self.assets.get(&ip) {
+            return Place::Host(h.clone());
+        }
+        if self.is_internal(ip) || ip.is_loopback() {
+            Place::Host(ip.to_string())
+        } else {
+            Place::Outside(ip.to_string())
+        }
+    }
+
+    /// The asset role of a canonical host.
+    pub fn role(&self, host: &str) -> Option<&str> {
+        self.roles.get(host).map(String::as_str)
+    }
+
+    /// Whether a canonical host is a hub by its role.
+    pub fn hub_role(&self, host: &str) -> bool {
+        self.role(host).is_some_and(|r| HUB_ROLES.contains(&r))
+    }
+
+    /// The canonical account, or `None` for built-in, machine and empty accounts.
+    pub fn account(&self, raw: &str) -> Option<String> {
+        let l = raw.trim().to_ascii_lowercase();
+        if let Some(a) = self.accounts.get(&l) {
+            return Some(a.clone());
+        }
+        let a = normalise_account(raw)?;
+        Some(self.accounts.get(&a).cloned().unwrap_or(a))
+    }
+}
+
+/// `DOMAIN\user`, `user@domain` → `user`, lower case; `None` for accounts that are no one.
+pub fn normalise_account(raw: &str) -> Option<String> {
+    let v = raw.trim();
+    let v = v.rsplit('\\').next().unwrap_or(v);
+    let v = v.split('@').next().unwrap_or(v).to_ascii_lowercase();
+    let noise = v.is_empty()
+        || v == "-"
+        || v.ends_with('$')
+        || v.starts_with("s-1-5-")
+        || matches!(
+            v.as_str(),
+            "system"
+                | "localsystem"
+                | "local service"
+                | "network service"
+                | "anonymous logon"
+                | "0"
+                | "unset"
+                | "4294967295"
+        );
+    (!noise).then_some(v)
+}
+
+/// Kinds of moves between places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MoveKind {
+    /// A logon or remote execution from one host on another.
+    Logon,
+    /// A database session from a client host to a database server.
+    DbSession,
+    /// A network connection.
+    Connection,
+    /// Data sent to an outside address.
+    Transfer,
+}
+
+impl MoveKind {
+    /// Name in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoveKind::Logon => "logon",
+            MoveKind::DbSession => "db-session",
+            MoveKind::Connection => "connection",
+            MoveKind::Transfer => "transfer",
+        }
+    }
+}
+
+/// One edge an alert shows: activity from one place on another.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Edge {
+    /// Where it came from.
+    pub from: Place,
+    /// Where it went.
+    pub to: Place,
+    /// What it was.
+    pub kind: MoveKind,
+}
+
+/// The entities of one alert, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct AlertEntities {
+    /// Hosts where it happened (the logging host; a database alert's client hosts too).
+    pub hosts: Vec<String>,
+    /// Accounts it names.
+    pub accounts: Vec<String>,
+    /// Accounts of the network logon it followed, when it names none itself: shown, but they
+    /// join nothing (an admin account works from many places; the logon's source does join).
+    pub logon_accounts: Vec<String>,
+    /// Outside addresses it names.
+    pub outside: Vec<String>,
+    /// Moves it shows.
+    pub edges: Vec<Edge>,
+    /// The process chain (oldest first), when the event gives one.
+    pub process: Option<String>,
+    /// Bytes sent outside (flow alerts).
+    pub bytes_out: u64,
+}
+
+/// A log file's name without folders and extensions: `db/postgresql-billing.log.gz` →
+/// `postgresql-billing`.
+fn log_stem(path: &str) -> String {
+    let b = basename(path);
+    b.split('.')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(b)
+        .to_owned()
+}
+
+fn basename(p: &str) -> &str {
+    p.rsplit(['\\', '/']).next().unwrap_or(p)
+}
+
+/// The entities of one alert, by the kind of its source: database analytics name an account
+/// and client hosts (and the server when the log's host is known); flow analytics an internal
+/// host and an outside peer; Sigma alerts the logging host, the users, the source and
+/// destination addresses, and the process chain.
+pub fn alert_entities(a: &Alert, r: &Resolver) -> AlertEntities {
+    let ev = &a.event;
+    let t = ev.timestamp.map(|t| t.as_second());
+    let mut out = AlertEntities::default();
+    let here = ev
+        .host
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .map(|h| r.host(h));
+    if let Some(h) = &here {
+        out.hosts.push(h.clone());
+    }
+    let place = |s: &str| -> Option<Place> {
+        if let Some(ip) = parse_ip(s) {
+            if ip.is_loopback() || ip.is_unspecified() {
+                return None;
+            }
+            return Some(r.address(ip, t));
+        }
+        let s = s.trim();
+        (!s.is_empty() && s != "-" && !s.eq_ignore_ascii_case("localhost"))
+            .then(|| Place::Host(r.host(s)))
+    };
+    let id = a.rule.id.as_str();
+    if id.starts_with("cellwarden.db.") {
+        if let Some(acc) = ev.get_str("account").and_then(|x| r.account(&x)) {
+            out.accounts.push(acc);
+        }
+        if let Some(list) = ev.get_str("client_host") {
+            for c in list.split(',').filter_map(|c| place(c.trim())) {
+                if let Place::Host(h) = &c {
+                    out.hosts.push(h.clone());
+                }
+                let server = match &here {
+                    Some(server) => Place::Host(server.clone()),
+                    None => Place::Database(log_stem(&ev.origin.file)),
+                };
+                out.edges.push(Edge {
+                    from: c,
+                    to: server,
+                    kind: MoveKind::DbSession,
+                });
+            }
+        }
+    } else if id.starts_with("cellwarden.net.") {
+        let src = ev.get_str("src_ip").and_then(|s| place(&s));
+        let dst = ev.get_str("dst_ip").and_then(|s| place(&s));
+        for p in [&src, &dst].into_iter().flatten() {
+            match p {
+                Place::Host(h) => out.hosts.push(h.clone()),
+                Place::Outside(o) => out.outside.push(o.clone()),
+                Place::Database(_) => {}
+            }
+        }
+        if let (Some(from), Some(to)) = (src, dst) {
+            let kind = if matches!(to, Place::Outside(_)) {
+                MoveKind::Transfer
+            } else {
+                MoveKind::Connection
+            };
+            out.edges.push(Edge { from, to, kind });
+        }
+        out.bytes_out = ev
+            .get("bytes_out")
+            .and_then(|v| v.as_text())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+    } else {
+        let event_id = ev.get_str("EventID");
+        let event_id = event_id.as_deref().unwrap_or("");
+        // Group membership changes name the group in `TargetUserName` and the account added
+        // or removed in `MemberName` (a distinguished name) or `MemberSid`.
+        let group_change = matches!(
+            event_id,
+            "4728" | "4729" | "4732" | "4733" | "4746" | "4747" | "4751" | "4752" | "4756" | "4757"
+        );
+        for f in ACCOUNT_FIELDS {
+            if group_change && f == "TargetUserName" {
+                continue;
+            }
+            if let Some(acc) = ev.get_str(f).and_then(|x| r.account(&x)) {
+                out.accounts.push(acc);
+            }
+        }
+        if group_change {
+            let member = ev
+                .get_str("MemberName")
+                .filter(|m| !matches!(m.as_ref(), "" | "-"))
+                .map(|m| {
+                    let cn = m.strip_prefix("CN=").unwrap_or(&m);
+                    cn.split(',').next().unwrap_or(cn).to_owned()
+                })
+                .or_else(|| ev.get_str("MemberSid").map(|s| s.into_owned()));
+            if let Some(acc) = member.and_then(|m| r.account(&m)) {
+                out.accounts.push(acc);
+            }
+        }
+        let logon = matches!(event_id, "4624" | "4625" | "4648" | "4776" | "4778");
+        let sources = SOURCE_FIELDS.iter().map(|f| (f, true));
+        for (f, inbound) in sources.chain(DESTINATION_FIELDS.iter().map(|f| (f, false))) {
+            let Some(p) = ev.get_str(f).and_then(|s| place(&s)) else {
+                continue;
+            };
+            if let Place::Outside(o) = &p {
+                out.outside.push(o.clone());
+            }
+            let Some(h) = here.as_ref().map(|h| Place::Host(h.clone())) else {
+                continue;
+            };
+            if p == h {
+                continue;
+            }
+            out.edges.push(match inbound {
+                true => Edge {
+                    from: p,
+                    to: h,
+                    kind: if logon {
+                        MoveKind::Logon
+                    } else {
+                        MoveKind::Connection
+                    },
+                },
+                false => Edge {
+                    from: h,
+                    to: p,
+                    kind: MoveKind::Connection,
+                },
+            });
+        }
+        // An event without a source: the network logon just before it on this host.
+        if let Some(h) = &here
+            && let Some(t) = t
+            && !out.edges.iter().any(|e| e.kind == MoveKind::Logon)
+        {
+            let by = out.accounts.first().map(String::as_str);
+            if let Some(l) = r.logon_before(h, t, by)
+                && let Some(from) = place(&l.source)
+                && from != Place::Host(h.clone())
+            {
+                if out.accounts.is_empty() {
+                    out.logon_accounts.push(l.account.clone());
+                }
+                out.edges.push(Edge {
+                    from,
+                    to: Place::Host(h.clone()),
+                    kind: MoveKind::Logon,
+                });
+            }
+        }
+        out.process = ev
+            .get_str("ProcessChain")
+            .map(|c| c.into_owned())
+            .or_else(|| {
+                let image = ev.get_str("Image")?;
+                Some(match ev.get_str("ParentImage") {
+                    Some(p) => format!("{} \u{2192} {}", basename(&p), basename(&image)),
+                    None => basename(&image).to_owned(),
+                })
+            });
+    }
+    for v in [&mut out.hosts, &mut out.accounts, &mut out.outside] {
+        v.sort();
+        v.dedup();
+    }
+    out.edges.sort();
+    out.edges.dedup();
+    out
+}
+
+/// Hub entities by what the alerts show: built-in accounts, and any host, account or outside
+/// address seen with more than `degree` distinct counterparts (accounts for a host, hosts for
+/// an account or an outside address). Hosts with a hub role ([`Resolver::hub_role`]) are
+/// weighed apart by the campaigns. Returns ("host"|"account"|"outside", name) pairs.
+pub fn hubs(
+    ents: &[AlertEntities],
+    degree: usize,
+) -> std::collections::BTreeSet<(&'static str, String)> {
+    let mut host_accounts: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    let mut account_hosts: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    let mut outside_hosts: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for e in ents {
+        for h in &e.hosts {
+            let s = host_accounts.entry(h).or_default();
+            s.extend(e.accounts.iter().map(String::as_str));
+            for o in &e.outside {
+                outside_hosts.entry(o).or_default().insert(h);
+            }
+        }
+        for a in &e.accounts {
+            account_hosts
+                .entry(a)
+                .or_default()
+                .extend(e.hosts.iter().map(String::as_str));
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for (h, accs) in &host_accounts {
+        if accs.len() > degree {
+            out.insert(("host", (*h).to_owned()));
+        }
+    }
+    for (a, hosts) in &account_hosts {
+        if hosts.len() > degree || BUILTIN_ACCOUNTS.contains(a) {
+            out.insert(("account", (*a).to_owned()));
+        }
+    }
+    for (o, hosts) in &outside_hosts {
+        if hosts.len() > degree {
+            out.insert(("outside", (*o).to_owned()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolver() -> Resolver {
+        Resolver::new(
+            &[KnownHost {
+                name: "jump-01".into(),
+                addresses: vec!["10.20.0.5".parse().unwrap()],
+                role: Some("jump".into()),
+                aliases: vec!["JUMPBOX".into()],
+            }],
+            &[],
+        )
+    }
+
+    #[test]
+    fn one_name_per_host() {
+        let mut r = resolver();
+        assert_eq!(r.host("JUMP-01.corp.example"), "jump-01");
+        assert_eq!(r.host("10.20.0.5"), "jump-01");
+        assert_eq!(r.host("jumpbox.corp.example"), "jump-01");
+        assert_eq!(r.host("web-portal-01.corp.example."), "web-portal-01");
+        assert_eq!(
+            r.address("203.0.113.66".parse().unwrap(), None),
+            Place::Outside("203.0.113.66".into())
+        );
+        assert_eq!(
+            r.address("10.9.9.9".parse().unwrap(), None),
+            Place::Host("10.9.9.9".into())
+        );
+        // Addresses move: the observation nearest the time wins.
+        let ip: IpAddr = "10.1.0.26".parse().unwrap();
+        let mut seen = Aliases::default();
+        seen.saw(ip, "WS-CARE07", 1000);
+        seen.saw(ip, "ws-care09.corp.example", 90_000);
+        seen.saw("203.0.113.9".parse().unwrap(), "cdn.example", 5);
+        r.learn(&seen);
+        assert_eq!(r.address(ip, Some(1200)), Place::Host("ws-care07".into()));
+        assert_eq!(r.address(ip, Some(80_000)), Place::Host("ws-care09".into()));
+        // Outside addresses stay outside whatever DNS called them.
+        assert_eq!(
+            r.address("203.0.113.9".parse().unwrap(), None),
+            Place::Outside("203.0.113.9".into())
+        );
+    }
+
+    fn event(
+        secs: i64,
+        host: &str,
+        service: &str,
+        fields: &[(&'static str, &str)],
+    ) -> Event<'static> {
+        let mut e = Event::new(cellwarden_event::Origin {
+            file: "security.evtx".into(),
+            record: secs as u64,
+        });
+        e.timestamp = Some(cellwarden_event::Timestamp::from_second(1_700_000_000 + secs).unwrap());
+        e.host = Some(host.to_owned().into());
+        e.logsource = Some(std::sync::Arc::new(cellwarden_event::LogSource {
+            product: Some("windows".into()),
+            service: Some(service.into()),
+            ..Default::default()
+        }));
+        for (k, v) in fields {
+            e.push(*k, cellwarden_event::Value::Str(v.to_string().into()));
+        }
+        e
+    }
+
+    /// A service installed over PsExec names no one: the network logon two seconds before it
+    /// on that host tells who and from where; the workstation's address is learnt from the
+    /// logon record itself. A logon ten minutes earlier is not taken.
+    #[test]
+    fn an_event_without_a_session_takes_the_logon_before_it() {
+        let mut seen = Aliases::default();
+        let logon = |secs, user: &str, ws: &str, ip: &str| {
+            event(
+                secs,
+                "BILL-DB-01.corp.example",
+                "security",
+                &[
+                    ("EventID", "4624"),
+                    ("LogonType", "3"),
+                    ("TargetUserName", user),
+                    ("WorkstationName", ws),
+                    ("IpAddress", ip),
+                ],
+            )
+        };
+        seen.observe(&logon(98, "adm_paul", "WEB-PORTAL-01", "10.10.0.8"));
+        seen.observe(&logon(5000 - 600, "backup_svc", "BKP-01", "10.30.0.50"));
+        // Other services are not read for names.
+        seen.observe(&event(
+            0,
+            "x",
+            "sysmon",
+            &[("WorkstationName", "EVIL"), ("IpAddress", "10.10.0.8")],
+        ));
+        let mut r = resolver();
+        r.learn(&seen);
+        let alert = |secs| Alert {
+            rule: std::sync::Arc::new(cellwarden_event::RuleInfo {
+                id: "psexec".into(),
+                ..Default::default()
+            }),
+            level: cellwarden_event::Level::Medium,
+            event: event(
+                secs,
+                "bill-db-01.corp.example",
+                "system",
+                &[("EventID", "7045"), ("AccountName", "LocalSystem")],
+            ),
+            correlation: None,
+        };
+        let e = alert_entities(&alert(100), &r);
+        assert!(e.accounts.is_empty());
+        assert_eq!(e.logon_accounts, ["adm_paul"]);
+        assert_eq!(
+            e.edges,
+            [Edge {
+                from: Place::Host("web-portal-01".into()),
+                to: Place::Host("bill-db-01".into()),
+                kind: MoveKind::Logon,
+            }]
+        );
+        let late = alert_entities(&alert(5000), &r);
+        assert!(
+            late.logon_accounts.is_empty() && late.edges.is_empty(),
+            "{late:?}"
+        );
+    }
+
+    #[test]
+    fn one_name_per_account() {
+        let mut r = resolver();
+        assert_eq!(r.account("CORP\\Svc_Bkp3").as_deref(), Some("svc_bkp3"));
+        assert_eq!(
+            r.account("svc_bkp3@corp.example").as_deref(),
+            Some("svc_bkp3")
+        );
+        for noise in [
+            "SYSTEM",
+            "NT AUTHORITY\\SYSTEM",
+            "WEB01$",
+            "-",
+            "",
+            "S-1-5-18",
+        ] {
+            assert_eq!(r.account(noise), None, "{noise}");
+        }
+        r.account_alias("billing_ro", "CORP\\paul");
+        assert_eq!(r.account("billing_ro").as_deref(), Some("paul"));
+    }
+}

@@ -1,0 +1,113 @@
+//! The story of a run: alerts joined into incidents and campaigns over resolved entities, each
+//! campaign with the subscriber data its accounts read (from the scope report).
+
+use std::collections::BTreeSet;
+
+use cellwarden_event::Alert;
+use cellwarden_incident::campaign::DataTouched;
+use cellwarden_incident::{Campaign, CampaignConfig, HUB_DEGREE, Incident, KnownHost, Resolver};
+use cellwarden_telecom::exposure::Exposure;
+
+use crate::core::{Findings, NetSetup};
+
+/// One name per host and account: the asset file's hosts, networks and account aliases, then
+/// what the logs said (logon records, DNS answers, SIDs).
+pub fn resolver(net: &NetSetup, findings: &Findings) -> Resolver {
+    let assets = &net.assets;
+    let hosts: Vec<KnownHost> = assets
+        .hosts()
+        .iter()
+        .filter_map(|h| {
+            let single = h.net.prefix_len() == h.net.max_prefix_len();
+            Some(KnownHost {
+                name: h.name.clone()?,
+                addresses: if single {
+                    vec![h.net.addr()]
+                } else {
+                    Vec::new()
+                },
+                role: Some(h.role.clone()),
+                aliases: h.aliases.clone(),
+            })
+        })
+        .collect();
+    let internal: Vec<(std::net::IpAddr, u8)> = assets
+        .internal_networks()
+        .iter()
+        .map(|n| (n.network(), n.prefix_len()))
+        .collect();
+    let mut r = Resolver::new(&hosts, &internal);
+    for (account, aliases) in &assets.accounts {
+        for a in aliases {
+            r.account_alias(a, account);
+        }
+    }
+    r.learn(&findings.aliases);
+    r
+}
+
+/// Incidents (`gap_secs` apart at most) and campaigns, with each campaign's subscriber data
+/// from `exposure`: the people read by its accounts from its hosts (or from an unnamed host).
+pub fn campaigns(
+    alerts: &[Alert],
+    resolver: &Resolver,
+    gap_secs: i64,
+    config: &CampaignConfig,
+    exposure: Option<&Exposure>,
+) -> (Vec<Incident>, Vec<Campaign>) {
+    let incidents = cellwarden_incident::build_with(alerts, gap_secs, resolver, HUB_DEGREE);
+    let mut campaigns = cellwarden_incident::campaign::build(alerts, &incidents, resolver, config);
+    if let Some(x) = exposure {
+        for c in &mut campaigns {
+            c.set_data(data_touched(c, resolver, x));
+        }
+    }
+    (incidents, campaigns)
+}
+
+fn data_touched(c: &Campaign, r: &Resolver, x: &Exposure) -> DataTouched {
+    let accounts: BTreeSet<&str> = c.actor_accounts().collect();
+    let hosts: BTreeSet<&str> = c.hosts.iter().map(|h| h.name.as_str()).collect();
+    let mut types = BTreeSet::new();
+    let mut used_accounts = BTreeSet::new();
+    let mut used_hosts = BTreeSet::new();
+    let mut n = 0;
+    for s in &x.subscribers {
+        let mut hit = false;
+        for e in &s.evidence {
+            let Some(acc) = r.account(&e.account) else {
+                continue;
+            };
+            if !accounts.contains(acc.as_str()) {
+                continue;
+            }
+            let host = e.client_host.as_deref().map(|h| r.host(h));
+            if host.as_deref().is_none_or(|h| hosts.contains(h)) {
+                hit = true;
+                used_accounts.insert(e.account.clone());
+                if let Some(h) = &e.client_host {
+                    used_hosts.insert(h.clone());
+                }
+            }
+        }
+        if hit {
+            n += 1;
+            types.extend(s.record_types.iter().cloned());
+        }
+    }
+    let mut cmd = String::new();
+    if n > 0 {
+        cmd.push_str("cellwarden scope");
+        for a in &used_accounts {
+            cmd.push_str(&format!(" --account {a}"));
+        }
+        for h in &used_hosts {
+            cmd.push_str(&format!(" --host {h}"));
+        }
+    }
+    DataTouched {
+        subscribers: n,
+        record_types: types.into_iter().collect(),
+        scope_command: cmd,
+    }
+}

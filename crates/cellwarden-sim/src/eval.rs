@@ -4,7 +4,8 @@
 //!   precision counts the listed subscribers that are targets.
 //! - Steps: a step is detected by the first alert at or after it (up to 24 hours later, or a
 //!   minute before) whose ATT&CK techniques share the step's technique family (`T1003` for
-//!   `T1003.001`), or that names the step's host or account; failing that, by the scope
+//!   `T1003.001`) and that names the step's host or account; else the first of the technique;
+//!   else the first naming the step's host or account; failing that, by the scope
 //!   report's evidence of a subscriber read by the step's account in the same window (the
 //!   later nights of a collection are reported there, not alerted again).
 //! - Benign alerts: alerts that detect no step, per simulated day.
@@ -282,6 +283,7 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
     // Steps.
     let mut used = vec![false; alerts.len()];
     let mut labels: Vec<Option<String>> = vec![None; alerts.len()];
+    let mut claims: Vec<Option<u8>> = vec![None; alerts.len()];
     let mut families: BTreeSet<String> = BTreeSet::new();
     let mut families_hit: BTreeSet<String> = BTreeSet::new();
     for st in truth["steps"].as_array().into_iter().flatten() {
@@ -311,22 +313,30 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
                         || text(&a["event"]["account"]) == needle
                         || text(&a["event"]["User"]).ends_with(needle))
             };
-            // An alert of the step's technique first; else one naming its host or account.
-            let rank = if by_technique {
-                0
-            } else if names(&host) || names(&account) {
-                1
-            } else {
-                continue;
+            // An alert of the step's technique naming its host or account first (with two
+            // intrusions at once, the technique alone may be the other's); then one of the
+            // technique; then one naming its host or account.
+            let named = names(&host) || names(&account);
+            let rank = match (by_technique, named) {
+                (true, true) => 0,
+                (true, false) => 1,
+                (false, true) => 2,
+                (false, false) => continue,
             };
             if best.is_none_or(|(r, b, _)| (rank, ta) < (r, b)) {
                 best = Some((rank, ta, i));
             }
         }
+        // An alert two steps claim belongs to the scenario that claims it best.
+        if let Some((rank, _, i)) = best
+            && claims[i].is_none_or(|r| rank < r)
+        {
+            claims[i] = Some(rank);
+            labels[i] = st["scenario"].as_str().map(str::to_owned);
+        }
         let best = best.map(|(_, ta, i)| (ta, i));
         if let Some((_, i)) = best {
             used[i] = true;
-            labels[i] = st["scenario"].as_str().map(str::to_owned);
         }
         let by_scope = if best.is_none() {
             scope_evidence(scopes, &account, t0)

@@ -1,6 +1,7 @@
 //! `simulate` then the real binary over its logs, scored by `eval`: for several seeds of each
 //! scenario every targeted subscriber found, few others, every step detected, the exfiltration
-//! found; the benign operator exposes nobody and raises no exfiltration alert.
+//! found, each intrusion one campaign holding nothing else; the benign operator exposes
+//! nobody, raises no exfiltration alert and forms no campaign.
 
 mod common;
 
@@ -61,6 +62,21 @@ fn hunt_scope_eval(dir: &Path) -> (serde_json::Value, Vec<serde_json::Value>, se
         &alerts_file,
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let campaigns = p("campaigns.jsonl");
+    let out = run(&[
+        "hunt",
+        dir.to_str().unwrap(),
+        "--assets",
+        &p("assets.toml"),
+        "--watchlist",
+        &p("watchlist.txt"),
+        "--campaigns",
+        "--format",
+        "jsonl",
+        "-o",
+        &campaigns,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let x = scope(dir);
     let report = p("scope.json");
     std::fs::write(&report, x.to_string()).unwrap();
@@ -70,6 +86,8 @@ fn hunt_scope_eval(dir: &Path) -> (serde_json::Value, Vec<serde_json::Value>, se
         &p("ground-truth.json"),
         &alerts_file,
         &report,
+        "--campaigns",
+        &campaigns,
         "--json",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -100,9 +118,20 @@ fn assert_caught(what: &str, s: &serde_json::Value) {
     }
 }
 
+/// `n` campaigns, each attack scenario's step alerts all in one of them (completeness), no
+/// campaign mixing scenarios or holding a benign alert (purity).
+fn assert_campaigns(what: &str, s: &serde_json::Value, n: u64) {
+    let c = &s["campaigns"];
+    assert_eq!(c["campaigns"], n, "{what}: {c:#}");
+    if n > 0 {
+        assert_eq!(c["completeness"], 1.0, "{what}: {c:#}");
+        assert_eq!(c["purity"], 1.0, "{what}: {c:#}");
+    }
+}
+
 #[test]
 fn softcell_and_insider_are_caught_for_several_seeds() {
-    for seed in 1..=4 {
+    for seed in 1..=5 {
         let dir = tempfile::tempdir().unwrap();
         let truth = simulate(dir.path(), seed, &["softcell", "insider"]);
         assert!(
@@ -111,6 +140,7 @@ fn softcell_and_insider_are_caught_for_several_seeds() {
         );
         let (s, alerts, x) = hunt_scope_eval(dir.path());
         assert_caught(&format!("softcell+insider seed {seed}"), &s);
+        assert_campaigns(&format!("softcell+insider seed {seed}"), &s, 2);
         // Where the data went: the relay, from the jump host.
         let ex = x["exfiltration"].as_array().unwrap();
         assert!(
@@ -143,6 +173,7 @@ fn insider_alone_is_caught_for_several_seeds() {
         simulate(dir.path(), seed, &["insider"]);
         let (s, _, _) = hunt_scope_eval(dir.path());
         assert_caught(&format!("insider seed {seed}"), &s);
+        assert_campaigns(&format!("insider seed {seed}"), &s, 1);
         assert_eq!(s["targets"], 3, "{s:#}");
     }
 }
@@ -154,6 +185,7 @@ fn lightbasin_is_caught_over_icmp_and_over_dns() {
         simulate(dir.path(), seed, &["lightbasin"]);
         let (s, alerts, _) = hunt_scope_eval(dir.path());
         assert_caught(&format!("lightbasin seed {seed}"), &s);
+        assert_campaigns(&format!("lightbasin seed {seed}"), &s, 1);
         let rules = rule_ids(&alerts);
         // Odd seeds leave over ICMP, even ones over DNS.
         let channel = if seed % 2 == 1 {
@@ -220,6 +252,7 @@ fn concurrent_intrusions_do_not_hide_each_other() {
         simulate(dir.path(), seed, &["softcell", "lightbasin", "insider"]);
         let (s, _, _) = hunt_scope_eval(dir.path());
         assert_caught(&format!("all scenarios seed {seed}"), &s);
+        assert_campaigns(&format!("all scenarios seed {seed}"), &s, 3);
     }
 }
 
@@ -237,6 +270,7 @@ fn the_benign_operator_exposes_nobody() {
             x["accounts"]
         );
         assert_eq!(s["subscribers_reported"], 0, "seed {seed}");
+        assert_campaigns(&format!("benign seed {seed}"), &s, 0);
         // No exfiltration alert: no network alert and no bulk export.
         let exfil: Vec<String> = rule_ids(&alerts)
             .into_iter()
@@ -280,5 +314,18 @@ fn eval_prints_a_table_for_people() {
     ]);
     let text = stdout(&table);
     assert!(text.contains("recall 100.0%"), "{text}");
+    let table = run(&[
+        "eval",
+        "--truth",
+        &p("ground-truth.json"),
+        &p("alerts.jsonl"),
+        "--campaigns",
+        &p("campaigns.jsonl"),
+    ]);
+    let with = stdout(&table);
+    assert!(
+        with.contains("campaigns: 2, completeness 100.0%, purity 100.0%"),
+        "{with}"
+    );
     assert!(text.contains("exfiltration in chunks"), "{text}");
 }

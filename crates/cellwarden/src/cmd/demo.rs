@@ -11,7 +11,7 @@ use cellwarden_telecom::access::Selection;
 
 use cellwarden_analytics::stats::human_bytes;
 
-use crate::args::DbArgs;
+use crate::args::{DbArgs, OutFormat};
 use crate::exit::{Failure, Status};
 use crate::setup::{db_setup, load_rules, net_setup, run_pipeline};
 
@@ -36,6 +36,7 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
     let loaded = load_rules(&[], &LoadOptions::default())?;
     let db_args = DbArgs {
         watchlist: Some(dir.join("watchlist.txt")),
+        assets: Some(dir.join("assets.toml")),
         ..DbArgs::default()
     };
     let hunt_config = HuntConfig {
@@ -81,43 +82,56 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
         dir.display(),
         truth.scenarios.join(", ")
     );
-    let _ = writeln!(
-        o,
-        "What cellwarden saw (high and critical alerts, first of each kind, in time order):"
+    let resolver = cellwarden_pipeline::story::resolver(&hunt_config.net, &result.findings);
+    let (incidents, campaigns) = cellwarden_pipeline::story::campaigns(
+        &alerts,
+        &resolver,
+        3600,
+        &cellwarden_incident::CampaignConfig::default(),
+        Some(&exposure),
     );
-    let mut seen = std::collections::BTreeSet::new();
-    for a in alerts.iter().filter(|a| a.level >= Level::High) {
-        let who = a
-            .event
-            .get_str("account")
-            .or_else(|| a.event.get_str("src_ip"))
-            .map(|x| x.into_owned())
-            .or_else(|| a.event.host.as_ref().map(|h| h.to_string()))
-            .unwrap_or_else(|| "-".into());
-        if !seen.insert(a.rule.id.clone()) {
-            continue;
-        }
-        let _ = writeln!(
-            o,
-            "  {}  {:<9} {}  [{}]",
-            day(&a.event.timestamp_rfc3339()),
-            a.level.as_str(),
-            clean(&a.rule.title),
-            clean(&who)
-        );
-    }
-    let incidents = cellwarden_incident::build(&alerts, 3600);
+    write("campaigns.jsonl", &|w| {
+        crate::cmd::hunt::write_campaigns(w, &campaigns, &alerts, OutFormat::Jsonl, false)
+    })?;
     let _ = writeln!(
         o,
-        "\n{} alerts in all, joined into {} incidents (`cellwarden hunt {} --incidents`).",
+        "What cellwarden saw: {} alerts, joined into {} incidents and {} campaigns (one per intrusion; `cellwarden hunt {} --assets {} --campaigns`):\n",
         alerts.len(),
         incidents.len(),
-        dir.display()
+        campaigns.len(),
+        dir.display(),
+        dir.join("assets.toml").display(),
     );
+    let _ = crate::cmd::hunt::write_campaigns(&mut o, &campaigns, &alerts, OutFormat::Table, false);
+    let outside: Vec<&cellwarden_event::Alert> = alerts
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            a.level >= Level::Medium && !campaigns.iter().any(|c| c.alerts.contains(i))
+        })
+        .map(|(_, a)| a)
+        .collect();
+    if !outside.is_empty() {
+        let _ = writeln!(
+            o,
+            "Medium or higher alerts in no campaign (triage them one by one):"
+        );
+        for a in outside {
+            let _ = writeln!(
+                o,
+                "  {}  {:<9} {}  [{}]",
+                day(&a.event.timestamp_rfc3339()),
+                a.level.as_str(),
+                clean(&a.rule.title),
+                clean(a.event.host.as_deref().unwrap_or("-"))
+            );
+        }
+        let _ = writeln!(o);
+    }
     let s = &exposure.summary;
     let _ = writeln!(
         o,
-        "\nSubscribers to notify: {} ({} on the watchlist). Whose records, read by whom, and why:",
+        "Subscribers to notify: {} ({} on the watchlist). Whose records, read by whom, and why:",
         s.subscribers_exposed, s.watchlisted_exposed
     );
     for sub in exposure.subscribers.iter().take(12) {
@@ -195,9 +209,10 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
     }
     let _ = writeln!(
         o,
-        "\nReport for the people who notify subscribers: {}\nAlerts: {}; scope JSON: {}; ground truth: {}\nDone in {:.1} s.",
+        "\nReport for the people who notify subscribers: {}\nAlerts: {}; campaigns: {}; scope JSON: {}; ground truth: {}\nDone in {:.1} s.",
         html.display(),
         dir.join("alerts.jsonl").display(),
+        dir.join("campaigns.jsonl").display(),
         dir.join("scope.json").display(),
         dir.join("ground-truth.json").display(),
         started.elapsed().as_secs_f64()

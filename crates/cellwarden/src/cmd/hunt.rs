@@ -267,7 +267,7 @@ fn write_incidents(
     Ok(())
 }
 
-fn write_campaigns(
+pub fn write_campaigns(
     out: &mut dyn Write,
     campaigns: &[cellwarden_incident::Campaign],
     alerts: &[cellwarden_event::Alert],

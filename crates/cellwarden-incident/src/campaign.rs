@@ -519,24 +519,13 @@ impl Campaign {
                 .iter()
                 .map(|x| x.destination.as_str())
                 .collect();
-            s.push_str(&format!(", sent {} to {}", human(total), dests.join(", ")));
+            s.push_str(&format!(
+                ", sent {} to {}",
+                cellwarden_analytics::stats::human_bytes(total),
+                dests.join(", ")
+            ));
         }
         s
-    }
-}
-
-fn human(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < U.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.2} {}", U[u])
     }
 }
 

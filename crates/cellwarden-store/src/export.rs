@@ -1,6 +1,6 @@
 //! Everything back out of the store: alerts with their triage state as JSON Lines, CSV, or
-//! ECS-shaped JSON Lines for Elasticsearch/OpenSearch; incidents and scope reports follow the
-//! alerts in the JSON forms.
+//! ECS-shaped JSON Lines for Elasticsearch/OpenSearch; campaigns, incidents and scope reports
+//! follow the alerts in the JSON forms.
 
 use std::io::Write;
 
@@ -100,8 +100,8 @@ fn each_alert(store: &Store, mut f: impl FnMut(&AlertRow) -> Result<()>) -> Resu
     Ok(n)
 }
 
-/// Writes every alert (time order), then for JSON forms every incident and the latest scope
-/// report. Returns the number of records written.
+/// Writes every alert (time order), then for JSON forms every campaign, every incident and
+/// the latest scope report. Returns the number of records written.
 pub fn export(store: &Store, format: ExportFormat, w: &mut dyn Write) -> Result<u64> {
     if format == ExportFormat::Csv {
         let mut c = cellwarden_report::CsvWriter::new(w);
@@ -150,20 +150,21 @@ pub fn export(store: &Store, format: ExportFormat, w: &mut dyn Write) -> Result<
         };
         Ok(writeln!(w, "{v}")?)
     })?;
-    for i in store.incidents()? {
+    let groups = store.campaigns()?.into_iter().map(|c| ("campaign", c));
+    for (kind, i) in groups.chain(store.incidents()?.into_iter().map(|i| ("incident", i))) {
         let mut v = i.json.clone();
-        v["record"] = json!("incident");
+        v["record"] = json!(kind);
         v["triage"] = json!({"status": i.status, "comment": i.comment});
         if format == ExportFormat::Ecs {
             v = json!({
                 "@timestamp": i.first_seen,
-                "event": {"kind": "alert", "dataset": "cellwarden.incident", "id": i.id,
+                "event": {"kind": "alert", "dataset": format!("cellwarden.{kind}"), "id": i.id,
                           "severity": severity(i.level), "risk_score": i.score},
                 "host": {"name": i.hosts},
                 "user": {"name": i.accounts},
                 "threat": {"framework": "MITRE ATT&CK", "tactic": {"name": i.tactics}},
                 "labels": {"triage_status": i.status},
-                "cellwarden": {"incident": v},
+                "cellwarden": {kind: v},
             });
         }
         writeln!(w, "{v}")?;
@@ -193,7 +194,7 @@ mod tests {
         s.set_status("alert", &key, "false_positive", "=HYPERLINK(\"x\")")
             .unwrap();
         let mut out = Vec::new();
-        let records = 3 + s.incidents().unwrap().len() as u64;
+        let records = 3 + (s.incidents().unwrap().len() + s.campaigns().unwrap().len()) as u64;
         assert_eq!(export(&s, ExportFormat::Jsonl, &mut out).unwrap(), records);
         let first: Value =
             serde_json::from_slice(out.split(|b| *b == b'\n').next().unwrap()).unwrap();

@@ -37,7 +37,8 @@ pub async fn summary(State(s): State<Shared>) -> Response {
     let st = s.store.lock().expect("store lock");
     match st.summary() {
         Ok(x) => Json(json!({
-            "runs": x.runs, "alerts": x.alerts, "incidents": x.incidents, "scopes": x.scopes,
+            "runs": x.runs, "alerts": x.alerts, "incidents": x.incidents,
+            "campaigns": x.campaigns, "scopes": x.scopes,
             "by_level": cellwarden_store::LEVELS.iter().zip(x.by_level).map(|(l, n)| (l.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
             "by_status": cellwarden_store::STATUSES.iter().zip(x.by_status).map(|(l, n)| (l.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
             "first": x.first, "last": x.last,
@@ -86,10 +87,57 @@ pub async fn incidents(State(s): State<Shared>) -> Response {
 
 pub async fn incident(State(s): State<Shared>, Query(q): Query<KeyQuery>) -> Response {
     let st = s.store.lock().expect("store lock");
-    match st.incident(&q.id) {
+    group(st.incident(&q.id), &st, &["timeline"])
+}
+
+/// Campaigns as `hunt --campaigns` writes them (without their timelines), with triage state.
+pub async fn campaigns(State(s): State<Shared>) -> Response {
+    let st = s.store.lock().expect("store lock");
+    match st.campaigns() {
+        Ok(rows) => Json(json!({"campaigns": rows.iter().map(|c| {
+            let mut v = c.json.clone();
+            if let Some(m) = v.as_object_mut() {
+                m.remove("timeline");
+            }
+            v["status"] = json!(c.status);
+            v["comment"] = json!(c.comment);
+            v
+        }).collect::<Vec<_>>()}))
+        .into_response(),
+        Err(e) => fail(e),
+    }
+}
+
+pub async fn campaign(State(s): State<Shared>, Query(q): Query<KeyQuery>) -> Response {
+    let st = s.store.lock().expect("store lock");
+    group(
+        st.campaign(&q.id),
+        &st,
+        &[
+            "summary",
+            "entry",
+            "kill_chain",
+            "moves",
+            "exfiltration",
+            "data",
+            "timeline",
+        ],
+    )
+}
+
+/// An incident or campaign: its row, the named parts of its JSON, its alerts' keys and its
+/// triage history.
+fn group(
+    row: cellwarden_store::Result<Option<IncidentRow>>,
+    st: &cellwarden_store::Store,
+    parts: &[&str],
+) -> Response {
+    match row {
         Ok(Some(i)) => {
             let mut v = incident_json(&i);
-            v["timeline"] = i.json["timeline"].clone();
+            for p in parts {
+                v[*p] = i.json[*p].clone();
+            }
             v["alert_keys"] = json!(i.alert_keys);
             v["history"] = json!(st.history(&i.id).unwrap_or_default());
             Json(v).into_response()
@@ -137,9 +185,9 @@ pub async fn attack(State(s): State<Shared>) -> Response {
 
 #[derive(Deserialize)]
 pub struct TriageBody {
-    /// `alert` or `incident`.
+    /// `alert`, `incident` or `campaign`.
     pub kind: String,
-    /// Alert key or incident id.
+    /// Alert key, incident or campaign id.
     pub key: String,
     pub status: String,
     #[serde(default)]

@@ -5,6 +5,7 @@
 
 mod api;
 mod auth;
+mod campaign;
 mod pages;
 mod query;
 mod respond;
@@ -95,6 +96,8 @@ pub fn app(
         .route("/", get(pages::overview))
         .route("/alerts", get(pages::alerts))
         .route("/alert", get(pages::alert))
+        .route("/campaigns", get(campaign::campaigns))
+        .route("/campaign", get(campaign::campaign))
         .route("/incidents", get(pages::incidents))
         .route("/incident", get(pages::incident))
         .route("/scope", get(pages::scope))
@@ -104,6 +107,8 @@ pub fn app(
         .route("/api/summary", get(api::summary))
         .route("/api/alerts", get(api::alerts))
         .route("/api/alert", get(api::alert))
+        .route("/api/campaigns", get(api::campaigns))
+        .route("/api/campaign", get(api::campaign))
         .route("/api/incidents", get(api::incidents))
         .route("/api/incident", get(api::incident))
         .route("/api/scope", get(api::scope))

@@ -29,9 +29,10 @@ pub async fn js() -> Response {
         .into_response()
 }
 
-fn layout(title: &str, active: &str, body: Markup) -> Response {
+pub(crate) fn layout(title: &str, active: &str, body: Markup) -> Response {
     let nav = [
         ("/", "Overview"),
+        ("/campaigns", "Campaigns"),
         ("/incidents", "Incidents"),
         ("/alerts", "Alerts"),
         ("/scope", "Scope"),
@@ -69,16 +70,22 @@ fn layout(title: &str, active: &str, body: Markup) -> Response {
         .into_response()
 }
 
-fn level_badge(level: &str) -> Markup {
+pub(crate) fn level_badge(level: &str) -> Markup {
     html! { span class={"level " (level)} { (level) } }
 }
 
-fn status_badge(status: &str) -> Markup {
+pub(crate) fn status_badge(status: &str) -> Markup {
     html! { span class={"status " (status)} data-status=(status) { (status.replace('_', " ")) } }
 }
 
 /// The triage form: status and comment, posted to `/triage`, back to `back`.
-fn triage_form(kind: &str, key: &str, status: &str, comment: &str, back: &str) -> Markup {
+pub(crate) fn triage_form(
+    kind: &str,
+    key: &str,
+    status: &str,
+    comment: &str,
+    back: &str,
+) -> Markup {
     html! {
         form.triage method="post" action="/triage" {
             input type="hidden" name="kind" value=(kind);
@@ -149,13 +156,14 @@ fn attack_matrix(t: &[(String, String, i64)]) -> Markup {
 
 pub async fn overview(State(s): State<Shared>) -> Response {
     let st = s.store.lock().expect("store lock");
-    let (sum, hours, tech, inc) = match (
+    let (sum, hours, tech, inc, camp) = match (
         st.summary(),
         st.alerts_per_hour(),
         st.techniques(),
         st.incidents(),
+        st.campaigns(),
     ) {
-        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
         _ => return fail("the store could not be read"),
     };
     layout(
@@ -170,10 +178,14 @@ pub async fn overview(State(s): State<Shared>) -> Response {
                         div { (level_badge(l)) }
                     }
                 }
+                a.card href="/campaigns" { div.num id="count-campaigns" { (sum.campaigns) } div { "campaigns" } }
                 a.card href="/incidents" { div.num id="count-incidents" { (sum.incidents) } div { "incidents" } }
                 div.card { div.num id="count-confirmed" { (sum.by_status[1]) } div { "confirmed" } }
                 div.card { div.num { (sum.runs) } div { "runs" } }
             }
+            h2 { "Campaigns" }
+            @if camp.is_empty() { p { "No campaign: no high alert, nor medium alerts of two rules, joined into one." } }
+            @else { (crate::campaign::table(&camp)) }
             h2 { "Alerts per hour" }
             (timeline(&hours))
             h2 { "ATT&CK techniques seen" }
@@ -319,7 +331,7 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-fn history(h: &[(String, String, String)]) -> Markup {
+pub(crate) fn history(h: &[(String, String, String)]) -> Markup {
     html! {
         @if !h.is_empty() {
             h2 { "Triage history" }

@@ -50,8 +50,8 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Write everything in a case store out: alerts with triage state, incidents, the latest
-    /// scope report.
+    /// Write everything in a case store out: alerts with triage state, campaigns, incidents,
+    /// the latest scope report.
     Export {
         /// The case store.
         #[arg(long, default_value = "cellwarden.db")]
@@ -63,7 +63,8 @@ pub enum Command {
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
-    /// The dashboard over a case store (overview, incidents, alert search, scope, triage).
+    /// The dashboard over a case store (overview, campaigns, incidents, alert search, scope,
+    /// triage).
     Serve {
         /// The case store.
         #[arg(long, default_value = "cellwarden.db")]

@@ -376,6 +376,45 @@ fn dashboard_in_a_real_browser() {
         assert_eq!(text_of("#count-incidents").await, sum["incidents"].to_string());
         assert!(c.find(Locator::Css("svg.chart rect")).await.is_ok(), "timeline drawn");
         assert!(c.find(Locator::Css(".matrix .technique")).await.is_ok(), "ATT&CK matrix drawn");
+        // Campaigns first: their table comes before the charts and the incidents.
+        assert_eq!(text_of("#count-campaigns").await, sum["campaigns"].to_string());
+        let first = c
+            .execute(
+                "return document.querySelector('#campaigns').compareDocumentPosition(document.querySelector('#incidents')) & 4",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(first, serde_json::json!(4), "campaigns listed before incidents");
+
+        // The intrusion's campaign: its graph drawn on the server with every host, account
+        // and outside peer, its moves as arrows, the exfiltration destination, the kill chain.
+        let campaigns = json_of(format!("{base}/api/campaigns")).await;
+        let list = campaigns["campaigns"].as_array().unwrap();
+        let intrusion = list
+            .iter()
+            .find(|x| x["exfiltration"].as_array().is_some_and(|e| !e.is_empty()))
+            .expect("the intrusion's campaign");
+        c.goto(&format!("{base}/campaign?id={}", urlencode(intrusion["id"].as_str().unwrap()))).await.unwrap();
+        let nodes = c.find_all(Locator::Css("svg#campaign-graph g.node")).await.unwrap();
+        let hosts = intrusion["hosts"].as_array().unwrap().len();
+        let accounts = intrusion["accounts"].as_array().unwrap().len();
+        assert!(nodes.len() > hosts + accounts, "{} nodes for {hosts} hosts and {accounts} accounts", nodes.len());
+        let mut names = Vec::new();
+        for n in &nodes {
+            names.push(n.attr("data-id").await.unwrap().unwrap_or_default());
+        }
+        assert!(names.contains(&"outside:203.0.113.66".to_owned()), "{names:?}");
+        assert!(names.contains(&"host:jump-01".to_owned()), "{names:?}");
+        let arrows = c.find_all(Locator::Css("svg#campaign-graph path.move")).await.unwrap();
+        assert!(arrows.len() >= 2, "moves drawn");
+        assert!(c.find(Locator::Css("svg#campaign-graph path.move.transfer")).await.is_ok());
+        let chain = text_of("#killchain").await.to_lowercase();
+        assert!(chain.starts_with("execution") || chain.starts_with("persistence"), "{chain}");
+        assert!(chain.contains("exfiltration"), "{chain}");
+        assert!(text_of("#data").await.contains("subscriber(s)"));
+        let rows = c.find_all(Locator::Css("#timeline tbody tr")).await.unwrap();
+        assert_eq!(rows.len() as u64, intrusion["alert_count"].as_u64().unwrap());
 
         // Search: type a rule in the form and submit.
         c.goto(&format!("{base}/alerts")).await.unwrap();
@@ -442,6 +481,13 @@ fn dashboard_in_a_real_browser() {
         for i in incidents["incidents"].as_array().unwrap() {
             pages.push(format!("{base}/incident?id={}", urlencode(i["id"].as_str().unwrap())));
         }
+        pages.push(format!("{base}/campaigns"));
+        let mut payload_campaign = false;
+        for x in list {
+            payload_campaign |= x.to_string().contains("pwned");
+            pages.push(format!("{base}/campaign?id={}", urlencode(x["id"].as_str().unwrap())));
+        }
+        assert!(payload_campaign, "a campaign carries a payload name: {list:#?}");
         for page in &pages {
             c.goto(page).await.unwrap();
             let title = c.title().await.unwrap();

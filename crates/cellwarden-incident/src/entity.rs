@@ -144,11 +144,11 @@ impl Aliases {
 
     /// Learns what one event says about names. Only logon records and DNS logs are read.
     pub fn observe(&mut self, ev: &Event<'_>) {
-        if ev
-            .logsource
-            .as_ref()
-            .is_some_and(|l| !l.has_service("security") && !l.has_service("dns"))
-        {
+        if ev.logsource.as_ref().is_some_and(|l| {
+            !l.has_service("security")
+                && !l.has_service("dns")
+                && !l.categories.iter().any(|c| &**c == "dns")
+        }) {
             return;
         }
         let Some(t) = ev.timestamp.map(|t| t.as_second()) else {
@@ -866,8 +866,25 @@ mod tests {
             "sysmon",
             &[("WorkstationName", "EVIL"), ("IpAddress", "10.10.0.8")],
         ));
+        // A Zeek DNS answer names an internal address (category `dns`, no service).
+        let mut dns = event(
+            50,
+            "-",
+            "x",
+            &[
+                ("query", "crm-db-01.corp.example"),
+                ("answers", "10.30.0.20,10.30.0.21"),
+            ],
+        );
+        if let Some(l) = dns.logsource.as_mut() {
+            let l = std::sync::Arc::make_mut(l);
+            l.service = None;
+            l.categories = vec!["dns".into()];
+        }
+        seen.observe(&dns);
         let mut r = resolver();
         r.learn(&seen);
+        assert_eq!(r.host("10.30.0.21"), "crm-db-01");
         let alert = |secs| Alert {
             rule: std::sync::Arc::new(cellwarden_event::RuleInfo {
                 id: "psexec".into(),

@@ -9,10 +9,10 @@ use cellwarden_store::CampaignRow;
 use maud::{Markup, html};
 use serde_json::Value;
 
-use crate::pages::{history, layout, level_badge, status_badge, triage_form};
 use crate::query::{KeyQuery, url_encode};
 use crate::respond::fail;
 use crate::state::Shared;
+use crate::widgets::{history, layout, level_badge, status_badge, triage_form};
 
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("")

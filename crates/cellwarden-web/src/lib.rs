@@ -10,6 +10,7 @@ mod pages;
 mod query;
 mod respond;
 mod state;
+mod widgets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -147,6 +147,7 @@ impl Aliases {
         if ev.logsource.as_ref().is_some_and(|l| {
             !l.has_service("security")
                 && !l.has_service("dns")
+                && !l.has_service("syslog")
                 && !l.categories.iter().any(|c| &**c == "dns")
         }) {
             return;
@@ -154,6 +155,15 @@ impl Aliases {
         let Some(t) = ev.timestamp.map(|t| t.as_second()) else {
             return;
         };
+        if let Some(program) = ev.get_str("program") {
+            if let Some((ip, name)) = ev
+                .get_str("message")
+                .and_then(|m| dhcp_lease(&program, &m).map(|(a, b)| (a, b.to_owned())))
+            {
+                self.saw(ip, &name, t);
+            }
+            return;
+        }
         if let (Some(ws), Some(ip)) = (ev.get_str("WorkstationName"), ev.get_str("IpAddress"))
             && let Some(ip) = parse_ip(&ip)
         {
@@ -295,6 +305,29 @@ fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
         }
         _ => false,
     }
+}
+
+/// An address leased to a named client, from a DHCP server's syslog line: ISC dhcpd
+/// (`DHCPACK on 10.1.0.26 to 00:11:22:33:44:55 (ws-care07) via eth0`) or dnsmasq
+/// (`DHCPACK(eth0) 10.1.0.26 00:11:22:33:44:55 ws-care07`).
+pub fn dhcp_lease<'m>(program: &str, message: &'m str) -> Option<(IpAddr, &'m str)> {
+    match program {
+        "dhcpd" => {
+            let rest = message.strip_prefix("DHCPACK on ")?;
+            let ip = parse_ip(rest.split_whitespace().next()?)?;
+            let name = rest.split_once(" (")?.1.split_once(')')?.0;
+            Some((ip, name))
+        }
+        "dnsmasq-dhcp" | "dnsmasq" => {
+            let rest = message.strip_prefix("DHCPACK(")?.split_once(") ")?.1;
+            let mut parts = rest.split_whitespace();
+            let ip = parse_ip(parts.next()?)?;
+            let name = parts.nth(1)?;
+            Some((ip, name))
+        }
+        _ => None,
+    }
+    .filter(|(_, n)| !n.is_empty() && *n != "*")
 }
 
 /// Parses an address as logs write it (`::ffff:` mapped, `[v6]`, `-`).
@@ -914,6 +947,77 @@ mod tests {
         assert!(
             late.logon_accounts.is_empty() && late.edges.is_empty(),
             "{late:?}"
+        );
+    }
+
+    #[test]
+    fn dhcp_leases_name_addresses() {
+        let ip: IpAddr = "10.1.0.26".parse().unwrap();
+        assert_eq!(
+            dhcp_lease(
+                "dhcpd",
+                "DHCPACK on 10.1.0.26 to 00:11:22:33:44:55 (WS-CARE07) via eth0"
+            ),
+            Some((ip, "WS-CARE07"))
+        );
+        assert_eq!(
+            dhcp_lease(
+                "dnsmasq-dhcp",
+                "DHCPACK(eth0) 10.1.0.26 00:11:22:33:44:55 ws-care07"
+            ),
+            Some((ip, "ws-care07"))
+        );
+        // No name, another message, another program: nothing.
+        assert_eq!(
+            dhcp_lease(
+                "dhcpd",
+                "DHCPACK on 10.1.0.26 to 00:11:22:33:44:55 via eth0"
+            ),
+            None
+        );
+        assert_eq!(
+            dhcp_lease(
+                "dhcpd",
+                "DHCPREQUEST for 10.1.0.26 from 00:11:22:33:44:55 (x) via eth0"
+            ),
+            None
+        );
+        assert_eq!(
+            dhcp_lease("dnsmasq-dhcp", "DHCPACK(eth0) 10.1.0.26 00:11:22:33:44:55"),
+            None
+        );
+        assert_eq!(
+            dhcp_lease("sshd", "DHCPACK on 10.1.0.26 to m (x) via eth0"),
+            None
+        );
+        let mut seen = Aliases::default();
+        let mut e = event(
+            10,
+            "dhcp-01",
+            "syslog",
+            &[
+                ("program", "dhcpd"),
+                (
+                    "message",
+                    "DHCPACK on 10.1.0.26 to 00:11:22:33:44:55 (WS-CARE07) via eth0",
+                ),
+            ],
+        );
+        seen.observe(&e);
+        e.timestamp = Some(cellwarden_event::Timestamp::from_second(1_700_090_000).unwrap());
+        e.fields[1].1 = cellwarden_event::Value::Str(
+            "DHCPACK on 10.1.0.26 to 66:77:88:99:aa:bb (ws-care09) via eth0".into(),
+        );
+        seen.observe(&e);
+        let mut r = resolver();
+        r.learn(&seen);
+        assert_eq!(
+            r.address(ip, Some(1_700_000_100)),
+            Place::Host("ws-care07".into())
+        );
+        assert_eq!(
+            r.address(ip, Some(1_700_089_000)),
+            Place::Host("ws-care09".into())
         );
     }
 

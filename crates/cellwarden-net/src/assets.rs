@@ -284,6 +284,10 @@ role = "Billing-DB"
 address = "10.2.0.9"
 name = "bk1"
 role = "backup"
+aliases = ["BK1.corp.example"]
+[[account]]
+name = "CORP\\paul"
+aliases = ["billing_ro"]
 [[allow]]
 src = "10.2.0.9"
 dst = "198.51.100.0/24"
@@ -312,6 +316,14 @@ reason = "offsite backup"
                 Some(22)
             )
             .is_none()
+        );
+        assert_eq!(
+            a.host("10.2.0.9".parse().unwrap()).unwrap().aliases,
+            ["BK1.corp.example"]
+        );
+        assert_eq!(
+            a.accounts,
+            [("CORP\\paul".to_owned(), vec!["billing_ro".to_owned()])]
         );
         assert!(Assets::from_toml("[[host]]\naddress = \"nope\"\nrole = \"x\"").is_err());
     }

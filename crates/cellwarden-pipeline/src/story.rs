@@ -111,3 +111,41 @@ fn data_touched(c: &Campaign, r: &Resolver, x: &Exposure) -> DataTouched {
         scope_command: cmd,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The asset file's names, aliases, roles and account aliases reach the resolver.
+    #[test]
+    fn the_asset_file_names_hosts_and_accounts() {
+        let assets = cellwarden_net::Assets::from_toml(
+            r#"
+[[host]]
+address = "10.30.0.10"
+name = "bill-db-01"
+role = "billing-db"
+aliases = ["BILLDB"]
+[[host]]
+address = "10.0.0.2"
+name = "dc-01"
+role = "dc"
+[[account]]
+name = "CORP\\paul"
+aliases = ["billing_ro"]
+"#,
+        )
+        .unwrap();
+        let net = NetSetup {
+            assets: std::sync::Arc::new(assets),
+            config: Default::default(),
+            disabled: false,
+        };
+        let r = resolver(&net, &Findings::default());
+        assert_eq!(r.host("10.30.0.10"), "bill-db-01");
+        assert_eq!(r.host("billdb.corp.example"), "bill-db-01");
+        assert_eq!(r.account("BILLING_RO").as_deref(), Some("paul"));
+        assert!(r.hub_role("dc-01"));
+        assert!(!r.hub_role("bill-db-01"));
+    }
+}

@@ -115,8 +115,10 @@ pub struct Logon {
     pub time: i64,
     /// Account (normalised).
     pub account: String,
-    /// Where from: the address, else the workstation name.
-    pub source: String,
+    /// The client's address, when the record gives one.
+    pub address: Option<String>,
+    /// The client's workstation name, when the record gives one.
+    pub workstation: Option<String>,
 }
 
 fn private(ip: IpAddr) -> bool {
@@ -176,17 +178,21 @@ impl Aliases {
                 .get_str("TargetUserName")
                 .and_then(|a| normalise_account(&a))
         {
-            let source = ev
+            let address = ev
                 .get_str("IpAddress")
                 .filter(|s| parse_ip(s).is_some_and(|ip| !ip.is_loopback()))
-                .or_else(|| ev.get_str("WorkstationName"))
-                .filter(|s| !matches!(s.as_ref(), "" | "-"));
-            if let Some(source) = source {
+                .map(|s| s.into_owned());
+            let workstation = ev
+                .get_str("WorkstationName")
+                .filter(|s| !matches!(s.as_ref(), "" | "-"))
+                .map(|s| s.into_owned());
+            if address.is_some() || workstation.is_some() {
                 let set = self.logons.entry(host.to_ascii_lowercase()).or_default();
                 set.insert(Logon {
                     time: t,
                     account,
-                    source: source.into_owned(),
+                    address,
+                    workstation,
                 });
                 if set.len() > LOGONS_PER_HOST {
                     set.pop_first();
@@ -511,6 +517,54 @@ pub fn normalise_account(raw: &str) -> Option<String> {
     (!noise).then_some(v)
 }
 
+/// Field added to an alert: the account of the network logon it followed.
+pub const LOGON_USER: &str = "LogonUser";
+/// Field added to an alert: that logon's client address.
+pub const LOGON_SOURCE: &str = "LogonSource";
+/// Field added to an alert: that logon's client workstation name.
+pub const LOGON_WORKSTATION: &str = "LogonWorkstation";
+
+/// Who and from where an alert on an event that names no session came: the network logon just
+/// before it on its host (see [`Resolver::logon_before`]; by the alert's account when it names
+/// one). Only for alerts of the rules (not the database or flow analytics) without a source
+/// address of their own and without the context already.
+pub fn logon_context<'r>(a: &Alert, r: &'r Resolver) -> Option<&'r Logon> {
+    let ev = &a.event;
+    let id = a.rule.id.as_str();
+    if id.starts_with("cellwarden.db.")
+        || id.starts_with("cellwarden.net.")
+        || ev.get(LOGON_USER).is_some()
+        || SOURCE_FIELDS.iter().any(|f| ev.get(f).is_some())
+    {
+        return None;
+    }
+    let host = r.host(ev.host.as_deref().filter(|h| !h.is_empty())?);
+    let t = ev.timestamp?.as_second();
+    let by = ACCOUNT_FIELDS
+        .iter()
+        .find_map(|f| ev.get_str(f).and_then(|x| r.account(&x)));
+    r.logon_before(&host, t, by.as_deref())
+}
+
+/// Adds the [`logon_context`] of each alert to it as fields ([`LOGON_USER`],
+/// [`LOGON_SOURCE`], [`LOGON_WORKSTATION`]): shown with the alert, kept in the store, read by
+/// [`alert_entities`].
+pub fn add_logon_context(alerts: &mut [Alert], r: &Resolver) {
+    for a in alerts.iter_mut() {
+        let Some(l) = logon_context(a, r).cloned() else {
+            continue;
+        };
+        let s = |x: String| cellwarden_event::Value::Str(x.into());
+        a.event.push(LOGON_USER, s(l.account));
+        if let Some(x) = l.address {
+            a.event.push(LOGON_SOURCE, s(x));
+        }
+        if let Some(x) = l.workstation {
+            a.event.push(LOGON_WORKSTATION, s(x));
+        }
+    }
+}
+
 /// Kinds of moves between places.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum MoveKind {
@@ -715,25 +769,25 @@ pub fn alert_entities(a: &Alert, r: &Resolver) -> AlertEntities {
                 },
             });
         }
-        // An event without a source: the network logon just before it on this host.
-        if let Some(h) = &here
-            && let Some(t) = t
-            && !out.edges.iter().any(|e| e.kind == MoveKind::Logon)
+        // The network logon the alert followed (see [`logon_context`]): its workstation names
+        // the source host even where nothing resolves its address any more.
+        let from = ev
+            .get_str(LOGON_WORKSTATION)
+            .or_else(|| ev.get_str(LOGON_SOURCE))
+            .and_then(|s| place(&s));
+        if let (Some(h), Some(from)) = (&here, from)
+            && from != Place::Host(h.clone())
         {
-            let by = out.accounts.first().map(String::as_str);
-            if let Some(l) = r.logon_before(h, t, by)
-                && let Some(from) = place(&l.source)
-                && from != Place::Host(h.clone())
+            if out.accounts.is_empty()
+                && let Some(a) = ev.get_str(LOGON_USER).and_then(|a| r.account(&a))
             {
-                if out.accounts.is_empty() {
-                    out.logon_accounts.push(l.account.clone());
-                }
-                out.edges.push(Edge {
-                    from,
-                    to: Place::Host(h.clone()),
-                    kind: MoveKind::Logon,
-                });
+                out.logon_accounts.push(a);
             }
+            out.edges.push(Edge {
+                from,
+                to: Place::Host(h.clone()),
+                kind: MoveKind::Logon,
+            });
         }
         out.process = ev
             .get_str("ProcessChain")
@@ -932,7 +986,16 @@ mod tests {
             ),
             correlation: None,
         };
-        let e = alert_entities(&alert(100), &r);
+        let mut alerts = vec![alert(100), alert(5000)];
+        add_logon_context(&mut alerts, &r);
+        assert_eq!(alerts[0].event.get_str(LOGON_USER).unwrap(), "adm_paul");
+        assert_eq!(alerts[0].event.get_str(LOGON_SOURCE).unwrap(), "10.10.0.8");
+        assert_eq!(
+            alerts[0].event.get_str(LOGON_WORKSTATION).unwrap(),
+            "WEB-PORTAL-01"
+        );
+        // Once added, the context stands on its own: no resolver needed for the source.
+        let e = alert_entities(&alerts[0], &Resolver::default());
         assert!(e.accounts.is_empty());
         assert_eq!(e.logon_accounts, ["adm_paul"]);
         assert_eq!(
@@ -943,7 +1006,7 @@ mod tests {
                 kind: MoveKind::Logon,
             }]
         );
-        let late = alert_entities(&alert(5000), &r);
+        let late = alert_entities(&alerts[1], &r);
         assert!(
             late.logon_accounts.is_empty() && late.edges.is_empty(),
             "{late:?}"

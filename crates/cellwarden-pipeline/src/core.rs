@@ -367,6 +367,11 @@ impl<'a> DetectionCore<'a> {
         }
     }
 
+    /// What the events have said about host and account names so far.
+    pub fn aliases(&self) -> &Aliases {
+        &self.aliases
+    }
+
     /// Forgets database and flow aggregates of days before `day` (a window of days is kept
     /// for baselines).
     pub fn evict_before(&mut self, day: i32) {

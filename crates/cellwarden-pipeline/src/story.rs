@@ -5,14 +5,16 @@ use std::collections::BTreeSet;
 
 use cellwarden_event::Alert;
 use cellwarden_incident::campaign::DataTouched;
-use cellwarden_incident::{Campaign, CampaignConfig, HUB_DEGREE, Incident, KnownHost, Resolver};
+use cellwarden_incident::{
+    Aliases, Campaign, CampaignConfig, HUB_DEGREE, Incident, KnownHost, Resolver,
+};
 use cellwarden_telecom::exposure::Exposure;
 
-use crate::core::{Findings, NetSetup};
+use crate::core::NetSetup;
 
 /// One name per host and account: the asset file's hosts, networks and account aliases, then
 /// what the logs said (logon records, DNS answers, SIDs).
-pub fn resolver(net: &NetSetup, findings: &Findings) -> Resolver {
+pub fn resolver(net: &NetSetup, aliases: &Aliases) -> Resolver {
     let assets = &net.assets;
     let hosts: Vec<KnownHost> = assets
         .hosts()
@@ -42,19 +44,23 @@ pub fn resolver(net: &NetSetup, findings: &Findings) -> Resolver {
             r.account_alias(a, account);
         }
     }
-    r.learn(&findings.aliases);
+    r.learn(aliases);
     r
 }
 
 /// Incidents (`gap_secs` apart at most) and campaigns, with each campaign's subscriber data
 /// from `exposure`: the people read by its accounts from its hosts (or from an unnamed host).
+/// Alerts on events that name no session first get the network logon they followed
+/// ([`cellwarden_incident::entity::add_logon_context`]).
 pub fn campaigns(
-    alerts: &[Alert],
+    alerts: &mut [Alert],
     resolver: &Resolver,
     gap_secs: i64,
     config: &CampaignConfig,
     exposure: Option<&Exposure>,
 ) -> (Vec<Incident>, Vec<Campaign>) {
+    cellwarden_incident::entity::add_logon_context(alerts, resolver);
+    let alerts = &*alerts;
     let incidents = cellwarden_incident::build_with(alerts, gap_secs, resolver, HUB_DEGREE);
     let mut campaigns = cellwarden_incident::campaign::build(alerts, &incidents, resolver, config);
     if let Some(x) = exposure {
@@ -141,7 +147,7 @@ aliases = ["billing_ro"]
             config: Default::default(),
             disabled: false,
         };
-        let r = resolver(&net, &Findings::default());
+        let r = resolver(&net, &Aliases::default());
         assert_eq!(r.host("10.30.0.10"), "bill-db-01");
         assert_eq!(r.host("billdb.corp.example"), "bill-db-01");
         assert_eq!(r.account("BILLING_RO").as_deref(), Some("paul"));

@@ -54,6 +54,61 @@ pub fn alert_json(a: &Alert) -> serde_json::Value {
     })
 }
 
+/// An alert back from [`alert_json`]'s form (what the case store keeps): the rule's id, title,
+/// tags, level and ATT&CK names, and the event's time, host, origin and fields. A correlation's
+/// members are not restored. `None` when the object is not an alert.
+pub fn alert_from_json(v: &serde_json::Value) -> Option<Alert> {
+    use cellwarden_event::{Event, Level, Origin, RuleInfo, Value};
+    fn value(v: &serde_json::Value) -> Value<'static> {
+        match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(0.0)),
+            },
+            serde_json::Value::String(s) => Value::Str(s.clone().into()),
+            serde_json::Value::Array(a) => Value::List(a.iter().map(value).collect()),
+            o @ serde_json::Value::Object(_) => Value::Str(o.to_string().into()),
+        }
+    }
+    let text = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+    let list = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect()
+    };
+    let id = v["rule_id"].as_str()?.to_owned();
+    let mut e = Event::new(Origin {
+        file: text("source_file").into(),
+        record: v["source_record"].as_u64().unwrap_or(0),
+    });
+    e.timestamp = v["timestamp"]
+        .as_str()
+        .and_then(cellwarden_event::parse_timestamp);
+    e.host = v["host"].as_str().map(|h| h.to_owned().into());
+    for (k, x) in v["event"].as_object().into_iter().flatten() {
+        e.push(k.clone(), value(x));
+    }
+    Some(Alert {
+        rule: std::sync::Arc::new(RuleInfo {
+            id,
+            title: text("rule_title"),
+            author: v["author"].as_str().map(str::to_owned),
+            tags: list("tags"),
+            techniques: list("techniques"),
+            tactics: list("tactics"),
+            source: text("rule_source"),
+            ..Default::default()
+        }),
+        level: Level::parse(v["level"].as_str().unwrap_or("")).unwrap_or(Level::Informational),
+        event: e,
+        correlation: None,
+    })
+}
+
 /// One JSON object per line.
 pub fn write_jsonl<A: AlertSource + ?Sized>(w: &mut dyn Write, alerts: &A) -> io::Result<()> {
     alerts.try_each(&mut |a| {
@@ -300,6 +355,39 @@ pub fn write_table<A: AlertSource + ?Sized>(
 
 #[cfg(test)]
 mod tests {
+    /// The store's JSON gives back the alert that wrote it: same key, same JSON.
+    #[test]
+    fn alerts_come_back_from_their_json() {
+        use cellwarden_event::{Event, Level, Origin, RuleInfo, Value};
+        let mut e = Event::new(Origin {
+            file: "db/pg.log".into(),
+            record: 17,
+        });
+        e.timestamp = cellwarden_event::parse_timestamp("2026-03-04T01:14:00.5Z");
+        e.host = Some("bill-db-01".into());
+        e.push("account", Value::Str("svc_bkp3".into()));
+        e.push("subscribers", Value::Int(20));
+        e.push("ratio", Value::Float(0.25));
+        e.push("ids", Value::List(vec![Value::Str("msisdn:1".into())]));
+        let a = Alert {
+            rule: std::sync::Arc::new(RuleInfo::builtin(
+                "cellwarden.db.targeted_lookup",
+                "Targeted subscriber lookups",
+                "",
+                &["attack.collection", "attack.t1213"],
+                "builtin:cellwarden.db",
+            )),
+            level: Level::High,
+            event: e,
+            correlation: None,
+        };
+        let j = alert_json(&a);
+        let b = alert_from_json(&j).unwrap();
+        assert_eq!(b.key(), a.key());
+        assert_eq!(alert_json(&b), j);
+        assert!(alert_from_json(&serde_json::json!({"subscribers": []})).is_none());
+    }
+
     use super::*;
     use cellwarden_event::{Event, Origin, RuleInfo, Value};
     use std::sync::Arc;

@@ -317,11 +317,13 @@ impl Store {
         incidents: &[Incident],
         campaigns: &[Campaign],
     ) -> Result<Recorded> {
-        self.record_batch(run, alerts, alerts, incidents, campaigns)
+        self.record_batch(run, alerts, alerts, incidents, campaigns, None)
     }
 
     /// Records one batch of a live run: its new `alerts`, and the incidents and campaigns
-    /// built over `recent` (the alerts still in the joining window; they index into it).
+    /// built over `recent` (the alerts still in the joining window; they index into it). With
+    /// `window_start`, incidents and campaigns that began since then and were not rebuilt (they
+    /// merged into others) are removed unless an analyst triaged them.
     pub fn record_batch(
         &mut self,
         run: &RunInfo,
@@ -329,6 +331,7 @@ impl Store {
         recent: &[Alert],
         incidents: &[Incident],
         campaigns: &[Campaign],
+        window_start: Option<&str>,
     ) -> Result<Recorded> {
         let tx = self.conn.transaction()?;
         let run_id = Self::insert_run(&tx, run, alerts.len())?;
@@ -465,6 +468,16 @@ impl Store {
                     serde_json::to_string(&group_keys)?,
                     run_id,
                 ])?;
+            }
+        }
+        if let Some(since) = window_start {
+            for table in ["incidents", "campaigns"] {
+                tx.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE status = 'new' AND comment = '' AND first_seen >= ?1 AND last_run != ?2"
+                    ),
+                    params![since, run_id],
+                )?;
             }
         }
         tx.execute(

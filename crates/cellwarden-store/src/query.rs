@@ -307,6 +307,23 @@ impl Store {
             .optional()?)
     }
 
+    /// The latest `limit` alerts (their JSON, time order) from `since` (RFC 3339) on: what a
+    /// restarted `watch` joins its new alerts with.
+    pub fn alerts_since(&self, since: &str, limit: usize) -> Result<Vec<Value>> {
+        let mut st = self.conn().prepare(
+            "SELECT json FROM (SELECT json, time, key FROM alerts WHERE time >= ?1 ORDER BY time DESC, key DESC LIMIT ?2) ORDER BY time, key",
+        )?;
+        let rows = st
+            .query_map(rusqlite::params![since, limit as i64], |r| {
+                r.get::<_, String>(0)
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows
+            .iter()
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect())
+    }
+
     /// Incidents, highest score first.
     pub fn incidents(&self) -> Result<Vec<IncidentRow>> {
         self.groups("incidents")
@@ -524,5 +541,9 @@ pub(crate) mod tests {
         assert_eq!(web.json["timeline"][1]["key"], web.alert_keys[1].as_str());
         assert_eq!(s.campaign(&web.id).unwrap().unwrap().accounts, ["eve"]);
         assert!(s.campaign("cmp-none").unwrap().is_none());
+        let recent = s.alerts_since("2026-03-04T02:00:00Z", 10).unwrap();
+        assert_eq!(recent.len(), 2);
+        assert!(recent[0]["timestamp"].as_str() < recent[1]["timestamp"].as_str());
+        assert_eq!(s.alerts_since("2026-03-04T00:00:00Z", 1).unwrap().len(), 1);
     }
 }

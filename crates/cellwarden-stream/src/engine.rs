@@ -278,6 +278,11 @@ impl<'r> Engine<'r> {
         }
     }
 
+    /// What the logs have said about host and account names so far.
+    pub fn aliases(&self) -> &cellwarden_incident::Aliases {
+        self.core.aliases()
+    }
+
     /// The scope report assembled at the last judging, once (when `scope` is set).
     pub fn take_exposure(&mut self) -> Option<Exposure> {
         self.exposure.take()

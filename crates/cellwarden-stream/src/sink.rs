@@ -17,6 +17,9 @@ pub trait AlertSink {
     fn write(&mut self, alerts: &[Alert]) -> io::Result<()>;
     /// Makes everything written so far safe (called before a checkpoint).
     fn durable(&mut self) -> io::Result<()>;
+    /// What the logs have said about host and account names so far (called before
+    /// `durable`), for sinks that join alerts into incidents and campaigns.
+    fn names(&mut self, _aliases: &cellwarden_incident::Aliases) {}
 }
 
 /// Receives the records that feed stateful analytics (the first stage hands them on).

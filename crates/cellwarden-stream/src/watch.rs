@@ -474,6 +474,7 @@ pub fn run(
                 ok &= write_retrying(|| f.sync(), &mut faults, log, &stop);
             }
             for s in extra.iter_mut() {
+                s.names(engine.aliases());
                 ok &= write_retrying(|| s.durable(), &mut faults, log, &stop);
             }
             if let Some(f) = forward.as_mut() {

@@ -141,6 +141,8 @@ fn start_watch(sim: &Path, live: &Path, state: &Path, alerts: &Path, how: Follow
             alerts.to_str().unwrap(),
             "--scope-out",
             state.with_extension("scope.json").to_str().unwrap(),
+            "--store",
+            state.with_extension("db").to_str().unwrap(),
             "--quiet",
             "--checkpoint-secs",
             "0.2",
@@ -297,6 +299,15 @@ fn live_run(kill: bool, how: Follow) {
         missing.is_empty() && extra.is_empty(),
         "missing {missing:#?}\nextra {extra:#?}\n{log}"
     );
+    // The campaigns watch keeps in its store, rebuilt at every checkpoint and carried across
+    // the restart, are the ones `hunt --campaigns` finds in the same logs.
+    let want = campaign_shapes(&hunt_campaigns(&sim));
+    assert!(!want.is_empty());
+    assert_eq!(
+        campaign_shapes(&store_campaigns(&state.with_extension("db"))),
+        want,
+        "{log}"
+    );
     // The scope report watch keeps is the one `scope` writes over the same logs.
     let live_scope = std::fs::read_to_string(state.with_extension("scope.json")).unwrap();
     assert_eq!(
@@ -304,6 +315,66 @@ fn live_run(kill: bool, how: Follow) {
         exposure_of(&scope_json(&sim)),
         "{log}"
     );
+}
+
+fn hunt_campaigns(sim: &Path) -> Vec<serde_json::Value> {
+    let p = |f: &str| sim.join(f).to_str().unwrap().to_owned();
+    let out = run(&[
+        "hunt",
+        sim.to_str().unwrap(),
+        "--assets",
+        &p("assets.toml"),
+        "--watchlist",
+        &p("watchlist.txt"),
+        "--campaigns",
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    alerts(&stdout(&out))
+}
+
+fn store_campaigns(store: &Path) -> Vec<serde_json::Value> {
+    let out = run(&[
+        "export",
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    alerts(&stdout(&out))
+        .into_iter()
+        .filter(|r| r["record"] == "campaign")
+        .collect()
+}
+
+/// What a campaign holds, whatever the paths of its logs: alerts, hosts, accounts, moves.
+fn campaign_shapes(c: &[serde_json::Value]) -> BTreeSet<String> {
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    c.iter()
+        .map(|x| {
+            let moves: Vec<String> = x["moves"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| format!("{} -> {} {}", m["from"], m["to"], m["kind"]))
+                .collect();
+            format!(
+                "{} alerts; hosts {:?}; accounts {:?}; moves {:?}",
+                x["alert_count"],
+                names(&x["hosts"]),
+                names(&x["accounts"]),
+                moves
+            )
+        })
+        .collect()
 }
 
 /// `scope` over the simulated database and flow logs.

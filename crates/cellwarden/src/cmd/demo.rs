@@ -45,7 +45,7 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
         ..HuntConfig::default()
     };
     let result = run_pipeline(&inputs, &Mapping::builtin(), &loaded.rules, &hunt_config);
-    let alerts = result
+    let mut alerts = result
         .alerts
         .to_vec()
         .map_err(|e| Failure::Failed(format!("reading alerts back: {e}")))?;
@@ -66,9 +66,6 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
     write("scope.json", &|w| {
         cellwarden_report::write_scope_json(w, &exposure)
     })?;
-    write("alerts.jsonl", &|w| {
-        cellwarden_report::write_jsonl(w, &alerts)
-    })?;
 
     use cellwarden_report::sanitize_terminal as clean;
     let mut o = io::stdout().lock();
@@ -82,14 +79,17 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
         dir.display(),
         truth.scenarios.join(", ")
     );
-    let resolver = cellwarden_pipeline::story::resolver(&hunt_config.net, &result.findings);
+    let resolver = cellwarden_pipeline::story::resolver(&hunt_config.net, &result.findings.aliases);
     let (incidents, campaigns) = cellwarden_pipeline::story::campaigns(
-        &alerts,
+        &mut alerts,
         &resolver,
         3600,
         &cellwarden_incident::CampaignConfig::default(),
         Some(&exposure),
     );
+    write("alerts.jsonl", &|w| {
+        cellwarden_report::write_jsonl(w, &alerts)
+    })?;
     write("campaigns.jsonl", &|w| {
         crate::cmd::hunt::write_campaigns(w, &campaigns, &alerts, OutFormat::Jsonl, false)
     })?;

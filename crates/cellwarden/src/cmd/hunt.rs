@@ -69,7 +69,7 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
     }
     // Incidents and the case store need every alert at once; the alert outputs walk them in
     // order, from memory and the sorted runs on disk.
-    let all = if args.incidents || args.campaigns || args.store.is_some() {
+    let mut all = if args.incidents || args.campaigns || args.store.is_some() {
         result
             .alerts
             .to_vec()
@@ -82,11 +82,11 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
         ..Default::default()
     };
     let (incidents, campaigns) = if args.incidents || args.campaigns || args.store.is_some() {
-        let resolver = cellwarden_pipeline::story::resolver(&config.net, &result.findings);
+        let resolver = cellwarden_pipeline::story::resolver(&config.net, &result.findings.aliases);
         let exposure = (!config.db.disabled)
             .then(|| cellwarden_pipeline::scope::exposure(&result.findings, &config.db));
         cellwarden_pipeline::story::campaigns(
-            &all,
+            &mut all,
             &resolver,
             args.gap,
             &campaign_config,

@@ -19,12 +19,14 @@ use crate::setup::{
 
 /// Writes alerts to the case store at every checkpoint, one run per batch.
 /// Incidents and campaigns are rebuilt at each checkpoint over the alerts of the campaign window
-/// (at most [`RECENT_ALERTS`]), so a campaign keeps its id while its first alert is in it.
+/// (at most [`RECENT_ALERTS`]; after a restart, from the store), so a campaign keeps its id while
+/// its first alert is in it.
 struct StoreSink {
     store: cellwarden_store::Store,
     ruleset_hash: String,
     pending: Vec<Alert>,
-    recent: std::collections::VecDeque<Alert>,
+    recent: Vec<Alert>,
+    net: cellwarden_pipeline::NetSetup,
     resolver: cellwarden_incident::Resolver,
 }
 
@@ -35,6 +37,10 @@ impl AlertSink for StoreSink {
     fn write(&mut self, alerts: &[Alert]) -> std::io::Result<()> {
         self.pending.extend_from_slice(alerts);
         Ok(())
+    }
+
+    fn names(&mut self, aliases: &cellwarden_incident::Aliases) {
+        self.resolver = cellwarden_pipeline::story::resolver(&self.net, aliases);
     }
 
     fn durable(&mut self) -> std::io::Result<()> {
@@ -50,28 +56,66 @@ impl AlertSink for StoreSink {
             errors: Vec::new(),
         };
         let config = cellwarden_incident::CampaignConfig::default();
-        self.recent.extend(self.pending.iter().cloned());
+        // The logon each new alert followed, as far as the logs have told by now.
+        cellwarden_incident::entity::add_logon_context(&mut self.pending, &self.resolver);
+        let known: std::collections::HashSet<String> =
+            self.recent.iter().map(|a| a.key()).collect();
+        self.recent.extend(
+            self.pending
+                .iter()
+                .filter(|a| !known.contains(&a.key()))
+                .cloned(),
+        );
+        cellwarden_pipeline::sort_alerts(&mut self.recent);
         let newest = self.recent.iter().filter_map(|a| a.event.timestamp).max();
-        while self.recent.len() > RECENT_ALERTS
-            || self.recent.front().is_some_and(|a| {
-                a.event
-                    .timestamp
-                    .zip(newest)
-                    .is_some_and(|(t, n)| n.as_second() - t.as_second() > config.window_secs)
-            })
-        {
-            self.recent.pop_front();
-        }
-        let mut recent: Vec<Alert> = self.recent.iter().cloned().collect();
-        cellwarden_pipeline::sort_alerts(&mut recent);
+        self.recent.retain(|a| {
+            a.event
+                .timestamp
+                .zip(newest)
+                .is_none_or(|(t, n)| n.as_second() - t.as_second() <= config.window_secs)
+        });
+        let excess = self.recent.len().saturating_sub(RECENT_ALERTS);
+        self.recent.drain(..excess);
+        let mut recent = self.recent.clone();
         let (incidents, campaigns) =
-            cellwarden_pipeline::story::campaigns(&recent, &self.resolver, 3600, &config, None);
+            cellwarden_pipeline::story::campaigns(&mut recent, &self.resolver, 3600, &config, None);
+        let window_start = recent
+            .first()
+            .and_then(|a| a.event.timestamp)
+            .map(|t| cellwarden_event::format_timestamp(Some(t)));
         self.store
-            .record_batch(&run, &self.pending, &recent, &incidents, &campaigns)
+            .record_batch(
+                &run,
+                &self.pending,
+                &recent,
+                &incidents,
+                &campaigns,
+                window_start.as_deref(),
+            )
             .map_err(std::io::Error::other)?;
         self.pending.clear();
         Ok(())
     }
+}
+
+/// The store's alerts of the campaign window before its latest one: a restarted watcher joins
+/// its new alerts with them, so its campaigns carry on.
+fn recent_alerts(store: &cellwarden_store::Store) -> cellwarden_store::Result<Vec<Alert>> {
+    let Some(last) = store
+        .summary()?
+        .last
+        .and_then(|t| cellwarden_event::parse_timestamp(&t))
+    else {
+        return Ok(Default::default());
+    };
+    let window = cellwarden_incident::CampaignConfig::default().window_secs;
+    let since = jiff::Timestamp::from_second(last.as_second() - window).ok();
+    let since = cellwarden_event::format_timestamp(since);
+    Ok(store
+        .alerts_since(&since, RECENT_ALERTS)?
+        .iter()
+        .filter_map(cellwarden_report::alert_from_json)
+        .collect())
 }
 
 pub fn run(args: WatchArgs) -> Result<Status, Failure> {
@@ -152,13 +196,18 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
             .map_err(|e| Failure::Usage(format!("cannot handle signals: {e}")))?;
     }
     let mut store = match &args.store {
-        Some(p) => Some(StoreSink {
-            store: cellwarden_store::Store::open(p).map_err(|e| Failure::file(p, e))?,
-            ruleset_hash,
-            pending: Vec::new(),
-            recent: Default::default(),
-            resolver: cellwarden_pipeline::story::resolver(&net, &Default::default()),
-        }),
+        Some(p) => {
+            let store = cellwarden_store::Store::open(p).map_err(|e| Failure::file(p, e))?;
+            let recent = recent_alerts(&store).map_err(|e| Failure::file(p, e))?;
+            Some(StoreSink {
+                store,
+                ruleset_hash,
+                pending: Vec::new(),
+                recent,
+                net: net.clone(),
+                resolver: cellwarden_pipeline::story::resolver(&net, &Default::default()),
+            })
+        }
         None => None,
     };
     let mut alert_topic = match (&kafka, &args.kafka_alerts) {

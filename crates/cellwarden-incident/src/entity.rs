@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use cellwarden_event::{Alert, Event};
+use cellwarden_event::{Alert, Event, Level};
 
 /// Fields read for accounts.
 pub const ACCOUNT_FIELDS: [&str; 9] = [
@@ -546,21 +546,83 @@ pub fn logon_context<'r>(a: &Alert, r: &'r Resolver) -> Option<&'r Logon> {
     r.logon_before(&host, t, by.as_deref())
 }
 
-/// Adds the [`logon_context`] of each alert to it as fields ([`LOGON_USER`],
-/// [`LOGON_SOURCE`], [`LOGON_WORKSTATION`]): shown with the alert, kept in the store, read by
-/// [`alert_entities`].
+/// Asset roles of the hosts administrators work from (privileged access workstations).
+pub const ADMIN_ROLES: [&str; 3] = ["admin", "admin-workstation", "paw"];
+
+/// ATT&CK technique families of remote administration: service execution (PsExec), remote
+/// services, WMI, new services.
+const REMOTE_ADMIN: [&str; 4] = ["T1569", "T1021", "T1047", "T1543"];
+
+/// What an alert gains from its context: the fields of the logon it followed, and a lower
+/// level when that logon came from an administrators' workstation and the rule is about
+/// remote administration (the everyday work of admins, not a move of an intruder).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    /// Fields to add (`LogonUser`, `LogonSource`, `LogonWorkstation`, `Context`).
+    pub fields: Vec<(&'static str, String)>,
+    /// The alert's level before.
+    pub from: Level,
+    /// Its level after.
+    pub level: Level,
+}
+
+impl Context {
+    /// Adds the fields to the alert and sets its level.
+    pub fn apply(&self, a: &mut Alert) {
+        for (k, v) in &self.fields {
+            a.event
+                .push(*k, cellwarden_event::Value::Str(v.clone().into()));
+        }
+        a.level = self.level;
+    }
+}
+
+/// The [`Context`] of one alert, if it has any (see [`logon_context`]).
+pub fn alert_context(a: &Alert, r: &Resolver) -> Option<Context> {
+    let l = logon_context(a, r)?;
+    let mut fields = vec![(LOGON_USER, l.account.clone())];
+    fields.extend(l.address.clone().map(|x| (LOGON_SOURCE, x)));
+    fields.extend(l.workstation.clone().map(|x| (LOGON_WORKSTATION, x)));
+    let source = l
+        .workstation
+        .as_deref()
+        .map(|w| r.host(w))
+        .or_else(|| l.address.as_deref().map(|x| r.host(x)));
+    let admin = source
+        .as_deref()
+        .and_then(|h| r.role(h).map(|role| (h, role)));
+    let mut level = a.level;
+    if let Some((host, role)) = admin.filter(|(_, role)| ADMIN_ROLES.contains(role))
+        && a.rule
+            .techniques
+            .iter()
+            .any(|t| REMOTE_ADMIN.iter().any(|f| t.split('.').next() == Some(*f)))
+        && a.level < Level::Critical
+    {
+        level = level.min(Level::Low);
+        fields.push((
+            "Context",
+            format!(
+                "remote administration by {} from {host} (asset role {role}): level {} lowered to {}",
+                l.account,
+                a.level.as_str(),
+                level.as_str()
+            ),
+        ));
+    }
+    Some(Context {
+        fields,
+        from: a.level,
+        level,
+    })
+}
+
+/// Applies each alert's [`alert_context`] to it: the logon fields are shown with the alert,
+/// kept in the store and read by [`alert_entities`].
 pub fn add_logon_context(alerts: &mut [Alert], r: &Resolver) {
     for a in alerts.iter_mut() {
-        let Some(l) = logon_context(a, r).cloned() else {
-            continue;
-        };
-        let s = |x: String| cellwarden_event::Value::Str(x.into());
-        a.event.push(LOGON_USER, s(l.account));
-        if let Some(x) = l.address {
-            a.event.push(LOGON_SOURCE, s(x));
-        }
-        if let Some(x) = l.workstation {
-            a.event.push(LOGON_WORKSTATION, s(x));
+        if let Some(c) = alert_context(a, r) {
+            c.apply(a);
         }
     }
 }
@@ -1011,6 +1073,59 @@ mod tests {
             late.logon_accounts.is_empty() && late.edges.is_empty(),
             "{late:?}"
         );
+    }
+
+    /// PsExec from the admins' workstation (asset role `admin`) is administration: lowered to
+    /// low, with the reason; from anywhere else, or a rule of another technique, it keeps its
+    /// level.
+    #[test]
+    fn remote_administration_from_an_admin_workstation_is_lowered() {
+        let mut seen = Aliases::default();
+        for (secs, ws, ip) in [(98, "ADM-01", "10.1.5.10"), (998, "WEB-01", "10.10.0.8")] {
+            seen.observe(&event(
+                secs,
+                "bill-db-01",
+                "security",
+                &[
+                    ("EventID", "4624"),
+                    ("LogonType", "3"),
+                    ("TargetUserName", "adm_paul"),
+                    ("WorkstationName", ws),
+                    ("IpAddress", ip),
+                ],
+            ));
+        }
+        let mut r = Resolver::new(
+            &[KnownHost {
+                name: "adm-01".into(),
+                addresses: vec!["10.1.5.10".parse().unwrap()],
+                role: Some("admin".into()),
+                aliases: Vec::new(),
+            }],
+            &[],
+        );
+        r.learn(&seen);
+        let psexec = |secs, techniques: &[&str]| Alert {
+            rule: std::sync::Arc::new(cellwarden_event::RuleInfo {
+                id: "psexec".into(),
+                techniques: techniques.iter().map(|t| t.to_string()).collect(),
+                ..Default::default()
+            }),
+            level: Level::Medium,
+            event: event(secs, "bill-db-01", "system", &[("EventID", "7045")]),
+            correlation: None,
+        };
+        let c = alert_context(&psexec(100, &["T1569.002"]), &r).unwrap();
+        assert_eq!((c.from, c.level), (Level::Medium, Level::Low));
+        assert!(
+            c.fields
+                .iter()
+                .any(|(k, v)| *k == "Context" && v.contains("adm-01 (asset role admin)"))
+        );
+        let c = alert_context(&psexec(1000, &["T1569.002"]), &r).unwrap();
+        assert_eq!(c.level, Level::Medium, "from the web server");
+        let c = alert_context(&psexec(100, &["T1003.001"]), &r).unwrap();
+        assert_eq!(c.level, Level::Medium, "not remote administration");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use cellwarden_event::{
     Alert, AlertSource, Event, Level, LogSource, Origin, RuleInfo, Timestamp, Value,
 };
+use cellwarden_incident::entity::Context;
 
 /// The output order: time (events without one first), file, record, rule id.
 pub fn sort_alerts(alerts: &mut [Alert]) {
@@ -299,6 +300,10 @@ pub struct AlertSet {
     mem: Vec<Alert>,
     spill: Option<Arc<Spill>>,
     min_level: Option<Level>,
+    /// What alerts gained from their context after the run, by alert key.
+    context: HashMap<String, Context>,
+    /// How that moved the spilled alerts between levels (their runs count them as raised).
+    spilled_shift: [isize; 5],
 }
 
 impl std::fmt::Debug for AlertSet {
@@ -318,6 +323,8 @@ impl AlertSet {
             mem: alerts,
             spill: None,
             min_level: None,
+            context: HashMap::new(),
+            spilled_shift: [0; 5],
         }
     }
 
@@ -328,6 +335,30 @@ impl AlertSet {
             set.spill = Some(spill);
         }
         set
+    }
+
+    /// Gives alerts what they gained from their context (see
+    /// [`cellwarden_incident::entity::alert_context`]), by alert key: every walk and count
+    /// from now on sees them with it.
+    pub fn set_context(&mut self, context: HashMap<String, Context>) {
+        let mut in_memory = std::collections::HashSet::new();
+        for a in &mut self.mem {
+            let key = a.key();
+            if let Some(c) = context.get(&key) {
+                c.apply(a);
+                in_memory.insert(key);
+            }
+        }
+        self.spilled_shift = [0; 5];
+        for (k, c) in &context {
+            if !in_memory.contains(k) && self.spill.is_some() {
+                self.spilled_shift[level_ix(c.from)] -= 1;
+                self.spilled_shift[level_ix(c.level)] += 1;
+            }
+        }
+        let min = self.min_level;
+        self.mem.retain(|a| min.is_none_or(|m| a.level >= m));
+        self.context = context;
     }
 
     /// Leaves out alerts below `min` from now on.
@@ -347,6 +378,9 @@ impl AlertSet {
                 for (o, n) in out.iter_mut().zip(r.by_level) {
                     *o += n;
                 }
+            }
+            for (o, d) in out.iter_mut().zip(self.spilled_shift) {
+                *o = o.saturating_add_signed(d);
             }
         }
         if let Some(min) = self.min_level {
@@ -434,8 +468,13 @@ impl AlertSource for AlertSet {
                 continue;
             }
             let Some(b) = best else { break };
-            let a = heads[b].take().expect("best is set");
+            let mut a = heads[b].take().expect("best is set");
             heads[b] = readers[b].next()?;
+            if !self.context.is_empty()
+                && let Some(c) = self.context.get(&a.key())
+            {
+                c.apply(&mut a);
+            }
             if keep(&a) {
                 f(&a)?;
             }
@@ -541,5 +580,39 @@ mod tests {
             .collect();
         assert_eq!(set.count(), high.len());
         assert_eq!(render(&set.to_vec().unwrap()), render(&high));
+        // Context given after the run reaches spilled and in-memory alerts alike, in walks
+        // and counts; an alert it lowers below the minimum level leaves.
+        let mut expected = high;
+        let spilled = expected[0].clone();
+        let in_memory = expected
+            .iter()
+            .find(|a| set.mem.iter().any(|m| m.key() == a.key()))
+            .unwrap()
+            .clone();
+        let lower = |a: &Alert, to| Context {
+            fields: vec![("LogonUser", "adm".to_owned())],
+            from: a.level,
+            level: to,
+        };
+        let context: HashMap<String, Context> = [
+            (spilled.key(), lower(&spilled, Level::Critical)),
+            (in_memory.key(), lower(&in_memory, Level::Low)),
+        ]
+        .into_iter()
+        .collect();
+        for a in &mut expected {
+            if let Some(c) = context.get(&a.key()) {
+                c.apply(a);
+            }
+        }
+        expected.retain(|a| a.level >= Level::High);
+        set.set_context(context);
+        assert_eq!(render(&set.to_vec().unwrap()), render(&expected));
+        assert_eq!(set.count(), expected.len());
+        let critical = expected
+            .iter()
+            .filter(|a| a.level == Level::Critical)
+            .count();
+        assert_eq!(set.by_level()[4], critical);
     }
 }

@@ -48,6 +48,22 @@ pub fn resolver(net: &NetSetup, aliases: &Aliases) -> Resolver {
     r
 }
 
+/// The context each alert of a run gains (the logon it followed; a lower level for remote
+/// administration from an admins' workstation), by alert key, for [`crate::AlertSet::set_context`].
+pub fn contexts(
+    alerts: &crate::AlertSet,
+    resolver: &Resolver,
+) -> std::io::Result<std::collections::HashMap<String, cellwarden_incident::entity::Context>> {
+    let mut out = std::collections::HashMap::new();
+    cellwarden_event::AlertSource::try_each(alerts, &mut |a| {
+        if let Some(c) = cellwarden_incident::entity::alert_context(a, resolver) {
+            out.insert(a.key(), c);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
 /// Incidents (`gap_secs` apart at most) and campaigns, with each campaign's subscriber data
 /// from `exposure`: the people read by its accounts from its hosts (or from an unnamed host).
 /// Alerts on events that name no session first get the network logon they followed

@@ -274,6 +274,11 @@ address = "10.40.0.20"
 name = "hss-01"
 role = "hss"
 
+[[host]]
+address = "10.1.5.10"
+name = "adm-01"
+role = "admin"
+
 "#;
 
 /// Zeek `conn.log` columns and types.

@@ -113,6 +113,9 @@ fn assert_caught(what: &str, s: &serde_json::Value) {
         "{what}: {s:#}"
     );
     assert_eq!(s["techniques_detected"], s["techniques"], "{what}: {s:#}");
+    // Nothing medium or above on the benign activity (admins' PsExec from their workstation
+    // included: lowered by its logon's source).
+    assert_eq!(s["benign_medium"], 0, "{what}: {s:#}");
     if s["exfiltration_flows"].as_u64().unwrap() > 0 {
         assert_eq!(s["exfiltration_found"], true, "{what}: {s:#}");
     }
@@ -180,7 +183,7 @@ fn insider_alone_is_caught_for_several_seeds() {
 
 #[test]
 fn lightbasin_is_caught_over_icmp_and_over_dns() {
-    for seed in 1..=4 {
+    for seed in 1..=5 {
         let dir = tempfile::tempdir().unwrap();
         simulate(dir.path(), seed, &["lightbasin"]);
         let (s, alerts, _) = hunt_scope_eval(dir.path());
@@ -271,6 +274,7 @@ fn the_benign_operator_exposes_nobody() {
         );
         assert_eq!(s["subscribers_reported"], 0, "seed {seed}");
         assert_campaigns(&format!("benign seed {seed}"), &s, 0);
+        assert_eq!(s["benign_medium"], 0, "benign seed {seed}: {s:#}");
         // No exfiltration alert: no network alert and no bulk export.
         let exfil: Vec<String> = rule_ids(&alerts)
             .into_iter()

@@ -57,6 +57,11 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
     if let Some(min) = args.min_level {
         result.alerts.set_min_level(min);
     }
+    // The logon each alert on a session-less event followed, with the level that gives it.
+    let resolver = cellwarden_pipeline::story::resolver(&config.net, &result.findings.aliases);
+    let context = cellwarden_pipeline::story::contexts(&result.alerts, &resolver)
+        .map_err(|e| Failure::Failed(format!("reading alerts back: {e}")))?;
+    result.alerts.set_context(context);
     let colour = args.output.is_none()
         && io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none();
@@ -82,7 +87,6 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
         ..Default::default()
     };
     let (incidents, campaigns) = if args.incidents || args.campaigns || args.store.is_some() {
-        let resolver = cellwarden_pipeline::story::resolver(&config.net, &result.findings.aliases);
         let exposure = (!config.db.disabled)
             .then(|| cellwarden_pipeline::scope::exposure(&result.findings, &config.db));
         cellwarden_pipeline::story::campaigns(

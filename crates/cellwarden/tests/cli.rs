@@ -41,16 +41,17 @@ fn demo_tells_the_story_and_writes_the_report() {
         "Subscribers to notify: 23 (3 on the watchlist)",
         "Minister of Defence",
         "10.20.0.5 → 203.0.113.66:443",
-        // Told per campaign: the intrusion and the insider apart, the benign PsExec in none.
+        // Told per campaign: the intrusion and the insider apart.
         "and 2 campaigns",
         "entered on web-portal-01",
         "web-portal-01 -> bill-db-01  (logon, adm_paul)",
         "jump-01 -> 203.0.113.66  (transfer)",
         "entered on 10.1.0.26 (Records of a watchlisted subscriber read) as care07",
-        "in no campaign",
     ] {
         assert!(s.contains(expected), "{expected} missing from:\n{s}");
     }
+    // The admins' weekly PsExec from their workstation is administration, not a third story.
+    assert!(!s.contains("in no campaign"), "{s}");
     let campaigns = alerts(&std::fs::read_to_string(dir.path().join("campaigns.jsonl")).unwrap());
     assert_eq!(campaigns.len(), 2);
     assert_eq!(campaigns[0]["data"]["subscribers"], 20);

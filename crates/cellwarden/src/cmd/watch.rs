@@ -40,7 +40,10 @@ impl AlertSink for StoreSink {
     }
 
     fn names(&mut self, aliases: &cellwarden_incident::Aliases) {
-        self.resolver = cellwarden_pipeline::story::resolver(&self.net, aliases);
+        // Only when there is something to join: the names grow with the estate.
+        if !self.pending.is_empty() {
+            self.resolver = cellwarden_pipeline::story::resolver(&self.net, aliases);
+        }
     }
 
     fn durable(&mut self) -> std::io::Result<()> {

@@ -1,10 +1,11 @@
-//! Alerts to incidents.
+//! Alerts to entities, incidents and campaigns.
 //!
-//! Alerts are taken in time order and joined when they share an entity — the same host, the
-//! same account (on any host: lateral movement), the same remote address — and are no more
-//! than `gap` apart. Joining is transitive (union-find), so a chain host A → account → host B
-//! becomes one incident. Built-in and service accounts (SYSTEM, LOCAL SERVICE, `-`, machine
-//! accounts ending in `$`) and loopback/unspecified addresses join nothing.
+//! [`entity`] gives every host and account one name whatever each source calls it and reads
+//! each alert's entities (hosts, accounts, outside peers, moves, process chain) by the kind of
+//! its source. Incidents: alerts taken in time order and joined when they share an entity and
+//! are no more than `gap` apart (transitively, union-find), so a chain host A → account → host B
+//! becomes one incident; built-in and machine accounts, loopback addresses and hubs join
+//! nothing. [`campaign`] joins incidents across days and weeks into one story per intrusion.
 
 pub mod campaign;
 pub mod entity;

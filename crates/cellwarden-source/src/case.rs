@@ -153,6 +153,28 @@ struct Head {
     yearless: bool,
 }
 
+/// The heads of all inputs, in input order, read on all cores (a case of thousands of files
+/// would otherwise wait for them one by one before the run starts).
+fn heads_of(inputs: &[InputFile], mapping: &Mapping) -> Vec<Option<Head>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || inputs.len() < 2 {
+        return inputs.iter().map(|i| head_of(i, mapping)).collect();
+    }
+    let per = inputs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = inputs
+            .chunks(per)
+            .map(|part| {
+                s.spawn(move || part.iter().map(|i| head_of(i, mapping)).collect::<Vec<_>>())
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 fn head_of(input: &InputFile, mapping: &Mapping) -> Option<Head> {
     let path = input.path.as_ref()?;
     let file = std::fs::File::open(path).ok()?;
@@ -308,7 +330,7 @@ fn folder_host(
 /// Sets the year, zone and host of each input (see the module documentation); returns what was
 /// inferred, in input order.
 pub fn infer(inputs: &mut [InputFile], opts: &CaseOptions, mapping: &Mapping) -> Vec<Inference> {
-    let heads: Vec<Option<Head>> = inputs.iter().map(|i| head_of(i, mapping)).collect();
+    let heads = heads_of(inputs, mapping);
     let mut out = Vec::new();
     // Absolute times, per host and for the whole case.
     let mut by_host: BTreeMap<String, Vec<Timestamp>> = BTreeMap::new();

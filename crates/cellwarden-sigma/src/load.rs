@@ -237,56 +237,65 @@ struct Parsed {
     rule: SigmaRule,
 }
 
+/// One rule file parsed, or why not.
+fn parse_one(src: &RuleSource) -> Result<rsigma_parser::SigmaCollection, Problem> {
+    let text = &src.text;
+    let problem = |line, reason| Problem {
+        file: src.name.clone(),
+        line,
+        title: None,
+        kind: ProblemKind::Invalid,
+        reason,
+    };
+    if text.len() as u64 > MAX_RULE_FILE_BYTES {
+        return Err(problem(None, "file over the size limit".into()));
+    }
+    if let Err(e) = cellwarden_source::yaml::check_nesting(text) {
+        return Err(problem(Some(e.line), e.to_string()));
+    }
+    match std::panic::catch_unwind(|| rsigma_parser::parse_sigma_yaml(text)) {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => {
+            let msg = e.to_string();
+            Err(problem(line_in_message(&msg), msg))
+        }
+        Err(_) => Err(problem(None, "the rule parser failed on this file".into())),
+    }
+}
+
+/// Every rule file parsed, in order, on all cores (parsing is most of loading thousands of
+/// rules; compiling stays in one thread, in file order, so field and literal ids do not depend
+/// on it).
+fn parse_all(sources: &[RuleSource]) -> Vec<Result<rsigma_parser::SigmaCollection, Problem>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || sources.len() < 64 {
+        return sources.iter().map(parse_one).collect();
+    }
+    let per = sources.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = sources
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(parse_one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// Parses and compiles rule files into a rule set.
 pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
     let mut problems = Vec::new();
     let mut rules: Vec<Parsed> = Vec::new();
     let mut filters: Vec<(usize, FilterRule)> = Vec::new();
     let mut correlations: Vec<(usize, rsigma_parser::CorrelationRule)> = Vec::new();
-    for (fi, src) in sources.iter().enumerate() {
+    for (fi, (src, parsed)) in sources.iter().zip(parse_all(sources)).enumerate() {
         let text = &src.text;
-        if text.len() as u64 > MAX_RULE_FILE_BYTES {
-            problems.push(Problem {
-                file: src.name.clone(),
-                line: None,
-                title: None,
-                kind: ProblemKind::Invalid,
-                reason: "file over the size limit".into(),
-            });
-            continue;
-        }
-        if let Err(e) = cellwarden_source::yaml::check_nesting(text) {
-            problems.push(Problem {
-                file: src.name.clone(),
-                line: Some(e.line),
-                title: None,
-                kind: ProblemKind::Invalid,
-                reason: e.to_string(),
-            });
-            continue;
-        }
-        let parsed = std::panic::catch_unwind(|| rsigma_parser::parse_sigma_yaml(text));
         let collection = match parsed {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                let msg = e.to_string();
-                problems.push(Problem {
-                    file: src.name.clone(),
-                    line: line_in_message(&msg),
-                    title: None,
-                    kind: ProblemKind::Invalid,
-                    reason: msg,
-                });
-                continue;
-            }
-            Err(_) => {
-                problems.push(Problem {
-                    file: src.name.clone(),
-                    line: None,
-                    title: None,
-                    kind: ProblemKind::Invalid,
-                    reason: "the rule parser failed on this file".into(),
-                });
+            Ok(c) => c,
+            Err(p) => {
+                problems.push(p);
                 continue;
             }
         };

@@ -158,9 +158,11 @@ impl Aliases {
             return;
         };
         if let Some(program) = ev.get_str("program") {
-            if let Some((ip, name)) = ev
-                .get_str("message")
-                .and_then(|m| dhcp_lease(&program, &m).map(|(a, b)| (a, b.to_owned())))
+            // Syslog: only DHCP servers' lines say anything about names.
+            if matches!(program.as_ref(), "dhcpd" | "dnsmasq-dhcp" | "dnsmasq")
+                && let Some((ip, name)) = ev
+                    .get_str("message")
+                    .and_then(|m| dhcp_lease(&program, &m).map(|(a, b)| (a, b.to_owned())))
             {
                 self.saw(ip, &name, t);
             }

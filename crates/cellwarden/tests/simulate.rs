@@ -49,34 +49,9 @@ fn scope(dir: &Path) -> serde_json::Value {
 fn hunt_scope_eval(dir: &Path) -> (serde_json::Value, Vec<serde_json::Value>, serde_json::Value) {
     let p = |f: &str| dir.join(f).to_str().unwrap().to_owned();
     let alerts_file = p("alerts.jsonl");
-    let out = run(&[
-        "hunt",
-        dir.to_str().unwrap(),
-        "--assets",
-        &p("assets.toml"),
-        "--watchlist",
-        &p("watchlist.txt"),
-        "--format",
-        "jsonl",
-        "-o",
-        &alerts_file,
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    hunt_simulation(dir, &["-o", &alerts_file]);
     let campaigns = p("campaigns.jsonl");
-    let out = run(&[
-        "hunt",
-        dir.to_str().unwrap(),
-        "--assets",
-        &p("assets.toml"),
-        "--watchlist",
-        &p("watchlist.txt"),
-        "--campaigns",
-        "--format",
-        "jsonl",
-        "-o",
-        &campaigns,
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    hunt_simulation(dir, &["--campaigns", "-o", &campaigns]);
     let x = scope(dir);
     let report = p("scope.json");
     std::fs::write(&report, x.to_string()).unwrap();

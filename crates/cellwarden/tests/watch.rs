@@ -93,19 +93,7 @@ fn ids(text: &str) -> BTreeSet<Id> {
 }
 
 fn hunt_ids(sim: &Path) -> BTreeSet<Id> {
-    let p = |f: &str| sim.join(f).to_str().unwrap().to_owned();
-    let out = run(&[
-        "hunt",
-        sim.to_str().unwrap(),
-        "--assets",
-        &p("assets.toml"),
-        "--watchlist",
-        &p("watchlist.txt"),
-        "--format",
-        "jsonl",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    ids(&stdout(&out))
+    ids(&hunt_simulation(sim, &[]))
 }
 
 /// How the live files are named to `watch`.
@@ -318,20 +306,7 @@ fn live_run(kill: bool, how: Follow) {
 }
 
 fn hunt_campaigns(sim: &Path) -> Vec<serde_json::Value> {
-    let p = |f: &str| sim.join(f).to_str().unwrap().to_owned();
-    let out = run(&[
-        "hunt",
-        sim.to_str().unwrap(),
-        "--assets",
-        &p("assets.toml"),
-        "--watchlist",
-        &p("watchlist.txt"),
-        "--campaigns",
-        "--format",
-        "jsonl",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    alerts(&stdout(&out))
+    alerts(&hunt_simulation(sim, &["--campaigns"]))
 }
 
 fn store_campaigns(store: &Path) -> Vec<serde_json::Value> {

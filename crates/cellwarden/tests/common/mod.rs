@@ -100,3 +100,24 @@ pub fn simulate_operator(dir: &std::path::Path) {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// `hunt` over a simulation folder with its asset file and watchlist, as JSON Lines, with
+/// `extra` arguments; the run must succeed. Returns standard output.
+pub fn hunt_simulation(sim: &std::path::Path, extra: &[&str]) -> String {
+    let p = |f: &str| sim.join(f).to_str().unwrap().to_owned();
+    let (assets, watchlist) = (p("assets.toml"), p("watchlist.txt"));
+    let mut args = vec![
+        "hunt",
+        sim.to_str().unwrap(),
+        "--assets",
+        &assets,
+        "--watchlist",
+        &watchlist,
+        "--format",
+        "jsonl",
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    stdout(&out)
+}

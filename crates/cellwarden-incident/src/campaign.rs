@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use cellwarden_event::{Alert, Level, Timestamp, format_timestamp};
 
-use crate::entity::{AlertEntities, MoveKind, Place, Resolver, alert_entities, hubs};
+use crate::entity::{AlertEntities, MoveKind, Place, Resolver, entities_of, hubs};
 use crate::{Incident, KILL_CHAIN, find, fnv};
 
 /// Thresholds of the joining (documented in `docs/campaigns.md`).
@@ -200,8 +200,20 @@ pub fn build(
     resolver: &Resolver,
     config: &CampaignConfig,
 ) -> Vec<Campaign> {
-    let ents: Vec<AlertEntities> = alerts.iter().map(|a| alert_entities(a, resolver)).collect();
+    let ents = entities_of(alerts, resolver);
     let hub = hubs(&ents, config.hub_degree);
+    build_from(alerts, &ents, &hub, incidents, resolver, config)
+}
+
+/// [`build`] with the alerts' entities and hubs already found.
+pub(crate) fn build_from(
+    alerts: &[Alert],
+    ents: &[AlertEntities],
+    hub: &BTreeSet<(&'static str, String)>,
+    incidents: &[Incident],
+    resolver: &Resolver,
+    config: &CampaignConfig,
+) -> Vec<Campaign> {
     let mut of_alert = vec![usize::MAX; alerts.len()];
     for (k, inc) in incidents.iter().enumerate() {
         for &i in &inc.alerts {
@@ -282,7 +294,7 @@ pub fn build(
     }
     let mut out: Vec<Campaign> = groups
         .into_values()
-        .filter_map(|members| assemble(alerts, incidents, &members, &ents, &hub, resolver, config))
+        .filter_map(|members| assemble(alerts, incidents, &members, ents, hub, resolver, config))
         .collect();
     out.sort_by(|a, b| {
         b.score

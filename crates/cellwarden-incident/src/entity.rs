@@ -873,6 +873,11 @@ pub fn alert_entities(a: &Alert, r: &Resolver) -> AlertEntities {
     out
 }
 
+/// The entities of each alert, in order.
+pub fn entities_of(alerts: &[Alert], r: &Resolver) -> Vec<AlertEntities> {
+    alerts.iter().map(|a| alert_entities(a, r)).collect()
+}
+
 /// Hub entities by what the alerts show: built-in accounts, and any host, account or outside
 /// address seen with more than `degree` distinct counterparts (accounts for a host, hosts for
 /// an account or an outside address). Hosts with a hub role ([`Resolver::hub_role`]) are

@@ -124,14 +124,35 @@ pub fn build_with(
     resolver: &Resolver,
     hub_degree: usize,
 ) -> Vec<Incident> {
+    let resolved = entity::entities_of(alerts, resolver);
+    let hubs = entity::hubs(&resolved, hub_degree);
+    incidents_of(alerts, &resolved, &hubs, gap_secs)
+}
+
+/// Incidents and campaigns of `alerts`, their entities read and their hubs found once for
+/// both (the incidents' hubs by `config.hub_degree`).
+pub fn build_story(
+    alerts: &[Alert],
+    gap_secs: i64,
+    resolver: &Resolver,
+    config: &CampaignConfig,
+) -> (Vec<Incident>, Vec<Campaign>) {
+    let resolved = entity::entities_of(alerts, resolver);
+    let hubs = entity::hubs(&resolved, config.hub_degree);
+    let incidents = incidents_of(alerts, &resolved, &hubs, gap_secs);
+    let campaigns = campaign::build_from(alerts, &resolved, &hubs, &incidents, resolver, config);
+    (incidents, campaigns)
+}
+
+fn incidents_of(
+    alerts: &[Alert],
+    resolved: &[entity::AlertEntities],
+    hubs: &BTreeSet<(&'static str, String)>,
+    gap_secs: i64,
+) -> Vec<Incident> {
     let n = alerts.len();
     let mut parent: Vec<usize> = (0..n).collect();
     let mut last: HashMap<(&'static str, String), (usize, i64)> = HashMap::new();
-    let resolved: Vec<entity::AlertEntities> = alerts
-        .iter()
-        .map(|a| entity::alert_entities(a, resolver))
-        .collect();
-    let hubs = entity::hubs(&resolved, hub_degree);
     let mut ents = Vec::with_capacity(n);
     for (i, a) in alerts.iter().enumerate() {
         let t = a.event.timestamp.map(|t| t.as_second()).unwrap_or(0);

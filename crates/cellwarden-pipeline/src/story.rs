@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 
 use cellwarden_event::Alert;
 use cellwarden_incident::campaign::DataTouched;
-use cellwarden_incident::{
-    Aliases, Campaign, CampaignConfig, HUB_DEGREE, Incident, KnownHost, Resolver,
-};
+use cellwarden_incident::{Aliases, Campaign, CampaignConfig, Incident, KnownHost, Resolver};
 use cellwarden_telecom::exposure::Exposure;
 
 use crate::core::NetSetup;
@@ -66,19 +64,17 @@ pub fn contexts(
 
 /// Incidents (`gap_secs` apart at most) and campaigns, with each campaign's subscriber data
 /// from `exposure`: the people read by its accounts from its hosts (or from an unnamed host).
-/// Alerts on events that name no session first get the network logon they followed
-/// ([`cellwarden_incident::entity::add_logon_context`]).
+/// The alerts carry their logon context already ([`contexts`],
+/// [`cellwarden_incident::entity::add_logon_context`]).
 pub fn campaigns(
-    alerts: &mut [Alert],
+    alerts: &[Alert],
     resolver: &Resolver,
     gap_secs: i64,
     config: &CampaignConfig,
     exposure: Option<&Exposure>,
 ) -> (Vec<Incident>, Vec<Campaign>) {
-    cellwarden_incident::entity::add_logon_context(alerts, resolver);
-    let alerts = &*alerts;
-    let incidents = cellwarden_incident::build_with(alerts, gap_secs, resolver, HUB_DEGREE);
-    let mut campaigns = cellwarden_incident::campaign::build(alerts, &incidents, resolver, config);
+    let (incidents, mut campaigns) =
+        cellwarden_incident::build_story(alerts, gap_secs, resolver, config);
     if let Some(x) = exposure {
         for c in &mut campaigns {
             c.set_data(data_touched(c, resolver, x));

@@ -80,8 +80,9 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
         truth.scenarios.join(", ")
     );
     let resolver = cellwarden_pipeline::story::resolver(&hunt_config.net, &result.findings.aliases);
+    cellwarden_incident::entity::add_logon_context(&mut alerts, &resolver);
     let (incidents, campaigns) = cellwarden_pipeline::story::campaigns(
-        &mut alerts,
+        &alerts,
         &resolver,
         3600,
         &cellwarden_incident::CampaignConfig::default(),

@@ -74,7 +74,7 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
     }
     // Incidents and the case store need every alert at once; the alert outputs walk them in
     // order, from memory and the sorted runs on disk.
-    let mut all = if args.incidents || args.campaigns || args.store.is_some() {
+    let all = if args.incidents || args.campaigns || args.store.is_some() {
         result
             .alerts
             .to_vec()
@@ -90,7 +90,7 @@ pub fn run(args: HuntArgs) -> Result<Status, Failure> {
         let exposure = (!config.db.disabled)
             .then(|| cellwarden_pipeline::scope::exposure(&result.findings, &config.db));
         cellwarden_pipeline::story::campaigns(
-            &mut all,
+            &all,
             &resolver,
             args.gap,
             &campaign_config,

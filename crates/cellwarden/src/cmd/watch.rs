@@ -79,9 +79,9 @@ impl AlertSink for StoreSink {
         });
         let excess = self.recent.len().saturating_sub(RECENT_ALERTS);
         self.recent.drain(..excess);
-        let mut recent = self.recent.clone();
+        let recent = &self.recent;
         let (incidents, campaigns) =
-            cellwarden_pipeline::story::campaigns(&mut recent, &self.resolver, 3600, &config, None);
+            cellwarden_pipeline::story::campaigns(recent, &self.resolver, 3600, &config, None);
         let window_start = recent
             .first()
             .and_then(|a| a.event.timestamp)
@@ -90,7 +90,7 @@ impl AlertSink for StoreSink {
             .record_batch(
                 &run,
                 &self.pending,
-                &recent,
+                recent,
                 &incidents,
                 &campaigns,
                 window_start.as_deref(),

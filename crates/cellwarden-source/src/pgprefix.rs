@@ -327,8 +327,8 @@ pub fn guess(
         // `[pid]` or `[pid-line]`.
         if let Some(inner) = t.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
             let mut it = inner.split('-');
-            if let Some(Ok(p)) = it.next().map(str::parse::<i64>) {
-                put_int(out, "pid", &p.to_string());
+            if let Some(p) = it.next().filter(|p| p.parse::<i64>().is_ok()) {
+                put_int(out, "pid", p);
                 if let Some(l) = it.next() {
                     put_int(out, "session_line", l);
                 }
@@ -341,7 +341,16 @@ pub fn guess(
         }
         for part in t.split([',', ';', '|']) {
             if let Some((k, v)) = part.split_once('=') {
-                match k.to_ascii_lowercase().as_str() {
+                let mut buf = [0u8; 12];
+                let k = match buf.get_mut(..k.len()) {
+                    Some(b) => {
+                        b.copy_from_slice(k.as_bytes());
+                        b.make_ascii_lowercase();
+                        std::str::from_utf8(b).unwrap_or_default()
+                    }
+                    None => "",
+                };
+                match k {
                     "user" | "usr" | "u" => put(out, "user", v),
                     "db" | "database" | "d" => put(out, "database", v),
                     "app" | "application" | "appname" | "a" => put(out, "application", v),
@@ -395,7 +404,13 @@ pub fn read_prefix(
 /// UTC offsets, in minutes, of the zone abbreviations PostgreSQL writes with the `Default`
 /// abbreviation set (`log_timezone`), and a few more.
 fn zone_offset(abbrev: &str) -> Option<i32> {
-    Some(match abbrev.to_ascii_uppercase().as_str() {
+    if abbrev.len() > 6 {
+        return None;
+    }
+    let mut buf = [0u8; 6];
+    buf[..abbrev.len()].copy_from_slice(abbrev.as_bytes());
+    buf.make_ascii_uppercase();
+    Some(match std::str::from_utf8(&buf[..abbrev.len()]).ok()? {
         "UTC" | "GMT" | "Z" | "UCT" | "WET" | "ZULU" => 0,
         "BST" | "CET" | "MET" | "WEST" | "WAT" => 60,
         // IST is Israel Standard Time in PostgreSQL's Default set.
@@ -432,6 +447,19 @@ pub(crate) fn time_with_zone(t: &str, zone: Option<&TimeZone>) -> Option<Timesta
         Some((a, z)) if a.contains(' ') || a.contains('T') => (a, z),
         _ => (t, ""),
     };
+    // The common case without allocating: a known abbreviation or none.
+    if let Some(c) = cellwarden_event::Civil::parse(date_time)
+        && c.offset.is_none()
+    {
+        let offset = if abbrev.is_empty() {
+            zone.is_none().then_some(0)
+        } else {
+            zone_offset(abbrev).map(|m| m * 60)
+        };
+        if let Some(ts) = c.with_offset(offset) {
+            return Some(ts);
+        }
+    }
     let mut text = date_time.replacen(' ', "T", 1);
     if abbrev.starts_with('+') || abbrev.starts_with('-') {
         text.push_str(abbrev);

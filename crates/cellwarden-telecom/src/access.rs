@@ -414,6 +414,38 @@ fn subject_order(a: &SubjectKey, b: &SubjectKey) -> std::cmp::Ordering {
         .then_with(|| shared(&a.3, &b.3))
 }
 
+/// The per-subscriber state in order. Sorted first with keys compared by pointer where
+/// interned (accounts and sessions of one collector share theirs): the tree's own sort then
+/// only checks the order.
+fn sorted_subjects(
+    it: impl Iterator<Item = (SubjectKey, SubjectStats)>,
+) -> BTreeMap<SubjectKey, SubjectStats> {
+    let mut v: Vec<(SubjectKey, SubjectStats)> = it.collect();
+    v.sort_unstable_by(|(a, _), (b, _)| subject_order(a, b));
+    v.into_iter().collect()
+}
+
+/// Account-days in order, each with its sessions.
+fn days_with_sessions(
+    days: impl IntoIterator<Item = ((Shared<str>, Day), DayStats)>,
+    sessions: impl IntoIterator<Item = ((Shared<str>, Day, Shared<Session>), SessionStats)>,
+) -> BTreeMap<(Arc<str>, Day), DayStats> {
+    type Sessions = Vec<(Arc<Session>, SessionStats)>;
+    let mut per_day: HashMap<(Shared<str>, Day), Sessions> = HashMap::default();
+    for ((a, d, s), st) in sessions {
+        per_day.entry((a, d)).or_default().push((s.0, st));
+    }
+    days.into_iter()
+        .map(|(k, mut v)| {
+            if let Some(mut s) = per_day.remove(&k) {
+                s.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                v.sessions = s.into_iter().collect();
+            }
+            ((k.0.0, k.1), v)
+        })
+        .collect()
+}
+
 fn merge_sorted<K: Ord>(a: &mut BTreeMap<K, SubjectStats>, b: BTreeMap<K, SubjectStats>) {
     if b.is_empty() {
         return;
@@ -490,13 +522,47 @@ pub struct Collector {
     derived: HashMap<usize, Derived>,
     interned: HashMap<Box<str>, Arc<str>>,
     /// Per-subscriber state while gathering (hashed: most statements add a new key); moved
-    /// into the ordered maps of [`Aggregates`] at the end.
-    subjects: HashMap<SubjectKey, SubjectStats>,
-    selected: HashMap<(Arc<str>, SubscriberId, Arc<Session>), SubjectStats>,
+    /// into the ordered maps of [`Aggregates`] at the end. Accounts, programs and sessions
+    /// are interned, so these keys hash and compare them by address.
+    subjects: HashMap<(Shared<str>, SubscriberId, Day, Shared<Session>), SubjectStats>,
+    selected: HashMap<(Shared<str>, SubscriberId, Shared<Session>), SubjectStats>,
     sessions: HashMap<Session, Arc<Session>>,
-    days: HashMap<(Arc<str>, Day), DayStats>,
-    programs: HashMap<(Arc<str>, Arc<str>), u64>,
+    /// Account-days, with their sessions apart (a day may have thousands).
+    days: HashMap<(Shared<str>, Day), DayStats>,
+    day_sessions: HashMap<(Shared<str>, Day, Shared<Session>), SessionStats>,
+    programs: HashMap<(Shared<str>, Shared<str>), u64>,
     aggregates: Aggregates,
+}
+
+/// An interned value as a key: hashed and compared by address. Sound because a collector's
+/// interning hands out one copy per value for as long as any key holds it.
+#[derive(Debug)]
+struct Shared<T: ?Sized>(Arc<T>);
+
+impl<T: ?Sized> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(Arc::clone(&self.0))
+    }
+}
+
+impl<T: ?Sized> PartialEq for Shared<T> {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &o.0)
+    }
+}
+
+impl<T: ?Sized> Eq for Shared<T> {}
+
+impl<T: ?Sized> std::hash::Hash for Shared<T> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (Arc::as_ptr(&self.0) as *const () as usize).hash(h)
+    }
+}
+
+impl<T: ?Sized> Shared<T> {
+    fn of(a: &Arc<T>) -> Self {
+        Shared(Arc::clone(a))
+    }
 }
 
 /// The database fields an event must have to be analysed: `statement` and a database
@@ -580,6 +646,7 @@ impl Collector {
             selected: HashMap::default(),
             sessions: HashMap::default(),
             days: HashMap::default(),
+            day_sessions: HashMap::default(),
             programs: HashMap::default(),
             aggregates: Aggregates::default(),
         }
@@ -590,7 +657,8 @@ impl Collector {
             return Arc::clone(a);
         }
         if self.interned.len() > 100_000 {
-            self.interned.clear();
+            // Only what no key holds: a value keeps its one copy while it is in use.
+            self.interned.retain(|_, a| Arc::strong_count(a) > 1);
         }
         let a: Arc<str> = Arc::from(s);
         self.interned.insert(s.into(), Arc::clone(&a));
@@ -817,7 +885,7 @@ impl Collector {
                     if seen.is_empty() {
                         seen.extend(subjects.iter().cloned());
                     }
-                    seen.insert(id.clone())
+                    seen.insert(id)
                 };
                 if new {
                     subjects.push(id);
@@ -851,7 +919,7 @@ impl Collector {
             ids.retain(|x| !ambiguous.contains(&x.kind));
             ids.sort();
             for other in ids.iter().skip(1) {
-                links.push((ids[0].clone(), other.clone()));
+                links.push((ids[0], *other));
             }
         }
         let large = derived.large.clone();
@@ -866,13 +934,13 @@ impl Collector {
         if failed {
             agg.counts.failed += 1;
         }
-        let d = self.days.entry((Arc::clone(&account), day)).or_default();
+        let d = self.days.entry((Shared::of(&account), day)).or_default();
         d.statements += 1;
         d.hours |= 1 << hour_of(time);
-        let ss = match d.sessions.get_mut(&session) {
-            Some(x) => x,
-            None => d.sessions.entry(Arc::clone(&session)).or_default(),
-        };
+        let ss = self
+            .day_sessions
+            .entry((Shared::of(&account), day, Shared::of(&session)))
+            .or_default();
         ss.hours |= 1 << hour_of(time);
         if let Some(p) = &program
             && let Err(at) = ss.programs.binary_search(p)
@@ -895,7 +963,7 @@ impl Collector {
             }
             *self
                 .programs
-                .entry((Arc::clone(&account), Arc::clone(p)))
+                .entry((Shared::of(&account), Shared::of(p)))
                 .or_default() += 1;
         }
         if matches!(shape.kind, StatementKind::CreateUser | StatementKind::Grant)
@@ -958,12 +1026,12 @@ impl Collector {
         for id in subjects {
             if selected {
                 self.selected
-                    .entry((Arc::clone(&account), id.clone(), Arc::clone(&session)))
+                    .entry((Shared::of(&account), id, Shared::of(&session)))
                     .or_default()
                     .add(record_bits, time, rows, &evidence);
             }
             self.subjects
-                .entry((Arc::clone(&account), id, day, Arc::clone(&session)))
+                .entry((Shared::of(&account), id, day, Shared::of(&session)))
                 .or_default()
                 .add(record_bits, time, rows, &evidence);
         }
@@ -974,22 +1042,27 @@ impl Collector {
     pub fn snapshot(&mut self) -> Aggregates {
         self.flush_observed();
         let mut a = self.aggregates.clone();
-        a.subjects = self
-            .subjects
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        a.subjects = sorted_subjects(
+            self.subjects
+                .iter()
+                .map(|((a, s, d, x), v)| ((a.0.clone(), *s, *d, x.0.clone()), v.clone())),
+        );
         a.selected = self
             .selected
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|((a, s, x), v)| ((a.0.clone(), *s, x.0.clone()), v.clone()))
             .collect();
-        a.days = self
-            .days
+        a.days = days_with_sessions(
+            self.days.iter().map(|(k, v)| (k.clone(), v.clone())),
+            self.day_sessions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        a.programs = self
+            .programs
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|((a, p), v)| ((a.0.clone(), p.0.clone()), *v))
             .collect();
-        a.programs = self.programs.iter().map(|(k, v)| (k.clone(), *v)).collect();
         a.counts.sql = self.analyzer.stats;
         a.finish();
         a
@@ -1000,6 +1073,8 @@ impl Collector {
     pub fn evict_before(&mut self, day: Day) {
         self.subjects.retain(|(_, _, d, _), _| *d >= day);
         self.days.retain(|(_, d), _| *d >= day);
+        self.day_sessions.retain(|(_, d, _), _| *d >= day);
+        self.sessions.retain(|_, s| Arc::strong_count(s) > 1);
         self.aggregates
             .created
             .retain(|c| day_of(c.evidence.time) >= day);
@@ -1016,14 +1091,22 @@ impl Collector {
     /// The aggregates gathered, with the analyser's counters.
     pub fn into_aggregates(mut self) -> Aggregates {
         self.flush_observed();
-        // Sorted first with keys compared by pointer where interned (accounts and sessions
-        // of one collector share theirs): the tree's own sort then only checks the order.
-        let mut subjects: Vec<(SubjectKey, SubjectStats)> = self.subjects.into_iter().collect();
-        subjects.sort_unstable_by(|(a, _), (b, _)| subject_order(a, b));
-        self.aggregates.subjects = subjects.into_iter().collect();
-        self.aggregates.selected = self.selected.into_iter().collect();
-        self.aggregates.days = self.days.into_iter().collect();
-        self.aggregates.programs = self.programs.into_iter().collect();
+        self.aggregates.subjects = sorted_subjects(
+            self.subjects
+                .into_iter()
+                .map(|((a, s, d, x), v)| ((a.0, s, d, x.0), v)),
+        );
+        self.aggregates.selected = self
+            .selected
+            .into_iter()
+            .map(|((a, s, x), v)| ((a.0, s, x.0), v))
+            .collect();
+        self.aggregates.days = days_with_sessions(self.days, self.day_sessions);
+        self.aggregates.programs = self
+            .programs
+            .into_iter()
+            .map(|((a, p), v)| ((a.0, p.0), v))
+            .collect();
         self.aggregates.counts.sql = self.analyzer.stats;
         self.aggregates
     }

@@ -179,7 +179,7 @@ impl Watchlist {
         for (id, label) in &self.ids {
             if let Some(p) = persons.of(id) {
                 for m in persons.members(p) {
-                    w.ids.entry(m.clone()).or_insert_with(|| label.clone());
+                    w.ids.entry(*m).or_insert_with(|| label.clone());
                 }
             }
         }
@@ -909,7 +909,7 @@ fn targeted(
             e.0.insert(*day);
             add(&mut e.1, *day, st);
             if !e.2.contains(s) {
-                e.2.push(s.clone());
+                e.2.push(*s);
             }
             continue;
         }
@@ -934,9 +934,7 @@ fn targeted(
             p.days = days.len();
             (a, h, ids, p)
         });
-    let singles = per
-        .into_iter()
-        .map(|(a, h, s, p)| (a, h, vec![s.clone()], p));
+    let singles = per.into_iter().map(|(a, h, s, p)| (a, h, vec![*s], p));
     // Built only when some subscriber was read on several days.
     let chance = std::cell::OnceCell::new();
     type Target = (Option<Arc<str>>, Vec<SubscriberId>, Per);
@@ -1041,7 +1039,7 @@ fn targeted(
                 .collect(),
             targets: list_t
                 .iter()
-                .flat_map(|(h, s, _)| s.iter().map(|x| (h.clone(), x.clone())))
+                .flat_map(|(h, s, _)| s.iter().map(|x| (h.clone(), *x)))
                 .collect(),
             extra: Vec::new(),
         });
@@ -1060,7 +1058,7 @@ fn watchlisted(agg: &Aggregates, watch: &Watchlist, out: &mut Vec<Finding>) {
             continue;
         }
         let e = hits.entry((Arc::clone(a), *d)).or_default();
-        e.0.push(s.clone());
+        e.0.push(*s);
         e.2 += st.statements;
         if let Some(x) = st.evidence.first() {
             crate::access::min_evidence(&mut e.1, x);
@@ -1157,7 +1155,7 @@ fn into_judgement(agg: &Aggregates, mut findings: Vec<Finding>) -> Judgement {
                 for (host, sub) in &f.targets {
                     j.reasons
                         .subject_reasons
-                        .entry((Arc::clone(&f.account), host.clone(), sub.clone()))
+                        .entry((Arc::clone(&f.account), host.clone(), *sub))
                         .or_default()
                         .push(key.clone());
                 }

@@ -330,8 +330,8 @@ impl Exposure {
         let main_of = |s: &SubscriberId| -> SubscriberId {
             persons
                 .of(s)
-                .map(|p| main_identifier(persons.members(p)).clone())
-                .unwrap_or_else(|| s.clone())
+                .map(|p| *main_identifier(persons.members(p)))
+                .unwrap_or_else(|| *s)
         };
         let mut subs: BTreeMap<SubscriberId, Acc> = BTreeMap::new();
         let selected_mode = selection.is_set();
@@ -348,11 +348,12 @@ impl Exposure {
             {
                 r.extend(k.iter().cloned());
             }
-            if let Some(k) = judgement.reasons.subject_reasons.get(&(
-                Arc::clone(a),
-                sess.host.clone(),
-                s.clone(),
-            )) {
+            if let Some(k) =
+                judgement
+                    .reasons
+                    .subject_reasons
+                    .get(&(Arc::clone(a), sess.host.clone(), *s))
+            {
                 r.extend(k.iter().cloned());
             }
             if watch.ids.contains_key(s)
@@ -369,7 +370,7 @@ impl Exposure {
                        reasons: Vec<String>| {
             let e = subs.entry(main_of(s)).or_default();
             if !e.read.contains(s) {
-                e.read.insert(s.clone());
+                e.read.insert(*s);
             }
             e.stats.merge_from(st);
             if let Some(h) = &sess.host {
@@ -385,7 +386,7 @@ impl Exposure {
         if selected_mode {
             for ((a, s, sess), st) in &agg.selected {
                 let mut r = Vec::new();
-                let from = (Arc::clone(a), s.clone(), i32::MIN, Arc::default());
+                let from = (Arc::clone(a), *s, i32::MIN, Arc::default());
                 for ((a2, s2, d, sess2), _) in agg.subjects.range(from..) {
                     if a2 != a || s2 != s {
                         break;
@@ -500,19 +501,19 @@ impl Exposure {
                 acc.evidence.dedup();
                 let all: Vec<SubscriberId> = match persons.of(&id) {
                     Some(p) => persons.members(p).to_vec(),
-                    None => vec![id.clone()],
+                    None => vec![id],
                 };
                 let watched: Vec<&Option<String>> =
                     all.iter().filter_map(|i| watch.ids.get(i)).collect();
                 SubscriberExposure {
-                    id: id.value.clone(),
+                    id: id.value.to_string(),
                     id_kind: id.kind.as_str().to_owned(),
                     person: format!("{}:{}", id.kind, id.value),
                     identifiers: all
                         .iter()
                         .map(|i| IdentifierOut {
                             kind: i.kind.as_str().to_owned(),
-                            id: i.value.clone(),
+                            id: i.value.to_string(),
                             read: acc.read.contains(i),
                         })
                         .collect(),

@@ -87,12 +87,71 @@ impl fmt::Display for IdKind {
 }
 
 /// A normalised subscriber identifier.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriberId {
     /// What kind of identifier.
     pub kind: IdKind,
     /// Digits only.
-    pub value: String,
+    pub value: Digits,
+}
+
+/// The digits of an identifier (at most 20: an ICCID's), held inline: millions of them are
+/// keys of the access state, so they are compared, hashed and copied without the heap.
+/// Unused places are zero, so the derived order is the order of the digit strings.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digits([u8; Digits::MAX]);
+
+impl Digits {
+    /// The longest identifier (ICCID, ITU-T E.118).
+    pub const MAX: usize = 20;
+
+    /// `None` unless `s` is 1 to [`Digits::MAX`] ASCII digits.
+    pub fn new(s: &str) -> Option<Digits> {
+        let b = s.as_bytes();
+        if b.is_empty() || b.len() > Self::MAX || !b.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let mut d = [0u8; Self::MAX];
+        d[..b.len()].copy_from_slice(b);
+        Some(Digits(d))
+    }
+
+    /// The digits as text.
+    pub fn as_str(&self) -> &str {
+        let n = self.0.iter().position(|b| *b == 0).unwrap_or(Self::MAX);
+        std::str::from_utf8(&self.0[..n]).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for Digits {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for Digits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Digits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<str> for Digits {
+    fn eq(&self, o: &str) -> bool {
+        self.as_str() == o
+    }
+}
+
+impl PartialEq<&str> for Digits {
+    fn eq(&self, o: &&str) -> bool {
+        self.as_str() == *o
+    }
 }
 
 /// Numbering settings: the country calling code that national MSISDNs get.
@@ -157,7 +216,10 @@ pub fn normalise(kind: IdKind, value: &str, numbering: &Numbering) -> Option<Sub
             (7..=15).contains(&intl.len()).then_some(intl)?
         }
     };
-    Some(SubscriberId { kind, value })
+    Some(SubscriberId {
+        kind,
+        value: Digits::new(&value)?,
+    })
 }
 
 /// Recognises an identifier from a value alone (no column known): 15 digits passing Luhn is

@@ -208,7 +208,7 @@ impl Persons {
                 members.push(Vec::new());
                 members.len() - 1
             });
-            members[p].push((*id).clone());
+            members[p].push(*(*id));
         }
         // Persons of one identifier are no persons: they stay single.
         let mut kept: Vec<Vec<SubscriberId>> = Vec::new();
@@ -218,7 +218,7 @@ impl Persons {
             }
             m.sort();
             for id in &m {
-                of.insert(id.clone(), kept.len());
+                of.insert(*id, kept.len());
             }
             kept.push(m);
         }
@@ -257,14 +257,14 @@ mod tests {
     fn id(kind: IdKind, v: &str) -> SubscriberId {
         SubscriberId {
             kind,
-            value: v.to_owned(),
+            value: crate::ids::Digits::new(v).unwrap(),
         }
     }
 
     fn links(
         pairs: &[(SubscriberId, SubscriberId)],
     ) -> BTreeMap<(SubscriberId, SubscriberId), u64> {
-        pairs.iter().map(|p| (p.clone(), 1)).collect()
+        pairs.iter().map(|p| (*p, 1)).collect()
     }
 
     #[test]
@@ -281,7 +281,7 @@ mod tests {
         let m = id(IdKind::Msisdn, "33612345678");
         let imsi = id(IdKind::Imsi, "208150000000001");
         let imei = id(IdKind::Imei, "356938035643809");
-        let p = Persons::build(&map, &links(&[(imsi.clone(), imei.clone())]));
+        let p = Persons::build(&map, &links(&[(imsi, imei)]));
         assert_eq!(p.len(), 1);
         let person = p.of(&m).unwrap();
         assert_eq!(p.of(&imei), Some(person));
@@ -306,13 +306,13 @@ mod tests {
         let p = Persons::build(
             &SubscriberMap::default(),
             &links(&[
-                (m1.clone(), i1.clone()),
-                (m2.clone(), i2.clone()),
+                (m1, i1),
+                (m2, i2),
                 // A row mixing both parties: would give person 1 a second IMSI.
-                (m1.clone(), i2.clone()),
+                (m1, i2),
                 // The family phone, used with both SIMs.
-                (i1.clone(), phone.clone()),
-                (i2.clone(), phone.clone()),
+                (i1, phone),
+                (i2, phone),
             ]),
         );
         assert_eq!(p.len(), 2);

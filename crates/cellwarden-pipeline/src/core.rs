@@ -145,6 +145,19 @@ pub struct DetectionCore<'a> {
     emitted_order: VecDeque<String>,
 }
 
+fn new_collector(db: &DbSetup) -> Collector {
+    Collector::with_analyzer(
+        Arc::clone(&db.schema),
+        Arc::clone(&db.selection),
+        db.config.bulk_min_rows,
+        cellwarden_telecom::sql::Analyzer::new(!db.no_cache),
+    )
+}
+
+fn new_flows(net: &NetSetup) -> FlowCollector {
+    FlowCollector::new(Arc::clone(&net.assets), net.config.collect_limits())
+}
+
 impl<'a> DetectionCore<'a> {
     /// A core with empty state.
     pub fn new(setup: Detectors<'a>, stage: Stage) -> Self {
@@ -154,13 +167,8 @@ impl<'a> DetectionCore<'a> {
             stage,
             scratch: rules.scratch(),
             hits: Vec::new(),
-            collector: Collector::with_analyzer(
-                Arc::clone(&db.schema),
-                Arc::clone(&db.selection),
-                db.config.bulk_min_rows,
-                cellwarden_telecom::sql::Analyzer::new(!db.no_cache),
-            ),
-            flows: FlowCollector::new(Arc::clone(&net.assets), net.config.collect_limits()),
+            collector: new_collector(db),
+            flows: new_flows(net),
             aliases: Aliases::default(),
             merged: None,
             pending: BTreeMap::new(),
@@ -234,6 +242,17 @@ impl<'a> DetectionCore<'a> {
             }
         }
         fed
+    }
+
+    /// Turns the gathered database and flow state into aggregates (finite runs: each worker
+    /// does it on its own thread before the cores are merged).
+    pub fn seal(&mut self) {
+        let Detectors { db, net, .. } = self.setup;
+        let c = std::mem::replace(&mut self.collector, new_collector(db));
+        let f = std::mem::replace(&mut self.flows, new_flows(net));
+        let (d, n) = self.merged.get_or_insert_with(Default::default);
+        d.merge(c.into_aggregates());
+        n.merge(f.into_aggregates());
     }
 
     /// Takes in another core's state (finite runs: one core per worker, merged at the end; the

@@ -242,6 +242,9 @@ fn worker<'a>(
             held = 0;
         }
     }
+    // The state becomes aggregates here, on the worker's thread, not one after another on
+    // the main thread.
+    core.seal();
     WorkerOut {
         alerts,
         spill_error,

@@ -309,6 +309,16 @@ impl RuleSet {
     /// Indexes of the rules that match the event, in rule order.
     pub fn matches(&self, event: &Event<'_>, scratch: &mut Scratch, out: &mut Vec<usize>) {
         out.clear();
+        let eid = match self.eventid_slot.and_then(|_| event.get("EventID")) {
+            None | Some(Value::Null) => EidKey::Absent,
+            Some(v) => v.as_i64().map(EidKey::Id).unwrap_or(EidKey::Unknown),
+        };
+        let route = self.route(scratch, event.logsource.as_deref(), eid);
+        if route.always.is_empty() && !route.any_gated {
+            // No rule applies to this kind of event (a flow under Windows rules): its fields
+            // need not be looked at.
+            return;
+        }
         // Resolve the fields rules use to positions in this event.
         for (i, (name, _)) in event.fields.iter().enumerate() {
             if let Some(&slot) = self.fields.map.get(name.as_ref()) {
@@ -321,15 +331,6 @@ impl RuleSet {
         }
         scratch.lower.clear();
         scratch.lower.resize(event.fields.len(), None);
-
-        let eid = match self.eventid_slot.map(|s| scratch.pos[s as usize]) {
-            Some(p) if p != NONE => match &event.fields[p as usize].1 {
-                Value::Null => EidKey::Absent,
-                v => v.as_i64().map(EidKey::Id).unwrap_or(EidKey::Unknown),
-            },
-            _ => EidKey::Absent,
-        };
-        let route = self.route(scratch, event.logsource.as_deref(), eid);
 
         scratch.scanned = 0;
         scratch.scanned_any = false;

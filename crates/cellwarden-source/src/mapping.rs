@@ -175,7 +175,13 @@ impl Mapping {
     /// Resolves the log source of an event from its fields; `None` when no entry applies.
     pub fn resolve(&self, event: &Event<'_>) -> Option<Arc<Resolved>> {
         let mut matched: Vec<u16> = Vec::new();
-        let channel = event.get_str("Channel").map(|c| c.to_lowercase());
+        let channel = event.get_str("Channel").map(|c| {
+            if c.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+                Cow::Owned(c.to_lowercase())
+            } else {
+                c
+            }
+        });
         let candidates = channel
             .as_deref()
             .and_then(|c| self.by_channel.get(c))
@@ -185,14 +191,7 @@ impl Mapping {
         for &i in candidates {
             let entry = &self.entries[i];
             let ok = entry.conditions.iter().all(|(field, accepted)| {
-                let hit = |v: &Value<'_>| {
-                    value_key(v).is_some_and(|v| {
-                        accepted.iter().any(|a| match a.strip_suffix('*') {
-                            Some(prefix) => v.starts_with(prefix),
-                            None => *a == v,
-                        })
-                    })
-                };
+                let hit = |v: &Value<'_>| value_accepted(v, accepted);
                 match event.get(field) {
                     Some(Value::List(items)) => items.iter().any(hit),
                     Some(v) => hit(v),
@@ -249,9 +248,13 @@ impl Mapping {
     pub fn apply(&self, event: &mut Event<'_>) {
         // Windows names some event data fields with spaces ("Source Name"); Sigma rules
         // write them without ("SourceName").
-        let spaced: Vec<usize> = (0..event.fields.len())
-            .filter(|&i| event.fields[i].0.contains(' '))
-            .collect();
+        let spaced: Vec<usize> = if event.fields.iter().any(|f| f.0.contains(' ')) {
+            (0..event.fields.len())
+                .filter(|&i| event.fields[i].0.contains(' '))
+                .collect()
+        } else {
+            Vec::new()
+        };
         for i in spaced {
             let name: String = event.fields[i].0.chars().filter(|c| *c != ' ').collect();
             if !name.is_empty() && event.get(&name).is_none() {
@@ -296,11 +299,37 @@ impl Mapping {
     }
 }
 
-fn value_key(v: &Value<'_>) -> Option<String> {
+/// Whether a field's value is one of the accepted lower-cased texts (`prefix*` for a
+/// prefix). Runs for every event: ASCII text and integers are compared without a copy.
+fn value_accepted(v: &Value<'_>, accepted: &[String]) -> bool {
+    let any = |v: &str, ascii_case: bool| {
+        accepted.iter().any(|a| {
+            let (a, prefix) = match a.strip_suffix('*') {
+                Some(p) => (p, true),
+                None => (a.as_str(), false),
+            };
+            let v = match v.get(..a.len()) {
+                Some(head) if prefix => head,
+                _ => v,
+            };
+            if ascii_case {
+                v.eq_ignore_ascii_case(a)
+            } else {
+                v == a
+            }
+        })
+    };
     match v {
-        Value::Str(s) => Some(s.to_lowercase()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
+        Value::Str(s) if s.is_ascii() => any(s, true),
+        Value::Str(s) => any(&s.to_lowercase(), false),
+        Value::Int(i) => {
+            let mut buf = [0u8; 20];
+            let mut w = &mut buf[..];
+            let _ = std::io::Write::write_fmt(&mut w, format_args!("{i}"));
+            let n = 20 - w.len();
+            any(std::str::from_utf8(&buf[..n]).unwrap_or_default(), false)
+        }
+        _ => false,
     }
 }
 

@@ -15,11 +15,8 @@ cargo build --release -q
 BIN=target/release/cellwarden
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
-if [ -z "${BASE_BIN:-}" ]; then
-    git worktree add -q "$DIR/base" "${BASE_REV:-23a1b82}"
-    (cd "$DIR/base" && CARGO_TARGET_DIR="$DIR/base-target" cargo build --release -q)
-    BASE_BIN="$DIR/base-target/release/cellwarden"
-fi
+. bench/lib.sh
+BASE_BIN=$(base_binary "${BASE_REV:-23a1b82}")
 python3 bench/gen_auditd.py "$DIR/audit.log" "$N"
 
 best() { # bin, args…; prints "events/s MB/s" (best of $RUNS)
@@ -42,4 +39,4 @@ for what in parse rules; do
     printf '  %-6s baseline %9d events/s %7.1f MB/s | now %9d events/s %7.1f MB/s | %s%% of baseline\n' \
         "$what" "$be" "$bm" "$ne" "$nm" "$(awk -v a="$ne" -v b="$be" 'BEGIN{printf "%.0f", 100*a/b}')"
 done
-[ -d "$DIR/base" ] && git worktree remove --force "$DIR/base"
+drop_base

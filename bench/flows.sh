@@ -3,7 +3,8 @@
 # as JSON Lines (the same rows), with baselines from the same run:
 #   1. parse only: `hunt` with a never-matching rule and the analytics off
 #   2. flows analysed: `hunt` with a never-matching rule and the flow analytics on
-# Prints rows/s and MB/s, the ratio, and peak RSS.
+#   3. with BASE_REV (a commit) or BASE_BIN (a binary): both of that version, runs interleaved
+# Prints rows/s and MB/s, the ratios, and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-2000000}
@@ -13,25 +14,41 @@ cargo build --release -q
 BIN=target/release/cellwarden
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
+. bench/lib.sh
+BASE=
+if [ -n "${BASE_REV:-}${BASE_BIN:-}" ]; then BASE=$(base_binary "${BASE_REV:-HEAD}"); fi
 python3 bench/gen_zeek.py "$DIR" "$N"
 
-best() { # args…; prints "rows/s MB/s" (best of $RUNS)
-    local top_e=0 top_m=0
-    for _ in $(seq "$RUNS"); do
-        line=$("$BIN" hunt "$@" -r bench/never.yml --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | grep '^summary:')
-        e=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\1/')
-        m=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\2/')
-        if [ "$e" -gt "$top_e" ]; then top_e=$e; top_m=$m; fi
-    done
-    echo "$top_e $top_m"
+run() { # bin, args…; prints "rows/s MB/s"
+    local bin=$1
+    shift
+    "$bin" hunt "$@" -r bench/never.yml --threads "$THREADS" --format jsonl -o /dev/null 2>&1 |
+        sed -n -E 's/^summary: .*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\1 \2/p'
 }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.0f", 100*a/b}'; }
 
 for f in conn.log conn.json; do
-    read -r pe pm < <(best "$DIR/$f" --no-analytics)
-    read -r ae am < <(best "$DIR/$f")
+    declare -A top=()
+    for _ in $(seq "$RUNS"); do
+        for bin in "$BIN" $BASE; do
+            for mode in parse analysed; do
+                if [ "$mode" = parse ]; then extra=(--no-analytics); else extra=(); fi
+                read -r e m < <(run "$bin" "$DIR/$f" "${extra[@]}")
+                k="$bin $mode"
+                if [ "$e" -gt "${top[$k]:-0}" ]; then top[$k]=$e; top["$k mb"]=$m; fi
+            done
+        done
+    done
     rss=$( { /usr/bin/time -v "$BIN" hunt "$DIR/$f" -r bench/never.yml --threads "$THREADS" --format jsonl -o /dev/null; } 2>&1 | sed -n 's/.*Maximum resident set size (kbytes): //p')
+    pe=${top["$BIN parse"]}; ae=${top["$BIN analysed"]}
     echo "$f: $N rows, $(du -m "$DIR/$f" | cut -f1) MB, $THREADS threads, best of $RUNS"
-    printf '  parse only        %9d rows/s %7.1f MB/s\n' "$pe" "$pm"
-    printf '  flows analysed    %9d rows/s %7.1f MB/s  (%s%% of parse only)\n' "$ae" "$am" "$(awk -v a="$ae" -v b="$pe" 'BEGIN{printf "%.0f", 100*a/b}')"
+    printf '  parse only        %9d rows/s %7.1f MB/s  (%d per core)\n' "$pe" "${top["$BIN parse mb"]}" "$((pe / THREADS))"
+    printf '  flows analysed    %9d rows/s %7.1f MB/s  (%s%% of parse only; %d per core)\n' "$ae" "${top["$BIN analysed mb"]}" "$(pct "$ae" "$pe")" "$((ae / THREADS))"
+    if [ -n "$BASE" ]; then
+        bp=${top["$BASE parse"]}; ba=${top["$BASE analysed"]}
+        printf '  baseline: parse only %9d rows/s (now %s%%), analysed %9d rows/s (now %s%%)\n' "$bp" "$(pct "$pe" "$bp")" "$ba" "$(pct "$ae" "$ba")"
+    fi
     echo "  peak RSS          $((rss / 1024)) MiB"
+    unset top
 done
+drop_base

@@ -4,8 +4,10 @@
 #   1. parse only: `hunt` with a never-matching rule and the database analytics off
 #   2. scope with the SQL fingerprint cache (the default)
 #   3. scope parsing every statement (--no-sql-cache)
-#   4. the SQL analyser and access collector alone, one thread (cargo bench --bench sql)
-# Prints statements/s and MB/s per run, the ratios, and peak RSS of scope.
+#   4. with BASE_REV (a commit) or BASE_BIN (a binary): scope of that version, runs interleaved
+#      with this one's
+#   5. the SQL analyser and access collector alone, one thread (cargo bench --bench sql)
+# Prints statements/s per run, the ratios, and peak RSS of scope.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N_PG=${N_PG:-1000000}
@@ -16,25 +18,38 @@ cargo build --release -q
 BIN=target/release/cellwarden
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
+. bench/lib.sh
+BASE=
+if [ -n "${BASE_REV:-}${BASE_BIN:-}" ]; then BASE=$(base_binary "${BASE_REV:-HEAD}"); fi
 python3 bench/gen_dbaudit.py "$DIR" "$N_PG" "$N_MY"
+
+scope() { # bin, file; prints statements/s
+    "$1" scope "$2" --threads "$THREADS" -o /dev/null --schema-out /dev/null 2>&1 | rate statements
+}
+max() { if [ "$1" -gt "$2" ]; then echo "$1"; else echo "$2"; fi; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.0f", 100*a/b}'; }
 
 for f in postgresql-bench.log mysql-audit-bench.json; do
     in="$DIR/$f"
     mb=$(du -m "$in" | cut -f1)
-    best_p=0; best_c=0; best_u=0
+    best_p=0; best_c=0; best_b=0
     for _ in $(seq "$RUNS"); do
-        p=$("$BIN" hunt "$in" -r bench/never.yml --no-analytics --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | sed -n -E 's/^summary: .*\(([0-9]+) events\/s.*/\1/p')
-        c=$("$BIN" scope "$in" --threads "$THREADS" -o /dev/null --schema-out /dev/null 2>&1 | sed -n -E 's/^summary: .*\(([0-9]+) statements\/s\).*/\1/p')
-        [ "$p" -gt "$best_p" ] && best_p=$p
-        [ "$c" -gt "$best_c" ] && best_c=$c
+        p=$("$BIN" hunt "$in" -r bench/never.yml --no-analytics --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | rate events)
+        best_p=$(max "$p" "$best_p")
+        best_c=$(max "$(scope "$BIN" "$in")" "$best_c")
+        if [ -n "$BASE" ]; then best_b=$(max "$(scope "$BASE" "$in")" "$best_b"); fi
     done
-    u=$("$BIN" scope "$in" --no-sql-cache --threads "$THREADS" -o /dev/null --schema-out /dev/null 2>&1 | sed -n -E 's/^summary: .*\(([0-9]+) statements\/s\).*/\1/p')
+    u=$("$BIN" scope "$in" --no-sql-cache --threads "$THREADS" -o /dev/null --schema-out /dev/null 2>&1 | rate statements)
     rss=$( { /usr/bin/time -v "$BIN" scope "$in" --threads "$THREADS" -o /dev/null --schema-out /dev/null; } 2>&1 | sed -n 's/.*Maximum resident set size (kbytes): //p')
     echo "$f: ${mb} MB, $THREADS threads, best of $RUNS"
     printf '  parse only (no analytics)   %9d statements/s\n' "$best_p"
-    printf '  scope, fingerprint cache    %9d statements/s  (%s%% of parse only)\n' "$best_c" "$(awk -v a="$best_c" -v b="$best_p" 'BEGIN{printf "%.0f", 100*a/b}')"
+    printf '  scope, fingerprint cache    %9d statements/s  (%s%% of parse only; %d per core)\n' "$best_c" "$(pct "$best_c" "$best_p")" "$((best_c / THREADS))"
     printf '  scope, parsing every SQL    %9d statements/s  (cache: %sx faster)\n' "$u" "$(awk -v a="$best_c" -v b="$u" 'BEGIN{printf "%.1f", a/b}')"
+    if [ -n "$BASE" ]; then
+        printf '  scope of the baseline       %9d statements/s  (now %s%% of it)\n' "$best_b" "$(pct "$best_c" "$best_b")"
+    fi
     echo "  peak RSS of scope           $((rss / 1024)) MiB"
 done
+drop_base
 echo
 cargo bench -q -p cellwarden-telecom --bench sql 2>/dev/null | grep -v '^$'

@@ -22,6 +22,9 @@ use crate::ids::{IdKind, SubscriberId};
 use crate::schema::{Basis, ColumnKind, Observed, RecordType, Schema};
 use crate::sql::{Analyzer, Dialect, Shape, StatementKind};
 
+/// Interned strings held before the unused ones are dropped.
+const INTERN_LIMIT: usize = if cfg!(test) { 64 } else { 100_000 };
+
 /// Evidence kept per subscriber, account and day (the earliest ones); the total is counted.
 pub const EVIDENCE_CAP: usize = 5;
 
@@ -521,6 +524,8 @@ pub struct Collector {
     analyzer: Analyzer,
     derived: HashMap<usize, Derived>,
     interned: HashMap<Box<str>, Arc<str>>,
+    /// Size at which unused interned strings are dropped (doubles while most are in use).
+    intern_limit: usize,
     /// Per-subscriber state while gathering (hashed: most statements add a new key); moved
     /// into the ordered maps of [`Aggregates`] at the end. Accounts, programs and sessions
     /// are interned, so these keys hash and compare them by address.
@@ -642,6 +647,7 @@ impl Collector {
             analyzer,
             derived: HashMap::default(),
             interned: HashMap::default(),
+            intern_limit: INTERN_LIMIT,
             subjects: HashMap::default(),
             selected: HashMap::default(),
             sessions: HashMap::default(),
@@ -656,9 +662,12 @@ impl Collector {
         if let Some(a) = self.interned.get(s) {
             return Arc::clone(a);
         }
-        if self.interned.len() > 100_000 {
-            // Only what no key holds: a value keeps its one copy while it is in use.
+        if self.interned.len() > self.intern_limit {
+            // Only what no key holds: a value keeps its one copy while it is in use. When
+            // most are in use (a month of session ids), the limit grows so that dropping
+            // stays rare.
             self.interned.retain(|_, a| Arc::strong_count(a) > 1);
+            self.intern_limit = INTERN_LIMIT.max(2 * self.interned.len());
         }
         let a: Arc<str> = Arc::from(s);
         self.interned.insert(s.into(), Arc::clone(&a));
@@ -1159,6 +1168,41 @@ pub(crate) mod tests {
             ));
             let agg = c.into_aggregates();
             assert_eq!(agg.subjects.len(), n);
+        });
+    }
+
+    /// Far more sessions than the interning limit: each stays one key however many
+    /// strings were dropped meanwhile (keys compare by address), and collecting stays linear.
+    #[test]
+    fn many_sessions_keep_one_key_each_in_linear_time() {
+        let with_session = |i: usize, line: u64| {
+            let mut ev = db_event(
+                "2026-03-04T10:00:00Z",
+                "care01",
+                &format!("10.1.{}.{}", i / 250, i % 250),
+                "SELECT * FROM customer WHERE msisdn = '33611111111'",
+                line,
+            );
+            ev.push("session_id", Value::Str(Cow::Owned(format!("s{i}"))));
+            ev
+        };
+        cellwarden_testkit::assert_linear("sessions", 4_000, |n| {
+            let mut c = Collector::new(Default::default(), Default::default(), 100_000);
+            for i in 0..n {
+                c.observe(&with_session(i, i as u64));
+            }
+            // The first session again, after thousands of others.
+            c.observe(&with_session(0, n as u64));
+            let agg = c.into_aggregates();
+            assert_eq!(agg.subjects.len(), n);
+            let first = agg
+                .subjects
+                .iter()
+                .find(|((_, _, _, s), _)| s.id.as_deref() == Some("s0"))
+                .expect("session s0");
+            assert_eq!(first.1.statements, 2);
+            let day = agg.days.values().next().expect("one account-day");
+            assert_eq!(day.sessions.len(), n);
         });
     }
 

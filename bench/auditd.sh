@@ -23,9 +23,7 @@ best() { # bin, args…; prints "events/s MB/s" (best of $RUNS)
     local bin=$1 top_e=0 top_m=0
     shift
     for _ in $(seq "$RUNS"); do
-        line=$("$bin" hunt "$DIR/audit.log" "$@" --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | grep '^summary:')
-        e=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\1/')
-        m=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\2/')
+        read -r e m < <("$bin" hunt "$DIR/audit.log" "$@" --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | rate_mb)
         if [ "$e" -gt "$top_e" ]; then top_e=$e; top_m=$m; fi
     done
     echo "$top_e $top_m"
@@ -37,6 +35,6 @@ for what in parse rules; do
     read -r be bm < <(best "$BASE_BIN" "${args[@]}")
     read -r ne nm < <(best "$BIN" "${args[@]}")
     printf '  %-6s baseline %9d events/s %7.1f MB/s | now %9d events/s %7.1f MB/s | %s%% of baseline\n' \
-        "$what" "$be" "$bm" "$ne" "$nm" "$(awk -v a="$ne" -v b="$be" 'BEGIN{printf "%.0f", 100*a/b}')"
+        "$what" "$be" "$bm" "$ne" "$nm" "$(pct "$ne" "$be")"
 done
 drop_base

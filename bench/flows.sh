@@ -22,10 +22,8 @@ python3 bench/gen_zeek.py "$DIR" "$N"
 run() { # bin, args…; prints "rows/s MB/s"
     local bin=$1
     shift
-    "$bin" hunt "$@" -r bench/never.yml --threads "$THREADS" --format jsonl -o /dev/null 2>&1 |
-        sed -n -E 's/^summary: .*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\1 \2/p'
+    "$bin" hunt "$@" -r bench/never.yml --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | rate_mb
 }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.0f", 100*a/b}'; }
 
 for f in conn.log conn.json; do
     declare -A top=()

@@ -1,4 +1,5 @@
-# Shared by the bench scripts (sourced from the project root, with DIR a scratch folder).
+# Shared by the bench scripts (sourced from the project root; base_binary needs DIR, a scratch
+# folder).
 
 # base_binary REV: the path of a release binary to compare with: BASE_BIN if set, else one
 # built from REV in a worktree under $DIR (removed by drop_base).
@@ -20,4 +21,35 @@ drop_base() {
 # (FIELD is events or statements).
 rate() {
     sed -n -E "s/^summary: .*\(([0-9]+) $1\/s.*/\1/p"
+}
+
+# rate_mb: reads a `hunt` run's output on stdin and prints "events/s MB/s" of its summary.
+rate_mb() {
+    sed -n -E 's/^summary: .*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\1 \2/p'
+}
+
+# pct A B: A as a whole percentage of B.
+pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.0f", 100*a/b}'; }
+
+# The shared Windows attack samples; need_shared DIR… ends the script with a line when one
+# of the folders of the shared test data is absent.
+SHARED=../shared/data
+SAMPLES=$SHARED/evtx-attack-samples
+need_shared() {
+    local d
+    for d in "$@"; do
+        if [ ! -d "$d" ]; then
+            echo "skipped: $SHARED not found (shared test data absent)"
+            exit 0
+        fi
+    done
+}
+
+# copy_samples DEST N: N copies of $SAMPLES in DEST/c1 … DEST/cN.
+copy_samples() {
+    local i
+    for i in $(seq "$2"); do
+        mkdir -p "$1/c$i"
+        cp -r "$SAMPLES/." "$1/c$i/"
+    done
 }

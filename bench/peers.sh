@@ -13,13 +13,9 @@
 # other services run on every event too. cellwarden reads the whole folder in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHARED=../shared/data
-SAMPLES=$SHARED/evtx-attack-samples
+. bench/lib.sh
 RULES=${RULES:-$SHARED/sigma/rules/windows}
-if [ ! -d "$SAMPLES" ] || [ ! -d "$RULES" ]; then
-    echo "skipped: $SHARED not found (shared test data absent)"
-    exit 0
-fi
+need_shared "$SAMPLES" "$RULES"
 COPIES=${COPIES:-1}
 JOBS=${JOBS:-$(nproc)}
 RSIGMA_VERSION=${RSIGMA_VERSION:-0.23.0}
@@ -33,10 +29,7 @@ if [ ! -x "$RSIGMA" ] || ! "$RSIGMA" --version 2>/dev/null | grep -q "$RSIGMA_VE
 fi
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
-for i in $(seq "$COPIES"); do
-    mkdir -p "$DIR/files/c$i"
-    cp -r "$SAMPLES/." "$DIR/files/c$i/"
-done
+copy_samples "$DIR/files" "$COPIES"
 find "$DIR/files" -name '*.evtx' -print0 >"$DIR/list"
 nfiles=$(tr -cd '\0' <"$DIR/list" | wc -c)
 mb=$(du -sm "$DIR/files" | cut -f1)

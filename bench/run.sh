@@ -7,13 +7,9 @@
 # Prints events/s, MB/s, the hunt/parse ratio, and the peak RSS of the full hunt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHARED=../shared/data
-SAMPLES=$SHARED/evtx-attack-samples
+. bench/lib.sh
 RULES=$SHARED/sigma/rules/windows
-if [ ! -d "$SAMPLES" ] || [ ! -d "$RULES" ]; then
-    echo "skipped: $SHARED not found (shared test data absent)"
-    exit 0
-fi
+need_shared "$SAMPLES" "$RULES"
 RUNS=${RUNS:-5}
 THREADS=${THREADS:-$(nproc)}
 # COPIES > 1: the samples copied that many times into a temporary folder (the ×20 set of
@@ -24,10 +20,7 @@ BIN=target/release/cellwarden
 if [ "$COPIES" -gt 1 ]; then
     COPY_DIR=$(mktemp -d)
     trap 'rm -rf "$COPY_DIR"' EXIT
-    for i in $(seq "$COPIES"); do
-        mkdir -p "$COPY_DIR/c$i"
-        cp -r "$SAMPLES/." "$COPY_DIR/c$i/"
-    done
+    copy_samples "$COPY_DIR" "$COPIES"
     SAMPLES=$COPY_DIR
 fi
 
@@ -35,9 +28,7 @@ fi
 best() {
     local top_e=0 top_m=0
     for _ in $(seq "$RUNS"); do
-        line=$("$BIN" hunt "$SAMPLES" -r "$@" --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | grep '^summary:')
-        e=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\1/')
-        m=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\2/')
+        read -r e m < <("$BIN" hunt "$SAMPLES" -r "$@" --threads "$THREADS" --format jsonl -o /dev/null 2>&1 | rate_mb)
         if [ "$e" -gt "$top_e" ]; then top_e=$e; top_m=$m; fi
     done
     echo "$top_e $top_m"

@@ -27,7 +27,6 @@ scope() { # bin, file; prints statements/s
     "$1" scope "$2" --threads "$THREADS" -o /dev/null --schema-out /dev/null 2>&1 | rate statements
 }
 max() { if [ "$1" -gt "$2" ]; then echo "$1"; else echo "$2"; fi; }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.0f", 100*a/b}'; }
 
 for f in postgresql-bench.log mysql-audit-bench.json; do
     in="$DIR/$f"

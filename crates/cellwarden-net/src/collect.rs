@@ -187,6 +187,25 @@ fn min_ev(slot: &mut Option<Evidence>, e: &Evidence) {
     }
 }
 
+/// The entity a flow event's state belongs to, for partitioning the state over several
+/// processes ([`crate::share`]): a DNS query's registered domain, else the flow's source
+/// address. `None` for events the collector does not take.
+pub fn partition_key(ev: &Event<'_>) -> Option<String> {
+    if !flow_logsource(ev) {
+        return None;
+    }
+    let f = Seen::of(ev);
+    let channel = f.channel.and_then(|c| c.as_text())?;
+    if !ours(&channel) {
+        return None;
+    }
+    if channel == "zeek_dns" {
+        let q = f.query.and_then(|q| q.as_text())?;
+        return Some(format!("dns {}", domain_of(&q)));
+    }
+    Some(format!("flow {}", f.src.and_then(ip)?))
+}
+
 /// The registered domain of a query name (its last two labels, or three under a two-letter
 /// second level such as `co.uk`).
 pub fn domain_of(name: &str) -> String {

@@ -229,7 +229,27 @@ struct Finding {
 
 /// Runs the flow detections (they give no reasons beyond their alerts).
 pub fn judge(agg: &FlowAggregates, assets: &Assets, c: &NetConfig) -> Judgement {
-    let roles = crate::roles::learn(agg, c.min_history_days);
+    judge_with_roles(agg, assets, c, crate::roles::learn(agg, c.min_history_days))
+}
+
+/// Judges one partition of the flow state (by source host, DNS by domain) with the core roles
+/// all partitions' traffic shows ([`crate::share`]): the union of the partitions' alerts is
+/// [`judge`]'s over all the aggregates.
+pub fn judge_partition(
+    agg: &FlowAggregates,
+    assets: &Assets,
+    c: &NetConfig,
+    global: &crate::share::NetGlobal,
+) -> Judgement {
+    judge_with_roles(agg, assets, c, global.roles(c.min_history_days))
+}
+
+fn judge_with_roles(
+    agg: &FlowAggregates,
+    assets: &Assets,
+    c: &NetConfig,
+    roles: CoreRoles,
+) -> Judgement {
     let mut out = Vec::new();
     volumes(agg, assets, c, &roles, &mut out);
     chunks(agg, assets, c, &roles, &mut out);
@@ -1237,10 +1257,9 @@ mod tests {
         assert_eq!(gtp.event.get_str("src_role").unwrap(), "billing-db");
     }
 
-    #[test]
-    fn core_roles_are_learnt_and_new_speakers_alert() {
-        // No asset file: roles come from traffic.
-        let assets = Assets::default();
+    /// A gateway and roaming partners speaking GTP and Diameter every day; on day 5 the DNS
+    /// server starts GTP to an outside host and a database server speaks Diameter.
+    fn core_scenario() -> Vec<F<'static>> {
         let mut list = Vec::new();
         for d in 0..8 {
             let t = T0 + d * DAY;
@@ -1310,6 +1329,87 @@ mod tests {
             dur: 2.0,
             service: None,
         });
+        list
+    }
+
+    /// Flows split by source host and DNS by domain, each partition judged with the roles
+    /// all partitions' traffic shows, give together the alerts of one judgement; judged
+    /// alone, they do not.
+    #[test]
+    fn partitions_judged_with_the_shared_roles_equal_the_whole() {
+        let assets = Assets::default();
+        let c = NetConfig::default();
+        let mut evs = flows(&core_scenario());
+        for k in 0..120i64 {
+            let q = format!("{:040x}.tunnel.example", k * 7_919_i64.pow(4));
+            evs.push(dns_event(
+                T0 + 5 * DAY + k,
+                "10.30.0.10",
+                &q,
+                "TXT",
+                9000 + k as u64,
+            ));
+        }
+        let render = |a: &[Alert]| -> Vec<String> {
+            let mut v: Vec<String> = a
+                .iter()
+                .map(|x| format!("{} {:?}", x.rule.id, x.event.fields))
+                .collect();
+            v.sort();
+            v
+        };
+        let whole = render(&run(&evs, &assets));
+        assert!(whole.iter().any(|a| a.contains("dns_tunnel")), "{whole:#?}");
+        assert!(
+            whole.iter().any(|a| a.contains("new_core_speaker")),
+            "{whole:#?}"
+        );
+        let mut alone_differs = false;
+        for n in 1..=4u64 {
+            let part = |e: &Event<'_>| {
+                let key = crate::collect::partition_key(e).expect("a flow");
+                key.bytes().fold(0u64, |h, b| h.wrapping_mul(31) + b as u64) % n
+            };
+            let parts: Vec<FlowAggregates> = (0..n)
+                .map(|p| {
+                    let mut col = FlowCollector::new(Arc::new(assets.clone()), c.collect_limits());
+                    for e in evs.iter().filter(|e| part(e) == p) {
+                        col.observe(e);
+                    }
+                    let mut agg = col.into_aggregates();
+                    agg.finish();
+                    agg
+                })
+                .collect();
+            let shares: Vec<crate::share::NetShare> = parts
+                .iter()
+                .map(|a| crate::share::NetShare::of(a, c.min_history_days))
+                .collect();
+            let back: Vec<crate::share::NetShare> = shares
+                .iter()
+                .map(|s| crate::share::NetShare::from_json(&s.to_json()).unwrap())
+                .collect();
+            assert_eq!(back, shares);
+            let view = crate::share::NetGlobal::merge(&shares);
+            let got: Vec<Alert> = parts
+                .iter()
+                .flat_map(|a| judge_partition(a, &assets, &c, &view).alerts)
+                .collect();
+            assert_eq!(render(&got), whole, "{n} partitions");
+            let alone: Vec<Alert> = parts
+                .iter()
+                .flat_map(|a| judge(a, &assets, &c).alerts)
+                .collect();
+            alone_differs |= render(&alone) != whole;
+        }
+        assert!(alone_differs, "the scenario needs no shared roles");
+    }
+
+    #[test]
+    fn core_roles_are_learnt_and_new_speakers_alert() {
+        // No asset file: roles come from traffic.
+        let assets = Assets::default();
+        let list = core_scenario();
         let a = run(&flows(&list), &assets);
         let found: Vec<(&str, String)> = a
             .iter()

@@ -10,6 +10,7 @@ pub mod collect;
 pub mod detect;
 pub mod protocols;
 pub mod roles;
+pub mod share;
 
 pub use assets::Assets;
 pub use collect::{FlowAggregates, FlowCollector};

@@ -38,12 +38,25 @@ fn ordered(a: IpAddr, b: IpAddr) -> (IpAddr, IpAddr) {
 
 /// Learns the speakers of the core protocols from the first `window_days` days of the logs.
 pub fn learn(agg: &FlowAggregates, window_days: usize) -> CoreRoles {
-    let first = agg
-        .core
+    learn_from(first_day(agg), agg.core.keys(), window_days)
+}
+
+/// The first day with a flow.
+pub fn first_day(agg: &FlowAggregates) -> Option<Day> {
+    agg.core
         .keys()
         .map(|(_, _, _, d)| *d)
         .chain(agg.pairs.keys().map(|(_, _, d)| *d))
-        .min();
+        .min()
+}
+
+/// Learns from the core traffic keys (source, destination, protocol, day) of the logs
+/// whose first day is `first` (those of several partitions: see [`crate::share`]).
+pub fn learn_from<'k>(
+    first: Option<Day>,
+    core: impl IntoIterator<Item = &'k (IpAddr, IpAddr, Core, Day)>,
+    window_days: usize,
+) -> CoreRoles {
     let Some(first) = first else {
         return CoreRoles::default();
     };
@@ -53,7 +66,7 @@ pub fn learn(agg: &FlowAggregates, window_days: usize) -> CoreRoles {
         ..CoreRoles::default()
     };
     let mut days_seen: BTreeSet<Day> = BTreeSet::new();
-    for ((src, dst, core, day), _) in agg.core.range(..) {
+    for (src, dst, core, day) in core {
         if *day > last {
             continue;
         }

@@ -33,10 +33,12 @@ use cellwarden_analytics::{BuiltinRule, RuleTable};
 use cellwarden_event::{Level, Value};
 use serde::Deserialize;
 
+use crate::access::Created;
 use crate::access::{Aggregates, Day, Evidence, Session, SessionStats};
 use crate::ids::{IdKind, Numbering, SubscriberId, classify, normalise};
 use crate::persons::{Persons, SubscriberMap};
 use crate::schema::RecordType;
+use crate::share::{Global, PeerShare};
 use crate::sql::StatementKind;
 
 /// Thresholds of the database detections (`[db]` in the `--config` TOML file).
@@ -428,26 +430,81 @@ pub fn judge_with_map(
     map: &SubscriberMap,
     config: &DbConfig,
 ) -> Judgement {
-    let persons = Persons::build(map, &agg.links);
-    let expanded;
-    let watch = if watch.ids.is_empty() || persons.is_empty() {
-        watch
+    judge_in(agg, watch, map, config, None)
+}
+
+/// Judges one partition of the accounts with the view of all partitions (both rounds of
+/// [`crate::share`]): the union of the partitions' alerts is [`judge_with_map`]'s over all
+/// the aggregates.
+pub fn judge_partition(
+    agg: &Aggregates,
+    watch: &Watchlist,
+    map: &SubscriberMap,
+    config: &DbConfig,
+    global: &Global,
+) -> Judgement {
+    judge_in(agg, watch, map, config, Some(global))
+}
+
+/// Round two of [`crate::share`]: every account of the partition with its peer group and the
+/// length of its target list, judged with round one's view.
+pub fn peer_share(
+    agg: &Aggregates,
+    watch: &Watchlist,
+    map: &SubscriberMap,
+    config: &DbConfig,
+    global: &Global,
+) -> PeerShare {
+    let persons = Persons::build(map, &global.links);
+    let watch = linked_watch(watch, &persons);
+    let lists = target_lists(agg, &watch, &persons, config, Some(global.population));
+    lists
+        .targets
+        .iter()
+        .map(|(a, t)| (a.to_string(), lists.roles[a].clone(), t.len()))
+        .collect()
+}
+
+/// The watchlist under every identifier of its persons.
+fn linked_watch<'w>(watch: &'w Watchlist, persons: &Persons) -> std::borrow::Cow<'w, Watchlist> {
+    if watch.ids.is_empty() || persons.is_empty() {
+        std::borrow::Cow::Borrowed(watch)
     } else {
-        expanded = watch.linked(&persons);
-        &expanded
+        std::borrow::Cow::Owned(watch.linked(persons))
+    }
+}
+
+fn judge_in(
+    agg: &Aggregates,
+    watch: &Watchlist,
+    map: &SubscriberMap,
+    config: &DbConfig,
+    global: Option<&Global>,
+) -> Judgement {
+    let persons = Persons::build(map, global.map_or(&agg.links, |g| &g.links));
+    let watch = linked_watch(watch, &persons);
+    let watch = &*watch;
+    let first_day = match global {
+        Some(g) => g.first_day,
+        None => agg.days.keys().map(|(_, d)| *d).min(),
     };
     let mut findings: Vec<Finding> = Vec::new();
-    novelty(agg, config, &mut findings);
-    new_accounts(agg, config, &mut findings);
-    targeted(agg, watch, &persons, config, &mut findings);
+    novelty(agg, config, first_day, &mut findings);
+    new_accounts(
+        agg,
+        global.map_or(&agg.created, |g| &g.created),
+        config,
+        &mut findings,
+    );
+    targeted(agg, watch, &persons, config, global, &mut findings);
     watchlisted(agg, watch, &mut findings);
     let mut j = into_judgement(agg, findings);
     j.reasons.persons = persons;
     j
 }
 
-fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
-    let standing = standing_exports(agg, config);
+fn novelty(agg: &Aggregates, config: &DbConfig, first_day: Option<Day>, out: &mut Vec<Finding>) {
+    let standing = standing_exports(agg, config, first_day);
     let mut current: Option<Arc<str>> = None;
     let mut h = History::default();
     for ((account, day), d) in &agg.days {
@@ -656,10 +713,10 @@ fn novelty(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
     }
 }
 
-fn new_accounts(agg: &Aggregates, config: &DbConfig, out: &mut Vec<Finding>) {
+fn new_accounts(agg: &Aggregates, created: &[Created], config: &DbConfig, out: &mut Vec<Finding>) {
     let window = config.new_account_days * 86_400;
     let mut done: BTreeSet<(String, Arc<str>)> = BTreeSet::new();
-    for c in &agg.created {
+    for c in created {
         for ((account, day), d) in &agg.days {
             if !account.eq_ignore_ascii_case(&c.principal) || Arc::ptr_eq(account, &c.by) {
                 continue;
@@ -719,8 +776,12 @@ type ExportKey<'a> = (&'a Arc<str>, &'a Arc<str>, StatementKind);
 /// `export_schedule_days` days: a job older than the logs, whose first days cannot be
 /// judged against a history the logs do not hold. An export starting later learns its
 /// schedule day by day.
-fn standing_exports<'a>(agg: &'a Aggregates, config: &DbConfig) -> BTreeSet<ExportKey<'a>> {
-    let Some(first_day) = agg.days.keys().map(|(_, d)| *d).min() else {
+fn standing_exports<'a>(
+    agg: &'a Aggregates,
+    config: &DbConfig,
+    first_day: Option<Day>,
+) -> BTreeSet<ExportKey<'a>> {
+    let Some(first_day) = first_day else {
         return BTreeSet::new();
     };
     // Export → (made on the first day, days made).
@@ -793,7 +854,8 @@ struct RepeatChance<'a> {
 }
 
 impl<'a> RepeatChance<'a> {
-    fn new(agg: &'a Aggregates, base: u64) -> RepeatChance<'a> {
+    /// `population`: the distinct subscribers of all partitions, when `agg` is one of them.
+    fn new(agg: &'a Aggregates, base: u64, population: Option<u64>) -> RepeatChance<'a> {
         let mut all: rustc_hash::FxHashSet<&SubscriberId> = Default::default();
         all.reserve(agg.subjects.len());
         type DayKey<'k> = (&'k str, Option<&'k str>, Day);
@@ -809,7 +871,8 @@ impl<'a> RepeatChance<'a> {
                 last = Some(key);
             }
         }
-        let population = (all.len() as u64).max(base).max(1) as f64;
+        let named = population.unwrap_or(all.len() as u64);
+        let population = named.max(base).max(1) as f64;
         let mut shares: BTreeMap<(&str, Option<&str>), Vec<f64>> = BTreeMap::new();
         for ((a, h, _), n) in per_day {
             shares
@@ -850,26 +913,36 @@ impl<'a> RepeatChance<'a> {
     }
 }
 
+/// Per (account, client host, subscriber): days, statements, record types, earliest
+/// evidence. Where the reads came from matters: a service account's application and an
+/// intruder using the same account from another host are two readers.
+#[derive(Clone)]
+struct Per {
+    days: usize,
+    last_day: Option<Day>,
+    statements: u64,
+    bits: u8,
+    first: Option<Evidence>,
+}
+
+/// A subscriber (or person) read repeatedly or in depth: client host, identifiers, reads.
+type Target = (Option<Arc<str>>, Vec<SubscriberId>, Per);
+
+/// Each account's target list (possibly empty) and peer group.
+struct Lists {
+    targets: BTreeMap<Arc<str>, Vec<Target>>,
+    roles: BTreeMap<Arc<str>, Option<String>>,
+}
+
 /// Watchlisted subscribers are left out: `watchlist_access` reports every read of them, and
 /// counting them here would sweep an insider's chance callbacks into the target list.
-fn targeted(
+fn target_lists(
     agg: &Aggregates,
     watch: &Watchlist,
     persons: &Persons,
     config: &DbConfig,
-    out: &mut Vec<Finding>,
-) {
-    // Per (account, client host, subscriber): days, statements, record types, earliest
-    // evidence. Where the reads came from matters: a service account's application and an
-    // intruder using the same account from another host are two readers.
-    #[derive(Clone)]
-    struct Per {
-        days: usize,
-        last_day: Option<Day>,
-        statements: u64,
-        bits: u8,
-        first: Option<Evidence>,
-    }
+    population: Option<u64>,
+) -> Lists {
     let fresh = || Per {
         days: 0,
         last_day: None,
@@ -937,14 +1010,13 @@ fn targeted(
     let singles = per.into_iter().map(|(a, h, s, p)| (a, h, vec![*s], p));
     // Built only when some subscriber was read on several days.
     let chance = std::cell::OnceCell::new();
-    type Target = (Option<Arc<str>>, Vec<SubscriberId>, Per);
     let mut targets: BTreeMap<Arc<str>, Vec<Target>> = BTreeMap::new();
     for (a, h, ids, p) in singles.chain(people) {
         let repeated = (p.days >= config.targeted_min_days
             && p.statements >= config.targeted_min_lookups
             || p.days >= config.targeted_days_alone)
             && chance
-                .get_or_init(|| RepeatChance::new(agg, config.subscriber_base))
+                .get_or_init(|| RepeatChance::new(agg, config.subscriber_base, population))
                 .expected(a, h, p.days)
                 < config.targeted_chance;
         let deep = p.bits.count_ones() >= config.targeted_min_record_types;
@@ -974,16 +1046,41 @@ fn targeted(
     };
     let roles: BTreeMap<Arc<str>, Option<String>> =
         targets.keys().map(|a| (Arc::clone(a), role(a))).collect();
+    Lists { targets, roles }
+}
+
+fn targeted(
+    agg: &Aggregates,
+    watch: &Watchlist,
+    persons: &Persons,
+    config: &DbConfig,
+    global: Option<&Global>,
+    out: &mut Vec<Finding>,
+) {
+    let Lists { targets, roles } =
+        target_lists(agg, watch, persons, config, global.map(|g| g.population));
+    // Every account with reads, its peer group and its list's length: this partition's, or
+    // every partition's when judged with their view.
+    let table: Vec<(&str, Option<&str>, usize)> = match global.and_then(|g| g.peers.as_ref()) {
+        Some(all) => all
+            .iter()
+            .map(|(a, r, n)| (&**a, r.as_deref(), *n))
+            .collect(),
+        None => targets
+            .iter()
+            .map(|(a, t)| (&**a, roles[a].as_deref(), t.len()))
+            .collect(),
+    };
     for (account, list_t) in &targets {
         let n = list_t.len();
         if n == 0 || n > config.targeted_max_subscribers {
             continue;
         }
         let my_role = &roles[account];
-        let mut peers: Vec<usize> = targets
+        let mut peers: Vec<usize> = table
             .iter()
-            .filter(|(a, _)| *a != account && my_role.is_some() && roles[*a] == *my_role)
-            .map(|(_, t)| t.len())
+            .filter(|(a, r, _)| *a != &**account && my_role.is_some() && *r == my_role.as_deref())
+            .map(|(_, _, n)| *n)
             .collect();
         if peers.len() < config.targeted_min_peers {
             peers.clear();
@@ -1254,6 +1351,7 @@ mod tests {
     use super::*;
     use crate::access::{Collector, Selection};
     use crate::schema::Schema;
+    use crate::share::Share;
     use cellwarden_event::{Alert, Event};
 
     fn ev(t: &str, user: &str, host: &str, sql: &str, line: u64) -> Event<'static> {
@@ -1438,8 +1536,8 @@ mod tests {
         assert_eq!(poisson_bound(5.0, 0.001), 13);
     }
 
-    #[test]
-    fn targeted_lookups_against_peers() {
+    /// Four care agents reading customers; one also reads the same two people on four days.
+    fn peer_scenario() -> Vec<Event<'static>> {
         let mut evs = Vec::new();
         let mut line = 0;
         // Four care agents each reading distinct customers once; one of them also reads
@@ -1474,6 +1572,79 @@ mod tests {
                 evs.push(e);
             }
         }
+        evs
+    }
+
+    /// Accounts split over partitions, each judged with the view the partitions share (two
+    /// rounds), give together exactly the alerts of one judgement over all of them; judged
+    /// alone, they do not.
+    #[test]
+    fn partitions_judged_with_the_shared_view_equal_the_whole() {
+        let mut evs = peer_scenario();
+        evs.extend(person_scenario());
+        evs.extend(export_scenario());
+        let (watch, bad) = Watchlist::parse("33699990002 politician\n", &Numbering::default());
+        assert!(bad.is_empty());
+        let (map, config) = (SubscriberMap::default(), DbConfig::default());
+        let render = |j: &Judgement| -> Vec<String> {
+            let mut v: Vec<String> = j
+                .alerts
+                .iter()
+                .map(|a| format!("{} {} {:?}", a.rule.id, a.key(), a.event.fields))
+                .collect();
+            v.sort();
+            v
+        };
+        let whole = render(&judge_with_map(&aggregate(&evs), &watch, &map, &config));
+        for rule in [
+            "targeted_lookup",
+            "bulk_export",
+            "new_account_activity",
+            "watchlist",
+        ] {
+            assert!(whole.iter().any(|a| a.contains(rule)), "{rule}: {whole:#?}");
+        }
+        let mut alone_differs = false;
+        for n in 1..=4u64 {
+            for salt in 0..3u64 {
+                let part = |e: &Event<'_>| {
+                    let a = e.get_str("user").unwrap().to_ascii_lowercase();
+                    a.bytes().fold(salt, |h, b| h.wrapping_mul(31) + b as u64) % n
+                };
+                let parts: Vec<Aggregates> = (0..n)
+                    .map(|p| {
+                        let mine: Vec<Event<'static>> =
+                            evs.iter().filter(|e| part(e) == p).cloned().collect();
+                        aggregate(&mine)
+                    })
+                    .collect();
+                let shares: Vec<Share> = parts.iter().map(Share::of).collect();
+                let round_one = Global::merge(&shares);
+                let peers: Vec<PeerShare> = parts
+                    .iter()
+                    .map(|a| peer_share(a, &watch, &map, &config, &round_one))
+                    .collect();
+                let view = round_one.with_peers(&peers);
+                let mut got: Vec<String> = parts
+                    .iter()
+                    .flat_map(|a| render(&judge_partition(a, &watch, &map, &config, &view)))
+                    .collect();
+                got.sort();
+                assert_eq!(got, whole, "{n} partitions, salt {salt}");
+                let mut alone: Vec<String> = parts
+                    .iter()
+                    .flat_map(|a| render(&judge_with_map(a, &watch, &map, &config)))
+                    .collect();
+                alone.sort();
+                alone_differs |= alone != whole;
+            }
+        }
+        assert!(alone_differs, "the scenario needs no shared view");
+    }
+
+    #[test]
+    fn targeted_lookups_against_peers() {
+        let evs = peer_scenario();
         let j = judge(
             &aggregate(&evs),
             &Watchlist::default(),
@@ -1571,8 +1742,8 @@ mod tests {
         assert_eq!(ids, vec![("msisdn", false), ("imsi", true)]);
     }
 
-    #[test]
-    fn a_person_read_in_depth_from_another_host_is_a_target_of_that_host_only() {
+    /// A person provisioned with three identifiers, read by an application and, by each identifier, from another host with its account.
+    fn person_scenario() -> Vec<Event<'static>> {
         let mut evs = vec![ev(
             "2026-03-01T09:00:00Z",
             "prov",
@@ -1606,6 +1777,12 @@ mod tests {
                 3 + k as u64,
             ));
         }
+        evs
+    }
+
+    #[test]
+    fn a_person_read_in_depth_from_another_host_is_a_target_of_that_host_only() {
+        let evs = person_scenario();
         let j = judge(
             &aggregate(&evs),
             &Watchlist::default(),
@@ -1622,8 +1799,8 @@ mod tests {
         assert_eq!(j.reasons.subject_reasons.len(), 3, "the three identifiers");
     }
 
-    #[test]
-    fn exports_alert_unless_scheduled_and_new_accounts() {
+    /// A backup from the first day, an archive from the second, and an account created and used at once.
+    fn export_scenario() -> Vec<Event<'static>> {
         let mut evs = Vec::new();
         for day in 1..=5 {
             evs.push(ev(
@@ -1657,6 +1834,12 @@ mod tests {
             "COPY (SELECT * FROM cdr WHERE calling_number = '33699990001') TO PROGRAM 'gzip > /tmp/a.gz'",
             51,
         ));
+        evs
+    }
+
+    #[test]
+    fn exports_alert_unless_scheduled_and_new_accounts() {
+        let evs = export_scenario();
         let j = judge(
             &aggregate(&evs),
             &Watchlist::default(),

@@ -10,6 +10,7 @@ pub mod exposure;
 pub mod ids;
 pub mod persons;
 pub mod schema;
+pub mod share;
 pub mod sql;
 
 pub use ids::*;

@@ -61,6 +61,9 @@ impl Share {
 /// Round two: each account of a partition with its peer group and its target list's length.
 pub type PeerShare = Vec<(String, Option<String>, usize)>;
 
+/// An account of any partition with its peer group and its target list's length.
+pub type Peer = (Arc<str>, Option<String>, usize);
+
 /// The view of all partitions a partition is judged with.
 #[derive(Debug, Clone, Default)]
 pub struct Global {
@@ -74,7 +77,7 @@ pub struct Global {
     pub first_day: Option<Day>,
     /// Round two: every account with its role and target list length, by account; `None`
     /// until round two is merged.
-    pub peers: Option<Vec<(Arc<str>, Option<String>, usize)>>,
+    pub peers: Option<Vec<Peer>>,
 }
 
 impl Global {
@@ -103,7 +106,7 @@ impl Global {
 
     /// Adds round two: every partition's peer share.
     pub fn with_peers<'a>(mut self, shares: impl IntoIterator<Item = &'a PeerShare>) -> Global {
-        let mut all: Vec<(Arc<str>, Option<String>, usize)> = shares
+        let mut all: Vec<Peer> = shares
             .into_iter()
             .flatten()
             .map(|(a, r, n)| (Arc::from(a.as_str()), r.clone(), *n))

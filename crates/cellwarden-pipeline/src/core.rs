@@ -82,6 +82,112 @@ pub struct Fed {
     pub aggregates: bool,
     /// A rule that a correlation waits for matched it.
     pub correlation: bool,
+    /// In the parse stage: the hash of the entity whose analytics state the event feeds (see
+    /// [`partition_of`]).
+    pub entity: Option<u64>,
+}
+
+/// Which parts of the stateful detection a handed-on record is for: a record may go to one
+/// partition for its entity's aggregates and to partition 0 for correlations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uses {
+    /// The database and flow analytics.
+    pub aggregates: bool,
+    /// Correlations.
+    pub correlation: bool,
+}
+
+impl Uses {
+    /// Both.
+    pub const ALL: Uses = Uses {
+        aggregates: true,
+        correlation: true,
+    };
+}
+
+impl Uses {
+    /// As one number (bit 0: aggregates, bit 1: correlations).
+    pub fn bits(self) -> u8 {
+        u8::from(self.aggregates) | (u8::from(self.correlation) << 1)
+    }
+
+    /// From [`bits`](Self::bits); 0 (records handed on before uses were named) is both.
+    pub fn from_bits(b: u8) -> Uses {
+        if b & 3 == 0 {
+            return Uses::ALL;
+        }
+        Uses {
+            aggregates: b & 1 != 0,
+            correlation: b & 2 != 0,
+        }
+    }
+}
+
+impl Default for Uses {
+    fn default() -> Self {
+        Uses::ALL
+    }
+}
+
+/// The partition (of `partitions`) that the state of an entity with hash `entity` lives in.
+/// Correlations, which group by fields of their own, all live in partition 0.
+pub fn partition_of(entity: u64, partitions: u32) -> u32 {
+    (entity % u64::from(partitions.max(1))) as u32
+}
+
+/// FNV-1a: stable across processes, versions and platforms (partitions must agree).
+fn entity_hash(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Aggregates taken at one point, judged later (a partition judges once the others have
+/// shared theirs).
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// Database aggregates (unless the database analytics are off).
+    pub db: Option<Aggregates>,
+    /// Flow aggregates (unless the flow analytics are off).
+    pub net: Option<FlowAggregates>,
+    /// The first UTC day of the events seen.
+    pub first_day: Option<i32>,
+}
+
+/// What one partition of the state shares with the others before days are judged (round one;
+/// see `cellwarden_telecom::share`).
+#[derive(Debug, Clone, Default)]
+pub struct Share {
+    /// Database.
+    pub db: cellwarden_telecom::share::Share,
+    /// Flows.
+    pub net: cellwarden_net::share::NetShare,
+    /// The partition's first day.
+    pub first_day: Option<i32>,
+}
+
+/// What every partition shared, to judge one of them with.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Database (both rounds).
+    pub db: cellwarden_telecom::share::Global,
+    /// Flows.
+    pub net: cellwarden_net::share::NetGlobal,
+    /// The first day of all partitions.
+    pub first_day: Option<i32>,
+}
+
+impl View {
+    /// Round one's view from every partition's share.
+    pub fn merge<'s>(shares: impl IntoIterator<Item = &'s Share> + Clone) -> View {
+        View {
+            db: cellwarden_telecom::share::Global::merge(shares.clone().into_iter().map(|s| &s.db)),
+            net: cellwarden_net::share::NetGlobal::merge(
+                shares.clone().into_iter().map(|s| &s.net),
+            ),
+            first_day: shares.into_iter().filter_map(|s| s.first_day).min(),
+        }
+    }
 }
 
 impl Fed {
@@ -143,6 +249,8 @@ pub struct DetectionCore<'a> {
     earliest: i64,
     emitted: HashSet<String>,
     emitted_order: VecDeque<String>,
+    /// What the events being observed are for (state stage: set per handed-on unit).
+    uses: Uses,
 }
 
 fn new_collector(db: &DbSetup) -> Collector {
@@ -176,7 +284,14 @@ impl<'a> DetectionCore<'a> {
             earliest: i64::MAX,
             emitted: HashSet::new(),
             emitted_order: VecDeque::new(),
+            uses: Uses::ALL,
         }
+    }
+
+    /// What the next events observed are for (the state stage: a handed-on record may be for
+    /// the aggregates or the correlations only).
+    pub fn set_uses(&mut self, uses: Uses) {
+        self.uses = uses;
     }
 
     /// Runs every detector on one event: single-event alerts go to `out` at once; matches that
@@ -185,16 +300,25 @@ impl<'a> DetectionCore<'a> {
     pub fn observe(&mut self, ev: Event<'_>, out: &mut Vec<Alert>) -> Fed {
         let Detectors { rules, db, net } = self.setup;
         let stage = self.stage;
+        let uses = self.uses;
         let mut fed = Fed::default();
-        if !db.disabled && cellwarden_telecom::access::is_database_event(&ev) {
-            if stage != Stage::Parse {
+        if !db.disabled && uses.aggregates && cellwarden_telecom::access::is_database_event(&ev) {
+            if stage == Stage::Parse {
+                fed.entity =
+                    cellwarden_telecom::access::partition_key(&ev).map(|k| entity_hash(&k));
+            } else {
                 self.collector.observe(&ev);
             }
             fed.aggregates = true;
         }
-        if !net.disabled {
+        if !net.disabled && uses.aggregates {
             fed.aggregates |= if stage == Stage::Parse {
-                cellwarden_net::collect::is_flow_event(&ev)
+                let flow = cellwarden_net::collect::is_flow_event(&ev);
+                if flow && fed.entity.is_none() {
+                    fed.entity =
+                        cellwarden_net::collect::partition_key(&ev).map(|k| entity_hash(&k));
+                }
+                flow
             } else {
                 self.flows.observe(&ev)
             };
@@ -212,6 +336,9 @@ impl<'a> DetectionCore<'a> {
         let owned = ev.into_owned();
         for &r in &self.hits {
             let correlated = rules.rule_correlated(r);
+            if correlated && !uses.correlation {
+                continue;
+            }
             if correlated {
                 fed.correlation = true;
                 if stage != Stage::Parse {
@@ -318,10 +445,72 @@ impl<'a> DetectionCore<'a> {
         max_emitted: usize,
         out: &mut Vec<Alert>,
     ) -> Findings {
-        let db = (!self.setup.db.disabled).then(|| self.collector.snapshot());
-        let net = (!self.setup.net.disabled).then(|| self.flows.snapshot());
-        let (judgement, found) = judge_with(self.setup, db.as_ref(), net.as_ref());
-        let first_day = self.first_day();
+        let snap = self.snapshot();
+        self.judge_snapshot(until, max_emitted, snap, None, out)
+    }
+
+    /// The aggregates so far, to judge later.
+    pub fn snapshot(&mut self) -> Snapshot {
+        Snapshot {
+            db: (!self.setup.db.disabled).then(|| self.collector.snapshot()),
+            net: (!self.setup.net.disabled).then(|| self.flows.snapshot()),
+            first_day: self.first_day(),
+        }
+    }
+
+    /// What this partition shares before its days are judged (round one).
+    pub fn share(&self, snap: &Snapshot) -> Share {
+        Share {
+            db: snap
+                .db
+                .as_ref()
+                .map(cellwarden_telecom::share::Share::of)
+                .unwrap_or_default(),
+            net: snap
+                .net
+                .as_ref()
+                .map(|n| {
+                    cellwarden_net::share::NetShare::of(n, self.setup.net.config.min_history_days)
+                })
+                .unwrap_or_default(),
+            first_day: snap.first_day,
+        }
+    }
+
+    /// This partition's accounts with their peer groups and target list lengths (round two),
+    /// judged with round one's view.
+    pub fn peer_share(&self, snap: &Snapshot, view: &View) -> cellwarden_telecom::share::PeerShare {
+        let db = self.setup.db;
+        snap.db
+            .as_ref()
+            .map(|agg| {
+                cellwarden_telecom::detect::peer_share(
+                    agg,
+                    &db.watchlist,
+                    &db.subscriber_map,
+                    &db.config,
+                    &view.db,
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    /// [`judge_days`](Self::judge_days) over a snapshot, with the view of every partition when
+    /// this core is one of several.
+    pub fn judge_snapshot(
+        &mut self,
+        until: Option<i32>,
+        max_emitted: usize,
+        snap: Snapshot,
+        view: Option<&View>,
+        out: &mut Vec<Alert>,
+    ) -> Findings {
+        let Snapshot { db, net, .. } = snap;
+        let (judgement, found) = judge_with(self.setup, db.as_ref(), net.as_ref(), view);
+        let first_day = match view {
+            Some(v) => v.first_day,
+            None => self.first_day(),
+        };
         let warm_until = first_day.map(|d| d + self.warmup_days());
         for a in found {
             let day = a
@@ -372,7 +561,7 @@ impl<'a> DetectionCore<'a> {
         net.merge(flows.into_aggregates());
         net.finish();
         db.finish();
-        let (judgement, alerts) = judge_with(setup, Some(&db), Some(&net));
+        let (judgement, alerts) = judge_with(setup, Some(&db), Some(&net), None);
         out.extend(alerts);
         // Correlations see the matches of the rules they name in one time order, across files.
         for ((_, _, _, rule), ev) in &pending {
@@ -447,19 +636,39 @@ fn judge_with(
     setup: Detectors<'_>,
     db: Option<&Aggregates>,
     net: Option<&FlowAggregates>,
+    view: Option<&View>,
 ) -> (Judgement, Vec<Alert>) {
     let mut alerts = Vec::new();
+    let (assets, net_config) = (&setup.net.assets, &setup.net.config);
     if let Some(flows) = net {
-        alerts.extend(cellwarden_net::judge(flows, &setup.net.assets, &setup.net.config).alerts);
+        alerts.extend(
+            match view {
+                Some(v) => {
+                    cellwarden_net::detect::judge_partition(flows, assets, net_config, &v.net)
+                }
+                None => cellwarden_net::judge(flows, assets, net_config),
+            }
+            .alerts,
+        );
     }
     let judgement = match db {
         Some(agg) => {
-            let j = cellwarden_telecom::detect::judge_with_map(
-                agg,
-                &setup.db.watchlist,
-                &setup.db.subscriber_map,
-                &setup.db.config,
-            );
+            let d = setup.db;
+            let j = match view {
+                Some(v) => cellwarden_telecom::detect::judge_partition(
+                    agg,
+                    &d.watchlist,
+                    &d.subscriber_map,
+                    &d.config,
+                    &v.db,
+                ),
+                None => cellwarden_telecom::detect::judge_with_map(
+                    agg,
+                    &d.watchlist,
+                    &d.subscriber_map,
+                    &d.config,
+                ),
+            };
             alerts.extend(j.alerts.iter().cloned());
             j
         }

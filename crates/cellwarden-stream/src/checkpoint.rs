@@ -13,6 +13,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cellwarden_pipeline::Uses;
 use cellwarden_source::{Format, Unit};
 use serde::{Deserialize, Serialize};
 
@@ -139,6 +140,9 @@ struct Entry {
     t: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     r: Option<String>,
+    /// What the record is for (`Uses::bits`; absent: everything).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    u: Option<u8>,
 }
 
 /// The append-only journal of stateful records.
@@ -151,8 +155,8 @@ pub struct Journal {
 
 /// What replaying the journal gives, in order.
 pub enum Replayed {
-    /// A unit of journaled records.
-    Unit(Unit),
+    /// A unit of journaled records, and what they are for.
+    Unit(Unit, Uses),
     /// A watermark the state moved to.
     Watermark(i64),
 }
@@ -192,7 +196,12 @@ impl Journal {
     }
 
     /// Journals the records of `unit` whose lines are in `lines` (with their event times).
-    pub fn records(&mut self, unit: &UnitCopy, lines: &[(u64, i64)]) -> io::Result<()> {
+    pub fn records(
+        &mut self,
+        unit: &UnitCopy,
+        uses: Uses,
+        lines: &[crate::engine::Handed],
+    ) -> io::Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
@@ -212,7 +221,8 @@ impl Journal {
                 }
             }),
         };
-        let by_line: HashMap<u64, i64> = lines.iter().copied().collect();
+        let by_line: HashMap<u64, i64> = lines.iter().map(|h| (h.record, h.time)).collect();
+        let u = (uses != Uses::ALL).then(|| uses.bits());
         for (line, start, end) in &unit.records {
             let Some(t) = by_line.get(line) else { continue };
             self.write(&Entry {
@@ -223,6 +233,7 @@ impl Journal {
                 l: Some(*line),
                 t: Some(*t),
                 r: Some(String::from_utf8_lossy(&unit.buf[*start..*end]).into_owned()),
+                u,
                 ..empty()
             })?;
         }
@@ -294,11 +305,11 @@ impl Journal {
             Err(e) => return Err(e),
         };
         let mut headers: HashMap<u32, Arc<[String]>> = HashMap::new();
-        let mut cur: Option<UnitCopy> = None;
+        let mut cur: Option<(UnitCopy, Uses)> = None;
         let mut n = 0;
-        let flush = |cur: &mut Option<UnitCopy>, f: &mut dyn FnMut(Replayed)| {
-            if let Some(u) = cur.take() {
-                f(Replayed::Unit(u.into_unit()));
+        let flush = |cur: &mut Option<(UnitCopy, Uses)>, f: &mut dyn FnMut(Replayed)| {
+            if let Some((u, uses)) = cur.take() {
+                f(Replayed::Unit(u.into_unit(), uses));
             }
         };
         for line in BufReader::new(file).split(b'\n') {
@@ -322,8 +333,10 @@ impl Journal {
             };
             let header = e.h.and_then(|h| headers.get(&h).cloned());
             let year = e.y.unwrap_or(1970);
-            let same = cur.as_ref().is_some_and(|u| {
-                *u.file == *file
+            let uses = Uses::from_bits(e.u.unwrap_or(0));
+            let same = cur.as_ref().is_some_and(|(u, x)| {
+                *x == uses
+                    && *u.file == *file
                     && u.kind == kind
                     && u.year == year
                     && u.header.as_deref().map(|h| h.as_ptr())
@@ -332,16 +345,19 @@ impl Journal {
             });
             if !same {
                 flush(&mut cur, f);
-                cur = Some(UnitCopy {
-                    file: Arc::from(file.as_str()),
-                    kind,
-                    year,
-                    header,
-                    buf: Vec::new(),
-                    records: Vec::new(),
-                });
+                cur = Some((
+                    UnitCopy {
+                        file: Arc::from(file.as_str()),
+                        kind,
+                        year,
+                        header,
+                        buf: Vec::new(),
+                        records: Vec::new(),
+                    },
+                    uses,
+                ));
             }
-            let u = cur.as_mut().expect("set above");
+            let u = &mut cur.as_mut().expect("set above").0;
             let start = u.buf.len();
             u.buf.extend_from_slice(text.as_bytes());
             u.records.push((line_no, start, u.buf.len()));
@@ -364,6 +380,7 @@ fn empty() -> Entry {
         l: None,
         t: None,
         r: None,
+        u: None,
     }
 }
 
@@ -458,30 +475,46 @@ mod tests {
             buf: b"{\"a\":1}{\"a\":2}{\"a\":3}".to_vec(),
             records: vec![(1, 0, 7), (2, 7, 14), (3, 14, 21)],
         };
+        let handed = |record, time| crate::engine::Handed {
+            record,
+            time,
+            aggregates: true,
+            correlation: false,
+            entity: None,
+        };
+        let only_correlations = Uses {
+            aggregates: false,
+            correlation: true,
+        };
         let mut j = Journal::open(dir.path(), 0).unwrap();
-        j.records(&unit, &[(1, 1_000), (3, 90_000_000)]).unwrap();
+        j.records(&unit, Uses::ALL, &[handed(1, 1_000)]).unwrap();
+        j.records(&unit, only_correlations, &[handed(3, 90_000_000)])
+            .unwrap();
         j.watermark(5).unwrap();
         let keep = j.sync().unwrap();
-        j.records(&unit, &[(2, 2_000)]).unwrap();
+        j.records(&unit, Uses::ALL, &[handed(2, 2_000)]).unwrap();
         j.sync().unwrap();
         drop(j);
         // Reopened at the checkpoint: the record after it is gone.
         let mut j = Journal::open(dir.path(), keep).unwrap();
         let mut seen = Vec::new();
         Journal::replay(dir.path(), &mut |r| match r {
-            Replayed::Unit(Unit::Records { records, .. }) => {
-                seen.extend(records.iter().map(|r| r.0.to_string()))
-            }
+            Replayed::Unit(Unit::Records { records, .. }, uses) => seen.extend(
+                records
+                    .iter()
+                    .map(|r| format!("{}{}", r.0, if uses == Uses::ALL { "" } else { "c" })),
+            ),
             Replayed::Watermark(w) => seen.push(format!("w{w}")),
-            Replayed::Unit(_) => {}
+            Replayed::Unit(..) => {}
         })
         .unwrap();
-        assert_eq!(seen, ["1", "3", "w5"]);
+        // What a record was for is kept: a replay feeds it to the same detectors.
+        assert_eq!(seen, ["1", "3c", "w5"]);
         let len = j.compact(50_000_000).unwrap();
         assert!(len < keep);
         let mut lines = Vec::new();
         Journal::replay(dir.path(), &mut |r| {
-            if let Replayed::Unit(Unit::Records { records, .. }) = r {
+            if let Replayed::Unit(Unit::Records { records, .. }, _) = r {
                 lines.extend(records.iter().map(|r| r.0));
             }
         })

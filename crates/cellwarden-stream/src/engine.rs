@@ -12,14 +12,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use cellwarden_event::Alert;
 use cellwarden_pipeline::core::CoreSize;
-use cellwarden_pipeline::{DetectionCore, Detectors, Stage};
+use cellwarden_pipeline::{DetectionCore, Detectors, Snapshot, Stage, Uses, View};
 use cellwarden_source::{Mapping, SourceError, Unit};
 use cellwarden_telecom::exposure::Exposure;
 
 const DAY_MS: i64 = 86_400_000;
+
+/// Closed days are judged again for records that arrived late at most this often.
+pub const REJUDGE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Windows and bounds of the live state (see `docs/watch.md`).
 #[derive(Debug, Clone)]
@@ -75,6 +79,22 @@ struct Clock {
     idle: bool,
 }
 
+/// A record that feeds stateful detection, as the parse stage hands it on (or the journal
+/// keeps it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handed {
+    /// Record number in its source.
+    pub record: u64,
+    /// Event time (ms; 0 when none).
+    pub time: i64,
+    /// It feeds the database or flow analytics.
+    pub aggregates: bool,
+    /// It feeds correlations.
+    pub correlation: bool,
+    /// The hash of the entity whose aggregates it feeds (parse stage).
+    pub entity: Option<u64>,
+}
+
 /// Live detection state over one stream of units.
 pub struct Engine<'r> {
     mapping: &'r Mapping,
@@ -88,6 +108,10 @@ pub struct Engine<'r> {
     open_day: Option<i32>,
     /// The scope report of the last judging, until taken.
     exposure: Option<Exposure>,
+    /// Records of closed days arrived since the last judging.
+    late_pending: bool,
+    /// When days were last judged.
+    judged_at: Option<Instant>,
     /// What went through the engine.
     pub counters: Counters,
 }
@@ -109,6 +133,8 @@ impl<'r> Engine<'r> {
             released: i64::MIN,
             open_day: None,
             exposure: None,
+            late_pending: false,
+            judged_at: None,
             counters: Counters::default(),
         }
     }
@@ -121,10 +147,12 @@ impl<'r> Engine<'r> {
         &mut self,
         unit: Unit,
         clock: Option<&Arc<str>>,
+        uses: Uses,
         out: &mut Vec<Alert>,
         errors: &mut Vec<SourceError>,
-        stateful: &mut Vec<(u64, i64)>,
+        stateful: &mut Vec<Handed>,
     ) -> u64 {
+        self.core.set_uses(uses);
         let Engine {
             mapping,
             settings,
@@ -132,6 +160,7 @@ impl<'r> Engine<'r> {
             clocks,
             open_day,
             counters,
+            late_pending,
             ..
         } = self;
         let errors_before = errors.len();
@@ -153,6 +182,13 @@ impl<'r> Engine<'r> {
                                 idle: false,
                             },
                         );
+                        // A partition's first source ("partition source") replaces the
+                        // partition announced before it delivered.
+                        if let Some((partition, _)) = source.split_once(' ')
+                            && clocks.get(partition).is_some_and(|c| c.latest == i64::MIN)
+                        {
+                            clocks.remove(partition);
+                        }
                     }
                 }
             }
@@ -166,9 +202,16 @@ impl<'r> Engine<'r> {
                 && open_day.is_some_and(|d| ms.div_euclid(DAY_MS) < d as i64)
             {
                 counters.late += 1;
+                *late_pending = true;
             }
             if fed.stateful() {
-                stateful.push((record, time.unwrap_or(0)));
+                stateful.push(Handed {
+                    record,
+                    time: time.unwrap_or(0),
+                    aggregates: fed.aggregates,
+                    correlation: fed.correlation,
+                    entity: fed.entity,
+                });
             }
         });
         self.counters.events += n;
@@ -186,10 +229,28 @@ impl<'r> Engine<'r> {
     }
 
     /// Marks a source as caught up (it stops holding the watermark back until it delivers
-    /// again).
+    /// again). For a partition of handed-on records, every source read through it.
     pub fn source_idle(&mut self, file: &str) {
-        if let Some(c) = self.clocks.get_mut(file) {
-            c.idle = true;
+        for (k, c) in self.clocks.iter_mut() {
+            if of_source(k, file) {
+                c.idle = true;
+            }
+        }
+    }
+
+    /// Where source `name` (with the sources read through it) is: the watermark over them
+    /// (`i64::MIN` before any event), and whether all have caught up.
+    pub fn clock_of(&self, name: &str) -> Option<(i64, bool)> {
+        let mine: Vec<&Clock> = self
+            .clocks
+            .iter()
+            .filter(|(k, _)| of_source(k, name))
+            .map(|(_, c)| c)
+            .collect();
+        let active = mine.iter().filter(|c| !c.idle).map(|c| c.latest).min();
+        match active {
+            Some(m) => Some((m, false)),
+            None => mine.iter().map(|c| c.latest).max().map(|m| (m, true)),
         }
     }
 
@@ -213,36 +274,90 @@ impl<'r> Engine<'r> {
 
     /// Moves state forward to watermark `wm` (ms); true when anything moved.
     pub fn advance_to(&mut self, wm: i64, out: &mut Vec<Alert>) -> bool {
-        let mut moved = false;
-        let release = wm.saturating_sub(self.config.correlation_lateness_ms);
-        let overflow = self.core.pending() > self.config.max_pending;
-        if release > self.released || overflow {
-            moved |= self.release(release, out);
-        }
-        let closable = wm
-            .saturating_sub(self.config.close_lateness_ms)
-            .div_euclid(DAY_MS) as i32;
+        let mut moved = self.release_to(wm, out);
+        let closable = self.closable(wm);
         if let Some(first) = self.core.first_day() {
             let open = self.open_day.unwrap_or(first);
             if closable > open {
                 self.judge(Some(closable), out);
-                self.open_day = Some(closable);
-                let mut keep_from = closable - self.config.retention_days;
-                self.core.evict_before(keep_from);
-                // Over the count bound: the oldest days go, down to the open day.
-                while self.core.aggregate_entries() > self.config.max_entries
-                    && keep_from < closable
-                {
-                    keep_from += 1;
-                    self.core.evict_before(keep_from);
-                    self.counters.evicted_days += 1;
-                }
+                self.closed(closable);
                 moved = true;
             } else if self.open_day.is_none() {
                 self.open_day = Some(open);
+            } else if self.rejudge_late() {
+                // Records of closed days arrived: judged again without waiting for the next
+                // day to close (a worker that resumes after the others caught up).
+                self.judge(Some(open), out);
+                moved = true;
             }
         }
         moved
+    }
+
+    /// Releases the correlated matches the watermark `wm` (ms) has passed; true when any was.
+    pub fn release_to(&mut self, wm: i64, out: &mut Vec<Alert>) -> bool {
+        let release = wm.saturating_sub(self.config.correlation_lateness_ms);
+        let overflow = self.core.pending() > self.config.max_pending;
+        (release > self.released || overflow) && self.release(release, out)
+    }
+
+    /// Records of closed days arrived since days were last judged, and they were judged at
+    /// least [`REJUDGE_EVERY`] ago: time to judge the closed days again.
+    pub fn rejudge_late(&self) -> bool {
+        self.late_pending && self.judged_at.is_none_or(|t| t.elapsed() >= REJUDGE_EVERY)
+    }
+
+    /// The first day not closed once the watermark is `wm` (ms).
+    pub fn closable(&self, wm: i64) -> i32 {
+        wm.saturating_sub(self.config.close_lateness_ms)
+            .div_euclid(DAY_MS) as i32
+    }
+
+    /// Days before `day` are judged: forget what the retention (and the entry bound) no
+    /// longer keeps.
+    fn closed(&mut self, day: i32) {
+        self.open_day = Some(day);
+        let mut keep_from = day - self.config.retention_days;
+        self.core.evict_before(keep_from);
+        // Over the count bound: the oldest days go, down to the open day.
+        while self.core.aggregate_entries() > self.config.max_entries && keep_from < day {
+            keep_from += 1;
+            self.core.evict_before(keep_from);
+            self.counters.evicted_days += 1;
+        }
+    }
+
+    /// The aggregates now, to judge once every partition has shared its own.
+    pub fn snapshot(&mut self) -> Snapshot {
+        self.core.snapshot()
+    }
+
+    /// What this partition shares (round one).
+    pub fn share(&self, snap: &Snapshot) -> cellwarden_pipeline::core::Share {
+        self.core.share(snap)
+    }
+
+    /// This partition's accounts with their peer groups (round two).
+    pub fn peer_share(&self, snap: &Snapshot, view: &View) -> cellwarden_telecom::share::PeerShare {
+        self.core.peer_share(snap, view)
+    }
+
+    /// Judges days before `until` of a partition's snapshot with every partition's view, and
+    /// forgets what the retention no longer keeps.
+    pub fn close_partition(
+        &mut self,
+        until: i32,
+        snap: Snapshot,
+        view: &View,
+        out: &mut Vec<Alert>,
+    ) {
+        self.late_pending = false;
+        self.judged_at = Some(Instant::now());
+        let start = out.len();
+        self.core
+            .judge_snapshot(Some(until), self.config.max_emitted, snap, Some(view), out);
+        self.count_alerts(start, out);
+        self.closed(until);
     }
 
     /// Releases everything and judges every day (the end of a finite stream).
@@ -267,6 +382,8 @@ impl<'r> Engine<'r> {
     /// Judges the aggregates; emits findings of days before `until` (all days when `None`)
     /// not emitted before.
     fn judge(&mut self, until: Option<i32>, out: &mut Vec<Alert>) {
+        self.late_pending = false;
+        self.judged_at = Some(Instant::now());
         let start = out.len();
         let findings = self.core.judge_days(until, self.config.max_emitted, out);
         self.count_alerts(start, out);
@@ -328,4 +445,12 @@ impl<'r> Engine<'r> {
         self.open_day
             .map(|d| (d - self.config.retention_days) as i64 * DAY_MS)
     }
+}
+
+/// Whether clock `key` is source `name`, or a source read through it (`"name source"`: the
+/// handed-on records of one source keep their time order within each partition, not across
+/// partitions, so each is its own clock).
+fn of_source(key: &str, name: &str) -> bool {
+    key.strip_prefix(name)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
 }

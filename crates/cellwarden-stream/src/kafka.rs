@@ -21,8 +21,10 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::UnitCopy;
+use crate::engine::Handed;
 use crate::sink::{AlertSink, RecordSink};
 use crate::source::{Collect, Input, PositionUpdate, Source};
+use cellwarden_pipeline::{Uses, partition_of};
 
 /// A Kafka client that could not be set up, or a call to the broker that failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +36,7 @@ pub struct ClientError {
     pub source: KafkaError,
 }
 
-fn failed(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
+pub(crate) fn failed(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ClientError {
     let what = what.into();
     move |source| ClientError { what, source }
 }
@@ -50,7 +52,7 @@ pub struct KafkaConfig {
 
 impl KafkaConfig {
     /// Our settings, then `defaults` unless the user set them, then the user's.
-    fn client(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+    pub(crate) fn client(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         for (k, v) in defaults {
@@ -84,6 +86,19 @@ pub struct Forwarded {
     pub h: Option<Vec<String>>,
     /// The record's text.
     pub r: String,
+    /// What the record is for ([`Uses::bits`]; absent: everything).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub u: u8,
+}
+
+fn is_zero(u: &u8) -> bool {
+    *u == 0
+}
+
+/// The key under which the state stage remembers the last record of a source handed on
+/// through one partition (a source's records are in order within each partition they go to).
+pub fn forwarded_key(partition: &str, source: &str) -> String {
+    format!("{partition} {source}")
 }
 
 /// Creates the group consumer; `stop` ends [`run_consumer`].
@@ -124,31 +139,26 @@ pub struct KafkaSource {
     pub limits: Limits,
     /// How long a partition at its end waits before it stops holding the watermark back.
     pub idle_after: Duration,
+    /// A partition assigned again is read again from its start (partitioned state workers
+    /// rebuild its state), so what was handled of a revoked one is forgotten.
+    pub rebuild: bool,
 }
 
 impl Source for KafkaSource {
     fn run(self: Box<Self>, tx: crossbeam_channel::Sender<Input>, stop: Arc<AtomicBool>) {
-        run_consumer(
-            self.consumer,
-            self.start,
-            self.forwarded,
-            self.limits,
-            self.idle_after,
-            tx,
-            stop,
-        )
+        run_consumer(*self, tx, stop)
     }
 }
 
-fn run_consumer(
-    consumer: Arc<BaseConsumer>,
-    start: BTreeMap<String, i64>,
-    mut forwarded: Option<BTreeMap<String, u64>>,
-    limits: Limits,
-    idle_after: Duration,
-    tx: crossbeam_channel::Sender<Input>,
-    stop: Arc<AtomicBool>,
-) {
+fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop: Arc<AtomicBool>) {
+    let KafkaSource {
+        consumer,
+        start,
+        mut forwarded,
+        limits,
+        idle_after,
+        rebuild,
+    } = source;
     let year = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)
         .year();
@@ -161,9 +171,10 @@ fn run_consumer(
         // Partitions assigned to us hold the watermark back until they catch up.
         if checked.elapsed() > Duration::from_millis(500) {
             checked = std::time::Instant::now();
-            if !announce(&consumer, &mut known, &tx) {
+            if !announce(&consumer, &mut known, rebuild, &mut forwarded, &tx) {
                 return;
             }
+            at_end.retain(|name, _| known.contains(name));
         }
         // A partition at its end for `idle_after` stops holding the watermark back (one whose
         // producer or first-stage worker is only slow or restarting must not be passed by).
@@ -225,7 +236,7 @@ fn run_consumer(
         at_end.remove(&name);
         // A partition new to us: every assigned one is announced before its first record.
         if !known.contains(&name) {
-            if !announce(&consumer, &mut known, &tx) {
+            if !announce(&consumer, &mut known, rebuild, &mut forwarded, &tx) {
                 return;
             }
             if known.insert(name.clone())
@@ -238,17 +249,22 @@ fn run_consumer(
         let mut sink = Collect::default();
         if let Some(done) = forwarded.as_mut() {
             match serde_json::from_slice::<Forwarded>(payload) {
-                Ok(f) if done.get(&f.f).is_some_and(|l| f.l <= *l) => {
+                Ok(f)
+                    if done
+                        .get(&forwarded_key(&name, &f.f))
+                        .is_some_and(|l| f.l <= *l) =>
+                {
                     // Sent again by a restarted first stage.
                 }
                 Ok(f) => match crate::checkpoint::format_of(&f.k) {
                     Some(kind) => {
-                        done.insert(f.f.clone(), f.l);
+                        let seen = forwarded_key(&name, &f.f);
+                        done.insert(seen.clone(), f.l);
                         if let PositionUpdate::Kafka { forwarded, .. } = &mut update {
-                            *forwarded = Some((f.f.clone(), f.l));
+                            *forwarded = Some((seen.clone(), f.l));
                         }
-                        let key = (f.f, kind, f.y, f.h);
-                        let clock = Arc::from(name.as_str());
+                        let key = (f.f, kind, f.y, f.h, f.u);
+                        let clock = Arc::from(seen.as_str());
                         if !add(
                             &mut batch,
                             key,
@@ -279,7 +295,7 @@ fn run_consumer(
             if kind == Format::Json && payload.len() <= limits.max_record_bytes {
                 // One JSON event per record: batched into one unit, numbered offset + 1.
                 let line = u64::try_from(offset).unwrap_or(0) + 1;
-                let key = (name.clone(), kind, year, None);
+                let key = (name.clone(), kind, year, None, 0);
                 if !add(&mut batch, key, line, payload, update, None, &tx) {
                     return;
                 }
@@ -313,8 +329,8 @@ struct Batch {
     clock: Option<Arc<str>>,
 }
 
-/// Source, format, year, column header.
-type BatchKey = (String, Format, i16, Option<Vec<String>>);
+/// Source, format, year, column header, uses.
+type BatchKey = (String, Format, i16, Option<Vec<String>>, u8);
 
 const BATCH_RECORDS: usize = 1024;
 
@@ -353,7 +369,7 @@ fn add(
 /// Sends the batch, if any; false when the loop is gone.
 fn flush(batch: &mut Option<Batch>, tx: &crossbeam_channel::Sender<Input>) -> bool {
     let Some(b) = batch.take() else { return true };
-    let (file, kind, year, header) = b.key;
+    let (file, kind, year, header, uses) = b.key;
     tx.send(Input::Unit {
         unit: Unit::Records {
             file: Arc::from(file.as_str()),
@@ -365,19 +381,39 @@ fn flush(batch: &mut Option<Batch>, tx: &crossbeam_channel::Sender<Input>) -> bo
         },
         position: Some(b.update),
         clock: b.clock,
+        uses: Uses::from_bits(uses),
     })
     .is_ok()
 }
 
-/// Announces the partitions assigned now that were not before; false when the loop is gone.
+/// Announces the partitions assigned now that were not before, and those no longer
+/// assigned (with `rebuild`, forgetting which of their records were handled: read again from
+/// the start, they rebuild the partition's state); false when the loop is gone.
 fn announce(
     consumer: &BaseConsumer,
     known: &mut std::collections::HashSet<String>,
+    rebuild: bool,
+    forwarded: &mut Option<BTreeMap<String, u64>>,
     tx: &crossbeam_channel::Sender<Input>,
 ) -> bool {
     if let Ok(tpl) = consumer.assignment() {
-        for e in tpl.elements() {
-            let name = source_name(e.topic(), e.partition());
+        let now: std::collections::HashSet<String> = tpl
+            .elements()
+            .iter()
+            .map(|e| source_name(e.topic(), e.partition()))
+            .collect();
+        let gone: Vec<String> = known.difference(&now).cloned().collect();
+        for name in gone {
+            known.remove(&name);
+            if let Some(done) = forwarded.as_mut().filter(|_| rebuild) {
+                let prefix = forwarded_key(&name, "");
+                done.retain(|k, _| !k.starts_with(&prefix));
+            }
+            if tx.send(Input::Revoked(Arc::from(name.as_str()))).is_err() {
+                return false;
+            }
+        }
+        for name in now {
             if known.insert(name.clone())
                 && tx.send(Input::Known(Arc::from(name.as_str()))).is_err()
             {
@@ -540,57 +576,111 @@ impl AlertSink for AlertTopic {
     }
 }
 
-/// The first stage's output: stateful records to the internal topic. The records of input
-/// partition `p` go to partition `p` of the internal topic, which needs as many partitions as
-/// the input topics.
-pub struct ForwardTopic(Outbox);
+/// The first stage's output: stateful records to the internal topic. A record goes to the
+/// partition of the entity whose aggregates it feeds (account, source host, DNS domain: see
+/// [`cellwarden_pipeline::partition_of`]), and to partition 0 when correlations need it; each
+/// source's records keep their order within each partition. State workers can then split
+/// the partitions between them (see `docs/watch.md`).
+pub struct ForwardTopic {
+    out: Outbox,
+    partitions: u32,
+}
 
 impl ForwardTopic {
-    /// A producer of handed-on records to `topic`.
+    /// A producer of handed-on records to `topic` (which must exist: its partition count
+    /// decides where each entity goes).
     pub fn new(config: &KafkaConfig, topic: &str) -> Result<ForwardTopic, ClientError> {
-        Ok(ForwardTopic(Outbox {
-            producer: producer(config)?,
-            topic: topic.to_owned(),
-            pending: Vec::new(),
-            failed_before: 0,
-        }))
+        let producer = producer(config)?;
+        let partitions = partition_count(producer.client(), topic)?;
+        Ok(ForwardTopic {
+            out: Outbox {
+                producer,
+                topic: topic.to_owned(),
+                pending: Vec::new(),
+                failed_before: 0,
+            },
+            partitions,
+        })
     }
 }
 
+/// Partitions of an existing topic.
+pub fn partition_count<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+) -> Result<u32, ClientError> {
+    let md = client
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .map_err(failed(format!("Kafka metadata of {topic}")))?;
+    let n = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    if n == 0 {
+        return Err(ClientError {
+            what: format!("Kafka topic {topic}: no partitions (create it first)"),
+            source: KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ),
+        });
+    }
+    Ok(n as u32)
+}
+
 impl RecordSink for ForwardTopic {
-    fn records(&mut self, unit: &UnitCopy, lines: &[(u64, i64)]) -> std::io::Result<()> {
-        let wanted: std::collections::HashSet<u64> = lines.iter().map(|l| l.0).collect();
+    fn records(&mut self, unit: &UnitCopy, lines: &[Handed]) -> std::io::Result<()> {
+        let wanted: std::collections::HashMap<u64, Handed> =
+            lines.iter().map(|l| (l.record, *l)).collect();
         for (line, start, end) in &unit.records {
-            if !wanted.contains(line) {
+            let Some(h) = wanted.get(line) else {
                 continue;
-            }
-            let f = Forwarded {
+            };
+            let mut f = Forwarded {
                 f: unit.file.to_string(),
                 l: *line,
                 k: crate::checkpoint::format_name(unit.kind).to_owned(),
                 y: unit.year,
                 h: unit.header.as_ref().map(|h| h.to_vec()),
                 r: String::from_utf8_lossy(&unit.buf[*start..*end]).into_owned(),
+                u: 0,
             };
-            // A source's records go to the partition of the same number, in order, so the
-            // second stage sees each source's progress on its own partition.
-            let partition = unit
-                .file
-                .strip_prefix("kafka://")
-                .and_then(|s| s.rsplit_once('/'))
-                .and_then(|(_, p)| p.parse::<i32>().ok())
-                .unwrap_or(0);
-            self.0.send(
-                unit.file.to_string(),
-                Some(partition),
-                serde_json::to_vec(&f)?,
-            );
+            // (partition, uses): the entity's partition for the aggregates, partition 0 for
+            // correlations; one copy when they are the same.
+            let mut to: Vec<(u32, Uses)> = Vec::with_capacity(2);
+            if h.aggregates {
+                let p = partition_of(h.entity.unwrap_or(0), self.partitions);
+                to.push((
+                    p,
+                    Uses {
+                        aggregates: true,
+                        correlation: h.correlation && p == 0,
+                    },
+                ));
+            }
+            if h.correlation && to.first().is_none_or(|(p, _)| *p != 0) {
+                to.push((
+                    0,
+                    Uses {
+                        aggregates: false,
+                        correlation: true,
+                    },
+                ));
+            }
+            for (p, uses) in to {
+                f.u = uses.bits();
+                self.out.send(
+                    unit.file.to_string(),
+                    Some(p as i32),
+                    serde_json::to_vec(&f)?,
+                );
+            }
         }
-        self.0.producer.poll(Duration::ZERO);
+        self.out.producer.poll(Duration::ZERO);
         Ok(())
     }
 
     fn durable(&mut self) -> std::io::Result<()> {
-        self.0.durable()
+        self.out.durable()
     }
 }

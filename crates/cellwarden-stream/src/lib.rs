@@ -8,9 +8,11 @@
 
 pub mod checkpoint;
 pub mod engine;
+pub mod exchange;
 pub mod follow;
 pub mod kafka;
 pub mod metrics;
+pub mod partitioned;
 pub mod sink;
 pub mod source;
 pub mod syslog;

@@ -24,8 +24,8 @@ pub trait AlertSink {
 
 /// Receives the records that feed stateful analytics (the first stage hands them on).
 pub trait RecordSink {
-    /// Takes the records of `unit` at `lines` (record number, time in ms).
-    fn records(&mut self, unit: &UnitCopy, lines: &[(u64, i64)]) -> io::Result<()>;
+    /// Takes the records of `unit` named in `lines`.
+    fn records(&mut self, unit: &UnitCopy, lines: &[crate::engine::Handed]) -> io::Result<()>;
     /// Makes everything handed on so far safe (called before a checkpoint).
     fn durable(&mut self) -> io::Result<()>;
 }

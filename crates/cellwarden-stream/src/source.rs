@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use cellwarden_pipeline::Uses;
 use cellwarden_source::{SourceError, Unit};
 use serde::{Deserialize, Serialize};
 
@@ -25,11 +26,15 @@ pub enum Input {
         position: Option<PositionUpdate>,
         /// The source whose progress the events show, when not their file (forwarded records).
         clock: Option<Arc<str>>,
+        /// What the records are for (handed-on records may be for part of the analytics).
+        uses: Uses,
     },
     /// The source moved without a unit (a read with nothing complete in it).
     Position(PositionUpdate),
     /// A source that will deliver (the watermark waits for it).
     Known(Arc<str>),
+    /// A Kafka partition no longer assigned to this process.
+    Revoked(Arc<str>),
     /// The source has caught up.
     Idle(Arc<str>),
     /// Something worth telling the user that is not an input error.
@@ -110,6 +115,7 @@ impl Collect {
                     unit,
                     position,
                     clock,
+                    uses: Uses::ALL,
                 })
                 .is_err()
             {

@@ -78,6 +78,7 @@ impl Numbering {
             unit,
             position: Some(update),
             clock: None,
+            uses: cellwarden_pipeline::Uses::ALL,
         })
         .is_ok()
     }

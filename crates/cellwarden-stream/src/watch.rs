@@ -35,6 +35,9 @@ pub struct KafkaInput {
     pub group: String,
     /// How long a partition at its end waits before it stops holding the watermark back.
     pub idle_after: Duration,
+    /// State stage: the topic through which the state workers of the group share what their
+    /// partitions' detections compare (the stateful analytics are then partitioned).
+    pub exchange: Option<String>,
 }
 
 /// Settings of one `watch` process.
@@ -121,6 +124,11 @@ pub enum WatchError {
     /// `--stage parse` without a topic to hand records on to.
     #[error("the parse stage needs a topic to hand records on to")]
     NoForward,
+    /// Partitioned state workers need Kafka, one handed-on topic and the exchange topic.
+    #[error(
+        "partitioned state workers need --kafka, exactly one --topic (the handed-on records) and --exchange TOPIC"
+    )]
+    NoExchange,
     /// A path to follow that cannot be followed.
     #[error(transparent)]
     Follow(#[from] crate::follow::FollowError),
@@ -193,6 +201,18 @@ pub fn run(
     if config.stage == Stage::Parse && forward.is_none() {
         return Err(WatchError::NoForward);
     }
+    if config.stage == Stage::State && config.kafka.as_ref().is_some_and(|k| k.exchange.is_some()) {
+        return crate::partitioned::run(
+            setup,
+            config,
+            Sinks {
+                alerts: extra,
+                forward,
+            },
+            stop,
+            log,
+        );
+    }
     let live = LiveConfig {
         scope: config.scope_out.is_some(),
         ..config.live.clone()
@@ -221,8 +241,8 @@ pub fn run(
         let mut lines = Vec::new();
         let j = Journal::open(dir, checkpoint.journal_len).map_err(state_error("journal: "))?;
         summary.replayed = Journal::replay(dir, &mut |r| match r {
-            Replayed::Unit(u) => {
-                engine.process(u, None, &mut discard, &mut errors, &mut lines);
+            Replayed::Unit(u, uses) => {
+                engine.process(u, None, uses, &mut discard, &mut errors, &mut lines);
                 discard.clear();
                 lines.clear();
             }
@@ -316,6 +336,7 @@ pub fn run(
             forwarded: (config.stage == Stage::State).then(|| checkpoint.forwarded.clone()),
             limits: config.limits,
             idle_after: k.idle_after,
+            rebuild: false,
         }));
     }
     let (tx, rx) = crossbeam_channel::bounded::<Input>(64);
@@ -371,6 +392,7 @@ pub fn run(
                 unit,
                 position,
                 clock,
+                uses,
             }) => {
                 let source = match (&clock, &unit) {
                     (Some(c), _) => c.to_string(),
@@ -381,14 +403,21 @@ pub fn run(
                 let copy = (journal.is_some() || forward.is_some())
                     .then(|| UnitCopy::of(&unit))
                     .flatten();
-                let n = engine.process(unit, clock.as_ref(), &mut alerts, &mut errors, &mut lines);
+                let n = engine.process(
+                    unit,
+                    clock.as_ref(),
+                    uses,
+                    &mut alerts,
+                    &mut errors,
+                    &mut lines,
+                );
                 *events_by_source.entry(source).or_default() += n;
                 if let Some(copy) = &copy {
                     if let Some(f) = forward.as_mut() {
                         let f: &mut dyn RecordSink = &mut **f;
                         write_retrying(|| f.records(copy, &lines), &mut faults, log, &stop);
                     } else if let Some(j) = journal.as_mut()
-                        && let Err(e) = j.records(copy, &lines)
+                        && let Err(e) = j.records(copy, uses, &lines)
                     {
                         return Err(WatchError::Journal(e));
                     }
@@ -398,6 +427,7 @@ pub fn run(
             }
             Some(Input::Position(p)) => moved_position = Some(p),
             Some(Input::Known(name)) => engine.source_known(&name),
+            Some(Input::Revoked(_)) => {}
             Some(Input::Idle(name)) => engine.source_idle(&name),
             Some(Input::Note(note)) => log(&cellwarden_report::sanitize_terminal(&note)),
             Some(Input::Error(e)) => errors.push(e),
@@ -621,7 +651,7 @@ fn save(
 
 /// Retries a failed write with backoff (up to 30 s between tries) until it works or the
 /// process is asked to stop; true when it worked.
-fn write_retrying(
+pub(crate) fn write_retrying(
     mut f: impl FnMut() -> io::Result<()>,
     faults: &mut u64,
     log: &mut dyn FnMut(&str),

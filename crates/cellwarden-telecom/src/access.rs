@@ -583,6 +583,20 @@ pub fn is_database_event(ev: &Event<'_>) -> bool {
     database && ev.get("statement").is_some()
 }
 
+/// The entity a database event's state belongs to, for partitioning the state over several
+/// processes ([`crate::share`]): its account, in lower case (accounts differing in case are
+/// compared with each other). `None` for events the analytics do not take.
+pub fn partition_key(ev: &Event<'_>) -> Option<String> {
+    if !is_database_event(ev) {
+        return None;
+    }
+    let user = ev.get_str("user");
+    Some(format!(
+        "db {}",
+        user.as_deref().unwrap_or("?").to_ascii_lowercase()
+    ))
+}
+
 /// Bind values as the sources log them: pgaudit `PARAMETER` (CSV list), Oracle
 /// `SQL_BINDS` (` #1(11):value #2(3):abc`).
 pub fn parse_binds(text: &str) -> Vec<String> {

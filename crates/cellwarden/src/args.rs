@@ -367,6 +367,10 @@ pub struct WatchArgs {
     /// Kafka topic the parse stage hands stateful records on to.
     #[arg(long)]
     pub forward: Option<String>,
+    /// State stage: partition the stateful analytics over the state workers of the group,
+    /// sharing what their detections compare through this Kafka topic (see docs/watch.md).
+    #[arg(long)]
+    pub exchange: Option<String>,
     /// Sigma rule files or folders (repeatable). Default: the built-in rule pack.
     #[arg(long = "rules", short = 'r')]
     pub rules: Vec<PathBuf>,

@@ -287,40 +287,94 @@ fn term(child: Child) {
     assert!(out.status.success());
 }
 
+/// The simulated operator's records (with a quiet event two days after the last, so the last
+/// day closes), and the alerts `hunt` gives over the same records as files.
+struct Scenario {
+    dir: tempfile::TempDir,
+    recs: Vec<(i64, String, String)>,
+    expected: Tally,
+    assets: String,
+    watchlist: String,
+}
+
+impl Scenario {
+    fn new() -> Scenario {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = dir.path().join("sim");
+        simulate_operator(&sim);
+        let files = dir.path().join("files");
+        let mut recs = records(&sim, &files);
+        let last = recs.last().unwrap().0 + 2 * 86_400_000;
+        let t = jiff::Timestamp::from_millisecond(last).unwrap();
+        let trailer = format!(
+            r##"{{"Event":{{"System":{{"EventID":1,"TimeCreated":{{"#attributes":{{"SystemTime":"{t}"}}}},"EventRecordID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Computer":"adm-01"}},"EventData":{{"Image":"C:\\Windows\\notepad.exe"}}}}}}"##
+        );
+        std::fs::write(files.join("trailer.jsonl"), format!("{trailer}\n")).unwrap();
+        recs.push((last, "trailer.jsonl".into(), trailer));
+        let assets = sim.join("assets.toml").to_str().unwrap().to_owned();
+        let watchlist = sim.join("watchlist.txt").to_str().unwrap().to_owned();
+        let out = run(&[
+            "hunt",
+            files.to_str().unwrap(),
+            "--assets",
+            &assets,
+            "--watchlist",
+            &watchlist,
+            "--format",
+            "jsonl",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let expected = tally(alerts(&stdout(&out)).iter());
+        assert!(expected.len() >= 10, "{expected:?}");
+        Scenario {
+            dir,
+            recs,
+            expected,
+            assets,
+            watchlist,
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Waits until `done`; on a timeout, fails with the named workers' logs.
+    fn wait(&self, what: &str, logs: &[&str], done: &dyn Fn() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            if start.elapsed() > Duration::from_secs(120) {
+                let mut report = String::new();
+                for name in logs {
+                    let log = std::fs::read_to_string(self.path(&format!("{name}.log")));
+                    let cp = std::fs::read_to_string(self.path(name).join("checkpoint.json"));
+                    report.push_str(&format!(
+                        "== {name}\n{}\n{}\n",
+                        log.unwrap_or_default(),
+                        cp.unwrap_or_default()
+                    ));
+                }
+                panic!("{what}\n{report}");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn logs(&self, names: &[&str]) -> String {
+        names
+            .iter()
+            .map(|l| std::fs::read_to_string(self.path(&format!("{l}.log"))).unwrap_or_default())
+            .collect()
+    }
+}
+
 #[test]
 fn kafka_workers_give_the_alerts_hunt_gives() {
     let Some(tansu) = tansu() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let d = |p: &str| dir.path().join(p);
-    let sim = d("sim");
-    simulate_operator(&sim);
-    let files = d("files");
-    let mut recs = records(&sim, &files);
-    // A quiet event two days later lets the last day close.
-    let last = recs.last().unwrap().0 + 2 * 86_400_000;
-    let t = jiff::Timestamp::from_millisecond(last).unwrap();
-    let trailer = format!(
-        r##"{{"Event":{{"System":{{"EventID":1,"TimeCreated":{{"#attributes":{{"SystemTime":"{t}"}}}},"EventRecordID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Computer":"adm-01"}},"EventData":{{"Image":"C:\\Windows\\notepad.exe"}}}}}}"##
-    );
-    std::fs::write(files.join("trailer.jsonl"), format!("{trailer}\n")).unwrap();
-    recs.push((last, "trailer.jsonl".into(), trailer));
-    let assets = sim.join("assets.toml");
-    let watchlist = sim.join("watchlist.txt");
-    let (assets, watchlist) = (assets.to_str().unwrap(), watchlist.to_str().unwrap());
-    let out = run(&[
-        "hunt",
-        files.to_str().unwrap(),
-        "--assets",
-        assets,
-        "--watchlist",
-        watchlist,
-        "--format",
-        "jsonl",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let expected = tally(alerts(&stdout(&out)).iter());
-    assert!(expected.len() >= 10, "{expected:?}");
-
+    let sc = Scenario::new();
+    let d = |p: &str| sc.path(p);
+    let (recs, expected) = (&sc.recs, &sc.expected);
+    let (assets, watchlist) = (sc.assets.as_str(), sc.watchlist.as_str());
     let broker = Broker::start(tansu);
     let brokers = broker.brokers();
     for (name, partitions) in [
@@ -331,29 +385,11 @@ fn kafka_workers_give_the_alerts_hunt_gives() {
     ] {
         broker.topic(name, partitions);
     }
-    produce(&brokers, "input", &recs);
+    produce(&brokers, "input", recs);
     let n = recs.len() as i64;
     let analytics = ["--assets", assets, "--watchlist", watchlist];
-    // On a timeout, the workers' messages and checkpoints say where it stopped.
-    let wait = |what: &str, done: &dyn Fn() -> bool| {
-        let start = Instant::now();
-        while !done() {
-            if start.elapsed() > Duration::from_secs(120) {
-                let mut report = String::new();
-                for name in ["one", "parse1", "parse2", "state"] {
-                    let log = std::fs::read_to_string(d(&format!("{name}.log")));
-                    let cp = std::fs::read_to_string(d(name).join("checkpoint.json"));
-                    report.push_str(&format!(
-                        "== {name}\n{}\n{}\n",
-                        log.unwrap_or_default(),
-                        cp.unwrap_or_default()
-                    ));
-                }
-                panic!("{what}\n{report}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
+    let all = ["one", "parse1", "parse2", "state"];
+    let wait = |what: &str, done: &dyn Fn() -> bool| sc.wait(what, &all, done);
 
     // One worker runs everything.
     let one = d("one");
@@ -374,11 +410,7 @@ fn kafka_workers_give_the_alerts_hunt_gives() {
     wait("one worker did not read everything", &|| handled(&one) == n);
     term(w);
     let got = tally(alerts_on(&brokers, "alerts-one", "check-one").iter());
-    same(
-        &got,
-        &expected,
-        &std::fs::read_to_string(d("one.log")).unwrap(),
-    );
+    same(&got, expected, &sc.logs(&["one"]));
 
     // Two parse workers hand stateful records to one state worker; one parse worker is
     // killed halfway and started again.
@@ -430,7 +462,7 @@ fn kafka_workers_give_the_alerts_hunt_gives() {
     a.wait().unwrap();
     let a = parse(&p1, "parse1.log");
     let enough = || {
-        tally(alerts_on(&brokers, "alerts-two", &format!("peek-{}", rand_id())).iter()) == expected
+        tally(alerts_on(&brokers, "alerts-two", &format!("peek-{}", rand_id())).iter()) == *expected
     };
     let start = Instant::now();
     while !enough() && start.elapsed() < Duration::from_secs(120) {
@@ -440,11 +472,7 @@ fn kafka_workers_give_the_alerts_hunt_gives() {
     term(b);
     term(s);
     let got = tally(alerts_on(&brokers, "alerts-two", "check-two").iter());
-    let logs: String = ["parse1.log", "parse2.log", "state.log"]
-        .iter()
-        .map(|l| std::fs::read_to_string(d(l)).unwrap_or_default())
-        .collect();
-    same(&got, &expected, &logs);
+    same(&got, expected, &sc.logs(&["parse1", "parse2", "state"]));
 }
 
 type Tally = BTreeMap<(String, String), usize>;
@@ -469,4 +497,129 @@ fn rand_id() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
+}
+
+/// Partitioned state workers (`--stage state --exchange`): three parse workers hand the
+/// records on to a topic of four partitions, keyed by entity; three state workers share them,
+/// with one parse worker and one state worker killed with SIGKILL halfway and started again;
+/// then 1, 2 and 4 state workers over the same handed-on records. Each time the alerts are
+/// those `hunt` gives.
+#[test]
+fn partitioned_state_workers_give_the_alerts_hunt_gives() {
+    let Some(tansu) = tansu() else { return };
+    let sc = Scenario::new();
+    let broker = Broker::start(tansu);
+    let brokers = broker.brokers();
+    broker.topic("input", 3);
+    broker.topic("handoff", 4);
+    broker.topic("alerts-parse", 1);
+    for g in ["k", "1", "2", "4"] {
+        broker.topic(&format!("exchange-{g}"), 1);
+        broker.topic(&format!("alerts-{g}"), 1);
+    }
+    produce(&brokers, "input", &sc.recs);
+    let parse = |name: &str| {
+        let state = sc.path(name);
+        watch(
+            &[
+                "--kafka",
+                &brokers,
+                "--topic",
+                "input",
+                "--group",
+                "parse",
+                "--stage",
+                "parse",
+                "--forward",
+                "handoff",
+                "--kafka-alerts",
+                "alerts-parse",
+                "--state",
+                state.to_str().unwrap(),
+            ],
+            &sc.path(&format!("{name}.log")),
+        )
+    };
+    let state = |group: &str, name: &str| {
+        let (exchange, alerts) = (format!("exchange-{group}"), format!("alerts-{group}"));
+        let group = format!("state-{group}");
+        watch(
+            &[
+                "--kafka",
+                &brokers,
+                "--topic",
+                "handoff",
+                "--group",
+                &group,
+                "--stage",
+                "state",
+                "--exchange",
+                &exchange,
+                "--kafka-alerts",
+                &alerts,
+                "--assets",
+                &sc.assets,
+                "--watchlist",
+                &sc.watchlist,
+                "--idle-secs",
+                "2",
+            ],
+            &sc.path(&format!("{name}.log")),
+        )
+    };
+    // The parse workers' alerts and a group of state workers' alerts, together.
+    let got = |group: &str| {
+        let peek = format!("peek-{}", rand_id());
+        let mut all = alerts_on(&brokers, "alerts-parse", &peek);
+        all.extend(alerts_on(&brokers, &format!("alerts-{group}"), &peek));
+        tally(all.iter())
+    };
+    let has_all = |group: &str| got(group) == sc.expected;
+    let check = |group: &str, logs: &[&str]| same(&got(group), &sc.expected, &sc.logs(logs));
+
+    let names = [
+        "parse1", "parse2", "parse3", "statek1", "statek2", "statek3",
+    ];
+    let mut parsers: Vec<Child> = (1..=3).map(|i| parse(&format!("parse{i}"))).collect();
+    let mut states: Vec<Child> = (1..=3).map(|i| state("k", &format!("statek{i}"))).collect();
+    let n = sc.recs.len() as i64;
+    sc.wait("parse workers did not start", &names, &|| {
+        (1..=3)
+            .map(|i| handled(&sc.path(&format!("parse{i}"))))
+            .sum::<i64>()
+            > n / 4
+    });
+    for (list, name, start) in [
+        (&mut parsers, "parse1", &parse as &dyn Fn(&str) -> Child),
+        (&mut states, "statek1", &|x: &str| state("k", x)),
+    ] {
+        list[0].kill().unwrap();
+        list[0].wait().unwrap();
+        list[0] = start(name);
+    }
+    sc.wait(
+        "3 parse and 3 state workers, one of each killed, did not give hunt's alerts",
+        &names,
+        &|| has_all("k"),
+    );
+    for c in parsers.into_iter().chain(states) {
+        term(c);
+    }
+    check("k", &names);
+
+    for workers in [1, 2, 4] {
+        let group = workers.to_string();
+        let names: Vec<String> = (1..=workers).map(|i| format!("state{group}-{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let children: Vec<Child> = names.iter().map(|x| state(&group, x)).collect();
+        sc.wait(
+            &format!("{workers} state worker(s) did not give hunt's alerts"),
+            &names,
+            &|| has_all(&group),
+        );
+        for c in children {
+            term(c);
+        }
+        check(&group, &names);
+    }
 }

@@ -140,6 +140,11 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
             "--kafka-alerts and --forward need --kafka".into(),
         ));
     }
+    if args.exchange.is_some() && args.stage != cellwarden_stream::Stage::State {
+        return Err(Failure::Usage(
+            "--exchange is for partitioned state workers (--stage state)".into(),
+        ));
+    }
     if (args.stage == cellwarden_stream::Stage::Parse) != args.forward.is_some() {
         return Err(Failure::Usage(
             "--stage parse and --forward TOPIC go together".into(),
@@ -186,6 +191,7 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
                 topics: args.topic.clone(),
                 group: args.group.clone(),
                 idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),
+                exchange: args.exchange.clone(),
             }),
         stage: args.stage,
         idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),

@@ -1,0 +1,270 @@
+//! The exchange topic of partitioned state workers: what each partition of the stateful
+//! analytics tells the others (see [`crate::partitioned`]).
+//!
+//! Every state worker produces to it and reads all of it from the beginning, so each holds
+//! the same [`Board`]: per partition of the handed-on topic, its latest clock (the latest event
+//! time it has read, and whether it is caught up), its latest round-one share and its latest
+//! round-two peer share, each with the day it was closing. Messages are keyed by partition and
+//! kind, so a compacted topic keeps the latest of each.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cellwarden_pipeline::core::Share;
+use cellwarden_telecom::share::PeerShare;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::kafka::{ClientError, Deliveries, KafkaConfig};
+
+/// One message of the exchange.
+#[derive(Debug, Serialize, Deserialize)]
+struct Wire {
+    /// Partition of the handed-on topic it is about.
+    p: u32,
+    /// `clock`, `share` or `peers`.
+    kind: String,
+    /// The worker that sent it (for the log).
+    from: String,
+    /// The day being closed (shares).
+    #[serde(default)]
+    day: i32,
+    /// Clock: latest event time (ms), and caught up.
+    #[serde(default)]
+    latest: i64,
+    #[serde(default)]
+    idle: bool,
+    /// Round one: database share (JSON text), flow share (JSON text), first day.
+    #[serde(default)]
+    db: String,
+    #[serde(default)]
+    net: String,
+    #[serde(default)]
+    first: Option<i32>,
+    /// Round two.
+    #[serde(default)]
+    peers: PeerShare,
+}
+
+/// What every partition last said.
+#[derive(Debug, Default)]
+pub struct Board {
+    /// Partitions of the handed-on topic.
+    pub partitions: u32,
+    /// Partition → latest event time (ms) and caught up.
+    pub clocks: BTreeMap<u32, (i64, bool)>,
+    /// Partition → the latest day closed and its round-one share.
+    pub shares: BTreeMap<u32, (i32, Share)>,
+    /// Partition → the latest day closed and its round-two share.
+    pub peers: BTreeMap<u32, (i32, PeerShare)>,
+}
+
+impl Board {
+    /// The watermark of all partitions, as one process's over all its sources: the minimum
+    /// latest time of those not caught up, else the maximum. `None` while a partition has not
+    /// said where it is.
+    pub fn watermark(&self) -> Option<i64> {
+        if (0..self.partitions).any(|p| !self.clocks.contains_key(&p)) {
+            return None;
+        }
+        let active = self.clocks.values().filter(|c| !c.1).map(|c| c.0);
+        let wm = match active.min() {
+            Some(m) => m,
+            None => self.clocks.values().map(|c| c.0).max()?,
+        };
+        (wm != i64::MIN).then_some(wm)
+    }
+
+    /// Every partition has shared round one for `day` or a later day.
+    pub fn shared(&self, day: i32) -> bool {
+        (0..self.partitions).all(|p| self.shares.get(&p).is_some_and(|(d, _)| *d >= day))
+    }
+
+    /// Every partition has shared round two for `day`, or is already closing a later day
+    /// (its latest round two is then used: waiting for it could wait for ever).
+    pub fn peered(&self, day: i32) -> bool {
+        (0..self.partitions).all(|p| match self.peers.get(&p) {
+            Some((d, _)) if *d >= day => true,
+            Some(_) => self.shares.get(&p).is_some_and(|(d, _)| *d > day),
+            None => false,
+        })
+    }
+
+    fn share(&mut self, p: u32, day: i32, s: Share) {
+        if self.shares.get(&p).is_none_or(|(d, _)| *d <= day) {
+            self.shares.insert(p, (day, s));
+        }
+    }
+
+    fn peer(&mut self, p: u32, day: i32, s: PeerShare) {
+        if self.peers.get(&p).is_none_or(|(d, _)| *d <= day) {
+            self.peers.insert(p, (day, s));
+        }
+    }
+}
+
+/// A state worker's connection to the exchange topic.
+pub struct Exchange {
+    topic: String,
+    producer: BaseProducer<Deliveries>,
+    consumer: BaseConsumer,
+    me: String,
+    /// What every partition last said.
+    pub board: Board,
+}
+
+impl Exchange {
+    /// Connects to `topic` (which must exist) and reads it from its beginning; `partitions`
+    /// is the partition count of the handed-on topic.
+    pub fn new(
+        config: &KafkaConfig,
+        topic: &str,
+        partitions: u32,
+        me: String,
+    ) -> Result<Exchange, ClientError> {
+        let producer = crate::kafka::producer(config)?;
+        let consumer: BaseConsumer = config
+            .client(&[])
+            .set("group.id", format!("cellwarden-exchange-{me}"))
+            .set("enable.auto.commit", "false")
+            // Rounds wait on each other's messages: fetch them as they come.
+            .set("fetch.wait.max.ms", "20")
+            .create()
+            .map_err(crate::kafka::failed("Kafka exchange consumer"))?;
+        let n = crate::kafka::partition_count(consumer.client(), topic)?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..n as i32 {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .map_err(crate::kafka::failed("Kafka exchange assignment"))?;
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(crate::kafka::failed("Kafka exchange assignment"))?;
+        Ok(Exchange {
+            topic: topic.to_owned(),
+            producer,
+            consumer,
+            me,
+            board: Board {
+                partitions,
+                ..Board::default()
+            },
+        })
+    }
+
+    /// Reads what arrived; returns messages that could not be read.
+    pub fn poll(&mut self) -> Vec<String> {
+        let mut bad = Vec::new();
+        for _ in 0..10_000 {
+            let Some(m) = self.consumer.poll(Duration::ZERO) else {
+                break;
+            };
+            let Ok(m) = m else { continue };
+            let offset = m.offset();
+            let read: Result<Wire, String> =
+                serde_json::from_slice(m.payload().unwrap_or_default()).map_err(|e| e.to_string());
+            drop(m);
+            if let Err(e) = read.and_then(|w| self.take(w)) {
+                bad.push(format!("exchange offset {offset}: {e}"));
+            }
+        }
+        self.producer.poll(Duration::ZERO);
+        bad
+    }
+
+    fn take(&mut self, w: Wire) -> Result<(), String> {
+        match w.kind.as_str() {
+            // A worker's own clocks are set directly: an echo may be older.
+            "clock" if w.from != self.me => {
+                self.board.clocks.insert(w.p, (w.latest, w.idle));
+            }
+            "share" => {
+                let s = Share {
+                    db: cellwarden_telecom::share::Share::from_json(w.db.as_bytes())?,
+                    net: cellwarden_net::share::NetShare::from_json(w.net.as_bytes())?,
+                    first_day: w.first,
+                };
+                self.board.share(w.p, w.day, s);
+            }
+            "peers" => self.board.peer(w.p, w.day, w.peers),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, w: &Wire) {
+        let key = format!("{} {}", w.kind, w.p);
+        let payload = serde_json::to_vec(w).expect("plain data");
+        let mut record = BaseRecord::to(&self.topic)
+            .key(&key)
+            .payload(&payload)
+            .partition(0);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((_, r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    fn wire(&self, p: u32, kind: &str) -> Wire {
+        Wire {
+            p,
+            kind: kind.to_owned(),
+            from: self.me.clone(),
+            day: 0,
+            latest: 0,
+            idle: false,
+            db: String::new(),
+            net: String::new(),
+            first: None,
+            peers: Vec::new(),
+        }
+    }
+
+    /// Says where partition `p` is (owned by this worker).
+    pub fn clock(&mut self, p: u32, latest: i64, idle: bool) {
+        self.board.clocks.insert(p, (latest, idle));
+        let w = Wire {
+            latest,
+            idle,
+            ..self.wire(p, "clock")
+        };
+        self.send(&w);
+    }
+
+    /// Shares round one of partition `p` closing `day`.
+    pub fn share(&mut self, p: u32, day: i32, s: &Share) {
+        let w = Wire {
+            day,
+            db: String::from_utf8(s.db.to_json()).expect("JSON is UTF-8"),
+            net: String::from_utf8(s.net.to_json()).expect("JSON is UTF-8"),
+            first: s.first_day,
+            ..self.wire(p, "share")
+        };
+        self.send(&w);
+        self.board.share(p, day, s.clone());
+    }
+
+    /// Shares round two of partition `p` closing `day`.
+    pub fn peers(&mut self, p: u32, day: i32, s: PeerShare) {
+        let w = Wire {
+            day,
+            peers: s.clone(),
+            ..self.wire(p, "peers")
+        };
+        self.send(&w);
+        self.board.peer(p, day, s);
+    }
+
+    /// Waits until everything sent is acknowledged.
+    pub fn flush(&self) {
+        let _ = self.producer.flush(Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,344 @@
+//! Stateful analytics partitioned over several state workers (`watch --stage state
+//! --exchange TOPIC`).
+//!
+//! The parse stage hands each stateful record to the partition of its entity (database
+//! account, flow source host, DNS domain; correlations all to partition 0). State workers of
+//! one consumer group share those partitions; each runs one live [`Engine`] per partition it
+//! owns (a *task*), so a partition's state can move to another worker whole.
+//!
+//! What a detection compares across entities is exchanged through the exchange topic
+//! ([`crate::exchange`]): each task says where its partition is (the latest event time read,
+//! and whether it has caught up), and every worker computes the same watermark over all
+//! partitions, as one process does over its sources. When a day closes, each task takes a
+//! snapshot of its aggregates and shares round one (identifier links, subscribers, created
+//! accounts, core traffic, first day); once every partition has shared it, round two (each
+//! account's peer group and target list length); once every partition has shared that, the
+//! task judges its snapshot with the merged view and writes the alerts. The union of the
+//! partitions' alerts is then what one process judging everything raises.
+//!
+//! No local state survives the process: the handed-on topic is the changelog. Offsets are
+//! not committed, so a partition newly assigned (at start, or taken over from a worker that
+//! died) is read from the topic's start and its state rebuilt; the topic's retention must
+//! cover `--retention-days` plus the closing lateness. Alerts of a partition whose state is
+//! rebuilt are sent again under the same alert keys (the alert topic is keyed by them, so
+//! copies collapse there).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cellwarden_event::Alert;
+use cellwarden_pipeline::{Snapshot, Stage, View};
+use rdkafka::consumer::Consumer;
+
+use crate::engine::Engine;
+use crate::exchange::Exchange;
+use crate::sink::{FileSink, Sinks};
+use crate::source::{Input, Source};
+use crate::watch::{Setup, Summary, WatchConfig, WatchError, write_retrying};
+
+/// Time between two clock messages of one partition while it moves.
+const CLOCK_EVERY: Duration = Duration::from_millis(300);
+
+/// A partition's day being closed: its snapshot, and round one's view once every partition
+/// has shared.
+struct Closing {
+    day: i32,
+    snap: Snapshot,
+    view: Option<View>,
+    since: Instant,
+    said: bool,
+}
+
+/// A closing waiting this long for other partitions says which.
+const WAIT_SAID_AFTER: Duration = Duration::from_secs(10);
+
+/// The live state of one partition.
+struct Task<'r> {
+    engine: Engine<'r>,
+    name: Arc<str>,
+    closing: Option<Closing>,
+    /// The last day closed.
+    closed: Option<i32>,
+    sent_clock: Option<((i64, bool), Instant)>,
+}
+
+/// The partition number of `kafka://topic/N` (or of `kafka://topic/N source`, a source read
+/// through it).
+fn partition_number(name: &str) -> Option<u32> {
+    let partition = name.split(' ').next()?;
+    partition.rsplit_once('/')?.1.parse().ok()
+}
+
+/// Runs a partitioned state worker until `stop` (see the module documentation).
+pub fn run(
+    setup: Setup<'_>,
+    config: &WatchConfig,
+    sinks: Sinks<'_>,
+    stop: Arc<AtomicBool>,
+    log: &mut dyn FnMut(&str),
+) -> Result<Summary, WatchError> {
+    let mut summary = Summary::default();
+    let k = config.kafka.as_ref().ok_or(WatchError::NoExchange)?;
+    let topic = match (k.topics.as_slice(), &k.exchange) {
+        ([t], Some(_)) => t.clone(),
+        _ => return Err(WatchError::NoExchange),
+    };
+    let exchange_topic = k.exchange.clone().ok_or(WatchError::NoExchange)?;
+    let consumer = Arc::new(crate::kafka::consumer(&k.config, &k.group, &k.topics)?);
+    let partitions = crate::kafka::partition_count(consumer.client(), &topic)?;
+    let me = format!(
+        "{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    let mut exchange = Exchange::new(&k.config, &exchange_topic, partitions, me)?;
+    log(&format!(
+        "partitioned state worker: {partitions} partitions of {topic} in group {}, sharing through {exchange_topic}",
+        k.group
+    ));
+    let Sinks {
+        alerts: mut extra, ..
+    } = sinks;
+    let mut file = match &config.output {
+        Some(p) => Some(FileSink::open(p).map_err(|source| WatchError::Output {
+            path: p.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let source: Box<dyn Source> = Box::new(crate::kafka::KafkaSource {
+        consumer,
+        start: BTreeMap::new(),
+        forwarded: Some(BTreeMap::new()),
+        limits: config.limits,
+        idle_after: k.idle_after,
+        rebuild: true,
+    });
+    let (tx, rx) = crossbeam_channel::bounded::<Input>(64);
+    let source_stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = Arc::clone(&source_stop);
+        std::thread::spawn(move || source.run(tx, stop))
+    };
+    let mut tasks: BTreeMap<u32, Task<'_>> = BTreeMap::new();
+    let mut alerts: Vec<Alert> = Vec::new();
+    let mut errors = Vec::new();
+    let mut lines = Vec::new();
+    let mut faults = 0u64;
+    let mut last_durable = Instant::now();
+    let mut said_clocks = Instant::now();
+    let stdout = io::stdout();
+    while !stop.load(Ordering::Relaxed) {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Input::Unit {
+                unit, clock, uses, ..
+            }) => {
+                let task = clock
+                    .as_deref()
+                    .and_then(partition_number)
+                    .and_then(|p| tasks.get_mut(&p));
+                // Records of a partition revoked meanwhile are left to its new owner.
+                if let Some(t) = task {
+                    summary.events += t.engine.process(
+                        unit,
+                        clock.as_ref(),
+                        uses,
+                        &mut alerts,
+                        &mut errors,
+                        &mut lines,
+                    );
+                    lines.clear();
+                }
+            }
+            Ok(Input::Known(name)) => {
+                if let Some(p) = partition_number(&name) {
+                    let task = tasks.entry(p).or_insert_with(|| {
+                        log(&format!(
+                            "{name}: assigned; its state is read from the start"
+                        ));
+                        Task {
+                            engine: Engine::new(
+                                setup.detectors,
+                                setup.mapping,
+                                config.live.clone(),
+                                Stage::State,
+                            ),
+                            name: Arc::clone(&name),
+                            closing: None,
+                            closed: None,
+                            sent_clock: None,
+                        }
+                    });
+                    task.engine.source_known(&name);
+                }
+            }
+            Ok(Input::Revoked(name)) => {
+                if let Some(p) = partition_number(&name)
+                    && tasks.remove(&p).is_some()
+                {
+                    log(&format!("{name}: revoked"));
+                }
+            }
+            Ok(Input::Idle(name)) => {
+                if let Some(t) = partition_number(&name).and_then(|p| tasks.get_mut(&p)) {
+                    t.engine.source_idle(&name);
+                }
+            }
+            Ok(Input::Note(n)) => log(&cellwarden_report::sanitize_terminal(&n)),
+            Ok(Input::Error(e)) => errors.push(e),
+            Ok(Input::Position(_)) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        for m in exchange.poll() {
+            log(&m);
+        }
+        // Clocks of the partitions owned, when they moved.
+        for (p, t) in tasks.iter_mut() {
+            let Some(now) = t.engine.clock_of(&t.name) else {
+                continue;
+            };
+            let due = t
+                .sent_clock
+                .is_none_or(|(c, at)| c != now && (c.1 != now.1 || at.elapsed() >= CLOCK_EVERY));
+            if due {
+                exchange.clock(*p, now.0, now.1);
+                t.sent_clock = Some((now, Instant::now()));
+            }
+        }
+        if said_clocks.elapsed() >= Duration::from_secs(15) {
+            said_clocks = Instant::now();
+            let b = &exchange.board;
+            let clocks: Vec<String> = (0..b.partitions)
+                .map(|q| match b.clocks.get(&q) {
+                    Some((t, idle)) => format!(
+                        "{q}: {}{}",
+                        jiff::Timestamp::from_millisecond(*t)
+                            .map_or("-".to_owned(), |t| t.to_string()),
+                        if *idle { " (caught up)" } else { "" }
+                    ),
+                    None => format!("{q}: not heard of"),
+                })
+                .collect();
+            log(&format!("partitions at {}", clocks.join(", ")));
+        }
+        if let Some(wm) = exchange.board.watermark() {
+            for (p, t) in tasks.iter_mut() {
+                step(*p, t, wm, &mut exchange, &mut alerts, log);
+            }
+        }
+        for e in errors.drain(..) {
+            summary.errors += 1;
+            log(&cellwarden_report::sanitize_terminal(&e.to_string()));
+        }
+        if !alerts.is_empty() {
+            cellwarden_pipeline::sort_alerts(&mut alerts);
+            summary.alerts += alerts.len() as u64;
+            if config.stdout {
+                let mut lock = stdout.lock();
+                let _ = cellwarden_report::write_jsonl(&mut lock, &alerts);
+                let _ = lock.flush();
+            }
+            if let Some(f) = file.as_mut() {
+                write_retrying(|| f.write(&alerts), &mut faults, log, &stop);
+            }
+            for s in extra.iter_mut() {
+                write_retrying(|| s.write(&alerts), &mut faults, log, &stop);
+            }
+            alerts.clear();
+        }
+        if last_durable.elapsed() >= config.checkpoint_every {
+            last_durable = Instant::now();
+            if let Some(f) = file.as_mut() {
+                write_retrying(|| f.sync(), &mut faults, log, &stop);
+            }
+            for s in extra.iter_mut() {
+                write_retrying(|| s.durable(), &mut faults, log, &stop);
+            }
+            exchange.flush();
+        }
+    }
+    source_stop.store(true, Ordering::Relaxed);
+    drop(rx);
+    let _ = thread.join();
+    if let Some(f) = file.as_mut() {
+        let _ = f.sync();
+    }
+    for s in extra.iter_mut() {
+        let _ = s.durable();
+    }
+    exchange.flush();
+    Ok(summary)
+}
+
+/// Moves one partition's state to watermark `wm`: releases correlated matches, and takes the
+/// closing of days through its rounds as far as the other partitions allow.
+fn step(
+    p: u32,
+    t: &mut Task<'_>,
+    wm: i64,
+    exchange: &mut Exchange,
+    out: &mut Vec<Alert>,
+    log: &mut dyn FnMut(&str),
+) {
+    t.engine.release_to(wm, out);
+    let target = t.engine.closable(wm);
+    let again = t.closed == Some(target) && t.engine.rejudge_late();
+    if t.closing.is_none() && (t.closed.is_none_or(|c| target > c) || again) {
+        let snap = t.engine.snapshot();
+        exchange.share(p, target, &t.engine.share(&snap));
+        t.closing = Some(Closing {
+            day: target,
+            snap,
+            view: None,
+            since: Instant::now(),
+            said: false,
+        });
+    }
+    let Some(c) = t.closing.as_mut() else { return };
+    if !c.said && c.since.elapsed() >= WAIT_SAID_AFTER {
+        c.said = true;
+        let b = &exchange.board;
+        let behind: Vec<String> = (0..b.partitions)
+            .filter(|q| match c.view {
+                None => b.shares.get(q).is_none_or(|(d, _)| *d < c.day),
+                Some(_) => b.peers.get(q).is_none_or(|(d, _)| *d < c.day),
+            })
+            .map(|q| q.to_string())
+            .collect();
+        log(&format!(
+            "{}: closing {} waits for round {} of partition(s) {}",
+            t.name,
+            cellwarden_telecom::detect::date_of_day(c.day),
+            if c.view.is_none() { 1 } else { 2 },
+            behind.join(", ")
+        ));
+    }
+    if c.view.is_none() && exchange.board.shared(c.day) {
+        let view = View::merge(exchange.board.shares.values().map(|(_, s)| s));
+        exchange.peers(p, c.day, t.engine.peer_share(&c.snap, &view));
+        c.view = Some(view);
+    }
+    if c.view.is_some() && exchange.board.peered(c.day) {
+        let Closing {
+            day, snap, view, ..
+        } = t.closing.take().expect("matched above");
+        let mut view = view.expect("checked above");
+        view.db = view
+            .db
+            .with_peers(exchange.board.peers.values().map(|(_, s)| s));
+        let before = out.len();
+        t.engine.close_partition(day, snap, &view, out);
+        t.closed = Some(day);
+        log(&format!(
+            "{}: days before {} judged with {} partitions' view ({} alert(s))",
+            t.name,
+            cellwarden_telecom::detect::date_of_day(day),
+            exchange.board.partitions,
+            out.len() - before
+        ));
+    }
+}

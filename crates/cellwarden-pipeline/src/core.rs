@@ -458,13 +458,14 @@ impl<'a> DetectionCore<'a> {
         }
     }
 
-    /// What this partition shares before its days are judged (round one).
-    pub fn share(&self, snap: &Snapshot) -> Share {
+    /// What this partition (of `partitions`) shares before its days are judged (round one).
+    pub fn share(&self, snap: &Snapshot, partitions: u32) -> Share {
+        let base = self.setup.db.config.subscriber_base;
         Share {
             db: snap
                 .db
                 .as_ref()
-                .map(cellwarden_telecom::share::Share::of)
+                .map(|a| cellwarden_telecom::share::Share::of_partition(a, base, partitions))
                 .unwrap_or_default(),
             net: snap
                 .net

@@ -22,7 +22,8 @@ use cellwarden_telecom::exposure::Exposure;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Closed days are judged again for records that arrived late at most this often.
+/// Closed days are judged again for records that arrived late once no record has come for
+/// this long.
 pub const REJUDGE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Windows and bounds of the live state (see `docs/watch.md`).
@@ -110,8 +111,8 @@ pub struct Engine<'r> {
     exposure: Option<Exposure>,
     /// Records of closed days arrived since the last judging.
     late_pending: bool,
-    /// When days were last judged.
-    judged_at: Option<Instant>,
+    /// When records last came in.
+    fed_at: Instant,
     /// What went through the engine.
     pub counters: Counters,
 }
@@ -134,7 +135,7 @@ impl<'r> Engine<'r> {
             open_day: None,
             exposure: None,
             late_pending: false,
-            judged_at: None,
+            fed_at: Instant::now(),
             counters: Counters::default(),
         }
     }
@@ -214,6 +215,7 @@ impl<'r> Engine<'r> {
                 });
             }
         });
+        self.fed_at = Instant::now();
         self.counters.events += n;
         self.counters.errors += (errors.len() - errors_before) as u64;
         n
@@ -301,10 +303,11 @@ impl<'r> Engine<'r> {
         (release > self.released || overflow) && self.release(release, out)
     }
 
-    /// Records of closed days arrived since days were last judged, and they were judged at
-    /// least [`REJUDGE_EVERY`] ago: time to judge the closed days again.
+    /// Records of closed days arrived since days were last judged, and none has come for
+    /// [`REJUDGE_EVERY`]: time to judge the closed days again (while records keep coming, the
+    /// next closing day takes them).
     pub fn rejudge_late(&self) -> bool {
-        self.late_pending && self.judged_at.is_none_or(|t| t.elapsed() >= REJUDGE_EVERY)
+        self.late_pending && self.fed_at.elapsed() >= REJUDGE_EVERY
     }
 
     /// The first day not closed once the watermark is `wm` (ms).
@@ -332,9 +335,9 @@ impl<'r> Engine<'r> {
         self.core.snapshot()
     }
 
-    /// What this partition shares (round one).
-    pub fn share(&self, snap: &Snapshot) -> cellwarden_pipeline::core::Share {
-        self.core.share(snap)
+    /// What this partition (of `partitions`) shares (round one).
+    pub fn share(&self, snap: &Snapshot, partitions: u32) -> cellwarden_pipeline::core::Share {
+        self.core.share(snap, partitions)
     }
 
     /// This partition's accounts with their peer groups (round two).
@@ -352,7 +355,6 @@ impl<'r> Engine<'r> {
         out: &mut Vec<Alert>,
     ) {
         self.late_pending = false;
-        self.judged_at = Some(Instant::now());
         let start = out.len();
         self.core
             .judge_snapshot(Some(until), self.config.max_emitted, snap, Some(view), out);
@@ -383,7 +385,6 @@ impl<'r> Engine<'r> {
     /// not emitted before.
     fn judge(&mut self, until: Option<i32>, out: &mut Vec<Alert>) {
         self.late_pending = false;
-        self.judged_at = Some(Instant::now());
         let start = out.len();
         let findings = self.core.judge_days(until, self.config.max_emitted, out);
         self.count_alerts(start, out);

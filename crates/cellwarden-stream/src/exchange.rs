@@ -27,8 +27,11 @@ struct Wire {
     p: u32,
     /// `clock`, `share` or `peers`.
     kind: String,
-    /// The worker that sent it (for the log).
+    /// The worker that sent it.
     from: String,
+    /// When it was sent (wall clock, ms).
+    #[serde(default)]
+    at: i64,
     /// The day being closed (shares).
     #[serde(default)]
     day: i32,
@@ -112,8 +115,18 @@ pub struct Exchange {
     producer: BaseProducer<Deliveries>,
     consumer: BaseConsumer,
     me: String,
+    /// Messages not yet taken by the producer.
+    unsent: std::collections::VecDeque<(String, Vec<u8>)>,
+    /// Messages the producer refused, to report.
+    refused: Vec<String>,
+    /// When this worker started (wall clock, ms).
+    started: i64,
     /// What every partition last said.
     pub board: Board,
+}
+
+fn wall_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
 }
 
 impl Exchange {
@@ -148,6 +161,9 @@ impl Exchange {
             producer,
             consumer,
             me,
+            unsent: Default::default(),
+            refused: Vec::new(),
+            started: wall_ms(),
             board: Board {
                 partitions,
                 ..Board::default()
@@ -171,14 +187,18 @@ impl Exchange {
                 bad.push(format!("exchange offset {offset}: {e}"));
             }
         }
+        self.pump();
         self.producer.poll(Duration::ZERO);
+        bad.append(&mut self.refused);
         bad
     }
 
     fn take(&mut self, w: Wire) -> Result<(), String> {
         match w.kind.as_str() {
-            // A worker's own clocks are set directly: an echo may be older.
-            "clock" if w.from != self.me => {
+            // A worker's own clocks are set directly (an echo may be older), and clocks sent
+            // before this worker started may be of a process long gone: owners say where
+            // their partitions are every few seconds.
+            "clock" if w.from != self.me && w.at >= self.started => {
                 self.board.clocks.insert(w.p, (w.latest, w.idle));
             }
             "share" => {
@@ -198,18 +218,34 @@ impl Exchange {
     fn send(&mut self, w: &Wire) {
         let key = format!("{} {}", w.kind, w.p);
         let payload = serde_json::to_vec(w).expect("plain data");
-        let mut record = BaseRecord::to(&self.topic)
-            .key(&key)
-            .payload(&payload)
-            .partition(0);
-        loop {
+        self.unsent.push_back((key, payload));
+        self.pump();
+    }
+
+    /// Hands waiting messages to the producer until its queue is full (the broker may be
+    /// away: they wait, in order, and the loop goes on).
+    fn pump(&mut self) {
+        while let Some((key, payload)) = self.unsent.front() {
+            let record = BaseRecord::to(&self.topic)
+                .key(key)
+                .payload(payload)
+                .partition(0);
             match self.producer.send(record) {
-                Ok(()) => return,
-                Err((_, r)) => {
-                    record = r;
-                    self.producer.poll(Duration::from_millis(50));
+                Ok(()) => {}
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
+                    self.producer.poll(Duration::ZERO);
+                    return;
                 }
+                Err((e, _)) => self
+                    .refused
+                    .push(format!("exchange message {key} not sent: {e}")),
             }
+            self.unsent.pop_front();
         }
     }
 
@@ -218,6 +254,7 @@ impl Exchange {
             p,
             kind: kind.to_owned(),
             from: self.me.clone(),
+            at: wall_ms(),
             day: 0,
             latest: 0,
             idle: false,
@@ -263,8 +300,9 @@ impl Exchange {
         self.board.peer(p, day, s);
     }
 
-    /// Waits until everything sent is acknowledged.
-    pub fn flush(&self) {
-        let _ = self.producer.flush(Duration::from_secs(10));
+    /// Waits (at most a second) until everything sent is acknowledged.
+    pub fn flush(&mut self) {
+        self.pump();
+        let _ = self.producer.flush(Duration::from_secs(1));
     }
 }

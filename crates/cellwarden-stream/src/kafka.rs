@@ -166,7 +166,7 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
     let mut known: std::collections::HashSet<String> = Default::default();
     let mut checked = std::time::Instant::now() - Duration::from_secs(1);
     let mut at_end: BTreeMap<String, Option<std::time::Instant>> = BTreeMap::new();
-    let mut batch: Option<Batch> = None;
+    let mut batch: Vec<Batch> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         // Partitions assigned to us hold the watermark back until they catch up.
         if checked.elapsed() > Duration::from_millis(500) {
@@ -189,7 +189,7 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
                 }
             }
         }
-        let wait = if batch.is_some() { 0 } else { 200 };
+        let wait = if batch.is_empty() { 200 } else { 0 };
         let Some(result) = consumer.poll(Duration::from_millis(wait)) else {
             if !flush(&mut batch, &tx) {
                 return;
@@ -333,11 +333,14 @@ struct Batch {
 type BatchKey = (String, Format, i16, Option<Vec<String>>, u8);
 
 const BATCH_RECORDS: usize = 1024;
+/// Batches open at once (one per source, format and use).
+const MAX_BATCHES: usize = 64;
 
-/// Adds a record to the batch (sending the batch first when it is of another source or full);
-/// false when the loop is gone.
+/// Adds a record to the open batch of its key; all are sent when one is full (records of
+/// several sources interleave in a partition of handed-on records: one batch each keeps the
+/// units large). False when the loop is gone.
 fn add(
-    batch: &mut Option<Batch>,
+    batches: &mut Vec<Batch>,
     key: BatchKey,
     line: u64,
     text: &[u8],
@@ -345,45 +348,65 @@ fn add(
     clock: Option<Arc<str>>,
     tx: &crossbeam_channel::Sender<Input>,
 ) -> bool {
-    if batch
-        .as_ref()
-        .is_some_and(|b| b.key != key || b.records.len() >= BATCH_RECORDS)
-        && !flush(batch, tx)
-    {
-        return false;
-    }
-    let b = batch.get_or_insert_with(|| Batch {
-        key,
-        buf: Vec::new(),
-        records: Vec::new(),
-        update: update.clone(),
-        clock,
-    });
+    let at = match batches.iter().position(|b| b.key == key) {
+        Some(i) => i,
+        None => {
+            if batches.len() >= MAX_BATCHES && !flush(batches, tx) {
+                return false;
+            }
+            batches.push(Batch {
+                key,
+                buf: Vec::new(),
+                records: Vec::new(),
+                update: update.clone(),
+                clock,
+            });
+            batches.len() - 1
+        }
+    };
+    let b = &mut batches[at];
     let start = b.buf.len();
     b.buf.extend_from_slice(text);
     b.records.push((line, start, b.buf.len()));
     b.update = update;
+    if b.records.len() >= BATCH_RECORDS {
+        return flush(batches, tx);
+    }
     true
 }
 
-/// Sends the batch, if any; false when the loop is gone.
-fn flush(batch: &mut Option<Batch>, tx: &crossbeam_channel::Sender<Input>) -> bool {
-    let Some(b) = batch.take() else { return true };
-    let (file, kind, year, header, uses) = b.key;
-    tx.send(Input::Unit {
-        unit: Unit::Records {
-            file: Arc::from(file.as_str()),
-            kind,
-            context: Arc::new(cellwarden_source::Context::of_year(year)),
-            buf: b.buf,
-            records: b.records,
-            header: header.map(Into::into),
-        },
-        position: Some(b.update),
-        clock: b.clock,
-        uses: Uses::from_bits(uses),
-    })
-    .is_ok()
+/// The next offset a position names.
+fn next_offset(u: &PositionUpdate) -> i64 {
+    match u {
+        PositionUpdate::Kafka { next, .. } => *next,
+        _ => 0,
+    }
+}
+
+/// Sends the open batches, in the order of their last records (a partition's position only
+/// moves forward); false when the loop is gone.
+fn flush(batches: &mut Vec<Batch>, tx: &crossbeam_channel::Sender<Input>) -> bool {
+    batches.sort_by_key(|b| next_offset(&b.update));
+    for b in batches.drain(..) {
+        let (file, kind, year, header, uses) = b.key;
+        let sent = tx.send(Input::Unit {
+            unit: Unit::Records {
+                file: Arc::from(file.as_str()),
+                kind,
+                context: Arc::new(cellwarden_source::Context::of_year(year)),
+                buf: b.buf,
+                records: b.records,
+                header: header.map(Into::into),
+            },
+            position: Some(b.update),
+            clock: b.clock,
+            uses: Uses::from_bits(uses),
+        });
+        if sent.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Announces the partitions assigned now that were not before, and those no longer

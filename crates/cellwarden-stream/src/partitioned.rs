@@ -16,7 +16,8 @@
 //! task judges its snapshot with the merged view and writes the alerts. The union of the
 //! partitions' alerts is then what one process judging everything raises.
 //!
-//! No local state survives the process: the handed-on topic is the changelog. Offsets are
+//! No local state survives the process: the handed-on topic is the changelog (`--state DIR`
+//! only receives `progress.json`, the next offset read per partition owned, for monitoring). Offsets are
 //! not committed, so a partition newly assigned (at start, or taken over from a worker that
 //! died) is read from the topic's start and its state rebuilt; the topic's retention must
 //! cover `--retention-days` plus the closing lateness. Alerts of a partition whose state is
@@ -36,11 +37,16 @@ use rdkafka::consumer::Consumer;
 use crate::engine::Engine;
 use crate::exchange::Exchange;
 use crate::sink::{FileSink, Sinks};
-use crate::source::{Input, Source};
+use crate::source::{Input, PositionUpdate, Source};
 use crate::watch::{Setup, Summary, WatchConfig, WatchError, write_retrying};
 
+/// Longest time input is taken in one go before the exchange is looked at.
+const DRAIN: Duration = Duration::from_millis(20);
 /// Time between two clock messages of one partition while it moves.
 const CLOCK_EVERY: Duration = Duration::from_millis(300);
+/// Time between two clock messages of one partition that does not move (workers that start
+/// later hear of it).
+const CLOCK_HEARTBEAT: Duration = Duration::from_secs(3);
 
 /// A partition's day being closed: its snapshot, and round one's view once every partition
 /// has shared.
@@ -130,68 +136,98 @@ pub fn run(
     let mut faults = 0u64;
     let mut last_durable = Instant::now();
     let mut said_clocks = Instant::now();
+    // Next offset read per `topic/partition` owned.
+    let mut progress: BTreeMap<String, i64> = BTreeMap::new();
     let stdout = io::stdout();
     while !stop.load(Ordering::Relaxed) {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Input::Unit {
-                unit, clock, uses, ..
-            }) => {
-                let task = clock
-                    .as_deref()
-                    .and_then(partition_number)
-                    .and_then(|p| tasks.get_mut(&p));
-                // Records of a partition revoked meanwhile are left to its new owner.
-                if let Some(t) = task {
-                    summary.events += t.engine.process(
-                        unit,
-                        clock.as_ref(),
-                        uses,
-                        &mut alerts,
-                        &mut errors,
-                        &mut lines,
-                    );
-                    lines.clear();
-                }
-            }
-            Ok(Input::Known(name)) => {
-                if let Some(p) = partition_number(&name) {
-                    let task = tasks.entry(p).or_insert_with(|| {
-                        log(&format!(
-                            "{name}: assigned; its state is read from the start"
-                        ));
-                        Task {
-                            engine: Engine::new(
-                                setup.detectors,
-                                setup.mapping,
-                                config.live.clone(),
-                                Stage::State,
-                            ),
-                            name: Arc::clone(&name),
-                            closing: None,
-                            closed: None,
-                            sent_clock: None,
-                        }
-                    });
-                    task.engine.source_known(&name);
-                }
-            }
-            Ok(Input::Revoked(name)) => {
-                if let Some(p) = partition_number(&name)
-                    && tasks.remove(&p).is_some()
-                {
-                    log(&format!("{name}: revoked"));
-                }
-            }
-            Ok(Input::Idle(name)) => {
-                if let Some(t) = partition_number(&name).and_then(|p| tasks.get_mut(&p)) {
-                    t.engine.source_idle(&name);
-                }
-            }
-            Ok(Input::Note(n)) => log(&cellwarden_report::sanitize_terminal(&n)),
-            Ok(Input::Error(e)) => errors.push(e),
-            Ok(Input::Position(_)) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+        let mut waiting = match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(i) => Some(i),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        // What is waiting is taken in one go: the exchange and the partitions' rounds are
+        // looked at between goes, not after every unit (a partition's records of several
+        // sources come in many small units).
+        let drain = Instant::now();
+        while let Some(input) = waiting.take() {
+            match input {
+                Input::Unit {
+                    unit,
+                    clock,
+                    uses,
+                    position,
+                } => {
+                    if let Some(PositionUpdate::Kafka {
+                        partition, next, ..
+                    }) = position
+                    {
+                        progress.insert(partition, next);
+                    }
+                    let task = clock
+                        .as_deref()
+                        .and_then(partition_number)
+                        .and_then(|p| tasks.get_mut(&p));
+                    // Records of a partition revoked meanwhile are left to its new owner.
+                    if let Some(t) = task {
+                        summary.events += t.engine.process(
+                            unit,
+                            clock.as_ref(),
+                            uses,
+                            &mut alerts,
+                            &mut errors,
+                            &mut lines,
+                        );
+                        lines.clear();
+                    }
+                }
+                Input::Known(name) => {
+                    if let Some(p) = partition_number(&name) {
+                        let task = tasks.entry(p).or_insert_with(|| {
+                            log(&format!(
+                                "{name}: assigned; its state is read from the start"
+                            ));
+                            Task {
+                                engine: Engine::new(
+                                    setup.detectors,
+                                    setup.mapping,
+                                    config.live.clone(),
+                                    Stage::State,
+                                ),
+                                name: Arc::clone(&name),
+                                closing: None,
+                                closed: None,
+                                sent_clock: None,
+                            }
+                        });
+                        task.engine.source_known(&name);
+                    }
+                }
+                Input::Revoked(name) => {
+                    if let Some(p) = partition_number(&name)
+                        && tasks.remove(&p).is_some()
+                    {
+                        log(&format!("{name}: revoked"));
+                    }
+                    let key = name.strip_prefix("kafka://").unwrap_or(&name);
+                    progress.remove(key);
+                }
+                Input::Idle(name) => {
+                    if let Some(t) = partition_number(&name).and_then(|p| tasks.get_mut(&p)) {
+                        t.engine.source_idle(&name);
+                    }
+                }
+                Input::Note(n) => log(&cellwarden_report::sanitize_terminal(&n)),
+                Input::Error(e) => errors.push(e),
+                Input::Position(PositionUpdate::Kafka {
+                    partition, next, ..
+                }) => {
+                    progress.insert(partition, next);
+                }
+                Input::Position(_) => {}
+            }
+            if drain.elapsed() < DRAIN {
+                waiting = rx.try_recv().ok();
+            }
         }
         for m in exchange.poll() {
             log(&m);
@@ -201,9 +237,10 @@ pub fn run(
             let Some(now) = t.engine.clock_of(&t.name) else {
                 continue;
             };
-            let due = t
-                .sent_clock
-                .is_none_or(|(c, at)| c != now && (c.1 != now.1 || at.elapsed() >= CLOCK_EVERY));
+            let due = t.sent_clock.is_none_or(|(c, at)| {
+                let moved = c != now && (c.1 != now.1 || at.elapsed() >= CLOCK_EVERY);
+                moved || at.elapsed() >= CLOCK_HEARTBEAT
+            });
             if due {
                 exchange.clock(*p, now.0, now.1);
                 t.sent_clock = Some((now, Instant::now()));
@@ -259,6 +296,9 @@ pub fn run(
                 write_retrying(|| s.durable(), &mut faults, log, &stop);
             }
             exchange.flush();
+            if let Some(dir) = &config.state {
+                let _ = write_progress(dir, &progress);
+            }
         }
     }
     source_stop.store(true, Ordering::Relaxed);
@@ -289,7 +329,8 @@ fn step(
     let again = t.closed == Some(target) && t.engine.rejudge_late();
     if t.closing.is_none() && (t.closed.is_none_or(|c| target > c) || again) {
         let snap = t.engine.snapshot();
-        exchange.share(p, target, &t.engine.share(&snap));
+        let share = t.engine.share(&snap, exchange.board.partitions);
+        exchange.share(p, target, &share);
         t.closing = Some(Closing {
             day: target,
             snap,
@@ -341,4 +382,15 @@ fn step(
             out.len() - before
         ));
     }
+}
+
+/// Writes `progress.json` in `dir` (a temporary file, then a rename).
+fn write_progress(dir: &std::path::Path, progress: &BTreeMap<String, i64>) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(".progress.json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(&serde_json::json!({ "kafka": progress }))?,
+    )?;
+    std::fs::rename(tmp, dir.join("progress.json"))
 }

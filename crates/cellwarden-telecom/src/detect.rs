@@ -1585,58 +1585,71 @@ mod tests {
         evs.extend(export_scenario());
         let (watch, bad) = Watchlist::parse("33699990002 politician\n", &Numbering::default());
         assert!(bad.is_empty());
-        let (map, config) = (SubscriberMap::default(), DbConfig::default());
-        let render = |j: &Judgement| -> Vec<String> {
-            let mut v: Vec<String> = j
-                .alerts
-                .iter()
-                .map(|a| format!("{} {} {:?}", a.rule.id, a.key(), a.event.fields))
-                .collect();
-            v.sort();
-            v
-        };
-        let whole = render(&judge_with_map(&aggregate(&evs), &watch, &map, &config));
-        for rule in [
-            "targeted_lookup",
-            "bulk_export",
-            "new_account_activity",
-            "watchlist",
-        ] {
-            assert!(whole.iter().any(|a| a.contains(rule)), "{rule}: {whole:#?}");
-        }
+        let map = SubscriberMap::default();
         let mut alone_differs = false;
-        for n in 1..=4u64 {
-            for salt in 0..3u64 {
-                let part = |e: &Event<'_>| {
-                    let a = e.get_str("user").unwrap().to_ascii_lowercase();
-                    a.bytes().fold(salt, |h, b| h.wrapping_mul(31) + b as u64) % n
-                };
-                let parts: Vec<Aggregates> = (0..n)
-                    .map(|p| {
-                        let mine: Vec<Event<'static>> =
-                            evs.iter().filter(|e| part(e) == p).cloned().collect();
-                        aggregate(&mine)
-                    })
-                    .collect();
-                let shares: Vec<Share> = parts.iter().map(Share::of).collect();
-                let round_one = Global::merge(&shares);
-                let peers: Vec<PeerShare> = parts
+        // Without a configured subscriber base, and with one large enough that partitions
+        // only count their subscribers.
+        for base in [0, 1_000_000] {
+            let config = DbConfig {
+                subscriber_base: base,
+                ..DbConfig::default()
+            };
+            let render = |j: &Judgement| -> Vec<String> {
+                let mut v: Vec<String> = j
+                    .alerts
                     .iter()
-                    .map(|a| peer_share(a, &watch, &map, &config, &round_one))
+                    .map(|a| format!("{} {} {:?}", a.rule.id, a.key(), a.event.fields))
                     .collect();
-                let view = round_one.with_peers(&peers);
-                let mut got: Vec<String> = parts
-                    .iter()
-                    .flat_map(|a| render(&judge_partition(a, &watch, &map, &config, &view)))
-                    .collect();
-                got.sort();
-                assert_eq!(got, whole, "{n} partitions, salt {salt}");
-                let mut alone: Vec<String> = parts
-                    .iter()
-                    .flat_map(|a| render(&judge_with_map(a, &watch, &map, &config)))
-                    .collect();
-                alone.sort();
-                alone_differs |= alone != whole;
+                v.sort();
+                v
+            };
+            let whole = render(&judge_with_map(&aggregate(&evs), &watch, &map, &config));
+            for rule in [
+                "targeted_lookup",
+                "bulk_export",
+                "new_account_activity",
+                "watchlist",
+            ] {
+                assert!(whole.iter().any(|a| a.contains(rule)), "{rule}: {whole:#?}");
+            }
+            for n in 1..=4u64 {
+                for salt in 0..3u64 {
+                    let part = |e: &Event<'_>| {
+                        let a = e.get_str("user").unwrap().to_ascii_lowercase();
+                        a.bytes().fold(salt, |h, b| h.wrapping_mul(31) + b as u64) % n
+                    };
+                    let parts: Vec<Aggregates> = (0..n)
+                        .map(|p| {
+                            let mine: Vec<Event<'static>> =
+                                evs.iter().filter(|e| part(e) == p).cloned().collect();
+                            aggregate(&mine)
+                        })
+                        .collect();
+                    let shares: Vec<Share> = parts
+                        .iter()
+                        .map(|a| Share::of_partition(a, base, n as u32))
+                        .collect();
+                    let listed = shares.iter().any(|s| !s.subscribers.is_empty());
+                    assert_eq!(listed, base == 0);
+                    let round_one = Global::merge(&shares);
+                    let peers: Vec<PeerShare> = parts
+                        .iter()
+                        .map(|a| peer_share(a, &watch, &map, &config, &round_one))
+                        .collect();
+                    let view = round_one.with_peers(&peers);
+                    let mut got: Vec<String> = parts
+                        .iter()
+                        .flat_map(|a| render(&judge_partition(a, &watch, &map, &config, &view)))
+                        .collect();
+                    got.sort();
+                    assert_eq!(got, whole, "{n} partitions, salt {salt}, base {base}");
+                    let mut alone: Vec<String> = parts
+                        .iter()
+                        .flat_map(|a| render(&judge_with_map(a, &watch, &map, &config)))
+                        .collect();
+                    alone.sort();
+                    alone_differs |= alone != whole;
+                }
             }
         }
         assert!(alone_differs, "the scenario needs no shared view");

@@ -32,8 +32,10 @@ use crate::sql::StatementKind;
 pub struct Share {
     /// Identifier links (see [`crate::persons`]) with their statement counts.
     pub links: BTreeMap<(SubscriberId, SubscriberId), u64>,
-    /// Distinct subscribers read (sorted).
+    /// Distinct subscribers read (sorted), unless left out (see [`Share::of_partition`]).
     pub subscribers: Vec<SubscriberId>,
+    /// Distinct subscribers read that the list leaves out.
+    pub unlisted: u64,
     /// Accounts created or granted rights (sorted, distinct).
     pub created: Vec<Created>,
     /// The first day with a statement.
@@ -52,9 +54,25 @@ impl Share {
         Share {
             links: agg.links.clone(),
             subscribers,
+            unlisted: 0,
             created,
             first_day: agg.days.keys().map(|(_, d)| *d).min(),
         }
+    }
+
+    /// The share of one of `partitions` partitions, for a subscriber base of `base`
+    /// (`subscriber_base`; 0 when not configured). The chance model uses the larger of the
+    /// base and the distinct subscribers read; when each partition reads at most
+    /// `base / partitions` of them, all of them together read at most the base, so their
+    /// lists (the largest part of a share) are left out and only counted.
+    pub fn of_partition(agg: &Aggregates, base: u64, partitions: u32) -> Share {
+        let mut s = Share::of(agg);
+        let n = s.subscribers.len() as u64;
+        if base > 0 && n.saturating_mul(u64::from(partitions)) <= base {
+            s.subscribers = Vec::new();
+            s.unlisted = n;
+        }
+        s
     }
 }
 
@@ -69,7 +87,8 @@ pub type Peer = (Arc<str>, Option<String>, usize);
 pub struct Global {
     /// Everyone's identifier links.
     pub links: BTreeMap<(SubscriberId, SubscriberId), u64>,
-    /// Distinct subscribers read by anyone.
+    /// Distinct subscribers read by anyone: exact when every partition listed its own or none
+    /// did (then at most the configured base); when some did not, an upper bound.
     pub population: u64,
     /// Everyone's created accounts (sorted, distinct).
     pub created: Vec<Created>,
@@ -85,7 +104,9 @@ impl Global {
     pub fn merge<'a>(shares: impl IntoIterator<Item = &'a Share>) -> Global {
         let mut g = Global::default();
         let mut subscribers: Vec<SubscriberId> = Vec::new();
+        let mut unlisted = 0u64;
         for s in shares {
+            unlisted += s.unlisted;
             for (k, n) in &s.links {
                 *g.links.entry(*k).or_default() += n;
             }
@@ -98,7 +119,7 @@ impl Global {
         }
         subscribers.sort_unstable();
         subscribers.dedup();
-        g.population = subscribers.len() as u64;
+        g.population = subscribers.len() as u64 + unlisted;
         g.created.sort();
         g.created.dedup();
         g
@@ -123,6 +144,8 @@ impl Global {
 struct ShareWire {
     links: Vec<(String, String, u64)>,
     subscribers: Vec<String>,
+    #[serde(default)]
+    unlisted: u64,
     /// (principal, kind, by, time, file, record).
     created: Vec<(String, String, String, String, String, u64)>,
     first_day: Option<Day>,
@@ -154,6 +177,7 @@ impl Share {
                 .map(|((a, b), n)| (id_text(a), id_text(b), *n))
                 .collect(),
             subscribers: self.subscribers.iter().map(id_text).collect(),
+            unlisted: self.unlisted,
             created: self
                 .created
                 .iter()
@@ -206,6 +230,7 @@ impl Share {
         Ok(Share {
             links,
             subscribers,
+            unlisted: w.unlisted,
             created,
             first_day: w.first_day,
         })
@@ -227,6 +252,7 @@ mod tests {
         let a = Share {
             links: [((id("msisdn:33611"), id("imsi:20801")), 2)].into(),
             subscribers: vec![id("msisdn:33611"), id("imsi:20801")],
+            unlisted: 0,
             created: vec![Created {
                 principal: "intruder".into(),
                 kind: StatementKind::CreateUser,
@@ -238,6 +264,7 @@ mod tests {
         let b = Share {
             links: [((id("msisdn:33611"), id("imsi:20801")), 1)].into(),
             subscribers: vec![id("msisdn:33611"), id("imei:3555")],
+            unlisted: 0,
             created: Vec::new(),
             first_day: Some(20_499),
         };

@@ -63,6 +63,9 @@ pub struct Board {
     pub shares: BTreeMap<u32, (i32, Share)>,
     /// Partition → the latest day closed and its round-two share.
     pub peers: BTreeMap<u32, (i32, PeerShare)>,
+    /// Partitions this worker owns: their clocks are its own (a former owner's last words
+    /// may still be on their way).
+    pub owned: std::collections::BTreeSet<u32>,
 }
 
 impl Board {
@@ -198,7 +201,11 @@ impl Exchange {
             // A worker's own clocks are set directly (an echo may be older), and clocks sent
             // before this worker started may be of a process long gone: owners say where
             // their partitions are every few seconds.
-            "clock" if w.from != self.me && w.at >= self.started => {
+            "clock"
+                if w.from != self.me
+                    && w.at >= self.started
+                    && !self.board.owned.contains(&w.p) =>
+            {
                 self.board.clocks.insert(w.p, (w.latest, w.idle));
             }
             "share" => {

@@ -107,11 +107,23 @@ pub fn consumer(
     group: &str,
     topics: &[String],
 ) -> Result<BaseConsumer, ClientError> {
+    consumer_with(config, group, topics, &[])
+}
+
+/// [`consumer`] with other default settings (the user's `--kafka-option`s still win).
+pub fn consumer_with(
+    config: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+    defaults: &[(&str, &str)],
+) -> Result<BaseConsumer, ClientError> {
+    let mut all = vec![
+        ("session.timeout.ms", "6000"),
+        ("auto.offset.reset", "earliest"),
+    ];
+    all.extend_from_slice(defaults);
     let c: BaseConsumer = config
-        .client(&[
-            ("session.timeout.ms", "6000"),
-            ("auto.offset.reset", "earliest"),
-        ])
+        .client(&all)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -333,8 +345,9 @@ struct Batch {
 type BatchKey = (String, Format, i16, Option<Vec<String>>, u8);
 
 const BATCH_RECORDS: usize = 1024;
-/// Batches open at once (one per source, format and use).
-const MAX_BATCHES: usize = 64;
+/// Batches open at once (one per source, format and use): at most a quarter of the loop's
+/// channel is sent at once.
+const MAX_BATCHES: usize = 16;
 
 /// Adds a record to the open batch of its key; all are sent when one is full (records of
 /// several sources interleave in a partition of handed-on records: one batch each keeps the

@@ -36,9 +36,9 @@ use rdkafka::consumer::Consumer;
 
 use crate::engine::Engine;
 use crate::exchange::Exchange;
-use crate::sink::{FileSink, Sinks};
+use crate::sink::{FileSink, Sinks, write_retrying};
 use crate::source::{Input, PositionUpdate, Source};
-use crate::watch::{Setup, Summary, WatchConfig, WatchError, write_retrying};
+use crate::watch::{Setup, Summary, WatchConfig, WatchError};
 
 /// Longest time input is taken in one go before the exchange is looked at.
 const DRAIN: Duration = Duration::from_millis(20);
@@ -60,6 +60,96 @@ struct Closing {
 
 /// A closing waiting this long for other partitions says which.
 const WAIT_SAID_AFTER: Duration = Duration::from_secs(10);
+
+/// The keys of the alerts on the alert topic (the newest [`WRITTEN_KEYS`]): a partition
+/// taken over and rebuilt raises its alerts again, and those its former owner wrote are left
+/// out. Read from the topic's start when the worker starts, then as it grows.
+struct Written {
+    consumer: Option<rdkafka::consumer::BaseConsumer>,
+    keys: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+/// Alert keys remembered.
+const WRITTEN_KEYS: usize = 500_000;
+
+impl Written {
+    fn new(
+        config: &crate::kafka::KafkaConfig,
+        topic: Option<&str>,
+        me: &str,
+    ) -> Result<Written, WatchError> {
+        let mut w = Written {
+            consumer: None,
+            keys: Default::default(),
+            order: Default::default(),
+        };
+        let Some(topic) = topic else { return Ok(w) };
+        let c: rdkafka::consumer::BaseConsumer = config
+            .client(&[])
+            .set("group.id", format!("cellwarden-alerts-{me}"))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(crate::kafka::failed("Kafka alert topic reader"))?;
+        let n = crate::kafka::partition_count(c.client(), topic)?;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..n as i32 {
+            tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+                .map_err(crate::kafka::failed("Kafka alert topic reader"))?;
+        }
+        c.assign(&tpl)
+            .map_err(crate::kafka::failed("Kafka alert topic reader"))?;
+        w.consumer = Some(c);
+        // What is there now, before any partition is judged.
+        let mut ends = 0;
+        let start = Instant::now();
+        while ends < n && start.elapsed() < Duration::from_secs(60) {
+            ends += w.read(Duration::from_millis(200));
+        }
+        Ok(w)
+    }
+
+    /// Takes what arrived; returns the partitions found at their end.
+    fn read(&mut self, wait: Duration) -> u32 {
+        let Some(c) = &self.consumer else { return 0 };
+        let mut ends = 0;
+        let mut wait = wait;
+        while let Some(m) = c.poll(wait) {
+            wait = Duration::ZERO;
+            match m {
+                Ok(m) => {
+                    use rdkafka::message::Message;
+                    if let Some(k) = m.key() {
+                        let k = String::from_utf8_lossy(k).into_owned();
+                        if self.keys.insert(k.clone()) {
+                            self.order.push_back(k);
+                        }
+                    }
+                }
+                Err(rdkafka::error::KafkaError::PartitionEOF(_)) => ends += 1,
+                Err(_) => {}
+            }
+        }
+        while self.order.len() > WRITTEN_KEYS {
+            if let Some(old) = self.order.pop_front() {
+                self.keys.remove(&old);
+            }
+        }
+        ends
+    }
+
+    /// Whether alert `a` is new (and remembers it).
+    fn fresh(&mut self, a: &Alert) -> bool {
+        let k = cellwarden_store::stable_key(a);
+        if self.keys.contains(&k) {
+            return false;
+        }
+        self.keys.insert(k.clone());
+        self.order.push_back(k);
+        true
+    }
+}
 
 /// The live state of one partition.
 struct Task<'r> {
@@ -93,13 +183,21 @@ pub fn run(
         _ => return Err(WatchError::NoExchange),
     };
     let exchange_topic = k.exchange.clone().ok_or(WatchError::NoExchange)?;
-    let consumer = Arc::new(crate::kafka::consumer(&k.config, &k.group, &k.topics)?);
+    // Cooperative rebalancing: a worker joining or leaving moves only the partitions that
+    // change hands, and only those are rebuilt (eager rebalancing revokes them all).
+    let consumer = Arc::new(crate::kafka::consumer_with(
+        &k.config,
+        &k.group,
+        &k.topics,
+        &[("partition.assignment.strategy", "cooperative-sticky")],
+    )?);
     let partitions = crate::kafka::partition_count(consumer.client(), &topic)?;
     let me = format!(
         "{}-{}",
         std::process::id(),
         jiff::Timestamp::now().as_nanosecond()
     );
+    let mut written = Written::new(&k.config, k.alerts.as_deref(), &me)?;
     let mut exchange = Exchange::new(&k.config, &exchange_topic, partitions, me)?;
     log(&format!(
         "partitioned state worker: {partitions} partitions of {topic} in group {}, sharing through {exchange_topic}",
@@ -182,6 +280,7 @@ pub fn run(
                 }
                 Input::Known(name) => {
                     if let Some(p) = partition_number(&name) {
+                        exchange.board.owned.insert(p);
                         let task = tasks.entry(p).or_insert_with(|| {
                             log(&format!(
                                 "{name}: assigned; its state is read from the start"
@@ -206,6 +305,7 @@ pub fn run(
                     if let Some(p) = partition_number(&name)
                         && tasks.remove(&p).is_some()
                     {
+                        exchange.board.owned.remove(&p);
                         log(&format!("{name}: revoked"));
                     }
                     let key = name.strip_prefix("kafka://").unwrap_or(&name);
@@ -232,6 +332,7 @@ pub fn run(
         for m in exchange.poll() {
             log(&m);
         }
+        written.read(Duration::ZERO);
         // Clocks of the partitions owned, when they moved.
         for (p, t) in tasks.iter_mut() {
             let Some(now) = t.engine.clock_of(&t.name) else {
@@ -271,6 +372,9 @@ pub fn run(
             summary.errors += 1;
             log(&cellwarden_report::sanitize_terminal(&e.to_string()));
         }
+        let before = alerts.len();
+        alerts.retain(|a| written.fresh(a));
+        summary.suppressed += (before - alerts.len()) as u64;
         if !alerts.is_empty() {
             cellwarden_pipeline::sort_alerts(&mut alerts);
             summary.alerts += alerts.len() as u64;

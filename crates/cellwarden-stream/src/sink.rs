@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use cellwarden_event::Alert;
 
@@ -134,6 +136,31 @@ impl FileSink {
         std::fs::rename(&self.path, name(1))?;
         *self = FileSink::open(&self.path)?;
         Ok(())
+    }
+}
+
+/// Retries a failed write with backoff (up to 30 s between tries) until it works or the
+/// process is asked to stop; true when it worked.
+pub fn write_retrying(
+    mut f: impl FnMut() -> io::Result<()>,
+    faults: &mut u64,
+    log: &mut dyn FnMut(&str),
+    stop: &AtomicBool,
+) -> bool {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match f() {
+            Ok(()) => return true,
+            Err(e) => {
+                *faults += 1;
+                log(&format!("write failed: {e}; retrying in {wait:?}"));
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
     }
 }
 

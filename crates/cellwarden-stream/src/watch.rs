@@ -20,7 +20,7 @@ use cellwarden_source::{Format, Limits, Mapping, Unit};
 use crate::checkpoint::{Checkpoint, Journal, Replayed, UnitCopy};
 use crate::engine::{Engine, LiveConfig};
 use crate::metrics::Metrics;
-use crate::sink::{FileSink, RecordSink, Sinks, alert_id, written_after};
+use crate::sink::{FileSink, RecordSink, Sinks, alert_id, write_retrying, written_after};
 use crate::source::{Input, PositionUpdate, Source};
 use cellwarden_pipeline::Stage;
 
@@ -38,6 +38,9 @@ pub struct KafkaInput {
     /// State stage: the topic through which the state workers of the group share what their
     /// partitions' detections compare (the stateful analytics are then partitioned).
     pub exchange: Option<String>,
+    /// The alert topic written to (`--kafka-alerts`): partitioned state workers read it to
+    /// leave out alerts a partition's former owner wrote.
+    pub alerts: Option<String>,
 }
 
 /// Settings of one `watch` process.
@@ -124,6 +127,9 @@ pub enum WatchError {
     /// `--stage parse` without a topic to hand records on to.
     #[error("the parse stage needs a topic to hand records on to")]
     NoForward,
+    /// A partitioned state worker (`--exchange`) is run by the module of that name.
+    #[error("a partitioned state worker is run by its own loop")]
+    Partitioned,
     /// Partitioned state workers need Kafka, one handed-on topic and the exchange topic.
     #[error(
         "partitioned state workers need --kafka, exactly one --topic (the handed-on records) and --exchange TOPIC"
@@ -202,16 +208,7 @@ pub fn run(
         return Err(WatchError::NoForward);
     }
     if config.stage == Stage::State && config.kafka.as_ref().is_some_and(|k| k.exchange.is_some()) {
-        return crate::partitioned::run(
-            setup,
-            config,
-            Sinks {
-                alerts: extra,
-                forward,
-            },
-            stop,
-            log,
-        );
+        return Err(WatchError::Partitioned);
     }
     let live = LiveConfig {
         scope: config.scope_out.is_some(),
@@ -647,29 +644,4 @@ fn save(
     checkpoint.clocks = engine.clocks().0;
     checkpoint.written_at = cellwarden_event::format_timestamp(Some(jiff::Timestamp::now()));
     checkpoint.save(dir)
-}
-
-/// Retries a failed write with backoff (up to 30 s between tries) until it works or the
-/// process is asked to stop; true when it worked.
-pub(crate) fn write_retrying(
-    mut f: impl FnMut() -> io::Result<()>,
-    faults: &mut u64,
-    log: &mut dyn FnMut(&str),
-    stop: &AtomicBool,
-) -> bool {
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match f() {
-            Ok(()) => return true,
-            Err(e) => {
-                *faults += 1;
-                log(&format!("write failed: {e}; retrying in {wait:?}"));
-                if stop.load(Ordering::Relaxed) {
-                    return false;
-                }
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
 }

@@ -367,6 +367,9 @@ pub struct WatchArgs {
     /// Kafka topic the parse stage hands stateful records on to.
     #[arg(long)]
     pub forward: Option<String>,
+    /// How often followed files are looked at for new lines, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub poll_ms: u64,
     /// State stage: partition the stateful analytics over the state workers of the group,
     /// sharing what their detections compare through this Kafka topic (see docs/watch.md).
     #[arg(long)]

@@ -17,6 +17,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+/// The tests run one after the other: each starts a broker and up to seven workers, which two
+/// cores run in time only one test at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn tansu() -> Option<PathBuf> {
     cellwarden_testkit::tool(
         "tansu",
@@ -343,7 +347,7 @@ impl Scenario {
     fn wait(&self, what: &str, logs: &[&str], done: &dyn Fn() -> bool) {
         let start = Instant::now();
         while !done() {
-            if start.elapsed() > Duration::from_secs(120) {
+            if start.elapsed() > Duration::from_secs(180) {
                 let mut report = String::new();
                 for name in logs {
                     let log = std::fs::read_to_string(self.path(&format!("{name}.log")));
@@ -370,6 +374,7 @@ impl Scenario {
 
 #[test]
 fn kafka_workers_give_the_alerts_hunt_gives() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let Some(tansu) = tansu() else { return };
     let sc = Scenario::new();
     let d = |p: &str| sc.path(p);
@@ -465,7 +470,7 @@ fn kafka_workers_give_the_alerts_hunt_gives() {
         tally(alerts_on(&brokers, "alerts-two", &format!("peek-{}", rand_id())).iter()) == *expected
     };
     let start = Instant::now();
-    while !enough() && start.elapsed() < Duration::from_secs(120) {
+    while !enough() && start.elapsed() < Duration::from_secs(180) {
         std::thread::sleep(Duration::from_millis(500));
     }
     term(a);
@@ -506,6 +511,7 @@ fn rand_id() -> u128 {
 /// those `hunt` gives.
 #[test]
 fn partitioned_state_workers_give_the_alerts_hunt_gives() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let Some(tansu) = tansu() else { return };
     let sc = Scenario::new();
     let broker = Broker::start(tansu);
@@ -597,11 +603,11 @@ fn partitioned_state_workers_give_the_alerts_hunt_gives() {
         list[0].wait().unwrap();
         list[0] = start(name);
     }
-    sc.wait(
-        "3 parse and 3 state workers, one of each killed, did not give hunt's alerts",
-        &names,
-        &|| has_all("k"),
-    );
+    // Given time; what is missing or extra is said by the check.
+    let start = Instant::now();
+    while !has_all("k") && start.elapsed() < Duration::from_secs(180) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
     for c in parsers.into_iter().chain(states) {
         term(c);
     }
@@ -612,11 +618,10 @@ fn partitioned_state_workers_give_the_alerts_hunt_gives() {
         let names: Vec<String> = (1..=workers).map(|i| format!("state{group}-{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let children: Vec<Child> = names.iter().map(|x| state(&group, x)).collect();
-        sc.wait(
-            &format!("{workers} state worker(s) did not give hunt's alerts"),
-            &names,
-            &|| has_all(&group),
-        );
+        let start = Instant::now();
+        while !has_all(&group) && start.elapsed() < Duration::from_secs(180) {
+            std::thread::sleep(Duration::from_millis(500));
+        }
         for c in children {
             term(c);
         }

@@ -179,6 +179,7 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
         stdout: !args.quiet,
         metrics: args.metrics,
         checkpoint_every: Duration::from_secs_f64(args.checkpoint_secs.max(0.05)),
+        poll: Duration::from_millis(args.poll_ms.max(1)),
         live: cellwarden_stream::LiveConfig {
             retention_days: args.retention_days.max(1),
             close_lateness_ms: args.close_lateness_min.max(0) * 60_000,
@@ -192,6 +193,7 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
                 group: args.group.clone(),
                 idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),
                 exchange: args.exchange.clone(),
+                alerts: args.kafka_alerts.clone(),
             }),
         stage: args.stage,
         idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),
@@ -249,9 +251,13 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
         "cellwarden watch: {} rules; stop with Ctrl-C or SIGTERM",
         loaded.loaded
     );
-    let summary = cellwarden_stream::watch::run(setup, &config, sinks, stop, &mut |m| {
-        eprintln!("cellwarden watch: {m}")
-    })?;
+    let partitioned = args.exchange.is_some();
+    let log = &mut |m: &str| eprintln!("cellwarden watch: {m}");
+    let summary = if partitioned {
+        cellwarden_stream::partitioned::run(setup, &config, sinks, stop, log)?
+    } else {
+        cellwarden_stream::watch::run(setup, &config, sinks, stop, log)?
+    };
     eprintln!(
         "cellwarden watch: stopped: {} events, {} alerts, {} errors, {} checkpoints, {} alerts already written before a restart",
         summary.events, summary.alerts, summary.errors, summary.checkpoints, summary.suppressed

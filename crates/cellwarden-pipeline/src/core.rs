@@ -156,7 +156,7 @@ pub struct Snapshot {
 
 /// What one partition of the state shares with the others before days are judged (round one;
 /// see `cellwarden_telecom::share`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Share {
     /// Database.
     pub db: cellwarden_telecom::share::Share,

@@ -310,6 +310,11 @@ impl<'r> Engine<'r> {
         self.late_pending && self.fed_at.elapsed() >= REJUDGE_EVERY
     }
 
+    /// No record has come for [`REJUDGE_EVERY`].
+    pub fn quiet(&self) -> bool {
+        self.fed_at.elapsed() >= REJUDGE_EVERY
+    }
+
     /// The first day not closed once the watermark is `wm` (ms).
     pub fn closable(&self, wm: i64) -> i32 {
         wm.saturating_sub(self.config.close_lateness_ms)

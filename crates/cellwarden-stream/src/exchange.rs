@@ -63,6 +63,9 @@ pub struct Board {
     pub shares: BTreeMap<u32, (i32, Share)>,
     /// Partition → the latest day closed and its round-two share.
     pub peers: BTreeMap<u32, (i32, PeerShare)>,
+    /// Changes of any partition's shares (what it shares, not when): a partition judged
+    /// before another's share changed is judged again.
+    pub version: u64,
     /// Partitions this worker owns: their clocks are its own (a former owner's last words
     /// may still be on their way).
     pub owned: std::collections::BTreeSet<u32>,
@@ -100,14 +103,28 @@ impl Board {
     }
 
     fn share(&mut self, p: u32, day: i32, s: Share) {
-        if self.shares.get(&p).is_none_or(|(d, _)| *d <= day) {
-            self.shares.insert(p, (day, s));
+        match self.shares.get(&p) {
+            Some((d, _)) if *d > day => {}
+            Some((_, old)) if *old == s => {
+                self.shares.insert(p, (day, s));
+            }
+            _ => {
+                self.version += 1;
+                self.shares.insert(p, (day, s));
+            }
         }
     }
 
     fn peer(&mut self, p: u32, day: i32, s: PeerShare) {
-        if self.peers.get(&p).is_none_or(|(d, _)| *d <= day) {
-            self.peers.insert(p, (day, s));
+        match self.peers.get(&p) {
+            Some((d, _)) if *d > day => {}
+            Some((_, old)) if *old == s => {
+                self.peers.insert(p, (day, s));
+            }
+            _ => {
+                self.version += 1;
+                self.peers.insert(p, (day, s));
+            }
         }
     }
 }

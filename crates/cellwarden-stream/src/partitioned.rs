@@ -158,6 +158,8 @@ struct Task<'r> {
     closing: Option<Closing>,
     /// The last day closed.
     closed: Option<i32>,
+    /// The exchange's version when it was last judged.
+    seen: u64,
     sent_clock: Option<((i64, bool), Instant)>,
 }
 
@@ -295,6 +297,7 @@ pub fn run(
                                 name: Arc::clone(&name),
                                 closing: None,
                                 closed: None,
+                                seen: 0,
                                 sent_clock: None,
                             }
                         });
@@ -430,7 +433,10 @@ fn step(
 ) {
     t.engine.release_to(wm, out);
     let target = t.engine.closable(wm);
-    let again = t.closed == Some(target) && t.engine.rejudge_late();
+    // Judged again: for records that came late, or once quiet when another partition's share
+    // changed since (a finding may need what it shares: a creator's account, a peer's list).
+    let changed = exchange.board.version != t.seen && t.engine.quiet();
+    let again = t.closed == Some(target) && (t.engine.rejudge_late() || changed);
     if t.closing.is_none() && (t.closed.is_none_or(|c| target > c) || again) {
         let snap = t.engine.snapshot();
         let share = t.engine.share(&snap, exchange.board.partitions);
@@ -478,6 +484,7 @@ fn step(
         let before = out.len();
         t.engine.close_partition(day, snap, &view, out);
         t.closed = Some(day);
+        t.seen = exchange.board.version;
         log(&format!(
             "{}: days before {} judged with {} partitions' view ({} alert(s))",
             t.name,

@@ -25,7 +25,7 @@
 //! copies collapse there).
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ use rdkafka::consumer::Consumer;
 
 use crate::engine::Engine;
 use crate::exchange::Exchange;
-use crate::sink::{FileSink, Sinks, write_retrying};
+use crate::sink::{FileSink, Outputs, Sinks, write_alerts, write_retrying};
 use crate::source::{Input, PositionUpdate, Source};
 use crate::watch::{Setup, Summary, WatchConfig, WatchError};
 
@@ -238,7 +238,6 @@ pub fn run(
     let mut said_clocks = Instant::now();
     // Next offset read per `topic/partition` owned.
     let mut progress: BTreeMap<String, i64> = BTreeMap::new();
-    let stdout = io::stdout();
     while !stop.load(Ordering::Relaxed) {
         let mut waiting = match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(i) => Some(i),
@@ -381,17 +380,12 @@ pub fn run(
         if !alerts.is_empty() {
             cellwarden_pipeline::sort_alerts(&mut alerts);
             summary.alerts += alerts.len() as u64;
-            if config.stdout {
-                let mut lock = stdout.lock();
-                let _ = cellwarden_report::write_jsonl(&mut lock, &alerts);
-                let _ = lock.flush();
-            }
-            if let Some(f) = file.as_mut() {
-                write_retrying(|| f.write(&alerts), &mut faults, log, &stop);
-            }
-            for s in extra.iter_mut() {
-                write_retrying(|| s.write(&alerts), &mut faults, log, &stop);
-            }
+            let out = Outputs {
+                stdout: config.stdout,
+                file: file.as_mut(),
+                extra: &mut extra,
+            };
+            write_alerts(&alerts, out, &mut faults, log, &stop);
             alerts.clear();
         }
         if last_durable.elapsed() >= config.checkpoint_every {

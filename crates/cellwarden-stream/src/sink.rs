@@ -164,6 +164,38 @@ pub fn write_retrying(
     }
 }
 
+/// Where alerts are written: standard output, the alert file, the other sinks.
+pub struct Outputs<'o, 's> {
+    /// Write to standard output.
+    pub stdout: bool,
+    /// The alert file.
+    pub file: Option<&'o mut FileSink>,
+    /// The other sinks (case store, Kafka topic).
+    pub extra: &'o mut [&'s mut dyn AlertSink],
+}
+
+/// Writes alerts to every output, retrying failed writes (see [`write_retrying`]).
+pub fn write_alerts(
+    alerts: &[Alert],
+    out: Outputs<'_, '_>,
+    faults: &mut u64,
+    log: &mut dyn FnMut(&str),
+    stop: &AtomicBool,
+) {
+    if out.stdout {
+        let stdout = io::stdout();
+        let mut lock = stdout.lock();
+        let _ = cellwarden_report::write_jsonl(&mut lock, alerts);
+        let _ = lock.flush();
+    }
+    if let Some(f) = out.file {
+        write_retrying(|| f.write(alerts), faults, log, stop);
+    }
+    for s in out.extra.iter_mut() {
+        write_retrying(|| s.write(alerts), faults, log, stop);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,9 @@ use cellwarden_source::{Format, Limits, Mapping, Unit};
 use crate::checkpoint::{Checkpoint, Journal, Replayed, UnitCopy};
 use crate::engine::{Engine, LiveConfig};
 use crate::metrics::Metrics;
-use crate::sink::{FileSink, RecordSink, Sinks, alert_id, write_retrying, written_after};
+use crate::sink::{
+    FileSink, Outputs, RecordSink, Sinks, alert_id, write_alerts, write_retrying, written_after,
+};
 use crate::source::{Input, PositionUpdate, Source};
 use cellwarden_pipeline::Stage;
 
@@ -364,7 +366,6 @@ pub fn run(
     let mut alerts = Vec::new();
     let mut errors = Vec::new();
     let mut lines = Vec::new();
-    let stdout = io::stdout();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let input = if stopping {
@@ -460,17 +461,12 @@ pub fn run(
                 summary.suppressed += (before - alerts.len()) as u64;
             }
             summary.alerts += alerts.len() as u64;
-            if config.stdout {
-                let mut lock = stdout.lock();
-                let _ = cellwarden_report::write_jsonl(&mut lock, &alerts);
-                let _ = lock.flush();
-            }
-            if let Some(f) = file.as_mut() {
-                write_retrying(|| f.write(&alerts), &mut faults, log, &stop);
-            }
-            for s in extra.iter_mut() {
-                write_retrying(|| s.write(&alerts), &mut faults, log, &stop);
-            }
+            let out = Outputs {
+                stdout: config.stdout,
+                file: file.as_mut(),
+                extra: &mut extra,
+            };
+            write_alerts(&alerts, out, &mut faults, log, &stop);
             alerts.clear();
         }
         if let Some(p) = moved_position {

@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use cellwarden_pipeline::core::Share;
 use cellwarden_telecom::share::PeerShare;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::kafka::{ClientError, Deliveries, KafkaConfig};
@@ -159,23 +158,13 @@ impl Exchange {
         me: String,
     ) -> Result<Exchange, ClientError> {
         let producer = crate::kafka::producer(config)?;
-        let consumer: BaseConsumer = config
-            .client(&[])
-            .set("group.id", format!("cellwarden-exchange-{me}"))
-            .set("enable.auto.commit", "false")
-            // Rounds wait on each other's messages: fetch them as they come.
-            .set("fetch.wait.max.ms", "20")
-            .create()
-            .map_err(crate::kafka::failed("Kafka exchange consumer"))?;
-        let n = crate::kafka::partition_count(consumer.client(), topic)?;
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..n as i32 {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .map_err(crate::kafka::failed("Kafka exchange assignment"))?;
-        }
-        consumer
-            .assign(&tpl)
-            .map_err(crate::kafka::failed("Kafka exchange assignment"))?;
+        // Rounds wait on each other's messages: fetch them as they come.
+        let (consumer, _) = crate::kafka::reader(
+            config,
+            topic,
+            &format!("cellwarden-exchange-{me}"),
+            &[("fetch.wait.max.ms", "20")],
+        )?;
         Ok(Exchange {
             topic: topic.to_owned(),
             producer,

@@ -135,6 +135,35 @@ pub fn consumer_with(
     Ok(c)
 }
 
+/// A consumer of every partition of `topic` from its start, outside any consumer group's
+/// sharing (`group` only names it; no offsets are committed); `settings` go over the user's.
+/// Returns it with the topic's partition count.
+pub(crate) fn reader(
+    config: &KafkaConfig,
+    topic: &str,
+    group: &str,
+    settings: &[(&str, &str)],
+) -> Result<(BaseConsumer, u32), ClientError> {
+    let mut c = config.client(&[]);
+    c.set("group.id", group).set("enable.auto.commit", "false");
+    for (k, v) in settings {
+        c.set(*k, *v);
+    }
+    let consumer: BaseConsumer = c
+        .create()
+        .map_err(failed(format!("Kafka reader of {topic}")))?;
+    let n = partition_count(consumer.client(), topic)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..n as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(failed(format!("Kafka reader of {topic}")))?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(failed(format!("Kafka reader of {topic}")))?;
+    Ok((consumer, n))
+}
+
 /// Polls the consumer until `stop`, sending units in partition order. `start` holds the next
 /// offset per `topic/partition` the checkpoint covers: records below it were handled. With
 /// `forwarded` (the last record number handled per source), records are the first stage's

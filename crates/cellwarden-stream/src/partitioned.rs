@@ -85,21 +85,12 @@ impl Written {
             order: Default::default(),
         };
         let Some(topic) = topic else { return Ok(w) };
-        let c: rdkafka::consumer::BaseConsumer = config
-            .client(&[])
-            .set("group.id", format!("cellwarden-alerts-{me}"))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .create()
-            .map_err(crate::kafka::failed("Kafka alert topic reader"))?;
-        let n = crate::kafka::partition_count(c.client(), topic)?;
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for p in 0..n as i32 {
-            tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
-                .map_err(crate::kafka::failed("Kafka alert topic reader"))?;
-        }
-        c.assign(&tpl)
-            .map_err(crate::kafka::failed("Kafka alert topic reader"))?;
+        let (c, n) = crate::kafka::reader(
+            config,
+            topic,
+            &format!("cellwarden-alerts-{me}"),
+            &[("enable.partition.eof", "true")],
+        )?;
         w.consumer = Some(c);
         // What is there now, before any partition is judged.
         let mut ends = 0;

@@ -92,12 +92,12 @@ impl Board {
     }
 
     /// Every partition has shared round two for `day`, or is already closing a later day
-    /// (its latest round two is then used: waiting for it could wait for ever).
+    /// (its latest round two, if any, is then used: a partition that went on to a later day
+    /// never shares round two for this one, and waiting for it would wait for ever).
     pub fn peered(&self, day: i32) -> bool {
         (0..self.partitions).all(|p| match self.peers.get(&p) {
             Some((d, _)) if *d >= day => true,
-            Some(_) => self.shares.get(&p).is_some_and(|(d, _)| *d > day),
-            None => false,
+            _ => self.shares.get(&p).is_some_and(|(d, _)| *d > day),
         })
     }
 
@@ -317,5 +317,58 @@ impl Exchange {
     pub fn flush(&mut self) {
         self.pump();
         let _ = self.producer.flush(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board(partitions: u32) -> Board {
+        Board {
+            partitions,
+            ..Board::default()
+        }
+    }
+
+    #[test]
+    fn round_two_waits_only_for_partitions_still_at_the_day() {
+        let mut b = board(2);
+        b.share(0, 10, Share::default());
+        b.share(1, 10, Share::default());
+        assert!(b.shared(10));
+        assert!(!b.peered(10), "nobody has shared round two");
+        b.peer(0, 10, PeerShare::default());
+        assert!(!b.peered(10), "partition 1 is still at day 10");
+        b.peer(1, 10, PeerShare::default());
+        assert!(b.peered(10));
+    }
+
+    #[test]
+    fn a_partition_gone_on_to_a_later_day_is_not_waited_for() {
+        // Partition 1 first closed day 14 (it saw the watermark later): it never shares
+        // round two for day 10, with or without an earlier round two of its own.
+        let mut b = board(2);
+        b.share(0, 10, Share::default());
+        b.share(1, 14, Share::default());
+        b.peer(0, 10, PeerShare::default());
+        assert!(b.shared(10));
+        assert!(b.peered(10));
+        assert!(!b.shared(14), "partition 0 has not reached day 14");
+        b.peer(1, 8, PeerShare::default());
+        assert!(b.peered(10));
+    }
+
+    #[test]
+    fn the_watermark_waits_for_every_partition_then_follows_the_slowest_active() {
+        let mut b = board(3);
+        b.clocks.insert(0, (100, false));
+        b.clocks.insert(1, (50, false));
+        assert_eq!(b.watermark(), None);
+        b.clocks.insert(2, (400, true));
+        assert_eq!(b.watermark(), Some(50));
+        b.clocks.insert(0, (100, true));
+        b.clocks.insert(1, (60, true));
+        assert_eq!(b.watermark(), Some(400));
     }
 }

@@ -227,6 +227,7 @@ pub fn run(
     let mut faults = 0u64;
     let mut last_durable = Instant::now();
     let mut said_clocks = Instant::now();
+    let mut said_line = String::new();
     // Next offset read per `topic/partition` owned.
     let mut progress: BTreeMap<String, i64> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
@@ -354,7 +355,12 @@ pub fn run(
                     None => format!("{q}: not heard of"),
                 })
                 .collect();
-            log(&format!("partitions at {}", clocks.join(", ")));
+            // Said when it changed: a worker caught up stays quiet.
+            let line = format!("partitions at {}", clocks.join(", "));
+            if line != said_line {
+                log(&line);
+                said_line = line;
+            }
         }
         if let Some(wm) = exchange.board.watermark() {
             for (p, t) in tasks.iter_mut() {

@@ -274,6 +274,12 @@ pub fn run(
                 Input::Known(name) => {
                     if let Some(p) = partition_number(&name) {
                         exchange.board.owned.insert(p);
+                        // The clock a former owner (or this worker, before a revocation) said
+                        // is not where the rebuilt state is: until the task says its own, the
+                        // watermark waits (else a day closes over half-read state).
+                        if !tasks.contains_key(&p) {
+                            exchange.board.clocks.remove(&p);
+                        }
                         let task = tasks.entry(p).or_insert_with(|| {
                             log(&format!(
                                 "{name}: assigned; its state is read from the start"

@@ -424,8 +424,14 @@ pub fn run(
                 moved_position = position;
             }
             Some(Input::Position(p)) => moved_position = Some(p),
-            Some(Input::Known(name)) => engine.source_known(&name),
-            Some(Input::Revoked(_)) => {}
+            Some(Input::Known(name)) => {
+                // Which partitions a worker of a group reads, and when they move.
+                if name.starts_with("kafka://") {
+                    log(&format!("{name}: assigned"));
+                }
+                engine.source_known(&name)
+            }
+            Some(Input::Revoked(name)) => log(&format!("{name}: revoked")),
             Some(Input::Idle(name)) => engine.source_idle(&name),
             Some(Input::Note(note)) => log(&cellwarden_report::sanitize_terminal(&note)),
             Some(Input::Error(e)) => errors.push(e),

@@ -207,6 +207,8 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
     let mut known: std::collections::HashSet<String> = Default::default();
     let mut checked = std::time::Instant::now() - Duration::from_secs(1);
     let mut at_end: BTreeMap<String, Option<std::time::Instant>> = BTreeMap::new();
+    // Partitions that reached their end since they were assigned.
+    let mut read_to_end: std::collections::HashSet<String> = Default::default();
     let mut batch: Vec<Batch> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         // Partitions assigned to us hold the watermark back until they catch up.
@@ -216,6 +218,7 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
                 return;
             }
             at_end.retain(|name, _| known.contains(name));
+            read_to_end.retain(|name| known.contains(name));
         }
         // A partition at its end for `idle_after` stops holding the watermark back (one whose
         // producer or first-stage worker is only slow or restarting must not be passed by).
@@ -247,6 +250,11 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
                     at_end
                         .entry(name.clone())
                         .or_insert_with(|| Some(std::time::Instant::now()));
+                    if read_to_end.insert(name.clone())
+                        && tx.send(Input::ReadToEnd(Arc::from(name.as_str()))).is_err()
+                    {
+                        return;
+                    }
                 }
                 continue;
             }

@@ -152,6 +152,10 @@ struct Task<'r> {
     /// The exchange's version when it was last judged.
     seen: u64,
     sent_clock: Option<((i64, bool), Instant)>,
+    /// What the partition held when assigned has been read. Until then its clock is not
+    /// said: a source of the partition not yet met would not hold the watermark back, and a
+    /// day would close over half-rebuilt state.
+    read_to_end: bool,
 }
 
 /// The partition number of `kafka://topic/N` (or of `kafka://topic/N source`, a source read
@@ -296,6 +300,7 @@ pub fn run(
                                 closed: None,
                                 seen: 0,
                                 sent_clock: None,
+                                read_to_end: false,
                             }
                         });
                         task.engine.source_known(&name);
@@ -310,6 +315,11 @@ pub fn run(
                     }
                     let key = name.strip_prefix("kafka://").unwrap_or(&name);
                     progress.remove(key);
+                }
+                Input::ReadToEnd(name) => {
+                    if let Some(t) = partition_number(&name).and_then(|p| tasks.get_mut(&p)) {
+                        t.read_to_end = true;
+                    }
                 }
                 Input::Idle(name) => {
                     if let Some(t) = partition_number(&name).and_then(|p| tasks.get_mut(&p)) {
@@ -335,8 +345,13 @@ pub fn run(
         written.read(Duration::ZERO);
         // Clocks of the partitions owned, when they moved.
         for (p, t) in tasks.iter_mut() {
-            let Some(now) = t.engine.clock_of(&t.name) else {
-                continue;
+            let now = if t.read_to_end {
+                let Some(now) = t.engine.clock_of(&t.name) else {
+                    continue;
+                };
+                now
+            } else {
+                (i64::MIN, false)
             };
             let due = t.sent_clock.is_none_or(|(c, at)| {
                 let moved = c != now && (c.1 != now.1 || at.elapsed() >= CLOCK_EVERY);

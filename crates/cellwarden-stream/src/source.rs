@@ -37,6 +37,9 @@ pub enum Input {
     Revoked(Arc<str>),
     /// The source has caught up.
     Idle(Arc<str>),
+    /// A Kafka partition assigned reached its end for the first time since (what it held
+    /// when assigned has been read: a rebuilt partition's state is whole).
+    ReadToEnd(Arc<str>),
     /// Something worth telling the user that is not an input error.
     Note(String),
     /// A record or read that failed; the rest goes on.

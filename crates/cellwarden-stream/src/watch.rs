@@ -433,6 +433,7 @@ pub fn run(
             }
             Some(Input::Revoked(name)) => log(&format!("{name}: revoked")),
             Some(Input::Idle(name)) => engine.source_idle(&name),
+            Some(Input::ReadToEnd(_)) => {}
             Some(Input::Note(note)) => log(&cellwarden_report::sanitize_terminal(&note)),
             Some(Input::Error(e)) => errors.push(e),
             None => {}

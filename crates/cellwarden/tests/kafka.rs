@@ -508,6 +508,79 @@ fn rand_id() -> u128 {
         .as_nanos()
 }
 
+/// A parse worker of group `group` reading `input`, handing stateful records on to
+/// `handoff`, its alerts to `alerts`.
+fn parse_worker(sc: &Scenario, brokers: &str, topics: [&str; 4], name: &str) -> Child {
+    let [input, group, handoff, alerts] = topics;
+    let state = sc.path(name);
+    watch(
+        &[
+            "--kafka",
+            brokers,
+            "--topic",
+            input,
+            "--group",
+            group,
+            "--stage",
+            "parse",
+            "--forward",
+            handoff,
+            "--kafka-alerts",
+            alerts,
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        &sc.path(&format!("{name}.log")),
+    )
+}
+
+/// A partitioned state worker of group `group` reading `handoff`, sharing through
+/// `exchange`, its alerts to `alerts`.
+fn state_worker(sc: &Scenario, brokers: &str, topics: [&str; 4], name: &str) -> Child {
+    let [handoff, group, exchange, alerts] = topics;
+    watch(
+        &[
+            "--kafka",
+            brokers,
+            "--topic",
+            handoff,
+            "--group",
+            group,
+            "--stage",
+            "state",
+            "--exchange",
+            exchange,
+            "--kafka-alerts",
+            alerts,
+            "--assets",
+            &sc.assets,
+            "--watchlist",
+            &sc.watchlist,
+            "--idle-secs",
+            "2",
+        ],
+        &sc.path(&format!("{name}.log")),
+    )
+}
+
+/// The alerts of the parse workers' topic and of a state group's topic, together.
+fn alerts_of(brokers: &str, parse: &str, state: &str) -> Tally {
+    let peek = format!("peek-{}", rand_id());
+    let mut all = alerts_on(brokers, parse, &peek);
+    all.extend(alerts_on(brokers, state, &peek));
+    tally(all.iter())
+}
+
+/// Waits (at most 180 s) until the two alert topics hold what `hunt` gives.
+fn wait_for_alerts(sc: &Scenario, brokers: &str, parse: &str, state: &str) {
+    let start = Instant::now();
+    while alerts_of(brokers, parse, state) != sc.expected
+        && start.elapsed() < Duration::from_secs(180)
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Partitioned state workers (`--stage state --exchange`): three parse workers hand the
 /// records on to a topic of four partitions, keyed by entity; then 1, 2 and 4 state workers
 /// share the partitions, each time a new group over the same handed-on records (workers join
@@ -528,93 +601,42 @@ fn partitioned_state_workers_give_the_alerts_hunt_gives() {
         broker.topic(&format!("alerts-{g}"), 1);
     }
     produce(&brokers, "input", &sc.recs);
-    let parse = |name: &str| {
-        let state = sc.path(name);
-        watch(
-            &[
-                "--kafka",
-                &brokers,
-                "--topic",
-                "input",
-                "--group",
-                "parse",
-                "--stage",
-                "parse",
-                "--forward",
-                "handoff",
-                "--kafka-alerts",
-                "alerts-parse",
-                "--state",
-                state.to_str().unwrap(),
-            ],
-            &sc.path(&format!("{name}.log")),
-        )
-    };
-    let state = |group: &str, name: &str| {
-        let (exchange, alerts) = (format!("exchange-{group}"), format!("alerts-{group}"));
-        let group = format!("state-{group}");
-        watch(
-            &[
-                "--kafka",
-                &brokers,
-                "--topic",
-                "handoff",
-                "--group",
-                &group,
-                "--stage",
-                "state",
-                "--exchange",
-                &exchange,
-                "--kafka-alerts",
-                &alerts,
-                "--assets",
-                &sc.assets,
-                "--watchlist",
-                &sc.watchlist,
-                "--idle-secs",
-                "2",
-            ],
-            &sc.path(&format!("{name}.log")),
-        )
-    };
-    // The parse workers' alerts and a group of state workers' alerts, together.
-    let got = |group: &str| {
-        let peek = format!("peek-{}", rand_id());
-        let mut all = alerts_on(&brokers, "alerts-parse", &peek);
-        all.extend(alerts_on(&brokers, &format!("alerts-{group}"), &peek));
-        tally(all.iter())
-    };
-    let has_all = |group: &str| got(group) == sc.expected;
-    let check = |group: &str, logs: &[&str]| same(&got(group), &sc.expected, &sc.logs(logs));
-
-    // Three parse workers hand everything on (the kill of workers is tested above with one
-    // journaled state worker; partitioned workers rebuild a taken-over partition, but their
-    // equality with `hunt` after a SIGKILL is not yet reliable: see docs/watch.md).
     let names = ["parse1", "parse2", "parse3"];
-    let parsers: Vec<Child> = (1..=3).map(|i| parse(&format!("parse{i}"))).collect();
+    let topics = ["input", "parse", "handoff", "alerts-parse"];
+    let parsers: Vec<Child> = names
+        .iter()
+        .map(|x| parse_worker(&sc, &brokers, topics, x))
+        .collect();
     let n = sc.recs.len() as i64;
     sc.wait("parse workers did not read everything", &names, &|| {
-        (1..=3)
-            .map(|i| handled(&sc.path(&format!("parse{i}"))))
-            .sum::<i64>()
-            >= n
+        names.iter().map(|x| handled(&sc.path(x))).sum::<i64>() >= n
     });
     for c in parsers {
         term(c);
     }
 
     for workers in [1, 2, 4] {
-        let group = workers.to_string();
-        let names: Vec<String> = (1..=workers).map(|i| format!("state{group}-{i}")).collect();
+        let group = format!("state-{workers}");
+        let (exchange, alerts) = (format!("exchange-{workers}"), format!("alerts-{workers}"));
+        let topics = [
+            "handoff",
+            group.as_str(),
+            exchange.as_str(),
+            alerts.as_str(),
+        ];
+        let names: Vec<String> = (1..=workers)
+            .map(|i| format!("state{workers}-{i}"))
+            .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let children: Vec<Child> = names.iter().map(|x| state(&group, x)).collect();
-        let start = Instant::now();
-        while !has_all(&group) && start.elapsed() < Duration::from_secs(180) {
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        let children: Vec<Child> = names
+            .iter()
+            .map(|x| state_worker(&sc, &brokers, topics, x))
+            .collect();
+        wait_for_alerts(&sc, &brokers, "alerts-parse", &alerts);
         for c in children {
             term(c);
         }
-        check(&group, &names);
+        let got = alerts_of(&brokers, "alerts-parse", &alerts);
+        same(&got, &sc.expected, &sc.logs(&names));
     }
 }

@@ -169,29 +169,7 @@ impl<'r> Engine<'r> {
             let record = ev.origin.record;
             let time = ev.timestamp.map(|t| t.as_millisecond());
             if let Some(ms) = time {
-                let source = clock.unwrap_or(&ev.origin.file);
-                match clocks.get_mut(source) {
-                    Some(c) => {
-                        c.latest = c.latest.max(ms);
-                        c.idle = false;
-                    }
-                    None => {
-                        clocks.insert(
-                            Arc::clone(source),
-                            Clock {
-                                latest: ms,
-                                idle: false,
-                            },
-                        );
-                        // A partition's first source ("partition source") replaces the
-                        // partition announced before it delivered.
-                        if let Some((partition, _)) = source.split_once(' ')
-                            && clocks.get(partition).is_some_and(|c| c.latest == i64::MIN)
-                        {
-                            clocks.remove(partition);
-                        }
-                    }
-                }
+                tick(clocks, clock.unwrap_or(&ev.origin.file), ms);
             }
             let before = out.len();
             let fed = core.observe(ev, out);
@@ -228,6 +206,13 @@ impl<'r> Engine<'r> {
             idle: false,
         });
         c.idle = false;
+    }
+
+    /// Moves the clock of `source` (a source read through a partition of handed-on records)
+    /// to `ms` without events: the parse stage says how far a source went through partitions
+    /// it handed no record on to.
+    pub fn mark(&mut self, source: &Arc<str>, ms: i64) {
+        tick(&mut self.clocks, source, ms);
     }
 
     /// Marks a source as caught up (it stops holding the watermark back until it delivers
@@ -459,4 +444,30 @@ impl<'r> Engine<'r> {
 fn of_source(key: &str, name: &str) -> bool {
     key.strip_prefix(name)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+}
+
+/// Moves the clock of `source` to at least `ms` (it delivers: no longer idle).
+fn tick(clocks: &mut HashMap<Arc<str>, Clock>, source: &Arc<str>, ms: i64) {
+    match clocks.get_mut(source) {
+        Some(c) => {
+            c.latest = c.latest.max(ms);
+            c.idle = false;
+        }
+        None => {
+            clocks.insert(
+                Arc::clone(source),
+                Clock {
+                    latest: ms,
+                    idle: false,
+                },
+            );
+            // A partition's first source ("partition source") replaces the partition
+            // announced before it delivered.
+            if let Some((partition, _)) = source.split_once(' ')
+                && clocks.get(partition).is_some_and(|c| c.latest == i64::MIN)
+            {
+                clocks.remove(partition);
+            }
+        }
+    }
 }

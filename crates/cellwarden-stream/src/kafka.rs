@@ -89,7 +89,15 @@ pub struct Forwarded {
     /// What the record is for ([`Uses::bits`]; absent: everything).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub u: u8,
+    /// A mark (`k` = [`MARK`], no record): the latest event time (ms) source `f` reached
+    /// by record `l`, sent to the partitions that got none of a unit's records, so every
+    /// partition knows every source and how far it went (its watermark waits for them all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t: Option<i64>,
 }
+
+/// The format name of marks (see [`Forwarded::t`]).
+pub const MARK: &str = "mark";
 
 fn is_zero(u: &u8) -> bool {
     *u == 0
@@ -304,6 +312,23 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
                         .is_some_and(|l| f.l <= *l) =>
                 {
                     // Sent again by a restarted first stage.
+                }
+                Ok(f) if f.k == MARK => {
+                    // After the records read before it: a source's clock must not pass
+                    // its records still in an open batch.
+                    if !flush(&mut batch, &tx) {
+                        return;
+                    }
+                    if let Some(latest) = f.t {
+                        let clock = Arc::from(forwarded_key(&name, &f.f).as_str());
+                        if tx.send(Input::Mark { clock, latest }).is_err() {
+                            return;
+                        }
+                    }
+                    if tx.send(Input::Position(update)).is_err() {
+                        return;
+                    }
+                    continue;
                 }
                 Ok(f) => match crate::checkpoint::format_of(&f.k) {
                     Some(kind) => {
@@ -702,9 +727,15 @@ pub fn partition_count<C: rdkafka::client::ClientContext>(
 }
 
 impl RecordSink for ForwardTopic {
-    fn records(&mut self, unit: &UnitCopy, lines: &[Handed]) -> std::io::Result<()> {
+    fn records(
+        &mut self,
+        unit: &UnitCopy,
+        lines: &[Handed],
+        latest: Option<i64>,
+    ) -> std::io::Result<()> {
         let wanted: std::collections::HashMap<u64, Handed> =
             lines.iter().map(|l| (l.record, *l)).collect();
+        let mut got = vec![false; self.partitions as usize];
         for (line, start, end) in &unit.records {
             let Some(h) = wanted.get(line) else {
                 continue;
@@ -717,6 +748,7 @@ impl RecordSink for ForwardTopic {
                 h: unit.header.as_ref().map(|h| h.to_vec()),
                 r: String::from_utf8_lossy(&unit.buf[*start..*end]).into_owned(),
                 u: 0,
+                t: None,
             };
             // (partition, uses): the entity's partition for the aggregates, partition 0 for
             // correlations; one copy when they are the same.
@@ -742,11 +774,34 @@ impl RecordSink for ForwardTopic {
             }
             for (p, uses) in to {
                 f.u = uses.bits();
+                if let Some(g) = got.get_mut(p as usize) {
+                    *g = true;
+                }
                 self.out.send(
                     unit.file.to_string(),
                     Some(p as i32),
                     serde_json::to_vec(&f)?,
                 );
+            }
+        }
+        // Marks: the partitions that got none of this unit's records still learn how far
+        // its source went (after its records, in each partition's order).
+        if let (Some(t), Some(last)) = (latest.filter(|t| *t != i64::MIN), unit.records.last()) {
+            let mark = serde_json::to_vec(&Forwarded {
+                f: unit.file.to_string(),
+                l: last.0,
+                k: MARK.to_owned(),
+                y: unit.year,
+                h: None,
+                r: String::new(),
+                u: 0,
+                t: Some(t),
+            })?;
+            for (p, g) in got.iter().enumerate() {
+                if !g {
+                    self.out
+                        .send(unit.file.to_string(), Some(p as i32), mark.clone());
+                }
             }
         }
         self.out.producer.poll(Duration::ZERO);

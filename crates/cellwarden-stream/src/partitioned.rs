@@ -316,6 +316,11 @@ pub fn run(
                     let key = name.strip_prefix("kafka://").unwrap_or(&name);
                     progress.remove(key);
                 }
+                Input::Mark { clock, latest } => {
+                    if let Some(t) = partition_number(&clock).and_then(|p| tasks.get_mut(&p)) {
+                        t.engine.mark(&clock, latest);
+                    }
+                }
                 Input::ReadToEnd(name) => {
                     if let Some(t) = partition_number(&name).and_then(|p| tasks.get_mut(&p)) {
                         t.read_to_end = true;

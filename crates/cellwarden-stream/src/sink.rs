@@ -26,8 +26,14 @@ pub trait AlertSink {
 
 /// Receives the records that feed stateful analytics (the first stage hands them on).
 pub trait RecordSink {
-    /// Takes the records of `unit` named in `lines`.
-    fn records(&mut self, unit: &UnitCopy, lines: &[crate::engine::Handed]) -> io::Result<()>;
+    /// Takes the records of `unit` named in `lines`; `latest` is the event time (ms) its
+    /// source has reached, told to the partitions that got none of its records.
+    fn records(
+        &mut self,
+        unit: &UnitCopy,
+        lines: &[crate::engine::Handed],
+        latest: Option<i64>,
+    ) -> io::Result<()>;
     /// Makes everything handed on so far safe (called before a checkpoint).
     fn durable(&mut self) -> io::Result<()>;
 }

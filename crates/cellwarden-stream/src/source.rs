@@ -37,6 +37,14 @@ pub enum Input {
     Revoked(Arc<str>),
     /// The source has caught up.
     Idle(Arc<str>),
+    /// How far a source read through a partition of handed-on records went, without a
+    /// record (`clock` names it as units do; `latest` in ms).
+    Mark {
+        /// The source, as the clock of units read through the partition.
+        clock: Arc<str>,
+        /// Its latest event time (ms).
+        latest: i64,
+    },
     /// A Kafka partition assigned reached its end for the first time since (what it held
     /// when assigned has been read: a rebuilt partition's state is whole).
     ReadToEnd(Arc<str>),

@@ -409,11 +409,12 @@ pub fn run(
                     &mut errors,
                     &mut lines,
                 );
+                let latest = engine.clock_of(&source).map(|c| c.0);
                 *events_by_source.entry(source).or_default() += n;
                 if let Some(copy) = &copy {
                     if let Some(f) = forward.as_mut() {
                         let f: &mut dyn RecordSink = &mut **f;
-                        write_retrying(|| f.records(copy, &lines), &mut faults, log, &stop);
+                        write_retrying(|| f.records(copy, &lines, latest), &mut faults, log, &stop);
                     } else if let Some(j) = journal.as_mut()
                         && let Err(e) = j.records(copy, uses, &lines)
                     {
@@ -434,6 +435,7 @@ pub fn run(
             Some(Input::Revoked(name)) => log(&format!("{name}: revoked")),
             Some(Input::Idle(name)) => engine.source_idle(&name),
             Some(Input::ReadToEnd(_)) => {}
+            Some(Input::Mark { clock, latest }) => engine.mark(&clock, latest),
             Some(Input::Note(note)) => log(&cellwarden_report::sanitize_terminal(&note)),
             Some(Input::Error(e)) => errors.push(e),
             None => {}

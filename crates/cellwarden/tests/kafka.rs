@@ -640,3 +640,53 @@ fn partitioned_state_workers_give_the_alerts_hunt_gives() {
         same(&got, &sc.expected, &sc.logs(&names));
     }
 }
+/// Three parse workers and three partitioned state workers run together; once a third of
+/// the records is read, one of each is killed with SIGKILL and started again. The killed
+/// state worker's partitions move to the others and are rebuilt from the handed-on topic; the
+/// restarted one takes some back. No alert is lost or written twice: the alerts are those
+/// `hunt` gives.
+#[test]
+fn killed_parse_and_state_workers_lose_no_alert() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(tansu) = tansu() else { return };
+    let sc = Scenario::new();
+    let broker = Broker::start(tansu);
+    let brokers = broker.brokers();
+    for (name, partitions) in [
+        ("input", 3),
+        ("handoff", 4),
+        ("alerts-parse", 1),
+        ("exchange", 1),
+        ("alerts-state", 1),
+    ] {
+        broker.topic(name, partitions);
+    }
+    produce(&brokers, "input", &sc.recs);
+    let parse = ["input", "parse", "handoff", "alerts-parse"];
+    let state = ["handoff", "state", "exchange", "alerts-state"];
+    let pnames = ["parse1", "parse2", "parse3"];
+    let snames = ["state1", "state2", "state3"];
+    let mut children: Vec<Child> = snames
+        .iter()
+        .map(|x| state_worker(&sc, &brokers, state, x))
+        .chain(pnames.iter().map(|x| parse_worker(&sc, &brokers, parse, x)))
+        .collect();
+    let n = sc.recs.len() as i64;
+    sc.wait("parse workers did not start", &pnames, &|| {
+        pnames.iter().map(|x| handled(&sc.path(x))).sum::<i64>() > n / 3
+    });
+    // state1 and parse1: SIGKILL, then started again with the same state folder.
+    for i in [0, 3] {
+        children[i].kill().unwrap();
+        children[i].wait().unwrap();
+    }
+    children[0] = state_worker(&sc, &brokers, state, "state1");
+    children[3] = parse_worker(&sc, &brokers, parse, "parse1");
+    wait_for_alerts(&sc, &brokers, "alerts-parse", "alerts-state");
+    for c in children {
+        term(c);
+    }
+    let got = alerts_of(&brokers, "alerts-parse", "alerts-state");
+    let logs: Vec<&str> = pnames.iter().chain(snames.iter()).copied().collect();
+    same(&got, &sc.expected, &sc.logs(&logs));
+}

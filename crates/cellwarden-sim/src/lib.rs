@@ -19,6 +19,7 @@ use serde::Serialize;
 pub mod eval;
 mod rng;
 mod scenario;
+pub mod signalling;
 
 pub use rng::Rng;
 pub use scenario::Scenario;
@@ -169,6 +170,9 @@ pub struct Truth {
     pub files: Vec<String>,
     /// Lines written per file.
     pub lines: Vec<(String, u64)>,
+    /// The signalling capture's tracked subscribers (scenario `tracking`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signalling: Option<signalling::SignallingTruth>,
 }
 
 pub(crate) fn ts(t: i64, micros: u32) -> String {
@@ -412,6 +416,14 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
         .zip(counts)
         .map(|(f, n)| (f.to_string(), n))
         .collect();
+    if config.scenarios.contains(&Scenario::Tracking) {
+        // One morning of signalling on the last day.
+        let start = (START + (config.days.max(1) as i64 - 1) * 86_400 + 9 * 3600) * 1_000_000;
+        let cap = signalling::capture(config.seed, start, config.subscribers.min(2_000));
+        std::fs::write(out.join(signalling::FILE), &cap.pcap)?;
+        truth.files.push(signalling::FILE.to_owned());
+        truth.signalling = Some(cap.truth);
+    }
     let path: PathBuf = out.join("ground-truth.json");
     let text = serde_json::to_string_pretty(&truth).map_err(io::Error::other)?;
     std::fs::write(path, text + "\n")?;

@@ -18,16 +18,21 @@ pub enum Scenario {
     Lightbasin,
     /// No attack (false-positive measurement).
     Benign,
+    /// Location tracking over the signalling network: a foreign global title, a rogue
+    /// Diameter realm and a compromised core host ask where chosen subscribers are
+    /// (`network/signalling.pcap`).
+    Tracking,
 }
 
 impl Scenario {
-    /// A scenario by name (`softcell`, `insider`, `lightbasin`, `benign`).
+    /// A scenario by name (`softcell`, `insider`, `lightbasin`, `benign`, `tracking`).
     pub fn parse(s: &str) -> Option<Scenario> {
         match s.to_ascii_lowercase().as_str() {
             "softcell" => Some(Scenario::Softcell),
             "insider" => Some(Scenario::Insider),
             "lightbasin" => Some(Scenario::Lightbasin),
             "benign" => Some(Scenario::Benign),
+            "tracking" => Some(Scenario::Tracking),
             _ => None,
         }
     }
@@ -39,6 +44,7 @@ impl Scenario {
             Scenario::Insider => "insider",
             Scenario::Lightbasin => "lightbasin",
             Scenario::Benign => "benign",
+            Scenario::Tracking => "tracking",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! NetFlow v5, v9 and IPFIX export packets inside pcap or pcapng captures.
+//! Packet captures (pcap, pcapng): NetFlow v5, v9 and IPFIX export packets, and the
+//! signalling messages `cellwarden-signal` decodes (SIGTRAN/MAP, Diameter, GTP-C).
 //!
 //! Packets are read in order (Ethernet with VLAN tags, Linux cooked, raw IP, BSD loopback;
 //! IPv4/IPv6; UDP); a UDP payload that is a NetFlow v5/v9 or IPFIX message becomes one event
@@ -7,6 +8,8 @@
 //! counted and reported, not silently lost. Each flow is handed on as a JSON object with
 //! `Channel: netflow` and the common flow names (`src_ip`, `dst_ip`, `src_port`, `dst_port`,
 //! `proto`, `bytes_out`, `bytes_in`, `packets`, `duration`, `timestamp`, `exporter`, `version`).
+//! Signalling messages are handed on the same way, one JSON object each (`Channel` `map`,
+//! `diameter` or `gtpc`, the packet's time).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -86,9 +89,23 @@ impl CaptureSink for Decoded {
     }
 }
 
+/// Hands the signalling decoder's output to a [`CaptureSink`].
+struct SignalOut<'a>(&'a mut dyn CaptureSink);
+
+impl cellwarden_signal::Sink for SignalOut<'_> {
+    fn message(&mut self, packet: u64, message: serde_json::Map<String, serde_json::Value>) {
+        self.0
+            .flow(packet, serde_json::Value::Object(message).to_string());
+    }
+    fn problem(&mut self, packet: u64, message: String) {
+        self.0.problem(packet, message);
+    }
+}
+
 /// Field (type or IE id, length) lists of the templates seen so far.
 pub struct Decoder<'s> {
     templates: HashMap<TemplateKey, Vec<(u16, u16)>>,
+    signal: cellwarden_signal::Decoder,
     sink: &'s mut dyn CaptureSink,
     /// Packets read.
     pub packets: u64,
@@ -221,8 +238,9 @@ impl Decoder<'_> {
         self.sink.problem(packet, message.into());
     }
 
-    /// Strips the link layer, IP and UDP; decodes NetFlow/IPFIX payloads.
-    fn link(&mut self, n: u64, link: u16, pkt: &[u8]) {
+    /// Strips the link layer; decodes the signalling in the IP packet and NetFlow/IPFIX
+    /// payloads of UDP.
+    fn link(&mut self, n: u64, time_us: i64, link: u16, pkt: &[u8]) {
         self.packets += 1;
         let ip = match link {
             1 => {
@@ -240,31 +258,22 @@ impl Decoder<'_> {
             113 => pkt.get(16..),
             276 => pkt.get(20..),
             0 => pkt.get(4..),
-            101 | 12 | 14 => Some(pkt),
+            101 | 12 | 14 | 228 | 229 => Some(pkt),
             _ => return,
         };
         let Some(ip) = ip else { return };
-        let (src, udp) = match ip.first().map(|b| b >> 4) {
-            Some(4) => {
-                let ihl = (ip[0] & 0x0f) as usize * 4;
-                if ip.get(9) != Some(&17) || ip.len() < ihl + 8 {
-                    return;
-                }
-                (
-                    IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])),
-                    &ip[ihl..],
-                )
-            }
-            Some(6) => {
-                if ip.get(6) != Some(&17) || ip.len() < 48 {
-                    return;
-                }
-                let a: [u8; 16] = ip[8..24].try_into().unwrap_or([0; 16]);
-                (IpAddr::V6(Ipv6Addr::from(a)), &ip[40..])
-            }
-            _ => return,
+        self.signal
+            .packet(n, time_us, ip, &mut SignalOut(&mut *self.sink));
+        let Some(p) = cellwarden_signal::ip(ip) else {
+            return;
         };
-        let Some(payload) = udp.get(8..) else { return };
+        if p.proto != 17 || p.fragment {
+            return;
+        }
+        let Some(payload) = p.payload.get(8..) else {
+            return;
+        };
+        let src = p.src;
         match be16(payload, 0) {
             Some(5) => self.v5(n, src, payload),
             Some(9) => self.v9(n, src, payload),
@@ -519,6 +528,37 @@ impl<R: Read> Window<R> {
     }
 }
 
+/// Time units per second of a pcapng interface (its `if_tsresol` option; microseconds
+/// without it).
+fn ts_resolution(mut opts: &[u8], le: bool) -> u64 {
+    let u16_of = |b: &[u8]| {
+        if le {
+            u16::from_le_bytes([b[0], b[1]])
+        } else {
+            u16::from_be_bytes([b[0], b[1]])
+        }
+    };
+    while opts.len() >= 4 {
+        let code = u16_of(opts);
+        let len = u16_of(&opts[2..]) as usize;
+        if code == 0 {
+            break;
+        }
+        if code == 9
+            && len == 1
+            && let Some(&r) = opts.get(4)
+        {
+            return if r & 0x80 == 0 {
+                10u64.checked_pow(r as u32).unwrap_or(1_000_000)
+            } else {
+                1u64.checked_shl((r & 0x7f) as u32).unwrap_or(1_000_000)
+            };
+        }
+        opts = opts.get(4 + len.div_ceil(4) * 4..).unwrap_or(&[]);
+    }
+    1_000_000
+}
+
 fn u32_of(b: &[u8], le: bool) -> u32 {
     let a: [u8; 4] = b.get(..4).and_then(|x| x.try_into().ok()).unwrap_or([0; 4]);
     if le {
@@ -560,6 +600,7 @@ impl Decoder<'_> {
     pub fn new(sink: &mut dyn CaptureSink) -> Decoder<'_> {
         Decoder {
             templates: HashMap::new(),
+            signal: cellwarden_signal::Decoder::new(),
             sink,
             packets: 0,
             before_template: 0,
@@ -662,8 +703,11 @@ impl Decoder<'_> {
             }
             n += 1;
             last_ts = Some(u32_of(&h, le));
+            let frac = u32_of(&h[4..], le) as i64;
+            let time_us =
+                u32_of(&h, le) as i64 * 1_000_000 + if nanos { frac / 1000 } else { frac };
             let pkt = w.at(16, incl).unwrap_or(&[]).to_vec();
-            self.link(n, link, &pkt);
+            self.link(n, time_us, link, &pkt);
             w.skip(16 + incl);
         }
     }
@@ -702,7 +746,8 @@ impl Decoder<'_> {
     }
 
     fn pcapng<R: Read>(&mut self, w: &mut Window<R>) {
-        let mut links: Vec<u16> = Vec::new();
+        // (link type, time units per second) of each interface.
+        let mut links: Vec<(u16, u64)> = Vec::new();
         let mut le = true;
         let mut n = 0u64;
         loop {
@@ -751,8 +796,9 @@ impl Decoder<'_> {
             let block = w.at(0, len).unwrap_or(&[]).to_vec();
             let body = &block[8..len - 4];
             match ty {
-                1 => links.push(
-                    body.get(..2)
+                1 => {
+                    let link = body
+                        .get(..2)
                         .map(|b| {
                             if le {
                                 u16::from_le_bytes([b[0], b[1]])
@@ -760,14 +806,19 @@ impl Decoder<'_> {
                                 u16::from_be_bytes([b[0], b[1]])
                             }
                         })
-                        .unwrap_or(1),
-                ),
+                        .unwrap_or(1);
+                    links.push((link, ts_resolution(body.get(8..).unwrap_or(&[]), le)));
+                }
                 6 => {
                     n += 1;
                     let iface = u32_of(body, le) as usize;
+                    let (link, per_sec) = links.get(iface).copied().unwrap_or((1, 1_000_000));
+                    let ticks = ((u32_of(body.get(4..).unwrap_or(&[]), le) as u64) << 32)
+                        | u32_of(body.get(8..).unwrap_or(&[]), le) as u64;
+                    let time_us = (ticks as u128 * 1_000_000 / per_sec.max(1) as u128) as i64;
                     let cap = u32_of(body.get(12..).unwrap_or(&[]), le) as usize;
                     if let Some(pkt) = body.get(20..20usize.saturating_add(cap)) {
-                        self.link(n, links.get(iface).copied().unwrap_or(1), pkt);
+                        self.link(n, time_us, link, pkt);
                     } else {
                         self.problem(n, "packet longer than its block; skipped");
                     }
@@ -775,7 +826,7 @@ impl Decoder<'_> {
                 3 => {
                     n += 1;
                     let pkt = body.get(4..).unwrap_or(&[]);
-                    self.link(n, links.first().copied().unwrap_or(1), pkt);
+                    self.link(n, 0, links.first().map_or(1, |l| l.0), pkt);
                 }
                 _ => {}
             }

@@ -199,7 +199,7 @@ pub struct SimulateArgs {
     pub subscribers: u64,
     #[arg(long, default_value_t = 10)]
     pub days: u32,
-    /// softcell, insider or benign (repeatable).
+    /// softcell, insider, lightbasin, benign or tracking (signalling capture) (repeatable).
     #[arg(long = "scenario", value_parser = parse_scenario)]
     pub scenarios: Vec<cellwarden_sim::Scenario>,
 }

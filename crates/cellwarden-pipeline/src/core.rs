@@ -13,6 +13,7 @@ use cellwarden_event::{Alert, Event, Timestamp};
 use cellwarden_incident::Aliases;
 use cellwarden_net::{FlowAggregates, FlowCollector};
 use cellwarden_sigma::{CorrelationRun, RuleSet, Scratch};
+use cellwarden_signal::detect::{SignalAggregates, SignalCollector};
 use cellwarden_telecom::access::{Aggregates, Collector, Selection};
 use cellwarden_telecom::detect::{DbConfig, Judgement, Watchlist};
 use cellwarden_telecom::schema::Schema;
@@ -46,6 +47,8 @@ pub struct NetSetup {
     pub assets: Arc<cellwarden_net::Assets>,
     /// Thresholds of the detections.
     pub config: cellwarden_net::NetConfig,
+    /// The home network and thresholds of the signalling detections.
+    pub signal: cellwarden_signal::detect::SignalConfig,
     /// Skip the flow analytics (for measuring the sources alone).
     pub disabled: bool,
 }
@@ -150,6 +153,8 @@ pub struct Snapshot {
     pub db: Option<Aggregates>,
     /// Flow aggregates (unless the flow analytics are off).
     pub net: Option<FlowAggregates>,
+    /// Signalling aggregates (with the flow analytics).
+    pub signal: Option<SignalAggregates>,
     /// The first UTC day of the events seen.
     pub first_day: Option<i32>,
 }
@@ -206,6 +211,8 @@ pub struct Findings {
     pub judgement: Judgement,
     /// Flow aggregates (for joining transfers to scope).
     pub net: FlowAggregates,
+    /// The signalling detections' alerts (for the scope report's signalling section).
+    pub signal: Vec<Alert>,
     /// What the logs said about host and account names (for campaigns).
     pub aliases: Aliases,
 }
@@ -240,9 +247,10 @@ pub struct DetectionCore<'a> {
     hits: Vec<usize>,
     collector: Collector,
     flows: FlowCollector,
+    signals: SignalCollector,
     aliases: Aliases,
     /// Aggregates merged in from other cores (finite runs).
-    merged: Option<(Aggregates, FlowAggregates)>,
+    merged: Option<(Aggregates, FlowAggregates, SignalAggregates)>,
     pending: BTreeMap<PendingKey, Event<'static>>,
     corr: CorrelationRun<'a>,
     /// The earliest event time seen (ms).
@@ -277,6 +285,7 @@ impl<'a> DetectionCore<'a> {
             hits: Vec::new(),
             collector: new_collector(db),
             flows: new_flows(net),
+            signals: SignalCollector::default(),
             aliases: Aliases::default(),
             merged: None,
             pending: BTreeMap::new(),
@@ -311,7 +320,13 @@ impl<'a> DetectionCore<'a> {
             }
             fed.aggregates = true;
         }
-        if !net.disabled && uses.aggregates {
+        if !net.disabled && uses.aggregates && cellwarden_signal::detect::is_signal_event(&ev) {
+            // One state for the whole signalling network (partitioned runs: partition 0).
+            if stage != Stage::Parse {
+                self.signals.observe(&ev);
+            }
+            fed.aggregates = true;
+        } else if !net.disabled && uses.aggregates {
             fed.aggregates |= if stage == Stage::Parse {
                 let flow = cellwarden_net::collect::is_flow_event(&ev);
                 if flow && fed.entity.is_none() {
@@ -377,9 +392,11 @@ impl<'a> DetectionCore<'a> {
         let Detectors { db, net, .. } = self.setup;
         let c = std::mem::replace(&mut self.collector, new_collector(db));
         let f = std::mem::replace(&mut self.flows, new_flows(net));
-        let (d, n) = self.merged.get_or_insert_with(Default::default);
+        let g = std::mem::take(&mut self.signals);
+        let (d, n, sg) = self.merged.get_or_insert_with(Default::default);
         d.merge(c.into_aggregates());
         n.merge(f.into_aggregates());
+        sg.merge(g.into_aggregates());
     }
 
     /// Takes in another core's state (finite runs: one core per worker, merged at the end; the
@@ -389,15 +406,17 @@ impl<'a> DetectionCore<'a> {
         self.pending.append(&mut theirs);
         self.earliest = self.earliest.min(other.earliest);
         self.aliases.merge(other.aliases);
-        let (mut db, mut net) = other.merged.unwrap_or_default();
+        let (mut db, mut net, mut sig) = other.merged.unwrap_or_default();
         db.merge(other.collector.into_aggregates());
         net.merge(other.flows.into_aggregates());
+        sig.merge(other.signals.into_aggregates());
         match &mut self.merged {
-            Some((d, n)) => {
+            Some((d, n, sg)) => {
                 d.merge(db);
                 n.merge(net);
+                sg.merge(sig);
             }
-            None => self.merged = Some((db, net)),
+            None => self.merged = Some((db, net, sig)),
         }
     }
 
@@ -454,6 +473,7 @@ impl<'a> DetectionCore<'a> {
         Snapshot {
             db: (!self.setup.db.disabled).then(|| self.collector.snapshot()),
             net: (!self.setup.net.disabled).then(|| self.flows.snapshot()),
+            signal: (!self.setup.net.disabled).then(|| self.signals.snapshot()),
             first_day: self.first_day(),
         }
     }
@@ -506,8 +526,12 @@ impl<'a> DetectionCore<'a> {
         view: Option<&View>,
         out: &mut Vec<Alert>,
     ) -> Findings {
-        let Snapshot { db, net, .. } = snap;
-        let (judgement, found) = judge_with(self.setup, db.as_ref(), net.as_ref(), view);
+        let Snapshot {
+            db, net, signal, ..
+        } = snap;
+        let (judgement, mut found) = judge_with(self.setup, db.as_ref(), net.as_ref(), view);
+        let signal = judge_signal(self.setup, signal.as_ref());
+        found.extend(signal.iter().cloned());
         let first_day = match view {
             Some(v) => v.first_day,
             None => self.first_day(),
@@ -540,6 +564,7 @@ impl<'a> DetectionCore<'a> {
             db: db.unwrap_or_default(),
             judgement,
             net: net.unwrap_or_default(),
+            signal,
             aliases: self.aliases.clone(),
         }
     }
@@ -551,19 +576,23 @@ impl<'a> DetectionCore<'a> {
             setup,
             collector,
             flows,
+            signals,
             merged,
             pending,
             mut corr,
             aliases,
             ..
         } = self;
-        let (mut db, mut net) = merged.unwrap_or_default();
+        let (mut db, mut net, mut sig) = merged.unwrap_or_default();
         db.merge(collector.into_aggregates());
         net.merge(flows.into_aggregates());
+        sig.merge(signals.into_aggregates());
         net.finish();
         db.finish();
         let (judgement, alerts) = judge_with(setup, Some(&db), Some(&net), None);
         out.extend(alerts);
+        let signal = judge_signal(setup, Some(&sig));
+        out.extend(signal.iter().cloned());
         // Correlations see the matches of the rules they name in one time order, across files.
         for ((_, _, _, rule), ev) in &pending {
             corr.push(*rule, ev, out);
@@ -572,6 +601,7 @@ impl<'a> DetectionCore<'a> {
             db,
             judgement,
             net,
+            signal,
             aliases,
         }
     }
@@ -586,13 +616,16 @@ impl<'a> DetectionCore<'a> {
     pub fn evict_before(&mut self, day: i32) {
         self.collector.evict_before(day);
         self.flows.evict_before(day);
+        if let Ok(t) = Timestamp::from_second(day as i64 * 86_400) {
+            self.signals.evict_before(t);
+        }
     }
 
     /// Database and flow aggregate entries held.
     pub fn aggregate_entries(&self) -> usize {
         let (a, b) = self.collector.size();
         let (c, d) = self.flows.size();
-        a + b + c + d
+        a + b + c + d + self.signals.size()
     }
 
     /// Entries held, by kind.
@@ -676,6 +709,16 @@ fn judge_with(
         None => Judgement::default(),
     };
     (judgement, alerts)
+}
+
+/// The signalling findings (unless the network analytics are off).
+fn judge_signal(setup: Detectors<'_>, sig: Option<&SignalAggregates>) -> Vec<Alert> {
+    match sig {
+        Some(s) if !setup.net.disabled && !s.is_empty() => {
+            cellwarden_signal::detect::judge(s, &setup.net.signal)
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Identity of a day finding: its key and its day (one finding per day).

@@ -3,7 +3,7 @@
 //! client hosts of the suspicious accounts.
 
 use cellwarden_event::{Timestamp, format_timestamp, parse_timestamp};
-use cellwarden_telecom::exposure::{AccountExposure, Exposure, TransferOut};
+use cellwarden_telecom::exposure::{AccountExposure, Exposure, Tracking, TransferOut};
 
 use crate::core::{DbSetup, Findings};
 
@@ -19,7 +19,107 @@ pub fn exposure(findings: &Findings, db: &DbSetup) -> Exposure {
         &db.selection,
     );
     x.exfiltration = exfiltration(&x, &findings.net);
+    x.signalling = signalling(&findings.signal, &x);
     x
+}
+
+/// The subscribers asked about in the signalling detections' alerts, one entry per
+/// subscriber and asking peer, linked to the person of the database exposure when one of
+/// the identifiers is the same.
+pub fn signalling(alerts: &[cellwarden_event::Alert], x: &Exposure) -> Vec<Tracking> {
+    use std::collections::BTreeMap;
+    let mut by: BTreeMap<(String, String), Tracking> = BTreeMap::new();
+    for a in alerts {
+        let ev = &a.event;
+        let get = |k: &str| {
+            ev.get_str(k)
+                .map(|v| v.into_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let imsi = get("tracked_imsi");
+        let msisdn = get("tracked_msisdn");
+        let Some(who) = imsi.clone().or_else(|| msisdn.clone()) else {
+            continue;
+        };
+        let peer = match get("Channel").as_deref() {
+            Some("map") => get("calling_gt"),
+            _ => get("origin_realm"),
+        }
+        .unwrap_or_default();
+        let sender = get("src_ip").unwrap_or_default();
+        let op = get("operation")
+            .or_else(|| get("command_abbreviation"))
+            .unwrap_or_default();
+        let time = format_timestamp(ev.timestamp);
+        let person = x
+            .subscribers
+            .iter()
+            .find(|s| {
+                s.identifiers
+                    .iter()
+                    .any(|i| Some(&i.id) == imsi.as_ref() || Some(&i.id) == msisdn.as_ref())
+            })
+            .map(|s| s.person.clone());
+        let t = by.entry((who, peer.clone())).or_insert_with(|| Tracking {
+            imsi: None,
+            msisdn: None,
+            person,
+            by: peer,
+            sender: sender.clone(),
+            operations: Vec::new(),
+            answered: Vec::new(),
+            rules: Vec::new(),
+            first: time.clone(),
+            last: time.clone(),
+            file: ev.origin.file.to_string(),
+            packet: ev.origin.record,
+        });
+        t.imsi = t.imsi.take().or(imsi);
+        t.msisdn = t.msisdn.take().or(msisdn);
+        t.last = time;
+        if !t.operations.contains(&op) {
+            t.operations.push(op.clone());
+            t.answered
+                .push(get("answered").unwrap_or_else(|| "unknown".into()));
+        }
+        if !t.rules.contains(&a.rule.id) {
+            t.rules.push(a.rule.id.clone());
+        }
+    }
+    // An entry named by MSISDN and one by IMSI of the same peer are one subscriber when some
+    // alert named both.
+    let mut out: Vec<Tracking> = Vec::new();
+    for t in by.into_values() {
+        match out.iter_mut().find(|o| {
+            o.by == t.by
+                && ((o.imsi.is_some() && o.imsi == t.imsi)
+                    || (o.msisdn.is_some() && o.msisdn == t.msisdn))
+        }) {
+            Some(o) => {
+                o.imsi = o.imsi.take().or(t.imsi);
+                o.msisdn = o.msisdn.take().or(t.msisdn);
+                o.person = o.person.take().or(t.person);
+                for (op, ans) in t.operations.into_iter().zip(t.answered) {
+                    if !o.operations.contains(&op) {
+                        o.operations.push(op);
+                        o.answered.push(ans);
+                    }
+                }
+                for r in t.rules {
+                    if !o.rules.contains(&r) {
+                        o.rules.push(r);
+                    }
+                }
+                o.first = o.first.clone().min(t.first);
+                o.last = o.last.clone().max(t.last);
+            }
+            None => out.push(t),
+        }
+    }
+    out.sort_by(|a, b| {
+        (&a.first, &a.by, &a.imsi, &a.msisdn).cmp(&(&b.first, &b.by, &b.imsi, &b.msisdn))
+    });
+    out
 }
 
 /// Outbound transfers from the client hosts of suspicious accounts, from the account's first

@@ -156,8 +156,7 @@ aliases = ["billing_ro"]
         .unwrap();
         let net = NetSetup {
             assets: std::sync::Arc::new(assets),
-            config: Default::default(),
-            disabled: false,
+            ..Default::default()
         };
         let r = resolver(&net, &Aliases::default());
         assert_eq!(r.host("10.30.0.10"), "bill-db-01");

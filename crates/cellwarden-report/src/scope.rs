@@ -318,6 +318,31 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
         }
         h.push_str("</tbody></table>");
     }
+    if !x.signalling.is_empty() {
+        h.push_str("<h2>Located over the signalling network</h2><p class=\"note\">Subscribers whose location, subscription or routing was asked for in suspicious signalling exchanges (from the captures given).</p><table class=\"sortable\"><thead><tr><th>IMSI</th><th>MSISDN</th><th>Asked by</th><th>From host</th><th>Operations (answered)</th><th>Detections</th><th>First</th><th>Last</th><th>Evidence</th></tr></thead><tbody>");
+        for t in &x.signalling {
+            let ops: Vec<String> = t
+                .operations
+                .iter()
+                .zip(&t.answered)
+                .map(|(o, a)| format!("{} ({})", e(o), e(a)))
+                .collect();
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code> packet {}</td></tr>",
+                e(t.imsi.as_deref().unwrap_or("")),
+                e(t.msisdn.as_deref().unwrap_or("")),
+                e(&t.by),
+                e(&t.sender),
+                ops.join(", "),
+                e(&t.rules.join(", ")),
+                e(&short_time(&t.first)),
+                e(&short_time(&t.last)),
+                e(&t.file),
+                t.packet
+            ));
+        }
+        h.push_str("</tbody></table>");
+    }
     if !x.prefix_lookups.is_empty() {
         h.push_str("<h2>Range lookups (LIKE on identifiers)</h2><table class=\"sortable\"><thead><tr><th>Account</th><th>Kind</th><th>Prefix</th><th>Statements</th><th>First</th></tr></thead><tbody>");
         for p in &x.prefix_lookups {

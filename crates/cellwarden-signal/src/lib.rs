@@ -18,6 +18,7 @@
 //! and [`tcap::MAX_OPEN_INVOKES`].
 
 pub mod ber;
+pub mod detect;
 pub mod diameter;
 pub mod digits;
 pub mod encode;

@@ -561,8 +561,10 @@ pub fn capture(seed: u64, start_us: i64, subscribers: u64) -> SignallingCapture 
         }
         w.tick(2000);
         // The trackers, spread over the capture.
-        let step = rounds / 8;
-        if step > 0 && k % step == step / 2 {
+        // Eight steps in the first four fifths (a short message due after one would be
+        // beyond the end of the capture).
+        let step = rounds / 10;
+        if step > 0 && k % step == step / 2 && k / step < 8 {
             let round = (k / step) as usize;
             let t = targets[round % targets.len()];
             let (timsi, tmsisdn) = w.subscriber(t);

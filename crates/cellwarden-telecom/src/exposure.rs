@@ -268,6 +268,40 @@ pub struct Exposure {
     /// Where the data may have gone: outbound transfers from the client hosts of suspicious
     /// accounts (empty without flow logs).
     pub exfiltration: Vec<TransferOut>,
+    /// Subscribers whose location, subscription or routing was asked for in suspicious
+    /// signalling exchanges (empty without signalling captures).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signalling: Vec<Tracking>,
+}
+
+/// A subscriber asked about in suspicious signalling, by one peer.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Tracking {
+    /// The subscriber's IMSI, when the exchange named it (or its answer gave it).
+    pub imsi: Option<String>,
+    /// The subscriber's MSISDN, when the exchange named it.
+    pub msisdn: Option<String>,
+    /// `person` of the subscriber's entry in `subscribers` (database exposure), when the
+    /// same person is there.
+    pub person: Option<String>,
+    /// Who asked: the calling global title (MAP), the origin realm (Diameter).
+    pub by: String,
+    /// The host the messages came from.
+    pub sender: String,
+    /// Operations asked (MAP operation names, Diameter commands).
+    pub operations: Vec<String>,
+    /// Whether the network answered (`yes`, `refused`, `no answer`), per operation asked.
+    pub answered: Vec<String>,
+    /// The detections (rule ids).
+    pub rules: Vec<String>,
+    /// First and last request (RFC 3339 UTC).
+    pub first: String,
+    /// Last request.
+    pub last: String,
+    /// The first request: capture file and packet number.
+    pub file: String,
+    /// Packet number of the first request.
+    pub packet: u64,
 }
 
 #[derive(Default)]
@@ -604,6 +638,7 @@ impl Exposure {
             accounts,
             prefix_lookups,
             exfiltration: Vec::new(),
+            signalling: Vec::new(),
         }
     }
 
@@ -620,6 +655,11 @@ impl Exposure {
         }
         for p in &mut self.prefix_lookups {
             p.prefix = pseudonym(&format!("{}-prefix", p.id_kind), &p.prefix);
+        }
+        for t in &mut self.signalling {
+            t.imsi = t.imsi.as_ref().map(|v| pseudonym("imsi", v));
+            t.msisdn = t.msisdn.as_ref().map(|v| pseudonym("msisdn", v));
+            t.person = t.person.as_ref().map(|v| pseudonym("person", v));
         }
         self.summary.pseudonymised = true;
     }

@@ -168,9 +168,15 @@ pub fn net_setup(args: &DbArgs) -> Result<NetSetup, Failure> {
         }
         None => cellwarden_net::NetConfig::default(),
     };
+    let signal = match &args.config {
+        Some(p) => cellwarden_signal::detect::SignalConfig::from_toml(&read_file(p)?)
+            .map_err(|e| Failure::file(p, e))?,
+        None => Default::default(),
+    };
     Ok(NetSetup {
         assets: Arc::new(assets),
         config,
+        signal,
         disabled: false,
     })
 }

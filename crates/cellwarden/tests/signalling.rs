@@ -314,3 +314,141 @@ fn decoded_signalling_agrees_with_tshark() {
         );
     }
 }
+
+/// (identifier, asking peer) pairs: IMSI where known, else MSISDN.
+fn tracked_pairs(
+    entries: &[serde_json::Value],
+    by: &str,
+) -> BTreeMap<(String, String), Vec<String>> {
+    entries
+        .iter()
+        .map(|t| {
+            let id = t["imsi"]
+                .as_str()
+                .or(t["msisdn"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let ops = t["operations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o.as_str().unwrap().to_owned())
+                .collect();
+            ((id, t[by].as_str().unwrap_or_default().to_owned()), ops)
+        })
+        .collect()
+}
+
+#[test]
+fn scope_lists_exactly_the_tracked_subscribers() {
+    use cellwarden_sim::signalling::net;
+    for seed in 1..=5u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let out = run(&[
+            "simulate",
+            "--out",
+            d,
+            "--seed",
+            &seed.to_string(),
+            "--subscribers",
+            "500",
+            "--days",
+            "1",
+            "--scenario",
+            "tracking",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let truth: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("ground-truth.json")).unwrap(),
+        )
+        .unwrap();
+        let want = tracked_pairs(truth["signalling"]["tracked"].as_array().unwrap(), "by");
+        // The operator's configuration, and none (the home network learnt from the capture).
+        let config = dir.path().join("operator.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[signalling]\nhome_gt = [\"{}\"]\nhome_realms = [\"{}\"]\npartner_realms = [\"{}\"]\nhome_imsi = [\"20815\"]\nsignalling_nodes = [\"10.50.0.0/24\", \"10.50.1.0/24\", \"10.50.2.0/24\"]\n",
+                net::HOME_GT, net::HOME_REALM, net::PARTNER_REALM
+            ),
+        )
+        .unwrap();
+        for with_config in [true, false] {
+            let pcap = dir.path().join("network/signalling.pcap");
+            let report = dir.path().join("scope.json");
+            let mut args = vec![
+                "scope".to_owned(),
+                pcap.to_str().unwrap().to_owned(),
+                "-o".to_owned(),
+                report.to_str().unwrap().to_owned(),
+            ];
+            if with_config {
+                args.push("--config".into());
+                args.push(config.to_str().unwrap().to_owned());
+            }
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = run(&a);
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            let x: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+            let entries = x["signalling"].as_array().cloned().unwrap_or_default();
+            // Who asked: the title or realm, or for the borrowed title, the host that sent it.
+            let got: BTreeMap<(String, String), Vec<String>> = entries
+                .iter()
+                .map(|t| {
+                    let id = t["imsi"]
+                        .as_str()
+                        .or(t["msisdn"].as_str())
+                        .unwrap()
+                        .to_owned();
+                    let sender = t["sender"].as_str().unwrap();
+                    let by = if sender == net::COMPROMISED_IP {
+                        sender.to_owned()
+                    } else {
+                        t["by"].as_str().unwrap().to_owned()
+                    };
+                    let ops = t["operations"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|o| o.as_str().unwrap().to_owned())
+                        .collect();
+                    ((id, by), ops)
+                })
+                .collect();
+            // The truth names the IMSI; an entry asked by MSISDN only (anyTimeInterrogation
+            // is answered without the IMSI) is matched by MSISDN.
+            let msisdn_of: BTreeMap<String, String> = truth["signalling"]["tracked"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["msisdn"].as_str().unwrap().to_owned(),
+                        t["imsi"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            let got: BTreeMap<(String, String), Vec<String>> = got
+                .into_iter()
+                .map(|((id, by), ops)| ((msisdn_of.get(&id).cloned().unwrap_or(id), by), ops))
+                .collect();
+            assert_eq!(
+                got.keys().collect::<Vec<_>>(),
+                want.keys().collect::<Vec<_>>(),
+                "seed {seed}, config {with_config}"
+            );
+            for (k, ops) in &want {
+                let mut g = got[k].clone();
+                let mut w = ops.clone();
+                g.sort();
+                w.sort();
+                assert_eq!(
+                    g, w,
+                    "seed {seed}, config {with_config}: operations of {k:?}"
+                );
+            }
+        }
+    }
+}

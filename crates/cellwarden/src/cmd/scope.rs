@@ -146,6 +146,19 @@ pub fn run(args: ScopeArgs) -> Result<Status, Failure> {
             by_rule.join(", ")
         }
     );
+    if !exposure.signalling.is_empty() {
+        let _ = writeln!(
+            err,
+            "signalling: {} subscriber(s) located or looked up in suspicious exchanges, by {} peer(s)",
+            exposure.signalling.len(),
+            exposure
+                .signalling
+                .iter()
+                .map(|t| &t.by)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        );
+    }
     error_counts(&mut err, &result.errors);
     let status = Status::from_errors(result.errors.len());
     // The process ends here: freeing millions of state entries one by one would cost

@@ -164,7 +164,7 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
         h.push_str(" Identifiers are keyed pseudonyms.");
     }
     h.push_str("</div><div class=\"cards\">");
-    for (label, v) in [
+    let mut cards = vec![
         ("subscribers exposed", s.subscribers_exposed.to_string()),
         ("watchlisted", s.watchlisted_exposed.to_string()),
         ("suspicious accounts", s.accounts_suspicious.to_string()),
@@ -177,7 +177,14 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
             "last access (UTC)",
             s.last_access.as_deref().map_or("-".into(), short_time),
         ),
-    ] {
+    ];
+    if !x.signalling.is_empty() {
+        cards.insert(
+            1,
+            ("located over signalling", x.signalling.len().to_string()),
+        );
+    }
+    for (label, v) in cards {
         h.push_str(&format!(
             "<div class=\"card\"><b>{}</b>{}</div>",
             e(&v),
@@ -334,7 +341,12 @@ pub fn write_scope_html(w: &mut dyn Write, x: &Exposure) -> io::Result<()> {
                 e(&t.by),
                 e(&t.sender),
                 ops.join(", "),
-                e(&t.rules.join(", ")),
+                e(&t
+                    .rules
+                    .iter()
+                    .map(|r| r.trim_start_matches("cellwarden.signal."))
+                    .collect::<Vec<_>>()
+                    .join(", ")),
                 e(&short_time(&t.first)),
                 e(&short_time(&t.last)),
                 e(&t.file),

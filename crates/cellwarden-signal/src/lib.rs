@@ -286,7 +286,10 @@ impl Decoder {
     }
 
     fn m3ua(&mut self, pk: &Packet, data: &[u8], out: &mut dyn Sink) {
-        for msg in sigtran::m3ua(pk, data, &mut self.invokes, out) {
+        let Some((route, user)) = sigtran::m3ua(pk, data, out) else {
+            return;
+        };
+        for msg in tcap::decode(pk, &route, user, &mut self.invokes, out) {
             self.counts.map += 1;
             out.message(pk.number, msg);
         }

@@ -1,6 +1,7 @@
 //! M3UA (RFC 4666) DATA messages and the SCCP (ITU-T Q.713) messages they carry: UDT, XUDT
 //! and their service variants, with the called and calling party addresses (point code,
-//! subsystem number, global title digits). The SCCP user data goes to [`crate::tcap`].
+//! subsystem number, global title digits). The SCCP user data is handed back with the route,
+//! for [`crate::tcap`].
 //!
 //! Only ITU SCCP addresses are read (14-bit point codes); ANSI ones are reported as a
 //! problem. Connection-oriented SCCP and LUDT are passed over.
@@ -66,20 +67,16 @@ impl Route {
     }
 }
 
-/// The MAP messages of one M3UA message (none for management and other classes).
-pub fn m3ua(
-    pk: &Packet,
-    b: &[u8],
-    invokes: &mut crate::tcap::Invokes,
-    out: &mut dyn Sink,
-) -> Vec<Map<String, Value>> {
+/// The route and SCCP user data of one M3UA message (none for management and other
+/// classes, or SCCP messages that carry no user data).
+pub fn m3ua<'b>(pk: &Packet, b: &'b [u8], out: &mut dyn Sink) -> Option<(Route, &'b [u8])> {
     if b.len() < 8 || b[0] != 1 {
         out.problem(pk.number, "not an M3UA message (version is not 1)".into());
-        return Vec::new();
+        return None;
     }
     // Transfer class, DATA.
     if b[2] != 1 || b[3] != 1 {
-        return Vec::new();
+        return None;
     }
     let len = (be32(b, 4).unwrap_or(0) as usize).min(b.len());
     let mut off = 8;
@@ -91,13 +88,13 @@ pub fn m3ua(
                 pk.number,
                 format!("M3UA parameter {tag:#06x} has a bad length {plen}"),
             );
-            return Vec::new();
+            return None;
         }
         if tag == 0x0210 {
             let v = &b[off + 4..off + plen];
             if v.len() < 12 {
                 out.problem(pk.number, "M3UA protocol data cut off".into());
-                return Vec::new();
+                return None;
             }
             let route = Route {
                 opc: be32(v, 0),
@@ -106,26 +103,23 @@ pub fn m3ua(
             };
             // Service indicator 3: SCCP.
             if v[8] != 3 {
-                return Vec::new();
+                return None;
             }
-            return sccp(pk, route, &v[12..], invokes, out);
+            return sccp(pk, route, &v[12..], out);
         }
         off += plen.div_ceil(4) * 4;
     }
-    Vec::new()
+    None
 }
 
-/// The MAP messages of one SCCP message.
-pub fn sccp(
+/// The route and user data of one SCCP message.
+pub fn sccp<'b>(
     pk: &Packet,
     mut route: Route,
-    b: &[u8],
-    invokes: &mut crate::tcap::Invokes,
+    b: &'b [u8],
     out: &mut dyn Sink,
-) -> Vec<Map<String, Value>> {
-    let Some(&ty) = b.first() else {
-        return Vec::new();
-    };
+) -> Option<(Route, &'b [u8])> {
+    let &ty = b.first()?;
     // Offsets of the pointers to the called, calling and data parts.
     let ptrs = match ty {
         0x09 => {
@@ -144,7 +138,7 @@ pub fn sccp(
             route.sccp = "xudts";
             3
         }
-        _ => return Vec::new(),
+        _ => return None,
     };
     let part = |i: usize| -> Option<&[u8]> {
         let at = ptrs + i;
@@ -161,7 +155,7 @@ pub fn sccp(
             pk.number,
             "SCCP message cut off or with a bad pointer".into(),
         );
-        return Vec::new();
+        return None;
     };
     match (address(called), address(calling)) {
         (Some(a), Some(c)) => {
@@ -173,10 +167,10 @@ pub fn sccp(
                 pk.number,
                 "SCCP party address cannot be read (not ITU?)".into(),
             );
-            return Vec::new();
+            return None;
         }
     }
-    crate::tcap::decode(pk, &route, data, invokes, out)
+    Some((route, data))
 }
 
 /// An ITU SCCP party address.

@@ -71,6 +71,16 @@ pub struct Score {
     pub exfiltration_flows: usize,
     /// An alert names an exfiltration flow.
     pub exfiltration_found: bool,
+    /// Subscribers tracked over signalling in the truth, per asking peer (scenario
+    /// `tracking`).
+    pub tracked: usize,
+    /// Of them, listed in a scope report's `signalling` (the subscriber by any identifier, the
+    /// peer as the asking title or realm or the sending host).
+    pub tracked_found: usize,
+    /// Entries of the scope reports' `signalling`.
+    pub tracked_reported: usize,
+    /// Of them, a tracked subscriber and its asker.
+    pub tracked_reported_true: usize,
     /// Campaigns scored, when given.
     pub campaigns: Option<CampaignEval>,
     /// Per alert: the scenario it belongs to (it detects a step, or is near one on its host or
@@ -280,6 +290,34 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
         s.precision = (s.subscribers_reported > 0)
             .then(|| true_reported as f64 / s.subscribers_reported as f64);
     }
+    // Signalling: (subscriber identifiers, asker) pairs.
+    let tracked: Vec<(String, String, String)> = truth["signalling"]["tracked"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let f = |k: &str| t[k].as_str().unwrap_or("").to_owned();
+            (f("imsi"), f("msisdn"), f("by"))
+        })
+        .collect();
+    let entries: Vec<&Value> = scopes
+        .iter()
+        .flat_map(|x| x["signalling"].as_array().into_iter().flatten())
+        .collect();
+    let same = |e: &Value, t: &(String, String, String)| {
+        let id = e["imsi"].as_str() == Some(&t.0) || e["msisdn"].as_str() == Some(&t.1);
+        id && (e["by"].as_str() == Some(&t.2) || e["sender"].as_str() == Some(&t.2))
+    };
+    s.tracked = tracked.len();
+    s.tracked_found = tracked
+        .iter()
+        .filter(|t| entries.iter().any(|e| same(e, t)))
+        .count();
+    s.tracked_reported = entries.len();
+    s.tracked_reported_true = entries
+        .iter()
+        .filter(|e| tracked.iter().any(|t| same(e, t)))
+        .count();
     // Steps.
     let mut used = vec![false; alerts.len()];
     let mut labels: Vec<Option<String>> = vec![None; alerts.len()];
@@ -396,11 +434,22 @@ pub fn evaluate(truth: &Value, alerts: &[Value], scopes: &[Value]) -> Score {
             .into_iter()
             .flatten()
             .find(|f| a["event"]["src_ip"] == f["src_ip"] && a["event"]["dst_ip"] == f["dst_ip"]);
+        // A signalling alert about a tracked subscriber, or on a host that tracked.
+        let ev = &a["event"];
+        let tracking = a["rule_id"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("cellwarden.signal."))
+            && tracked.iter().any(|t| {
+                (!t.0.is_empty() && ev["tracked_imsi"].as_str() == Some(&t.0))
+                    || (!t.1.is_empty() && ev["tracked_msisdn"].as_str() == Some(&t.1))
+                    || ev["sender"].as_str() == Some(&t.2)
+            });
         labels[i] = near
             .or(flow)
             .and_then(|x| x["scenario"].as_str())
-            .map(str::to_owned);
-        if near.is_none() && flow.is_none() {
+            .map(str::to_owned)
+            .or(tracking.then(|| "tracking".to_owned()));
+        if near.is_none() && flow.is_none() && !tracking {
             s.benign_alerts += 1;
             if matches!(a["level"].as_str(), Some("medium" | "high" | "critical")) {
                 s.benign_medium += 1;
@@ -479,6 +528,12 @@ pub fn table(s: &Score) -> String {
         s.subscribers_reported,
         pct(s.precision)
     ));
+    if s.tracked > 0 || s.tracked_reported > 0 {
+        o.push_str(&format!(
+            "tracked over signalling: {} of {} (subscriber, asker) found, {} reported ({} true)\n",
+            s.tracked_found, s.tracked, s.tracked_reported, s.tracked_reported_true
+        ));
+    }
     o.push_str(&format!(
         "attack steps: {} of {} detected; techniques {} of {}\n",
         s.steps_detected,

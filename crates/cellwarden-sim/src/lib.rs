@@ -419,7 +419,7 @@ pub fn simulate(config: &SimConfig, out: &Path) -> io::Result<Truth> {
     if config.scenarios.contains(&Scenario::Tracking) {
         // One morning of signalling on the last day.
         let start = (START + (config.days.max(1) as i64 - 1) * 86_400 + 9 * 3600) * 1_000_000;
-        let cap = signalling::capture(config.seed, start, config.subscribers.min(2_000));
+        let cap = signalling::capture(config.seed, start, config.subscribers.min(20_000));
         std::fs::write(out.join(signalling::FILE), &cap.pcap)?;
         truth.files.push(signalling::FILE.to_owned());
         truth.signalling = Some(cap.truth);

@@ -1021,18 +1021,7 @@ pub(crate) mod tests {
 
     /// The same packets as a pcapng (little-endian, one Ethernet interface).
     fn pcapng_of(pcap: &[u8]) -> Vec<u8> {
-        let block = |ty: u32, body: &[u8]| {
-            let mut b = body.to_vec();
-            while !b.len().is_multiple_of(4) {
-                b.push(0);
-            }
-            let len = (b.len() + 12) as u32;
-            let mut out = ty.to_le_bytes().to_vec();
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(&b);
-            out.extend_from_slice(&len.to_le_bytes());
-            out
-        };
+        let block = ng_block;
         let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
         shb.extend_from_slice(&[1, 0, 0, 0]);
         shb.extend_from_slice(&u64::MAX.to_le_bytes());
@@ -1049,6 +1038,68 @@ pub(crate) mod tests {
             i += 16 + len;
         }
         out
+    }
+
+    /// A pcapng block (little-endian), its body padded.
+    fn ng_block(ty: u32, body: &[u8]) -> Vec<u8> {
+        let mut b = body.to_vec();
+        while !b.len().is_multiple_of(4) {
+            b.push(0);
+        }
+        let len = (b.len() + 12) as u32;
+        let mut out = ty.to_le_bytes().to_vec();
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&b);
+        out.extend_from_slice(&len.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn signalling_in_pcapng_with_linux_cooked_frames_and_nanosecond_times() {
+        use cellwarden_signal::encode;
+        let (s, d) = ([10, 50, 1, 10].into(), [10, 50, 0, 10].into());
+        let msg = encode::diameter(
+            316,
+            true,
+            16_777_251,
+            1,
+            1,
+            &[
+                encode::avp(296, None, b"epc.mnc015.mcc208.3gppnetwork.org"),
+                encode::avp(1, None, b"208150000000001"),
+            ],
+        );
+        // Diameter over SCTP (PPID 46) in an SLL2 frame.
+        let sctp = encode::sctp_packet(3868, 3868, 5, &[(1, 0, 0x03, 46, &msg)]);
+        let ip = encode::ipv4(s, d, 132, 1, &sctp);
+        let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 4, 6];
+        sll2.extend([2, 0, 0, 0, 0, 1, 0, 0]);
+        sll2.extend(&ip);
+        let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
+        shb.extend_from_slice(&[1, 0, 0, 0]);
+        shb.extend_from_slice(&u64::MAX.to_le_bytes());
+        let mut ng = ng_block(0x0A0D_0D0A, &shb);
+        // Interface: SLL2 (276), if_tsresol 9 (nanoseconds).
+        let mut idb = vec![0x14, 0x01, 0, 0, 0xff, 0xff, 0, 0];
+        idb.extend([9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
+        ng.extend(ng_block(1, &idb));
+        let ns: u64 = 1_772_355_600_123_456_789;
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend(((ns >> 32) as u32).to_le_bytes());
+        epb.extend((ns as u32).to_le_bytes());
+        epb.extend((sll2.len() as u32).to_le_bytes());
+        epb.extend((sll2.len() as u32).to_le_bytes());
+        epb.extend(&sll2);
+        ng.extend(ng_block(6, &epb));
+        let d = Decoder::decode_capture(&ng);
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+        assert_eq!(d.flows.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&d.flows[0].1).unwrap();
+        assert_eq!(v["Channel"], "diameter");
+        assert_eq!(v["command_abbreviation"], "ULR");
+        assert_eq!(v["imsi"], "208150000000001");
+        assert_eq!(v["transport"], "sctp");
+        assert_eq!(v["timestamp"], "2026-03-01T09:00:00.123456Z");
     }
 
     #[test]

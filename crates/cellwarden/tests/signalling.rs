@@ -439,6 +439,46 @@ fn scope_lists_exactly_the_tracked_subscribers() {
                 want.keys().collect::<Vec<_>>(),
                 "seed {seed}, config {with_config}"
             );
+            // eval: every tracked pair found, nothing else reported, no alert on the benign
+            // traffic.
+            let alerts = dir.path().join("alerts.jsonl");
+            let mut hunt = vec![
+                "hunt",
+                a[1],
+                "--format",
+                "jsonl",
+                "-o",
+                alerts.to_str().unwrap(),
+            ];
+            if with_config {
+                hunt.extend(["--config", config.to_str().unwrap()]);
+            }
+            let out = run(&hunt);
+            assert!(
+                out.status.code().is_some_and(|c| c <= 1),
+                "{}",
+                stderr(&out)
+            );
+            let out = run(&[
+                "eval",
+                "--truth",
+                dir.path().join("ground-truth.json").to_str().unwrap(),
+                alerts.to_str().unwrap(),
+                report.to_str().unwrap(),
+                "--json",
+            ]);
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+            let e: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+            assert_eq!(e["tracked_found"], e["tracked"], "seed {seed}: {e}");
+            assert_eq!(
+                e["tracked_reported_true"], e["tracked_reported"],
+                "seed {seed}: {e}"
+            );
+            assert_eq!(
+                e["benign_alerts"], 0,
+                "seed {seed}, config {with_config}: {e}"
+            );
+            assert!(e["alerts"].as_u64().unwrap() > 0);
             for (k, ops) in &want {
                 let mut g = got[k].clone();
                 let mut w = ops.clone();

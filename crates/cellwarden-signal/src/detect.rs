@@ -18,6 +18,12 @@
 //!   (the title borrowed from a compromised core host).
 //! - `cellwarden.signal.scan`: one peer (global title or realm) outside the home network
 //!   asking about `scan_subscribers` or more distinct subscribers within `scan_window_secs`.
+//! - `cellwarden.signal.velocity`: a location update (MAP updateLocation/updateGprsLocation,
+//!   Diameter ULR) for a subscriber from another country than its previous one less than
+//!   `velocity_secs` before (category 3: the subscriber could not have travelled there; a
+//!   forged update hijacks its calls and short messages). Countries are E.164 country codes of
+//!   the VLR/SGSN number (MAP) and mobile country codes of the visited PLMN (Diameter).
+//!   cancelLocation about a home subscriber from outside the home network is category 1.
 //!
 //! Each alert is shown on the message that asked, with `tracked_imsi`/`tracked_msisdn` (the
 //! IMSI learnt from the answer when the request named only the MSISDN) and `answered`
@@ -58,6 +64,8 @@ pub struct SignalConfig {
     pub scan_subscribers: usize,
     /// The window of the scan detection.
     pub scan_window_secs: i64,
+    /// Location updates from two countries closer than this are impossible travel.
+    pub velocity_secs: i64,
 }
 
 impl Default for SignalConfig {
@@ -71,6 +79,7 @@ impl Default for SignalConfig {
             sri_followup_secs: 60,
             scan_subscribers: 20,
             scan_window_secs: 3600,
+            velocity_secs: 3600,
         }
     }
 }
@@ -124,6 +133,13 @@ const RULES: &[BuiltinRule] = &[
         ],
     },
     BuiltinRule {
+        id: "cellwarden.signal.velocity",
+        title: "Location update from a country the subscriber could not have reached",
+        level: Level::High,
+        description: "A location update for a subscriber from another country than its previous one, too soon after it (GSMA FS.11 category 3): a forged update diverts its calls and short messages",
+        tags: &["attack.collection", "attack.t1430", "attack.t1557"],
+    },
+    BuiltinRule {
         id: "cellwarden.signal.scan",
         title: "One outside peer asks about many subscribers",
         level: Level::High,
@@ -153,6 +169,42 @@ const CATEGORY1: &[i64] = &[71, 62, 65, 58, 83, 85];
 /// Operations that ask where or who a subscriber is (scan detection).
 const LOCATING: &[i64] = &[22, 45, 70, 71, 62, 58, 83, 85];
 
+/// The E.164 country code of a number (1 to 3 digits, by the first digits).
+pub fn country_code(number: &str) -> Option<&str> {
+    let d = number.as_bytes();
+    if d.len() < 3 || !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let len = match (d[0], d[1]) {
+        (b'1' | b'7', _) => 1,
+        (b'2', b'0' | b'7') => 2,
+        (b'3', b'0'..=b'4' | b'6' | b'9') => 2,
+        (b'4', b'0' | b'1' | b'3'..=b'9') => 2,
+        (b'5', b'1'..=b'8') => 2,
+        (b'6', b'0'..=b'6') => 2,
+        (b'8', b'1' | b'2' | b'4' | b'6') => 2,
+        (b'9', b'0'..=b'5' | b'8') => 2,
+        _ => 3,
+    };
+    number.get(..len)
+}
+
+/// One location update kept for judging (compact: there is one per subscriber and move).
+#[derive(Debug, Clone)]
+struct Update {
+    imsi: String,
+    time: Timestamp,
+    /// `cc:33` (E.164 country code of the VLR) or `mcc:208` (visited PLMN).
+    country: String,
+    channel: &'static str,
+    /// Calling GT or origin realm.
+    peer: String,
+    sender: String,
+    op: String,
+    file: std::sync::Arc<str>,
+    record: u64,
+}
+
 /// One request kept for judging.
 #[derive(Debug, Clone)]
 struct Request {
@@ -172,6 +224,7 @@ struct Request {
 #[derive(Debug, Default, Clone)]
 pub struct SignalAggregates {
     requests: Vec<Request>,
+    updates: Vec<Update>,
     /// Answers: (tid or hop-by-hop key) → (accepted, IMSI returned).
     answers: HashMap<String, (bool, Option<String>)>,
     /// Short messages delivered: (calling GT, IMSI) → times.
@@ -264,7 +317,16 @@ impl SignalCollector {
                             .or_default()
                             .push(time);
                     }
-                    if let Some(op) = op.filter(|o| LOCATING.contains(o)) {
+                    if matches!(op, Some(2 | 23))
+                        && let Some(imsi) = s(ev, "imsi")
+                        && let Some(cc) = s(ev, "vlr_number")
+                            .or_else(|| s(ev, "sgsn_number"))
+                            .or_else(|| s(ev, "calling_gt"))
+                            .and_then(|n| country_code(&n).map(|c| format!("cc:{c}")))
+                    {
+                        self.update(ev, time, "map", imsi, cc, peer.clone());
+                    }
+                    if let Some(op) = op.filter(|o| LOCATING.contains(o) || *o == 3) {
                         self.request(ev, time, "map", op, peer);
                     }
                 } else if let (Some(dtid), Some(called)) = (s(ev, "dtid"), s(ev, "called_gt")) {
@@ -291,6 +353,14 @@ impl SignalCollector {
                     let locating = (code == 319
                         && s(ev, "requested_info").is_some_and(|r| r.contains("location")))
                         || matches!(code, 8_388_620 | 8_388_622);
+                    if code == 316
+                        && let Some(imsi) = s(ev, "imsi")
+                        && let Some(mcc) =
+                            s(ev, "visited_plmn").and_then(|p| p.get(..3).map(str::to_owned))
+                    {
+                        let peer = s(ev, "origin_realm").unwrap_or_default();
+                        self.update(ev, time, "diameter", imsi, format!("mcc:{mcc}"), peer);
+                    }
                     if locating {
                         let peer = s(ev, "origin_realm").unwrap_or_default();
                         self.request(ev, time, "diameter", code, peer);
@@ -305,6 +375,35 @@ impl SignalCollector {
         true
     }
 
+    fn update(
+        &mut self,
+        ev: &Event<'_>,
+        time: Timestamp,
+        channel: &'static str,
+        imsi: String,
+        country: String,
+        peer: String,
+    ) {
+        let a = &mut self.agg;
+        if a.requests.len() + a.updates.len() >= MAX_RECORDS {
+            a.dropped += 1;
+            return;
+        }
+        a.updates.push(Update {
+            imsi,
+            time,
+            country,
+            channel,
+            peer,
+            sender: s(ev, "src_ip").unwrap_or_default(),
+            op: s(ev, "operation")
+                .or_else(|| s(ev, "command_abbreviation"))
+                .unwrap_or_default(),
+            file: std::sync::Arc::clone(&ev.origin.file),
+            record: ev.origin.record,
+        });
+    }
+
     fn request(
         &mut self,
         ev: &Event<'_>,
@@ -314,7 +413,7 @@ impl SignalCollector {
         peer: String,
     ) {
         let a = &mut self.agg;
-        if a.requests.len() >= MAX_RECORDS {
+        if a.requests.len() + a.updates.len() >= MAX_RECORDS {
             a.dropped += 1;
             return;
         }
@@ -341,12 +440,13 @@ impl SignalCollector {
 
     /// Requests and hosts held.
     pub fn size(&self) -> usize {
-        self.agg.requests.len() + self.agg.hosts.len()
+        self.agg.requests.len() + self.agg.updates.len() + self.agg.hosts.len()
     }
 
     /// Forgets requests and deliveries before `time` (live runs keep a window).
     pub fn evict_before(&mut self, time: Timestamp) {
         self.agg.requests.retain(|r| r.time >= time);
+        self.agg.updates.retain(|r| r.time >= time);
         for v in self.agg.deliveries.values_mut() {
             v.retain(|t| *t >= time);
         }
@@ -375,6 +475,7 @@ impl SignalAggregates {
     /// Takes in another part of the same run (the result does not depend on the order).
     pub fn merge(&mut self, other: SignalAggregates) {
         self.requests.extend(other.requests);
+        self.updates.extend(other.updates);
         self.answers.extend(other.answers);
         for (k, v) in other.deliveries {
             self.deliveries.entry(k).or_default().extend(v);
@@ -573,7 +674,7 @@ pub fn judge(a: &SignalAggregates, c: &SignalConfig) -> Vec<Alert> {
             ("map", op) if CATEGORY1.contains(&op) && !home.home_gt(&r.peer) => {
                 out.push(alert_on("cellwarden.signal.category1", &r.event, &extra));
             }
-            ("map", 70)
+            ("map", 70 | 3)
                 if !home.home_gt(&r.peer)
                     && r.imsi.as_deref().is_some_and(|i| home.home_imsi(i)) =>
             {
@@ -617,6 +718,60 @@ pub fn judge(a: &SignalAggregates, c: &SignalConfig) -> Vec<Alert> {
         {
             asked.entry(&r.peer).or_default().push((r.time, who, r));
         }
+    }
+    // Impossible travel: consecutive updates of one subscriber (per protocol) from two
+    // countries too close in time.
+    let mut updates: Vec<&Update> = a.updates.iter().collect();
+    updates.sort_by(|x, y| {
+        (x.channel, &x.imsi, x.time, &x.file, x.record)
+            .cmp(&(y.channel, &y.imsi, y.time, &y.file, y.record))
+    });
+    // The update flagged last, and the country before it: going back there is the end of the
+    // same anomaly, not a second one.
+    let mut flagged_move: Option<(&Update, &str)> = None;
+    for w in updates.windows(2) {
+        let (p, u) = (w[0], w[1]);
+        let secs = u.time.as_second() - p.time.as_second();
+        if p.channel != u.channel
+            || p.imsi != u.imsi
+            || p.country == u.country
+            || secs >= c.velocity_secs
+        {
+            continue;
+        }
+        if flagged_move.is_some_and(|(f, before)| std::ptr::eq(f, p) && before == u.country) {
+            continue;
+        }
+        flagged_move = Some((u, p.country.as_str()));
+        let mut ev = cellwarden_analytics::rules::evidence_event(&u.file, u.record, u.time);
+        let peer_key = if u.channel == "map" {
+            "calling_gt"
+        } else {
+            "origin_realm"
+        };
+        let op_key = if u.channel == "map" {
+            "operation"
+        } else {
+            "command_abbreviation"
+        };
+        for (k, v) in [
+            ("Channel", u.channel.to_owned()),
+            (peer_key, u.peer.clone()),
+            ("src_ip", u.sender.clone()),
+            (op_key, u.op.clone()),
+            ("imsi", u.imsi.clone()),
+            ("tracked_imsi", u.imsi.clone()),
+            ("previous_country", p.country.clone()),
+            ("country", u.country.clone()),
+            ("seconds_since_previous", secs.to_string()),
+            ("previous_peer", p.peer.clone()),
+        ] {
+            ev.push(
+                k.to_owned(),
+                cellwarden_event::Value::Str(std::borrow::Cow::Owned(v)),
+            );
+        }
+        out.push(TABLE.alert("cellwarden.signal.velocity", None, ev));
     }
     // Flagged hosts that asked about no one are reported once, on their first message.
     for (host, reason) in &flagged {
@@ -1092,6 +1247,101 @@ mod tests {
                 .count(),
             25
         );
+    }
+
+    fn update(n: u64, t: i64, imsi: &str, vlr: &str, peer: &str) -> Event<'static> {
+        ev(
+            n,
+            t,
+            &[
+                ("Channel", "map"),
+                ("src_ip", "192.0.2.10"),
+                ("calling_gt", peer),
+                ("called_gt", "33609000001"),
+                ("component", "invoke"),
+                ("operation_code", "2"),
+                ("operation", "updateLocation"),
+                ("imsi", imsi),
+                ("vlr_number", vlr),
+            ],
+        )
+    }
+
+    #[test]
+    fn impossible_travel_and_foreign_cancel_location() {
+        let e = vec![
+            // At home, then a foreign VLR four minutes later, then home again: one alert, on
+            // the foreign update.
+            update(1, T0, "208150000000001", "33609000020", "33609000020"),
+            update(2, T0 + 240, "208150000000001", "23480000998", "23480000998"),
+            update(3, T0 + 600, "208150000000001", "33609000020", "33609000020"),
+            // A traveller: home, then abroad five hours later (a flight): none.
+            update(4, T0, "208150000000002", "33609000020", "33609000020"),
+            update(
+                5,
+                T0 + 5 * 3600,
+                "208150000000002",
+                "491700000010",
+                "491700000010",
+            ),
+            // Two VLRs of one country: none.
+            update(6, T0, "208150000000003", "33609000020", "33609000020"),
+            update(7, T0 + 60, "208150000000003", "33609000021", "33609000021"),
+            // cancelLocation about a home subscriber from outside: category 1; from home: none.
+            ev(
+                8,
+                T0 + 700,
+                &[
+                    ("Channel", "map"),
+                    ("src_ip", "192.0.2.10"),
+                    ("calling_gt", "23480000999"),
+                    ("component", "invoke"),
+                    ("operation_code", "3"),
+                    ("imsi", "208150000000004"),
+                ],
+            ),
+            ev(
+                9,
+                T0 + 710,
+                &[
+                    ("Channel", "map"),
+                    ("src_ip", "10.50.0.10"),
+                    ("calling_gt", "33609000001"),
+                    ("component", "invoke"),
+                    ("operation_code", "3"),
+                    ("imsi", "208150000000005"),
+                ],
+            ),
+        ];
+        let got = run(&e, &config());
+        assert_eq!(
+            ids(&got),
+            [
+                ("velocity", "208150000000001".to_owned()),
+                ("category1", "208150000000004".to_owned())
+            ]
+        );
+        assert_eq!(
+            got[0].event.get_str("previous_country").as_deref(),
+            Some("cc:33")
+        );
+        assert_eq!(got[0].event.get_str("country").as_deref(), Some("cc:234"));
+        assert_eq!(
+            got[0].event.get_str("calling_gt").as_deref(),
+            Some("23480000998")
+        );
+        assert_eq!(got[0].key(), "cellwarden.signal.velocity:cap.pcap:2");
+    }
+
+    #[test]
+    fn country_codes() {
+        assert_eq!(country_code("33609000020"), Some("33"));
+        assert_eq!(country_code("491700000010"), Some("49"));
+        assert_eq!(country_code("12025550100"), Some("1"));
+        assert_eq!(country_code("79161234567"), Some("7"));
+        assert_eq!(country_code("23480000998"), Some("234"));
+        assert_eq!(country_code("35312345678"), Some("353"));
+        assert_eq!(country_code("4x"), None);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!   the HLR with anyTimeInterrogation (refused);
 //! - a rogue Diameter realm sending Insert-Subscriber-Data with a location request to the MME;
 //! - a compromised core Linux host (not a signalling node) speaking M3UA to the HLR with the
-//!   home gsmSCF's global title, asking anyTimeInterrogation for location.
+//!   home gsmSCF's global title, asking anyTimeInterrogation for location;
+//! - the foreign network's fake VLR registering a target minutes after it registered at home
+//!   (updateLocation: its calls and short messages diverted).
 //!
 //! The truth lists the tracked subscribers, who tracked them and how.
 
@@ -42,6 +44,8 @@ pub mod net {
     pub const PARTNER_SMSC_GT: &str = "491700000030";
     /// The tracker's global title (neither home nor partner).
     pub const ROGUE_GT: &str = "23480000999";
+    /// The tracker's fake VLR (the same network).
+    pub const ROGUE_VLR_GT: &str = "23480000998";
     /// Home Diameter realm.
     pub const HOME_REALM: &str = "epc.mnc015.mcc208.3gppnetwork.org";
     /// Partner Diameter realm.
@@ -319,6 +323,11 @@ fn s6a_head(session: &str, host: &str, realm: &str, dest_realm: Option<&str>) ->
 
 const S6A: u32 = 16_777_251;
 
+/// Whether subscriber `i` is roaming in the partner network for the whole capture.
+fn roaming(i: u64) -> bool {
+    i % 8 == 5
+}
+
 /// Subscription-Data holding the MSISDN.
 fn subscription_msisdn(msisdn: &str) -> Vec<u8> {
     let digits = cellwarden_signal::digits::to_tbcd(msisdn);
@@ -370,6 +379,7 @@ pub fn capture(seed: u64, start_us: i64, subscribers: u64) -> SignallingCapture 
     let partner_vlr = (IPX_STP_IP, PARTNER_VLR_GT, SCCP_VLR);
     let partner_smsc = (IPX_STP_IP, PARTNER_SMSC_GT, SCCP_MSC);
     let rogue = (IPX_STP_IP, ROGUE_GT, SCCP_MSC);
+    let rogue_vlr = (IPX_STP_IP, ROGUE_VLR_GT, SCCP_VLR);
     let rogue_gsmscf = (IPX_STP_IP, ROGUE_GT, SCCP_GSMSCF);
     let oss = (COMPROMISED_IP, GSMSCF_GT, SCCP_GSMSCF);
     let hss_host = format!("hss01.{HOME_REALM}");
@@ -380,7 +390,7 @@ pub fn capture(seed: u64, start_us: i64, subscribers: u64) -> SignallingCapture 
     let mut targets: Vec<u64> = Vec::new();
     while targets.len() < 6 {
         let t = w.rng.below(n);
-        if !targets.contains(&t) {
+        if !targets.contains(&t) && !roaming(t) {
             targets.push(t);
         }
     }
@@ -413,7 +423,14 @@ pub fn capture(seed: u64, start_us: i64, subscribers: u64) -> SignallingCapture 
     for k in 0..rounds {
         let i = w.rng.below(n);
         let (imsi, msisdn) = w.subscriber(i);
-        match w.rng.below(10) {
+        // Roaming subscribers stay in the partner network, the others at home: nobody is
+        // seen in two countries minutes apart but the trackers' targets.
+        let kind = match (roaming(i), w.rng.below(10)) {
+            (true, 0 | 1 | 6..) => 6,
+            (false, 6) => 0,
+            (_, k) => k,
+        };
+        match kind {
             // Location update at home: SAI, then UL with the HLR's ISD.
             0 | 1 => {
                 w.dialogue(
@@ -569,9 +586,32 @@ pub fn capture(seed: u64, start_us: i64, subscribers: u64) -> SignallingCapture 
             let t = targets[round % targets.len()];
             let (timsi, tmsisdn) = w.subscriber(t);
             match round % 4 {
+                // The target registers at home, and minutes later the foreign title registers
+                // it at its own VLR (the HLR accepts): its calls and short messages now go
+                // there.
+                2 => {
+                    w.dialogue(
+                        vlr,
+                        hlr,
+                        (1, 3),
+                        2,
+                        &map::update_location(&timsi, MSC_GT, MSC_GT),
+                        Answer::Result(map::update_location_res(HLR_GT)),
+                    );
+                    w.tick(180_000);
+                    w.dialogue(
+                        rogue_vlr,
+                        hlr,
+                        (1, 3),
+                        2,
+                        &map::update_location(&timsi, ROGUE_VLR_GT, ROGUE_VLR_GT),
+                        Answer::Result(map::update_location_res(HLR_GT)),
+                    );
+                    w.track(t, ROGUE_VLR_GT, "updateLocation");
+                }
                 // Foreign GT: SRI-SM (answered), then PSI to the MSC for location, and an ATI
                 // the HLR refuses.
-                0 | 2 => {
+                0 => {
                     w.dialogue(
                         rogue,
                         hlr,

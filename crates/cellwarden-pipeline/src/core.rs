@@ -715,7 +715,14 @@ fn judge_with(
 fn judge_signal(setup: Detectors<'_>, sig: Option<&SignalAggregates>) -> Vec<Alert> {
     match sig {
         Some(s) if !setup.net.disabled && !s.is_empty() => {
-            cellwarden_signal::detect::judge(s, &setup.net.signal)
+            let roles: Vec<(ipnet::IpNet, String)> = setup
+                .net
+                .assets
+                .hosts()
+                .iter()
+                .map(|h| (h.net, h.role.clone()))
+                .collect();
+            cellwarden_signal::detect::judge(s, &setup.net.signal, &roles)
         }
         _ => Vec::new(),
     }

@@ -573,8 +573,42 @@ fn alert_on(id: &str, ev: &Event<'static>, extra: &[(&str, String)]) -> Alert {
     TABLE.alert(id, None, ev)
 }
 
-/// The signalling findings over what was gathered, in time order.
-pub fn judge(a: &SignalAggregates, c: &SignalConfig) -> Vec<Alert> {
+/// Roles of the asset file that send signalling.
+pub const SIGNALLING_ROLES: &[&str] = &[
+    "stp",
+    "sgw",
+    "pgw",
+    "ggsn",
+    "sgsn",
+    "gsn",
+    "upf",
+    "smf",
+    "epdg",
+    "mme",
+    "amf",
+    "hlr",
+    "hss",
+    "udm",
+    "msc",
+    "vlr",
+    "smsc",
+    "scp",
+    "gsmscf",
+    "dra",
+    "dea",
+    "dsc",
+    "ipx",
+    "signalling",
+];
+
+/// The signalling findings over what was gathered, in time order. `roles` are the asset
+/// file's hosts (address or network, role): a host with a declared role that is not one of
+/// [`SIGNALLING_ROLES`] is not a signalling node.
+pub fn judge(
+    a: &SignalAggregates,
+    c: &SignalConfig,
+    roles: &[(ipnet::IpNet, String)],
+) -> Vec<Alert> {
     let home = Home::of(c, a);
     let nodes: Vec<ipnet::IpNet> = c
         .signalling_nodes
@@ -587,6 +621,22 @@ pub fn judge(a: &SignalAggregates, c: &SignalConfig) -> Vec<Alert> {
         .collect();
     // Senders: outside the node list, or borrowing a home title.
     let mut flagged: BTreeMap<&str, String> = BTreeMap::new();
+    for host in a.hosts.keys() {
+        let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+            continue;
+        };
+        // The most specific entry of the asset file.
+        let role = roles
+            .iter()
+            .filter(|(n, _)| n.contains(&ip))
+            .max_by_key(|(n, _)| n.prefix_len())
+            .map(|(_, r)| r.as_str());
+        if let Some(r) =
+            role.filter(|r| !SIGNALLING_ROLES.contains(&r.to_ascii_lowercase().as_str()))
+        {
+            flagged.insert(host, format!("its role in the asset file is {r}"));
+        }
+    }
     if !nodes.is_empty() {
         for host in a.hosts.keys() {
             let internal = host.parse::<std::net::IpAddr>().is_ok_and(|ip| match ip {
@@ -594,7 +644,9 @@ pub fn judge(a: &SignalAggregates, c: &SignalConfig) -> Vec<Alert> {
                 std::net::IpAddr::V6(v) => (v.segments()[0] & 0xfe00) == 0xfc00,
             });
             if internal && !node_listed(&nodes, host) {
-                flagged.insert(host, "not a signalling node".to_owned());
+                flagged
+                    .entry(host)
+                    .or_insert_with(|| "not a signalling node".to_owned());
             }
         }
     }
@@ -923,7 +975,7 @@ mod tests {
         }
         let mut agg = a.into_aggregates();
         agg.merge(b.into_aggregates());
-        judge(&agg, c)
+        judge(&agg, c, &[])
     }
 
     fn ids(alerts: &[Alert]) -> Vec<(&str, String)> {
@@ -1187,6 +1239,21 @@ mod tests {
         assert_eq!(
             got[0].event.get_str("reason").as_deref(),
             Some("not a signalling node")
+        );
+        // With the asset file: the host's declared role says it.
+        let mut agg = SignalCollector::default();
+        for x in &e {
+            agg.observe(x);
+        }
+        let roles = [
+            ("10.50.9.0/24".parse().unwrap(), "oss".to_owned()),
+            ("10.50.0.0/24".parse().unwrap(), "stp".to_owned()),
+        ];
+        let got = judge(&agg.into_aggregates(), &config(), &roles);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].event.get_str("reason").as_deref(),
+            Some("its role in the asset file is oss")
         );
     }
 

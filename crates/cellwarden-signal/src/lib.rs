@@ -505,6 +505,46 @@ mod tests {
     }
 
     #[test]
+    fn gtpv1_create_pdp_context() {
+        let mut ies = vec![2u8];
+        ies.extend(encode::imsi("208150000000001"));
+        ies.extend([14, 7, 15, 0]);
+        ies.extend([16, 0, 0, 0x12, 0x34, 17, 0, 0, 0x56, 0x78, 20, 5]);
+        ies.extend([128, 0, 2, 0xf1, 0x21]);
+        ies.extend([131, 0, 9, 8]);
+        ies.extend(b"internet");
+        for a in [[10, 50, 3, 1], [10, 50, 3, 2]] {
+            ies.extend([133, 0, 4]);
+            ies.extend(a);
+        }
+        let msisdn = encode::isdn("33612345678");
+        ies.extend([134, 0, msisdn.len() as u8]);
+        ies.extend(&msisdn);
+        ies.extend([135, 0, 4, 1, 2, 3, 4]);
+        let mut m = vec![0x32, 16];
+        m.extend(((ies.len() + 4) as u16).to_be_bytes());
+        m.extend([0, 0, 0, 0, 0x01, 0x02, 0, 0]);
+        m.extend(&ies);
+        let (s, t) = (a("10.50.3.1"), a("10.50.2.20"));
+        let mut d = Decoder::new();
+        let mut out = Collected::default();
+        let udp = encode::udp(s, t, 2123, 2123, &m);
+        d.packet(1, 0, &encode::ipv4(s, t, 17, 1, &udp), &mut out);
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        let g = &out.messages[0].1;
+        assert_eq!(get(g, "gtp_version"), 1);
+        assert_eq!(get(g, "message"), "Create PDP Context Request");
+        assert_eq!(get(g, "sequence"), 0x0102);
+        assert_eq!(get(g, "imsi"), "208150000000001");
+        assert_eq!(get(g, "msisdn"), "33612345678");
+        assert_eq!(get(g, "teid_data"), 0x1234);
+        assert_eq!(get(g, "teid_control"), 0x5678);
+        assert_eq!(get(g, "apn"), "internet");
+        assert_eq!(get(g, "gsn_address"), "10.50.3.1");
+        assert_eq!(get(g, "gsn_address_user"), "10.50.3.2");
+    }
+
+    #[test]
     fn garbage_never_panics() {
         let mut d = Decoder::new();
         let mut out = Collected::default();

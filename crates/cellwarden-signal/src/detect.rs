@@ -8,7 +8,9 @@
 //!   provideSubscriberInfo about a home subscriber from outside it.
 //! - `cellwarden.signal.sri_no_followup`: sendRoutingInfoForSM from outside the home network
 //!   answered with the subscriber's IMSI and serving MSC, never followed by the short message
-//!   from the same global title (category 2: the routing was asked to find the subscriber).
+//!   from the same global title (category 2: the routing was asked to find the subscriber);
+//!   sendRoutingInfo (for a call) from outside the home network, whose call would reach the
+//!   home GMSC first.
 //! - `cellwarden.signal.diameter_location`: a Diameter Insert-Subscriber-Data asking for the
 //!   location (IDR-Flags) or a Provide-Location / LCS-Routing-Info request from a realm that is
 //!   neither home nor a partner (FS.19).
@@ -17,7 +19,9 @@
 //!   that sends with a home global title that another host sends at least ten times as often
 //!   (the title borrowed from a compromised core host).
 //! - `cellwarden.signal.scan`: one peer (global title or realm) outside the home network
-//!   asking about `scan_subscribers` or more distinct subscribers within `scan_window_secs`.
+//!   asking about `scan_subscribers` or more distinct subscribers within `scan_window_secs`;
+//!   `cellwarden.signal.many_peers`: one subscriber asked about by `many_peers` or more
+//!   distinct outside peers within that window.
 //! - `cellwarden.signal.velocity`: a location update (MAP updateLocation/updateGprsLocation,
 //!   Diameter ULR) for a subscriber from another country than its previous one less than
 //!   `velocity_secs` before (category 3: the subscriber could not have travelled there; a
@@ -64,6 +68,8 @@ pub struct SignalConfig {
     pub scan_subscribers: usize,
     /// The window of the scan detection.
     pub scan_window_secs: i64,
+    /// Distinct outside peers asking about one subscriber within the scan window.
+    pub many_peers: usize,
     /// Location updates from two countries closer than this are impossible travel.
     pub velocity_secs: i64,
 }
@@ -79,6 +85,7 @@ impl Default for SignalConfig {
             sri_followup_secs: 60,
             scan_subscribers: 20,
             scan_window_secs: 3600,
+            many_peers: 3,
             velocity_secs: 3600,
         }
     }
@@ -109,9 +116,9 @@ const RULES: &[BuiltinRule] = &[
     },
     BuiltinRule {
         id: "cellwarden.signal.sri_no_followup",
-        title: "Routing enquiry for a short message that never came",
+        title: "Routing enquiry from outside without the short message or call it is for",
         level: Level::Medium,
-        description: "sendRoutingInfoForSM from outside the home network returned the IMSI and serving MSC, and no short message followed",
+        description: "sendRoutingInfoForSM from outside the home network returned the IMSI and serving MSC, and no short message followed; or sendRoutingInfo for a call from outside the home network (calls reach the home GMSC first)",
         tags: &["attack.discovery", "attack.t1430"],
     },
     BuiltinRule {
@@ -138,6 +145,13 @@ const RULES: &[BuiltinRule] = &[
         level: Level::High,
         description: "A location update for a subscriber from another country than its previous one, too soon after it (GSMA FS.11 category 3): a forged update diverts its calls and short messages",
         tags: &["attack.collection", "attack.t1430", "attack.t1557"],
+    },
+    BuiltinRule {
+        id: "cellwarden.signal.many_peers",
+        title: "One subscriber asked about by many outside peers",
+        level: Level::High,
+        description: "",
+        tags: &["attack.collection", "attack.t1430"],
     },
     BuiltinRule {
         id: "cellwarden.signal.scan",
@@ -732,6 +746,13 @@ pub fn judge(
             {
                 out.push(alert_on("cellwarden.signal.category1", &r.event, &extra));
             }
+            ("map", 22) if !home.home_gt(&r.peer) => {
+                out.push(alert_on(
+                    "cellwarden.signal.sri_no_followup",
+                    &r.event,
+                    &extra,
+                ));
+            }
             ("map", 45) if !home.home_gt(&r.peer) => {
                 // Answered with the IMSI: the short message must follow from the same title.
                 let Some(imsi) = answer.and_then(|x| x.1.clone()) else {
@@ -859,12 +880,52 @@ pub fn judge(
                 start += 1;
             }
             if counts.len() >= c.scan_subscribers.max(1) {
+                let r = list[i].2;
                 let mut extra = vec![
                     ("scan_peer", (*peer).to_owned()),
                     ("scan_subscribers", counts.len().to_string()),
                 ];
-                extra.push(("tracked_imsi", who.clone()));
-                out.push(alert_on("cellwarden.signal.scan", &list[i].2.event, &extra));
+                if let Some(x) = &r.imsi {
+                    extra.push(("tracked_imsi", x.clone()));
+                }
+                if let Some(x) = &r.msisdn {
+                    extra.push(("tracked_msisdn", x.clone()));
+                }
+                out.push(alert_on("cellwarden.signal.scan", &r.event, &extra));
+                break;
+            }
+        }
+    }
+    // One subscriber, many outside peers within the window.
+    let mut by_subscriber: BTreeMap<&str, Vec<(Timestamp, &str, &Request)>> = BTreeMap::new();
+    for (peer, list) in &asked {
+        for (t, who, r) in list {
+            by_subscriber.entry(who).or_default().push((*t, peer, r));
+        }
+    }
+    for (who, mut list) in by_subscriber {
+        list.sort_by(|x, y| {
+            (x.0, &x.2.event.origin.file, x.2.event.origin.record).cmp(&(
+                y.0,
+                &y.2.event.origin.file,
+                y.2.event.origin.record,
+            ))
+        });
+        for (i, (t, _, r)) in list.iter().enumerate() {
+            let peers: BTreeSet<&str> = list[..=i]
+                .iter()
+                .filter(|x| t.as_second() - x.0.as_second() <= c.scan_window_secs)
+                .map(|x| x.1)
+                .collect();
+            if peers.len() >= c.many_peers.max(2) {
+                let mut extra = vec![
+                    ("peers", peers.iter().copied().collect::<Vec<_>>().join(",")),
+                    ("tracked_imsi", who.to_owned()),
+                ];
+                if r.msisdn.as_deref() == Some(who) {
+                    extra[1] = ("tracked_msisdn", who.to_owned());
+                }
+                out.push(alert_on("cellwarden.signal.many_peers", &r.event, &extra));
                 break;
             }
         }
@@ -1409,6 +1470,62 @@ mod tests {
         assert_eq!(country_code("23480000998"), Some("234"));
         assert_eq!(country_code("35312345678"), Some("353"));
         assert_eq!(country_code("4x"), None);
+    }
+
+    #[test]
+    fn one_subscriber_many_peers_and_call_routing_from_outside() {
+        let mut e = Vec::new();
+        for (k, gt) in ["23480000999", "25099000001", "62130000007"]
+            .iter()
+            .enumerate()
+        {
+            let t = T0 + k as i64 * 600;
+            map(
+                &mut e,
+                t,
+                "192.0.2.10",
+                gt,
+                "33609000001",
+                "71",
+                ("msisdn", "33655555555"),
+                Some(("error", None)),
+            );
+        }
+        map(
+            &mut e,
+            T0 + 4000,
+            "192.0.2.10",
+            "23480000999",
+            "33609000001",
+            "22",
+            ("msisdn", "33666666666"),
+            Some(("result", Some("208150000000006"))),
+        );
+        let got = run(&e, &config());
+        let rules: Vec<&str> = ids(&got).iter().map(|x| x.0).collect();
+        assert_eq!(
+            rules,
+            [
+                "category1",
+                "category1",
+                "category1",
+                "many_peers",
+                "sri_no_followup"
+            ]
+        );
+        let mp = &got[3];
+        assert_eq!(
+            mp.event.get_str("tracked_msisdn").as_deref(),
+            Some("33655555555")
+        );
+        assert_eq!(
+            mp.event.get_str("peers").as_deref(),
+            Some("23480000999,25099000001,62130000007")
+        );
+        assert_eq!(
+            got[4].event.get_str("tracked_imsi").as_deref(),
+            Some("208150000000006")
+        );
     }
 
     #[test]

@@ -183,6 +183,20 @@ pub fn sccp_udt(called: &[u8], calling: &[u8], data: &[u8]) -> Vec<u8> {
     m
 }
 
+/// An SCCP XUDT message (class 0, return on error, hop counter 15, no optional part).
+pub fn sccp_xudt(called: &[u8], calling: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut m = vec![0x11, 0x80, 0x0f];
+    let p1 = 4u8;
+    let p2 = (4 + 1 + called.len() - 1) as u8;
+    let p3 = (p2 as usize + 1 + calling.len() - 1) as u8;
+    m.extend([p1, p2, p3, 0]);
+    for part in [called, calling, data] {
+        m.push(part.len() as u8);
+        m.extend_from_slice(part);
+    }
+    m
+}
+
 /// The MAP application context `0.4.0.0.1.0.<ac>.<version>`.
 pub fn map_context(ac: u64, version: u64) -> Vec<u8> {
     oid_bytes(&[0, 4, 0, 0, 1, 0, ac, version])

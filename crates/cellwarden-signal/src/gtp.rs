@@ -54,17 +54,27 @@ pub fn v1_message_name(t: u8) -> Option<&'static str> {
     })
 }
 
-/// One GTP-C message (the UDP payload).
-pub fn decode(pk: &Packet, b: &[u8], out: &mut dyn Sink) -> Option<Map<String, Value>> {
+/// The GTP-C messages of a UDP payload: one, or for GTPv2-C with the piggybacking flag, the
+/// message and the one carried after it (TS 29.274 5.5.1).
+pub fn decode(pk: &Packet, b: &[u8], out: &mut dyn Sink) -> Vec<Map<String, Value>> {
+    let mut msgs = Vec::new();
     match b.first().map(|f| f >> 5) {
-        Some(2) => v2(pk, b, out),
-        Some(1) if b[0] & 0x10 != 0 => v1(pk, b, out),
-        Some(_) => {
-            out.problem(pk.number, "not a GTPv1-C or GTPv2-C message".into());
-            None
+        Some(2) => {
+            msgs.extend(v2(pk, b, out));
+            let piggybacked = b[0] & 0x10 != 0;
+            let next = be16(b, 2).map(|l| 4 + l as usize);
+            if piggybacked
+                && let Some(rest) = next.and_then(|n| b.get(n..))
+                && rest.first().is_some_and(|f| f >> 5 == 2)
+            {
+                msgs.extend(v2(pk, rest, out));
+            }
         }
-        None => None,
+        Some(1) if b[0] & 0x10 != 0 => msgs.extend(v1(pk, b, out)),
+        Some(_) => out.problem(pk.number, "not a GTPv1-C or GTPv2-C message".into()),
+        None => {}
     }
+    msgs
 }
 
 fn apn(v: &[u8]) -> String {

@@ -263,11 +263,11 @@ impl Decoder {
                 }
             }
             17 if sport == GTPC_PORT || dport == GTPC_PORT => {
-                if let Some(udp) = p.get(8..)
-                    && let Some(msg) = gtp::decode(&pk, udp, out)
-                {
-                    self.counts.gtpc += 1;
-                    out.message(number, msg);
+                if let Some(udp) = p.get(8..) {
+                    for msg in gtp::decode(&pk, udp, out) {
+                        self.counts.gtpc += 1;
+                        out.message(number, msg);
+                    }
                 }
             }
             _ => {}
@@ -476,6 +476,24 @@ mod tests {
             &encode::ipv4(s, t, 17, 1, &encode::udp(s, t, 2123, 2123, &m)),
             &mut out,
         );
+        // A Create Session Response carrying a Create Bearer Request (piggybacking flag).
+        let mut resp = encode::gtpv2(33, Some(0x1234), 5, &[(2, 0, vec![16, 0])]);
+        resp[0] |= 0x10;
+        resp.extend(encode::gtpv2(95, Some(0x1234), 7, &[(73, 0, vec![5])]));
+        d.packet(
+            9,
+            0,
+            &encode::ipv4(t, s, 17, 9, &encode::udp(t, s, 2123, 2123, &resp)),
+            &mut out,
+        );
+        assert_eq!(out.messages.len(), 3);
+        assert_eq!(
+            get(&out.messages[1].1, "message"),
+            "Create Session Response"
+        );
+        assert_eq!(get(&out.messages[2].1, "message"), "Create Bearer Request");
+        assert_eq!(get(&out.messages[2].1, "sequence"), 7);
+        out.messages.truncate(1);
         let echo = encode::gtpv2(1, None, 6, &[(3, 0, vec![1])]);
         d.packet(
             2,

@@ -169,6 +169,52 @@ impl Writer {
             .insert((src, dst), (vtag, tsn + n as u32, ssn.wrapping_add(1)));
     }
 
+    /// Several M3UA messages bundled in one SCTP packet.
+    fn sigtran_bundle(&mut self, src: Ipv4Addr, dst: Ipv4Addr, m3uas: &[Vec<u8>]) {
+        let (vtag, tsn, ssn) = *self.sctp.entry((src, dst)).or_insert((
+            u32::from(src).rotate_left(16) ^ u32::from(dst) ^ 0x5a5a_0000,
+            1000,
+            0,
+        ));
+        let chunks: Vec<(u32, u16, u8, u32, &[u8])> = m3uas
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                (
+                    tsn + k as u32,
+                    ssn.wrapping_add(k as u16),
+                    0x03,
+                    3,
+                    m.as_slice(),
+                )
+            })
+            .collect();
+        let p = encode::sctp_packet(2905, 2905, vtag, &chunks);
+        self.ip_packet(src, dst, 132, &p);
+        self.t += 50;
+        let n = m3uas.len();
+        self.sctp.insert(
+            (src, dst),
+            (vtag, tsn + n as u32, ssn.wrapping_add(n as u16)),
+        );
+    }
+
+    /// The M3UA message carrying a TCAP message (partners' traffic as XUDT, as an IPX
+    /// carries it).
+    fn m3ua(&self, from: (&str, &str, u8), to: (&str, &str, u8), tcap: &[u8]) -> Vec<u8> {
+        let (called, calling) = (
+            encode::sccp_address(Some(to.2), to.1),
+            encode::sccp_address(Some(from.2), from.1),
+        );
+        let sccp = if from.1.starts_with(net::PARTNER_GT) || to.1.starts_with(net::PARTNER_GT) {
+            encode::sccp_xudt(&called, &calling, tcap)
+        } else {
+            encode::sccp_udt(&called, &calling, tcap)
+        };
+        let (s, d) = (ip(from.0), ip(to.0));
+        encode::m3ua_data(u32::from(s) & 0x3fff, u32::from(d) & 0x3fff, 0, &sccp)
+    }
+
     /// A TCAP message from `(ip, gt, ssn)` to `(ip, gt, ssn)`.
     fn tcap(&mut self, from: (&str, &str, u8), to: (&str, &str, u8), tcap: &[u8], components: u64) {
         self.tcap_fragmented(from, to, tcap, components, 1);
@@ -182,15 +228,96 @@ impl Writer {
         components: u64,
         fragments: usize,
     ) {
-        let sccp = encode::sccp_udt(
-            &encode::sccp_address(Some(to.2), to.1),
-            &encode::sccp_address(Some(from.2), from.1),
-            tcap,
-        );
-        let (s, d) = (ip(from.0), ip(to.0));
-        let m3ua = encode::m3ua_data(u32::from(s) & 0x3fff, u32::from(d) & 0x3fff, 0, &sccp);
-        self.sigtran(s, d, &m3ua, fragments);
+        let m3ua = self.m3ua(from, to, tcap);
+        self.sigtran(ip(from.0), ip(to.0), &m3ua, fragments);
         self.messages += components.max(1);
+    }
+
+    /// A location update as networks run it: the VLR's updateLocation begins the dialogue,
+    /// the HLR sends insertSubscriberData inside it (continue), the VLR answers (continue),
+    /// the HLR ends it with the result.
+    fn location_update(
+        &mut self,
+        vlr: (&str, &str, u8),
+        hlr: (&str, &str, u8),
+        imsi: &str,
+        msisdn: &str,
+    ) {
+        let ctx = encode::map_context(1, 3);
+        self.tid = self.tid.wrapping_add(1 + self.rng.below(7) as u32);
+        let a = self.tid;
+        self.tid = self.tid.wrapping_add(1);
+        let b = self.tid;
+        let begin = encode::tcap(
+            0x62,
+            Some(a),
+            None,
+            Some(encode::dialogue(&ctx, false)),
+            &[encode::invoke(
+                1,
+                2,
+                &map::update_location(imsi, vlr.1, vlr.1),
+            )],
+        );
+        self.tcap(vlr, hlr, &begin, 1);
+        self.tick(30);
+        let isd = encode::tcap(
+            0x65,
+            Some(b),
+            Some(a),
+            Some(encode::dialogue(&ctx, true)),
+            &[encode::invoke(
+                2,
+                7,
+                &map::insert_subscriber_data(imsi, msisdn),
+            )],
+        );
+        self.tcap(hlr, vlr, &isd, 1);
+        self.tick(30);
+        let ack = encode::tcap(0x65, Some(a), Some(b), None, &[encode::result_empty(2)]);
+        self.tcap(vlr, hlr, &ack, 1);
+        self.tick(30);
+        let end = encode::tcap(
+            0x64,
+            None,
+            Some(a),
+            None,
+            &[encode::result(1, 2, &map::update_location_res(hlr.1))],
+        );
+        self.tcap(hlr, vlr, &end, 1);
+    }
+
+    /// The begin of a dialogue of one invoke: its transaction id and TCAP bytes.
+    fn begin(&mut self, ac: (u64, u64), op: u8, arg: &[u8]) -> (u32, Vec<u8>) {
+        self.tid = self.tid.wrapping_add(1 + self.rng.below(7) as u32);
+        let otid = self.tid;
+        let ctx = encode::map_context(ac.0, ac.1);
+        let begin = encode::tcap(
+            0x62,
+            Some(otid),
+            None,
+            Some(encode::dialogue(&ctx, false)),
+            &[encode::invoke(1, op, arg)],
+        );
+        (otid, begin)
+    }
+
+    /// The end of a dialogue begun by [`Self::begin`].
+    fn end(&mut self, otid: u32, ac: (u64, u64), op: u8, answer: Answer) -> Vec<u8> {
+        let ctx = encode::map_context(ac.0, ac.1);
+        let comp = match answer {
+            Answer::Result(res) => encode::result(1, op, &res),
+            Answer::Empty => encode::result_empty(1),
+            Answer::Error(code) => encode::error(1, code),
+        };
+        self.tid = self.tid.wrapping_add(1);
+        encode::tcap(
+            0x64,
+            None,
+            Some(otid),
+            Some(encode::dialogue(&ctx, true)),
+            &[comp],
+        )
     }
 
     /// A MAP dialogue of one invoke answered by a result (or an error) in the end.
@@ -204,31 +331,10 @@ impl Writer {
         arg: &[u8],
         answer: Answer,
     ) {
-        self.tid = self.tid.wrapping_add(1 + self.rng.below(7) as u32);
-        let otid = self.tid;
-        let ctx = encode::map_context(ac.0, ac.1);
-        let begin = encode::tcap(
-            0x62,
-            Some(otid),
-            None,
-            Some(encode::dialogue(&ctx, false)),
-            &[encode::invoke(1, op, arg)],
-        );
+        let (otid, begin) = self.begin(ac, op, arg);
         self.tcap(from, to, &begin, 1);
         self.tick(40);
-        let comp = match answer {
-            Answer::Result(res) => encode::result(1, op, &res),
-            Answer::Empty => encode::result_empty(1),
-            Answer::Error(code) => encode::error(1, code),
-        };
-        self.tid = self.tid.wrapping_add(1);
-        let end = encode::tcap(
-            0x64,
-            None,
-            Some(otid),
-            Some(encode::dialogue(&ctx, true)),
-            &[comp],
-        );
+        let end = self.end(otid, ac, op, answer);
         self.tcap(to, from, &end, 1);
     }
 
@@ -442,23 +548,7 @@ pub fn capture(seed: u64, start_us: i64, subscribers: u64) -> SignallingCapture 
                     Answer::Empty,
                 );
                 w.tick(200);
-                w.dialogue(
-                    hlr,
-                    vlr,
-                    (16, 3),
-                    7,
-                    &map::insert_subscriber_data(&imsi, &msisdn),
-                    Answer::Empty,
-                );
-                w.tick(100);
-                w.dialogue(
-                    vlr,
-                    hlr,
-                    (1, 3),
-                    2,
-                    &map::update_location(&imsi, MSC_GT, MSC_GT),
-                    Answer::Result(map::update_location_res(HLR_GT)),
-                );
+                w.location_update(vlr, hlr, &imsi, &msisdn);
             }
             // A short message to the subscriber: SRI-SM, then MT-forwardSM (home or partner
             // SMSC).
@@ -468,25 +558,44 @@ pub fn capture(seed: u64, start_us: i64, subscribers: u64) -> SignallingCapture 
                 } else {
                     smsc
                 };
-                w.dialogue(
-                    from,
-                    hlr,
-                    (20, 3),
-                    45,
-                    &map::sri_for_sm(&msisdn, from.1),
-                    Answer::Result(map::sri_for_sm_res(&imsi, MSC_GT)),
-                );
-                w.tick(300);
-                let s = w.rng.below(n);
-                let sender = w.subscriber(s).1;
-                w.dialogue(
-                    from,
-                    msc,
-                    (25, 3),
-                    44,
-                    &map::mt_forward_sm(&imsi, from.1, &sender),
-                    Answer::Empty,
-                );
+                // Now and then two messages wait for routing at once: the two enquiries go
+                // in one SCTP packet.
+                let mut to: Vec<(String, String)> = vec![(imsi.clone(), msisdn.clone())];
+                let other = w.rng.below(n);
+                if kind == 4 && !roaming(other) {
+                    to.push(w.subscriber(other));
+                }
+                let mut begins = Vec::new();
+                for (_, m) in &to {
+                    let (otid, tcap) = w.begin((20, 3), 45, &map::sri_for_sm(m, from.1));
+                    begins.push((otid, w.m3ua(from, hlr, &tcap)));
+                }
+                let m3uas: Vec<Vec<u8>> = begins.iter().map(|b| b.1.clone()).collect();
+                w.sigtran_bundle(ip(from.0), ip(hlr.0), &m3uas);
+                w.messages += m3uas.len() as u64;
+                for ((otid, _), (i2, _)) in begins.iter().zip(&to) {
+                    w.tick(40);
+                    let end = w.end(
+                        *otid,
+                        (20, 3),
+                        45,
+                        Answer::Result(map::sri_for_sm_res(i2, MSC_GT)),
+                    );
+                    w.tcap(hlr, from, &end, 1);
+                }
+                for (i2, _) in &to {
+                    w.tick(300);
+                    let s = w.rng.below(n);
+                    let sender = w.subscriber(s).1;
+                    w.dialogue(
+                        from,
+                        msc,
+                        (25, 3),
+                        44,
+                        &map::mt_forward_sm(i2, from.1, &sender),
+                        Answer::Empty,
+                    );
+                }
             }
             // The home gsmSCF asks for location (CAMEL services).
             5 => {

@@ -35,8 +35,9 @@
 //! the config file; without it, it is learnt from the capture: the most common 5-digit prefix
 //! of the global titles and IMSIs asked about, and the most common destination realm.
 //!
-//! Memory is bounded: at most [`MAX_RECORDS`] requests are kept for judging (beyond, they are
-//! counted and dropped), with per-host and per-title counters.
+//! Memory is bounded: at most [`MAX_RECORDS`] requests and location updates are kept for
+//! judging (beyond, they are counted and dropped), with counters for at most [`MAX_SENDERS`]
+//! sending hosts and calling titles (64 hosts per title).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
@@ -47,6 +48,8 @@ use serde::Deserialize;
 
 /// Requests kept for judging.
 pub const MAX_RECORDS: usize = 1_000_000;
+/// Sending hosts, and calling global titles, counted (at most 64 hosts per title).
+pub const MAX_SENDERS: usize = 100_000;
 
 /// The home network and thresholds (`[signalling]` in the `--config` TOML file).
 #[derive(Debug, Clone, Deserialize)]
@@ -255,6 +258,8 @@ pub struct SignalAggregates {
     latest: Option<Timestamp>,
     /// Requests dropped beyond [`MAX_RECORDS`].
     pub dropped: u64,
+    /// Messages of hosts or titles beyond [`MAX_SENDERS`], not counted.
+    pub dropped_senders: u64,
 }
 
 /// Gathers the signalling events of one stream.
@@ -298,15 +303,25 @@ impl SignalCollector {
         let a = &mut self.agg;
         a.latest = a.latest.max(Some(time));
         if let Some(src) = s(ev, "src_ip") {
-            let h = a
-                .hosts
-                .entry(src.clone())
-                .or_insert_with(|| (0, ev.clone().into_owned()));
-            h.0 += 1;
+            if a.hosts.len() < MAX_SENDERS || a.hosts.contains_key(&src) {
+                let h = a
+                    .hosts
+                    .entry(src.clone())
+                    .or_insert_with(|| (0, ev.clone().into_owned()));
+                h.0 += 1;
+            } else {
+                a.dropped_senders += 1;
+            }
             if let Some(gt) = s(ev, "calling_gt") {
-                let g = a.senders.entry(gt).or_default();
-                let e = g.entry(src).or_insert_with(|| (0, ev.clone().into_owned()));
-                e.0 += 1;
+                if a.senders.len() < MAX_SENDERS || a.senders.contains_key(&gt) {
+                    let g = a.senders.entry(gt).or_default();
+                    if g.len() < 64 || g.contains_key(&src) {
+                        let e = g.entry(src).or_insert_with(|| (0, ev.clone().into_owned()));
+                        e.0 += 1;
+                    }
+                } else {
+                    a.dropped_senders += 1;
+                }
             }
         }
         match channel {
@@ -517,6 +532,7 @@ impl SignalAggregates {
         merge_counts(&mut self.imsi_prefixes, other.imsi_prefixes);
         merge_counts(&mut self.dest_realms, other.dest_realms);
         self.dropped += other.dropped;
+        self.dropped_senders += other.dropped_senders;
         self.latest = self.latest.max(other.latest);
     }
 

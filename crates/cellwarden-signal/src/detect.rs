@@ -218,8 +218,29 @@ struct Update {
     peer: String,
     sender: String,
     op: String,
+    /// The key of its answer in [`SignalAggregates::answers`].
+    answer: String,
     file: std::sync::Arc<str>,
     record: u64,
+}
+
+/// The key under which the answer to a request is kept: transaction id, invoking title and
+/// invoke id (MAP), hop-by-hop and end-to-end ids (Diameter).
+fn answer_key(ev: &Event<'_>, channel: &str) -> String {
+    if channel == "map" {
+        format!(
+            "map|{}|{}|{}",
+            s(ev, "otid").unwrap_or_default(),
+            s(ev, "calling_gt").unwrap_or_default(),
+            s(ev, "invoke_id").unwrap_or_default()
+        )
+    } else {
+        format!(
+            "diameter|{}|{}",
+            s(ev, "hop_by_hop").unwrap_or_default(),
+            s(ev, "end_to_end").unwrap_or_default()
+        )
+    }
 }
 
 /// One request kept for judging.
@@ -428,6 +449,7 @@ impl SignalCollector {
             op: s(ev, "operation")
                 .or_else(|| s(ev, "command_abbreviation"))
                 .unwrap_or_default(),
+            answer: answer_key(ev, channel),
             file: std::sync::Arc::clone(&ev.origin.file),
             record: ev.origin.record,
         });
@@ -854,6 +876,15 @@ pub fn judge(
             ("country", u.country.clone()),
             ("seconds_since_previous", secs.to_string()),
             ("previous_peer", p.peer.clone()),
+            (
+                "answered",
+                match a.answers.get(&u.answer) {
+                    Some((true, _)) => "yes",
+                    Some((false, _)) => "refused",
+                    None => "no answer",
+                }
+                .to_owned(),
+            ),
         ] {
             ev.push(
                 k.to_owned(),

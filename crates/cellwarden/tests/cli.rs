@@ -47,6 +47,12 @@ fn demo_tells_the_story_and_writes_the_report() {
         "web-portal-01 -> bill-db-01  (logon, adm_paul)",
         "jump-01 -> 203.0.113.66  (transfer)",
         "entered on 10.1.0.26 (Records of a watchlisted subscriber read) as care07",
+        // The signalling chapter: the three trackers, with what the network answered.
+        "Who was tracked over the signalling network",
+        "asked by 23480000999 from 192.0.2.10: sendRoutingInfoForSM (yes), provideSubscriberInfo (yes), anyTimeInterrogation (refused)",
+        "asked by epc.mnc099.mcc505.3gppnetwork.org from 192.0.2.20: IDR (yes)",
+        "asked by 23480000998 from 192.0.2.10: updateLocation (yes)",
+        "from 10.50.9.99: anyTimeInterrogation (yes)",
     ] {
         assert!(s.contains(expected), "{expected} missing from:\n{s}");
     }
@@ -61,6 +67,7 @@ fn demo_tells_the_story_and_writes_the_report() {
     assert!(!went.contains("93.184."), "{s}");
     let html = std::fs::read_to_string(dir.path().join("scope-report.html")).unwrap();
     assert!(html.contains("Subscriber exposure"));
+    assert!(html.contains("Located over the signalling network"));
     assert!(dir.path().join("ground-truth.json").exists());
 }
 

@@ -15,6 +15,18 @@ use crate::args::{DbArgs, OutFormat};
 use crate::exit::{Failure, Status};
 use crate::setup::{db_setup, load_rules, net_setup, run_pipeline};
 
+/// The simulated operator's home network and partners, as its config file would give them.
+fn demo_signalling_config() -> cellwarden_signal::detect::SignalConfig {
+    use cellwarden_sim::signalling::net;
+    cellwarden_signal::detect::SignalConfig {
+        home_gt: vec![net::HOME_GT.into()],
+        home_realms: vec![net::HOME_REALM.into()],
+        partner_realms: vec![net::PARTNER_REALM.into()],
+        home_imsi: vec!["20815".into()],
+        ..Default::default()
+    }
+}
+
 /// Where `demo` writes the simulated logs and its reports unless told otherwise.
 const DEMO_DIR: &str = "cellwarden-demo";
 
@@ -49,7 +61,30 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
         .alerts
         .to_vec()
         .map_err(|e| Failure::Failed(format!("reading alerts back: {e}")))?;
-    let exposure = cellwarden_pipeline::scope::exposure(&result.findings, &hunt_config.db);
+    let mut exposure = cellwarden_pipeline::scope::exposure(&result.findings, &hunt_config.db);
+    // The core network's signalling on the last morning, with three trackers: a capture of its
+    // own, hunted on its own (the intrusion's campaigns stay those of the logs), its tracked
+    // subscribers added to the same report.
+    let sig_dir = dir.join("signalling");
+    std::fs::create_dir_all(&sig_dir).map_err(|e| Failure::file(&sig_dir, e))?;
+    let sig_start =
+        (cellwarden_sim::START + (config.days as i64 - 1) * 86_400 + 9 * 3600) * 1_000_000;
+    let capture = cellwarden_sim::signalling::capture(config.seed, sig_start, 2_000);
+    let sig_file = sig_dir.join("core-signalling.pcap");
+    std::fs::write(&sig_file, &capture.pcap).map_err(|e| Failure::file(&sig_file, e))?;
+    let sig_config = HuntConfig {
+        net: cellwarden_pipeline::NetSetup {
+            signal: demo_signalling_config(),
+            ..net_setup(&db_args)?
+        },
+        db: hunt_config.db.clone(),
+        ..HuntConfig::default()
+    };
+    let sig_inputs = cellwarden_source::discover(std::slice::from_ref(&sig_file))?;
+    let sig_result = run_pipeline(&sig_inputs, &Mapping::builtin(), &loaded.rules, &sig_config);
+    let sig_alerts = sig_result.findings.signal.len();
+    exposure.signalling =
+        cellwarden_pipeline::scope::signalling(&sig_result.findings.signal, &exposure);
     let write =
         |name: &str, f: &dyn Fn(&mut dyn Write) -> io::Result<()>| -> Result<PathBuf, Failure> {
             let p = dir.join(name);
@@ -206,6 +241,29 @@ pub fn run(out: Option<PathBuf>) -> Result<Status, Failure> {
         let _ = writeln!(
             o,
             "  ({others} other outbound transfers from the same hosts in the report)"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nWho was tracked over the signalling network ({} messages on the last morning, {} signalling alerts; `cellwarden hunt {}`):",
+        capture.truth.messages,
+        sig_alerts,
+        sig_file.display()
+    );
+    for t in &exposure.signalling {
+        let ops: Vec<String> = t
+            .operations
+            .iter()
+            .zip(&t.answered)
+            .map(|(op, a)| format!("{op} ({a})"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  {} asked by {} from {}: {}",
+            clean(t.msisdn.as_deref().or(t.imsi.as_deref()).unwrap_or("-")),
+            clean(&t.by),
+            clean(&t.sender),
+            clean(&ops.join(", "))
         );
     }
     let _ = writeln!(

@@ -225,7 +225,14 @@ impl Decoder {
     /// Decodes one IP packet (`number` 1-based, `time_us` its capture time). Packets of
     /// other protocols are passed over silently.
     pub fn packet(&mut self, number: u64, time_us: i64, b: &[u8], out: &mut dyn Sink) {
-        let Some(ip) = ip(b) else { return };
+        if let Some(ip) = ip(b) {
+            self.packet_ip(number, time_us, &ip, out);
+        }
+    }
+
+    /// [`Self::packet`] of a packet whose IP header was read already (a reader that also
+    /// looks at the packet for other protocols reads it once).
+    pub fn packet_ip(&mut self, number: u64, time_us: i64, ip: &Ip<'_>, out: &mut dyn Sink) {
         if !matches!(ip.proto, 6 | 17 | 132) {
             return;
         }

@@ -261,12 +261,11 @@ impl Decoder<'_> {
             101 | 12 | 14 | 228 | 229 => Some(pkt),
             _ => return,
         };
-        let Some(ip) = ip else { return };
-        self.signal
-            .packet(n, time_us, ip, &mut SignalOut(&mut *self.sink));
-        let Some(p) = cellwarden_signal::ip(ip) else {
+        let Some(p) = ip.and_then(cellwarden_signal::ip) else {
             return;
         };
+        self.signal
+            .packet_ip(n, time_us, &p, &mut SignalOut(&mut *self.sink));
         if p.proto != 17 || p.fragment {
             return;
         }
@@ -531,16 +530,9 @@ impl<R: Read> Window<R> {
 /// Time units per second of a pcapng interface (its `if_tsresol` option; microseconds
 /// without it).
 fn ts_resolution(mut opts: &[u8], le: bool) -> u64 {
-    let u16_of = |b: &[u8]| {
-        if le {
-            u16::from_le_bytes([b[0], b[1]])
-        } else {
-            u16::from_be_bytes([b[0], b[1]])
-        }
-    };
     while opts.len() >= 4 {
-        let code = u16_of(opts);
-        let len = u16_of(&opts[2..]) as usize;
+        let code = u16_of(opts, le);
+        let len = u16_of(&opts[2..], le) as usize;
         if code == 0 {
             break;
         }
@@ -557,6 +549,15 @@ fn ts_resolution(mut opts: &[u8], le: bool) -> u64 {
         opts = opts.get(4 + len.div_ceil(4) * 4..).unwrap_or(&[]);
     }
     1_000_000
+}
+
+fn u16_of(b: &[u8], le: bool) -> u16 {
+    let a: [u8; 2] = b.get(..2).and_then(|x| x.try_into().ok()).unwrap_or([0; 2]);
+    if le {
+        u16::from_le_bytes(a)
+    } else {
+        u16::from_be_bytes(a)
+    }
 }
 
 fn u32_of(b: &[u8], le: bool) -> u32 {
@@ -797,16 +798,7 @@ impl Decoder<'_> {
             let body = &block[8..len - 4];
             match ty {
                 1 => {
-                    let link = body
-                        .get(..2)
-                        .map(|b| {
-                            if le {
-                                u16::from_le_bytes([b[0], b[1]])
-                            } else {
-                                u16::from_be_bytes([b[0], b[1]])
-                            }
-                        })
-                        .unwrap_or(1);
+                    let link = if body.len() >= 2 { u16_of(body, le) } else { 1 };
                     links.push((link, ts_resolution(body.get(8..).unwrap_or(&[]), le)));
                 }
                 6 => {

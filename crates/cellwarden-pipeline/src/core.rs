@@ -320,23 +320,26 @@ impl<'a> DetectionCore<'a> {
             }
             fed.aggregates = true;
         }
-        if !net.disabled && uses.aggregates && cellwarden_signal::detect::is_signal_event(&ev) {
-            // One state for the whole signalling network (partitioned runs: partition 0).
-            if stage != Stage::Parse {
-                self.signals.observe(&ev);
-            }
-            fed.aggregates = true;
-        } else if !net.disabled && uses.aggregates {
-            fed.aggregates |= if stage == Stage::Parse {
-                let flow = cellwarden_net::collect::is_flow_event(&ev);
-                if flow && fed.entity.is_none() {
-                    fed.entity =
-                        cellwarden_net::collect::partition_key(&ev).map(|k| entity_hash(&k));
-                }
-                flow
+        if !net.disabled && uses.aggregates {
+            // One state for the whole signalling network (partitioned runs: one partition).
+            let signal = if stage == Stage::Parse {
+                cellwarden_signal::detect::is_signal_event(&ev)
             } else {
-                self.flows.observe(&ev)
+                self.signals.observe(&ev)
             };
+            fed.aggregates |= signal;
+            if !signal {
+                fed.aggregates |= if stage == Stage::Parse {
+                    let flow = cellwarden_net::collect::is_flow_event(&ev);
+                    if flow && fed.entity.is_none() {
+                        fed.entity =
+                            cellwarden_net::collect::partition_key(&ev).map(|k| entity_hash(&k));
+                    }
+                    flow
+                } else {
+                    self.flows.observe(&ev)
+                };
+            }
         }
         if let Some(t) = ev.timestamp {
             self.earliest = self.earliest.min(t.as_millisecond());

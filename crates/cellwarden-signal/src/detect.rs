@@ -255,6 +255,17 @@ struct Request {
     peer: String,
     imsi: Option<String>,
     msisdn: Option<String>,
+    /// The key of its answer in [`SignalAggregates::answers`].
+    answer: String,
+}
+
+/// What the network said to a request: `yes`, `refused` or `no answer`.
+fn answered(answer: Option<&(bool, Option<String>)>) -> &'static str {
+    match answer {
+        Some((true, _)) => "yes",
+        Some((false, _)) => "refused",
+        None => "no answer",
+    }
 }
 
 /// What the signalling detections gathered (mergeable: finite runs split a capture over
@@ -387,13 +398,7 @@ impl SignalCollector {
                 }
             }
             "diameter" => {
-                let request = ev.get_str("request").as_deref() == Some("true");
-                let key = format!(
-                    "diameter|{}|{}",
-                    s(ev, "hop_by_hop").unwrap_or_default(),
-                    s(ev, "end_to_end").unwrap_or_default()
-                );
-                if request {
+                if ev.get_str("request").as_deref() == Some("true") {
                     bump(&mut a.dest_realms, s(ev, "destination_realm"));
                     bump(
                         &mut a.imsi_prefixes,
@@ -417,7 +422,7 @@ impl SignalCollector {
                     }
                 } else {
                     let ok = int(ev, "result_code").is_some_and(|c| (2000..3000).contains(&c));
-                    a.answers.insert(key, (ok, None));
+                    a.answers.insert(answer_key(ev, "diameter"), (ok, None));
                 }
             }
             _ => {}
@@ -476,6 +481,7 @@ impl SignalCollector {
             peer,
             imsi: s(ev, "imsi"),
             msisdn: s(ev, "msisdn"),
+            answer: answer_key(ev, channel),
         });
     }
 
@@ -515,10 +521,23 @@ fn earlier(a: &Event<'_>, b: &Event<'_>) -> bool {
     (a.timestamp, &a.origin.file, a.origin.record) < (b.timestamp, &b.origin.file, b.origin.record)
 }
 
-fn merge_first(a: &mut (u64, Event<'static>), b: (u64, Event<'static>)) {
-    a.0 += b.0;
-    if earlier(&b.1, &a.1) {
-        a.1 = b.1;
+/// Per host (messages, first message): counts added, the earlier first message kept.
+fn merge_hosts(
+    a: &mut BTreeMap<String, (u64, Event<'static>)>,
+    b: BTreeMap<String, (u64, Event<'static>)>,
+) {
+    for (h, v) in b {
+        match a.get_mut(&h) {
+            Some(x) => {
+                x.0 += v.0;
+                if earlier(&v.1, &x.1) {
+                    x.1 = v.1;
+                }
+            }
+            None => {
+                a.insert(h, v);
+            }
+        }
     }
 }
 
@@ -532,24 +551,9 @@ impl SignalAggregates {
             self.deliveries.entry(k).or_default().extend(v);
         }
         for (gt, hosts) in other.senders {
-            let g = self.senders.entry(gt).or_default();
-            for (h, v) in hosts {
-                match g.get_mut(&h) {
-                    Some(x) => merge_first(x, v),
-                    None => {
-                        g.insert(h, v);
-                    }
-                }
-            }
+            merge_hosts(self.senders.entry(gt).or_default(), hosts);
         }
-        for (h, v) in other.hosts {
-            match self.hosts.get_mut(&h) {
-                Some(x) => merge_first(x, v),
-                None => {
-                    self.hosts.insert(h, v);
-                }
-            }
-        }
+        merge_hosts(&mut self.hosts, other.hosts);
         merge_counts(&mut self.called_prefixes, other.called_prefixes);
         merge_counts(&mut self.imsi_prefixes, other.imsi_prefixes);
         merge_counts(&mut self.dest_realms, other.dest_realms);
@@ -623,6 +627,38 @@ fn alert_on(id: &str, ev: &Event<'static>, extra: &[(&str, String)]) -> Alert {
         ));
     }
     TABLE.alert(id, None, ev)
+}
+
+/// The first item of a time-ordered list at which the items of the `window` seconds up to it
+/// name `threshold` distinct keys or more: its index, and those keys with how often each
+/// appears (one pass, a sliding window).
+fn first_crowd<'a, T>(
+    list: &'a [T],
+    time: impl Fn(&T) -> Timestamp,
+    key: impl Fn(&'a T) -> &'a str,
+    window: i64,
+    threshold: usize,
+) -> Option<(usize, BTreeMap<&'a str, usize>)> {
+    let mut start = 0;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, x) in list.iter().enumerate() {
+        *counts.entry(key(x)).or_default() += 1;
+        let t = time(x).as_second();
+        while t - time(&list[start]).as_second() > window {
+            let k = key(&list[start]);
+            if let Some(n) = counts.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(k);
+                }
+            }
+            start += 1;
+        }
+        if counts.len() >= threshold {
+            return Some((i, counts));
+        }
+    }
+    None
 }
 
 /// Roles of the asset file that send signalling.
@@ -731,24 +767,9 @@ pub fn judge(
     // Per outside peer: the subscribers asked about, in time order (scan).
     let mut asked: BTreeMap<&str, Vec<(Timestamp, String, &Request)>> = BTreeMap::new();
     for r in &requests {
-        let id = s(&r.event, "invoke_id").unwrap_or_default();
-        let answer = match r.channel {
-            "map" => {
-                s(&r.event, "otid").and_then(|t| a.answers.get(&format!("map|{t}|{}|{id}", r.peer)))
-            }
-            _ => a.answers.get(&format!(
-                "diameter|{}|{}",
-                s(&r.event, "hop_by_hop").unwrap_or_default(),
-                s(&r.event, "end_to_end").unwrap_or_default()
-            )),
-        };
-        let answered = match answer {
-            Some((true, _)) => "yes",
-            Some((false, _)) => "refused",
-            None => "no answer",
-        };
+        let answer = a.answers.get(&r.answer);
         let imsi = r.imsi.clone().or_else(|| answer.and_then(|x| x.1.clone()));
-        let mut extra = vec![("answered", answered.to_owned())];
+        let mut extra = vec![("answered", answered(answer).to_owned())];
         if let Some(i) = &imsi {
             extra.push(("tracked_imsi", i.clone()));
         }
@@ -854,44 +875,29 @@ pub fn judge(
             continue;
         }
         flagged_move = Some((u, p.country.as_str()));
-        let mut ev = cellwarden_analytics::rules::evidence_event(&u.file, u.record, u.time);
-        let peer_key = if u.channel == "map" {
-            "calling_gt"
+        let ev = cellwarden_analytics::rules::evidence_event(&u.file, u.record, u.time);
+        let (peer_key, op_key) = if u.channel == "map" {
+            ("calling_gt", "operation")
         } else {
-            "origin_realm"
+            ("origin_realm", "command_abbreviation")
         };
-        let op_key = if u.channel == "map" {
-            "operation"
-        } else {
-            "command_abbreviation"
-        };
-        for (k, v) in [
-            ("Channel", u.channel.to_owned()),
-            (peer_key, u.peer.clone()),
-            ("src_ip", u.sender.clone()),
-            (op_key, u.op.clone()),
-            ("imsi", u.imsi.clone()),
-            ("tracked_imsi", u.imsi.clone()),
-            ("previous_country", p.country.clone()),
-            ("country", u.country.clone()),
-            ("seconds_since_previous", secs.to_string()),
-            ("previous_peer", p.peer.clone()),
-            (
-                "answered",
-                match a.answers.get(&u.answer) {
-                    Some((true, _)) => "yes",
-                    Some((false, _)) => "refused",
-                    None => "no answer",
-                }
-                .to_owned(),
-            ),
-        ] {
-            ev.push(
-                k.to_owned(),
-                cellwarden_event::Value::Str(std::borrow::Cow::Owned(v)),
-            );
-        }
-        out.push(TABLE.alert("cellwarden.signal.velocity", None, ev));
+        out.push(alert_on(
+            "cellwarden.signal.velocity",
+            &ev,
+            &[
+                ("Channel", u.channel.to_owned()),
+                (peer_key, u.peer.clone()),
+                ("src_ip", u.sender.clone()),
+                (op_key, u.op.clone()),
+                ("imsi", u.imsi.clone()),
+                ("tracked_imsi", u.imsi.clone()),
+                ("previous_country", p.country.clone()),
+                ("country", u.country.clone()),
+                ("seconds_since_previous", secs.to_string()),
+                ("previous_peer", p.peer.clone()),
+                ("answered", answered(a.answers.get(&u.answer)).to_owned()),
+            ],
+        ));
     }
     // Flagged hosts that asked about no one are reported once, on their first message.
     for (host, reason) in &flagged {
@@ -912,35 +918,26 @@ pub fn judge(
     }
     // Scans: distinct subscribers per outside peer within the window.
     for (peer, list) in &asked {
-        let mut start = 0;
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, (t, who, _)) in list.iter().enumerate() {
-            *counts.entry(who).or_default() += 1;
-            while t.as_second() - list[start].0.as_second() > c.scan_window_secs {
-                let w = list[start].1.as_str();
-                if let Some(n) = counts.get_mut(w) {
-                    *n -= 1;
-                    if *n == 0 {
-                        counts.remove(w);
-                    }
-                }
-                start += 1;
+        let crowd = first_crowd(
+            list,
+            |x| x.0,
+            |x| x.1.as_str(),
+            c.scan_window_secs,
+            c.scan_subscribers.max(1),
+        );
+        if let Some((i, counts)) = crowd {
+            let r = list[i].2;
+            let mut extra = vec![
+                ("scan_peer", (*peer).to_owned()),
+                ("scan_subscribers", counts.len().to_string()),
+            ];
+            if let Some(x) = &r.imsi {
+                extra.push(("tracked_imsi", x.clone()));
             }
-            if counts.len() >= c.scan_subscribers.max(1) {
-                let r = list[i].2;
-                let mut extra = vec![
-                    ("scan_peer", (*peer).to_owned()),
-                    ("scan_subscribers", counts.len().to_string()),
-                ];
-                if let Some(x) = &r.imsi {
-                    extra.push(("tracked_imsi", x.clone()));
-                }
-                if let Some(x) = &r.msisdn {
-                    extra.push(("tracked_msisdn", x.clone()));
-                }
-                out.push(alert_on("cellwarden.signal.scan", &r.event, &extra));
-                break;
+            if let Some(x) = &r.msisdn {
+                extra.push(("tracked_msisdn", x.clone()));
             }
+            out.push(alert_on("cellwarden.signal.scan", &r.event, &extra));
         }
     }
     // One subscriber, many outside peers within the window.
@@ -958,23 +955,23 @@ pub fn judge(
                 y.2.event.origin.record,
             ))
         });
-        for (i, (t, _, r)) in list.iter().enumerate() {
-            let peers: BTreeSet<&str> = list[..=i]
-                .iter()
-                .filter(|x| t.as_second() - x.0.as_second() <= c.scan_window_secs)
-                .map(|x| x.1)
-                .collect();
-            if peers.len() >= c.many_peers.max(2) {
-                let mut extra = vec![
-                    ("peers", peers.iter().copied().collect::<Vec<_>>().join(",")),
-                    ("tracked_imsi", who.to_owned()),
-                ];
-                if r.msisdn.as_deref() == Some(who) {
-                    extra[1] = ("tracked_msisdn", who.to_owned());
-                }
-                out.push(alert_on("cellwarden.signal.many_peers", &r.event, &extra));
-                break;
+        let crowd = first_crowd(
+            &list,
+            |x| x.0,
+            |x| x.1,
+            c.scan_window_secs,
+            c.many_peers.max(2),
+        );
+        if let Some((i, peers)) = crowd {
+            let r = list[i].2;
+            let mut extra = vec![
+                ("peers", peers.keys().copied().collect::<Vec<_>>().join(",")),
+                ("tracked_imsi", who.to_owned()),
+            ];
+            if r.msisdn.as_deref() == Some(who) {
+                extra[1] = ("tracked_msisdn", who.to_owned());
             }
+            out.push(alert_on("cellwarden.signal.many_peers", &r.event, &extra));
         }
     }
     out.sort_by(|x, y| {

@@ -171,28 +171,31 @@ pub fn sccp_address(ssn: Option<u8>, gt: &str) -> Vec<u8> {
 
 /// An SCCP UDT message (class 0, return on error).
 pub fn sccp_udt(called: &[u8], calling: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = vec![0x09, 0x80];
-    let p1 = 3u8;
-    let p2 = (3 + 1 + called.len() - 1) as u8;
-    let p3 = (p2 as usize + 1 + calling.len() - 1) as u8;
-    m.extend([p1, p2, p3]);
-    for part in [called, calling, data] {
-        m.push(part.len() as u8);
-        m.extend_from_slice(part);
-    }
-    m
+    sccp(&[0x09, 0x80], false, [called, calling, data])
 }
 
 /// An SCCP XUDT message (class 0, return on error, hop counter 15, no optional part).
 pub fn sccp_xudt(called: &[u8], calling: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = vec![0x11, 0x80, 0x0f];
-    let p1 = 4u8;
-    let p2 = (4 + 1 + called.len() - 1) as u8;
-    let p3 = (p2 as usize + 1 + calling.len() - 1) as u8;
-    m.extend([p1, p2, p3, 0]);
-    for part in [called, calling, data] {
-        m.push(part.len() as u8);
-        m.extend_from_slice(part);
+    sccp(&[0x11, 0x80, 0x0f], true, [called, calling, data])
+}
+
+/// An SCCP message: its fixed part, one pointer per variable part (each counted from the
+/// pointer's own octet), a zero pointer for an absent optional part, then the parts with their
+/// lengths.
+fn sccp(fixed: &[u8], optional: bool, parts: [&[u8]; 3]) -> Vec<u8> {
+    let pointers = parts.len() + optional as usize;
+    let mut m = fixed.to_vec();
+    let mut start = fixed.len() + pointers;
+    for (i, p) in parts.iter().enumerate() {
+        m.push((start - (fixed.len() + i)) as u8);
+        start += 1 + p.len();
+    }
+    if optional {
+        m.push(0);
+    }
+    for p in parts {
+        m.push(p.len() as u8);
+        m.extend_from_slice(p);
     }
     m
 }

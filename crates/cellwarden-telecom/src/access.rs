@@ -42,7 +42,11 @@ pub struct Evidence {
     pub record: u64,
 }
 
-fn keep_earliest(v: &mut Vec<Evidence>, e: Evidence, cap: usize) {
+/// The earliest evidence of a subscriber's reads: most subscribers are read once a day, so
+/// the first piece is held inline (no allocation per subscriber).
+pub type EvidenceList = smallvec::SmallVec<[Evidence; 1]>;
+
+fn keep_earliest(v: &mut EvidenceList, e: Evidence, cap: usize) {
     let at = v.partition_point(|x| *x < e);
     if at < cap && v.get(at) != Some(&e) {
         v.insert(at, e);
@@ -159,7 +163,7 @@ pub struct SubjectStats {
     /// Sum of the row counts of the statements that selected the subscriber, when logged.
     pub rows: Option<i64>,
     /// The first statements (capped).
-    pub evidence: Vec<Evidence>,
+    pub evidence: EvidenceList,
 }
 
 impl SubjectStats {
@@ -172,9 +176,6 @@ impl SubjectStats {
         self.rows = add_rows(self.rows, rows);
         if self.evidence.len() < EVIDENCE_CAP || self.evidence.last().is_some_and(|l| evidence < l)
         {
-            if self.evidence.len() < EVIDENCE_CAP {
-                self.evidence.reserve_exact(1);
-            }
             keep_earliest(&mut self.evidence, evidence.clone(), EVIDENCE_CAP);
         }
     }
@@ -282,13 +283,26 @@ pub struct AccessCounts {
 /// (account, subscriber, day, session).
 pub type SubjectKey = (Arc<str>, SubscriberId, Day, Arc<Session>);
 
+/// Per-subscriber reads in key order, without duplicate keys. A sorted vector rather than a
+/// tree: it is built once from a sort and then only walked in order or searched
+/// ([`subjects_from`]).
+pub type Subjects = Vec<(SubjectKey, SubjectStats)>;
+
+/// The entries of `subjects` from the first key not before `from`.
+pub fn subjects_from<'a>(
+    subjects: &'a [(SubjectKey, SubjectStats)],
+    from: &SubjectKey,
+) -> &'a [(SubjectKey, SubjectStats)] {
+    &subjects[subjects.partition_point(|(k, _)| k < from)..]
+}
+
 /// Everything gathered from database audit events.
 #[derive(Debug, Default, Clone)]
 pub struct Aggregates {
     /// (account, day) → activity.
     pub days: BTreeMap<(Arc<str>, Day), DayStats>,
-    /// (account, subscriber, day, session) → reads.
-    pub subjects: BTreeMap<SubjectKey, SubjectStats>,
+    /// (account, subscriber, day, session) → reads, in key order.
+    pub subjects: Subjects,
     /// Accesses matching the [`Selection`], per account, subscriber and session.
     pub selected: BTreeMap<(Arc<str>, SubscriberId, Arc<Session>), SubjectStats>,
     /// Users and roles created or granted rights.
@@ -351,8 +365,13 @@ impl Aggregates {
                 }
             }
         }
-        merge_sorted(&mut self.subjects, o.subjects);
-        merge_sorted(&mut self.selected, o.selected);
+        self.subjects = merge_sorted(std::mem::take(&mut self.subjects), o.subjects);
+        if !o.selected.is_empty() {
+            let a = std::mem::take(&mut self.selected).into_iter().collect();
+            self.selected = merge_sorted(a, o.selected.into_iter().collect())
+                .into_iter()
+                .collect();
+        }
         self.created.extend(o.created);
         for (k, (n, e)) in o.prefixes {
             let slot = self.prefixes.entry(k).or_insert((0, e.clone()));
@@ -388,7 +407,7 @@ impl Aggregates {
         self.created.dedup();
         // Keys are ordered by account, subscriber and day: one count per run of sessions.
         let mut last: Option<(&Arc<str>, &SubscriberId, Day)> = None;
-        for (a, sub, d, _) in self.subjects.keys() {
+        for ((a, sub, d, _), _) in &self.subjects {
             if last == Some((a, sub, *d)) {
                 continue;
             }
@@ -400,65 +419,70 @@ impl Aggregates {
     }
 }
 
-/// Merges two ordered maps of subject stats in one pass (both are large; per-key inserts
-/// would search the tree for each).
-/// The order of [`SubjectKey`]s, equal strings found by pointer where they are shared.
-fn subject_order(a: &SubjectKey, b: &SubjectKey) -> std::cmp::Ordering {
-    fn shared<T: Ord + ?Sized>(x: &Arc<T>, y: &Arc<T>) -> std::cmp::Ordering {
-        if Arc::ptr_eq(x, y) {
-            std::cmp::Ordering::Equal
-        } else {
-            x.cmp(y)
+/// The per-subscriber state in key order. Accounts and sessions are interned within one
+/// collector, so each distinct one is ranked once by content and the entries are sorted by
+/// a small fixed-size key (no string comparisons, no pointer chasing while sorting).
+fn sorted_subjects(mut v: Subjects) -> Subjects {
+    fn ranks<T: Ord + ?Sized>(all: impl Iterator<Item = Arc<T>>) -> HashMap<*const T, u32> {
+        let mut distinct: HashMap<*const T, Arc<T>> = HashMap::default();
+        for a in all {
+            distinct.entry(Arc::as_ptr(&a)).or_insert(a);
         }
+        let mut d: Vec<Arc<T>> = distinct.into_values().collect();
+        d.sort_unstable();
+        let mut out = HashMap::default();
+        let mut rank = 0u32;
+        for (i, a) in d.iter().enumerate() {
+            // Equal contents (never expected: interned) share a rank.
+            if i > 0 && d[i - 1] != *a {
+                rank += 1;
+            }
+            out.insert(Arc::as_ptr(a), rank);
+        }
+        out
     }
-    shared(&a.0, &b.0)
-        .then_with(|| a.1.cmp(&b.1))
-        .then_with(|| a.2.cmp(&b.2))
-        .then_with(|| shared(&a.3, &b.3))
-}
-
-/// The per-subscriber state in order. Sorted first with keys compared by pointer where
-/// interned (accounts and sessions of one collector share theirs): the tree's own sort then
-/// only checks the order.
-fn sorted_subjects(
-    it: impl Iterator<Item = (SubjectKey, SubjectStats)>,
-) -> BTreeMap<SubjectKey, SubjectStats> {
-    let mut v: Vec<(SubjectKey, SubjectStats)> = it.collect();
-    v.sort_unstable_by(|(a, _), (b, _)| subject_order(a, b));
-    v.into_iter().collect()
+    let accounts = ranks(v.iter().map(|(k, _)| Arc::clone(&k.0)));
+    let sessions = ranks(v.iter().map(|(k, _)| Arc::clone(&k.3)));
+    v.sort_by_cached_key(|((a, s, d, x), _)| {
+        (accounts[&Arc::as_ptr(a)], *s, *d, sessions[&Arc::as_ptr(x)])
+    });
+    v
 }
 
 /// Account-days in order, each with its sessions.
 fn days_with_sessions(
-    days: impl IntoIterator<Item = ((Shared<str>, Day), DayStats)>,
-    sessions: impl IntoIterator<Item = ((Shared<str>, Day, Shared<Session>), SessionStats)>,
+    days: impl IntoIterator<Item = ((Addr, Day), (Arc<str>, DayStats))>,
+    sessions: impl IntoIterator<Item = ((Addr, Day, Addr), (Arc<Session>, SessionStats))>,
 ) -> BTreeMap<(Arc<str>, Day), DayStats> {
     type Sessions = Vec<(Arc<Session>, SessionStats)>;
-    let mut per_day: HashMap<(Shared<str>, Day), Sessions> = HashMap::default();
-    for ((a, d, s), st) in sessions {
-        per_day.entry((a, d)).or_default().push((s.0, st));
+    let mut per_day: HashMap<(Addr, Day), Sessions> = HashMap::default();
+    for ((a, d, _), st) in sessions {
+        per_day.entry((a, d)).or_default().push(st);
     }
     days.into_iter()
-        .map(|(k, mut v)| {
+        .map(|(k, (account, mut v))| {
             if let Some(mut s) = per_day.remove(&k) {
                 s.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                 v.sessions = s.into_iter().collect();
             }
-            ((k.0.0, k.1), v)
+            ((account, k.1), v)
         })
         .collect()
 }
 
-fn merge_sorted<K: Ord>(a: &mut BTreeMap<K, SubjectStats>, b: BTreeMap<K, SubjectStats>) {
+/// Merges two key-ordered lists of subject stats in one pass.
+fn merge_sorted<K: Ord>(
+    a: Vec<(K, SubjectStats)>,
+    b: Vec<(K, SubjectStats)>,
+) -> Vec<(K, SubjectStats)> {
     if b.is_empty() {
-        return;
+        return a;
     }
     if a.is_empty() {
-        *a = b;
-        return;
+        return b;
     }
     let mut out: Vec<(K, SubjectStats)> = Vec::with_capacity(a.len() + b.len());
-    let mut x = std::mem::take(a).into_iter().peekable();
+    let mut x = a.into_iter().peekable();
     let mut y = b.into_iter().peekable();
     loop {
         let take_x = match (x.peek(), y.peek()) {
@@ -480,7 +504,7 @@ fn merge_sorted<K: Ord>(a: &mut BTreeMap<K, SubjectStats>, b: BTreeMap<K, Subjec
         let item = if take_x { x.next() } else { y.next() };
         out.extend(item);
     }
-    *a = out.into_iter().collect();
+    out
 }
 
 fn merge_first<K: Ord>(m: &mut BTreeMap<K, Evidence>, k: K, e: &Evidence) {
@@ -529,14 +553,34 @@ pub struct Collector {
     /// Per-subscriber state while gathering (hashed: most statements add a new key); moved
     /// into the ordered maps of [`Aggregates`] at the end. Accounts, programs and sessions
     /// are interned, so these keys hash and compare them by address.
-    subjects: HashMap<(Shared<str>, SubscriberId, Day, Shared<Session>), SubjectStats>,
+    /// The map holds each key's place in `subject_stats`, whose entries are sorted at the
+    /// end: growing the map moves small entries only.
+    subjects: HashMap<(Addr, SubscriberId, Day, Addr), u32>,
+    subject_stats: Subjects,
     selected: HashMap<(Shared<str>, SubscriberId, Shared<Session>), SubjectStats>,
-    sessions: HashMap<Session, Arc<Session>>,
+    /// Sessions by the addresses of their interned host and id (held by the session).
+    sessions: HashMap<(Option<Addr>, Option<Addr>), Arc<Session>>,
     /// Account-days, with their sessions apart (a day may have thousands).
-    days: HashMap<(Shared<str>, Day), DayStats>,
-    day_sessions: HashMap<(Shared<str>, Day, Shared<Session>), SessionStats>,
-    programs: HashMap<(Shared<str>, Shared<str>), u64>,
+    days: HashMap<(Addr, Day), (Arc<str>, DayStats)>,
+    day_sessions: HashMap<(Addr, Day, Addr), (Arc<Session>, SessionStats)>,
+    /// (account, program) → statements.
+    programs: HashMap<(Addr, Addr), ProgramCount>,
     aggregates: Aggregates,
+}
+
+/// The address of an interned value, as a key: hashed and compared without touching the
+/// value or its reference count. Sound because each map keyed by addresses holds the values
+/// themselves beside the key (the address is not reused while the entry lives), and
+/// interning hands out one copy per value for as long as any entry holds it. Accounts of
+/// day entries are held by the entry's value; sessions are held by the entries of
+/// `subject_stats` and `day_sessions`, which `subjects` indexes.
+type Addr = usize;
+
+/// An account, a program it used, and its statements.
+type ProgramCount = (Arc<str>, Arc<str>, u64);
+
+fn addr<T: ?Sized>(a: &Arc<T>) -> Addr {
+    Arc::as_ptr(a) as *const () as usize
 }
 
 /// An interned value as a key: hashed and compared by address. Sound because a collector's
@@ -663,6 +707,7 @@ impl Collector {
             interned: HashMap::default(),
             intern_limit: INTERN_LIMIT,
             subjects: HashMap::default(),
+            subject_stats: Vec::new(),
             selected: HashMap::default(),
             sessions: HashMap::default(),
             days: HashMap::default(),
@@ -772,13 +817,12 @@ impl Collector {
 
     /// The shared copy of a session key.
     fn session(&mut self, host: Option<Arc<str>>, id: Option<Arc<str>>) -> Arc<Session> {
-        let key = Session { host, id };
-        if let Some(s) = self.sessions.get(&key) {
-            return Arc::clone(s);
-        }
-        let s = Arc::new(key.clone());
-        self.sessions.insert(key, Arc::clone(&s));
-        s
+        let key = (host.as_ref().map(addr), id.as_ref().map(addr));
+        Arc::clone(
+            self.sessions
+                .entry(key)
+                .or_insert_with(|| Arc::new(Session { host, id })),
+        )
     }
 
     /// Takes one event; events that are not database statements are ignored.
@@ -824,7 +868,14 @@ impl Collector {
         let sid = match ev.get_str("session_id") {
             Some(s) => (!s.is_empty()).then(|| self.intern(&s)),
             None => match ev.get("pid") {
-                Some(cellwarden_event::Value::Int(i)) => Some(self.intern(&i.to_string())),
+                Some(cellwarden_event::Value::Int(i)) => {
+                    use std::io::Write;
+                    let mut buf = [0u8; 24];
+                    let mut w = &mut buf[..];
+                    let _ = write!(w, "{i}");
+                    let n = 24 - w.len();
+                    Some(self.intern(std::str::from_utf8(&buf[..n]).unwrap_or("?")))
+                }
                 Some(v) => v
                     .as_text()
                     .filter(|t| !t.is_empty())
@@ -957,13 +1008,19 @@ impl Collector {
         if failed {
             agg.counts.failed += 1;
         }
-        let d = self.days.entry((Shared::of(&account), day)).or_default();
+        let (a, s) = (addr(&account), addr(&session));
+        let d = &mut self
+            .days
+            .entry((a, day))
+            .or_insert_with(|| (Arc::clone(&account), DayStats::default()))
+            .1;
         d.statements += 1;
         d.hours |= 1 << hour_of(time);
-        let ss = self
+        let ss = &mut self
             .day_sessions
-            .entry((Shared::of(&account), day, Shared::of(&session)))
-            .or_default();
+            .entry((a, day, s))
+            .or_insert_with(|| (Arc::clone(&session), SessionStats::default()))
+            .1;
         ss.hours |= 1 << hour_of(time);
         if let Some(p) = &program
             && let Err(at) = ss.programs.binary_search(p)
@@ -984,10 +1041,10 @@ impl Collector {
             if d.programs.get(p).is_none_or(|x| *x > evidence) {
                 merge_first(&mut d.programs, Arc::clone(p), &evidence);
             }
-            *self
-                .programs
-                .entry((Shared::of(&account), Shared::of(p)))
-                .or_default() += 1;
+            self.programs
+                .entry((a, addr(p)))
+                .or_insert_with(|| (Arc::clone(&account), Arc::clone(p), 0))
+                .2 += 1;
         }
         if matches!(shape.kind, StatementKind::CreateUser | StatementKind::Grant)
             && let Some(p) = &shape.principal
@@ -1053,9 +1110,17 @@ impl Collector {
                     .or_default()
                     .add(record_bits, time, rows, &evidence);
             }
-            self.subjects
-                .entry((Shared::of(&account), id, day, Shared::of(&session)))
-                .or_default()
+            let next = self.subject_stats.len() as u32;
+            let at = *self
+                .subjects
+                .entry((addr(&account), id, day, addr(&session)))
+                .or_insert(next);
+            if at == next {
+                let key = (Arc::clone(&account), id, day, Arc::clone(&session));
+                self.subject_stats.push((key, SubjectStats::default()));
+            }
+            self.subject_stats[at as usize]
+                .1
                 .add(record_bits, time, rows, &evidence);
         }
     }
@@ -1065,26 +1130,20 @@ impl Collector {
     pub fn snapshot(&mut self) -> Aggregates {
         self.flush_observed();
         let mut a = self.aggregates.clone();
-        a.subjects = sorted_subjects(
-            self.subjects
-                .iter()
-                .map(|((a, s, d, x), v)| ((a.0.clone(), *s, *d, x.0.clone()), v.clone())),
-        );
+        a.subjects = sorted_subjects(self.subject_stats.clone());
         a.selected = self
             .selected
             .iter()
             .map(|((a, s, x), v)| ((a.0.clone(), *s, x.0.clone()), v.clone()))
             .collect();
         a.days = days_with_sessions(
-            self.days.iter().map(|(k, v)| (k.clone(), v.clone())),
-            self.day_sessions
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
+            self.days.iter().map(|(k, v)| (*k, v.clone())),
+            self.day_sessions.iter().map(|(k, v)| (*k, v.clone())),
         );
         a.programs = self
             .programs
-            .iter()
-            .map(|((a, p), v)| ((a.0.clone(), p.0.clone()), *v))
+            .values()
+            .map(|(a, p, n)| ((a.clone(), p.clone()), *n))
             .collect();
         a.counts.sql = self.analyzer.stats;
         a.finish();
@@ -1094,7 +1153,11 @@ impl Collector {
     /// Forgets the days before `day` (live detection keeps a window of days). Per-subscriber
     /// totals for `scope` selections and program counts have no day and are kept.
     pub fn evict_before(&mut self, day: Day) {
-        self.subjects.retain(|(_, _, d, _), _| *d >= day);
+        self.subject_stats.retain(|((_, _, d, _), _)| *d >= day);
+        self.subjects.clear();
+        for (i, ((a, s, d, x), _)) in self.subject_stats.iter().enumerate() {
+            self.subjects.insert((addr(a), *s, *d, addr(x)), i as u32);
+        }
         self.days.retain(|(_, d), _| *d >= day);
         self.day_sessions.retain(|(_, d, _), _| *d >= day);
         self.sessions.retain(|_, s| Arc::strong_count(s) > 1);
@@ -1114,11 +1177,8 @@ impl Collector {
     /// The aggregates gathered, with the analyser's counters.
     pub fn into_aggregates(mut self) -> Aggregates {
         self.flush_observed();
-        self.aggregates.subjects = sorted_subjects(
-            self.subjects
-                .into_iter()
-                .map(|((a, s, d, x), v)| ((a.0, s, d, x.0), v)),
-        );
+        drop(self.subjects);
+        self.aggregates.subjects = sorted_subjects(self.subject_stats);
         self.aggregates.selected = self
             .selected
             .into_iter()
@@ -1127,8 +1187,8 @@ impl Collector {
         self.aggregates.days = days_with_sessions(self.days, self.day_sessions);
         self.aggregates.programs = self
             .programs
-            .into_iter()
-            .map(|((a, p), v)| ((a.0, p.0), v))
+            .into_values()
+            .map(|(a, p, n)| ((a, p), n))
             .collect();
         self.aggregates.counts.sql = self.analyzer.stats;
         self.aggregates

@@ -862,7 +862,7 @@ impl<'a> RepeatChance<'a> {
         let mut per_day: BTreeMap<DayKey, u64> = BTreeMap::new();
         let mut last: Option<(&str, &SubscriberId, Day, Option<&str>)> = None;
         // Sessions of an (account, subscriber, day) come sorted by host.
-        for (a, s, d, sess) in agg.subjects.keys() {
+        for ((a, s, d, sess), _) in &agg.subjects {
             all.insert(s);
             let host = sess.host.as_deref();
             let key = (a.as_ref(), s, *d, host);

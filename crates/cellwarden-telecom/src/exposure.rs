@@ -421,7 +421,7 @@ impl Exposure {
             for ((a, s, sess), st) in &agg.selected {
                 let mut r = Vec::new();
                 let from = (Arc::clone(a), *s, i32::MIN, Arc::default());
-                for ((a2, s2, d, sess2), _) in agg.subjects.range(from..) {
+                for ((a2, s2, d, sess2), _) in crate::access::subjects_from(&agg.subjects, &from) {
                     if a2 != a || s2 != s {
                         break;
                     }

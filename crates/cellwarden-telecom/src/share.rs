@@ -45,7 +45,7 @@ pub struct Share {
 impl Share {
     /// The share of finished aggregates.
     pub fn of(agg: &Aggregates) -> Share {
-        let mut subscribers: Vec<SubscriberId> = agg.subjects.keys().map(|k| k.1).collect();
+        let mut subscribers: Vec<SubscriberId> = agg.subjects.iter().map(|(k, _)| k.1).collect();
         subscribers.sort_unstable();
         subscribers.dedup();
         let mut created = agg.created.clone();

@@ -523,9 +523,9 @@ struct Derived {
     _shape: Arc<Shape>,
     record_bits: u8,
     /// Large record tables read.
-    large: Vec<Arc<str>>,
+    large: Arc<[Arc<str>]>,
     /// Record tables read (any record type).
-    record_tables: Vec<Arc<str>>,
+    record_tables: Arc<[Arc<str>]>,
     /// Per predicate: what its column holds.
     columns: Vec<Option<(ColumnKind, Basis)>>,
     /// Per predicate: whether its table (or the statement's) is a record table.
@@ -639,6 +639,50 @@ pub fn partition_key(ev: &Event<'_>) -> Option<String> {
         "db {}",
         user.as_deref().unwrap_or("?").to_ascii_lowercase()
     ))
+}
+
+/// The fields of a database event that the collector reads, found in one pass over the
+/// event (the first of a name wins, as in [`Event::get`]).
+#[derive(Default)]
+struct DbFields<'e, 'a> {
+    statement: Option<&'e cellwarden_event::Value<'a>>,
+    return_code: Option<&'e cellwarden_event::Value<'a>>,
+    channel: Option<&'e cellwarden_event::Value<'a>>,
+    parameter: Option<&'e cellwarden_event::Value<'a>>,
+    user: Option<&'e cellwarden_event::Value<'a>>,
+    client_host: Option<&'e cellwarden_event::Value<'a>>,
+    application: Option<&'e cellwarden_event::Value<'a>>,
+    session_id: Option<&'e cellwarden_event::Value<'a>>,
+    pid: Option<&'e cellwarden_event::Value<'a>>,
+    rows: Option<&'e cellwarden_event::Value<'a>>,
+}
+
+/// A field's value as text (integers formatted).
+fn text<'e>(v: Option<&'e cellwarden_event::Value<'_>>) -> Option<std::borrow::Cow<'e, str>> {
+    v.and_then(|v| v.as_text())
+}
+
+impl<'e, 'a> DbFields<'e, 'a> {
+    fn of(ev: &'e Event<'a>) -> Self {
+        let mut f = DbFields::default();
+        for (k, v) in &ev.fields {
+            let slot = match &**k {
+                "statement" => &mut f.statement,
+                "return_code" => &mut f.return_code,
+                "Channel" => &mut f.channel,
+                "parameter" => &mut f.parameter,
+                "user" => &mut f.user,
+                "client_host" => &mut f.client_host,
+                "application" => &mut f.application,
+                "session_id" => &mut f.session_id,
+                "pid" => &mut f.pid,
+                "rows" => &mut f.rows,
+                _ => continue,
+            };
+            slot.get_or_insert(v);
+        }
+        f
+    }
 }
 
 /// Bind values as the sources log them: pgaudit `PARAMETER` (CSV list), Oracle
@@ -774,8 +818,8 @@ impl Collector {
                 Derived {
                     _shape: Arc::clone(shape),
                     record_bits,
-                    large,
-                    record_tables,
+                    large: large.into(),
+                    record_tables: record_tables.into(),
                     columns,
                     record_pred,
                     shown: vec![None; shape.predicates],
@@ -830,7 +874,8 @@ impl Collector {
         if !is_database_event(ev) {
             return;
         }
-        let Some(sql) = ev.get_str("statement") else {
+        let f = DbFields::of(ev);
+        let Some(sql) = f.statement.and_then(|v| v.as_text()) else {
             return;
         };
         let agg_counts = &mut self.aggregates.counts;
@@ -839,12 +884,9 @@ impl Collector {
             agg_counts.undated += 1;
             return;
         };
-        let failed = ev
-            .get_str("return_code")
-            .is_some_and(|r| !r.is_empty() && r != "0");
-        let dialect = Dialect::of_channel(&ev.get_str("Channel").unwrap_or_default());
-        let binds = ev
-            .get_str("parameter")
+        let failed = text(f.return_code).is_some_and(|r| !r.is_empty() && r != "0");
+        let dialect = Dialect::of_channel(&text(f.channel).unwrap_or_default());
+        let binds = text(f.parameter)
             .map(|p| parse_binds(&p))
             .unwrap_or_default();
         // A statement the analyser cannot handle costs that statement, never the run: log text
@@ -860,14 +902,14 @@ impl Collector {
             }
         };
         self.aggregates.counts.sql = self.analyzer.stats;
-        let account = self.intern(ev.get_str("user").as_deref().unwrap_or("?"));
-        let host = ev.get_str("client_host").map(|h| self.intern(&h));
-        let program = ev.get_str("application").map(|p| self.intern(&p));
+        let account = self.intern(text(f.user).as_deref().unwrap_or("?"));
+        let host = text(f.client_host).map(|h| self.intern(&h));
+        let program = text(f.application).map(|p| self.intern(&p));
         // The session: its id, else the connection or backend process.
         // Interned from the event's text: no copy per statement.
-        let sid = match ev.get_str("session_id") {
+        let sid = match text(f.session_id) {
             Some(s) => (!s.is_empty()).then(|| self.intern(&s)),
-            None => match ev.get("pid") {
+            None => match f.pid {
                 Some(cellwarden_event::Value::Int(i)) => {
                     use std::io::Write;
                     let mut buf = [0u8; 24];
@@ -884,7 +926,7 @@ impl Collector {
             },
         };
         let session = self.session(host.clone(), sid);
-        let rows = ev.get("rows").and_then(|v| match v {
+        let rows = f.rows.and_then(|v| match v {
             cellwarden_event::Value::Int(i) => Some(*i),
             v => v.as_text().and_then(|t| t.parse().ok()),
         });
@@ -996,8 +1038,8 @@ impl Collector {
                 links.push((ids[0], *other));
             }
         }
-        let large = derived.large.clone();
-        let record_tables = derived.record_tables.clone();
+        let large = Arc::clone(&derived.large);
+        let record_tables = Arc::clone(&derived.record_tables);
         let agg = &mut self.aggregates;
         for l in links {
             *agg.links.entry(l).or_default() += 1;
@@ -1074,7 +1116,7 @@ impl Collector {
         if bulk_read || export {
             agg.counts.bulk += 1;
             let tables = if export { &record_tables } else { &large };
-            for t in tables {
+            for t in tables.iter() {
                 let b = d.bulk.entry((Arc::clone(t), shape.kind)).or_default();
                 b.statements += 1;
                 if let Err(at) = b.sessions.binary_search(&session) {

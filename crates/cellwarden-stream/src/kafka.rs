@@ -254,6 +254,12 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
         let m = match result {
             Ok(m) => m,
             Err(KafkaError::PartitionEOF(p)) => {
+                // An empty partition can reach its end before the periodic look at the
+                // assignment announced it: announce first, or its end would be missed and it
+                // would hold the watermark back until it gets a record.
+                if !announce(&consumer, &mut known, rebuild, &mut forwarded, &tx) {
+                    return;
+                }
                 for name in known.iter().filter(|n| n.ends_with(&format!("/{p}"))) {
                     at_end
                         .entry(name.clone())

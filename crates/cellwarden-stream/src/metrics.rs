@@ -1,10 +1,13 @@
 //! `/metrics` (Prometheus text format) and `/health` over plain HTTP/1.1.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use cellwarden_pipeline::CoreSize;
 
 /// The figures the watch loop publishes.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +30,8 @@ pub struct Metrics {
     pub checkpoints: u64,
     /// Write or commit failures (retried).
     pub faults: u64,
+    /// Partitions of the handed-on topic this worker owns (partitioned state workers only).
+    pub partitions_owned: Option<usize>,
 }
 
 fn label(s: &str) -> String {
@@ -40,7 +45,68 @@ fn family(o: &mut String, name: &str, help: &str, kind: &str) {
     o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
 }
 
+/// The state entries of one or more engines, as published.
+pub fn state_entries(sizes: impl IntoIterator<Item = CoreSize>) -> Vec<(String, usize)> {
+    let mut t = CoreSize::default();
+    for s in sizes {
+        t.account_days += s.account_days;
+        t.subscriber_days += s.subscriber_days;
+        t.pair_days += s.pair_days;
+        t.conn_series += s.conn_series;
+        t.correlation_groups += s.correlation_groups;
+        t.pending_matches += s.pending_matches;
+        t.emitted_keys += s.emitted_keys;
+    }
+    vec![
+        ("account_days".into(), t.account_days),
+        ("subscriber_days".into(), t.subscriber_days),
+        ("pair_days".into(), t.pair_days),
+        ("conn_series".into(), t.conn_series),
+        ("correlation_groups".into(), t.correlation_groups),
+        ("pending_matches".into(), t.pending_matches),
+        ("emitted_keys".into(), t.emitted_keys),
+    ]
+}
+
+/// Seconds between now and a watermark (milliseconds since 1970).
+pub fn lag_of(watermark: Option<i64>) -> Option<f64> {
+    watermark.map(|w| (jiff::Timestamp::now().as_millisecond() - w) as f64 / 1000.0)
+}
+
+/// Published metrics and the thread serving them.
+pub type Server = (Arc<Mutex<Metrics>>, Option<std::thread::JoinHandle<()>>);
+
+/// Starts serving `/metrics` and `/health` on `addr` (when given) until `stop`: the metrics
+/// to fill, and the server's thread.
+pub fn start(
+    addr: Option<&str>,
+    stop: &Arc<AtomicBool>,
+    log: &mut dyn FnMut(&str),
+) -> std::io::Result<Server> {
+    let metrics = Arc::new(Mutex::new(Metrics::default()));
+    let Some(addr) = addr else {
+        return Ok((metrics, None));
+    };
+    let l = TcpListener::bind(addr)?;
+    log(&format!("metrics on http://{}/metrics", l.local_addr()?));
+    let (m, stop) = (Arc::clone(&metrics), Arc::clone(stop));
+    Ok((metrics, Some(std::thread::spawn(move || serve(l, m, stop)))))
+}
+
 impl Metrics {
+    /// Sets the counters of events by source and alerts by level.
+    pub fn set_counts<'a>(
+        &mut self,
+        events: &BTreeMap<String, u64>,
+        alerts: impl IntoIterator<Item = (&'a &'static str, &'a u64)>,
+    ) {
+        self.events = events.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        self.alerts = alerts
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+    }
+
     /// The Prometheus text exposition of the metrics.
     pub fn render(&self) -> String {
         let mut o = String::new();
@@ -100,6 +166,16 @@ impl Metrics {
         for (name, help, kind, v) in simple {
             family(&mut o, name, help, kind);
             o.push_str(&format!("{name} {v}\n"));
+        }
+        if let Some(n) = self.partitions_owned {
+            let name = "cellwarden_partitions_owned";
+            family(
+                &mut o,
+                name,
+                "Partitions of the handed-on topic this state worker owns.",
+                "gauge",
+            );
+            o.push_str(&format!("{name} {n}\n"));
         }
         if let Some(lag) = self.lag_seconds {
             let name = "cellwarden_lag_seconds";

@@ -224,6 +224,13 @@ pub fn run(
         let stop = Arc::clone(&source_stop);
         std::thread::spawn(move || source.run(tx, stop))
     };
+    let (metrics, server) = crate::watch::start_metrics(config, &source_stop, log)?;
+    let mut last_metrics = Instant::now();
+    // Counters of this worker (a revoked partition's engine goes, its counts stay).
+    let mut events_by_source: BTreeMap<String, u64> = BTreeMap::new();
+    let mut alerts_by_level: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut late_gone = 0u64;
+    let mut durable_writes = 0u64;
     let mut tasks: BTreeMap<u32, Task<'_>> = BTreeMap::new();
     let mut alerts: Vec<Alert> = Vec::new();
     let mut errors = Vec::new();
@@ -264,7 +271,7 @@ pub fn run(
                         .and_then(|p| tasks.get_mut(&p));
                     // Records of a partition revoked meanwhile are left to its new owner.
                     if let Some(t) = task {
-                        summary.events += t.engine.process(
+                        let n = t.engine.process(
                             unit,
                             clock.as_ref(),
                             uses,
@@ -272,6 +279,8 @@ pub fn run(
                             &mut errors,
                             &mut lines,
                         );
+                        summary.events += n;
+                        *events_by_source.entry(t.name.to_string()).or_default() += n;
                         lines.clear();
                     }
                 }
@@ -304,12 +313,14 @@ pub fn run(
                             }
                         });
                         task.engine.source_known(&name);
+                        events_by_source.entry(name.to_string()).or_default();
                     }
                 }
                 Input::Revoked(name) => {
                     if let Some(p) = partition_number(&name)
-                        && tasks.remove(&p).is_some()
+                        && let Some(t) = tasks.remove(&p)
                     {
+                        late_gone += t.engine.counters.late;
                         exchange.board.owned.remove(&p);
                         log(&format!("{name}: revoked"));
                     }
@@ -403,6 +414,9 @@ pub fn run(
         if !alerts.is_empty() {
             cellwarden_pipeline::sort_alerts(&mut alerts);
             summary.alerts += alerts.len() as u64;
+            for a in &alerts {
+                *alerts_by_level.entry(a.level.as_str()).or_default() += 1;
+            }
             let out = Outputs {
                 stdout: config.stdout,
                 file: file.as_mut(),
@@ -423,11 +437,29 @@ pub fn run(
             if let Some(dir) = &config.state {
                 let _ = write_progress(dir, &progress);
             }
+            durable_writes += 1;
+        }
+        if last_metrics.elapsed() >= Duration::from_millis(250) {
+            last_metrics = Instant::now();
+            let mut m = metrics.lock().unwrap_or_else(|p| p.into_inner());
+            m.set_counts(&events_by_source, &alerts_by_level);
+            m.errors = summary.errors;
+            m.late_events = late_gone + tasks.values().map(|t| t.engine.counters.late).sum::<u64>();
+            m.lag_seconds = crate::metrics::lag_of(exchange.board.watermark());
+            m.state_entries =
+                crate::metrics::state_entries(tasks.values().map(|t| t.engine.state_size()));
+            m.checkpoint_age_seconds = last_durable.elapsed().as_secs_f64();
+            m.checkpoints = durable_writes;
+            m.faults = faults;
+            m.partitions_owned = Some(tasks.len());
         }
     }
     source_stop.store(true, Ordering::Relaxed);
     drop(rx);
     let _ = thread.join();
+    if let Some(s) = server {
+        let _ = s.join();
+    }
     if let Some(f) = file.as_mut() {
         let _ = f.sync();
     }

@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cellwarden_pipeline::Detectors;
@@ -19,7 +19,6 @@ use cellwarden_source::{Format, Limits, Mapping, Unit};
 
 use crate::checkpoint::{Checkpoint, Journal, Replayed, UnitCopy};
 use crate::engine::{Engine, LiveConfig};
-use crate::metrics::Metrics;
 use crate::sink::{
     FileSink, Outputs, RecordSink, Sinks, alert_id, write_alerts, write_retrying, written_after,
 };
@@ -340,23 +339,13 @@ pub fn run(
     }
     let (tx, rx) = crossbeam_channel::bounded::<Input>(64);
     let source_stop = Arc::new(AtomicBool::new(false));
-    let metrics = Arc::new(Mutex::new(Metrics::default()));
     let mut threads = Vec::new();
     for source in sources {
         let (tx, stop) = (tx.clone(), source_stop.clone());
         threads.push(std::thread::spawn(move || source.run(tx, stop)));
     }
-    if let Some(addr) = &config.metrics {
-        let l = std::net::TcpListener::bind(addr).map_err(listen_error("metrics", addr))?;
-        log(&format!(
-            "metrics on http://{}/metrics",
-            l.local_addr().map_err(listen_error("metrics", addr))?
-        ));
-        let (m, stop) = (metrics.clone(), source_stop.clone());
-        threads.push(std::thread::spawn(move || {
-            crate::metrics::serve(l, m, stop)
-        }));
-    }
+    let (metrics, server) = start_metrics(config, &source_stop, log)?;
+    threads.extend(server);
     drop(tx);
 
     let mut events_by_source: BTreeMap<String, u64> = BTreeMap::new();
@@ -562,31 +551,11 @@ pub fn run(
         if last_metrics.elapsed() >= Duration::from_millis(250) || finished {
             last_metrics = Instant::now();
             let mut m = metrics.lock().unwrap_or_else(|p| p.into_inner());
-            m.events = events_by_source
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect();
-            m.alerts = engine
-                .counters
-                .alerts
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect();
+            m.set_counts(&events_by_source, &engine.counters.alerts);
             m.errors = summary.errors;
             m.late_events = engine.counters.late;
-            m.lag_seconds = engine
-                .watermark()
-                .map(|w| (jiff::Timestamp::now().as_millisecond() - w) as f64 / 1000.0);
-            let s = engine.state_size();
-            m.state_entries = vec![
-                ("account_days".into(), s.account_days),
-                ("subscriber_days".into(), s.subscriber_days),
-                ("pair_days".into(), s.pair_days),
-                ("conn_series".into(), s.conn_series),
-                ("correlation_groups".into(), s.correlation_groups),
-                ("pending_matches".into(), s.pending_matches),
-                ("emitted_keys".into(), s.emitted_keys),
-            ];
+            m.lag_seconds = crate::metrics::lag_of(engine.watermark());
+            m.state_entries = crate::metrics::state_entries([engine.state_size()]);
             m.checkpoint_age_seconds = last_checkpoint.elapsed().as_secs_f64();
             m.checkpoints = summary.checkpoints;
             m.faults = faults;
@@ -626,6 +595,16 @@ fn write_scope(path: &Path, x: &cellwarden_telecom::exposure::Exposure) -> io::R
         w.get_ref().sync_data()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// The metrics server of `config.metrics`, if any (see [`crate::metrics::start`]).
+pub(crate) fn start_metrics(
+    config: &WatchConfig,
+    stop: &Arc<AtomicBool>,
+    log: &mut dyn FnMut(&str),
+) -> Result<crate::metrics::Server, WatchError> {
+    let addr = config.metrics.as_deref();
+    crate::metrics::start(addr, stop, log).map_err(listen_error("metrics", addr.unwrap_or("")))
 }
 
 fn listen_error(what: &'static str, addr: &str) -> impl FnOnce(io::Error) -> WatchError {

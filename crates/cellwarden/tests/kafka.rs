@@ -537,30 +537,40 @@ fn parse_worker(sc: &Scenario, brokers: &str, topics: [&str; 4], name: &str) -> 
 /// A partitioned state worker of group `group` reading `handoff`, sharing through
 /// `exchange`, its alerts to `alerts`.
 fn state_worker(sc: &Scenario, brokers: &str, topics: [&str; 4], name: &str) -> Child {
+    state_worker_with(sc, brokers, topics, name, &[])
+}
+
+/// [`state_worker`] with more arguments.
+fn state_worker_with(
+    sc: &Scenario,
+    brokers: &str,
+    topics: [&str; 4],
+    name: &str,
+    extra: &[&str],
+) -> Child {
     let [handoff, group, exchange, alerts] = topics;
-    watch(
-        &[
-            "--kafka",
-            brokers,
-            "--topic",
-            handoff,
-            "--group",
-            group,
-            "--stage",
-            "state",
-            "--exchange",
-            exchange,
-            "--kafka-alerts",
-            alerts,
-            "--assets",
-            &sc.assets,
-            "--watchlist",
-            &sc.watchlist,
-            "--idle-secs",
-            "2",
-        ],
-        &sc.path(&format!("{name}.log")),
-    )
+    let mut args = vec![
+        "--kafka",
+        brokers,
+        "--topic",
+        handoff,
+        "--group",
+        group,
+        "--stage",
+        "state",
+        "--exchange",
+        exchange,
+        "--kafka-alerts",
+        alerts,
+        "--assets",
+        &sc.assets,
+        "--watchlist",
+        &sc.watchlist,
+        "--idle-secs",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    watch(&args, &sc.path(&format!("{name}.log")))
 }
 
 /// The alerts of the parse workers' topic and of a state group's topic, together.
@@ -628,11 +638,42 @@ fn partitioned_state_workers_give_the_alerts_hunt_gives() {
             .map(|i| format!("state{workers}-{i}"))
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        // The first worker publishes its metrics.
+        let port = free_port();
+        let metrics = format!("127.0.0.1:{port}");
         let children: Vec<Child> = names
             .iter()
-            .map(|x| state_worker(&sc, &brokers, topics, x))
+            .enumerate()
+            .map(|(i, x)| {
+                let extra: &[&str] = if i == 0 {
+                    &["--metrics", &metrics]
+                } else {
+                    &[]
+                };
+                state_worker_with(&sc, &brokers, topics, x, extra)
+            })
             .collect();
         wait_for_alerts(&sc, &brokers, "alerts-parse", &alerts);
+        let page = get(port, "/metrics");
+        let owned: usize = page
+            .lines()
+            .find_map(|l| l.strip_prefix("cellwarden_partitions_owned "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no partitions_owned in\n{page}"));
+        assert!((1..=4).contains(&owned), "{page}");
+        if workers == 1 {
+            assert_eq!(owned, 4, "{page}");
+            for p in 0..4 {
+                let src = format!("cellwarden_events_total{{source=\"kafka://handoff/{p}\"}}");
+                assert!(page.contains(&src), "{src} missing from\n{page}");
+            }
+            assert!(page.contains("cellwarden_alerts_total{level="), "{page}");
+            assert!(page.contains("cellwarden_lag_seconds "), "{page}");
+            assert!(
+                page.contains("cellwarden_state_entries{kind=\"subscriber_days\"}"),
+                "{page}"
+            );
+        }
         for c in children {
             term(c);
         }

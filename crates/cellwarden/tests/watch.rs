@@ -525,16 +525,6 @@ fn syslog_over_udp_and_tcp_raises_alerts() {
     }
 }
 
-/// A plain HTTP GET on 127.0.0.1: the whole response.
-fn get(port: u16, path: &str) -> String {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// Alerts of a file that may still be written (a last line may be cut).
 fn alerts_of(text: &str) -> Vec<serde_json::Value> {
     text.lines()

@@ -76,6 +76,17 @@ pub fn line_time(line: &str) -> Option<i64> {
     first.parse::<f64>().ok().map(|s| (s * 1000.0) as i64)
 }
 
+/// A plain HTTP GET on 127.0.0.1: the whole response.
+#[allow(dead_code)]
+pub fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

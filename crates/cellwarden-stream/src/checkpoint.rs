@@ -151,6 +151,19 @@ pub struct Journal {
     out: BufWriter<File>,
     len: u64,
     headers: HashMap<Vec<String>, u32>,
+    /// The earliest time (ms) of a record or watermark in the journal; `i64::MIN` when not
+    /// known (a journal opened from disk, until its first compaction).
+    oldest: i64,
+}
+
+/// The times of a journal entry, read without the rest of it (compaction looks at nothing
+/// else).
+#[derive(Deserialize)]
+struct Times {
+    #[serde(default)]
+    t: Option<i64>,
+    #[serde(default)]
+    w: Option<i64>,
 }
 
 /// What replaying the journal gives, in order.
@@ -184,6 +197,11 @@ impl Journal {
             out: BufWriter::with_capacity(1 << 20, f),
             len: len.min(keep),
             headers: HashMap::new(),
+            oldest: if len.min(keep) == 0 {
+                i64::MAX
+            } else {
+                i64::MIN
+            },
         })
     }
 
@@ -222,6 +240,9 @@ impl Journal {
             }),
         };
         let by_line: HashMap<u64, i64> = lines.iter().map(|h| (h.record, h.time)).collect();
+        if let Some(t) = lines.iter().map(|h| h.time).min() {
+            self.oldest = self.oldest.min(t);
+        }
         let u = (uses != Uses::ALL).then(|| uses.bits());
         for (line, start, end) in &unit.records {
             let Some(t) = by_line.get(line) else { continue };
@@ -242,6 +263,7 @@ impl Journal {
 
     /// Journals a watermark at which state moved (a replay moves at the same points).
     pub fn watermark(&mut self, ms: i64) -> io::Result<()> {
+        self.oldest = self.oldest.min(ms);
         self.write(&Entry {
             w: Some(ms),
             ..empty()
@@ -265,21 +287,33 @@ impl Journal {
         self.len == 0
     }
 
+    /// Whether [`Journal::compact`] at `from_ms` would drop anything (false once a
+    /// compaction left nothing older: a large journal whose days are all kept is not read and
+    /// written again at every checkpoint).
+    pub fn has_before(&self, from_ms: i64) -> bool {
+        self.oldest < from_ms
+    }
+
     /// Rewrites the journal without records older than `from_ms` (their days are no longer
     /// kept); returns the new length. Called right after a checkpoint, which is then written
     /// again with the new length.
     pub fn compact(&mut self, from_ms: i64) -> io::Result<u64> {
         self.sync()?;
+        let mut oldest = i64::MAX;
         let tmp = self.path.with_extension("jsonl.tmp");
         let mut kept = 0u64;
         {
             let mut w = BufWriter::new(File::create(&tmp)?);
             for line in BufReader::new(File::open(&self.path)?).split(b'\n') {
                 let line = line?;
-                let drop = serde_json::from_slice::<Entry>(&line).is_ok_and(|e| {
+                let times = serde_json::from_slice::<Times>(&line).ok();
+                let drop = times.as_ref().is_some_and(|e| {
                     e.t.is_some_and(|t| t < from_ms) || e.w.is_some_and(|w| w < from_ms)
                 });
                 if !drop {
+                    if let Some(e) = times {
+                        oldest = oldest.min(e.t.unwrap_or(i64::MAX).min(e.w.unwrap_or(i64::MAX)));
+                    }
                     w.write_all(&line)?;
                     w.write_all(b"\n")?;
                     kept += line.len() as u64 + 1;
@@ -293,6 +327,7 @@ impl Journal {
         f.flush()?;
         self.out = BufWriter::with_capacity(1 << 20, f);
         self.len = kept;
+        self.oldest = oldest;
         Ok(kept)
     }
 
@@ -510,8 +545,15 @@ mod tests {
         .unwrap();
         // What a record was for is kept: a replay feeds it to the same detectors.
         assert_eq!(seen, ["1", "3c", "w5"]);
+        // Opened from disk, what it holds is not known: it may hold older records.
+        assert!(j.has_before(50_000_000));
         let len = j.compact(50_000_000).unwrap();
         assert!(len < keep);
+        // Only the record at 90,000,000 ms is left: compacting again before it drops nothing.
+        assert!(!j.has_before(50_000_000));
+        assert!(!j.has_before(90_000_000));
+        assert!(j.has_before(90_000_001));
+
         let mut lines = Vec::new();
         Journal::replay(dir.path(), &mut |r| {
             if let Replayed::Unit(Unit::Records { records, .. }, _) = r {
@@ -520,5 +562,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(lines, [3]);
+        j.records(&unit, Uses::ALL, &[handed(2, 70_000_000)])
+            .unwrap();
+        assert!(j.has_before(80_000_000));
     }
 }

@@ -6,6 +6,13 @@
 //! and are judged each time a UTC day closes (the watermark passes the day's end plus the
 //! allowed lateness); alerts of closed days that were not raised before are emitted.
 //!
+//! Reading a backlog (more input already waiting), closing days are judged together, once the
+//! input is caught up or after [`MAX_DEFER`], as long as closing them would forget no day
+//! (before the retention window is full and within the entry bound): the state is then the
+//! same whenever it is judged, and judging it once gives the alerts judging it day by day
+//! gives (`hunt` judges once, at the end). Once days would be forgotten, each day is judged as
+//! it closes.
+//!
 //! The watermark is the minimum over active sources of the latest event time each has
 //! delivered; a source that has caught up (end of file, end of partition) does not hold it
 //! back.
@@ -25,6 +32,9 @@ const DAY_MS: i64 = 86_400_000;
 /// Closed days are judged again for records that arrived late once no record has come for
 /// this long.
 pub const REJUDGE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Longest time closed days wait to be judged while a backlog is read.
+pub const MAX_DEFER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Windows and bounds of the live state (see `docs/watch.md`).
 #[derive(Debug, Clone)]
@@ -113,6 +123,8 @@ pub struct Engine<'r> {
     late_pending: bool,
     /// When records last came in.
     fed_at: Instant,
+    /// Since when closed days wait to be judged (a backlog being read).
+    deferred_since: Option<Instant>,
     /// What went through the engine.
     pub counters: Counters,
 }
@@ -136,6 +148,7 @@ impl<'r> Engine<'r> {
             exposure: None,
             late_pending: false,
             fed_at: Instant::now(),
+            deferred_since: None,
             counters: Counters::default(),
         }
     }
@@ -254,18 +267,27 @@ impl<'r> Engine<'r> {
     /// Moves state forward to the current watermark: releases correlated matches and judges
     /// closed days. Returns the watermark used when anything moved (to be journaled, so a
     /// replay moves at the same points).
-    pub fn advance(&mut self, out: &mut Vec<Alert>) -> Option<i64> {
+    /// `behind`: more input is already waiting (closing days may wait, see the module
+    /// documentation).
+    pub fn advance(&mut self, out: &mut Vec<Alert>, behind: bool) -> Option<i64> {
         let wm = self.watermark()?;
-        self.advance_to(wm, out).then_some(wm)
+        self.advance_to(wm, out, behind).then_some(wm)
     }
 
     /// Moves state forward to watermark `wm` (ms); true when anything moved.
-    pub fn advance_to(&mut self, wm: i64, out: &mut Vec<Alert>) -> bool {
+    pub fn advance_to(&mut self, wm: i64, out: &mut Vec<Alert>, behind: bool) -> bool {
         let mut moved = self.release_to(wm, out);
         let closable = self.closable(wm);
         if let Some(first) = self.core.first_day() {
             let open = self.open_day.unwrap_or(first);
             if closable > open {
+                if behind && self.forgets_nothing(closable, first) {
+                    let since = *self.deferred_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < MAX_DEFER {
+                        return moved;
+                    }
+                }
+                self.deferred_since = None;
                 self.judge(Some(closable), out);
                 self.closed(closable);
                 moved = true;
@@ -304,6 +326,14 @@ impl<'r> Engine<'r> {
     pub fn closable(&self, wm: i64) -> i32 {
         wm.saturating_sub(self.config.close_lateness_ms)
             .div_euclid(DAY_MS) as i32
+    }
+
+    /// Whether closing the days before `day` forgets nothing: no day falls out of the
+    /// retention window (`first`: the first day with state) and the entries are within
+    /// their bound.
+    fn forgets_nothing(&self, day: i32, first: i32) -> bool {
+        day - self.config.retention_days <= first
+            && self.core.aggregate_entries() <= self.config.max_entries
     }
 
     /// Days before `day` are judged: forget what the retention (and the entry bound) no
@@ -429,6 +459,11 @@ impl<'r> Engine<'r> {
             c.latest = c.latest.max(*t);
             c.idle = true;
         }
+    }
+
+    /// The first UTC day not judged yet (days since 1970), once known.
+    pub fn open_day(&self) -> Option<i32> {
+        self.open_day
     }
 
     /// The first day whose aggregates are kept (journal entries before it can go).

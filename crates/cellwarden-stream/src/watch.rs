@@ -245,7 +245,9 @@ pub fn run(
                 lines.clear();
             }
             Replayed::Watermark(w) => {
-                engine.advance_to(w, &mut discard);
+                // At every point the live engine moved (where it may have let closed days wait
+                // for more input: the state judged is the same, see the engine).
+                engine.advance_to(w, &mut discard, false);
                 discard.clear();
             }
         })
@@ -429,7 +431,18 @@ pub fn run(
             Some(Input::Error(e)) => errors.push(e),
             None => {}
         }
-        if let Some(wm) = engine.advance(&mut alerts)
+        // Input already waiting: a backlog is being read.
+        let open_before = engine.open_day();
+        let advanced = engine.advance(&mut alerts, !rx.is_empty());
+        if let (Some(a), Some(b)) = (open_before, engine.open_day())
+            && b > a + 1
+        {
+            log(&format!(
+                "{} closed days judged together (a backlog was read meanwhile)",
+                b - a
+            ));
+        }
+        if let Some(wm) = advanced
             && let Some(j) = journal.as_mut()
             && let Err(e) = j.watermark(wm)
         {
@@ -536,6 +549,7 @@ pub fn run(
                 }
                 if let Some(from) = engine.kept_from_ms()
                     && j.len() > (64 << 20)
+                    && j.has_before(from)
                     && j.compact(from).is_ok()
                 {
                     let _ = save(&mut checkpoint, j, &engine, file.as_ref(), dir);

@@ -410,6 +410,59 @@ fn a_killed_watcher_restarts_without_losing_or_repeating_alerts() {
     live_run(true, Follow::Folder);
 }
 
+/// A backlog already on disk when watch starts: closed days wait while input is waiting and
+/// are judged together once it is read (the retention window is not full, so nothing is
+/// forgotten meanwhile); the alerts and the scope report are still those of `hunt`.
+#[test]
+fn a_backlog_on_disk_gives_the_alerts_hunt_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    simulate(&sim);
+    let expected = hunt_ids(&sim);
+    let live = dir.path().join("live");
+    let (state, alerts) = (dir.path().join("state"), dir.path().join("alerts.jsonl"));
+    let (files, lines) = merged(&sim);
+    let mut written: BTreeMap<String, u64> = BTreeMap::new();
+    let mut out: Vec<std::fs::File> = files
+        .iter()
+        .map(|f| {
+            let p = live.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::File::create(p).unwrap()
+        })
+        .collect();
+    for (fi, l) in &lines {
+        writeln!(out[*fi], "{l}").unwrap();
+        *written.entry(files[*fi].clone()).or_default() += 1;
+    }
+    drop(out);
+    let child = start_watch(&sim, &live, &state, &alerts, Follow::Folder);
+    wait_caught_up(&state, &live, &written);
+    std::thread::sleep(Duration::from_secs(5));
+    let log = stop_logged(child, &state.with_extension("log"));
+    // The days were judged together, not one by one.
+    assert!(log.contains("closed days judged together"), "{log}");
+    let text = std::fs::read_to_string(&alerts).unwrap();
+    let got = ids(&text);
+    assert_eq!(
+        text.lines().count(),
+        got.len(),
+        "an alert was written twice\n{log}"
+    );
+    let missing: Vec<_> = expected.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:#?}\nextra {extra:#?}\n{log}"
+    );
+    let live_scope = std::fs::read_to_string(state.with_extension("scope.json")).unwrap();
+    assert_eq!(
+        exposure_of(&live_scope),
+        exposure_of(&scope_json(&sim)),
+        "{log}"
+    );
+}
+
 #[test]
 fn a_path_that_cannot_be_followed_is_one_error_at_start() {
     let dir = tempfile::tempdir().unwrap();

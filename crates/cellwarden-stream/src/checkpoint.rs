@@ -7,6 +7,7 @@
 //! the checkpoint names the journal length it goes with, and anything after it is cut off on
 //! restart (those records are read again from the sources).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -115,8 +116,10 @@ pub(crate) fn format_of(name: &str) -> Option<Format> {
     .find(|f| format_name(*f) == name)
 }
 
+/// One journal line. Strings are borrowed when written (no copy of each record's text) and
+/// owned when read.
 #[derive(Serialize, Deserialize)]
-struct Entry {
+struct Entry<'a> {
     /// A column header: id and names.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     hid: Option<u32>,
@@ -127,9 +130,9 @@ struct Entry {
     w: Option<i64>,
     /// A record: file, format, year, header id, line, event time (ms), text.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    f: Option<String>,
+    f: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    k: Option<String>,
+    k: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     y: Option<i16>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -139,7 +142,7 @@ struct Entry {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     t: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    r: Option<String>,
+    r: Option<Cow<'a, str>>,
     /// What the record is for (`Uses::bits`; absent: everything).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     u: Option<u8>,
@@ -151,6 +154,8 @@ pub struct Journal {
     out: BufWriter<File>,
     len: u64,
     headers: HashMap<Vec<String>, u32>,
+    /// The line being written (kept: one allocation for all of them).
+    line: Vec<u8>,
     /// The earliest time (ms) of a record or watermark in the journal; `i64::MIN` when not
     /// known (a journal opened from disk, until its first compaction).
     oldest: i64,
@@ -197,6 +202,7 @@ impl Journal {
             out: BufWriter::with_capacity(1 << 20, f),
             len: len.min(keep),
             headers: HashMap::new(),
+            line: Vec::new(),
             oldest: if len.min(keep) == 0 {
                 i64::MAX
             } else {
@@ -205,11 +211,12 @@ impl Journal {
         })
     }
 
-    fn write(&mut self, e: &Entry) -> io::Result<()> {
-        let mut line = serde_json::to_vec(e)?;
-        line.push(b'\n');
-        self.out.write_all(&line)?;
-        self.len += line.len() as u64;
+    fn write(&mut self, e: &Entry<'_>) -> io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, e)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)?;
+        self.len += self.line.len() as u64;
         Ok(())
     }
 
@@ -247,13 +254,13 @@ impl Journal {
         for (line, start, end) in &unit.records {
             let Some(t) = by_line.get(line) else { continue };
             self.write(&Entry {
-                f: Some(unit.file.to_string()),
-                k: Some(format_name(unit.kind).to_owned()),
+                f: Some(Cow::Borrowed(&unit.file)),
+                k: Some(Cow::Borrowed(format_name(unit.kind))),
                 y: Some(unit.year),
                 h,
                 l: Some(*line),
                 t: Some(*t),
-                r: Some(String::from_utf8_lossy(&unit.buf[*start..*end]).into_owned()),
+                r: Some(String::from_utf8_lossy(&unit.buf[*start..*end])),
                 u,
                 ..empty()
             })?;
@@ -382,7 +389,7 @@ impl Journal {
                 flush(&mut cur, f);
                 cur = Some((
                     UnitCopy {
-                        file: Arc::from(file.as_str()),
+                        file: Arc::from(&*file),
                         kind,
                         year,
                         header,
@@ -403,7 +410,7 @@ impl Journal {
     }
 }
 
-fn empty() -> Entry {
+fn empty() -> Entry<'static> {
     Entry {
         hid: None,
         cols: None,

@@ -128,6 +128,10 @@ struct Entry<'a> {
     /// A watermark (ms) at which state moved.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     w: Option<i64>,
+    /// Set on a watermark at which closed days waited (a backlog was read): only correlated
+    /// matches were released there.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    d: Option<u8>,
     /// A record: file, format, year, header id, line, event time (ms), text.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     f: Option<Cow<'a, str>>,
@@ -177,6 +181,8 @@ pub enum Replayed {
     Unit(Unit, Uses),
     /// A watermark the state moved to.
     Watermark(i64),
+    /// A watermark to which correlated matches were released while closed days waited.
+    Released(i64),
 }
 
 impl Journal {
@@ -269,10 +275,13 @@ impl Journal {
     }
 
     /// Journals a watermark at which state moved (a replay moves at the same points).
-    pub fn watermark(&mut self, ms: i64) -> io::Result<()> {
+    /// `days_wait`: closed days were left to be judged later (a backlog was read); a replay
+    /// then only releases correlated matches there.
+    pub fn watermark(&mut self, ms: i64, days_wait: bool) -> io::Result<()> {
         self.oldest = self.oldest.min(ms);
         self.write(&Entry {
             w: Some(ms),
+            d: days_wait.then_some(1),
             ..empty()
         })
     }
@@ -365,7 +374,11 @@ impl Journal {
             }
             if let Some(w) = e.w {
                 flush(&mut cur, f);
-                f(Replayed::Watermark(w));
+                f(if e.d.is_some() {
+                    Replayed::Released(w)
+                } else {
+                    Replayed::Watermark(w)
+                });
                 continue;
             }
             let (Some(file), Some(kind), Some(line_no), Some(text)) =
@@ -415,6 +428,7 @@ fn empty() -> Entry<'static> {
         hid: None,
         cols: None,
         w: None,
+        d: None,
         f: None,
         k: None,
         y: None,
@@ -532,7 +546,8 @@ mod tests {
         j.records(&unit, Uses::ALL, &[handed(1, 1_000)]).unwrap();
         j.records(&unit, only_correlations, &[handed(3, 90_000_000)])
             .unwrap();
-        j.watermark(5).unwrap();
+        j.watermark(5, false).unwrap();
+        j.watermark(7, true).unwrap();
         let keep = j.sync().unwrap();
         j.records(&unit, Uses::ALL, &[handed(2, 2_000)]).unwrap();
         j.sync().unwrap();
@@ -547,11 +562,13 @@ mod tests {
                     .map(|r| format!("{}{}", r.0, if uses == Uses::ALL { "" } else { "c" })),
             ),
             Replayed::Watermark(w) => seen.push(format!("w{w}")),
+            Replayed::Released(w) => seen.push(format!("r{w}")),
             Replayed::Unit(..) => {}
         })
         .unwrap();
         // What a record was for is kept: a replay feeds it to the same detectors.
-        assert_eq!(seen, ["1", "3c", "w5"]);
+        // A watermark where closed days waited replays as a release only.
+        assert_eq!(seen, ["1", "3c", "w5", "r7"]);
         // Opened from disk, what it holds is not known: it may hold older records.
         assert!(j.has_before(50_000_000));
         let len = j.compact(50_000_000).unwrap();

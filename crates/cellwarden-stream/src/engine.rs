@@ -461,6 +461,11 @@ impl<'r> Engine<'r> {
         }
     }
 
+    /// Whether closed days are waiting to be judged (a backlog is being read).
+    pub fn days_wait(&self) -> bool {
+        self.deferred_since.is_some()
+    }
+
     /// The first UTC day not judged yet (days since 1970), once known.
     pub fn open_day(&self) -> Option<i32> {
         self.open_day

@@ -244,10 +244,14 @@ pub fn run(
                 discard.clear();
                 lines.clear();
             }
+            // The engine moves as it did live: judging closed days, or only releasing
+            // correlated matches where the days waited.
             Replayed::Watermark(w) => {
-                // At every point the live engine moved (where it may have let closed days wait
-                // for more input: the state judged is the same, see the engine).
                 engine.advance_to(w, &mut discard, false);
+                discard.clear();
+            }
+            Replayed::Released(w) => {
+                engine.release_to(w, &mut discard);
                 discard.clear();
             }
         })
@@ -357,6 +361,8 @@ pub fn run(
     let mut alerts = Vec::new();
     let mut errors = Vec::new();
     let mut lines = Vec::new();
+    // When the last unit came: units coming close together are a backlog being read.
+    let mut last_unit: Option<Instant> = None;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let input = if stopping {
@@ -414,6 +420,7 @@ pub fn run(
                 }
                 lines.clear();
                 moved_position = position;
+                last_unit = Some(Instant::now());
             }
             Some(Input::Position(p)) => moved_position = Some(p),
             Some(Input::Known(name)) => {
@@ -431,9 +438,12 @@ pub fn run(
             Some(Input::Error(e)) => errors.push(e),
             None => {}
         }
-        // Input already waiting: a backlog is being read.
+        // Input already waiting, or a unit came a moment ago (a consumer reads a backlog in
+        // fetches with short gaps): a backlog is being read. Once input pauses for longer,
+        // the loop comes back here within its 200 ms wait and the days are judged.
+        let behind = !rx.is_empty() || last_unit.is_some_and(|t| t.elapsed() < BACKLOG_GAP);
         let open_before = engine.open_day();
-        let advanced = engine.advance(&mut alerts, !rx.is_empty());
+        let advanced = engine.advance(&mut alerts, behind);
         if let (Some(a), Some(b)) = (open_before, engine.open_day())
             && b > a + 1
         {
@@ -444,7 +454,7 @@ pub fn run(
         }
         if let Some(wm) = advanced
             && let Some(j) = journal.as_mut()
-            && let Err(e) = j.watermark(wm)
+            && let Err(e) = j.watermark(wm, engine.days_wait())
         {
             return Err(WatchError::Journal(e));
         }
@@ -610,6 +620,9 @@ fn write_scope(path: &Path, x: &cellwarden_telecom::exposure::Exposure) -> io::R
     }
     std::fs::rename(&tmp, path)
 }
+
+/// Units that come less than this apart are read from a backlog.
+const BACKLOG_GAP: Duration = Duration::from_millis(100);
 
 /// The metrics server of `config.metrics`, if any (see [`crate::metrics::start`]).
 pub(crate) fn start_metrics(

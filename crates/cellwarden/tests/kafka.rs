@@ -660,7 +660,8 @@ fn partitioned_state_workers_give_the_alerts_hunt_gives() {
             .find_map(|l| l.strip_prefix("cellwarden_partitions_owned "))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("no partitions_owned in\n{page}"));
-        assert!((1..=4).contains(&owned), "{page}");
+        // With several workers the group may be moving partitions at this moment.
+        assert!(owned <= 4, "{page}");
         if workers == 1 {
             assert_eq!(owned, 4, "{page}");
             for p in 0..4 {

@@ -1,5 +1,7 @@
 //! Produces the lines of standard input to a Kafka topic, one record per line (for the
-//! benchmarks in `bench/watch.sh`): `produce BROKERS TOPIC < events.jsonl`.
+//! benchmarks in `bench/watch.sh` and `bench/latency.sh`): `produce BROKERS TOPIC <
+//! events.jsonl`. `LINGER_MS` (default 50) is how long the producer gathers records before
+//! sending: 0 for latency measurements.
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
@@ -15,7 +17,10 @@ fn main() {
     };
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "50")
+        .set(
+            "linger.ms",
+            std::env::var("LINGER_MS").unwrap_or_else(|_| "50".into()),
+        )
         .set("batch.num.messages", "10000")
         .create()
         .expect("producer");
@@ -26,7 +31,10 @@ fn main() {
         let mut r = BaseRecord::<(), str>::to(topic).payload(line.as_str());
         loop {
             match p.send(r) {
-                Ok(()) => break,
+                Ok(()) => {
+                    p.poll(Duration::ZERO);
+                    break;
+                }
                 Err((_, back)) => {
                     r = back;
                     p.poll(Duration::from_millis(20));

@@ -100,35 +100,55 @@ fn main() {
             .map(|(s, b)| a.analyse(s, Dialect::Postgres, b).compared.len())
             .sum()
     });
-    let events: Vec<Event<'static>> = stmts
-        .iter()
-        .enumerate()
-        .map(|(i, (s, b))| {
-            let mut ev = Event::new(Origin {
-                file: Arc::from("bench.log"),
-                record: i as u64,
-            });
-            ev.timestamp = cellwarden_event::Timestamp::from_second(1_772_000_000 + i as i64).ok();
-            let v = |x: &str| Value::Str(Cow::Owned(x.to_owned()));
-            ev.push("user", v(if i % 7 == 0 { "batch" } else { "care01" }));
-            ev.push("client_host", v("10.1.0.20"));
-            ev.push("statement", v(s));
-            ev.push("parameter", v(&b.join(",")));
-            ev.push("Channel", v("pgaudit"));
-            ev
+    // Two shapes of state: few accounts and sessions over a few days, and the shape of
+    // bench/gen_dbaudit.py (43 accounts, 280 client hosts, 5,000 backend pids, 30 days:
+    // nearly every statement in a session of its own, as `bench/scope.sh` reads).
+    let events = |spread: bool| -> Vec<Event<'static>> {
+        stmts
+            .iter()
+            .enumerate()
+            .map(|(i, (s, b))| {
+                let mut ev = Event::new(Origin {
+                    file: Arc::from("bench.log"),
+                    record: i as u64,
+                });
+                let v = |x: &str| Value::Str(Cow::Owned(x.to_owned()));
+                if spread {
+                    let secs = (i * 30 / n) as i64 * 86_400 + ((i * 7919) % 86_400) as i64;
+                    ev.timestamp =
+                        cellwarden_event::Timestamp::from_second(1_772_323_200 + secs).ok();
+                    ev.push("user", v(&format!("care{:02}", i % 43)));
+                    ev.push("client_host", v(&format!("10.1.{}.{}", i % 7, 10 + i % 40)));
+                    ev.push("pid", Value::Int(1000 + (i % 5000) as i64));
+                    ev.push("application", v("crm"));
+                } else {
+                    ev.timestamp =
+                        cellwarden_event::Timestamp::from_second(1_772_000_000 + i as i64).ok();
+                    ev.push("user", v(if i % 7 == 0 { "batch" } else { "care01" }));
+                    ev.push("client_host", v("10.1.0.20"));
+                }
+                ev.push("statement", v(s));
+                ev.push("parameter", v(&b.join(",")));
+                ev.push("Channel", v("pgaudit"));
+                ev
+            })
+            .collect()
+    };
+    let collect_all = |events: &[Event<'static>]| {
+        best_of(reps, || {
+            let mut c = Collector::new(
+                Arc::new(Schema::default()),
+                Arc::new(Selection::default()),
+                10_000,
+            );
+            for e in events {
+                c.observe(e);
+            }
+            c.into_aggregates().subjects.len()
         })
-        .collect();
-    let (collect, _) = best_of(reps, || {
-        let mut c = Collector::new(
-            Arc::new(Schema::default()),
-            Arc::new(Selection::default()),
-            10_000,
-        );
-        for e in &events {
-            c.observe(e);
-        }
-        c.into_aggregates().subjects.len()
-    });
+    };
+    let (collect, _) = collect_all(&events(false));
+    let (collect_spread, entries) = collect_all(&events(true));
     let rate = |secs: f64, k: usize| k as f64 / secs;
     println!(
         "SQL analysis, one thread, {n} statements ({:.1} MB), best of {reps}:",
@@ -150,6 +170,10 @@ fn main() {
     println!(
         "  access collector (all)   {:>10.0} statements/s",
         rate(collect, n)
+    );
+    println!(
+        "  the same, operator-like  {:>10.0} statements/s  (43 accounts, 5,000 pids, 30 days: {entries} entries)",
+        rate(collect_spread, n)
     );
     println!("  identifiers found: {found_c} (cache), {found_u} (first {uncached_n}, parsed)");
 }

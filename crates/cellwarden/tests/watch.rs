@@ -195,6 +195,45 @@ fn stop_logged(child: Child, log: &Path) -> String {
     text
 }
 
+/// Empty files named `files` under `live`, open for writing.
+fn create_files(live: &Path, files: &[String]) -> Vec<std::fs::File> {
+    files
+        .iter()
+        .map(|f| {
+            let p = live.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::File::create(p).unwrap()
+        })
+        .collect()
+}
+
+/// The alerts watch wrote to `alerts` are `expected`, each once.
+fn assert_alerts_once(alerts: &Path, expected: &BTreeSet<Id>, log: &str) {
+    let text = std::fs::read_to_string(alerts).unwrap();
+    let got = ids(&text);
+    assert_eq!(
+        text.lines().count(),
+        got.len(),
+        "an alert was written twice\n{log}"
+    );
+    let missing: Vec<_> = expected.difference(&got).collect();
+    let extra: Vec<_> = got.difference(expected).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:#?}\nextra {extra:#?}\n{log}"
+    );
+}
+
+/// The scope report watch keeps beside `state` is the one `scope` writes over `sim`.
+fn assert_scope_as_scope(state: &Path, sim: &Path, log: &str) {
+    let live_scope = std::fs::read_to_string(state.with_extension("scope.json")).unwrap();
+    assert_eq!(
+        exposure_of(&live_scope),
+        exposure_of(&scope_json(sim)),
+        "{log}"
+    );
+}
+
 /// Writes the logs into `live` in time order, in batches, rotating the PostgreSQL log by
 /// rename at 40 % and the MySQL log by copy and truncate at 70 %; with `kill`, SIGKILLs the
 /// watcher at 55 % and starts it again.
@@ -211,14 +250,7 @@ fn live_run(kill: bool, how: Follow) {
         std::fs::create_dir_all(live.join(sub)).unwrap();
     }
     let (files, lines) = merged(&sim);
-    let mut out: Vec<std::fs::File> = files
-        .iter()
-        .map(|f| {
-            let p = live.join(f);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::File::create(p).unwrap()
-        })
-        .collect();
+    let mut out = create_files(&live, &files);
     let mut child = start_watch(&sim, &live, &state, &alerts, how);
     let mut written: BTreeMap<String, u64> = BTreeMap::new();
     let batch = 400;
@@ -274,19 +306,7 @@ fn live_run(kill: bool, how: Follow) {
     // Files at their end stop holding the last days back after --idle-secs.
     std::thread::sleep(Duration::from_secs(4));
     let log = stop_logged(child, &state.with_extension("log"));
-    let text = std::fs::read_to_string(&alerts).unwrap();
-    let got = ids(&text);
-    assert_eq!(
-        text.lines().count(),
-        got.len(),
-        "an alert was written twice\n{log}"
-    );
-    let missing: Vec<_> = expected.difference(&got).collect();
-    let extra: Vec<_> = got.difference(&expected).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:#?}\nextra {extra:#?}\n{log}"
-    );
+    assert_alerts_once(&alerts, &expected, &log);
     // The campaigns watch keeps in its store, rebuilt at every checkpoint and carried across
     // the restart, are the ones `hunt --campaigns` finds in the same logs.
     let want = campaign_shapes(&hunt_campaigns(&sim));
@@ -296,13 +316,7 @@ fn live_run(kill: bool, how: Follow) {
         want,
         "{log}"
     );
-    // The scope report watch keeps is the one `scope` writes over the same logs.
-    let live_scope = std::fs::read_to_string(state.with_extension("scope.json")).unwrap();
-    assert_eq!(
-        exposure_of(&live_scope),
-        exposure_of(&scope_json(&sim)),
-        "{log}"
-    );
+    assert_scope_as_scope(&state, &sim, &log);
 }
 
 fn hunt_campaigns(sim: &Path) -> Vec<serde_json::Value> {
@@ -423,14 +437,7 @@ fn a_backlog_on_disk_gives_the_alerts_hunt_gives() {
     let (state, alerts) = (dir.path().join("state"), dir.path().join("alerts.jsonl"));
     let (files, lines) = merged(&sim);
     let mut written: BTreeMap<String, u64> = BTreeMap::new();
-    let mut out: Vec<std::fs::File> = files
-        .iter()
-        .map(|f| {
-            let p = live.join(f);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::File::create(p).unwrap()
-        })
-        .collect();
+    let mut out = create_files(&live, &files);
     for (fi, l) in &lines {
         writeln!(out[*fi], "{l}").unwrap();
         *written.entry(files[*fi].clone()).or_default() += 1;
@@ -442,25 +449,8 @@ fn a_backlog_on_disk_gives_the_alerts_hunt_gives() {
     let log = stop_logged(child, &state.with_extension("log"));
     // The days were judged together, not one by one.
     assert!(log.contains("closed days judged together"), "{log}");
-    let text = std::fs::read_to_string(&alerts).unwrap();
-    let got = ids(&text);
-    assert_eq!(
-        text.lines().count(),
-        got.len(),
-        "an alert was written twice\n{log}"
-    );
-    let missing: Vec<_> = expected.difference(&got).collect();
-    let extra: Vec<_> = got.difference(&expected).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:#?}\nextra {extra:#?}\n{log}"
-    );
-    let live_scope = std::fs::read_to_string(state.with_extension("scope.json")).unwrap();
-    assert_eq!(
-        exposure_of(&live_scope),
-        exposure_of(&scope_json(&sim)),
-        "{log}"
-    );
+    assert_alerts_once(&alerts, &expected, &log);
+    assert_scope_as_scope(&state, &sim, &log);
 }
 
 #[test]

@@ -366,6 +366,7 @@ impl Aggregates {
             }
         }
         self.subjects = merge_sorted(std::mem::take(&mut self.subjects), o.subjects);
+        // A broad selection (a whole application account) can be large: merged in one pass.
         if !o.selected.is_empty() {
             let a = std::mem::take(&mut self.selected).into_iter().collect();
             self.selected = merge_sorted(a, o.selected.into_iter().collect())
@@ -550,14 +551,14 @@ pub struct Collector {
     interned: HashMap<Box<str>, Arc<str>>,
     /// Size at which unused interned strings are dropped (doubles while most are in use).
     intern_limit: usize,
-    /// Per-subscriber state while gathering (hashed: most statements add a new key); moved
-    /// into the ordered maps of [`Aggregates`] at the end. Accounts, programs and sessions
-    /// are interned, so these keys hash and compare them by address.
-    /// The map holds each key's place in `subject_stats`, whose entries are sorted at the
-    /// end: growing the map moves small entries only.
+    /// Per-subscriber state while gathering (hashed: most statements add a new key), keyed
+    /// by the addresses of the interned account and session. The map holds each key's place
+    /// in `subject_stats`, whose entries are sorted once at the end into
+    /// [`Aggregates::subjects`]: growing the map moves small entries only.
     subjects: HashMap<(Addr, SubscriberId, Day, Addr), u32>,
     subject_stats: Subjects,
-    selected: HashMap<(Shared<str>, SubscriberId, Shared<Session>), SubjectStats>,
+    /// Accesses matching the selection, keyed likewise.
+    selected: HashMap<(Addr, SubscriberId, Addr), SelectedStats>,
     /// Sessions by the addresses of their interned host and id (held by the session).
     sessions: HashMap<(Option<Addr>, Option<Addr>), Arc<Session>>,
     /// Account-days, with their sessions apart (a day may have thousands).
@@ -572,46 +573,18 @@ pub struct Collector {
 /// value or its reference count. Sound because each map keyed by addresses holds the values
 /// themselves beside the key (the address is not reused while the entry lives), and
 /// interning hands out one copy per value for as long as any entry holds it. Accounts of
-/// day entries are held by the entry's value; sessions are held by the entries of
-/// `subject_stats` and `day_sessions`, which `subjects` indexes.
+/// day, program and selected entries are held by the entry's value; sessions are held by the
+/// entries of `subject_stats` and `day_sessions`, which `subjects` indexes, and of `selected`.
 type Addr = usize;
+
+/// A selected access's account and session, and its reads.
+type SelectedStats = (Arc<str>, Arc<Session>, SubjectStats);
 
 /// An account, a program it used, and its statements.
 type ProgramCount = (Arc<str>, Arc<str>, u64);
 
 fn addr<T: ?Sized>(a: &Arc<T>) -> Addr {
     Arc::as_ptr(a) as *const () as usize
-}
-
-/// An interned value as a key: hashed and compared by address. Sound because a collector's
-/// interning hands out one copy per value for as long as any key holds it.
-#[derive(Debug)]
-struct Shared<T: ?Sized>(Arc<T>);
-
-impl<T: ?Sized> Clone for Shared<T> {
-    fn clone(&self) -> Self {
-        Shared(Arc::clone(&self.0))
-    }
-}
-
-impl<T: ?Sized> PartialEq for Shared<T> {
-    fn eq(&self, o: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &o.0)
-    }
-}
-
-impl<T: ?Sized> Eq for Shared<T> {}
-
-impl<T: ?Sized> std::hash::Hash for Shared<T> {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        (Arc::as_ptr(&self.0) as *const () as usize).hash(h)
-    }
-}
-
-impl<T: ?Sized> Shared<T> {
-    fn of(a: &Arc<T>) -> Self {
-        Shared(Arc::clone(a))
-    }
 }
 
 /// The database fields an event must have to be analysed: `statement` and a database
@@ -1148,8 +1121,15 @@ impl Collector {
         for id in subjects {
             if selected {
                 self.selected
-                    .entry((Shared::of(&account), id, Shared::of(&session)))
-                    .or_default()
+                    .entry((addr(&account), id, addr(&session)))
+                    .or_insert_with(|| {
+                        (
+                            Arc::clone(&account),
+                            Arc::clone(&session),
+                            SubjectStats::default(),
+                        )
+                    })
+                    .2
                     .add(record_bits, time, rows, &evidence);
             }
             let next = self.subject_stats.len() as u32;
@@ -1176,7 +1156,7 @@ impl Collector {
         a.selected = self
             .selected
             .iter()
-            .map(|((a, s, x), v)| ((a.0.clone(), *s, x.0.clone()), v.clone()))
+            .map(|((_, s, _), (a, x, v))| ((a.clone(), *s, x.clone()), v.clone()))
             .collect();
         a.days = days_with_sessions(
             self.days.iter().map(|(k, v)| (*k, v.clone())),
@@ -1224,7 +1204,7 @@ impl Collector {
         self.aggregates.selected = self
             .selected
             .into_iter()
-            .map(|((a, s, x), v)| ((a.0, s, x.0), v))
+            .map(|((_, s, _), (a, x, v))| ((a, s, x), v))
             .collect();
         self.aggregates.days = days_with_sessions(self.days, self.day_sessions);
         self.aggregates.programs = self

@@ -456,6 +456,48 @@ pub fn gtpv2(ty: u8, teid: Option<u32>, seq: u32, ies: &[(u8, u8, Vec<u8>)]) -> 
     m
 }
 
+/// A pcapng block (little-endian), its body padded to four bytes.
+pub fn pcapng_block(ty: u32, body: &[u8]) -> Vec<u8> {
+    let mut b = body.to_vec();
+    while !b.len().is_multiple_of(4) {
+        b.push(0);
+    }
+    let len = (b.len() + 12) as u32;
+    let mut out = ty.to_le_bytes().to_vec();
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&b);
+    out.extend_from_slice(&len.to_le_bytes());
+    out
+}
+
+/// A pcapng section header block (little-endian, version 1.0, length not given).
+pub fn pcapng_section() -> Vec<u8> {
+    let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&u64::MAX.to_le_bytes());
+    pcapng_block(0x0A0D_0D0A, &shb)
+}
+
+/// The packets of a little-endian pcap as a pcapng: one interface of link type `link`,
+/// each record an enhanced packet block (times left at zero).
+pub fn pcapng_of(pcap: &[u8], link: u16) -> Vec<u8> {
+    let mut idb = link.to_le_bytes().to_vec();
+    idb.extend_from_slice(&[0, 0, 0xff, 0xff, 0, 0]);
+    let mut out = pcapng_section();
+    out.extend(pcapng_block(1, &idb));
+    let mut i = 24;
+    while i + 16 <= pcap.len() {
+        let len = u32::from_le_bytes(pcap[i + 8..i + 12].try_into().expect("4 bytes")) as usize;
+        let mut epb = vec![0u8; 12];
+        epb.extend_from_slice(&(len as u32).to_le_bytes());
+        epb.extend_from_slice(&(len as u32).to_le_bytes());
+        epb.extend_from_slice(&pcap[i + 16..i + 16 + len]);
+        out.extend(pcapng_block(6, &epb));
+        i += 16 + len;
+    }
+    out
+}
+
 /// A pcap capture (microsecond times, Ethernet) being written in memory.
 #[derive(Debug, Clone)]
 pub struct Pcap {

@@ -1013,37 +1013,7 @@ pub(crate) mod tests {
 
     /// The same packets as a pcapng (little-endian, one Ethernet interface).
     fn pcapng_of(pcap: &[u8]) -> Vec<u8> {
-        let block = ng_block;
-        let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
-        shb.extend_from_slice(&[1, 0, 0, 0]);
-        shb.extend_from_slice(&u64::MAX.to_le_bytes());
-        let mut out = block(0x0A0D_0D0A, &shb);
-        out.extend(block(1, &[1, 0, 0, 0, 0xff, 0xff, 0, 0]));
-        let mut i = 24;
-        while i + 16 <= pcap.len() {
-            let len = u32::from_le_bytes(pcap[i + 8..i + 12].try_into().unwrap()) as usize;
-            let mut epb = vec![0u8; 12];
-            epb.extend_from_slice(&(len as u32).to_le_bytes());
-            epb.extend_from_slice(&(len as u32).to_le_bytes());
-            epb.extend_from_slice(&pcap[i + 16..i + 16 + len]);
-            out.extend(block(6, &epb));
-            i += 16 + len;
-        }
-        out
-    }
-
-    /// A pcapng block (little-endian), its body padded.
-    fn ng_block(ty: u32, body: &[u8]) -> Vec<u8> {
-        let mut b = body.to_vec();
-        while !b.len().is_multiple_of(4) {
-            b.push(0);
-        }
-        let len = (b.len() + 12) as u32;
-        let mut out = ty.to_le_bytes().to_vec();
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&b);
-        out.extend_from_slice(&len.to_le_bytes());
-        out
+        cellwarden_signal::encode::pcapng_of(pcap, 1)
     }
 
     #[test]
@@ -1067,14 +1037,11 @@ pub(crate) mod tests {
         let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 4, 6];
         sll2.extend([2, 0, 0, 0, 0, 1, 0, 0]);
         sll2.extend(&ip);
-        let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
-        shb.extend_from_slice(&[1, 0, 0, 0]);
-        shb.extend_from_slice(&u64::MAX.to_le_bytes());
-        let mut ng = ng_block(0x0A0D_0D0A, &shb);
+        let mut ng = encode::pcapng_section();
         // Interface: SLL2 (276), if_tsresol 9 (nanoseconds).
         let mut idb = vec![0x14, 0x01, 0, 0, 0xff, 0xff, 0, 0];
         idb.extend([9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
-        ng.extend(ng_block(1, &idb));
+        ng.extend(encode::pcapng_block(1, &idb));
         let ns: u64 = 1_772_355_600_123_456_789;
         let mut epb = 0u32.to_le_bytes().to_vec();
         epb.extend(((ns >> 32) as u32).to_le_bytes());
@@ -1082,7 +1049,7 @@ pub(crate) mod tests {
         epb.extend((sll2.len() as u32).to_le_bytes());
         epb.extend((sll2.len() as u32).to_le_bytes());
         epb.extend(&sll2);
-        ng.extend(ng_block(6, &epb));
+        ng.extend(encode::pcapng_block(6, &epb));
         let d = Decoder::decode_capture(&ng);
         assert!(d.problems.is_empty(), "{:?}", d.problems);
         assert_eq!(d.flows.len(), 1);

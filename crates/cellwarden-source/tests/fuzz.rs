@@ -486,34 +486,8 @@ fn fuzz_netflow_captures() {
         m
     };
     let cap = pcap(&[v5.clone(), v9.clone(), ipfix.clone(), v9, v5]);
-    // The same packets as pcapng.
-    let block = |ty: u32, body: &[u8]| {
-        let mut b = body.to_vec();
-        while !b.len().is_multiple_of(4) {
-            b.push(0);
-        }
-        let len = (b.len() + 12) as u32;
-        let mut out = ty.to_le_bytes().to_vec();
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&b);
-        out.extend_from_slice(&len.to_le_bytes());
-        out
-    };
-    let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
-    shb.extend_from_slice(&[1, 0, 0, 0]);
-    shb.extend_from_slice(&u64::MAX.to_le_bytes());
-    let mut ng = block(0x0A0D_0D0A, &shb);
-    ng.extend(block(1, &[101, 0, 0, 0, 0xff, 0xff, 0, 0]));
-    let mut i = 24;
-    while i + 16 <= cap.len() {
-        let len = u32::from_le_bytes(cap[i + 8..i + 12].try_into().unwrap()) as usize;
-        let mut epb = vec![0u8; 12];
-        epb.extend_from_slice(&(len as u32).to_le_bytes());
-        epb.extend_from_slice(&(len as u32).to_le_bytes());
-        epb.extend_from_slice(&cap[i + 16..i + 16 + len]);
-        ng.extend(block(6, &epb));
-        i += 16 + len;
-    }
+    // The same packets as pcapng (raw IP interface).
+    let ng = cellwarden_signal::encode::pcapng_of(&cap, 101);
     fuzz_reader(
         "netflow",
         vec![cap, ng, pcap(&[ipfix])],

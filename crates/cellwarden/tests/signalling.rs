@@ -315,10 +315,11 @@ fn decoded_signalling_agrees_with_tshark() {
     }
 }
 
-/// (identifier, asking peer) pairs: IMSI where known, else MSISDN.
+/// (identifier, asking peer) pairs with their operations: IMSI where known, else MSISDN;
+/// `by` names the asking peer of an entry.
 fn tracked_pairs(
     entries: &[serde_json::Value],
-    by: &str,
+    by: impl Fn(&serde_json::Value) -> String,
 ) -> BTreeMap<(String, String), Vec<String>> {
     entries
         .iter()
@@ -326,7 +327,7 @@ fn tracked_pairs(
             let id = t["imsi"]
                 .as_str()
                 .or(t["msisdn"].as_str())
-                .unwrap_or_default()
+                .expect("an IMSI or an MSISDN")
                 .to_owned();
             let ops = t["operations"]
                 .as_array()
@@ -334,7 +335,7 @@ fn tracked_pairs(
                 .iter()
                 .map(|o| o.as_str().unwrap().to_owned())
                 .collect();
-            ((id, t[by].as_str().unwrap_or_default().to_owned()), ops)
+            ((id, by(t)), ops)
         })
         .collect()
 }
@@ -363,7 +364,9 @@ fn scope_lists_exactly_the_tracked_subscribers() {
             &std::fs::read_to_string(dir.path().join("ground-truth.json")).unwrap(),
         )
         .unwrap();
-        let want = tracked_pairs(truth["signalling"]["tracked"].as_array().unwrap(), "by");
+        let want = tracked_pairs(truth["signalling"]["tracked"].as_array().unwrap(), |t| {
+            t["by"].as_str().unwrap_or_default().to_owned()
+        });
         // The operator's configuration, and none (the home network learnt from the capture).
         let config = dir.path().join("operator.toml");
         std::fs::write(
@@ -394,29 +397,14 @@ fn scope_lists_exactly_the_tracked_subscribers() {
                 serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
             let entries = x["signalling"].as_array().cloned().unwrap_or_default();
             // Who asked: the title or realm, or for the borrowed title, the host that sent it.
-            let got: BTreeMap<(String, String), Vec<String>> = entries
-                .iter()
-                .map(|t| {
-                    let id = t["imsi"]
-                        .as_str()
-                        .or(t["msisdn"].as_str())
-                        .unwrap()
-                        .to_owned();
-                    let sender = t["sender"].as_str().unwrap();
-                    let by = if sender == net::COMPROMISED_IP {
-                        sender.to_owned()
-                    } else {
-                        t["by"].as_str().unwrap().to_owned()
-                    };
-                    let ops = t["operations"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|o| o.as_str().unwrap().to_owned())
-                        .collect();
-                    ((id, by), ops)
-                })
-                .collect();
+            let got = tracked_pairs(&entries, |t| {
+                let sender = t["sender"].as_str().unwrap();
+                if sender == net::COMPROMISED_IP {
+                    sender.to_owned()
+                } else {
+                    t["by"].as_str().unwrap().to_owned()
+                }
+            });
             // The truth names the IMSI; an entry asked by MSISDN only (anyTimeInterrogation
             // is answered without the IMSI) is matched by MSISDN.
             let msisdn_of: BTreeMap<String, String> = truth["signalling"]["tracked"]

@@ -446,18 +446,19 @@ fn dashboard_in_a_real_browser() {
         row.find(Locator::Css("input[name=comment]")).await.unwrap()
             .send_keys("dump seen in EDR, ticket IR-7").await.unwrap();
         row.find(Locator::Css("button")).await.unwrap().click().await.unwrap();
-        // The post and its redirect land; then a reload still shows the new status.
+        // Wait for the post to reach the server (asked beside the browser: reloading while the
+        // form's navigation is under way would cancel it), then a reload shows the new status.
+        let path = format!("/api/alert?key={}", urlencode(&key));
         let start = std::time::Instant::now();
-        loop {
-            c.refresh().await.unwrap();
-            let row = c.find(Locator::Css("#alerts tbody tr")).await.unwrap();
-            let badge = row.find(Locator::Css(".status")).await.unwrap();
-            if badge.attr("data-status").await.unwrap().as_deref() == Some("confirmed") {
-                break;
-            }
+        let status = || serde_json::from_str::<Value>(&http_get(port, &path, "").1).unwrap()["status"].clone();
+        while status() != "confirmed" {
             assert!(start.elapsed() < Duration::from_secs(10), "triage not saved");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        c.refresh().await.unwrap();
+        let row = c.find(Locator::Css("#alerts tbody tr")).await.unwrap();
+        let badge = row.find(Locator::Css(".status")).await.unwrap();
+        assert_eq!(badge.attr("data-status").await.unwrap().as_deref(), Some("confirmed"));
         let a = json_of(format!("{base}/api/alert?key={}", urlencode(&key))).await;
         assert_eq!(a["status"], "confirmed");
         assert_eq!(a["comment"], "dump seen in EDR, ticket IR-7");

@@ -107,12 +107,47 @@ fn add_packets(out: &mut Fields<'_>) {
     }
 }
 
+/// The channel of a Zeek log (`zeek_` and its path); the usual ones without an allocation
+/// per record.
+fn zeek_channel(path: &str) -> Cow<'static, str> {
+    const KNOWN: &[&str] = &[
+        "zeek_conn",
+        "zeek_dns",
+        "zeek_http",
+        "zeek_ssl",
+        "zeek_x509",
+        "zeek_files",
+        "zeek_notice",
+        "zeek_weird",
+        "zeek_ssh",
+        "zeek_smtp",
+        "zeek_dhcp",
+        "zeek_ftp",
+        "zeek_rdp",
+        "zeek_smb_files",
+        "zeek_smb_mapping",
+        "zeek_dce_rpc",
+        "zeek_kerberos",
+        "zeek_ntlm",
+        "zeek_snmp",
+        "zeek_sip",
+        "zeek_tunnel",
+        "zeek_radius",
+        "zeek_software",
+        "zeek_other",
+    ];
+    match KNOWN.iter().find(|k| &k[5..] == path) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(format!("zeek_{path}")),
+    }
+}
+
 /// A Zeek TSV header prepared once for the rows under it.
 pub struct ZeekLayout<'h> {
     sep: &'h str,
     empty: &'h str,
     unset: &'h str,
-    channel: String,
+    channel: Cow<'static, str>,
     /// Per column: name, type (0 string, 1 integer, 2 float), common alias, is `ts`.
     cols: Vec<(&'h str, u8, Option<&'static str>, bool)>,
 }
@@ -139,7 +174,7 @@ impl<'h> ZeekLayout<'h> {
             sep: &header[2],
             empty: &header[3],
             unset: &header[4],
-            channel: format!("zeek_{}", header[1]),
+            channel: zeek_channel(&header[1]),
             cols,
         })
     }
@@ -147,7 +182,7 @@ impl<'h> ZeekLayout<'h> {
 
 /// One data row of a Zeek TSV part, by its layout.
 pub fn zeek_tsv_record<'a>(
-    layout: &'a ZeekLayout<'a>,
+    layout: &ZeekLayout<'a>,
     line: &'a str,
 ) -> Option<(Fields<'a>, Option<Timestamp>)> {
     let n = layout.cols.len();
@@ -207,10 +242,7 @@ pub fn zeek_tsv_record<'a>(
     if let Some(p) = packets {
         out.push((Cow::Borrowed("packets"), Value::Int(p)));
     }
-    out.push((
-        Cow::Borrowed("Channel"),
-        Value::Str(Cow::Borrowed(layout.channel.as_str())),
-    ));
+    out.push((Cow::Borrowed("Channel"), Value::Str(layout.channel.clone())));
     Some((out, ts))
 }
 
@@ -250,10 +282,7 @@ pub fn zeek_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
     }
     fields.extend(add);
     add_packets(fields);
-    fields.push((
-        Cow::Borrowed("Channel"),
-        Value::Str(Cow::Owned(format!("zeek_{path}"))),
-    ));
+    fields.push((Cow::Borrowed("Channel"), Value::Str(zeek_channel(path))));
     Some(ts)
 }
 

@@ -1189,140 +1189,237 @@ impl Unit {
                 number,
                 mut chunk,
             } => decode_evtx(&file, number, &mut chunk, mapping, settings, errors, f),
-            Unit::Records {
-                file,
-                kind,
-                context,
-                buf,
-                records,
-                header,
-            } => {
-                let zone = context.zone.as_deref().and_then(crate::linux::zone);
-                let mut n = 0;
-                let zeek = match (kind, header.as_deref()) {
-                    (Format::ZeekTsv, Some(h)) => crate::flow::ZeekLayout::new(h),
-                    _ => None,
-                };
-                for (line, start, end) in records {
-                    let bytes = &buf[start..end];
-                    let text = match std::str::from_utf8(bytes) {
-                        Ok(t) => Cow::Borrowed(t),
-                        Err(e) => {
-                            errors.push(SourceError::new(
-                                &file,
-                                Position::Line(line),
-                                ErrorKind::Utf8,
-                                format!(
-                                    "invalid UTF-8 at byte {} of the record; read with U+FFFD in its place",
-                                    e.valid_up_to() + 1
-                                ),
-                            ));
-                            String::from_utf8_lossy(bytes)
-                        }
-                    };
-                    let syntax = |what: &str| {
-                        SourceError::new(
-                            &file,
-                            Position::Line(line),
-                            ErrorKind::Syntax,
-                            format!("not {what}; skipped"),
-                        )
-                    };
-                    let parsed = match kind {
-                        Format::Json => flatten(&text)
-                            .map(|mut fields| {
-                                let ts = match crate::linux::journald(&mut fields) {
-                                    Some(ts) => ts,
-                                    None => match crate::flow::zeek_json(&mut fields) {
-                                        Some(ts) => ts,
-                                        None => match crate::dbaudit::pg_jsonlog(&mut fields) {
-                                            Some(ts) => ts,
-                                            None => {
-                                                crate::dbaudit::mysql_json(&mut fields).flatten()
-                                            }
-                                        },
-                                    },
-                                };
-                                Some((fields, ts))
-                            })
-                            .map_err(|e| {
-                                SourceError::new(
-                                    &file,
-                                    Position::Line(line + e.line().saturating_sub(1) as u64),
-                                    ErrorKind::Json,
-                                    format!("{e}; record skipped"),
-                                )
-                            }),
-                        Format::Syslog => {
-                            { crate::linux::syslog_line_in(&text, context.year, zone.as_ref()) }
-                                .map(Some)
-                                .ok_or_else(|| syntax("a syslog line"))
-                        }
-                        Format::Auditd => Ok(Some(crate::linux::audit_event(&text))),
-                        Format::PgLog if crate::dbaudit::is_pgaudit(&text) => {
-                            crate::dbaudit::pgaudit_record(
-                                &text,
-                                &context.pg_prefixes,
-                                zone.as_ref(),
-                            )
-                            .map(Some)
-                            .ok_or_else(|| syntax("a complete pgaudit record"))
-                        }
-                        Format::PgLog => crate::dbaudit::pg_log_record(
-                            &text,
-                            &context.pg_prefixes,
-                            zone.as_ref(),
-                        )
-                        .map(Some)
-                        .ok_or_else(|| syntax("a PostgreSQL server log record")),
-                        Format::PgCsv => crate::dbaudit::pg_csvlog_record(&text, zone.as_ref())
-                            .map(Some)
-                            .ok_or_else(|| syntax("a PostgreSQL csvlog row")),
-                        // Comment lines alone: the file ends before the statement they
-                        // announce (it was copied while written).
-                        Format::MySqlSlow if text.lines().all(|l| l.starts_with("# ")) => Ok(None),
-                        Format::MySqlSlow => crate::mysqllog::slow_record(&text, zone.as_ref())
-                            .map(Some)
-                            .ok_or_else(|| syntax("a slow query log record")),
-                        Format::MySqlGeneral => {
-                            crate::mysqllog::general_record(&text, zone.as_ref())
-                                .map(Some)
-                                .ok_or_else(|| syntax("a general query log record"))
-                        }
-                        Format::MySqlError => crate::mysqllog::error_record(&text, zone.as_ref())
-                            .map(Some)
-                            .ok_or_else(|| syntax("an error log record")),
-                        Format::MariaDbAudit => crate::dbaudit::mariadb_audit_record(&text)
-                            .map(Some)
-                            .ok_or_else(|| syntax("a MariaDB server_audit record")),
-                        Format::OracleCsv => {
-                            crate::dbaudit::oracle_record(header.as_deref().unwrap_or(&[]), &text)
-                                .map(Some)
-                                .ok_or_else(|| syntax("an Oracle audit CSV row"))
-                        }
-                        Format::ZeekTsv => zeek
-                            .as_ref()
-                            .and_then(|z| crate::flow::zeek_tsv_record(z, &text))
-                            .map(Some)
-                            .ok_or_else(|| syntax("a row of the Zeek header before it")),
-                        Format::NfdumpCsv => {
-                            crate::flow::nfdump_record(header.as_deref().unwrap_or(&[]), &text)
-                                .ok_or_else(|| syntax("an nfdump CSV row"))
-                        }
-                        // Captures are decoded into JSON records when read.
-                        Format::Evtx | Format::Capture => continue,
-                    };
-                    match parsed {
-                        Ok(Some((fields, ts))) => {
-                            emit(&file, line, fields, ts, context.host.as_ref(), mapping, f);
-                            n += 1;
-                        }
-                        Ok(None) => {}
-                        Err(e) => errors.push(e),
-                    }
+            records => records.decode_text(mapping, errors, f),
+        }
+    }
+
+    /// Decodes a text unit's records into events that borrow from it (an EVTX unit gives
+    /// none: its records are decoded while its chunk is parsed).
+    pub fn decode_text<'a>(
+        &'a self,
+        mapping: &Mapping,
+        errors: &mut Vec<SourceError>,
+        f: &mut dyn FnMut(Event<'a>),
+    ) -> u64 {
+        let Unit::Records {
+            file,
+            kind,
+            context,
+            buf,
+            records,
+            header,
+        } = self
+        else {
+            return 0;
+        };
+        let zone = context.zone.as_deref().and_then(crate::linux::zone);
+        let mut n = 0;
+        let zeek = match (kind, header.as_deref()) {
+            (Format::ZeekTsv, Some(h)) => crate::flow::ZeekLayout::new(h),
+            _ => None,
+        };
+        let header = header.as_deref();
+        let record = Record {
+            file,
+            kind: *kind,
+            context,
+            zeek: zeek.as_ref(),
+            header,
+            zone: zone.as_ref(),
+        };
+        for &(line, start, end) in records {
+            let bytes = &buf[start..end];
+            let parsed = match std::str::from_utf8(bytes) {
+                Ok(text) => record.parse(text, line),
+                Err(e) => {
+                    errors.push(SourceError::new(
+                        file,
+                        Position::Line(line),
+                        ErrorKind::Utf8,
+                        format!(
+                            "invalid UTF-8 at byte {} of the record; read with U+FFFD in its place",
+                            e.valid_up_to() + 1
+                        ),
+                    ));
+                    let text = String::from_utf8_lossy(bytes);
+                    record.parse(&text, line).map(|r| {
+                        r.map(|(fields, ts)| {
+                            let fields = fields
+                                .into_iter()
+                                .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
+                                .collect();
+                            (fields, ts)
+                        })
+                    })
                 }
-                n
+            };
+            match parsed {
+                Ok(Some((fields, ts))) => {
+                    emit(file, line, fields, ts, context.host.as_ref(), mapping, f);
+                    n += 1;
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(e),
             }
+        }
+        n
+    }
+}
+
+/// The events of a decoded text unit.
+type Events<'a> = Vec<Event<'a>>;
+
+self_cell::self_cell!(
+    /// A text unit with its events, which borrow from its bytes.
+    struct UnitEvents {
+        owner: Unit,
+        #[covariant]
+        dependent: Events,
+    }
+);
+
+/// A text unit decoded ahead of the thread that consumes its events (the live engine decodes
+/// on other threads while it runs the detectors).
+pub struct Decoded {
+    cell: UnitEvents,
+    /// Problems met decoding it.
+    pub errors: Vec<SourceError>,
+}
+
+impl Decoded {
+    /// Decodes a text unit; an EVTX unit comes back as it is (its events borrow the parser's
+    /// state of one record at a time, so they are decoded where they are used).
+    pub fn new(unit: Unit, mapping: &Mapping) -> Result<Decoded, Unit> {
+        if matches!(unit, Unit::Evtx { .. }) {
+            return Err(unit);
+        }
+        let mut errors = Vec::new();
+        let cell = UnitEvents::new(unit, |unit| {
+            let mut events = Vec::new();
+            unit.decode_text(mapping, &mut errors, &mut |ev| events.push(ev));
+            events
+        });
+        Ok(Decoded { cell, errors })
+    }
+
+    /// The unit decoded.
+    pub fn unit(&self) -> &Unit {
+        self.cell.borrow_owner()
+    }
+
+    /// Hands each event to `f` in order; returns their number.
+    pub fn events(&mut self, f: &mut dyn FnMut(Event<'_>)) -> u64 {
+        self.cell.with_dependent_mut(|_, events| {
+            let n = events.len() as u64;
+            for ev in events.drain(..) {
+                f(ev);
+            }
+            n
+        })
+    }
+}
+
+/// What the records of one text unit share, to parse each.
+struct Record<'l, 'a> {
+    file: &'l Arc<str>,
+    kind: Format,
+    context: &'a Context,
+    zeek: Option<&'l crate::flow::ZeekLayout<'a>>,
+    header: Option<&'a [String]>,
+    zone: Option<&'l jiff::tz::TimeZone>,
+}
+
+/// A parsed record: its fields and time, or nothing to emit.
+type Parsed<'t> =
+    Result<Option<(crate::json::Fields<'t>, Option<cellwarden_event::Timestamp>)>, SourceError>;
+
+impl<'a> Record<'_, 'a> {
+    /// Parses one record's text (line `line` of the file).
+    fn parse<'t>(&self, text: &'t str, line: u64) -> Parsed<'t>
+    where
+        'a: 't,
+    {
+        let Record {
+            file,
+            kind,
+            context,
+            zeek,
+            header,
+            zone,
+        } = *self;
+        let syntax = |what: &str| {
+            SourceError::new(
+                file,
+                Position::Line(line),
+                ErrorKind::Syntax,
+                format!("not {what}; skipped"),
+            )
+        };
+        match kind {
+            Format::Json => flatten(text)
+                .map(|mut fields| {
+                    let ts = match crate::linux::journald(&mut fields) {
+                        Some(ts) => ts,
+                        None => match crate::flow::zeek_json(&mut fields) {
+                            Some(ts) => ts,
+                            None => match crate::dbaudit::pg_jsonlog(&mut fields) {
+                                Some(ts) => ts,
+                                None => crate::dbaudit::mysql_json(&mut fields).flatten(),
+                            },
+                        },
+                    };
+                    Some((fields, ts))
+                })
+                .map_err(|e| {
+                    SourceError::new(
+                        file,
+                        Position::Line(line + e.line().saturating_sub(1) as u64),
+                        ErrorKind::Json,
+                        format!("{e}; record skipped"),
+                    )
+                }),
+            Format::Syslog => { crate::linux::syslog_line_in(text, context.year, zone) }
+                .map(Some)
+                .ok_or_else(|| syntax("a syslog line")),
+            Format::Auditd => Ok(Some(crate::linux::audit_event(text))),
+            Format::PgLog if crate::dbaudit::is_pgaudit(text) => {
+                crate::dbaudit::pgaudit_record(text, &context.pg_prefixes, zone)
+                    .map(Some)
+                    .ok_or_else(|| syntax("a complete pgaudit record"))
+            }
+            Format::PgLog => crate::dbaudit::pg_log_record(text, &context.pg_prefixes, zone)
+                .map(Some)
+                .ok_or_else(|| syntax("a PostgreSQL server log record")),
+            Format::PgCsv => crate::dbaudit::pg_csvlog_record(text, zone)
+                .map(Some)
+                .ok_or_else(|| syntax("a PostgreSQL csvlog row")),
+            // Comment lines alone: the file ends before the statement they
+            // announce (it was copied while written).
+            Format::MySqlSlow if text.lines().all(|l| l.starts_with("# ")) => Ok(None),
+            Format::MySqlSlow => crate::mysqllog::slow_record(text, zone)
+                .map(Some)
+                .ok_or_else(|| syntax("a slow query log record")),
+            Format::MySqlGeneral => crate::mysqllog::general_record(text, zone)
+                .map(Some)
+                .ok_or_else(|| syntax("a general query log record")),
+            Format::MySqlError => crate::mysqllog::error_record(text, zone)
+                .map(Some)
+                .ok_or_else(|| syntax("an error log record")),
+            Format::MariaDbAudit => crate::dbaudit::mariadb_audit_record(text)
+                .map(Some)
+                .ok_or_else(|| syntax("a MariaDB server_audit record")),
+            Format::OracleCsv => crate::dbaudit::oracle_record(header.unwrap_or(&[]), text)
+                .map(Some)
+                .ok_or_else(|| syntax("an Oracle audit CSV row")),
+            Format::ZeekTsv => zeek
+                .as_ref()
+                .and_then(|z| crate::flow::zeek_tsv_record(z, text))
+                .map(Some)
+                .ok_or_else(|| syntax("a row of the Zeek header before it")),
+            Format::NfdumpCsv => crate::flow::nfdump_record(header.unwrap_or(&[]), text)
+                .ok_or_else(|| syntax("an nfdump CSV row")),
+            // Captures are decoded into JSON records when read.
+            Format::Evtx | Format::Capture => Ok(None),
         }
     }
 }
@@ -1335,14 +1432,14 @@ fn chunk_position(number: u64) -> Position {
 }
 
 /// Builds the event from flattened fields, applies the mapping and hands it on.
-fn emit<'a>(
+fn emit<'a, F: FnMut(Event<'a>) + ?Sized>(
     file: &Arc<str>,
     record: u64,
     fields: crate::json::Fields<'a>,
     timestamp: Option<cellwarden_event::Timestamp>,
     host: Option<&Arc<str>>,
     mapping: &Mapping,
-    f: &mut dyn FnMut(Event<'_>),
+    f: &mut F,
 ) {
     let mut ev = Event::new(Origin {
         file: file.clone(),
@@ -1468,6 +1565,63 @@ mod tests {
             });
         }
         (out, errors)
+    }
+
+    /// Every event of the units, in order, as (record, fields, time, host, log source).
+    fn events_of(units: &[(Format, &[u8])], ahead: bool) -> (Vec<String>, usize) {
+        let mapping = Mapping::builtin();
+        let settings = evtx_settings();
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        for (format, text) in units {
+            let file: Arc<str> = "t".into();
+            let mut c = Collected::default();
+            read_bytes(&file, text, Some(*format), &Limits::default(), &mut c);
+            errors.extend(c.errors);
+            for u in c.units {
+                let mut show = |e: Event<'_>| {
+                    out.push(format!(
+                        "{} {:?} {:?} {:?} {:?}",
+                        e.origin.record,
+                        e.fields,
+                        e.timestamp,
+                        e.host,
+                        e.logsource.as_ref().map(|l| l.product.clone())
+                    ))
+                };
+                if ahead {
+                    let mut d = Decoded::new(u, &mapping).unwrap_or_else(|_| panic!("a text unit"));
+                    errors.append(&mut d.errors);
+                    d.events(&mut show);
+                } else {
+                    u.decode(&mapping, &settings, &mut errors, &mut show);
+                }
+            }
+        }
+        (out, errors.len())
+    }
+
+    #[test]
+    fn decoded_ahead_gives_the_events_decoding_gives() {
+        fn send<T: Send>() {}
+        send::<Decoded>();
+        let zeek = b"#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\torig_bytes\n#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tcount\n1700000000.5\tC1\t10.0.0.1\t5000\t10.0.0.2\t443\ttcp\t12\n1700000001.5\tC2\t10.0.0.\xff\t5000\t10.0.0.2\t443\ttcp\t-\nshort\n";
+        let units: [(Format, &[u8]); 3] = [
+            (
+                Format::Json,
+                b"{\"a\":\"1\",\"host\":\"h\"}\nnot json\n{\"a\": \"\xff\"}\n",
+            ),
+            (Format::ZeekTsv, zeek),
+            (
+                Format::Syslog,
+                b"Jan  3 10:00:00 db01 sshd[1]: Accepted password for root from 10.0.0.9 port 2 ssh2\n",
+            ),
+        ];
+        let (now, errors_now) = events_of(&units, false);
+        let (ahead, errors_ahead) = events_of(&units, true);
+        assert_eq!(now.len(), 5, "{now:#?}");
+        assert_eq!(ahead, now);
+        assert_eq!(errors_ahead, errors_now);
+        assert!(errors_now >= 3);
     }
 
     #[test]

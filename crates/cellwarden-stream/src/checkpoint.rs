@@ -440,6 +440,119 @@ fn empty() -> Entry<'static> {
     }
 }
 
+/// What the journal's thread is asked to do, in order.
+enum Op {
+    Records(UnitCopy, Uses, Vec<crate::engine::Handed>),
+    Watermark(i64, bool),
+    Call(Box<dyn FnOnce(&mut Journal) + Send>),
+}
+
+/// A [`Journal`] written on a thread of its own, so the loop does not format and write the
+/// records it journals. Calls ([`JournalWriter::call`]: sync, compaction) run after everything
+/// sent before them. After a write fails, nothing more is written and every later request
+/// returns that error.
+pub struct JournalWriter {
+    tx: Option<crossbeam_channel::Sender<Op>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    failed: Arc<std::sync::Mutex<Option<(io::ErrorKind, String)>>>,
+}
+
+impl JournalWriter {
+    /// Starts the journal's thread.
+    pub fn start(mut journal: Journal) -> JournalWriter {
+        // A few units queued: the loop runs ahead of the writes by no more than that.
+        let (tx, rx) = crossbeam_channel::bounded::<Op>(8);
+        let failed = Arc::new(std::sync::Mutex::new(None));
+        let flag = Arc::clone(&failed);
+        let thread = std::thread::spawn(move || {
+            for op in rx {
+                let done = match op {
+                    Op::Call(f) => {
+                        f(&mut journal);
+                        continue;
+                    }
+                    _ if flag.lock().is_ok_and(|f| f.is_some()) => continue,
+                    Op::Records(unit, uses, lines) => journal.records(&unit, uses, &lines),
+                    Op::Watermark(ms, wait) => journal.watermark(ms, wait),
+                };
+                if let Err(e) = done
+                    && let Ok(mut f) = flag.lock()
+                {
+                    *f = Some((e.kind(), e.to_string()));
+                }
+            }
+        });
+        JournalWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+            failed,
+        }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        match &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((kind, message)) => Err(io::Error::new(*kind, message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&self, op: Op) -> io::Result<()> {
+        self.check()?;
+        let gone = || io::Error::other("the journal's thread ended");
+        let tx = self.tx.as_ref().ok_or_else(gone)?;
+        tx.send(op).map_err(|_| gone())
+    }
+
+    /// Journals the records of `unit` whose lines are in `lines` (see [`Journal::records`]).
+    pub fn records(
+        &self,
+        unit: UnitCopy,
+        uses: Uses,
+        lines: Vec<crate::engine::Handed>,
+    ) -> io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.send(Op::Records(unit, uses, lines))
+    }
+
+    /// Journals a watermark (see [`Journal::watermark`]).
+    pub fn watermark(&self, ms: i64, days_wait: bool) -> io::Result<()> {
+        self.send(Op::Watermark(ms, days_wait))
+    }
+
+    /// Runs `f` on the journal once everything sent before is written, and returns what it
+    /// gives (or the error a write met).
+    pub fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Journal) -> io::Result<R> + Send + 'static,
+    ) -> io::Result<R> {
+        let (rtx, rrx) = crossbeam_channel::bounded(1);
+        self.send(Op::Call(Box::new(move |j| {
+            let _ = rtx.send(f(j));
+        })))?;
+        let r = rrx
+            .recv()
+            .map_err(|_| io::Error::other("the journal's thread ended"))?;
+        self.check()?;
+        r
+    }
+
+    /// Flushes and syncs; the length a checkpoint may name.
+    pub fn sync(&self) -> io::Result<u64> {
+        self.call(|j| j.sync())
+    }
+}
+
+impl Drop for JournalWriter {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The parts of a text unit kept to journal its records after decoding consumed it.
 pub struct UnitCopy {
     /// File the records came from.
@@ -589,5 +702,64 @@ mod tests {
         j.records(&unit, Uses::ALL, &[handed(2, 70_000_000)])
             .unwrap();
         assert!(j.has_before(80_000_000));
+    }
+
+    /// Written on its own thread, the journal holds what the loop sent, in order; a write
+    /// that fails makes every later request fail.
+    #[test]
+    fn the_journal_thread_writes_in_order_and_reports_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = || UnitCopy {
+            file: Arc::from("db.log"),
+            kind: Format::Json,
+            year: 2026,
+            header: None,
+            buf: b"{\"a\":1}{\"a\":2}".to_vec(),
+            records: vec![(1, 0, 7), (2, 7, 14)],
+        };
+        let handed = |record| crate::engine::Handed {
+            record,
+            time: 1_000,
+            aggregates: true,
+            correlation: false,
+            entity: None,
+        };
+        let w = JournalWriter::start(Journal::open(dir.path(), 0).unwrap());
+        w.records(unit(), Uses::ALL, vec![handed(2)]).unwrap();
+        w.watermark(5, false).unwrap();
+        w.records(unit(), Uses::ALL, vec![handed(1)]).unwrap();
+        let len = w.sync().unwrap();
+        assert_eq!(
+            len,
+            std::fs::metadata(dir.path().join(JOURNAL)).unwrap().len()
+        );
+        assert!(w.call(|j| Ok(j.has_before(2_000))).unwrap());
+        drop(w);
+        let mut seen = Vec::new();
+        Journal::replay(dir.path(), &mut |r| match r {
+            Replayed::Unit(Unit::Records { records, .. }, _) => {
+                seen.extend(records.iter().map(|r| r.0.to_string()))
+            }
+            Replayed::Watermark(w) => seen.push(format!("w{w}")),
+            _ => {}
+        })
+        .unwrap();
+        assert_eq!(seen, ["2", "w5", "1"]);
+
+        // A journal on a full device: a sync fails (the checkpoint waits for the next one);
+        // a record that cannot be written fails everything after it.
+        let full = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", full.path().join(JOURNAL)).unwrap();
+        let w = JournalWriter::start(Journal::open(full.path(), 0).unwrap());
+        w.records(unit(), Uses::ALL, vec![handed(1)]).unwrap();
+        assert!(w.sync().is_err());
+        let mut big = unit();
+        big.buf = format!("{{\"a\":\"{}\"}}", "x".repeat(2 << 20)).into_bytes();
+        big.records = vec![(1, 0, big.buf.len())];
+        w.records(big, Uses::ALL, vec![handed(1)]).unwrap();
+        let err = w.sync().unwrap_err();
+        assert!(err.to_string().contains("space"), "{err}");
+        assert!(w.records(unit(), Uses::ALL, vec![handed(2)]).is_err());
+        assert!(w.watermark(9, false).is_err());
     }
 }

@@ -24,7 +24,7 @@ use std::time::Instant;
 use cellwarden_event::Alert;
 use cellwarden_pipeline::core::CoreSize;
 use cellwarden_pipeline::{DetectionCore, Detectors, Snapshot, Stage, Uses, View};
-use cellwarden_source::{Mapping, SourceError, Unit};
+use cellwarden_source::{Mapping, SourceError};
 use cellwarden_telecom::exposure::Exposure;
 
 const DAY_MS: i64 = 86_400_000;
@@ -159,7 +159,7 @@ impl<'r> Engine<'r> {
     /// `clock` names the source whose progress the events show (default: their file).
     pub fn process(
         &mut self,
-        unit: Unit,
+        unit: crate::source::Work,
         clock: Option<&Arc<str>>,
         uses: Uses,
         out: &mut Vec<Alert>,
@@ -178,7 +178,7 @@ impl<'r> Engine<'r> {
             ..
         } = self;
         let errors_before = errors.len();
-        let n = unit.decode(mapping, settings, errors, &mut |ev| {
+        let mut each = |ev: cellwarden_event::Event<'_>| {
             let record = ev.origin.record;
             let time = ev.timestamp.map(|t| t.as_millisecond());
             if let Some(ms) = time {
@@ -205,7 +205,14 @@ impl<'r> Engine<'r> {
                     entity: fed.entity,
                 });
             }
-        });
+        };
+        let n = match unit {
+            crate::source::Work::Unit(unit) => unit.decode(mapping, settings, errors, &mut each),
+            crate::source::Work::Decoded(mut d) => {
+                errors.append(&mut d.errors);
+                d.events(&mut each)
+            }
+        };
         self.fed_at = Instant::now();
         self.counters.events += n;
         self.counters.errors += (errors.len() - errors_before) as u64;

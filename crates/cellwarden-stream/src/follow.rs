@@ -589,7 +589,10 @@ mod tests {
         let mut out = BTreeMap::new();
         for i in inputs {
             if let Input::Unit {
-                unit: cellwarden_source::Unit::Records { file, records, .. },
+                unit:
+                    crate::source::Work::Unit(cellwarden_source::Unit::Records {
+                        file, records, ..
+                    }),
                 ..
             } = i
             {

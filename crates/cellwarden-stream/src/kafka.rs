@@ -483,7 +483,8 @@ fn flush(batches: &mut Vec<Batch>, tx: &crossbeam_channel::Sender<Input>) -> boo
                 buf: b.buf,
                 records: b.records,
                 header: header.map(Into::into),
-            },
+            }
+            .into(),
             position: Some(b.update),
             clock: b.clock,
             uses: Uses::from_bits(uses),

@@ -7,6 +7,7 @@
 //! neither skips an event nor repeats an alert.
 
 pub mod checkpoint;
+pub mod decode;
 pub mod engine;
 pub mod exchange;
 pub mod follow;

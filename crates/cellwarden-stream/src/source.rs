@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use cellwarden_pipeline::Uses;
-use cellwarden_source::{SourceError, Unit};
+use cellwarden_source::{Decoded, SourceError, Unit};
 use serde::{Deserialize, Serialize};
 
 /// An input of the watch loop. It runs on a thread of its own until `stop` is set or the loop
@@ -20,8 +20,8 @@ pub trait Source: Send {
 pub enum Input {
     /// A unit to decode; `position` is where the source stands once it is handled.
     Unit {
-        /// The unit.
-        unit: Unit,
+        /// The unit, as read or decoded ahead ([`crate::decode`]).
+        unit: Work,
         /// Where the source stands after it (on a source's last unit of a read).
         position: Option<PositionUpdate>,
         /// The source whose progress the events show, when not their file (forwarded records).
@@ -52,6 +52,30 @@ pub enum Input {
     Note(String),
     /// A record or read that failed; the rest goes on.
     Error(SourceError),
+}
+
+/// A unit on its way to the engine.
+pub enum Work {
+    /// As read.
+    Unit(Unit),
+    /// With its events decoded ahead.
+    Decoded(Decoded),
+}
+
+impl Work {
+    /// The unit as read.
+    pub fn unit(&self) -> &Unit {
+        match self {
+            Work::Unit(u) => u,
+            Work::Decoded(d) => d.unit(),
+        }
+    }
+}
+
+impl From<Unit> for Work {
+    fn from(unit: Unit) -> Work {
+        Work::Unit(unit)
+    }
 }
 
 /// Where a source stands, for the checkpoint.
@@ -123,7 +147,7 @@ impl Collect {
             let clock = clock.clone();
             if tx
                 .send(Input::Unit {
-                    unit,
+                    unit: unit.into(),
                     position,
                     clock,
                     uses: Uses::ALL,

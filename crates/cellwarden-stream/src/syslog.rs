@@ -75,7 +75,7 @@ impl Numbering {
         let (unit, update) = self.unit(messages);
         messages.clear();
         tx.send(Input::Unit {
-            unit,
+            unit: unit.into(),
             position: Some(update),
             clock: None,
             uses: cellwarden_pipeline::Uses::ALL,

@@ -240,7 +240,7 @@ pub fn run(
         let j = Journal::open(dir, checkpoint.journal_len).map_err(state_error("journal: "))?;
         summary.replayed = Journal::replay(dir, &mut |r| match r {
             Replayed::Unit(u, uses) => {
-                engine.process(u, None, uses, &mut discard, &mut errors, &mut lines);
+                engine.process(u.into(), None, uses, &mut discard, &mut errors, &mut lines);
                 discard.clear();
                 lines.clear();
             }
@@ -264,7 +264,7 @@ pub fn run(
                 summary.replayed
             ));
         }
-        journal = Some(j);
+        journal = Some(crate::checkpoint::JournalWriter::start(j));
     }
     let mut file = match &config.output {
         Some(p) => Some(FileSink::open(p).map_err(|source| WatchError::Output {
@@ -363,237 +363,257 @@ pub fn run(
     let mut lines = Vec::new();
     // When the last unit came: units coming close together are a backlog being read.
     let mut last_unit: Option<Instant> = None;
-    loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        let input = if stopping {
-            None
-        } else {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(i) => Some(i),
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    if threads.is_empty() {
-                        None
-                    } else {
-                        std::thread::sleep(Duration::from_millis(200));
-                        None
-                    }
-                }
-            }
-        };
-        let mut moved_position = None;
-        match input {
-            Some(Input::Unit {
-                unit,
-                position,
-                clock,
-                uses,
-            }) => {
-                let source = match (&clock, &unit) {
-                    (Some(c), _) => c.to_string(),
-                    (None, Unit::Records { file, .. } | Unit::Evtx { file, .. }) => {
-                        file.to_string()
-                    }
-                };
-                let copy = (journal.is_some() || forward.is_some())
-                    .then(|| UnitCopy::of(&unit))
-                    .flatten();
-                let n = engine.process(
-                    unit,
-                    clock.as_ref(),
-                    uses,
-                    &mut alerts,
-                    &mut errors,
-                    &mut lines,
-                );
-                let latest = engine.clock_of(&source).map(|c| c.0);
-                *events_by_source.entry(source).or_default() += n;
-                if let Some(copy) = &copy {
-                    if let Some(f) = forward.as_mut() {
-                        let f: &mut dyn RecordSink = &mut **f;
-                        write_retrying(|| f.records(copy, &lines, latest), &mut faults, log, &stop);
-                    } else if let Some(j) = journal.as_mut()
-                        && let Err(e) = j.records(copy, uses, &lines)
-                    {
-                        return Err(WatchError::Journal(e));
-                    }
-                }
-                lines.clear();
-                moved_position = position;
-                last_unit = Some(Instant::now());
-            }
-            Some(Input::Position(p)) => moved_position = Some(p),
-            Some(Input::Known(name)) => {
-                // Which partitions a worker of a group reads, and when they move.
-                if name.starts_with("kafka://") {
-                    log(&format!("{name}: assigned"));
-                }
-                engine.source_known(&name)
-            }
-            Some(Input::Revoked(name)) => log(&format!("{name}: revoked")),
-            Some(Input::Idle(name)) => engine.source_idle(&name),
-            Some(Input::ReadToEnd(_)) => {}
-            Some(Input::Mark { clock, latest }) => engine.mark(&clock, latest),
-            Some(Input::Note(note)) => log(&cellwarden_report::sanitize_terminal(&note)),
-            Some(Input::Error(e)) => errors.push(e),
-            None => {}
-        }
-        // Input already waiting, or a unit came a moment ago (a consumer reads a backlog in
-        // fetches with short gaps): a backlog is being read. Once input pauses for longer,
-        // the loop comes back here within its 200 ms wait and the days are judged.
-        let behind = !rx.is_empty() || last_unit.is_some_and(|t| t.elapsed() < BACKLOG_GAP);
-        let open_before = engine.open_day();
-        let advanced = engine.advance(&mut alerts, behind);
-        if let (Some(a), Some(b)) = (open_before, engine.open_day())
-            && b > a + 1
-        {
-            log(&format!(
-                "{} closed days judged together (a backlog was read meanwhile)",
-                b - a
-            ));
-        }
-        if let Some(wm) = advanced
-            && let Some(j) = journal.as_mut()
-            && let Err(e) = j.watermark(wm, engine.days_wait())
-        {
-            return Err(WatchError::Journal(e));
-        }
-        if let (Some(mut x), Some(path)) = (engine.take_exposure(), &config.scope_out) {
-            if let Some(p) = &config.pseudonymiser {
-                x.pseudonymise(&|kind, value| p.pseudonym(kind, value));
-            }
-            if let Err(e) = write_scope(path, &x) {
-                faults += 1;
-                log(&format!(
-                    "{}: scope report not written: {e}; written again when the next day is judged",
-                    path.display()
-                ));
-            }
-        }
-        for e in errors.drain(..) {
-            summary.errors += 1;
-            log(&cellwarden_report::sanitize_terminal(&e.to_string()));
-        }
-        if !alerts.is_empty() {
-            cellwarden_pipeline::sort_alerts(&mut alerts);
-            if !already.is_empty() {
-                let before = alerts.len();
-                alerts.retain(|a| !already.remove(&alert_id(a)));
-                summary.suppressed += (before - alerts.len()) as u64;
-            }
-            summary.alerts += alerts.len() as u64;
-            let out = Outputs {
-                stdout: config.stdout,
-                file: file.as_mut(),
-                extra: &mut extra,
-            };
-            write_alerts(&alerts, out, &mut faults, log, &stop);
-            alerts.clear();
-        }
-        if let Some(p) = moved_position {
-            match p {
-                PositionUpdate::File { path, position } => {
-                    checkpoint.files.insert(path, position);
-                }
-                PositionUpdate::Counter { name, count } => {
-                    checkpoint.counters.insert(name, count);
-                }
-                PositionUpdate::Kafka {
-                    partition,
-                    next,
-                    forwarded,
-                } => {
-                    checkpoint.kafka.insert(partition, next);
-                    if let Some((source, record)) = forwarded {
-                        checkpoint.forwarded.insert(source, record);
-                    }
-                }
-            }
-        }
-        let due = last_checkpoint.elapsed() >= config.checkpoint_every;
-        let finished = stopping || (rx.is_empty() && threads.iter().all(|t| t.is_finished()));
-        if let Some(dir) = state.filter(|_| due || finished) {
-            let mut ok = true;
-            if let Some(f) = file.as_mut() {
-                ok &= write_retrying(|| f.sync(), &mut faults, log, &stop);
-            }
-            for s in extra.iter_mut() {
-                s.names(engine.aliases());
-                ok &= write_retrying(|| s.durable(), &mut faults, log, &stop);
-            }
-            if let Some(f) = forward.as_mut() {
-                let f: &mut dyn RecordSink = &mut **f;
-                ok &= write_retrying(|| f.durable(), &mut faults, log, &stop);
-            }
-            if ok {
-                let j = journal.as_mut().expect("state set");
-                match save(&mut checkpoint, j, &engine, file.as_ref(), dir) {
-                    Ok(()) => {
-                        summary.checkpoints += 1;
-                        // Offsets go to the broker only once what they produced is safe.
-                        if let Some(c) = &consumer
-                            && let Err(e) = crate::kafka::commit(c, &checkpoint.kafka)
-                        {
-                            faults += 1;
-                            log(&format!("{e}; committed with the next checkpoint"));
+    // Text units are decoded on other threads while this one runs the detectors.
+    let mapping = setup.mapping;
+    let ended = std::thread::scope(|scope| {
+        let rx = crate::decode::Ahead::start(scope, rx, mapping, crate::decode::threads());
+        let ended = (|| -> Result<(), WatchError> {
+            loop {
+                let stopping = stop.load(Ordering::Relaxed);
+                let input = if stopping {
+                    None
+                } else {
+                    match rx.recv_timeout(Duration::from_millis(200)) {
+                        Ok(i) => Some(i),
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                            if threads.is_empty() {
+                                None
+                            } else {
+                                std::thread::sleep(Duration::from_millis(200));
+                                None
+                            }
                         }
                     }
-                    Err(e) => {
+                };
+                let mut moved_position = None;
+                match input {
+                    Some(Input::Unit {
+                        unit,
+                        position,
+                        clock,
+                        uses,
+                    }) => {
+                        let source = match (&clock, unit.unit()) {
+                            (Some(c), _) => c.to_string(),
+                            (None, Unit::Records { file, .. } | Unit::Evtx { file, .. }) => {
+                                file.to_string()
+                            }
+                        };
+                        let copy = (journal.is_some() || forward.is_some())
+                            .then(|| UnitCopy::of(unit.unit()))
+                            .flatten();
+                        let n = engine.process(
+                            unit,
+                            clock.as_ref(),
+                            uses,
+                            &mut alerts,
+                            &mut errors,
+                            &mut lines,
+                        );
+                        let latest = engine.clock_of(&source).map(|c| c.0);
+                        *events_by_source.entry(source).or_default() += n;
+                        if let Some(copy) = copy {
+                            if let Some(f) = forward.as_mut() {
+                                let f: &mut dyn RecordSink = &mut **f;
+                                write_retrying(
+                                    || f.records(&copy, &lines, latest),
+                                    &mut faults,
+                                    log,
+                                    &stop,
+                                );
+                            } else if let Some(j) = journal.as_ref()
+                                && let Err(e) = j.records(copy, uses, std::mem::take(&mut lines))
+                            {
+                                return Err(WatchError::Journal(e));
+                            }
+                        }
+                        lines.clear();
+                        moved_position = position;
+                        last_unit = Some(Instant::now());
+                    }
+                    Some(Input::Position(p)) => moved_position = Some(p),
+                    Some(Input::Known(name)) => {
+                        // Which partitions a worker of a group reads, and when they move.
+                        if name.starts_with("kafka://") {
+                            log(&format!("{name}: assigned"));
+                        }
+                        engine.source_known(&name)
+                    }
+                    Some(Input::Revoked(name)) => log(&format!("{name}: revoked")),
+                    Some(Input::Idle(name)) => engine.source_idle(&name),
+                    Some(Input::ReadToEnd(_)) => {}
+                    Some(Input::Mark { clock, latest }) => engine.mark(&clock, latest),
+                    Some(Input::Note(note)) => log(&cellwarden_report::sanitize_terminal(&note)),
+                    Some(Input::Error(e)) => errors.push(e),
+                    None => {}
+                }
+                // Input already waiting, or a unit came a moment ago (a consumer reads a backlog in
+                // fetches with short gaps): a backlog is being read. Once input pauses for longer,
+                // the loop comes back here within its 200 ms wait and the days are judged.
+                let behind = !rx.is_empty() || last_unit.is_some_and(|t| t.elapsed() < BACKLOG_GAP);
+                let open_before = engine.open_day();
+                let advanced = engine.advance(&mut alerts, behind);
+                if let (Some(a), Some(b)) = (open_before, engine.open_day())
+                    && b > a + 1
+                {
+                    log(&format!(
+                        "{} closed days judged together (a backlog was read meanwhile)",
+                        b - a
+                    ));
+                }
+                if let Some(wm) = advanced
+                    && let Some(j) = journal.as_ref()
+                    && let Err(e) = j.watermark(wm, engine.days_wait())
+                {
+                    return Err(WatchError::Journal(e));
+                }
+                if let (Some(mut x), Some(path)) = (engine.take_exposure(), &config.scope_out) {
+                    if let Some(p) = &config.pseudonymiser {
+                        x.pseudonymise(&|kind, value| p.pseudonym(kind, value));
+                    }
+                    if let Err(e) = write_scope(path, &x) {
                         faults += 1;
                         log(&format!(
-                            "checkpoint not written: {e}; retried at the next one"
+                            "{}: scope report not written: {e}; written again when the next day is judged",
+                            path.display()
                         ));
                     }
                 }
-                let rotate = file
-                    .as_ref()
-                    .zip(config.rotate_bytes)
-                    .is_some_and(|(f, max)| f.regular && f.len >= max);
-                if rotate && let Some(f) = file.as_mut() {
-                    match f.rotate(config.keep_rotated) {
-                        Ok(()) => {
-                            let _ = save(&mut checkpoint, j, &engine, file.as_ref(), dir);
+                for e in errors.drain(..) {
+                    summary.errors += 1;
+                    log(&cellwarden_report::sanitize_terminal(&e.to_string()));
+                }
+                if !alerts.is_empty() {
+                    cellwarden_pipeline::sort_alerts(&mut alerts);
+                    if !already.is_empty() {
+                        let before = alerts.len();
+                        alerts.retain(|a| !already.remove(&alert_id(a)));
+                        summary.suppressed += (before - alerts.len()) as u64;
+                    }
+                    summary.alerts += alerts.len() as u64;
+                    let out = Outputs {
+                        stdout: config.stdout,
+                        file: file.as_mut(),
+                        extra: &mut extra,
+                    };
+                    write_alerts(&alerts, out, &mut faults, log, &stop);
+                    alerts.clear();
+                }
+                if let Some(p) = moved_position {
+                    match p {
+                        PositionUpdate::File { path, position } => {
+                            checkpoint.files.insert(path, position);
                         }
-                        Err(e) => log(&format!("alert file not rotated: {e}")),
+                        PositionUpdate::Counter { name, count } => {
+                            checkpoint.counters.insert(name, count);
+                        }
+                        PositionUpdate::Kafka {
+                            partition,
+                            next,
+                            forwarded,
+                        } => {
+                            checkpoint.kafka.insert(partition, next);
+                            if let Some((source, record)) = forwarded {
+                                checkpoint.forwarded.insert(source, record);
+                            }
+                        }
                     }
                 }
-                if let Some(from) = engine.kept_from_ms()
-                    && j.len() > (64 << 20)
-                    && j.has_before(from)
-                    && j.compact(from).is_ok()
-                {
-                    let _ = save(&mut checkpoint, j, &engine, file.as_ref(), dir);
+                let due = last_checkpoint.elapsed() >= config.checkpoint_every;
+                let finished =
+                    stopping || (rx.drained() && threads.iter().all(|t| t.is_finished()));
+                if let Some(dir) = state.filter(|_| due || finished) {
+                    let mut ok = true;
+                    if let Some(f) = file.as_mut() {
+                        ok &= write_retrying(|| f.sync(), &mut faults, log, &stop);
+                    }
+                    for s in extra.iter_mut() {
+                        s.names(engine.aliases());
+                        ok &= write_retrying(|| s.durable(), &mut faults, log, &stop);
+                    }
+                    if let Some(f) = forward.as_mut() {
+                        let f: &mut dyn RecordSink = &mut **f;
+                        ok &= write_retrying(|| f.durable(), &mut faults, log, &stop);
+                    }
+                    if ok {
+                        let j = journal.as_ref().expect("state set");
+                        match save(&mut checkpoint, j, &engine, file.as_ref(), dir) {
+                            Ok(()) => {
+                                summary.checkpoints += 1;
+                                // Offsets go to the broker only once what they produced is safe.
+                                if let Some(c) = &consumer
+                                    && let Err(e) = crate::kafka::commit(c, &checkpoint.kafka)
+                                {
+                                    faults += 1;
+                                    log(&format!("{e}; committed with the next checkpoint"));
+                                }
+                            }
+                            Err(e) => {
+                                faults += 1;
+                                log(&format!(
+                                    "checkpoint not written: {e}; retried at the next one"
+                                ));
+                            }
+                        }
+                        let rotate = file
+                            .as_ref()
+                            .zip(config.rotate_bytes)
+                            .is_some_and(|(f, max)| f.regular && f.len >= max);
+                        if rotate && let Some(f) = file.as_mut() {
+                            match f.rotate(config.keep_rotated) {
+                                Ok(()) => {
+                                    let _ = save(&mut checkpoint, j, &engine, file.as_ref(), dir);
+                                }
+                                Err(e) => log(&format!("alert file not rotated: {e}")),
+                            }
+                        }
+                        if let Some(from) = engine.kept_from_ms()
+                            && j.call(move |j| {
+                                Ok(j.len() > (64 << 20)
+                                    && j.has_before(from)
+                                    && j.compact(from).is_ok())
+                            })
+                            .unwrap_or(false)
+                        {
+                            let _ = save(&mut checkpoint, j, &engine, file.as_ref(), dir);
+                        }
+                    }
+                    last_checkpoint = Instant::now();
+                } else if due {
+                    if let Some(f) = file.as_mut() {
+                        write_retrying(|| f.sync(), &mut faults, log, &stop);
+                    }
+                    last_checkpoint = Instant::now();
+                }
+                if last_metrics.elapsed() >= Duration::from_millis(250) || finished {
+                    last_metrics = Instant::now();
+                    let mut m = metrics.lock().unwrap_or_else(|p| p.into_inner());
+                    m.set_counts(&events_by_source, &engine.counters.alerts);
+                    m.errors = summary.errors;
+                    m.late_events = engine.counters.late;
+                    m.lag_seconds = crate::metrics::lag_of(engine.watermark());
+                    m.state_entries = crate::metrics::state_entries([engine.state_size()]);
+                    m.checkpoint_age_seconds = last_checkpoint.elapsed().as_secs_f64();
+                    m.checkpoints = summary.checkpoints;
+                    m.faults = faults;
+                }
+                if finished {
+                    break;
                 }
             }
-            last_checkpoint = Instant::now();
-        } else if due {
-            if let Some(f) = file.as_mut() {
-                write_retrying(|| f.sync(), &mut faults, log, &stop);
-            }
-            last_checkpoint = Instant::now();
-        }
-        if last_metrics.elapsed() >= Duration::from_millis(250) || finished {
-            last_metrics = Instant::now();
-            let mut m = metrics.lock().unwrap_or_else(|p| p.into_inner());
-            m.set_counts(&events_by_source, &engine.counters.alerts);
-            m.errors = summary.errors;
-            m.late_events = engine.counters.late;
-            m.lag_seconds = crate::metrics::lag_of(engine.watermark());
-            m.state_entries = crate::metrics::state_entries([engine.state_size()]);
-            m.checkpoint_age_seconds = last_checkpoint.elapsed().as_secs_f64();
-            m.checkpoints = summary.checkpoints;
-            m.faults = faults;
-        }
-        if finished {
-            break;
-        }
-    }
-    source_stop.store(true, Ordering::Relaxed);
-    // Sources blocked on a full channel see it closed and end.
-    drop(rx);
+            Ok(())
+        })();
+        // Sources stop; those blocked on a full channel, and the decoding threads, see it
+        // closed and end.
+        source_stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        ended
+    });
     for t in threads {
         let _ = t.join();
     }
+    ended?;
     if let Some(f) = file.as_mut() {
         let _ = f.sync();
     }
@@ -645,7 +665,7 @@ fn counter(c: &Checkpoint, name: &str) -> u64 {
 
 fn save(
     checkpoint: &mut Checkpoint,
-    journal: &mut Journal,
+    journal: &crate::checkpoint::JournalWriter,
     engine: &Engine<'_>,
     file: Option<&FileSink>,
     dir: &Path,

@@ -152,6 +152,10 @@ struct Entry<'a> {
     u: Option<u8>,
 }
 
+/// Event time between two marks of the journal's watermarks (a mark per hour: a few hundred
+/// for a month's journal).
+const MARK_EVERY_MS: i64 = 3_600_000;
+
 /// The append-only journal of stateful records.
 pub struct Journal {
     path: PathBuf,
@@ -163,6 +167,12 @@ pub struct Journal {
     /// The earliest time (ms) of a record or watermark in the journal; `i64::MIN` when not
     /// known (a journal opened from disk, until its first compaction).
     oldest: i64,
+    /// (watermark, journal length once written) of watermark entries since the journal was
+    /// opened or last compacted: records come roughly in time order, so what lies before a
+    /// time is about the bytes up to the last watermark before it.
+    marks: std::collections::VecDeque<(i64, u64)>,
+    /// The marks cover the journal from its start (not so when opened from disk).
+    marked: bool,
 }
 
 /// The times of a journal entry, read without the rest of it (compaction looks at nothing
@@ -214,6 +224,8 @@ impl Journal {
             } else {
                 i64::MIN
             },
+            marks: Default::default(),
+            marked: len.min(keep) == 0,
         })
     }
 
@@ -279,6 +291,9 @@ impl Journal {
     /// then only releases correlated matches there.
     pub fn watermark(&mut self, ms: i64, days_wait: bool) -> io::Result<()> {
         self.oldest = self.oldest.min(ms);
+        if self.marks.back().is_none_or(|m| m.0 + MARK_EVERY_MS <= ms) {
+            self.marks.push_back((ms, self.len));
+        }
         self.write(&Entry {
             w: Some(ms),
             d: days_wait.then_some(1),
@@ -310,12 +325,32 @@ impl Journal {
         self.oldest < from_ms
     }
 
+    /// Whether compacting at `from_ms` is worth it: it would drop anything, and (when the
+    /// journal's watermarks are known) about a quarter of it or more, so that a backlog read
+    /// day after day does not rewrite the whole journal for every day that leaves the window.
+    pub fn worth_compacting(&self, from_ms: i64) -> bool {
+        if !self.has_before(from_ms) {
+            return false;
+        }
+        if !self.marked {
+            return true;
+        }
+        let before = self
+            .marks
+            .iter()
+            .rev()
+            .find(|m| m.0 < from_ms)
+            .map_or(0, |m| m.1);
+        before >= self.len / 4
+    }
+
     /// Rewrites the journal without records older than `from_ms` (their days are no longer
     /// kept); returns the new length. Called right after a checkpoint, which is then written
     /// again with the new length.
     pub fn compact(&mut self, from_ms: i64) -> io::Result<u64> {
         self.sync()?;
         let mut oldest = i64::MAX;
+        let mut marks = std::collections::VecDeque::new();
         let tmp = self.path.with_extension("jsonl.tmp");
         let mut kept = 0u64;
         {
@@ -329,6 +364,13 @@ impl Journal {
                 if !drop {
                     if let Some(e) = times {
                         oldest = oldest.min(e.t.unwrap_or(i64::MAX).min(e.w.unwrap_or(i64::MAX)));
+                        if let Some(w) = e.w
+                            && marks
+                                .back()
+                                .is_none_or(|m: &(i64, u64)| m.0 + MARK_EVERY_MS <= w)
+                        {
+                            marks.push_back((w, kept));
+                        }
                     }
                     w.write_all(&line)?;
                     w.write_all(b"\n")?;
@@ -344,6 +386,8 @@ impl Journal {
         self.out = BufWriter::with_capacity(1 << 20, f);
         self.len = kept;
         self.oldest = oldest;
+        self.marks = marks;
+        self.marked = true;
         Ok(kept)
     }
 
@@ -761,5 +805,50 @@ mod tests {
         assert!(err.to_string().contains("space"), "{err}");
         assert!(w.records(unit(), Uses::ALL, vec![handed(2)]).is_err());
         assert!(w.watermark(9, false).is_err());
+    }
+
+    /// A journal is rewritten once a quarter or more of it is older than the days kept, not
+    /// for every day that leaves the window.
+    #[test]
+    fn the_journal_is_compacted_once_enough_of_it_is_old() {
+        const DAY: i64 = 86_400_000;
+        let dir = tempfile::tempdir().unwrap();
+        let unit = UnitCopy {
+            file: Arc::from("db.log"),
+            kind: Format::Json,
+            year: 2026,
+            header: None,
+            buf: b"{\"a\":1}".to_vec(),
+            records: vec![(1, 0, 7)],
+        };
+        let mut j = Journal::open(dir.path(), 0).unwrap();
+        for day in 0..8 {
+            for _ in 0..100 {
+                let h = crate::engine::Handed {
+                    record: 1,
+                    time: day * DAY + 1,
+                    aggregates: true,
+                    correlation: false,
+                    entity: None,
+                };
+                j.records(&unit, Uses::ALL, &[h]).unwrap();
+            }
+            j.watermark(day * DAY + 2, false).unwrap();
+        }
+        // One day of eight is old: not yet; three are: rewritten.
+        assert!(j.has_before(DAY));
+        assert!(!j.worth_compacting(DAY));
+        assert!(j.worth_compacting(3 * DAY));
+        let before = j.len();
+        let after = j.compact(3 * DAY).unwrap();
+        assert!(after * 3 < before * 2, "{after} of {before}");
+        // The marks are rebuilt from what compaction kept: one day of five, then two.
+        assert!(!j.worth_compacting(4 * DAY));
+        assert!(j.worth_compacting(5 * DAY));
+        // Opened from disk, what it holds is not known: the first compaction happens.
+        let len = j.sync().unwrap();
+        drop(j);
+        let j = Journal::open(dir.path(), len).unwrap();
+        assert!(j.worth_compacting(4 * DAY));
     }
 }

@@ -72,12 +72,12 @@ impl Ahead {
     /// The next input, waiting at most `timeout` for one to be queued (a unit queued is then
     /// waited for until decoded).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Input, RecvTimeoutError> {
-        match self.rx.recv_timeout(timeout)? {
-            Slot::Ready(input) => Ok(input),
-            Slot::Decoding(r) => Ok(r.recv().unwrap_or_else(|_| {
-                Input::Note("a decoding thread ended early; the unit it held is missing".into())
-            })),
-        }
+        self.rx.recv_timeout(timeout).map(ready)
+    }
+
+    /// The next input if one is queued (a unit queued is waited for until decoded).
+    pub fn try_recv(&self) -> Option<Input> {
+        self.rx.try_recv().ok().map(ready)
     }
 
     /// No input is queued.
@@ -88,6 +88,15 @@ impl Ahead {
     /// The sources are done and every input they sent has been taken.
     pub fn drained(&self) -> bool {
         self.done.load(Ordering::Acquire) && self.rx.is_empty()
+    }
+}
+
+fn ready(slot: Slot) -> Input {
+    match slot {
+        Slot::Ready(input) => input,
+        Slot::Decoding(r) => r.recv().unwrap_or_else(|_| {
+            Input::Note("a decoding thread ended early; the unit it held is missing".into())
+        }),
     }
 }
 

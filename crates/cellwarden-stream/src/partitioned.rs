@@ -241,221 +241,228 @@ pub fn run(
     let mut said_line = String::new();
     // Next offset read per `topic/partition` owned.
     let mut progress: BTreeMap<String, i64> = BTreeMap::new();
-    while !stop.load(Ordering::Relaxed) {
-        let mut waiting = match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(i) => Some(i),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-        };
-        // What is waiting is taken in one go: the exchange and the partitions' rounds are
-        // looked at between goes, not after every unit (a partition's records of several
-        // sources come in many small units).
-        let drain = Instant::now();
-        while let Some(input) = waiting.take() {
-            match input {
-                Input::Unit {
-                    unit,
-                    clock,
-                    uses,
-                    position,
-                } => {
-                    if let Some(PositionUpdate::Kafka {
+    // Text units are decoded on other threads while this one runs the partitions' engines.
+    let mapping = setup.mapping;
+    std::thread::scope(|scope| {
+        let rx = crate::decode::Ahead::start(scope, rx, mapping, crate::decode::threads());
+        while !stop.load(Ordering::Relaxed) {
+            let mut waiting = match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(i) => Some(i),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
+            // What is waiting is taken in one go: the exchange and the partitions' rounds are
+            // looked at between goes, not after every unit (a partition's records of several
+            // sources come in many small units).
+            let drain = Instant::now();
+            while let Some(input) = waiting.take() {
+                match input {
+                    Input::Unit {
+                        unit,
+                        clock,
+                        uses,
+                        position,
+                    } => {
+                        if let Some(PositionUpdate::Kafka {
+                            partition, next, ..
+                        }) = position
+                        {
+                            progress.insert(partition, next);
+                        }
+                        let task = clock
+                            .as_deref()
+                            .and_then(partition_number)
+                            .and_then(|p| tasks.get_mut(&p));
+                        // Records of a partition revoked meanwhile are left to its new owner.
+                        if let Some(t) = task {
+                            let n = t.engine.process(
+                                unit,
+                                clock.as_ref(),
+                                uses,
+                                &mut alerts,
+                                &mut errors,
+                                &mut lines,
+                            );
+                            summary.events += n;
+                            *events_by_source.entry(t.name.to_string()).or_default() += n;
+                            lines.clear();
+                        }
+                    }
+                    Input::Known(name) => {
+                        if let Some(p) = partition_number(&name) {
+                            exchange.board.owned.insert(p);
+                            // The clock a former owner (or this worker, before a revocation) said
+                            // is not where the rebuilt state is: until the task says its own, the
+                            // watermark waits (else a day closes over half-read state).
+                            if !tasks.contains_key(&p) {
+                                exchange.board.clocks.remove(&p);
+                            }
+                            let task = tasks.entry(p).or_insert_with(|| {
+                                log(&format!(
+                                    "{name}: assigned; its state is read from the start"
+                                ));
+                                Task {
+                                    engine: Engine::new(
+                                        setup.detectors,
+                                        setup.mapping,
+                                        config.live.clone(),
+                                        Stage::State,
+                                    ),
+                                    name: Arc::clone(&name),
+                                    closing: None,
+                                    closed: None,
+                                    seen: 0,
+                                    sent_clock: None,
+                                    read_to_end: false,
+                                }
+                            });
+                            task.engine.source_known(&name);
+                            events_by_source.entry(name.to_string()).or_default();
+                        }
+                    }
+                    Input::Revoked(name) => {
+                        if let Some(p) = partition_number(&name)
+                            && let Some(t) = tasks.remove(&p)
+                        {
+                            late_gone += t.engine.counters.late;
+                            exchange.board.owned.remove(&p);
+                            log(&format!("{name}: revoked"));
+                        }
+                        let key = name.strip_prefix("kafka://").unwrap_or(&name);
+                        progress.remove(key);
+                    }
+                    Input::Mark { clock, latest } => {
+                        if let Some(t) = partition_number(&clock).and_then(|p| tasks.get_mut(&p)) {
+                            t.engine.mark(&clock, latest);
+                        }
+                    }
+                    Input::ReadToEnd(name) => {
+                        if let Some(t) = partition_number(&name).and_then(|p| tasks.get_mut(&p)) {
+                            t.read_to_end = true;
+                        }
+                    }
+                    Input::Idle(name) => {
+                        if let Some(t) = partition_number(&name).and_then(|p| tasks.get_mut(&p)) {
+                            t.engine.source_idle(&name);
+                        }
+                    }
+                    Input::Note(n) => log(&cellwarden_report::sanitize_terminal(&n)),
+                    Input::Error(e) => errors.push(e),
+                    Input::Position(PositionUpdate::Kafka {
                         partition, next, ..
-                    }) = position
-                    {
+                    }) => {
                         progress.insert(partition, next);
                     }
-                    let task = clock
-                        .as_deref()
-                        .and_then(partition_number)
-                        .and_then(|p| tasks.get_mut(&p));
-                    // Records of a partition revoked meanwhile are left to its new owner.
-                    if let Some(t) = task {
-                        let n = t.engine.process(
-                            unit,
-                            clock.as_ref(),
-                            uses,
-                            &mut alerts,
-                            &mut errors,
-                            &mut lines,
-                        );
-                        summary.events += n;
-                        *events_by_source.entry(t.name.to_string()).or_default() += n;
-                        lines.clear();
-                    }
+                    Input::Position(_) => {}
                 }
-                Input::Known(name) => {
-                    if let Some(p) = partition_number(&name) {
-                        exchange.board.owned.insert(p);
-                        // The clock a former owner (or this worker, before a revocation) said
-                        // is not where the rebuilt state is: until the task says its own, the
-                        // watermark waits (else a day closes over half-read state).
-                        if !tasks.contains_key(&p) {
-                            exchange.board.clocks.remove(&p);
-                        }
-                        let task = tasks.entry(p).or_insert_with(|| {
-                            log(&format!(
-                                "{name}: assigned; its state is read from the start"
-                            ));
-                            Task {
-                                engine: Engine::new(
-                                    setup.detectors,
-                                    setup.mapping,
-                                    config.live.clone(),
-                                    Stage::State,
-                                ),
-                                name: Arc::clone(&name),
-                                closing: None,
-                                closed: None,
-                                seen: 0,
-                                sent_clock: None,
-                                read_to_end: false,
-                            }
-                        });
-                        task.engine.source_known(&name);
-                        events_by_source.entry(name.to_string()).or_default();
-                    }
+                if drain.elapsed() < DRAIN {
+                    waiting = rx.try_recv();
                 }
-                Input::Revoked(name) => {
-                    if let Some(p) = partition_number(&name)
-                        && let Some(t) = tasks.remove(&p)
-                    {
-                        late_gone += t.engine.counters.late;
-                        exchange.board.owned.remove(&p);
-                        log(&format!("{name}: revoked"));
-                    }
-                    let key = name.strip_prefix("kafka://").unwrap_or(&name);
-                    progress.remove(key);
-                }
-                Input::Mark { clock, latest } => {
-                    if let Some(t) = partition_number(&clock).and_then(|p| tasks.get_mut(&p)) {
-                        t.engine.mark(&clock, latest);
-                    }
-                }
-                Input::ReadToEnd(name) => {
-                    if let Some(t) = partition_number(&name).and_then(|p| tasks.get_mut(&p)) {
-                        t.read_to_end = true;
-                    }
-                }
-                Input::Idle(name) => {
-                    if let Some(t) = partition_number(&name).and_then(|p| tasks.get_mut(&p)) {
-                        t.engine.source_idle(&name);
-                    }
-                }
-                Input::Note(n) => log(&cellwarden_report::sanitize_terminal(&n)),
-                Input::Error(e) => errors.push(e),
-                Input::Position(PositionUpdate::Kafka {
-                    partition, next, ..
-                }) => {
-                    progress.insert(partition, next);
-                }
-                Input::Position(_) => {}
             }
-            if drain.elapsed() < DRAIN {
-                waiting = rx.try_recv().ok();
+            for m in exchange.poll() {
+                log(&m);
             }
-        }
-        for m in exchange.poll() {
-            log(&m);
-        }
-        written.read(Duration::ZERO);
-        // Clocks of the partitions owned, when they moved.
-        for (p, t) in tasks.iter_mut() {
-            let now = if t.read_to_end {
-                let Some(now) = t.engine.clock_of(&t.name) else {
-                    continue;
-                };
-                now
-            } else {
-                (i64::MIN, false)
-            };
-            let due = t.sent_clock.is_none_or(|(c, at)| {
-                let moved = c != now && (c.1 != now.1 || at.elapsed() >= CLOCK_EVERY);
-                moved || at.elapsed() >= CLOCK_HEARTBEAT
-            });
-            if due {
-                exchange.clock(*p, now.0, now.1);
-                t.sent_clock = Some((now, Instant::now()));
-            }
-        }
-        if said_clocks.elapsed() >= Duration::from_secs(15) {
-            said_clocks = Instant::now();
-            let b = &exchange.board;
-            let clocks: Vec<String> = (0..b.partitions)
-                .map(|q| match b.clocks.get(&q) {
-                    Some((t, idle)) => format!(
-                        "{q}: {}{}",
-                        jiff::Timestamp::from_millisecond(*t)
-                            .map_or("-".to_owned(), |t| t.to_string()),
-                        if *idle { " (caught up)" } else { "" }
-                    ),
-                    None => format!("{q}: not heard of"),
-                })
-                .collect();
-            // Said when it changed: a worker caught up stays quiet.
-            let line = format!("partitions at {}", clocks.join(", "));
-            if line != said_line {
-                log(&line);
-                said_line = line;
-            }
-        }
-        if let Some(wm) = exchange.board.watermark() {
+            written.read(Duration::ZERO);
+            // Clocks of the partitions owned, when they moved.
             for (p, t) in tasks.iter_mut() {
-                step(*p, t, wm, &mut exchange, &mut alerts, log);
+                let now = if t.read_to_end {
+                    let Some(now) = t.engine.clock_of(&t.name) else {
+                        continue;
+                    };
+                    now
+                } else {
+                    (i64::MIN, false)
+                };
+                let due = t.sent_clock.is_none_or(|(c, at)| {
+                    let moved = c != now && (c.1 != now.1 || at.elapsed() >= CLOCK_EVERY);
+                    moved || at.elapsed() >= CLOCK_HEARTBEAT
+                });
+                if due {
+                    exchange.clock(*p, now.0, now.1);
+                    t.sent_clock = Some((now, Instant::now()));
+                }
+            }
+            if said_clocks.elapsed() >= Duration::from_secs(15) {
+                said_clocks = Instant::now();
+                let b = &exchange.board;
+                let clocks: Vec<String> = (0..b.partitions)
+                    .map(|q| match b.clocks.get(&q) {
+                        Some((t, idle)) => format!(
+                            "{q}: {}{}",
+                            jiff::Timestamp::from_millisecond(*t)
+                                .map_or("-".to_owned(), |t| t.to_string()),
+                            if *idle { " (caught up)" } else { "" }
+                        ),
+                        None => format!("{q}: not heard of"),
+                    })
+                    .collect();
+                // Said when it changed: a worker caught up stays quiet.
+                let line = format!("partitions at {}", clocks.join(", "));
+                if line != said_line {
+                    log(&line);
+                    said_line = line;
+                }
+            }
+            if let Some(wm) = exchange.board.watermark() {
+                for (p, t) in tasks.iter_mut() {
+                    step(*p, t, wm, &mut exchange, &mut alerts, log);
+                }
+            }
+            for e in errors.drain(..) {
+                summary.errors += 1;
+                log(&cellwarden_report::sanitize_terminal(&e.to_string()));
+            }
+            let before = alerts.len();
+            alerts.retain(|a| written.fresh(a));
+            summary.suppressed += (before - alerts.len()) as u64;
+            if !alerts.is_empty() {
+                cellwarden_pipeline::sort_alerts(&mut alerts);
+                summary.alerts += alerts.len() as u64;
+                for a in &alerts {
+                    *alerts_by_level.entry(a.level.as_str()).or_default() += 1;
+                }
+                let out = Outputs {
+                    stdout: config.stdout,
+                    file: file.as_mut(),
+                    extra: &mut extra,
+                };
+                write_alerts(&alerts, out, &mut faults, log, &stop);
+                alerts.clear();
+            }
+            if last_durable.elapsed() >= config.checkpoint_every {
+                last_durable = Instant::now();
+                if let Some(f) = file.as_mut() {
+                    write_retrying(|| f.sync(), &mut faults, log, &stop);
+                }
+                for s in extra.iter_mut() {
+                    write_retrying(|| s.durable(), &mut faults, log, &stop);
+                }
+                exchange.flush();
+                if let Some(dir) = &config.state {
+                    let _ = write_progress(dir, &progress);
+                }
+                durable_writes += 1;
+            }
+            if last_metrics.elapsed() >= Duration::from_millis(250) {
+                last_metrics = Instant::now();
+                let mut m = metrics.lock().unwrap_or_else(|p| p.into_inner());
+                m.set_counts(&events_by_source, &alerts_by_level);
+                m.errors = summary.errors;
+                m.late_events =
+                    late_gone + tasks.values().map(|t| t.engine.counters.late).sum::<u64>();
+                m.lag_seconds = crate::metrics::lag_of(exchange.board.watermark());
+                m.state_entries =
+                    crate::metrics::state_entries(tasks.values().map(|t| t.engine.state_size()));
+                m.checkpoint_age_seconds = last_durable.elapsed().as_secs_f64();
+                m.checkpoints = durable_writes;
+                m.faults = faults;
+                m.partitions_owned = Some(tasks.len());
             }
         }
-        for e in errors.drain(..) {
-            summary.errors += 1;
-            log(&cellwarden_report::sanitize_terminal(&e.to_string()));
-        }
-        let before = alerts.len();
-        alerts.retain(|a| written.fresh(a));
-        summary.suppressed += (before - alerts.len()) as u64;
-        if !alerts.is_empty() {
-            cellwarden_pipeline::sort_alerts(&mut alerts);
-            summary.alerts += alerts.len() as u64;
-            for a in &alerts {
-                *alerts_by_level.entry(a.level.as_str()).or_default() += 1;
-            }
-            let out = Outputs {
-                stdout: config.stdout,
-                file: file.as_mut(),
-                extra: &mut extra,
-            };
-            write_alerts(&alerts, out, &mut faults, log, &stop);
-            alerts.clear();
-        }
-        if last_durable.elapsed() >= config.checkpoint_every {
-            last_durable = Instant::now();
-            if let Some(f) = file.as_mut() {
-                write_retrying(|| f.sync(), &mut faults, log, &stop);
-            }
-            for s in extra.iter_mut() {
-                write_retrying(|| s.durable(), &mut faults, log, &stop);
-            }
-            exchange.flush();
-            if let Some(dir) = &config.state {
-                let _ = write_progress(dir, &progress);
-            }
-            durable_writes += 1;
-        }
-        if last_metrics.elapsed() >= Duration::from_millis(250) {
-            last_metrics = Instant::now();
-            let mut m = metrics.lock().unwrap_or_else(|p| p.into_inner());
-            m.set_counts(&events_by_source, &alerts_by_level);
-            m.errors = summary.errors;
-            m.late_events = late_gone + tasks.values().map(|t| t.engine.counters.late).sum::<u64>();
-            m.lag_seconds = crate::metrics::lag_of(exchange.board.watermark());
-            m.state_entries =
-                crate::metrics::state_entries(tasks.values().map(|t| t.engine.state_size()));
-            m.checkpoint_age_seconds = last_durable.elapsed().as_secs_f64();
-            m.checkpoints = durable_writes;
-            m.faults = faults;
-            m.partitions_owned = Some(tasks.len());
-        }
-    }
-    source_stop.store(true, Ordering::Relaxed);
-    drop(rx);
+        // Sources stop; the decoding threads see the channel closed and end.
+        source_stop.store(true, Ordering::Relaxed);
+        drop(rx);
+    });
     let _ = thread.join();
     if let Some(s) = server {
         let _ = s.join();

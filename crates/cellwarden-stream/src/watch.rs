@@ -571,7 +571,7 @@ pub fn run(
                         if let Some(from) = engine.kept_from_ms()
                             && j.call(move |j| {
                                 Ok(j.len() > (64 << 20)
-                                    && j.has_before(from)
+                                    && j.worth_compacting(from)
                                     && j.compact(from).is_ok())
                             })
                             .unwrap_or(false)

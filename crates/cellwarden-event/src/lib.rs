@@ -96,7 +96,17 @@ impl<'a> Event<'a> {
 
     /// The first field with this exact name.
     pub fn get(&self, name: &str) -> Option<&Value<'a>> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        let name = name.as_bytes();
+        let first = name.first().copied();
+        // Names of one length often differ in their first byte: comparing it first spares
+        // most calls to the full comparison (an event is searched for a dozen names).
+        self.fields
+            .iter()
+            .find(|(k, _)| {
+                let k = k.as_bytes();
+                k.len() == name.len() && k.first().copied() == first && k == name
+            })
+            .map(|(_, v)| v)
     }
 
     /// The field as text (integers formatted), if present and scalar.

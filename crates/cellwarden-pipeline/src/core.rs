@@ -250,7 +250,7 @@ pub struct DetectionCore<'a> {
     signals: SignalCollector,
     aliases: Aliases,
     /// Aggregates merged in from other cores (finite runs).
-    merged: Option<(Aggregates, FlowAggregates, SignalAggregates)>,
+    merged: Option<Sealed>,
     pending: BTreeMap<PendingKey, Event<'static>>,
     corr: CorrelationRun<'a>,
     /// The earliest event time seen (ms).
@@ -259,6 +259,22 @@ pub struct DetectionCore<'a> {
     emitted_order: VecDeque<String>,
     /// What the events being observed are for (state stage: set per handed-on unit).
     uses: Uses,
+}
+
+/// Aggregates of the database, flow and signalling analytics.
+type Sealed = (Aggregates, FlowAggregates, SignalAggregates);
+
+/// Adds `x` to what `into` holds; the first is moved in whole, not merged into empty maps
+/// entry by entry.
+fn absorb(into: &mut Option<Sealed>, x: Sealed) {
+    match into {
+        Some((d, n, s)) => {
+            d.merge(x.0);
+            n.merge(x.1);
+            s.merge(x.2);
+        }
+        None => *into = Some(x),
+    }
 }
 
 fn new_collector(db: &DbSetup) -> Collector {
@@ -396,10 +412,12 @@ impl<'a> DetectionCore<'a> {
         let c = std::mem::replace(&mut self.collector, new_collector(db));
         let f = std::mem::replace(&mut self.flows, new_flows(net));
         let g = std::mem::take(&mut self.signals);
-        let (d, n, sg) = self.merged.get_or_insert_with(Default::default);
-        d.merge(c.into_aggregates());
-        n.merge(f.into_aggregates());
-        sg.merge(g.into_aggregates());
+        let sealed = (
+            c.into_aggregates(),
+            f.into_aggregates(),
+            g.into_aggregates(),
+        );
+        absorb(&mut self.merged, sealed);
     }
 
     /// Takes in another core's state (finite runs: one core per worker, merged at the end; the
@@ -409,17 +427,15 @@ impl<'a> DetectionCore<'a> {
         self.pending.append(&mut theirs);
         self.earliest = self.earliest.min(other.earliest);
         self.aliases.merge(other.aliases);
-        let (mut db, mut net, mut sig) = other.merged.unwrap_or_default();
-        db.merge(other.collector.into_aggregates());
-        net.merge(other.flows.into_aggregates());
-        sig.merge(other.signals.into_aggregates());
-        match &mut self.merged {
-            Some((d, n, sg)) => {
-                d.merge(db);
-                n.merge(net);
-                sg.merge(sig);
-            }
-            None => self.merged = Some((db, net, sig)),
+        let mut theirs = other.merged;
+        let open = (
+            other.collector.into_aggregates(),
+            other.flows.into_aggregates(),
+            other.signals.into_aggregates(),
+        );
+        absorb(&mut theirs, open);
+        if let Some(theirs) = theirs {
+            absorb(&mut self.merged, theirs);
         }
     }
 

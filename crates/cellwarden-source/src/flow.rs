@@ -148,8 +148,9 @@ pub struct ZeekLayout<'h> {
     empty: &'h str,
     unset: &'h str,
     channel: Cow<'static, str>,
-    /// Per column: name, type (0 string, 1 integer, 2 float), common alias, is `ts`.
-    cols: Vec<(&'h str, u8, Option<&'static str>, bool)>,
+    /// Per column: name, type (0 string, 1 integer, 2 float), common alias, is `ts`, counts
+    /// packets (summed into `packets`).
+    cols: Vec<(&'h str, u8, Option<&'static str>, bool, bool)>,
 }
 
 impl<'h> ZeekLayout<'h> {
@@ -167,7 +168,8 @@ impl<'h> ZeekLayout<'h> {
                     "double" | "interval" | "time" => 2,
                     _ => 0,
                 };
-                (name, ty, common_name(name), name == "ts")
+                let pkts = name == "orig_pkts" || name == "resp_pkts";
+                (name, ty, common_name(name), name == "ts", pkts)
             })
             .collect();
         Some(ZeekLayout {
@@ -178,6 +180,12 @@ impl<'h> ZeekLayout<'h> {
             cols,
         })
     }
+}
+
+/// Equal texts; the first byte is compared before the rest (most values differ there, and the
+/// full comparison is a call).
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 /// One data row of a Zeek TSV part, by its layout.
@@ -203,10 +211,10 @@ pub fn zeek_tsv_record<'a>(
                 None => (rest, None),
             },
         };
-        let &(name, ty, alias, is_ts) = layout.cols.get(i)?;
+        let &(name, ty, alias, is_ts, pkts) = layout.cols.get(i)?;
         i += 1;
-        if v != layout.unset {
-            let v = if v == layout.empty { "" } else { v };
+        if !same(v, layout.unset) {
+            let v = if same(v, layout.empty) { "" } else { v };
             let value = match ty {
                 1 => v
                     .parse::<i64>()
@@ -221,9 +229,7 @@ pub fn zeek_tsv_record<'a>(
             if is_ts {
                 ts = epoch(v);
             }
-            if (name == "orig_pkts" || name == "resp_pkts")
-                && let Value::Int(p) = value
-            {
+            if pkts && let Value::Int(p) = value {
                 packets = Some(packets.unwrap_or(0) + p);
             }
             if let Some(c) = alias {

@@ -300,6 +300,15 @@ impl<'e, 'a> Seen<'e, 'a> {
     }
 }
 
+/// Text in lower case, copied only when it has capitals (protocol and service names rarely do).
+fn lower(s: std::borrow::Cow<'_, str>) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        s
+    }
+}
+
 /// Connection (time, bytes) of one pair and port, and the latest one kept.
 type Conns = (Vec<(i64, u64)>, (i64, u64));
 
@@ -380,7 +389,7 @@ impl FlowCollector {
         let proto = f
             .proto
             .and_then(|p| p.as_text())
-            .map(|p| p.to_ascii_lowercase())
+            .map(lower)
             .unwrap_or_default();
         let bytes_out = n(f.bytes_out);
         let bytes_in = n(f.bytes_in);
@@ -390,7 +399,7 @@ impl FlowCollector {
             .service
             .and_then(|s| s.as_text())
             .filter(|s| !s.is_empty())
-            .map(|s| s.to_ascii_lowercase());
+            .map(lower);
         let outbound = self.assets.is_internal(src) && !self.assets.is_internal(dst);
         let agg = &mut self.aggregates;
         // Flows judged one by one, inside or out.
@@ -426,7 +435,7 @@ impl FlowCollector {
             if let Some(s) = &service
                 && o.services.len() < 8
             {
-                o.services.insert(s.clone());
+                o.services.insert(s.to_string());
             }
         }
         if !outbound {
@@ -458,7 +467,7 @@ impl FlowCollector {
             src,
             dst,
             dst_port,
-            proto: proto.clone(),
+            proto: proto.to_string(),
             bytes_out,
             bytes_in,
             duration,

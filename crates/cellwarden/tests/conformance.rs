@@ -601,3 +601,56 @@ fn pgaudit_regression_output_is_read() {
     assert_eq!(checked, records);
     assert!(whole > 200, "{whole} one-line records checked in full");
 }
+
+/// Every real-format sample followed by `watch` (its text units decoded on other threads while
+/// the loop runs the detectors) gives the alerts `hunt` gives over the same files, each once.
+#[test]
+fn watch_over_the_real_format_samples_gives_hunts_alerts() {
+    let Some(root) = shared("real-formats") else {
+        return;
+    };
+    let sorted = |text: &str| {
+        let mut v: Vec<String> = alerts(text).iter().map(|a| a.to_string()).collect();
+        v.sort();
+        v
+    };
+    let hunt = run(&["hunt", root.to_str().unwrap(), "--format", "jsonl"]);
+    let want = sorted(&stdout(&hunt));
+    assert!(!want.is_empty(), "hunt raised no alert: {}", stderr(&hunt));
+    let dir = tempfile::tempdir().unwrap();
+    let (state, out, log) = (
+        dir.path().join("state"),
+        dir.path().join("alerts.jsonl"),
+        dir.path().join("watch.log"),
+    );
+    let child = bin()
+        .arg("watch")
+        .args(["--follow", root.to_str().unwrap()])
+        .args(["--state", state.to_str().unwrap()])
+        .args(["-o", out.to_str().unwrap()])
+        .args(["--quiet", "--checkpoint-secs", "0.2", "--idle-secs", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start watch");
+    // Days are judged once the sources are idle: wait for hunt's alerts, then a little more
+    // (an alert written twice would show up in that time).
+    let start = std::time::Instant::now();
+    let read = || sorted(&std::fs::read_to_string(&out).unwrap_or_default());
+    while read().len() < want.len() && start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait_with_output().unwrap().status;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{text}");
+    assert_eq!(
+        read(),
+        want,
+        "{}",
+        text.lines().take(40).collect::<Vec<_>>().join("\n")
+    );
+}

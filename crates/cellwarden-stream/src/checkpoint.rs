@@ -167,12 +167,11 @@ pub struct Journal {
     /// The earliest time (ms) of a record or watermark in the journal; `i64::MIN` when not
     /// known (a journal opened from disk, until its first compaction).
     oldest: i64,
-    /// (watermark, journal length once written) of watermark entries since the journal was
-    /// opened or last compacted: records come roughly in time order, so what lies before a
-    /// time is about the bytes up to the last watermark before it.
-    marks: std::collections::VecDeque<(i64, u64)>,
-    /// The marks cover the journal from its start (not so when opened from disk).
-    marked: bool,
+    /// (watermark, journal length once written) of watermark entries, one per
+    /// [`MARK_EVERY_MS`]: records come roughly in time order, so what lies before a time is
+    /// about the bytes up to the last watermark before it. They cover the journal from its
+    /// start once `oldest` is known.
+    marks: Vec<(i64, u64)>,
 }
 
 /// The times of a journal entry, read without the rest of it (compaction looks at nothing
@@ -224,8 +223,7 @@ impl Journal {
             } else {
                 i64::MIN
             },
-            marks: Default::default(),
-            marked: len.min(keep) == 0,
+            marks: Vec::new(),
         })
     }
 
@@ -291,9 +289,7 @@ impl Journal {
     /// then only releases correlated matches there.
     pub fn watermark(&mut self, ms: i64, days_wait: bool) -> io::Result<()> {
         self.oldest = self.oldest.min(ms);
-        if self.marks.back().is_none_or(|m| m.0 + MARK_EVERY_MS <= ms) {
-            self.marks.push_back((ms, self.len));
-        }
+        mark(&mut self.marks, ms, self.len);
         self.write(&Entry {
             w: Some(ms),
             d: days_wait.then_some(1),
@@ -332,7 +328,8 @@ impl Journal {
         if !self.has_before(from_ms) {
             return false;
         }
-        if !self.marked {
+        if self.oldest == i64::MIN {
+            // Opened from disk: where its days lie is not known until a compaction.
             return true;
         }
         let before = self
@@ -350,7 +347,7 @@ impl Journal {
     pub fn compact(&mut self, from_ms: i64) -> io::Result<u64> {
         self.sync()?;
         let mut oldest = i64::MAX;
-        let mut marks = std::collections::VecDeque::new();
+        let mut marks = Vec::new();
         let tmp = self.path.with_extension("jsonl.tmp");
         let mut kept = 0u64;
         {
@@ -364,12 +361,8 @@ impl Journal {
                 if !drop {
                     if let Some(e) = times {
                         oldest = oldest.min(e.t.unwrap_or(i64::MAX).min(e.w.unwrap_or(i64::MAX)));
-                        if let Some(w) = e.w
-                            && marks
-                                .back()
-                                .is_none_or(|m: &(i64, u64)| m.0 + MARK_EVERY_MS <= w)
-                        {
-                            marks.push_back((w, kept));
+                        if let Some(w) = e.w {
+                            mark(&mut marks, w, kept);
                         }
                     }
                     w.write_all(&line)?;
@@ -387,7 +380,6 @@ impl Journal {
         self.len = kept;
         self.oldest = oldest;
         self.marks = marks;
-        self.marked = true;
         Ok(kept)
     }
 
@@ -464,6 +456,14 @@ impl Journal {
         }
         flush(&mut cur, f);
         Ok(n)
+    }
+}
+
+/// Notes that the journal is `len` bytes long at watermark `w`, unless the last mark is less
+/// than [`MARK_EVERY_MS`] earlier.
+fn mark(marks: &mut Vec<(i64, u64)>, w: i64, len: u64) {
+    if marks.last().is_none_or(|m| m.0 + MARK_EVERY_MS <= w) {
+        marks.push((w, len));
     }
 }
 

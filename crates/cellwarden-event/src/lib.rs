@@ -96,16 +96,10 @@ impl<'a> Event<'a> {
 
     /// The first field with this exact name.
     pub fn get(&self, name: &str) -> Option<&Value<'a>> {
-        let name = name.as_bytes();
-        let first = name.first().copied();
-        // Names of one length often differ in their first byte: comparing it first spares
-        // most calls to the full comparison (an event is searched for a dozen names).
+        // An event is searched for a dozen names: see `same_text`.
         self.fields
             .iter()
-            .find(|(k, _)| {
-                let k = k.as_bytes();
-                k.len() == name.len() && k.first().copied() == first && k == name
-            })
+            .find(|(k, _)| same_text(k, name))
             .map(|(_, v)| v)
     }
 
@@ -122,11 +116,7 @@ impl<'a> Event<'a> {
     /// Copies every borrowed string so the event outlives its source buffer.
     pub fn into_owned(self) -> Event<'static> {
         Event {
-            fields: self
-                .fields
-                .into_iter()
-                .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
-                .collect(),
+            fields: owned_fields(self.fields),
             timestamp: self.timestamp,
             host: self.host.map(|h| Cow::Owned(h.into_owned())),
             logsource: self.logsource,
@@ -150,6 +140,22 @@ impl<'a> Event<'a> {
     pub fn timestamp_rfc3339(&self) -> String {
         format_timestamp(self.timestamp)
     }
+}
+
+/// Equal texts, comparing the first byte before the rest: names and values of one length
+/// mostly differ there, and the full comparison is a call.
+pub fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+}
+
+/// Fields with every borrowed string copied, so they outlive their source buffer.
+pub fn owned_fields(
+    fields: Vec<(Cow<'_, str>, Value<'_>)>,
+) -> Vec<(Cow<'static, str>, Value<'static>)> {
+    fields
+        .into_iter()
+        .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
+        .collect()
 }
 
 /// Formats a timestamp as RFC 3339 UTC (`2024-01-02T03:04:05.123456Z`), or `""` for none.

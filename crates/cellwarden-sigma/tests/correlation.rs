@@ -1,8 +1,6 @@
 //! Correlation rules: each type with events just inside and just outside the window and the
 //! condition, group-by, aliases and `generate`.
 
-use std::borrow::Cow;
-
 use cellwarden_event::{Alert, Event, Origin};
 use cellwarden_sigma::{LoadOptions, Loaded, RuleSource, load};
 
@@ -60,11 +58,7 @@ fn run(loaded: &Loaded, events: &[(i64, &str)]) -> (Vec<Alert>, usize) {
             file: "t.jsonl".into(),
             record: n as u64 + 1,
         });
-        e.fields = cellwarden_source::json::flatten(json)
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
-            .collect();
+        e.fields = cellwarden_event::owned_fields(cellwarden_source::json::flatten(json).unwrap());
         e.timestamp = Some(cellwarden_event::Timestamp::from_second(1_700_000_000 + sec).unwrap());
         loaded.rules.matches(&e, &mut scratch, &mut hits);
         for &h in &hits {

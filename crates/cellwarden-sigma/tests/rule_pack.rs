@@ -2,7 +2,6 @@
 //! with positive and negative cases; each case is a sequence of events (JSON objects, or raw
 //! `syslog:` / `auditd:` text) that must, or must not, raise the rule named by `expect`.
 
-use std::borrow::Cow;
 use std::path::PathBuf;
 
 use cellwarden_event::{Alert, Event, Origin};
@@ -39,11 +38,7 @@ fn event(
         cellwarden_source::linux::audit_event(&text)
     } else {
         let text = v.to_string();
-        let f = cellwarden_source::json::flatten(&text)
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
-            .collect();
+        let f = cellwarden_event::owned_fields(cellwarden_source::json::flatten(&text).unwrap());
         (f, None)
     };
     e.fields = fields;

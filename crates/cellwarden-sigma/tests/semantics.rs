@@ -1,8 +1,6 @@
 //! Each modifier and condition form, from the specification's semantics, with positive and
 //! negative cases.
 
-use std::borrow::Cow;
-
 use cellwarden_event::{Event, Origin, Value};
 use cellwarden_sigma::{LoadOptions, RuleSource, load};
 
@@ -12,10 +10,7 @@ fn event(json: &str) -> Event<'static> {
         file: "t".into(),
         record: 1,
     });
-    e.fields = fields
-        .into_iter()
-        .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
-        .collect();
+    e.fields = cellwarden_event::owned_fields(fields);
     e
 }
 

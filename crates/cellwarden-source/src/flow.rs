@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use cellwarden_event::{Timestamp, Value};
+use cellwarden_event::{Timestamp, Value, same_text};
 
 use crate::json::Fields;
 
@@ -182,12 +182,6 @@ impl<'h> ZeekLayout<'h> {
     }
 }
 
-/// Equal texts; the first byte is compared before the rest (most values differ there, and the
-/// full comparison is a call).
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
-}
-
 /// One data row of a Zeek TSV part, by its layout.
 pub fn zeek_tsv_record<'a>(
     layout: &ZeekLayout<'a>,
@@ -213,8 +207,8 @@ pub fn zeek_tsv_record<'a>(
         };
         let &(name, ty, alias, is_ts, pkts) = layout.cols.get(i)?;
         i += 1;
-        if !same(v, layout.unset) {
-            let v = if same(v, layout.empty) { "" } else { v };
+        if !same_text(v, layout.unset) {
+            let v = if same_text(v, layout.empty) { "" } else { v };
             let value = match ty {
                 1 => v
                     .parse::<i64>()

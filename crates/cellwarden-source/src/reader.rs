@@ -1242,15 +1242,9 @@ impl Unit {
                         ),
                     ));
                     let text = String::from_utf8_lossy(bytes);
-                    record.parse(&text, line).map(|r| {
-                        r.map(|(fields, ts)| {
-                            let fields = fields
-                                .into_iter()
-                                .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
-                                .collect();
-                            (fields, ts)
-                        })
-                    })
+                    record
+                        .parse(&text, line)
+                        .map(|r| r.map(|(fields, ts)| (cellwarden_event::owned_fields(fields), ts)))
                 }
             };
             match parsed {

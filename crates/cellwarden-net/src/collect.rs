@@ -70,7 +70,32 @@ pub struct PairDay {
     /// The day's first flow.
     pub first: Option<Evidence>,
     /// Destination ports (up to 16).
-    pub ports: BTreeSet<u16>,
+    pub ports: Ports,
+}
+
+/// Distinct destination ports, sorted, held inline while there are few (a pair-day's set
+/// used to be a B-tree of its own: an allocation and a pointer to follow per flow).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ports(smallvec::SmallVec<[u16; 8]>);
+
+impl Ports {
+    /// Adds a port; whether it was new.
+    pub fn insert(&mut self, port: u16) -> bool {
+        match self.0.binary_search(&port) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, port);
+                true
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Ports {
+    type Target = [u16];
+    fn deref(&self) -> &[u16] {
+        &self.0
+    }
 }
 
 /// DNS queries of one source under one domain.
@@ -608,7 +633,7 @@ impl FlowAggregates {
             if let Some(e) = &p.first {
                 min_ev(&mut s.first, e);
             }
-            for port in p.ports {
+            for &port in p.ports.iter() {
                 if s.ports.len() < 16 {
                     s.ports.insert(port);
                 }

@@ -322,38 +322,39 @@ impl<'a> DetectionCore<'a> {
     /// Runs every detector on one event: single-event alerts go to `out` at once; matches that
     /// correlations wait for are held until [`release`](Self::release); database and flow
     /// events go to their collectors.
-    pub fn observe(&mut self, ev: Event<'_>, out: &mut Vec<Alert>) -> Fed {
+    pub fn observe(&mut self, ev: &Event<'_>, out: &mut Vec<Alert>) -> Fed {
         let Detectors { rules, db, net } = self.setup;
         let stage = self.stage;
         let uses = self.uses;
         let mut fed = Fed::default();
-        if !db.disabled && uses.aggregates && cellwarden_telecom::access::is_database_event(&ev) {
+        if !db.disabled && uses.aggregates && cellwarden_telecom::access::is_database_event(ev) {
             if stage == Stage::Parse {
-                fed.entity =
-                    cellwarden_telecom::access::partition_key(&ev).map(|k| entity_hash(&k));
+                fed.entity = cellwarden_telecom::access::partition_key(ev).map(|k| entity_hash(&k));
             } else {
-                self.collector.observe(&ev);
+                self.collector.observe(ev);
             }
             fed.aggregates = true;
         }
         if !net.disabled && uses.aggregates {
-            // One state for the whole signalling network (partitioned runs: one partition).
-            let signal = if stage == Stage::Parse {
-                cellwarden_signal::detect::is_signal_event(&ev)
+            // Flows first: they are most of the events, and a flow's channel is never a
+            // signalling one, so the signalling state need not look at them.
+            let flow = if stage == Stage::Parse {
+                let flow = cellwarden_net::collect::is_flow_event(ev);
+                if flow && fed.entity.is_none() {
+                    fed.entity =
+                        cellwarden_net::collect::partition_key(ev).map(|k| entity_hash(&k));
+                }
+                flow
             } else {
-                self.signals.observe(&ev)
+                self.flows.observe(ev)
             };
-            fed.aggregates |= signal;
-            if !signal {
+            fed.aggregates |= flow;
+            if !flow {
+                // One state for the whole signalling network (partitioned runs: one partition).
                 fed.aggregates |= if stage == Stage::Parse {
-                    let flow = cellwarden_net::collect::is_flow_event(&ev);
-                    if flow && fed.entity.is_none() {
-                        fed.entity =
-                            cellwarden_net::collect::partition_key(&ev).map(|k| entity_hash(&k));
-                    }
-                    flow
+                    cellwarden_signal::detect::is_signal_event(ev)
                 } else {
-                    self.flows.observe(&ev)
+                    self.signals.observe(ev)
                 };
             }
         }
@@ -361,13 +362,14 @@ impl<'a> DetectionCore<'a> {
             self.earliest = self.earliest.min(t.as_millisecond());
         }
         if stage != Stage::Parse {
-            self.aliases.observe(&ev);
+            self.aliases.observe(ev);
         }
-        rules.matches(&ev, &mut self.scratch, &mut self.hits);
+        rules.matches(ev, &mut self.scratch, &mut self.hits);
         if self.hits.is_empty() {
             return fed;
         }
-        let owned = ev.into_owned();
+        // Copied only when a rule matched: the caller keeps (and drops) the event.
+        let owned = ev.clone().into_owned();
         for &r in &self.hits {
             let correlated = rules.rule_correlated(r);
             if correlated && !uses.correlation {

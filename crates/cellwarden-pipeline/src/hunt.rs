@@ -215,7 +215,7 @@ fn worker<'a>(
     for unit in rx {
         let before = alerts.len();
         let n = unit.decode(mapping, &settings, &mut errors, &mut |ev| {
-            core.observe(ev, &mut alerts);
+            core.observe(&ev, &mut alerts);
         });
         total += n;
         progress.events.fetch_add(n, Ordering::Relaxed);

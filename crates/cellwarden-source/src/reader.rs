@@ -1301,15 +1301,19 @@ impl Decoded {
         self.cell.borrow_owner()
     }
 
-    /// Hands each event to `f` in order; returns their number.
-    pub fn events(&mut self, f: &mut dyn FnMut(Event<'_>)) -> u64 {
-        self.cell.with_dependent_mut(|_, events| {
-            let n = events.len() as u64;
-            for ev in events.drain(..) {
-                f(ev);
-            }
-            n
-        })
+    /// Shows each event to `f` in order; returns their number. The events stay: whoever
+    /// ends up with the unit drops them (the live engine lets the journal's thread do it).
+    pub fn events(&self, f: &mut dyn FnMut(&Event<'_>)) -> u64 {
+        let events = self.cell.borrow_dependent();
+        for ev in events {
+            f(ev);
+        }
+        events.len() as u64
+    }
+
+    /// The unit, its events dropped.
+    pub fn into_unit(self) -> Unit {
+        self.cell.into_owner()
     }
 }
 
@@ -1572,7 +1576,7 @@ mod tests {
             read_bytes(&file, text, Some(*format), &Limits::default(), &mut c);
             errors.extend(c.errors);
             for u in c.units {
-                let mut show = |e: Event<'_>| {
+                let mut show = |e: &Event<'_>| {
                     out.push(format!(
                         "{} {:?} {:?} {:?} {:?}",
                         e.origin.record,
@@ -1587,7 +1591,7 @@ mod tests {
                     errors.append(&mut d.errors);
                     d.events(&mut show);
                 } else {
-                    u.decode(&mapping, &settings, &mut errors, &mut show);
+                    u.decode(&mapping, &settings, &mut errors, &mut |e| show(&e));
                 }
             }
         }

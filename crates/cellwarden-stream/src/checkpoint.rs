@@ -486,7 +486,7 @@ fn empty() -> Entry<'static> {
 
 /// What the journal's thread is asked to do, in order.
 enum Op {
-    Records(UnitCopy, Uses, Vec<crate::engine::Handed>),
+    Records(crate::source::Work, Uses, Vec<crate::engine::Handed>),
     Watermark(i64, bool),
     Call(Box<dyn FnOnce(&mut Journal) + Send>),
 }
@@ -516,7 +516,11 @@ impl JournalWriter {
                         continue;
                     }
                     _ if flag.lock().is_ok_and(|f| f.is_some()) => continue,
-                    Op::Records(unit, uses, lines) => journal.records(&unit, uses, &lines),
+                    // Dropping the unit's decoded events here spares the loop that work.
+                    Op::Records(unit, uses, lines) => match UnitCopy::of(unit.into_unit()) {
+                        Some(unit) => journal.records(&unit, uses, &lines),
+                        None => Ok(()),
+                    },
                     Op::Watermark(ms, wait) => journal.watermark(ms, wait),
                 };
                 if let Err(e) = done
@@ -550,7 +554,7 @@ impl JournalWriter {
     /// Journals the records of `unit` whose lines are in `lines` (see [`Journal::records`]).
     pub fn records(
         &self,
-        unit: UnitCopy,
+        unit: crate::source::Work,
         uses: Uses,
         lines: Vec<crate::engine::Handed>,
     ) -> io::Result<()> {
@@ -597,7 +601,7 @@ impl Drop for JournalWriter {
     }
 }
 
-/// The parts of a text unit kept to journal its records after decoding consumed it.
+/// The parts of a text unit kept to journal or hand on its records once decoded.
 pub struct UnitCopy {
     /// File the records came from.
     pub file: Arc<str>,
@@ -614,8 +618,9 @@ pub struct UnitCopy {
 }
 
 impl UnitCopy {
-    /// A copy of a text unit (EVTX units are not journaled: they hold no stateful records).
-    pub fn of(unit: &Unit) -> Option<UnitCopy> {
+    /// What a text unit keeps once decoded (EVTX units are not journaled: they hold no
+    /// stateful records).
+    pub fn of(unit: Unit) -> Option<UnitCopy> {
         match unit {
             Unit::Records {
                 file,
@@ -625,12 +630,12 @@ impl UnitCopy {
                 records,
                 header,
             } => Some(UnitCopy {
-                file: file.clone(),
-                kind: *kind,
+                file,
+                kind,
                 year: context.year,
-                header: header.clone(),
-                buf: buf.clone(),
-                records: records.clone(),
+                header,
+                buf,
+                records,
             }),
             Unit::Evtx { .. } => None,
         }
@@ -651,6 +656,8 @@ impl UnitCopy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Work;
+    use cellwarden_source::{Decoded, Mapping};
 
     #[test]
     fn a_checkpoint_is_replaced_whole() {
@@ -768,10 +775,15 @@ mod tests {
             correlation: false,
             entity: None,
         };
+        let work = |u: UnitCopy| Work::Unit(u.into_unit());
         let w = JournalWriter::start(Journal::open(dir.path(), 0).unwrap());
-        w.records(unit(), Uses::ALL, vec![handed(2)]).unwrap();
+        // A unit decoded ahead (its events dropped on the journal's thread) and one as read.
+        let decoded = Decoded::new(unit().into_unit(), &Mapping::builtin())
+            .unwrap_or_else(|_| panic!("a text unit"));
+        w.records(Work::Decoded(decoded), Uses::ALL, vec![handed(2)])
+            .unwrap();
         w.watermark(5, false).unwrap();
-        w.records(unit(), Uses::ALL, vec![handed(1)]).unwrap();
+        w.records(work(unit()), Uses::ALL, vec![handed(1)]).unwrap();
         let len = w.sync().unwrap();
         assert_eq!(
             len,
@@ -795,15 +807,15 @@ mod tests {
         let full = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/dev/full", full.path().join(JOURNAL)).unwrap();
         let w = JournalWriter::start(Journal::open(full.path(), 0).unwrap());
-        w.records(unit(), Uses::ALL, vec![handed(1)]).unwrap();
+        w.records(work(unit()), Uses::ALL, vec![handed(1)]).unwrap();
         assert!(w.sync().is_err());
         let mut big = unit();
         big.buf = format!("{{\"a\":\"{}\"}}", "x".repeat(2 << 20)).into_bytes();
         big.records = vec![(1, 0, big.buf.len())];
-        w.records(big, Uses::ALL, vec![handed(1)]).unwrap();
+        w.records(work(big), Uses::ALL, vec![handed(1)]).unwrap();
         let err = w.sync().unwrap_err();
         assert!(err.to_string().contains("space"), "{err}");
-        assert!(w.records(unit(), Uses::ALL, vec![handed(2)]).is_err());
+        assert!(w.records(work(unit()), Uses::ALL, vec![handed(2)]).is_err());
         assert!(w.watermark(9, false).is_err());
     }
 

@@ -191,7 +191,7 @@ mod tests {
             while !ahead.drained() {
                 match ahead.recv_timeout(Duration::from_millis(50)) {
                     Ok(Input::Unit {
-                        unit: Work::Decoded(mut d),
+                        unit: Work::Decoded(d),
                         ..
                     }) => {
                         d.events(&mut |e| got.push(e.get_str("n").unwrap().to_string()));

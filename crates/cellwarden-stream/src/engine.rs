@@ -24,7 +24,9 @@ use std::time::Instant;
 use cellwarden_event::Alert;
 use cellwarden_pipeline::core::CoreSize;
 use cellwarden_pipeline::{DetectionCore, Detectors, Snapshot, Stage, Uses, View};
-use cellwarden_source::{Mapping, SourceError};
+use cellwarden_source::{Mapping, SourceError, Unit};
+
+use crate::source::Work;
 use cellwarden_telecom::exposure::Exposure;
 
 const DAY_MS: i64 = 86_400_000;
@@ -155,8 +157,11 @@ impl<'r> Engine<'r> {
 
     /// Decodes a unit and runs every detector on its events. Sigma alerts go to `out` at once;
     /// the records of events that changed the analytics' state are added to `stateful` (their
-    /// origin record numbers), so the caller can journal them. Returns the number of events.
-    /// `clock` names the source whose progress the events show (default: their file).
+    /// origin record numbers), so the caller can journal them. Returns the number of events,
+    /// and a text unit back (with its decoded events, which the caller may drop on another
+    /// thread) so its records can be journaled or handed on without a copy; an EVTX chunk is
+    /// consumed. `clock` names the source whose progress the events show (default: their
+    /// file).
     pub fn process(
         &mut self,
         unit: crate::source::Work,
@@ -165,7 +170,7 @@ impl<'r> Engine<'r> {
         out: &mut Vec<Alert>,
         errors: &mut Vec<SourceError>,
         stateful: &mut Vec<Handed>,
-    ) -> u64 {
+    ) -> (u64, Option<Work>) {
         self.core.set_uses(uses);
         let Engine {
             mapping,
@@ -178,7 +183,7 @@ impl<'r> Engine<'r> {
             ..
         } = self;
         let errors_before = errors.len();
-        let mut each = |ev: cellwarden_event::Event<'_>| {
+        let mut each = |ev: &cellwarden_event::Event<'_>| {
             let record = ev.origin.record;
             let time = ev.timestamp.map(|t| t.as_millisecond());
             if let Some(ms) = time {
@@ -206,17 +211,24 @@ impl<'r> Engine<'r> {
                 });
             }
         };
-        let n = match unit {
-            crate::source::Work::Unit(unit) => unit.decode(mapping, settings, errors, &mut each),
-            crate::source::Work::Decoded(mut d) => {
+        let (n, spent) = match unit {
+            Work::Unit(unit @ Unit::Evtx { .. }) => (
+                unit.decode(mapping, settings, errors, &mut |ev| each(&ev)),
+                None,
+            ),
+            Work::Unit(unit) => (
+                unit.decode_text(mapping, errors, &mut |ev| each(&ev)),
+                Some(Work::Unit(unit)),
+            ),
+            Work::Decoded(mut d) => {
                 errors.append(&mut d.errors);
-                d.events(&mut each)
+                (d.events(&mut each), Some(Work::Decoded(d)))
             }
         };
         self.fed_at = Instant::now();
         self.counters.events += n;
         self.counters.errors += (errors.len() - errors_before) as u64;
-        n
+        (n, spent)
     }
     /// Announces a source before it delivers: until it delivers or catches up, the watermark
     /// waits for it.

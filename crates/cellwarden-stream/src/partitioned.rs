@@ -275,7 +275,7 @@ pub fn run(
                             .and_then(|p| tasks.get_mut(&p));
                         // Records of a partition revoked meanwhile are left to its new owner.
                         if let Some(t) = task {
-                            let n = t.engine.process(
+                            let (n, _) = t.engine.process(
                                 unit,
                                 clock.as_ref(),
                                 uses,

@@ -70,6 +70,14 @@ impl Work {
             Work::Decoded(d) => d.unit(),
         }
     }
+
+    /// The unit as read, its decoded events dropped.
+    pub fn into_unit(self) -> Unit {
+        match self {
+            Work::Unit(u) => u,
+            Work::Decoded(d) => d.into_unit(),
+        }
+    }
 }
 
 impl From<Unit> for Work {

@@ -400,10 +400,7 @@ pub fn run(
                                 file.to_string()
                             }
                         };
-                        let copy = (journal.is_some() || forward.is_some())
-                            .then(|| UnitCopy::of(unit.unit()))
-                            .flatten();
-                        let n = engine.process(
+                        let (n, spent) = engine.process(
                             unit,
                             clock.as_ref(),
                             uses,
@@ -413,17 +410,19 @@ pub fn run(
                         );
                         let latest = engine.clock_of(&source).map(|c| c.0);
                         *events_by_source.entry(source).or_default() += n;
-                        if let Some(copy) = copy {
+                        if let Some(spent) = spent {
                             if let Some(f) = forward.as_mut() {
-                                let f: &mut dyn RecordSink = &mut **f;
-                                write_retrying(
-                                    || f.records(&copy, &lines, latest),
-                                    &mut faults,
-                                    log,
-                                    &stop,
-                                );
+                                if let Some(copy) = UnitCopy::of(spent.into_unit()) {
+                                    let f: &mut dyn RecordSink = &mut **f;
+                                    write_retrying(
+                                        || f.records(&copy, &lines, latest),
+                                        &mut faults,
+                                        log,
+                                        &stop,
+                                    );
+                                }
                             } else if let Some(j) = journal.as_ref()
-                                && let Err(e) = j.records(copy, uses, std::mem::take(&mut lines))
+                                && let Err(e) = j.records(spent, uses, std::mem::take(&mut lines))
                             {
                                 return Err(WatchError::Journal(e));
                             }

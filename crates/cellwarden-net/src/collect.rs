@@ -360,7 +360,9 @@ pub fn is_flow_event(ev: &Event<'_>) -> bool {
 pub struct FlowCollector {
     assets: Arc<crate::Assets>,
     limits: CollectLimits,
-    pairs: HashMap<(IpAddr, IpAddr, Day), PairDay>,
+    /// Entries in the order they came (an index map: growing the table moves indices, not
+    /// the entries, and the recent days' entries, which most flows update, sit together).
+    pairs: indexmap::IndexMap<(IpAddr, IpAddr, Day), PairDay, rustc_hash::FxBuildHasher>,
     conns: HashMap<(IpAddr, IpAddr, u16), Conns>,
     aggregates: FlowAggregates,
 }
@@ -371,7 +373,7 @@ impl FlowCollector {
         FlowCollector {
             assets,
             limits,
-            pairs: HashMap::default(),
+            pairs: Default::default(),
             conns: HashMap::default(),
             aggregates: FlowAggregates::default(),
         }

@@ -6,6 +6,13 @@
 //! statements, flows, matches of correlated rules) and the watermarks at which state moved;
 //! the checkpoint names the journal length it goes with, and anything after it is cut off on
 //! restart (those records are read again from the sources).
+//!
+//! The journal is a sequence of JSON lines (watermarks, column headers, the sources records
+//! come from) and binary record frames: [`FRAME`], the payload's length (u32, little endian),
+//! then source id (u32), line (u64), event time in ms (i64), uses (u8), header id + 1 (u32,
+//! 0: none) and the record's bytes as read. A record is written as read, without escaping or
+//! repeating its file's name (JSON records, which journals written before held, are still
+//! read).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -150,6 +157,87 @@ struct Entry<'a> {
     /// What the record is for (`Uses::bits`; absent: everything).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     u: Option<u8>,
+    /// A source of record frames: its id (with `f`, `k` and `y`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    sid: Option<u32>,
+}
+
+/// The first byte of a record frame (a JSON line never starts with it).
+const FRAME: u8 = 0x1e;
+/// Bytes of a frame's payload before the record: source, line, time, uses, header.
+const FRAME_FIXED: usize = 4 + 8 + 8 + 1 + 4;
+
+/// One piece of the journal: a JSON line (without its newline) or a whole record frame.
+enum Piece {
+    Json,
+    Frame,
+}
+
+/// Reads the next piece into `buf`; `None` at the end (a frame cut short by a crash ends the
+/// journal: it lies past any checkpointed length).
+fn next_piece(r: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<Piece>> {
+    buf.clear();
+    let first = match r.fill_buf()?.first() {
+        None => return Ok(None),
+        Some(b) => *b,
+    };
+    if first != FRAME {
+        r.read_until(b'\n', buf)?;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        return Ok(Some(Piece::Json));
+    }
+    buf.resize(5, 0);
+    if let Err(e) = r.read_exact(buf) {
+        return end_or(e);
+    }
+    let len = u32::from_le_bytes(buf[1..5].try_into().expect("four bytes")) as usize;
+    if len < FRAME_FIXED {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "journal: a record frame shorter than its fixed part",
+        ));
+    }
+    buf.resize(5 + len, 0);
+    if let Err(e) = r.read_exact(&mut buf[5..]) {
+        return end_or(e);
+    }
+    Ok(Some(Piece::Frame))
+}
+
+fn end_or(e: io::Error) -> io::Result<Option<Piece>> {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+/// A record frame's fields (the frame as [`next_piece`] read it).
+struct FrameRecord<'b> {
+    source: u32,
+    line: u64,
+    time: i64,
+    uses: u8,
+    header: Option<u32>,
+    text: &'b [u8],
+}
+
+impl<'b> FrameRecord<'b> {
+    fn of(frame: &'b [u8]) -> FrameRecord<'b> {
+        let p = &frame[5..];
+        let u32_at = |i: usize| u32::from_le_bytes(p[i..i + 4].try_into().expect("four bytes"));
+        let u64_at = |i: usize| u64::from_le_bytes(p[i..i + 8].try_into().expect("eight bytes"));
+        FrameRecord {
+            source: u32_at(0),
+            line: u64_at(4),
+            time: u64_at(12) as i64,
+            uses: p[20],
+            header: u32_at(21).checked_sub(1),
+            text: &p[FRAME_FIXED..],
+        }
+    }
 }
 
 /// Event time between two marks of the journal's watermarks (a mark per hour: a few hundred
@@ -162,6 +250,9 @@ pub struct Journal {
     out: BufWriter<File>,
     len: u64,
     headers: HashMap<Vec<String>, u32>,
+    /// Ids of the (file, format, year) of records written, defined by a JSON line before
+    /// their first frame.
+    sources: HashMap<(Arc<str>, Format, i16), u32>,
     /// The line being written (kept: one allocation for all of them).
     line: Vec<u8>,
     /// The earliest time (ms) of a record or watermark in the journal; `i64::MIN` when not
@@ -217,6 +308,7 @@ impl Journal {
             out: BufWriter::with_capacity(1 << 20, f),
             len: len.min(keep),
             headers: HashMap::new(),
+            sources: HashMap::new(),
             line: Vec::new(),
             oldest: if len.min(keep) == 0 {
                 i64::MAX
@@ -262,24 +354,63 @@ impl Journal {
                 }
             }),
         };
-        let by_line: HashMap<u64, i64> = lines.iter().map(|h| (h.record, h.time)).collect();
+        let key = (Arc::clone(&unit.file), unit.kind, unit.year);
+        let sid = match self.sources.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = self.sources.len() as u32;
+                self.write(&Entry {
+                    sid: Some(id),
+                    f: Some(Cow::Borrowed(&unit.file)),
+                    k: Some(Cow::Borrowed(format_name(unit.kind))),
+                    y: Some(unit.year),
+                    ..empty()
+                })?;
+                self.sources.insert(key, id);
+                id
+            }
+        };
         if let Some(t) = lines.iter().map(|h| h.time).min() {
             self.oldest = self.oldest.min(t);
         }
-        let u = (uses != Uses::ALL).then(|| uses.bits());
+        // The engine hands records in the unit's order: walk both lists together (a map
+        // when they are not in order).
+        let in_order = lines.is_sorted_by_key(|h| h.record);
+        let by_line: HashMap<u64, i64> = if in_order {
+            HashMap::new()
+        } else {
+            lines.iter().map(|h| (h.record, h.time)).collect()
+        };
+        let mut next = lines.iter().peekable();
         for (line, start, end) in &unit.records {
-            let Some(t) = by_line.get(line) else { continue };
-            self.write(&Entry {
-                f: Some(Cow::Borrowed(&unit.file)),
-                k: Some(Cow::Borrowed(format_name(unit.kind))),
-                y: Some(unit.year),
-                h,
-                l: Some(*line),
-                t: Some(*t),
-                r: Some(String::from_utf8_lossy(&unit.buf[*start..*end])),
-                u,
-                ..empty()
-            })?;
+            let time = if in_order {
+                while next.next_if(|h| h.record < *line).is_some() {}
+                let t = next.peek().filter(|h| h.record == *line).map(|h| h.time);
+                while next.next_if(|h| h.record == *line).is_some() {}
+                t
+            } else {
+                by_line.get(line).copied()
+            };
+            let Some(t) = time else { continue };
+            let text = &unit.buf[*start..*end];
+            if text.len() > (u32::MAX as usize) - FRAME_FIXED {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{}:{line}: a record too long to journal", unit.file),
+                ));
+            }
+            let b = &mut self.line;
+            b.clear();
+            b.push(FRAME);
+            b.extend_from_slice(&((FRAME_FIXED + text.len()) as u32).to_le_bytes());
+            b.extend_from_slice(&sid.to_le_bytes());
+            b.extend_from_slice(&line.to_le_bytes());
+            b.extend_from_slice(&t.to_le_bytes());
+            b.push(uses.bits());
+            b.extend_from_slice(&h.map_or(0, |h| h + 1).to_le_bytes());
+            b.extend_from_slice(text);
+            self.out.write_all(b)?;
+            self.len += b.len() as u64;
         }
         Ok(())
     }
@@ -352,9 +483,16 @@ impl Journal {
         let mut kept = 0u64;
         {
             let mut w = BufWriter::new(File::create(&tmp)?);
-            for line in BufReader::new(File::open(&self.path)?).split(b'\n') {
-                let line = line?;
-                let times = serde_json::from_slice::<Times>(&line).ok();
+            let mut r = BufReader::with_capacity(1 << 20, File::open(&self.path)?);
+            let mut piece = Vec::new();
+            while let Some(kind) = next_piece(&mut r, &mut piece)? {
+                let times = match kind {
+                    Piece::Frame => Some(Times {
+                        t: Some(FrameRecord::of(&piece).time),
+                        w: None,
+                    }),
+                    Piece::Json => serde_json::from_slice::<Times>(&piece).ok(),
+                };
                 let drop = times.as_ref().is_some_and(|e| {
                     e.t.is_some_and(|t| t < from_ms) || e.w.is_some_and(|w| w < from_ms)
                 });
@@ -365,9 +503,12 @@ impl Journal {
                             mark(&mut marks, w, kept);
                         }
                     }
-                    w.write_all(&line)?;
-                    w.write_all(b"\n")?;
-                    kept += line.len() as u64 + 1;
+                    w.write_all(&piece)?;
+                    kept += piece.len() as u64;
+                    if let Piece::Json = kind {
+                        w.write_all(b"\n")?;
+                        kept += 1;
+                    }
                 }
             }
             w.flush()?;
@@ -392,6 +533,7 @@ impl Journal {
             Err(e) => return Err(e),
         };
         let mut headers: HashMap<u32, Arc<[String]>> = HashMap::new();
+        let mut sources: HashMap<u32, (Arc<str>, Format, i16)> = HashMap::new();
         let mut cur: Option<(UnitCopy, Uses)> = None;
         let mut n = 0;
         let flush = |cur: &mut Option<(UnitCopy, Uses)>, f: &mut dyn FnMut(Replayed)| {
@@ -399,9 +541,66 @@ impl Journal {
                 f(Replayed::Unit(u.into_unit(), uses));
             }
         };
-        for line in BufReader::new(file).split(b'\n') {
-            let line = line?;
-            let Ok(e) = serde_json::from_slice::<Entry>(&line) else {
+        // Consecutive records of one source, header and use make one unit.
+        let mut push = |cur: &mut Option<(UnitCopy, Uses)>,
+                        f: &mut dyn FnMut(Replayed),
+                        (file, kind, year): (&Arc<str>, Format, i16),
+                        header: Option<Arc<[String]>>,
+                        uses: Uses,
+                        line_no: u64,
+                        text: &[u8]| {
+            let same = cur.as_ref().is_some_and(|(u, x)| {
+                *x == uses
+                    && *u.file == **file
+                    && u.kind == kind
+                    && u.year == year
+                    && u.header.as_deref().map(|h| h.as_ptr())
+                        == header.as_deref().map(|h| h.as_ptr())
+                    && u.records.len() < 4096
+            });
+            if !same {
+                flush(cur, f);
+                *cur = Some((
+                    UnitCopy {
+                        file: Arc::clone(file),
+                        kind,
+                        year,
+                        header,
+                        buf: Vec::new(),
+                        records: Vec::new(),
+                    },
+                    uses,
+                ));
+            }
+            let u = &mut cur.as_mut().expect("set above").0;
+            let start = u.buf.len();
+            u.buf.extend_from_slice(text);
+            u.records.push((line_no, start, u.buf.len()));
+            n += 1;
+        };
+        let mut r = BufReader::with_capacity(1 << 20, file);
+        let mut piece = Vec::new();
+        while let Some(kind) = next_piece(&mut r, &mut piece)? {
+            if let Piece::Frame = kind {
+                let rec = FrameRecord::of(&piece);
+                // A frame whose source was never defined is not one this journal wrote.
+                let Some(source) = sources.get(&rec.source) else {
+                    continue;
+                };
+                let header = rec.header.and_then(|h| headers.get(&h).cloned());
+                let uses = Uses::from_bits(rec.uses);
+                push(
+                    &mut cur,
+                    f,
+                    (&source.0, source.1, source.2),
+                    header,
+                    uses,
+                    rec.line,
+                    rec.text,
+                );
+                continue;
+            }
+            let Ok(e) = serde_json::from_slice::<Entry>(&piece) else {
                 continue;
             };
             if let (Some(id), Some(cols)) = (e.hid, e.cols) {
@@ -417,6 +616,13 @@ impl Journal {
                 });
                 continue;
             }
+            if let (Some(id), Some(file), Some(kind)) =
+                (e.sid, &e.f, e.k.as_deref().and_then(format_of))
+            {
+                sources.insert(id, (Arc::from(&**file), kind, e.y.unwrap_or(1970)));
+                continue;
+            }
+            // A record as journals written before record frames held it.
             let (Some(file), Some(kind), Some(line_no), Some(text)) =
                 (e.f, e.k.as_deref().and_then(format_of), e.l, e.r)
             else {
@@ -425,34 +631,16 @@ impl Journal {
             let header = e.h.and_then(|h| headers.get(&h).cloned());
             let year = e.y.unwrap_or(1970);
             let uses = Uses::from_bits(e.u.unwrap_or(0));
-            let same = cur.as_ref().is_some_and(|(u, x)| {
-                *x == uses
-                    && *u.file == *file
-                    && u.kind == kind
-                    && u.year == year
-                    && u.header.as_deref().map(|h| h.as_ptr())
-                        == header.as_deref().map(|h| h.as_ptr())
-                    && u.records.len() < 4096
-            });
-            if !same {
-                flush(&mut cur, f);
-                cur = Some((
-                    UnitCopy {
-                        file: Arc::from(&*file),
-                        kind,
-                        year,
-                        header,
-                        buf: Vec::new(),
-                        records: Vec::new(),
-                    },
-                    uses,
-                ));
-            }
-            let u = &mut cur.as_mut().expect("set above").0;
-            let start = u.buf.len();
-            u.buf.extend_from_slice(text.as_bytes());
-            u.records.push((line_no, start, u.buf.len()));
-            n += 1;
+            let file: Arc<str> = Arc::from(&*file);
+            push(
+                &mut cur,
+                f,
+                (&file, kind, year),
+                header,
+                uses,
+                line_no,
+                text.as_bytes(),
+            );
         }
         flush(&mut cur, f);
         Ok(n)
@@ -481,6 +669,7 @@ fn empty() -> Entry<'static> {
         t: None,
         r: None,
         u: None,
+        sid: None,
     }
 }
 
@@ -659,6 +848,17 @@ mod tests {
     use crate::source::Work;
     use cellwarden_source::{Decoded, Mapping};
 
+    /// A record that fed the analytics, at `time` (ms).
+    fn handed(record: u64, time: i64) -> crate::engine::Handed {
+        crate::engine::Handed {
+            record,
+            time,
+            aggregates: true,
+            correlation: false,
+            entity: None,
+        }
+    }
+
     #[test]
     fn a_checkpoint_is_replaced_whole() {
         let dir = tempfile::tempdir().unwrap();
@@ -694,13 +894,6 @@ mod tests {
             header: None,
             buf: b"{\"a\":1}{\"a\":2}{\"a\":3}".to_vec(),
             records: vec![(1, 0, 7), (2, 7, 14), (3, 14, 21)],
-        };
-        let handed = |record, time| crate::engine::Handed {
-            record,
-            time,
-            aggregates: true,
-            correlation: false,
-            entity: None,
         };
         let only_correlations = Uses {
             aggregates: false,
@@ -755,6 +948,117 @@ mod tests {
         assert!(j.has_before(80_000_000));
     }
 
+    /// Records are journaled as read (bytes that are not UTF-8, newlines inside an auditd
+    /// event) and replayed so; journals holding JSON records (written before record frames)
+    /// are still replayed, then appended to; a frame cut short by a crash ends the journal;
+    /// source ids defined again after a reopen replay as the later definition says.
+    #[test]
+    fn journal_frames_keep_records_as_read_beside_older_json_records() {
+        let dir = tempfile::tempdir().unwrap();
+        // A journal as written before frames: a JSON record, a header and a watermark.
+        std::fs::write(
+            dir.path().join(JOURNAL),
+            concat!(
+                r#"{"f":"old.log","k":"json","y":2025,"l":4,"t":1000,"r":"{\"a\":0}"}"#,
+                "\n",
+                r#"{"w":1500}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let old_len = std::fs::metadata(dir.path().join(JOURNAL)).unwrap().len();
+        let odd: &[u8] = b"type=SYSCALL msg=audit(1.0:1): a\ntype=PATH msg=audit(1.0:1): \xff\xfe";
+        let audit = UnitCopy {
+            file: Arc::from("audit.log"),
+            kind: Format::Auditd,
+            year: 2026,
+            header: None,
+            buf: odd.to_vec(),
+            records: vec![(7, 0, odd.len())],
+        };
+        let zeek = UnitCopy {
+            file: Arc::from("conn.log"),
+            kind: Format::ZeekTsv,
+            year: 2026,
+            header: Some(Arc::from(vec!["ts".to_string(), "uid".to_string()])),
+            buf: b"1\tA2\tB3\tC".to_vec(),
+            records: vec![(1, 0, 3), (2, 3, 6), (3, 6, 9)],
+        };
+        let mut j = Journal::open(dir.path(), old_len).unwrap();
+        j.records(&audit, Uses::ALL, &[handed(7, 2_000)]).unwrap();
+        // Records handed out of the unit's order are still matched to their times.
+        j.records(&zeek, Uses::ALL, &[handed(3, 3_300), handed(1, 3_100)])
+            .unwrap();
+        let keep = j.sync().unwrap();
+        drop(j);
+        // Reopened: the writer defines its sources again, with ids from 0.
+        let mut j = Journal::open(dir.path(), keep).unwrap();
+        j.records(&zeek, Uses::ALL, &[handed(2, 3_200)]).unwrap();
+        j.records(&audit, Uses::ALL, &[handed(7, 4_000)]).unwrap();
+        let len = j.sync().unwrap();
+        drop(j);
+        let replay = || {
+            let mut seen = Vec::new();
+            let n = Journal::replay(dir.path(), &mut |r| match r {
+                Replayed::Unit(
+                    Unit::Records {
+                        file,
+                        buf,
+                        records,
+                        header,
+                        context,
+                        ..
+                    },
+                    _,
+                ) => {
+                    for (line, a, b) in records {
+                        seen.push(format!(
+                            "{file}:{line} {} {:?} h{}",
+                            context.year,
+                            &buf[a..b],
+                            header.as_ref().map_or(0, |h| h.len())
+                        ));
+                    }
+                }
+                Replayed::Watermark(w) => seen.push(format!("w{w}")),
+                Replayed::Released(w) => seen.push(format!("r{w}")),
+                Replayed::Unit(Unit::Evtx { .. }, _) => panic!("no EVTX in a journal"),
+            })
+            .unwrap();
+            (n, seen)
+        };
+        let bytes = |b: &[u8]| format!("{b:?}");
+        let expected = vec![
+            format!("old.log:4 2025 {} h0", bytes(br#"{"a":0}"#)),
+            "w1500".to_string(),
+            format!("audit.log:7 2026 {} h0", bytes(odd)),
+            format!("conn.log:1 2026 {} h2", bytes(b"1\tA")),
+            format!("conn.log:3 2026 {} h2", bytes(b"3\tC")),
+            format!("conn.log:2 2026 {} h2", bytes(b"2\tB")),
+            format!("audit.log:7 2026 {} h0", bytes(odd)),
+        ];
+        assert_eq!(replay(), (6, expected.clone()));
+        // A crash in the middle of a frame: what follows the last whole piece is not read.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL))
+            .unwrap();
+        f.write_all(&[FRAME, 200, 0, 0, 0, 1, 2, 3]).unwrap();
+        drop(f);
+        assert_eq!(replay(), (6, expected));
+        // Compaction drops frames and JSON records older than the cut, keeps the definitions.
+        let mut j = Journal::open(dir.path(), len).unwrap();
+        j.compact(3_150).unwrap();
+        assert_eq!(
+            replay().1,
+            [
+                format!("conn.log:3 2026 {} h2", bytes(b"3\tC")),
+                format!("conn.log:2 2026 {} h2", bytes(b"2\tB")),
+                format!("audit.log:7 2026 {} h0", bytes(odd)),
+            ]
+        );
+    }
+
     /// Written on its own thread, the journal holds what the loop sent, in order; a write
     /// that fails makes every later request fail.
     #[test]
@@ -768,13 +1072,7 @@ mod tests {
             buf: b"{\"a\":1}{\"a\":2}".to_vec(),
             records: vec![(1, 0, 7), (2, 7, 14)],
         };
-        let handed = |record| crate::engine::Handed {
-            record,
-            time: 1_000,
-            aggregates: true,
-            correlation: false,
-            entity: None,
-        };
+        let handed = |record| handed(record, 1_000);
         let work = |u: UnitCopy| Work::Unit(u.into_unit());
         let w = JournalWriter::start(Journal::open(dir.path(), 0).unwrap());
         // A unit decoded ahead (its events dropped on the journal's thread) and one as read.

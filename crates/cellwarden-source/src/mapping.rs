@@ -82,7 +82,19 @@ pub struct Mapping {
     timestamp_fields: Vec<String>,
     host_fields: Vec<String>,
     interned: Mutex<Interner>,
+    /// Tells this mapping's resolutions apart in each thread's [`LAST`].
+    id: u64,
 }
+
+/// A thread's last resolution: (mapping id, entries matched, result). Events of one source
+/// mostly match the same entries, so the shared interner (a lock) is seldom asked.
+type LastResolved = Option<(u64, Vec<u16>, Arc<Resolved>)>;
+
+thread_local! {
+    static LAST: std::cell::RefCell<LastResolved> = const { std::cell::RefCell::new(None) };
+}
+
+static MAPPINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Debug, Default)]
 struct Interner {
@@ -159,6 +171,7 @@ impl Mapping {
             timestamp_fields: file.timestamp_fields,
             host_fields: file.host_fields,
             interned: Mutex::new(Interner::default()),
+            id: MAPPINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -174,7 +187,7 @@ impl Mapping {
 
     /// Resolves the log source of an event from its fields; `None` when no entry applies.
     pub fn resolve(&self, event: &Event<'_>) -> Option<Arc<Resolved>> {
-        let mut matched: Vec<u16> = Vec::new();
+        let mut matched: smallvec::SmallVec<[u16; 8]> = smallvec::SmallVec::new();
         let channel = event.get_str("Channel").map(|c| {
             if c.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
                 Cow::Owned(c.to_lowercase())
@@ -206,16 +219,30 @@ impl Mapping {
             return None;
         }
         matched.sort_unstable();
+        let last = LAST.with_borrow(|l| match l {
+            Some((id, m, r)) if *id == self.id && m[..] == matched[..] => Some(r.clone()),
+            _ => None,
+        });
+        if last.is_some() {
+            return last;
+        }
+        let r = self.intern(&matched);
+        LAST.set(Some((self.id, matched.to_vec(), r.clone())));
+        Some(r)
+    }
+
+    /// The resolution of a set of matched entries, one per set for the mapping's life.
+    fn intern(&self, matched: &[u16]) -> Arc<Resolved> {
         let mut interner = self.interned.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(r) = interner.by_entries.get(&matched) {
-            return Some(r.clone());
+        if let Some(r) = interner.by_entries.get(matched) {
+            return r.clone();
         }
         let mut ls = LogSource {
             id: interner.count,
             ..LogSource::default()
         };
         let mut aliases = Vec::new();
-        for &i in &matched {
+        for &i in matched {
             let e = &self.entries[i as usize];
             if ls.product.is_none() {
                 ls.product = e.product.clone();
@@ -239,8 +266,8 @@ impl Mapping {
             logsource: Arc::new(ls),
             aliases,
         });
-        interner.by_entries.insert(matched, r.clone());
-        Some(r)
+        interner.by_entries.insert(matched.to_vec(), r.clone());
+        r
     }
 
     /// Sets the event's log source, adds alias fields, and fills time and host from the

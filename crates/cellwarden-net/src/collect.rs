@@ -569,11 +569,7 @@ impl FlowCollector {
     /// The aggregates gathered so far, finished for judging, leaving the collector as it is.
     pub fn snapshot(&self) -> FlowAggregates {
         let mut a = self.aggregates.clone();
-        // Ordered by sorting references: a tree built from the entries themselves sorts them
-        // first, moving each (about 150 bytes) many times.
-        let mut pairs: Vec<_> = self.pairs.iter().collect();
-        pairs.sort_unstable_by_key(|(k, _)| **k);
-        a.pairs = pairs.into_iter().map(|(k, v)| (*k, v.clone())).collect();
+        a.pairs = self.pairs.iter().map(|(k, v)| (*k, v.clone())).collect();
         a.conns = self
             .conns
             .iter()
@@ -615,14 +611,7 @@ impl FlowCollector {
 
     /// The aggregates gathered (ordered).
     pub fn into_aggregates(mut self) -> FlowAggregates {
-        // Ordered by sorting positions, then each entry moved once (see `snapshot`).
-        let mut order: Vec<usize> = (0..self.pairs.len()).collect();
-        order.sort_unstable_by_key(|&i| self.pairs.get_index(i).map(|(k, _)| *k));
-        let mut entries: Vec<Option<_>> = self.pairs.into_iter().map(Some).collect();
-        self.aggregates.pairs = order
-            .into_iter()
-            .filter_map(|i| entries[i].take())
-            .collect();
+        self.aggregates.pairs = self.pairs.into_iter().collect();
         self.aggregates.conns = self
             .conns
             .into_iter()

@@ -264,9 +264,10 @@ pub fn zeek_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
     } else {
         "other"
     };
-    let mut add: Vec<(Cow<'static, str>, Value<'static>)> = Vec::new();
     let mut ts = None;
-    for (n, v) in fields.iter() {
+    // The common names are added after the record's own, their values borrowing the same text.
+    for i in 0..fields.len() {
+        let (n, v) = &fields[i];
         if n == "ts" {
             ts = match v {
                 Value::Float(f) => Timestamp::from_microsecond((f * 1e6).round() as i64).ok(),
@@ -277,10 +278,10 @@ pub fn zeek_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
             };
         }
         if let Some(c) = common_name(n) {
-            add.push((Cow::Borrowed(c), v.clone().into_owned()));
+            let v = v.clone();
+            fields.push((Cow::Borrowed(c), v));
         }
     }
-    fields.extend(add);
     add_packets(fields);
     fields.push((Cow::Borrowed("Channel"), Value::Str(zeek_channel(path))));
     Some(ts)

@@ -52,6 +52,7 @@ pub fn flatten(text: &str) -> Result<Fields<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     Walk {
         path: &mut path,
+        name: None,
         out: &mut out,
         depth: 0,
     }
@@ -63,6 +64,9 @@ pub fn flatten(text: &str) -> Result<Fields<'_>, serde_json::Error> {
 
 struct Walk<'s, 'a> {
     path: &'s mut String,
+    /// The path as written in the input, when it is one key without escapes (the fields of a
+    /// flat object are named without a copy each).
+    name: Option<&'a str>,
     out: &'s mut Fields<'a>,
     depth: u32,
 }
@@ -94,7 +98,15 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 
 impl<'s, 'a> Walk<'s, 'a> {
     fn leaf(&mut self, v: Value<'a>) {
-        self.out.push((Cow::Owned(self.path.clone()), v));
+        let name = self.name();
+        self.out.push((name, v));
+    }
+
+    fn name(&self) -> Cow<'a, str> {
+        match self.name {
+            Some(n) => Cow::Borrowed(n),
+            None => Cow::Owned(self.path.clone()),
+        }
     }
 }
 
@@ -158,8 +170,13 @@ impl<'de, 's> Visitor<'de> for Walk<'s, 'de> {
                 self.path.push('.');
             }
             self.path.push_str(&key);
+            let name = match key {
+                Cow::Borrowed(k) if len == 0 => Some(k),
+                _ => None,
+            };
             map.next_value_seed(Walk {
                 path: self.path,
+                name,
                 out: self.out,
                 depth: self.depth + 1,
             })?;
@@ -175,6 +192,7 @@ impl<'de, 's> Visitor<'de> for Walk<'s, 'de> {
             let start = self.out.len();
             let more = seq.next_element_seed(Walk {
                 path: self.path,
+                name: self.name,
                 out: self.out,
                 depth: self.depth + 1,
             })?;
@@ -191,8 +209,8 @@ impl<'de, 's> Visitor<'de> for Walk<'s, 'de> {
             }
         }
         if !(items.is_empty() && self.depth == 0) {
-            self.out
-                .push((Cow::Owned(self.path.clone()), Value::List(items)));
+            let name = self.name();
+            self.out.push((name, Value::List(items)));
         }
         Ok(())
     }

@@ -14,6 +14,10 @@
 //!   looks like a host name: one folder per host).
 //!
 //! Every inference is returned with what it was made from, for the run summary.
+//!
+//! The first 256 KiB of every text input are read for this; EVTX files (which name their host
+//! and carry absolute times) only when some input needs a year or a host, and then only their
+//! first chunk: a case of EVTX files is not decoded twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -26,6 +30,9 @@ use crate::{Context, Format, InputFile, Limits, Mapping};
 
 /// Bytes of each file read to learn its first times and hosts.
 const HEAD_BYTES: usize = 256 * 1024;
+/// Bytes of an EVTX file read when its head is needed: the file header and its first chunk
+/// (its records name the host and carry absolute times; a whole head would be four chunks).
+const EVTX_HEAD_BYTES: usize = 4096 + 65536;
 
 /// Folder names that say nothing about a host.
 const GENERIC_FOLDERS: &[&str] = &[
@@ -151,22 +158,47 @@ struct Head {
     events: usize,
     /// Syslog whose first times carry no year.
     yearless: bool,
+    /// An EVTX file not decoded yet: its times and hosts serve other files only (it names its
+    /// host and writes absolute times), so it is read only when some file needs them.
+    deferred: bool,
 }
 
 /// The heads of all inputs, in input order, read on all cores (a case of thousands of files
 /// would otherwise wait for them one by one before the run starts).
 fn heads_of(inputs: &[InputFile], mapping: &Mapping) -> Vec<Option<Head>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || inputs.len() < 2 {
-        return inputs.iter().map(|i| head_of(i, mapping)).collect();
+    let mut heads = on_all_cores(inputs, &|i| head_of(i, mapping, false));
+    // EVTX heads are read only when a file needs what they tell: a year for times without one,
+    // or a host for records that name none (the hosts of the case are compared with folder
+    // names). A case of EVTX files alone is not decoded twice.
+    let needed = heads
+        .iter()
+        .flatten()
+        .any(|h| h.yearless || (h.events > 0 && h.hosts.is_empty()));
+    if needed {
+        let deferred: Vec<usize> = (0..inputs.len())
+            .filter(|&i| heads[i].as_ref().is_some_and(|h| h.deferred))
+            .collect();
+        let picked: Vec<&InputFile> = deferred.iter().map(|&i| &inputs[i]).collect();
+        let read = on_all_cores(&picked, &|i| head_of(i, mapping, true));
+        for (i, h) in deferred.into_iter().zip(read) {
+            heads[i] = h;
+        }
     }
-    let per = inputs.len().div_ceil(threads);
+    heads
+}
+
+/// `f` of each item, in order, spread over the cores (a case of thousands of files would
+/// otherwise wait for them one by one before the run starts).
+fn on_all_cores<T: Sync, R: Send>(items: &[T], f: &(dyn Fn(&T) -> R + Sync)) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || items.len() < 2 {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let parts: Vec<_> = inputs
+        let parts: Vec<_> = items
             .chunks(per)
-            .map(|part| {
-                s.spawn(move || part.iter().map(|i| head_of(i, mapping)).collect::<Vec<_>>())
-            })
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
             .collect();
         parts
             .into_iter()
@@ -175,22 +207,42 @@ fn heads_of(inputs: &[InputFile], mapping: &Mapping) -> Vec<Option<Head>> {
     })
 }
 
-fn head_of(input: &InputFile, mapping: &Mapping) -> Option<Head> {
+/// The head of one input; an EVTX file's is only noted as deferred unless `evtx`.
+fn head_of(input: &InputFile, mapping: &Mapping, evtx: bool) -> Option<Head> {
     let path = input.path.as_ref()?;
-    let file = std::fs::File::open(path).ok()?;
-    let mut bytes = Vec::with_capacity(HEAD_BYTES);
+    let mut file = std::fs::File::open(path).ok()?;
+    let deferred = || {
+        Some(Head {
+            deferred: true,
+            ..Head::default()
+        })
+    };
+    let limit = if evtx { EVTX_HEAD_BYTES } else { HEAD_BYTES };
+    let mut bytes = Vec::with_capacity(limit);
     let read = if input.gzip {
         flate2::read::MultiGzDecoder::new(file)
-            .take(HEAD_BYTES as u64)
+            .take(limit as u64)
             .read_to_end(&mut bytes)
     } else {
-        file.take(HEAD_BYTES as u64).read_to_end(&mut bytes)
+        // The magic first: an EVTX head that is not needed is not read.
+        let magic = crate::input::EVTX_MAGIC.len();
+        let first = (&mut file).take(magic as u64).read_to_end(&mut bytes);
+        if !evtx && first.is_ok() && bytes == crate::input::EVTX_MAGIC {
+            return deferred();
+        }
+        first.and_then(|_| {
+            file.take((limit - bytes.len().min(magic)) as u64)
+                .read_to_end(&mut bytes)
+        })
     };
     if read.is_err() && bytes.is_empty() {
         return None;
     }
     // Only whole lines of text formats (the head's last line may be cut).
     let format = input.format.or_else(|| crate::sniff(&bytes));
+    if format == Some(Format::Evtx) && !evtx {
+        return deferred();
+    }
     if !matches!(format, Some(Format::Evtx) | Some(Format::Capture))
         && let Some(end) = memchr::memrchr(b'\n', &bytes)
     {
@@ -550,6 +602,72 @@ mod tests {
                 .year,
             Some(2023)
         );
+    }
+
+    /// EVTX heads are decoded only when a file needs them: a case of EVTX files alone is not
+    /// read twice; a year-less syslog file of the same host gets its year from them.
+    #[test]
+    fn evtx_heads_are_read_when_a_file_needs_them() {
+        let Some(samples) = cellwarden_testkit::shared("evtx-attack-samples") else {
+            return;
+        };
+        let sample = walk_evtx(&samples).expect("an EVTX sample");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("ws")).unwrap();
+        std::fs::copy(&sample, dir.path().join("ws/security.evtx")).unwrap();
+        let mut inputs = crate::discover(&[dir.path().to_path_buf()]).unwrap();
+        let heads = heads_of(&inputs, &Mapping::builtin());
+        assert!(heads.iter().flatten().all(|h| h.deferred && h.events == 0));
+        assert!(infer(&mut inputs, &CaseOptions::default(), &Mapping::builtin()).is_empty());
+
+        // The sample's host, as its records name it.
+        let mut first: Option<(String, Timestamp)> = None;
+        crate::Collected::read(&inputs[0], &Limits::default()).decode(
+            &Mapping::builtin(),
+            &mut |e| {
+                if first.is_none()
+                    && let (Some(h), Some(t)) = (e.host.as_deref(), e.timestamp)
+                {
+                    first = Some((h.to_owned(), t));
+                }
+            },
+        );
+        let (host, _) = first.expect("a record with host and time");
+        let host = short(&host.to_ascii_lowercase()).to_owned();
+        write(
+            dir.path(),
+            "ws/auth.log",
+            &format!(
+                "Mar  4 10:00:00 {host} sshd[1]: Accepted password for root from 10.0.0.9 port 22 ssh2\n"
+            ),
+        );
+        let mut inputs = crate::discover(&[dir.path().to_path_buf()]).unwrap();
+        let heads = heads_of(&inputs, &Mapping::builtin());
+        assert!(heads.iter().flatten().all(|h| !h.deferred));
+        let inf = infer(&mut inputs, &CaseOptions::default(), &Mapping::builtin());
+        assert!(
+            inf.iter().any(|i| i
+                .what
+                .ends_with(&format!("from the absolute times of host {host}"))),
+            "{inf:?}"
+        );
+    }
+
+    /// The first `.evtx` file under `dir`, in name order.
+    fn walk_evtx(dir: &Path) -> Option<std::path::PathBuf> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        entries.iter().find_map(|p| {
+            if p.is_dir() {
+                walk_evtx(p)
+            } else {
+                (p.extension().is_some_and(|x| x == "evtx")).then(|| p.clone())
+            }
+        })
     }
 
     #[test]

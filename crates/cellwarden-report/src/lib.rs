@@ -17,41 +17,124 @@ use std::io::{self, Write};
 
 use cellwarden_event::{Alert, AlertSource, Level};
 
-/// The JSON object written for one alert.
+/// The JSON object written for one alert (see [`AlertJson`] for its fields).
 pub fn alert_json(a: &Alert) -> serde_json::Value {
-    let ls = a.event.logsource.as_deref();
-    serde_json::json!({
-        "timestamp": a.event.timestamp_rfc3339(),
-        "rule_id": a.rule.id,
-        "rule_title": a.rule.title,
-        "level": a.level.as_str(),
-        "tags": a.rule.tags,
-        "techniques": a.rule.techniques,
-        "tactics": a.rule.tactics,
-        "author": a.rule.author,
-        "rule_source": a.rule.source,
-        "source_file": &*a.event.origin.file,
-        "source_record": a.event.origin.record,
-        "host": a.event.host.as_deref(),
-        "logsource": ls.map(|l| serde_json::json!({
-            "product": l.product.as_deref(),
-            "service": l.service.as_deref(),
-            "categories": l.categories.iter().map(|c| &**c).collect::<Vec<_>>(),
-        })),
-        "event": serde_json::Value::Object(a.event.fields_json()),
-        "correlation": a.correlation.as_ref().map(|c| serde_json::json!({
-            "type": c.kind,
-            "group": c.group.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-            "value": c.value,
-            "window_start": cellwarden_event::format_timestamp(c.window_start),
-            "window_end": cellwarden_event::format_timestamp(c.window_end),
-            "events": c.events.iter().enumerate().map(|(i, o)| serde_json::json!({
-                "source_file": &*o.file,
-                "source_record": o.record,
-                "fields": c.members.get(i).map(|m| m.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>()),
-            })).collect::<Vec<_>>(),
-        })),
-    })
+    serde_json::to_value(AlertJson(a)).unwrap_or_default()
+}
+
+/// One alert as JSON, serialized straight from the alert: time, rule (id, title, level,
+/// ATT&CK tags, author, source), where the event was read, its host and log source, the
+/// event's fields (the first of a name, in their order) and a correlation's window and
+/// members. Writing alerts this way builds no JSON tree per alert.
+pub struct AlertJson<'a>(pub &'a Alert);
+
+#[derive(serde::Serialize)]
+struct AlertOut<'a> {
+    timestamp: String,
+    rule_id: &'a str,
+    rule_title: &'a str,
+    level: &'a str,
+    tags: &'a [String],
+    techniques: &'a [String],
+    tactics: &'a [String],
+    author: Option<&'a str>,
+    rule_source: &'a str,
+    source_file: &'a str,
+    source_record: u64,
+    host: Option<&'a str>,
+    logsource: Option<LogSourceOut<'a>>,
+    event: FieldsOut<'a, 'a>,
+    correlation: Option<serde_json::Value>,
+}
+
+#[derive(serde::Serialize)]
+struct LogSourceOut<'a> {
+    product: Option<&'a str>,
+    service: Option<&'a str>,
+    categories: Vec<&'a str>,
+}
+
+/// An event's fields as a JSON object: the first value of a name wins, as in field lookup.
+struct FieldsOut<'e, 'a>(&'e [(std::borrow::Cow<'a, str>, cellwarden_event::Value<'a>)]);
+
+impl serde::Serialize for FieldsOut<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fields = self.0;
+        // Names already written: looked along while few, hashed past that.
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let many = fields.len() > 32;
+        let mut m = s.serialize_map(None)?;
+        for (i, (k, v)) in fields.iter().enumerate() {
+            let again = if many {
+                !seen.insert(k.as_ref())
+            } else {
+                fields[..i].iter().any(|(p, _)| p == k)
+            };
+            if !again {
+                m.serialize_entry(k.as_ref(), &ValueOut(v))?;
+            }
+        }
+        m.end()
+    }
+}
+
+struct ValueOut<'v, 'a>(&'v cellwarden_event::Value<'a>);
+
+impl serde::Serialize for ValueOut<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use cellwarden_event::Value;
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            // JSON has no NaN or infinity.
+            Value::Float(f) if !f.is_finite() => s.serialize_unit(),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::Str(t) => s.serialize_str(t),
+            Value::List(l) => s.collect_seq(l.iter().map(ValueOut)),
+        }
+    }
+}
+
+impl serde::Serialize for AlertJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = self.0;
+        let r = &*a.rule;
+        AlertOut {
+            timestamp: a.event.timestamp_rfc3339(),
+            rule_id: &r.id,
+            rule_title: &r.title,
+            level: a.level.as_str(),
+            tags: &r.tags,
+            techniques: &r.techniques,
+            tactics: &r.tactics,
+            author: r.author.as_deref(),
+            rule_source: &r.source,
+            source_file: &a.event.origin.file,
+            source_record: a.event.origin.record,
+            host: a.event.host.as_deref(),
+            logsource: a.event.logsource.as_deref().map(|l| LogSourceOut {
+                product: l.product.as_deref(),
+                service: l.service.as_deref(),
+                categories: l.categories.iter().map(|c| &**c).collect(),
+            }),
+            event: FieldsOut(&a.event.fields),
+            correlation: a.correlation.as_ref().map(|c| serde_json::json!({
+                "type": c.kind,
+                "group": c.group.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                "value": c.value,
+                "window_start": cellwarden_event::format_timestamp(c.window_start),
+                "window_end": cellwarden_event::format_timestamp(c.window_end),
+                "events": c.events.iter().enumerate().map(|(i, o)| serde_json::json!({
+                    "source_file": &*o.file,
+                    "source_record": o.record,
+                    "fields": c.members.get(i).map(|m| m.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>()),
+                })).collect::<Vec<_>>(),
+            })),
+        }
+        .serialize(s)
+    }
 }
 
 /// An alert back from [`alert_json`]'s form (what the case store keeps): the rule's id, title,
@@ -112,7 +195,7 @@ pub fn alert_from_json(v: &serde_json::Value) -> Option<Alert> {
 /// One JSON object per line.
 pub fn write_jsonl<A: AlertSource + ?Sized>(w: &mut dyn Write, alerts: &A) -> io::Result<()> {
     alerts.try_each(&mut |a| {
-        serde_json::to_writer(&mut *w, &alert_json(a))?;
+        serde_json::to_writer(&mut *w, &AlertJson(a))?;
         w.write_all(b"\n")
     })
 }
@@ -126,7 +209,7 @@ pub fn write_json_array<A: AlertSource + ?Sized>(w: &mut dyn Write, alerts: &A) 
             w.write_all(b",")?;
         }
         first = false;
-        serde_json::to_writer(&mut *w, &alert_json(a)).map_err(io::Error::from)
+        serde_json::to_writer(&mut *w, &AlertJson(a)).map_err(io::Error::from)
     })?;
     w.write_all(b"]\n")
 }
@@ -355,6 +438,35 @@ pub fn write_table<A: AlertSource + ?Sized>(
 
 #[cfg(test)]
 mod tests {
+    /// An event's fields as JSON: the first value of a name wins and the order is the
+    /// event's, however many fields; floats JSON cannot hold are null; lists nest.
+    #[test]
+    fn event_fields_serialize_first_value_wins_in_order() {
+        use cellwarden_event::Value;
+        use std::borrow::Cow;
+        for extra in [0, 40] {
+            let mut f: Vec<(Cow<str>, Value)> = vec![
+                ("b".into(), Value::Int(1)),
+                ("a".into(), Value::Str("x\"y".into())),
+                ("b".into(), Value::Int(2)),
+                ("n".into(), Value::Float(f64::NAN)),
+                ("r".into(), Value::Float(0.5)),
+                (
+                    "l".into(),
+                    Value::List(vec![Value::Bool(true), Value::Null, Value::List(vec![])]),
+                ),
+            ];
+            let mut want = r#"{"b":1,"a":"x\"y","n":null,"r":0.5,"l":[true,null,[]]"#.to_string();
+            for i in 0..extra {
+                f.push((format!("f{i}").into(), Value::Int(i)));
+                f.push(("a".into(), Value::Int(i)));
+                want.push_str(&format!(r#","f{i}":{i}"#));
+            }
+            want.push('}');
+            assert_eq!(serde_json::to_string(&super::FieldsOut(&f)).unwrap(), want);
+        }
+    }
+
     /// The store's JSON gives back the alert that wrote it: same key, same JSON.
     #[test]
     fn alerts_come_back_from_their_json() {

@@ -674,7 +674,7 @@ impl AlertTopic {
 impl AlertSink for AlertTopic {
     fn write(&mut self, alerts: &[Alert]) -> std::io::Result<()> {
         for a in alerts {
-            let payload = serde_json::to_vec(&cellwarden_report::alert_json(a))?;
+            let payload = serde_json::to_vec(&cellwarden_report::AlertJson(a))?;
             self.0.send(cellwarden_store::stable_key(a), None, payload);
         }
         self.0.producer.poll(Duration::ZERO);

@@ -84,6 +84,36 @@ pub struct Mapping {
     interned: Mutex<Interner>,
     /// Tells this mapping's resolutions apart in each thread's [`LAST`].
     id: u64,
+    /// Lengths and first bytes of `host_fields`.
+    host_names: NameFilter,
+}
+
+/// Whether a name may be one of a few, by its length and first byte (a bit each).
+#[derive(Debug, Default)]
+struct NameFilter {
+    lengths: u64,
+    first: [u64; 4],
+}
+
+impl NameFilter {
+    fn of(names: &[String]) -> NameFilter {
+        let mut f = NameFilter::default();
+        for n in names {
+            f.lengths |= 1 << n.len().min(63);
+            if let Some(b) = n.bytes().next() {
+                f.first[(b >> 6) as usize] |= 1 << (b & 63);
+            }
+        }
+        f
+    }
+
+    fn may_be(&self, name: &str) -> bool {
+        self.lengths & (1 << name.len().min(63)) != 0
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| self.first[(b >> 6) as usize] & (1 << (b & 63)) != 0)
+    }
 }
 
 /// A thread's last resolution: (mapping id, entries matched, result). Events of one source
@@ -169,6 +199,7 @@ impl Mapping {
             generic,
             entries,
             timestamp_fields: file.timestamp_fields,
+            host_names: NameFilter::of(&file.host_fields),
             host_fields: file.host_fields,
             interned: Mutex::new(Interner::default()),
             id: MAPPINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -323,8 +354,12 @@ impl Mapping {
             };
             event.host = if audit {
                 find("node")
-            } else {
+            } else if event.fields.iter().any(|(n, _)| self.host_names.may_be(n)) {
                 self.host_fields.iter().find_map(|f| find(f))
+            } else {
+                // Most events without a host (flows, statements) have none of these names:
+                // one look at each name's length and first byte says so.
+                None
             };
         }
     }
@@ -368,6 +403,30 @@ fn value_accepted(v: &Value<'_>, accepted: &[String]) -> bool {
 mod tests {
     use super::*;
     use cellwarden_event::Origin;
+
+    /// The host-name filter never turns away a host field, and turns away a flow's names.
+    #[test]
+    fn the_host_name_filter_passes_every_host_field() {
+        let m = Mapping::builtin();
+        for n in m.host_fields() {
+            assert!(m.host_names.may_be(n), "{n}");
+        }
+        let long = "h".repeat(80);
+        let f = NameFilter::of(std::slice::from_ref(&long));
+        assert!(f.may_be(&long) && f.may_be(&"h".repeat(70)));
+        for n in [
+            "ts",
+            "uid",
+            "id.orig_h",
+            "src_ip",
+            "dst_port",
+            "proto",
+            "Channel",
+            "",
+        ] {
+            assert!(!m.host_names.may_be(n), "{n}");
+        }
+    }
 
     fn ev(fields: &[(&'static str, Value<'static>)]) -> Event<'static> {
         let mut e = Event::new(Origin {

@@ -222,15 +222,7 @@ fn rename_shapes(fields: &mut Fields<'_>) {
         return;
     };
     if first.starts_with("Event.") {
-        fields.retain_mut(|(name, _)| match evtx_name(name) {
-            Some(new) => {
-                if new != *name {
-                    *name = Cow::Owned(new);
-                }
-                true
-            }
-            None => false,
-        });
+        fields.retain_mut(|(name, _)| evtx_rename(name));
     } else if fields.iter().any(|(n, _)| n.starts_with("winlog.")) {
         let mut extra = Vec::new();
         for (name, value) in fields.iter_mut() {
@@ -268,34 +260,54 @@ fn rename_shapes(fields: &mut Fields<'_>) {
 }
 
 /// Sigma name for a flattened EVTX-JSON path; `None` drops it (XML namespaces).
-fn evtx_name(path: &str) -> Option<String> {
+/// Where the Sigma name starts in an EVTX-JSON path (`Event.System.Computer` → `Computer`),
+/// or `None` for a path that is dropped (namespace attributes).
+fn evtx_name_start(path: &str) -> Option<usize> {
+    const EVENT: usize = "Event.".len();
     let rest = path.strip_prefix("Event.")?;
-    let rest = if let Some(r) = rest.strip_prefix("System.") {
-        r
+    let (start, rest) = if let Some(r) = rest.strip_prefix("System.") {
+        (EVENT + "System.".len(), r)
     } else if let Some(r) = rest.strip_prefix("EventData.") {
-        r
+        (EVENT + "EventData.".len(), r)
     } else if let Some(r) = rest.strip_prefix("UserData.") {
         // Skip the wrapping element (`EventXML`, …).
+        let at = EVENT + "UserData.".len();
         match r.find('.') {
-            Some(i) => &r[i + 1..],
-            None => r,
+            Some(i) => (at + i + 1, &r[i + 1..]),
+            None => (at, r),
         }
     } else if rest.starts_with("#attributes") {
         return None;
     } else {
-        rest
+        (EVENT, rest)
     };
     if rest.starts_with("#attributes.xmlns") || rest.ends_with(".xmlns") {
         return None;
     }
-    let mut name = rest.replace(".#attributes.", "_");
-    if let Some(stripped) = name.strip_suffix(".#text") {
-        name.truncate(stripped.len());
+    Some(start)
+}
+
+/// Renames an EVTX-JSON path to its Sigma name in place (`Provider.#attributes.Name` →
+/// `Provider_Name`, `Data.#text` → `Data`); false for a path that is dropped. The name is the
+/// walk's own copy of the path: cutting it in place allocates nothing.
+fn evtx_rename(name: &mut Cow<'_, str>) -> bool {
+    let Some(start) = evtx_name_start(name) else {
+        return false;
+    };
+    let s = name.to_mut();
+    s.drain(..start);
+    if s.as_bytes().contains(&b'#') {
+        if s.contains(".#attributes.") {
+            *s = s.replace(".#attributes.", "_");
+        }
+        if let Some(kept) = s.strip_suffix(".#text").map(str::len) {
+            s.truncate(kept);
+        }
+        if s == "#text" {
+            *s = "Data".to_owned();
+        }
     }
-    if name == "#text" {
-        name = "Data".to_owned();
-    }
-    Some(name)
+    true
 }
 
 #[cfg(test)]

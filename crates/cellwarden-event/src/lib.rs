@@ -124,21 +124,43 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// The fields as a JSON object (later duplicates of a name become arrays' extra members
-    /// are dropped: the first value wins, as in field lookup).
+    /// The fields as a JSON object (see [`FieldsJson`]).
     pub fn fields_json(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut map = serde_json::Map::with_capacity(self.fields.len());
-        for (k, v) in &self.fields {
-            if !map.contains_key(k.as_ref()) {
-                map.insert(k.to_string(), v.to_json());
-            }
+        match serde_json::to_value(FieldsJson(&self.fields)) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
         }
-        map
     }
 
     /// Timestamp as RFC 3339 UTC with microseconds, or an empty string.
     pub fn timestamp_rfc3339(&self) -> String {
         format_timestamp(self.timestamp)
+    }
+}
+
+/// An event's fields serialized as a JSON object, in their order; later duplicates of a name
+/// are dropped: the first value wins, as in field lookup.
+pub struct FieldsJson<'e, 'a>(pub &'e [(Cow<'a, str>, Value<'a>)]);
+
+impl serde::Serialize for FieldsJson<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fields = self.0;
+        // Names already written: looked along while few, hashed past that.
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let many = fields.len() > 32;
+        let mut m = s.serialize_map(None)?;
+        for (i, (k, v)) in fields.iter().enumerate() {
+            let again = if many {
+                !seen.insert(k.as_ref())
+            } else {
+                fields[..i].iter().any(|(p, _)| p == k)
+            };
+            if !again {
+                m.serialize_entry(k.as_ref(), v)?;
+            }
+        }
+        m.end()
     }
 }
 
@@ -325,6 +347,41 @@ pub fn epoch_to_timestamp(n: i64) -> Option<Timestamp> {
 mod tests {
     use super::*;
 
+    /// An event's fields as JSON: the first value of a name wins and the order is the
+    /// event's, however many fields; floats JSON cannot hold are null; lists nest.
+    #[test]
+    fn event_fields_serialize_first_value_wins_in_order() {
+        use std::borrow::Cow;
+        for extra in [0, 40] {
+            let mut f: Vec<(Cow<str>, Value)> = vec![
+                ("b".into(), Value::Int(1)),
+                ("a".into(), Value::Str("x\"y".into())),
+                ("b".into(), Value::Int(2)),
+                ("n".into(), Value::Float(f64::NAN)),
+                ("r".into(), Value::Float(0.5)),
+                (
+                    "l".into(),
+                    Value::List(vec![Value::Bool(true), Value::Null, Value::List(vec![])]),
+                ),
+            ];
+            let mut want = r#"{"b":1,"a":"x\"y","n":null,"r":0.5,"l":[true,null,[]]"#.to_string();
+            for i in 0..extra {
+                f.push((format!("f{i}").into(), Value::Int(i)));
+                f.push(("a".into(), Value::Int(i)));
+                want.push_str(&format!(r#","f{i}":{i}"#));
+            }
+            want.push('}');
+            assert_eq!(serde_json::to_string(&super::FieldsJson(&f)).unwrap(), want);
+            // The same as a value (its key order is serde_json's map's).
+            let mut e = Event::new(Origin {
+                file: "t".into(),
+                record: 1,
+            });
+            e.fields = f;
+            let want: serde_json::Value = serde_json::from_str(&want).unwrap();
+            assert_eq!(serde_json::Value::Object(e.fields_json()), want);
+        }
+    }
     #[test]
     fn timestamps_parse_in_common_forms() {
         let want = "2024-03-01T10:20:30.500000Z";

@@ -43,7 +43,7 @@ struct AlertOut<'a> {
     source_record: u64,
     host: Option<&'a str>,
     logsource: Option<LogSourceOut<'a>>,
-    event: FieldsOut<'a, 'a>,
+    event: cellwarden_event::FieldsJson<'a, 'a>,
     correlation: Option<serde_json::Value>,
 }
 
@@ -52,49 +52,6 @@ struct LogSourceOut<'a> {
     product: Option<&'a str>,
     service: Option<&'a str>,
     categories: Vec<&'a str>,
-}
-
-/// An event's fields as a JSON object: the first value of a name wins, as in field lookup.
-struct FieldsOut<'e, 'a>(&'e [(std::borrow::Cow<'a, str>, cellwarden_event::Value<'a>)]);
-
-impl serde::Serialize for FieldsOut<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let fields = self.0;
-        // Names already written: looked along while few, hashed past that.
-        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        let many = fields.len() > 32;
-        let mut m = s.serialize_map(None)?;
-        for (i, (k, v)) in fields.iter().enumerate() {
-            let again = if many {
-                !seen.insert(k.as_ref())
-            } else {
-                fields[..i].iter().any(|(p, _)| p == k)
-            };
-            if !again {
-                m.serialize_entry(k.as_ref(), &ValueOut(v))?;
-            }
-        }
-        m.end()
-    }
-}
-
-struct ValueOut<'v, 'a>(&'v cellwarden_event::Value<'a>);
-
-impl serde::Serialize for ValueOut<'_, '_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use cellwarden_event::Value;
-        match self.0 {
-            Value::Null => s.serialize_unit(),
-            Value::Bool(b) => s.serialize_bool(*b),
-            Value::Int(i) => s.serialize_i64(*i),
-            // JSON has no NaN or infinity.
-            Value::Float(f) if !f.is_finite() => s.serialize_unit(),
-            Value::Float(f) => s.serialize_f64(*f),
-            Value::Str(t) => s.serialize_str(t),
-            Value::List(l) => s.collect_seq(l.iter().map(ValueOut)),
-        }
-    }
 }
 
 impl serde::Serialize for AlertJson<'_> {
@@ -119,7 +76,7 @@ impl serde::Serialize for AlertJson<'_> {
                 service: l.service.as_deref(),
                 categories: l.categories.iter().map(|c| &**c).collect(),
             }),
-            event: FieldsOut(&a.event.fields),
+            event: cellwarden_event::FieldsJson(&a.event.fields),
             correlation: a.correlation.as_ref().map(|c| serde_json::json!({
                 "type": c.kind,
                 "group": c.group.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
@@ -438,34 +395,6 @@ pub fn write_table<A: AlertSource + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    /// An event's fields as JSON: the first value of a name wins and the order is the
-    /// event's, however many fields; floats JSON cannot hold are null; lists nest.
-    #[test]
-    fn event_fields_serialize_first_value_wins_in_order() {
-        use cellwarden_event::Value;
-        use std::borrow::Cow;
-        for extra in [0, 40] {
-            let mut f: Vec<(Cow<str>, Value)> = vec![
-                ("b".into(), Value::Int(1)),
-                ("a".into(), Value::Str("x\"y".into())),
-                ("b".into(), Value::Int(2)),
-                ("n".into(), Value::Float(f64::NAN)),
-                ("r".into(), Value::Float(0.5)),
-                (
-                    "l".into(),
-                    Value::List(vec![Value::Bool(true), Value::Null, Value::List(vec![])]),
-                ),
-            ];
-            let mut want = r#"{"b":1,"a":"x\"y","n":null,"r":0.5,"l":[true,null,[]]"#.to_string();
-            for i in 0..extra {
-                f.push((format!("f{i}").into(), Value::Int(i)));
-                f.push(("a".into(), Value::Int(i)));
-                want.push_str(&format!(r#","f{i}":{i}"#));
-            }
-            want.push('}');
-            assert_eq!(serde_json::to_string(&super::FieldsOut(&f)).unwrap(), want);
-        }
-    }
 
     /// The store's JSON gives back the alert that wrote it: same key, same JSON.
     #[test]

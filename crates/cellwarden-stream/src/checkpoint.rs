@@ -848,6 +848,25 @@ mod tests {
     use crate::source::Work;
     use cellwarden_source::{Decoded, Mapping};
 
+    /// A unit of `n` JSON records of `db.log`, `{"a":1}` on line 1 and so on.
+    fn json_unit(n: u64) -> UnitCopy {
+        let mut unit = UnitCopy {
+            file: Arc::from("db.log"),
+            kind: Format::Json,
+            year: 2026,
+            header: None,
+            buf: Vec::new(),
+            records: Vec::new(),
+        };
+        for line in 1..=n {
+            let start = unit.buf.len();
+            unit.buf
+                .extend_from_slice(format!("{{\"a\":{line}}}").as_bytes());
+            unit.records.push((line, start, unit.buf.len()));
+        }
+        unit
+    }
+
     /// A record that fed the analytics, at `time` (ms).
     fn handed(record: u64, time: i64) -> crate::engine::Handed {
         crate::engine::Handed {
@@ -887,14 +906,7 @@ mod tests {
     #[test]
     fn the_journal_replays_what_the_checkpoint_names_and_compacts() {
         let dir = tempfile::tempdir().unwrap();
-        let unit = UnitCopy {
-            file: Arc::from("db.log"),
-            kind: Format::Json,
-            year: 2026,
-            header: None,
-            buf: b"{\"a\":1}{\"a\":2}{\"a\":3}".to_vec(),
-            records: vec![(1, 0, 7), (2, 7, 14), (3, 14, 21)],
-        };
+        let unit = json_unit(3);
         let only_correlations = Uses {
             aggregates: false,
             correlation: true,
@@ -1064,14 +1076,7 @@ mod tests {
     #[test]
     fn the_journal_thread_writes_in_order_and_reports_failures() {
         let dir = tempfile::tempdir().unwrap();
-        let unit = || UnitCopy {
-            file: Arc::from("db.log"),
-            kind: Format::Json,
-            year: 2026,
-            header: None,
-            buf: b"{\"a\":1}{\"a\":2}".to_vec(),
-            records: vec![(1, 0, 7), (2, 7, 14)],
-        };
+        let unit = || json_unit(2);
         let handed = |record| handed(record, 1_000);
         let work = |u: UnitCopy| Work::Unit(u.into_unit());
         let w = JournalWriter::start(Journal::open(dir.path(), 0).unwrap());
@@ -1123,14 +1128,7 @@ mod tests {
     fn the_journal_is_compacted_once_enough_of_it_is_old() {
         const DAY: i64 = 86_400_000;
         let dir = tempfile::tempdir().unwrap();
-        let unit = UnitCopy {
-            file: Arc::from("db.log"),
-            kind: Format::Json,
-            year: 2026,
-            header: None,
-            buf: b"{\"a\":1}".to_vec(),
-            records: vec![(1, 0, 7)],
-        };
+        let unit = json_unit(1);
         let mut j = Journal::open(dir.path(), 0).unwrap();
         for day in 0..8 {
             for _ in 0..100 {

@@ -227,11 +227,15 @@ fn head_of(input: &InputFile, mapping: &Mapping, evtx: bool) -> Option<Head> {
         // The magic first: an EVTX head that is not needed is not read.
         let magic = crate::input::EVTX_MAGIC.len();
         let first = (&mut file).take(magic as u64).read_to_end(&mut bytes);
-        if !evtx && first.is_ok() && bytes == crate::input::EVTX_MAGIC {
+        if !evtx
+            && first.is_ok()
+            && bytes == crate::input::EVTX_MAGIC
+            && input.format.is_none_or(|f| f == Format::Evtx)
+        {
             return deferred();
         }
         first.and_then(|_| {
-            file.take((limit - bytes.len().min(magic)) as u64)
+            file.take((limit - bytes.len()) as u64)
                 .read_to_end(&mut bytes)
         })
     };

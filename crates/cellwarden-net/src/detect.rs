@@ -272,18 +272,13 @@ fn volumes(
     roles: &CoreRoles,
     out: &mut Vec<Finding>,
 ) {
-    // Per source: days in order, each with its destinations.
-    type Days<'a> = BTreeMap<Day, Vec<(IpAddr, &'a crate::collect::PairDay)>>;
-    let mut by_src: BTreeMap<IpAddr, Days<'_>> = BTreeMap::new();
-    for ((s, d, day), p) in &agg.pairs {
-        by_src
-            .entry(*s)
-            .or_default()
-            .entry(*day)
-            .or_default()
-            .push((*d, p));
-    }
-    for (src, days) in by_src {
+    // Per source (the pairs are in source order): days in order, each with its destinations.
+    let mut pairs = agg.pairs.iter().peekable();
+    while let Some(&(&(src, _, _), _)) = pairs.peek() {
+        let mut days: BTreeMap<Day, Vec<(IpAddr, &crate::collect::PairDay)>> = BTreeMap::new();
+        while let Some(((_, d, day), p)) = pairs.next_if(|((s, _, _), _)| *s == src) {
+            days.entry(*day).or_default().push((*d, p));
+        }
         let mut history_max: Vec<u64> = Vec::new();
         let mut seen: BTreeMap<IpAddr, usize> = BTreeMap::new();
         for (_, dests) in days {
@@ -691,19 +686,21 @@ fn odd(
 fn tunnels(agg: &FlowAggregates, assets: &Assets, c: &NetConfig, out: &mut Vec<Finding>) {
     let mut current: Option<IpAddr> = None;
     let mut used: BTreeSet<&'static str> = BTreeSet::new();
-    let active: BTreeMap<IpAddr, BTreeSet<Day>> =
-        agg.pairs.keys().fold(BTreeMap::new(), |mut m, (s, _, d)| {
-            m.entry(*s).or_insert_with(BTreeSet::new).insert(*d);
-            m
-        });
+    // The days each source was active on (read for the sources that used a tunnel protocol).
+    let mut active: BTreeSet<Day> = BTreeSet::new();
     for ((src, day), protos) in &agg.tunnels {
         if current != Some(*src) {
             current = Some(*src);
             used.clear();
+            let least = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+            active = agg
+                .pairs
+                .range((*src, least, Day::MIN)..)
+                .take_while(|((s, _, _), _)| s == src)
+                .map(|((_, _, d), _)| *d)
+                .collect();
         }
-        let days = active
-            .get(src)
-            .map_or(0, |d| d.iter().filter(|x| *x < day).count());
+        let days = active.iter().filter(|x| *x < day).count();
         for (name, (e, dst, port)) in protos {
             if !used.contains(name)
                 && days >= c.min_history_days
@@ -894,6 +891,70 @@ mod tests {
             .enumerate()
             .map(|(i, f)| event(f, i as u64 + 1))
             .collect()
+    }
+
+    /// A tunnel protocol new for a host with a history alerts; one it used from its first day,
+    /// or used by a host with too short a history, does not.
+    #[test]
+    fn a_tunnel_protocol_new_for_a_host_with_history_alerts() {
+        let mut l = Vec::new();
+        let web = |t: i64, src: &'static str| F {
+            t,
+            src,
+            dst: "203.0.113.1",
+            port: 443,
+            proto: "tcp",
+            bytes: 5 << 20,
+            dur: 3.0,
+            service: Some("ssl"),
+        };
+        let vpn = |t: i64, src: &'static str| F {
+            t,
+            src,
+            dst: "198.51.100.77",
+            port: 1194,
+            proto: "udp",
+            bytes: 1 << 20,
+            dur: 60.0,
+            service: None,
+        };
+        for day in 0..6 {
+            let t = T0 + day * DAY + 3600;
+            // A host (one IPv4, one IPv6) with five days of history, then OpenVPN on day 5.
+            for src in ["10.2.0.5", "fd00::5"] {
+                l.push(web(t, src));
+                if day == 5 {
+                    l.push(vpn(t + 60, src));
+                }
+            }
+            // A host on OpenVPN every day from its first.
+            l.push(web(t, "10.2.0.6"));
+            l.push(vpn(t + 60, "10.2.0.6"));
+        }
+        // A host seen on day 4 only, on OpenVPN on day 5: too short a history.
+        l.push(web(T0 + 4 * DAY, "10.2.0.7"));
+        l.push(vpn(T0 + 5 * DAY, "10.2.0.7"));
+        // Internal by default: RFC 1918 and ULA.
+        let a = run(&flows(&l), &Assets::default());
+        let mut got: Vec<(&str, String)> = a
+            .iter()
+            .map(|x| {
+                (
+                    x.rule.id.as_str(),
+                    x.event.get_str("src_ip").unwrap().to_string(),
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("cellwarden.net.new_tunnel_protocol", "10.2.0.5".to_string()),
+                ("cellwarden.net.new_tunnel_protocol", "fd00::5".to_string()),
+            ],
+            "{:?}",
+            rules(&a)
+        );
     }
 
     #[test]

@@ -232,6 +232,9 @@ fn run(
                         let _ = tx.send(Input::Idle(f.name.clone()));
                         continue;
                     }
+                    if f.at_end.is_none() && tx.send(Input::ReadToEnd(f.name.clone())).is_err() {
+                        return;
+                    }
                     let since = *f.at_end.get_or_insert_with(Instant::now);
                     if !f.idle && since.elapsed() >= config.idle_after {
                         f.idle = true;
@@ -672,6 +675,37 @@ mod tests {
             "{n:?}"
         );
         assert_eq!(n.len(), 3, "each told once: {n:?}");
+    }
+
+    /// Each time a file is caught up, the loop is told once, after the file's units (reading a
+    /// backlog, closed days are judged as soon as every source is at its end).
+    #[test]
+    fn a_file_read_to_its_end_says_so_once_after_its_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        std::fs::write(&path, lines(3)).unwrap();
+        let p = path.clone();
+        let got = follow_for(&[path.to_str().unwrap()], 600, move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+            f.write_all(lines(2).as_bytes()).unwrap();
+        });
+        let name = path.to_str().unwrap();
+        // The units' record counts and the ends, in the order sent.
+        let seq: Vec<String> = got
+            .iter()
+            .filter_map(|i| match i {
+                Input::Unit {
+                    unit:
+                        crate::source::Work::Unit(cellwarden_source::Unit::Records { records, .. }),
+                    ..
+                } => Some(records.len().to_string()),
+                Input::ReadToEnd(n) if &**n == name => Some("end".into()),
+                Input::ReadToEnd(n) => Some(format!("end of {n}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seq, ["3", "end", "2", "end"], "{seq:?}");
     }
 
     #[test]

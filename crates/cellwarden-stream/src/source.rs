@@ -45,8 +45,9 @@ pub enum Input {
         /// Its latest event time (ms).
         latest: i64,
     },
-    /// A Kafka partition assigned reached its end for the first time since (what it held
-    /// when assigned has been read: a rebuilt partition's state is whole).
+    /// A source reached its end: a followed file has nothing more for now (sent once each
+    /// time it catches up), a Kafka partition assigned reached its end for the first time since
+    /// (what it held when assigned has been read: a rebuilt partition's state is whole).
     ReadToEnd(Arc<str>),
     /// Something worth telling the user that is not an input error.
     Note(String),

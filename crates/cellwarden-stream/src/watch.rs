@@ -7,7 +7,7 @@
 //! written before), the sources are read again from the checkpointed positions, and alerts
 //! already in the alert file after the checkpoint are not written again.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -362,7 +362,8 @@ pub fn run(
     let mut errors = Vec::new();
     let mut lines = Vec::new();
     // When the last unit came: units coming close together are a backlog being read.
-    let mut last_unit: Option<Instant> = None;
+    // Per source (file, partition), when its last unit came, until it says it reached its end.
+    let mut reading: HashMap<String, Instant> = HashMap::new();
     // Text units are decoded on other threads while this one runs the detectors.
     let mapping = setup.mapping;
     let ended = std::thread::scope(|scope| {
@@ -409,7 +410,7 @@ pub fn run(
                             &mut lines,
                         );
                         let latest = engine.clock_of(&source).map(|c| c.0);
-                        *events_by_source.entry(source).or_default() += n;
+                        *events_by_source.entry(source.clone()).or_default() += n;
                         if let Some(spent) = spent {
                             if let Some(f) = forward.as_mut() {
                                 if let Some(copy) = UnitCopy::of(spent.into_unit()) {
@@ -429,7 +430,7 @@ pub fn run(
                         }
                         lines.clear();
                         moved_position = position;
-                        last_unit = Some(Instant::now());
+                        reading.insert(source, Instant::now());
                     }
                     Some(Input::Position(p)) => moved_position = Some(p),
                     Some(Input::Known(name)) => {
@@ -441,16 +442,21 @@ pub fn run(
                     }
                     Some(Input::Revoked(name)) => log(&format!("{name}: revoked")),
                     Some(Input::Idle(name)) => engine.source_idle(&name),
-                    Some(Input::ReadToEnd(_)) => {}
+                    Some(Input::ReadToEnd(name)) => {
+                        reading.remove(&*name);
+                    }
                     Some(Input::Mark { clock, latest }) => engine.mark(&clock, latest),
                     Some(Input::Note(note)) => log(&cellwarden_report::sanitize_terminal(&note)),
                     Some(Input::Error(e)) => errors.push(e),
                     None => {}
                 }
-                // Input already waiting, or a unit came a moment ago (a consumer reads a backlog in
-                // fetches with short gaps): a backlog is being read. Once input pauses for longer,
-                // the loop comes back here within its 200 ms wait and the days are judged.
-                let behind = !rx.is_empty() || last_unit.is_some_and(|t| t.elapsed() < BACKLOG_GAP);
+                // Input already waiting, or a unit came a moment ago from a source that has not
+                // said it reached its end (a consumer reads a backlog in fetches with short gaps):
+                // a backlog is being read. Once every source is at its end or input pauses for
+                // longer, the loop comes back here (within its 200 ms wait) and the days are
+                // judged.
+                reading.retain(|_, t| t.elapsed() < BACKLOG_GAP);
+                let behind = !rx.is_empty() || !reading.is_empty();
                 let open_before = engine.open_day();
                 let advanced = engine.advance(&mut alerts, behind);
                 if let (Some(a), Some(b)) = (open_before, engine.open_day())

@@ -395,9 +395,17 @@ impl<'r> Engine<'r> {
     ) {
         self.late_pending = false;
         let start = out.len();
-        self.core
-            .judge_snapshot(Some(until), self.config.max_emitted, snap, Some(view), out);
+        let findings =
+            self.core
+                .judge_snapshot(Some(until), self.config.max_emitted, snap, Some(view), out);
         self.count_alerts(start, out);
+        if self.config.scope {
+            // This partition's part of the report (see `Exposure::merge`).
+            self.exposure = Some(cellwarden_pipeline::scope::exposure(
+                &findings,
+                self.core.db_setup(),
+            ));
+        }
         self.closed(until);
     }
 

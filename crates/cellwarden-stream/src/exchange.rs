@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cellwarden_pipeline::core::Share;
+use cellwarden_telecom::exposure::Exposure;
 use cellwarden_telecom::share::PeerShare;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
@@ -49,6 +50,9 @@ struct Wire {
     /// Round two.
     #[serde(default)]
     peers: PeerShare,
+    /// The partition's part of the scope report (JSON text) of the days it judged.
+    #[serde(default)]
+    scope: String,
 }
 
 /// What every partition last said.
@@ -68,6 +72,11 @@ pub struct Board {
     /// Partitions this worker owns: their clocks are its own (a former owner's last words
     /// may still be on their way).
     pub owned: std::collections::BTreeSet<u32>,
+    /// Partition → the latest day judged and its part of the scope report (workers writing
+    /// one).
+    pub scopes: BTreeMap<u32, (i32, Exposure)>,
+    /// Changes of the scope parts.
+    pub scope_version: u64,
 }
 
 impl Board {
@@ -99,6 +108,20 @@ impl Board {
             Some((d, _)) if *d >= day => true,
             _ => self.shares.get(&p).is_some_and(|(d, _)| *d > day),
         })
+    }
+
+    /// The scope report of every partition as one, once each has judged days (see
+    /// [`Exposure::merge`]).
+    pub fn scope(&self) -> Option<Exposure> {
+        (self.scopes.len() == self.partitions as usize)
+            .then(|| Exposure::merge(self.scopes.values().map(|(_, x)| x.clone()).collect()))
+    }
+
+    fn scope_part(&mut self, p: u32, day: i32, x: Exposure) {
+        if self.scopes.get(&p).is_none_or(|(d, _)| *d <= day) {
+            self.scopes.insert(p, (day, x));
+            self.scope_version += 1;
+        }
     }
 
     fn share(&mut self, p: u32, day: i32, s: Share) {
@@ -142,6 +165,8 @@ pub struct Exchange {
     started: i64,
     /// What every partition last said.
     pub board: Board,
+    /// This worker writes the scope report: it keeps every partition's part.
+    wants_scope: bool,
 }
 
 fn wall_ms() -> i64 {
@@ -156,6 +181,7 @@ impl Exchange {
         topic: &str,
         partitions: u32,
         me: String,
+        wants_scope: bool,
     ) -> Result<Exchange, ClientError> {
         let producer = crate::kafka::producer(config)?;
         // Rounds wait on each other's messages: fetch them as they come.
@@ -177,6 +203,7 @@ impl Exchange {
                 partitions,
                 ..Board::default()
             },
+            wants_scope,
         })
     }
 
@@ -223,6 +250,10 @@ impl Exchange {
                 self.board.share(w.p, w.day, s);
             }
             "peers" => self.board.peer(w.p, w.day, w.peers),
+            "scope" if self.wants_scope => {
+                let x: Exposure = serde_json::from_str(&w.scope).map_err(|e| e.to_string())?;
+                self.board.scope_part(w.p, w.day, x);
+            }
             _ => {}
         }
         Ok(())
@@ -275,6 +306,20 @@ impl Exchange {
             net: String::new(),
             first: None,
             peers: Vec::new(),
+            scope: String::new(),
+        }
+    }
+
+    /// Shares partition `p`'s part of the scope report of the days before `day`.
+    pub fn scope(&mut self, p: u32, day: i32, x: &Exposure) {
+        let w = Wire {
+            day,
+            scope: serde_json::to_string(x).expect("plain data"),
+            ..self.wire(p, "scope")
+        };
+        self.send(&w);
+        if self.wants_scope {
+            self.board.scope_part(p, day, x.clone());
         }
     }
 

@@ -195,7 +195,21 @@ pub fn run(
         jiff::Timestamp::now().as_nanosecond()
     );
     let mut written = Written::new(&k.config, k.alerts.as_deref(), &me)?;
-    let mut exchange = Exchange::new(&k.config, &exchange_topic, partitions, me)?;
+    let mut exchange = Exchange::new(
+        &k.config,
+        &exchange_topic,
+        partitions,
+        me,
+        config.scope_out.is_some(),
+    )?;
+    // Every partition shares its part of the scope report: the worker that writes it (any
+    // of the group, with --scope-out) needs the parts of partitions it does not own.
+    let live = crate::engine::LiveConfig {
+        scope: true,
+        ..config.live.clone()
+    };
+    // The scope parts last written (the board's version).
+    let mut scope_written = 0u64;
     log(&format!(
         "partitioned state worker: {partitions} partitions of {topic} in group {}, sharing through {exchange_topic}",
         k.group
@@ -305,7 +319,7 @@ pub fn run(
                                     engine: Engine::new(
                                         setup.detectors,
                                         setup.mapping,
-                                        config.live.clone(),
+                                        live.clone(),
                                         Stage::State,
                                     ),
                                     name: Arc::clone(&name),
@@ -406,6 +420,23 @@ pub fn run(
             if let Some(wm) = exchange.board.watermark() {
                 for (p, t) in tasks.iter_mut() {
                     step(*p, t, wm, &mut exchange, &mut alerts, log);
+                }
+            }
+            // The scope report of every partition, each time a part changes.
+            if let Some(path) = &config.scope_out
+                && exchange.board.scope_version != scope_written
+                && let Some(mut x) = exchange.board.scope()
+            {
+                scope_written = exchange.board.scope_version;
+                if let Some(p) = &config.pseudonymiser {
+                    x.pseudonymise(&|kind, value| p.pseudonym(kind, value));
+                }
+                if let Err(e) = crate::watch::write_scope(path, &x) {
+                    faults += 1;
+                    log(&format!(
+                        "{}: scope report not written: {e}; written again when a partition's days are judged",
+                        path.display()
+                    ));
                 }
             }
             for e in errors.drain(..) {
@@ -539,6 +570,9 @@ fn step(
             .with_peers(exchange.board.peers.values().map(|(_, s)| s));
         let before = out.len();
         t.engine.close_partition(day, snap, &view, out);
+        if let Some(x) = t.engine.take_exposure() {
+            exchange.scope(p, day, &x);
+        }
         t.closed = Some(day);
         t.seen = exchange.board.version;
         log(&format!(

@@ -627,7 +627,10 @@ pub fn run(
 }
 
 /// Writes the scope report whole: a temporary file beside it, then a rename.
-fn write_scope(path: &Path, x: &cellwarden_telecom::exposure::Exposure) -> io::Result<()> {
+pub(crate) fn write_scope(
+    path: &Path,
+    x: &cellwarden_telecom::exposure::Exposure,
+) -> io::Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

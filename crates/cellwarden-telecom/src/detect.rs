@@ -1603,7 +1603,19 @@ mod tests {
                 v.sort();
                 v
             };
-            let whole = render(&judge_with_map(&aggregate(&evs), &watch, &map, &config));
+            let whole_agg = aggregate(&evs);
+            let whole_judgement = judge_with_map(&whole_agg, &watch, &map, &config);
+            let whole = render(&whole_judgement);
+            // The scope report, for every subscriber's entry.
+            let report = |x: &crate::exposure::Exposure| serde_json::to_string_pretty(x).unwrap();
+            let selection = crate::access::Selection::default();
+            let whole_report = report(&crate::exposure::Exposure::build(
+                &whole_agg,
+                &whole_judgement,
+                &watch,
+                &selection,
+            ));
+            assert!(whole_report.contains("33699990002"), "{whole_report}");
             for rule in [
                 "targeted_lookup",
                 "bulk_export",
@@ -1637,12 +1649,27 @@ mod tests {
                         .map(|a| peer_share(a, &watch, &map, &config, &round_one))
                         .collect();
                     let view = round_one.with_peers(&peers);
-                    let mut got: Vec<String> = parts
+                    let judged: Vec<Judgement> = parts
                         .iter()
-                        .flat_map(|a| render(&judge_partition(a, &watch, &map, &config, &view)))
+                        .map(|a| judge_partition(a, &watch, &map, &config, &view))
                         .collect();
+                    let mut got: Vec<String> = judged.iter().flat_map(render).collect();
                     got.sort();
                     assert_eq!(got, whole, "{n} partitions, salt {salt}, base {base}");
+                    let merged = crate::exposure::Exposure::merge(
+                        parts
+                            .iter()
+                            .zip(&judged)
+                            .map(|(a, j)| {
+                                crate::exposure::Exposure::build(a, j, &watch, &selection)
+                            })
+                            .collect(),
+                    );
+                    assert_eq!(
+                        report(&merged),
+                        whole_report,
+                        "{n} partitions, salt {salt}, base {base}"
+                    );
                     let mut alone: Vec<String> = parts
                         .iter()
                         .flat_map(|a| render(&judge_with_map(a, &watch, &map, &config)))

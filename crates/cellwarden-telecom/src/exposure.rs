@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::access::{Aggregates, Evidence, Selection, Session, SubjectStats};
 use crate::detect::{Judgement, Watchlist};
@@ -26,7 +26,7 @@ fn ts(t: cellwarden_event::Timestamp) -> String {
 }
 
 /// One statement that read a subscriber: where it is logged and when, by whom.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvidenceOut {
     /// The log file.
     pub file: String,
@@ -45,7 +45,7 @@ pub struct EvidenceOut {
 }
 
 /// One identifier of a person.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdentifierOut {
     /// `msisdn`, `imsi`, `imei` or `iccid`.
     pub kind: String,
@@ -57,7 +57,7 @@ pub struct IdentifierOut {
 
 /// One subscriber (a person) whose records were read, with who read what, from where and
 /// when.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubscriberExposure {
     /// The person's main identifier (MSISDN, else IMSI, ICCID, IMEI), normalised (or its
     /// pseudonym).
@@ -99,7 +99,7 @@ pub struct SubscriberExposure {
 }
 
 /// An alert that makes an account suspicious.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountReason {
     /// The alert's key.
     pub alert: String,
@@ -118,7 +118,7 @@ pub struct AccountReason {
 }
 
 /// A whole-table read or export of a record table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BulkOut {
     /// The table.
     pub table: String,
@@ -137,7 +137,7 @@ pub struct BulkOut {
 }
 
 /// One database account: what it did and why it is suspicious.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountExposure {
     /// The account name.
     pub account: String,
@@ -162,7 +162,7 @@ pub struct AccountExposure {
 }
 
 /// Reads by identifier prefix (`LIKE '336%'`): a range of subscribers, not one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrefixLookup {
     /// The account.
     pub account: String,
@@ -177,7 +177,7 @@ pub struct PrefixLookup {
 }
 
 /// The responder's selection, as given.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct SelectionOut {
     /// `--account` values.
     pub accounts: Vec<String>,
@@ -190,7 +190,7 @@ pub struct SelectionOut {
 }
 
 /// Counts over the whole run.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Summary {
     /// `suspicious` (found by the detections) or `selected` (by account/host).
     pub mode: String,
@@ -230,7 +230,7 @@ pub struct Summary {
 }
 
 /// Outbound traffic from a host a suspicious account worked from, in the join window.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransferOut {
     /// The suspicious account whose client host sent it.
     pub account: String,
@@ -255,7 +255,7 @@ pub struct TransferOut {
 }
 
 /// The result of `scope`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Exposure {
     /// Counts over the whole run.
     pub summary: Summary,
@@ -270,12 +270,12 @@ pub struct Exposure {
     pub exfiltration: Vec<TransferOut>,
     /// Subscribers whose location, subscription or routing was asked for in suspicious
     /// signalling exchanges (empty without signalling captures).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signalling: Vec<Tracking>,
 }
 
 /// A subscriber asked about in suspicious signalling, by one peer.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Tracking {
     /// The subscriber's IMSI, when the exchange named it (or its answer gave it).
     pub imsi: Option<String>,
@@ -325,6 +325,69 @@ fn evidence_out(e: &Evidence, account: &str, session: Option<&Session>) -> Evide
         client_host: session.and_then(|s| s.host.as_ref()).map(|h| h.to_string()),
         session: session.and_then(|s| s.id.as_ref()).map(|h| h.to_string()),
     }
+}
+
+/// Adds the reads of one person by another part's accounts (see [`Exposure::merge`]).
+fn merge_subscriber(e: &mut SubscriberExposure, x: SubscriberExposure) {
+    for i in x.identifiers {
+        match e
+            .identifiers
+            .iter_mut()
+            .find(|o| o.kind == i.kind && o.id == i.id)
+        {
+            Some(o) => o.read |= i.read,
+            None => e.identifiers.push(i),
+        }
+    }
+    e.label = e.label.take().or(x.label);
+    let rank = |t: &String| RecordType::ALL.iter().position(|r| r.as_str() == t);
+    for t in x.record_types {
+        if !e.record_types.contains(&t) {
+            e.record_types.push(t);
+        }
+    }
+    e.record_types.sort_by_key(rank);
+    let union = |a: &mut Vec<String>, b: Vec<String>| {
+        a.extend(b);
+        a.sort();
+        a.dedup();
+    };
+    union(&mut e.accounts, x.accounts);
+    union(&mut e.client_hosts, x.client_hosts);
+    union(&mut e.reasons, x.reasons);
+    // An empty time is none (no dated read).
+    if e.first_access.is_empty() || (!x.first_access.is_empty() && x.first_access < e.first_access)
+    {
+        e.first_access = x.first_access;
+    }
+    e.last_access = e.last_access.clone().max(x.last_access);
+    e.statements += x.statements;
+    e.rows = match (e.rows, x.rows) {
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+        (a, b) => a.or(b),
+    };
+    e.watchlisted |= x.watchlisted;
+    e.evidence.extend(x.evidence);
+    e.evidence.sort_by(|a, b| {
+        (
+            &a.time,
+            &a.file,
+            a.line,
+            &a.account,
+            &a.client_host,
+            &a.session,
+        )
+            .cmp(&(
+                &b.time,
+                &b.file,
+                b.line,
+                &b.account,
+                &b.client_host,
+                &b.session,
+            ))
+    });
+    e.evidence.truncate(SUBSCRIBER_EVIDENCE_CAP);
+    e.evidence_total += x.evidence_total;
 }
 
 /// The identifier a person is reported under: the MSISDN (what a notification goes to), else
@@ -639,6 +702,96 @@ impl Exposure {
             prefix_lookups,
             exfiltration: Vec::new(),
             signalling: Vec::new(),
+        }
+    }
+
+    /// The reports of partitions of the accounts as one (state workers partitioned by account:
+    /// each part built from the aggregates of its own accounts, judged with the view of every
+    /// partition, before pseudonymisation). Gives what [`build`](Self::build) gives over all
+    /// the aggregates: a person read by accounts of several parts is one entry, with their
+    /// reads added and the earliest evidence of all; the counts of the summary are added or
+    /// counted again. Transfers and signalling are taken from each part as they are (each
+    /// holds those of its own flows and signalling); signalling entries are linked again to
+    /// the persons of the whole.
+    pub fn merge(parts: Vec<Exposure>) -> Exposure {
+        let mut persons: BTreeMap<String, SubscriberExposure> = BTreeMap::new();
+        let mut accounts = Vec::new();
+        let mut prefix_lookups = Vec::new();
+        let mut exfiltration = Vec::new();
+        let mut signalling = Vec::new();
+        let mut summary: Option<Summary> = None;
+        for part in parts {
+            let s = part.summary;
+            match &mut summary {
+                None => summary = Some(s),
+                Some(t) => {
+                    t.statements += s.statements;
+                    t.statements_with_subscribers += s.statements_with_subscribers;
+                    t.statements_parsed_from_tokens += s.statements_parsed_from_tokens;
+                    t.failed_statements += s.failed_statements;
+                    t.statements_without_time += s.statements_without_time;
+                    t.bulk_statements += s.bulk_statements;
+                    // Persons are linked over every partition's links: the same in each.
+                    t.link_conflicts = t.link_conflicts.max(s.link_conflicts);
+                    for (rule, n) in s.alerts_by_rule {
+                        *t.alerts_by_rule.entry(rule).or_default() += n;
+                    }
+                    t.pseudonymised |= s.pseudonymised;
+                }
+            }
+            for x in part.subscribers {
+                match persons.get_mut(&x.person) {
+                    None => {
+                        persons.insert(x.person.clone(), x);
+                    }
+                    Some(e) => merge_subscriber(e, x),
+                }
+            }
+            accounts.extend(part.accounts);
+            prefix_lookups.extend(part.prefix_lookups);
+            exfiltration.extend(part.exfiltration);
+            signalling.extend(part.signalling);
+        }
+        let mut subscribers: Vec<SubscriberExposure> = persons.into_values().collect();
+        subscribers.sort_by(|a, b| {
+            (!a.watchlisted, &a.first_access, &a.id_kind, &a.id).cmp(&(
+                !b.watchlisted,
+                &b.first_access,
+                &b.id_kind,
+                &b.id,
+            ))
+        });
+        // Each account is in one part, in order there.
+        accounts.sort_by(|a, b| a.account.cmp(&b.account));
+        prefix_lookups.sort_by(|a, b| a.account.cmp(&b.account));
+        exfiltration.sort_by(|a, b| a.account.cmp(&b.account));
+        for t in &mut signalling {
+            t.person = subscribers
+                .iter()
+                .find(|s| {
+                    s.identifiers
+                        .iter()
+                        .any(|i| Some(&i.id) == t.imsi.as_ref() || Some(&i.id) == t.msisdn.as_ref())
+                })
+                .map(|s| s.person.clone());
+        }
+        let mut summary = summary.unwrap_or_default();
+        summary.subscribers_exposed = subscribers.len() as u64;
+        summary.identifiers_read = subscribers
+            .iter()
+            .map(|s| s.identifiers.iter().filter(|i| i.read).count() as u64)
+            .sum();
+        summary.watchlisted_exposed = subscribers.iter().filter(|s| s.watchlisted).count() as u64;
+        summary.accounts_suspicious = accounts.iter().filter(|a| a.suspicious).count() as u64;
+        summary.first_access = subscribers.iter().map(|s| s.first_access.clone()).min();
+        summary.last_access = subscribers.iter().map(|s| s.last_access.clone()).max();
+        Exposure {
+            summary,
+            subscribers,
+            accounts,
+            prefix_lookups,
+            exfiltration,
+            signalling,
         }
     }
 

@@ -204,7 +204,7 @@ fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
     }
 }
 
-fn add_rows(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+pub(crate) fn add_rows(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.saturating_add(b)),
         (a, b) => a.or(b),

@@ -327,6 +327,18 @@ fn evidence_out(e: &Evidence, account: &str, session: Option<&Session>) -> Evide
     }
 }
 
+/// Watchlisted first, then by first read.
+fn sort_subscribers(subscribers: &mut [SubscriberExposure]) {
+    subscribers.sort_by(|a, b| {
+        (!a.watchlisted, &a.first_access, &a.id_kind, &a.id).cmp(&(
+            !b.watchlisted,
+            &b.first_access,
+            &b.id_kind,
+            &b.id,
+        ))
+    });
+}
+
 /// Adds the reads of one person by another part's accounts (see [`Exposure::merge`]).
 fn merge_subscriber(e: &mut SubscriberExposure, x: SubscriberExposure) {
     for i in x.identifiers {
@@ -362,10 +374,7 @@ fn merge_subscriber(e: &mut SubscriberExposure, x: SubscriberExposure) {
     }
     e.last_access = e.last_access.clone().max(x.last_access);
     e.statements += x.statements;
-    e.rows = match (e.rows, x.rows) {
-        (Some(a), Some(b)) => Some(a.saturating_add(b)),
-        (a, b) => a.or(b),
-    };
+    e.rows = crate::access::add_rows(e.rows, x.rows);
     e.watchlisted |= x.watchlisted;
     e.evidence.extend(x.evidence);
     e.evidence.sort_by(|a, b| {
@@ -636,14 +645,7 @@ impl Exposure {
                 }
             })
             .collect();
-        subscribers.sort_by(|a, b| {
-            (!a.watchlisted, &a.first_access, &a.id_kind, &a.id).cmp(&(
-                !b.watchlisted,
-                &b.first_access,
-                &b.id_kind,
-                &b.id,
-            ))
-        });
+        sort_subscribers(&mut subscribers);
         let prefix_lookups = agg
             .prefixes
             .iter()
@@ -753,14 +755,7 @@ impl Exposure {
             signalling.extend(part.signalling);
         }
         let mut subscribers: Vec<SubscriberExposure> = persons.into_values().collect();
-        subscribers.sort_by(|a, b| {
-            (!a.watchlisted, &a.first_access, &a.id_kind, &a.id).cmp(&(
-                !b.watchlisted,
-                &b.first_access,
-                &b.id_kind,
-                &b.id,
-            ))
-        });
+        sort_subscribers(&mut subscribers);
         // Each account is in one part, in order there.
         accounts.sort_by(|a, b| a.account.cmp(&b.account));
         prefix_lookups.sort_by(|a, b| a.account.cmp(&b.account));

@@ -2,6 +2,8 @@
 //! suspicious sessions (or by the responder's selection), and the outbound transfers from the
 //! client hosts of the suspicious accounts.
 
+use std::net::IpAddr;
+
 use cellwarden_event::{Timestamp, format_timestamp, parse_timestamp};
 use cellwarden_telecom::exposure::{AccountExposure, Exposure, Tracking, TransferOut};
 
@@ -127,11 +129,40 @@ pub fn signalling(alerts: &[cellwarden_event::Alert], x: &Exposure) -> Vec<Track
 /// activity, by UTC day; accounts with the most subscribers in the report first, then largest
 /// first.
 pub fn exfiltration(x: &Exposure, flows: &cellwarden_net::FlowAggregates) -> Vec<TransferOut> {
+    join(x, &|hosts, since, until| {
+        cellwarden_net::transfers_from(flows, hosts, since, until)
+            .into_iter()
+            .map(transfer_out)
+            .collect()
+    })
+}
+
+/// A transfer as the report shows it (its account not set yet).
+fn transfer_out(t: cellwarden_net::Transfer) -> TransferOut {
+    TransferOut {
+        account: String::new(),
+        src_ip: t.src.to_string(),
+        dst_ip: t.dst.to_string(),
+        dst_ports: t.ports,
+        day: cellwarden_telecom::detect::date_of_day(t.day),
+        bytes_out: t.bytes_out,
+        flows: t.flows,
+        first_time: format_timestamp(Some(t.first.time)),
+        file: t.first.file.to_string(),
+        line: t.first.record,
+    }
+}
+
+/// The transfers from some hosts between two times, largest first.
+type TransfersOf<'a> = &'a dyn Fn(&[IpAddr], Timestamp, Timestamp) -> Vec<TransferOut>;
+
+/// [`exfiltration`] with the transfers from `transfers`.
+fn join(x: &Exposure, transfers: TransfersOf<'_>) -> Vec<TransferOut> {
     let mut out = Vec::new();
     let mut accounts: Vec<&AccountExposure> = x.accounts.iter().filter(|a| a.suspicious).collect();
     accounts.sort_by_key(|a| std::cmp::Reverse(a.subscribers));
     for a in accounts {
-        let hosts: Vec<std::net::IpAddr> = a
+        let hosts: Vec<IpAddr> = a
             .client_hosts
             .iter()
             .filter_map(|h| h.parse().ok())
@@ -154,20 +185,81 @@ pub fn exfiltration(x: &Exposure, flows: &cellwarden_net::FlowAggregates) -> Vec
             continue;
         };
         let until = Timestamp::from_second(last.as_second() + EXFIL_JOIN_SECS).unwrap_or(last);
-        for t in cellwarden_net::transfers_from(flows, &hosts, since, until) {
-            out.push(TransferOut {
-                account: a.account.clone(),
-                src_ip: t.src.to_string(),
-                dst_ip: t.dst.to_string(),
-                dst_ports: t.ports,
-                day: cellwarden_telecom::detect::date_of_day(t.day),
-                bytes_out: t.bytes_out,
-                flows: t.flows,
-                first_time: format_timestamp(Some(t.first.time)),
-                file: t.first.file.to_string(),
-                line: t.first.record,
-            });
+        for mut t in transfers(&hosts, since, until) {
+            t.account = a.account.clone();
+            out.push(t);
         }
     }
     out
+}
+
+/// What a partition of a partitioned run shares of the scope report (state workers
+/// partitioned by entity): its part of the report, and the outbound transfers its flows hold
+/// from the client hosts of every partition's accounts (`hosts`: the accounts of other
+/// partitions may be the suspicious ones). [`merge_parts`] joins them once merged.
+pub fn part(findings: &Findings, db: &DbSetup, hosts: &[String]) -> (Exposure, Vec<TransferOut>) {
+    let mut x = Exposure::build(
+        &findings.db,
+        &findings.judgement,
+        &db.watchlist,
+        &db.selection,
+    );
+    x.signalling = signalling(&findings.signal, &x);
+    let hosts: Vec<IpAddr> = hosts.iter().filter_map(|h| h.parse().ok()).collect();
+    let seen = if hosts.is_empty() {
+        Vec::new()
+    } else {
+        cellwarden_net::transfers_from(&findings.net, &hosts, Timestamp::MIN, Timestamp::MAX)
+            .into_iter()
+            .map(transfer_out)
+            .collect()
+    };
+    (x, seen)
+}
+
+/// The scope report of every partition as one: their parts merged
+/// ([`Exposure::merge`]), and the transfers they saw joined to the suspicious accounts of the
+/// whole as [`exfiltration`] joins them in one process.
+pub fn merge_parts(parts: Vec<(Exposure, Vec<TransferOut>)>) -> Exposure {
+    let mut seen: Vec<TransferOut> = Vec::new();
+    let mut xs = Vec::with_capacity(parts.len());
+    for (x, t) in parts {
+        xs.push(x);
+        seen.extend(t);
+    }
+    let mut x = Exposure::merge(xs);
+    x.exfiltration = join(&x, &|hosts, since, until| {
+        let (d0, d1) = (
+            cellwarden_telecom::detect::date_of_day(cellwarden_net::collect::day_of(since)),
+            cellwarden_telecom::detect::date_of_day(cellwarden_net::collect::day_of(until)),
+        );
+        let mut out: Vec<TransferOut> = seen
+            .iter()
+            .filter(|t| {
+                t.src_ip.parse().is_ok_and(|s: IpAddr| hosts.contains(&s))
+                    && (d0.as_str()..=d1.as_str()).contains(&t.day.as_str())
+            })
+            .cloned()
+            .collect();
+        // As the flows give them: largest first, then by the first flow, then destination.
+        out.sort_by(|a, b| {
+            let dst = |t: &TransferOut| t.dst_ip.parse::<IpAddr>().ok();
+            (
+                std::cmp::Reverse(a.bytes_out),
+                &a.first_time,
+                &a.file,
+                a.line,
+                dst(a),
+            )
+                .cmp(&(
+                    std::cmp::Reverse(b.bytes_out),
+                    &b.first_time,
+                    &b.file,
+                    b.line,
+                    dst(b),
+                ))
+        });
+        out
+    });
+    x
 }

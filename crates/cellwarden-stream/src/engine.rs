@@ -31,6 +31,10 @@ use cellwarden_telecom::exposure::Exposure;
 
 const DAY_MS: i64 = 86_400_000;
 
+/// A partition's part of the scope report, with the transfers its flows saw (see
+/// [`cellwarden_pipeline::scope::part`]).
+pub type ScopePart = (Exposure, Vec<cellwarden_telecom::exposure::TransferOut>);
+
 /// Closed days are judged again for records that arrived late once no record has come for
 /// this long.
 pub const REJUDGE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -121,6 +125,8 @@ pub struct Engine<'r> {
     open_day: Option<i32>,
     /// The scope report of the last judging, until taken.
     exposure: Option<Exposure>,
+    /// A partition's part of the scope report at its last judging, until taken.
+    scope_part: Option<ScopePart>,
     /// Records of closed days arrived since the last judging.
     late_pending: bool,
     /// When records last came in.
@@ -148,6 +154,7 @@ impl<'r> Engine<'r> {
             released: i64::MIN,
             open_day: None,
             exposure: None,
+            scope_part: None,
             late_pending: false,
             fed_at: Instant::now(),
             deferred_since: None,
@@ -400,10 +407,10 @@ impl<'r> Engine<'r> {
                 .judge_snapshot(Some(until), self.config.max_emitted, snap, Some(view), out);
         self.count_alerts(start, out);
         if self.config.scope {
-            // This partition's part of the report (see `Exposure::merge`).
-            self.exposure = Some(cellwarden_pipeline::scope::exposure(
+            self.scope_part = Some(cellwarden_pipeline::scope::part(
                 &findings,
                 self.core.db_setup(),
+                &view.db.client_hosts,
             ));
         }
         self.closed(until);
@@ -451,6 +458,12 @@ impl<'r> Engine<'r> {
     /// The scope report assembled at the last judging, once (when `scope` is set).
     pub fn take_exposure(&mut self) -> Option<Exposure> {
         self.exposure.take()
+    }
+
+    /// A partition's part of the scope report at its last judging
+    /// ([`close_partition`](Self::close_partition)), once (when `scope` is set).
+    pub fn take_scope_part(&mut self) -> Option<ScopePart> {
+        self.scope_part.take()
     }
 
     fn count_alerts(&mut self, from: usize, out: &[Alert]) {

@@ -18,6 +18,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::ScopePart;
 use crate::kafka::{ClientError, Deliveries, KafkaConfig};
 
 /// One message of the exchange.
@@ -50,9 +51,12 @@ struct Wire {
     /// Round two.
     #[serde(default)]
     peers: PeerShare,
-    /// The partition's part of the scope report (JSON text) of the days it judged.
+    /// The partition's part of the scope report (JSON text) of the days it judged, and the
+    /// transfers its flows saw (JSON text).
     #[serde(default)]
     scope: String,
+    #[serde(default)]
+    transfers: String,
 }
 
 /// What every partition last said.
@@ -74,7 +78,7 @@ pub struct Board {
     pub owned: std::collections::BTreeSet<u32>,
     /// Partition → the latest day judged and its part of the scope report (workers writing
     /// one).
-    pub scopes: BTreeMap<u32, (i32, Exposure)>,
+    pub scopes: BTreeMap<u32, (i32, ScopePart)>,
     /// Changes of the scope parts.
     pub scope_version: u64,
 }
@@ -113,11 +117,14 @@ impl Board {
     /// The scope report of every partition as one, once each has judged days (see
     /// [`Exposure::merge`]).
     pub fn scope(&self) -> Option<Exposure> {
-        (self.scopes.len() == self.partitions as usize)
-            .then(|| Exposure::merge(self.scopes.values().map(|(_, x)| x.clone()).collect()))
+        (self.scopes.len() == self.partitions as usize).then(|| {
+            cellwarden_pipeline::scope::merge_parts(
+                self.scopes.values().map(|(_, x)| x.clone()).collect(),
+            )
+        })
     }
 
-    fn scope_part(&mut self, p: u32, day: i32, x: Exposure) {
+    fn scope_part(&mut self, p: u32, day: i32, x: ScopePart) {
         if self.scopes.get(&p).is_none_or(|(d, _)| *d <= day) {
             self.scopes.insert(p, (day, x));
             self.scope_version += 1;
@@ -252,7 +259,12 @@ impl Exchange {
             "peers" => self.board.peer(w.p, w.day, w.peers),
             "scope" if self.wants_scope => {
                 let x: Exposure = serde_json::from_str(&w.scope).map_err(|e| e.to_string())?;
-                self.board.scope_part(w.p, w.day, x);
+                let t = if w.transfers.is_empty() {
+                    Vec::new()
+                } else {
+                    serde_json::from_str(&w.transfers).map_err(|e| e.to_string())?
+                };
+                self.board.scope_part(w.p, w.day, (x, t));
             }
             _ => {}
         }
@@ -307,14 +319,16 @@ impl Exchange {
             first: None,
             peers: Vec::new(),
             scope: String::new(),
+            transfers: String::new(),
         }
     }
 
     /// Shares partition `p`'s part of the scope report of the days before `day`.
-    pub fn scope(&mut self, p: u32, day: i32, x: &Exposure) {
+    pub fn scope(&mut self, p: u32, day: i32, x: &ScopePart) {
         let w = Wire {
             day,
-            scope: serde_json::to_string(x).expect("plain data"),
+            scope: serde_json::to_string(&x.0).expect("plain data"),
+            transfers: serde_json::to_string(&x.1).expect("plain data"),
             ..self.wire(p, "scope")
         };
         self.send(&w);

@@ -570,8 +570,8 @@ fn step(
             .with_peers(exchange.board.peers.values().map(|(_, s)| s));
         let before = out.len();
         t.engine.close_partition(day, snap, &view, out);
-        if let Some(x) = t.engine.take_exposure() {
-            exchange.scope(p, day, &x);
+        if let Some(part) = t.engine.take_scope_part() {
+            exchange.scope(p, day, &part);
         }
         t.closed = Some(day);
         t.seen = exchange.board.version;

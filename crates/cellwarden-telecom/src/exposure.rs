@@ -712,14 +712,13 @@ impl Exposure {
     /// partition, before pseudonymisation). Gives what [`build`](Self::build) gives over all
     /// the aggregates: a person read by accounts of several parts is one entry, with their
     /// reads added and the earliest evidence of all; the counts of the summary are added or
-    /// counted again. Transfers and signalling are taken from each part as they are (each
-    /// holds those of its own flows and signalling); signalling entries are linked again to
-    /// the persons of the whole.
+    /// counted again. Transfers are left out (the caller joins them to the suspicious
+    /// accounts of the whole); signalling is taken from each part as it is (one partition
+    /// holds it), its entries linked again to the persons of the whole.
     pub fn merge(parts: Vec<Exposure>) -> Exposure {
         let mut persons: BTreeMap<String, SubscriberExposure> = BTreeMap::new();
         let mut accounts = Vec::new();
         let mut prefix_lookups = Vec::new();
-        let mut exfiltration = Vec::new();
         let mut signalling = Vec::new();
         let mut summary: Option<Summary> = None;
         for part in parts {
@@ -751,7 +750,6 @@ impl Exposure {
             }
             accounts.extend(part.accounts);
             prefix_lookups.extend(part.prefix_lookups);
-            exfiltration.extend(part.exfiltration);
             signalling.extend(part.signalling);
         }
         let mut subscribers: Vec<SubscriberExposure> = persons.into_values().collect();
@@ -759,7 +757,6 @@ impl Exposure {
         // Each account is in one part, in order there.
         accounts.sort_by(|a, b| a.account.cmp(&b.account));
         prefix_lookups.sort_by(|a, b| a.account.cmp(&b.account));
-        exfiltration.sort_by(|a, b| a.account.cmp(&b.account));
         for t in &mut signalling {
             t.person = subscribers
                 .iter()
@@ -785,7 +782,7 @@ impl Exposure {
             subscribers,
             accounts,
             prefix_lookups,
-            exfiltration,
+            exfiltration: Vec::new(),
             signalling,
         }
     }

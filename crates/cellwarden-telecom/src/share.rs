@@ -40,6 +40,9 @@ pub struct Share {
     pub created: Vec<Created>,
     /// The first day with a statement.
     pub first_day: Option<Day>,
+    /// Client hosts of the accounts (sorted, distinct): the scope report joins the outbound
+    /// transfers from those of suspicious accounts, and flows are partitioned by host.
+    pub client_hosts: Vec<String>,
 }
 
 impl Share {
@@ -57,6 +60,13 @@ impl Share {
             unlisted: 0,
             created,
             first_day: agg.days.keys().map(|(_, d)| *d).min(),
+            client_hosts: agg
+                .days
+                .values()
+                .flat_map(|d| d.hosts.keys().map(|h| h.to_string()))
+                .collect::<std::collections::BTreeSet<String>>()
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -97,6 +107,8 @@ pub struct Global {
     /// Round two: every account with its role and target list length, by account; `None`
     /// until round two is merged.
     pub peers: Option<Vec<Peer>>,
+    /// Client hosts of every partition's accounts (sorted, distinct).
+    pub client_hosts: Vec<String>,
 }
 
 impl Global {
@@ -112,6 +124,7 @@ impl Global {
             }
             subscribers.extend(&s.subscribers);
             g.created.extend(s.created.iter().cloned());
+            g.client_hosts.extend(s.client_hosts.iter().cloned());
             g.first_day = match (g.first_day, s.first_day) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -122,6 +135,8 @@ impl Global {
         g.population = subscribers.len() as u64 + unlisted;
         g.created.sort();
         g.created.dedup();
+        g.client_hosts.sort();
+        g.client_hosts.dedup();
         g
     }
 
@@ -149,6 +164,8 @@ struct ShareWire {
     /// (principal, kind, by, time, file, record).
     created: Vec<(String, String, String, String, String, u64)>,
     first_day: Option<Day>,
+    #[serde(default)]
+    client_hosts: Vec<String>,
 }
 
 fn id_text(id: &SubscriberId) -> String {
@@ -193,6 +210,7 @@ impl Share {
                 })
                 .collect(),
             first_day: self.first_day,
+            client_hosts: self.client_hosts.clone(),
         };
         serde_json::to_vec(&w).expect("plain data")
     }
@@ -233,6 +251,7 @@ impl Share {
             unlisted: w.unlisted,
             created,
             first_day: w.first_day,
+            client_hosts: w.client_hosts,
         })
     }
 }
@@ -260,6 +279,7 @@ mod tests {
                 evidence: ev("2026-03-04T03:12:09.123456789Z", 7),
             }],
             first_day: Some(20_500),
+            client_hosts: vec!["10.0.0.5".into(), "app-01".into()],
         };
         let b = Share {
             links: [((id("msisdn:33611"), id("imsi:20801")), 1)].into(),
@@ -267,6 +287,7 @@ mod tests {
             unlisted: 0,
             created: Vec::new(),
             first_day: Some(20_499),
+            client_hosts: vec!["10.0.0.5".into(), "10.0.0.7".into()],
         };
         assert_eq!(Share::from_json(&a.to_json()).unwrap(), a);
         let g = Global::merge([&a, &b]);
@@ -275,6 +296,8 @@ mod tests {
         assert_eq!(g.links.values().copied().collect::<Vec<_>>(), vec![3]);
         assert_eq!((g.population, g.first_day), (3, Some(20_499)));
         assert_eq!(g.created, a.created);
+        assert_eq!(g.client_hosts, ["10.0.0.5", "10.0.0.7", "app-01"]);
+        assert_eq!(h.client_hosts, g.client_hosts);
         assert!(Share::from_json(b"{\"links\":[[\"x\",\"y\",1]]}").is_err());
     }
 }

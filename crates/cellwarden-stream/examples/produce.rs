@@ -1,7 +1,11 @@
 //! Produces the lines of standard input to a Kafka topic, one record per line (for the
 //! benchmarks in `bench/watch.sh` and `bench/latency.sh`): `produce BROKERS TOPIC <
 //! events.jsonl`. `LINGER_MS` (default 50) is how long the producer gathers records before
-//! sending: 0 for latency measurements.
+//! sending: 0 for latency measurements. `BATCH` (default 10000) is the most records in one
+//! batch: the test broker (tansu 0.6) answers a fetch from an offset inside a batch with the
+//! batches after it, so a consumer group that moves a partition to another worker skips the
+//! rest of the batch its committed offset falls in (a real broker returns that batch); 1 for
+//! runs where partitions move.
 
 use std::io::BufRead;
 use std::time::{Duration, Instant};
@@ -21,7 +25,10 @@ fn main() {
             "linger.ms",
             std::env::var("LINGER_MS").unwrap_or_else(|_| "50".into()),
         )
-        .set("batch.num.messages", "10000")
+        .set(
+            "batch.num.messages",
+            std::env::var("BATCH").unwrap_or_else(|_| "10000".into()),
+        )
         .create()
         .expect("producer");
     let start = Instant::now();

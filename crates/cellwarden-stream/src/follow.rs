@@ -38,6 +38,8 @@ struct Followed {
     idle: bool,
     /// Since when the file has been at its end.
     at_end: Option<Instant>,
+    /// Bytes read since the file was last at its end.
+    backlog: u64,
     /// While reading fails: the next try and the wait after it.
     retry: Option<(Instant, Duration)>,
 }
@@ -204,6 +206,7 @@ fn run(
                     header: Vec::new(),
                     idle: false,
                     at_end: None,
+                    backlog: 0,
                     retry: None,
                 },
             );
@@ -218,8 +221,10 @@ fn run(
             if f.ignored || f.retry.is_some_and(|(next, _)| Instant::now() < next) {
                 continue;
             }
+            let before = f.pos.offset;
             match step(f, &path, year, &config.limits, &tx) {
                 Ok(true) => {
+                    f.backlog += f.pos.offset.saturating_sub(before);
                     any = true;
                     f.idle = false;
                     f.at_end = None;
@@ -232,8 +237,16 @@ fn run(
                         let _ = tx.send(Input::Idle(f.name.clone()));
                         continue;
                     }
-                    if f.at_end.is_none() && tx.send(Input::ReadToEnd(f.name.clone())).is_err() {
-                        return;
+                    // A backlog (more than one read) read to its end: the loop need not wait for
+                    // input to pause before it judges the days closed meanwhile. Lines written as
+                    // it follows do not say so: the loop's wait for a pause stays theirs.
+                    if f.at_end.is_none() {
+                        if f.backlog > READ_BYTES as u64
+                            && tx.send(Input::ReadToEnd(f.name.clone())).is_err()
+                        {
+                            return;
+                        }
+                        f.backlog = 0;
                     }
                     let since = *f.at_end.get_or_insert_with(Instant::now);
                     if !f.idle && since.elapsed() >= config.idle_after {
@@ -677,35 +690,46 @@ mod tests {
         assert_eq!(n.len(), 3, "each told once: {n:?}");
     }
 
-    /// Each time a file is caught up, the loop is told once, after the file's units (reading a
-    /// backlog, closed days are judged as soon as every source is at its end).
+    /// A backlog read to its end is told once, after its units (the loop then judges the days
+    /// closed meanwhile at once); lines appended as the file is followed are not.
     #[test]
-    fn a_file_read_to_its_end_says_so_once_after_its_units() {
+    fn a_backlog_read_to_its_end_says_so_once_after_its_units() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
-        std::fs::write(&path, lines(3)).unwrap();
+        let backlog = READ_BYTES / 120;
+        let text = lines(backlog);
+        assert!(text.len() > READ_BYTES);
+        std::fs::write(&path, text).unwrap();
         let p = path.clone();
-        let got = follow_for(&[path.to_str().unwrap()], 600, move || {
+        let got = follow_for(&[path.to_str().unwrap()], 800, move || {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
             f.write_all(lines(2).as_bytes()).unwrap();
         });
         let name = path.to_str().unwrap();
-        // The units' record counts and the ends, in the order sent.
-        let seq: Vec<String> = got
-            .iter()
-            .filter_map(|i| match i {
+        // Records before the end, the end, records after it.
+        let (mut before, mut after, mut ends) = (0, 0, 0);
+        for i in &got {
+            match i {
                 Input::Unit {
                     unit:
                         crate::source::Work::Unit(cellwarden_source::Unit::Records { records, .. }),
                     ..
-                } => Some(records.len().to_string()),
-                Input::ReadToEnd(n) if &**n == name => Some("end".into()),
-                Input::ReadToEnd(n) => Some(format!("end of {n}")),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(seq, ["3", "end", "2", "end"], "{seq:?}");
+                } => {
+                    if ends == 0 {
+                        before += records.len();
+                    } else {
+                        after += records.len();
+                    }
+                }
+                Input::ReadToEnd(n) => {
+                    assert_eq!(&**n, name);
+                    ends += 1;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!((before, ends, after), (backlog, 1, 2));
     }
 
     #[test]

@@ -256,21 +256,49 @@ fn alerts_on(brokers: &str, topic: &str, group: &str) -> Vec<serde_json::Value> 
     by_key.into_values().collect()
 }
 
-fn watch(args: &[&str], log: &Path) -> Child {
-    bin()
-        .arg("watch")
-        .args(args)
-        .args(["--quiet", "--checkpoint-secs", "0.3"])
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .unwrap(),
-        )
-        .spawn()
-        .unwrap()
+/// A worker process, killed if the test ends without stopping it (a failed assertion would
+/// leave it running on the machine, taking CPU from the tests after it).
+struct Worker(Option<Child>);
+
+impl std::ops::Deref for Worker {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("running")
+    }
+}
+
+impl std::ops::DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn watch(args: &[&str], log: &Path) -> Worker {
+    Worker(Some(
+        bin()
+            .arg("watch")
+            .args(args)
+            .args(["--quiet", "--checkpoint-secs", "0.3"])
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap(),
+    ))
 }
 
 /// Records a worker's checkpoint says it has handled (sum of next offsets).
@@ -287,7 +315,8 @@ fn handled(state: &Path) -> i64 {
         .unwrap_or(0)
 }
 
-fn term(child: Child) {
+fn term(mut worker: Worker) {
+    let child = worker.0.take().expect("running");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -584,7 +613,7 @@ fn rand_id() -> u128 {
 
 /// A parse worker of group `group` reading `input`, handing stateful records on to
 /// `handoff`, its alerts to `alerts`.
-fn parse_worker(sc: &Scenario, brokers: &str, topics: [&str; 4], name: &str) -> Child {
+fn parse_worker(sc: &Scenario, brokers: &str, topics: [&str; 4], name: &str) -> Worker {
     let [input, group, handoff, alerts] = topics;
     let state = sc.path(name);
     watch(
@@ -610,7 +639,7 @@ fn parse_worker(sc: &Scenario, brokers: &str, topics: [&str; 4], name: &str) -> 
 
 /// A partitioned state worker of group `group` reading `handoff`, sharing through
 /// `exchange`, its alerts to `alerts`.
-fn state_worker(sc: &Scenario, brokers: &str, topics: [&str; 4], name: &str) -> Child {
+fn state_worker(sc: &Scenario, brokers: &str, topics: [&str; 4], name: &str) -> Worker {
     state_worker_with(sc, brokers, topics, name, &[])
 }
 
@@ -621,7 +650,7 @@ fn state_worker_with(
     topics: [&str; 4],
     name: &str,
     extra: &[&str],
-) -> Child {
+) -> Worker {
     let [handoff, group, exchange, alerts] = topics;
     let mut args = vec![
         "--kafka",
@@ -687,7 +716,7 @@ fn partitioned_state_workers_give_the_alerts_hunt_gives() {
     produce(&brokers, "input", &sc.recs);
     let names = ["parse1", "parse2", "parse3"];
     let topics = ["input", "parse", "handoff", "alerts-parse"];
-    let parsers: Vec<Child> = names
+    let parsers: Vec<Worker> = names
         .iter()
         .map(|x| parse_worker(&sc, &brokers, topics, x))
         .collect();
@@ -717,7 +746,7 @@ fn partitioned_state_workers_give_the_alerts_hunt_gives() {
         let port = free_port();
         let metrics = format!("127.0.0.1:{port}");
         let report = sc.path(&format!("scope-{workers}.json"));
-        let children: Vec<Child> = names
+        let children: Vec<Worker> = names
             .iter()
             .enumerate()
             .map(|(i, x)| {
@@ -806,7 +835,7 @@ fn killed_parse_and_state_workers_lose_no_alert() {
     let state = ["handoff", "state", "exchange", "alerts-state"];
     let pnames = ["parse1", "parse2", "parse3"];
     let snames = ["state1", "state2", "state3"];
-    let mut children: Vec<Child> = snames
+    let mut children: Vec<Worker> = snames
         .iter()
         .map(|x| state_worker(&sc, &brokers, state, x))
         .chain(pnames.iter().map(|x| parse_worker(&sc, &brokers, parse, x)))

@@ -53,15 +53,7 @@ pub fn signalling(alerts: &[cellwarden_event::Alert], x: &Exposure) -> Vec<Track
             .or_else(|| get("command_abbreviation"))
             .unwrap_or_default();
         let time = format_timestamp(ev.timestamp);
-        let person = x
-            .subscribers
-            .iter()
-            .find(|s| {
-                s.identifiers
-                    .iter()
-                    .any(|i| Some(&i.id) == imsi.as_ref() || Some(&i.id) == msisdn.as_ref())
-            })
-            .map(|s| s.person.clone());
+        let person = x.person_of(imsi.as_ref(), msisdn.as_ref());
         let t = by.entry((who, peer.clone())).or_insert_with(|| Tracking {
             imsi: None,
             msisdn: None,

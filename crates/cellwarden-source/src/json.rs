@@ -259,7 +259,6 @@ fn rename_shapes(fields: &mut Fields<'_>) {
     }
 }
 
-/// Sigma name for a flattened EVTX-JSON path; `None` drops it (XML namespaces).
 /// Where the Sigma name starts in an EVTX-JSON path (`Event.System.Computer` → `Computer`),
 /// or `None` for a path that is dropped (namespace attributes).
 fn evtx_name_start(path: &str) -> Option<usize> {

@@ -684,27 +684,47 @@ impl Exposure {
             failed_statements: c.failed,
             statements_without_time: c.undated,
             bulk_statements: c.bulk,
-            subscribers_exposed: subscribers.len() as u64,
-            identifiers_read: subscribers
-                .iter()
-                .map(|s| s.identifiers.iter().filter(|i| i.read).count() as u64)
-                .sum(),
             link_conflicts: persons.conflicts,
-            watchlisted_exposed: subscribers.iter().filter(|s| s.watchlisted).count() as u64,
-            accounts_suspicious: accounts.iter().filter(|a| a.suspicious).count() as u64,
             alerts_by_rule,
-            first_access: subscribers.iter().map(|s| s.first_access.clone()).min(),
-            last_access: subscribers.iter().map(|s| s.last_access.clone()).max(),
             pseudonymised: false,
+            ..Summary::default()
         };
-        Exposure {
+        let mut x = Exposure {
             summary,
             subscribers,
             accounts,
             prefix_lookups,
             exfiltration: Vec::new(),
             signalling: Vec::new(),
-        }
+        };
+        x.count();
+        x
+    }
+
+    /// Sets the summary's counts of the persons and accounts in the report.
+    fn count(&mut self) {
+        let (subscribers, t) = (&self.subscribers, &mut self.summary);
+        t.subscribers_exposed = subscribers.len() as u64;
+        t.identifiers_read = subscribers
+            .iter()
+            .map(|s| s.identifiers.iter().filter(|i| i.read).count() as u64)
+            .sum();
+        t.watchlisted_exposed = subscribers.iter().filter(|s| s.watchlisted).count() as u64;
+        t.accounts_suspicious = self.accounts.iter().filter(|a| a.suspicious).count() as u64;
+        t.first_access = subscribers.iter().map(|s| s.first_access.clone()).min();
+        t.last_access = subscribers.iter().map(|s| s.last_access.clone()).max();
+    }
+
+    /// `person` of the entry holding an IMSI or MSISDN (as written in the report).
+    pub fn person_of(&self, imsi: Option<&String>, msisdn: Option<&String>) -> Option<String> {
+        self.subscribers
+            .iter()
+            .find(|s| {
+                s.identifiers
+                    .iter()
+                    .any(|i| Some(&i.id) == imsi || Some(&i.id) == msisdn)
+            })
+            .map(|s| s.person.clone())
     }
 
     /// The reports of partitions of the accounts as one (state workers partitioned by account:
@@ -757,34 +777,20 @@ impl Exposure {
         // Each account is in one part, in order there.
         accounts.sort_by(|a, b| a.account.cmp(&b.account));
         prefix_lookups.sort_by(|a, b| a.account.cmp(&b.account));
-        for t in &mut signalling {
-            t.person = subscribers
-                .iter()
-                .find(|s| {
-                    s.identifiers
-                        .iter()
-                        .any(|i| Some(&i.id) == t.imsi.as_ref() || Some(&i.id) == t.msisdn.as_ref())
-                })
-                .map(|s| s.person.clone());
-        }
-        let mut summary = summary.unwrap_or_default();
-        summary.subscribers_exposed = subscribers.len() as u64;
-        summary.identifiers_read = subscribers
-            .iter()
-            .map(|s| s.identifiers.iter().filter(|i| i.read).count() as u64)
-            .sum();
-        summary.watchlisted_exposed = subscribers.iter().filter(|s| s.watchlisted).count() as u64;
-        summary.accounts_suspicious = accounts.iter().filter(|a| a.suspicious).count() as u64;
-        summary.first_access = subscribers.iter().map(|s| s.first_access.clone()).min();
-        summary.last_access = subscribers.iter().map(|s| s.last_access.clone()).max();
-        Exposure {
-            summary,
+        let mut x = Exposure {
+            summary: summary.unwrap_or_default(),
             subscribers,
             accounts,
             prefix_lookups,
             exfiltration: Vec::new(),
-            signalling,
+            signalling: Vec::new(),
+        };
+        for t in &mut signalling {
+            t.person = x.person_of(t.imsi.as_ref(), t.msisdn.as_ref());
         }
+        x.signalling = signalling;
+        x.count();
+        x
     }
 
     /// Replaces every subscriber identifier (and identifier prefix) with `pseudonym(kind,

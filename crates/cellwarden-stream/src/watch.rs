@@ -364,8 +364,6 @@ pub fn run(
     // When the last unit came: units coming close together are a backlog being read.
     // Per source (file, partition), when its last unit came, until it says it reached its end.
     let mut reading: HashMap<String, Instant> = HashMap::new();
-    // Kafka partitions (`topic/partition`) revoked from this worker and not assigned again.
-    let mut revoked: HashSet<String> = HashSet::new();
     // Text units are decoded on other threads while this one runs the detectors.
     let mapping = setup.mapping;
     let ended = std::thread::scope(|scope| {
@@ -437,21 +435,12 @@ pub fn run(
                     Some(Input::Position(p)) => moved_position = Some(p),
                     Some(Input::Known(name)) => {
                         // Which partitions a worker of a group reads, and when they move.
-                        if let Some(key) = name.strip_prefix("kafka://") {
+                        if name.starts_with("kafka://") {
                             log(&format!("{name}: assigned"));
-                            revoked.remove(key);
                         }
                         engine.source_known(&name)
                     }
-                    Some(Input::Revoked(name)) => {
-                        log(&format!("{name}: revoked"));
-                        // Its offsets are its new owner's to commit: committing ours (where we
-                        // stopped) would move the group's offset back under the new owner.
-                        if let Some(key) = name.strip_prefix("kafka://") {
-                            checkpoint.kafka.remove(key);
-                            revoked.insert(key.to_owned());
-                        }
-                    }
+                    Some(Input::Revoked(name)) => log(&format!("{name}: revoked")),
                     Some(Input::Idle(name)) => engine.source_idle(&name),
                     Some(Input::ReadToEnd(name)) => {
                         reading.remove(&*name);
@@ -523,9 +512,6 @@ pub fn run(
                         }
                         PositionUpdate::Counter { name, count } => {
                             checkpoint.counters.insert(name, count);
-                        }
-                        // Units of a partition revoked meanwhile were still read here.
-                        PositionUpdate::Kafka { partition, .. } if revoked.contains(&partition) => {
                         }
                         PositionUpdate::Kafka {
                             partition,

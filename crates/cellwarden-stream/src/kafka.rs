@@ -94,6 +94,18 @@ pub struct Forwarded {
     /// partition knows every source and how far it went (its watermark waits for them all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub t: Option<i64>,
+    /// An idle mark (`k` = [`MARK`], no record): the parse stage read source `f` to its end
+    /// and nothing more came for its `--idle-secs`, so it stops holding the watermark back
+    /// until its next record. The state stage never decides this from a handed-on partition
+    /// being quiet: it also is while the parse group rebalances.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub i: bool,
+    /// A source mark (`k` = [`MARK`], no record): the parse stage started reading source
+    /// `f` (an input partition assigned to it, a file found), so the state stage holds its
+    /// watermark for it until it delivers or is idle, as one process does for the sources it
+    /// knows: a source it had not heard of would not hold back days that its records belong to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub n: bool,
 }
 
 /// The format name of marks (see [`Forwarded::t`]).
@@ -266,9 +278,13 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
                     return;
                 }
                 for name in known.iter().filter(|n| n.ends_with(&format!("/{p}"))) {
-                    at_end
-                        .entry(name.clone())
-                        .or_insert_with(|| Some(std::time::Instant::now()));
+                    // Handed-on sources are idle when the parse stage says so (see
+                    // [`Forwarded::i`]), not when their partition is quiet.
+                    if forwarded.is_none() {
+                        at_end
+                            .entry(name.clone())
+                            .or_insert_with(|| Some(std::time::Instant::now()));
+                    }
                     if read_to_end.insert(name.clone())
                         && tx.send(Input::ReadToEnd(Arc::from(name.as_str()))).is_err()
                     {
@@ -317,6 +333,24 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
         let mut sink = Collect::default();
         if let Some(done) = forwarded.as_mut() {
             match serde_json::from_slice::<Forwarded>(payload) {
+                Ok(f) if f.k == MARK && (f.i || f.n) => {
+                    if !flush(&mut batch, &tx) {
+                        return;
+                    }
+                    let clock = Arc::from(forwarded_key(&name, &f.f).as_str());
+                    let input = if f.i {
+                        Input::Idle(clock)
+                    } else {
+                        Input::Mark {
+                            clock,
+                            latest: i64::MIN,
+                        }
+                    };
+                    if tx.send(input).is_err() || tx.send(Input::Position(update)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 Ok(f)
                     if done
                         .get(&forwarded_key(&name, &f.f))
@@ -546,16 +580,18 @@ fn bad(name: &str, offset: i64, m: &str) -> SourceError {
     )
 }
 
-/// Commits the offsets (`topic/partition` → next offset) the checkpoint covers.
+/// Commits the offsets (`topic/partition` → next offset) the checkpoint covers, of the
+/// partitions assigned now only: the checkpoint keeps every partition this worker ever read,
+/// and committing where it stopped on one that moved to another worker would move the group's
+/// offset back under the new owner (whose restart would read again what it handled).
 pub fn commit(consumer: &BaseConsumer, offsets: &BTreeMap<String, i64>) -> Result<(), ClientError> {
+    let assigned = consumer
+        .assignment()
+        .map_err(failed("assignment before an offset commit"))?;
     let mut tpl = TopicPartitionList::new();
-    for (k, next) in offsets {
-        let Some((topic, p)) = k.rsplit_once('/') else {
-            continue;
-        };
-        let Ok(p) = p.parse::<i32>() else { continue };
-        tpl.add_partition_offset(topic, p, Offset::Offset(*next))
-            .map_err(failed(format!("offset of {k}")))?;
+    for (topic, p, next) in owned(offsets, &assigned) {
+        tpl.add_partition_offset(topic, p, Offset::Offset(next))
+            .map_err(failed(format!("offset of {topic}/{p}")))?;
     }
     if tpl.count() == 0 {
         return Ok(());
@@ -563,6 +599,21 @@ pub fn commit(consumer: &BaseConsumer, offsets: &BTreeMap<String, i64>) -> Resul
     consumer
         .commit(&tpl, CommitMode::Sync)
         .map_err(failed("offset commit"))
+}
+
+/// The offsets of `offsets` whose partition is in `assigned`, as (topic, partition, next).
+fn owned<'a>(
+    offsets: &'a BTreeMap<String, i64>,
+    assigned: &TopicPartitionList,
+) -> Vec<(&'a str, i32, i64)> {
+    offsets
+        .iter()
+        .filter_map(|(k, next)| {
+            let (topic, p) = k.rsplit_once('/')?;
+            let p = p.parse::<i32>().ok()?;
+            assigned.find_partition(topic, p).map(|_| (topic, p, *next))
+        })
+        .collect()
 }
 
 /// Counts failed deliveries.
@@ -738,6 +789,30 @@ pub fn partition_count<C: rdkafka::client::ClientContext>(
     Ok(n as u32)
 }
 
+impl ForwardTopic {
+    /// Tells every partition that `source` is read from now on, or (`idle`) at its end.
+    fn source_mark(&mut self, source: &str, idle: bool) -> std::io::Result<()> {
+        let mark = serde_json::to_vec(&Forwarded {
+            f: source.to_owned(),
+            l: 0,
+            k: MARK.to_owned(),
+            y: 0,
+            h: None,
+            r: String::new(),
+            u: 0,
+            t: None,
+            i: idle,
+            n: !idle,
+        })?;
+        for p in 0..self.partitions {
+            self.out
+                .send(source.to_owned(), Some(p as i32), mark.clone());
+        }
+        self.out.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+}
+
 impl RecordSink for ForwardTopic {
     fn records(
         &mut self,
@@ -761,6 +836,8 @@ impl RecordSink for ForwardTopic {
                 r: String::from_utf8_lossy(&unit.buf[*start..*end]).into_owned(),
                 u: 0,
                 t: None,
+                i: false,
+                n: false,
             };
             // (partition, uses): the entity's partition for the aggregates, partition 0 for
             // correlations; one copy when they are the same.
@@ -808,6 +885,8 @@ impl RecordSink for ForwardTopic {
                 r: String::new(),
                 u: 0,
                 t: Some(t),
+                i: false,
+                n: false,
             })?;
             for (p, g) in got.iter().enumerate() {
                 if !g {
@@ -820,7 +899,41 @@ impl RecordSink for ForwardTopic {
         Ok(())
     }
 
+    fn known(&mut self, source: &str) -> std::io::Result<()> {
+        self.source_mark(source, false)
+    }
+
+    fn idle(&mut self, source: &str) -> std::io::Result<()> {
+        self.source_mark(source, true)
+    }
+
     fn durable(&mut self) -> std::io::Result<()> {
         self.out.durable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_assigned_partitions_offsets_are_committed() {
+        let offsets: BTreeMap<String, i64> = [
+            ("logs/0".to_owned(), 10),
+            ("logs/1".to_owned(), 20),
+            ("other.topic/1".to_owned(), 30),
+            ("no-partition".to_owned(), 40),
+        ]
+        .into_iter()
+        .collect();
+        let mut assigned = TopicPartitionList::new();
+        assigned.add_partition("logs", 1);
+        assigned.add_partition("other.topic", 1);
+        assigned.add_partition("logs", 7);
+        assert_eq!(
+            owned(&offsets, &assigned),
+            vec![("logs", 1, 20), ("other.topic", 1, 30)]
+        );
+        assert!(owned(&offsets, &TopicPartitionList::new()).is_empty());
     }
 }

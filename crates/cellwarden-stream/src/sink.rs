@@ -34,6 +34,16 @@ pub trait RecordSink {
         lines: &[crate::engine::Handed],
         latest: Option<i64>,
     ) -> io::Result<()>;
+    /// Says that `source` is read from now on (it holds the state stage's watermark back
+    /// until it delivers or is idle).
+    fn known(&mut self, _source: &str) -> io::Result<()> {
+        Ok(())
+    }
+    /// Says that `source` was read to its end and stayed there for `--idle-secs` (it stops
+    /// holding the state stage's watermark back until its next record).
+    fn idle(&mut self, _source: &str) -> io::Result<()> {
+        Ok(())
+    }
     /// Makes everything handed on so far safe (called before a checkpoint).
     fn durable(&mut self) -> io::Result<()>;
 }

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cellwarden_source::{ErrorKind, Format, Position, SourceError, Unit};
 
@@ -22,15 +22,39 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 pub struct Numbering {
     name: Arc<str>,
     next: Arc<AtomicU64>,
+    /// When the last messages went on, and whether the receiver was said idle since.
+    quiet: Arc<std::sync::Mutex<Quiet>>,
+    idle_after: Duration,
+}
+
+#[derive(Default)]
+struct Quiet {
+    last: Option<Instant>,
+    said: bool,
 }
 
 impl Numbering {
-    /// Numbering for receiver `name`, starting after `start` messages.
-    pub fn new(name: &str, start: u64) -> Self {
+    /// Numbering for receiver `name`, starting after `start` messages. A receiver that got
+    /// messages and then none for `idle_after` is said idle (it stops holding the watermark
+    /// back until its next message), like a file at its end.
+    pub fn new(name: &str, start: u64, idle_after: Duration) -> Self {
         Numbering {
             name: Arc::from(name),
             next: Arc::new(AtomicU64::new(start)),
+            quiet: Default::default(),
+            idle_after,
         }
+    }
+
+    /// Says the receiver idle once it has been quiet for `idle_after`; false when the loop
+    /// is gone.
+    fn idle(&self, tx: &crossbeam_channel::Sender<Input>) -> bool {
+        let mut q = self.quiet.lock().unwrap_or_else(|p| p.into_inner());
+        if q.said || q.last.is_none_or(|t| t.elapsed() < self.idle_after) {
+            return true;
+        }
+        q.said = true;
+        tx.send(Input::Idle(self.name.clone())).is_ok()
     }
 
     fn unit(&self, messages: &[Vec<u8>]) -> (Unit, PositionUpdate) {
@@ -74,6 +98,12 @@ impl Numbering {
         }
         let (unit, update) = self.unit(messages);
         messages.clear();
+        // Under the lock: an idle notice cannot pass these messages.
+        let mut q = self.quiet.lock().unwrap_or_else(|p| p.into_inner());
+        *q = Quiet {
+            last: Some(Instant::now()),
+            said: false,
+        };
         tx.send(Input::Unit {
             unit: unit.into(),
             position: Some(update),
@@ -136,7 +166,7 @@ fn run_udp(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                if !numbering.send(&tx, &mut batch) {
+                if !numbering.send(&tx, &mut batch) || !numbering.idle(&tx) {
                     return;
                 }
             }
@@ -169,6 +199,9 @@ fn run_tcp(
                 std::thread::spawn(move || connection(stream, numbering, tx, stop));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if !numbering.idle(&tx) {
+                    return;
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err(e) => {
@@ -358,5 +391,35 @@ mod tests {
     fn a_bad_count_ends_the_connection() {
         let mut r = BufReader::new(&b"99999999999 x"[..]);
         assert!(matches!(next_frame(&mut r), Frame::Bad(_)));
+    }
+
+    /// A receiver quiet for `idle_after` after messages says so once, after its messages;
+    /// one that never got a message does not (it holds no clock back).
+    #[test]
+    fn a_quiet_receiver_says_it_is_idle_once_after_its_messages() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let numbering = Numbering::new("syslog-udp://test", 0, Duration::from_millis(300));
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = {
+            let stop = stop.clone();
+            std::thread::spawn(move || run_udp(socket, numbering, tx, stop))
+        };
+        let next = || rx.recv_timeout(Duration::from_secs(10)).expect("input");
+        // Nothing received: no idle notice.
+        assert!(rx.recv_timeout(Duration::from_millis(800)).is_err());
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for round in 0..2 {
+            client
+                .send_to(b"<13>Nov 24 10:00:01 h su: hello", addr)
+                .unwrap();
+            assert!(matches!(next(), Input::Unit { .. }), "round {round}");
+            assert!(matches!(next(), Input::Idle(n) if &*n == "syslog-udp://test"));
+            // Said once per quiet spell.
+            assert!(rx.recv_timeout(Duration::from_millis(800)).is_err());
+        }
+        stop.store(true, Ordering::Relaxed);
+        run.join().unwrap();
     }
 }

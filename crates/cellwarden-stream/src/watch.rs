@@ -305,7 +305,8 @@ pub fn run(
                 .map_err(listen_error("syslog UDP", addr))?
         );
         log(&format!("listening for syslog on {name}"));
-        let numbering = crate::syslog::Numbering::new(&name, counter(&checkpoint, &name));
+        let numbering =
+            crate::syslog::Numbering::new(&name, counter(&checkpoint, &name), config.idle_after);
         sources.push(Box::new(crate::syslog::UdpReceiver { socket, numbering }));
     }
     if let Some(addr) = &config.syslog_tcp {
@@ -318,7 +319,8 @@ pub fn run(
                 .map_err(listen_error("syslog TCP", addr))?
         );
         log(&format!("listening for syslog on {name}"));
-        let numbering = crate::syslog::Numbering::new(&name, counter(&checkpoint, &name));
+        let numbering =
+            crate::syslog::Numbering::new(&name, counter(&checkpoint, &name), config.idle_after);
         sources.push(Box::new(crate::syslog::TcpReceiver {
             listener,
             numbering,
@@ -438,10 +440,22 @@ pub fn run(
                         if name.starts_with("kafka://") {
                             log(&format!("{name}: assigned"));
                         }
-                        engine.source_known(&name)
+                        engine.source_known(&name);
+                        if let Some(f) = forward.as_mut() {
+                            let f: &mut dyn RecordSink = &mut **f;
+                            write_retrying(|| f.known(&name), &mut faults, log, &stop);
+                        }
                     }
                     Some(Input::Revoked(name)) => log(&format!("{name}: revoked")),
-                    Some(Input::Idle(name)) => engine.source_idle(&name),
+                    Some(Input::Idle(name)) => {
+                        engine.source_idle(&name);
+                        // The state stage learns it from us: there, a quiet handed-on
+                        // partition may only be a parse group rebalancing.
+                        if let Some(f) = forward.as_mut() {
+                            let f: &mut dyn RecordSink = &mut **f;
+                            write_retrying(|| f.idle(&name), &mut faults, log, &stop);
+                        }
+                    }
                     Some(Input::ReadToEnd(name)) => {
                         reading.remove(&*name);
                     }

@@ -544,6 +544,8 @@ fn kafka_workers_give_the_alerts_hunt_gives() {
                 "alerts-two",
                 "--state",
                 state.to_str().unwrap(),
+                "--idle-secs",
+                "2",
             ],
             &d(log),
         )
@@ -632,6 +634,9 @@ fn parse_worker(sc: &Scenario, brokers: &str, topics: [&str; 4], name: &str) -> 
             alerts,
             "--state",
             state.to_str().unwrap(),
+            // How long a source read to its end waits before the state stage is told.
+            "--idle-secs",
+            "2",
         ],
         &sc.path(&format!("{name}.log")),
     )
@@ -724,9 +729,7 @@ fn partitioned_state_workers_give_the_alerts_hunt_gives() {
     sc.wait("parse workers did not read everything", &names, &|| {
         names.iter().map(|x| handled(&sc.path(x))).sum::<i64>() >= n
     });
-    for c in parsers {
-        term(c);
-    }
+    // They stay: the state stage learns from them when the input is read to its end.
 
     for workers in [1, 2, 4] {
         let group = format!("state-{workers}");
@@ -807,6 +810,9 @@ fn partitioned_state_workers_give_the_alerts_hunt_gives() {
         }
         let got = alerts_of(&brokers, "alerts-parse", &alerts);
         same(&got, &sc.expected, &sc.logs(&names));
+    }
+    for c in parsers {
+        term(c);
     }
 }
 /// Three parse workers and three partitioned state workers run together; once a third of

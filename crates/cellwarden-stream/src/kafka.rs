@@ -111,6 +111,11 @@ pub struct Forwarded {
 /// The format name of marks (see [`Forwarded::t`]).
 pub const MARK: &str = "mark";
 
+/// How long the state stage reads a handed-on partition again from an offset that a later
+/// one came before (see [`Contiguous`]).
+const GAP_WAIT: Duration = Duration::from_secs(10);
+const GAP_SEEK: Duration = Duration::from_secs(1);
+
 fn is_zero(u: &u8) -> bool {
     *u == 0
 }
@@ -121,32 +126,26 @@ pub fn forwarded_key(partition: &str, source: &str) -> String {
     format!("{partition} {source}")
 }
 
-/// Creates the group consumer; `stop` ends [`run_consumer`].
+/// Creates the group consumer; `stop` ends [`run_consumer`]. The group rebalances
+/// cooperatively: when a worker joins or leaves, only the partitions that change hands stop
+/// (partitioned state workers rebuild only those). With eager rebalancing every member
+/// stopped reading every partition at each round, and a parse worker killed and restarted
+/// left its group in rounds of a dozen or more on a loaded machine (tansu).
 pub fn consumer(
     config: &KafkaConfig,
     group: &str,
     topics: &[String],
 ) -> Result<BaseConsumer, ClientError> {
-    consumer_with(config, group, topics, &[])
-}
-
-/// [`consumer`] with other default settings (the user's `--kafka-option`s still win).
-pub fn consumer_with(
-    config: &KafkaConfig,
-    group: &str,
-    topics: &[String],
-    defaults: &[(&str, &str)],
-) -> Result<BaseConsumer, ClientError> {
     // A broker that holds every fetch for its whole wait even when data is there (tansu does)
     // bounds a backlog to a few fetches a second with the 500 ms default: 1,000,000 Zeek JSON
     // flows took 20.7 s with it and 5.7 s with 50 ms (10 and 20 ms: 10–11 s). On Kafka the
     // wait only applies when no data is there: at most 20 empty fetches a second per broker.
-    let mut all = vec![
+    let all = [
         ("session.timeout.ms", "6000"),
         ("auto.offset.reset", "earliest"),
         ("fetch.wait.max.ms", "50"),
+        ("partition.assignment.strategy", "cooperative-sticky"),
     ];
-    all.extend_from_slice(defaults);
     let c: BaseConsumer = config
         .client(&all)
         .set("group.id", group)
@@ -235,6 +234,7 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
     // Partitions that reached their end since they were assigned.
     let mut read_to_end: std::collections::HashSet<String> = Default::default();
     let mut batch: Vec<Batch> = Vec::new();
+    let mut order = Contiguous::default();
     while !stop.load(Ordering::Relaxed) {
         // Partitions assigned to us hold the watermark back until they catch up.
         if checked.elapsed() > Duration::from_millis(500) {
@@ -244,6 +244,7 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
             }
             at_end.retain(|name, _| known.contains(name));
             read_to_end.retain(|name| known.contains(name));
+            order.retain(&known);
         }
         // A partition at its end for `idle_after` stops holding the watermark back (one whose
         // producer or first-stage worker is only slow or restarting must not be passed by).
@@ -317,6 +318,31 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
             continue;
         }
         let name = source_name(&topic, partition);
+        // Handed-on partitions: a record past the next offset waits (see `Contiguous`).
+        if forwarded.is_some() {
+            match order.check(&name, offset, std::time::Instant::now()) {
+                Verdict::Take => {}
+                Verdict::ReadAgain { from, first } => {
+                    if first {
+                        let _ = tx.send(Input::Note(format!(
+                            "{name}: offset {offset} came before {from}; reading again from {from}"
+                        )));
+                    }
+                    if !flush(&mut batch, &tx) {
+                        return;
+                    }
+                    let _ = consumer.seek(&topic, partition, Offset::Offset(from), GAP_SEEK);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                Verdict::GoOn { from } => {
+                    let _ = tx.send(Input::Note(format!(
+                        "{name}: offsets {from} to {} never came in {GAP_WAIT:?}; going on without them",
+                        offset - 1
+                    )));
+                }
+            }
+        }
         at_end.remove(&name);
         // A partition new to us: every assigned one is announced before its first record.
         if !known.contains(&name) {
@@ -436,6 +462,64 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
         if !sink.send(update, clock, &tx) {
             return;
         }
+    }
+}
+
+/// The next offset of each handed-on partition, and the gap being waited for in each.
+///
+/// A handed-on partition is written by the parse stage's idempotent producers: its offsets
+/// have no gaps. A record past the next offset means the broker showed a later batch before an
+/// earlier one was readable (tansu 0.6 does, with several producers on one partition: it raises
+/// a partition's high watermark before the batch is stored, and a fetch answers with the stored
+/// batches from the offset on); going on would lose the earlier records for good (a source's
+/// records after them are handled, so they would look sent again). The partition is read again
+/// from the missing offset for up to [`GAP_WAIT`], then the gap is let go, and said.
+#[derive(Default)]
+struct Contiguous {
+    expected: BTreeMap<String, i64>,
+    gaps: BTreeMap<String, (i64, std::time::Instant)>,
+}
+
+/// What to do with a record of a handed-on partition.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// In order.
+    Take,
+    /// Offsets from `from` are missing: read again from there (`first`: the gap is new).
+    ReadAgain { from: i64, first: bool },
+    /// Offsets from `from` to this one never came within [`GAP_WAIT`]: take it anyway.
+    GoOn { from: i64 },
+}
+
+impl Contiguous {
+    fn check(&mut self, name: &str, offset: i64, now: std::time::Instant) -> Verdict {
+        if let Some(&want) = self.expected.get(name)
+            && offset > want
+        {
+            let (first, since) = match self.gaps.get(name) {
+                Some((at, t)) if *at == want => (false, *t),
+                _ => {
+                    self.gaps.insert(name.to_owned(), (want, now));
+                    (true, now)
+                }
+            };
+            if now.duration_since(since) < GAP_WAIT {
+                return Verdict::ReadAgain { from: want, first };
+            }
+            self.gaps.remove(name);
+            self.expected.insert(name.to_owned(), offset + 1);
+            return Verdict::GoOn { from: want };
+        }
+        // In order, or back to an earlier offset (a partition read again from its start).
+        self.gaps.remove(name);
+        self.expected.insert(name.to_owned(), offset + 1);
+        Verdict::Take
+    }
+
+    /// Forgets partitions no longer assigned.
+    fn retain(&mut self, known: &std::collections::HashSet<String>) {
+        self.expected.retain(|name, _| known.contains(name));
+        self.gaps.retain(|name, _| known.contains(name));
     }
 }
 
@@ -935,5 +1019,52 @@ mod tests {
             vec![("logs", 1, 20), ("other.topic", 1, 30)]
         );
         assert!(owned(&offsets, &TopicPartitionList::new()).is_empty());
+    }
+
+    #[test]
+    fn a_handed_on_partition_is_read_again_from_a_missing_offset_for_a_while() {
+        let mut o = Contiguous::default();
+        let t = std::time::Instant::now();
+        let p = "kafka://handoff/0";
+        for off in 0..3 {
+            assert_eq!(o.check(p, off, t), Verdict::Take);
+        }
+        // 3 is missing: read again from it, said once.
+        assert_eq!(
+            o.check(p, 4, t),
+            Verdict::ReadAgain {
+                from: 3,
+                first: true
+            }
+        );
+        let later = t + Duration::from_secs(1);
+        assert_eq!(
+            o.check(p, 4, later),
+            Verdict::ReadAgain {
+                from: 3,
+                first: false
+            }
+        );
+        assert_eq!(o.check(p, 3, later), Verdict::Take);
+        assert_eq!(o.check(p, 4, later), Verdict::Take);
+        // Another partition is checked on its own.
+        assert_eq!(o.check("kafka://handoff/1", 9, t), Verdict::Take);
+        // 5 never comes: after GAP_WAIT the record after the gap is taken.
+        assert_eq!(
+            o.check(p, 6, later),
+            Verdict::ReadAgain {
+                from: 5,
+                first: true
+            }
+        );
+        let much_later = later + GAP_WAIT;
+        assert_eq!(o.check(p, 6, much_later), Verdict::GoOn { from: 5 });
+        assert_eq!(o.check(p, 7, much_later), Verdict::Take);
+        // Read again from its start (a partition assigned again): in order.
+        assert_eq!(o.check(p, 0, much_later), Verdict::Take);
+        assert_eq!(o.check(p, 1, much_later), Verdict::Take);
+        // A partition no longer assigned is forgotten.
+        o.retain(&["kafka://handoff/1".to_owned()].into_iter().collect());
+        assert_eq!(o.check(p, 5, much_later), Verdict::Take);
     }
 }

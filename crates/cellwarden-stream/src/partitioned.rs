@@ -180,14 +180,8 @@ pub fn run(
         _ => return Err(WatchError::NoExchange),
     };
     let exchange_topic = k.exchange.clone().ok_or(WatchError::NoExchange)?;
-    // Cooperative rebalancing: a worker joining or leaving moves only the partitions that
-    // change hands, and only those are rebuilt (eager rebalancing revokes them all).
-    let consumer = Arc::new(crate::kafka::consumer_with(
-        &k.config,
-        &k.group,
-        &k.topics,
-        &[("partition.assignment.strategy", "cooperative-sticky")],
-    )?);
+    // Rebalanced cooperatively: only the partitions that change hands are rebuilt.
+    let consumer = Arc::new(crate::kafka::consumer(&k.config, &k.group, &k.topics)?);
     let partitions = crate::kafka::partition_count(consumer.client(), &topic)?;
     let me = format!(
         "{}-{}",
@@ -418,7 +412,11 @@ pub fn run(
                 }
             }
             if let Some(wm) = exchange.board.watermark() {
-                for (p, t) in tasks.iter_mut() {
+                // A partition being rebuilt judges nothing until it has read what it held
+                // when assigned: the board may still hold its former owner's clock, far
+                // ahead, and its days would be judged over the first records read again
+                // (first-day findings without the days that make them a habit).
+                for (p, t) in tasks.iter_mut().filter(|(_, t)| t.read_to_end) {
                     step(*p, t, wm, &mut exchange, &mut alerts, log);
                 }
             }

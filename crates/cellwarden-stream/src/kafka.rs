@@ -71,7 +71,7 @@ pub fn source_name(topic: &str, partition: i32) -> String {
 }
 
 /// A record forwarded from the first stage to the second: one stateful record as read.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Forwarded {
     /// Source (file or `kafka://topic/partition`) and record number it had.
     pub f: String,
@@ -878,15 +878,10 @@ impl ForwardTopic {
     fn source_mark(&mut self, source: &str, idle: bool) -> std::io::Result<()> {
         let mark = serde_json::to_vec(&Forwarded {
             f: source.to_owned(),
-            l: 0,
             k: MARK.to_owned(),
-            y: 0,
-            h: None,
-            r: String::new(),
-            u: 0,
-            t: None,
             i: idle,
             n: !idle,
+            ..Default::default()
         })?;
         for p in 0..self.partitions {
             self.out
@@ -918,10 +913,7 @@ impl RecordSink for ForwardTopic {
                 y: unit.year,
                 h: unit.header.as_ref().map(|h| h.to_vec()),
                 r: String::from_utf8_lossy(&unit.buf[*start..*end]).into_owned(),
-                u: 0,
-                t: None,
-                i: false,
-                n: false,
+                ..Default::default()
             };
             // (partition, uses): the entity's partition for the aggregates, partition 0 for
             // correlations; one copy when they are the same.
@@ -965,12 +957,8 @@ impl RecordSink for ForwardTopic {
                 l: last.0,
                 k: MARK.to_owned(),
                 y: unit.year,
-                h: None,
-                r: String::new(),
-                u: 0,
                 t: Some(t),
-                i: false,
-                n: false,
+                ..Default::default()
             })?;
             for (p, g) in got.iter().enumerate() {
                 if !g {

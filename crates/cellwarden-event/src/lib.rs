@@ -17,7 +17,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Where an event came from: the file and the position inside it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Origin {
     /// Path of the input as given (`-` for standard input).
     pub file: Arc<str>,
@@ -29,7 +31,7 @@ pub struct Origin {
 ///
 /// Interned by the source mapping, so two events from the same kind of source share one
 /// `Arc<LogSource>` and `id` identifies it cheaply.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct LogSource {
     /// Dense id assigned when the mapping interns this log source.
     pub id: u32,
@@ -80,6 +82,55 @@ pub struct Event<'a> {
     pub logsource: Option<Arc<LogSource>>,
     /// Where the event was read.
     pub origin: Origin,
+}
+
+/// In state snapshots (a binary form: values tagged); read back, an event owns its strings
+/// and its own copy of the log source.
+impl serde::Serialize for Event<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(5)?;
+        t.serialize_element(&SeqOf(std::cell::Cell::new(Some(value::stored_fields(
+            &self.fields,
+        )))))?;
+        t.serialize_element(&self.timestamp)?;
+        t.serialize_element(&self.host)?;
+        t.serialize_element(&self.logsource)?;
+        t.serialize_element(&self.origin)?;
+        t.end()
+    }
+}
+
+/// Serialises an iterator once, as a sequence.
+struct SeqOf<I>(std::cell::Cell<Option<I>>);
+
+impl<I: Iterator<Item = T>, T: serde::Serialize> serde::Serialize for SeqOf<I> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.take() {
+            Some(it) => s.collect_seq(it),
+            None => Err(serde::ser::Error::custom("sequence serialised twice")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Event<'static> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        type Parts = (
+            value::StoredFields,
+            Option<Timestamp>,
+            Option<String>,
+            Option<Arc<LogSource>>,
+            Origin,
+        );
+        let (fields, timestamp, host, logsource, origin) = Parts::deserialize(d)?;
+        Ok(Event {
+            fields: fields.into_fields(),
+            timestamp,
+            host: host.map(Cow::Owned),
+            logsource,
+            origin,
+        })
+    }
 }
 
 impl<'a> Event<'a> {
@@ -341,6 +392,31 @@ pub fn epoch_to_timestamp(n: i64) -> Option<Timestamp> {
     } else {
         Timestamp::from_millisecond(n).ok()
     }
+}
+
+/// Text that the code names with `&'static str` (protocol and channel names), read back from
+/// a state snapshot: each distinct text is kept once for the life of the process (they come
+/// from a handful of constants, so this stays small).
+pub fn static_text(s: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static KNOWN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    let set = known.get_or_insert_with(HashSet::new);
+    if let Some(k) = set.get(s) {
+        return k;
+    }
+    let k: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    set.insert(k);
+    k
+}
+
+/// Deserialises a `&'static str` field through [`static_text`].
+pub fn deserialize_static_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<&'static str, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    Ok(static_text(&s))
 }
 
 #[cfg(test)]

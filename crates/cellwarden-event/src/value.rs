@@ -95,6 +95,63 @@ impl serde::Serialize for Value<'_> {
     }
 }
 
+/// [`Value`] as stored in state snapshots: tagged (the JSON form above is untagged, which a
+/// binary form cannot read back).
+#[derive(serde::Serialize, serde::Deserialize)]
+enum Stored<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    List(Vec<Stored<'a>>),
+}
+
+impl<'a> Stored<'a> {
+    fn of(v: &'a Value<'_>) -> Stored<'a> {
+        match v {
+            Value::Null => Stored::Null,
+            Value::Bool(b) => Stored::Bool(*b),
+            Value::Int(i) => Stored::Int(*i),
+            Value::Float(f) => Stored::Float(*f),
+            Value::Str(t) => Stored::Str(Cow::Borrowed(t)),
+            Value::List(l) => Stored::List(l.iter().map(Stored::of).collect()),
+        }
+    }
+
+    fn into_value(self) -> Value<'static> {
+        match self {
+            Stored::Null => Value::Null,
+            Stored::Bool(b) => Value::Bool(b),
+            Stored::Int(i) => Value::Int(i),
+            Stored::Float(f) => Value::Float(f),
+            Stored::Str(t) => Value::Str(Cow::Owned(t.into_owned())),
+            Stored::List(l) => Value::List(l.into_iter().map(Stored::into_value).collect()),
+        }
+    }
+}
+
+/// An event's fields as stored in state snapshots (see [`Stored`]).
+pub(crate) fn stored_fields<'a>(
+    fields: &'a [(Cow<'_, str>, Value<'_>)],
+) -> impl Iterator<Item = (&'a str, impl serde::Serialize + 'a)> + 'a {
+    fields.iter().map(|(k, v)| (k.as_ref(), Stored::of(v)))
+}
+
+/// Fields read back from a state snapshot.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+pub(crate) struct StoredFields(Vec<(String, Stored<'static>)>);
+
+impl StoredFields {
+    pub(crate) fn into_fields(self) -> Vec<(Cow<'static, str>, Value<'static>)> {
+        self.0
+            .into_iter()
+            .map(|(k, v)| (Cow::Owned(k), v.into_value()))
+            .collect()
+    }
+}
+
 fn parse_number(s: &str) -> Option<f64> {
     let s = s.trim();
     if s.is_empty() {

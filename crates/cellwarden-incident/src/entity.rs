@@ -91,7 +91,7 @@ pub enum Place {
 /// address was and when (Windows logon records naming the workstation and its address, DNS
 /// answers for names with private addresses), which account a SID is. Merging is commutative,
 /// so workers gather apart. Grows with the operator's hosts and accounts, not with events.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Aliases {
     /// Address → host as written → (first, last) time seen, seconds.
     pub seen_at: BTreeMap<IpAddr, BTreeMap<String, (i64, i64)>>,
@@ -109,7 +109,7 @@ pub const LOGON_LEAD_SECS: i64 = 300;
 pub const LOGONS_PER_HOST: usize = 4096;
 
 /// A network or remote logon on a host (Windows 4624 type 3 or 10).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Logon {
     /// Time, seconds.
     pub time: i64,

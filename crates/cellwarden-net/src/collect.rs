@@ -27,7 +27,9 @@ pub const BEACON_CAP: usize = 2048;
 pub const DNS_NAMES_CAP: usize = 1024;
 
 /// Where a flow was logged.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub struct Evidence {
     /// Flow start.
     pub time: Timestamp,
@@ -38,7 +40,7 @@ pub struct Evidence {
 }
 
 /// One flow, as the analytics see it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Flow {
     /// Where it was logged.
     pub evidence: Evidence,
@@ -59,7 +61,7 @@ pub struct Flow {
 }
 
 /// Outbound traffic of one internal source to one external destination on one day.
-#[derive(Debug, Clone, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
 pub struct PairDay {
     /// Bytes sent.
     pub bytes_out: u64,
@@ -75,7 +77,7 @@ pub struct PairDay {
 
 /// Distinct destination ports, sorted, held inline while there are few (a pair-day's set
 /// used to be a B-tree of its own: an allocation and a pointer to follow per flow).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ports(smallvec::SmallVec<[u16; 8]>);
 
 impl Ports {
@@ -99,7 +101,7 @@ impl std::ops::Deref for Ports {
 }
 
 /// DNS queries of one source under one domain.
-#[derive(Debug, Clone, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
 pub struct DnsStats {
     /// Queries.
     pub queries: u64,
@@ -118,7 +120,9 @@ pub struct DnsStats {
 }
 
 /// Kinds of flows judged one by one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub enum Odd {
     /// TCP to port 53 that is not DNS.
     TcpDnsPort,
@@ -129,7 +133,7 @@ pub enum Odd {
 }
 
 /// Flows of one odd kind between two hosts on one day.
-#[derive(Debug, Clone, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
 pub struct OddStats {
     /// Flows.
     pub flows: u64,
@@ -158,8 +162,26 @@ pub const TUNNEL_PORTS: &[(u16, &str)] = &[
 /// Tunnel protocols one host used on one day: protocol → first (evidence, destination, port).
 pub type TunnelUse = BTreeMap<&'static str, (Evidence, IpAddr, u16)>;
 
+/// [`FlowAggregates::tunnels`] read back from a state snapshot.
+fn tunnels_back<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<(IpAddr, Day), TunnelUse>, D::Error> {
+    type Named = BTreeMap<(IpAddr, Day), BTreeMap<String, (Evidence, IpAddr, u16)>>;
+    let named = <Named as serde::Deserialize>::deserialize(d)?;
+    Ok(named
+        .into_iter()
+        .map(|(k, v)| {
+            let v = v
+                .into_iter()
+                .map(|(p, x)| (cellwarden_event::static_text(&p), x))
+                .collect();
+            (k, v)
+        })
+        .collect())
+}
+
 /// Everything gathered from flow events.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FlowAggregates {
     /// (source, destination, day) → outbound traffic.
     pub pairs: BTreeMap<(IpAddr, IpAddr, Day), PairDay>,
@@ -174,6 +196,7 @@ pub struct FlowAggregates {
     /// (kind, source, destination, day) → flows judged one by one.
     pub odd: BTreeMap<(Odd, IpAddr, IpAddr, Day), OddStats>,
     /// (source, day) → protocol → first evidence (destination, port).
+    #[serde(deserialize_with = "tunnels_back")]
     pub tunnels: BTreeMap<(IpAddr, Day), TunnelUse>,
     /// (source, destination, protocol, day) → core network traffic, inside or out (the
     /// speakers of GTP, Diameter, SIGTRAN and RADIUS; see [`crate::roles`]).
@@ -185,7 +208,7 @@ pub struct FlowAggregates {
 }
 
 /// Core network traffic of one pair on one day.
-#[derive(Debug, Clone, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
 pub struct CoreStats {
     /// Flows.
     pub flows: u64,
@@ -592,16 +615,7 @@ impl FlowCollector {
             *max = v.iter().copied().max().unwrap_or_default();
             !v.is_empty()
         });
-        let a = &mut self.aggregates;
-        a.large.retain(|f| day_of(f.evidence.time) >= day);
-        a.long.retain(|f| day_of(f.evidence.time) >= day);
-        a.dns.retain(|(_, _, d), _| *d >= day);
-        a.odd.retain(|(_, _, _, d), _| *d >= day);
-        a.tunnels.retain(|(_, d), _| *d >= day);
-        // The learning window's core traffic stays: roles are learnt from it.
-        let learnt = a.core.keys().map(|(_, _, _, d)| *d).min().unwrap_or(day)
-            + self.limits.learn_days as Day;
-        a.core.retain(|(_, _, _, d), _| *d >= day || *d < learnt);
+        self.aggregates.evict_before(day, self.limits.learn_days);
     }
 
     /// Entries held: (pair-days, connection series).
@@ -702,6 +716,25 @@ impl FlowAggregates {
     pub fn finish(&mut self) {
         self.large.sort();
         self.long.sort();
+    }
+
+    /// Forgets the days before `day`, as [`FlowCollector::evict_before`] does (`learn_days`:
+    /// the first days of core traffic, which roles are learnt from, stay).
+    pub fn evict_before(&mut self, day: Day, learn_days: usize) {
+        let from = day as i64 * 86_400;
+        self.pairs.retain(|(_, _, d), _| *d >= day);
+        self.conns.retain(|_, v| {
+            v.retain(|(t, _)| *t >= from);
+            !v.is_empty()
+        });
+        self.large.retain(|f| day_of(f.evidence.time) >= day);
+        self.long.retain(|f| day_of(f.evidence.time) >= day);
+        self.dns.retain(|(_, _, d), _| *d >= day);
+        self.odd.retain(|(_, _, _, d), _| *d >= day);
+        self.tunnels.retain(|(_, d), _| *d >= day);
+        let learnt =
+            self.core.keys().map(|(_, _, _, d)| *d).min().unwrap_or(day) + learn_days as Day;
+        self.core.retain(|(_, _, _, d), _| *d >= day || *d < learnt);
     }
 }
 

@@ -4,7 +4,9 @@
 use crate::assets::GTP_ROLES;
 
 /// A core network protocol, told by transport and port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub enum Core {
     /// GTP control plane (UDP 2123).
     GtpC,

@@ -15,7 +15,7 @@ pub mod story;
 
 pub use crate::alerts::{AlertSet, sort_alerts};
 pub use crate::core::{
-    CoreSize, DbSetup, DetectionCore, Detectors, Fed, Findings, NetSetup, Snapshot, Stage, Uses,
-    View, partition_of,
+    CoreSize, CoreState, DbSetup, DetectionCore, Detectors, Fed, Findings, NetSetup, Snapshot,
+    Stage, Uses, View, partition_of,
 };
 pub use crate::hunt::{ALERT_MEMORY, HuntConfig, HuntResult, Progress, hunt};

@@ -121,7 +121,7 @@ impl Correlation {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Entry {
     ts: i64,
     rule: u32,
@@ -186,7 +186,43 @@ fn ms(t: Option<Timestamp>) -> i64 {
     t.map(|t| t.as_millisecond()).unwrap_or(0)
 }
 
+/// The open groups of a [`CorrelationRun`], to carry it over to another process (state
+/// snapshots). Only meaningful with the same rule set.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct CorrelationState {
+    groups: Vec<(GroupKey, Vec<Entry>)>,
+    seen: u64,
+}
+
+/// A correlation's index and the values of its group-by fields.
+type GroupKey = (usize, Vec<String>);
+
 impl<'c> CorrelationRun<'c> {
+    /// Its open groups, in a stable order.
+    pub fn save(&self) -> CorrelationState {
+        let mut groups: Vec<(GroupKey, Vec<Entry>)> = self
+            .groups
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
+            .collect();
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
+        CorrelationState {
+            groups,
+            seen: self.seen,
+        }
+    }
+
+    /// Takes the open groups [`save`](Self::save) gave (of a run over the same rules); groups
+    /// of correlations this rule set does not have are left out.
+    pub fn restore(&mut self, state: CorrelationState) {
+        self.seen = state.seen;
+        for ((c, key), entries) in state.groups {
+            if c < self.corrs.len() {
+                self.groups.insert((c, key), entries.into_iter().collect());
+            }
+        }
+    }
+
     pub(crate) fn new(corrs: &'c [Correlation]) -> Self {
         let mut by_rule: HashMap<u32, Vec<usize>> = HashMap::new();
         for (ci, c) in corrs.iter().enumerate() {

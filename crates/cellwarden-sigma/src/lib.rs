@@ -15,7 +15,7 @@ mod load;
 mod matcher;
 
 pub use compile::Placeholders;
-pub use correlation::CorrelationRun;
+pub use correlation::{CorrelationRun, CorrelationState};
 pub use engine::{RuleSet, Scratch};
 pub use load::{
     LoadOptions, Loaded, MAX_RULE_FILE_BYTES, Problem, ProblemKind, RulePathError, RuleSource,

@@ -206,14 +206,19 @@ pub fn country_code(number: &str) -> Option<&str> {
     number.get(..len)
 }
 
+/// A channel name (one of a few constants; an alias so serde does not take it for text
+/// borrowed from the input).
+type StaticText = &'static str;
+
 /// One location update kept for judging (compact: there is one per subscriber and move).
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 struct Update {
     imsi: String,
     time: Timestamp,
     /// `cc:33` (E.164 country code of the VLR) or `mcc:208` (visited PLMN).
     country: String,
-    channel: &'static str,
+    #[serde(deserialize_with = "cellwarden_event::deserialize_static_text")]
+    channel: StaticText,
     /// Calling GT or origin realm.
     peer: String,
     sender: String,
@@ -244,12 +249,13 @@ fn answer_key(ev: &Event<'_>, channel: &str) -> String {
 }
 
 /// One request kept for judging.
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 struct Request {
     event: Event<'static>,
     time: Timestamp,
     /// `map`, `diameter`.
-    channel: &'static str,
+    #[serde(deserialize_with = "cellwarden_event::deserialize_static_text")]
+    channel: StaticText,
     op: i64,
     /// Calling GT or origin realm.
     peer: String,
@@ -270,7 +276,7 @@ fn answered(answer: Option<&(bool, Option<String>)>) -> &'static str {
 
 /// What the signalling detections gathered (mergeable: finite runs split a capture over
 /// worker threads).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SignalAggregates {
     requests: Vec<Request>,
     updates: Vec<Update>,
@@ -497,17 +503,12 @@ impl SignalCollector {
 
     /// Requests and hosts held.
     pub fn size(&self) -> usize {
-        self.agg.requests.len() + self.agg.updates.len() + self.agg.hosts.len()
+        self.agg.size()
     }
 
     /// Forgets requests and deliveries before `time` (live runs keep a window).
     pub fn evict_before(&mut self, time: Timestamp) {
-        self.agg.requests.retain(|r| r.time >= time);
-        self.agg.updates.retain(|r| r.time >= time);
-        for v in self.agg.deliveries.values_mut() {
-            v.retain(|t| *t >= time);
-        }
-        self.agg.deliveries.retain(|_, v| !v.is_empty());
+        self.agg.evict_before(time);
     }
 }
 
@@ -542,6 +543,21 @@ fn merge_hosts(
 }
 
 impl SignalAggregates {
+    /// Forgets requests and deliveries before `time`.
+    pub fn evict_before(&mut self, time: Timestamp) {
+        self.requests.retain(|r| r.time >= time);
+        self.updates.retain(|r| r.time >= time);
+        for v in self.deliveries.values_mut() {
+            v.retain(|t| *t >= time);
+        }
+        self.deliveries.retain(|_, v| !v.is_empty());
+    }
+
+    /// Requests and hosts held.
+    pub fn size(&self) -> usize {
+        self.requests.len() + self.updates.len() + self.hosts.len()
+    }
+
     /// Takes in another part of the same run (the result does not depend on the order).
     pub fn merge(&mut self, other: SignalAggregates) {
         self.requests.extend(other.requests);

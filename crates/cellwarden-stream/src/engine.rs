@@ -112,6 +112,17 @@ pub struct Handed {
     pub entity: Option<u64>,
 }
 
+/// The whole state of an engine (see [`Engine::save`]).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct EngineState {
+    core: cellwarden_pipeline::CoreState,
+    /// Source → (latest event time, caught up).
+    clocks: Vec<(String, i64, bool)>,
+    released: i64,
+    open_day: Option<i32>,
+    late_pending: bool,
+}
+
 /// Live detection state over one stream of units.
 pub struct Engine<'r> {
     mapping: &'r Mapping,
@@ -475,6 +486,44 @@ impl<'r> Engine<'r> {
     /// Entries held, by kind.
     pub fn state_size(&self) -> CoreSize {
         self.core.size()
+    }
+
+    /// Its whole state: aggregates, correlations, findings raised, clocks and the released and
+    /// judged points (a partition's state written to the changelog).
+    pub fn save(&mut self) -> EngineState {
+        let mut clocks: Vec<(String, i64, bool)> = self
+            .clocks
+            .iter()
+            .map(|(k, c)| (k.to_string(), c.latest, c.idle))
+            .collect();
+        clocks.sort();
+        EngineState {
+            core: self.core.save(),
+            clocks,
+            released: self.released,
+            open_day: self.open_day,
+            late_pending: self.late_pending,
+        }
+    }
+
+    /// Takes the state [`save`](Self::save) gave, in an engine that has processed nothing
+    /// (of the same rules and settings).
+    pub fn restore(&mut self, state: EngineState) {
+        let EngineState {
+            core,
+            clocks,
+            released,
+            open_day,
+            late_pending,
+        } = state;
+        self.core.restore(core);
+        self.clocks = clocks
+            .into_iter()
+            .map(|(k, latest, idle)| (Arc::from(k.as_str()), Clock { latest, idle }))
+            .collect();
+        self.released = released;
+        self.open_day = open_day;
+        self.late_pending = late_pending;
     }
 
     /// Per-source latest event times and the released and judged points, for the checkpoint.

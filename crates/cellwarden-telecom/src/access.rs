@@ -32,7 +32,9 @@ pub const EVIDENCE_CAP: usize = 5;
 pub use cellwarden_analytics::stats::{Day, day_of, hour_of};
 
 /// Where an access was logged.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub struct Evidence {
     /// Time of the statement.
     pub time: Timestamp,
@@ -64,7 +66,18 @@ pub(crate) fn min_evidence(slot: &mut Option<Evidence>, e: &Evidence) {
 /// `%c` session id, or the backend's pid) as far as the log names them. Statements of one
 /// account from one host in one session share it; a log that names neither gives one session
 /// per account and day.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize,
+    serde::Deserialize,
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+)]
 pub struct Session {
     /// Client host.
     pub host: Option<Arc<str>>,
@@ -84,7 +97,7 @@ impl std::fmt::Display for Session {
 }
 
 /// One session's activity on one day (per account).
-#[derive(Debug, Clone, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
 pub struct SessionStats {
     /// Bit `h` set: active in UTC hour `h`.
     pub hours: u32,
@@ -107,7 +120,7 @@ impl SessionStats {
 }
 
 /// Whole-table reads and exports of one table by one account on one day.
-#[derive(Debug, Clone, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
 pub struct BulkStats {
     /// Statements.
     pub statements: u64,
@@ -122,7 +135,7 @@ pub struct BulkStats {
 }
 
 /// One account's activity on one day.
-#[derive(Debug, Clone, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
 pub struct DayStats {
     /// Statements.
     pub statements: u64,
@@ -150,7 +163,7 @@ pub struct DayStats {
 
 /// One subscriber's records read by one account on one day in one session (whose key names
 /// the client host).
-#[derive(Debug, Clone, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
 pub struct SubjectStats {
     /// Record types read (a bit per [`RecordType`]).
     pub record_types: u8,
@@ -212,7 +225,7 @@ pub(crate) fn add_rows(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 /// A user or role created, or granted rights, by a statement in the logs.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Created {
     /// Lowercase.
     pub principal: String,
@@ -262,7 +275,7 @@ impl Selection {
 }
 
 /// Counters of database statements seen.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, Default)]
 pub struct AccessCounts {
     /// Database statements.
     pub statements: u64,
@@ -297,7 +310,7 @@ pub fn subjects_from<'a>(
 }
 
 /// Everything gathered from database audit events.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Aggregates {
     /// (account, day) → activity.
     pub days: BTreeMap<(Arc<str>, Day), DayStats>,
@@ -399,6 +412,14 @@ impl Aggregates {
         for (k, n) in o.links {
             *self.links.entry(k).or_default() += n;
         }
+    }
+
+    /// Forgets the days before `day`, as [`Collector::evict_before`] does.
+    pub fn evict_before(&mut self, day: Day) {
+        self.subjects.retain(|((_, _, d, _), _)| *d >= day);
+        self.days.retain(|(_, d), _| *d >= day);
+        self.created.retain(|c| day_of(c.evidence.time) >= day);
+        self.prefixes.retain(|_, (_, e)| day_of(e.time) >= day);
     }
 
     /// Puts the merged aggregates in their final order and counts distinct subscribers per
@@ -1150,6 +1171,14 @@ impl Collector {
     /// The aggregates gathered so far, finished for judging, leaving the collector as it is
     /// (live detection judges again as days close).
     pub fn snapshot(&mut self) -> Aggregates {
+        let mut a = self.snapshot_raw();
+        a.finish();
+        a
+    }
+
+    /// The aggregates so far before [`Aggregates::finish`]: to be merged with others (a state
+    /// restored from a snapshot) and finished then.
+    pub fn snapshot_raw(&mut self) -> Aggregates {
         self.flush_observed();
         let mut a = self.aggregates.clone();
         a.subjects = sorted_subjects(self.subject_stats.clone());
@@ -1168,7 +1197,6 @@ impl Collector {
             .map(|(a, p, n)| ((a.clone(), p.clone()), *n))
             .collect();
         a.counts.sql = self.analyzer.stats;
-        a.finish();
         a
     }
 
@@ -1183,12 +1211,7 @@ impl Collector {
         self.days.retain(|(_, d), _| *d >= day);
         self.day_sessions.retain(|(_, d, _), _| *d >= day);
         self.sessions.retain(|_, s| Arc::strong_count(s) > 1);
-        self.aggregates
-            .created
-            .retain(|c| day_of(c.evidence.time) >= day);
-        self.aggregates
-            .prefixes
-            .retain(|_, (_, e)| day_of(e.time) >= day);
+        self.aggregates.evict_before(day);
     }
 
     /// Entries held: (account-days, subscriber-account-days).

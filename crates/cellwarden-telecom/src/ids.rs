@@ -9,7 +9,9 @@
 use std::fmt;
 
 /// What kind of subscriber identifier a value is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 pub enum IdKind {
     /// MSISDN (phone number).
     Msisdn,
@@ -87,7 +89,9 @@ impl fmt::Display for IdKind {
 }
 
 /// A normalised subscriber identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 pub struct SubscriberId {
     /// What kind of identifier.
     pub kind: IdKind,
@@ -100,7 +104,7 @@ pub struct SubscriberId {
 /// Unused places are zero, so the byte order is the order of the digit strings. Compared and
 /// hashed as two big-endian words (one 128-bit, one 32-bit) rather than byte by byte: the
 /// access state sorts and hashes millions of them.
-#[derive(Clone, Copy)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy)]
 pub struct Digits([u8; Digits::MAX]);
 
 impl Digits {

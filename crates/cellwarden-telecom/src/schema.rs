@@ -22,7 +22,9 @@ use serde::Deserialize;
 use crate::ids::{IdKind, Numbering, SubscriberId, classify, normalise};
 
 /// Kinds of subscriber records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(
+    serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordType {
     /// Call-detail records.
@@ -84,7 +86,7 @@ impl RecordType {
 }
 
 /// What a column holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnKind {
     /// MSISDN (phone number).
@@ -142,7 +144,9 @@ pub struct TableInfo {
 }
 
 /// How an identifier was recognised (for showing the inference).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord,
+)]
 pub enum Basis {
     /// Named in the schema file.
     Schema,
@@ -321,7 +325,7 @@ pub fn infer_column(column: &str) -> Option<ColumnKind> {
 }
 
 /// What was observed of tables and identifier columns during a run, to show the inference.
-#[derive(Debug, Default, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default, Clone)]
 pub struct Observed {
     /// table → number of statements reading it.
     pub tables: BTreeMap<String, u64>,

@@ -64,7 +64,9 @@ impl Dialect {
 }
 
 /// What a statement does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 pub enum StatementKind {
     /// `SELECT`.
     Select,
@@ -237,7 +239,7 @@ pub struct Analysis {
 }
 
 /// Counters of an analyser.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, Default)]
 pub struct SqlStats {
     /// Statements analysed.
     pub statements: u64,

@@ -525,6 +525,8 @@ impl Contiguous {
 
 /// Records of one source and format gathered into one unit.
 struct Batch {
+    /// Offset of its first record.
+    first: i64,
     key: BatchKey,
     buf: Vec<u8>,
     records: Vec<(u64, usize, usize)>,
@@ -559,6 +561,7 @@ fn add(
                 return false;
             }
             batches.push(Batch {
+                first: next_offset(&update) - 1,
                 key,
                 buf: Vec::new(),
                 records: Vec::new(),
@@ -589,8 +592,33 @@ fn next_offset(u: &PositionUpdate) -> i64 {
 
 /// Sends the open batches, in the order of their last records (a partition's position only
 /// moves forward); false when the loop is gone.
+///
+/// Records of several sources interleave in a handed-on partition, so a batch sent first may
+/// end after the first record of one sent later. The position each batch carries is where
+/// reading may start again once it and those before it are handled: its end, or the first
+/// record of a batch of the same partition still to come, whichever is first. A checkpoint or
+/// a saved state taken between two batches then never names as handled a record that is not
+/// (the records after that position that were handled are known by their sources' record
+/// numbers, and left out when read again).
 fn flush(batches: &mut Vec<Batch>, tx: &crossbeam_channel::Sender<Input>) -> bool {
     batches.sort_by_key(|b| next_offset(&b.update));
+    let mut first_after: BTreeMap<String, i64> = BTreeMap::new();
+    for b in batches.iter_mut().rev() {
+        if let PositionUpdate::Kafka {
+            partition, next, ..
+        } = &mut b.update
+        {
+            match first_after.get_mut(partition.as_str()) {
+                Some(floor) => {
+                    *next = (*next).min(*floor);
+                    *floor = (*floor).min(b.first);
+                }
+                None => {
+                    first_after.insert(partition.clone(), b.first);
+                }
+            }
+        }
+    }
     for b in batches.drain(..) {
         let (file, kind, year, header, uses) = b.key;
         let sent = tx.send(Input::Unit {
@@ -1007,6 +1035,56 @@ mod tests {
             vec![("logs", 1, 20), ("other.topic", 1, 30)]
         );
         assert!(owned(&offsets, &TopicPartitionList::new()).is_empty());
+    }
+
+    #[test]
+    fn interleaved_batches_name_no_record_handled_before_it_is() {
+        let update = |partition: &str, offset: i64| PositionUpdate::Kafka {
+            partition: partition.into(),
+            next: offset + 1,
+            forwarded: None,
+        };
+        let mut batches = Vec::new();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let key = |source: &str| (source.to_owned(), Format::Json, 2026, None, 1);
+        // Source a at offsets 10 and 13, source b at 11 and 12, another partition at 5.
+        for (source, partition, offset) in [
+            ("a", "h/0", 10),
+            ("b", "h/0", 11),
+            ("b", "h/0", 12),
+            ("a", "h/0", 13),
+            ("c", "h/1", 5),
+        ] {
+            let u = update(partition, offset);
+            assert!(add(
+                &mut batches,
+                key(source),
+                offset as u64,
+                b"{}",
+                u,
+                None,
+                &tx
+            ));
+        }
+        assert!(flush(&mut batches, &tx));
+        let sent: Vec<(String, i64)> = rx
+            .try_iter()
+            .filter_map(|i| match i {
+                Input::Unit {
+                    position:
+                        Some(PositionUpdate::Kafka {
+                            partition, next, ..
+                        }),
+                    ..
+                } => Some((partition, next)),
+                _ => None,
+            })
+            .collect();
+        // c first (its own partition), then b (a's offset 10 is still to come), then a.
+        assert_eq!(
+            sent,
+            [("h/1".into(), 6), ("h/0".into(), 10), ("h/0".into(), 14)]
+        );
     }
 
     #[test]

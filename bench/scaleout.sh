@@ -6,6 +6,12 @@
 #   2. 2 parse workers hand them on to a 4-partition topic (records/s of the parse stage)
 #   3. 1, 2 and 4 state workers, each time a new group reading the handed-on topic from its
 #      start: records/s until every partition's records are read, peak RSS per worker
+#   4. takeover with a changelog: one state worker of a new group writes its partitions'
+#      states to a changelog topic (--changelog) while it reads everything, and stops; then a
+#      new worker of that group takes every partition over, restoring it from the changelog:
+#      seconds until it has read every partition to its end, beside the seconds the first
+#      worker took (a takeover without a changelog reads the handed-on topic from its start,
+#      as the first worker did)
 # On a 2-core machine more workers share the same cores: the figures show the overhead of
 # partitioning (exchange, one engine per partition), not a speed-up.
 set -euo pipefail
@@ -92,6 +98,8 @@ topic in 4
 topic handoff 4
 topic alerts 1
 for m in 1 2 4; do topic "exchange-$m" 1; done
+topic exchange-c 1
+topic changelog 4
 "$PRODUCE" "127.0.0.1:$port" in <"$ALL" 2>/dev/null
 
 t0=$(now)
@@ -130,3 +138,44 @@ for m in 1 2 4; do
     printf '  state stage, %d worker(s)       %8d records/s  (%.2f of hunt), peak RSS per worker %d MiB\n' \
         "$m" "$se" "$(echo "$se / $he" | bc -l)" "$peak"
 done
+
+# 4. Takeover: the states a worker wrote, restored by the next one.
+state_c() { # state_c NAME: a state worker of group state-c writing and reading the changelog
+    "$BIN" watch --kafka "127.0.0.1:$port" --topic handoff --group state-c --stage state \
+        --exchange exchange-c --kafka-alerts alerts --state "$DIR/st-$1" --checkpoint-secs 0.2 \
+        --idle-secs 2 --kafka-option fetch.wait.max.ms=10 --changelog changelog \
+        --changelog-secs 5 -q 2>"$DIR/$1.log" &
+}
+rm -rf "$DIR"/st-c1 "$DIR"/st-c2
+t0=$(now)
+state_c c1
+pid=$!
+first=$(wait_for "$HANDED" "$t0" "$DIR/st-c1")
+# Stopped once its states are written after its last judging (it writes them again as it
+# stops).
+until grep -q "days before" "$DIR/c1.log"; do sleep 0.2; done
+sleep 3
+kill -TERM $pid
+wait $pid 2>/dev/null || true
+bytes=$(python3 - "$DIR/c1.log" <<'EOF'
+import re, sys
+last = {}
+for l in open(sys.argv[1]):
+    m = re.search(r"kafka://handoff/(\d+): state written to the changelog \((\d+) bytes", l)
+    if m:
+        last[m.group(1)] = int(m.group(2))
+print(sum(last.values()))
+EOF
+)
+t0=$(now)
+state_c c2
+pid=$!
+second=$(wait_for "$HANDED" "$t0" "$DIR/st-c2")
+kill -TERM $pid
+wait $pid 2>/dev/null || true
+restored=$(grep -c "restored from the changelog" "$DIR/c2.log" || true)
+printf '  one state worker writing a changelog: %.1f s to read everything (%d records/s)\n' \
+    "$first" "$(awk -v n="$HANDED" -v s="$first" 'BEGIN { printf "%d", n / s }')"
+printf '  its partitions'"'"' latest states: %d bytes in all\n' "$bytes"
+printf '  takeover by a new worker: %d of 4 partitions restored, %.1f s until all are read to their end (%.2f of the first)\n' \
+    "$restored" "$second" "$(echo "$second / $first" | bc -l)"

@@ -112,17 +112,6 @@ pub struct Handed {
     pub entity: Option<u64>,
 }
 
-/// The whole state of an engine (see [`Engine::save`]).
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct EngineState {
-    core: cellwarden_pipeline::CoreState,
-    /// Source → (latest event time, caught up).
-    clocks: Vec<(String, i64, bool)>,
-    released: i64,
-    open_day: Option<i32>,
-    late_pending: bool,
-}
-
 /// Live detection state over one stream of units.
 pub struct Engine<'r> {
     mapping: &'r Mapping,
@@ -251,6 +240,16 @@ impl<'r> Engine<'r> {
     /// Announces a source before it delivers: until it delivers or catches up, the watermark
     /// waits for it.
     pub fn source_known(&mut self, file: &str) {
+        // A partition whose state was restored knows the sources read through it: their
+        // clocks say where they are (a clock of the partition itself would hold the
+        // watermark back for ever, as none of its sources is new).
+        if self
+            .clocks
+            .keys()
+            .any(|k| k.len() > file.len() && of_source(k, file))
+        {
+            return;
+        }
         let c = self.clocks.entry(Arc::from(file)).or_insert(Clock {
             latest: i64::MIN,
             idle: false,
@@ -490,14 +489,14 @@ impl<'r> Engine<'r> {
 
     /// Its whole state: aggregates, correlations, findings raised, clocks and the released and
     /// judged points (a partition's state written to the changelog).
-    pub fn save(&mut self) -> EngineState {
+    pub fn save(&mut self) -> crate::saved::EngineState {
         let mut clocks: Vec<(String, i64, bool)> = self
             .clocks
             .iter()
             .map(|(k, c)| (k.to_string(), c.latest, c.idle))
             .collect();
         clocks.sort();
-        EngineState {
+        crate::saved::EngineState {
             core: self.core.save(),
             clocks,
             released: self.released,
@@ -508,8 +507,8 @@ impl<'r> Engine<'r> {
 
     /// Takes the state [`save`](Self::save) gave, in an engine that has processed nothing
     /// (of the same rules and settings).
-    pub fn restore(&mut self, state: EngineState) {
-        let EngineState {
+    pub fn restore(&mut self, state: crate::saved::EngineState) {
+        let crate::saved::EngineState {
             core,
             clocks,
             released,

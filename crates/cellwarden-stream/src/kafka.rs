@@ -207,6 +207,20 @@ pub struct KafkaSource {
     /// A partition assigned again is read again from its start (partitioned state workers
     /// rebuild its state), so what was handled of a revoked one is forgotten.
     pub rebuild: bool,
+    /// With `rebuild`: a partition assigned is first looked up in this changelog; when it
+    /// holds the partition's state, reading starts where that state was taken.
+    pub changelog: Option<Box<dyn crate::saved::Restore>>,
+}
+
+/// What [`announce`] changes besides the partitions known.
+struct Assigned<'a> {
+    rebuild: bool,
+    /// The last record handled per handed-on source.
+    forwarded: &'a mut Option<BTreeMap<String, u64>>,
+    /// The next offset per `topic/partition` below which records are passed over.
+    start: &'a mut BTreeMap<String, i64>,
+    changelog: &'a mut Option<Box<dyn crate::saved::Restore>>,
+    order: &'a mut Contiguous,
 }
 
 impl Source for KafkaSource {
@@ -218,12 +232,25 @@ impl Source for KafkaSource {
 fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop: Arc<AtomicBool>) {
     let KafkaSource {
         consumer,
-        start,
+        mut start,
         mut forwarded,
         limits,
         idle_after,
         rebuild,
+        mut changelog,
     } = source;
+    let mut order = Contiguous::default();
+    macro_rules! assigned {
+        () => {
+            Assigned {
+                rebuild,
+                forwarded: &mut forwarded,
+                start: &mut start,
+                changelog: &mut changelog,
+                order: &mut order,
+            }
+        };
+    }
     let year = jiff::Timestamp::now()
         .to_zoned(jiff::tz::TimeZone::UTC)
         .year();
@@ -234,12 +261,11 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
     // Partitions that reached their end since they were assigned.
     let mut read_to_end: std::collections::HashSet<String> = Default::default();
     let mut batch: Vec<Batch> = Vec::new();
-    let mut order = Contiguous::default();
     while !stop.load(Ordering::Relaxed) {
         // Partitions assigned to us hold the watermark back until they catch up.
         if checked.elapsed() > Duration::from_millis(500) {
             checked = std::time::Instant::now();
-            if !announce(&consumer, &mut known, rebuild, &mut forwarded, &tx) {
+            if !announce(&consumer, &mut known, &mut assigned!(), &tx) {
                 return;
             }
             at_end.retain(|name, _| known.contains(name));
@@ -275,7 +301,7 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
                 // An empty partition can reach its end before the periodic look at the
                 // assignment announced it: announce first, or its end would be missed and it
                 // would hold the watermark back until it gets a record.
-                if !announce(&consumer, &mut known, rebuild, &mut forwarded, &tx) {
+                if !announce(&consumer, &mut known, &mut assigned!(), &tx) {
                     return;
                 }
                 for name in known.iter().filter(|n| n.ends_with(&format!("/{p}"))) {
@@ -314,10 +340,22 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
             next: offset + 1,
             forwarded: None,
         };
+        let name = source_name(&topic, partition);
+        // A partition new to us: every assigned one is announced before its first record
+        // (and, restored from a changelog, its records before the state's are passed over).
+        if !known.contains(&name) {
+            if !announce(&consumer, &mut known, &mut assigned!(), &tx) {
+                return;
+            }
+            if known.insert(name.clone())
+                && tx.send(Input::Known(Arc::from(name.as_str()))).is_err()
+            {
+                return;
+            }
+        }
         if start.get(&key).is_some_and(|s| offset < *s) {
             continue;
         }
-        let name = source_name(&topic, partition);
         // Handed-on partitions: a record past the next offset waits (see `Contiguous`).
         if forwarded.is_some() {
             match order.check(&name, offset, std::time::Instant::now()) {
@@ -344,17 +382,6 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
             }
         }
         at_end.remove(&name);
-        // A partition new to us: every assigned one is announced before its first record.
-        if !known.contains(&name) {
-            if !announce(&consumer, &mut known, rebuild, &mut forwarded, &tx) {
-                return;
-            }
-            if known.insert(name.clone())
-                && tx.send(Input::Known(Arc::from(name.as_str()))).is_err()
-            {
-                return;
-            }
-        }
         let payload = m.payload().unwrap_or_default();
         let mut sink = Collect::default();
         if let Some(done) = forwarded.as_mut() {
@@ -516,6 +543,13 @@ impl Contiguous {
         Verdict::Take
     }
 
+    /// The next record of `name` is at `offset` (a partition restored from a changelog is
+    /// read from where its state was taken: a gap after it is waited for like any other).
+    fn expect(&mut self, name: &str, offset: i64) {
+        self.gaps.remove(name);
+        self.expected.insert(name.to_owned(), offset);
+    }
+
     /// Forgets partitions no longer assigned.
     fn retain(&mut self, known: &std::collections::HashSet<String>) {
         self.expected.retain(|name, _| known.contains(name));
@@ -648,8 +682,7 @@ fn flush(batches: &mut Vec<Batch>, tx: &crossbeam_channel::Sender<Input>) -> boo
 fn announce(
     consumer: &BaseConsumer,
     known: &mut std::collections::HashSet<String>,
-    rebuild: bool,
-    forwarded: &mut Option<BTreeMap<String, u64>>,
+    a: &mut Assigned<'_>,
     tx: &crossbeam_channel::Sender<Input>,
 ) -> bool {
     if let Ok(tpl) = consumer.assignment() {
@@ -661,23 +694,78 @@ fn announce(
         let gone: Vec<String> = known.difference(&now).cloned().collect();
         for name in gone {
             known.remove(&name);
-            if let Some(done) = forwarded.as_mut().filter(|_| rebuild) {
-                let prefix = forwarded_key(&name, "");
-                done.retain(|k, _| !k.starts_with(&prefix));
+            if a.rebuild {
+                if let Some(done) = a.forwarded.as_mut() {
+                    let prefix = forwarded_key(&name, "");
+                    done.retain(|k, _| !k.starts_with(&prefix));
+                }
+                a.start
+                    .remove(name.strip_prefix("kafka://").unwrap_or(&name));
             }
             if tx.send(Input::Revoked(Arc::from(name.as_str()))).is_err() {
                 return false;
             }
         }
         for name in now {
-            if known.insert(name.clone())
-                && tx.send(Input::Known(Arc::from(name.as_str()))).is_err()
-            {
+            if known.contains(&name) {
+                continue;
+            }
+            known.insert(name.clone());
+            if a.rebuild && a.changelog.is_some() && !restore(consumer, &name, a, tx) {
+                return false;
+            }
+            if tx.send(Input::Known(Arc::from(name.as_str()))).is_err() {
                 return false;
             }
         }
     }
     true
+}
+
+/// Looks partition `name` up in the changelog: with a state there, its records are read
+/// from where the state was taken (those after it that the state holds are known by their
+/// sources' record numbers), and the state goes to the loop. False when the loop is gone.
+fn restore(
+    consumer: &BaseConsumer,
+    name: &str,
+    a: &mut Assigned<'_>,
+    tx: &crossbeam_channel::Sender<Input>,
+) -> bool {
+    let Some(reader) = a.changelog.as_mut() else {
+        return true;
+    };
+    let key = name.strip_prefix("kafka://").unwrap_or(name);
+    let Some((topic, p)) = key
+        .rsplit_once('/')
+        .and_then(|(t, p)| Some((t, p.parse::<i32>().ok()?)))
+    else {
+        return true;
+    };
+    let restored = match reader.restore(p as u32) {
+        Ok(r) => r,
+        Err(e) => {
+            return tx
+                .send(Input::Note(format!(
+                    "{name}: state not restored from the changelog ({e}); rebuilt from the topic's start"
+                )))
+                .is_ok();
+        }
+    };
+    if let Some(saved) = &restored.saved {
+        a.start.insert(key.to_owned(), saved.next);
+        a.order.expect(name, saved.next);
+        if let Some(done) = a.forwarded.as_mut() {
+            done.extend(saved.handled.iter().cloned());
+        }
+        // Not fetched again when the seek is taken (the records before it are passed over
+        // all the same when it is not: a partition just assigned may not be fetching yet).
+        let _ = consumer.seek(topic, p, Offset::Offset(saved.next), GAP_SEEK);
+    }
+    tx.send(Input::Restored {
+        name: Arc::from(name),
+        restored: Box::new(restored),
+    })
+    .is_ok()
 }
 
 fn bad(name: &str, offset: i64, m: &str) -> SourceError {

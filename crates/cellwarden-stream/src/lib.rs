@@ -6,6 +6,7 @@
 //! journal of the events that hold analytics state ([`checkpoint`]), so a restart after a crash
 //! neither skips an event nor repeats an alert.
 
+pub mod changelog;
 pub mod checkpoint;
 pub mod decode;
 pub mod engine;
@@ -14,6 +15,7 @@ pub mod follow;
 pub mod kafka;
 pub mod metrics;
 pub mod partitioned;
+pub mod saved;
 pub mod sink;
 pub mod source;
 pub mod syslog;

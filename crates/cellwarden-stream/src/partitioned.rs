@@ -16,13 +16,16 @@
 //! task judges its snapshot with the merged view and writes the alerts. The union of the
 //! partitions' alerts is then what one process judging everything raises.
 //!
-//! No local state survives the process: the handed-on topic is the changelog (`--state DIR`
-//! only receives `progress.json`, the next offset read per partition owned, for monitoring). Offsets are
-//! not committed, so a partition newly assigned (at start, or taken over from a worker that
-//! died) is read from the topic's start and its state rebuilt; the topic's retention must
-//! cover `--retention-days` plus the closing lateness. Alerts of a partition whose state is
-//! rebuilt are sent again under the same alert keys (the alert topic is keyed by them, so
-//! copies collapse there).
+//! No local state survives the process. Offsets are not committed: a partition newly
+//! assigned (at start, or taken over from a worker that died) is restored from the changelog
+//! topic (`--changelog`, [`crate::changelog`]) when it holds a whole state of the partition,
+//! and read on from where that state was taken; otherwise it is read from the handed-on
+//! topic's start and its state rebuilt (the topic's retention must then cover
+//! `--retention-days` plus the closing lateness). `--state DIR` only receives
+//! `progress.json`, the next offset read per partition owned, for monitoring. Alerts of a
+//! partition whose state is rebuilt are sent again under the same alert keys (the alert
+//! topic is keyed by them, so copies collapse there, and workers leave out keys already on
+//! it).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -156,6 +159,37 @@ struct Task<'r> {
     /// said: a source of the partition not yet met would not hold the watermark back, and a
     /// day would close over half-rebuilt state.
     read_to_end: bool,
+    /// The last record handled of each source read through the partition.
+    handled: BTreeMap<String, u64>,
+    /// When its state was last written to the changelog, and the last day closed then.
+    saved: Option<(Instant, Option<i32>)>,
+}
+
+impl<'r> Task<'r> {
+    fn new(name: &Arc<str>, engine: Engine<'r>) -> Task<'r> {
+        Task {
+            closed: engine.open_day(),
+            engine,
+            name: Arc::clone(name),
+            closing: None,
+            seen: 0,
+            sent_clock: None,
+            read_to_end: false,
+            handled: BTreeMap::new(),
+            saved: None,
+        }
+    }
+
+    /// Days were judged since its state was last written, and the last write is at least
+    /// `every` old.
+    fn save_due(&self, every: Duration) -> bool {
+        self.read_to_end
+            && self.closing.is_none()
+            && self.closed.is_some()
+            && self
+                .saved
+                .is_none_or(|(at, day)| day != self.closed && at.elapsed() >= every)
+    }
 }
 
 /// The partition number of `kafka://topic/N` (or of `kafka://topic/N source`, a source read
@@ -218,6 +252,16 @@ pub fn run(
         })?),
         None => None,
     };
+    let mut changelog = match &k.changelog {
+        Some((t, every)) => {
+            let c = crate::changelog::Changelog::new(&k.config, t, &k.rules_fingerprint)?;
+            log(&format!(
+                "partitions' states are written to {t} (at most every {every:?} each) and read back from it when a partition is assigned"
+            ));
+            Some((c, *every))
+        }
+        None => None,
+    };
     let source: Box<dyn Source> = Box::new(crate::kafka::KafkaSource {
         consumer,
         start: BTreeMap::new(),
@@ -225,6 +269,9 @@ pub fn run(
         limits: config.limits,
         idle_after: k.idle_after,
         rebuild: true,
+        changelog: changelog
+            .as_ref()
+            .map(|(c, _)| Box::new(c.reader(&k.config)) as Box<dyn crate::saved::Restore>),
     });
     let (tx, rx) = crossbeam_channel::bounded::<Input>(64);
     let source_stop = Arc::new(AtomicBool::new(false));
@@ -271,11 +318,15 @@ pub fn run(
                         uses,
                         position,
                     } => {
+                        let mut handled = None;
                         if let Some(PositionUpdate::Kafka {
-                            partition, next, ..
+                            partition,
+                            next,
+                            forwarded,
                         }) = position
                         {
                             progress.insert(partition, next);
+                            handled = forwarded;
                         }
                         let task = clock
                             .as_deref()
@@ -283,6 +334,9 @@ pub fn run(
                             .and_then(|p| tasks.get_mut(&p));
                         // Records of a partition revoked meanwhile are left to its new owner.
                         if let Some(t) = task {
+                            if let Some((source, record)) = handled {
+                                t.handled.insert(source, record);
+                            }
                             let (n, _) = t.engine.process(
                                 unit,
                                 clock.as_ref(),
@@ -309,23 +363,50 @@ pub fn run(
                                 log(&format!(
                                     "{name}: assigned; its state is read from the start"
                                 ));
-                                Task {
-                                    engine: Engine::new(
+                                let engine = Engine::new(
+                                    setup.detectors,
+                                    setup.mapping,
+                                    live.clone(),
+                                    Stage::State,
+                                );
+                                Task::new(&name, engine)
+                            });
+                            task.engine.source_known(&name);
+                            events_by_source.entry(name.to_string()).or_default();
+                        }
+                    }
+                    Input::Restored { name, restored } => {
+                        let crate::saved::Restored { saved, said, slots } = *restored;
+                        if let Some(p) = partition_number(&name) {
+                            if let Some((c, _)) = changelog.as_mut() {
+                                c.learn(p, slots);
+                            }
+                            match saved {
+                                Some(saved) => {
+                                    let mut engine = Engine::new(
                                         setup.detectors,
                                         setup.mapping,
                                         live.clone(),
                                         Stage::State,
-                                    ),
-                                    name: Arc::clone(&name),
-                                    closing: None,
-                                    closed: None,
-                                    seen: 0,
-                                    sent_clock: None,
-                                    read_to_end: false,
+                                    );
+                                    engine.restore(saved.engine);
+                                    let mut task = Task::new(&name, engine);
+                                    task.handled = saved.handled.into_iter().collect();
+                                    // Written already: nothing judged since.
+                                    task.saved = Some((Instant::now(), task.closed));
+                                    log(&format!(
+                                        "{name}: assigned; its state is restored from the changelog ({said}) and read on from offset {}",
+                                        saved.next
+                                    ));
+                                    let key = name.strip_prefix("kafka://").unwrap_or(&name);
+                                    progress.insert(key.to_owned(), saved.next);
+                                    // As for a partition rebuilt from the start: the former
+                                    // owner's clock is not where this state is.
+                                    exchange.board.clocks.remove(&p);
+                                    tasks.insert(p, task);
                                 }
-                            });
-                            task.engine.source_known(&name);
-                            events_by_source.entry(name.to_string()).or_default();
+                                None => log(&format!("{name}: changelog: {said}")),
+                            }
                         }
                     }
                     Input::Revoked(name) => {
@@ -420,6 +501,12 @@ pub fn run(
                     step(*p, t, wm, &mut exchange, &mut alerts, log);
                 }
             }
+            // States of partitions that judged days, to the changelog.
+            if let Some((c, every)) = changelog.as_mut() {
+                for (p, t) in tasks.iter_mut().filter(|(_, t)| t.save_due(*every)) {
+                    save(*p, t, c, &progress, &mut faults, log);
+                }
+            }
             // The scope report of every partition, each time a part changes.
             if let Some(path) = &config.scope_out
                 && exchange.board.scope_version != scope_written
@@ -467,6 +554,12 @@ pub fn run(
                     write_retrying(|| s.durable(), &mut faults, log, &stop);
                 }
                 exchange.flush();
+                if let Some((c, _)) = &changelog
+                    && let Err(e) = c.durable()
+                {
+                    faults += 1;
+                    log(&e);
+                }
                 if let Some(dir) = &config.state {
                     let _ = write_progress(dir, &progress);
                 }
@@ -503,7 +596,53 @@ pub fn run(
         let _ = s.durable();
     }
     exchange.flush();
+    // A worker that stops leaves its partitions' latest states to whoever takes them over.
+    if let Some((c, _)) = changelog.as_mut() {
+        for (p, t) in tasks
+            .iter_mut()
+            .filter(|(_, t)| t.read_to_end && t.closing.is_none())
+        {
+            save(*p, t, c, &progress, &mut faults, log);
+        }
+        if let Err(e) = c.durable() {
+            log(&e);
+        }
+    }
     Ok(summary)
+}
+
+/// Writes partition `p`'s state to the changelog, with where its reading resumes.
+fn save(
+    p: u32,
+    t: &mut Task<'_>,
+    changelog: &mut crate::changelog::Changelog,
+    progress: &BTreeMap<String, i64>,
+    faults: &mut u64,
+    log: &mut dyn FnMut(&str),
+) {
+    let key = t.name.strip_prefix("kafka://").unwrap_or(&t.name);
+    let Some(next) = progress.get(key).copied() else {
+        return;
+    };
+    t.saved = Some((Instant::now(), t.closed));
+    let saved = crate::saved::Saved {
+        next,
+        handled: t.handled.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        engine: t.engine.save(),
+    };
+    match changelog.write(p, &saved) {
+        Ok(bytes) => log(&format!(
+            "{}: state written to the changelog ({bytes} bytes, reading resumes at offset {next})",
+            t.name
+        )),
+        Err(e) => {
+            *faults += 1;
+            log(&format!(
+                "{}: state not written to the changelog: {e}",
+                t.name
+            ));
+        }
+    }
 }
 
 /// Moves one partition's state to watermark `wm`: releases correlated matches, and takes the

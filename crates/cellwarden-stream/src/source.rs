@@ -35,6 +35,15 @@ pub enum Input {
     Known(Arc<str>),
     /// A Kafka partition no longer assigned to this process.
     Revoked(Arc<str>),
+    /// What the changelog held for a partition just assigned (partitioned state workers with a
+    /// changelog), sent before it is [`Known`](Input::Known): its records are read from where
+    /// the state was taken.
+    Restored {
+        /// The partition.
+        name: Arc<str>,
+        /// The state, if a whole one was there.
+        restored: Box<crate::saved::Restored>,
+    },
     /// The source has caught up.
     Idle(Arc<str>),
     /// How far a source read through a partition of handed-on records went, without a

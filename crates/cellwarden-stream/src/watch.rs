@@ -42,6 +42,11 @@ pub struct KafkaInput {
     /// The alert topic written to (`--kafka-alerts`): partitioned state workers read it to
     /// leave out alerts a partition's former owner wrote.
     pub alerts: Option<String>,
+    /// Partitioned state workers: the topic each partition's state is written to (see
+    /// [`crate::changelog`]), and how often at most per partition.
+    pub changelog: Option<(String, Duration)>,
+    /// The rule set's fingerprint (states of other rules are not restored).
+    pub rules_fingerprint: String,
 }
 
 /// Settings of one `watch` process.
@@ -343,6 +348,7 @@ pub fn run(
             limits: config.limits,
             idle_after: k.idle_after,
             rebuild: false,
+            changelog: None,
         }));
     }
     let (tx, rx) = crossbeam_channel::bounded::<Input>(64);
@@ -447,6 +453,8 @@ pub fn run(
                         }
                     }
                     Some(Input::Revoked(name)) => log(&format!("{name}: revoked")),
+                    // Only partitioned state workers read a changelog.
+                    Some(Input::Restored { .. }) => {}
                     Some(Input::Idle(name)) => {
                         engine.source_idle(&name);
                         // The state stage learns it from us: there, a quiet handed-on

@@ -374,6 +374,14 @@ pub struct WatchArgs {
     /// sharing what their detections compare through this Kafka topic (see docs/watch.md).
     #[arg(long)]
     pub exchange: Option<String>,
+    /// Partitioned state workers: write each partition's state to this Kafka topic (create it
+    /// compacted) after it judges days, so a worker taking a partition over restores it
+    /// instead of reading the handed-on topic from its start (see docs/watch.md).
+    #[arg(long)]
+    pub changelog: Option<String>,
+    /// Shortest time between two states of one partition written to --changelog, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub changelog_secs: f64,
     /// Sigma rule files or folders (repeatable). Default: the built-in rule pack.
     #[arg(long = "rules", short = 'r')]
     pub rules: Vec<PathBuf>,

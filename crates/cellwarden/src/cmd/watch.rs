@@ -145,6 +145,11 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
             "--exchange is for partitioned state workers (--stage state)".into(),
         ));
     }
+    if args.changelog.is_some() && args.exchange.is_none() {
+        return Err(Failure::Usage(
+            "--changelog is for partitioned state workers (--stage state --exchange TOPIC)".into(),
+        ));
+    }
     if (args.stage == cellwarden_stream::Stage::Parse) != args.forward.is_some() {
         return Err(Failure::Usage(
             "--stage parse and --forward TOPIC go together".into(),
@@ -194,6 +199,11 @@ pub fn run(args: WatchArgs) -> Result<Status, Failure> {
                 idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),
                 exchange: args.exchange.clone(),
                 alerts: args.kafka_alerts.clone(),
+                changelog: args
+                    .changelog
+                    .clone()
+                    .map(|t| (t, Duration::from_secs_f64(args.changelog_secs.max(0.0)))),
+                rules_fingerprint: ruleset_hash.clone(),
             }),
         stage: args.stage,
         idle_after: Duration::from_secs_f64(args.idle_secs.max(0.0)),

@@ -435,7 +435,7 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
                         if let PositionUpdate::Kafka { forwarded, .. } = &mut update {
                             *forwarded = Some((seen.clone(), f.l));
                         }
-                        let key = (f.f, kind, f.y, f.h, f.u);
+                        let key = (name.clone(), f.f, kind, f.y, f.h, f.u);
                         let clock = Arc::from(seen.as_str());
                         if !add(
                             &mut batch,
@@ -467,7 +467,7 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
             if kind == Format::Json && payload.len() <= limits.max_record_bytes {
                 // One JSON event per record: batched into one unit, numbered offset + 1.
                 let line = u64::try_from(offset).unwrap_or(0) + 1;
-                let key = (name.clone(), kind, year, None, 0);
+                let key = (name.clone(), name.clone(), kind, year, None, 0);
                 if !add(&mut batch, key, line, payload, update, None, &tx) {
                     return;
                 }
@@ -557,7 +557,7 @@ impl Contiguous {
     }
 }
 
-/// Records of one source and format gathered into one unit.
+/// Records of one source and format, read from one partition, gathered into one unit.
 struct Batch {
     /// Offset of its first record.
     first: i64,
@@ -568,8 +568,10 @@ struct Batch {
     clock: Option<Arc<str>>,
 }
 
-/// Source, format, year, column header, uses.
-type BatchKey = (String, Format, i16, Option<Vec<String>>, u8);
+/// Partition read from, source, format, year, column header, uses. The partition is part of
+/// it: records of one source are handed on to every partition, and one unit goes to the
+/// state of one partition (its clock and position are that partition's).
+type BatchKey = (String, String, Format, i16, Option<Vec<String>>, u8);
 
 const BATCH_RECORDS: usize = 1024;
 /// Batches open at once (one per source, format and use): at most a quarter of the loop's
@@ -654,7 +656,7 @@ fn flush(batches: &mut Vec<Batch>, tx: &crossbeam_channel::Sender<Input>) -> boo
         }
     }
     for b in batches.drain(..) {
-        let (file, kind, year, header, uses) = b.key;
+        let (_, file, kind, year, header, uses) = b.key;
         let sent = tx.send(Input::Unit {
             unit: Unit::Records {
                 file: Arc::from(file.as_str()),
@@ -1134,44 +1136,63 @@ mod tests {
         };
         let mut batches = Vec::new();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let key = |source: &str| (source.to_owned(), Format::Json, 2026, None, 1);
-        // Source a at offsets 10 and 13, source b at 11 and 12, another partition at 5.
+        // Source a at offsets 10 and 13 of h/0, source b at 11 and 12; on h/1, source c at 5
+        // and source a at 6 (every source is handed on to every partition).
         for (source, partition, offset) in [
             ("a", "h/0", 10),
             ("b", "h/0", 11),
             ("b", "h/0", 12),
             ("a", "h/0", 13),
             ("c", "h/1", 5),
+            ("a", "h/1", 6),
         ] {
             let u = update(partition, offset);
-            assert!(add(
-                &mut batches,
-                key(source),
-                offset as u64,
-                b"{}",
-                u,
+            let key = (
+                partition.to_owned(),
+                source.to_owned(),
+                Format::Json,
+                2026,
                 None,
-                &tx
-            ));
+                1,
+            );
+            let clock = Some(Arc::from(format!("{partition} {source}").as_str()));
+            assert!(add(&mut batches, key, offset as u64, b"{}", u, clock, &tx));
         }
         assert!(flush(&mut batches, &tx));
-        let sent: Vec<(String, i64)> = rx
+        let sent: Vec<(String, i64, String, Vec<u64>)> = rx
             .try_iter()
             .filter_map(|i| match i {
                 Input::Unit {
+                    unit,
                     position:
                         Some(PositionUpdate::Kafka {
                             partition, next, ..
                         }),
+                    clock,
                     ..
-                } => Some((partition, next)),
+                } => {
+                    let crate::source::Work::Unit(Unit::Records { records, .. }) = unit else {
+                        return None;
+                    };
+                    let lines = records.iter().map(|r| r.0).collect();
+                    Some((partition, next, clock?.to_string(), lines))
+                }
                 _ => None,
             })
             .collect();
-        // c first (its own partition), then b (a's offset 10 is still to come), then a.
+        // h/1's c then a (each unit holds its own partition's records, under its clock),
+        // then b (a's offset 10 is still to come), then a.
+        let unit = |p: &str, next: i64, source: &str, lines: &[u64]| {
+            (p.to_owned(), next, format!("{p} {source}"), lines.to_vec())
+        };
         assert_eq!(
             sent,
-            [("h/1".into(), 6), ("h/0".into(), 10), ("h/0".into(), 14)]
+            [
+                unit("h/1", 6, "c", &[5]),
+                unit("h/1", 7, "a", &[6]),
+                unit("h/0", 10, "b", &[11, 12]),
+                unit("h/0", 14, "a", &[10, 13]),
+            ]
         );
     }
 

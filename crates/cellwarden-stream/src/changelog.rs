@@ -22,7 +22,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use crate::kafka::{ClientError, Deliveries, KafkaConfig, failed};
+use crate::kafka::{ClientError, Deliveries, KafkaConfig, send_waiting};
 pub use crate::saved::{Restored, Saved, Slots};
 
 /// Largest chunk (under the broker's default message limit of 1 MB).
@@ -144,24 +144,26 @@ impl Changelog {
             };
             let payload = postcard::to_stdvec(&chunk).map_err(|e| e.to_string())?;
             let k = key(p, slot, index);
-            send(
+            send_waiting(
                 &self.producer,
                 BaseRecord::to(&self.topic)
                     .key(k.as_str())
                     .payload(payload.as_slice())
                     .partition(target),
-            )?;
+            )
+            .map_err(|e| e.to_string())?;
         }
         // Chunks a longer state left in this slot.
         let before = std::mem::replace(&mut slots.counts[slot as usize], count);
         for index in count..before {
             let k = key(p, slot, index);
-            send(
+            send_waiting(
                 &self.producer,
                 BaseRecord::<str, [u8]>::to(&self.topic)
                     .key(k.as_str())
                     .partition(target),
-            )?;
+            )
+            .map_err(|e| e.to_string())?;
         }
         Ok(bytes.len())
     }
@@ -272,15 +274,17 @@ impl ChangelogReader {
             std::process::id(),
             jiff::Timestamp::now().as_nanosecond()
         );
-        self.config
-            .client(&[])
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            // The end of a partition is seen sooner (a broker may hold a fetch its whole wait).
-            .set("fetch.wait.max.ms", "50")
-            .create()
-            .map_err(failed(format!("Kafka reader of {}", self.topic)))
+        crate::kafka::unassigned_reader(
+            &self.config,
+            &self.topic,
+            &group,
+            &[
+                ("enable.partition.eof", "true"),
+                // The end of a partition is seen sooner (a broker may hold a fetch its whole
+                // wait).
+                ("fetch.wait.max.ms", "50"),
+            ],
+        )
     }
 }
 
@@ -308,28 +312,6 @@ fn newest_whole(latest: &BTreeMap<(usize, u32), Chunk>, rules: &str) -> Option<(
         }
     }
     best
-}
-
-/// Sends one record, waiting while the producer's queue is full.
-fn send(
-    producer: &BaseProducer<Deliveries>,
-    mut record: BaseRecord<'_, str, [u8]>,
-) -> Result<(), String> {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((
-                rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                ),
-                r,
-            )) => {
-                record = r;
-                producer.poll(Duration::from_millis(50));
-            }
-            Err((e, _)) => return Err(e.to_string()),
-        }
-    }
 }
 
 #[cfg(test)]

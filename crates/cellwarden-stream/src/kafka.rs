@@ -159,6 +159,23 @@ pub fn consumer(
     Ok(c)
 }
 
+/// A consumer of `topic` in group `group` that commits nothing, with `settings`; it reads
+/// the partitions it is then assigned.
+pub(crate) fn unassigned_reader(
+    config: &KafkaConfig,
+    topic: &str,
+    group: &str,
+    settings: &[(&str, &str)],
+) -> Result<BaseConsumer, ClientError> {
+    let mut c = config.client(&[]);
+    c.set("group.id", group).set("enable.auto.commit", "false");
+    for (k, v) in settings {
+        c.set(*k, *v);
+    }
+    c.create()
+        .map_err(failed(format!("Kafka reader of {topic}")))
+}
+
 /// A consumer of every partition of `topic` from its start, outside any consumer group's
 /// sharing (`group` only names it; no offsets are committed); `settings` go over the user's.
 /// Returns it with the topic's partition count.
@@ -168,14 +185,7 @@ pub(crate) fn reader(
     group: &str,
     settings: &[(&str, &str)],
 ) -> Result<(BaseConsumer, u32), ClientError> {
-    let mut c = config.client(&[]);
-    c.set("group.id", group).set("enable.auto.commit", "false");
-    for (k, v) in settings {
-        c.set(*k, *v);
-    }
-    let consumer: BaseConsumer = c
-        .create()
-        .map_err(failed(format!("Kafka reader of {topic}")))?;
+    let consumer = unassigned_reader(config, topic, group, settings)?;
     let n = partition_count(consumer.client(), topic)?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..n as i32 {
@@ -845,6 +855,26 @@ pub fn producer(config: &KafkaConfig) -> Result<BaseProducer<Deliveries>, Client
         .map_err(failed("Kafka producer"))
 }
 
+/// Hands one record to the producer, waiting while its queue is full.
+pub(crate) fn send_waiting<K: rdkafka::message::ToBytes + ?Sized>(
+    producer: &BaseProducer<Deliveries>,
+    mut record: BaseRecord<'_, K, [u8]>,
+) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                r,
+            )) => {
+                record = r;
+                producer.poll(Duration::from_millis(50));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 /// Messages produced since the last durable point, kept to send again if any failed.
 struct Outbox {
     producer: BaseProducer<Deliveries>,
@@ -864,25 +894,12 @@ impl Outbox {
         if let Some(p) = partition {
             record = record.partition(p);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    record = r;
-                    self.producer.poll(Duration::from_millis(50));
-                }
-                // Counted as a failed delivery: sent again at the next durable point.
-                Err(_) => {
-                    self.producer
-                        .context()
-                        .failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            }
+        // Counted as a failed delivery: sent again at the next durable point.
+        if send_waiting(&self.producer, record).is_err() {
+            self.producer
+                .context()
+                .failed
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 

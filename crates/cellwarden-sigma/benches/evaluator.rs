@@ -38,9 +38,10 @@ fn main() {
 
     let mut best_ours = f64::MAX;
     let mut ours_hits = 0;
-    let mut scratch = ours.rules.scratch();
     let mut out = Vec::new();
     for _ in 0..reps {
+        // A fresh thread's working memory each time: nothing remembered from the run before.
+        let mut scratch = ours.rules.scratch();
         let t = Instant::now();
         ours_hits = 0;
         for e in &events {

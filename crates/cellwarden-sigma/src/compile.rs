@@ -1055,19 +1055,21 @@ fn node_lits(n: &Node) -> Option<Vec<Lit>> {
                     neq: false,
                 },
         }) => {
-            let lit = |m: &Matcher| -> Option<Lit> {
+            let lits = |m: &Matcher| -> Option<Vec<Lit>> {
                 match m {
                     Matcher::Str(p) => p
                         .required_literal()
                         .filter(|l| !l.is_empty() && crate::matcher::scannable(l))
-                        .map(|l| (*field, l.to_ascii_lowercase())),
+                        .map(|l| vec![(*field, l.to_ascii_lowercase())]),
+                    Matcher::Re(re) => crate::matcher::regex_literals(re.as_str())
+                        .map(|ls| ls.into_iter().map(|l| (*field, l)).collect()),
                     _ => None,
                 }
             };
             if *all {
-                best(ms.iter().filter_map(|m| lit(m).map(|l| vec![l])))
+                best(ms.iter().filter_map(lits))
             } else {
-                union(ms.iter().map(|m| lit(m).map(|l| vec![l])))
+                union(ms.iter().map(lits))
             }
         }
         Node::Item(_) => None,

@@ -75,11 +75,163 @@ pub struct RuleSet {
     pub(crate) correlated: Vec<bool>,
 }
 
-/// An Aho-Corasick automaton and the global ids of its patterns.
+/// Finds which of a set of literals occur in a text, ASCII case-insensitively.
+///
+/// SigmaHQ's rules give one field thousands of literals (nine thousand on `CommandLine`, five
+/// thousand hashes on `Hashes`). An Aho-Corasick automaton over them all is tens of megabytes,
+/// and every byte scanned then waits on memory. Instead each literal of eight bytes or more is
+/// indexed by one eight-byte window of it (the one fewest other literals share), each of four
+/// to seven bytes by a four-byte window: the text's windows are looked up in small bit tables
+/// that stay in cache, and a window found there is checked against the literals indexed by it,
+/// in place. Shorter literals, few, go through an automaton. Every occurrence of a literal is
+/// reported once, as the automaton alone would.
 #[derive(Debug)]
 pub(crate) struct Scanner {
-    ac: AhoCorasick,
-    ids: Vec<u32>,
+    /// Literals shorter than four bytes, and their ids.
+    short: Option<(AhoCorasick, Vec<u32>)>,
+    four: Option<WindowIndex<4>>,
+    eight: Option<WindowIndex<8>>,
+}
+
+/// Literals indexed by one `W`-byte window of each.
+#[derive(Debug)]
+struct WindowIndex<const W: usize> {
+    /// Hash bits above this pick a bit of `bits`.
+    shift: u32,
+    /// Bit per hashed window: some literal is indexed by a window of that hash.
+    bits: Vec<u64>,
+    /// Open addressing by hash: folded window (0: empty) and its range of `literals`.
+    table: Vec<(u64, u32, u32)>,
+    literals: Vec<Windowed>,
+}
+
+/// A literal indexed by a window: its global id, its text, where the window ends in it.
+#[derive(Debug)]
+struct Windowed {
+    id: u32,
+    needle: Box<[u8]>,
+    end: u32,
+}
+
+/// A window with ASCII letters folded to lower case (and a few other bytes with them: the
+/// index only has to let every match through). Never 0.
+#[inline]
+fn fold<const W: usize>(w: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b[..W].copy_from_slice(&w[..W]);
+    u64::from_le_bytes(b) | (0x2020_2020_2020_2020u64 >> (64 - 8 * W))
+}
+
+#[inline]
+fn mix(k: u64) -> u64 {
+    k.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl<const W: usize> WindowIndex<W> {
+    fn new(lits: Vec<(u32, &str)>) -> Option<Self> {
+        if lits.is_empty() {
+            return None;
+        }
+        // How many literals contain each window.
+        let mut shared: HashMap<u64, u32> = HashMap::new();
+        for (_, l) in &lits {
+            let mut seen: Vec<u64> = l.as_bytes().windows(W).map(fold::<W>).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            for k in seen {
+                *shared.entry(k).or_default() += 1;
+            }
+        }
+        let mut keyed: Vec<(u64, Windowed)> = lits
+            .into_iter()
+            .map(|(id, l)| {
+                let b = l.as_bytes();
+                // The rarest window; of equals, the last.
+                let (at, key) = b
+                    .windows(W)
+                    .map(fold::<W>)
+                    .enumerate()
+                    .min_by_key(|&(i, k)| (shared[&k], std::cmp::Reverse(i)))
+                    .expect("a literal of a window or more");
+                let w = Windowed {
+                    id,
+                    needle: b.into(),
+                    end: (at + W) as u32,
+                };
+                (key, w)
+            })
+            .collect();
+        keyed.sort_by_key(|(k, w)| (*k, w.id));
+        let mut windows = keyed.iter().map(|(k, _)| *k).collect::<Vec<_>>();
+        windows.dedup();
+        // About sixteen bits per window: few enough cache lines that the table stays in L1.
+        let shift = 64
+            - (windows.len() * 16)
+                .next_power_of_two()
+                .max(64)
+                .trailing_zeros();
+        let mut bits = vec![0u64; 1 << (64 - shift - 6)];
+        let mut ranges: Vec<(u64, u32, u32)> = Vec::new();
+        let mut literals = Vec::with_capacity(keyed.len());
+        for (k, w) in keyed {
+            match ranges.last_mut() {
+                Some(last) if last.0 == k => last.2 += 1,
+                _ => {
+                    let h = (mix(k) >> shift) as usize;
+                    bits[h >> 6] |= 1 << (h & 63);
+                    let i = literals.len() as u32;
+                    ranges.push((k, i, i + 1));
+                }
+            }
+            literals.push(w);
+        }
+        let size = (ranges.len() * 2).next_power_of_two();
+        let mut table = vec![(0u64, 0u32, 0u32); size];
+        for r in ranges {
+            let mut at = mix(r.0) as usize & (size - 1);
+            while table[at].0 != 0 {
+                at = (at + 1) & (size - 1);
+            }
+            table[at] = r;
+        }
+        Some(WindowIndex {
+            shift,
+            bits,
+            table,
+            literals,
+        })
+    }
+
+    /// Reports the literals indexed by window `k` that occur in `t` with it ending at `end`.
+    #[inline(always)]
+    fn probe(&self, k: u64, t: &[u8], end: usize, found: &mut impl FnMut(u32)) {
+        let m = mix(k);
+        let h = (m >> self.shift) as usize;
+        if self.bits[h >> 6] & (1 << (h & 63)) == 0 {
+            return;
+        }
+        let mask = self.table.len() - 1;
+        let mut at = m as usize & mask;
+        let (from, to) = loop {
+            let e = self.table[at];
+            if e.0 == k {
+                break (e.1, e.2);
+            }
+            if e.0 == 0 {
+                return;
+            }
+            at = (at + 1) & mask;
+        };
+        for l in &self.literals[from as usize..to as usize] {
+            let (n, e) = (l.needle.len(), l.end as usize);
+            if e <= end
+                && end - e + n <= t.len()
+                && t[end - e..end - e + n].eq_ignore_ascii_case(&l.needle)
+            {
+                found(l.id);
+            }
+        }
+    }
 }
 
 impl Scanner {
@@ -87,15 +239,64 @@ impl Scanner {
         if lits.is_empty() {
             return None;
         }
-        let ac = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(lits.iter().map(|(_, l)| *l))
-            .ok()?;
+        let (mut short, mut four, mut eight) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, l) in lits {
+            match l.len() {
+                0..4 => short.push((id, l)),
+                4..8 => four.push((id, l)),
+                _ => eight.push((id, l)),
+            }
+        }
+        let short = if short.is_empty() {
+            None
+        } else {
+            let ac = AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(short.iter().map(|(_, l)| *l))
+                .ok()?;
+            Some((ac, short.into_iter().map(|(i, _)| i).collect()))
+        };
         Some(Scanner {
-            ac,
-            ids: lits.into_iter().map(|(i, _)| i).collect(),
+            short,
+            four: WindowIndex::new(four),
+            eight: WindowIndex::new(eight),
         })
+    }
+
+    /// Calls `found` with the id of every literal occurrence in `text`.
+    fn scan(&self, text: &str, found: &mut impl FnMut(u32)) {
+        if let Some((ac, ids)) = &self.short {
+            for m in ac.find_overlapping_iter(text) {
+                found(ids[m.pattern().as_usize()]);
+            }
+        }
+        let t = text.as_bytes();
+        match (&self.four, &self.eight) {
+            (None, None) => {}
+            (Some(four), None) => {
+                for (i, w) in t.windows(4).enumerate() {
+                    four.probe(fold::<4>(w), t, i + 4, found);
+                }
+            }
+            (None, Some(eight)) => {
+                for (i, w) in t.windows(8).enumerate() {
+                    eight.probe(fold::<8>(w), t, i + 8, found);
+                }
+            }
+            (Some(four), Some(eight)) => {
+                // One pass: the eight-byte window at each position and its first half.
+                for (i, w) in t.windows(8).enumerate() {
+                    let k = fold::<8>(w);
+                    four.probe(k & 0xFFFF_FFFF, t, i + 4, found);
+                    eight.probe(k, t, i + 8, found);
+                }
+                let tail = t.len().saturating_sub(7);
+                for (i, w) in t[tail..].windows(4).enumerate() {
+                    four.probe(fold::<4>(w), t, tail + i + 4, found);
+                }
+            }
+        }
     }
 }
 
@@ -131,6 +332,67 @@ pub struct Scratch {
     epoch: u32,
     todo: Vec<u32>,
     routes: HashMap<(u32, EidKey), Arc<Route>>,
+    memo: Memo,
+}
+
+/// The scanner key of the keyword literals (any field).
+const ANY_FIELD: u32 = u32::MAX;
+
+/// The literals found in recently scanned field texts, so that a text seen again (the same
+/// image, hashes, parent command line: most of a host's events repeat them) is not scanned
+/// again. Direct-mapped, [`MEMO_SLOTS`] entries of texts up to [`MEMO_TEXT`] bytes: at most
+/// about 4 MiB per thread. Only speed depends on it, never a result.
+struct Memo {
+    entries: Vec<MemoEntry>,
+    hasher: ahash::RandomState,
+}
+
+#[derive(Default)]
+struct MemoEntry {
+    /// Scanner key (field slot) and text hash; `key == NONE`: empty.
+    key: u32,
+    hash: u64,
+    text: String,
+    found: Vec<u32>,
+}
+
+const MEMO_SLOTS: usize = 4096;
+const MEMO_TEXT: usize = 1024;
+
+impl Memo {
+    fn new() -> Memo {
+        Memo {
+            entries: Vec::new(),
+            // Fixed keys: the same texts share entries from run to run.
+            hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+        }
+    }
+
+    /// Calls `found` with every literal of `sc` found in `text`, from the memo when the text
+    /// was scanned recently with the same key.
+    fn scan(&mut self, sc: &Scanner, key: u32, text: &str, found: &mut impl FnMut(u32)) {
+        if text.len() > MEMO_TEXT {
+            sc.scan(text, found);
+            return;
+        }
+        if self.entries.is_empty() {
+            self.entries.resize_with(MEMO_SLOTS, || MemoEntry {
+                key: NONE,
+                ..MemoEntry::default()
+            });
+        }
+        let hash = self.hasher.hash_one((key, text));
+        let e = &mut self.entries[hash as usize & (MEMO_SLOTS - 1)];
+        if e.key != key || e.hash != hash || e.text != text {
+            e.key = key;
+            e.hash = hash;
+            e.text.clear();
+            e.text.push_str(text);
+            e.found.clear();
+            sc.scan(text, &mut |l| e.found.push(l));
+        }
+        e.found.iter().for_each(|&l| found(l));
+    }
 }
 
 const NONE: u32 = u32::MAX;
@@ -251,6 +513,7 @@ impl RuleSet {
             epoch: 0,
             todo: Vec::new(),
             routes: HashMap::new(),
+            memo: Memo::new(),
         }
     }
 
@@ -379,12 +642,13 @@ impl RuleSet {
         let lit_seen = &mut scratch.lit_seen;
         let lit_fields = &mut scratch.lit_fields;
         let rule_seen = &mut scratch.rule_seen;
-        let mut scan = |sc: &Scanner, text: &str, bit: u64| {
-            for m in sc.ac.find_overlapping_iter(text) {
-                let l = sc.ids[m.pattern().as_usize()] as usize;
+        let memo = &mut scratch.memo;
+        let mut scan = |sc: &Scanner, key: u32, text: &str, bit: u64| {
+            memo.scan(sc, key, text, &mut |l| {
+                let l = l as usize;
                 if lit_seen[l] == epoch {
                     lit_fields[l] |= bit;
-                    continue;
+                    return;
                 }
                 lit_seen[l] = epoch;
                 lit_fields[l] = bit;
@@ -395,7 +659,7 @@ impl RuleSet {
                         todo.push(r);
                     }
                 }
-            }
+            });
         };
         fn walk(v: &Value<'_>, scan: &mut dyn FnMut(&str)) {
             match v {
@@ -419,7 +683,7 @@ impl RuleSet {
             };
             let i = scratch.pos[slot as usize] as usize;
             let bit = if i < 64 { 1u64 << i } else { 0 };
-            walk(&event.fields[i].1, &mut |t| scan(sc, t, bit));
+            walk(&event.fields[i].1, &mut |t| scan(sc, slot, t, bit));
             scanned |= bit;
         }
         if route.scan_all
@@ -427,7 +691,7 @@ impl RuleSet {
         {
             for (i, (_, v)) in event.fields.iter().enumerate() {
                 let bit = if i < 64 { 1u64 << i } else { 0 };
-                walk(v, &mut |t| scan(sc, t, bit));
+                walk(v, &mut |t| scan(sc, ANY_FIELD, t, bit));
             }
             scratch.scanned_any = true;
         }
@@ -584,5 +848,97 @@ impl Ctx<'_, '_, '_> {
             }
             _ => m.matches(v, ""),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small deterministic generator (no dependency for a test).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) % n as u64) as usize
+        }
+        fn text(&mut self, len: usize) -> String {
+            // Few symbols so that literals occur, overlap and share windows.
+            const ALPHABET: [&str; 9] = ["a", "B", "b", "\\", "-", "é", "É", ".", "x"];
+            (0..len)
+                .map(|_| ALPHABET[self.next(ALPHABET.len())])
+                .collect()
+        }
+    }
+
+    /// Occurrences of `lit` in `text`, ASCII case-insensitively, by brute force.
+    fn occurrences(text: &str, lit: &str) -> usize {
+        let (t, l) = (text.as_bytes(), lit.as_bytes());
+        if l.len() > t.len() {
+            return 0;
+        }
+        t.windows(l.len())
+            .filter(|w| w.eq_ignore_ascii_case(l))
+            .count()
+    }
+
+    #[test]
+    fn the_scanner_finds_every_occurrence_a_plain_search_finds() {
+        let mut g = Lcg(7);
+        for round in 0..40 {
+            let n = if round % 4 == 0 { 3 } else { 60 + g.next(400) };
+            let lits: Vec<String> = (0..n)
+                .map(|_| {
+                    let len = 1 + g.next(14);
+                    g.text(len)
+                })
+                .collect();
+            let sc = Scanner::new(
+                lits.iter()
+                    .enumerate()
+                    .map(|(i, l)| (i as u32, l.as_str()))
+                    .collect(),
+            )
+            .unwrap();
+            let mut memo = Memo::new();
+            for _ in 0..30 {
+                let len = g.next(90);
+                let text = g.text(len);
+                let mut got = vec![0usize; lits.len()];
+                sc.scan(&text, &mut |i| got[i as usize] += 1);
+                let want: Vec<usize> = lits.iter().map(|l| occurrences(&text, l)).collect();
+                assert_eq!(got, want, "text {text:?}");
+                // Through the memo, twice: the same answer.
+                for _ in 0..2 {
+                    let mut again = vec![0usize; lits.len()];
+                    memo.scan(&sc, 3, &text, &mut |i| again[i as usize] += 1);
+                    assert_eq!(again, want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_memo_tells_texts_and_fields_apart() {
+        let a = Scanner::new(vec![(0, "mimikatz"), (1, "-enc")]).unwrap();
+        let b = Scanner::new(vec![(2, "katz")]).unwrap();
+        let mut memo = Memo::new();
+        let mut run = |sc: &Scanner, key: u32, text: &str| {
+            let mut v = Vec::new();
+            memo.scan(sc, key, text, &mut |i| v.push(i));
+            v.sort();
+            v
+        };
+        assert_eq!(run(&a, 1, "x MimiKatz -ENC"), vec![0, 1]);
+        assert_eq!(run(&b, 2, "x MimiKatz -ENC"), vec![2]);
+        assert_eq!(run(&a, 1, "x MimiKatz -ENC"), vec![0, 1]);
+        assert_eq!(run(&a, 1, "x MimiKatz"), vec![0]);
+        // Longer than the memo keeps: scanned each time.
+        let long = format!("{}mimikatz", "a".repeat(MEMO_TEXT));
+        assert_eq!(run(&a, 1, &long), vec![0]);
+        assert_eq!(run(&a, 1, &long), vec![0]);
     }
 }

@@ -192,6 +192,41 @@ impl StrPattern {
     }
 }
 
+/// Literals of which one occurs in any text `pattern` matches: the literals every match
+/// begins with, or those every match ends with, whichever set's shortest member is longer.
+/// ASCII letters come lower-cased (the literal scan ignores their case, so this only widens
+/// the set); other characters stay as the expression's case variants give them. `None` when
+/// no finite set of non-empty literals can be proven.
+pub(crate) fn regex_literals(pattern: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let mut best: Option<Vec<String>> = None;
+    for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
+        let seq = Extractor::new().kind(kind).extract(&hir);
+        let Some(lits) = seq.literals() else { continue };
+        let mut set = Vec::with_capacity(lits.len());
+        for l in lits {
+            match std::str::from_utf8(l.as_bytes()) {
+                Ok(t) if !t.is_empty() => set.push(t.to_ascii_lowercase()),
+                _ => {
+                    set.clear();
+                    break;
+                }
+            }
+        }
+        if set.is_empty() {
+            continue;
+        }
+        set.sort();
+        set.dedup();
+        let shortest = |s: &[String]| s.iter().map(String::len).min().unwrap_or(0);
+        if best.as_ref().is_none_or(|b| shortest(&set) > shortest(b)) {
+            best = Some(set);
+        }
+    }
+    best
+}
+
 /// Whether the literal scan (case-insensitive for ASCII only) finds `lit` exactly where a
 /// lower-cased comparison would: true when every non-ASCII character has no case (dashes,
 /// symbols, most scripts' punctuation).
@@ -319,6 +354,41 @@ fn time_part(text: &str, part: TimePart) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_every_match_of_an_expression_holds() {
+        let lits = |p: &str| regex_literals(p);
+        assert_eq!(
+            lits(r"\$PSHome\[\s*\d{1,3}"),
+            Some(vec!["$pshome[".to_string()])
+        );
+        // No prefix (a leading `.*`): the suffix.
+        assert_eq!(lits(r".*\\evil\.exe"), Some(vec![r"\evil.exe".to_string()]));
+        assert_eq!(
+            lits("ab|cd"),
+            Some(vec!["ab".to_string(), "cd".to_string()])
+        );
+        // Case variants collapse to lower case for ASCII letters; the Kelvin sign (which `(?i)`
+        // matches for `k`) stays a variant of its own.
+        let v = lits("(?i)invoke-expression").unwrap();
+        assert!(v.iter().any(|l| l.starts_with("invoke-")), "{v:?}");
+        assert!(v.iter().any(|l| l.contains('\u{212A}')), "{v:?}");
+        assert!(
+            v.iter()
+                .all(|l| "invoke-expression".starts_with(&l.to_lowercase())),
+            "{v:?}"
+        );
+        // Non-ASCII case variants stay, so the scan still finds them.
+        let v = lits("(?i)ß").unwrap();
+        assert!(
+            v.contains(&"ß".to_string()) && v.contains(&"ẞ".to_string()),
+            "{v:?}"
+        );
+        // Nothing provable: an expression that can match the empty text, or any digit.
+        assert_eq!(lits("x*"), None);
+        assert_eq!(lits(r"\d+"), None);
+        assert_eq!(lits("(unclosed"), None);
+    }
 
     fn pat(toks: Vec<Tok>, cased: bool) -> StrPattern {
         StrPattern::new(toks, cased).unwrap()

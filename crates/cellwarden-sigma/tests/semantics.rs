@@ -235,6 +235,44 @@ fn regular_expressions_and_flags() {
 }
 
 #[test]
+fn rules_prefiltered_by_the_literals_of_their_expressions() {
+    // The rule is only evaluated when a literal every match holds occurs: these check that
+    // the prefilter never hides a match (case variants, alternatives, suffixes, non-ASCII).
+    check(
+        "  sel: {CommandLine|re: '\\$PSHome\\[\\s*\\d{1,3}\\s*\\]'}\n  condition: sel",
+        &[r#"{"CommandLine":"x $PSHome[ 21]+$PSHome[30]"}"#],
+        &[
+            r#"{"CommandLine":"x $PSHOME[21]"}"#,
+            r#"{"CommandLine":"x $PSHome[a]"}"#,
+        ],
+    );
+    check(
+        "  sel: {CommandLine|re|i: 'invoke-(expression|webrequest)'}\n  condition: sel",
+        &[
+            r#"{"CommandLine":"INVOKE-Expression foo"}"#,
+            r#"{"CommandLine":"iNvOkE-wEbReQuEsT"}"#,
+        ],
+        &[r#"{"CommandLine":"invoke-item"}"#],
+    );
+    check(
+        "  sel: {A|re: '.*\\\\evil\\.exe'}\n  condition: sel",
+        &[r#"{"A":"C:\\x\\evil.exe"}"#],
+        &[r#"{"A":"C:\\x\\EVIL.exe"}"#],
+    );
+    check(
+        "  sel: {A|re|i: 'straße'}\n  condition: sel",
+        &[r#"{"A":"STRAẞE"}"#, r#"{"A":"Straße"}"#],
+        &[r#"{"A":"strasse"}"#],
+    );
+    // An expression and a substring in one selection.
+    check(
+        "  sel: {A|re: 'ab+c', B|contains: 'zz'}\n  condition: sel",
+        &[r#"{"A":"abbbc","B":"ZZtop"}"#],
+        &[r#"{"A":"ac","B":"zz"}"#, r#"{"A":"abc","B":"z"}"#],
+    );
+}
+
+#[test]
 fn base64_and_base64offset() {
     // base64('cmd') = 'Y21k'
     check(

@@ -73,6 +73,9 @@ pub struct RuleSet {
     pub(crate) correlations: Vec<crate::correlation::Correlation>,
     /// Per rule: a correlation uses its matches.
     pub(crate) correlated: Vec<bool>,
+    /// Routes built so far, by log source and event id, for every thread (each also keeps
+    /// its own, read without a lock).
+    routes: std::sync::RwLock<HashMap<(u32, EidKey), Arc<Route>>>,
 }
 
 /// Finds which of a set of literals occur in a text, ASCII case-insensitively.
@@ -451,6 +454,7 @@ impl RuleSet {
             literal_rules,
             correlations,
             correlated,
+            routes: Default::default(),
         }
     }
 
@@ -535,6 +539,17 @@ impl RuleSet {
         if let Some(r) = scratch.routes.get(&key) {
             return r.clone();
         }
+        // Another thread may have built it already.
+        let shared = self
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(r) = shared {
+            scratch.routes.insert(key, r.clone());
+            return r;
+        }
         let mut route = Route {
             always: Vec::new(),
             gated: vec![false; self.rules.len()],
@@ -565,6 +580,10 @@ impl RuleSet {
             }
         }
         let route = Arc::new(route);
+        self.routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, route.clone());
         scratch.routes.insert(key, route.clone());
         route
     }

@@ -49,10 +49,15 @@ pub fn flatten(text: &str) -> Result<Fields<'_>, serde_json::Error> {
     }
     let mut out = Vec::with_capacity(32);
     let mut path = String::with_capacity(64);
+    let mut shape = Shape::Unknown;
+    let mut leaf_len = 0;
     let mut de = serde_json::Deserializer::from_str(text);
     Walk {
         path: &mut path,
         name: None,
+        last: None,
+        shape: &mut shape,
+        leaf_len: &mut leaf_len,
         out: &mut out,
         depth: 0,
     }
@@ -67,8 +72,23 @@ struct Walk<'s, 'a> {
     /// The path as written in the input, when it is one key without escapes (the fields of a
     /// flat object are named without a copy each).
     name: Option<&'a str>,
+    /// The last key of the path, when borrowed from the input.
+    last: Option<&'a str>,
+    shape: &'s mut Shape,
+    /// Length of the path of the last field written (an array folds in an element written
+    /// under its own path: a scalar).
+    leaf_len: &'s mut usize,
     out: &'s mut Fields<'a>,
     depth: u32,
+}
+
+/// Whether the document is EVTX-JSON (its first field under `Event.`), known from its first
+/// field on: its fields then get their Sigma names as they are read (see [`evtx_name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Unknown,
+    Evtx,
+    Other,
 }
 
 /// A map key that borrows from the input when it has no escapes.
@@ -98,15 +118,28 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 
 impl<'s, 'a> Walk<'s, 'a> {
     fn leaf(&mut self, v: Value<'a>) {
-        let name = self.name();
-        self.out.push((name, v));
+        if let Some(name) = self.name() {
+            self.out.push((name, v));
+            *self.leaf_len = self.path.len();
+        }
     }
 
-    fn name(&self) -> Cow<'a, str> {
-        match self.name {
+    /// The field's name; `None` for a field left out (EVTX namespace attributes).
+    fn name(&mut self) -> Option<Cow<'a, str>> {
+        if *self.shape == Shape::Unknown {
+            *self.shape = if self.path.starts_with("Event.") {
+                Shape::Evtx
+            } else {
+                Shape::Other
+            };
+        }
+        if *self.shape == Shape::Evtx {
+            return evtx_name(self.path, self.last);
+        }
+        Some(match self.name {
             Some(n) => Cow::Borrowed(n),
             None => Cow::Owned(self.path.clone()),
-        }
+        })
     }
 }
 
@@ -170,13 +203,16 @@ impl<'de, 's> Visitor<'de> for Walk<'s, 'de> {
                 self.path.push('.');
             }
             self.path.push_str(&key);
-            let name = match key {
-                Cow::Borrowed(k) if len == 0 => Some(k),
-                _ => None,
+            let last = match key {
+                Cow::Borrowed(k) => Some(k),
+                Cow::Owned(_) => None,
             };
             map.next_value_seed(Walk {
                 path: self.path,
-                name,
+                name: last.filter(|_| len == 0),
+                last,
+                shape: self.shape,
+                leaf_len: self.leaf_len,
                 out: self.out,
                 depth: self.depth + 1,
             })?;
@@ -188,29 +224,36 @@ impl<'de, 's> Visitor<'de> for Walk<'s, 'de> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         // Scalars become one list value; objects inside are walked under the same name.
         let mut items: Vec<Value<'de>> = Vec::new();
+        let mut walk = self;
+        let name = walk.name();
         loop {
-            let start = self.out.len();
+            let start = walk.out.len();
             let more = seq.next_element_seed(Walk {
-                path: self.path,
-                name: self.name,
-                out: self.out,
-                depth: self.depth + 1,
+                path: walk.path,
+                name: walk.name,
+                last: walk.last,
+                shape: walk.shape,
+                leaf_len: walk.leaf_len,
+                out: walk.out,
+                depth: walk.depth + 1,
             })?;
             if more.is_none() {
                 break;
             }
-            // A scalar element shows up as one leaf with exactly our path: fold it in.
-            if self.out.len() == start + 1 && self.out[start].0 == self.path.as_str() {
-                let (_, v) = self.out.pop().expect("one leaf");
+            // A scalar element shows up as one field under exactly our path: fold it in.
+            if walk.out.len() == start + 1 && *walk.leaf_len == walk.path.len() {
+                let (_, v) = walk.out.pop().expect("one leaf");
                 match v {
                     Value::List(inner) => items.push(Value::List(inner)),
                     v => items.push(v),
                 }
             }
         }
-        if !(items.is_empty() && self.depth == 0) {
-            let name = self.name();
-            self.out.push((name, Value::List(items)));
+        if !(items.is_empty() && walk.depth == 0)
+            && let Some(name) = name
+        {
+            walk.out.push((name, Value::List(items)));
+            *walk.leaf_len = walk.path.len();
         }
         Ok(())
     }
@@ -222,7 +265,7 @@ fn rename_shapes(fields: &mut Fields<'_>) {
         return;
     };
     if first.starts_with("Event.") {
-        fields.retain_mut(|(name, _)| evtx_rename(name));
+        // Named as they were read (`Walk::name`).
     } else if fields.iter().any(|(n, _)| n.starts_with("winlog.")) {
         let mut extra = Vec::new();
         for (name, value) in fields.iter_mut() {
@@ -286,27 +329,27 @@ fn evtx_name_start(path: &str) -> Option<usize> {
     Some(start)
 }
 
-/// Renames an EVTX-JSON path to its Sigma name in place (`Provider.#attributes.Name` →
-/// `Provider_Name`, `Data.#text` → `Data`); false for a path that is dropped. The name is the
-/// walk's own copy of the path: cutting it in place allocates nothing.
-fn evtx_rename(name: &mut Cow<'_, str>) -> bool {
-    let Some(start) = evtx_name_start(name) else {
-        return false;
-    };
-    let s = name.to_mut();
-    s.drain(..start);
-    if s.as_bytes().contains(&b'#') {
-        if s.contains(".#attributes.") {
-            *s = s.replace(".#attributes.", "_");
-        }
-        if let Some(kept) = s.strip_suffix(".#text").map(str::len) {
-            s.truncate(kept);
-        }
-        if s == "#text" {
-            *s = "Data".to_owned();
-        }
+/// The Sigma name of an EVTX-JSON path (`Event.System.Computer` → `Computer`,
+/// `Provider.#attributes.Name` → `Provider_Name`, `Data.#text` → `Data`), borrowed from the
+/// text when it is the path's last key as written (`last`); `None` for a path that is left
+/// out (namespace attributes, anything outside `Event`).
+fn evtx_name<'a>(path: &str, last: Option<&'a str>) -> Option<Cow<'a, str>> {
+    let start = evtx_name_start(path)?;
+    let s = &path[start..];
+    if !s.as_bytes().contains(&b'#') {
+        return Some(match last {
+            Some(k) if k == s => Cow::Borrowed(k),
+            _ => Cow::Owned(s.to_owned()),
+        });
     }
-    true
+    let mut s = s.replace(".#attributes.", "_");
+    if let Some(kept) = s.strip_suffix(".#text").map(str::len) {
+        s.truncate(kept);
+    }
+    if s == "#text" {
+        s = "Data".to_owned();
+    }
+    Some(Cow::Owned(s))
 }
 
 #[cfg(test)]
@@ -359,6 +402,41 @@ mod tests {
         assert_eq!(get(&f, "EventID"), Some(&Value::Int(7045)));
         assert_eq!(get(&f, "EventID_Qualifiers"), Some(&Value::Int(16384)));
         assert_eq!(get(&f, "Param1"), Some(&Value::Str("v".into())));
+    }
+
+    #[test]
+    fn evtx_json_names_without_copies_arrays_and_other_keys() {
+        // Unnamed `Data` as an array of scalars, and as objects with attributes; a key beside
+        // `Event` is left out, as are namespaces; plain names borrow the input.
+        let text = r##"{"Event":{"System":{"EventID":1000},"EventData":{"Data":["a","b"],"Binary":"00"},"RenderingInfo":{"Message":"m"}},"Extra":1}"##;
+        let f = flatten(text).unwrap();
+        let names: Vec<&str> = f.iter().map(|(n, _)| n.as_ref()).collect();
+        assert_eq!(
+            names,
+            ["EventID", "Data", "Binary", "RenderingInfo.Message"]
+        );
+        assert_eq!(
+            get(&f, "Data"),
+            Some(&Value::List(vec![
+                Value::Str("a".into()),
+                Value::Str("b".into())
+            ]))
+        );
+        assert!(matches!(f[0].0, Cow::Borrowed("EventID")));
+        assert!(matches!(f[2].0, Cow::Borrowed("Binary")));
+        let text = r##"{"Event":{"EventData":{"Data":[{"#attributes":{"Name":"x"},"#text":"1"},{"#text":"2"}]}}}"##;
+        let f = flatten(text).unwrap();
+        // An object element is not a scalar of the array, even where its `#text` takes the
+        // array's own name.
+        assert_eq!(
+            f,
+            vec![
+                (Cow::Borrowed("Data_Name"), Value::Str("x".into())),
+                (Cow::Borrowed("Data"), Value::Str("1".into())),
+                (Cow::Borrowed("Data"), Value::Str("2".into())),
+                (Cow::Borrowed("Data"), Value::List(vec![])),
+            ]
+        );
     }
 
     #[test]

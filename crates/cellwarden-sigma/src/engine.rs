@@ -343,8 +343,9 @@ const ANY_FIELD: u32 = u32::MAX;
 
 /// The literals found in recently scanned field texts, so that a text seen again (the same
 /// image, hashes, parent command line: most of a host's events repeat them) is not scanned
-/// again. Direct-mapped, [`MEMO_SLOTS`] entries of texts up to [`MEMO_TEXT`] bytes: at most
-/// about 4 MiB per thread. Only speed depends on it, never a result.
+/// again. Direct-mapped, [`MEMO_SLOTS`] entries of texts up to [`MEMO_TEXT`] bytes holding up
+/// to [`MEMO_FOUND`] literals: at most about 8 MiB per thread. Only speed depends on it, never
+/// a result.
 struct Memo {
     entries: Vec<MemoEntry>,
     hasher: ahash::RandomState,
@@ -361,6 +362,7 @@ struct MemoEntry {
 
 const MEMO_SLOTS: usize = 4096;
 const MEMO_TEXT: usize = 1024;
+const MEMO_FOUND: usize = 256;
 
 impl Memo {
     fn new() -> Memo {
@@ -371,8 +373,8 @@ impl Memo {
         }
     }
 
-    /// Calls `found` with every literal of `sc` found in `text`, from the memo when the text
-    /// was scanned recently with the same key.
+    /// Calls `found` with every literal of `sc` found in `text` (at least once each), from the
+    /// memo when the text was scanned recently with the same key.
     fn scan(&mut self, sc: &Scanner, key: u32, text: &str, found: &mut impl FnMut(u32)) {
         if text.len() > MEMO_TEXT {
             sc.scan(text, found);
@@ -393,6 +395,14 @@ impl Memo {
             e.text.push_str(text);
             e.found.clear();
             sc.scan(text, &mut |l| e.found.push(l));
+            e.found.sort_unstable();
+            e.found.dedup();
+            if e.found.len() > MEMO_FOUND {
+                e.found.iter().for_each(|&l| found(l));
+                e.key = NONE;
+                e.found = Vec::new();
+                return;
+            }
         }
         e.found.iter().for_each(|&l| found(l));
     }
@@ -930,11 +940,13 @@ mod tests {
                 sc.scan(&text, &mut |i| got[i as usize] += 1);
                 let want: Vec<usize> = lits.iter().map(|l| occurrences(&text, l)).collect();
                 assert_eq!(got, want, "text {text:?}");
-                // Through the memo, twice: the same answer.
+                // Through the memo, twice: the same literals (each once).
+                let present: Vec<bool> = want.iter().map(|&n| n > 0).collect();
                 for _ in 0..2 {
                     let mut again = vec![0usize; lits.len()];
                     memo.scan(&sc, 3, &text, &mut |i| again[i as usize] += 1);
-                    assert_eq!(again, want);
+                    assert!(again.iter().all(|&n| n <= 1));
+                    assert_eq!(again.iter().map(|&n| n > 0).collect::<Vec<_>>(), present);
                 }
             }
         }
@@ -959,5 +971,18 @@ mod tests {
         let long = format!("{}mimikatz", "a".repeat(MEMO_TEXT));
         assert_eq!(run(&a, 1, &long), vec![0]);
         assert_eq!(run(&a, 1, &long), vec![0]);
+        // More literals found than an entry keeps: answered, not kept.
+        let many: Vec<String> = (0..=MEMO_FOUND).map(|i| format!("k{i:03}")).collect();
+        let c = Scanner::new(
+            many.iter()
+                .enumerate()
+                .map(|(i, l)| (i as u32, l.as_str()))
+                .collect(),
+        )
+        .unwrap();
+        let text = many.concat();
+        for _ in 0..2 {
+            assert_eq!(run(&c, 5, &text).len(), MEMO_FOUND + 1);
+        }
     }
 }

@@ -338,8 +338,10 @@ pub struct Scratch {
     memo: Memo,
 }
 
-/// The scanner key of the keyword literals (any field).
-const ANY_FIELD: u32 = u32::MAX;
+/// The scanner key of the keyword literals (any field); not a field slot, nor `NONE` (an
+/// empty memo entry).
+const ANY_FIELD: u32 = u32::MAX - 1;
+const _: () = assert!(ANY_FIELD != NONE);
 
 /// The literals found in recently scanned field texts, so that a text seen again (the same
 /// image, hashes, parent command line: most of a host's events repeat them) is not scanned
@@ -400,6 +402,7 @@ impl Memo {
             if e.found.len() > MEMO_FOUND {
                 e.found.iter().for_each(|&l| found(l));
                 e.key = NONE;
+                e.text.clear();
                 e.found = Vec::new();
                 return;
             }

@@ -63,7 +63,9 @@ pub fn flatten(text: &str) -> Result<Fields<'_>, serde_json::Error> {
     }
     .deserialize(&mut de)?;
     de.end()?;
-    rename_shapes(&mut out);
+    if shape != Shape::Evtx {
+        rename_winlogbeat(&mut out);
+    }
     Ok(out)
 }
 
@@ -259,14 +261,10 @@ impl<'de, 's> Visitor<'de> for Walk<'s, 'de> {
     }
 }
 
-/// Gives the EVTX-JSON and Winlogbeat shapes their Sigma field names.
-fn rename_shapes(fields: &mut Fields<'_>) {
-    let Some((first, _)) = fields.first() else {
-        return;
-    };
-    if first.starts_with("Event.") {
-        // Named as they were read (`Walk::name`).
-    } else if fields.iter().any(|(n, _)| n.starts_with("winlog.")) {
+/// Gives the Winlogbeat shape its Sigma field names (EVTX-JSON fields are named as they are
+/// read, by `Walk::name`).
+fn rename_winlogbeat(fields: &mut Fields<'_>) {
+    if fields.iter().any(|(n, _)| n.starts_with("winlog.")) {
         let mut extra = Vec::new();
         for (name, value) in fields.iter_mut() {
             if let Some(rest) = name

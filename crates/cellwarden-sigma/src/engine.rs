@@ -165,28 +165,29 @@ impl<const W: usize> WindowIndex<W> {
             })
             .collect();
         keyed.sort_by_key(|(k, w)| (*k, w.id));
-        let mut windows = keyed.iter().map(|(k, _)| *k).collect::<Vec<_>>();
-        windows.dedup();
-        // About sixteen bits per window: few enough cache lines that the table stays in L1.
-        let shift = 64
-            - (windows.len() * 16)
-                .next_power_of_two()
-                .max(64)
-                .trailing_zeros();
-        let mut bits = vec![0u64; 1 << (64 - shift - 6)];
+        // Each distinct window with its range of `literals`.
         let mut ranges: Vec<(u64, u32, u32)> = Vec::new();
         let mut literals = Vec::with_capacity(keyed.len());
         for (k, w) in keyed {
             match ranges.last_mut() {
                 Some(last) if last.0 == k => last.2 += 1,
                 _ => {
-                    let h = (mix(k) >> shift) as usize;
-                    bits[h >> 6] |= 1 << (h & 63);
                     let i = literals.len() as u32;
                     ranges.push((k, i, i + 1));
                 }
             }
             literals.push(w);
+        }
+        // About sixteen bits per window: few enough cache lines that the table stays in L1.
+        let shift = 64
+            - (ranges.len() * 16)
+                .next_power_of_two()
+                .max(64)
+                .trailing_zeros();
+        let mut bits = vec![0u64; 1 << (64 - shift - 6)];
+        for r in &ranges {
+            let h = (mix(r.0) >> shift) as usize;
+            bits[h >> 6] |= 1 << (h & 63);
         }
         let size = (ranges.len() * 2).next_power_of_two();
         let mut table = vec![(0u64, 0u32, 0u32); size];
@@ -399,15 +400,14 @@ impl Memo {
             sc.scan(text, &mut |l| e.found.push(l));
             e.found.sort_unstable();
             e.found.dedup();
-            if e.found.len() > MEMO_FOUND {
-                e.found.iter().for_each(|&l| found(l));
-                e.key = NONE;
-                e.text.clear();
-                e.found = Vec::new();
-                return;
-            }
         }
         e.found.iter().for_each(|&l| found(l));
+        if e.found.len() > MEMO_FOUND {
+            // Answered, not kept.
+            e.key = NONE;
+            e.text.clear();
+            e.found = Vec::new();
+        }
     }
 }
 
@@ -906,6 +906,17 @@ mod tests {
         }
     }
 
+    /// A scanner whose literal ids are their positions in `lits`.
+    fn scanner(lits: &[String]) -> Scanner {
+        Scanner::new(
+            lits.iter()
+                .enumerate()
+                .map(|(i, l)| (i as u32, l.as_str()))
+                .collect(),
+        )
+        .unwrap()
+    }
+
     /// Occurrences of `lit` in `text`, ASCII case-insensitively, by brute force.
     fn occurrences(text: &str, lit: &str) -> usize {
         let (t, l) = (text.as_bytes(), lit.as_bytes());
@@ -928,13 +939,7 @@ mod tests {
                     g.text(len)
                 })
                 .collect();
-            let sc = Scanner::new(
-                lits.iter()
-                    .enumerate()
-                    .map(|(i, l)| (i as u32, l.as_str()))
-                    .collect(),
-            )
-            .unwrap();
+            let sc = scanner(&lits);
             let mut memo = Memo::new();
             for _ in 0..30 {
                 let len = g.next(90);
@@ -976,13 +981,7 @@ mod tests {
         assert_eq!(run(&a, 1, &long), vec![0]);
         // More literals found than an entry keeps: answered, not kept.
         let many: Vec<String> = (0..=MEMO_FOUND).map(|i| format!("k{i:03}")).collect();
-        let c = Scanner::new(
-            many.iter()
-                .enumerate()
-                .map(|(i, l)| (i as u32, l.as_str()))
-                .collect(),
-        )
-        .unwrap();
+        let c = scanner(&many);
         let text = many.concat();
         for _ in 0..2 {
             assert_eq!(run(&c, 5, &text).len(), MEMO_FOUND + 1);

@@ -1059,8 +1059,8 @@ fn node_lits(n: &Node) -> Option<Vec<Lit>> {
                 match m {
                     Matcher::Str(p) => p
                         .required_literal()
-                        .filter(|l| !l.is_empty() && crate::matcher::scannable(l))
-                        .map(|l| vec![(*field, l.to_ascii_lowercase())]),
+                        .and_then(|l| crate::matcher::needle_literals(l, p.cased))
+                        .map(|ls| ls.into_iter().map(|l| (*field, l)).collect()),
                     Matcher::Re(re) => crate::matcher::regex_literals(re.as_str())
                         .map(|ls| ls.into_iter().map(|l| (*field, l)).collect()),
                     _ => None,

@@ -887,24 +887,10 @@ impl Ctx<'_, '_, '_> {
 mod tests {
     use super::*;
 
-    /// Small deterministic generator (no dependency for a test).
-    struct Lcg(u64);
-    impl Lcg {
-        fn next(&mut self, n: usize) -> usize {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((self.0 >> 33) % n as u64) as usize
-        }
-        fn text(&mut self, len: usize) -> String {
-            // Few symbols so that literals occur, overlap and share windows.
-            const ALPHABET: [&str; 9] = ["a", "B", "b", "\\", "-", "é", "É", ".", "x"];
-            (0..len)
-                .map(|_| ALPHABET[self.next(ALPHABET.len())])
-                .collect()
-        }
-    }
+    use crate::testgen::Lcg;
+
+    /// Few symbols so that literals occur, overlap and share windows.
+    const ALPHABET: [&str; 9] = ["a", "B", "b", "\\", "-", "é", "É", ".", "x"];
 
     /// A scanner whose literal ids are their positions in `lits`.
     fn scanner(lits: &[String]) -> Scanner {
@@ -936,14 +922,14 @@ mod tests {
             let lits: Vec<String> = (0..n)
                 .map(|_| {
                     let len = 1 + g.next(14);
-                    g.text(len)
+                    g.pick(&ALPHABET, len)
                 })
                 .collect();
             let sc = scanner(&lits);
             let mut memo = Memo::new();
             for _ in 0..30 {
                 let len = g.next(90);
-                let text = g.text(len);
+                let text = g.pick(&ALPHABET, len);
                 let mut got = vec![0usize; lits.len()];
                 sc.scan(&text, &mut |i| got[i as usize] += 1);
                 let want: Vec<usize> = lits.iter().map(|l| occurrences(&text, l)).collect();

@@ -13,6 +13,8 @@ mod correlation;
 mod engine;
 mod load;
 mod matcher;
+#[cfg(test)]
+mod testgen;
 
 pub use compile::Placeholders;
 pub use correlation::{CorrelationRun, CorrelationState};

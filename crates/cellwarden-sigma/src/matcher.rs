@@ -1,6 +1,8 @@
 //! Value matchers: what one Sigma value (after its modifiers) tests on one field value.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
 use cellwarden_event::Value;
 use ipnet::IpNet;
@@ -193,38 +195,194 @@ impl StrPattern {
 }
 
 /// Literals of which one occurs in any text `pattern` matches: the literals every match
-/// begins with, or those every match ends with, whichever set's shortest member is longer.
-/// ASCII letters come lower-cased (the literal scan ignores their case, so this only widens
-/// the set); other characters stay as the expression's case variants give them. `None` when
-/// no finite set of non-empty literals can be proven.
+/// begins with, those every match ends with, or a run of characters every match holds inside,
+/// whichever set's shortest member is longest. ASCII letters come lower-cased (the literal
+/// scan ignores their case, so this only widens the set); other characters stay as the
+/// expression's case variants give them. `None` when no finite set of non-empty literals can
+/// be proven.
 pub(crate) fn regex_literals(pattern: &str) -> Option<Vec<String>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
-    let mut best: Option<Vec<String>> = None;
+    let mut candidates = Vec::new();
     for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
         let seq = Extractor::new().kind(kind).extract(&hir);
         let Some(lits) = seq.literals() else { continue };
-        let mut set = Vec::with_capacity(lits.len());
-        for l in lits {
-            match std::str::from_utf8(l.as_bytes()) {
-                Ok(t) if !t.is_empty() => set.push(t.to_ascii_lowercase()),
-                _ => {
-                    set.clear();
-                    break;
+        let set: Option<Vec<String>> = lits
+            .iter()
+            .map(|l| match std::str::from_utf8(l.as_bytes()) {
+                Ok(t) if !t.is_empty() => Some(t.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect();
+        candidates.extend(set);
+    }
+    candidates.extend(inner_literals(&hir));
+    most_selective(candidates.into_iter().map(|mut set| {
+        set.sort();
+        set.dedup();
+        set
+    }))
+}
+
+/// Of sets of literals (one of each set must occur), the one whose shortest literal is
+/// longest, then the smallest; empty sets and empty literals do not count.
+fn most_selective(sets: impl Iterator<Item = Vec<String>>) -> Option<Vec<String>> {
+    sets.filter(|s| !s.is_empty() && s.iter().all(|l| !l.is_empty()))
+        .max_by_key(|s| {
+            let min = s.iter().map(String::len).min().unwrap_or(0);
+            (min, usize::MAX - s.len())
+        })
+}
+
+/// A character the literal scan finds exactly where the expression matches it: a literal
+/// character, or an ASCII letter in either case (as `(?i)` gives letters without other case
+/// variants). Returned lower-cased.
+fn scan_char(hir: &regex_syntax::hir::Hir) -> Option<char> {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Literal(l) => {
+            let t = std::str::from_utf8(&l.0).ok()?;
+            let mut cs = t.chars();
+            match (cs.next(), cs.next()) {
+                (Some(c), None) => Some(c.to_ascii_lowercase()),
+                _ => None,
+            }
+        }
+        HirKind::Class(Class::Unicode(u)) => {
+            let chars: Vec<char> = u
+                .ranges()
+                .iter()
+                .flat_map(|r| r.start()..=r.end())
+                .take(3)
+                .collect();
+            match chars.as_slice() {
+                [c] => Some(c.to_ascii_lowercase()),
+                [a, b] if a.is_ascii_alphabetic() && a.eq_ignore_ascii_case(b) => {
+                    Some(a.to_ascii_lowercase())
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Literals of which every match of `hir` holds one somewhere (not only at its ends): runs of
+/// literal characters of a concatenation, or what a part every match goes through requires.
+fn inner_literals(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Literal(l) => {
+            let t = std::str::from_utf8(&l.0).ok()?;
+            (!t.is_empty()).then(|| vec![t.to_ascii_lowercase()])
+        }
+        HirKind::Class(_) => scan_char(hir).map(|c| vec![c.to_string()]),
+        HirKind::Capture(c) => inner_literals(&c.sub),
+        HirKind::Repetition(r) if r.min >= 1 => inner_literals(&r.sub),
+        HirKind::Alternation(subs) => {
+            let mut all = Vec::new();
+            for s in subs {
+                all.extend(inner_literals(s)?);
+            }
+            Some(all)
+        }
+        HirKind::Concat(subs) => {
+            let mut candidates = Vec::new();
+            let mut run = String::new();
+            for s in subs {
+                if let HirKind::Literal(l) = s.kind()
+                    && let Ok(t) = std::str::from_utf8(&l.0)
+                {
+                    run.push_str(&t.to_ascii_lowercase());
+                    continue;
+                }
+                if let Some(c) = scan_char(s) {
+                    run.push(c);
+                    continue;
+                }
+                if !run.is_empty() {
+                    candidates.push(vec![std::mem::take(&mut run)]);
+                }
+                candidates.extend(inner_literals(s));
+            }
+            if !run.is_empty() {
+                candidates.push(vec![run]);
+            }
+            most_selective(candidates.into_iter())
+        }
+        _ => None,
+    }
+}
+
+/// Literals of which the text of any value holding `needle` holds one (ASCII
+/// case-insensitively): `needle` itself when the scan finds it as the value test would;
+/// for a case-insensitive needle with other cased characters (`Ⓜ`, Cyrillic or Greek
+/// capitals), its longest run of characters that only themselves (and their ASCII other
+/// case) lower-case to, or every character that lower-cases to one of its characters,
+/// whichever is more selective. `needle` is lower-cased already unless `cased`.
+pub(crate) fn needle_literals(needle: &str, cased: bool) -> Option<Vec<String>> {
+    if needle.is_empty() {
+        return None;
+    }
+    if cased || scannable(needle) {
+        return Some(vec![needle.to_ascii_lowercase()]);
+    }
+    let sources = |c: char| -> Vec<char> {
+        let mut v = vec![c];
+        if let Some(more) = lower_sources().get(&c) {
+            v.extend(more);
+        }
+        // `str::to_lowercase` writes a final capital sigma as `ς`.
+        if c == 'ς' {
+            v.push('Σ');
+        }
+        v
+    };
+    let safe = |c: char| {
+        sources(c)
+            .iter()
+            .all(|&x| x == c || x == c.to_ascii_uppercase())
+    };
+    let mut candidates = Vec::new();
+    let mut run = String::new();
+    for c in needle.chars() {
+        if safe(c) {
+            run.push(c.to_ascii_lowercase());
+        } else {
+            candidates.push(vec![std::mem::take(&mut run)]);
+            let mut v: Vec<String> = sources(c)
+                .into_iter()
+                .map(|x| x.to_ascii_lowercase().to_string())
+                .collect();
+            v.sort();
+            v.dedup();
+            candidates.push(v);
+        }
+    }
+    candidates.push(vec![run]);
+    most_selective(candidates.into_iter())
+}
+
+/// For each character that is part of another character's lower case, those other
+/// characters (`k`: the Kelvin sign; `а`: `А`).
+fn lower_sources() -> &'static HashMap<char, Vec<char>> {
+    static MAP: OnceLock<HashMap<char, Vec<char>>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let mut map: HashMap<char, Vec<char>> = HashMap::new();
+        // No character above U+1FFFF has a case (checked by a test).
+        for x in (0..=0x1FFFF).filter_map(char::from_u32) {
+            let mut lower = x.to_lowercase();
+            if lower.len() == 1 && lower.next() == Some(x) {
+                continue;
+            }
+            for c in x.to_lowercase() {
+                if c != x {
+                    map.entry(c).or_default().push(x);
                 }
             }
         }
-        if set.is_empty() {
-            continue;
-        }
-        set.sort();
-        set.dedup();
-        let shortest = |s: &[String]| s.iter().map(String::len).min().unwrap_or(0);
-        if best.as_ref().is_none_or(|b| shortest(&set) > shortest(b)) {
-            best = Some(set);
-        }
-    }
-    best
+        map
+    })
 }
 
 /// Whether the literal scan (case-insensitive for ASCII only) finds `lit` exactly where a
@@ -388,6 +546,136 @@ mod tests {
         assert_eq!(lits("x*"), None);
         assert_eq!(lits(r"\d+"), None);
         assert_eq!(lits("(unclosed"), None);
+    }
+
+    use crate::testgen::Lcg;
+
+    /// Whether `text` holds one of `lits` ASCII case-insensitively (what the scan reports).
+    fn holds_one(text: &str, lits: &[String]) -> bool {
+        let t = text.as_bytes();
+        lits.iter().any(|l| {
+            let l = l.as_bytes();
+            l.len() <= t.len() && t.windows(l.len()).any(|w| w.eq_ignore_ascii_case(l))
+        })
+    }
+
+    #[test]
+    fn inner_runs_of_an_expression_gate_it() {
+        let lits = |p: &str| regex_literals(p).unwrap_or_default();
+        // A run inside beats a prefix shorter than it; `(?i)` letters with a non-ASCII case
+        // variant (`k`, `s`) end a run.
+        assert_eq!(
+            lits(r#"(?i)\.exe["']?\s+[^"]{0,64}werfaultsecure\.exe"#),
+            vec!["ecure.exe".to_string()]
+        );
+        assert_eq!(lits(r"\w+`(?:\w+|-|.)`[\w+|\s]"), vec!["`".to_string()]);
+        assert_eq!(
+            lits(r"cmd.{0,5}(?:/c|/r).+powershell.+"),
+            vec!["powershell".to_string()]
+        );
+        // Alternatives: one literal of each.
+        assert_eq!(
+            lits(r"\d+(?:mimikatz|rubeus)\d+"),
+            vec!["mimikatz".to_string(), "rubeus".to_string()]
+        );
+        assert_eq!(lits(r"\d+(?:mimikatz|\w)\d+"), Vec::<String>::new());
+        // Every match of these expressions holds one of their literals.
+        // Every match of these expressions holds one of their literals: texts made of pieces
+        // of each, in any case the scan must see through.
+        let patterns: [(&str, &[&str]); 7] = [
+            (
+                r"(?i)\.exe\s+[^x]{0,4}werfault\d{1,3}",
+                &[
+                    ".exe", ".EXE", " ", "x", "werfault", "WERFAULT", "1", "\u{212A}", "ſ", "ecure",
+                ],
+            ),
+            (r"\w+`(?:\w+|-|.)`[\w+|\s]", &["a", "`", "-", " ", "+", "é"]),
+            (
+                r"(?i)a[bB]+c|ḱ.?K",
+                &["a", "b", "B", "c", "C", "ḱ", "Ḱ", "k", "K", "\u{212A}"],
+            ),
+            (r"(?:ab|Ab|aB)+x?c", &["a", "A", "b", "B", "x", "c"]),
+            (
+                r"(?i)(?:ſa|ka)\.(?:exe|dll)",
+                &["s", "S", "ſ", "a", "k", "\u{212A}", ".", "exe", "DLL"],
+            ),
+            (r"x(?:ab)?y[zZ]{2}", &["x", "ab", "y", "z", "Z"]),
+            (r"(?i)σa|ΣB", &["σ", "Σ", "ς", "a", "b", "B"]),
+        ];
+        let mut g = Lcg(11);
+        for (p, alphabet) in patterns {
+            let re = Regex::new(p).unwrap();
+            let ls = lits(p);
+            assert!(!ls.is_empty(), "{p}");
+            let mut matched = 0;
+            for _ in 0..20_000 {
+                let len = g.next(8);
+                let text = g.pick(alphabet, len);
+                if re.is_match(&text) {
+                    matched += 1;
+                    assert!(
+                        holds_one(&text, &ls),
+                        "{p} matches {text:?}, none of {ls:?}"
+                    );
+                }
+            }
+            assert!(matched > 0, "{p}: no text tried matches");
+        }
+    }
+
+    #[test]
+    fn needles_with_other_cased_characters_are_gated_by_what_lowers_to_them() {
+        // Case-less (or ASCII) needles are their own literal.
+        assert_eq!(needle_literals("🦆", false), Some(vec!["🦆".to_string()]));
+        assert_eq!(needle_literals("ⓜ", false).unwrap().len(), 2);
+        // The longest run of characters nothing else lowers to (`i`: `İ` lowers to `i̇`).
+        assert_eq!(
+            needle_literals("\\ⓜmam.exe", false),
+            Some(vec!["mam.exe".to_string()])
+        );
+        assert_eq!(
+            needle_literals("ⓜimi.exe", false),
+            Some(vec![".exe".to_string()])
+        );
+        assert_eq!(needle_literals("", false), None);
+        // Cased needles are compared as written: the needle itself.
+        assert_eq!(needle_literals("Ⓜx", true), Some(vec!["Ⓜx".to_string()]));
+        // A text holds one of the literals whenever its lower case holds the needle.
+        let alphabet = [
+            "a", "A", "k", "K", "\u{212A}", "i", "I", "İ", "\u{307}", "Ⓜ", "ⓜ", "а", "А", "σ", "Σ",
+            "ς", "ß", "ẞ", "ǅ", "ǆ", "Ǆ", " ", "x", ".", "🦆",
+        ];
+        let mut g = Lcg(5);
+        for _ in 0..3_000 {
+            let len = 1 + g.next(4);
+            let needle = g.pick(&alphabet, len).to_lowercase();
+            let ls = needle_literals(&needle, false).unwrap();
+            for _ in 0..60 {
+                let len = g.next(10);
+                let text = g.pick(&alphabet, len);
+                if text.to_lowercase().contains(&needle) && !scannable(&needle) {
+                    assert!(
+                        holds_one(&text, &ls),
+                        "{text:?} lowers to hold {needle:?}, none of {ls:?}"
+                    );
+                }
+            }
+            // A text made to hold it, with its characters in other cases.
+            let text = format!("x{}x", needle.to_uppercase());
+            if text.to_lowercase().contains(&needle) && !scannable(&needle) {
+                assert!(holds_one(&text, &ls), "{text:?}: {needle:?}, {ls:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_character_above_the_table_has_a_case() {
+        for c in (0x20000..=0x10FFFF).filter_map(char::from_u32) {
+            assert!(
+                c.to_lowercase().eq(std::iter::once(c)) && c.to_uppercase().eq(std::iter::once(c)),
+                "{c:?}"
+            );
+        }
     }
 
     fn pat(toks: Vec<Tok>, cased: bool) -> StrPattern {

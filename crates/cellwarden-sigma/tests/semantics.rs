@@ -264,6 +264,33 @@ fn rules_prefiltered_by_the_literals_of_their_expressions() {
         &[r#"{"A":"STRAẞE"}"#, r#"{"A":"Straße"}"#],
         &[r#"{"A":"strasse"}"#],
     );
+    // A literal inside the expression (neither prefix nor suffix) gates it.
+    check(
+        r#"  sel: {CommandLine|re: '(?i)\.exe["]?\s+[^"]{0,64}werfaultsecure\.exe["]?\s+\d{2,10}'}
+  condition: sel"#,
+        &[r#"{"CommandLine":"w.EXE c:\\WerFaultSecure.exe 6412"}"#],
+        &[r#"{"CommandLine":"w.exe c:\\werfault.exe 6412"}"#],
+    );
+    check(
+        "  sel: {CommandLine|re: '\\w+`(?:\\w+|-|.)`[\\w+|\\s]'}\n  condition: sel",
+        &[r#"{"CommandLine":"IN`V`oKe"}"#],
+        &[r#"{"CommandLine":"invoke"}"#],
+    );
+    // Needles with non-ASCII cased characters: the rule still sees every case of them.
+    check(
+        "  sel: {CommandLine|contains: ['Ⓜ', 'а']}\n  condition: sel",
+        &[
+            r#"{"CommandLine":"x ⓜ y"}"#,
+            r#"{"CommandLine":"x Ⓜ y"}"#,
+            r#"{"CommandLine":"pАyload"}"#,
+        ],
+        &[r#"{"CommandLine":"payload M"}"#],
+    );
+    check(
+        "  sel: {A|endswith: 'ΣΟΣ'}\n  condition: sel",
+        &[r#"{"A":"x ΣΟΣ"}"#, r#"{"A":"x σος"}"#],
+        &[r#"{"A":"x sos"}"#],
+    );
     // An expression and a substring in one selection.
     check(
         "  sel: {A|re: 'ab+c', B|contains: 'zz'}\n  condition: sel",

@@ -94,6 +94,8 @@ pub(crate) struct Scanner {
     short: Option<(AhoCorasick, Vec<u32>)>,
     four: Option<WindowIndex<4>>,
     eight: Option<WindowIndex<8>>,
+    /// Length of the shortest literal: shorter texts hold none.
+    min_len: usize,
 }
 
 /// Literals indexed by one `W`-byte window of each.
@@ -243,6 +245,7 @@ impl Scanner {
         if lits.is_empty() {
             return None;
         }
+        let min_len = lits.iter().map(|(_, l)| l.len()).min().unwrap_or(0);
         let (mut short, mut four, mut eight) = (Vec::new(), Vec::new(), Vec::new());
         for (id, l) in lits {
             match l.len() {
@@ -265,6 +268,7 @@ impl Scanner {
             short,
             four: WindowIndex::new(four),
             eight: WindowIndex::new(eight),
+            min_len,
         })
     }
 
@@ -365,6 +369,8 @@ struct MemoEntry {
 
 const MEMO_SLOTS: usize = 4096;
 const MEMO_TEXT: usize = 1024;
+/// Shorter texts are scanned again: cheaper than finding them in the memo.
+const MEMO_MIN: usize = 16;
 const MEMO_FOUND: usize = 256;
 
 impl Memo {
@@ -379,7 +385,10 @@ impl Memo {
     /// Calls `found` with every literal of `sc` found in `text` (at least once each), from the
     /// memo when the text was scanned recently with the same key.
     fn scan(&mut self, sc: &Scanner, key: u32, text: &str, found: &mut impl FnMut(u32)) {
-        if text.len() > MEMO_TEXT {
+        if text.len() < sc.min_len {
+            return;
+        }
+        if text.len() < MEMO_MIN || text.len() > MEMO_TEXT {
             sc.scan(text, found);
             return;
         }
@@ -934,12 +943,12 @@ mod tests {
                 sc.scan(&text, &mut |i| got[i as usize] += 1);
                 let want: Vec<usize> = lits.iter().map(|l| occurrences(&text, l)).collect();
                 assert_eq!(got, want, "text {text:?}");
-                // Through the memo, twice: the same literals (each once).
+                // Through the memo, twice: the same literals (each once from a kept entry).
                 let present: Vec<bool> = want.iter().map(|&n| n > 0).collect();
                 for _ in 0..2 {
                     let mut again = vec![0usize; lits.len()];
                     memo.scan(&sc, 3, &text, &mut |i| again[i as usize] += 1);
-                    assert!(again.iter().all(|&n| n <= 1));
+                    assert!(text.len() < MEMO_MIN || again.iter().all(|&n| n <= 1));
                     assert_eq!(again.iter().map(|&n| n > 0).collect::<Vec<_>>(), present);
                 }
             }
@@ -957,10 +966,15 @@ mod tests {
             v.sort();
             v
         };
-        assert_eq!(run(&a, 1, "x MimiKatz -ENC"), vec![0, 1]);
-        assert_eq!(run(&b, 2, "x MimiKatz -ENC"), vec![2]);
-        assert_eq!(run(&a, 1, "x MimiKatz -ENC"), vec![0, 1]);
-        assert_eq!(run(&a, 1, "x MimiKatz"), vec![0]);
+        // Texts long enough to be kept (shorter ones are scanned each time).
+        let (both, one) = ("run x MimiKatz -ENC", "run x MimiKatz ok");
+        assert!(one.len() >= MEMO_MIN);
+        assert_eq!(run(&a, 1, both), vec![0, 1]);
+        assert_eq!(run(&b, 2, both), vec![2]);
+        assert_eq!(run(&a, 1, both), vec![0, 1]);
+        assert_eq!(run(&a, 1, one), vec![0]);
+        assert_eq!(run(&a, 1, "MimiKatz"), vec![0]);
+        assert_eq!(run(&a, 1, "-en"), Vec::<u32>::new());
         // Longer than the memo keeps: scanned each time.
         let long = format!("{}mimikatz", "a".repeat(MEMO_TEXT));
         assert_eq!(run(&a, 1, &long), vec![0]);

@@ -62,9 +62,7 @@ pub struct RuleSet {
     pub(crate) eventid_slot: Option<u32>,
     /// One automaton per field slot over the literals that must occur in that field.
     pub(crate) field_scanners: Vec<Option<Scanner>>,
-    /// Literals from keywords, which may occur in any field.
-    pub(crate) any_scanner: Option<Scanner>,
-    /// Per literal: it belongs to `any_scanner`.
+    /// Per literal: it comes from a keyword and may occur in any field.
     pub(crate) literal_any: Vec<bool>,
     /// Per literal: the field it must occur in (`None`: any).
     pub(crate) lits: Vec<crate::compile::Lit>,
@@ -76,6 +74,9 @@ pub struct RuleSet {
     /// Routes built so far, by log source and event id, for every thread (each also keeps
     /// its own, read without a lock).
     routes: std::sync::RwLock<HashMap<(u32, EidKey), Arc<Route>>>,
+    /// Scanners of the keyword literals routes need, by their literal ids, with their memo
+    /// keys: routes with the same keyword rules share one (and its memo entries).
+    any_scanners: std::sync::Mutex<HashMap<Vec<u32>, KeyedScanner>>,
 }
 
 /// Finds which of a set of literals occur in a text, ASCII case-insensitively.
@@ -320,7 +321,13 @@ struct Route {
     scan_all: bool,
     /// Field slots named by a literal of one of this route's rules: only these are scanned.
     slots: Vec<bool>,
+    /// With `scan_all`: the keyword literals of this route's rules (only they are looked
+    /// for in every field) and the scanner's memo key.
+    any: Option<KeyedScanner>,
 }
+
+/// A scanner and its key in the memo of scanned texts.
+type KeyedScanner = (u32, Arc<Scanner>);
 
 /// Per-thread evaluation state, reused from event to event.
 pub struct Scratch {
@@ -342,11 +349,6 @@ pub struct Scratch {
     routes: HashMap<(u32, EidKey), Arc<Route>>,
     memo: Memo,
 }
-
-/// The scanner key of the keyword literals (any field); not a field slot, nor `NONE` (an
-/// empty memo entry).
-const ANY_FIELD: u32 = u32::MAX - 1;
-const _: () = assert!(ANY_FIELD != NONE);
 
 /// The literals found in recently scanned field texts, so that a text seen again (the same
 /// image, hashes, parent command line: most of a host's events repeat them) is not scanned
@@ -446,19 +448,14 @@ impl RuleSet {
         }
         let eventid_slot = fields.map.get("EventID").copied();
         let mut by_field: Vec<Vec<(u32, &str)>> = vec![Vec::new(); fields.names.len()];
-        let mut any = Vec::new();
         let mut literal_any = vec![false; lits.len()];
         for (i, (field, needle)) in lits.iter().enumerate() {
             match field {
                 Some(f) => by_field[*f as usize].push((i as u32, needle.as_str())),
-                None => {
-                    any.push((i as u32, needle.as_str()));
-                    literal_any[i] = true;
-                }
+                None => literal_any[i] = true,
             }
         }
         let field_scanners = by_field.into_iter().map(Scanner::new).collect();
-        let any_scanner = Scanner::new(any);
         let mut literal_rules = vec![Vec::new(); lits.len()];
         for (i, r) in rules.iter().enumerate() {
             for &l in r.literals.iter().flatten() {
@@ -470,13 +467,13 @@ impl RuleSet {
             fields,
             eventid_slot,
             field_scanners,
-            any_scanner,
             literal_any,
             lits,
             literal_rules,
             correlations,
             correlated,
             routes: Default::default(),
+            any_scanners: Default::default(),
         }
     }
 
@@ -578,7 +575,9 @@ impl RuleSet {
             any_gated: false,
             scan_all: false,
             slots: vec![false; self.fields.names.len()],
+            any: None,
         };
+        let mut any_lits = Vec::new();
         for (i, r) in self.rules.iter().enumerate() {
             let eid_ok = match (&r.event_ids, eid) {
                 (None, _) | (_, EidKey::Unknown) => true,
@@ -589,8 +588,9 @@ impl RuleSet {
                 continue;
             }
             for &l in &r.scan_lits {
-                if let Some(f) = self.lits[l as usize].0 {
-                    route.slots[f as usize] = true;
+                match self.lits[l as usize].0 {
+                    Some(f) => route.slots[f as usize] = true,
+                    None => any_lits.push(l),
                 }
             }
             if r.literals.is_some() {
@@ -601,6 +601,11 @@ impl RuleSet {
                 route.always.push(i as u32);
             }
         }
+        if route.scan_all && !any_lits.is_empty() {
+            any_lits.sort_unstable();
+            any_lits.dedup();
+            route.any = self.any_scanner(any_lits);
+        }
         let route = Arc::new(route);
         self.routes
             .write()
@@ -608,6 +613,29 @@ impl RuleSet {
             .insert(key, route.clone());
         scratch.routes.insert(key, route.clone());
         route
+    }
+
+    /// The scanner of keyword literals `ids` (sorted) and its memo key, built once.
+    fn any_scanner(&self, ids: Vec<u32>) -> Option<KeyedScanner> {
+        let mut built = self.any_scanners.lock().unwrap_or_else(|e| e.into_inner());
+        let n = built.len() as u32;
+        if let Some(s) = built.get(&ids) {
+            return Some(s.clone());
+        }
+        let sc = Scanner::new(
+            ids.iter()
+                .map(|&l| (l, self.lits[l as usize].1.as_str()))
+                .collect(),
+        )?;
+        // Keys above the field slots, below `NONE` (an empty memo entry).
+        let key = NONE - 1 - n;
+        assert!(
+            key as usize >= self.fields.names.len(),
+            "memo keys exhausted"
+        );
+        let s = (key, Arc::new(sc));
+        built.insert(ids, s.clone());
+        Some(s)
     }
 
     /// Indexes of the rules that match the event, in rule order.
@@ -727,12 +755,10 @@ impl RuleSet {
             walk(&event.fields[i].1, &mut |t| scan(sc, slot, t, bit));
             scanned |= bit;
         }
-        if route.scan_all
-            && let Some(sc) = &self.any_scanner
-        {
+        if let Some((key, sc)) = &route.any {
             for (i, (_, v)) in event.fields.iter().enumerate() {
                 let bit = if i < 64 { 1u64 << i } else { 0 };
-                walk(v, &mut |t| scan(sc, ANY_FIELD, t, bit));
+                walk(v, &mut |t| scan(sc, *key, t, bit));
             }
             scratch.scanned_any = true;
         }

@@ -675,3 +675,65 @@ fn conflicting_modifier_chains_are_refused() {
         assert!(chain_ok(key), "{key}: {:?}", problem(key));
     }
 }
+
+/// Each kind of event is scanned for the keywords of the rules that apply to it only; a rule
+/// whose keywords are not its prefilter (`not keywords`) is still answered right beside a
+/// keyword rule that is prefiltered.
+#[test]
+fn keyword_rules_of_different_log_sources() {
+    let rule = |id: &str, service: &str, detection: &str| RuleSource {
+        name: format!("{id}.yml"),
+        text: format!(
+            "title: {id}\nid: {id}\nlogsource: {{product: windows{service}}}\ndetection:\n{detection}\nlevel: high\n"
+        ),
+    };
+    let loaded = load(
+        &[
+            rule(
+                "sec",
+                ", service: security",
+                "  keywords: ['alphabet soup']\n  condition: keywords",
+            ),
+            rule(
+                "sys",
+                ", service: system",
+                "  keywords: ['betamax tape']\n  condition: keywords",
+            ),
+            rule(
+                "any",
+                "",
+                "  keywords: ['gamma ray burst']\n  condition: not keywords",
+            ),
+            rule(
+                "all",
+                "",
+                "  keywords: ['delta blues']\n  condition: keywords",
+            ),
+        ],
+        &LoadOptions::default(),
+    );
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let mapping = cellwarden_source::Mapping::builtin();
+    let mut s = loaded.rules.scratch();
+    let mut out = Vec::new();
+    let mut run = |json: &str| -> Vec<String> {
+        let mut e = event(json);
+        mapping.apply(&mut e);
+        loaded.rules.matches(&e, &mut s, &mut out);
+        out.iter()
+            .map(|&i| loaded.rules.rule_info(i).title.clone())
+            .collect()
+    };
+    for _ in 0..2 {
+        // (Twice: the second time from the memo of scanned texts.)
+        let sec =
+            r#"{"Channel":"Security","EventID":4688,"A":"an ALPHABET SOUP of betamax tapes"}"#;
+        assert_eq!(run(sec), ["sec", "any"]);
+        let sys = r#"{"Channel":"System","EventID":7045,"A":"an alphabet soup of BetaMax Tapes"}"#;
+        assert_eq!(run(sys), ["sys", "any"]);
+        let ray = r#"{"Channel":"Security","EventID":4688,"A":"x","B":"a Gamma Ray Burst, alphabet soup"}"#;
+        assert_eq!(run(ray), ["sec"]);
+        let blues = r#"{"Channel":"System","EventID":7045,"B":"Delta Blues and gamma ray bursts"}"#;
+        assert_eq!(run(blues), ["all"]);
+    }
+}

@@ -999,53 +999,76 @@ pub(crate) fn has_keywords(nodes: &[Node]) -> bool {
     nodes.iter().any(walk)
 }
 
-/// Literals of which at least one appears (ASCII case-insensitively) in the text of any event
-/// the rule matches; `None` when no such set can be proven.
 /// A literal and the field it must occur in (`None`: any field, from a keyword).
 pub(crate) type Lit = (Option<u32>, String);
 
-pub(crate) fn required_literals(nodes: &[Node], cond: &Cond) -> Option<Vec<Lit>> {
-    cond_lits(cond, nodes)
+/// Sets of literals every event the rule matches holds one of each (ASCII
+/// case-insensitively): the rule need only be evaluated when every set has a literal in the
+/// event. At most [`MAX_GATES`] sets, the most selective; `None` when none can be proven.
+pub(crate) fn required_literals(nodes: &[Node], cond: &Cond) -> Option<Vec<Vec<Lit>>> {
+    let mut sets = cond_lits(cond, nodes)?;
+    for s in sets.iter_mut() {
+        s.sort();
+        s.dedup();
+    }
+    sets.sort_by_key(|s| std::cmp::Reverse(selectivity(s)));
+    sets.dedup();
+    sets.truncate(MAX_GATES);
+    Some(sets)
 }
 
-fn best(sets: impl Iterator<Item = Vec<Lit>>) -> Option<Vec<Lit>> {
-    // Prefer the set whose shortest literal is longest (most selective), then fewer literals.
-    sets.max_by_key(|s| {
-        let min = s.iter().map(|l| l.1.len()).min().unwrap_or(0);
-        (min.min(8), usize::MAX - s.len())
-    })
+/// Literal sets a rule's evaluation waits for.
+const MAX_GATES: usize = 4;
+
+/// How selective a set of literals is: the longer its shortest literal (up to 8 bytes), then
+/// the fewer literals, the better.
+fn selectivity(s: &[Lit]) -> (usize, usize) {
+    let min = s.iter().map(|l| l.1.len()).min().unwrap_or(0);
+    (min.min(8), usize::MAX - s.len())
 }
 
-fn union(it: impl Iterator<Item = Option<Vec<Lit>>>) -> Option<Vec<Lit>> {
+/// Of sets that must all hold, the single most selective.
+fn best(sets: Vec<Vec<Lit>>) -> Option<Vec<Lit>> {
+    sets.into_iter().max_by_key(|s| selectivity(s))
+}
+
+/// Every one of several parts holds: all their sets.
+fn all_of(parts: impl Iterator<Item = Option<Vec<Vec<Lit>>>>) -> Option<Vec<Vec<Lit>>> {
+    let sets: Vec<Vec<Lit>> = parts.flatten().flatten().collect();
+    (!sets.is_empty()).then_some(sets)
+}
+
+/// One of several parts holds: one set, each part's most selective set joined.
+fn one_of(parts: impl Iterator<Item = Option<Vec<Vec<Lit>>>>) -> Option<Vec<Vec<Lit>>> {
     let mut acc = Vec::new();
-    for s in it {
-        acc.extend(s?);
+    for p in parts {
+        acc.extend(best(p?)?);
     }
     if acc.is_empty() {
         return None;
     }
     acc.sort();
     acc.dedup();
-    Some(acc)
+    Some(vec![acc])
 }
 
-fn cond_lits(c: &Cond, nodes: &[Node]) -> Option<Vec<Lit>> {
+fn cond_lits(c: &Cond, nodes: &[Node]) -> Option<Vec<Vec<Lit>>> {
     match c {
         Cond::Det(i) => node_lits(&nodes[*i as usize]),
-        Cond::And(cs) => best(cs.iter().filter_map(|c| cond_lits(c, nodes))),
+        Cond::And(cs) => all_of(cs.iter().map(|c| cond_lits(c, nodes))),
         Cond::AtLeast(n, cs) if *n as usize >= cs.len() && !cs.is_empty() => {
-            best(cs.iter().filter_map(|c| cond_lits(c, nodes)))
+            all_of(cs.iter().map(|c| cond_lits(c, nodes)))
         }
         Cond::AtLeast(0, _) => None,
-        Cond::Or(cs) | Cond::AtLeast(_, cs) => union(cs.iter().map(|c| cond_lits(c, nodes))),
+        Cond::Or(cs) | Cond::AtLeast(_, cs) => one_of(cs.iter().map(|c| cond_lits(c, nodes))),
         Cond::Not(_) | Cond::Const(_) => None,
     }
 }
 
-fn node_lits(n: &Node) -> Option<Vec<Lit>> {
+fn node_lits(n: &Node) -> Option<Vec<Vec<Lit>>> {
     match n {
-        Node::All(cs) => best(cs.iter().filter_map(node_lits)),
-        Node::Any(cs) => union(cs.iter().map(node_lits)),
+        Node::All(cs) => all_of(cs.iter().map(node_lits)),
+        Node::Any(cs) => one_of(cs.iter().map(node_lits)),
         Node::Item(Item {
             field,
             test:
@@ -1055,21 +1078,26 @@ fn node_lits(n: &Node) -> Option<Vec<Lit>> {
                     neq: false,
                 },
         }) => {
-            let lits = |m: &Matcher| -> Option<Vec<Lit>> {
-                match m {
+            let lits = |m: &Matcher| -> Option<Vec<Vec<Lit>>> {
+                let set: Vec<Lit> = match m {
                     Matcher::Str(p) => p
                         .required_literal()
-                        .and_then(|l| crate::matcher::needle_literals(l, p.cased))
-                        .map(|ls| ls.into_iter().map(|l| (*field, l)).collect()),
-                    Matcher::Re(re) => crate::matcher::regex_literals(re.as_str())
-                        .map(|ls| ls.into_iter().map(|l| (*field, l)).collect()),
-                    _ => None,
-                }
+                        .and_then(|l| crate::matcher::needle_literals(l, p.cased))?
+                        .into_iter()
+                        .map(|l| (*field, l))
+                        .collect(),
+                    Matcher::Re(re) => crate::matcher::regex_literals(re.as_str())?
+                        .into_iter()
+                        .map(|l| (*field, l))
+                        .collect(),
+                    _ => return None,
+                };
+                Some(vec![set])
             };
             if *all {
-                best(ms.iter().filter_map(lits))
+                all_of(ms.iter().map(lits))
             } else {
-                union(ms.iter().map(lits))
+                one_of(ms.iter().map(lits))
             }
         }
         Node::Item(_) => None,
@@ -1079,6 +1107,70 @@ fn node_lits(n: &Node) -> Option<Vec<Lit>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The literal sets a rule waits for, as needles.
+    fn gates(detection: &str) -> Option<Vec<Vec<String>>> {
+        let loaded = crate::load::load(
+            &[crate::load::RuleSource {
+                name: "t.yml".into(),
+                text: format!(
+                    "title: t\nlogsource: {{product: windows}}\ndetection:\n{detection}\nlevel: high\n"
+                ),
+            }],
+            &Default::default(),
+        );
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let rs = &loaded.rules;
+        rs.rules[0].literals.as_ref().map(|sets| {
+            sets.iter()
+                .map(|set| set.iter().map(|&l| rs.lits[l as usize].1.clone()).collect())
+                .collect()
+        })
+    }
+
+    #[test]
+    fn rules_wait_for_a_literal_of_every_part_they_need() {
+        // Both selections: a literal of each.
+        assert_eq!(
+            gates(
+                "  img: {Image|endswith: ['\\cmd.exe', '\\pwsh.exe']}\n  cli: {CommandLine|contains: rmdir}\n  condition: img and cli"
+            ),
+            Some(vec![
+                vec!["\\cmd.exe".to_string(), "\\pwsh.exe".to_string()],
+                vec!["rmdir".to_string()],
+            ])
+        );
+        // `|all`: each value; a filter adds nothing.
+        assert_eq!(
+            gates(
+                "  sel: {CommandLine|contains|all: [' -enc ', 'hidden']}\n  f: {User: admin}\n  condition: sel and not f"
+            ),
+            Some(vec![vec![" -enc ".to_string()], vec!["hidden".to_string()]])
+        );
+        // Alternatives: one set, the most selective set of each joined.
+        assert_eq!(
+            gates(
+                "  a: {Image|endswith: '\\a.exe', CommandLine|contains: x}\n  b: {Image|endswith: '\\bb.exe'}\n  condition: a or b"
+            ),
+            Some(vec![vec!["\\a.exe".to_string(), "\\bb.exe".to_string()]])
+        );
+        // A part without literals leaves the rule ungated only when it is an alternative.
+        assert_eq!(
+            gates("  a: {Image|endswith: '\\a.exe'}\n  b: {EventID: 1}\n  condition: a or b"),
+            None
+        );
+        assert_eq!(
+            gates("  a: {Image|endswith: '\\a.exe'}\n  b: {EventID: 1}\n  condition: a and b"),
+            Some(vec![vec!["\\a.exe".to_string()]])
+        );
+        // At most four sets, the most selective.
+        let many = gates(
+            "  sel: {A|contains|all: [ab, abcdefghij, abc, abcd, abcde, abcdef]}\n  condition: sel",
+        )
+        .unwrap();
+        assert_eq!(many.len(), 4);
+        assert!(many.iter().all(|s| s[0].len() >= 4), "{many:?}");
+    }
 
     #[test]
     fn base64offset_matches_pysigma() {

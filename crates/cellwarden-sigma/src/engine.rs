@@ -42,8 +42,8 @@ pub(crate) struct CompiledRule {
     pub nodes: Vec<Node>,
     pub cond: Cond,
     pub event_ids: Option<BTreeSet<i64>>,
-    /// Literal ids of which one must occur in the event text.
-    pub literals: Option<Vec<u32>>,
+    /// Sets of literal ids of which one of each must occur in the event text (at most 64).
+    pub literals: Option<Vec<Vec<u32>>>,
     /// Every literal id the rule uses (prefilter and substring tests).
     pub scan_lits: Vec<u32>,
     /// Raises alerts of its own (false when only correlations use it).
@@ -66,8 +66,10 @@ pub struct RuleSet {
     pub(crate) literal_any: Vec<bool>,
     /// Per literal: the field it must occur in (`None`: any).
     pub(crate) lits: Vec<crate::compile::Lit>,
-    /// For each literal, the rules that require it (one of their literals).
-    pub(crate) literal_rules: Vec<Vec<u32>>,
+    /// For each literal, the rules that require it, each with the bit of the set it is in.
+    pub(crate) literal_rules: Vec<Vec<(u32, u64)>>,
+    /// Per rule: the bits of all its literal sets (0: not gated).
+    pub(crate) gates_full: Vec<u64>,
     pub(crate) correlations: Vec<crate::correlation::Correlation>,
     /// Per rule: a correlation uses its matches.
     pub(crate) correlated: Vec<bool>,
@@ -344,6 +346,8 @@ pub struct Scratch {
     /// Whether the keyword literals were scanned for in every field this event.
     scanned_any: bool,
     rule_seen: Vec<u32>,
+    /// Per rule seen this event: the bits of its literal sets found so far.
+    rule_gates: Vec<u64>,
     epoch: u32,
     todo: Vec<u32>,
     routes: HashMap<(u32, EidKey), Arc<Route>>,
@@ -457,9 +461,13 @@ impl RuleSet {
         }
         let field_scanners = by_field.into_iter().map(Scanner::new).collect();
         let mut literal_rules = vec![Vec::new(); lits.len()];
+        let mut gates_full = vec![0u64; rules.len()];
         for (i, r) in rules.iter().enumerate() {
-            for &l in r.literals.iter().flatten() {
-                literal_rules[l as usize].push(i as u32);
+            for (k, set) in r.literals.iter().flatten().take(64).enumerate() {
+                for &l in set {
+                    literal_rules[l as usize].push((i as u32, 1u64 << k));
+                }
+                gates_full[i] |= 1u64 << k;
             }
         }
         RuleSet {
@@ -470,6 +478,7 @@ impl RuleSet {
             literal_any,
             lits,
             literal_rules,
+            gates_full,
             correlations,
             correlated,
             routes: Default::default(),
@@ -533,6 +542,7 @@ impl RuleSet {
             scanned: 0,
             scanned_any: false,
             rule_seen: vec![0; self.rules.len()],
+            rule_gates: vec![0; self.rules.len()],
             epoch: 0,
             todo: Vec::new(),
             routes: HashMap::new(),
@@ -711,6 +721,7 @@ impl RuleSet {
         let lit_seen = &mut scratch.lit_seen;
         let lit_fields = &mut scratch.lit_fields;
         let rule_seen = &mut scratch.rule_seen;
+        let rule_gates = &mut scratch.rule_gates;
         let memo = &mut scratch.memo;
         let mut scan = |sc: &Scanner, key: u32, text: &str, bit: u64| {
             memo.scan(sc, key, text, &mut |l| {
@@ -722,9 +733,19 @@ impl RuleSet {
                 lit_seen[l] = epoch;
                 lit_fields[l] = bit;
                 // Needles only registered for substring tests gate no rule.
-                for &r in &self.literal_rules[l] {
-                    if route.gated[r as usize] && rule_seen[r as usize] != epoch {
-                        rule_seen[r as usize] = epoch;
+                for &(r, bit) in &self.literal_rules[l] {
+                    let ri = r as usize;
+                    if !route.gated[ri] {
+                        continue;
+                    }
+                    if rule_seen[ri] != epoch {
+                        rule_seen[ri] = epoch;
+                        rule_gates[ri] = 0;
+                    }
+                    let before = rule_gates[ri];
+                    rule_gates[ri] |= bit;
+                    // Evaluated once every set has a literal in the event.
+                    if before != self.gates_full[ri] && rule_gates[ri] == self.gates_full[ri] {
                         todo.push(r);
                     }
                 }

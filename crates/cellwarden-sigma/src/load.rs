@@ -389,13 +389,17 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
                 let emit = !below && generate.unwrap_or(true);
                 let event_ids =
                     required_event_ids(&nodes, &cond, fields.map.get("EventID").copied());
-                let literals = required_literals(&nodes, &cond).map(|ls| {
-                    ls.into_iter()
-                        .map(|l| {
-                            *lit_ids.entry(l.clone()).or_insert_with(|| {
-                                lits.push(l);
-                                (lits.len() - 1) as u32
-                            })
+                let literals = required_literals(&nodes, &cond).map(|sets| {
+                    sets.into_iter()
+                        .map(|set| {
+                            set.into_iter()
+                                .map(|l| {
+                                    *lit_ids.entry(l.clone()).or_insert_with(|| {
+                                        lits.push(l);
+                                        (lits.len() - 1) as u32
+                                    })
+                                })
+                                .collect()
                         })
                         .collect()
                 });
@@ -441,7 +445,7 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
     }
     for r in compiled.iter_mut() {
         let mut used = assign_scan_literals(&mut r.nodes, &mut lit_ids, &mut lits);
-        used.extend(r.literals.iter().flatten().copied());
+        used.extend(r.literals.iter().flatten().flatten().copied());
         used.sort_unstable();
         used.dedup();
         r.scan_lits = used;

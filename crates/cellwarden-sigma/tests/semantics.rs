@@ -264,6 +264,15 @@ fn rules_prefiltered_by_the_literals_of_their_expressions() {
         &[r#"{"A":"STRAẞE"}"#, r#"{"A":"Straße"}"#],
         &[r#"{"A":"strasse"}"#],
     );
+    // Evaluated only when every selection it needs has a literal in the event.
+    check(
+        "  img: {Image|endswith: '\\cmd.exe'}\n  cli: {CommandLine|contains|all: ['rmdir', '/s']}\n  condition: img and cli",
+        &[r#"{"Image":"C:\\CMD.exe","CommandLine":"RMDIR /S x"}"#],
+        &[
+            r#"{"Image":"C:\\cmd.exe","CommandLine":"rmdir x"}"#,
+            r#"{"Image":"C:\\x.exe","CommandLine":"rmdir /s"}"#,
+        ],
+    );
     // A literal inside the expression (neither prefix nor suffix) gates it.
     check(
         r#"  sel: {CommandLine|re: '(?i)\.exe["]?\s+[^"]{0,64}werfaultsecure\.exe["]?\s+\d{2,10}'}

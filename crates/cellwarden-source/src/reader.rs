@@ -1229,7 +1229,7 @@ impl Unit {
         };
         for &(line, start, end) in records {
             let bytes = &buf[start..end];
-            let parsed = match std::str::from_utf8(bytes) {
+            let parsed = match utf8(bytes) {
                 Ok(text) => record.parse(text, line),
                 Err(e) => {
                     errors.push(SourceError::new(
@@ -1506,7 +1506,10 @@ fn decode_evtx(
                 continue;
             }
         };
-        let text = String::from_utf8_lossy(&json);
+        let text = match utf8(&json) {
+            Ok(t) => Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(&json),
+        };
         match flatten(&text) {
             Ok(fields) => {
                 // A zero FILETIME (1601) in the record header means "unknown": the mapping's
@@ -1527,6 +1530,15 @@ fn decode_evtx(
         }
     }
     n
+}
+
+/// `bytes` as text when valid UTF-8 (checked with SIMD: every record is checked).
+fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(t) => Ok(t),
+        // The standard check tells where it breaks.
+        Err(_) => std::str::from_utf8(bytes),
+    }
 }
 
 /// Parser settings for decoding EVTX chunks on worker threads.

@@ -351,8 +351,19 @@ pub struct Scratch {
     epoch: u32,
     todo: Vec<u32>,
     routes: HashMap<(u32, EidKey), Arc<Route>>,
+    /// Per kind of event: the field names the last one had (the first [`NAMES_KEPT`]) and
+    /// their slots (`NONE`: no rule names it).
+    names: HashMap<(u32, EidKey), Vec<NamedSlot>>,
     memo: Memo,
 }
+
+/// A field name and its slot.
+type NamedSlot = (Box<str>, u32);
+
+/// Field names kept per kind of event for [`Scratch::names`].
+const NAMES_KEPT: usize = 256;
+/// A [`Scratch::names`] entry not filled yet.
+const UNSET: u32 = NONE - 1;
 
 /// The literals found in recently scanned field texts, so that a text seen again (the same
 /// image, hashes, parent command line: most of a host's events repeat them) is not scanned
@@ -546,6 +557,7 @@ impl RuleSet {
             epoch: 0,
             todo: Vec::new(),
             routes: HashMap::new(),
+            names: HashMap::new(),
             memo: Memo::new(),
         }
     }
@@ -661,9 +673,26 @@ impl RuleSet {
             // need not be looked at.
             return;
         }
-        // Resolve the fields rules use to positions in this event.
+        // Resolve the fields rules use to positions in this event. Events of one kind mostly
+        // name their fields alike, in the same order: each name is compared with the one the
+        // last event of this kind had at its place before it is looked up.
+        let key = (event.logsource.as_ref().map_or(u32::MAX, |l| l.id), eid);
+        let names = scratch.names.entry(key).or_default();
+        let known = event.fields.len().min(NAMES_KEPT);
+        if names.len() < known {
+            names.resize_with(known, || (Box::from(""), UNSET));
+        }
         for (i, (name, _)) in event.fields.iter().enumerate() {
-            if let Some(&slot) = self.fields.map.get(name.as_ref()) {
+            let slot = match names.get_mut(i) {
+                Some(e) if e.1 != UNSET && *e.0 == **name => e.1,
+                Some(e) => {
+                    let slot = self.fields.map.get(name.as_ref()).copied().unwrap_or(NONE);
+                    *e = (name.as_ref().into(), slot);
+                    slot
+                }
+                None => self.fields.map.get(name.as_ref()).copied().unwrap_or(NONE),
+            };
+            if slot != NONE {
                 let p = &mut scratch.pos[slot as usize];
                 if *p == NONE {
                     *p = i as u32;
@@ -756,6 +785,8 @@ impl RuleSet {
                 Value::Str(s) => scan(s),
                 Value::List(l) => l.iter().for_each(|x| walk(x, scan)),
                 Value::Null => {}
+                // Written as `as_text` would, without allocating (most events have several).
+                Value::Int(i) => scan(itoa::Buffer::new().format(*i)),
                 other => {
                     if let Some(t) = other.as_text() {
                         scan(&t)

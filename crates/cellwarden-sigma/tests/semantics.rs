@@ -746,3 +746,36 @@ fn keyword_rules_of_different_log_sources() {
         assert_eq!(run(blues), ["all"]);
     }
 }
+
+/// Events of one kind in a row with their fields in other orders, other names at the same
+/// place, or past the names a thread keeps per kind: each field found by its own name.
+#[test]
+fn fields_found_whatever_the_order_of_the_events_before() {
+    let loaded = load(
+        &[RuleSource {
+            name: "t.yml".into(),
+            text: rule("  sel: {A: x, B|endswith: y}\n  condition: sel"),
+        }],
+        &LoadOptions::default(),
+    );
+    let mut s = loaded.rules.scratch();
+    let mut out = Vec::new();
+    let mut run = |json: &str| {
+        loaded.rules.matches(&event(json), &mut s, &mut out);
+        !out.is_empty()
+    };
+    let wide = |tail: &str| {
+        let filler: Vec<String> = (0..300).map(|i| format!("\"f{i}\":\"v\"")).collect();
+        format!("{{{},{tail}}}", filler.join(","))
+    };
+    for _ in 0..2 {
+        assert!(run(r#"{"A":"x","B":"zy"}"#));
+        assert!(run(r#"{"B":"zy","A":"x"}"#));
+        assert!(!run(r#"{"C":"x","B":"zy"}"#));
+        assert!(!run(r#"{"A":"zy","B":"x"}"#));
+        assert!(run(r#"{"C":"1","A":"x","B":"y"}"#));
+        assert!(run(&wide(r#""A":"x","B":"y""#)));
+        assert!(!run(&wide(r#""A":"y","B":"x""#)));
+        assert!(!run(r#"{"A":"x"}"#));
+    }
+}

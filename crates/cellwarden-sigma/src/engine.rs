@@ -60,6 +60,8 @@ pub struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) fields: FieldTable,
     pub(crate) eventid_slot: Option<u32>,
+    /// Every event id some rule is limited to.
+    event_ids: std::collections::HashSet<i64>,
     /// One automaton per field slot over the literals that must occur in that field.
     pub(crate) field_scanners: Vec<Option<Scanner>>,
     /// Per literal: it comes from a keyword and may occur in any field.
@@ -443,6 +445,9 @@ const NONE: u32 = u32::MAX;
 enum EidKey {
     Absent,
     Id(i64),
+    /// An id no rule names: every such id meets the same rules (one route for them all, so
+    /// hostile ids cannot grow the routes without bound).
+    Other,
     Unknown,
 }
 
@@ -462,6 +467,10 @@ impl RuleSet {
             }
         }
         let eventid_slot = fields.map.get("EventID").copied();
+        let event_ids = rules
+            .iter()
+            .flat_map(|r| r.event_ids.iter().flatten().copied())
+            .collect();
         let mut by_field: Vec<Vec<(u32, &str)>> = vec![Vec::new(); fields.names.len()];
         let mut literal_any = vec![false; lits.len()];
         for (i, (field, needle)) in lits.iter().enumerate() {
@@ -485,6 +494,7 @@ impl RuleSet {
             rules,
             fields,
             eventid_slot,
+            event_ids,
             field_scanners,
             literal_any,
             lits,
@@ -605,6 +615,7 @@ impl RuleSet {
                 (None, _) | (_, EidKey::Unknown) => true,
                 (Some(_), EidKey::Absent) => false,
                 (Some(ids), EidKey::Id(e)) => ids.contains(&e),
+                (Some(_), EidKey::Other) => false,
             };
             if !eid_ok || !r.logsource.accepts(ls) {
                 continue;
@@ -627,6 +638,18 @@ impl RuleSet {
             any_lits.sort_unstable();
             any_lits.dedup();
             route.any = self.any_scanner(any_lits);
+            if route.any.is_none() {
+                // No scanner (never seen: its automaton could not be built): the keyword
+                // rules are evaluated on every event instead of waiting for literals that
+                // would never be found.
+                for (i, r) in self.rules.iter().enumerate() {
+                    if route.gated[i] && r.keywords {
+                        route.gated[i] = false;
+                        route.always.push(i as u32);
+                    }
+                }
+                route.scan_all = false;
+            }
         }
         let route = Arc::new(route);
         self.routes
@@ -650,11 +673,10 @@ impl RuleSet {
                 .collect(),
         )?;
         // Keys above the field slots, below `NONE` (an empty memo entry).
-        let key = NONE - 1 - n;
-        assert!(
-            key as usize >= self.fields.names.len(),
-            "memo keys exhausted"
-        );
+        let key = (NONE - 1).checked_sub(n)?;
+        if (key as usize) < self.fields.names.len() {
+            return None;
+        }
         let s = (key, Arc::new(sc));
         built.insert(ids, s.clone());
         Some(s)
@@ -665,7 +687,11 @@ impl RuleSet {
         out.clear();
         let eid = match self.eventid_slot.and_then(|_| event.get("EventID")) {
             None | Some(Value::Null) => EidKey::Absent,
-            Some(v) => v.as_i64().map(EidKey::Id).unwrap_or(EidKey::Unknown),
+            Some(v) => match v.as_i64() {
+                Some(e) if self.event_ids.contains(&e) => EidKey::Id(e),
+                Some(_) => EidKey::Other,
+                None => EidKey::Unknown,
+            },
         };
         let route = self.route(scratch, event.logsource.as_deref(), eid);
         if route.always.is_empty() && !route.any_gated {
@@ -1031,6 +1057,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn event_ids_no_rule_names_share_one_route() {
+        let rule = |id: &str, det: &str| crate::load::RuleSource {
+            name: format!("{id}.yml"),
+            text: format!(
+                "title: {id}\nlogsource: {{product: windows}}\ndetection:\n{det}\nlevel: high\n"
+            ),
+        };
+        let loaded = crate::load::load(
+            &[
+                rule("named", "  sel: {EventID: 4688, A: x}\n  condition: sel"),
+                rule("any", "  sel: {A: x}\n  condition: sel"),
+            ],
+            &Default::default(),
+        );
+        let rs = &loaded.rules;
+        let mut s = rs.scratch();
+        let mut out = Vec::new();
+        for eid in 0..5000i64 {
+            let mut e = Event::new(cellwarden_event::Origin {
+                file: "t".into(),
+                record: 1,
+            });
+            e.fields = vec![
+                ("EventID".into(), Value::Int(eid)),
+                ("A".into(), Value::Str("x".into())),
+            ];
+            rs.matches(&e, &mut s, &mut out);
+            assert_eq!(out.len(), if eid == 4688 { 2 } else { 1 }, "{eid}");
+        }
+        assert!(s.routes.len() <= 2, "{} routes", s.routes.len());
+        assert!(s.names.len() <= 2);
     }
 
     #[test]

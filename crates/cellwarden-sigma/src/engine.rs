@@ -453,7 +453,7 @@ enum EidKey {
 
 impl RuleSet {
     pub(crate) fn build(
-        rules: Vec<CompiledRule>,
+        mut rules: Vec<CompiledRule>,
         fields: FieldTable,
         lits: Vec<crate::compile::Lit>,
         correlations: Vec<crate::correlation::Correlation>,
@@ -479,7 +479,17 @@ impl RuleSet {
                 None => literal_any[i] = true,
             }
         }
-        let field_scanners = by_field.into_iter().map(Scanner::new).collect();
+        let field_scanners: Vec<Option<Scanner>> = by_field.into_iter().map(Scanner::new).collect();
+        // A field whose scanner could not be built (never seen) finds none of its literals:
+        // rules waiting for one are evaluated on every event instead.
+        for r in rules.iter_mut() {
+            let unfound = r.literals.iter().flatten().flatten().any(
+                |&l| matches!(lits[l as usize].0, Some(f) if field_scanners[f as usize].is_none()),
+            );
+            if unfound {
+                r.literals = None;
+            }
+        }
         let mut literal_rules = vec![Vec::new(); lits.len()];
         let mut gates_full = vec![0u64; rules.len()];
         for (i, r) in rules.iter().enumerate() {

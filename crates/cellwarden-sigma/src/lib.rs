@@ -4,9 +4,10 @@
 //! here into matchers for cellwarden's event model: field names resolve to slots once, values
 //! to the cheapest test (equality, prefix, suffix, substring, anchored regex), and each rule is
 //! indexed by log source and by the `EventID` constants its condition requires. A literal
-//! prefilter (one Aho-Corasick pass over the event's text) skips rules none of whose required
-//! substrings occur. Evaluation is read-only on a shared [`RuleSet`] with a per-thread
-//! [`Scratch`].
+//! prefilter evaluates a rule only once the event holds a literal of each part the rule needs
+//! (each field scanned once for the literals rules look for in it, through small window
+//! indexes and a per-thread memo of recently scanned texts). Evaluation is read-only on a
+//! shared [`RuleSet`] with a per-thread [`Scratch`].
 
 mod compile;
 mod correlation;

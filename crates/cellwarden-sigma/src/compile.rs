@@ -1080,12 +1080,20 @@ fn node_lits(n: &Node) -> Option<Vec<Vec<Lit>>> {
         }) => {
             let lits = |m: &Matcher| -> Option<Vec<Vec<Lit>>> {
                 let set: Vec<Lit> = match m {
-                    Matcher::Str(p) => p
-                        .required_literal()
-                        .and_then(|l| crate::matcher::needle_literals(l, p.cased))?
+                    Matcher::Str(p) => {
+                        let l = p.required_literal()?;
+                        match &p.test {
+                            // Tested by a case-insensitive expression, which folds case as
+                            // Unicode does (`ſ` is an `s` to it): its literals, the same way.
+                            crate::matcher::StrTest::Glob(_) if !p.cased => {
+                                crate::matcher::regex_literals(&format!("(?i){}", regex::escape(l)))
+                            }
+                            _ => crate::matcher::needle_literals(l, p.cased),
+                        }?
                         .into_iter()
                         .map(|l| (*field, l))
-                        .collect(),
+                        .collect()
+                    }
                     Matcher::Re(re) => crate::matcher::regex_literals(re.as_str())?
                         .into_iter()
                         .map(|l| (*field, l))

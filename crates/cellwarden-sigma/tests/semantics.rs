@@ -285,6 +285,12 @@ fn rules_prefiltered_by_the_literals_of_their_expressions() {
         &[r#"{"CommandLine":"IN`V`oKe"}"#],
         &[r#"{"CommandLine":"invoke"}"#],
     );
+    // A pattern with `?` is an expression that folds case as Unicode does: its prefilter too.
+    check(
+        "  sel: {A|contains: 'stra?e'}\n  condition: sel",
+        &[r#"{"A":"x STRAßE"}"#, r#"{"A":"x ſtraße"}"#],
+        &[r#"{"A":"x strae"}"#],
+    );
     // Needles with non-ASCII cased characters: the rule still sees every case of them.
     check(
         "  sel: {CommandLine|contains: ['Ⓜ', 'а']}\n  condition: sel",

@@ -77,7 +77,7 @@ pub struct RuleSet {
     pub(crate) correlated: Vec<bool>,
     /// Routes built so far, by log source and event id, for every thread (each also keeps
     /// its own, read without a lock).
-    routes: std::sync::RwLock<HashMap<(u32, EidKey), Arc<Route>>>,
+    routes: std::sync::RwLock<HashMap<RouteKey, Arc<Route>>>,
     /// Scanners of the keyword literals routes need, by their literal ids, with their memo
     /// keys: routes with the same keyword rules share one (and its memo entries).
     any_scanners: std::sync::Mutex<HashMap<Vec<u32>, KeyedScanner>>,
@@ -321,12 +321,10 @@ struct Route {
     /// Rules with a prefilter, by rule index: evaluated when one of their literals occurs.
     gated: Vec<bool>,
     any_gated: bool,
-    /// A gated rule has keywords: every field must be scanned, not only those rules name.
-    scan_all: bool,
     /// Field slots named by a literal of one of this route's rules: only these are scanned.
     slots: Vec<bool>,
-    /// With `scan_all`: the keyword literals of this route's rules (only they are looked
-    /// for in every field) and the scanner's memo key.
+    /// When a gated rule has keywords: the keyword literals of this route's rules (only they
+    /// are looked for, in every field) and the scanner's memo key.
     any: Option<KeyedScanner>,
 }
 
@@ -352,19 +350,27 @@ pub struct Scratch {
     rule_gates: Vec<u64>,
     epoch: u32,
     todo: Vec<u32>,
-    routes: HashMap<(u32, EidKey), Arc<Route>>,
-    /// Per kind of event: the field names the last one had (the first [`NAMES_KEPT`]) and
-    /// their slots (`NONE`: no rule names it).
-    names: HashMap<(u32, EidKey), Vec<NamedSlot>>,
+    routes: HashMap<RouteKey, LocalRoute>,
     memo: Memo,
+}
+
+/// Log source id and event id: the kind of event a route is for.
+type RouteKey = (u32, EidKey);
+
+/// A route as one thread keeps it.
+struct LocalRoute {
+    route: Arc<Route>,
+    /// The field names the last event of this kind had (the first [`NAMES_KEPT`]) and their
+    /// slots (`NONE`: no rule names it).
+    names: Vec<NamedSlot>,
 }
 
 /// A field name and its slot.
 type NamedSlot = (Box<str>, u32);
 
-/// Field names kept per kind of event for [`Scratch::names`].
+/// Field names kept per kind of event for [`LocalRoute::names`].
 const NAMES_KEPT: usize = 256;
-/// A [`Scratch::names`] entry not filled yet.
+/// A [`LocalRoute::names`] entry not filled yet.
 const UNSET: u32 = NONE - 1;
 
 /// The literals found in recently scanned field texts, so that a text seen again (the same
@@ -577,7 +583,6 @@ impl RuleSet {
             epoch: 0,
             todo: Vec::new(),
             routes: HashMap::new(),
-            names: HashMap::new(),
             memo: Memo::new(),
         }
     }
@@ -595,11 +600,21 @@ impl RuleSet {
         )
     }
 
-    fn route(&self, scratch: &mut Scratch, ls: Option<&LogSource>, eid: EidKey) -> Arc<Route> {
-        let key = (ls.map(|l| l.id).unwrap_or(u32::MAX), eid);
-        if let Some(r) = scratch.routes.get(&key) {
-            return r.clone();
-        }
+    /// This thread's route for events of log source `ls` and event id `eid`.
+    fn local_route<'s>(
+        &self,
+        routes: &'s mut HashMap<RouteKey, LocalRoute>,
+        ls: Option<&LogSource>,
+        eid: EidKey,
+    ) -> &'s mut LocalRoute {
+        let key = (ls.map_or(u32::MAX, |l| l.id), eid);
+        routes.entry(key).or_insert_with(|| LocalRoute {
+            route: self.route(key, ls, eid),
+            names: Vec::new(),
+        })
+    }
+
+    fn route(&self, key: RouteKey, ls: Option<&LogSource>, eid: EidKey) -> Arc<Route> {
         // Another thread may have built it already.
         let shared = self
             .routes
@@ -608,18 +623,18 @@ impl RuleSet {
             .get(&key)
             .cloned();
         if let Some(r) = shared {
-            scratch.routes.insert(key, r.clone());
             return r;
         }
         let mut route = Route {
             always: Vec::new(),
             gated: vec![false; self.rules.len()],
             any_gated: false,
-            scan_all: false,
             slots: vec![false; self.fields.names.len()],
             any: None,
         };
         let mut any_lits = Vec::new();
+        // A gated rule has keywords: every field must be scanned, not only those rules name.
+        let mut scan_all = false;
         for (i, r) in self.rules.iter().enumerate() {
             let eid_ok = match (&r.event_ids, eid) {
                 (None, _) | (_, EidKey::Unknown) => true,
@@ -639,12 +654,12 @@ impl RuleSet {
             if r.literals.is_some() {
                 route.gated[i] = true;
                 route.any_gated = true;
-                route.scan_all |= r.keywords;
+                scan_all |= r.keywords;
             } else {
                 route.always.push(i as u32);
             }
         }
-        if route.scan_all && !any_lits.is_empty() {
+        if scan_all && !any_lits.is_empty() {
             any_lits.sort_unstable();
             any_lits.dedup();
             route.any = self.any_scanner(any_lits);
@@ -658,7 +673,6 @@ impl RuleSet {
                         route.always.push(i as u32);
                     }
                 }
-                route.scan_all = false;
             }
         }
         let route = Arc::new(route);
@@ -666,7 +680,6 @@ impl RuleSet {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, route.clone());
-        scratch.routes.insert(key, route.clone());
         route
     }
 
@@ -703,7 +716,8 @@ impl RuleSet {
                 None => EidKey::Unknown,
             },
         };
-        let route = self.route(scratch, event.logsource.as_deref(), eid);
+        let local = self.local_route(&mut scratch.routes, event.logsource.as_deref(), eid);
+        let route = Arc::clone(&local.route);
         if route.always.is_empty() && !route.any_gated {
             // No rule applies to this kind of event (a flow under Windows rules): its fields
             // need not be looked at.
@@ -712,8 +726,7 @@ impl RuleSet {
         // Resolve the fields rules use to positions in this event. Events of one kind mostly
         // name their fields alike, in the same order: each name is compared with the one the
         // last event of this kind had at its place before it is looked up.
-        let key = (event.logsource.as_ref().map_or(u32::MAX, |l| l.id), eid);
-        let names = scratch.names.entry(key).or_default();
+        let names = &mut local.names;
         let known = event.fields.len().min(NAMES_KEPT);
         if names.len() < known {
             names.resize_with(known, || (Box::from(""), UNSET));
@@ -798,7 +811,7 @@ impl RuleSet {
                 lit_seen[l] = epoch;
                 lit_fields[l] = bit;
                 // Needles only registered for substring tests gate no rule.
-                for &(r, bit) in &self.literal_rules[l] {
+                for &(r, gate) in &self.literal_rules[l] {
                     let ri = r as usize;
                     if !route.gated[ri] {
                         continue;
@@ -808,7 +821,7 @@ impl RuleSet {
                         rule_gates[ri] = 0;
                     }
                     let before = rule_gates[ri];
-                    rule_gates[ri] |= bit;
+                    rule_gates[ri] |= gate;
                     // Evaluated once every set has a literal in the event.
                     if before != self.gates_full[ri] && rule_gates[ri] == self.gates_full[ri] {
                         todo.push(r);
@@ -1100,7 +1113,7 @@ mod tests {
             assert_eq!(out.len(), if eid == 4688 { 2 } else { 1 }, "{eid}");
         }
         assert!(s.routes.len() <= 2, "{} routes", s.routes.len());
-        assert!(s.names.len() <= 2);
+        assert!(s.routes.values().all(|l| l.names.len() <= 2));
     }
 
     #[test]

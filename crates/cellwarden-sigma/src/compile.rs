@@ -970,11 +970,7 @@ pub(crate) fn assign_scan_literals(
                     if let Matcher::Str(p) = m
                         && let Some(needle) = p.scannable_needle().map(str::to_ascii_lowercase)
                     {
-                        let needle = (*field, needle);
-                        let id = *ids.entry(needle.clone()).or_insert_with(|| {
-                            lits.push(needle);
-                            (lits.len() - 1) as u32
-                        });
+                        let id = intern_lit(ids, lits, (*field, needle));
                         p.lit = Some(id);
                         used.push(id);
                     }
@@ -1001,6 +997,14 @@ pub(crate) fn has_keywords(nodes: &[Node]) -> bool {
 
 /// A literal and the field it must occur in (`None`: any field, from a keyword).
 pub(crate) type Lit = (Option<u32>, String);
+
+/// The id of literal `l` in the rule set's table, added when new.
+pub(crate) fn intern_lit(ids: &mut HashMap<Lit, u32>, lits: &mut Vec<Lit>, l: Lit) -> u32 {
+    *ids.entry(l).or_insert_with_key(|l| {
+        lits.push(l.clone());
+        (lits.len() - 1) as u32
+    })
+}
 
 /// Sets of literals every event the rule matches holds one of each (ASCII
 /// case-insensitively): the rule need only be evaluated when every set has a literal in the
@@ -1080,20 +1084,11 @@ fn node_lits(n: &Node) -> Option<Vec<Vec<Lit>>> {
         }) => {
             let lits = |m: &Matcher| -> Option<Vec<Vec<Lit>>> {
                 let set: Vec<Lit> = match m {
-                    Matcher::Str(p) => {
-                        let l = p.required_literal()?;
-                        match &p.test {
-                            // Tested by a case-insensitive expression, which folds case as
-                            // Unicode does (`ſ` is an `s` to it): its literals, the same way.
-                            crate::matcher::StrTest::Glob(_) if !p.cased => {
-                                crate::matcher::regex_literals(&format!("(?i){}", regex::escape(l)))
-                            }
-                            _ => crate::matcher::needle_literals(l, p.cased),
-                        }?
+                    Matcher::Str(p) => p
+                        .gate_literals()?
                         .into_iter()
                         .map(|l| (*field, l))
-                        .collect()
-                    }
+                        .collect(),
                     Matcher::Re(re) => crate::matcher::regex_literals(re.as_str())?
                         .into_iter()
                         .map(|l| (*field, l))

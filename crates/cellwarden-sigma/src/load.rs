@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::compile::{
     CompileError, Compiler, FieldTable, Placeholders, assign_scan_literals, has_keywords,
-    required_event_ids, required_literals,
+    intern_lit, required_event_ids, required_literals,
 };
 use crate::engine::{CompiledRule, RuleLogSource, RuleSet};
 
@@ -393,12 +393,7 @@ pub fn load(sources: &[RuleSource], opts: &LoadOptions) -> Loaded {
                     sets.into_iter()
                         .map(|set| {
                             set.into_iter()
-                                .map(|l| {
-                                    *lit_ids.entry(l.clone()).or_insert_with(|| {
-                                        lits.push(l);
-                                        (lits.len() - 1) as u32
-                                    })
-                                })
+                                .map(|l| intern_lit(&mut lit_ids, &mut lits, l))
                                 .collect()
                         })
                         .collect()

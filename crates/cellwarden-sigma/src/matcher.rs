@@ -192,6 +192,18 @@ impl StrPattern {
             })
             .max_by_key(|s| s.len())
     }
+
+    /// Literals of which every value this pattern matches holds one (as the literal scan
+    /// finds them): those of its longest piece, folded as the pattern's own test folds case.
+    pub fn gate_literals(&self) -> Option<Vec<String>> {
+        let l = self.required_literal()?;
+        match &self.test {
+            // A case-insensitive expression folds case as Unicode does (`ſ` is an `s` to it):
+            // the piece's case variants, as that expression sees them.
+            StrTest::Glob(_) if !self.cased => regex_literals(&format!("(?i){}", regex::escape(l))),
+            _ => needle_literals(l, self.cased),
+        }
+    }
 }
 
 /// Literals of which one occurs in any text `pattern` matches: the literals every match
@@ -579,7 +591,6 @@ mod tests {
             vec!["mimikatz".to_string(), "rubeus".to_string()]
         );
         assert_eq!(lits(r"\d+(?:mimikatz|\w)\d+"), Vec::<String>::new());
-        // Every match of these expressions holds one of their literals.
         // Every match of these expressions holds one of their literals: texts made of pieces
         // of each, in any case the scan must see through.
         let patterns: [(&str, &[&str]); 7] = [

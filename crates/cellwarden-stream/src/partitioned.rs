@@ -541,6 +541,7 @@ pub fn run(
                     stdout: config.stdout,
                     file: file.as_mut(),
                     extra: &mut extra,
+                    in_file: None,
                 };
                 write_alerts(&alerts, out, &mut faults, log, &stop);
                 alerts.clear();

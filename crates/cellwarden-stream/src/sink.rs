@@ -188,28 +188,50 @@ pub struct Outputs<'o, 's> {
     pub file: Option<&'o mut FileSink>,
     /// The other sinks (case store, Kafka topic).
     pub extra: &'o mut [&'s mut dyn AlertSink],
+    /// Ids of alerts the alert file got after the last checkpoint, before a restart: not
+    /// written to it again (each id once). The other outputs get them again: the store and
+    /// the Kafka topic keep one copy per key, and they may not have made them durable.
+    pub in_file: Option<&'o mut HashSet<String>>,
 }
 
 /// Writes alerts to every output, retrying failed writes (see [`write_retrying`]).
+/// Returns how many the alert file left out as already written ([`Outputs::in_file`]).
 pub fn write_alerts(
     alerts: &[Alert],
     out: Outputs<'_, '_>,
     faults: &mut u64,
     log: &mut dyn FnMut(&str),
     stop: &AtomicBool,
-) {
+) -> usize {
     if out.stdout {
         let stdout = io::stdout();
         let mut lock = stdout.lock();
         let _ = cellwarden_report::write_jsonl(&mut lock, alerts);
         let _ = lock.flush();
     }
+    let mut left_out = 0;
     if let Some(f) = out.file {
-        write_retrying(|| f.write(alerts), faults, log, stop);
+        match out.in_file.filter(|ids| !ids.is_empty()) {
+            Some(ids) => {
+                let fresh: Vec<Alert> = alerts
+                    .iter()
+                    .filter(|a| !ids.remove(&alert_id(a)))
+                    .cloned()
+                    .collect();
+                left_out = alerts.len() - fresh.len();
+                if !fresh.is_empty() {
+                    write_retrying(|| f.write(&fresh), faults, log, stop);
+                }
+            }
+            None => {
+                write_retrying(|| f.write(alerts), faults, log, stop);
+            }
+        }
     }
     for s in out.extra.iter_mut() {
         write_retrying(|| s.write(alerts), faults, log, stop);
     }
+    left_out
 }
 
 #[cfg(test)]
@@ -239,5 +261,70 @@ mod tests {
         assert_eq!(ids.len(), 1);
         assert!(ids.contains(&written_id("b", "f", 2, "t2")));
         assert!(written_after(&path, 10_000).unwrap().is_empty());
+    }
+
+    /// A sink that keeps what it gets.
+    #[derive(Default)]
+    struct Kept(Vec<String>);
+
+    impl AlertSink for Kept {
+        fn write(&mut self, alerts: &[Alert]) -> io::Result<()> {
+            self.0.extend(alerts.iter().map(alert_id));
+            Ok(())
+        }
+        fn durable(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn alert(record: u64) -> Alert {
+        let mut e = cellwarden_event::Event::new(cellwarden_event::Origin {
+            file: std::sync::Arc::from("/logs/a.jsonl"),
+            record,
+        });
+        e.timestamp = cellwarden_event::parse_timestamp("2026-03-04T01:00:00Z");
+        Alert {
+            rule: std::sync::Arc::new(cellwarden_event::RuleInfo::builtin(
+                "r",
+                "R",
+                "",
+                &[],
+                "test",
+            )),
+            level: cellwarden_event::Level::High,
+            event: e,
+            correlation: None,
+        }
+    }
+
+    /// After a restart the alert file leaves out what it got after the checkpoint; the other
+    /// sinks, which may not have made those durable before the crash, get them again (a store
+    /// that lost them would build its campaigns without them).
+    #[test]
+    fn only_the_alert_file_leaves_out_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        let mut file = FileSink::open(&path).unwrap();
+        file.write(&[alert(1)]).unwrap();
+        file.sync().unwrap();
+        let mut held = written_after(&path, 0).unwrap();
+        assert_eq!(held.len(), 1);
+        let mut kept = Kept::default();
+        let alerts = [alert(1), alert(2)];
+        let out = Outputs {
+            stdout: false,
+            file: Some(&mut file),
+            extra: &mut [&mut kept],
+            in_file: Some(&mut held),
+        };
+        let stop = AtomicBool::new(false);
+        let left_out = write_alerts(&alerts, out, &mut 0, &mut |_| {}, &stop);
+        file.sync().unwrap();
+        assert_eq!(left_out, 1);
+        assert!(held.is_empty());
+        assert_eq!(kept.0, vec![alert_id(&alert(1)), alert_id(&alert(2))]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert_eq!(written_after(&path, 0).unwrap().len(), 2);
     }
 }

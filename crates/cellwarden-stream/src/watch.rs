@@ -5,7 +5,8 @@
 //! checkpoint the sinks are flushed and synced first, then the journal, then the checkpoint
 //! file. After a crash the journal is replayed up to the checkpoint (alerts it raises were
 //! written before), the sources are read again from the checkpointed positions, and alerts
-//! already in the alert file after the checkpoint are not written again.
+//! already in the alert file after the checkpoint are not written to it again (the other sinks
+//! get them again: they keep one copy per alert key, and may not have made them durable).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
@@ -20,7 +21,7 @@ use cellwarden_source::{Format, Limits, Mapping, Unit};
 use crate::checkpoint::{Checkpoint, Journal, Replayed, UnitCopy};
 use crate::engine::{Engine, LiveConfig};
 use crate::sink::{
-    FileSink, Outputs, RecordSink, Sinks, alert_id, write_alerts, write_retrying, written_after,
+    FileSink, Outputs, RecordSink, Sinks, write_alerts, write_retrying, written_after,
 };
 use crate::source::{Input, PositionUpdate, Source};
 use cellwarden_pipeline::Stage;
@@ -227,6 +228,7 @@ pub fn run(
         ..Default::default()
     };
     let mut journal = None;
+    let mut first_run = false;
     if let Some(dir) = state {
         let state_error = |what| {
             move |source| WatchError::State {
@@ -236,8 +238,9 @@ pub fn run(
             }
         };
         std::fs::create_dir_all(dir).map_err(state_error(""))?;
-        if let Some(c) = Checkpoint::load(dir).map_err(state_error("checkpoint unreadable: "))? {
-            checkpoint = c;
+        match Checkpoint::load(dir).map_err(state_error("checkpoint unreadable: "))? {
+            Some(c) => checkpoint = c,
+            None => first_run = true,
         }
         let mut discard = Vec::new();
         let mut errors = Vec::new();
@@ -285,6 +288,17 @@ pub fn run(
         })?,
         _ => HashSet::new(),
     };
+    // A first checkpoint before anything is read: it holds the alert file's length, so alerts
+    // written before the first periodic checkpoint are known after a crash.
+    if first_run && let (Some(dir), Some(j)) = (state, journal.as_ref()) {
+        save(&mut checkpoint, j, &engine, file.as_ref(), dir).map_err(|source| {
+            WatchError::State {
+                path: dir.to_owned(),
+                what: "checkpoint not written: ",
+                source,
+            }
+        })?;
+    }
 
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     if !config.follow.is_empty() {
@@ -513,18 +527,15 @@ pub fn run(
                 }
                 if !alerts.is_empty() {
                     cellwarden_pipeline::sort_alerts(&mut alerts);
-                    if !already.is_empty() {
-                        let before = alerts.len();
-                        alerts.retain(|a| !already.remove(&alert_id(a)));
-                        summary.suppressed += (before - alerts.len()) as u64;
-                    }
-                    summary.alerts += alerts.len() as u64;
                     let out = Outputs {
                         stdout: config.stdout,
                         file: file.as_mut(),
                         extra: &mut extra,
+                        in_file: Some(&mut already),
                     };
-                    write_alerts(&alerts, out, &mut faults, log, &stop);
+                    let left_out = write_alerts(&alerts, out, &mut faults, log, &stop) as u64;
+                    summary.suppressed += left_out;
+                    summary.alerts += alerts.len() as u64 - left_out;
                     alerts.clear();
                 }
                 if let Some(p) = moved_position {

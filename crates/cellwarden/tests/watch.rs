@@ -105,7 +105,16 @@ enum Follow {
     Folder,
 }
 
-fn start_watch(sim: &Path, live: &Path, state: &Path, alerts: &Path, how: Follow) -> Child {
+/// `checkpoint_secs`: the time between checkpoints (the kill test widens the window in which
+/// alerts are written but not yet checkpointed).
+fn start_watch(
+    sim: &Path,
+    live: &Path,
+    state: &Path,
+    alerts: &Path,
+    how: Follow,
+    checkpoint_secs: &str,
+) -> Child {
     let p = |f: &str| sim.join(f).to_str().unwrap().to_owned();
     let l = |g: &str| live.join(g).to_str().unwrap().to_owned();
     let follow: Vec<String> = match how {
@@ -133,7 +142,7 @@ fn start_watch(sim: &Path, live: &Path, state: &Path, alerts: &Path, how: Follow
             state.with_extension("db").to_str().unwrap(),
             "--quiet",
             "--checkpoint-secs",
-            "0.2",
+            checkpoint_secs,
             "--idle-secs",
             "3",
         ])
@@ -234,9 +243,20 @@ fn assert_scope_as_scope(state: &Path, sim: &Path, log: &str) {
     );
 }
 
+/// The alert file holds alerts written after the last checkpoint (or before the first).
+fn alerts_past_checkpoint(state: &Path, alerts: &Path) -> bool {
+    let len = std::fs::metadata(alerts).map_or(0, |m| m.len());
+    let at = std::fs::read(state.join("checkpoint.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|c| c["output_len"].as_u64());
+    len > at.unwrap_or(0)
+}
+
 /// Writes the logs into `live` in time order, in batches, rotating the PostgreSQL log by
 /// rename at 40 % and the MySQL log by copy and truncate at 70 %; with `kill`, SIGKILLs the
-/// watcher at 55 % and starts it again.
+/// watcher just before the rename, once it has written alerts not yet checkpointed, and at
+/// 55 %, and starts it again each time.
 fn live_run(kill: bool, how: Follow) {
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim");
@@ -251,7 +271,8 @@ fn live_run(kill: bool, how: Follow) {
     }
     let (files, lines) = merged(&sim);
     let mut out = create_files(&live, &files);
-    let mut child = start_watch(&sim, &live, &state, &alerts, how);
+    let checkpoint_secs = if kill { "2" } else { "0.2" };
+    let mut child = start_watch(&sim, &live, &state, &alerts, how, checkpoint_secs);
     let mut written: BTreeMap<String, u64> = BTreeMap::new();
     let batch = 400;
     let n = lines.len();
@@ -275,6 +296,28 @@ fn live_run(kill: bool, how: Follow) {
         let done = i as f64 / n as f64;
         if !rotated && done > 0.4 {
             rotated = true;
+            if kill {
+                // Input pauses: the days that waited are judged and their alerts written.
+                // Killed once the alert file holds alerts the next checkpoint has not
+                // covered yet (the case store has not made them durable), and started again.
+                let t = Instant::now();
+                while !alerts_past_checkpoint(&state, &alerts)
+                    && t.elapsed() < Duration::from_secs(10)
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                eprintln!(
+                    "first kill: alerts past the checkpoint: {} DBG {:?} {}",
+                    alerts_past_checkpoint(&state, &alerts),
+                    std::fs::read_to_string(state.join("checkpoint.json"))
+                        .ok()
+                        .map(|s| s.len()),
+                    std::fs::metadata(&alerts).map_or(0, |m| m.len())
+                );
+                child.kill().unwrap();
+                child.wait().unwrap();
+                child = start_watch(&sim, &live, &state, &alerts, how, checkpoint_secs);
+            }
             let f = "db/postgresql-billing.log";
             wait_caught_up(&state, &live, &written);
             let fi = files.iter().position(|x| x == f).unwrap();
@@ -286,7 +329,7 @@ fn live_run(kill: bool, how: Follow) {
             std::thread::sleep(Duration::from_millis(300));
             child.kill().unwrap();
             child.wait().unwrap();
-            child = start_watch(&sim, &live, &state, &alerts, how);
+            child = start_watch(&sim, &live, &state, &alerts, how, checkpoint_secs);
         }
         if !truncated && done > 0.7 {
             truncated = true;
@@ -443,7 +486,7 @@ fn a_backlog_on_disk_gives_the_alerts_hunt_gives() {
         *written.entry(files[*fi].clone()).or_default() += 1;
     }
     drop(out);
-    let child = start_watch(&sim, &live, &state, &alerts, Follow::Folder);
+    let child = start_watch(&sim, &live, &state, &alerts, Follow::Folder, "0.2");
     wait_caught_up(&state, &live, &written);
     std::thread::sleep(Duration::from_secs(5));
     let log = stop_logged(child, &state.with_extension("log"));

@@ -67,7 +67,20 @@ impl KafkaConfig {
 
 /// The name events of a partition carry as their source file.
 pub fn source_name(topic: &str, partition: i32) -> String {
-    format!("kafka://{topic}/{partition}")
+    format!("{SCHEME}{topic}/{partition}")
+}
+
+const SCHEME: &str = "kafka://";
+
+/// `topic/partition` of a [`source_name`] (the key of checkpoints and changelogs); other
+/// names as they are.
+pub fn partition_key(name: &str) -> &str {
+    name.strip_prefix(SCHEME).unwrap_or(name)
+}
+
+/// Whether `name` is a [`source_name`].
+pub fn is_partition(name: &str) -> bool {
+    name.starts_with(SCHEME)
 }
 
 /// A record forwarded from the first stage to the second: one stateful record as read.
@@ -711,8 +724,7 @@ fn announce(
                     let prefix = forwarded_key(&name, "");
                     done.retain(|k, _| !k.starts_with(&prefix));
                 }
-                a.start
-                    .remove(name.strip_prefix("kafka://").unwrap_or(&name));
+                a.start.remove(partition_key(&name));
             }
             if tx.send(Input::Revoked(Arc::from(name.as_str()))).is_err() {
                 return false;
@@ -746,7 +758,7 @@ fn restore(
     let Some(reader) = a.changelog.as_mut() else {
         return true;
     };
-    let key = name.strip_prefix("kafka://").unwrap_or(name);
+    let key = partition_key(name);
     let Some((topic, p)) = key
         .rsplit_once('/')
         .and_then(|(t, p)| Some((t, p.parse::<i32>().ok()?)))

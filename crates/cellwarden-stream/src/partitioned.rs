@@ -398,7 +398,7 @@ pub fn run(
                                         "{name}: assigned; its state is restored from the changelog ({said}) and read on from offset {}",
                                         saved.next
                                     ));
-                                    let key = name.strip_prefix("kafka://").unwrap_or(&name);
+                                    let key = crate::kafka::partition_key(&name);
                                     progress.insert(key.to_owned(), saved.next);
                                     // As for a partition rebuilt from the start: the former
                                     // owner's clock is not where this state is.
@@ -417,7 +417,7 @@ pub fn run(
                             exchange.board.owned.remove(&p);
                             log(&format!("{name}: revoked"));
                         }
-                        let key = name.strip_prefix("kafka://").unwrap_or(&name);
+                        let key = crate::kafka::partition_key(&name);
                         progress.remove(key);
                     }
                     Input::Mark { clock, latest } => {
@@ -621,7 +621,7 @@ fn save(
     faults: &mut u64,
     log: &mut dyn FnMut(&str),
 ) {
-    let key = t.name.strip_prefix("kafka://").unwrap_or(&t.name);
+    let key = crate::kafka::partition_key(&t.name);
     let Some(next) = progress.get(key).copied() else {
         return;
     };

@@ -457,7 +457,7 @@ pub fn run(
                     Some(Input::Position(p)) => moved_position = Some(p),
                     Some(Input::Known(name)) => {
                         // Which partitions a worker of a group reads, and when they move.
-                        if name.starts_with("kafka://") {
+                        if crate::kafka::is_partition(&name) {
                             log(&format!("{name}: assigned"));
                         }
                         engine.source_known(&name);

@@ -103,6 +103,38 @@ impl UnitSink for Sender<'_> {
     }
 }
 
+/// Merges the workers' cores pairwise, the merges of a round each on a thread of its own:
+/// one after another on one thread, merging large states was the run's serial tail, growing
+/// with the number of workers. Pairs keep the workers' order (the result does not depend on
+/// the order of merging anyway).
+fn merge_cores(mut cores: Vec<DetectionCore<'_>>) -> Option<DetectionCore<'_>> {
+    while cores.len() > 1 {
+        let mut pairs = Vec::with_capacity(cores.len().div_ceil(2));
+        let mut it = cores.into_iter();
+        while let Some(a) = it.next() {
+            pairs.push((a, it.next()));
+        }
+        cores = std::thread::scope(|s| {
+            let merged: Vec<_> = pairs
+                .into_iter()
+                .map(|(mut a, b)| {
+                    s.spawn(move || {
+                        if let Some(b) = b {
+                            a.merge(b);
+                        }
+                        a
+                    })
+                })
+                .collect();
+            merged
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+    }
+    cores.pop()
+}
+
 /// Runs sources → events → detection → alerts over the inputs.
 pub fn hunt(
     inputs: &[InputFile],
@@ -146,18 +178,15 @@ pub fn hunt(
     let mut errors = read_errors;
     let mut spill_errors = Vec::new();
     let mut events = 0;
-    let mut core: Option<DetectionCore<'_>> = None;
+    let mut cores = Vec::with_capacity(worker_out.len());
     for w in worker_out {
         alerts.extend(w.alerts);
         errors.extend(w.errors);
         spill_errors.extend(w.spill_error);
         events += w.events;
-        match &mut core {
-            Some(c) => c.merge(w.core),
-            None => core = Some(w.core),
-        }
+        cores.push(w.core);
     }
-    let core = core.unwrap_or_else(|| DetectionCore::new(detectors, Stage::All));
+    let core = merge_cores(cores).unwrap_or_else(|| DetectionCore::new(detectors, Stage::All));
     let findings = core.finish(&mut alerts);
     name_servers(inputs, &mut alerts);
     errors.extend(spill_errors);

@@ -336,53 +336,26 @@ pub struct Aggregates {
 impl Aggregates {
     /// Merges another worker's aggregates (commutative).
     pub fn merge(&mut self, o: Aggregates) {
-        for (k, d) in o.days {
-            match self.days.get_mut(&k) {
-                None => {
-                    self.days.insert(k, d);
-                }
-                Some(s) => {
-                    s.statements += d.statements;
-                    s.failed += d.failed;
-                    s.hours |= d.hours;
-                    if let Some(f) = &d.first {
-                        min_evidence(&mut s.first, f);
-                    }
-                    s.last = s.last.max(d.last);
-                    for (h, e) in d.hosts {
-                        merge_first(&mut s.hosts, h, &e);
-                    }
-                    for (h, e) in d.programs {
-                        merge_first(&mut s.programs, h, &e);
-                    }
-                    for (h, e) in d.record_types {
-                        merge_first(&mut s.record_types, h, &e);
-                    }
-                    for (k, b) in d.bulk {
-                        let t = s.bulk.entry(k).or_default();
-                        t.statements += b.statements;
-                        t.rows = add_rows(t.rows, b.rows);
-                        t.sessions.extend(b.sessions);
-                        t.sessions.sort();
-                        t.sessions.dedup();
-                        if let Some(f) = b.first
-                            && t.first.as_ref().is_none_or(|x| f < *x)
-                        {
-                            t.first = Some(f);
-                            t.excerpt = b.excerpt;
-                        }
-                    }
-                    for (k, x) in d.sessions {
-                        s.sessions.entry(k).or_default().merge(x);
-                    }
-                }
-            }
+        // Account-days and subscriber entries are merged at once, on two threads when large:
+        // this is a serial step at the end of a run.
+        let (days, subjects) = (&mut self.days, &mut self.subjects);
+        let add_subjects = |subjects: &mut Subjects, more: Subjects| {
+            *subjects = merge_sorted_halves(std::mem::take(subjects), more, PARALLEL_MERGE);
+        };
+        if subjects.len() + o.subjects.len() >= PARALLEL_MERGE {
+            std::thread::scope(|s| {
+                let d = s.spawn(move || merge_days(days, o.days));
+                add_subjects(subjects, o.subjects);
+                d.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            });
+        } else {
+            merge_days(days, o.days);
+            add_subjects(subjects, o.subjects);
         }
-        self.subjects = merge_sorted(std::mem::take(&mut self.subjects), o.subjects);
         // A broad selection (a whole application account) can be large: merged in one pass.
         if !o.selected.is_empty() {
             let a = std::mem::take(&mut self.selected).into_iter().collect();
-            self.selected = merge_sorted(a, o.selected.into_iter().collect())
+            self.selected = merge_sorted(a, o.selected.into_iter().collect(), 0)
                 .into_iter()
                 .collect();
         }
@@ -427,16 +400,31 @@ impl Aggregates {
     pub fn finish(&mut self) {
         self.created.sort();
         self.created.dedup();
-        // Keys are ordered by account, subscriber and day: one count per run of sessions.
+        // Keys are ordered by account, subscriber and day: one count per run of sessions,
+        // added up per day while the account's run lasts and then written to its days.
+        let days = &mut self.days;
+        let mut flush = |account: &Arc<str>, per_day: &mut HashMap<Day, u64>| {
+            for (d, n) in per_day.drain() {
+                if let Some(s) = days.get_mut(&(Arc::clone(account), d)) {
+                    s.subscribers += n;
+                }
+            }
+        };
+        let mut per_day: HashMap<Day, u64> = HashMap::default();
         let mut last: Option<(&Arc<str>, &SubscriberId, Day)> = None;
         for ((a, sub, d, _), _) in &self.subjects {
-            if last == Some((a, sub, *d)) {
+            let same_account = last.is_some_and(|(la, _, _)| Arc::ptr_eq(la, a) || la == a);
+            if same_account && last.is_some_and(|(_, ls, ld)| ls == sub && ld == *d) {
                 continue;
             }
-            last = Some((a, sub, *d));
-            if let Some(s) = self.days.get_mut(&(a.clone(), *d)) {
-                s.subscribers += 1;
+            if !same_account && let Some((la, _, _)) = last {
+                flush(la, &mut per_day);
             }
+            last = Some((a, sub, *d));
+            *per_day.entry(*d).or_default() += 1;
+        }
+        if let Some((la, _, _)) = last {
+            flush(la, &mut per_day);
         }
     }
 }
@@ -492,30 +480,73 @@ fn days_with_sessions(
         .collect()
 }
 
-/// Merges two key-ordered lists of subject stats in one pass.
+/// Entries from which two lists of subject stats are merged in two halves at once.
+const PARALLEL_MERGE: usize = 200_000;
+
+/// [`merge_sorted`], split at the middle key of the longer list when the two hold `min`
+/// entries or more, the upper halves merged on another thread: the merge of the workers'
+/// states is otherwise a serial step at the end of a run.
+fn merge_sorted_halves<K: Ord + Send>(
+    mut a: Vec<(K, SubjectStats)>,
+    mut b: Vec<(K, SubjectStats)>,
+    min: usize,
+) -> Vec<(K, SubjectStats)> {
+    if a.len() + b.len() < min || a.is_empty() || b.is_empty() {
+        return merge_sorted(a, b, 0);
+    }
+    if a.len() < b.len() {
+        std::mem::swap(&mut a, &mut b);
+    }
+    let total = a.len() + b.len();
+    // Keys are distinct within a list: an equal key of `b` goes to the upper half with it.
+    let mid = a.len() / 2;
+    let at = b.partition_point(|(k, _)| *k < a[mid].0);
+    let (a_hi, b_hi) = (a.split_off(mid), b.split_off(at));
+    std::thread::scope(|s| {
+        let hi = s.spawn(move || merge_sorted(a_hi, b_hi, 0));
+        let mut out = merge_sorted(a, b, total);
+        out.extend(hi.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        out
+    })
+}
+
+/// Merges two key-ordered lists of subject stats in one pass (into room for `capacity`
+/// entries at least).
 fn merge_sorted<K: Ord>(
     a: Vec<(K, SubjectStats)>,
     b: Vec<(K, SubjectStats)>,
+    capacity: usize,
 ) -> Vec<(K, SubjectStats)> {
-    if b.is_empty() {
+    if b.is_empty() && a.capacity() >= capacity {
         return a;
     }
-    if a.is_empty() {
+    if a.is_empty() && b.capacity() >= capacity {
         return b;
     }
-    let mut out: Vec<(K, SubjectStats)> = Vec::with_capacity(a.len() + b.len());
-    let mut x = a.into_iter().peekable();
-    let mut y = b.into_iter().peekable();
+    let mut out: Vec<(K, SubjectStats)> = Vec::with_capacity(capacity.max(a.len() + b.len()));
+    merge_runs(a, b, &mut out, SubjectStats::merge);
+    out
+}
+
+/// Appends to `out` the entries of two key-ordered sequences in key order, `f` adding the
+/// value of a key in both to the first's.
+fn merge_runs<K: Ord, V>(
+    a: impl IntoIterator<Item = (K, V)>,
+    b: impl IntoIterator<Item = (K, V)>,
+    out: &mut Vec<(K, V)>,
+    f: impl Fn(&mut V, V),
+) {
+    let (mut x, mut y) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
         let take_x = match (x.peek(), y.peek()) {
             (Some((kx, _)), Some((ky, _))) => match kx.cmp(ky) {
                 std::cmp::Ordering::Less => true,
                 std::cmp::Ordering::Greater => false,
                 std::cmp::Ordering::Equal => {
-                    let (k, mut s) = x.next().expect("peeked");
-                    let (_, t) = y.next().expect("peeked");
-                    s.merge(t);
-                    out.push((k, s));
+                    let (k, mut v) = x.next().expect("peeked");
+                    let (_, w) = y.next().expect("peeked");
+                    f(&mut v, w);
+                    out.push((k, v));
                     continue;
                 }
             },
@@ -523,10 +554,84 @@ fn merge_sorted<K: Ord>(
             (None, Some(_)) => false,
             (None, None) => break,
         };
-        let item = if take_x { x.next() } else { y.next() };
-        out.extend(item);
+        out.extend(if take_x { x.next() } else { y.next() });
     }
-    out
+}
+
+/// Adds `more` account-days to `into`.
+fn merge_days(
+    into: &mut BTreeMap<(Arc<str>, Day), DayStats>,
+    more: BTreeMap<(Arc<str>, Day), DayStats>,
+) {
+    for (k, d) in more {
+        match into.get_mut(&k) {
+            None => {
+                into.insert(k, d);
+            }
+            Some(s) => {
+                s.statements += d.statements;
+                s.failed += d.failed;
+                s.hours |= d.hours;
+                if let Some(f) = &d.first {
+                    min_evidence(&mut s.first, f);
+                }
+                s.last = s.last.max(d.last);
+                for (h, e) in d.hosts {
+                    merge_first(&mut s.hosts, h, &e);
+                }
+                for (h, e) in d.programs {
+                    merge_first(&mut s.programs, h, &e);
+                }
+                for (h, e) in d.record_types {
+                    merge_first(&mut s.record_types, h, &e);
+                }
+                for (k, b) in d.bulk {
+                    let t = s.bulk.entry(k).or_default();
+                    t.statements += b.statements;
+                    t.rows = add_rows(t.rows, b.rows);
+                    t.sessions.extend(b.sessions);
+                    t.sessions.sort();
+                    t.sessions.dedup();
+                    if let Some(f) = b.first
+                        && t.first.as_ref().is_none_or(|x| f < *x)
+                    {
+                        t.first = Some(f);
+                        t.excerpt = b.excerpt;
+                    }
+                }
+                let mine = std::mem::take(&mut s.sessions);
+                s.sessions = merge_maps(mine, d.sessions, SessionStats::merge);
+            }
+        }
+    }
+}
+
+/// Two maps as one, `f` adding the values of a key in both: in one pass over both when they
+/// are of a size (an account-day's sessions in two workers' states: hundreds each, merged
+/// key by key they were most of the final merge), key by key into the larger otherwise.
+fn merge_maps<K: Ord, V>(
+    mut a: BTreeMap<K, V>,
+    mut b: BTreeMap<K, V>,
+    f: impl Fn(&mut V, V),
+) -> BTreeMap<K, V> {
+    if a.len() < b.len() {
+        std::mem::swap(&mut a, &mut b);
+    }
+    if b.len() * 16 < a.len() {
+        for (k, v) in b {
+            match a.entry(k) {
+                std::collections::btree_map::Entry::Occupied(mut o) => f(o.get_mut(), v),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
+            }
+        }
+        return a;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    merge_runs(a, b, &mut out, f);
+    // Built from keys in order: no comparison of keys beyond the check that they are.
+    out.into_iter().collect()
 }
 
 fn merge_first<K: Ord>(m: &mut BTreeMap<K, Evidence>, k: K, e: &Evidence) {
@@ -1335,6 +1440,81 @@ pub(crate) mod tests {
             parse_binds(" #1(11):33612345678 #2(3):a b"),
             vec!["33612345678", "a b"]
         );
+    }
+
+    /// Numbers below `n`, the same for a seed each run.
+    fn below(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        }
+    }
+
+    /// Merged in halves on two threads, lists give what one pass gives: every key once, in
+    /// order, equal keys' counts added (whatever the lengths, overlaps and split point).
+    #[test]
+    fn lists_merged_in_halves_are_merged_in_one_pass() {
+        let mut next = below(7);
+        let mut list = |len: u64, span: u64| {
+            let mut keys: Vec<u64> = (0..len).map(|_| next(span)).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.into_iter()
+                .map(|k| {
+                    let st = SubjectStats {
+                        statements: k % 5 + 1,
+                        ..Default::default()
+                    };
+                    (k, st)
+                })
+                .collect::<Vec<_>>()
+        };
+        let shape = |v: &[(u64, SubjectStats)]| -> Vec<(u64, u64)> {
+            v.iter().map(|(k, s)| (*k, s.statements)).collect()
+        };
+        for (la, lb, span) in [
+            (0, 5, 10),
+            (5, 0, 10),
+            (1, 1, 2),
+            (50, 3, 60),
+            (3, 50, 60),
+            (400, 400, 500),
+            (1000, 10, 100_000),
+            (300, 900, 1000),
+        ] {
+            let (a, b) = (list(la, span), list(lb, span));
+            let want = shape(&merge_sorted(a.clone(), b.clone(), 0));
+            assert!(want.windows(2).all(|w| w[0].0 < w[1].0));
+            let got = shape(&merge_sorted_halves(a.clone(), b.clone(), 0));
+            assert_eq!(got, want, "{la} {lb} {span}");
+            let got = shape(&merge_sorted_halves(b, a, 0));
+            assert_eq!(got, want, "{lb} {la} {span}");
+        }
+    }
+
+    /// Maps merged in one pass or key by key hold every key once with both values added.
+    #[test]
+    fn maps_merged_either_way_add_the_values_of_shared_keys() {
+        let mut next = below(11);
+        for (la, lb, span) in [
+            (0, 4, 8),
+            (3, 0, 8),
+            (40, 2, 50),
+            (2, 40, 50),
+            (300, 280, 400),
+        ] {
+            let a: BTreeMap<u64, u64> = (0..la).map(|_| (next(span), next(9) + 1)).collect();
+            let b: BTreeMap<u64, u64> = (0..lb).map(|_| (next(span), next(9) + 1)).collect();
+            let mut want = a.clone();
+            for (k, v) in &b {
+                *want.entry(*k).or_default() += v;
+            }
+            let add = |x: &mut u64, y: u64| *x += y;
+            assert_eq!(merge_maps(a.clone(), b.clone(), add), want);
+            assert_eq!(merge_maps(b, a, add), want);
+        }
     }
 
     #[test]

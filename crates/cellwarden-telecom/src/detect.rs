@@ -934,6 +934,11 @@ struct Lists {
     roles: BTreeMap<Arc<str>, Option<String>>,
 }
 
+/// Equal strings, the same interned one first (no comparison of their bytes).
+fn same_arc(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
 /// Watchlisted subscribers are left out: `watchlist_access` reports every read of them, and
 /// counting them here would sweep an insider's chance callbacks into the target list.
 fn target_lists(
@@ -988,7 +993,7 @@ fn target_lists(
         }
         let same_run = per
             .last()
-            .is_some_and(|(pa, _, ps, _)| pa.as_ref() == a.as_ref() && *ps == s);
+            .is_some_and(|(pa, _, ps, _)| *ps == s && same_arc(pa, a));
         if !same_run {
             run = per.len();
         }
@@ -1011,6 +1016,15 @@ fn target_lists(
     // Built only when some subscriber was read on several days.
     let chance = std::cell::OnceCell::new();
     let mut targets: BTreeMap<Arc<str>, Vec<Target>> = BTreeMap::new();
+    // Entries come account by account: each account's list is gathered here and added to
+    // `targets` when the next account begins (one map lookup per account, not per entry).
+    let mut current: Option<(&Arc<str>, Vec<Target>)> = None;
+    let flush = |targets: &mut BTreeMap<Arc<str>, Vec<Target>>,
+                 c: Option<(&Arc<str>, Vec<Target>)>| {
+        if let Some((a, list)) = c {
+            targets.entry(Arc::clone(a)).or_default().extend(list);
+        }
+    };
     for (a, h, ids, p) in singles.chain(people) {
         let repeated = (p.days >= config.targeted_min_days
             && p.statements >= config.targeted_min_lookups
@@ -1020,11 +1034,15 @@ fn target_lists(
                 .expected(a, h, p.days)
                 < config.targeted_chance;
         let deep = p.bits.count_ones() >= config.targeted_min_record_types;
-        let list = targets.entry(Arc::clone(a)).or_default();
+        if !current.as_ref().is_some_and(|(c, _)| same_arc(c, a)) {
+            flush(&mut targets, current.replace((a, Vec::new())));
+        }
+        let list = &mut current.as_mut().expect("set above").1;
         if (repeated || deep) && !ids.iter().any(|s| watch.ids.contains_key(s)) {
             list.push((h.cloned(), ids, p));
         }
     }
+    flush(&mut targets, current);
     // Peer groups: configured role, else the program the account uses most.
     let mut main_program: BTreeMap<Arc<str>, (u64, Arc<str>)> = BTreeMap::new();
     for ((a, p), n) in &agg.programs {

@@ -441,29 +441,34 @@ impl Exposure {
         };
         let mut subs: BTreeMap<SubscriberId, Acc> = BTreeMap::new();
         let selected_mode = selection.is_set();
+        let reasons = &judgement.reasons;
+        // Called for every subscriber entry: keys are built only for maps that hold some (a
+        // run without findings looks nothing up).
         let reasons_of = |a: &Arc<str>, s: &SubscriberId, d, sess: &Arc<Session>| {
             let mut r: Vec<String> = Vec::new();
-            if let Some(k) = judgement.reasons.day_reasons.get(&(Arc::clone(a), d)) {
+            if !reasons.day_reasons.is_empty()
+                && let Some(k) = reasons.day_reasons.get(&(Arc::clone(a), d))
+            {
                 r.extend(k.iter().cloned());
             }
-            if let Some(k) =
-                judgement
-                    .reasons
+            if !reasons.session_reasons.is_empty()
+                && let Some(k) = reasons
                     .session_reasons
                     .get(&(Arc::clone(a), d, Arc::clone(sess)))
             {
                 r.extend(k.iter().cloned());
             }
-            if let Some(k) =
-                judgement
-                    .reasons
-                    .subject_reasons
-                    .get(&(Arc::clone(a), sess.host.clone(), *s))
+            if !reasons.subject_reasons.is_empty()
+                && let Some(k) =
+                    reasons
+                        .subject_reasons
+                        .get(&(Arc::clone(a), sess.host.clone(), *s))
             {
                 r.extend(k.iter().cloned());
             }
-            if watch.ids.contains_key(s)
-                && let Some(k) = judgement.reasons.watch_reasons.get(&(Arc::clone(a), d))
+            if !reasons.watch_reasons.is_empty()
+                && watch.ids.contains_key(s)
+                && let Some(k) = reasons.watch_reasons.get(&(Arc::clone(a), d))
             {
                 r.push(k.clone());
             }

@@ -414,7 +414,8 @@ impl Aggregates {
         let mut per_day: HashMap<Day, u64> = HashMap::default();
         let mut last: Option<(&Arc<str>, &SubscriberId, Day)> = None;
         for ((a, sub, d, _), _) in &self.subjects {
-            let same_account = last.is_some_and(|(la, _, _)| Arc::ptr_eq(la, a) || la == a);
+            // `==` on `Arc<str>` compares pointers before bytes (std does so for `T: Eq`).
+            let same_account = last.is_some_and(|(la, _, _)| la == a);
             if same_account && last.is_some_and(|(_, ls, ld)| ls == sub && ld == *d) {
                 continue;
             }

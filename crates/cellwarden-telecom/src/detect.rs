@@ -934,11 +934,6 @@ struct Lists {
     roles: BTreeMap<Arc<str>, Option<String>>,
 }
 
-/// Equal strings, the same interned one first (no comparison of their bytes).
-fn same_arc(a: &Arc<str>, b: &Arc<str>) -> bool {
-    Arc::ptr_eq(a, b) || a == b
-}
-
 /// Watchlisted subscribers are left out: `watchlist_access` reports every read of them, and
 /// counting them here would sweep an insider's chance callbacks into the target list.
 fn target_lists(
@@ -991,9 +986,7 @@ fn target_lists(
             }
             continue;
         }
-        let same_run = per
-            .last()
-            .is_some_and(|(pa, _, ps, _)| *ps == s && same_arc(pa, a));
+        let same_run = per.last().is_some_and(|(pa, _, ps, _)| *ps == s && *pa == a);
         if !same_run {
             run = per.len();
         }
@@ -1034,7 +1027,7 @@ fn target_lists(
                 .expected(a, h, p.days)
                 < config.targeted_chance;
         let deep = p.bits.count_ones() >= config.targeted_min_record_types;
-        if !current.as_ref().is_some_and(|(c, _)| same_arc(c, a)) {
+        if current.as_ref().is_none_or(|(c, _)| *c != a) {
             flush(&mut targets, current.replace((a, Vec::new())));
         }
         let list = &mut current.as_mut().expect("set above").1;

@@ -19,7 +19,7 @@ use cellwarden_event::{Timestamp, Value};
 use jiff::tz::TimeZone;
 
 use crate::json::{Fields, owned, put_new};
-use crate::pgprefix::{Prefix, read_prefix, time_with_zone};
+use crate::pgprefix::{Learner, Prefix, read_prefix, time_with_zone};
 
 const MARK: &str = "AUDIT: ";
 
@@ -103,6 +103,7 @@ pub type Record = (Fields<'static>, Option<Timestamp>);
 pub fn pgaudit_record(
     text: &str,
     prefixes: &[Prefix],
+    learner: &Learner,
     zone: Option<&TimeZone>,
 ) -> Option<(Fields<'static>, Option<Timestamp>)> {
     let (text, note) = crate::json::split_note(text, PG_SESSION_ANNOTATION);
@@ -113,7 +114,7 @@ pub fn pgaudit_record(
         .or_else(|| prefix.strip_suffix("LOG: "))
         .unwrap_or(prefix);
     let mut out: Fields<'static> = Vec::with_capacity(16);
-    let ts = read_prefix(prefix, prefixes, zone, &mut out);
+    let ts = read_prefix(prefix, prefixes, learner, zone, &mut out);
     pgaudit_body(&text[i + MARK.len()..], &mut out)?;
     session_note(note, &mut out);
     Some((out, ts))
@@ -258,11 +259,16 @@ pub fn is_pg_log_line(line: &str) -> bool {
 /// Fields of one PostgreSQL server log record (its lines joined with `\n`) that is not a
 /// pgaudit record: the prefix's time, pid, user and database; `level`, `message`, and what
 /// the message says (see [`pg_message_fields`]); `Channel: postgresql`.
-pub fn pg_log_record(text: &str, prefixes: &[Prefix], zone: Option<&TimeZone>) -> Option<Record> {
+pub fn pg_log_record(
+    text: &str,
+    prefixes: &[Prefix],
+    learner: &Learner,
+    zone: Option<&TimeZone>,
+) -> Option<Record> {
     let (text, note) = crate::json::split_note(text, PG_SESSION_ANNOTATION);
     let (prefix, level, msg) = pg_level_split(text)?;
     let mut out: Fields<'static> = Vec::with_capacity(12);
-    let ts = read_prefix(prefix, prefixes, zone, &mut out);
+    let ts = read_prefix(prefix, prefixes, learner, zone, &mut out);
     session_note(note, &mut out);
     out.push((Cow::Borrowed("level"), owned(level)));
     out.push((Cow::Borrowed("message"), owned(msg)));
@@ -310,6 +316,7 @@ fn session_note(note: Option<Vec<&str>>, out: &mut Fields<'static>) {
 pub struct PgSessions {
     open: std::collections::HashMap<String, [String; 5]>,
     order: std::collections::VecDeque<String>,
+    learner: Learner,
 }
 
 /// Open connections kept per server log.
@@ -326,7 +333,7 @@ impl PgSessions {
         let text = String::from_utf8_lossy(text);
         let (prefix, _, msg) = pg_level_split(&text)?;
         let mut f: Fields<'static> = Vec::with_capacity(8);
-        read_prefix(prefix, prefixes, None, &mut f);
+        read_prefix(prefix, prefixes, &self.learner, None, &mut f);
         let field = |k: &str| {
             f.iter()
                 .find(|(n, _)| n == k)
@@ -970,7 +977,7 @@ mod tests {
         );
         assert_eq!(notes[5], None, "the connection ended");
         let text = format!("{}\n{}", lines[2], notes[2].as_deref().unwrap());
-        let (f, ts) = pgaudit_record(&text, &[], None).expect("record");
+        let (f, ts) = pgaudit_record(&text, &[], &Learner::default(), None).expect("record");
         assert!(ts.is_some());
         assert_eq!(get(&f, "client_host"), "10.30.5.17");
         assert_eq!(get(&f, "client_port"), "46773");
@@ -1009,7 +1016,7 @@ mod tests {
     fn stderr_line_with_user_at_db_prefix() {
         let line = r#"2026-03-04 03:12:09.123 UTC [12345] billing_ro@cdrdb LOG:  AUDIT: SESSION,7,1,READ,SELECT,,,"SELECT * FROM cdr WHERE msisdn = '33612345678'",<not logged>"#;
         assert!(is_pgaudit(line));
-        let (f, ts) = pgaudit_record(line, &[], None).unwrap();
+        let (f, ts) = pgaudit_record(line, &[], &Learner::default(), None).unwrap();
         assert_eq!(
             cellwarden_event::format_timestamp(ts),
             "2026-03-04T03:12:09.123000Z"
@@ -1031,7 +1038,7 @@ mod tests {
         let text = "2026-03-04 03:15:00 UTC [4242]: [3-1] user=etl,db=cdrdb,app=psql,client=10.20.30.40 LOG:  AUDIT: SESSION,9,1,READ,SELECT,TABLE,public.cdr,\"SELECT calling_number, cell_id\n  FROM cdr\n  WHERE calling_number IN ('33611111111', \"\"x\"\")\",\"33611111111\",42";
         assert!(!quotes_closed("x,\"SELECT a\n"));
         assert!(quotes_closed(text));
-        let (f, _) = pgaudit_record(text, &[], None).unwrap();
+        let (f, _) = pgaudit_record(text, &[], &Learner::default(), None).unwrap();
         assert_eq!(get(&f, "user"), "etl");
         assert_eq!(get(&f, "application"), "psql");
         assert_eq!(get(&f, "client_host"), "10.20.30.40");
@@ -1160,12 +1167,12 @@ mod tests {
         assert!(!is_pgaudit(
             "2026-03-04 03:12:09 UTC [1] LOG:  connection received: host=10.0.0.1"
         ));
-        assert!(pgaudit_record("AUDIT: SESSION,1", &[], None).is_none());
+        assert!(pgaudit_record("AUDIT: SESSION,1", &[], &Learner::default(), None).is_none());
     }
 
     #[test]
     fn server_log_messages() {
-        let rec = |t: &str| pg_log_record(t, &[], None).unwrap();
+        let rec = |t: &str| pg_log_record(t, &[], &Learner::default(), None).unwrap();
         // log_statement = all, a statement over several lines, a `[pid-line]` prefix, CEST.
         let (f, ts) = rec(
             "2017-04-03 22:35:22.389 CEST [5404-2] postgres@billing LOG:  duration: 37.598 ms  statement: SELECT *\n\tFROM cdr\n\tWHERE imsi = '208150000000001'",

@@ -30,10 +30,37 @@ pub(crate) fn put_new(out: &mut Fields<'static>, k: &'static str, v: &str) {
     }
 }
 
+/// Where `lit` first occurs in `text` (`last`: where it last occurs). Short needles met
+/// once each: cheaper than building a searcher for them.
+pub(crate) fn find_str(text: &str, lit: &str, last: bool) -> Option<usize> {
+    let (t, l) = (text.as_bytes(), lit.as_bytes());
+    let (&first, tail) = l.split_first()?;
+    if last {
+        let mut end = t.len();
+        while let Some(i) = memchr::memrchr(first, &t[..end]) {
+            if t[i + 1..].starts_with(tail) {
+                return Some(i);
+            }
+            end = i;
+        }
+        None
+    } else {
+        let mut from = 0;
+        while let Some(i) = memchr::memchr(first, &t[from..]) {
+            let at = from + i;
+            if t[at + 1..].starts_with(tail) {
+                return Some(at);
+            }
+            from = at + 1;
+        }
+        None
+    }
+}
+
 /// Splits a reader's note (`mark`, then `\x1f`-separated values, appended on a line of its
 /// own) from the record text it was appended to.
 pub(crate) fn split_note<'a>(text: &'a str, mark: &str) -> (&'a str, Option<Vec<&'a str>>) {
-    match text.rfind(mark) {
+    match find_str(text, mark, true) {
         Some(i) => (
             text[..i].strip_suffix('\n').unwrap_or(&text[..i]),
             Some(text[i + mark.len()..].split('\x1f').skip(1).collect()),
@@ -353,6 +380,17 @@ fn evtx_name<'a>(path: &str, last: Option<&'a str>) -> Option<Cow<'a, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_found_first_and_last() {
+        assert_eq!(find_str("a,b,,c,,", ",,", false), Some(3));
+        assert_eq!(find_str("a,b,,c,,", ",,", true), Some(6));
+        assert_eq!(find_str("a,b,,c,", ",,", true), Some(3));
+        assert_eq!(find_str("abc", "cd", false), None);
+        assert_eq!(find_str("abc", "cd", true), None);
+        assert_eq!(find_str("abc", "", false), None);
+        assert_eq!(find_str("\x1enote x\x1enote", "\x1enote", true), Some(7));
+    }
 
     fn get<'a>(f: &'a Fields<'_>, k: &str) -> Option<&'a Value<'a>> {
         f.iter().find(|(n, _)| n == k).map(|(_, v)| v)

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use cellwarden_event::{Timestamp, Value};
 use jiff::tz::TimeZone;
 
-use crate::json::{Fields, put_new};
+use crate::json::{Fields, find_str, put_new};
 
 /// One part of a prefix format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,8 @@ enum Part {
 pub struct Prefix {
     text: String,
     parts: Vec<Part>,
+    /// By part: the next literal's index, and whether it is the last part.
+    next: Vec<(Option<usize>, bool)>,
 }
 
 const ESCAPES: &[u8] = b"aubdrhLpPtmnisclvxeQ";
@@ -81,6 +83,7 @@ impl Prefix {
         }
         Ok(Prefix {
             text: format.to_owned(),
+            next: next_literals(&parts),
             parts,
         })
     }
@@ -98,11 +101,12 @@ impl Prefix {
         zone: Option<&TimeZone>,
         out: &mut Fields<'static>,
     ) -> Option<Option<Timestamp>> {
-        let mut found: Vec<(u8, &str)> = Vec::with_capacity(self.parts.len());
+        let before = out.len();
+        let mut ts = None;
         let mut rest = prefix;
-        let mut i = 0;
-        while i < self.parts.len() {
-            match &self.parts[i] {
+        let mut ok = true;
+        for (i, part) in self.parts.iter().enumerate() {
+            match part {
                 Part::Lit(l) => {
                     if let Some(r) = rest.strip_prefix(l.as_str()) {
                         rest = r;
@@ -111,7 +115,8 @@ impl Prefix {
                         // text we are given.
                         rest = "";
                     } else {
-                        return None;
+                        ok = false;
+                        break;
                     }
                 }
                 Part::Stop => {
@@ -122,30 +127,37 @@ impl Prefix {
                     }
                 }
                 Part::Esc(c) => {
-                    let next = self.parts[i + 1..]
-                        .iter()
-                        .position(|p| matches!(p, Part::Lit(_)));
-                    let last = next.is_some_and(|n| i + 1 + n == self.parts.len() - 1);
-                    let next = next.and_then(|n| match &self.parts[i + 1 + n] {
+                    let (next, last) = self.next[i];
+                    let next = next.and_then(|n| match &self.parts[n] {
                         Part::Lit(l) => Some(l.as_str()),
                         _ => None,
                     });
-                    let len = value_len(*c, rest, next, last)?;
-                    found.push((*c, rest[..len].trim()));
+                    let Some(len) = value_len(*c, rest, next, last) else {
+                        ok = false;
+                        break;
+                    };
+                    put_escape(*c, rest[..len].trim(), zone, &mut ts, out);
                     rest = &rest[len..];
                 }
             }
-            i += 1;
         }
-        if !rest.trim().is_empty() {
+        if !ok || !rest.trim().is_empty() {
+            out.truncate(before);
             return None;
-        }
-        let mut ts = None;
-        for (c, v) in found {
-            put_escape(c, v, zone, &mut ts, out);
         }
         Some(ts)
     }
+}
+
+/// For each part of a format, the index of the next literal after it and whether that literal
+/// is the format's last part.
+fn next_literals(parts: &[Part]) -> Vec<(Option<usize>, bool)> {
+    (0..parts.len())
+        .map(|i| {
+            let n = (i + 1..parts.len()).find(|&j| matches!(parts[j], Part::Lit(_)));
+            (n, n == Some(parts.len() - 1))
+        })
+        .collect()
 }
 
 /// How many bytes of `text` the value of escape `c` takes, given the literal that follows it
@@ -178,8 +190,7 @@ fn value_len(c: u8, text: &str, next: Option<&str>, last: bool) -> Option<usize>
             })
         }
         _ => match next {
-            Some(n) if last => text.rfind(n),
-            Some(n) => text.find(n),
+            Some(n) => find_str(text, n, last),
             None => Some(text.len()),
         },
     }
@@ -386,10 +397,12 @@ pub fn guess(
     ts
 }
 
-/// Reads a prefix by the first of `formats` it follows, by its shape otherwise.
+/// Reads a prefix by the first of `formats` it follows, else by the format `learner` learnt
+/// from the lines before, else by its shape.
 pub fn read_prefix(
     prefix: &str,
     formats: &[Prefix],
+    learner: &Learner,
     zone: Option<&TimeZone>,
     out: &mut Fields<'static>,
 ) -> Option<Timestamp> {
@@ -398,7 +411,206 @@ pub fn read_prefix(
             return ts;
         }
     }
-    guess(prefix, zone, out)
+    learner.read(prefix, zone, out)
+}
+
+/// Learns the format of the prefixes of one run of lines (a unit of a log) when the server's
+/// setting is not given: reading by a known format is about twice as fast as [`guess`].
+///
+/// A format is learnt from what [`guess`] reads: a line whose every part `guess` reads gives
+/// a format ([`format_of`]); once [`AGREE`] lines in a row give the same format and reading
+/// each by it gives exactly the fields `guess` gives, later lines are read by it. A line that
+/// does not follow it (a process without a session, a different spacing) is guessed. After
+/// [`LEARN_LINES`] lines without a format, every line is guessed.
+#[derive(Debug, Default)]
+pub struct Learner(std::cell::RefCell<Learning>);
+
+#[derive(Debug, Default)]
+struct Learning {
+    lines: u32,
+    candidate: Option<(Prefix, u8)>,
+    learnt: Option<Prefix>,
+}
+
+/// Lines in a row that must agree before a format is used.
+const AGREE: u8 = 4;
+/// Lines looked at for a format.
+const LEARN_LINES: u32 = 64;
+/// Longest literal of a learnt format.
+const MAX_LEARNT_LITERAL: usize = 16;
+
+impl Learner {
+    fn read(
+        &self,
+        prefix: &str,
+        zone: Option<&TimeZone>,
+        out: &mut Fields<'static>,
+    ) -> Option<Timestamp> {
+        let mut st = self.0.borrow_mut();
+        if let Some(f) = &st.learnt {
+            return match f.read(prefix, zone, out) {
+                Some(ts) => ts,
+                None => guess(prefix, zone, out),
+            };
+        }
+        let before = out.len();
+        let ts = guess(prefix, zone, out);
+        if st.lines >= LEARN_LINES {
+            return ts;
+        }
+        st.lines += 1;
+        let agreed = format_of(prefix).filter(|f| {
+            let mut check: Fields<'static> = Vec::with_capacity(out.len() - before);
+            f.read(prefix, zone, &mut check) == Some(ts) && same_fields(&out[before..], &check)
+        });
+        st.candidate = match (st.candidate.take(), agreed) {
+            (Some((c, n)), Some(f)) if c == f => Some((c, n + 1)),
+            (_, f) => f.map(|f| (f, 1)),
+        };
+        if let Some((f, n)) = &st.candidate
+            && *n >= AGREE
+        {
+            st.learnt = Some(f.clone());
+        }
+        ts
+    }
+}
+
+fn same_fields(
+    a: &[(Cow<'static, str>, Value<'static>)],
+    b: &[(Cow<'static, str>, Value<'static>)],
+) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+/// The format of a prefix whose every part [`guess`] reads (see [`Learner`]); `None` when
+/// some part is not one `guess` reads.
+fn format_of(prefix: &str) -> Option<Prefix> {
+    let mut parts: Vec<Part> = Vec::new();
+    let start = prefix.len() - prefix.trim_start().len();
+    lit(&mut parts, &prefix[..start]);
+    let mut rest = &prefix[start..];
+    if let Some(n) = timestamp_len(rest) {
+        let ms = rest.as_bytes().get(19) == Some(&b'.');
+        parts.push(Part::Esc(if ms { b'm' } else { b't' }));
+        rest = &rest[n..];
+    }
+    while !rest.is_empty() {
+        let token = rest.trim_start_matches([' ', '\t']);
+        lit(&mut parts, &rest[..rest.len() - token.len()]);
+        let end = token.find([' ', '\t']).unwrap_or(token.len());
+        let (tok, after) = token.split_at(end);
+        rest = after;
+        let t = tok.trim_end_matches(':');
+        token_format(t, &mut parts)?;
+        lit(&mut parts, &tok[t.len()..]);
+    }
+    // Separators, not text a line could be made of: a value is found by its next literal, a
+    // long one would make that search slow on a hostile line.
+    if parts
+        .iter()
+        .any(|p| matches!(p, Part::Lit(l) if l.len() > MAX_LEARNT_LITERAL))
+    {
+        return None;
+    }
+    let mut text = String::new();
+    for p in &parts {
+        match p {
+            Part::Lit(l) => text.push_str(&l.replace('%', "%%")),
+            Part::Esc(c) => {
+                text.push('%');
+                text.push(*c as char);
+            }
+            Part::Stop => text.push_str("%q"),
+        }
+    }
+    Some(Prefix {
+        text,
+        next: next_literals(&parts),
+        parts,
+    })
+}
+
+/// Adds literal text to a format being built.
+fn lit(parts: &mut Vec<Part>, s: &str) {
+    if s.is_empty() {
+        return;
+    }
+    match parts.last_mut() {
+        Some(Part::Lit(l)) => l.push_str(s),
+        _ => parts.push(Part::Lit(s.to_owned())),
+    }
+}
+
+/// The parts of one blank-separated token of a prefix, as [`guess`] reads it.
+fn token_format(t: &str, parts: &mut Vec<Part>) -> Option<()> {
+    if let Some(inner) = t.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+        let mut it = inner.split('-');
+        if it.next().is_some_and(|p| p.parse::<i64>().is_ok()) {
+            lit(parts, "[");
+            parts.push(Part::Esc(b'p'));
+            if it.next().is_some() {
+                lit(parts, "-");
+                parts.push(Part::Esc(b'l'));
+            }
+            if it.next().is_some() {
+                return None;
+            }
+            lit(parts, "]");
+            return Some(());
+        }
+    }
+    if is_session_id(t) {
+        parts.push(Part::Esc(b'c'));
+        return Some(());
+    }
+    let mut from = 0;
+    for (i, sep) in t
+        .match_indices([',', ';', '|'])
+        .map(|(i, s)| (i, Some(s)))
+        .chain([(t.len(), None)])
+    {
+        let part = &t[from..i];
+        from = i + 1;
+        if let Some((k, _)) = part.split_once('=') {
+            let esc = match k.to_ascii_lowercase().as_str() {
+                "user" | "usr" | "u" => b'u',
+                "db" | "database" | "d" => b'd',
+                "app" | "application" | "appname" | "a" => b'a',
+                "client" | "host" | "remote" | "h" | "r" | "client_addr" => b'r',
+                "session" | "sid" | "session_id" | "c" => b'c',
+                "pid" | "p" => b'p',
+                "xid" | "txid" | "x" => b'x',
+                "vxid" | "v" => b'v',
+                "state" | "sqlstate" | "e" => b'e',
+                "tag" | "cmd" | "i" => b'i',
+                _ => return None,
+            };
+            lit(parts, &part[..k.len() + 1]);
+            parts.push(Part::Esc(esc));
+        } else if let Some((u, d)) = part.split_once('@')
+            && !u.is_empty()
+            && !d.is_empty()
+            && !u.contains('[')
+        {
+            parts.push(Part::Esc(b'u'));
+            lit(parts, "@");
+            parts.push(Part::Esc(b'd'));
+        } else if let (Some(h), Some(p)) = split_host_port(part)
+            && p.len() <= 5
+            && (h.parse::<std::net::IpAddr>().is_ok() || h.contains('.'))
+        {
+            parts.push(Part::Esc(b'r'));
+        } else if part.parse::<std::net::IpAddr>().is_ok() {
+            parts.push(Part::Esc(b'h'));
+        } else if !part.is_empty() {
+            return None;
+        }
+        if let Some(sep) = sep {
+            lit(parts, sep);
+        }
+    }
+    Some(())
 }
 
 /// UTC offsets, in minutes, of the zone abbreviations PostgreSQL writes with the `Default`
@@ -568,6 +780,7 @@ mod tests {
         let ts = read_prefix(
             "2026-03-02 10:11:12.345 UTC [4242] app@billing 10.30.5.17(46773) ",
             &formats,
+            &Learner::default(),
             None,
             &mut out,
         );
@@ -580,6 +793,7 @@ mod tests {
         read_prefix(
             "2026-03-02 10:11:12 UTC [4242]: user=app,db=billing,app=PostgreSQL JDBC Driver,client=10.30.5.17 ",
             &formats,
+            &Learner::default(),
             None,
             &mut out,
         );
@@ -601,6 +815,61 @@ mod tests {
         assert_eq!(get(&out, "session_id").as_deref(), Some("65e2f1a0.1092"));
         assert_eq!(get(&out, "session_line").as_deref(), Some("3"));
         assert_eq!(get(&out, "client_host").as_deref(), Some("2001:db8::5"));
+    }
+
+    #[test]
+    fn formats_are_learnt_from_the_lines_guessed() {
+        let lines = [
+            "2026-03-01 00:00:00.000 UTC [1000]: [1-1] user=care00,db=cdrdb,app=crm,client=10.1.0.10",
+            "2026-03-02 10:11:12.5 UTC 65e2f1a0.1092 [4242-3] app@b 2001:db8::5(5432)",
+            "2026-03-02 10:11:12 CET [77] user=u;db=d|app=psql",
+        ];
+        let formats = [
+            "%m [%p]: [%p-%l] user=%u,db=%d,app=%a,client=%r",
+            "%m %c [%p-%l] %u@%d %r",
+            "%t [%p] user=%u;db=%d|app=%a",
+        ];
+        for (line, want) in lines.iter().zip(formats) {
+            assert_eq!(
+                format_of(line).map(|f| f.text).as_deref(),
+                Some(want),
+                "{line}"
+            );
+        }
+        assert!(format_of("2026-03-02 10:11:12 UTC [77] odd=1").is_none());
+        assert!(format_of("2026-03-02 10:11:12 UTC [77] word").is_none());
+        assert!(
+            format_of(&format!(
+                "2026-03-02 10:11:12 UTC [77]{}u@d",
+                " ".repeat(17)
+            ))
+            .is_none()
+        );
+        // Learnt after four lines that agree; read by it after (an application name with
+        // a blank, which the shape alone cuts at the blank).
+        let learner = Learner::default();
+        for i in 0..4 {
+            let mut out = Vec::new();
+            let line = format!(
+                "2026-03-01 00:00:0{i}.000 UTC [100{i}] user=u{i},db=d,app=crm,client=10.1.0.{i}"
+            );
+            learner.read(&line, None, &mut out);
+            assert_eq!(get(&out, "user"), Some(format!("u{i}")));
+        }
+        assert!(learner.0.borrow().learnt.is_some());
+        let mut out = Vec::new();
+        let ts = learner.read(
+            "2026-03-01 00:00:09.000 UTC [1009] user=u9,db=d,app=pgAdmin 4,client=10.1.0.9(5000)",
+            None,
+            &mut out,
+        );
+        assert!(ts.is_some());
+        assert_eq!(get(&out, "application").as_deref(), Some("pgAdmin 4"));
+        assert_eq!(get(&out, "client_port").as_deref(), Some("5000"));
+        // A line of another shape is still guessed.
+        let mut out = Vec::new();
+        learner.read("2026-03-01 00:00:09.000 UTC [1010] ", None, &mut out);
+        assert_eq!(get(&out, "pid").as_deref(), Some("1010"));
     }
 
     #[test]

@@ -1226,6 +1226,7 @@ impl Unit {
             zeek: zeek.as_ref(),
             header,
             zone: zone.as_ref(),
+            learner: Default::default(),
         };
         for &(line, start, end) in records {
             let bytes = &buf[start..end];
@@ -1325,6 +1326,8 @@ struct Record<'l, 'a> {
     zeek: Option<&'l crate::flow::ZeekLayout<'a>>,
     header: Option<&'a [String]>,
     zone: Option<&'l jiff::tz::TimeZone>,
+    /// The prefix format of this unit's PostgreSQL lines, once learnt.
+    learner: crate::pgprefix::Learner,
 }
 
 /// A parsed record: its fields and time, or nothing to emit.
@@ -1344,6 +1347,7 @@ impl<'a> Record<'_, 'a> {
             zeek,
             header,
             zone,
+            ref learner,
         } = *self;
         let syntax = |what: &str| {
             SourceError::new(
@@ -1381,13 +1385,15 @@ impl<'a> Record<'_, 'a> {
                 .ok_or_else(|| syntax("a syslog line")),
             Format::Auditd => Ok(Some(crate::linux::audit_event(text))),
             Format::PgLog if crate::dbaudit::is_pgaudit(text) => {
-                crate::dbaudit::pgaudit_record(text, &context.pg_prefixes, zone)
+                crate::dbaudit::pgaudit_record(text, &context.pg_prefixes, learner, zone)
                     .map(Some)
                     .ok_or_else(|| syntax("a complete pgaudit record"))
             }
-            Format::PgLog => crate::dbaudit::pg_log_record(text, &context.pg_prefixes, zone)
-                .map(Some)
-                .ok_or_else(|| syntax("a PostgreSQL server log record")),
+            Format::PgLog => {
+                crate::dbaudit::pg_log_record(text, &context.pg_prefixes, learner, zone)
+                    .map(Some)
+                    .ok_or_else(|| syntax("a PostgreSQL server log record"))
+            }
             Format::PgCsv => crate::dbaudit::pg_csvlog_record(text, zone)
                 .map(Some)
                 .ok_or_else(|| syntax("a PostgreSQL csvlog row")),

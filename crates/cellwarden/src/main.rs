@@ -10,11 +10,6 @@ mod setup;
 
 use clap::Parser;
 
-// Parsing and the analytics allocate many small, short-lived strings and maps on several
-// threads; mimalloc's per-thread free lists serve them faster than the system allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     // A bug met on hostile input is one line naming where, not a backtrace; the parts that
     // read untrusted text contain it (the record or statement is skipped and counted).

@@ -986,7 +986,9 @@ fn target_lists(
             }
             continue;
         }
-        let same_run = per.last().is_some_and(|(pa, _, ps, _)| *ps == s && *pa == a);
+        let same_run = per
+            .last()
+            .is_some_and(|(pa, _, ps, _)| *ps == s && *pa == a);
         if !same_run {
             run = per.len();
         }

@@ -799,6 +799,13 @@ impl<'a> DetectionCore<'a> {
         self.pending.len()
     }
 
+    /// Whether a correlated match waiting is earlier than `ms` (or has no time).
+    pub fn pending_before(&self, ms: i64) -> bool {
+        self.pending
+            .first_key_value()
+            .is_some_and(|((t, ..), _)| t.is_none_or(|t| t.as_millisecond() < ms))
+    }
+
     /// The first UTC day of the events seen.
     pub fn first_day(&self) -> Option<i32> {
         (self.earliest != i64::MAX).then(|| self.earliest.div_euclid(DAY_MS) as i32)

@@ -343,7 +343,12 @@ impl<'r> Engine<'r> {
     pub fn release_to(&mut self, wm: i64, out: &mut Vec<Alert>) -> bool {
         let release = wm.saturating_sub(self.config.correlation_lateness_ms);
         let overflow = self.core.pending() > self.config.max_pending;
-        (release > self.released || overflow) && self.release(release, out)
+        // Matches of records that came after the watermark passed them (late records; a
+        // state restored after its sources caught up) go now: once every source has caught
+        // up the watermark no longer moves, and they would wait for ever.
+        let late = self.core.pending_before(self.released);
+        (release > self.released || overflow || late)
+            && self.release(release.max(self.released), out)
     }
 
     /// Records of closed days arrived since days were last judged, and none has come for

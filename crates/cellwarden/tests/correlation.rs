@@ -98,3 +98,63 @@ fn correlation_across_two_files() {
         assert_eq!(stdout(&hunt(t)), stdout(&one), "{t} threads");
     }
 }
+
+/// `watch`: records that come after every other source has caught up, older than the
+/// watermark, still meet their correlations (their matches are released though the
+/// watermark no longer moves).
+#[test]
+fn watch_raises_a_correlation_of_late_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(
+        logs.join("now.jsonl"),
+        failed("hlr-fe-1", "bob", "2026-03-10T00:00:00Z", 1) + "\n",
+    )
+    .unwrap();
+    let (state, out) = (dir.path().join("state"), dir.path().join("alerts.jsonl"));
+    let mut child = bin()
+        .arg("watch")
+        .args(["--follow", logs.to_str().unwrap()])
+        .args(["-r", rules.to_str().unwrap()])
+        .args(["--state", state.to_str().unwrap()])
+        .args(["-o", out.to_str().unwrap()])
+        .args(["--quiet", "--checkpoint-secs", "0.2", "--idle-secs", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start watch");
+    // The first file is read and idle: the watermark stands at its time.
+    let start = std::time::Instant::now();
+    while !state.join("checkpoint.json").exists()
+        && start.elapsed() < std::time::Duration::from_secs(30)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let late = [
+        failed("bill-db-2", "svc_billing", "2026-03-04T03:00:00Z", 1),
+        failed("bill-db-2", "svc_billing", "2026-03-04T03:00:20Z", 2),
+        failed("bill-db-2", "svc_billing", "2026-03-04T03:00:30Z", 3),
+        failed("bill-db-2", "svc_billing", "2026-03-04T03:00:50Z", 4),
+    ];
+    std::fs::write(logs.join("late.jsonl"), late.join("\n") + "\n").unwrap();
+    let raised = || {
+        alerts(&std::fs::read_to_string(&out).unwrap_or_default())
+            .iter()
+            .any(|a| a["rule_title"] == "Password spraying across hosts")
+    };
+    let start = std::time::Instant::now();
+    while !raised() && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        raised(),
+        "{}",
+        std::fs::read_to_string(&out).unwrap_or_default()
+    );
+}

@@ -320,6 +320,28 @@ fn is_session_id(t: &str) -> bool {
     })
 }
 
+/// The escape whose value a `key=value` part of a prefix gives (`user=`, `db=`, `client=`…;
+/// any case), as [`guess`] reads it and [`format_of`] learns it.
+fn key_escape(k: &str) -> Option<u8> {
+    let mut buf = [0u8; 12];
+    let b = buf.get_mut(..k.len())?;
+    b.copy_from_slice(k.as_bytes());
+    b.make_ascii_lowercase();
+    Some(match std::str::from_utf8(b).ok()? {
+        "user" | "usr" | "u" => b'u',
+        "db" | "database" | "d" => b'd',
+        "app" | "application" | "appname" | "a" => b'a',
+        "client" | "host" | "remote" | "h" | "r" | "client_addr" => b'r',
+        "session" | "sid" | "session_id" | "c" => b'c',
+        "pid" | "p" => b'p',
+        "xid" | "txid" | "x" => b'x',
+        "vxid" | "v" => b'v',
+        "state" | "sqlstate" | "e" => b'e',
+        "tag" | "cmd" | "i" => b'i',
+        _ => return None,
+    })
+}
+
 /// Reads a prefix whose format is not known by the shape of its parts (see the module
 /// documentation); the record's time when it starts with one.
 pub fn guess(
@@ -352,29 +374,8 @@ pub fn guess(
         }
         for part in t.split([',', ';', '|']) {
             if let Some((k, v)) = part.split_once('=') {
-                let mut buf = [0u8; 12];
-                let k = match buf.get_mut(..k.len()) {
-                    Some(b) => {
-                        b.copy_from_slice(k.as_bytes());
-                        b.make_ascii_lowercase();
-                        std::str::from_utf8(b).unwrap_or_default()
-                    }
-                    None => "",
-                };
-                match k {
-                    "user" | "usr" | "u" => put(out, "user", v),
-                    "db" | "database" | "d" => put(out, "database", v),
-                    "app" | "application" | "appname" | "a" => put(out, "application", v),
-                    "client" | "host" | "remote" | "h" | "r" | "client_addr" => {
-                        put_escape(b'r', v, zone, &mut ts, out)
-                    }
-                    "session" | "sid" | "session_id" | "c" => put(out, "session_id", v),
-                    "pid" | "p" => put_int(out, "pid", v),
-                    "xid" | "txid" | "x" => put_escape(b'x', v, zone, &mut ts, out),
-                    "vxid" | "v" => put(out, "virtual_xid", v),
-                    "state" | "sqlstate" | "e" => put_escape(b'e', v, zone, &mut ts, out),
-                    "tag" | "cmd" | "i" => put(out, "command_tag", v),
-                    _ => {}
+                if let Some(esc) = key_escape(k) {
+                    put_escape(esc, v, zone, &mut ts, out);
                 }
             } else if let Some((u, d)) = part.split_once('@')
                 && !u.is_empty()
@@ -573,19 +574,7 @@ fn token_format(t: &str, parts: &mut Vec<Part>) -> Option<()> {
         let part = &t[from..i];
         from = i + 1;
         if let Some((k, _)) = part.split_once('=') {
-            let esc = match k.to_ascii_lowercase().as_str() {
-                "user" | "usr" | "u" => b'u',
-                "db" | "database" | "d" => b'd',
-                "app" | "application" | "appname" | "a" => b'a',
-                "client" | "host" | "remote" | "h" | "r" | "client_addr" => b'r',
-                "session" | "sid" | "session_id" | "c" => b'c',
-                "pid" | "p" => b'p',
-                "xid" | "txid" | "x" => b'x',
-                "vxid" | "v" => b'v',
-                "state" | "sqlstate" | "e" => b'e',
-                "tag" | "cmd" | "i" => b'i',
-                _ => return None,
-            };
+            let esc = key_escape(k)?;
             lit(parts, &part[..k.len() + 1]);
             parts.push(Part::Esc(esc));
         } else if let Some((u, d)) = part.split_once('@')

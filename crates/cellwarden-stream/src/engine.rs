@@ -2,7 +2,8 @@
 //!
 //! Sigma rules raise alerts as events arrive. Matches for correlation rules wait in a reorder
 //! buffer until the watermark passes them, so correlations see them in the same time order as
-//! `hunt` does. The database-access and flow analytics gather the same aggregates as `hunt`
+//! `hunt` does; matches of records that came after the watermark passed them (late records)
+//! go at once. The database-access and flow analytics gather the same aggregates as `hunt`
 //! and are judged each time a UTC day closes (the watermark passes the day's end plus the
 //! allowed lateness); alerts of closed days that were not raised before are emitted.
 //!
@@ -288,6 +289,16 @@ impl<'r> Engine<'r> {
             Some(m) => Some((m, false)),
             None => mine.iter().map(|c| c.latest).max().map(|m| (m, true)),
         }
+    }
+
+    /// The source (of `name`'s) holding its watermark back: the active one furthest behind,
+    /// with its latest event time (for the periodic line that says why days wait).
+    pub fn slowest_of(&self, name: &str) -> Option<(&str, i64)> {
+        self.clocks
+            .iter()
+            .filter(|(k, c)| !c.idle && of_source(k, name))
+            .map(|(k, c)| (&**k, c.latest))
+            .min_by_key(|(k, t)| (*t, *k))
     }
 
     /// The current watermark (ms), if any source delivered a timed event.

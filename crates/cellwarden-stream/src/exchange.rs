@@ -36,6 +36,10 @@ struct Wire {
     /// The day being closed (shares).
     #[serde(default)]
     day: i32,
+    /// Shares: the next offset of the partition when its snapshot was taken (how much of
+    /// the partition the share reflects).
+    #[serde(default)]
+    offset: i64,
     /// Clock: latest event time (ms), and caught up.
     #[serde(default)]
     latest: i64,
@@ -70,6 +74,9 @@ pub struct Board {
     pub shares: BTreeMap<u32, (i32, Share)>,
     /// Partition → the latest day closed and its round-two share.
     pub peers: BTreeMap<u32, (i32, PeerShare)>,
+    /// Partition → the offsets the round-one and round-two shares above reflect.
+    shares_at: BTreeMap<u32, i64>,
+    peers_at: BTreeMap<u32, i64>,
     /// Changes of any partition's shares (what it shares, not when): a partition judged
     /// before another's share changed is judged again.
     pub version: u64,
@@ -131,29 +138,47 @@ impl Board {
         }
     }
 
-    fn share(&mut self, p: u32, day: i32, s: Share) {
-        match self.shares.get(&p) {
-            Some((d, _)) if *d > day => {}
-            Some((_, old)) if *old == s => {
-                self.shares.insert(p, (day, s));
-            }
-            _ => {
-                self.version += 1;
-                self.shares.insert(p, (day, s));
-            }
+    /// Takes partition `p`'s round-one share of closing `day` taken at `offset`.
+    fn share(&mut self, p: u32, day: i32, offset: i64, s: Share) {
+        if keep(&mut self.shares, &mut self.shares_at, p, day, offset, s) {
+            self.version += 1;
         }
     }
 
-    fn peer(&mut self, p: u32, day: i32, s: PeerShare) {
-        match self.peers.get(&p) {
-            Some((d, _)) if *d > day => {}
-            Some((_, old)) if *old == s => {
-                self.peers.insert(p, (day, s));
-            }
-            _ => {
-                self.version += 1;
-                self.peers.insert(p, (day, s));
-            }
+    /// Takes partition `p`'s round-two share of closing `day` taken at `offset`.
+    fn peer(&mut self, p: u32, day: i32, offset: i64, s: PeerShare) {
+        if keep(&mut self.peers, &mut self.peers_at, p, day, offset, s) {
+            self.version += 1;
+        }
+    }
+}
+
+/// Keeps partition `p`'s share `s` (of closing `day`, taken at `offset`) unless the one held
+/// reflects more of the partition: taken at a later offset, or at the same one for a later
+/// day. The offset decides, not the day: a partition taken over and restored from an older
+/// state closes earlier days again, and its former owner's last share (of a later day, maybe
+/// taken before most of its records came) must not stand for it. True when what is held
+/// changed.
+fn keep<S: PartialEq>(
+    held: &mut BTreeMap<u32, (i32, S)>,
+    at: &mut BTreeMap<u32, i64>,
+    p: u32,
+    day: i32,
+    offset: i64,
+    s: S,
+) -> bool {
+    let old_at = at.get(&p).copied().unwrap_or(i64::MIN);
+    match held.get(&p) {
+        Some((d, _)) if offset < old_at || (offset == old_at && *d > day) => false,
+        Some((_, old)) if *old == s => {
+            held.insert(p, (day, s));
+            at.insert(p, offset);
+            false
+        }
+        _ => {
+            held.insert(p, (day, s));
+            at.insert(p, offset);
+            true
         }
     }
 }
@@ -254,9 +279,9 @@ impl Exchange {
                     net: cellwarden_net::share::NetShare::from_json(w.net.as_bytes())?,
                     first_day: w.first,
                 };
-                self.board.share(w.p, w.day, s);
+                self.board.share(w.p, w.day, w.offset, s);
             }
-            "peers" => self.board.peer(w.p, w.day, w.peers),
+            "peers" => self.board.peer(w.p, w.day, w.offset, w.peers),
             "scope" if self.wants_scope => {
                 let x: Exposure = serde_json::from_str(&w.scope).map_err(|e| e.to_string())?;
                 let t = if w.transfers.is_empty() {
@@ -312,6 +337,7 @@ impl Exchange {
             from: self.me.clone(),
             at: wall_ms(),
             day: 0,
+            offset: 0,
             latest: 0,
             idle: false,
             db: String::new(),
@@ -348,28 +374,30 @@ impl Exchange {
         self.send(&w);
     }
 
-    /// Shares round one of partition `p` closing `day`.
-    pub fn share(&mut self, p: u32, day: i32, s: &Share) {
+    /// Shares round one of partition `p` closing `day`, its snapshot taken at `offset`.
+    pub fn share(&mut self, p: u32, day: i32, offset: i64, s: &Share) {
         let w = Wire {
             day,
+            offset,
             db: String::from_utf8(s.db.to_json()).expect("JSON is UTF-8"),
             net: String::from_utf8(s.net.to_json()).expect("JSON is UTF-8"),
             first: s.first_day,
             ..self.wire(p, "share")
         };
         self.send(&w);
-        self.board.share(p, day, s.clone());
+        self.board.share(p, day, offset, s.clone());
     }
 
-    /// Shares round two of partition `p` closing `day`.
-    pub fn peers(&mut self, p: u32, day: i32, s: PeerShare) {
+    /// Shares round two of partition `p` closing `day`, its snapshot taken at `offset`.
+    pub fn peers(&mut self, p: u32, day: i32, offset: i64, s: PeerShare) {
         let w = Wire {
             day,
+            offset,
             peers: s.clone(),
             ..self.wire(p, "peers")
         };
         self.send(&w);
-        self.board.peer(p, day, s);
+        self.board.peer(p, day, offset, s);
     }
 
     /// Waits (at most a second) until everything sent is acknowledged.
@@ -393,13 +421,13 @@ mod tests {
     #[test]
     fn round_two_waits_only_for_partitions_still_at_the_day() {
         let mut b = board(2);
-        b.share(0, 10, Share::default());
-        b.share(1, 10, Share::default());
+        b.share(0, 10, 5, Share::default());
+        b.share(1, 10, 5, Share::default());
         assert!(b.shared(10));
         assert!(!b.peered(10), "nobody has shared round two");
-        b.peer(0, 10, PeerShare::default());
+        b.peer(0, 10, 5, PeerShare::default());
         assert!(!b.peered(10), "partition 1 is still at day 10");
-        b.peer(1, 10, PeerShare::default());
+        b.peer(1, 10, 5, PeerShare::default());
         assert!(b.peered(10));
     }
 
@@ -408,14 +436,40 @@ mod tests {
         // Partition 1 first closed day 14 (it saw the watermark later): it never shares
         // round two for day 10, with or without an earlier round two of its own.
         let mut b = board(2);
-        b.share(0, 10, Share::default());
-        b.share(1, 14, Share::default());
-        b.peer(0, 10, PeerShare::default());
+        b.share(0, 10, 5, Share::default());
+        b.share(1, 14, 5, Share::default());
+        b.peer(0, 10, 5, PeerShare::default());
         assert!(b.shared(10));
         assert!(b.peered(10));
         assert!(!b.shared(14), "partition 0 has not reached day 14");
-        b.peer(1, 8, PeerShare::default());
+        b.peer(1, 8, 5, PeerShare::default());
         assert!(b.peered(10));
+    }
+
+    #[test]
+    fn a_share_taken_later_in_the_partition_stands_though_its_day_is_earlier() {
+        let share = |first| Share {
+            first_day: Some(first),
+            ..Share::default()
+        };
+        let mut b = board(2);
+        b.share(1, 10, 40, share(3));
+        // Its former owner went on to day 14 with few of its records read, then died.
+        b.share(1, 14, 60, share(9));
+        b.peer(1, 14, 60, PeerShare::default());
+        let version = b.version;
+        // The new owner, restored from an older state, reads on and closes day 11.
+        b.share(1, 11, 80, share(2));
+        assert_eq!(b.shares[&1], (11, share(2)));
+        assert!(b.version > version, "partitions judged before judge again");
+        assert!(!b.shared(14), "day 14 waits for the new owner to reach it");
+        // The former owner's last words, read late, change nothing.
+        b.share(1, 14, 60, share(9));
+        assert_eq!(b.shares[&1], (11, share(2)));
+        // At one offset, the later day stands.
+        b.share(1, 12, 80, share(2));
+        b.share(1, 11, 80, share(2));
+        assert_eq!(b.shares[&1].0, 12);
     }
 
     #[test]

@@ -244,6 +244,10 @@ struct Assigned<'a> {
     start: &'a mut BTreeMap<String, i64>,
     changelog: &'a mut Option<Box<dyn crate::saved::Restore>>,
     order: &'a mut Contiguous,
+    /// Partitions at their end, and since when (`None`: said idle already).
+    at_end: &'a mut BTreeMap<String, Option<std::time::Instant>>,
+    /// Partitions that reached their end since they were assigned.
+    read_to_end: &'a mut std::collections::HashSet<String>,
 }
 
 impl Source for KafkaSource {
@@ -263,6 +267,8 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
         mut changelog,
     } = source;
     let mut order = Contiguous::default();
+    let mut at_end: BTreeMap<String, Option<std::time::Instant>> = BTreeMap::new();
+    let mut read_to_end: std::collections::HashSet<String> = Default::default();
     macro_rules! assigned {
         () => {
             Assigned {
@@ -271,6 +277,8 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
                 start: &mut start,
                 changelog: &mut changelog,
                 order: &mut order,
+                at_end: &mut at_end,
+                read_to_end: &mut read_to_end,
             }
         };
     }
@@ -280,9 +288,6 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
     let mut backoff = Duration::from_millis(100);
     let mut known: std::collections::HashSet<String> = Default::default();
     let mut checked = std::time::Instant::now() - Duration::from_secs(1);
-    let mut at_end: BTreeMap<String, Option<std::time::Instant>> = BTreeMap::new();
-    // Partitions that reached their end since they were assigned.
-    let mut read_to_end: std::collections::HashSet<String> = Default::default();
     let mut batch: Vec<Batch> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         // Partitions assigned to us hold the watermark back until they catch up.
@@ -291,9 +296,6 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
             if !announce(&consumer, &mut known, &mut assigned!(), &tx) {
                 return;
             }
-            at_end.retain(|name, _| known.contains(name));
-            read_to_end.retain(|name| known.contains(name));
-            order.retain(&known);
         }
         // A partition at its end for `idle_after` stops holding the watermark back (one whose
         // producer or first-stage worker is only slow or restarting must not be passed by).
@@ -574,9 +576,9 @@ impl Contiguous {
     }
 
     /// Forgets partitions no longer assigned.
-    fn retain(&mut self, known: &std::collections::HashSet<String>) {
-        self.expected.retain(|name, _| known.contains(name));
-        self.gaps.retain(|name, _| known.contains(name));
+    fn forget(&mut self, name: &str) {
+        self.expected.remove(name);
+        self.gaps.remove(name);
     }
 }
 
@@ -719,6 +721,12 @@ fn announce(
         let gone: Vec<String> = known.difference(&now).cloned().collect();
         for name in gone {
             known.remove(&name);
+            // Assigned again later, it is new: its end is met and said again (a partition
+            // said idle before would otherwise never be said idle after its source mark, and
+            // a state partition never read to its end).
+            a.at_end.remove(&name);
+            a.read_to_end.remove(&name);
+            a.order.forget(&name);
             if a.rebuild {
                 if let Some(done) = a.forwarded.as_mut() {
                     let prefix = forwarded_key(&name, "");
@@ -1268,7 +1276,7 @@ mod tests {
         assert_eq!(o.check(p, 0, much_later), Verdict::Take);
         assert_eq!(o.check(p, 1, much_later), Verdict::Take);
         // A partition no longer assigned is forgotten.
-        o.retain(&["kafka://handoff/1".to_owned()].into_iter().collect());
+        o.forget(p);
         assert_eq!(o.check(p, 5, much_later), Verdict::Take);
     }
 }

@@ -56,6 +56,8 @@ const CLOCK_HEARTBEAT: Duration = Duration::from_secs(3);
 struct Closing {
     day: i32,
     snap: Snapshot,
+    /// The partition's next offset when the snapshot was taken.
+    offset: i64,
     view: Option<View>,
     since: Instant,
     said: bool,
@@ -476,12 +478,22 @@ pub fn run(
                 let b = &exchange.board;
                 let clocks: Vec<String> = (0..b.partitions)
                     .map(|q| match b.clocks.get(&q) {
-                        Some((t, idle)) => format!(
-                            "{q}: {}{}",
-                            jiff::Timestamp::from_millisecond(*t)
-                                .map_or("-".to_owned(), |t| t.to_string()),
-                            if *idle { " (caught up)" } else { "" }
-                        ),
+                        Some((t, idle)) => {
+                            // An owned partition behind: the source it waits for.
+                            let held = tasks
+                                .get(&q)
+                                .filter(|_| !*idle)
+                                .and_then(|t| t.engine.slowest_of(&t.name))
+                                .map_or(String::new(), |(source, at)| {
+                                    let source = source.split_once(' ').map_or(source, |s| s.1);
+                                    format!(" (waits for {source} at {})", time_text(at))
+                                });
+                            format!(
+                                "{q}: {}{}{held}",
+                                time_text(*t),
+                                if *idle { " (caught up)" } else { "" }
+                            )
+                        }
                         None => format!("{q}: not heard of"),
                     })
                     .collect();
@@ -498,7 +510,9 @@ pub fn run(
                 // ahead, and its days would be judged over the first records read again
                 // (first-day findings without the days that make them a habit).
                 for (p, t) in tasks.iter_mut().filter(|(_, t)| t.read_to_end) {
-                    step(*p, t, wm, &mut exchange, &mut alerts, log);
+                    let key = crate::kafka::partition_key(&t.name);
+                    let offset = progress.get(key).copied().unwrap_or(0);
+                    step(*p, t, wm, offset, &mut exchange, &mut alerts, log);
                 }
             }
             // States of partitions that judged days, to the changelog.
@@ -647,11 +661,13 @@ fn save(
 }
 
 /// Moves one partition's state to watermark `wm`: releases correlated matches, and takes the
-/// closing of days through its rounds as far as the other partitions allow.
+/// closing of days through its rounds as far as the other partitions allow. `offset`: the
+/// partition's next offset (what its state reflects).
 fn step(
     p: u32,
     t: &mut Task<'_>,
     wm: i64,
+    offset: i64,
     exchange: &mut Exchange,
     out: &mut Vec<Alert>,
     log: &mut dyn FnMut(&str),
@@ -665,10 +681,11 @@ fn step(
     if t.closing.is_none() && (t.closed.is_none_or(|c| target > c) || again) {
         let snap = t.engine.snapshot();
         let share = t.engine.share(&snap, exchange.board.partitions);
-        exchange.share(p, target, &share);
+        exchange.share(p, target, offset, &share);
         t.closing = Some(Closing {
             day: target,
             snap,
+            offset,
             view: None,
             since: Instant::now(),
             said: false,
@@ -695,7 +712,7 @@ fn step(
     }
     if c.view.is_none() && exchange.board.shared(c.day) {
         let view = View::merge(exchange.board.shares.values().map(|(_, s)| s));
-        exchange.peers(p, c.day, t.engine.peer_share(&c.snap, &view));
+        exchange.peers(p, c.day, c.offset, t.engine.peer_share(&c.snap, &view));
         c.view = Some(view);
     }
     if c.view.is_some() && exchange.board.peered(c.day) {
@@ -721,6 +738,11 @@ fn step(
             out.len() - before
         ));
     }
+}
+
+/// An event time (ms) as text, `-` before any.
+fn time_text(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or("-".to_owned(), |t| t.to_string())
 }
 
 /// Writes `progress.json` in `dir` (a temporary file, then a rename).

@@ -476,6 +476,9 @@ pub fn run(
                         if let Some(f) = forward.as_mut() {
                             let f: &mut dyn RecordSink = &mut **f;
                             write_retrying(|| f.idle(&name), &mut faults, log, &stop);
+                            log(&format!(
+                                "{name}: read to its end; the state stage stops waiting for it"
+                            ));
                         }
                     }
                     Some(Input::ReadToEnd(name)) => {

@@ -36,8 +36,8 @@ struct Wire {
     /// The day being closed (shares).
     #[serde(default)]
     day: i32,
-    /// Shares: the next offset of the partition when its snapshot was taken (how much of
-    /// the partition the share reflects).
+    /// Shares and scope parts: the next offset of the partition when its snapshot was taken
+    /// (how much of the partition they reflect).
     #[serde(default)]
     offset: i64,
     /// Clock: latest event time (ms), and caught up.
@@ -88,6 +88,8 @@ pub struct Board {
     pub scopes: BTreeMap<u32, (i32, ScopePart)>,
     /// Changes of the scope parts.
     pub scope_version: u64,
+    /// Partition → the offset its scope part above reflects.
+    scopes_at: BTreeMap<u32, i64>,
 }
 
 impl Board {
@@ -131,23 +133,48 @@ impl Board {
         })
     }
 
-    fn scope_part(&mut self, p: u32, day: i32, x: ScopePart) {
-        if self.scopes.get(&p).is_none_or(|(d, _)| *d <= day) {
-            self.scopes.insert(p, (day, x));
+    /// Takes partition `p`'s part of the scope report of the days before `day`, judged at
+    /// `offset`.
+    fn scope_part(&mut self, p: u32, day: i32, offset: i64, x: ScopePart) {
+        if keep(
+            &mut self.scopes,
+            &mut self.scopes_at,
+            p,
+            day,
+            offset,
+            x,
+            |_, _| false,
+        ) {
             self.scope_version += 1;
         }
     }
 
     /// Takes partition `p`'s round-one share of closing `day` taken at `offset`.
     fn share(&mut self, p: u32, day: i32, offset: i64, s: Share) {
-        if keep(&mut self.shares, &mut self.shares_at, p, day, offset, s) {
+        if keep(
+            &mut self.shares,
+            &mut self.shares_at,
+            p,
+            day,
+            offset,
+            s,
+            |a, b| a == b,
+        ) {
             self.version += 1;
         }
     }
 
     /// Takes partition `p`'s round-two share of closing `day` taken at `offset`.
     fn peer(&mut self, p: u32, day: i32, offset: i64, s: PeerShare) {
-        if keep(&mut self.peers, &mut self.peers_at, p, day, offset, s) {
+        if keep(
+            &mut self.peers,
+            &mut self.peers_at,
+            p,
+            day,
+            offset,
+            s,
+            |a, b| a == b,
+        ) {
             self.version += 1;
         }
     }
@@ -158,19 +185,20 @@ impl Board {
 /// day. The offset decides, not the day: a partition taken over and restored from an older
 /// state closes earlier days again, and its former owner's last share (of a later day, maybe
 /// taken before most of its records came) must not stand for it. True when what is held
-/// changed.
-fn keep<S: PartialEq>(
+/// changed (`same`: whether two shares say the same).
+fn keep<S>(
     held: &mut BTreeMap<u32, (i32, S)>,
     at: &mut BTreeMap<u32, i64>,
     p: u32,
     day: i32,
     offset: i64,
     s: S,
+    same: impl Fn(&S, &S) -> bool,
 ) -> bool {
     let old_at = at.get(&p).copied().unwrap_or(i64::MIN);
     match held.get(&p) {
         Some((d, _)) if offset < old_at || (offset == old_at && *d > day) => false,
-        Some((_, old)) if *old == s => {
+        Some((_, old)) if same(old, &s) => {
             held.insert(p, (day, s));
             at.insert(p, offset);
             false
@@ -289,7 +317,7 @@ impl Exchange {
                 } else {
                     serde_json::from_str(&w.transfers).map_err(|e| e.to_string())?
                 };
-                self.board.scope_part(w.p, w.day, (x, t));
+                self.board.scope_part(w.p, w.day, w.offset, (x, t));
             }
             _ => {}
         }
@@ -349,17 +377,19 @@ impl Exchange {
         }
     }
 
-    /// Shares partition `p`'s part of the scope report of the days before `day`.
-    pub fn scope(&mut self, p: u32, day: i32, x: &ScopePart) {
+    /// Shares partition `p`'s part of the scope report of the days before `day`, judged at
+    /// `offset`.
+    pub fn scope(&mut self, p: u32, day: i32, offset: i64, x: &ScopePart) {
         let w = Wire {
             day,
+            offset,
             scope: serde_json::to_string(&x.0).expect("plain data"),
             transfers: serde_json::to_string(&x.1).expect("plain data"),
             ..self.wire(p, "scope")
         };
         self.send(&w);
         if self.wants_scope {
-            self.board.scope_part(p, day, x.clone());
+            self.board.scope_part(p, day, offset, x.clone());
         }
     }
 

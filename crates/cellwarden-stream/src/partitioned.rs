@@ -717,7 +717,11 @@ fn step(
     }
     if c.view.is_some() && exchange.board.peered(c.day) {
         let Closing {
-            day, snap, view, ..
+            day,
+            snap,
+            view,
+            offset,
+            ..
         } = t.closing.take().expect("matched above");
         let mut view = view.expect("checked above");
         view.db = view
@@ -726,7 +730,7 @@ fn step(
         let before = out.len();
         t.engine.close_partition(day, snap, &view, out);
         if let Some(part) = t.engine.take_scope_part() {
-            exchange.scope(p, day, &part);
+            exchange.scope(p, day, offset, &part);
         }
         t.closed = Some(day);
         t.seen = exchange.board.version;

@@ -720,21 +720,7 @@ fn announce(
             .collect();
         let gone: Vec<String> = known.difference(&now).cloned().collect();
         for name in gone {
-            known.remove(&name);
-            // Assigned again later, it is new: its end is met and said again (a partition
-            // said idle before would otherwise never be said idle after its source mark, and
-            // a state partition never read to its end).
-            a.at_end.remove(&name);
-            a.read_to_end.remove(&name);
-            a.order.forget(&name);
-            if a.rebuild {
-                if let Some(done) = a.forwarded.as_mut() {
-                    let prefix = forwarded_key(&name, "");
-                    done.retain(|k, _| !k.starts_with(&prefix));
-                }
-                a.start.remove(partition_key(&name));
-            }
-            if tx.send(Input::Revoked(Arc::from(name.as_str()))).is_err() {
+            if !revoked(&name, known, a, tx) {
                 return false;
             }
         }
@@ -752,6 +738,30 @@ fn announce(
         }
     }
     true
+}
+
+/// Forgets partition `name`, no longer assigned, and says so; false when the loop is gone.
+fn revoked(
+    name: &str,
+    known: &mut std::collections::HashSet<String>,
+    a: &mut Assigned<'_>,
+    tx: &crossbeam_channel::Sender<Input>,
+) -> bool {
+    known.remove(name);
+    // Assigned again later, it is new: its end is met and said again (a partition said idle
+    // before would otherwise never be said idle after its source mark, and a state partition
+    // never read to its end).
+    a.at_end.remove(name);
+    a.read_to_end.remove(name);
+    a.order.forget(name);
+    if a.rebuild {
+        if let Some(done) = a.forwarded.as_mut() {
+            let prefix = forwarded_key(name, "");
+            done.retain(|k, _| !k.starts_with(&prefix));
+        }
+        a.start.remove(partition_key(name));
+    }
+    tx.send(Input::Revoked(Arc::from(name))).is_ok()
 }
 
 /// Looks partition `name` up in the changelog: with a state there, its records are read
@@ -1142,6 +1152,37 @@ impl RecordSink for ForwardTopic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partition_revoked_is_met_at_its_end_again_once_given_back() {
+        let (p, q) = ("kafka://input/1", "kafka://input/2");
+        let mut known: std::collections::HashSet<String> =
+            [p, q].into_iter().map(String::from).collect();
+        // Both were read to their end and said idle.
+        let mut at_end: BTreeMap<String, Option<std::time::Instant>> =
+            [(p.to_owned(), None), (q.to_owned(), None)].into();
+        let mut read_to_end: std::collections::HashSet<String> = known.clone();
+        let (mut forwarded, mut start, mut changelog, mut order) =
+            (None, BTreeMap::new(), None, Contiguous::default());
+        let mut a = Assigned {
+            rebuild: false,
+            forwarded: &mut forwarded,
+            start: &mut start,
+            changelog: &mut changelog,
+            order: &mut order,
+            at_end: &mut at_end,
+            read_to_end: &mut read_to_end,
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        assert!(revoked(p, &mut known, &mut a, &tx));
+        assert!(matches!(rx.try_recv(), Ok(Input::Revoked(n)) if &*n == p));
+        // Given back, its end starts a new wait before it is said idle, and a state
+        // partition is read to its end again before it is judged.
+        assert!(!known.contains(p) && !at_end.contains_key(p) && !read_to_end.contains(p));
+        // The other stays as it was.
+        assert_eq!(at_end.get(q), Some(&None));
+        assert!(read_to_end.contains(q));
+    }
 
     #[test]
     fn only_assigned_partitions_offsets_are_committed() {

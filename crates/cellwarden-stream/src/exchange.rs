@@ -70,26 +70,22 @@ pub struct Board {
     pub partitions: u32,
     /// Partition → latest event time (ms) and caught up.
     pub clocks: BTreeMap<u32, (i64, bool)>,
-    /// Partition → the latest day closed and its round-one share.
-    pub shares: BTreeMap<u32, (i32, Share)>,
-    /// Partition → the latest day closed and its round-two share.
-    pub peers: BTreeMap<u32, (i32, PeerShare)>,
-    /// Partition → the offsets the round-one and round-two shares above reflect.
-    shares_at: BTreeMap<u32, i64>,
-    peers_at: BTreeMap<u32, i64>,
+    /// Partition → the day closed, the partition's offset the snapshot was taken at, and its
+    /// round-one share (the one that reflects most of the partition: see [`keep`]).
+    pub shares: BTreeMap<u32, (i32, i64, Share)>,
+    /// Partition → the same for its round-two share.
+    pub peers: BTreeMap<u32, (i32, i64, PeerShare)>,
     /// Changes of any partition's shares (what it shares, not when): a partition judged
     /// before another's share changed is judged again.
     pub version: u64,
     /// Partitions this worker owns: their clocks are its own (a former owner's last words
     /// may still be on their way).
     pub owned: std::collections::BTreeSet<u32>,
-    /// Partition → the latest day judged and its part of the scope report (workers writing
-    /// one).
-    pub scopes: BTreeMap<u32, (i32, ScopePart)>,
+    /// Partition → the day judged, the offset, and its part of the scope report (workers
+    /// writing one).
+    pub scopes: BTreeMap<u32, (i32, i64, ScopePart)>,
     /// Changes of the scope parts.
     pub scope_version: u64,
-    /// Partition → the offset its scope part above reflects.
-    scopes_at: BTreeMap<u32, i64>,
 }
 
 impl Board {
@@ -110,7 +106,7 @@ impl Board {
 
     /// Every partition has shared round one for `day` or a later day.
     pub fn shared(&self, day: i32) -> bool {
-        (0..self.partitions).all(|p| self.shares.get(&p).is_some_and(|(d, _)| *d >= day))
+        (0..self.partitions).all(|p| self.shares.get(&p).is_some_and(|(d, ..)| *d >= day))
     }
 
     /// Every partition has shared round two for `day`, or is already closing a later day
@@ -118,8 +114,8 @@ impl Board {
     /// never shares round two for this one, and waiting for it would wait for ever).
     pub fn peered(&self, day: i32) -> bool {
         (0..self.partitions).all(|p| match self.peers.get(&p) {
-            Some((d, _)) if *d >= day => true,
-            _ => self.shares.get(&p).is_some_and(|(d, _)| *d > day),
+            Some((d, ..)) if *d >= day => true,
+            _ => self.shares.get(&p).is_some_and(|(d, ..)| *d > day),
         })
     }
 
@@ -128,7 +124,7 @@ impl Board {
     pub fn scope(&self) -> Option<Exposure> {
         (self.scopes.len() == self.partitions as usize).then(|| {
             cellwarden_pipeline::scope::merge_parts(
-                self.scopes.values().map(|(_, x)| x.clone()).collect(),
+                self.scopes.values().map(|(.., x)| x.clone()).collect(),
             )
         })
     }
@@ -136,45 +132,21 @@ impl Board {
     /// Takes partition `p`'s part of the scope report of the days before `day`, judged at
     /// `offset`.
     fn scope_part(&mut self, p: u32, day: i32, offset: i64, x: ScopePart) {
-        if keep(
-            &mut self.scopes,
-            &mut self.scopes_at,
-            p,
-            day,
-            offset,
-            x,
-            |_, _| false,
-        ) {
+        if keep(&mut self.scopes, p, day, offset, x, |_, _| false) {
             self.scope_version += 1;
         }
     }
 
     /// Takes partition `p`'s round-one share of closing `day` taken at `offset`.
     fn share(&mut self, p: u32, day: i32, offset: i64, s: Share) {
-        if keep(
-            &mut self.shares,
-            &mut self.shares_at,
-            p,
-            day,
-            offset,
-            s,
-            |a, b| a == b,
-        ) {
+        if keep(&mut self.shares, p, day, offset, s, |a, b| a == b) {
             self.version += 1;
         }
     }
 
     /// Takes partition `p`'s round-two share of closing `day` taken at `offset`.
     fn peer(&mut self, p: u32, day: i32, offset: i64, s: PeerShare) {
-        if keep(
-            &mut self.peers,
-            &mut self.peers_at,
-            p,
-            day,
-            offset,
-            s,
-            |a, b| a == b,
-        ) {
+        if keep(&mut self.peers, p, day, offset, s, |a, b| a == b) {
             self.version += 1;
         }
     }
@@ -187,28 +159,20 @@ impl Board {
 /// taken before most of its records came) must not stand for it. True when what is held
 /// changed (`same`: whether two shares say the same).
 fn keep<S>(
-    held: &mut BTreeMap<u32, (i32, S)>,
-    at: &mut BTreeMap<u32, i64>,
+    held: &mut BTreeMap<u32, (i32, i64, S)>,
     p: u32,
     day: i32,
     offset: i64,
     s: S,
     same: impl Fn(&S, &S) -> bool,
 ) -> bool {
-    let old_at = at.get(&p).copied().unwrap_or(i64::MIN);
-    match held.get(&p) {
-        Some((d, _)) if offset < old_at || (offset == old_at && *d > day) => false,
-        Some((_, old)) if same(old, &s) => {
-            held.insert(p, (day, s));
-            at.insert(p, offset);
-            false
-        }
-        _ => {
-            held.insert(p, (day, s));
-            at.insert(p, offset);
-            true
-        }
-    }
+    let changed = match held.get(&p) {
+        Some((d, at, _)) if offset < *at || (offset == *at && *d > day) => return false,
+        Some((.., old)) => !same(old, &s),
+        None => true,
+    };
+    held.insert(p, (day, offset, s));
+    changed
 }
 
 /// A state worker's connection to the exchange topic.
@@ -490,12 +454,12 @@ mod tests {
         let version = b.version;
         // The new owner, restored from an older state, reads on and closes day 11.
         b.share(1, 11, 80, share(2));
-        assert_eq!(b.shares[&1], (11, share(2)));
+        assert_eq!(b.shares[&1], (11, 80, share(2)));
         assert!(b.version > version, "partitions judged before judge again");
         assert!(!b.shared(14), "day 14 waits for the new owner to reach it");
         // The former owner's last words, read late, change nothing.
         b.share(1, 14, 60, share(9));
-        assert_eq!(b.shares[&1], (11, share(2)));
+        assert_eq!(b.shares[&1], (11, 80, share(2)));
         // At one offset, the later day stands.
         b.share(1, 12, 80, share(2));
         b.share(1, 11, 80, share(2));

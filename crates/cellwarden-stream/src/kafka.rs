@@ -575,7 +575,7 @@ impl Contiguous {
         self.expected.insert(name.to_owned(), offset);
     }
 
-    /// Forgets partitions no longer assigned.
+    /// Forgets partition `name`, no longer assigned.
     fn forget(&mut self, name: &str) {
         self.expected.remove(name);
         self.gaps.remove(name);

@@ -697,8 +697,8 @@ fn step(
         let b = &exchange.board;
         let behind: Vec<String> = (0..b.partitions)
             .filter(|q| match c.view {
-                None => b.shares.get(q).is_none_or(|(d, _)| *d < c.day),
-                Some(_) => b.peers.get(q).is_none_or(|(d, _)| *d < c.day),
+                None => b.shares.get(q).is_none_or(|(d, ..)| *d < c.day),
+                Some(_) => b.peers.get(q).is_none_or(|(d, ..)| *d < c.day),
             })
             .map(|q| q.to_string())
             .collect();
@@ -711,7 +711,7 @@ fn step(
         ));
     }
     if c.view.is_none() && exchange.board.shared(c.day) {
-        let view = View::merge(exchange.board.shares.values().map(|(_, s)| s));
+        let view = View::merge(exchange.board.shares.values().map(|(.., s)| s));
         exchange.peers(p, c.day, c.offset, t.engine.peer_share(&c.snap, &view));
         c.view = Some(view);
     }
@@ -726,7 +726,7 @@ fn step(
         let mut view = view.expect("checked above");
         view.db = view
             .db
-            .with_peers(exchange.board.peers.values().map(|(_, s)| s));
+            .with_peers(exchange.board.peers.values().map(|(.., s)| s));
         let before = out.len();
         t.engine.close_partition(day, snap, &view, out);
         if let Some(part) = t.engine.take_scope_part() {

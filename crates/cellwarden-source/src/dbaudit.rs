@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use cellwarden_event::{Timestamp, Value};
 use jiff::tz::TimeZone;
 
-use crate::json::{Fields, owned, put_new};
+use crate::json::{Fields, owned, put_new, put_new_owned};
 use crate::pgprefix::{Learner, Prefix, read_prefix, time_with_zone};
 
 const MARK: &str = "AUDIT: ";
@@ -100,12 +100,12 @@ fn csv_record(text: &str) -> Option<Vec<Cow<'_, str>>> {
 pub type Record = (Fields<'static>, Option<Timestamp>);
 
 /// Fields of one pgaudit record (its lines joined with `\n`); `None` if it is not one.
-pub fn pgaudit_record(
-    text: &str,
+pub fn pgaudit_record<'t>(
+    text: &'t str,
     prefixes: &[Prefix],
     learner: &Learner,
     zone: Option<&TimeZone>,
-) -> Option<(Fields<'static>, Option<Timestamp>)> {
+) -> Option<(Fields<'t>, Option<Timestamp>)> {
     let (text, note) = crate::json::split_note(text, PG_SESSION_ANNOTATION);
     let i = find_mark(text.as_bytes())?;
     let prefix = text[..i].trim_end();
@@ -113,9 +113,9 @@ pub fn pgaudit_record(
         .strip_suffix("LOG:")
         .or_else(|| prefix.strip_suffix("LOG: "))
         .unwrap_or(prefix);
-    let mut out: Fields<'static> = Vec::with_capacity(16);
+    let mut out: Fields<'t> = Vec::with_capacity(16);
     let ts = read_prefix(prefix, prefixes, learner, zone, &mut out);
-    pgaudit_body(&text[i + MARK.len()..], &mut out)?;
+    pgaudit_body(&text[i + MARK.len()..], &mut out, |v| v)?;
     session_note(note, &mut out);
     Some((out, ts))
 }
@@ -169,7 +169,7 @@ pub fn pg_csvlog_record(text: &str, zone: Option<&TimeZone>) -> Option<Record> {
         put("application", app);
     }
     if let Some(body) = rec[13].strip_prefix(MARK) {
-        pgaudit_body(body, &mut out)?;
+        pgaudit_body(body, &mut out, |v| Cow::Owned(v.into_owned()))?;
         return Some((out, ts));
     }
     put("command_tag", &rec[7]);
@@ -259,19 +259,19 @@ pub fn is_pg_log_line(line: &str) -> bool {
 /// Fields of one PostgreSQL server log record (its lines joined with `\n`) that is not a
 /// pgaudit record: the prefix's time, pid, user and database; `level`, `message`, and what
 /// the message says (see [`pg_message_fields`]); `Channel: postgresql`.
-pub fn pg_log_record(
-    text: &str,
+pub fn pg_log_record<'t>(
+    text: &'t str,
     prefixes: &[Prefix],
     learner: &Learner,
     zone: Option<&TimeZone>,
-) -> Option<Record> {
+) -> Option<(Fields<'t>, Option<Timestamp>)> {
     let (text, note) = crate::json::split_note(text, PG_SESSION_ANNOTATION);
     let (prefix, level, msg) = pg_level_split(text)?;
-    let mut out: Fields<'static> = Vec::with_capacity(12);
+    let mut out: Fields<'t> = Vec::with_capacity(12);
     let ts = read_prefix(prefix, prefixes, learner, zone, &mut out);
     session_note(note, &mut out);
-    out.push((Cow::Borrowed("level"), owned(level)));
-    out.push((Cow::Borrowed("message"), owned(msg)));
+    out.push((Cow::Borrowed("level"), Value::Str(Cow::Borrowed(level))));
+    out.push((Cow::Borrowed("message"), Value::Str(Cow::Borrowed(msg))));
     pg_message_fields(level, msg, &mut out);
     if level == "DETAIL"
         && let Some(p) = msg.strip_prefix("parameters: ")
@@ -289,7 +289,7 @@ pub fn pg_log_record(
 pub const PG_SESSION_ANNOTATION: &str = "\x1epgsession";
 
 /// The session fields of the reader's note, where the record's prefix does not give them.
-fn session_note(note: Option<Vec<&str>>, out: &mut Fields<'static>) {
+fn session_note<'t>(note: Option<Vec<&'t str>>, out: &mut Fields<'t>) {
     let Some(v) = note else { return };
     for (k, name) in [
         "client_host",
@@ -332,7 +332,7 @@ impl PgSessions {
         }
         let text = String::from_utf8_lossy(text);
         let (prefix, _, msg) = pg_level_split(&text)?;
-        let mut f: Fields<'static> = Vec::with_capacity(8);
+        let mut f: Fields<'_> = Vec::with_capacity(8);
         read_prefix(prefix, prefixes, &self.learner, None, &mut f);
         let field = |k: &str| {
             f.iter()
@@ -429,8 +429,8 @@ fn pg_parameters(text: &str) -> String {
 /// `statement` only for the steps that run: a statement is not counted twice), connections
 /// and their end (`action`, `user`, `database`, `application`, `client_host`, `client_port`),
 /// refused logins (`action: authentication_failed`, `outcome: failure`, `auth_method`).
-fn pg_message_fields(level: &str, msg: &str, out: &mut Fields<'static>) {
-    let put = put_new;
+fn pg_message_fields(level: &str, msg: &str, out: &mut Fields<'_>) {
+    let put = put_new_owned;
     let kv = |text: &str, key: &str| -> Option<String> {
         let i = text.find(&format!("{key}="))? + key.len() + 1;
         let v = &text[i..];
@@ -533,13 +533,17 @@ fn pg_message_fields(level: &str, msg: &str, out: &mut Fields<'static>) {
     }
 }
 
-/// The pgaudit CSV body after `AUDIT: `.
-fn pgaudit_body(body: &str, out: &mut Fields<'static>) -> Option<()> {
+/// The pgaudit CSV body after `AUDIT: `; `text` makes each value's text (borrowed from the
+/// line where the record's fields may borrow).
+fn pgaudit_body<'b, 't>(
+    body: &'b str,
+    out: &mut Fields<'t>,
+    text: impl Fn(Cow<'b, str>) -> Cow<'t, str>,
+) -> Option<()> {
     let rec = csv_record(body)?;
     if rec.len() < 8 {
         return None;
     }
-    let s = owned;
     let names = [
         "audit_type",
         "statement_id",
@@ -552,14 +556,20 @@ fn pgaudit_body(body: &str, out: &mut Fields<'static>) -> Option<()> {
         "parameter",
         "rows",
     ];
-    for (k, v) in names.iter().zip(rec.iter()) {
-        let v = v.trim();
+    for (k, v) in names.iter().zip(rec) {
+        // Values borrow from the line unless the CSV quoting had to be undone.
+        let v = match v {
+            Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+            Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
+            Cow::Owned(o) => Cow::Owned(o.trim().to_owned()),
+        };
         let value = match *k {
-            "statement_id" | "substatement_id" | "rows" => {
-                v.parse::<i64>().map(Value::Int).unwrap_or_else(|_| s(v))
-            }
+            "statement_id" | "substatement_id" | "rows" => match v.parse::<i64>() {
+                Ok(n) => Value::Int(n),
+                Err(_) => Value::Str(text(v)),
+            },
             "parameter" if v == "<not logged>" || v == "<none>" => continue,
-            _ => s(v),
+            _ => Value::Str(text(v)),
         };
         out.push((Cow::Borrowed(k), value));
     }
@@ -609,7 +619,7 @@ pub fn pg_jsonlog(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
     put("sql_state", get("state_code"));
     let detail = get("detail");
     if let Some(body) = message.strip_prefix(MARK) {
-        pgaudit_body(body, &mut out)?;
+        pgaudit_body(body, &mut out, |v| Cow::Owned(v.into_owned()))?;
     } else {
         put("level", Some(level.clone()));
         pg_message_fields(&level, &message, &mut out);
@@ -1172,7 +1182,9 @@ mod tests {
 
     #[test]
     fn server_log_messages() {
-        let rec = |t: &str| pg_log_record(t, &[], &Learner::default(), None).unwrap();
+        fn rec(t: &str) -> (Fields<'_>, Option<Timestamp>) {
+            pg_log_record(t, &[], &Learner::default(), None).unwrap()
+        }
         // log_statement = all, a statement over several lines, a `[pid-line]` prefix, CEST.
         let (f, ts) = rec(
             "2017-04-03 22:35:22.389 CEST [5404-2] postgres@billing LOG:  duration: 37.598 ms  statement: SELECT *\n\tFROM cdr\n\tWHERE imsi = '208150000000001'",

@@ -23,10 +23,25 @@ pub(crate) fn owned(x: &str) -> Value<'static> {
     Value::Str(Cow::Owned(x.to_owned()))
 }
 
-/// Adds field `k` unless `v` is empty or the record has the field already.
-pub(crate) fn put_new(out: &mut Fields<'static>, k: &'static str, v: &str) {
+/// Adds field `k` unless `v` is empty or the record has the field already; the value
+/// borrows from the record's text.
+pub(crate) fn put_new<'t>(out: &mut Fields<'t>, k: &'static str, v: &'t str) {
+    put_value(out, k, v, |v| Value::Str(Cow::Borrowed(v)));
+}
+
+/// [`put_new`] with a copy of the value.
+pub(crate) fn put_new_owned(out: &mut Fields<'_>, k: &'static str, v: &str) {
+    put_value(out, k, v, |v| Value::Str(Cow::Owned(v.to_owned())));
+}
+
+fn put_value<'t, 'v>(
+    out: &mut Fields<'t>,
+    k: &'static str,
+    v: &'v str,
+    value: impl FnOnce(&'v str) -> Value<'t>,
+) {
     if !v.is_empty() && !out.iter().any(|(n, _)| n == k) {
-        out.push((Cow::Borrowed(k), owned(v)));
+        out.push((Cow::Borrowed(k), value(v)));
     }
 }
 

@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use cellwarden_event::{Timestamp, Value};
 use jiff::tz::TimeZone;
 
-use crate::json::{Fields, put_new};
+use crate::json::{Fields, put_new_owned};
 
 /// Annotation the reader appends to a general-log record: the connection's user, host and
 /// database, and the time of the last line that had one.
@@ -31,7 +31,7 @@ pub const CONNECTION_ANNOTATION: &str = "\x1econnection";
 pub const MAX_CONNECTIONS: usize = 65_536;
 
 fn put(out: &mut Fields<'static>, k: &'static str, v: &str) {
-    put_new(out, k, v.trim());
+    put_new_owned(out, k, v.trim());
 }
 
 /// The banner a server writes at the top of its slow and general logs (and again at each

@@ -95,11 +95,11 @@ impl Prefix {
 
     /// Reads `prefix` (the text before the severity) by this format into `out`; the record's
     /// time when an escape gives one. `None` (and `out` unchanged) when it does not follow it.
-    pub fn read(
+    pub fn read<'t>(
         &self,
-        prefix: &str,
+        prefix: &'t str,
         zone: Option<&TimeZone>,
-        out: &mut Fields<'static>,
+        out: &mut Fields<'t>,
     ) -> Option<Option<Timestamp>> {
         let before = out.len();
         let mut ts = None;
@@ -231,7 +231,7 @@ fn timestamp_len(t: &str) -> Option<usize> {
     Some(j)
 }
 
-fn put(out: &mut Fields<'static>, k: &'static str, v: &str) {
+fn put<'t>(out: &mut Fields<'t>, k: &'static str, v: &'t str) {
     let v = v.trim();
     if v != "[unknown]" {
         put_new(out, k, v);
@@ -254,12 +254,12 @@ pub fn split_host_port(v: &str) -> (Option<&str>, Option<&str>) {
     (Some(v), None)
 }
 
-fn put_escape(
+fn put_escape<'t>(
     c: u8,
-    v: &str,
+    v: &'t str,
     zone: Option<&TimeZone>,
     ts: &mut Option<Timestamp>,
-    out: &mut Fields<'static>,
+    out: &mut Fields<'t>,
 ) {
     match c {
         b'u' => put(out, "user", v),
@@ -298,7 +298,7 @@ fn put_escape(
     }
 }
 
-fn put_int(out: &mut Fields<'static>, k: &'static str, v: &str) {
+fn put_int(out: &mut Fields<'_>, k: &'static str, v: &str) {
     if let Ok(n) = v.trim().parse::<i64>()
         && !out.iter().any(|(n, _)| n == k)
     {
@@ -344,10 +344,10 @@ fn key_escape(k: &str) -> Option<u8> {
 
 /// Reads a prefix whose format is not known by the shape of its parts (see the module
 /// documentation); the record's time when it starts with one.
-pub fn guess(
-    prefix: &str,
+pub fn guess<'t>(
+    prefix: &'t str,
     zone: Option<&TimeZone>,
-    out: &mut Fields<'static>,
+    out: &mut Fields<'t>,
 ) -> Option<Timestamp> {
     let mut ts = None;
     let mut rest = prefix.trim_start();
@@ -400,12 +400,12 @@ pub fn guess(
 
 /// Reads a prefix by the first of `formats` it follows, else by the format `learner` learnt
 /// from the lines before, else by its shape.
-pub fn read_prefix(
-    prefix: &str,
+pub fn read_prefix<'t>(
+    prefix: &'t str,
     formats: &[Prefix],
     learner: &Learner,
     zone: Option<&TimeZone>,
-    out: &mut Fields<'static>,
+    out: &mut Fields<'t>,
 ) -> Option<Timestamp> {
     for f in formats {
         if let Some(ts) = f.read(prefix, zone, out) {
@@ -441,11 +441,11 @@ const LEARN_LINES: u32 = 64;
 const MAX_LEARNT_LITERAL: usize = 16;
 
 impl Learner {
-    fn read(
+    fn read<'t>(
         &self,
-        prefix: &str,
+        prefix: &'t str,
         zone: Option<&TimeZone>,
-        out: &mut Fields<'static>,
+        out: &mut Fields<'t>,
     ) -> Option<Timestamp> {
         let mut st = self.0.borrow_mut();
         if let Some(f) = &st.learnt {
@@ -461,7 +461,7 @@ impl Learner {
         }
         st.lines += 1;
         let agreed = format_of(prefix).filter(|f| {
-            let mut check: Fields<'static> = Vec::with_capacity(out.len() - before);
+            let mut check: Fields<'t> = Vec::with_capacity(out.len() - before);
             f.read(prefix, zone, &mut check) == Some(ts) && same_fields(&out[before..], &check)
         });
         st.candidate = match (st.candidate.take(), agreed) {
@@ -477,10 +477,7 @@ impl Learner {
     }
 }
 
-fn same_fields(
-    a: &[(Cow<'static, str>, Value<'static>)],
-    b: &[(Cow<'static, str>, Value<'static>)],
-) -> bool {
+fn same_fields(a: &[(Cow<'_, str>, Value<'_>)], b: &[(Cow<'_, str>, Value<'_>)]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
 }
 
@@ -682,13 +679,13 @@ pub(crate) fn time_with_zone(t: &str, zone: Option<&TimeZone>) -> Option<Timesta
 mod tests {
     use super::*;
 
-    fn fields(f: &Fields<'static>) -> Vec<(String, String)> {
+    fn fields(f: &Fields<'_>) -> Vec<(String, String)> {
         f.iter()
             .map(|(k, v)| (k.to_string(), v.as_text().unwrap_or_default().into_owned()))
             .collect()
     }
 
-    fn get(f: &Fields<'static>, k: &str) -> Option<String> {
+    fn get(f: &Fields<'_>, k: &str) -> Option<String> {
         f.iter()
             .find(|(n, _)| n == k)
             .and_then(|(_, v)| v.as_text().map(|t| t.into_owned()))

@@ -256,6 +256,150 @@ pub fn is_pg_log_line(line: &str) -> bool {
     }
 }
 
+/// PostgreSQL's mark on what it sends to syslog (`log_destination = syslog`): `[seq] ` with
+/// `syslog_sequence_numbers` (the default), `[seq-chunk] ` on the pieces of a message split at
+/// its lines or at 900 bytes (`syslog_split_messages`), `[chunk] ` on the pieces without
+/// sequence numbers. Returns the number before the dash, the chunk after it, and the text
+/// after the mark (a piece split at a blank starts with it).
+pub fn pg_syslog_mark(msg: &str) -> Option<(u64, Option<u32>, &str)> {
+    let inner = msg.strip_prefix('[')?;
+    let end = inner.get(..24).unwrap_or(inner).find(']')?;
+    let rest = inner[end + 1..].strip_prefix(' ')?;
+    let (a, b) = match inner[..end].split_once('-') {
+        Some((a, b)) => (a, Some(b.parse().ok()?)),
+        None => (&inner[..end], None),
+    };
+    let a = a
+        .parse()
+        .ok()
+        .filter(|_| a.bytes().all(|c| c.is_ascii_digit()))?;
+    Some((a, b, rest))
+}
+
+/// Whether `text` starts a PostgreSQL server log record (a pgaudit one or another).
+fn starts_pg_record(text: &str) -> bool {
+    is_pgaudit(text) || pg_level_split(text).is_some()
+}
+
+/// A PostgreSQL server log record carried by syslog (its pieces joined, see
+/// [`pg_syslog_continues`]): read as the server's own log, with the syslog host as
+/// `hostname`, the syslog pid where the prefix gives none, and the syslog time where the
+/// prefix gives none. `None` when the line is not one (another program's message).
+pub fn pg_syslog_record<'t>(
+    p: &crate::linux::SyslogParts<'t>,
+    prefixes: &[Prefix],
+    learner: &Learner,
+    zone: Option<&TimeZone>,
+) -> Option<(Fields<'t>, Option<Timestamp>)> {
+    let payload = match pg_syslog_mark(p.msg) {
+        Some((_, _, rest)) => rest,
+        // Without sequence numbers a short message has no mark: only the server's own tag
+        // (`syslog_ident`, `postgres` by default) is taken then.
+        None if p
+            .app
+            .as_bytes()
+            .windows(8)
+            .any(|w| w.eq_ignore_ascii_case(b"postgres")) =>
+        {
+            p.msg
+        }
+        None => return None,
+    };
+    if !starts_pg_record(payload) {
+        return None;
+    }
+    let (mut fields, ts) = if is_pgaudit(payload) {
+        pgaudit_record(payload, prefixes, learner, zone)?
+    } else {
+        pg_log_record(payload, prefixes, learner, zone)?
+    };
+    if p.host != "-" {
+        put_new(&mut fields, "hostname", p.host);
+    }
+    if !fields.iter().any(|(k, _)| k == "pid")
+        && let Ok(pid) = p.pid.parse::<i64>()
+    {
+        fields.push((Cow::Borrowed("pid"), Value::Int(pid)));
+    }
+    Some((fields, ts.or(p.time)))
+}
+
+/// A PostgreSQL server log record in a journald record (`journalctl -o json`: the server's
+/// stderr or its syslog messages, one piece each): its fields replace the syslog ones the
+/// record was given. Returns the record's time (`None` when not given by its prefix); `None`
+/// when the message is not PostgreSQL's.
+pub fn pg_journald(
+    fields: &mut Fields<'_>,
+    prefixes: &[Prefix],
+    learner: &Learner,
+    zone: Option<&TimeZone>,
+) -> Option<Option<Timestamp>> {
+    let get = |k: &str| text_of(fields, k);
+    let msg = get("MESSAGE")?;
+    let app = get("SYSLOG_IDENTIFIER").or_else(|| get("_COMM"))?;
+    let pid = get("_PID")
+        .or_else(|| get("SYSLOG_PID"))
+        .unwrap_or_default();
+    let host = get("_HOSTNAME").unwrap_or_else(|| "-".into());
+    let parts = crate::linux::SyslogParts {
+        pri: None,
+        time: None,
+        host: &host,
+        app: &app,
+        pid: &pid,
+        msg: &msg,
+    };
+    let (pg, ts) = pg_syslog_record(&parts, prefixes, learner, zone)?;
+    for (k, v) in cellwarden_event::owned_fields(pg) {
+        match fields.iter_mut().find(|(n, _)| *n == k) {
+            Some(slot) => slot.1 = v,
+            None => fields.push((k, v)),
+        }
+    }
+    Some(ts)
+}
+
+/// The text to append to `record` (a syslog line with the pieces joined so far) when `line`
+/// is a further piece of the same PostgreSQL message: same host, program and pid, the same
+/// sequence number and a later chunk, and not the start of a record. A piece cut at a blank
+/// keeps it; one cut at a line break (the server starts it with a tab) goes on a new line,
+/// as in the server's own log file.
+pub fn pg_syslog_continues(record: &[u8], line: &[u8]) -> Option<Vec<u8>> {
+    static MARK: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("]: ["));
+    MARK.find(line.get(..256).unwrap_or(line))?;
+    let first = &record[..memchr::memchr(b'\n', record).unwrap_or(record.len())];
+    let (line, first) = (
+        std::str::from_utf8(line).ok()?,
+        std::str::from_utf8(first).ok()?,
+    );
+    let (a, b) = (
+        crate::linux::syslog_parts(line, 2000, None)?,
+        crate::linux::syslog_parts(first, 2000, None)?,
+    );
+    if (a.host, a.app, a.pid) != (b.host, b.app, b.pid) || a.pid == "-" {
+        return None;
+    }
+    let ((seq, chunk, rest), (seq0, chunk0, _)) = (pg_syslog_mark(a.msg)?, pg_syslog_mark(b.msg)?);
+    let later = match (chunk, chunk0) {
+        (Some(c), Some(_)) => seq == seq0 && c > 1,
+        // Without sequence numbers: `[chunk]`.
+        (None, None) => seq > 1,
+        _ => false,
+    };
+    if !later || starts_pg_record(rest) {
+        return None;
+    }
+    // The server indents each line after the first with a tab; a piece cut at 900 bytes
+    // starts with the blank it was cut at.
+    let mut out = Vec::with_capacity(rest.len() + 1);
+    if !rest.starts_with(' ') {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(rest.as_bytes());
+    Some(out)
+}
+
 /// Fields of one PostgreSQL server log record (its lines joined with `\n`) that is not a
 /// pgaudit record: the prefix's time, pid, user and database; `level`, `message`, and what
 /// the message says (see [`pg_message_fields`]); `Channel: postgresql`.
@@ -1178,6 +1322,55 @@ mod tests {
             "2026-03-04 03:12:09 UTC [1] LOG:  connection received: host=10.0.0.1"
         ));
         assert!(pgaudit_record("AUDIT: SESSION,1", &[], &Learner::default(), None).is_none());
+    }
+
+    #[test]
+    fn postgresql_syslog_marks_and_pieces() {
+        assert_eq!(pg_syslog_mark("[5] LOG:  x"), Some((5, None, "LOG:  x")));
+        assert_eq!(pg_syslog_mark("[7-2]  WHERE"), Some((7, Some(2), " WHERE")));
+        assert_eq!(pg_syslog_mark("[x] LOG:  x"), None);
+        assert_eq!(pg_syslog_mark("[-1] LOG:  x"), None);
+        assert_eq!(pg_syslog_mark("(root) CMD"), None);
+        let first = b"Mar  1 10:00:05 db postgres[4250]: [7-1] LOG:  statement: SELECT 1";
+        let more = |line: &str| {
+            pg_syslog_continues(first, line.as_bytes()).map(|v| String::from_utf8(v).unwrap())
+        };
+        // Cut at a line break: a new line; cut at 900 bytes: the blank kept.
+        assert_eq!(
+            more("Mar  1 10:00:05 db postgres[4250]: [7-2] FROM t").as_deref(),
+            Some("\nFROM t")
+        );
+        assert_eq!(
+            more("Mar  1 10:00:05 db postgres[4250]: [7-2]  FROM t").as_deref(),
+            Some(" FROM t")
+        );
+        assert_eq!(
+            more("Mar  1 10:00:05 db postgres[4250]: [7-2] \tFROM t").as_deref(),
+            Some("\n\tFROM t")
+        );
+        // Another process, message, host or a record of its own: not a piece of this one.
+        assert_eq!(
+            more("Mar  1 10:00:05 db postgres[4251]: [7-2] FROM t"),
+            None
+        );
+        assert_eq!(
+            more("Mar  1 10:00:05 db postgres[4250]: [8-2] FROM t"),
+            None
+        );
+        assert_eq!(
+            more("Mar  1 10:00:05 db2 postgres[4250]: [7-2] FROM t"),
+            None
+        );
+        assert_eq!(
+            more("Mar  1 10:00:05 db postgres[4250]: [7-2] LOG:  statement: SELECT 2"),
+            None
+        );
+        // Without sequence numbers: `[chunk]`.
+        let first = b"Mar  1 10:00:05 db postgres[4250]: [1] LOG:  statement: SELECT 1";
+        assert_eq!(
+            pg_syslog_continues(first, b"Mar  1 10:00:05 db postgres[4250]: [2] FROM t"),
+            Some(b"\nFROM t".to_vec())
+        );
     }
 
     #[test]

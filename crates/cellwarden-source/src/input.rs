@@ -217,7 +217,11 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     if crate::dbaudit::is_mariadb_audit(line) {
         return Some(Format::MariaDbAudit);
     }
-    if text.lines().any(crate::dbaudit::is_pgaudit) || crate::dbaudit::is_pg_log_line(line) {
+    // PostgreSQL logging to syslog is read with the syslog lines (the reader takes its
+    // records out of them).
+    if (text.lines().any(crate::dbaudit::is_pgaudit) || crate::dbaudit::is_pg_log_line(line))
+        && !crate::linux::looks_like_syslog(line)
+    {
         return Some(Format::PgLog);
     }
     if crate::linux::is_audit_record(line) {

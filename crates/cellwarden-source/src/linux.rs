@@ -208,11 +208,6 @@ impl Builder {
         let i = self.locate(key, key_hash(key)).ok()?;
         Some(&self.entries[i].1)
     }
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.extra.clear();
-        self.slots = [0; SLOTS];
-    }
     fn finish(self) -> Fields<'static> {
         let mut extra = self.extra;
         self.entries
@@ -759,8 +754,47 @@ pub fn syslog_line_in(
     year: i16,
     zone: Option<&jiff::tz::TimeZone>,
 ) -> Option<(Fields<'static>, Option<Timestamp>)> {
+    syslog_parts(line, year, zone).map(|p| syslog_fields(&p))
+}
+
+/// The fields of a syslog line split by [`syslog_parts`], and its time.
+pub fn syslog_fields(p: &SyslogParts<'_>) -> (Fields<'static>, Option<Timestamp>) {
+    finish(Builder::new(), p.pri, p.host, p.app, p.pid, p.msg, p.time)
+}
+
+/// The header of a syslog line and its message.
+#[derive(Debug, Clone, Copy)]
+pub struct SyslogParts<'l> {
+    /// `<PRI>`, when written.
+    pub pri: Option<u32>,
+    /// The line's time.
+    pub time: Option<Timestamp>,
+    /// Host (`-` when none).
+    pub host: &'l str,
+    /// Program (tag).
+    pub app: &'l str,
+    /// Process id (`-` when none).
+    pub pid: &'l str,
+    /// The message.
+    pub msg: &'l str,
+}
+
+/// Splits a syslog line (RFC 3164, RFC 5424, or an ISO time first) into its header and
+/// message; `year` completes RFC 3164 times, read in `zone` (UTC when `None`).
+pub fn syslog_parts<'l>(
+    line: &'l str,
+    year: i16,
+    zone: Option<&jiff::tz::TimeZone>,
+) -> Option<SyslogParts<'l>> {
     let (l, pri) = strip_pri(line.trim_end());
-    let mut b = Builder::new();
+    let parts = |time, host, app, pid, msg| SyslogParts {
+        pri,
+        time,
+        host,
+        app,
+        pid,
+        msg,
+    };
     let (ts, rest): (Option<Timestamp>, &str) = if let Some(r) = l.strip_prefix("1 ") {
         // RFC 5424: VERSION TIMESTAMP HOST APP PROCID MSGID SD MSG
         let mut it = r.splitn(6, ' ');
@@ -778,7 +812,7 @@ pub fn syslog_line_in(
         } else {
             rest.strip_prefix("- ").unwrap_or(rest)
         };
-        return Some(finish(b, pri, host, app, procid, msg, ts));
+        return Some(parts(ts, host, app, procid, msg));
     } else if let Some((stamp, rest)) = rfc3164_stamp(l) {
         let ts = stamp.and_then(|(month, day, h, m, sec, nanos)| {
             DateTime::new(year, month, day, h, m, sec, nanos)
@@ -797,7 +831,7 @@ pub fn syslog_line_in(
     };
     // syslogd's own notes have no host: `--- last message repeated 3 times ---`.
     if rest.starts_with("--- ") || rest.starts_with("last message repeated") {
-        return Some(finish(b, pri, "-", "", "-", rest, ts));
+        return Some(parts(ts, "-", "", "-", rest));
     }
     // HOST TAG[PID]: MSG
     let (host, rest) = rest.split_once(' ')?;
@@ -809,8 +843,7 @@ pub fn syslog_line_in(
         Some(i) => (&tag[..i], tag[i + 1..].trim_end_matches(']')),
         None => (tag, "-"),
     };
-    b.clear();
-    Some(finish(b, pri, host, app, pid, msg, ts))
+    Some(parts(ts, host, app, pid, msg))
 }
 
 fn finish(

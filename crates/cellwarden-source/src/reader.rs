@@ -802,6 +802,18 @@ fn read_text_from(
                 continue_record(&mut pending, l, max, &mut too_long);
                 return;
             }
+            // The further pieces of a long or multi-line PostgreSQL message.
+            if let Some((first, text)) = pending.as_mut()
+                && let Some(more) = crate::dbaudit::pg_syslog_continues(text, l)
+            {
+                if text.len() + more.len() > max {
+                    too_long.push(*first);
+                    pending = None;
+                } else {
+                    text.extend_from_slice(&more);
+                }
+                return;
+            }
             // The buffer of the record before is reused for this one.
             let mut buf = match pending.take() {
                 Some((first, text)) => {
@@ -1361,7 +1373,14 @@ impl<'a> Record<'_, 'a> {
             Format::Json => flatten(text)
                 .map(|mut fields| {
                     let ts = match crate::linux::journald(&mut fields) {
-                        Some(ts) => ts,
+                        Some(ts) => crate::dbaudit::pg_journald(
+                            &mut fields,
+                            &context.pg_prefixes,
+                            learner,
+                            zone,
+                        )
+                        .flatten()
+                        .or(ts),
                         None => match crate::flow::zeek_json(&mut fields) {
                             Some(ts) => ts,
                             None => match crate::dbaudit::pg_jsonlog(&mut fields) {
@@ -1380,9 +1399,18 @@ impl<'a> Record<'_, 'a> {
                         format!("{e}; record skipped"),
                     )
                 }),
-            Format::Syslog => { crate::linux::syslog_line_in(text, context.year, zone) }
-                .map(Some)
-                .ok_or_else(|| syntax("a syslog line")),
+            Format::Syslog => {
+                let p = crate::linux::syslog_parts(text, context.year, zone)
+                    .ok_or_else(|| syntax("a syslog line"))?;
+                // PostgreSQL logging to syslog: its records are read as its own log's.
+                Ok(Some(
+                    match crate::dbaudit::pg_syslog_record(&p, &context.pg_prefixes, learner, zone)
+                    {
+                        Some(r) => r,
+                        None => crate::linux::syslog_fields(&p),
+                    },
+                ))
+            }
             Format::Auditd => Ok(Some(crate::linux::audit_event(text))),
             Format::PgLog if crate::dbaudit::is_pgaudit(text) => {
                 crate::dbaudit::pgaudit_record(text, &context.pg_prefixes, learner, zone)

@@ -75,3 +75,122 @@ fn pgaudit_records_are_hunted() {
     );
     assert_eq!(a[0]["logsource"]["categories"][0], "database");
 }
+
+/// PostgreSQL with `log_destination = syslog`: lines written by PostgreSQL 15.18 with pgaudit
+/// through syslog(3), as rsyslog files them (RFC 3164), `log_line_prefix = '%m [%p] %q%u@%d
+/// %r '`. `[seq]` before each message; `[seq-chunk]` on the pieces of a message split at its
+/// line breaks (each piece after the first starts with the server's tab) or at 900 bytes (the
+/// piece starts with the blank it was cut at); another program's line after them.
+const SYSLOG: &str = r#"Dec  7 01:28:17 dbhost postgres[26005]: [7-1] 2026-12-07 01:28:17.187 UTC [26005] [unknown]@[unknown] 127.0.0.1(48972) LOG:  connection received: host=127.0.0.1 port=48972
+Dec  7 01:28:17 dbhost postgres[26005]: [8-1] 2026-12-07 01:28:17.188 UTC [26005] postgres@postgres 127.0.0.1(48972) LOG:  connection authorized: user=postgres database=postgres application_name=psql
+Dec  7 01:28:17 dbhost postgres[26005]: [9-1] 2026-12-07 01:28:17.205 UTC [26005] postgres@postgres 127.0.0.1(48972) LOG:  AUDIT: SESSION,1,1,WRITE,INSERT,,,"INSERT INTO cdr VALUES ('33612345678','33699999999',1);",<not logged>
+Dec  7 01:28:17 dbhost postgres[26005]: [10-1] 2026-12-07 01:28:17.206 UTC [26005] postgres@postgres 127.0.0.1(48972) LOG:  AUDIT: SESSION,2,1,READ,SELECT,,,SELECT * FROM cdr WHERE calling_number = '33612345678';,<not logged>
+Dec  7 01:28:17 dbhost postgres[26005]: [11-1] 2026-12-07 01:28:17.207 UTC [26005] postgres@postgres 127.0.0.1(48972) LOG:  AUDIT: SESSION,3,1,READ,SELECT,,,"SELECT c.*
+Dec  7 01:28:17 dbhost postgres[26005]: [11-2] 	  FROM cdr c
+Dec  7 01:28:17 dbhost postgres[26005]: [11-3] 	 WHERE c.calling_number = '33699999999';",<not logged>
+Dec  7 01:28:17 dbhost postgres[26005]: [12-1] 2026-12-07 01:28:17.208 UTC [26005] postgres@postgres 127.0.0.1(48972) LOG:  AUDIT: SESSION,4,1,READ,SELECT,,,"SELECT * FROM cdr WHERE called_number = '33655555555' AND cell_id IN
+Dec  7 01:28:17 dbhost postgres[26005]: [12-2]  (1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127,128,129,130,131,132,133,134,135,136,137,138,139,140,141,142,143,144,145,146,147,148,149,150,151,152,153,154,155,156,157,158,159,160,161,162,163,164,165,166,167,168,169,170,171,172,173,174,175,176,177,178,179,180,181,182,183,184,185,186,187,188,189,190,191,192,193,194,195,196,197,198,199,200,201,202,203,204,205,206,207,208,209,210);",<not logged>
+Dec  7 01:28:17 dbhost su[26003]: pam_unix(su:session): session closed for user postgres
+"#;
+
+const RSYSLOG: &str = r#"2026-03-01T11:00:00.250000+00:00 billing-db2 postgres[5000]: [12-1] user=app,db=cdrdb,client=10.30.5.99 LOG:  statement: SELECT * FROM location WHERE imsi = '208150000000001'
+2026-03-01T11:00:01.500000+00:00 billing-db2 cron[77]: (root) CMD (run-parts /etc/cron.hourly)
+"#;
+
+/// The same through journald (`journalctl -o json`): one piece per record.
+const JOURNAL: &str = r#"{"__REALTIME_TIMESTAMP":"1772359201123456","_HOSTNAME":"billing-db3","SYSLOG_IDENTIFIER":"postgres","_PID":"6000","MESSAGE":"[3-1] user=app,db=cdrdb,client=10.30.5.99 LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,\"SELECT * FROM cdr WHERE calling_number = '33677777777'\",<not logged>","PRIORITY":"6"}
+"#;
+
+#[test]
+fn postgresql_logging_to_syslog_is_read_as_its_own_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("messages"), dir.path().join("db2.log"));
+    std::fs::write(&a, SYSLOG).unwrap();
+    std::fs::write(&b, RSYSLOG).unwrap();
+    let c = dir.path().join("journal.json");
+    std::fs::write(&c, JOURNAL).unwrap();
+    let (a, b, c) = (
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        c.to_str().unwrap(),
+    );
+    let out = run(&["events", a, b, c, "--year", "2026"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let db: Vec<_> = events
+        .iter()
+        .filter(|e| e["logsource"]["categories"][0] == "database")
+        .collect();
+    let audit: Vec<_> = db
+        .iter()
+        .filter(|e| e["fields"]["Channel"] == "pgaudit")
+        .collect();
+    assert_eq!(audit.len(), 5, "{events:#?}");
+    // The pieces are one statement, as the server's own log file has it; pid, host and time
+    // from the prefix, else from syslog.
+    assert_eq!(
+        audit[2]["fields"]["statement"],
+        "SELECT c.*\n\t  FROM cdr c\n\t WHERE c.calling_number = '33699999999';"
+    );
+    let long = audit[3]["fields"]["statement"].as_str().unwrap();
+    assert!(long.ends_with(",208,209,210);"), "{long}");
+    assert!(long.contains(" AND cell_id IN (1,2,3,"), "{long}");
+    assert_eq!(audit[2]["fields"]["pid"], 26005);
+    assert_eq!(audit[2]["fields"]["client_host"], "127.0.0.1");
+    assert_eq!(audit[2]["host"], "dbhost");
+    assert_eq!(audit[2]["timestamp"], "2026-12-07T01:28:17.207000Z");
+    let rsyslog = db.iter().find(|e| e["host"] == "billing-db2").unwrap();
+    assert_eq!(rsyslog["fields"]["pid"], 5000);
+    assert_eq!(rsyslog["fields"]["client_host"], "10.30.5.99");
+    assert_eq!(rsyslog["timestamp"], "2026-03-01T11:00:00.250000Z");
+    let journal = audit[4];
+    assert_eq!(journal["host"], "billing-db3");
+    assert_eq!(journal["fields"]["pid"], 6000);
+    assert_eq!(journal["timestamp"], "2026-03-01T10:00:01.123456Z");
+    // The other programs' lines stay syslog events.
+    let programs: Vec<_> = events
+        .iter()
+        .filter(|e| e["logsource"]["categories"][0] != "database")
+        .map(|e| e["fields"]["program"].as_str().unwrap())
+        .collect();
+    assert_eq!(programs, ["su", "cron"], "{events:#?}");
+
+    let report = dir.path().join("scope.json");
+    let out = run(&[
+        "scope",
+        a,
+        b,
+        c,
+        "--host",
+        "127.0.0.1",
+        "--host",
+        "10.30.5.99",
+        "--year",
+        "2026",
+        "-o",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let mut ids: Vec<&str> = r["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "208150000000001",
+            "33612345678",
+            "33655555555",
+            "33677777777",
+            "33699999999"
+        ]
+    );
+}

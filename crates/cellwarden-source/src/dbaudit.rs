@@ -898,10 +898,53 @@ pub fn mariadb_audit_record(line: &str) -> Option<(Fields<'static>, Option<Times
     if !is_mariadb_audit(line) {
         return None;
     }
-    let mut parts = line.splitn(9, ',');
-    let mut head: Vec<&str> = Vec::with_capacity(8);
-    for _ in 0..8 {
+    let (t, rest) = line.split_once(',')?;
+    let ts = cellwarden_event::parse_timestamp(&format!(
+        "{}-{}-{}T{}Z",
+        &t[..4],
+        &t[4..6],
+        &t[6..8],
+        &t[9..]
+    ));
+    mariadb_audit_fields(rest).map(|f| (f, ts))
+}
+
+/// A MariaDB `server_audit` record sent to syslog (`server_audit_output_type = syslog`): the
+/// file's record without its time, after `server_audit_syslog_info` (empty by default), with
+/// the syslog line's time. `None` for other programs' lines.
+pub fn mariadb_syslog_record(
+    p: &crate::linux::SyslogParts<'_>,
+) -> Option<(Fields<'static>, Option<Timestamp>)> {
+    // `server_audit_syslog_ident`, `mysql-server_auditing` by default.
+    if !p.app.contains("audit") {
+        return None;
+    }
+    let msg = p.msg.trim();
+    let first_comma = msg.find(',')?;
+    let body = match msg[..first_comma].rfind(' ') {
+        Some(i) => &msg[i + 1..],
+        None => msg,
+    };
+    let mut fields = mariadb_audit_fields(body)?;
+    if p.host != "-" {
+        crate::json::put_new_owned(&mut fields, "hostname", p.host);
+    }
+    Some((fields, p.time))
+}
+
+/// The fields of a `server_audit` record after its time: `serverhost,username,host,
+/// connectionid,queryid,operation,database,object,retcode`, where `object` (a query for QUERY
+/// events) is quoted with `'` and escapes `\'` and `\\`, and may itself hold commas. `None`
+/// when the connection and query ids are not numbers.
+fn mariadb_audit_fields(body: &str) -> Option<Fields<'static>> {
+    let mut parts = body.splitn(8, ',');
+    let mut head: Vec<&str> = Vec::with_capacity(7);
+    for _ in 0..7 {
         head.push(parts.next()?);
+    }
+    let number = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+    if !number(head[3]) || !number(head[4]) {
+        return None;
     }
     let rest = parts.next().unwrap_or("");
     let (object, retcode) = match rest.rsplit_once(',') {
@@ -929,17 +972,8 @@ pub fn mariadb_audit_record(line: &str) -> Option<(Fields<'static>, Option<Times
         }
         None => object.to_owned(),
     };
-    let t = head[0];
-    let ts = cellwarden_event::parse_timestamp(&format!(
-        "{}-{}-{}T{}Z",
-        &t[..4],
-        &t[4..6],
-        &t[6..8],
-        &t[9..]
-    ));
     let mut out: Fields<'static> = Vec::with_capacity(12);
     let names = [
-        "",
         "server_host",
         "user",
         "client_host",
@@ -948,12 +982,12 @@ pub fn mariadb_audit_record(line: &str) -> Option<(Fields<'static>, Option<Times
         "command",
         "database",
     ];
-    for (k, v) in names.iter().zip(&head).skip(1) {
+    for (k, v) in names.iter().zip(&head) {
         if !v.is_empty() {
             out.push((Cow::Borrowed(k), owned(v)));
         }
     }
-    let op = head[6];
+    let op = head[5];
     if !object.is_empty() {
         let k = if op.eq_ignore_ascii_case("QUERY") || op.starts_with("QUERY_") {
             "statement"
@@ -969,7 +1003,7 @@ pub fn mariadb_audit_record(line: &str) -> Option<(Fields<'static>, Option<Times
         Cow::Borrowed("Channel"),
         Value::Str(Cow::Borrowed("mariadb_audit")),
     ));
-    Some((out, ts))
+    Some(out)
 }
 
 /// Whether a header row is an Oracle unified audit trail export.

@@ -1402,13 +1402,16 @@ impl<'a> Record<'_, 'a> {
             Format::Syslog => {
                 let p = crate::linux::syslog_parts(text, context.year, zone)
                     .ok_or_else(|| syntax("a syslog line"))?;
-                // PostgreSQL logging to syslog: its records are read as its own log's.
+                // PostgreSQL and MariaDB's audit plugin logging to syslog: their records are
+                // read as those of their own logs.
+                if let Some(r) =
+                    crate::dbaudit::pg_syslog_record(&p, &context.pg_prefixes, learner, zone)
+                {
+                    return Ok(Some(r));
+                }
                 Ok(Some(
-                    match crate::dbaudit::pg_syslog_record(&p, &context.pg_prefixes, learner, zone)
-                    {
-                        Some(r) => r,
-                        None => crate::linux::syslog_fields(&p),
-                    },
+                    crate::dbaudit::mariadb_syslog_record(&p)
+                        .unwrap_or_else(|| crate::linux::syslog_fields(&p)),
                 ))
             }
             Format::Auditd => Ok(Some(crate::linux::audit_event(text))),

@@ -76,6 +76,37 @@ fn pgaudit_records_are_hunted() {
     assert_eq!(a[0]["logsource"]["categories"][0], "database");
 }
 
+/// The events `cellwarden events` reads from `args`.
+fn events_of(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["events"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The subscribers `cellwarden scope` reports for `args`, sorted.
+fn scope_ids(dir: &std::path::Path, args: &[&str]) -> Vec<String> {
+    let report = dir.join("scope.json");
+    let mut all = vec!["scope", "-o", report.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let mut ids: Vec<String> = r["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// PostgreSQL with `log_destination = syslog`: lines written by PostgreSQL 15.18 with pgaudit
 /// through syslog(3), as rsyslog files them (RFC 3164), `log_line_prefix = '%m [%p] %q%u@%d
 /// %r '`. `[seq]` before each message; `[seq-chunk]` on the pieces of a message split at its
@@ -114,12 +145,7 @@ fn postgresql_logging_to_syslog_is_read_as_its_own_log() {
         b.to_str().unwrap(),
         c.to_str().unwrap(),
     );
-    let out = run(&["events", a, b, c, "--year", "2026"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let events: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = events_of(&[a, b, c, "--year", "2026"]);
     let db: Vec<_> = events
         .iter()
         .filter(|e| e["logsource"]["categories"][0] == "database")
@@ -158,31 +184,20 @@ fn postgresql_logging_to_syslog_is_read_as_its_own_log() {
         .collect();
     assert_eq!(programs, ["su", "cron"], "{events:#?}");
 
-    let report = dir.path().join("scope.json");
-    let out = run(&[
-        "scope",
-        a,
-        b,
-        c,
-        "--host",
-        "127.0.0.1",
-        "--host",
-        "10.30.5.99",
-        "--year",
-        "2026",
-        "-o",
-        report.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    let mut ids: Vec<&str> = r["subscribers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap())
-        .collect();
-    ids.sort();
+    let ids = scope_ids(
+        dir.path(),
+        &[
+            a,
+            b,
+            c,
+            "--host",
+            "127.0.0.1",
+            "--host",
+            "10.30.5.99",
+            "--year",
+            "2026",
+        ],
+    );
     assert_eq!(
         ids,
         [
@@ -193,4 +208,52 @@ fn postgresql_logging_to_syslog_is_read_as_its_own_log() {
             "33699999999"
         ]
     );
+}
+
+/// MariaDB 10.11's `server_audit` with `server_audit_output_type = syslog`, as rsyslog files
+/// it (lines written by the server through syslog(3)): the file record without its time.
+const MARIADB_SYSLOG: &str = r#"Dec  7 01:37:42 dbhost mysql-server_auditing:  vm,root,localhost,3,0,CONNECT,,,0
+Dec  7 01:37:42 dbhost mysql-server_auditing:  vm,root,localhost,3,1,QUERY,,'CREATE DATABASE cdrdb',0
+Dec  7 01:37:42 dbhost mysql-server_auditing:  vm,root,localhost,3,4,QUERY,cdrdb,'SELECT * FROM cdrdb.cdr WHERE calling_number=\'33612345678\'',0
+Dec  7 01:37:42 dbhost mysql-server_auditing:  vm,root,localhost,3,5,QUERY,cdrdb,'SELECT \'it\'\'s\', "a,b" FROM cdrdb.cdr WHERE calling_number = \'33699999999\'',0
+Dec  7 01:37:42 dbhost mysql-server_auditing:  vm,root,localhost,3,0,DISCONNECT,,,0
+Dec  7 01:37:43 dbhost sshd[999]: Accepted password for root from 10.0.0.1 port 22 ssh2
+"#;
+
+#[test]
+fn mariadb_audit_through_syslog_is_read_as_its_own_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("messages");
+    std::fs::write(&log, MARIADB_SYSLOG).unwrap();
+    let log = log.to_str().unwrap();
+    let events = events_of(&[log, "--year", "2026"]);
+    let channels: Vec<_> = events
+        .iter()
+        .map(|e| e["fields"]["Channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        channels,
+        [
+            "mariadb_audit",
+            "mariadb_audit",
+            "mariadb_audit",
+            "mariadb_audit",
+            "mariadb_audit",
+            "syslog/sshd"
+        ]
+    );
+    let select = &events[3];
+    assert_eq!(
+        select["fields"]["statement"],
+        "SELECT 'it''s', \"a,b\" FROM cdrdb.cdr WHERE calling_number = '33699999999'"
+    );
+    assert_eq!(select["fields"]["user"], "root");
+    assert_eq!(select["fields"]["session_id"], "3");
+    assert_eq!(select["fields"]["database"], "cdrdb");
+    assert_eq!(select["host"], "dbhost");
+    assert_eq!(select["timestamp"], "2026-12-07T01:37:42.000000Z");
+    assert_eq!(select["logsource"]["categories"][0], "database");
+
+    let ids = scope_ids(dir.path(), &[log, "--account", "root", "--year", "2026"]);
+    assert_eq!(ids, ["33612345678", "33699999999"]);
 }

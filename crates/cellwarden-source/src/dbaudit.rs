@@ -284,13 +284,15 @@ fn starts_pg_record(text: &str) -> bool {
 /// A PostgreSQL server log record carried by syslog (its pieces joined, see
 /// [`pg_syslog_continues`]): read as the server's own log, with the syslog host as
 /// `hostname`, the syslog pid where the prefix gives none, and the syslog time where the
-/// prefix gives none. `None` when the line is not one (another program's message).
+/// prefix gives none. `None` when the line is not one (another program's message);
+/// `Some(None)` when it is one but cannot be read (a pgaudit record whose later pieces did not
+/// follow it).
 pub fn pg_syslog_record<'t>(
     p: &crate::linux::SyslogParts<'t>,
     prefixes: &[Prefix],
     learner: &Learner,
     zone: Option<&TimeZone>,
-) -> Option<(Fields<'t>, Option<Timestamp>)> {
+) -> Option<Option<(Fields<'t>, Option<Timestamp>)>> {
     let payload = match pg_syslog_mark(p.msg) {
         Some((_, _, rest)) => rest,
         // Without sequence numbers a short message has no mark: only the server's own tag
@@ -308,10 +310,13 @@ pub fn pg_syslog_record<'t>(
     if !starts_pg_record(payload) {
         return None;
     }
-    let (mut fields, ts) = if is_pgaudit(payload) {
-        pgaudit_record(payload, prefixes, learner, zone)?
+    let read = if is_pgaudit(payload) {
+        pgaudit_record(payload, prefixes, learner, zone)
     } else {
-        pg_log_record(payload, prefixes, learner, zone)?
+        pg_log_record(payload, prefixes, learner, zone)
+    };
+    let Some((mut fields, ts)) = read else {
+        return Some(None);
     };
     if p.host != "-" {
         put_new(&mut fields, "hostname", p.host);
@@ -321,7 +326,7 @@ pub fn pg_syslog_record<'t>(
     {
         fields.push((Cow::Borrowed("pid"), Value::Int(pid)));
     }
-    Some((fields, ts.or(p.time)))
+    Some(Some((fields, ts.or(p.time))))
 }
 
 /// A PostgreSQL server log record in a journald record (`journalctl -o json`: the server's
@@ -349,7 +354,7 @@ pub fn pg_journald(
         pid: &pid,
         msg: &msg,
     };
-    let (pg, ts) = pg_syslog_record(&parts, prefixes, learner, zone)?;
+    let (pg, ts) = pg_syslog_record(&parts, prefixes, learner, zone)??;
     for (k, v) in cellwarden_event::owned_fields(pg) {
         match fields.iter_mut().find(|(n, _)| *n == k) {
             Some(slot) => slot.1 = v,

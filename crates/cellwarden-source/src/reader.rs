@@ -1404,10 +1404,15 @@ impl<'a> Record<'_, 'a> {
                     .ok_or_else(|| syntax("a syslog line"))?;
                 // PostgreSQL and MariaDB's audit plugin logging to syslog: their records are
                 // read as those of their own logs.
-                if let Some(r) =
-                    crate::dbaudit::pg_syslog_record(&p, &context.pg_prefixes, learner, zone)
-                {
-                    return Ok(Some(r));
+                match crate::dbaudit::pg_syslog_record(&p, &context.pg_prefixes, learner, zone) {
+                    Some(Some(r)) => return Ok(Some(r)),
+                    Some(None) => {
+                        return Err(syntax(
+                            "a whole PostgreSQL record (a syslog piece of it did not follow \
+                             it: another line came between its pieces)",
+                        ));
+                    }
+                    None => {}
                 }
                 Ok(Some(
                     crate::dbaudit::mariadb_syslog_record(&p)

@@ -208,6 +208,28 @@ fn postgresql_logging_to_syslog_is_read_as_its_own_log() {
             "33699999999"
         ]
     );
+
+    // A piece that another line separates from its message is not joined: the record is
+    // reported, not read cut.
+    let lines: Vec<&str> = SYSLOG.lines().collect();
+    let apart = dir.path().join("apart.log");
+    let text = [lines[4], lines[9], lines[5], lines[6]].join("\n");
+    std::fs::write(&apart, text).unwrap();
+    let out = run(&[
+        "scope",
+        apart.to_str().unwrap(),
+        "--year",
+        "2026",
+        "-o",
+        "-",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("apart.log:1: not a whole PostgreSQL record (a syslog piece of it did not"),
+        "{err}"
+    );
+    assert!(err.contains("errors: 1 (syntax 1)"), "{err}");
 }
 
 /// MariaDB 10.11's `server_audit` with `server_audit_output_type = syslog`, as rsyslog files

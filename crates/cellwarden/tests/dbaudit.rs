@@ -215,14 +215,9 @@ fn postgresql_logging_to_syslog_is_read_as_its_own_log() {
     let apart = dir.path().join("apart.log");
     let text = [lines[4], lines[9], lines[5], lines[6]].join("\n");
     std::fs::write(&apart, text).unwrap();
-    let out = run(&[
-        "scope",
-        apart.to_str().unwrap(),
-        "--year",
-        "2026",
-        "-o",
-        "-",
-    ]);
+    let report = dir.path().join("apart.json");
+    let (apart, report) = (apart.to_str().unwrap(), report.to_str().unwrap());
+    let out = run(&["scope", apart, "--year", "2026", "-o", report]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(

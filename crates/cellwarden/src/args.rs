@@ -59,7 +59,7 @@ pub enum Command {
         /// jsonl, csv (alerts only) or ecs (Elasticsearch/OpenSearch documents).
         #[arg(long, default_value = "jsonl")]
         format: String,
-        /// Write here instead of standard output.
+        /// Write here instead of standard output (`-`: standard output).
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
     },
@@ -138,7 +138,7 @@ pub struct HuntArgs {
     pub min_level: Option<Level>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutFormat,
-    /// Write alerts here instead of standard output.
+    /// Write alerts here instead of standard output (`-`: standard output).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
     /// Worker threads (default: all cores).
@@ -285,7 +285,7 @@ pub struct ScopeArgs {
     pub pseudonymise: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "json")]
     pub format: ScopeFormat,
-    /// Write the report here instead of standard output.
+    /// Write the report here instead of standard output (`-`: standard output).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
     /// Write the schema map in use (configured and inferred) as TOML, to correct and reuse.

@@ -185,12 +185,13 @@ pub fn threads(n: Option<usize>) -> usize {
     n.unwrap_or_else(|| HuntConfig::default().threads).max(1)
 }
 
+/// The output file, or standard output (no path, or `-`).
 pub fn open_output(path: Option<&PathBuf>) -> Result<Box<dyn Write>, Failure> {
     Ok(match path {
-        Some(p) => Box::new(io::BufWriter::new(
+        Some(p) if p.as_os_str() != "-" => Box::new(io::BufWriter::new(
             std::fs::File::create(p).map_err(|e| Failure::file(p, e))?,
         )),
-        None => Box::new(io::BufWriter::new(io::stdout().lock())),
+        _ => Box::new(io::BufWriter::new(io::stdout().lock())),
     })
 }
 

@@ -273,4 +273,18 @@ fn mariadb_audit_through_syslog_is_read_as_its_own_log() {
 
     let ids = scope_ids(dir.path(), &[log, "--account", "root", "--year", "2026"]);
     assert_eq!(ids, ["33612345678", "33699999999"]);
+    // `-o -` is standard output, not a file named `-`.
+    let out = run(&[
+        "scope",
+        log,
+        "--account",
+        "root",
+        "--year",
+        "2026",
+        "-o",
+        "-",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(r["subscribers"].as_array().unwrap().len(), 2);
+    assert!(!std::path::Path::new("-").exists());
 }

@@ -281,18 +281,9 @@ fn starts_pg_record(text: &str) -> bool {
     is_pgaudit(text) || pg_level_split(text).is_some()
 }
 
-/// A PostgreSQL server log record carried by syslog (its pieces joined, see
-/// [`pg_syslog_continues`]): read as the server's own log, with the syslog host as
-/// `hostname`, the syslog pid where the prefix gives none, and the syslog time where the
-/// prefix gives none. `None` when the line is not one (another program's message);
-/// `Some(None)` when it is one but cannot be read (a pgaudit record whose later pieces did not
-/// follow it).
-pub fn pg_syslog_record<'t>(
-    p: &crate::linux::SyslogParts<'t>,
-    prefixes: &[Prefix],
-    learner: &Learner,
-    zone: Option<&TimeZone>,
-) -> Option<Option<(Fields<'t>, Option<Timestamp>)>> {
+/// The PostgreSQL record a syslog line carries, after its mark; `None` for another
+/// program's message.
+fn pg_syslog_payload<'t>(p: &crate::linux::SyslogParts<'t>) -> Option<&'t str> {
     let payload = match pg_syslog_mark(p.msg) {
         Some((_, _, rest)) => rest,
         // Without sequence numbers a short message has no mark: only the server's own tag
@@ -307,9 +298,22 @@ pub fn pg_syslog_record<'t>(
         }
         None => return None,
     };
-    if !starts_pg_record(payload) {
-        return None;
-    }
+    starts_pg_record(payload).then_some(payload)
+}
+
+/// A PostgreSQL server log record carried by syslog (its pieces joined, see
+/// [`pg_syslog_continues`]): read as the server's own log, with the syslog host as
+/// `hostname`, the syslog pid where the prefix gives none, and the syslog time where the
+/// prefix gives none. `None` when the line is not one (another program's message);
+/// `Some(None)` when it is one but cannot be read (a pgaudit record whose later pieces did not
+/// follow it).
+pub fn pg_syslog_record<'t>(
+    p: &crate::linux::SyslogParts<'t>,
+    prefixes: &[Prefix],
+    learner: &Learner,
+    zone: Option<&TimeZone>,
+) -> Option<Option<(Fields<'t>, Option<Timestamp>)>> {
+    let payload = pg_syslog_payload(p)?;
     let read = if is_pgaudit(payload) {
         pgaudit_record(payload, prefixes, learner, zone)
     } else {
@@ -472,11 +476,15 @@ pub struct PgSessions {
 pub const MAX_PG_SESSIONS: usize = 65_536;
 
 impl PgSessions {
-    /// Takes one record of the log; the note to append to it, if any.
-    pub fn observe(&mut self, text: &[u8], prefixes: &[Prefix]) -> Option<String> {
-        static RECEIVED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-            std::sync::LazyLock::new(|| memchr::memmem::Finder::new("connection received: "));
-        if self.open.is_empty() && RECEIVED.find(text).is_none() {
+    /// Takes one record of the log; the note to append to it, if any. `pid` is the backend's
+    /// where the prefix names none (the syslog header's).
+    pub fn observe(
+        &mut self,
+        text: &[u8],
+        prefixes: &[Prefix],
+        pid: Option<&str>,
+    ) -> Option<String> {
+        if self.idle(text) {
             return None;
         }
         let text = String::from_utf8_lossy(text);
@@ -489,7 +497,7 @@ impl PgSessions {
                 .and_then(|(_, v)| v.as_text())
                 .map(|v| v.into_owned())
         };
-        let pid = field("pid")?;
+        let pid = field("pid").or_else(|| pid.map(str::to_owned))?;
         let kv = |text: &str, key: &str| -> String {
             text.split(' ')
                 .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
@@ -536,6 +544,29 @@ impl PgSessions {
             self.order.retain(|x| *x != pid);
         }
         note
+    }
+
+    /// Whether a record cannot matter: no connection is open and it opens none.
+    fn idle(&self, text: &[u8]) -> bool {
+        static RECEIVED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new("connection received: "));
+        self.open.is_empty() && RECEIVED.find(text).is_none()
+    }
+
+    /// [`PgSessions::observe`] for a syslog line (its pieces joined) that may carry a
+    /// PostgreSQL record: the note to append to it, if any.
+    pub fn observe_syslog(&mut self, line: &[u8], prefixes: &[Prefix]) -> Option<String> {
+        if self.idle(line) {
+            return None;
+        }
+        let line = std::str::from_utf8(line).ok()?;
+        let p = crate::linux::syslog_parts(line, 2000, None)?;
+        let payload = pg_syslog_payload(&p)?;
+        self.observe(
+            payload.as_bytes(),
+            prefixes,
+            Some(p.pid).filter(|p| *p != "-"),
+        )
     }
 }
 
@@ -1160,8 +1191,10 @@ mod tests {
             "2026-03-07 03:10:03.000 UTC [77] crm_app@billing LOG:  disconnection: session time: 0:00:03.000 user=crm_app database=billing host=10.30.5.17 port=46773",
             "2026-03-07 03:10:04.000 UTC [77] crm_app@billing LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 2,<not logged>",
         ];
-        let notes: Vec<Option<String>> =
-            lines.iter().map(|l| s.observe(l.as_bytes(), &[])).collect();
+        let notes: Vec<Option<String>> = lines
+            .iter()
+            .map(|l| s.observe(l.as_bytes(), &[], None))
+            .collect();
         assert_eq!(notes[0], None);
         assert!(notes[2].is_some() && notes[4].is_some());
         assert_eq!(
@@ -1179,9 +1212,9 @@ mod tests {
         assert!(get(&f, "statement").ends_with("'33699990001'"));
         // A prefix that names the host keeps its own and gets no note.
         let mut s = PgSessions::default();
-        s.observe(b"2026-03-07 03:10:00.001 UTC [77] @ 10.1.1.1(5) LOG:  connection received: host=10.1.1.1 port=5", &[]);
+        s.observe(b"2026-03-07 03:10:00.001 UTC [77] @ 10.1.1.1(5) LOG:  connection received: host=10.1.1.1 port=5", &[], None);
         assert_eq!(
-            s.observe(b"2026-03-07 03:10:01.000 UTC [77] a@b 10.1.1.1(5) LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 1,<not logged>", &[]),
+            s.observe(b"2026-03-07 03:10:01.000 UTC [77] a@b 10.1.1.1(5) LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT 1,<not logged>", &[], None),
             None
         );
     }

@@ -634,7 +634,7 @@ fn read_text_from(
         let prefixes = Arc::clone(&ctx.pg_prefixes);
         let mut server_record = |b: &mut Batcher<'_>, first: u64, mut text: Vec<u8>| {
             if kind == Format::PgLog
-                && let Some(note) = sessions.observe(&text, &prefixes)
+                && let Some(note) = sessions.observe(&text, &prefixes, None)
             {
                 text.push(b'\n');
                 text.extend_from_slice(note.as_bytes());
@@ -797,6 +797,17 @@ fn read_text_from(
         // January) starts the next year. Lines starting with white space continue the record
         // before them (multi-line messages written straight to the file).
         let mut last_month: Option<usize> = None;
+        // PostgreSQL records get the client host of their backend's connection, as in its
+        // own log.
+        let mut sessions = crate::dbaudit::PgSessions::default();
+        let prefixes = Arc::clone(&ctx.pg_prefixes);
+        let mut push = |b: &mut Batcher<'_>, first: u64, text: &mut Vec<u8>| {
+            if let Some(note) = sessions.observe_syslog(text, &prefixes) {
+                text.push(b'\n');
+                text.extend_from_slice(note.as_bytes());
+            }
+            b.push(first, text);
+        };
         let r = read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
             if crate::linux::continues_record(l) && pending.is_some() {
                 continue_record(&mut pending, l, max, &mut too_long);
@@ -816,8 +827,8 @@ fn read_text_from(
             }
             // The buffer of the record before is reused for this one.
             let mut buf = match pending.take() {
-                Some((first, text)) => {
-                    b.push(first, &text);
+                Some((first, mut text)) => {
+                    push(b, first, &mut text);
                     text
                 }
                 None => Vec::new(),
@@ -839,8 +850,8 @@ fn read_text_from(
             buf.extend_from_slice(l);
             pending = Some((n, buf));
         });
-        if let Some((first, text)) = pending.take() {
-            batch.push(first, &text);
+        if let Some((first, mut text)) = pending.take() {
+            push(&mut batch, first, &mut text);
         }
         r
     } else if matches!(

@@ -107,6 +107,13 @@ fn scope_ids(dir: &std::path::Path, args: &[&str]) -> Vec<String> {
     ids
 }
 
+/// A syslog file `messages` holding `text` in `dir`; its path.
+fn syslog_file(dir: &std::path::Path, text: &str) -> String {
+    let log = dir.join("messages");
+    std::fs::write(&log, text).unwrap();
+    log.to_str().unwrap().to_owned()
+}
+
 /// PostgreSQL with `log_destination = syslog`: lines written by PostgreSQL 15.18 with pgaudit
 /// through syslog(3), as rsyslog files them (RFC 3164), `log_line_prefix = '%m [%p] %q%u@%d
 /// %r '`. `[seq]` before each message; `[seq-chunk]` on the pieces of a message split at its
@@ -122,6 +129,18 @@ Dec  7 01:28:17 dbhost postgres[26005]: [11-3] 	 WHERE c.calling_number = '33699
 Dec  7 01:28:17 dbhost postgres[26005]: [12-1] 2026-12-07 01:28:17.208 UTC [26005] postgres@postgres 127.0.0.1(48972) LOG:  AUDIT: SESSION,4,1,READ,SELECT,,,"SELECT * FROM cdr WHERE called_number = '33655555555' AND cell_id IN
 Dec  7 01:28:17 dbhost postgres[26005]: [12-2]  (1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127,128,129,130,131,132,133,134,135,136,137,138,139,140,141,142,143,144,145,146,147,148,149,150,151,152,153,154,155,156,157,158,159,160,161,162,163,164,165,166,167,168,169,170,171,172,173,174,175,176,177,178,179,180,181,182,183,184,185,186,187,188,189,190,191,192,193,194,195,196,197,198,199,200,201,202,203,204,205,206,207,208,209,210);",<not logged>
 Dec  7 01:28:17 dbhost su[26003]: pam_unix(su:session): session closed for user postgres
+"#;
+
+/// The same server with PostgreSQL's default `log_line_prefix = '%m [%p] '` and
+/// `log_connections`, `log_disconnections`: the user, client host and program come from the
+/// backend's connection records (lines as the server wrote them).
+const SYSLOG_DEFAULT_PREFIX: &str = r#"Dec  7 02:11:39 dbhost postgres[27802]: [7-1] 2026-12-07 02:11:39.413 UTC [27802] LOG:  connection received: host=127.0.0.1 port=44820
+Dec  7 02:11:39 dbhost postgres[27802]: [8-1] 2026-12-07 02:11:39.414 UTC [27802] LOG:  connection authorized: user=postgres database=postgres application_name=psql
+Dec  7 02:11:39 dbhost postgres[27802]: [9-1] 2026-12-07 02:11:39.426 UTC [27802] LOG:  AUDIT: SESSION,1,1,READ,SELECT,,,SELECT * FROM cdr WHERE calling_number = '33612345678';,<not logged>
+Dec  7 02:11:39 dbhost postgres[27802]: [10-1] 2026-12-07 02:11:39.426 UTC [27802] LOG:  AUDIT: SESSION,2,1,READ,SELECT,,,"SELECT c.*
+Dec  7 02:11:39 dbhost postgres[27802]: [10-2] 	  FROM cdr c
+Dec  7 02:11:39 dbhost postgres[27802]: [10-3] 	 WHERE c.calling_number = '33699999999';",<not logged>
+Dec  7 02:11:39 dbhost postgres[27802]: [11-1] 2026-12-07 02:11:39.427 UTC [27802] LOG:  disconnection: session time: 0:00:00.013 user=postgres database=postgres host=127.0.0.1 port=44820
 "#;
 
 const RSYSLOG: &str = r#"2026-03-01T11:00:00.250000+00:00 billing-db2 postgres[5000]: [12-1] user=app,db=cdrdb,client=10.30.5.99 LOG:  statement: SELECT * FROM location WHERE imsi = '208150000000001'
@@ -240,9 +259,8 @@ Dec  7 01:37:43 dbhost sshd[999]: Accepted password for root from 10.0.0.1 port 
 #[test]
 fn mariadb_audit_through_syslog_is_read_as_its_own_log() {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("messages");
-    std::fs::write(&log, MARIADB_SYSLOG).unwrap();
-    let log = log.to_str().unwrap();
+    let log = syslog_file(dir.path(), MARIADB_SYSLOG);
+    let log = log.as_str();
     let events = events_of(&[log, "--year", "2026"]);
     let channels: Vec<_> = events
         .iter()
@@ -287,4 +305,26 @@ fn mariadb_audit_through_syslog_is_read_as_its_own_log() {
     let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(r["subscribers"].as_array().unwrap().len(), 2);
     assert!(!std::path::Path::new("-").exists());
+}
+
+#[test]
+fn postgresql_logging_to_syslog_with_the_default_prefix_is_tied_to_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = syslog_file(dir.path(), SYSLOG_DEFAULT_PREFIX);
+    let log = log.as_str();
+    let events = events_of(&[log, "--year", "2026"]);
+    let audit: Vec<_> = events
+        .iter()
+        .filter(|e| e["fields"]["Channel"] == "pgaudit")
+        .collect();
+    assert_eq!(audit.len(), 2, "{events:#?}");
+    for e in &audit {
+        assert_eq!(e["fields"]["user"], "postgres");
+        assert_eq!(e["fields"]["client_host"], "127.0.0.1");
+        assert_eq!(e["fields"]["client_port"], "44820");
+        assert_eq!(e["fields"]["application"], "psql");
+        assert_eq!(e["fields"]["pid"], 27802);
+    }
+    let ids = scope_ids(dir.path(), &[log, "--host", "127.0.0.1", "--year", "2026"]);
+    assert_eq!(ids, ["33612345678", "33699999999"]);
 }

@@ -375,8 +375,12 @@ pub fn pg_journald(
 /// as in the server's own log file.
 pub fn pg_syslog_continues(record: &[u8], line: &[u8]) -> Option<Vec<u8>> {
     static MARK: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("]: ["));
-    MARK.find(line.get(..256).unwrap_or(line))?;
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new("]: "));
+    let head = line.get(..256).unwrap_or(line);
+    let at = MARK.find(head)? + 3;
+    if !matches!(head.get(at), Some(b'[' | b'\t')) {
+        return None;
+    }
     let first = &record[..memchr::memchr(b'\n', record).unwrap_or(record.len())];
     let (line, first) = (
         std::str::from_utf8(line).ok()?,
@@ -389,16 +393,24 @@ pub fn pg_syslog_continues(record: &[u8], line: &[u8]) -> Option<Vec<u8>> {
     if (a.host, a.app, a.pid) != (b.host, b.app, b.pid) || a.pid == "-" {
         return None;
     }
-    let ((seq, chunk, rest), (seq0, chunk0, _)) = (pg_syslog_mark(a.msg)?, pg_syslog_mark(b.msg)?);
-    let later = match (chunk, chunk0) {
-        (Some(c), Some(_)) => seq == seq0 && c > 1,
-        // Without sequence numbers: `[chunk]`.
-        (None, None) => seq > 1,
-        _ => false,
+    let rest = match (pg_syslog_mark(a.msg), pg_syslog_mark(b.msg)) {
+        (Some((seq, chunk, rest)), Some((seq0, chunk0, _))) => {
+            let later = match (chunk, chunk0) {
+                (Some(c), Some(_)) => seq == seq0 && c > 1,
+                // Without sequence numbers: `[chunk]`.
+                (None, None) => seq > 1,
+                _ => false,
+            };
+            if !later || starts_pg_record(rest) {
+                return None;
+            }
+            rest
+        }
+        // The server's stderr through journald, as `journalctl` prints it: a line each, the
+        // lines after a message's first indented with the server's tab.
+        (None, _) if a.msg.starts_with('\t') && pg_syslog_payload(&b).is_some() => a.msg,
+        _ => return None,
     };
-    if !later || starts_pg_record(rest) {
-        return None;
-    }
     // The server indents each line after the first with a tab; a piece cut at 900 bytes
     // starts with the blank it was cut at.
     let mut out = Vec::with_capacity(rest.len() + 1);
@@ -1435,6 +1447,20 @@ mod tests {
         );
         assert_eq!(
             more("Mar  1 10:00:05 db postgres[4250]: [7-2] LOG:  statement: SELECT 2"),
+            None
+        );
+        // The server's stderr through journald (`journalctl` text): no mark, a tab.
+        let first = b"Mar 01 10:00:05 db postgres[4250]: 2026-03-01 10:00:05.001 UTC [4250] LOG:  statement: SELECT 1";
+        assert_eq!(
+            pg_syslog_continues(first, b"Mar 01 10:00:05 db postgres[4250]: \t  FROM t"),
+            Some(b"\n\t  FROM t".to_vec())
+        );
+        assert_eq!(
+            pg_syslog_continues(first, b"Mar 01 10:00:05 db postgres[4250]: FROM t"),
+            None
+        );
+        assert_eq!(
+            pg_syslog_continues(first, b"Mar 01 10:00:05 db postgres[4251]: \t  FROM t"),
             None
         );
         // Without sequence numbers: `[chunk]`.

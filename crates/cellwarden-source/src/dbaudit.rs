@@ -368,12 +368,12 @@ pub fn pg_journald(
     Some(ts)
 }
 
-/// The text to append to `record` (a syslog line with the pieces joined so far) when `line`
-/// is a further piece of the same PostgreSQL message: same host, program and pid, the same
-/// sequence number and a later chunk, and not the start of a record. A piece cut at a blank
-/// keeps it; one cut at a line break (the server starts it with a tab) goes on a new line,
-/// as in the server's own log file.
-pub fn pg_syslog_continues(record: &[u8], line: &[u8]) -> Option<Vec<u8>> {
+/// What to append to `record` (a syslog line with the pieces joined so far) when `line` is a
+/// further piece of the same PostgreSQL message: a separator and the piece. Same host,
+/// program and pid, the same sequence number and a later chunk, and not the start of a
+/// record. A piece cut at a blank keeps it; one cut at a line break (the server starts it
+/// with a tab) goes on a new line, as in the server's own log file.
+pub fn pg_syslog_continues<'l>(record: &[u8], line: &'l [u8]) -> Option<(&'static [u8], &'l [u8])> {
     static MARK: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new("]: "));
     let head = line.get(..256).unwrap_or(line);
@@ -381,44 +381,37 @@ pub fn pg_syslog_continues(record: &[u8], line: &[u8]) -> Option<Vec<u8>> {
     if !matches!(head.get(at), Some(b'[' | b'\t')) {
         return None;
     }
+    let a = crate::linux::syslog_parts(std::str::from_utf8(line).ok()?, 2000, None)?;
+    let mark = pg_syslog_mark(a.msg);
+    // The line alone tells most often that it starts a message: the record's first line is
+    // read only when it may not.
+    match mark {
+        Some((_, Some(chunk), rest)) if chunk > 1 && !starts_pg_record(rest) => {}
+        // Without sequence numbers: `[chunk]`.
+        Some((chunk, None, rest)) if chunk > 1 && !starts_pg_record(rest) => {}
+        // The server's stderr through journald, as `journalctl` prints it: a line each, the
+        // lines after a message's first indented with the server's tab.
+        None if a.msg.starts_with('\t') => {}
+        _ => return None,
+    }
     let first = &record[..memchr::memchr(b'\n', record).unwrap_or(record.len())];
-    let (line, first) = (
-        std::str::from_utf8(line).ok()?,
-        std::str::from_utf8(first).ok()?,
-    );
-    let (a, b) = (
-        crate::linux::syslog_parts(line, 2000, None)?,
-        crate::linux::syslog_parts(first, 2000, None)?,
-    );
+    let b = crate::linux::syslog_parts(std::str::from_utf8(first).ok()?, 2000, None)?;
     if (a.host, a.app, a.pid) != (b.host, b.app, b.pid) || a.pid == "-" {
         return None;
     }
-    let rest = match (pg_syslog_mark(a.msg), pg_syslog_mark(b.msg)) {
-        (Some((seq, chunk, rest)), Some((seq0, chunk0, _))) => {
-            let later = match (chunk, chunk0) {
-                (Some(c), Some(_)) => seq == seq0 && c > 1,
-                // Without sequence numbers: `[chunk]`.
-                (None, None) => seq > 1,
-                _ => false,
-            };
-            if !later || starts_pg_record(rest) {
-                return None;
-            }
-            rest
-        }
-        // The server's stderr through journald, as `journalctl` prints it: a line each, the
-        // lines after a message's first indented with the server's tab.
-        (None, _) if a.msg.starts_with('\t') && pg_syslog_payload(&b).is_some() => a.msg,
+    let rest = match (mark, pg_syslog_mark(b.msg)) {
+        (Some((seq, chunk, rest)), Some((seq0, chunk0, _))) => match (chunk, chunk0) {
+            (Some(_), Some(_)) if seq == seq0 => rest,
+            (None, None) => rest,
+            _ => return None,
+        },
+        (None, _) if pg_syslog_payload(&b).is_some() => a.msg,
         _ => return None,
     };
     // The server indents each line after the first with a tab; a piece cut at 900 bytes
     // starts with the blank it was cut at.
-    let mut out = Vec::with_capacity(rest.len() + 1);
-    if !rest.starts_with(' ') {
-        out.push(b'\n');
-    }
-    out.extend_from_slice(rest.as_bytes());
-    Some(out)
+    let sep: &'static [u8] = if rest.starts_with(' ') { b"" } else { b"\n" };
+    Some((sep, rest.as_bytes()))
 }
 
 /// Fields of one PostgreSQL server log record (its lines joined with `\n`) that is not a
@@ -499,6 +492,11 @@ impl PgSessions {
         if self.idle(text) {
             return None;
         }
+        self.read(text, prefixes, pid)
+    }
+
+    /// [`PgSessions::observe`] past its first look.
+    fn read(&mut self, text: &[u8], prefixes: &[Prefix], pid: Option<&str>) -> Option<String> {
         let text = String::from_utf8_lossy(text);
         let (prefix, _, msg) = pg_level_split(&text)?;
         let mut f: Fields<'_> = Vec::with_capacity(8);
@@ -574,7 +572,7 @@ impl PgSessions {
         let line = std::str::from_utf8(line).ok()?;
         let p = crate::linux::syslog_parts(line, 2000, None)?;
         let payload = pg_syslog_payload(&p)?;
-        self.observe(
+        self.read(
             payload.as_bytes(),
             prefixes,
             Some(p.pid).filter(|p| *p != "-"),
@@ -1417,7 +1415,8 @@ mod tests {
         assert_eq!(pg_syslog_mark("(root) CMD"), None);
         let first = b"Mar  1 10:00:05 db postgres[4250]: [7-1] LOG:  statement: SELECT 1";
         let more = |line: &str| {
-            pg_syslog_continues(first, line.as_bytes()).map(|v| String::from_utf8(v).unwrap())
+            pg_syslog_continues(first, line.as_bytes())
+                .map(|(sep, piece)| String::from_utf8([sep, piece].concat()).unwrap())
         };
         // Cut at a line break: a new line; cut at 900 bytes: the blank kept.
         assert_eq!(
@@ -1452,21 +1451,25 @@ mod tests {
         // The server's stderr through journald (`journalctl` text): no mark, a tab.
         let first = b"Mar 01 10:00:05 db postgres[4250]: 2026-03-01 10:00:05.001 UTC [4250] LOG:  statement: SELECT 1";
         assert_eq!(
-            pg_syslog_continues(first, b"Mar 01 10:00:05 db postgres[4250]: \t  FROM t"),
+            pg_syslog_continues(first, b"Mar 01 10:00:05 db postgres[4250]: \t  FROM t")
+                .map(|(sep, piece)| [sep, piece].concat()),
             Some(b"\n\t  FROM t".to_vec())
         );
         assert_eq!(
-            pg_syslog_continues(first, b"Mar 01 10:00:05 db postgres[4250]: FROM t"),
+            pg_syslog_continues(first, b"Mar 01 10:00:05 db postgres[4250]: FROM t")
+                .map(|(sep, piece)| [sep, piece].concat()),
             None
         );
         assert_eq!(
-            pg_syslog_continues(first, b"Mar 01 10:00:05 db postgres[4251]: \t  FROM t"),
+            pg_syslog_continues(first, b"Mar 01 10:00:05 db postgres[4251]: \t  FROM t")
+                .map(|(sep, piece)| [sep, piece].concat()),
             None
         );
         // Without sequence numbers: `[chunk]`.
         let first = b"Mar  1 10:00:05 db postgres[4250]: [1] LOG:  statement: SELECT 1";
         assert_eq!(
-            pg_syslog_continues(first, b"Mar  1 10:00:05 db postgres[4250]: [2] FROM t"),
+            pg_syslog_continues(first, b"Mar  1 10:00:05 db postgres[4250]: [2] FROM t")
+                .map(|(sep, piece)| [sep, piece].concat()),
             Some(b"\nFROM t".to_vec())
         );
     }

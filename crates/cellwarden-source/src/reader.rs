@@ -814,15 +814,10 @@ fn read_text_from(
                 return;
             }
             // The further pieces of a long or multi-line PostgreSQL message.
-            if let Some((first, text)) = pending.as_mut()
-                && let Some(more) = crate::dbaudit::pg_syslog_continues(text, l)
+            if let Some((_, text)) = &pending
+                && let Some((sep, piece)) = crate::dbaudit::pg_syslog_continues(text, l)
             {
-                if text.len() + more.len() > max {
-                    too_long.push(*first);
-                    pending = None;
-                } else {
-                    text.extend_from_slice(&more);
-                }
+                extend_record(&mut pending, &[sep, piece], max, &mut too_long);
                 return;
             }
             // The buffer of the record before is reused for this one.
@@ -947,15 +942,27 @@ fn continue_record(
     max: usize,
     too_long: &mut Vec<u64>,
 ) {
+    extend_record(pending, &[b"\n", line], max, too_long);
+}
+
+/// Appends `parts` to the record being assembled, or drops the record (noting its first line)
+/// when it would pass `max` bytes.
+fn extend_record(
+    pending: &mut Option<(u64, Vec<u8>)>,
+    parts: &[&[u8]],
+    max: usize,
+    too_long: &mut Vec<u64>,
+) {
     let Some((first, text)) = pending.as_mut() else {
         return;
     };
-    if text.len() + line.len() + 1 > max {
+    if text.len() + parts.iter().map(|p| p.len()).sum::<usize>() > max {
         too_long.push(*first);
         *pending = None;
     } else {
-        text.push(b'\n');
-        text.extend_from_slice(line);
+        for p in parts {
+            text.extend_from_slice(p);
+        }
     }
 }
 

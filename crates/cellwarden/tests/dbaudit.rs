@@ -305,6 +305,19 @@ fn mariadb_audit_through_syslog_is_read_as_its_own_log() {
     let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(r["subscribers"].as_array().unwrap().len(), 2);
     assert!(!std::path::Path::new("-").exists());
+
+    // The same records as the plugin writes them to its file: the server names itself
+    // there, and that name is the events' host, as the syslog header's is above.
+    let file: String = MARIADB_SYSLOG
+        .lines()
+        .filter_map(|l| l.split_once("mysql-server_auditing:  "))
+        .map(|(_, body)| format!("20261207 01:37:42,{body}\n"))
+        .collect();
+    let audit = dir.path().join("server_audit.log");
+    std::fs::write(&audit, file).unwrap();
+    let events = events_of(&[audit.to_str().unwrap()]);
+    assert_eq!(events.len(), 5);
+    assert!(events.iter().all(|e| e["host"] == "vm"), "{events:#?}");
 }
 
 #[test]

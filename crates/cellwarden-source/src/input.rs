@@ -22,6 +22,8 @@ pub enum Format {
     PgCsv,
     /// MariaDB `server_audit` file.
     MariaDbAudit,
+    /// MySQL Enterprise Audit or Percona Audit Log file in XML (old or new style).
+    MySqlAuditXml,
     /// MySQL / MariaDB / Percona slow query log.
     MySqlSlow,
     /// MySQL / MariaDB general query log.
@@ -170,6 +172,9 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     }
     let text = String::from_utf8_lossy(head);
     let line = text.lines().find(|l| !l.trim().is_empty())?;
+    if first == b'<' && crate::mysqlxml::sniff(&text) {
+        return Some(Format::MySqlAuditXml);
+    }
     // Zeek headers, possibly after a comment line of the tool that wrote the file.
     if text
         .lines()

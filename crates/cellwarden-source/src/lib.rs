@@ -17,6 +17,7 @@ pub mod lineage;
 pub mod linux;
 mod mapping;
 pub mod mysqllog;
+pub mod mysqlxml;
 pub mod netflow;
 pub mod pgprefix;
 mod reader;

@@ -849,6 +849,35 @@ fn read_text_from(
             push(&mut batch, first, &mut text);
         }
         r
+    } else if kind == Format::MySqlAuditXml {
+        // A record runs from its `<AUDIT_RECORD` line to the line that closes it; the file's
+        // XML declaration and root element are no records. A record dropped as too long is
+        // skipped to the next record's start.
+        let mut skipping = false;
+        read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
+            let starts = crate::mysqlxml::starts_record(l);
+            if pending.is_some() && !starts {
+                continue_record(&mut pending, l, max, &mut too_long);
+                skipping = pending.is_none();
+            } else {
+                // A record that never closed is handed on as it is (and reported as cut).
+                if let Some((first, text)) = pending.take() {
+                    b.push(first, &text);
+                }
+                if starts {
+                    skipping = false;
+                    pending = Some((n, l.to_vec()));
+                } else if !skipping && !crate::mysqlxml::is_scaffolding(l) {
+                    b.push(n, l);
+                }
+            }
+            if let Some((_, text)) = &pending
+                && crate::mysqlxml::record_ends(text, l)
+            {
+                let (first, text) = pending.take().unwrap_or_default();
+                b.push(first, &text);
+            }
+        })
     } else if matches!(
         kind,
         Format::MySqlSlow | Format::MySqlGeneral | Format::MySqlError
@@ -1463,6 +1492,9 @@ impl<'a> Record<'_, 'a> {
             Format::MySqlError => crate::mysqllog::error_record(text, zone)
                 .map(Some)
                 .ok_or_else(|| syntax("an error log record")),
+            Format::MySqlAuditXml => crate::mysqlxml::record(text).map(Some).ok_or_else(|| {
+                syntax("a whole MySQL/Percona XML audit record (<AUDIT_RECORD …/> or <AUDIT_RECORD>…</AUDIT_RECORD>)")
+            }),
             Format::MariaDbAudit => crate::dbaudit::mariadb_audit_record(text)
                 .map(Some)
                 .ok_or_else(|| syntax("a MariaDB server_audit record")),

@@ -310,6 +310,31 @@ fn fuzz_database_audit_formats() {
         Some(Format::MariaDbAudit),
         Some((maria, maria_after)),
     );
+    let xml: &[u8] = b"<AUDIT_RECORD NAME=\"Query\" RECORD=\"3_2026-03-04T09:00:00\" TIMESTAMP=\"2026-03-04T10:00:01 UTC\" COMMAND_CLASS=\"select\" CONNECTION_ID=\"7\" STATUS=\"0\" SQLTEXT=\"SELECT 1 &amp; 2&#10;\" USER=\"app[app] @ crm01 [10.2.3.4]\" HOST=\"crm01\" OS_USER=\"\" IP=\"10.2.3.4\" DB=\"cdrdb\"/>\n";
+    let xml_after: &[u8] = b"<AUDIT_RECORD>\n  <NAME>Query</NAME>\n  <TIMESTAMP>2026-03-04T10:00:02 UTC</TIMESTAMP>\n  <CONNECTION_ID>7</CONNECTION_ID>\n  <SQLTEXT>SELECT 2</SQLTEXT>\n  <OS_LOGIN/>\n</AUDIT_RECORD>\n";
+    fuzz_reader(
+        "mysql-audit-xml",
+        vec![
+            [
+                b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AUDIT>\n",
+                xml,
+                xml_after,
+            ]
+            .concat(),
+            xml_after.to_vec(),
+        ],
+        &[
+            b"<AUDIT_RECORD",
+            b"/>",
+            b"</AUDIT_RECORD>",
+            b"&#10;",
+            b"&amp;",
+            b"\"",
+            b"<SQLTEXT>",
+        ],
+        Some(Format::MySqlAuditXml),
+        Some((xml, xml_after)),
+    );
     let slow: &[u8] = b"# Time: 2026-03-04T10:00:00.000001Z\n# User@Host: app[app] @ crm [10.0.0.5]  Id:    12\n# Query_time: 0.1  Lock_time: 0.0 Rows_sent: 1  Rows_examined: 1\nSET timestamp=1772618400;\nSELECT * FROM cdr WHERE msisdn = '33611111111';\n";
     let slow_after: &[u8] = b"# Time: 2026-03-04T10:00:02.000001Z\n# User@Host: app[app] @ crm [10.0.0.5]  Id:    12\n# Query_time: 0.1  Lock_time: 0.0 Rows_sent: 1  Rows_examined: 1\nSET timestamp=1772618402;\nSELECT 3;\n";
     fuzz_reader(

@@ -526,7 +526,7 @@ fn read_more(
     if end == 0 {
         return Ok(false);
     }
-    let chunk = &buf[..end];
+    let mut chunk = &buf[..end];
     if f.format.is_none() {
         f.format = cellwarden_source::sniff(chunk);
         if f.format.is_none() && f.in_folder {
@@ -537,6 +537,22 @@ fn read_more(
         }
     }
     let format = f.format.unwrap_or(Format::Json);
+    // An XML audit record spans lines: the lines of one still being written wait for the
+    // rest, even while the file does not grow (its writer buffers), unless one record fills
+    // the whole read.
+    if format == Format::MySqlAuditXml {
+        let keep = cellwarden_source::mysqlxml::complete_prefix(chunk);
+        if keep < chunk.len() && (keep > 0 || got < READ_BYTES) {
+            file.seek(SeekFrom::Current(-((chunk.len() - keep) as i64)))
+                .map_err(|e| {
+                    SourceError::new(&name, Position::File, ErrorKind::Io, e.to_string())
+                })?;
+            if keep == 0 {
+                return Ok(false);
+            }
+            chunk = &chunk[..keep];
+        }
+    }
     let lines =
         memchr::memchr_iter(b'\n', chunk).count() as u64 + u64::from(!chunk.ends_with(b"\n"));
     let mut text = Vec::new();
@@ -560,7 +576,7 @@ fn read_more(
     let mut sink = Collect::default();
     let ctx = cellwarden_source::Context::of_year(year);
     cellwarden_source::read_chunk(&name, &text, format, &ctx, base, limits, &mut sink);
-    f.pos.offset += end as u64;
+    f.pos.offset += chunk.len() as u64;
     f.pos.lines += lines;
     let update = PositionUpdate::File {
         path: name.to_string(),
@@ -730,6 +746,35 @@ mod tests {
             }
         }
         assert_eq!((before, ends, after), (backlog, 1, 2));
+    }
+
+    /// A buffering audit plugin writes part of an XML record, and the rest later: the record
+    /// is read once, whole, when it closes.
+    #[test]
+    fn an_xml_audit_record_written_in_two_parts_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let record = |n: u32| {
+            format!(
+                "<AUDIT_RECORD\n  NAME=\"Query\"\n  RECORD=\"{n}_2026-03-04T09:00:00\"\n  TIMESTAMP=\"2026-03-04T10:00:0{n} UTC\"\n  CONNECTION_ID=\"7\"\n  SQLTEXT=\"SELECT {n}\"\n  USER=\"app[app] @ crm01 [10.2.3.4]\"\n/>\n"
+            )
+        };
+        let second = record(2);
+        let (head, tail) = second.split_at(40);
+        let start = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AUDIT>\n{}{head}",
+            record(1)
+        );
+        std::fs::write(&path, start).unwrap();
+        let p = path.clone();
+        let tail = tail.to_owned();
+        let got = follow_for(&[path.to_str().unwrap()], 800, move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+            f.write_all(tail.as_bytes()).unwrap();
+        });
+        assert_eq!(notes(&got), Vec::<String>::new());
+        assert_eq!(units_of(&got).values().sum::<usize>(), 2);
     }
 
     #[test]

@@ -389,7 +389,7 @@ pub struct WatchArgs {
     #[arg(long, value_parser = parse_level)]
     pub min_level: Option<Level>,
     /// Format of followed files (default: told from their content): jsonl, auditd, syslog,
-    /// pgaudit, pgcsv, mariadb, oracle-csv, zeek, nfdump-csv.
+    /// pgaudit, pgcsv, mariadb, mysql-audit-xml, oracle-csv, zeek, nfdump-csv.
     #[arg(long, value_parser = parse_format)]
     pub format: Option<Format>,
     #[command(flatten)]
@@ -460,6 +460,7 @@ pub fn parse_format(s: &str) -> Result<Format, String> {
         "pglog" | "pgaudit" => Format::PgLog,
         "pgcsv" => Format::PgCsv,
         "mariadb" => Format::MariaDbAudit,
+        "mysql-audit-xml" => Format::MySqlAuditXml,
         "oracle-csv" => Format::OracleCsv,
         "zeek" => Format::ZeekTsv,
         "nfdump-csv" => Format::NfdumpCsv,

@@ -1,0 +1,329 @@
+//! MySQL Enterprise Audit and Percona Audit Log files in their XML formats, the default of
+//! both plugins (`audit_log_format` `NEW` in MySQL, `OLD` in Percona Server):
+//!
+//! - old style, one element per record with its fields as attributes:
+//!   `<AUDIT_RECORD NAME="Query" RECORD="2_2026-…" TIMESTAMP="2026-03-04T10:00:00 UTC"
+//!   COMMAND_CLASS="select" CONNECTION_ID="7" STATUS="0" SQLTEXT="…" USER="…" HOST="…" IP="…"
+//!   DB="…"/>` (Percona puts each attribute and the closing `/>` on a line of its own, MySQL
+//!   closes on the last attribute's line);
+//! - new style, one element per field: `<AUDIT_RECORD>`, `<NAME>Query</NAME>`, …,
+//!   `</AUDIT_RECORD>`, with `<OS_LOGIN/>` for an empty one and MySQL's connection
+//!   attributes nested (`<CONNECTION_ATTRIBUTES><ATTRIBUTE><NAME>program_name</NAME>
+//!   <VALUE>…</VALUE></ATTRIBUTE>…`).
+//!
+//! The file starts with `<?xml …?>` and `<AUDIT>` and ends with `</AUDIT>` once closed.
+//! Values escape `<`, `>`, `&` and `"` (Percona also control characters, as `&#10;`), so a
+//! record ends at the first `/>` (old style) or `</AUDIT_RECORD>` (new style) after its start.
+//! A record's fields are named as in the plugins' JSON format (`audit_record.name`,
+//! `audit_record.sqltext`, …) and given the common database fields the same way
+//! ([`crate::dbaudit::mysql_json`]).
+
+use std::borrow::Cow;
+
+use cellwarden_event::{Timestamp, Value};
+
+use crate::json::Fields;
+
+const START: &[u8] = b"<AUDIT_RECORD";
+const END_NEW: &[u8] = b"</AUDIT_RECORD>";
+
+/// Whether a line starts an audit record.
+pub fn starts_record(line: &[u8]) -> bool {
+    line.trim_ascii_start().starts_with(START)
+}
+
+/// Whether a line is the file's XML scaffolding: the declaration, `<AUDIT>` or `</AUDIT>`
+/// (or blank).
+pub fn is_scaffolding(line: &[u8]) -> bool {
+    let l = line.trim_ascii();
+    l.is_empty() || l.starts_with(b"<?xml") || l == b"<AUDIT>" || l == b"</AUDIT>"
+}
+
+/// Whether the first bytes of a file are an XML audit log: the declaration followed by
+/// `<AUDIT>`, or a record (a file cut after its start).
+pub fn sniff(text: &str) -> bool {
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    match lines.next() {
+        Some(l) if l.starts_with("<?xml") => lines
+            .next()
+            .is_some_and(|l| l == "<AUDIT>" || l.starts_with("<AUDIT_RECORD")),
+        Some(l) => l == "<AUDIT>" || l.starts_with("<AUDIT_RECORD"),
+        None => false,
+    }
+}
+
+/// Whether the record assembled so far (from its `<AUDIT_RECORD` line) ends with `line`, its
+/// last line so far.
+pub fn record_ends(record: &[u8], line: &[u8]) -> bool {
+    let new_style = record
+        .trim_ascii_start()
+        .get(START.len())
+        .is_some_and(|c| *c == b'>');
+    if new_style {
+        find(line, END_NEW).is_some()
+    } else {
+        line.trim_ascii_end().ends_with(b"/>")
+    }
+}
+
+/// The length of the start of `text` that holds whole records only (and the lines between
+/// them): what a follower reads now, leaving a record still being written for later.
+pub fn complete_prefix(text: &[u8]) -> usize {
+    let (mut done, mut pos) = (0, 0);
+    let mut start: Option<usize> = None;
+    for line in text.split_inclusive(|b| *b == b'\n') {
+        if starts_record(line) {
+            start = Some(pos);
+        }
+        pos += line.len();
+        match start {
+            Some(s) if !record_ends(&text[s..pos], line) => {}
+            _ => {
+                start = None;
+                done = pos;
+            }
+        }
+    }
+    done
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Undoes XML escaping: the five named entities and numeric references. Anything else is
+/// kept as written.
+fn unescape(s: &str) -> Cow<'_, str> {
+    if !s.contains('&') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let entity = rest[1..]
+            .find(';')
+            .filter(|n| *n <= 10)
+            .map(|n| &rest[1..1 + n]);
+        let c = entity.and_then(|e| match e {
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "amp" => Some('&'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => {
+                let n = e.strip_prefix('#')?;
+                let code = match n.strip_prefix(['x', 'X']) {
+                    Some(h) => u32::from_str_radix(h, 16).ok()?,
+                    None => n.parse().ok()?,
+                };
+                char::from_u32(code)
+            }
+        });
+        match (c, entity) {
+            (Some(c), Some(e)) => {
+                out.push(c);
+                rest = &rest[e.len() + 2..];
+            }
+            _ => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// The fields of an old-style record: its attributes, in order. `None` if the element does
+/// not close.
+fn attributes(body: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        rest = rest.trim_start();
+        if rest.starts_with("/>") || rest.starts_with('>') {
+            return Some(out);
+        }
+        let eq = rest.find('=')?;
+        // Some documentation quotes the names too ("NAME"="Query"): accepted.
+        let name = rest[..eq].trim().trim_matches('"');
+        if name.is_empty() || name.contains(['<', '>', '/']) {
+            return None;
+        }
+        let after = rest[eq + 1..].trim_start().strip_prefix('"')?;
+        let close = after.find('"')?;
+        out.push((name.to_owned(), unescape(&after[..close]).into_owned()));
+        // A stray comma after a value (seen in documentation) is skipped.
+        rest = after[close + 1..].trim_start_matches(',');
+    }
+}
+
+/// The fields of a new-style record: its child elements, in order; the `NAME`/`VALUE` pairs
+/// of MySQL's `CONNECTION_ATTRIBUTES` as `connection_attributes.<name>`. `None` if the record
+/// does not close.
+fn elements(body: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        rest = rest.trim_start();
+        if rest.starts_with("</AUDIT_RECORD>") {
+            return Some(out);
+        }
+        let r = rest.strip_prefix('<')?;
+        let close = r.find('>')?;
+        let tag = &r[..close];
+        if let Some(empty) = tag.strip_suffix('/') {
+            out.push((empty.trim().to_owned(), String::new()));
+            rest = &r[close + 1..];
+            continue;
+        }
+        if tag.is_empty() || tag.contains([' ', '/', '<']) {
+            return None;
+        }
+        let inner_start = &r[close + 1..];
+        let end = format!("</{tag}>");
+        let at = inner_start.find(&end)?;
+        let inner = &inner_start[..at];
+        if tag == "CONNECTION_ATTRIBUTES" {
+            for attr in inner.split("<ATTRIBUTE>").skip(1) {
+                let get = |t: &str| {
+                    let open = format!("<{t}>");
+                    let s = attr.find(&open)? + open.len();
+                    let e = attr[s..].find(&format!("</{t}>"))?;
+                    Some(unescape(&attr[s..s + e]).into_owned())
+                };
+                if let (Some(n), Some(v)) = (get("NAME"), get("VALUE")) {
+                    out.push((format!("connection_attributes.{n}"), v));
+                }
+            }
+        } else if !inner.trim_start().starts_with('<') {
+            out.push((tag.to_owned(), unescape(inner).into_owned()));
+        }
+        rest = &inner_start[at + end.len()..];
+    }
+}
+
+/// One record as fields named like the JSON format's (`audit_record.<lower-case name>`) with
+/// the common database fields, and its time. `None` if the text is not one whole record.
+pub fn record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)> {
+    let t = text.trim_start();
+    let body = t.strip_prefix("<AUDIT_RECORD")?;
+    let pairs = match body.strip_prefix('>') {
+        Some(children) => elements(children)?,
+        None if body.starts_with(|c: char| c.is_ascii_whitespace()) => attributes(body)?,
+        None => return None,
+    };
+    let mut fields: Fields<'static> = Vec::with_capacity(pairs.len() + 12);
+    for (k, v) in pairs {
+        let key = if k.contains('.') {
+            k
+        } else {
+            format!("audit_record.{}", k.to_ascii_lowercase())
+        };
+        if !fields.iter().any(|(n, _)| *n == key) {
+            fields.push((Cow::Owned(key), Value::Str(Cow::Owned(v))));
+        }
+    }
+    // MySQL names the client's OS login `OS_LOGIN`, Percona `OS_USER`; the program comes
+    // with the connection attributes.
+    let alias = [
+        ("audit_record.os_login", "audit_record.os_user"),
+        ("connection_attributes.program_name", "application"),
+    ];
+    for (from, to) in alias {
+        if let Some(v) = fields
+            .iter()
+            .find(|(n, _)| n == from)
+            .map(|(_, v)| v.clone())
+            && !fields.iter().any(|(n, _)| n == to)
+        {
+            fields.push((Cow::Borrowed(to), v));
+        }
+    }
+    let ts = crate::dbaudit::mysql_json(&mut fields)?;
+    Some((fields, ts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(f: &'a Fields<'_>, k: &str) -> Option<&'a str> {
+        f.iter().find(|(n, _)| n == k).and_then(|(_, v)| match v {
+            Value::Str(s) => Some(&**s),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn old_style_records_of_percona_and_mysql() {
+        // Percona: an attribute a line, `/>` alone.
+        let percona = "<AUDIT_RECORD\n  NAME=\"Query\"\n  RECORD=\"4_2026-03-04T10:00:00\"\n  TIMESTAMP=\"2026-03-04T10:00:01 UTC\"\n  COMMAND_CLASS=\"select\"\n  CONNECTION_ID=\"7\"\n  STATUS=\"0\"\n  SQLTEXT=\"SELECT * FROM cdr WHERE msisdn = &apos;33612345678&apos; AND note &lt;&gt; &quot;x&quot;&#10;LIMIT 5\"\n  USER=\"app[app] @ crm01 [10.2.3.4]\"\n  HOST=\"crm01\"\n  OS_USER=\"\"\n  IP=\"10.2.3.4\"\n  DB=\"cdrdb\"\n/>";
+        let (f, ts) = record(percona).unwrap();
+        assert_eq!(
+            get(&f, "statement"),
+            Some("SELECT * FROM cdr WHERE msisdn = '33612345678' AND note <> \"x\"\nLIMIT 5")
+        );
+        assert_eq!(get(&f, "user"), Some("app"));
+        assert_eq!(get(&f, "client_host"), Some("10.2.3.4"));
+        assert_eq!(get(&f, "session_id"), Some("7"));
+        assert_eq!(get(&f, "database"), Some("cdrdb"));
+        assert_eq!(get(&f, "command"), Some("select"));
+        assert_eq!(get(&f, "return_code"), Some("0"));
+        assert_eq!(get(&f, "Channel"), Some("mysql_audit"));
+        assert_eq!(ts.unwrap().to_string(), "2026-03-04T10:00:01Z");
+        // MySQL: the element closes on the last attribute's line.
+        let mysql = "  <AUDIT_RECORD\n    TIMESTAMP=\"2026-03-04T10:00:02 UTC\"\n    RECORD_ID=\"5_2026-03-04T10:00:00\"\n    NAME=\"Query\"\n    CONNECTION_ID=\"8\"\n    STATUS=\"1146\"\n    STATUS_CODE=\"1\"\n    USER=\"dba[dba] @ jump [10.9.9.9]\"\n    OS_LOGIN=\"\"\n    HOST=\"jump\"\n    IP=\"10.9.9.9\"\n    COMMAND_CLASS=\"select\"\n    SQLTEXT=\"select 1 from nope\"/>";
+        let (f, _) = record(mysql).unwrap();
+        assert_eq!(get(&f, "user"), Some("dba"));
+        assert_eq!(get(&f, "return_code"), Some("1146"));
+        assert!(record_ends(
+            mysql.as_bytes(),
+            b"    SQLTEXT=\"select 1 from nope\"/>"
+        ));
+        assert!(!record_ends(mysql.as_bytes(), b"    NAME=\"Query\""));
+        // Cut before its end: not a record.
+        assert!(record(&percona[..percona.len() - 2]).is_none());
+    }
+
+    #[test]
+    fn new_style_records_with_connection_attributes() {
+        let connect = " <AUDIT_RECORD>\n  <TIMESTAMP>2026-03-04T10:00:00 UTC</TIMESTAMP>\n  <RECORD_ID>2_2026-03-04T09:00:00</RECORD_ID>\n  <NAME>Connect</NAME>\n  <CONNECTION_ID>5</CONNECTION_ID>\n  <STATUS>0</STATUS>\n  <STATUS_CODE>0</STATUS_CODE>\n  <USER>app</USER>\n  <OS_LOGIN/>\n  <HOST>crm01</HOST>\n  <IP>10.2.3.4</IP>\n  <COMMAND_CLASS>connect</COMMAND_CLASS>\n  <CONNECTION_TYPE>SSL/TLS</CONNECTION_TYPE>\n  <CONNECTION_ATTRIBUTES>\n   <ATTRIBUTE>\n    <NAME>_pid</NAME>\n    <VALUE>42794</VALUE>\n   </ATTRIBUTE>\n   <ATTRIBUTE>\n    <NAME>program_name</NAME>\n    <VALUE>billing-batch</VALUE>\n   </ATTRIBUTE>\n  </CONNECTION_ATTRIBUTES>\n  <PRIV_USER>app</PRIV_USER>\n  <PROXY_USER/>\n  <DB>cdrdb</DB>\n </AUDIT_RECORD>";
+        let (f, ts) = record(connect).unwrap();
+        // The record's own NAME, not an attribute's.
+        assert_eq!(get(&f, "audit_record.name"), Some("Connect"));
+        assert_eq!(get(&f, "application"), Some("billing-batch"));
+        assert_eq!(get(&f, "user"), Some("app"));
+        assert_eq!(get(&f, "database"), Some("cdrdb"));
+        assert_eq!(get(&f, "statement"), None);
+        assert!(ts.is_some());
+        let query = "<AUDIT_RECORD>\n  <NAME>Query</NAME>\n  <RECORD>6_2026-03-04T09:00:00</RECORD>\n  <TIMESTAMP>2026-03-04T10:00:03 UTC</TIMESTAMP>\n  <COMMAND_CLASS>select</COMMAND_CLASS>\n  <CONNECTION_ID>5</CONNECTION_ID>\n  <STATUS>0</STATUS>\n  <SQLTEXT>SELECT imei FROM device\nWHERE msisdn = '33612345678' AND a &gt; 1</SQLTEXT>\n  <USER>app[app] @ crm01 [10.2.3.4]</USER>\n  <HOST>crm01</HOST>\n  <OS_USER></OS_USER>\n  <IP>10.2.3.4</IP>\n  <DB>cdrdb</DB>\n</AUDIT_RECORD>";
+        let (f, _) = record(query).unwrap();
+        assert_eq!(
+            get(&f, "statement"),
+            Some("SELECT imei FROM device\nWHERE msisdn = '33612345678' AND a > 1")
+        );
+        assert!(record_ends(query.as_bytes(), b"</AUDIT_RECORD>"));
+        assert!(!record_ends(query.as_bytes(), b"  <DB>cdrdb</DB>"));
+        assert!(record("<AUDIT_RECORD>\n  <NAME>Query</NAME>\n").is_none());
+        let two = format!("<AUDIT>\n{query}\n{connect}\n");
+        let first = "<AUDIT>\n".len() + query.len() + 1;
+        assert_eq!(complete_prefix(two.as_bytes()), two.len());
+        assert_eq!(complete_prefix(&two.as_bytes()[..two.len() - 20]), first);
+    }
+
+    #[test]
+    fn sniffs_and_unescapes() {
+        assert!(sniff(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AUDIT>\n<AUDIT_RECORD\n"
+        ));
+        assert!(sniff("  <AUDIT_RECORD>\n"));
+        assert!(!sniff("<?xml version=\"1.0\"?>\n<Events>\n"));
+        assert_eq!(
+            unescape("a &amp;b &#x41;&#66; &bogus; &"),
+            "a &b AB &bogus; &"
+        );
+    }
+}

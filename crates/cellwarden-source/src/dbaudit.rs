@@ -54,7 +54,7 @@ pub fn quotes_closed(text: &str) -> bool {
 
 /// The fields of one CSV record (which may span lines): `"` quotes, `""` inside quotes is a
 /// quote. Unquoted fields borrow from `text`. `None` for an unterminated quote.
-fn csv_record(text: &str) -> Option<Vec<Cow<'_, str>>> {
+pub(crate) fn csv_record(text: &str) -> Option<Vec<Cow<'_, str>>> {
     let text = text.strip_suffix('\n').unwrap_or(text);
     let text = text.strip_suffix('\r').unwrap_or(text);
     let b = text.as_bytes();

@@ -24,6 +24,8 @@ pub enum Format {
     MariaDbAudit,
     /// MySQL Enterprise Audit or Percona Audit Log file in XML (old or new style).
     MySqlAuditXml,
+    /// Percona Audit Log file in CSV.
+    PerconaAuditCsv,
     /// MySQL / MariaDB / Percona slow query log.
     MySqlSlow,
     /// MySQL / MariaDB general query log.
@@ -43,7 +45,10 @@ pub enum Format {
 impl Format {
     /// Text formats whose records may span lines inside double quotes.
     pub fn quoted_multiline(self) -> bool {
-        matches!(self, Format::PgLog | Format::PgCsv | Format::OracleCsv)
+        matches!(
+            self,
+            Format::PgLog | Format::PgCsv | Format::OracleCsv | Format::PerconaAuditCsv
+        )
     }
 }
 
@@ -172,7 +177,7 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     }
     let text = String::from_utf8_lossy(head);
     let line = text.lines().find(|l| !l.trim().is_empty())?;
-    if first == b'<' && crate::mysqlxml::sniff(&text) {
+    if first == b'<' && crate::mysqlaudit::sniff(&text) {
         return Some(Format::MySqlAuditXml);
     }
     // Zeek headers, possibly after a comment line of the tool that wrote the file.
@@ -218,6 +223,9 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     }
     if crate::dbaudit::is_oracle_header(line) {
         return Some(Format::OracleCsv);
+    }
+    if crate::mysqlaudit::is_percona_csv(line) {
+        return Some(Format::PerconaAuditCsv);
     }
     if crate::dbaudit::is_mariadb_audit(line) {
         return Some(Format::MariaDbAudit);
@@ -411,6 +419,14 @@ mod tests {
         assert_eq!(
             sniff(b"\"EVENT_TIMESTAMP\",\"DBUSERNAME\",\"ACTION_NAME\"\n"),
             Some(Format::OracleCsv)
+        );
+        assert_eq!(
+            sniff(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AUDIT>\n<AUDIT_RECORD\n"),
+            Some(Format::MySqlAuditXml)
+        );
+        assert_eq!(
+            sniff(b"\"Query\",\"3_2026-03-04T09:00:00\",\"2026-03-04T10:00:01 UTC\",\"select\",\"7\",0,\"SELECT 1\",\"app\",\"\",\"\",\"\",\"\"\n"),
+            Some(Format::PerconaAuditCsv)
         );
     }
 

@@ -855,7 +855,7 @@ fn read_text_from(
         // skipped to the next record's start.
         let mut skipping = false;
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
-            let starts = crate::mysqlxml::starts_record(l);
+            let starts = crate::mysqlaudit::starts_record(l);
             if pending.is_some() && !starts {
                 continue_record(&mut pending, l, max, &mut too_long);
                 skipping = pending.is_none();
@@ -867,12 +867,12 @@ fn read_text_from(
                 if starts {
                     skipping = false;
                     pending = Some((n, l.to_vec()));
-                } else if !skipping && !crate::mysqlxml::is_scaffolding(l) {
+                } else if !skipping && !crate::mysqlaudit::is_scaffolding(l) {
                     b.push(n, l);
                 }
             }
             if let Some((_, text)) = &pending
-                && crate::mysqlxml::record_ends(text, l)
+                && crate::mysqlaudit::record_ends(text, l)
             {
                 let (first, text) = pending.take().unwrap_or_default();
                 b.push(first, &text);
@@ -996,7 +996,7 @@ fn extend_record(
 }
 
 /// A line that begins a record of the quoted formats: a log time (`YYYY-MM-DD HH:MM`, quoted
-/// or not) or a pgaudit record.
+/// or not), a pgaudit record or a Percona CSV audit record.
 fn starts_record(line: &[u8]) -> bool {
     let l = line.strip_prefix(b"\"").unwrap_or(line);
     let shape = b"dddd-dd-dd?dd:dd";
@@ -1008,7 +1008,9 @@ fn starts_record(line: &[u8]) -> bool {
         });
     timed || {
         let l = String::from_utf8_lossy(line);
-        crate::dbaudit::is_pgaudit(&l) || crate::dbaudit::is_pg_log_line(&l)
+        crate::dbaudit::is_pgaudit(&l)
+            || crate::dbaudit::is_pg_log_line(&l)
+            || crate::mysqlaudit::is_percona_csv(&l)
     }
 }
 
@@ -1492,9 +1494,12 @@ impl<'a> Record<'_, 'a> {
             Format::MySqlError => crate::mysqllog::error_record(text, zone)
                 .map(Some)
                 .ok_or_else(|| syntax("an error log record")),
-            Format::MySqlAuditXml => crate::mysqlxml::record(text).map(Some).ok_or_else(|| {
+            Format::MySqlAuditXml => crate::mysqlaudit::record(text).map(Some).ok_or_else(|| {
                 syntax("a whole MySQL/Percona XML audit record (<AUDIT_RECORD …/> or <AUDIT_RECORD>…</AUDIT_RECORD>)")
             }),
+            Format::PerconaAuditCsv => crate::mysqlaudit::csv_record(text)
+                .map(Some)
+                .ok_or_else(|| syntax("a Percona CSV audit record")),
             Format::MariaDbAudit => crate::dbaudit::mariadb_audit_record(text)
                 .map(Some)
                 .ok_or_else(|| syntax("a MariaDB server_audit record")),

@@ -335,6 +335,18 @@ fn fuzz_database_audit_formats() {
         Some(Format::MySqlAuditXml),
         Some((xml, xml_after)),
     );
+    let pcsv: &[u8] = b"\"Query\",\"3_2026-03-04T09:00:00\",\"2026-03-04T10:00:01 UTC\",\"select\",\"7\",0,\"SELECT \"\"a\"\" FROM t\",\"app[app] @ crm01 [10.2.3.4]\",\"crm01\",\"\",\"10.2.3.4\",\"cdrdb\"\n";
+    let pcsv_after: &[u8] = b"\"Quit\",\"4_2026-03-04T09:00:00\",\"2026-03-04T10:00:02 UTC\",\"7\",0,\"app\",\"app\",\"\",\"\",\"crm01\",\"10.2.3.4\",\"cdrdb\"\n";
+    fuzz_reader(
+        "percona-audit-csv",
+        vec![
+            [pcsv, pcsv_after].concat(),
+            pcsv.iter().map(|b| if *b == b' ' { b'\n' } else { *b }).collect(),
+        ],
+        &[b"\"", b",", b"\"\"", b"\"Query\",", b"\n"],
+        Some(Format::PerconaAuditCsv),
+        Some((pcsv, pcsv_after)),
+    );
     let slow: &[u8] = b"# Time: 2026-03-04T10:00:00.000001Z\n# User@Host: app[app] @ crm [10.0.0.5]  Id:    12\n# Query_time: 0.1  Lock_time: 0.0 Rows_sent: 1  Rows_examined: 1\nSET timestamp=1772618400;\nSELECT * FROM cdr WHERE msisdn = '33611111111';\n";
     let slow_after: &[u8] = b"# Time: 2026-03-04T10:00:02.000001Z\n# User@Host: app[app] @ crm [10.0.0.5]  Id:    12\n# Query_time: 0.1  Lock_time: 0.0 Rows_sent: 1  Rows_examined: 1\nSET timestamp=1772618402;\nSELECT 3;\n";
     fuzz_reader(

@@ -541,7 +541,7 @@ fn read_more(
     // rest, even while the file does not grow (its writer buffers), unless one record fills
     // the whole read.
     if format == Format::MySqlAuditXml {
-        let keep = cellwarden_source::mysqlxml::complete_prefix(chunk);
+        let keep = cellwarden_source::mysqlaudit::complete_prefix(chunk);
         if keep < chunk.len() && (keep > 0 || got < READ_BYTES) {
             file.seek(SeekFrom::Current(-((chunk.len() - keep) as i64)))
                 .map_err(|e| {

@@ -389,7 +389,8 @@ pub struct WatchArgs {
     #[arg(long, value_parser = parse_level)]
     pub min_level: Option<Level>,
     /// Format of followed files (default: told from their content): jsonl, auditd, syslog,
-    /// pgaudit, pgcsv, mariadb, mysql-audit-xml, oracle-csv, zeek, nfdump-csv.
+    /// pgaudit, pgcsv, mariadb, mysql-audit-xml, percona-audit-csv, oracle-csv, zeek,
+    /// nfdump-csv.
     #[arg(long, value_parser = parse_format)]
     pub format: Option<Format>,
     #[command(flatten)]
@@ -461,6 +462,7 @@ pub fn parse_format(s: &str) -> Result<Format, String> {
         "pgcsv" => Format::PgCsv,
         "mariadb" => Format::MariaDbAudit,
         "mysql-audit-xml" => Format::MySqlAuditXml,
+        "percona-audit-csv" => Format::PerconaAuditCsv,
         "oracle-csv" => Format::OracleCsv,
         "zeek" => Format::ZeekTsv,
         "nfdump-csv" => Format::NfdumpCsv,

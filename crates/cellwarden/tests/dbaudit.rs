@@ -472,8 +472,18 @@ const MYSQL_NEW: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 </AUDIT>
 "#;
 
+/// The same in Percona's CSV format (`audit_log_format = CSV`), as its format strings write
+/// it: no header, quotes doubled, a statement's line break kept inside its quotes. Written
+/// here from the plugin's source.
+const PERCONA_CSV: &str = r#""Audit","1_2026-03-04T09:00:00","2026-03-04T09:00:00 UTC","8.0.36-28","--user=mysql","x86_64-Linux"
+"Connect","2_2026-03-04T09:00:00","2026-03-04T10:00:00 UTC","7",0,"app","app","","","crm01","10.2.3.4","cdrdb"
+"Query","3_2026-03-04T09:00:00","2026-03-04T10:00:01 UTC","select","7",0,"SELECT * FROM cdr WHERE calling_number = '33611111111'
+ORDER BY start_time","app[app] @ crm01 [10.2.3.4]","crm01","","10.2.3.4","cdrdb"
+"Query","4_2026-03-04T09:00:00","2026-03-04T23:10:00 UTC","select","9",0,"select imei, cell_id, ""x"" from location where msisdn in ('33622222222', '33633333333')","app[app] @  [10.66.6.6]","","","10.66.6.6","cdrdb"
+"#;
+
 #[test]
-fn mysql_and_percona_xml_audit_logs_are_read() {
+fn mysql_and_percona_xml_and_csv_audit_logs_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let percona = dir.path().join("audit.log");
     std::fs::write(&percona, PERCONA_OLD).unwrap();
@@ -507,6 +517,21 @@ fn mysql_and_percona_xml_audit_logs_are_read() {
     let ids = scope_ids(dir.path(), &[percona, "--account", "app"]);
     assert_eq!(ids, ["33611111111", "33622222222", "33633333333"]);
     let ids = scope_ids(dir.path(), &[percona, "--host", "10.66.6.6"]);
+    assert_eq!(ids, ["33622222222", "33633333333"]);
+
+    let csv = dir.path().join("audit.csv");
+    std::fs::write(&csv, PERCONA_CSV).unwrap();
+    let csv = csv.to_str().unwrap();
+    let events = events_of(&[csv]);
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[2]["source_record"], 3);
+    assert_eq!(
+        events[2]["fields"]["statement"],
+        "SELECT * FROM cdr WHERE calling_number = '33611111111'\nORDER BY start_time"
+    );
+    let ids = scope_ids(dir.path(), &[csv, "--account", "app"]);
+    assert_eq!(ids, ["33611111111", "33622222222", "33633333333"]);
+    let ids = scope_ids(dir.path(), &[csv, "--host", "10.66.6.6"]);
     assert_eq!(ids, ["33622222222", "33633333333"]);
 
     let mysql = dir.path().join("audit-new.log");

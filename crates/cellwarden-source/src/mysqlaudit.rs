@@ -1,5 +1,6 @@
 //! MySQL Enterprise Audit and Percona Audit Log files in their XML formats, the default of
-//! both plugins (`audit_log_format` `NEW` in MySQL, `OLD` in Percona Server):
+//! both plugins (`audit_log_format` `NEW` in MySQL, `OLD` in Percona Server), and Percona's
+//! CSV format. (Their JSON format is read with the other JSON logs.)
 //!
 //! - old style, one element per record with its fields as attributes:
 //!   `<AUDIT_RECORD NAME="Query" RECORD="2_2026-…" TIMESTAMP="2026-03-04T10:00:00 UTC"
@@ -14,6 +15,14 @@
 //! The file starts with `<?xml …?>` and `<AUDIT>` and ends with `</AUDIT>` once closed.
 //! Values escape `<`, `>`, `&` and `"` (Percona also control characters, as `&#10;`), so a
 //! record ends at the first `/>` (old style) or `</AUDIT_RECORD>` (new style) after its start.
+//! Percona's CSV (`audit_log_format = CSV`) has no header: a record's columns follow from its
+//! name (first column), as the plugin writes them: `"Query","<record id>","<time>",
+//! "<command class>","<connection id>",<status>,"<statement>","<user>","<host>","<os user>",
+//! "<ip>","<db>"`; `Connect`/`Quit`/`Change user` records name `<connection id>`, `<status>`,
+//! user, privileged user, OS login, proxy user, host, ip and db after the time; `Audit`/
+//! `NoAudit` records the server's version and options. Only `"` is escaped (doubled): a
+//! statement's line breaks stay, inside its quotes.
+//!
 //! A record's fields are named as in the plugins' JSON format (`audit_record.name`,
 //! `audit_record.sqltext`, …) and given the common database fields the same way
 //! ([`crate::dbaudit::mysql_json`]).
@@ -205,6 +214,88 @@ fn elements(body: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
+/// Whether a line starts a Percona CSV audit record: a quoted name, a quoted record id
+/// (`<n>_<date>T<time>`) and a quoted time.
+pub fn is_percona_csv(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix('"') else {
+        return false;
+    };
+    let mut parts = rest.splitn(4, "\",\"");
+    let (Some(name), Some(id), Some(time)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let date = |s: &str| {
+        let b = s.as_bytes();
+        b.len() >= 19
+            && b[..4].iter().all(u8::is_ascii_digit)
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[13] == b':'
+    };
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphabetic() || c == b' ' || c == b'_')
+        && id
+            .split_once('_')
+            .is_some_and(|(n, d)| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) && date(d))
+        && date(time)
+}
+
+/// One Percona CSV record (its lines joined) as [`record`] gives an XML one. `None` if it is
+/// not one whole record.
+pub fn csv_record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)> {
+    let cols = crate::dbaudit::csv_record(text)?;
+    let names: &[&str] = match cols.first().map(|c| &**c)? {
+        "Audit" | "NoAudit" => &[
+            "name",
+            "record",
+            "timestamp",
+            "mysql_version",
+            "startup_options",
+            "os_version",
+        ],
+        "Connect" | "Quit" | "Change user" => &[
+            "name",
+            "record",
+            "timestamp",
+            "connection_id",
+            "status",
+            "user",
+            "priv_user",
+            "os_login",
+            "proxy_user",
+            "host",
+            "ip",
+            "db",
+        ],
+        _ => &[
+            "name",
+            "record",
+            "timestamp",
+            "command_class",
+            "connection_id",
+            "status",
+            "sqltext",
+            "user",
+            "host",
+            "os_user",
+            "ip",
+            "db",
+        ],
+    };
+    if cols.len() != names.len() {
+        return None;
+    }
+    let pairs = names
+        .iter()
+        .zip(cols)
+        .map(|(n, v)| ((*n).to_owned(), v.into_owned()))
+        .collect();
+    fields_of(pairs)
+}
+
 /// One record as fields named like the JSON format's (`audit_record.<lower-case name>`) with
 /// the common database fields, and its time. `None` if the text is not one whole record.
 pub fn record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)> {
@@ -215,6 +306,11 @@ pub fn record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)> {
         None if body.starts_with(|c: char| c.is_ascii_whitespace()) => attributes(body)?,
         None => return None,
     };
+    fields_of(pairs)
+}
+
+/// The record's fields under the JSON format's names, with the common database fields.
+fn fields_of(pairs: Vec<(String, String)>) -> Option<(Fields<'static>, Option<Timestamp>)> {
     let mut fields: Fields<'static> = Vec::with_capacity(pairs.len() + 12);
     for (k, v) in pairs {
         let key = if k.contains('.') {
@@ -312,6 +408,31 @@ mod tests {
         let first = "<AUDIT>\n".len() + query.len() + 1;
         assert_eq!(complete_prefix(two.as_bytes()), two.len());
         assert_eq!(complete_prefix(&two.as_bytes()[..two.len() - 20]), first);
+    }
+
+    #[test]
+    fn percona_csv_records() {
+        let q = "\"Query\",\"12_2026-03-04T09:00:00\",\"2026-03-04T10:00:01 UTC\",\"select\",\"7\",0,\"SELECT \"\"x\"\", imei FROM device\nWHERE msisdn = '33612345678'\",\"app[app] @ crm01 [10.2.3.4]\",\"crm01\",\"\",\"10.2.3.4\",\"cdrdb\"";
+        assert!(is_percona_csv(q));
+        let (f, ts) = csv_record(q).unwrap();
+        assert_eq!(
+            get(&f, "statement"),
+            Some("SELECT \"x\", imei FROM device\nWHERE msisdn = '33612345678'")
+        );
+        assert_eq!(get(&f, "user"), Some("app"));
+        assert_eq!(get(&f, "client_host"), Some("10.2.3.4"));
+        assert_eq!(get(&f, "return_code"), Some("0"));
+        assert_eq!(ts.unwrap().to_string(), "2026-03-04T10:00:01Z");
+        let c = "\"Connect\",\"11_2026-03-04T09:00:00\",\"2026-03-04T10:00:00 UTC\",\"7\",1045,\"app\",\"\",\"\",\"\",\"crm01\",\"10.2.3.4\",\"cdrdb\"";
+        let (f, _) = csv_record(c).unwrap();
+        assert_eq!(get(&f, "return_code"), Some("1045"));
+        assert_eq!(get(&f, "session_id"), Some("7"));
+        assert!(!is_percona_csv("\"EVENT_TIMESTAMP\",\"DBUSERNAME\""));
+        assert!(!is_percona_csv(
+            "20261124 08:33:03,db1,care07,10.0.0.5,12,345,QUERY,crm,'SELECT 1',0"
+        ));
+        // A column short: not a record.
+        assert!(csv_record(&c[..c.rfind(',').unwrap()]).is_none());
     }
 
     #[test]

@@ -341,7 +341,9 @@ fn fuzz_database_audit_formats() {
         "percona-audit-csv",
         vec![
             [pcsv, pcsv_after].concat(),
-            pcsv.iter().map(|b| if *b == b' ' { b'\n' } else { *b }).collect(),
+            pcsv.iter()
+                .map(|b| if *b == b' ' { b'\n' } else { *b })
+                .collect(),
         ],
         &[b"\"", b",", b"\"\"", b"\"Query\",", b"\n"],
         Some(Format::PerconaAuditCsv),

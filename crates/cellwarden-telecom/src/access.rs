@@ -289,6 +289,10 @@ pub struct AccessCounts {
     pub bulk: u64,
     /// Statements the SQL analyser failed on (an internal error, reported on stderr); skipped.
     pub unanalysed: u64,
+    /// MySQL Enterprise Audit records of a statement counted already: its `table_access`
+    /// records after the first, and its closing `general` record.
+    #[serde(default)]
+    pub repeats: u64,
     /// SQL analyser counters.
     pub sql: crate::sql::SqlStats,
 }
@@ -376,6 +380,7 @@ impl Aggregates {
         c.with_subscribers += o.counts.with_subscribers;
         c.bulk += o.counts.bulk;
         c.unanalysed += o.counts.unanalysed;
+        c.repeats += o.counts.repeats;
         c.sql.statements += o.counts.sql.statements;
         c.sql.cache_hits += o.counts.sql.cache_hits;
         c.sql.fallback_shapes += o.counts.sql.fallback_shapes;
@@ -665,7 +670,26 @@ pub struct Collector {
     day_sessions: HashMap<(Addr, Day, Addr), (Arc<Session>, SessionStats)>,
     /// (account, program) → statements.
     programs: HashMap<(Addr, Addr), ProgramCount>,
+    /// Per session, the MySQL Enterprise Audit statement seen last (see [`LastStatement`]).
+    last_statement: HashMap<Addr, LastStatement>,
     aggregates: Aggregates,
+}
+
+/// Sessions whose last statement is held for telling MySQL's repeated records apart; past
+/// it the memory is dropped (at worst a statement is counted twice).
+const LAST_STATEMENTS: usize = 100_000;
+
+/// MySQL Enterprise Audit (with the `log_all` filter, its usual set-up) writes a statement
+/// once per table it reads or writes (`table_access`, the table named) and once as a
+/// `general` record (at its end; Percona's filter component before it). These records of one
+/// statement follow each other in its session: a record of the same text belongs to the
+/// statement before unless that one had such a record already (a `general` one, or one
+/// naming the same table).
+#[derive(Default)]
+struct LastStatement {
+    text: u64,
+    general: bool,
+    tables: Vec<String>,
 }
 
 /// The address of an interned value, as a key: hashed and compared without touching the
@@ -727,6 +751,8 @@ struct DbFields<'e, 'a> {
     session_id: Option<&'e cellwarden_event::Value<'a>>,
     pid: Option<&'e cellwarden_event::Value<'a>>,
     rows: Option<&'e cellwarden_event::Value<'a>>,
+    class: Option<&'e cellwarden_event::Value<'a>>,
+    object_name: Option<&'e cellwarden_event::Value<'a>>,
 }
 
 /// A field's value as text (integers formatted).
@@ -749,6 +775,8 @@ impl<'e, 'a> DbFields<'e, 'a> {
                 "session_id" => &mut f.session_id,
                 "pid" => &mut f.pid,
                 "rows" => &mut f.rows,
+                "class" => &mut f.class,
+                "object_name" => &mut f.object_name,
                 _ => continue,
             };
             slot.get_or_insert(v);
@@ -829,6 +857,7 @@ impl Collector {
             days: HashMap::default(),
             day_sessions: HashMap::default(),
             programs: HashMap::default(),
+            last_statement: HashMap::default(),
             aggregates: Aggregates::default(),
         }
     }
@@ -931,6 +960,37 @@ impl Collector {
         }
     }
 
+    /// Whether a MySQL Enterprise Audit record repeats the statement its session's record
+    /// before it was of (see [`LastStatement`]): `general` for a `general` record, else a
+    /// `table_access` record naming `table`.
+    fn repeated(&mut self, session: Addr, sql: &str, general: bool, table: Option<&str>) -> bool {
+        use std::hash::BuildHasher;
+        let text = rustc_hash::FxBuildHasher.hash_one(sql);
+        if self.last_statement.len() >= LAST_STATEMENTS {
+            self.last_statement.clear();
+        }
+        let last = self.last_statement.entry(session).or_default();
+        let table = table.unwrap_or("");
+        let same = last.text == text && (last.general || !last.tables.is_empty());
+        let seen = if general {
+            last.general
+        } else {
+            last.tables.iter().any(|t| t == table)
+        };
+        if !same || seen {
+            *last = LastStatement {
+                text,
+                ..LastStatement::default()
+            };
+        }
+        if general {
+            last.general = true;
+        } else {
+            last.tables.push(table.to_owned());
+        }
+        same && !seen
+    }
+
     /// The shared copy of a session key.
     fn session(&mut self, host: Option<Arc<str>>, id: Option<Arc<str>>) -> Arc<Session> {
         let key = (host.as_ref().map(addr), id.as_ref().map(addr));
@@ -998,6 +1058,21 @@ impl Collector {
             },
         };
         let session = self.session(host.clone(), sid);
+        if dialect == Dialect::MySql
+            && let Some(class) = text(f.class)
+            && (class == "table_access" || class == "general")
+            && self.repeated(
+                addr(&session),
+                &sql,
+                class == "general",
+                text(f.object_name).as_deref(),
+            )
+        {
+            let c = &mut self.aggregates.counts;
+            c.statements -= 1;
+            c.repeats += 1;
+            return;
+        }
         let rows = f.rows.and_then(|v| match v {
             cellwarden_event::Value::Int(i) => Some(*i),
             v => v.as_text().and_then(|t| t.parse().ok()),
@@ -1289,6 +1364,8 @@ impl Collector {
         self.days.retain(|(_, d), _| *d >= day);
         self.day_sessions.retain(|(_, d, _), _| *d >= day);
         self.sessions.retain(|_, s| Arc::strong_count(s) > 1);
+        // Keyed by session addresses, which dropped sessions may give to new ones.
+        self.last_statement.clear();
         self.aggregates.evict_before(day);
     }
 
@@ -1343,6 +1420,48 @@ pub(crate) mod tests {
         ev.push("statement", s(sql));
         ev.push("Channel", s("pgaudit"));
         ev
+    }
+
+    /// MySQL Enterprise Audit's records of one statement (one per table, one `general`) count
+    /// once, in either order; the same statement run again counts again.
+    #[test]
+    fn mysql_table_access_records_of_one_statement_count_once() {
+        let q = "SELECT c.*, d.imei FROM cdr c JOIN device d ON d.imsi = c.imsi WHERE c.calling_number = '33611111111'";
+        let record = |class: &str, table: Option<&str>, line: u64| {
+            let mut ev = db_event("2026-03-04T10:00:00Z", "app", "10.2.3.4", q, line);
+            let s = |x: &str| Value::Str(Cow::Owned(x.to_owned()));
+            if let Some((_, v)) = ev.fields.iter_mut().find(|(k, _)| k == "Channel") {
+                *v = s("mysql_audit");
+            }
+            ev.push("session_id", s("21"));
+            ev.push("class", s(class));
+            if let Some(t) = table {
+                ev.push("object_name", s(t));
+            }
+            ev
+        };
+        let statements = |records: &[(&str, Option<&str>)]| {
+            let mut c = Collector::new(Default::default(), Default::default(), 100_000);
+            for (i, (class, table)) in records.iter().enumerate() {
+                c.observe(&record(class, *table, i as u64 + 1));
+            }
+            let a = c.into_aggregates();
+            let per_subscriber: u64 = a.subjects.iter().map(|(_, s)| s.statements).sum();
+            (a.counts.statements, a.counts.repeats, per_subscriber)
+        };
+        let (ta, g) = ("table_access", "general");
+        let (cdr, device) = (Some("cdr"), Some("device"));
+        // MySQL: the tables, then the statement's end; twice.
+        let mysql = [(ta, cdr), (ta, device), (g, None)];
+        assert_eq!(statements(&mysql), (1, 2, 1));
+        assert_eq!(statements(&[mysql, mysql].concat()), (2, 4, 2));
+        // The general record first; general records only; table records only.
+        assert_eq!(
+            statements(&[(g, None), (ta, cdr), (ta, device), (g, None)]),
+            (2, 2, 2)
+        );
+        assert_eq!(statements(&[(g, None), (g, None)]), (2, 0, 2));
+        assert_eq!(statements(&[(ta, cdr), (ta, device), (ta, cdr)]), (2, 1, 2));
     }
 
     /// A statement naming many subscribers is collected in linear time (each new subscriber

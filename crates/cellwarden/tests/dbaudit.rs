@@ -550,3 +550,103 @@ fn mysql_and_percona_xml_and_csv_audit_logs_are_read() {
     let ids = scope_ids(dir.path(), &[mysql, "--account", "dba"]);
     assert_eq!(ids, ["33644444444"]);
 }
+
+/// MySQL Enterprise Audit in JSON with the `log_all` filter: a pretty-printed array where a
+/// statement comes once as `general` and once per table as `table_access`. Written here in
+/// the shape of the MySQL manual's examples (no MySQL Enterprise server here).
+const MYSQL_JSON_LOG_ALL: &str = r#"[
+  {
+    "timestamp": "2026-10-03 13:50:01",
+    "id": 0,
+    "class": "audit",
+    "event": "startup",
+    "connection_id": 0,
+    "startup_data": { "server_id": 1,
+                      "os_version": "i686-Linux",
+                      "mysql_version": "8.0.36-log",
+                      "args": ["/usr/local/mysql/bin/mysqld",
+                               "--loose-audit-log-format=JSON",
+                               "--log-error=log.err",
+                               "--pid-file=mysqld.pid",
+                               "--port=3306" ] }
+  },
+  {
+    "timestamp": "2026-10-03 15:02:32",
+    "id": 0,
+    "class": "connection",
+    "event": "connect",
+    "connection_id": 21,
+    "account": { "user": "app", "host": "crm01" },
+    "login": { "user": "app", "os": "", "ip": "10.2.3.4", "proxy": "" },
+    "connection_data": { "connection_type": "ssl",
+                         "status": 0,
+                         "db": "cdrdb",
+                         "connection_attributes": {
+                           "_pid": "43236",
+                           "_os": "macos10.14",
+                           "_platform": "x86_64",
+                           "_client_version": "8.0.18",
+                           "_client_name": "libmysql",
+                           "program_name": "crm-backend"
+                         }
+                       }
+  },
+  {
+    "timestamp": "2026-10-03 15:02:33",
+    "id": 1,
+    "class": "general",
+    "event": "status",
+    "connection_id": 21,
+    "account": { "user": "app", "host": "crm01" },
+    "login": { "user": "app", "os": "", "ip": "10.2.3.4", "proxy": "" },
+    "general_data": { "command": "Query",
+                      "sql_command": "select",
+                      "query": "SELECT * FROM cdr WHERE calling_number = '33611111111'",
+                      "status": 0 }
+  },
+  {
+    "timestamp": "2026-10-03 15:02:33",
+    "id": 2,
+    "class": "table_access",
+    "event": "read",
+    "connection_id": 21,
+    "account": { "user": "app", "host": "crm01" },
+    "login": { "user": "app", "os": "", "ip": "10.2.3.4", "proxy": "" },
+    "table_access_data": { "db": "cdrdb",
+                           "table": "cdr",
+                           "query": "SELECT * FROM cdr WHERE calling_number = '33611111111'",
+                           "sql_command": "select" }
+  }
+]
+"#;
+
+#[test]
+fn mysql_table_access_records_do_not_count_a_statement_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.json");
+    std::fs::write(&log, MYSQL_JSON_LOG_ALL).unwrap();
+    let log = log.to_str().unwrap();
+    let report = dir.path().join("scope.json");
+    let out = run(&[
+        "scope",
+        log,
+        "--account",
+        "app",
+        "-o",
+        report.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("1 database statements"), "{err}");
+    assert!(
+        err.contains("sql: 1 MySQL audit records repeated a statement"),
+        "{err}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let subs = r["subscribers"].as_array().unwrap();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0]["id"], "33611111111");
+    assert_eq!(subs[0]["statements"], 1);
+    assert_eq!(subs[0]["client_hosts"][0], "10.2.3.4");
+}

@@ -107,6 +107,13 @@ pub fn run(args: ScopeArgs) -> Result<Status, Failure> {
         c.failed,
         c.undated
     );
+    if c.repeats > 0 {
+        let _ = writeln!(
+            err,
+            "sql: {} MySQL audit records repeated a statement counted already (its other tables, its general record)",
+            c.repeats
+        );
+    }
     if c.unanalysed > 0 {
         let _ = writeln!(
             err,

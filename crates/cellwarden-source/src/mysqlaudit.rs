@@ -296,6 +296,31 @@ pub fn csv_record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)> {
     fields_of(pairs)
 }
 
+/// A record sent to syslog (Percona's `audit_log_handler = SYSLOG`, tag `percona-audit` by
+/// default): the message is the record in the configured format, JSON, CSV or XML, whose line
+/// breaks rsyslog writes as `#012`. The syslog host is the record's host, and its time is used
+/// where the record has none. `None` for other messages.
+pub fn syslog_record<'t>(
+    p: &crate::linux::SyslogParts<'t>,
+) -> Option<(Fields<'t>, Option<Timestamp>)> {
+    let msg = p.msg.trim();
+    let (mut fields, ts) = if msg.starts_with("{\"audit_record\"") {
+        let mut f = crate::json::flatten(msg).ok()?;
+        let ts = crate::dbaudit::mysql_json(&mut f)?;
+        (f, ts)
+    } else if msg.starts_with("<AUDIT_RECORD") {
+        record(&msg.replace("#012", "\n"))?
+    } else if is_percona_csv(msg) {
+        csv_record(&msg.replace("#012", "\n"))?
+    } else {
+        return None;
+    };
+    if p.host != "-" {
+        crate::json::put_new_owned(&mut fields, "hostname", p.host);
+    }
+    Some((fields, ts.or(p.time)))
+}
+
 /// One record as fields named like the JSON format's (`audit_record.<lower-case name>`) with
 /// the common database fields, and its time. `None` if the text is not one whole record.
 pub fn record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)> {

@@ -1451,8 +1451,8 @@ impl<'a> Record<'_, 'a> {
             Format::Syslog => {
                 let p = crate::linux::syslog_parts(text, context.year, zone)
                     .ok_or_else(|| syntax("a syslog line"))?;
-                // PostgreSQL and MariaDB's audit plugin logging to syslog: their records are
-                // read as those of their own logs.
+                // PostgreSQL and the MariaDB and Percona audit plugins logging to syslog: their
+                // records are read as those of their own logs.
                 match crate::dbaudit::pg_syslog_record(&p, &context.pg_prefixes, learner, zone) {
                     Some(Some(r)) => return Ok(Some(r)),
                     Some(None) => {
@@ -1465,6 +1465,7 @@ impl<'a> Record<'_, 'a> {
                 }
                 Ok(Some(
                     crate::dbaudit::mariadb_syslog_record(&p)
+                        .or_else(|| crate::mysqlaudit::syslog_record(&p))
                         .unwrap_or_else(|| crate::linux::syslog_fields(&p)),
                 ))
             }

@@ -650,3 +650,42 @@ fn mysql_table_access_records_do_not_count_a_statement_twice() {
     assert_eq!(subs[0]["statements"], 1);
     assert_eq!(subs[0]["client_hosts"][0], "10.2.3.4");
 }
+
+/// Percona's audit plugin logging to syslog (`audit_log_handler = SYSLOG`): the record in the
+/// configured format as the message, tagged `percona-audit`, no pid; rsyslog writes a
+/// message's line breaks as `#012`. JSON, CSV and old-style XML, written here from the
+/// plugin's source, among another program's lines.
+const PERCONA_SYSLOG: &str = r##"Mar  4 10:00:01 db7 percona-audit: {"audit_record":{"name":"Query","record":"3_2026-03-04T09:00:00","timestamp":"2026-03-04T10:00:01 UTC","command_class":"select","connection_id":"7","status":0,"sqltext":"SELECT * FROM cdr WHERE calling_number = '33611111111'","user":"app[app] @ crm01 [10.2.3.4]","host":"crm01","os_user":"","ip":"10.2.3.4","db":"cdrdb"}}
+Mar  4 23:10:00 db7 percona-audit: "Query","4_2026-03-04T09:00:00","2026-03-04T23:10:00 UTC","select","9",0,"select imei from location#012where msisdn = '33622222222'","app[app] @  [10.66.6.6]","","","10.66.6.6","cdrdb"
+Mar  4 23:10:05 db7 percona-audit: <AUDIT_RECORD#012  NAME="Query"#012  RECORD="5_2026-03-04T09:00:00"#012  TIMESTAMP="2026-03-04T23:10:05 UTC"#012  COMMAND_CLASS="select"#012  CONNECTION_ID="9"#012  STATUS="0"#012  SQLTEXT="select * from device where msisdn = &apos;33633333333&apos;"#012  USER="app[app] @  [10.66.6.6]"#012  HOST=""#012  OS_USER=""#012  IP="10.66.6.6"#012  DB="cdrdb"#012/>
+Mar  4 23:11:00 db7 sshd[999]: Accepted password for root from 10.0.0.1 port 22 ssh2
+"##;
+
+#[test]
+fn percona_audit_through_syslog_is_read_as_its_own_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = syslog_file(dir.path(), PERCONA_SYSLOG);
+    let log = log.as_str();
+    let events = events_of(&[log, "--year", "2026"]);
+    let channels: Vec<_> = events
+        .iter()
+        .map(|e| e["fields"]["Channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        channels,
+        ["mysql_audit", "mysql_audit", "mysql_audit", "syslog/sshd"]
+    );
+    assert!(
+        events[..3].iter().all(|e| e["host"] == "db7"),
+        "{events:#?}"
+    );
+    assert_eq!(
+        events[1]["fields"]["statement"],
+        "select imei from location\nwhere msisdn = '33622222222'"
+    );
+    assert_eq!(events[2]["fields"]["client_host"], "10.66.6.6");
+    let ids = scope_ids(dir.path(), &[log, "--account", "app", "--year", "2026"]);
+    assert_eq!(ids, ["33611111111", "33622222222", "33633333333"]);
+    let ids = scope_ids(dir.path(), &[log, "--host", "10.66.6.6", "--year", "2026"]);
+    assert_eq!(ids, ["33622222222", "33633333333"]);
+}

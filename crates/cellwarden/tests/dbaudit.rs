@@ -88,6 +88,14 @@ fn events_of(args: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The `Channel` of each event.
+fn channels_of(events: &[serde_json::Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["fields"]["Channel"].as_str().unwrap())
+        .collect()
+}
+
 /// The subscribers `cellwarden scope` reports for `args`, sorted.
 fn scope_ids(dir: &std::path::Path, args: &[&str]) -> Vec<String> {
     let report = dir.join("scope.json");
@@ -262,10 +270,7 @@ fn mariadb_audit_through_syslog_is_read_as_its_own_log() {
     let log = syslog_file(dir.path(), MARIADB_SYSLOG);
     let log = log.as_str();
     let events = events_of(&[log, "--year", "2026"]);
-    let channels: Vec<_> = events
-        .iter()
-        .map(|e| e["fields"]["Channel"].as_str().unwrap())
-        .collect();
+    let channels = channels_of(&events);
     assert_eq!(
         channels,
         [
@@ -667,10 +672,7 @@ fn percona_audit_through_syslog_is_read_as_its_own_log() {
     let log = syslog_file(dir.path(), PERCONA_SYSLOG);
     let log = log.as_str();
     let events = events_of(&[log, "--year", "2026"]);
-    let channels: Vec<_> = events
-        .iter()
-        .map(|e| e["fields"]["Channel"].as_str().unwrap())
-        .collect();
+    let channels = channels_of(&events);
     assert_eq!(
         channels,
         ["mysql_audit", "mysql_audit", "mysql_audit", "syslog/sshd"]

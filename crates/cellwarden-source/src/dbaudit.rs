@@ -836,6 +836,15 @@ pub fn pg_jsonlog(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
     Some(ts)
 }
 
+/// The account name of a MySQL audit `user` value, which may be written as the server shows
+/// the session's user: `app[app] @ crm01 [10.2.3.4]`.
+fn plain_user(u: String) -> String {
+    match u.split_once(['[', ' ']) {
+        Some((name, _)) => name.to_owned(),
+        None => u,
+    }
+}
+
 /// Gives a MySQL Enterprise Audit or Percona Audit Log JSON record (already flattened) the
 /// common database fields. Returns its time; `None` if the record is neither.
 pub fn mysql_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
@@ -851,8 +860,7 @@ pub fn mysql_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
             &r("timestamp").unwrap_or_default().replacen('T', " ", 1),
             None,
         );
-        let user = r("priv_user")
-            .or_else(|| r("user").map(|u| u.split(['[', ' ']).next().unwrap_or("").to_owned()));
+        let user = r("priv_user").or_else(|| r("user").map(plain_user));
         add.extend(user.map(|u| ("user", u)));
         add.extend(r("ip").or_else(|| r("host")).map(|v| ("client_host", v)));
         add.extend(r("os_user").map(|v| ("os_user", v)));
@@ -874,10 +882,11 @@ pub fn mysql_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
         // "login":{"user":…,"os":…,"ip":…},"general_data":{"sql_command":…,"query":…,
         // "status":0}} and table_access_data / connection_data variants.
         ts = time_with_zone(&get("timestamp").unwrap_or_default(), None);
+        // Percona's filter component writes the user as `root[root] @ localhost []` here too.
         add.extend(
             get("account.user")
                 .or_else(|| get("login.user"))
-                .map(|v| ("user", v)),
+                .map(|v| ("user", plain_user(v))),
         );
         add.extend(
             get("login.ip")
@@ -1341,6 +1350,12 @@ mod tests {
         assert_eq!(get(&p, "client_host"), "10.9.9.9");
         assert_eq!(get(&p, "database"), "crm");
         assert_eq!(get(&p, "command"), "select");
+        // Percona's audit log filter component, in the shape of its documentation: the user
+        // as the server shows it.
+        let mut c = crate::json::flatten(r#"{"timestamp":"2023-03-29 11:17:05","id":2,"class":"general","event":"log","connection_id":11,"account":{"user":"root[root] @ localhost []","host":"localhost"},"login":{"user":"root[root] @ localhost []","os":"","ip":"","proxy":""},"general_data":{"command":"Query","sql_command":"create_table","query":"CREATE TABLE t1 (c1 INT)","status":0}}"#).unwrap();
+        mysql_json(&mut c).unwrap();
+        assert_eq!(get(&c, "user"), "root");
+        assert_eq!(get(&c, "client_host"), "localhost");
         let mut other = crate::json::flatten(r#"{"timestamp":"x","class":"y"}"#).unwrap();
         assert!(mysql_json(&mut other).is_none());
     }

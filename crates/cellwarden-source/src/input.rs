@@ -26,6 +26,8 @@ pub enum Format {
     MySqlAuditXml,
     /// Percona Audit Log file in CSV.
     PerconaAuditCsv,
+    /// Oracle XML audit trail (`AUDIT_TRAIL = XML`, `.xml` files of `audit_file_dest`).
+    OracleAuditXml,
     /// MySQL / MariaDB / Percona slow query log.
     MySqlSlow,
     /// MySQL / MariaDB general query log.
@@ -177,8 +179,10 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     }
     let text = String::from_utf8_lossy(head);
     let line = text.lines().find(|l| !l.trim().is_empty())?;
-    if first == b'<' && crate::mysqlaudit::sniff(&text) {
-        return Some(Format::MySqlAuditXml);
+    if first == b'<'
+        && let Some(f) = crate::mysqlaudit::sniff(&text)
+    {
+        return Some(f);
     }
     // Zeek headers, possibly after a comment line of the tool that wrote the file.
     if text

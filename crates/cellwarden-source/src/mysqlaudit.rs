@@ -26,6 +26,10 @@
 //! A record's fields are named as in the plugins' JSON format (`audit_record.name`,
 //! `audit_record.sqltext`, …) and given the common database fields the same way
 //! ([`crate::dbaudit::mysql_json`]).
+//!
+//! Oracle's XML audit trail (`AUDIT_TRAIL = XML, EXTENDED`) is cut into records here too: its
+//! `<AuditRecord>` elements, after the `<Audit xmlns=…>` root and its `<Version>`; their
+//! fields are read by [`crate::dbaudit::oracle_xml_record`].
 
 use std::borrow::Cow;
 
@@ -35,39 +39,57 @@ use crate::json::Fields;
 
 const START: &[u8] = b"<AUDIT_RECORD";
 const END_NEW: &[u8] = b"</AUDIT_RECORD>";
+const ORACLE_START: &[u8] = b"<AuditRecord>";
+const ORACLE_END: &[u8] = b"</AuditRecord>";
 
-/// Whether a line starts an audit record.
+/// Whether a line starts an audit record (MySQL's, Percona's or Oracle's).
 pub fn starts_record(line: &[u8]) -> bool {
-    line.trim_ascii_start().starts_with(START)
+    let l = line.trim_ascii_start();
+    l.starts_with(START) || l.starts_with(ORACLE_START)
 }
 
-/// Whether a line is the file's XML scaffolding: the declaration, `<AUDIT>` or `</AUDIT>`
-/// (or blank).
+/// Whether a line is the file's XML scaffolding: the declaration, the root element (`<AUDIT>`,
+/// Oracle's `<Audit xmlns=…` over several lines, and its `<Version>`) or its end (or blank).
 pub fn is_scaffolding(line: &[u8]) -> bool {
     let l = line.trim_ascii();
-    l.is_empty() || l.starts_with(b"<?xml") || l == b"<AUDIT>" || l == b"</AUDIT>"
+    l.is_empty()
+        || l.starts_with(b"<?xml")
+        || l == b"<AUDIT>"
+        || l == b"</AUDIT>"
+        || l.starts_with(b"<Audit ")
+        || l == b"<Audit>"
+        || l == b"</Audit>"
+        || l.starts_with(b"xmlns")
+        || l.starts_with(b"xsi:")
+        || l.starts_with(b"<Version>")
 }
 
-/// Whether the first bytes of a file are an XML audit log: the declaration followed by
-/// `<AUDIT>`, or a record (a file cut after its start).
-pub fn sniff(text: &str) -> bool {
+/// Which XML audit log the first bytes of a file are: the declaration followed by the root
+/// element (MySQL's `<AUDIT>`, Oracle's `<Audit xmlns=…>`), or a record (a file cut after its
+/// start).
+pub fn sniff(text: &str) -> Option<crate::Format> {
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    match lines.next() {
-        Some(l) if l.starts_with("<?xml") => lines
-            .next()
-            .is_some_and(|l| l == "<AUDIT>" || l.starts_with("<AUDIT_RECORD")),
-        Some(l) => l == "<AUDIT>" || l.starts_with("<AUDIT_RECORD"),
-        None => false,
+    let mut l = lines.next()?;
+    if l.starts_with("<?xml") {
+        l = lines.next()?;
+    }
+    if l == "<AUDIT>" || l.starts_with("<AUDIT_RECORD") {
+        Some(crate::Format::MySqlAuditXml)
+    } else if l.starts_with("<Audit xmlns") || l == "<Audit>" || l.starts_with("<AuditRecord>") {
+        Some(crate::Format::OracleAuditXml)
+    } else {
+        None
     }
 }
 
-/// Whether the record assembled so far (from its `<AUDIT_RECORD` line) ends with `line`, its
-/// last line so far.
+/// Whether the record assembled so far (from its `<AUDIT_RECORD` or `<AuditRecord>` line)
+/// ends with `line`, its last line so far.
 pub fn record_ends(record: &[u8], line: &[u8]) -> bool {
-    let new_style = record
-        .trim_ascii_start()
-        .get(START.len())
-        .is_some_and(|c| *c == b'>');
+    let r = record.trim_ascii_start();
+    if r.starts_with(ORACLE_START) {
+        return find(line, ORACLE_END).is_some();
+    }
+    let new_style = r.get(START.len()).is_some_and(|c| *c == b'>');
     if new_style {
         find(line, END_NEW).is_some()
     } else {
@@ -102,7 +124,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Undoes XML escaping: the five named entities and numeric references. Anything else is
 /// kept as written.
-fn unescape(s: &str) -> Cow<'_, str> {
+pub(crate) fn unescape(s: &str) -> Cow<'_, str> {
     if !s.contains('&') {
         return Cow::Borrowed(s);
     }
@@ -169,15 +191,15 @@ fn attributes(body: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
-/// The fields of a new-style record: its child elements, in order; the `NAME`/`VALUE` pairs
-/// of MySQL's `CONNECTION_ATTRIBUTES` as `connection_attributes.<name>`. `None` if the record
-/// does not close.
-fn elements(body: &str) -> Option<Vec<(String, String)>> {
+/// The fields of a new-style record (or an Oracle one): its child elements up to `end`, in
+/// order; the `NAME`/`VALUE` pairs of MySQL's `CONNECTION_ATTRIBUTES` as
+/// `connection_attributes.<name>`. `None` if the record does not close.
+pub(crate) fn elements(body: &str, end: &str) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     let mut rest = body;
     loop {
         rest = rest.trim_start();
-        if rest.starts_with("</AUDIT_RECORD>") {
+        if rest.starts_with(end) {
             return Some(out);
         }
         let r = rest.strip_prefix('<')?;
@@ -327,7 +349,7 @@ pub fn record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)> {
     let t = text.trim_start();
     let body = t.strip_prefix("<AUDIT_RECORD")?;
     let pairs = match body.strip_prefix('>') {
-        Some(children) => elements(children)?,
+        Some(children) => elements(children, "</AUDIT_RECORD>")?,
         None if body.starts_with(|c: char| c.is_ascii_whitespace()) => attributes(body)?,
         None => return None,
     };
@@ -462,11 +484,19 @@ mod tests {
 
     #[test]
     fn sniffs_and_unescapes() {
-        assert!(sniff(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AUDIT>\n<AUDIT_RECORD\n"
-        ));
-        assert!(sniff("  <AUDIT_RECORD>\n"));
-        assert!(!sniff("<?xml version=\"1.0\"?>\n<Events>\n"));
+        use crate::Format;
+        assert_eq!(
+            sniff("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AUDIT>\n<AUDIT_RECORD\n"),
+            Some(Format::MySqlAuditXml)
+        );
+        assert_eq!(sniff("  <AUDIT_RECORD>\n"), Some(Format::MySqlAuditXml));
+        assert_eq!(
+            sniff(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n  <Audit xmlns=\"http://xmlns.oracle.com/oracleas/schema/dbserver_audittrail-11_2.xsd\"\n"
+            ),
+            Some(Format::OracleAuditXml)
+        );
+        assert_eq!(sniff("<?xml version=\"1.0\"?>\n<Events>\n"), None);
         assert_eq!(
             unescape("a &amp;b &#x41;&#66; &bogus; &"),
             "a &b AB &bogus; &"

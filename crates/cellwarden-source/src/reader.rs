@@ -849,7 +849,7 @@ fn read_text_from(
             push(&mut batch, first, &mut text);
         }
         r
-    } else if kind == Format::MySqlAuditXml {
+    } else if matches!(kind, Format::MySqlAuditXml | Format::OracleAuditXml) {
         // A record runs from its `<AUDIT_RECORD` line to the line that closes it; the file's
         // XML declaration and root element are no records. A record dropped as too long is
         // skipped to the next record's start.
@@ -1498,6 +1498,9 @@ impl<'a> Record<'_, 'a> {
             Format::MySqlAuditXml => crate::mysqlaudit::record(text).map(Some).ok_or_else(|| {
                 syntax("a whole MySQL/Percona XML audit record (<AUDIT_RECORD …/> or <AUDIT_RECORD>…</AUDIT_RECORD>)")
             }),
+            Format::OracleAuditXml => crate::dbaudit::oracle_xml_record(text)
+                .map(Some)
+                .ok_or_else(|| syntax("a whole Oracle XML audit record (<AuditRecord>…</AuditRecord>)")),
             Format::PerconaAuditCsv => crate::mysqlaudit::csv_record(text)
                 .map(Some)
                 .ok_or_else(|| syntax("a Percona CSV audit record")),

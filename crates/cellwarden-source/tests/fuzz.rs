@@ -335,6 +335,17 @@ fn fuzz_database_audit_formats() {
         Some(Format::MySqlAuditXml),
         Some((xml, xml_after)),
     );
+    let ora: &[u8] = b"<AuditRecord><Audit_Type>1</Audit_Type><Session_Id>880042</Session_Id><StatementId>7</StatementId><Extended_Timestamp>2026-03-04T22:41:10.250000Z</Extended_Timestamp><DB_User>APP</DB_User><Userhost>10.6.6.6</Userhost><Action>3</Action><Sql_Bind> #1(11):33622222222</Sql_Bind><Sql_Text>SELECT * FROM cdr WHERE a = :1 AND b &gt; 0</Sql_Text></AuditRecord>\n";
+    let ora_after: &[u8] = b"<AuditRecord><Audit_Type>1</Audit_Type><Session_Id>880042</Session_Id><StatementId>8</StatementId><Extended_Timestamp>2026-03-04T22:41:11.250000Z</Extended_Timestamp><DB_User>APP</DB_User>\n<Sql_Text>SELECT 1\nFROM dual</Sql_Text>\n</AuditRecord>\n";
+    fuzz_reader(
+        "oracle-xml",
+        vec![
+            [b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n  <Audit xmlns=\"http://xmlns.oracle.com/oracleas/schema/dbserver_audittrail-11_2.xsd\"\n   xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n   <Version>11.2</Version>\n", ora, ora_after, b"</Audit>\n"].concat(),
+        ],
+        &[b"<AuditRecord>", b"</AuditRecord>", b"<Sql_Text>", b"&gt;", b"&#10;", b"\n"],
+        Some(Format::OracleAuditXml),
+        Some((ora, ora_after)),
+    );
     let pcsv: &[u8] = b"\"Query\",\"3_2026-03-04T09:00:00\",\"2026-03-04T10:00:01 UTC\",\"select\",\"7\",0,\"SELECT \"\"a\"\" FROM t\",\"app[app] @ crm01 [10.2.3.4]\",\"crm01\",\"\",\"10.2.3.4\",\"cdrdb\"\n";
     let pcsv_after: &[u8] = b"\"Quit\",\"4_2026-03-04T09:00:00\",\"2026-03-04T10:00:02 UTC\",\"7\",0,\"app\",\"app\",\"\",\"\",\"crm01\",\"10.2.3.4\",\"cdrdb\"\n";
     fuzz_reader(

@@ -540,7 +540,7 @@ fn read_more(
     // An XML audit record spans lines: the lines of one still being written wait for the
     // rest, even while the file does not grow (its writer buffers), unless one record fills
     // the whole read.
-    if format == Format::MySqlAuditXml {
+    if matches!(format, Format::MySqlAuditXml | Format::OracleAuditXml) {
         let keep = cellwarden_source::mysqlaudit::complete_prefix(chunk);
         if keep < chunk.len() && (keep > 0 || got < READ_BYTES) {
             file.seek(SeekFrom::Current(-((chunk.len() - keep) as i64)))

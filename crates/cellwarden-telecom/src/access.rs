@@ -289,8 +289,9 @@ pub struct AccessCounts {
     pub bulk: u64,
     /// Statements the SQL analyser failed on (an internal error, reported on stderr); skipped.
     pub unanalysed: u64,
-    /// MySQL Enterprise Audit records of a statement counted already: its `table_access`
-    /// records after the first, and its closing `general` record.
+    /// Audit records of a statement counted already: MySQL Enterprise Audit's `table_access`
+    /// records after the first and its `general` record, Oracle's records of its other
+    /// objects.
     #[serde(default)]
     pub repeats: u64,
     /// SQL analyser counters.
@@ -681,10 +682,10 @@ const LAST_STATEMENTS: usize = 100_000;
 
 /// MySQL Enterprise Audit (with the `log_all` filter, its usual set-up) writes a statement
 /// once per table it reads or writes (`table_access`, the table named) and once as a
-/// `general` record (at its end; Percona's filter component before it). These records of one
-/// statement follow each other in its session: a record of the same text belongs to the
-/// statement before unless that one had such a record already (a `general` one, or one
-/// naming the same table).
+/// `general` record (at its end; Percona's filter component before it); Oracle once per
+/// audited object, with one statement id. These records of one statement follow each other
+/// in its session: a record of the same statement belongs to the one before unless that one
+/// had such a record already (a `general` one, or one naming the same table).
 #[derive(Default)]
 struct LastStatement {
     text: u64,
@@ -753,6 +754,7 @@ struct DbFields<'e, 'a> {
     rows: Option<&'e cellwarden_event::Value<'a>>,
     class: Option<&'e cellwarden_event::Value<'a>>,
     object_name: Option<&'e cellwarden_event::Value<'a>>,
+    statement_id: Option<&'e cellwarden_event::Value<'a>>,
 }
 
 /// A field's value as text (integers formatted).
@@ -777,6 +779,7 @@ impl<'e, 'a> DbFields<'e, 'a> {
                 "rows" => &mut f.rows,
                 "class" => &mut f.class,
                 "object_name" => &mut f.object_name,
+                "statement_id" => &mut f.statement_id,
                 _ => continue,
             };
             slot.get_or_insert(v);
@@ -960,12 +963,10 @@ impl Collector {
         }
     }
 
-    /// Whether a MySQL Enterprise Audit record repeats the statement its session's record
-    /// before it was of (see [`LastStatement`]): `general` for a `general` record, else a
-    /// `table_access` record naming `table`.
-    fn repeated(&mut self, session: Addr, sql: &str, general: bool, table: Option<&str>) -> bool {
-        use std::hash::BuildHasher;
-        let text = rustc_hash::FxBuildHasher.hash_one(sql);
+    /// Whether an audit record repeats the statement its session's record before it was of
+    /// (see [`LastStatement`]): `text` identifies the statement (its text, with Oracle's
+    /// statement id), `general` for MySQL's `general` record, else a record naming `table`.
+    fn repeated(&mut self, session: Addr, text: u64, general: bool, table: Option<&str>) -> bool {
         if self.last_statement.len() >= LAST_STATEMENTS {
             self.last_statement.clear();
         }
@@ -1058,15 +1059,20 @@ impl Collector {
             },
         };
         let session = self.session(host.clone(), sid);
-        if dialect == Dialect::MySql
-            && let Some(class) = text(f.class)
-            && (class == "table_access" || class == "general")
-            && self.repeated(
-                addr(&session),
-                &sql,
-                class == "general",
-                text(f.object_name).as_deref(),
-            )
+        // One statement written as several records: MySQL's per table and `general`,
+        // Oracle's per object (one statement id).
+        use std::hash::BuildHasher;
+        let repeat = match dialect {
+            Dialect::MySql => text(f.class)
+                .filter(|c| c == "table_access" || c == "general")
+                .map(|c| (rustc_hash::FxBuildHasher.hash_one(&sql), c == "general")),
+            Dialect::Oracle => text(f.statement_id)
+                .filter(|s| s != "0")
+                .map(|s| (rustc_hash::FxBuildHasher.hash_one((&s, &sql)), false)),
+            _ => None,
+        };
+        if let Some((key, general)) = repeat
+            && self.repeated(addr(&session), key, general, text(f.object_name).as_deref())
         {
             let c = &mut self.aggregates.counts;
             c.statements -= 1;

@@ -389,8 +389,8 @@ pub struct WatchArgs {
     #[arg(long, value_parser = parse_level)]
     pub min_level: Option<Level>,
     /// Format of followed files (default: told from their content): jsonl, auditd, syslog,
-    /// pgaudit, pgcsv, mariadb, mysql-audit-xml, percona-audit-csv, oracle-csv, zeek,
-    /// nfdump-csv.
+    /// pgaudit, pgcsv, mariadb, mysql-audit-xml, percona-audit-csv, oracle-csv, oracle-xml,
+    /// zeek, nfdump-csv.
     #[arg(long, value_parser = parse_format)]
     pub format: Option<Format>,
     #[command(flatten)]
@@ -463,6 +463,7 @@ pub fn parse_format(s: &str) -> Result<Format, String> {
         "mariadb" => Format::MariaDbAudit,
         "mysql-audit-xml" => Format::MySqlAuditXml,
         "percona-audit-csv" => Format::PerconaAuditCsv,
+        "oracle-xml" => Format::OracleAuditXml,
         "oracle-csv" => Format::OracleCsv,
         "zeek" => Format::ZeekTsv,
         "nfdump-csv" => Format::NfdumpCsv,

@@ -96,15 +96,21 @@ fn channels_of(events: &[serde_json::Value]) -> Vec<&str> {
         .collect()
 }
 
-/// The subscribers `cellwarden scope` reports for `args`, sorted.
-fn scope_ids(dir: &std::path::Path, args: &[&str]) -> Vec<String> {
+/// What `cellwarden scope` says on standard error for `args`, and its JSON report.
+fn scope_report(dir: &std::path::Path, args: &[&str]) -> (String, serde_json::Value) {
     let report = dir.join("scope.json");
     let mut all = vec!["scope", "-o", report.to_str().unwrap()];
     all.extend_from_slice(args);
     let out = run(&all);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let r = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    (err, r)
+}
+
+/// The subscribers `cellwarden scope` reports for `args`, sorted.
+fn scope_ids(dir: &std::path::Path, args: &[&str]) -> Vec<String> {
+    let (_, r) = scope_report(dir, args);
     let mut ids: Vec<String> = r["subscribers"]
         .as_array()
         .unwrap()
@@ -631,24 +637,12 @@ fn mysql_table_access_records_do_not_count_a_statement_twice() {
     let log = dir.path().join("audit.json");
     std::fs::write(&log, MYSQL_JSON_LOG_ALL).unwrap();
     let log = log.to_str().unwrap();
-    let report = dir.path().join("scope.json");
-    let out = run(&[
-        "scope",
-        log,
-        "--account",
-        "app",
-        "-o",
-        report.to_str().unwrap(),
-    ]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let (err, r) = scope_report(dir.path(), &[log, "--account", "app"]);
     assert!(err.contains("1 database statements"), "{err}");
     assert!(
-        err.contains("sql: 1 MySQL audit records repeated a statement"),
+        err.contains("sql: 1 audit records repeated a statement"),
         "{err}"
     );
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let subs = r["subscribers"].as_array().unwrap();
     assert_eq!(subs.len(), 1);
     assert_eq!(subs[0]["id"], "33611111111");
@@ -690,4 +684,71 @@ fn percona_audit_through_syslog_is_read_as_its_own_log() {
     assert_eq!(ids, ["33611111111", "33622222222", "33633333333"]);
     let ids = scope_ids(dir.path(), &[log, "--host", "10.66.6.6", "--year", "2026"]);
     assert_eq!(ids, ["33622222222", "33633333333"]);
+}
+
+/// Oracle's XML audit trail (`AUDIT_TRAIL = XML, EXTENDED`, and a fine-grained policy to XML),
+/// written here in the layout of real `audit_file_dest` files: the namespaced `<Audit>` root
+/// over several lines, each `<AuditRecord>` on one line up to its binds and its statement,
+/// which keeps its own line breaks; one statement on two objects is two records.
+const ORACLE_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+  <Audit xmlns="http://xmlns.oracle.com/oracleas/schema/dbserver_audittrail-11_2.xsd"
+   xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+   xsi:schemaLocation="http://xmlns.oracle.com/oracleas/schema/dbserver_audittrail-11_2.xsd">
+   <Version>11.2</Version>
+<AuditRecord><Audit_Type>1</Audit_Type><Session_Id>880042</Session_Id><StatementId>1</StatementId><EntryId>1</EntryId><Extended_Timestamp>2026-03-04T22:40:00.120000Z</Extended_Timestamp><DB_User>BILLING_APP</DB_User><OS_User>svc</OS_User><Userhost>10.66.6.6</Userhost><OS_Process>4242</OS_Process><Terminal>unknown</Terminal><Instance_Number>0</Instance_Number><Action>100</Action><Returncode>0</Returncode><Scn>5120001</Scn><DBID>2290451172</DBID></AuditRecord>
+<AuditRecord><Audit_Type>1</Audit_Type><Session_Id>880042</Session_Id><StatementId>7</StatementId><EntryId>2</EntryId><Extended_Timestamp>2026-03-04T22:41:10.250000Z</Extended_Timestamp><DB_User>BILLING_APP</DB_User><OS_User>svc</OS_User><Userhost>10.66.6.6</Userhost><OS_Process>4242</OS_Process><Terminal>unknown</Terminal><Instance_Number>0</Instance_Number><Object_Schema>BILLING</Object_Schema><Object_Name>CDR</Object_Name><Action>3</Action><Returncode>0</Returncode><Scn>5120050</Scn><DBID>2290451172</DBID>
+<Sql_Bind> #1(11):33622222222</Sql_Bind>
+<Sql_Text>SELECT c.*, s.imsi
+  FROM billing.cdr c JOIN billing.subscriber s ON s.msisdn = c.calling_number
+ WHERE c.calling_number = :1 AND c.duration &gt; 0</Sql_Text>
+</AuditRecord>
+<AuditRecord><Audit_Type>1</Audit_Type><Session_Id>880042</Session_Id><StatementId>7</StatementId><EntryId>3</EntryId><Extended_Timestamp>2026-03-04T22:41:10.250100Z</Extended_Timestamp><DB_User>BILLING_APP</DB_User><OS_User>svc</OS_User><Userhost>10.66.6.6</Userhost><OS_Process>4242</OS_Process><Terminal>unknown</Terminal><Instance_Number>0</Instance_Number><Object_Schema>BILLING</Object_Schema><Object_Name>SUBSCRIBER</Object_Name><Action>3</Action><Returncode>0</Returncode><Scn>5120050</Scn><DBID>2290451172</DBID>
+<Sql_Bind> #1(11):33622222222</Sql_Bind>
+<Sql_Text>SELECT c.*, s.imsi
+  FROM billing.cdr c JOIN billing.subscriber s ON s.msisdn = c.calling_number
+ WHERE c.calling_number = :1 AND c.duration &gt; 0</Sql_Text>
+</AuditRecord>
+<AuditRecord><Audit_Type>2</Audit_Type><Session_Id>880042</Session_Id><StatementId>9</StatementId><EntryId>4</EntryId><Extended_Timestamp>2026-03-04T22:42:00.000000Z</Extended_Timestamp><DB_User>BILLING_APP</DB_User><OS_User>svc</OS_User><Userhost>10.66.6.6</Userhost><OS_Process>4242</OS_Process><Instance_Number>0</Instance_Number><Object_Schema>BILLING</Object_Schema><Object_Name>LOCATION</Object_Name><Policy_Name>FGA_LOCATION</Policy_Name><Stmt_Type>1</Stmt_Type><Scn>5120060</Scn><DBID>2290451172</DBID>
+<Sql_Text>select cell_id, lac from billing.location where msisdn in (&apos;33633333333&apos;, &apos;33644444444&apos;)</Sql_Text>
+</AuditRecord>
+"#;
+
+#[test]
+fn oracle_xml_audit_trail_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("orcl_ora_4242_1.xml");
+    std::fs::write(&log, ORACLE_XML).unwrap();
+    let log = log.to_str().unwrap();
+    let events = events_of(&[log]);
+    assert_eq!(channels_of(&events), ["oracle_audit"; 4]);
+    assert_eq!(events[0]["fields"]["command"], "LOGON");
+    let read = &events[1]["fields"];
+    assert_eq!(read["user"], "BILLING_APP");
+    assert_eq!(read["client_host"], "10.66.6.6");
+    assert_eq!(read["session_id"], "880042");
+    assert_eq!(read["command"], "SELECT");
+    assert_eq!(read["object_name"], "BILLING.CDR");
+    assert_eq!(read["parameter"], " #1(11):33622222222");
+    assert!(
+        read["statement"]
+            .as_str()
+            .unwrap()
+            .ends_with(":1 AND c.duration > 0")
+    );
+    assert_eq!(events[1]["timestamp"], "2026-03-04T22:41:10.250000Z");
+    assert_eq!(events[3]["fields"]["command"], "SELECT");
+
+    let (err, r) = scope_report(dir.path(), &[log, "--account", "billing_app"]);
+    // The statement on CDR and SUBSCRIBER is one statement.
+    assert!(err.contains("2 database statements"), "{err}");
+    let subs: Vec<(&str, u64)> = r["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["statements"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        subs,
+        [("33622222222", 1), ("33633333333", 1), ("33644444444", 1)]
+    );
 }

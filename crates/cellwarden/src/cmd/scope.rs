@@ -110,7 +110,7 @@ pub fn run(args: ScopeArgs) -> Result<Status, Failure> {
     if c.repeats > 0 {
         let _ = writeln!(
             err,
-            "sql: {} MySQL audit records repeated a statement counted already (its other tables, its general record)",
+            "sql: {} audit records repeated a statement counted already (MySQL's per table and general records, Oracle's per object)",
             c.repeats
         );
     }

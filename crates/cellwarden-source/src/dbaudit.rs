@@ -1098,7 +1098,7 @@ pub fn oracle_record(
 /// named too. `None` if the text is not one whole record.
 pub fn oracle_xml_record(text: &str) -> Option<(Fields<'static>, Option<Timestamp>)> {
     let body = text.trim_start().strip_prefix("<AuditRecord>")?;
-    let pairs = crate::mysqlaudit::elements(body, "</AuditRecord>")?;
+    let pairs = crate::xmlrecord::elements(body, "</AuditRecord>")?;
     let mut cols: Vec<(String, String)> = Vec::with_capacity(pairs.len() + 1);
     let mut action = None;
     for (k, v) in pairs {

@@ -180,7 +180,7 @@ pub fn sniff(head: &[u8]) -> Option<Format> {
     let text = String::from_utf8_lossy(head);
     let line = text.lines().find(|l| !l.trim().is_empty())?;
     if first == b'<'
-        && let Some(f) = crate::mysqlaudit::sniff(&text)
+        && let Some(f) = crate::xmlrecord::sniff(&text)
     {
         return Some(f);
     }

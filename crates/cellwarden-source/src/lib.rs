@@ -22,6 +22,7 @@ pub mod netflow;
 pub mod pgprefix;
 mod reader;
 pub mod syscall;
+pub mod xmlrecord;
 pub mod yaml;
 
 pub use error::{ErrorKind, Position, SourceError};

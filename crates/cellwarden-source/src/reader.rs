@@ -855,7 +855,7 @@ fn read_text_from(
         // skipped to the next record's start.
         let mut skipping = false;
         read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
-            let starts = crate::mysqlaudit::starts_record(l);
+            let starts = crate::xmlrecord::starts_record(l);
             if pending.is_some() && !starts {
                 continue_record(&mut pending, l, max, &mut too_long);
                 skipping = pending.is_none();
@@ -867,12 +867,12 @@ fn read_text_from(
                 if starts {
                     skipping = false;
                     pending = Some((n, l.to_vec()));
-                } else if !skipping && !crate::mysqlaudit::is_scaffolding(l) {
+                } else if !skipping && !crate::xmlrecord::is_scaffolding(l) {
                     b.push(n, l);
                 }
             }
             if let Some((_, text)) = &pending
-                && crate::mysqlaudit::record_ends(text, l)
+                && crate::xmlrecord::record_ends(text, l)
             {
                 let (first, text) = pending.take().unwrap_or_default();
                 b.push(first, &text);

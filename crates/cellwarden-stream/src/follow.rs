@@ -541,7 +541,7 @@ fn read_more(
     // rest, even while the file does not grow (its writer buffers), unless one record fills
     // the whole read.
     if matches!(format, Format::MySqlAuditXml | Format::OracleAuditXml) {
-        let keep = cellwarden_source::mysqlaudit::complete_prefix(chunk);
+        let keep = cellwarden_source::xmlrecord::complete_prefix(chunk);
         if keep < chunk.len() && (keep > 0 || got < READ_BYTES) {
             file.seek(SeekFrom::Current(-((chunk.len() - keep) as i64)))
                 .map_err(|e| {

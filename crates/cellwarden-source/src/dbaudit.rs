@@ -837,11 +837,11 @@ pub fn pg_jsonlog(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
 }
 
 /// The account name of a MySQL audit `user` value, which may be written as the server shows
-/// the session's user: `app[app] @ crm01 [10.2.3.4]`.
+/// the session's user: `app[app] @ crm01 [10.2.3.4]`. Any other value is the name as it is.
 fn plain_user(u: String) -> String {
-    match u.split_once(['[', ' ']) {
-        Some((name, _)) => name.to_owned(),
-        None => u,
+    match u.split_once('[') {
+        Some((name, rest)) if rest.contains("] @ ") => name.trim_end().to_owned(),
+        _ => u,
     }
 }
 
@@ -1445,6 +1445,11 @@ mod tests {
         mysql_json(&mut c).unwrap();
         assert_eq!(get(&c, "user"), "root");
         assert_eq!(get(&c, "client_host"), "localhost");
+        // Any other name is kept whole (log text is the attacker's to write).
+        assert_eq!(
+            plain_user("<img src=x onerror=a()>".into()),
+            "<img src=x onerror=a()>"
+        );
         let mut other = crate::json::flatten(r#"{"timestamp":"x","class":"y"}"#).unwrap();
         assert!(mysql_json(&mut other).is_none());
     }

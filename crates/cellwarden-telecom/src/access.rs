@@ -671,13 +671,13 @@ pub struct Collector {
     day_sessions: HashMap<(Addr, Day, Addr), (Arc<Session>, SessionStats)>,
     /// (account, program) → statements.
     programs: HashMap<(Addr, Addr), ProgramCount>,
-    /// Per session, the MySQL Enterprise Audit statement seen last (see [`LastStatement`]).
+    /// Per session, the MySQL or Oracle audit statement seen last (see [`LastStatement`]).
     last_statement: HashMap<Addr, LastStatement>,
     aggregates: Aggregates,
 }
 
-/// Sessions whose last statement is held for telling MySQL's repeated records apart; past
-/// it the memory is dropped (at worst a statement is counted twice).
+/// Sessions whose last statement is held for telling repeated audit records apart; past it
+/// the memory is dropped (at worst a statement is counted twice).
 const LAST_STATEMENTS: usize = 100_000;
 
 /// MySQL Enterprise Audit (with the `log_all` filter, its usual set-up) writes a statement
@@ -1019,22 +1019,6 @@ impl Collector {
         };
         let failed = text(f.return_code).is_some_and(|r| !r.is_empty() && r != "0");
         let dialect = Dialect::of_channel(&text(f.channel).unwrap_or_default());
-        let binds = text(f.parameter)
-            .map(|p| parse_binds(&p))
-            .unwrap_or_default();
-        // A statement the analyser cannot handle costs that statement, never the run: log text
-        // is the attacker's to write.
-        let analyser = &mut self.analyzer;
-        let analysis = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            analyser.analyse(&sql, dialect, &binds)
-        })) {
-            Ok(a) => a,
-            Err(_) => {
-                self.aggregates.counts.unanalysed += 1;
-                return;
-            }
-        };
-        self.aggregates.counts.sql = self.analyzer.stats;
         let account = self.intern(text(f.user).as_deref().unwrap_or("?"));
         let host = text(f.client_host).map(|h| self.intern(&h));
         let program = text(f.application).map(|p| self.intern(&p));
@@ -1079,6 +1063,22 @@ impl Collector {
             c.repeats += 1;
             return;
         }
+        let binds = text(f.parameter)
+            .map(|p| parse_binds(&p))
+            .unwrap_or_default();
+        // Analysed once a record is known not to repeat one. A statement the analyser cannot
+        // handle costs that statement, never the run: log text is the attacker's to write.
+        let analyser = &mut self.analyzer;
+        let analysis = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            analyser.analyse(&sql, dialect, &binds)
+        })) {
+            Ok(a) => a,
+            Err(_) => {
+                self.aggregates.counts.unanalysed += 1;
+                return;
+            }
+        };
+        self.aggregates.counts.sql = self.analyzer.stats;
         let rows = f.rows.and_then(|v| match v {
             cellwarden_event::Value::Int(i) => Some(*i),
             v => v.as_text().and_then(|t| t.parse().ok()),

@@ -9,7 +9,9 @@
 //!   host, program, record type and bulk/export table seen that day;
 //! - per subscriber, account and day ([`SubjectStats`]): about 200 bytes, plus at most
 //!   [`EVIDENCE_CAP`] pieces of evidence (about 48 bytes each);
-//! - per worker: the SQL fingerprint cache ([`crate::sql::CACHE_CAPACITY`] shapes).
+//! - per worker: the SQL fingerprint cache ([`crate::sql::CACHE_CAPACITY`] shapes);
+//! - per worker, until folded into the above: about 100 bytes per subscriber read and 56 per
+//!   statement, at most 2^20 of each or as many as the state a fold walks.
 
 use std::collections::BTreeMap;
 
@@ -437,57 +439,6 @@ impl Aggregates {
     }
 }
 
-/// The per-subscriber state in key order. Accounts and sessions are interned within one
-/// collector, so each distinct one is ranked once by content and the entries are sorted by
-/// a small fixed-size key (no string comparisons, no pointer chasing while sorting).
-fn sorted_subjects(mut v: Subjects) -> Subjects {
-    fn ranks<T: Ord + ?Sized>(all: impl Iterator<Item = Arc<T>>) -> HashMap<*const T, u32> {
-        let mut distinct: HashMap<*const T, Arc<T>> = HashMap::default();
-        for a in all {
-            distinct.entry(Arc::as_ptr(&a)).or_insert(a);
-        }
-        let mut d: Vec<Arc<T>> = distinct.into_values().collect();
-        d.sort_unstable();
-        let mut out = HashMap::default();
-        let mut rank = 0u32;
-        for (i, a) in d.iter().enumerate() {
-            // Equal contents (never expected: interned) share a rank.
-            if i > 0 && d[i - 1] != *a {
-                rank += 1;
-            }
-            out.insert(Arc::as_ptr(a), rank);
-        }
-        out
-    }
-    let accounts = ranks(v.iter().map(|(k, _)| Arc::clone(&k.0)));
-    let sessions = ranks(v.iter().map(|(k, _)| Arc::clone(&k.3)));
-    v.sort_by_cached_key(|((a, s, d, x), _)| {
-        (accounts[&Arc::as_ptr(a)], *s, *d, sessions[&Arc::as_ptr(x)])
-    });
-    v
-}
-
-/// Account-days in order, each with its sessions.
-fn days_with_sessions(
-    days: impl IntoIterator<Item = ((Addr, Day), (Arc<str>, DayStats))>,
-    sessions: impl IntoIterator<Item = ((Addr, Day, Addr), (Arc<Session>, SessionStats))>,
-) -> BTreeMap<(Arc<str>, Day), DayStats> {
-    type Sessions = Vec<(Arc<Session>, SessionStats)>;
-    let mut per_day: HashMap<(Addr, Day), Sessions> = HashMap::default();
-    for ((a, d, _), st) in sessions {
-        per_day.entry((a, d)).or_default().push(st);
-    }
-    days.into_iter()
-        .map(|(k, (account, mut v))| {
-            if let Some(mut s) = per_day.remove(&k) {
-                s.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                v.sessions = s.into_iter().collect();
-            }
-            ((account, k.1), v)
-        })
-        .collect()
-}
-
 /// Entries from which account-days and subscriber entries are merged on two threads.
 const PARALLEL_MERGE: usize = 200_000;
 
@@ -656,24 +607,119 @@ pub struct Collector {
     interned: HashMap<Box<str>, Arc<str>>,
     /// Size at which unused interned strings are dropped (doubles while most are in use).
     intern_limit: usize,
-    /// Per-subscriber state while gathering (hashed: most statements add a new key), keyed
-    /// by the addresses of the interned account and session. The map holds each key's place
-    /// in `subject_stats`, whose entries are sorted once at the end into
-    /// [`Aggregates::subjects`]: growing the map moves small entries only.
-    subjects: HashMap<(Addr, SubscriberId, Day, Addr), u32>,
+    /// Subscriber reads not folded into `subject_stats` yet (see [`Read`]).
+    reads: Vec<Read>,
+    /// Per-subscriber entries folded so far, in key order.
     subject_stats: Subjects,
+    /// Log files named by `reads` and `visits`, by address; the last one added.
+    files: HashMap<Addr, Arc<str>>,
+    last_file: Addr,
     /// Accesses matching the selection, keyed likewise.
     selected: HashMap<(Addr, SubscriberId, Addr), SelectedStats>,
     /// Sessions by the addresses of their interned host and id (held by the session).
     sessions: HashMap<(Option<Addr>, Option<Addr>), Arc<Session>>,
-    /// Account-days, with their sessions apart (a day may have thousands).
+    /// Account-days; their sessions, hosts, programs and record types are folded in from
+    /// `visits`.
     days: HashMap<(Addr, Day), (Arc<str>, DayStats)>,
-    day_sessions: HashMap<(Addr, Day, Addr), (Arc<Session>, SessionStats)>,
+    /// Statements not folded into their account-day yet (see [`Visit`]).
+    visits: Vec<Visit>,
     /// (account, program) → statements.
     programs: HashMap<(Addr, Addr), ProgramCount>,
     /// Per session, the MySQL or Oracle audit statement seen last (see [`LastStatement`]).
     last_statement: HashMap<Addr, LastStatement>,
     aggregates: Aggregates,
+}
+
+/// One subscriber read by one statement, appended as it comes and folded into the key-ordered
+/// entries later ([`Collector::fold`]): most reads name a key not seen before, and a hash
+/// entry per read cost a cache miss or two and a growing table, where appending and one sort
+/// at the end cost a fraction. The addresses are of values that stay held until the fold:
+/// the account by its account-day, the session by the session map, the file by `files`.
+#[derive(Clone, Copy)]
+struct Read {
+    account: Addr,
+    id: SubscriberId,
+    day: Day,
+    session: Addr,
+    time: Timestamp,
+    file: Addr,
+    record: u64,
+    rows: Option<i64>,
+    record_bits: u8,
+}
+
+impl Read {
+    /// Its order once the addresses are replaced by ranks: its key's, then its evidence's.
+    fn order(&self) -> (Addr, SubscriberId, Day, Addr, Timestamp, Addr, u64) {
+        let r = self;
+        (r.account, r.id, r.day, r.session, r.time, r.file, r.record)
+    }
+}
+
+/// What one statement tells of its account-day: its session, program, hour and the record
+/// types it read (none when it failed), and where it is logged. Appended and folded later
+/// like [`Read`]s: a session-day is often new (pooled connections, short sessions), and a
+/// hash entry for it per statement cost more than the rest of the account-day's state. A
+/// statement adding nothing to the one before it in its session is not appended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Visit {
+    account: Addr,
+    day: Day,
+    session: Addr,
+    /// 0: none.
+    program: Addr,
+    hour: u8,
+    record_bits: u8,
+    at: At,
+}
+
+/// Where a statement is logged: ordered as [`Evidence`] once the file is its rank.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct At {
+    time: Timestamp,
+    file: Addr,
+    record: u64,
+}
+
+impl Visit {
+    /// Whether it adds nothing to `before`, a statement of the same session.
+    fn adds_nothing_to(&self, before: &Visit) -> bool {
+        let (a, b) = (self, before);
+        a.account == b.account
+            && a.day == b.day
+            && a.session == b.session
+            && a.program == b.program
+            && a.hour == b.hour
+            && a.record_bits & !b.record_bits == 0
+            && a.at.file == b.at.file
+            && (a.at.time, a.at.record) >= (b.at.time, b.at.record)
+    }
+}
+
+/// Reads (about 100 bytes each) or visits (56) gathered before a fold, unless the state a
+/// fold walks is larger ([`Collector::fold_if_due`]).
+const FOLD_AT: usize = if cfg!(test) { 64 } else { 1 << 20 };
+
+/// Ranks the values at the addresses `addrs` by content (equal contents share a rank):
+/// address → rank, and the values by rank.
+fn rank_by_content<T: Ord + ?Sized>(
+    addrs: impl Iterator<Item = Addr>,
+    value: impl Fn(Addr) -> Arc<T>,
+) -> (HashMap<Addr, Addr>, Vec<Arc<T>>) {
+    let mut rank: HashMap<Addr, Addr> = HashMap::default();
+    for a in addrs {
+        rank.entry(a).or_insert(0);
+    }
+    let mut v: Vec<(Arc<T>, Addr)> = rank.keys().map(|&a| (value(a), a)).collect();
+    v.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+    let mut values: Vec<Arc<T>> = Vec::with_capacity(v.len());
+    for (val, a) in v {
+        if values.last() != Some(&val) {
+            values.push(val);
+        }
+        rank.insert(a, values.len() - 1);
+    }
+    (rank, values)
 }
 
 /// Sessions whose last statement is held for telling repeated audit records apart; past it
@@ -697,8 +743,8 @@ struct LastStatement {
 /// value or its reference count. Sound because each map keyed by addresses holds the values
 /// themselves beside the key (the address is not reused while the entry lives), and
 /// interning hands out one copy per value for as long as any entry holds it. Accounts of
-/// day, program and selected entries are held by the entry's value; sessions are held by the
-/// entries of `subject_stats` and `day_sessions`, which `subjects` indexes, and of `selected`.
+/// day, program and selected entries are held by the entry's value; sessions by the session
+/// map (pruned only after a fold) and the entries of days' sessions and of `selected`.
 type Addr = usize;
 
 /// A selected access's account and session, and its reads.
@@ -853,12 +899,14 @@ impl Collector {
             derived: HashMap::default(),
             interned: HashMap::default(),
             intern_limit: INTERN_LIMIT,
-            subjects: HashMap::default(),
+            reads: Vec::new(),
             subject_stats: Vec::new(),
+            files: HashMap::default(),
+            last_file: 0,
             selected: HashMap::default(),
             sessions: HashMap::default(),
             days: HashMap::default(),
-            day_sessions: HashMap::default(),
+            visits: Vec::new(),
             programs: HashMap::default(),
             last_statement: HashMap::default(),
             aggregates: Aggregates::default(),
@@ -1007,6 +1055,7 @@ impl Collector {
         if !is_database_event(ev) {
             return;
         }
+        self.fold_if_due();
         let f = DbFields::of(ev);
         let Some(sql) = f.statement.and_then(|v| v.as_text()) else {
             return;
@@ -1211,31 +1260,32 @@ impl Collector {
             .1;
         d.statements += 1;
         d.hours |= 1 << hour_of(time);
-        let ss = &mut self
-            .day_sessions
-            .entry((a, day, s))
-            .or_insert_with(|| (Arc::clone(&session), SessionStats::default()))
-            .1;
-        ss.hours |= 1 << hour_of(time);
-        if let Some(p) = &program
-            && let Err(at) = ss.programs.binary_search(p)
-        {
-            ss.programs.insert(at, Arc::clone(p));
-        }
-        if !failed {
-            ss.record_bits |= record_bits;
-        }
         min_evidence(&mut d.first, &evidence);
         d.last = d.last.max(Some(time));
-        if let Some(h) = &host
-            && d.hosts.get(h).is_none_or(|x| *x > evidence)
-        {
-            merge_first(&mut d.hosts, Arc::clone(h), &evidence);
+        let file = addr(&evidence.file);
+        if file != self.last_file {
+            self.last_file = file;
+            self.files
+                .entry(file)
+                .or_insert_with(|| Arc::clone(&evidence.file));
+        }
+        let visit = Visit {
+            account: a,
+            day,
+            session: s,
+            program: program.as_ref().map_or(0, addr),
+            hour: hour_of(time) as u8,
+            record_bits: if failed { 0 } else { record_bits },
+            at: At {
+                time,
+                file,
+                record: evidence.record,
+            },
+        };
+        if !self.visits.last().is_some_and(|b| visit.adds_nothing_to(b)) {
+            self.visits.push(visit);
         }
         if let Some(p) = &program {
-            if d.programs.get(p).is_none_or(|x| *x > evidence) {
-                merge_first(&mut d.programs, Arc::clone(p), &evidence);
-            }
             self.programs
                 .entry((a, addr(p)))
                 .or_insert_with(|| (Arc::clone(&account), Arc::clone(p), 0))
@@ -1254,9 +1304,6 @@ impl Collector {
         if failed {
             d.failed += 1;
             return;
-        }
-        for rt in RecordType::of_bits(record_bits) {
-            merge_first(&mut d.record_types, rt, &evidence);
         }
         // Whole-table reads of large record tables, and exports of record tables.
         let narrow = !subjects.is_empty() || prefixes.iter().any(|(_, p)| p.len() >= 8);
@@ -1312,19 +1359,191 @@ impl Collector {
                     .2
                     .add(record_bits, time, rows, &evidence);
             }
-            let next = self.subject_stats.len() as u32;
-            let at = *self
-                .subjects
-                .entry((addr(&account), id, day, addr(&session)))
-                .or_insert(next);
-            if at == next {
-                let key = (Arc::clone(&account), id, day, Arc::clone(&session));
-                self.subject_stats.push((key, SubjectStats::default()));
-            }
-            self.subject_stats[at as usize]
-                .1
-                .add(record_bits, time, rows, &evidence);
+            self.reads.push(Read {
+                account: addr(&account),
+                id,
+                day,
+                session: addr(&session),
+                time,
+                file: addr(&evidence.file),
+                record: evidence.record,
+                rows,
+                record_bits,
+            });
         }
+    }
+
+    /// Folds once the pending reads or visits outnumber what a fold walks besides them (the
+    /// entries merged, the sessions, account-days and programs looked up): each fold's cost
+    /// is then paid for by the statements since the one before.
+    fn fold_if_due(&mut self) {
+        let walked = self.sessions.len() + self.days.len() + self.programs.len();
+        if self.reads.len() >= FOLD_AT.max(self.subject_stats.len() + walked)
+            || self.visits.len() >= FOLD_AT.max(walked)
+        {
+            self.fold();
+        }
+    }
+
+    /// Adds the statements and reads gathered since the last fold to the account-days and
+    /// the subscriber entries.
+    fn fold(&mut self) {
+        self.fold_visits();
+        self.fold_reads();
+    }
+
+    /// Adds the visits gathered since the last fold to their account-days: sessions,
+    /// client hosts, programs and record types, each with its first evidence.
+    fn fold_visits(&mut self) {
+        if self.visits.is_empty() {
+            return;
+        }
+        let mut visits = std::mem::take(&mut self.visits);
+        let sessions: HashMap<Addr, &Arc<Session>> =
+            self.sessions.values().map(|s| (addr(s), s)).collect();
+        let (session_rank, sessions) = rank_by_content(visits.iter().map(|v| v.session), |a| {
+            Arc::clone(sessions[&a])
+        });
+        let (file_rank, files) = rank_by_content(visits.iter().map(|v| v.at.file), |a| {
+            Arc::clone(&self.files[&a])
+        });
+        let programs: HashMap<Addr, &Arc<str>> = self
+            .programs
+            .values()
+            .map(|(_, p, _)| (addr(p), p))
+            .collect();
+        for v in &mut visits {
+            v.session = session_rank[&v.session];
+            v.at.file = file_rank[&v.at.file];
+        }
+        visits.sort_unstable_by_key(|v| (v.account, v.day, v.session));
+        let evidence = |at: At| Evidence {
+            time: at.time,
+            file: Arc::clone(&files[at.file]),
+            record: at.record,
+        };
+        let earliest = |slot: &mut Option<At>, at: At| {
+            if slot.is_none_or(|x| at < x) {
+                *slot = Some(at);
+            }
+        };
+        for day in visits.chunk_by(|x, y| (x.account, x.day) == (y.account, y.day)) {
+            let Some((_, d)) = self.days.get_mut(&(day[0].account, day[0].day)) else {
+                continue; // never: an account-day lives until the fold before it is evicted
+            };
+            let mut hosts: HashMap<Addr, (&Arc<str>, Option<At>)> = HashMap::default();
+            let mut progs: HashMap<Addr, Option<At>> = HashMap::default();
+            let mut types: [Option<At>; 8] = [None; 8];
+            let mut day_sessions: Vec<(Arc<Session>, SessionStats)> = Vec::new();
+            for run in day.chunk_by(|x, y| x.session == y.session) {
+                let session = &sessions[run[0].session];
+                let mut st = SessionStats::default();
+                let mut first: Option<At> = None;
+                for v in run {
+                    st.hours |= 1 << v.hour;
+                    st.record_bits |= v.record_bits;
+                    earliest(&mut first, v.at);
+                    if v.program != 0 {
+                        let p = programs[&v.program];
+                        if let Err(at) = st.programs.binary_search(p) {
+                            st.programs.insert(at, Arc::clone(p));
+                        }
+                        earliest(progs.entry(v.program).or_default(), v.at);
+                    }
+                    for (bit, slot) in types.iter_mut().enumerate() {
+                        if v.record_bits & (1 << bit) != 0 {
+                            earliest(slot, v.at);
+                        }
+                    }
+                }
+                if let (Some(h), Some(at)) = (&session.host, first) {
+                    earliest(&mut hosts.entry(addr(h)).or_insert((h, None)).1, at);
+                }
+                day_sessions.push((Arc::clone(session), st));
+            }
+            for (h, at) in hosts.into_values() {
+                if let Some(at) = at {
+                    merge_first(&mut d.hosts, Arc::clone(h), &evidence(at));
+                }
+            }
+            for (p, at) in progs {
+                if let Some(at) = at {
+                    merge_first(&mut d.programs, Arc::clone(programs[&p]), &evidence(at));
+                }
+            }
+            for (bit, at) in types.into_iter().enumerate() {
+                if let Some(at) = at {
+                    for rt in RecordType::of_bits(1 << bit) {
+                        merge_first(&mut d.record_types, rt, &evidence(at));
+                    }
+                }
+            }
+            let mine = std::mem::take(&mut d.sessions);
+            d.sessions = merge_maps(
+                mine,
+                day_sessions.into_iter().collect(),
+                SessionStats::merge,
+            );
+        }
+    }
+
+    /// Adds the reads gathered since the last fold to the key-ordered entries: ranks their
+    /// accounts, sessions and files by content, sorts them by key and evidence, and merges
+    /// each run of one key into an entry.
+    fn fold_reads(&mut self) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let mut reads = std::mem::take(&mut self.reads);
+        let accounts: HashMap<Addr, &Arc<str>> =
+            self.days.values().map(|(a, _)| (addr(a), a)).collect();
+        let sessions: HashMap<Addr, &Arc<Session>> =
+            self.sessions.values().map(|s| (addr(s), s)).collect();
+        let (account_rank, accounts) = rank_by_content(reads.iter().map(|r| r.account), |a| {
+            Arc::clone(accounts[&a])
+        });
+        let (session_rank, sessions) = rank_by_content(reads.iter().map(|r| r.session), |a| {
+            Arc::clone(sessions[&a])
+        });
+        let (file_rank, files) = rank_by_content(reads.iter().map(|r| r.file), |a| {
+            Arc::clone(&self.files[&a])
+        });
+        for r in &mut reads {
+            r.account = account_rank[&r.account];
+            r.session = session_rank[&r.session];
+            r.file = file_rank[&r.file];
+        }
+        reads.sort_unstable_by_key(Read::order);
+        let mut folded: Subjects = Vec::new();
+        let mut last = None;
+        for r in &reads {
+            let key = (r.account, r.id, r.day, r.session);
+            if last != Some(key) {
+                last = Some(key);
+                let k = (
+                    Arc::clone(&accounts[r.account]),
+                    r.id,
+                    r.day,
+                    Arc::clone(&sessions[r.session]),
+                );
+                folded.push((k, SubjectStats::default()));
+            }
+            let s = &mut folded.last_mut().expect("pushed above").1;
+            s.record_types |= r.record_bits;
+            s.first = s.first.or(Some(r.time));
+            s.last = Some(r.time);
+            s.statements += 1;
+            s.rows = add_rows(s.rows, r.rows);
+            let e = Evidence {
+                time: r.time,
+                file: Arc::clone(&files[r.file]),
+                record: r.record,
+            };
+            if s.evidence.len() < EVIDENCE_CAP && s.evidence.last() != Some(&e) {
+                s.evidence.push(e);
+            }
+        }
+        self.subject_stats = merge_sorted(std::mem::take(&mut self.subject_stats), folded);
     }
 
     /// The aggregates gathered so far, finished for judging, leaving the collector as it is
@@ -1339,17 +1558,19 @@ impl Collector {
     /// restored from a snapshot) and finished then.
     pub fn snapshot_raw(&mut self) -> Aggregates {
         self.flush_observed();
+        self.fold();
         let mut a = self.aggregates.clone();
-        a.subjects = sorted_subjects(self.subject_stats.clone());
+        a.subjects = self.subject_stats.clone();
         a.selected = self
             .selected
             .iter()
             .map(|((_, s, _), (a, x, v))| ((a.clone(), *s, x.clone()), v.clone()))
             .collect();
-        a.days = days_with_sessions(
-            self.days.iter().map(|(k, v)| (*k, v.clone())),
-            self.day_sessions.iter().map(|(k, v)| (*k, v.clone())),
-        );
+        a.days = self
+            .days
+            .iter()
+            .map(|((_, day), (account, d))| ((Arc::clone(account), *day), d.clone()))
+            .collect();
         a.programs = self
             .programs
             .values()
@@ -1362,35 +1583,39 @@ impl Collector {
     /// Forgets the days before `day` (live detection keeps a window of days). Per-subscriber
     /// totals for `scope` selections and program counts have no day and are kept.
     pub fn evict_before(&mut self, day: Day) {
+        // Before anything holding the reads' accounts, sessions or files goes.
+        self.fold();
+        self.files.clear();
+        self.last_file = 0;
         self.subject_stats.retain(|((_, _, d, _), _)| *d >= day);
-        self.subjects.clear();
-        for (i, ((a, s, d, x), _)) in self.subject_stats.iter().enumerate() {
-            self.subjects.insert((addr(a), *s, *d, addr(x)), i as u32);
-        }
         self.days.retain(|(_, d), _| *d >= day);
-        self.day_sessions.retain(|(_, d, _), _| *d >= day);
         self.sessions.retain(|_, s| Arc::strong_count(s) > 1);
         // Keyed by session addresses, which dropped sessions may give to new ones.
         self.last_statement.clear();
         self.aggregates.evict_before(day);
     }
 
-    /// Entries held: (account-days, subscriber-account-days).
+    /// Entries held: (account-days, subscriber-account-days; reads not folded yet count one
+    /// each).
     pub fn size(&self) -> (usize, usize) {
-        (self.days.len(), self.subjects.len())
+        (self.days.len(), self.subject_stats.len() + self.reads.len())
     }
 
     /// The aggregates gathered, with the analyser's counters.
     pub fn into_aggregates(mut self) -> Aggregates {
         self.flush_observed();
-        drop(self.subjects);
-        self.aggregates.subjects = sorted_subjects(self.subject_stats);
+        self.fold();
+        self.aggregates.subjects = self.subject_stats;
         self.aggregates.selected = self
             .selected
             .into_iter()
             .map(|((_, s, _), (a, x, v))| ((a, s, x), v))
             .collect();
-        self.aggregates.days = days_with_sessions(self.days, self.day_sessions);
+        self.aggregates.days = self
+            .days
+            .into_iter()
+            .map(|((_, day), (account, d))| ((account, day), d))
+            .collect();
         self.aggregates.programs = self
             .programs
             .into_values()
@@ -1491,6 +1716,62 @@ pub(crate) mod tests {
             let agg = c.into_aggregates();
             assert_eq!(agg.subjects.len(), n);
         });
+    }
+
+    /// Reads and visits are folded in whenever enough are pending: the aggregates are the
+    /// same whenever the folds happen (here after every statement, against every 64).
+    #[test]
+    fn aggregates_do_not_depend_on_when_pending_statements_are_folded() {
+        let sqls = [
+            "SELECT * FROM cdr WHERE calling_number = '33611111111' OR called_number = '33622222222'",
+            "SELECT imsi, cell_id FROM cell_location WHERE msisdn IN ('33633333333', '33611111111')",
+            "SELECT * FROM subscriber WHERE imsi = '208150000000001'",
+            "SELECT * FROM cdr",
+            "UPDATE subscriber SET last_seen = now() WHERE msisdn = '33644444444'",
+        ];
+        let event = |i: usize| {
+            let time = format!(
+                "2026-03-{:02}T{:02}:{:02}:00Z",
+                1 + i / 3 % 3,
+                (i * 7) % 24,
+                i % 60
+            );
+            let host = format!("10.0.0.{}", i % 5);
+            let mut ev = db_event(
+                &time,
+                ["app", "care01", "dba"][i % 3],
+                &host,
+                sqls[i % 5],
+                i as u64,
+            );
+            ev.origin.file = Arc::from(["a.log", "b.log"][i / 200 % 2]);
+            let s = |x: String| Value::Str(Cow::Owned(x));
+            ev.push("session_id", s(format!("{}", i % 17)));
+            if !i.is_multiple_of(4) {
+                ev.push("application", s(format!("prog{}", i % 3)));
+            }
+            if i.is_multiple_of(11) {
+                ev.push("return_code", s("1".into()));
+            }
+            ev
+        };
+        let gather = |fold_each: bool| {
+            let mut c = Collector::new(Default::default(), Default::default(), 100_000);
+            for i in 0..600 {
+                c.observe(&event(i));
+                if fold_each {
+                    c.fold();
+                }
+            }
+            let a = c.into_aggregates();
+            assert!(
+                a.subjects.len() > 50 && a.days.len() == 9,
+                "{}",
+                a.subjects.len()
+            );
+            format!("{a:?}")
+        };
+        assert_eq!(gather(true), gather(false));
     }
 
     /// Far more sessions than the interning limit: each stays one key however many

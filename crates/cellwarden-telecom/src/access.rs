@@ -11,7 +11,7 @@
 //!   [`EVIDENCE_CAP`] pieces of evidence (about 48 bytes each);
 //! - per worker: the SQL fingerprint cache ([`crate::sql::CACHE_CAPACITY`] shapes);
 //! - per worker, until folded into the above: about 100 bytes per subscriber read and 56 per
-//!   statement, at most 2^20 of each or as many as the state a fold walks.
+//!   statement, at most 2^21 of each or as many as the state a fold walks.
 
 use std::collections::BTreeMap;
 
@@ -348,7 +348,7 @@ impl Aggregates {
         // halves as well gained nothing measurable and held about 12 % more memory.)
         let (days, subjects) = (&mut self.days, &mut self.subjects);
         let add_subjects = |subjects: &mut Subjects, more: Subjects| {
-            *subjects = merge_sorted(std::mem::take(subjects), more);
+            *subjects = merge_sorted_by(std::mem::take(subjects), more, cmp_subject_keys);
         };
         if subjects.len() + o.subjects.len() >= PARALLEL_MERGE {
             std::thread::scope(|s| {
@@ -442,10 +442,35 @@ impl Aggregates {
 /// Entries from which account-days and subscriber entries are merged on two threads.
 const PARALLEL_MERGE: usize = 200_000;
 
+/// Compares subscriber entries' keys as their `Ord` does, without reading the account's or
+/// session's contents when both sides hold the same copy (as one collector's do).
+fn cmp_subject_keys(a: &SubjectKey, b: &SubjectKey) -> std::cmp::Ordering {
+    fn arcs<T: Ord + ?Sized>(x: &Arc<T>, y: &Arc<T>) -> std::cmp::Ordering {
+        if Arc::ptr_eq(x, y) {
+            std::cmp::Ordering::Equal
+        } else {
+            x.cmp(y)
+        }
+    }
+    arcs(&a.0, &b.0)
+        .then(a.1.cmp(&b.1))
+        .then(a.2.cmp(&b.2))
+        .then_with(|| arcs(&a.3, &b.3))
+}
+
 /// Merges two key-ordered lists of subject stats in one pass.
 fn merge_sorted<K: Ord>(
     a: Vec<(K, SubjectStats)>,
     b: Vec<(K, SubjectStats)>,
+) -> Vec<(K, SubjectStats)> {
+    merge_sorted_by(a, b, K::cmp)
+}
+
+/// [`merge_sorted`] with the keys' order given.
+fn merge_sorted_by<K>(
+    a: Vec<(K, SubjectStats)>,
+    b: Vec<(K, SubjectStats)>,
+    cmp: impl Fn(&K, &K) -> std::cmp::Ordering,
 ) -> Vec<(K, SubjectStats)> {
     if b.is_empty() {
         return a;
@@ -454,22 +479,23 @@ fn merge_sorted<K: Ord>(
         return b;
     }
     let mut out: Vec<(K, SubjectStats)> = Vec::with_capacity(a.len() + b.len());
-    merge_runs(a, b, &mut out, SubjectStats::merge);
+    merge_runs(a, b, &mut out, cmp, SubjectStats::merge);
     out
 }
 
 /// Appends to `out` the entries of two key-ordered sequences in key order, `f` adding the
 /// value of a key in both to the first's.
-fn merge_runs<K: Ord, V>(
+fn merge_runs<K, V>(
     a: impl IntoIterator<Item = (K, V)>,
     b: impl IntoIterator<Item = (K, V)>,
     out: &mut Vec<(K, V)>,
+    cmp: impl Fn(&K, &K) -> std::cmp::Ordering,
     f: impl Fn(&mut V, V),
 ) {
     let (mut x, mut y) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
         let take_x = match (x.peek(), y.peek()) {
-            (Some((kx, _)), Some((ky, _))) => match kx.cmp(ky) {
+            (Some((kx, _)), Some((ky, _))) => match cmp(kx, ky) {
                 std::cmp::Ordering::Less => true,
                 std::cmp::Ordering::Greater => false,
                 std::cmp::Ordering::Equal => {
@@ -559,7 +585,7 @@ fn merge_maps<K: Ord, V>(
         return a;
     }
     let mut out = Vec::with_capacity(a.len() + b.len());
-    merge_runs(a, b, &mut out, f);
+    merge_runs(a, b, &mut out, K::cmp, f);
     // Built from keys in order: no comparison of keys beyond the check that they are.
     out.into_iter().collect()
 }
@@ -698,7 +724,7 @@ impl Visit {
 
 /// Reads (about 100 bytes each) or visits (56) gathered before a fold, unless the state a
 /// fold walks is larger ([`Collector::fold_if_due`]).
-const FOLD_AT: usize = if cfg!(test) { 64 } else { 1 << 20 };
+const FOLD_AT: usize = if cfg!(test) { 64 } else { 1 << 21 };
 
 /// Ranks the values at the addresses `addrs` by content (equal contents share a rank):
 /// address → rank, and the values by rank.
@@ -1485,6 +1511,8 @@ impl Collector {
                 SessionStats::merge,
             );
         }
+        visits.clear();
+        self.visits = visits;
     }
 
     /// Adds the reads gathered since the last fold to the key-ordered entries: ranks their
@@ -1495,6 +1523,7 @@ impl Collector {
             return;
         }
         let mut reads = std::mem::take(&mut self.reads);
+        let key = |r: &Read| (r.account, r.id, r.day, r.session);
         let accounts: HashMap<Addr, &Arc<str>> =
             self.days.values().map(|(a, _)| (addr(a), a)).collect();
         let sessions: HashMap<Addr, &Arc<Session>> =
@@ -1514,12 +1543,15 @@ impl Collector {
             r.file = file_rank[&r.file];
         }
         reads.sort_unstable_by_key(Read::order);
-        let mut folded: Subjects = Vec::new();
+        let keys = 1 + reads
+            .windows(2)
+            .filter(|w| key(&w[0]) != key(&w[1]))
+            .count();
+        let mut folded: Subjects = Vec::with_capacity(keys);
         let mut last = None;
         for r in &reads {
-            let key = (r.account, r.id, r.day, r.session);
-            if last != Some(key) {
-                last = Some(key);
+            if last != Some(key(r)) {
+                last = Some(key(r));
                 let k = (
                     Arc::clone(&accounts[r.account]),
                     r.id,
@@ -1534,16 +1566,22 @@ impl Collector {
             s.last = Some(r.time);
             s.statements += 1;
             s.rows = add_rows(s.rows, r.rows);
-            let e = Evidence {
-                time: r.time,
-                file: Arc::clone(&files[r.file]),
-                record: r.record,
-            };
-            if s.evidence.len() < EVIDENCE_CAP && s.evidence.last() != Some(&e) {
-                s.evidence.push(e);
+            if s.evidence.len() < EVIDENCE_CAP {
+                let e = Evidence {
+                    time: r.time,
+                    file: Arc::clone(&files[r.file]),
+                    record: r.record,
+                };
+                if s.evidence.last() != Some(&e) {
+                    s.evidence.push(e);
+                }
             }
         }
-        self.subject_stats = merge_sorted(std::mem::take(&mut self.subject_stats), folded);
+        let mine = std::mem::take(&mut self.subject_stats);
+        self.subject_stats = merge_sorted_by(mine, folded, cmp_subject_keys);
+        // The buffer is kept for the next reads: its pages are in place.
+        reads.clear();
+        self.reads = reads;
     }
 
     /// The aggregates gathered so far, finished for judging, leaving the collector as it is

@@ -104,7 +104,7 @@ pub struct SessionStats {
     /// Bit `h` set: active in UTC hour `h`.
     pub hours: u32,
     /// Client programs named (sorted; usually one).
-    pub programs: Vec<Arc<str>>,
+    pub programs: smallvec::SmallVec<[Arc<str>; 1]>,
     /// Record types read (a bit per [`RecordType`]).
     pub record_bits: u8,
 }
@@ -642,8 +642,9 @@ pub struct Collector {
     last_file: Addr,
     /// Accesses matching the selection, keyed likewise.
     selected: HashMap<(Addr, SubscriberId, Addr), SelectedStats>,
-    /// Sessions by the addresses of their interned host and id (held by the session).
-    sessions: HashMap<(Option<Addr>, Option<Addr>), Arc<Session>>,
+    /// Sessions by a hash of their host's and id's text, found without interning either
+    /// (most statements are of a session seen before); a collision shares the bucket.
+    sessions: HashMap<u64, smallvec::SmallVec<[Arc<Session>; 1]>>,
     /// Account-days; their sessions, hosts, programs and record types are folded in from
     /// `visits`.
     days: HashMap<(Addr, Day), (Arc<str>, DayStats)>,
@@ -1067,13 +1068,21 @@ impl Collector {
     }
 
     /// The shared copy of a session key.
-    fn session(&mut self, host: Option<Arc<str>>, id: Option<Arc<str>>) -> Arc<Session> {
-        let key = (host.as_ref().map(addr), id.as_ref().map(addr));
-        Arc::clone(
-            self.sessions
-                .entry(key)
-                .or_insert_with(|| Arc::new(Session { host, id })),
-        )
+    fn session(&mut self, host: Option<&str>, id: Option<&str>) -> Arc<Session> {
+        use std::hash::BuildHasher;
+        let key = rustc_hash::FxBuildHasher.hash_one((host, id));
+        if let Some(s) = self.sessions.get(&key).and_then(|b| {
+            b.iter()
+                .find(|s| s.host.as_deref() == host && s.id.as_deref() == id)
+        }) {
+            return Arc::clone(s);
+        }
+        let s = Arc::new(Session {
+            host: host.map(|h| self.intern(h)),
+            id: id.map(|i| self.intern(i)),
+        });
+        self.sessions.entry(key).or_default().push(Arc::clone(&s));
+        s
     }
 
     /// Takes one event; events that are not database statements are ignored.
@@ -1095,29 +1104,26 @@ impl Collector {
         let failed = text(f.return_code).is_some_and(|r| !r.is_empty() && r != "0");
         let dialect = Dialect::of_channel(&text(f.channel).unwrap_or_default());
         let account = self.intern(text(f.user).as_deref().unwrap_or("?"));
-        let host = text(f.client_host).map(|h| self.intern(&h));
         let program = text(f.application).map(|p| self.intern(&p));
         // The session: its id, else the connection or backend process.
-        // Interned from the event's text: no copy per statement.
+        let mut buf = [0u8; 24];
         let sid = match text(f.session_id) {
-            Some(s) => (!s.is_empty()).then(|| self.intern(&s)),
+            Some(s) => (!s.is_empty()).then_some(s),
             None => match f.pid {
                 Some(cellwarden_event::Value::Int(i)) => {
                     use std::io::Write;
-                    let mut buf = [0u8; 24];
                     let mut w = &mut buf[..];
                     let _ = write!(w, "{i}");
                     let n = 24 - w.len();
-                    Some(self.intern(std::str::from_utf8(&buf[..n]).unwrap_or("?")))
+                    std::str::from_utf8(&buf[..n])
+                        .ok()
+                        .map(std::borrow::Cow::Borrowed)
                 }
-                Some(v) => v
-                    .as_text()
-                    .filter(|t| !t.is_empty())
-                    .map(|t| self.intern(&t)),
+                Some(v) => v.as_text().filter(|t| !t.is_empty()),
                 None => None,
             },
         };
-        let session = self.session(host.clone(), sid);
+        let session = self.session(text(f.client_host).as_deref(), sid.as_deref());
         // One statement written as several records: MySQL's per table and `general`,
         // Oracle's per object (one statement id).
         use std::hash::BuildHasher;
@@ -1369,8 +1375,10 @@ impl Collector {
             return;
         }
         agg.counts.with_subscribers += 1;
-        let selected =
-            self.selection.is_set() && self.selection.selects(&account, host.as_deref(), time);
+        let selected = self.selection.is_set()
+            && self
+                .selection
+                .selects(&account, session.host.as_deref(), time);
         for id in subjects {
             if selected {
                 self.selected
@@ -1425,8 +1433,12 @@ impl Collector {
             return;
         }
         let mut visits = std::mem::take(&mut self.visits);
-        let sessions: HashMap<Addr, &Arc<Session>> =
-            self.sessions.values().map(|s| (addr(s), s)).collect();
+        let sessions: HashMap<Addr, &Arc<Session>> = self
+            .sessions
+            .values()
+            .flatten()
+            .map(|s| (addr(s), s))
+            .collect();
         let (session_rank, sessions) = rank_by_content(visits.iter().map(|v| v.session), |a| {
             Arc::clone(sessions[&a])
         });
@@ -1476,10 +1488,10 @@ impl Collector {
                         }
                         earliest(progs.entry(v.program).or_default(), v.at);
                     }
-                    for (bit, slot) in types.iter_mut().enumerate() {
-                        if v.record_bits & (1 << bit) != 0 {
-                            earliest(slot, v.at);
-                        }
+                    let mut bits = v.record_bits;
+                    while bits != 0 {
+                        earliest(&mut types[bits.trailing_zeros() as usize], v.at);
+                        bits &= bits - 1;
                     }
                 }
                 if let (Some(h), Some(at)) = (&session.host, first) {
@@ -1526,8 +1538,12 @@ impl Collector {
         let key = |r: &Read| (r.account, r.id, r.day, r.session);
         let accounts: HashMap<Addr, &Arc<str>> =
             self.days.values().map(|(a, _)| (addr(a), a)).collect();
-        let sessions: HashMap<Addr, &Arc<Session>> =
-            self.sessions.values().map(|s| (addr(s), s)).collect();
+        let sessions: HashMap<Addr, &Arc<Session>> = self
+            .sessions
+            .values()
+            .flatten()
+            .map(|s| (addr(s), s))
+            .collect();
         let (account_rank, accounts) = rank_by_content(reads.iter().map(|r| r.account), |a| {
             Arc::clone(accounts[&a])
         });
@@ -1627,7 +1643,10 @@ impl Collector {
         self.last_file = 0;
         self.subject_stats.retain(|((_, _, d, _), _)| *d >= day);
         self.days.retain(|(_, d), _| *d >= day);
-        self.sessions.retain(|_, s| Arc::strong_count(s) > 1);
+        self.sessions.retain(|_, b| {
+            b.retain(|s| Arc::strong_count(s) > 1);
+            !b.is_empty()
+        });
         // Keyed by session addresses, which dropped sessions may give to new ones.
         self.last_statement.clear();
         self.aggregates.evict_before(day);

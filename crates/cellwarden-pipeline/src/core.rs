@@ -435,7 +435,8 @@ impl<'a> DetectionCore<'a> {
             }
             fed.aggregates = true;
         }
-        if !net.disabled && uses.aggregates {
+        // A database statement is neither a flow nor a signalling message.
+        if !net.disabled && uses.aggregates && !fed.aggregates {
             // Flows first: they are most of the events, and a flow's channel is never a
             // signalling one, so the signalling state need not look at them.
             let flow = if stage == Stage::Parse {

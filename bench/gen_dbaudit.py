@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes large database audit logs for bench/scope.sh: a PostgreSQL stderr log with pgaudit
-records and a MySQL Enterprise Audit JSON log, with the statement mix of a billing/CRM
-database (care lookups with binds, CDR and location queries with literals and IN lists,
-updates, reports, 0.5 % one-off statements) over 30 days. Deterministic."""
+records (twice: with every statement in a session of its own, the state's worst case, and in
+sessions as a server keeps them) and a MySQL Enterprise Audit JSON log, with the statement
+mix of a billing/CRM database (care lookups with binds, CDR and location queries with
+literals and IN lists, updates, reports, 0.5 % one-off statements) over 30 days.
+Deterministic."""
 import json, random, sys
 
 def main(out_dir, n_pg, n_my):
@@ -35,6 +37,30 @@ def main(out_dir, n_pg, n_my):
             body = '"' + sql.replace('"', '""') + '"'
             f.write("2026-03-%02d %02d:%02d:%02d.%03d UTC [%d]: [1-1] user=%s,db=cdrdb,app=crm,client=10.1.%d.%d LOG:  AUDIT: SESSION,%d,1,READ,SELECT,,,%s,%s\n" % (
                 day, sec // 3600, sec // 60 % 60, sec % 60, i % 1000, 1000 + i % 5000, u, i % 7, 10 + i % 40, i, body, param or "<not logged>"))
+    # The same statements in sessions as a server keeps them, in time order: a backend serves
+    # one account from its client host (one per account) for its life (here 1 to 400
+    # statements), 300 at a time.
+    with open(f"{out_dir}/postgresql-sessions-bench.log", "w") as f:
+        s = random.Random(11)
+        next_pid = [10000]
+        def session():
+            next_pid[0] += 1
+            u = s.randrange(len(users))
+            return [next_pid[0], users[u], "10.1.%d.%d" % (u % 7, 10 + u), 1 + s.randrange(400)]
+        live = [session() for _ in range(300)]
+        r.seed(7)
+        for i in range(n_pg):
+            sql, param = stmt(i)
+            t = i * 30 * 86400 // n_pg  # in time order, as a server writes
+            day, sec = 1 + t // 86400, t % 86400
+            k = s.randrange(len(live))
+            pid, u, host, left = live[k]
+            live[k][3] -= 1
+            if live[k][3] == 0:
+                live[k] = session()
+            body = '"' + sql.replace('"', '""') + '"'
+            f.write("2026-03-%02d %02d:%02d:%02d.%03d UTC [%d]: [1-1] user=%s,db=cdrdb,app=crm,client=%s LOG:  AUDIT: SESSION,%d,1,READ,SELECT,,,%s,%s\n" % (
+                day, sec // 3600, sec // 60 % 60, sec % 60, i % 1000, pid, u, host, i, body, param or "<not logged>"))
     with open(f"{out_dir}/mysql-audit-bench.json", "w") as f:
         for i in range(n_my):
             sql, param = stmt(i)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Throughput of `cellwarden scope` over large generated database audit logs (bench/gen_dbaudit.py:
-# a pgaudit stderr log and a MySQL Enterprise Audit JSON log), with baselines from the same run:
+# a pgaudit stderr log with every statement in a session of its own, the same statements in
+# sessions as a server keeps them, and a MySQL Enterprise Audit JSON log), with baselines from
+# the same run:
 #   1. parse only: `hunt` with a never-matching rule and the database analytics off
 #   2. scope with the SQL fingerprint cache (the default)
 #   3. scope parsing every statement (--no-sql-cache)
@@ -28,7 +30,7 @@ scope() { # bin, file; prints statements/s
 }
 max() { if [ "$1" -gt "$2" ]; then echo "$1"; else echo "$2"; fi; }
 
-for f in postgresql-bench.log mysql-audit-bench.json; do
+for f in postgresql-bench.log postgresql-sessions-bench.log mysql-audit-bench.json; do
     in="$DIR/$f"
     mb=$(du -m "$in" | cut -f1)
     best_p=0; best_c=0; best_b=0

@@ -650,6 +650,10 @@ pub struct Collector {
     days: HashMap<(Addr, Day), (Arc<str>, DayStats)>,
     /// Statements not folded into their account-day yet (see [`Visit`]).
     visits: Vec<Visit>,
+    /// Visits still open, a slot per session and day: a statement its slot's visit
+    /// [absorbs](Visit::absorbs) joins it, any other closes it (to `visits`) and takes the
+    /// slot. Emptied by every fold.
+    recent: Vec<Option<Visit>>,
     /// (account, program) → statements.
     programs: HashMap<(Addr, Addr), ProgramCount>,
     /// Per session, the MySQL or Oracle audit statement seen last (see [`LastStatement`]).
@@ -683,11 +687,12 @@ impl Read {
     }
 }
 
-/// What one statement tells of its account-day: its session, program, hour and the record
-/// types it read (none when it failed), and where it is logged. Appended and folded later
-/// like [`Read`]s: a session-day is often new (pooled connections, short sessions), and a
-/// hash entry for it per statement cost more than the rest of the account-day's state. A
-/// statement adding nothing to the one before it in its session is not appended.
+/// What statements tell of their account-day: their session, program, hours and the record
+/// types they read (none when they failed), and where the first is logged. Appended and
+/// folded later like [`Read`]s: a session-day is often new (pooled connections, short
+/// sessions), and a hash entry for it per statement cost more than the rest of the
+/// account-day's state. A session's statements in a row make one visit while they add no
+/// record type ([`Collector::recent`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Visit {
     account: Addr,
@@ -695,7 +700,8 @@ struct Visit {
     session: Addr,
     /// 0: none.
     program: Addr,
-    hour: u8,
+    /// Bit `h` set: a statement in UTC hour `h`.
+    hours: u32,
     record_bits: u8,
     at: At,
 }
@@ -709,19 +715,23 @@ struct At {
 }
 
 impl Visit {
-    /// Whether it adds nothing to `before`, a statement of the same session.
-    fn adds_nothing_to(&self, before: &Visit) -> bool {
-        let (a, b) = (self, before);
+    /// Whether `later` can be told as part of this visit: the same session-day, program and
+    /// file, logged after it, and no record type this one has not (whose first evidence would
+    /// be this visit's place instead of its own).
+    fn absorbs(&self, later: &Visit) -> bool {
+        let (a, b) = (self, later);
         a.account == b.account
             && a.day == b.day
             && a.session == b.session
             && a.program == b.program
-            && a.hour == b.hour
-            && a.record_bits & !b.record_bits == 0
+            && b.record_bits & !a.record_bits == 0
             && a.at.file == b.at.file
-            && (a.at.time, a.at.record) >= (b.at.time, b.at.record)
+            && (b.at.time, b.at.record) >= (a.at.time, a.at.record)
     }
 }
+
+/// Slots of [`Collector::recent`]: a few times the sessions a busy server has open at once.
+const RECENT_VISITS: usize = 4096;
 
 /// Reads (about 100 bytes each) or visits (56) gathered before a fold, unless the state a
 /// fold walks is larger ([`Collector::fold_if_due`]).
@@ -934,6 +944,7 @@ impl Collector {
             sessions: HashMap::default(),
             days: HashMap::default(),
             visits: Vec::new(),
+            recent: vec![None; RECENT_VISITS],
             programs: HashMap::default(),
             last_statement: HashMap::default(),
             aggregates: Aggregates::default(),
@@ -1306,7 +1317,7 @@ impl Collector {
             day,
             session: s,
             program: program.as_ref().map_or(0, addr),
-            hour: hour_of(time) as u8,
+            hours: 1 << hour_of(time),
             record_bits: if failed { 0 } else { record_bits },
             at: At {
                 time,
@@ -1314,8 +1325,14 @@ impl Collector {
                 record: evidence.record,
             },
         };
-        if !self.visits.last().is_some_and(|b| visit.adds_nothing_to(b)) {
-            self.visits.push(visit);
+        let slot = rustc_hash::FxBuildHasher.hash_one((s, day)) as usize % RECENT_VISITS;
+        match &mut self.recent[slot] {
+            Some(v) if v.absorbs(&visit) => v.hours |= visit.hours,
+            v => {
+                if let Some(done) = v.replace(visit) {
+                    self.visits.push(done);
+                }
+            }
         }
         if let Some(p) = &program {
             self.programs
@@ -1429,6 +1446,8 @@ impl Collector {
     /// Adds the visits gathered since the last fold to their account-days: sessions,
     /// client hosts, programs and record types, each with its first evidence.
     fn fold_visits(&mut self) {
+        self.visits
+            .extend(self.recent.iter_mut().filter_map(Option::take));
         if self.visits.is_empty() {
             return;
         }
@@ -1478,7 +1497,7 @@ impl Collector {
                 let mut st = SessionStats::default();
                 let mut first: Option<At> = None;
                 for v in run {
-                    st.hours |= 1 << v.hour;
+                    st.hours |= v.hours;
                     st.record_bits |= v.record_bits;
                     earliest(&mut first, v.at);
                     if v.program != 0 {
@@ -1786,26 +1805,32 @@ pub(crate) mod tests {
             "SELECT * FROM cdr",
             "UPDATE subscriber SET last_seen = now() WHERE msisdn = '33644444444'",
         ];
+        // Runs of six statements of one session (some logged out of order), several
+        // sessions, accounts, days, hours and files (one copy of each name, as a reader
+        // gives).
+        let files = [Arc::<str>::from("a.log"), Arc::from("b.log")];
         let event = |i: usize| {
+            let (r, k) = (i / 6, i % 6);
+            let k = if r.is_multiple_of(5) { 5 - k } else { k };
             let time = format!(
                 "2026-03-{:02}T{:02}:{:02}:00Z",
-                1 + i / 3 % 3,
-                (i * 7) % 24,
-                i % 60
+                1 + r / 3 % 3,
+                r % 20 + k / 3,
+                k * 7
             );
-            let host = format!("10.0.0.{}", i % 5);
+            let host = format!("10.0.0.{}", r % 5);
             let mut ev = db_event(
                 &time,
-                ["app", "care01", "dba"][i % 3],
+                ["app", "care01", "dba"][r % 3],
                 &host,
                 sqls[i % 5],
                 i as u64,
             );
-            ev.origin.file = Arc::from(["a.log", "b.log"][i / 200 % 2]);
+            ev.origin.file = Arc::clone(&files[i / 200 % 2]);
             let s = |x: String| Value::Str(Cow::Owned(x));
-            ev.push("session_id", s(format!("{}", i % 17)));
-            if !i.is_multiple_of(4) {
-                ev.push("application", s(format!("prog{}", i % 3)));
+            ev.push("session_id", s(format!("{}", r % 17)));
+            if !r.is_multiple_of(4) {
+                ev.push("application", s(format!("prog{}", r % 3)));
             }
             if i.is_multiple_of(11) {
                 ev.push("return_code", s("1".into()));

@@ -10,8 +10,9 @@
 //! - per subscriber, account and day ([`SubjectStats`]): about 200 bytes, plus at most
 //!   [`EVIDENCE_CAP`] pieces of evidence (about 48 bytes each);
 //! - per worker: the SQL fingerprint cache ([`crate::sql::CACHE_CAPACITY`] shapes);
-//! - per worker, until folded into the above: about 100 bytes per subscriber read and 56 per
-//!   statement, at most 2^21 of each or as many as the state a fold walks.
+//! - per worker, until folded into the above: about 100 bytes per subscriber read and 72 per
+//!   visit (a session's statements in a row), at most 2^21 of each or as many as the state a
+//!   fold walks.
 
 use std::collections::BTreeMap;
 
@@ -733,7 +734,7 @@ impl Visit {
 /// Slots of [`Collector::recent`]: a few times the sessions a busy server has open at once.
 const RECENT_VISITS: usize = 4096;
 
-/// Reads (about 100 bytes each) or visits (56) gathered before a fold, unless the state a
+/// Reads (about 100 bytes each) or visits (72) gathered before a fold, unless the state a
 /// fold walks is larger ([`Collector::fold_if_due`]).
 const FOLD_AT: usize = if cfg!(test) { 64 } else { 1 << 21 };
 

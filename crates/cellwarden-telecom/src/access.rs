@@ -8,7 +8,7 @@
 //! - per account and day ([`DayStats`]): about 300 bytes, plus about 80 per distinct client
 //!   host, program, record type and bulk/export table seen that day;
 //! - per subscriber, account and day ([`SubjectStats`]): about 200 bytes, plus at most
-//!   [`EVIDENCE_CAP`] pieces of evidence (about 48 bytes each);
+//!   [`EVIDENCE_CAP`] pieces of evidence (40 bytes each, the first inline);
 //! - per worker: the SQL fingerprint cache ([`crate::sql::CACHE_CAPACITY`] shapes);
 //! - per worker, until folded into the above: about 100 bytes per subscriber read and 72 per
 //!   visit (a session's statements in a row), at most 2^21 of each or as many as the state a
@@ -641,7 +641,8 @@ pub struct Collector {
     /// Log files named by `reads` and `visits`, by address; the last one added.
     files: HashMap<Addr, Arc<str>>,
     last_file: Addr,
-    /// Accesses matching the selection, keyed likewise.
+    /// Accesses matching the selection, keyed by the addresses of the interned account and
+    /// session.
     selected: HashMap<(Addr, SubscriberId, Addr), SelectedStats>,
     /// Sessions by a hash of their host's and id's text, found without interning either
     /// (most statements are of a session seen before); a collision shares the bucket.

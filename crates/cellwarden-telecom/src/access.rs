@@ -739,12 +739,14 @@ const RECENT_VISITS: usize = 4096;
 /// fold walks is larger ([`Collector::fold_if_due`]).
 const FOLD_AT: usize = if cfg!(test) { 64 } else { 1 << 21 };
 
-/// Ranks the values at the addresses `addrs` by content (equal contents share a rank):
-/// address → rank, and the values by rank.
+/// Address → rank, and the values by rank.
+type Ranked<T> = (HashMap<Addr, Addr>, Vec<Arc<T>>);
+
+/// Ranks the values at the addresses `addrs` by content (equal contents share a rank).
 fn rank_by_content<T: Ord + ?Sized>(
     addrs: impl Iterator<Item = Addr>,
     value: impl Fn(Addr) -> Arc<T>,
-) -> (HashMap<Addr, Addr>, Vec<Arc<T>>) {
+) -> Ranked<T> {
     let mut rank: HashMap<Addr, Addr> = HashMap::default();
     for a in addrs {
         rank.entry(a).or_insert(0);
@@ -1413,12 +1415,12 @@ impl Collector {
                     .add(record_bits, time, rows, &evidence);
             }
             self.reads.push(Read {
-                account: addr(&account),
+                account: a,
                 id,
                 day,
-                session: addr(&session),
+                session: s,
                 time,
-                file: addr(&evidence.file),
+                file,
                 record: evidence.record,
                 rows,
                 record_bits,
@@ -1445,6 +1447,24 @@ impl Collector {
         self.fold_reads();
     }
 
+    /// The sessions and files at the (session, file) addresses of pending reads or visits,
+    /// ranked by content: what a fold sorts by and builds its keys and evidence from.
+    fn rank_sessions_and_files(
+        &self,
+        at: impl Iterator<Item = (Addr, Addr)> + Clone,
+    ) -> (Ranked<Session>, Ranked<str>) {
+        let sessions: HashMap<Addr, &Arc<Session>> = self
+            .sessions
+            .values()
+            .flatten()
+            .map(|s| (addr(s), s))
+            .collect();
+        (
+            rank_by_content(at.clone().map(|(s, _)| s), |a| Arc::clone(sessions[&a])),
+            rank_by_content(at.map(|(_, f)| f), |a| Arc::clone(&self.files[&a])),
+        )
+    }
+
     /// Adds the visits gathered since the last fold to their account-days: sessions,
     /// client hosts, programs and record types, each with its first evidence.
     fn fold_visits(&mut self) {
@@ -1454,18 +1474,8 @@ impl Collector {
             return;
         }
         let mut visits = std::mem::take(&mut self.visits);
-        let sessions: HashMap<Addr, &Arc<Session>> = self
-            .sessions
-            .values()
-            .flatten()
-            .map(|s| (addr(s), s))
-            .collect();
-        let (session_rank, sessions) = rank_by_content(visits.iter().map(|v| v.session), |a| {
-            Arc::clone(sessions[&a])
-        });
-        let (file_rank, files) = rank_by_content(visits.iter().map(|v| v.at.file), |a| {
-            Arc::clone(&self.files[&a])
-        });
+        let ((session_rank, sessions), (file_rank, files)) =
+            self.rank_sessions_and_files(visits.iter().map(|v| (v.session, v.at.file)));
         let programs: HashMap<Addr, &Arc<str>> = self
             .programs
             .values()
@@ -1559,21 +1569,11 @@ impl Collector {
         let key = |r: &Read| (r.account, r.id, r.day, r.session);
         let accounts: HashMap<Addr, &Arc<str>> =
             self.days.values().map(|(a, _)| (addr(a), a)).collect();
-        let sessions: HashMap<Addr, &Arc<Session>> = self
-            .sessions
-            .values()
-            .flatten()
-            .map(|s| (addr(s), s))
-            .collect();
         let (account_rank, accounts) = rank_by_content(reads.iter().map(|r| r.account), |a| {
             Arc::clone(accounts[&a])
         });
-        let (session_rank, sessions) = rank_by_content(reads.iter().map(|r| r.session), |a| {
-            Arc::clone(sessions[&a])
-        });
-        let (file_rank, files) = rank_by_content(reads.iter().map(|r| r.file), |a| {
-            Arc::clone(&self.files[&a])
-        });
+        let ((session_rank, sessions), (file_rank, files)) =
+            self.rank_sessions_and_files(reads.iter().map(|r| (r.session, r.file)));
         for r in &mut reads {
             r.account = account_rank[&r.account];
             r.session = session_rank[&r.session];

@@ -423,6 +423,29 @@ impl<'a> DetectionCore<'a> {
     /// correlations wait for are held until [`release`](Self::release); database and flow
     /// events go to their collectors.
     pub fn observe(&mut self, ev: &Event<'_>, out: &mut Vec<Alert>) -> Fed {
+        self.observe_decided(ev, None, out)
+    }
+
+    /// The key by which the caller decides whether a database audit record repeats a
+    /// statement counted already ([`cellwarden_telecom::repeats`]), for
+    /// [`DetectionCore::observe_decided`]; `None` when this core would not count the record
+    /// or it is of no kind that repeats one.
+    pub fn fold_key(&self, ev: &Event<'_>) -> Option<cellwarden_telecom::repeats::FoldKey> {
+        let db = self.setup.db;
+        if db.disabled || !self.uses.aggregates || self.stage == Stage::Parse {
+            return None;
+        }
+        cellwarden_telecom::access::fold_key(ev)
+    }
+
+    /// [`DetectionCore::observe`] with the decision for a record that has a
+    /// [fold key](DetectionCore::fold_key): whether it repeats a statement.
+    pub fn observe_decided(
+        &mut self,
+        ev: &Event<'_>,
+        repeats: Option<bool>,
+        out: &mut Vec<Alert>,
+    ) -> Fed {
         let Detectors { rules, db, net } = self.setup;
         let stage = self.stage;
         let uses = self.uses;
@@ -431,7 +454,7 @@ impl<'a> DetectionCore<'a> {
             if stage == Stage::Parse {
                 fed.entity = cellwarden_telecom::access::partition_key(ev).map(|k| entity_hash(&k));
             } else {
-                self.collector.observe(ev);
+                self.collector.observe_decided(ev, repeats);
             }
             fed.aggregates = true;
         }

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cellwarden_event::Alert;
+use cellwarden_event::{Alert, Event};
 use cellwarden_source::{InputFile, Limits, Mapping, SourceError, Unit, UnitSink, read_input};
 
 use crate::alerts::{AlertSet, Spill, alert_bytes, sort_alerts};
 use crate::core::{DbSetup, DetectionCore, Detectors, Findings, NetSetup, Stage};
+use crate::sequence::{Sequencer, Turn};
 
 /// Settings of one run.
 #[derive(Debug, Clone)]
@@ -149,12 +150,23 @@ pub fn hunt(
     let mut read_errors = Vec::new();
     let spill = Arc::new(Spill::default());
     let budget = config.alert_memory / threads;
+    let sequencer = Sequencer::default();
     let worker_out: Vec<WorkerOut> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let rx = rx.clone();
                 let spill = Arc::clone(&spill);
-                s.spawn(move || worker(rx, mapping, detectors, progress, &spill, budget))
+                let sequencer = &sequencer;
+                s.spawn(move || {
+                    let shared = Shared {
+                        mapping,
+                        progress,
+                        spill: &spill,
+                        sequencer,
+                        budget,
+                    };
+                    worker(rx, detectors, &shared)
+                })
             })
             .collect();
         drop(rx);
@@ -226,14 +238,28 @@ struct WorkerOut<'a> {
     core: DetectionCore<'a>,
 }
 
+/// What the workers share.
+struct Shared<'s> {
+    mapping: &'s Mapping,
+    progress: &'s Progress,
+    spill: &'s Spill,
+    sequencer: &'s Sequencer,
+    /// Alert memory per worker.
+    budget: usize,
+}
+
 fn worker<'a>(
     rx: crossbeam_channel::Receiver<Unit>,
-    mapping: &Mapping,
     detectors: Detectors<'a>,
-    progress: &Progress,
-    spill: &Spill,
-    budget: usize,
+    shared: &Shared<'_>,
 ) -> WorkerOut<'a> {
+    let Shared {
+        mapping,
+        progress,
+        spill,
+        sequencer,
+        budget,
+    } = *shared;
     let mut core = DetectionCore::new(detectors, Stage::All);
     let settings = cellwarden_source::evtx_settings();
     let mut alerts = Vec::new();
@@ -243,9 +269,36 @@ fn worker<'a>(
     let mut spill_error = None;
     for unit in rx {
         let before = alerts.len();
-        let n = unit.decode(mapping, &settings, &mut errors, &mut |ev| {
-            core.observe(&ev, &mut alerts);
-        });
+        let n = match unit.order() {
+            Some(order) => {
+                // Records that may repeat a statement are decided in the input's order;
+                // those that must wait for the units before are held until the unit's end.
+                let mut turn = Turn::new(sequencer, order);
+                let mut held: Vec<Event<'_>> = Vec::new();
+                let n = unit.decode_text(mapping, &mut errors, &mut |ev| {
+                    let decided = match core.fold_key(&ev) {
+                        Some(key) => match turn.record(key) {
+                            Some(repeats) => Some(repeats),
+                            None => return held.push(ev),
+                        },
+                        None => None,
+                    };
+                    core.observe_decided(&ev, decided, &mut alerts);
+                    if let Some(ready) = turn.ready() {
+                        for (ev, repeats) in held.drain(..).zip(ready) {
+                            core.observe_decided(&ev, Some(repeats), &mut alerts);
+                        }
+                    }
+                });
+                for (ev, repeats) in held.iter().zip(turn.finish()) {
+                    core.observe_decided(ev, Some(repeats), &mut alerts);
+                }
+                n
+            }
+            None => unit.decode(mapping, &settings, &mut errors, &mut |ev| {
+                core.observe(&ev, &mut alerts);
+            }),
+        };
         total += n;
         progress.events.fetch_add(n, Ordering::Relaxed);
         progress

@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod core;
 pub mod hunt;
 pub mod scope;
+pub mod sequence;
 pub mod story;
 
 pub use crate::alerts::{AlertSet, sort_alerts};

@@ -70,7 +70,30 @@ pub enum Unit {
         records: Vec<(u64, usize, usize)>,
         /// Column names of header-driven CSV formats.
         header: Option<Arc<[String]>>,
+        /// Where the unit stands in its stream, when it was cut from one read in order.
+        order: Option<UnitOrder>,
     },
+}
+
+/// A text unit's place among the units cut from one read of one input: stages that must see
+/// some records of an input in order (the records of one database statement may straddle two
+/// units) wait for the unit before it by this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UnitOrder {
+    /// The read, unique in the process.
+    pub stream: u64,
+    /// The unit's number in it, from 0.
+    pub number: u64,
+    /// The stream's last unit (when the read ended after a unit, the stream ends unsaid).
+    pub last: bool,
+}
+
+impl UnitOrder {
+    /// A stream id not given before.
+    fn new_stream() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Receives what reading produces.
@@ -491,6 +514,8 @@ struct Batcher<'s> {
     header: Option<Arc<[String]>>,
     /// Lines before the first one read (a followed file's earlier chunks).
     line_base: u64,
+    /// The next unit's place.
+    order: UnitOrder,
     sink: &'s mut dyn UnitSink,
 }
 
@@ -504,12 +529,18 @@ impl<'s> Batcher<'s> {
             records: Vec::new(),
             header: None,
             line_base: 0,
+            order: UnitOrder {
+                stream: UnitOrder::new_stream(),
+                number: 0,
+                last: false,
+            },
             sink,
         }
     }
 
     /// Sends what is left and reports a read that stopped early.
     fn finish(mut self, result: ReadResult) {
+        self.order.last = true;
         self.flush();
         if let Err((offset, e)) = result {
             let file = self.file.clone();
@@ -542,7 +573,9 @@ impl<'s> Batcher<'s> {
             buf: std::mem::take(&mut self.buf),
             records: std::mem::take(&mut self.records),
             header: self.header.clone(),
+            order: Some(self.order),
         };
+        self.order.number += 1;
         self.sink.unit(unit);
     }
 }
@@ -1254,6 +1287,14 @@ impl Unit {
         }
     }
 
+    /// Its place in its stream (text units cut by one read).
+    pub fn order(&self) -> Option<UnitOrder> {
+        match self {
+            Unit::Records { order, .. } => *order,
+            Unit::Evtx { .. } => None,
+        }
+    }
+
     /// Decodes a text unit's records into events that borrow from it (an EVTX unit gives
     /// none: its records are decoded while its chunk is parsed).
     pub fn decode_text<'a>(
@@ -1269,6 +1310,7 @@ impl Unit {
             buf,
             records,
             header,
+            ..
         } = self
         else {
             return 0;

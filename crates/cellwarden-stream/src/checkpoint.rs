@@ -824,6 +824,7 @@ impl UnitCopy {
                 buf,
                 records,
                 header,
+                ..
             } => Some(UnitCopy {
                 file,
                 kind,
@@ -844,6 +845,7 @@ impl UnitCopy {
             buf: self.buf,
             records: self.records,
             header: self.header,
+            order: None,
         }
     }
 }

@@ -690,6 +690,7 @@ fn flush(batches: &mut Vec<Batch>, tx: &crossbeam_channel::Sender<Input>) -> boo
                 buf: b.buf,
                 records: b.records,
                 header: header.map(Into::into),
+                order: None,
             }
             .into(),
             position: Some(b.update),

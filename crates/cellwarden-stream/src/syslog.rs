@@ -84,6 +84,7 @@ impl Numbering {
                 buf,
                 records,
                 header: None,
+                order: None,
             },
             PositionUpdate::Counter {
                 name: self.name.to_string(),

@@ -17,11 +17,13 @@
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use cellwarden_event::{Event, Timestamp};
 
 use crate::ids::{IdKind, SubscriberId};
+use crate::repeats::{FoldKey, Folder};
 use crate::schema::{Basis, ColumnKind, Observed, RecordType, Schema};
 use crate::sql::{Analyzer, Dialect, Shape, StatementKind};
 
@@ -658,8 +660,9 @@ pub struct Collector {
     recent: Vec<Option<Visit>>,
     /// (account, program) → statements.
     programs: HashMap<(Addr, Addr), ProgramCount>,
-    /// Per session, the MySQL or Oracle audit statement seen last (see [`LastStatement`]).
-    last_statement: HashMap<Addr, LastStatement>,
+    /// Per input file, the statement each session's audit records are of (see
+    /// [`crate::repeats`]), when their order is not decided elsewhere.
+    folders: HashMap<Arc<str>, Folder>,
     aggregates: Aggregates,
 }
 
@@ -763,23 +766,6 @@ fn rank_by_content<T: Ord + ?Sized>(
     (rank, values)
 }
 
-/// Sessions whose last statement is held for telling repeated audit records apart; past it
-/// the memory is dropped (at worst a statement is counted twice).
-const LAST_STATEMENTS: usize = 100_000;
-
-/// MySQL Enterprise Audit (with the `log_all` filter, its usual set-up) writes a statement
-/// once per table it reads or writes (`table_access`, the table named) and once as a
-/// `general` record (at its end; Percona's filter component before it); Oracle once per
-/// audited object, with one statement id. These records of one statement follow each other
-/// in its session: a record of the same statement belongs to the one before unless that one
-/// had such a record already (a `general` one, or one naming the same table).
-#[derive(Default)]
-struct LastStatement {
-    text: u64,
-    general: bool,
-    tables: Vec<String>,
-}
-
 /// The address of an interned value, as a key: hashed and compared without touching the
 /// value or its reference count. Sound because each map keyed by addresses holds the values
 /// themselves beside the key (the address is not reused while the entry lives), and
@@ -850,6 +836,47 @@ fn text<'e>(v: Option<&'e cellwarden_event::Value<'_>>) -> Option<std::borrow::C
 }
 
 impl<'e, 'a> DbFields<'e, 'a> {
+    /// The client host and the session: its id, else the connection or backend process (an
+    /// integer written in `buf`).
+    fn session<'b>(&self, buf: &'b mut [u8; 24]) -> (Option<Cow<'e, str>>, Option<Cow<'b, str>>)
+    where
+        'e: 'b,
+    {
+        let sid = match text(self.session_id) {
+            Some(s) => (!s.is_empty()).then_some(s),
+            None => match self.pid {
+                Some(cellwarden_event::Value::Int(i)) => {
+                    use std::io::Write;
+                    let mut w = &mut buf[..];
+                    let _ = write!(w, "{i}");
+                    let n = 24 - w.len();
+                    std::str::from_utf8(&buf[..n]).ok().map(Cow::Borrowed)
+                }
+                Some(v) => v.as_text().filter(|t| !t.is_empty()),
+                None => None,
+            },
+        };
+        (text(self.client_host), sid)
+    }
+
+    /// The record's key for telling repeated statements apart, if it is of a kind that
+    /// repeats them.
+    fn fold_key(
+        &self,
+        dialect: Dialect,
+        sql: &str,
+        session: (Option<&str>, Option<&str>),
+    ) -> Option<FoldKey> {
+        FoldKey::of(
+            dialect,
+            sql,
+            text(self.class).as_deref(),
+            text(self.statement_id).as_deref(),
+            text(self.object_name).as_deref(),
+            session,
+        )
+    }
+
     fn of(ev: &'e Event<'a>) -> Self {
         let mut f = DbFields::default();
         for (k, v) in &ev.fields {
@@ -873,6 +900,21 @@ impl<'e, 'a> DbFields<'e, 'a> {
         }
         f
     }
+}
+
+/// The key of a database audit record that may repeat a statement already counted (see
+/// [`crate::repeats`]): `None` for any other event.
+pub fn fold_key(ev: &Event<'_>) -> Option<FoldKey> {
+    if !is_database_event(ev) {
+        return None;
+    }
+    ev.timestamp?;
+    let f = DbFields::of(ev);
+    let sql = f.statement.and_then(|v| v.as_text())?;
+    let dialect = Dialect::of_channel(&text(f.channel).unwrap_or_default());
+    let mut buf = [0u8; 24];
+    let (host, sid) = f.session(&mut buf);
+    f.fold_key(dialect, &sql, (host.as_deref(), sid.as_deref()))
 }
 
 /// Bind values as the sources log them: pgaudit `PARAMETER` (CSV list), Oracle
@@ -950,7 +992,7 @@ impl Collector {
             visits: Vec::new(),
             recent: vec![None; RECENT_VISITS],
             programs: HashMap::default(),
-            last_statement: HashMap::default(),
+            folders: HashMap::default(),
             aggregates: Aggregates::default(),
         }
     }
@@ -1053,35 +1095,6 @@ impl Collector {
         }
     }
 
-    /// Whether an audit record repeats the statement its session's record before it was of
-    /// (see [`LastStatement`]): `text` identifies the statement (its text, with Oracle's
-    /// statement id), `general` for MySQL's `general` record, else a record naming `table`.
-    fn repeated(&mut self, session: Addr, text: u64, general: bool, table: Option<&str>) -> bool {
-        if self.last_statement.len() >= LAST_STATEMENTS {
-            self.last_statement.clear();
-        }
-        let last = self.last_statement.entry(session).or_default();
-        let table = table.unwrap_or("");
-        let same = last.text == text && (last.general || !last.tables.is_empty());
-        let seen = if general {
-            last.general
-        } else {
-            last.tables.iter().any(|t| t == table)
-        };
-        if !same || seen {
-            *last = LastStatement {
-                text,
-                ..LastStatement::default()
-            };
-        }
-        if general {
-            last.general = true;
-        } else {
-            last.tables.push(table.to_owned());
-        }
-        same && !seen
-    }
-
     /// The shared copy of a session key.
     fn session(&mut self, host: Option<&str>, id: Option<&str>) -> Arc<Session> {
         use std::hash::BuildHasher;
@@ -1102,6 +1115,13 @@ impl Collector {
 
     /// Takes one event; events that are not database statements are ignored.
     pub fn observe(&mut self, ev: &Event<'_>) {
+        self.observe_decided(ev, None);
+    }
+
+    /// [`Collector::observe`], with whether the record repeats a statement already counted
+    /// decided by the caller (`hunt`'s workers decide it in the order of the input, see
+    /// [`crate::repeats`]); `None`: decided here, by the file's records seen before.
+    pub fn observe_decided(&mut self, ev: &Event<'_>, repeats: Option<bool>) {
         if !is_database_event(ev) {
             return;
         }
@@ -1120,40 +1140,21 @@ impl Collector {
         let dialect = Dialect::of_channel(&text(f.channel).unwrap_or_default());
         let account = self.intern(text(f.user).as_deref().unwrap_or("?"));
         let program = text(f.application).map(|p| self.intern(&p));
-        // The session: its id, else the connection or backend process.
         let mut buf = [0u8; 24];
-        let sid = match text(f.session_id) {
-            Some(s) => (!s.is_empty()).then_some(s),
-            None => match f.pid {
-                Some(cellwarden_event::Value::Int(i)) => {
-                    use std::io::Write;
-                    let mut w = &mut buf[..];
-                    let _ = write!(w, "{i}");
-                    let n = 24 - w.len();
-                    std::str::from_utf8(&buf[..n])
-                        .ok()
-                        .map(std::borrow::Cow::Borrowed)
-                }
-                Some(v) => v.as_text().filter(|t| !t.is_empty()),
-                None => None,
-            },
-        };
-        let session = self.session(text(f.client_host).as_deref(), sid.as_deref());
-        // One statement written as several records: MySQL's per table and `general`,
-        // Oracle's per object (one statement id).
-        use std::hash::BuildHasher;
-        let repeat = match dialect {
-            Dialect::MySql => text(f.class)
-                .filter(|c| c == "table_access" || c == "general")
-                .map(|c| (rustc_hash::FxBuildHasher.hash_one(&sql), c == "general")),
-            Dialect::Oracle => text(f.statement_id)
-                .filter(|s| s != "0")
-                .map(|s| (rustc_hash::FxBuildHasher.hash_one((&s, &sql)), false)),
-            _ => None,
-        };
-        if let Some((key, general)) = repeat
-            && self.repeated(addr(&session), key, general, text(f.object_name).as_deref())
-        {
+        let (host, sid) = f.session(&mut buf);
+        let session = self.session(host.as_deref(), sid.as_deref());
+        let repeats = repeats.unwrap_or_else(|| {
+            f.fold_key(dialect, &sql, (host.as_deref(), sid.as_deref()))
+                .is_some_and(|k| {
+                    let folder = match self.folders.get_mut(&ev.origin.file) {
+                        Some(f) => f,
+                        None => self.folders.entry(Arc::clone(&ev.origin.file)).or_default(),
+                    };
+                    folder.trim();
+                    folder.repeated(k)
+                })
+        });
+        if repeats {
             let c = &mut self.aggregates.counts;
             c.statements -= 1;
             c.repeats += 1;
@@ -1329,6 +1330,7 @@ impl Collector {
                 record: evidence.record,
             },
         };
+        use std::hash::BuildHasher;
         let slot = rustc_hash::FxBuildHasher.hash_one((s, day)) as usize % RECENT_VISITS;
         match &mut self.recent[slot] {
             Some(v) if v.absorbs(&visit) => v.hours |= visit.hours,
@@ -1668,8 +1670,8 @@ impl Collector {
             b.retain(|s| Arc::strong_count(s) > 1);
             !b.is_empty()
         });
-        // Keyed by session addresses, which dropped sessions may give to new ones.
-        self.last_statement.clear();
+        // Folders are kept per file, and files come and go.
+        self.folders.clear();
         self.aggregates.evict_before(day);
     }
 
@@ -1707,7 +1709,6 @@ impl Collector {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::borrow::Cow;
 
     use cellwarden_event::{Origin, Value};
 

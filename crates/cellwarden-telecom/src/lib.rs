@@ -9,6 +9,7 @@ pub mod detect;
 pub mod exposure;
 pub mod ids;
 pub mod persons;
+pub mod repeats;
 pub mod schema;
 pub mod share;
 pub mod sql;

@@ -650,6 +650,85 @@ fn mysql_table_access_records_do_not_count_a_statement_twice() {
     assert_eq!(subs[0]["client_hosts"][0], "10.2.3.4");
 }
 
+/// A MySQL Enterprise Audit log (`log_all`, JSON Lines) of many megabytes, so that `hunt`
+/// reads it in several units that different workers decode: 40 sessions at once, each
+/// statement's per-table records written as it runs and its `general` record at its end,
+/// with other sessions' records between them, and some statements run again at once. Every
+/// statement counts once, whatever the number of threads, and the report is the same.
+#[test]
+fn statements_straddling_units_count_once_with_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let mut seed: u64 = 7;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    // Per session: its records still to write.
+    let mut queues: Vec<std::collections::VecDeque<String>> = vec![Default::default(); 40];
+    let mut out = String::new();
+    let (mut statements, mut id, mut second) = (0u64, 0u64, 0u64);
+    while statements < 9_000 || queues.iter().any(|q| !q.is_empty()) {
+        let c = next(40) as usize;
+        if queues[c].is_empty() && statements < 9_000 {
+            statements += 1;
+            let sql = format!(
+                "SELECT * FROM cdr c JOIN device d ON d.imsi = c.imsi WHERE c.calling_number = '336{:08}'",
+                next(1000)
+            );
+            // One statement in ten is run again at once, as its own statement.
+            let runs = if next(10) == 0 { 2 } else { 1 };
+            statements += runs - 1;
+            for _ in 0..runs {
+                for table in ["cdr", "device", ""] {
+                    queues[c].push_back(format!("{sql}\u{0}{table}"));
+                }
+            }
+        }
+        let Some(item) = queues[c].pop_front() else {
+            continue;
+        };
+        let (sql, table) = item.split_once('\u{0}').unwrap();
+        id += 1;
+        second += next(2);
+        let time = format!(
+            "2026-10-03 {:02}:{:02}:{:02}",
+            8 + second / 3600,
+            second / 60 % 60,
+            second % 60
+        );
+        let head = format!(
+            r#""timestamp": "{time}", "id": {id}, "connection_id": {c}, "account": {{"user": "app", "host": "crm{c}"}}, "login": {{"user": "app", "os": "", "ip": "10.2.3.{c}", "proxy": ""}}"#
+        );
+        out += &if table.is_empty() {
+            format!(
+                r#"{{{head}, "class": "general", "event": "status", "general_data": {{"command": "Query", "sql_command": "select", "query": "{sql}", "status": 0}}}}"#
+            )
+        } else {
+            format!(
+                r#"{{{head}, "class": "table_access", "event": "read", "table_access_data": {{"db": "cdrdb", "table": "{table}", "query": "{sql}", "sql_command": "select"}}}}"#
+            )
+        };
+        out.push('\n');
+    }
+    assert!(out.len() > 8 << 20, "several units: {} bytes", out.len());
+    std::fs::write(&log, out).unwrap();
+    let log = log.to_str().unwrap();
+    let mut reports = Vec::new();
+    for threads in ["1", "2", "4"] {
+        let (err, r) = scope_report(dir.path(), &[log, "--account", "app", "--threads", threads]);
+        assert!(
+            err.contains(&format!("{statements} database statements")),
+            "{threads} threads: {err}"
+        );
+        reports.push(r);
+    }
+    assert_eq!(reports[0], reports[1]);
+    assert_eq!(reports[0], reports[2]);
+}
+
 /// Percona's audit plugin logging to syslog (`audit_log_handler = SYSLOG`): the record in the
 /// configured format as the message, tagged `percona-audit`, no pid; rsyslog writes a
 /// message's line breaks as `#012`. JSON, CSV and old-style XML, written here from the

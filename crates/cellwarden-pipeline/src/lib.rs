@@ -4,7 +4,9 @@
 //! matches correlations wait for, the database-access and flow analytics) and where the
 //! stateful analytics are judged; [`hunt::hunt`] drives it over finite input on a pool of
 //! worker threads, and `cellwarden-stream` drives the same core over endless input.
-//! [`scope`] assembles the subscriber exposure report from what the analytics gathered;
+//! [`sequence`] lets the workers decide in each file's order what depends on it (audit
+//! records that repeat a statement). [`scope`] assembles the subscriber exposure report from
+//! what the analytics gathered;
 //! [`story`] joins the alerts into incidents and campaigns.
 
 pub mod alerts;

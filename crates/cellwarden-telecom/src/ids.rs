@@ -203,14 +203,25 @@ pub struct Numbering {
     pub country_code: Option<String>,
 }
 
-fn digits(s: &str) -> Option<String> {
-    let t = s.trim();
-    let d: String = t
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-        .collect();
-    let d = d.strip_prefix('+').unwrap_or(&d);
-    (!d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())).then(|| d.to_owned())
+/// The digits of an identifier as written, in `buf`: spaces, dashes, dots and brackets
+/// dropped, and a leading `+`. `None` unless only digits are left, at most as many as `buf`
+/// holds (more than any identifier has). Written without allocating: a statement may name
+/// a million identifiers.
+fn digits<'b>(s: &str, buf: &'b mut [u8; 24]) -> Option<&'b str> {
+    let mut n = 0;
+    for b in s.trim().bytes() {
+        if matches!(b, b' ' | b'-' | b'.' | b'(' | b')') {
+            continue;
+        }
+        *buf.get_mut(n)? = b;
+        n += 1;
+    }
+    let d = &buf[..n];
+    let d = d.strip_prefix(b"+").unwrap_or(d);
+    if d.is_empty() || !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(d).ok()
 }
 
 /// The Luhn check digit test (IMEI).
@@ -231,12 +242,14 @@ pub fn luhn_ok(d: &str) -> bool {
 
 /// Normalises `value` as an identifier of `kind`; `None` when it cannot be one.
 pub fn normalise(kind: IdKind, value: &str, numbering: &Numbering) -> Option<SubscriberId> {
-    let d = digits(value)?;
+    let mut buf = [0u8; 24];
+    let d = digits(value, &mut buf)?;
+    let mut national = [0u8; Digits::MAX];
     let value = match kind {
         IdKind::Imsi => (d.len() == 15).then_some(d)?,
         IdKind::Imei => {
             let ok = match d.len() {
-                15 => luhn_ok(&d),
+                15 => luhn_ok(d),
                 14 | 16 => true,
                 _ => false,
             };
@@ -245,11 +258,18 @@ pub fn normalise(kind: IdKind, value: &str, numbering: &Numbering) -> Option<Sub
         IdKind::Iccid => ((18..=20).contains(&d.len()) && d.starts_with("89")).then_some(d)?,
         IdKind::Msisdn => {
             let intl = if let Some(rest) = d.strip_prefix("00") {
-                rest.to_owned()
+                rest
             } else if let Some(rest) = d.strip_prefix('0') {
                 match &numbering.country_code {
-                    Some(cc) => format!("{cc}{rest}"),
-                    None => rest.to_owned(),
+                    Some(cc) => {
+                        // Longer than an identifier: no subscriber.
+                        let n = cc.len() + rest.len();
+                        let out = national.get_mut(..n)?;
+                        out[..cc.len()].copy_from_slice(cc.as_bytes());
+                        out[cc.len()..].copy_from_slice(rest.as_bytes());
+                        std::str::from_utf8(out).ok()?
+                    }
+                    None => rest,
                 }
             } else {
                 d
@@ -260,7 +280,7 @@ pub fn normalise(kind: IdKind, value: &str, numbering: &Numbering) -> Option<Sub
     };
     Some(SubscriberId {
         kind,
-        value: Digits::new(&value)?,
+        value: Digits::new(value)?,
     })
 }
 
@@ -269,15 +289,16 @@ pub fn normalise(kind: IdKind, value: &str, numbering: &Numbering) -> Option<Sub
 /// MSISDNs. Anything else is not classified (too ambiguous).
 pub fn classify(value: &str, numbering: &Numbering) -> Option<SubscriberId> {
     let t = value.trim();
-    let d = digits(t)?;
+    let mut buf = [0u8; 24];
+    let d = digits(t, &mut buf)?;
     if t.starts_with('+') || d.starts_with("00") {
         return normalise(IdKind::Msisdn, t, numbering);
     }
     if d.len() == 15 {
-        if luhn_ok(&d) {
-            return normalise(IdKind::Imei, &d, numbering);
+        if luhn_ok(d) {
+            return normalise(IdKind::Imei, d, numbering);
         }
-        return normalise(IdKind::Imsi, &d, numbering);
+        return normalise(IdKind::Imsi, d, numbering);
     }
     None
 }
@@ -289,6 +310,89 @@ mod tests {
     fn fr() -> Numbering {
         Numbering {
             country_code: Some("33".into()),
+        }
+    }
+
+    /// The identifiers read without allocating are those the allocating reading gave.
+    #[test]
+    fn normalising_in_place_reads_as_the_text_did() {
+        fn digits_by_text(s: &str) -> Option<String> {
+            let d: String = s
+                .trim()
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+                .collect();
+            let d = d.strip_prefix('+').unwrap_or(&d);
+            (!d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())).then(|| d.to_owned())
+        }
+        fn by_text(kind: IdKind, value: &str, cc: Option<&str>) -> Option<String> {
+            let d = digits_by_text(value)?;
+            let v = match kind {
+                IdKind::Imsi => (d.len() == 15).then_some(d)?,
+                IdKind::Imei => (match d.len() {
+                    15 => luhn_ok(&d),
+                    14 | 16 => true,
+                    _ => false,
+                })
+                .then_some(d)?,
+                IdKind::Iccid => {
+                    ((18..=20).contains(&d.len()) && d.starts_with("89")).then_some(d)?
+                }
+                IdKind::Msisdn => {
+                    let intl = if let Some(rest) = d.strip_prefix("00") {
+                        rest.to_owned()
+                    } else if let Some(rest) = d.strip_prefix('0') {
+                        format!("{}{rest}", cc.unwrap_or(""))
+                    } else {
+                        d
+                    };
+                    (7..=15).contains(&intl.len()).then_some(intl)?
+                }
+            };
+            Digits::new(&v).map(|d| d.as_str().to_owned())
+        }
+        let values = [
+            "",
+            "+",
+            "++33612345678",
+            " +33 6 12-34.56(78) ",
+            "0612345678",
+            "0033612345678",
+            "33612345678",
+            "612345",
+            "06 12",
+            "\u{663}\u{663}612345678",
+            "3361234567\u{e9}",
+            "208151832663724",
+            "35693803564380",
+            "356938035643809",
+            "3569380356438091",
+            "8933012345678901234",
+            "89330123456789012345",
+            "893301234567890123456",
+            "000000000000000000000000000033612345678",
+            "0123456789012345678901234",
+            "(0)6.12.34.56.78",
+            "1234567",
+            "0 0 3 3 6 1 2 3 4 5 6 7 8",
+        ];
+        let kinds = [IdKind::Msisdn, IdKind::Imsi, IdKind::Imei, IdKind::Iccid];
+        for cc in [
+            None,
+            Some("33"),
+            Some("1"),
+            Some("x1"),
+            Some("123456789012345678901"),
+        ] {
+            let n = Numbering {
+                country_code: cc.map(str::to_owned),
+            };
+            for v in values {
+                for k in kinds {
+                    let got = normalise(k, v, &n).map(|s| s.value.as_str().to_owned());
+                    assert_eq!(got, by_text(k, v, cc), "{k:?} {v:?} cc {cc:?}");
+                }
+            }
         }
     }
 

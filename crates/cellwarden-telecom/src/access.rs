@@ -908,10 +908,14 @@ pub fn fold_key(ev: &Event<'_>) -> Option<FoldKey> {
     if !is_database_event(ev) {
         return None;
     }
+    // Most statements are of other dialects: their channel says so before the fields are.
+    let dialect = Dialect::of_channel(&ev.get_str("Channel").unwrap_or_default());
+    if !matches!(dialect, Dialect::MySql | Dialect::Oracle) {
+        return None;
+    }
     ev.timestamp?;
     let f = DbFields::of(ev);
     let sql = f.statement.and_then(|v| v.as_text())?;
-    let dialect = Dialect::of_channel(&text(f.channel).unwrap_or_default());
     let mut buf = [0u8; 24];
     let (host, sid) = f.session(&mut buf);
     f.fold_key(dialect, &sql, (host.as_deref(), sid.as_deref()))

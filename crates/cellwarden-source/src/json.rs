@@ -182,9 +182,42 @@ impl<'s, 'a> Walk<'s, 'a> {
         }
         Some(match self.name {
             Some(n) => Cow::Borrowed(n),
-            None => Cow::Owned(self.path.clone()),
+            None => match interned(self.path) {
+                Some(n) => Cow::Borrowed(n),
+                None => Cow::Owned(self.path.clone()),
+            },
         })
     }
+}
+
+/// Distinct nested field names a thread keeps (see [`interned`]).
+const INTERNED_NAMES: usize = 4096;
+/// The longest name kept.
+const INTERNED_NAME_BYTES: usize = 128;
+
+/// A nested field's name (`account.user`) without a copy per record: records of one log repeat
+/// the same names, so the first [`INTERNED_NAMES`] names of up to [`INTERNED_NAME_BYTES`]
+/// bytes a thread meets are kept for the life of the process (at most 512 KiB a thread, however
+/// many names hostile input makes up); later ones are copied per record.
+fn interned(path: &str) -> Option<&'static str> {
+    thread_local! {
+        static NAMES: std::cell::RefCell<std::collections::HashSet<&'static str>> =
+            std::cell::RefCell::new(std::collections::HashSet::new());
+    }
+    if path.len() > INTERNED_NAME_BYTES {
+        return None;
+    }
+    NAMES.with_borrow_mut(|names| {
+        if let Some(n) = names.get(path) {
+            return Some(*n);
+        }
+        if names.len() >= INTERNED_NAMES {
+            return None;
+        }
+        let n: &'static str = Box::leak(path.into());
+        names.insert(n);
+        Some(n)
+    })
 }
 
 impl<'de, 's> DeserializeSeed<'de> for Walk<'s, 'de> {

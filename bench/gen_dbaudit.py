@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Writes large database audit logs for bench/scope.sh: a PostgreSQL stderr log with pgaudit
 records (twice: with every statement in a session of its own, the state's worst case, and in
-sessions as a server keeps them) and a MySQL Enterprise Audit JSON log, with the statement
+sessions as a server keeps them) and MySQL Enterprise Audit JSON logs (`general` records only,
+and as the `log_all` filter writes them: per table and `general`), with the statement
 mix of a billing/CRM database (care lookups with binds, CDR and location queries with
 literals and IN lists, updates, reports, 0.5 % one-off statements) over 30 days.
 Deterministic."""
-import json, random, sys
+import json, random, re, sys
 
 def main(out_dir, n_pg, n_my):
     r = random.Random(7)
@@ -74,6 +75,54 @@ def main(out_dir, n_pg, n_my):
                 "account": {"user": u, "host": "10.1.0.%d" % (i % 40)},
                 "login": {"user": u, "os": "", "ip": "10.1.0.%d" % (i % 40), "proxy": ""},
                 "general_data": {"command": "Query", "sql_command": "select", "query": sql, "status": 0}}) + "\n")
+
+    # MySQL Enterprise Audit with its usual `log_all` filter: each statement as a
+    # `table_access` record per table it reads or writes, as it runs, and a `general` record at
+    # its end, with other connections' records between them (300 connections at a time, each
+    # running one statement after another, 1 to 400 statements each); half as many statements.
+    with open(f"{out_dir}/mysql-audit-logall-bench.json", "w") as f:
+        s = random.Random(13)
+        r.seed(7)
+        next_conn = [0]
+        def connection():
+            next_conn[0] += 1
+            u = s.randrange(len(users))
+            return {"id": next_conn[0], "user": users[u], "ip": "10.1.0.%d" % u,
+                    "left": 1 + s.randrange(400), "pending": []}
+        live = [connection() for _ in range(300)]
+        started, n, rid = 0, n_my // 2, 0
+        while started < n or any(c["pending"] for c in live):
+            k = s.randrange(len(live))
+            c = live[k]
+            if not c["pending"]:
+                if c["left"] == 0 and started < n:
+                    live[k] = c = connection()
+                if started >= n or c["left"] == 0:
+                    continue
+                sql, param = stmt(started)
+                if param:
+                    for j, p in enumerate(param.split(",")):
+                        sql = sql.replace("$%d" % (j + 1), "'%s'" % p)
+                tables = re.findall(r"\b(?:from|join|update)\s+(\w+)", sql, re.I)
+                c["pending"] = [("table_access", t) for t in dict.fromkeys(tables)] + [("general", None)]
+                c["sql"] = sql
+                c["left"] -= 1
+                started += 1
+            kind, table = c["pending"].pop(0)
+            t = started * 30 * 86400 // n
+            day, sec = 1 + t // 86400, t % 86400
+            rec = {"timestamp": "2026-03-%02d %02d:%02d:%02d" % (day, sec // 3600, sec // 60 % 60, sec % 60),
+                   "id": rid, "class": kind, "connection_id": c["id"],
+                   "account": {"user": c["user"], "host": c["ip"]},
+                   "login": {"user": c["user"], "os": "", "ip": c["ip"], "proxy": ""}}
+            rid += 1
+            if kind == "general":
+                rec["event"] = "status"
+                rec["general_data"] = {"command": "Query", "sql_command": "select", "query": c["sql"], "status": 0}
+            else:
+                rec["event"] = "read"
+                rec["table_access_data"] = {"db": "cdrdb", "table": table, "query": c["sql"], "sql_command": "select"}
+            f.write(json.dumps(rec) + "\n")
 
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -45,6 +45,21 @@ pub enum Format {
 }
 
 impl Format {
+    /// Formats whose records may be MySQL's or Oracle's audit records, which write one
+    /// statement as several records (the others' statements are never repeats).
+    pub fn may_repeat_statements(self) -> bool {
+        !matches!(
+            self,
+            Format::Evtx
+                | Format::Auditd
+                | Format::PgLog
+                | Format::PgCsv
+                | Format::ZeekTsv
+                | Format::NfdumpCsv
+                | Format::Capture
+        )
+    }
+
     /// Text formats whose records may span lines inside double quotes.
     pub fn quoted_multiline(self) -> bool {
         matches!(

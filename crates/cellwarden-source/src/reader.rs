@@ -1287,11 +1287,13 @@ impl Unit {
         }
     }
 
-    /// Its place in its stream (text units cut by one read).
+    /// Its place in its stream (text units cut by one read), when its records may repeat a
+    /// statement ([`Format::may_repeat_statements`]): the units whose records must be decided
+    /// in their input's order.
     pub fn order(&self) -> Option<UnitOrder> {
         match self {
-            Unit::Records { order, .. } => *order,
-            Unit::Evtx { .. } => None,
+            Unit::Records { order, kind, .. } if kind.may_repeat_statements() => *order,
+            _ => None,
         }
     }
 

@@ -253,7 +253,7 @@ mod tests {
         FoldKey::of(
             Dialect::MySql,
             q,
-            Some(class),
+            (Some(class), None),
             None,
             Some(table),
             (Some("h"), Some("1")),
@@ -275,7 +275,7 @@ mod tests {
         let other = FoldKey::of(
             Dialect::MySql,
             "SELECT 2",
-            Some("general"),
+            (Some("general"), None),
             None,
             None,
             (Some("h"), Some("1")),

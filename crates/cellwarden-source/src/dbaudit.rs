@@ -873,6 +873,18 @@ pub fn mysql_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
         add.extend(r("db").map(|v| ("database", v)));
         add.extend(r("connection_id").map(|v| ("session_id", v)));
         add.extend(r("status").map(|v| ("return_code", v)));
+        // Percona's audit log filter (its full event mode, and builds before 8.4.9) writes a
+        // statement as `Query` (received), `Query Start`, `Query Status End` and `Query`
+        // (done), each with its text: named here by the JSON format's class and event, so
+        // that they count as one statement.
+        let (class, event) = match r("name").as_deref() {
+            Some("Query") => (Some("general"), None),
+            Some("Query Start") => (Some("query"), Some("start")),
+            Some("Query Status End") => (Some("query"), Some("status_end")),
+            _ => (None, None),
+        };
+        add.extend(class.map(|c| ("class", c.to_owned())));
+        add.extend(event.map(|e| ("event", e.to_owned())));
     } else if get("class").is_some()
         && get("timestamp").is_some()
         && (get("account.user").is_some() || get("login.user").is_some())

@@ -826,6 +826,7 @@ struct DbFields<'e, 'a> {
     pid: Option<&'e cellwarden_event::Value<'a>>,
     rows: Option<&'e cellwarden_event::Value<'a>>,
     class: Option<&'e cellwarden_event::Value<'a>>,
+    event: Option<&'e cellwarden_event::Value<'a>>,
     object_name: Option<&'e cellwarden_event::Value<'a>>,
     statement_id: Option<&'e cellwarden_event::Value<'a>>,
 }
@@ -870,7 +871,7 @@ impl<'e, 'a> DbFields<'e, 'a> {
         FoldKey::of(
             dialect,
             sql,
-            text(self.class).as_deref(),
+            (text(self.class).as_deref(), text(self.event).as_deref()),
             text(self.statement_id).as_deref(),
             text(self.object_name).as_deref(),
             session,
@@ -892,6 +893,7 @@ impl<'e, 'a> DbFields<'e, 'a> {
                 "pid" => &mut f.pid,
                 "rows" => &mut f.rows,
                 "class" => &mut f.class,
+                "event" => &mut f.event,
                 "object_name" => &mut f.object_name,
                 "statement_id" => &mut f.statement_id,
                 _ => continue,

@@ -3,9 +3,13 @@
 //! MySQL Enterprise Audit (with the `log_all` filter, its usual set-up) writes a statement
 //! once per table it reads or writes (`table_access`, the table named) and once as a
 //! `general` record (at its end; Percona's filter component before it); Oracle once per
-//! audited object, with one statement id. These records of one statement follow each other
-//! in its session: a record of the same statement belongs to the one before unless that one
-//! had such a record already (a `general` one, or one naming the same table).
+//! audited object, with one statement id. Percona's audit log filter in its full event mode
+//! writes a statement as it is received (`general` `log`; `Query` in XML), as it starts and
+//! ends (`query` `start` and `status_end`; `Query Start`, `Query Status End`) and when done
+//! (`general` `status`; `Query` again). These records of one statement follow each other in
+//! its session: a record of the same statement belongs to the one before unless that one had
+//! such a record already (a `general` one, one naming the same table, a start or an end); a
+//! `general` record after the statement's end is its last.
 //!
 //! Whether a record repeats one depends on the records of its session before it, in the
 //! order of its input, so a [`Folder`] sees one input's records in that order: the live
@@ -28,15 +32,27 @@ const LAST_STATEMENTS: usize = 100_000;
 /// and by chance two of a million sessions would be so once in 10^26 runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FoldKey {
-    /// Client host and session id as logged.
+    /// The session id as logged, else the client host.
     session: u128,
     /// The statement: its text, with Oracle's statement id.
     text: u128,
-    /// MySQL's `general` record, else a record naming the table hashed here (two tables
-    /// alike by chance would make the record count as a statement of its own, never hide
-    /// one).
-    general: bool,
-    table: u64,
+    kind: Kind,
+}
+
+/// The kinds of record one statement is written as, each at most once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// MySQL's `general` record (`status`: when done).
+    General,
+    /// A record naming a table (hashed: two tables alike by chance would make the record
+    /// count as a statement of its own, never hide one); Oracle's records.
+    Table(u64),
+    /// Received (`general` `log`).
+    Received,
+    /// Started (`query` `start`).
+    Start,
+    /// Ended (`query` `status_end`).
+    End,
 }
 
 /// Two hashes with random keys.
@@ -53,35 +69,85 @@ impl FoldKey {
     pub fn of(
         dialect: Dialect,
         sql: &str,
-        class: Option<&str>,
+        (class, event): (Option<&str>, Option<&str>),
         statement_id: Option<&str>,
         object: Option<&str>,
         session: (Option<&str>, Option<&str>),
     ) -> Option<FoldKey> {
-        let (text, general) = match dialect {
-            Dialect::MySql => class
-                .filter(|c| *c == "table_access" || *c == "general")
-                .map(|c| (hash128((sql, "")), c == "general"))?,
+        let table = || Kind::Table(rustc_hash::FxBuildHasher.hash_one(object.unwrap_or("")));
+        let (text, kind) = match dialect {
+            Dialect::MySql => {
+                let kind = match (class?, event) {
+                    ("table_access", _) => table(),
+                    ("general", Some("log")) => Kind::Received,
+                    ("query", Some("start")) => Kind::Start,
+                    ("general", _) => Kind::General,
+                    ("query", Some("status_end")) => Kind::End,
+                    _ => return None,
+                };
+                (hash128((sql, "")), kind)
+            }
             Dialect::Oracle => statement_id
                 .filter(|s| *s != "0")
-                .map(|s| (hash128((sql, s)), false))?,
+                .map(|s| (hash128((sql, s)), table()))?,
             _ => return None,
+        };
+        // A connection id names its session in its server's log; Percona's lifecycle records
+        // name no client host.
+        let session = match session {
+            (_, Some(id)) => (None, Some(id)),
+            host => host,
         };
         Some(FoldKey {
             session: hash128(session),
             text,
-            general,
-            table: rustc_hash::FxBuildHasher.hash_one(object.unwrap_or("")),
+            kind,
         })
     }
 }
 
-/// A session's last statement.
+/// A session's last statement and the kinds of record it had.
 #[derive(Default)]
 struct LastStatement {
     text: u128,
     general: bool,
     tables: smallvec::SmallVec<[u64; 4]>,
+    received: bool,
+    start: bool,
+    end: bool,
+    /// Its `general` record after its end.
+    done: bool,
+}
+
+impl LastStatement {
+    fn any(&self) -> bool {
+        self.general || !self.tables.is_empty() || self.received || self.start || self.end
+    }
+
+    /// Whether it had a record of `kind` already.
+    fn had(&self, kind: Kind) -> bool {
+        match kind {
+            Kind::General if self.end => self.done,
+            Kind::General => self.general,
+            Kind::Table(t) => self.tables.contains(&t),
+            Kind::Received => self.received,
+            Kind::Start => self.start,
+            Kind::End => self.end,
+        }
+    }
+
+    fn add(&mut self, kind: Kind) {
+        match kind {
+            Kind::General => {
+                self.done |= self.end;
+                self.general = true;
+            }
+            Kind::Table(t) => self.tables.push(t),
+            Kind::Received => self.received = true,
+            Kind::Start => self.start = true,
+            Kind::End => self.end = true,
+        }
+    }
 }
 
 /// The last statement of each session of one input.
@@ -123,27 +189,18 @@ impl Folder {
         let FoldKey {
             session,
             text,
-            general,
-            table,
+            kind,
         } = key;
         let last = self.last.entry(session).or_default();
-        let same = last.text == text && (last.general || !last.tables.is_empty());
-        let seen = if general {
-            last.general
-        } else {
-            last.tables.contains(&table)
-        };
+        let same = last.text == text && last.any();
+        let seen = last.had(kind);
         if !same || seen {
             *last = LastStatement {
                 text,
                 ..LastStatement::default()
             };
         }
-        if general {
-            last.general = true;
-        } else {
-            last.tables.push(table);
-        }
+        last.add(kind);
         same && !seen
     }
 }
@@ -153,10 +210,11 @@ mod tests {
     use super::*;
 
     fn key(session: &str, sql: &str, class: &str, table: Option<&str>) -> FoldKey {
+        let (class, event) = class.split_once('/').unwrap_or((class, ""));
         FoldKey::of(
             Dialect::MySql,
             sql,
-            Some(class),
+            (Some(class), Some(event).filter(|e| !e.is_empty())),
             None,
             table,
             (Some("10.0.0.1"), Some(session)),
@@ -185,15 +243,62 @@ mod tests {
         assert_eq!(decided, [false, false, true, true, false, true, false]);
     }
 
-    /// Only MySQL's `table_access` and `general` records and Oracle's records with a
-    /// statement id can repeat a statement.
+    /// Percona's audit log filter in its full event mode: received, started, ended and done
+    /// make one statement; run again, it counts again. With only the `general` `status`
+    /// records (its reduced mode, MySQL's plugin) or only the `query` ones, each run counts.
+    #[test]
+    fn a_statements_lifecycle_records_count_once() {
+        let q = "SELECT * FROM cdr WHERE msisdn = '33611111111'";
+        let run = |f: &mut Folder, classes: &[&str]| -> Vec<bool> {
+            classes
+                .iter()
+                .map(|c| f.repeated(key("9", q, c, None)))
+                .collect()
+        };
+        let full = [
+            "general/log",
+            "query/start",
+            "query/status_end",
+            "general/status",
+        ];
+        let mut f = Folder::default();
+        assert_eq!(run(&mut f, &full), [false, true, true, true]);
+        assert_eq!(run(&mut f, &full), [false, true, true, true]);
+        let mut f = Folder::default();
+        let reduced = ["general/status", "general/status"];
+        assert_eq!(run(&mut f, &reduced), [false, false]);
+        let mut f = Folder::default();
+        let query = [
+            "query/start",
+            "query/status_end",
+            "query/start",
+            "query/status_end",
+        ];
+        assert_eq!(run(&mut f, &query), [false, true, false, true]);
+        // Percona's XML names both `general` records `Query`: the one after the end is the
+        // statement's last.
+        let mut f = Folder::default();
+        let xml = [
+            "general",
+            "query/start",
+            "query/status_end",
+            "general",
+            "general",
+        ];
+        assert_eq!(run(&mut f, &xml), [false, true, true, true, false]);
+    }
+
+    /// Only MySQL's `table_access`, `general` and `query` records and Oracle's records with
+    /// a statement id can repeat a statement.
     #[test]
     fn other_records_have_no_key() {
         let s = (Some("h"), Some("1"));
-        assert!(FoldKey::of(Dialect::MySql, "q", Some("connection"), None, None, s).is_none());
-        assert!(FoldKey::of(Dialect::MySql, "q", None, None, None, s).is_none());
-        assert!(FoldKey::of(Dialect::Oracle, "q", None, Some("0"), None, s).is_none());
-        assert!(FoldKey::of(Dialect::Oracle, "q", None, Some("12"), None, s).is_some());
-        assert!(FoldKey::of(Dialect::Postgres, "q", Some("general"), None, None, s).is_none());
+        let class = |c| (Some(c), None);
+        assert!(FoldKey::of(Dialect::MySql, "q", class("connection"), None, None, s).is_none());
+        assert!(FoldKey::of(Dialect::MySql, "q", (None, None), None, None, s).is_none());
+        assert!(FoldKey::of(Dialect::MySql, "q", class("query"), None, None, s).is_none());
+        assert!(FoldKey::of(Dialect::Oracle, "q", (None, None), Some("0"), None, s).is_none());
+        assert!(FoldKey::of(Dialect::Oracle, "q", (None, None), Some("12"), None, s).is_some());
+        assert!(FoldKey::of(Dialect::Postgres, "q", class("general"), None, None, s).is_none());
     }
 }

@@ -729,6 +729,97 @@ fn statements_straddling_units_count_once_with_any_thread_count() {
     assert_eq!(reports[0], reports[2]);
 }
 
+/// Percona's audit log filter component in its full event mode (and builds before 8.4.9),
+/// old-style XML: one statement is `Command Start`, `Query` (received), `Query Start`, `Query
+/// Status End`, `Query` (done) and `Command End`, the four in between with its text. Written
+/// here in the shape of the examples in Percona's documentation (no Percona server here), with
+/// a statement that reads a subscriber's records, run twice.
+const PERCONA_FILTER_FULL: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<AUDIT>
+  <AUDIT_RECORD
+    NAME="Command Start"
+    RECORD_ID="1_2026-03-29T11:15:53"
+    TIMESTAMP="2026-03-29T11:15:53"
+    STATUS="0"
+    CONNECTION_ID="11"
+    COMMAND_CLASS="query"/>
+  <AUDIT_RECORD
+    NAME="Query"
+    RECORD_ID="2_2026-03-29T11:15:53"
+    TIMESTAMP="2026-03-29T11:15:53"
+    COMMAND_CLASS="select"
+    CONNECTION_ID="11"
+    HOST="crm01"
+    IP="10.2.3.4"
+    USER="app[app] @ crm01 [10.2.3.4]"
+    OS_LOGIN=""
+    SQLTEXT="SELECT * FROM cdr WHERE calling_number = &apos;33611111111&apos;"
+    STATUS="0"/>
+  <AUDIT_RECORD
+    NAME="Query Start"
+    RECORD_ID="3_2026-03-29T11:15:53"
+    TIMESTAMP="2026-03-29T11:15:53"
+    STATUS="0"
+    CONNECTION_ID="11"
+    COMMAND_CLASS="select"
+    SQLTEXT="SELECT * FROM cdr WHERE calling_number = &apos;33611111111&apos;"/>
+  <AUDIT_RECORD
+    NAME="Query Status End"
+    RECORD_ID="4_2026-03-29T11:15:53"
+    TIMESTAMP="2026-03-29T11:15:53"
+    STATUS="0"
+    CONNECTION_ID="11"
+    COMMAND_CLASS="select"
+    SQLTEXT="SELECT * FROM cdr WHERE calling_number = &apos;33611111111&apos;"/>
+  <AUDIT_RECORD
+    NAME="Query"
+    RECORD_ID="5_2026-03-29T11:15:53"
+    TIMESTAMP="2026-03-29T11:15:53"
+    COMMAND_CLASS="select"
+    CONNECTION_ID="11"
+    HOST="crm01"
+    IP="10.2.3.4"
+    USER="app[app] @ crm01 [10.2.3.4]"
+    OS_LOGIN=""
+    SQLTEXT="SELECT * FROM cdr WHERE calling_number = &apos;33611111111&apos;"
+    STATUS="0"/>
+  <AUDIT_RECORD
+    NAME="Command End"
+    RECORD_ID="6_2026-03-29T11:15:53"
+    TIMESTAMP="2026-03-29T11:15:53"
+    STATUS="0"
+    CONNECTION_ID="11"
+    COMMAND_CLASS="query"/>
+"#;
+
+#[test]
+fn percona_filter_lifecycle_records_count_one_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit_filter.log");
+    // The same statement run twice: two statements of four records with text each.
+    let second = PERCONA_FILTER_FULL
+        .split_once("<AUDIT>\n")
+        .unwrap()
+        .1
+        .replace("_2026-03-29T11:15:53\"", "_2026-03-29T11:15:54\"")
+        .replace(
+            "TIMESTAMP=\"2026-03-29T11:15:53\"",
+            "TIMESTAMP=\"2026-03-29T11:15:54\"",
+        );
+    std::fs::write(&log, format!("{PERCONA_FILTER_FULL}{second}</AUDIT>\n")).unwrap();
+    let log = log.to_str().unwrap();
+    let (err, r) = scope_report(dir.path(), &[log, "--account", "app"]);
+    assert!(err.contains("2 database statements"), "{err}");
+    assert!(
+        err.contains("sql: 6 audit records repeated a statement"),
+        "{err}"
+    );
+    let subs = r["subscribers"].as_array().unwrap();
+    assert_eq!(subs.len(), 1, "{r:#}");
+    assert_eq!(subs[0]["id"], "33611111111");
+    assert_eq!(subs[0]["statements"], 2);
+}
+
 /// Percona's audit plugin logging to syslog (`audit_log_handler = SYSLOG`): the record in the
 /// configured format as the message, tagged `percona-audit`, no pid; rsyslog writes a
 /// message's line breaks as `#012`. JSON, CSV and old-style XML, written here from the

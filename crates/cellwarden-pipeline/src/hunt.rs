@@ -272,7 +272,8 @@ fn worker<'a>(
         let n = match unit.order() {
             Some(order) => {
                 // Records that may repeat a statement are decided in the input's order;
-                // those that must wait for the units before are held until the unit's end.
+                // those that must wait for the units before are held until their turn comes
+                // (mid-unit when the unit before ends first, else at this unit's end).
                 let mut turn = Turn::new(sequencer, order);
                 let mut held: Vec<Event<'_>> = Vec::new();
                 let n = unit.decode_text(mapping, &mut errors, &mut |ev| {

@@ -187,8 +187,7 @@ impl<'s> Turn<'s> {
             return;
         };
         if let Mode::Later { local, waiting, .. } = std::mem::replace(&mut self.mode, Mode::Idle) {
-            self.ready = Some(waiting.into_iter().map(|k| folder.repeated(k)).collect());
-            folder.absorb(local);
+            self.ready = Some(take_turn(&mut folder, waiting, local));
         }
         self.mode = Mode::Now(folder);
     }
@@ -213,16 +212,22 @@ impl<'s> Turn<'s> {
                 Vec::new()
             }
             Mode::Later { local, waiting, .. } => {
-                let decided = self.sequencer.wait(self.order, |folder| {
-                    let decided = waiting.into_iter().map(|k| folder.repeated(k)).collect();
-                    folder.absorb(local);
-                    decided
-                });
+                let decided = self
+                    .sequencer
+                    .wait(self.order, |folder| take_turn(folder, waiting, local));
                 self.sequencer.end(self.order, None);
                 decided
             }
         }
     }
+}
+
+/// Decides the records that waited, in order, with the stream's folder, which then takes the
+/// sessions' last statements decided in the unit meanwhile.
+fn take_turn(folder: &mut Folder, waiting: Vec<FoldKey>, local: Folder) -> Vec<bool> {
+    let decided = waiting.into_iter().map(|k| folder.repeated(k)).collect();
+    folder.absorb(local);
+    decided
 }
 
 impl Drop for Turn<'_> {

@@ -60,6 +60,16 @@ impl Format {
         )
     }
 
+    /// Formats whose reader keeps what earlier records said for later ones (auditd process
+    /// lineage, PostgreSQL backends' client hosts, MySQL general-log connections): see
+    /// [`crate::StreamState`].
+    pub fn keeps_stream_state(self) -> bool {
+        matches!(
+            self,
+            Format::Auditd | Format::PgLog | Format::Syslog | Format::MySqlGeneral
+        )
+    }
+
     /// Text formats whose records may span lines inside double quotes.
     pub fn quoted_multiline(self) -> bool {
         matches!(

@@ -29,6 +29,6 @@ pub use error::{ErrorKind, Position, SourceError};
 pub use input::{Context, DiscoverError, Format, InputFile, discover, sniff};
 pub use mapping::{BUILTIN_MAPPING, Mapping, MappingError, Resolved};
 pub use reader::{
-    Collected, Decoded, Limits, Unit, UnitOrder, UnitSink, evtx_settings, read_bytes, read_chunk,
-    read_input,
+    Collected, Decoded, Limits, StreamState, Unit, UnitOrder, UnitSink, evtx_settings, read_bytes,
+    read_chunk, read_input,
 };

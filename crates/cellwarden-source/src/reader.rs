@@ -599,10 +599,24 @@ type OpenAudit = Vec<(Vec<u8>, u64, Vec<u8>)>;
 /// Events whose records interleave with more than this many others are closed early.
 const MAX_OPEN_AUDIT: usize = 256;
 
+/// What a text reader learns of a stream and needs for the records after it: the process
+/// tables of auditd hosts, the client hosts of PostgreSQL backends, the accounts of MySQL
+/// general-log connections. A followed stream keeps one across its chunks, so a record read
+/// later is annotated as it would be in one read of the whole file. Bounded: each table keeps
+/// at most 65,536 entries (about 13 MiB at worst for process tables).
+#[derive(Default)]
+pub struct StreamState {
+    lineage: crate::lineage::Lineage,
+    pg: crate::dbaudit::PgSessions,
+    mysql: crate::mysqllog::Connections,
+}
+
 /// Reads complete lines appended to a followed file: `bytes` ends at a line end and its first
-/// line is line `line_base + 1` of the stream. JSON is read as one object per line; the other
-/// text formats as in whole files (records of one auditd event or one quoted statement that a
-/// chunk boundary splits are read as two).
+/// line is line `line_base + 1` of the stream; `state` is the stream's, kept from its earlier
+/// chunks. JSON is read as one object per line; the other text formats as in whole files
+/// (records of one auditd event or one quoted statement that a chunk boundary splits are read
+/// as two).
+#[allow(clippy::too_many_arguments)]
 pub fn read_chunk(
     file: &Arc<str>,
     bytes: &[u8],
@@ -610,6 +624,7 @@ pub fn read_chunk(
     ctx: &Context,
     line_base: u64,
     limits: &Limits,
+    state: &mut StreamState,
     sink: &mut dyn UnitSink,
 ) {
     let reader: Box<dyn BufRead> = Box::new(io::Cursor::new(bytes.to_vec()));
@@ -622,7 +637,7 @@ pub fn read_chunk(
         });
         batch.finish(result);
     } else {
-        read_text_from(file, reader, kind, ctx, line_base, limits, sink);
+        read_text_from(file, reader, kind, ctx, line_base, limits, state, sink);
     }
 }
 
@@ -634,9 +649,11 @@ fn read_text(
     limits: &Limits,
     sink: &mut dyn UnitSink,
 ) {
-    read_text_from(file, reader, kind, ctx, 0, limits, sink)
+    let mut state = StreamState::default();
+    read_text_from(file, reader, kind, ctx, 0, limits, &mut state, sink)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_text_from(
     file: &Arc<str>,
     mut reader: Box<dyn BufRead>,
@@ -644,12 +661,17 @@ fn read_text_from(
     ctx: &Context,
     line_base: u64,
     limits: &Limits,
+    state: &mut StreamState,
     sink: &mut dyn UnitSink,
 ) {
     let mut batch = Batcher::new(file, kind, ctx, sink);
     batch.line_base = line_base;
     let mut open: OpenAudit = Vec::new();
-    let mut lineage = crate::lineage::Lineage::default();
+    let StreamState {
+        lineage,
+        pg: sessions,
+        mysql: conns,
+    } = state;
     let mut idbuf: Vec<u8> = Vec::with_capacity(64);
     // The record being assembled (first line, text) while its quotes are open.
     let mut pending: Option<(u64, Vec<u8>)> = None;
@@ -663,7 +685,6 @@ fn read_text_from(
         let mut open_quotes = 0usize;
         let mut audit = false;
         // A server log's records get the client host of their backend's connection.
-        let mut sessions = crate::dbaudit::PgSessions::default();
         let prefixes = Arc::clone(&ctx.pg_prefixes);
         let mut server_record = |b: &mut Batcher<'_>, first: u64, mut text: Vec<u8>| {
             if kind == Format::PgLog
@@ -812,14 +833,14 @@ fn read_text_from(
                     }
                     if end {
                         let (_, first, lines) = open.remove(p);
-                        audit_done(&mut lineage, b, first, lines);
+                        audit_done(lineage, b, first, lines);
                     }
                 }
                 None if !end => {
                     open.push((id.clone(), n, line.to_vec()));
                     if open.len() > MAX_OPEN_AUDIT {
                         let (_, first, lines) = open.remove(0);
-                        audit_done(&mut lineage, b, first, lines);
+                        audit_done(lineage, b, first, lines);
                     }
                 }
                 None => {}
@@ -832,7 +853,6 @@ fn read_text_from(
         let mut last_month: Option<usize> = None;
         // PostgreSQL records get the client host of their backend's connection, as in its
         // own log.
-        let mut sessions = crate::dbaudit::PgSessions::default();
         let prefixes = Arc::clone(&ctx.pg_prefixes);
         let mut push = |b: &mut Batcher<'_>, first: u64, text: &mut Vec<u8>| {
             if let Some(note) = sessions.observe_syslog(text, &prefixes) {
@@ -917,7 +937,6 @@ fn read_text_from(
     ) {
         // A record goes on until a line starts the next; the general log's records get the
         // connection they belong to.
-        let mut conns = crate::mysqllog::Connections::default();
         let mut done = |b: &mut Batcher<'_>, first: u64, mut text: Vec<u8>| {
             // Only the first line says whose record it is.
             let first_line = text.split(|c| *c == b'\n').next().unwrap_or_default();
@@ -969,7 +988,7 @@ fn read_text_from(
         })
     };
     for (_, first, lines) in open.drain(..) {
-        audit_done(&mut lineage, &mut batch, first, lines);
+        audit_done(lineage, &mut batch, first, lines);
     }
     if let Some((first, text)) = pending {
         batch.push(first, &text);
@@ -1856,5 +1875,111 @@ mod tests {
         assert!(c.units.is_empty());
         assert_eq!(c.errors.len(), 1);
         assert_eq!(c.errors[0].kind, ErrorKind::Format);
+    }
+
+    /// The events of `lines` read in chunks of one record each, as a follower reads a file
+    /// written record by record: with one state kept across the chunks, or a new one per chunk.
+    fn read_in_chunks(format: Format, lines: &[&str], keep: bool) -> Vec<String> {
+        let (mapping, settings) = (Mapping::builtin(), evtx_settings());
+        let file: Arc<str> = "followed.log".into();
+        let mut state = StreamState::default();
+        let mut out = Vec::new();
+        let mut base = 0;
+        for line in lines {
+            if !keep {
+                state = StreamState::default();
+            }
+            let mut c = Collected::default();
+            let text = format!("{line}\n");
+            let ctx = Context::of_year(2026);
+            read_chunk(
+                &file,
+                text.as_bytes(),
+                format,
+                &ctx,
+                base,
+                &Limits::default(),
+                &mut state,
+                &mut c,
+            );
+            base += line.lines().count() as u64;
+            let mut errors = c.errors;
+            for u in c.units {
+                u.decode(&mapping, &settings, &mut errors, &mut |e| {
+                    out.push(format!("{} {:?}", e.origin.record, e.fields))
+                });
+            }
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+        out
+    }
+
+    /// The events of `lines` read as one file.
+    fn read_whole(format: Format, lines: &[&str]) -> Vec<String> {
+        let (mapping, settings) = (Mapping::builtin(), evtx_settings());
+        let mut c = Collected::default();
+        let text = lines.join("\n") + "\n";
+        read_bytes(
+            &"followed.log".into(),
+            text.as_bytes(),
+            Some(format),
+            &Limits::default(),
+            &mut c,
+        );
+        let mut out = Vec::new();
+        let mut errors = c.errors;
+        for u in c.units {
+            u.decode(&mapping, &settings, &mut errors, &mut |e| {
+                out.push(format!("{} {:?}", e.origin.record, e.fields))
+            });
+        }
+        assert!(errors.is_empty(), "{errors:?}");
+        out
+    }
+
+    #[test]
+    fn a_stream_read_in_chunks_keeps_what_earlier_records_said() {
+        let exec = |serial: u32, pid: u32, ppid: u32, exe: &str, args: &[&str]| {
+            let argv: Vec<String> = args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("a{i}=\"{a}\""))
+                .collect();
+            format!(
+                "type=SYSCALL msg=audit(1700000000.{serial:03}:{serial}): arch=c000003e syscall=59 success=yes exit=0 ppid={ppid} pid={pid} auid=0 uid=0 comm=\"x\" exe=\"{exe}\"\ntype=EXECVE msg=audit(1700000000.{serial:03}:{serial}): argc={} {}\ntype=EOE msg=audit(1700000000.{serial:03}:{serial}): ",
+                args.len(),
+                argv.join(" ")
+            )
+        };
+        let auditd = [
+            exec(1, 500, 1, "/usr/bin/apt-get", &["apt-get", "upgrade"]),
+            exec(2, 501, 500, "/usr/bin/dpkg", &["dpkg", "--unpack"]),
+            exec(3, 502, 501, "/usr/bin/cp", &["cp", "a", "/etc/cron.d/x"]),
+        ];
+        let auditd: Vec<&str> = auditd.iter().map(String::as_str).collect();
+        let pg = [
+            "2026-03-07 03:10:00.001 UTC [77] [unknown]@[unknown] LOG:  connection received: host=10.30.5.17 port=46773",
+            "2026-03-07 03:10:00.002 UTC [77] crm_app@billing LOG:  connection authorized: user=crm_app database=billing application_name=psql",
+            "2026-03-07 03:10:01.000 UTC [77] crm_app@billing LOG:  statement: SELECT * FROM cdr WHERE calling_number = '33699990001'",
+        ];
+        let mysql = [
+            "2026-03-07T03:10:00.000000Z\t   12 Connect\tcrm_app@10.30.5.17 on billing using TCP/IP",
+            "2026-03-07T03:10:01.000000Z\t   12 Query\tSELECT * FROM cdr WHERE calling_number = '33699990001'",
+        ];
+        let cases: [(Format, &[&str], &str); 3] = [
+            (Format::Auditd, &auditd, "dpkg"),
+            (Format::PgLog, &pg, "10.30.5.17"),
+            (Format::MySqlGeneral, &mysql, "crm_app"),
+        ];
+        for (format, lines, learnt) in cases {
+            let whole = read_whole(format, lines);
+            let kept = read_in_chunks(format, lines, true);
+            assert_eq!(kept, whole, "{format:?}");
+            // Without the state, the last record misses what the first ones said.
+            let last = whole.last().expect("events");
+            assert!(last.contains(learnt), "{format:?}: {last}");
+            let lost = read_in_chunks(format, lines, false);
+            assert!(!lost.last().expect("events").contains(learnt), "{format:?}");
+        }
     }
 }

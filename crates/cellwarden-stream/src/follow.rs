@@ -21,6 +21,10 @@ use crate::source::{Collect, FilePosition, Input, PositionUpdate, Source};
 /// Most bytes read from one file per round (the rest is read in the next rounds).
 const READ_BYTES: usize = 4 << 20;
 
+/// Bytes before a resumed file's position read again (and not handed on) to learn what the
+/// records after it need: process lineage, PostgreSQL and MySQL connections.
+const WARM_BYTES: u64 = 32 << 20;
+
 /// Longest wait between two tries of a file that cannot be read.
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
@@ -42,6 +46,8 @@ struct Followed {
     backlog: u64,
     /// While reading fails: the next try and the wait after it.
     retry: Option<(Instant, Duration)>,
+    /// What the reader learnt of the records so far (kept across chunks and rotations).
+    state: cellwarden_source::StreamState,
 }
 
 /// Settings of the follower.
@@ -208,6 +214,7 @@ fn run(
                     at_end: None,
                     backlog: 0,
                     retry: None,
+                    state: Default::default(),
                 },
             );
         }
@@ -371,6 +378,7 @@ fn step(
                     .map_err(|e| err(ErrorKind::Io, e.to_string()))?;
                 f.file = Some(old);
                 load_header(f);
+                warm_up(f, year, limits);
                 return read_more(f, year, limits, tx, true);
             }
         }
@@ -383,6 +391,7 @@ fn step(
             .map_err(|e| err(ErrorKind::Io, e.to_string()))?;
         f.file = Some(file);
         load_header(f);
+        warm_up(f, year, limits);
     }
     let rotated = on_disk
         .as_ref()
@@ -394,6 +403,7 @@ fn step(
         // Truncated in place: start again from the top.
         f.pos.offset = 0;
         f.header.clear();
+        f.state = Default::default();
         if let Some(file) = f.file.as_mut() {
             file.seek(SeekFrom::Start(0))
                 .map_err(|e| err(ErrorKind::Io, e.to_string()))?;
@@ -456,6 +466,47 @@ fn load_header(f: &mut Followed) {
         f.header = head[..end].to_vec();
     }
     let _ = file.seek(SeekFrom::Start(here));
+}
+
+/// A file opened past its start (a restart from a checkpoint): the reader learns again from
+/// up to [`WARM_BYTES`] before the position what it knew, so records after it are read as
+/// they would have been without the restart. Nothing read here is handed on.
+fn warm_up(f: &mut Followed, year: i16, limits: &Limits) {
+    struct Discard;
+    impl cellwarden_source::UnitSink for Discard {
+        fn unit(&mut self, _: cellwarden_source::Unit) {}
+        fn error(&mut self, _: SourceError) {}
+    }
+    let Some(format) = f.format.filter(|k| k.keeps_stream_state()) else {
+        return;
+    };
+    let Some(file) = f.file.as_mut() else { return };
+    let Ok(here) = file.stream_position() else {
+        return;
+    };
+    let from = here.saturating_sub(WARM_BYTES);
+    let mut text = vec![0u8; (here - from) as usize];
+    if file.seek(SeekFrom::Start(from)).is_err() || file.read_exact(&mut text).is_err() {
+        let _ = file.seek(SeekFrom::Start(here));
+        return;
+    }
+    let _ = file.seek(SeekFrom::Start(here));
+    // Starting mid-file, the first (partial) line is left out.
+    let start = match from {
+        0 => 0,
+        _ => memchr::memchr(b'\n', &text).map_or(text.len(), |i| i + 1),
+    };
+    let ctx = cellwarden_source::Context::of_year(year);
+    cellwarden_source::read_chunk(
+        &f.name,
+        &text[start..],
+        format,
+        &ctx,
+        0,
+        limits,
+        &mut f.state,
+        &mut Discard,
+    );
 }
 
 /// Leaves a file alone from now on, saying why once; false (nothing read).
@@ -575,7 +626,16 @@ fn read_more(
     text.extend_from_slice(chunk);
     let mut sink = Collect::default();
     let ctx = cellwarden_source::Context::of_year(year);
-    cellwarden_source::read_chunk(&name, &text, format, &ctx, base, limits, &mut sink);
+    cellwarden_source::read_chunk(
+        &name,
+        &text,
+        format,
+        &ctx,
+        base,
+        limits,
+        &mut f.state,
+        &mut sink,
+    );
     f.pos.offset += chunk.len() as u64;
     f.pos.lines += lines;
     let update = PositionUpdate::File {
@@ -775,6 +835,82 @@ mod tests {
         });
         assert_eq!(notes(&got), Vec::<String>::new());
         assert_eq!(units_of(&got).values().sum::<usize>(), 2);
+    }
+
+    /// The process chain of each auditd event handed on.
+    fn chains_of(inputs: Vec<Input>) -> Vec<String> {
+        let mapping = cellwarden_source::Mapping::builtin();
+        let settings = cellwarden_source::evtx_settings();
+        let mut out = Vec::new();
+        for i in inputs {
+            if let Input::Unit {
+                unit: crate::source::Work::Unit(u),
+                ..
+            } = i
+            {
+                let mut errors = Vec::new();
+                u.decode(&mapping, &settings, &mut errors, &mut |e| {
+                    let chain = e.get_str("ProcessChain").unwrap_or_default();
+                    let package = e.get_str("PackageManager").unwrap_or_default();
+                    out.push(format!("{chain} ({package})"));
+                });
+            }
+        }
+        out
+    }
+
+    /// An auditd event: `pid` (child of `ppid`) runs `exe`.
+    fn exec(serial: u32, pid: u32, ppid: u32, exe: &str) -> String {
+        format!(
+            "type=SYSCALL msg=audit(1772500000.{serial:03}:{serial}): arch=c000003e syscall=59 success=yes exit=0 ppid={ppid} pid={pid} auid=0 uid=0 comm=\"x\" exe=\"{exe}\"\ntype=EOE msg=audit(1772500000.{serial:03}:{serial}): \n"
+        )
+    }
+
+    #[test]
+    fn records_written_one_by_one_or_after_a_restart_keep_their_lineage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let events = [
+            exec(1, 500, 1, "/usr/bin/apt-get"),
+            exec(2, 501, 500, "/usr/bin/dpkg"),
+            exec(3, 502, 501, "/usr/bin/cp"),
+        ];
+        let want = "apt-get \u{2192} dpkg \u{2192} cp (dpkg)";
+        // Written one event at a time as the file is followed: each is its own chunk.
+        std::fs::write(&path, &events[0]).unwrap();
+        let (p, rest) = (path.clone(), events[1..].to_vec());
+        let got = follow_for(&[path.to_str().unwrap()], 1200, move || {
+            use std::io::Write;
+            for e in rest {
+                let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+                f.write_all(e.as_bytes()).unwrap();
+                drop(f);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let chains = chains_of(got);
+        assert_eq!(chains.len(), 3, "{chains:?}");
+        assert_eq!(chains[2], want);
+        // Resumed from a checkpoint after the second event: only the third is handed on,
+        // with what the first two said.
+        let meta = std::fs::metadata(&path).unwrap();
+        let at = FilePosition {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            offset: (events[0].len() + events[1].len()) as u64,
+            lines: 4,
+        };
+        let start = BTreeMap::from([(path.to_str().unwrap().to_owned(), at)]);
+        let f = Follower::new(config(&[path.to_str().unwrap()]), start).expect("followable");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let t = std::thread::spawn(move || Box::new(f).run(tx, s));
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+        let got: Vec<Input> = rx.try_iter().collect();
+        assert_eq!(chains_of(got), vec![want.to_owned()]);
     }
 
     #[test]

@@ -287,6 +287,10 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
         .year();
     let mut backoff = Duration::from_millis(100);
     let mut known: std::collections::HashSet<String> = Default::default();
+    // What the reader learnt from each partition's raw records, for the records after them
+    // (one per partition: bounded by the partitions assigned).
+    let mut states: std::collections::HashMap<String, cellwarden_source::StreamState> =
+        Default::default();
     let mut checked = std::time::Instant::now() - Duration::from_secs(1);
     let mut batch: Vec<Batch> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -505,7 +509,10 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
             // A record is one event, numbered like a line: offset + 1 (its first line).
             let base = u64::try_from(offset).unwrap_or(0);
             let ctx = cellwarden_source::Context::of_year(year);
-            cellwarden_source::read_chunk(&file, payload, kind, &ctx, base, &limits, &mut sink);
+            let state = states.entry(name.clone()).or_default();
+            cellwarden_source::read_chunk(
+                &file, payload, kind, &ctx, base, &limits, state, &mut sink,
+            );
         }
         if !flush(&mut batch, &tx) {
             return;

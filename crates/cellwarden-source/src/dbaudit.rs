@@ -932,6 +932,19 @@ pub fn mysql_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
         add.extend(
             get("connection_data.connect_attributes.program_name").map(|v| ("application", v)),
         );
+    } else if get("class").as_deref() == Some("query")
+        && get("timestamp").is_some()
+        && get("query_data.query").is_some()
+    {
+        // The `query` class of the audit log filter (MySQL 8.0.30+, Percona): a statement as
+        // it starts and as it ends, named by its connection only: {"class":"query","event":
+        // "query_start","connection_id":11,"query_data":{"query":…,"status":0,
+        // "sql_command":"select"}}. With a `general` record too, they count as its records.
+        ts = time_with_zone(&get("timestamp").unwrap_or_default(), None);
+        add.extend(get("query_data.query").map(|v| ("statement", v)));
+        add.extend(get("query_data.sql_command").map(|v| ("command", v)));
+        add.extend(get("query_data.status").map(|v| ("return_code", v)));
+        add.extend(get("connection_id").map(|v| ("session_id", v)));
     } else {
         return None;
     }
@@ -1457,6 +1470,13 @@ mod tests {
         mysql_json(&mut c).unwrap();
         assert_eq!(get(&c, "user"), "root");
         assert_eq!(get(&c, "client_host"), "localhost");
+        // Its `query` class: the statement, named by its connection only.
+        let mut q = crate::json::flatten(r#"{"timestamp":"2023-03-29 11:17:05","id":3,"class":"query","event":"query_start","connection_id":11,"query_data":{"query":"CREATE TABLE t1 (c1 INT)","status":0,"sql_command":"create_table"}}"#).unwrap();
+        assert!(mysql_json(&mut q).unwrap().is_some());
+        assert_eq!(get(&q, "statement"), "CREATE TABLE t1 (c1 INT)");
+        assert_eq!(get(&q, "session_id"), "11");
+        assert_eq!(get(&q, "command"), "create_table");
+        assert_eq!(get(&q, "user"), "");
         // Any other name is kept whole (log text is the attacker's to write).
         assert_eq!(
             plain_user("<img src=x onerror=a()>".into()),

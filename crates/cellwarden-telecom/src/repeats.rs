@@ -80,9 +80,22 @@ impl FoldKey {
                 let kind = match (class?, event) {
                     ("table_access", _) => table(),
                     ("general", Some("log")) => Kind::Received,
-                    ("query", Some("start")) => Kind::Start,
+                    // The JSON format names them `query_start`, `query_status_end`;
+                    // statements of stored programs `…nested_…`.
+                    (
+                        "query",
+                        Some("start" | "query_start" | "nested_start" | "query_nested_start"),
+                    ) => Kind::Start,
                     ("general", _) => Kind::General,
-                    ("query", Some("status_end")) => Kind::End,
+                    (
+                        "query",
+                        Some(
+                            "status_end"
+                            | "query_status_end"
+                            | "nested_status_end"
+                            | "query_nested_status_end",
+                        ),
+                    ) => Kind::End,
                     _ => return None,
                 };
                 (hash128((sql, "")), kind)
@@ -275,6 +288,15 @@ mod tests {
             "query/status_end",
         ];
         assert_eq!(run(&mut f, &query), [false, true, false, true]);
+        // The JSON format's event names.
+        let mut f = Folder::default();
+        let json = [
+            "general/log",
+            "query/query_start",
+            "query/query_status_end",
+            "general/status",
+        ];
+        assert_eq!(run(&mut f, &json), [false, true, true, true]);
         // Percona's XML names both `general` records `Query`: the one after the end is the
         // statement's last.
         let mut f = Folder::default();

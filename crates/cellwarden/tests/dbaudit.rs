@@ -820,6 +820,99 @@ fn percona_filter_lifecycle_records_count_one_statement() {
     assert_eq!(subs[0]["statements"], 2);
 }
 
+/// Percona's audit log filter in JSON (`audit_log_filter.format=JSON`), in the shape of its
+/// documented example: a pretty-printed array; a statement as `general` `log`, `query`
+/// `query_start`, `query` `query_status_end` and `general` `status`. A filter that logs only
+/// the `connection` and `query` classes writes the two `query` records alone, which name the
+/// connection and no account.
+fn percona_filter_json(full: bool) -> String {
+    let account = r#""account": { "user": "app[app] @ crm01 [10.2.3.4]", "host": "crm01" },
+    "login": { "user": "app[app] @ crm01 [10.2.3.4]", "os": "", "ip": "10.2.3.4", "proxy": "" },"#;
+    let general = |id: u32, event: &str, q: &str| {
+        format!(
+            r#"  {{
+    "timestamp": "2026-03-29 11:17:05",
+    "id": {id},
+    "class": "general",
+    "event": "{event}",
+    "connection_id": 11,
+    {account}
+    "general_data": {{ "command": "Query", "sql_command": "select", "query": "{q}", "status": 0 }}
+  }}"#
+        )
+    };
+    let query = |id: u32, event: &str, q: &str| {
+        format!(
+            r#"  {{
+    "timestamp": "2026-03-29 11:17:05",
+    "id": {id},
+    "class": "query",
+    "event": "{event}",
+    "connection_id": 11,
+    "query_data": {{ "query": "{q}", "status": 0, "sql_command": "select" }}
+  }}"#
+        )
+    };
+    let mut records = vec![format!(
+        r#"  {{
+    "timestamp": "2026-03-29 11:17:04",
+    "id": 0,
+    "class": "connection",
+    "event": "connect",
+    "connection_id": 11,
+    {account}
+    "connection_data": {{ "connection_type": "tcp/ip", "status": 0, "db": "cdrdb" }}
+  }}"#
+    )];
+    let mut id = 1;
+    for n in ["33611111111", "33622222222", "33611111111"] {
+        let q = format!("SELECT * FROM cdr WHERE calling_number = '{n}'");
+        if full {
+            records.push(general(id, "log", &q));
+        }
+        records.push(query(id + 1, "query_start", &q));
+        records.push(query(id + 2, "query_status_end", &q));
+        if full {
+            records.push(general(id + 3, "status", &q));
+        }
+        id += 4;
+    }
+    format!("[\n{}\n]\n", records.join(",\n"))
+}
+
+#[test]
+fn percona_filter_json_query_records_count_each_statement_once() {
+    for full in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit_filter.json");
+        std::fs::write(&log, percona_filter_json(full)).unwrap();
+        let log = log.to_str().unwrap();
+        let (err, r) = scope_report(dir.path(), &[log]);
+        assert!(err.contains("3 database statements"), "{full}: {err}");
+        let repeats = if full { 9 } else { 3 };
+        assert!(
+            err.contains(&format!(
+                "sql: {repeats} audit records repeated a statement"
+            )),
+            "{full}: {err}"
+        );
+        let (err, r2) = scope_report(dir.path(), &[log, "--account", "app"]);
+        let ids: Vec<&str> = r2["subscribers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect();
+        if full {
+            assert_eq!(ids, ["33611111111", "33622222222"], "{err}");
+        } else {
+            // The `query` records name no account: not selected by one (said in docs/scope.md).
+            assert!(ids.is_empty(), "{r2:#}");
+            assert_eq!(r["summary"]["statements_with_subscribers"], 3, "{r:#}");
+        }
+    }
+}
+
 /// Percona's audit plugin logging to syslog (`audit_log_handler = SYSLOG`): the record in the
 /// configured format as the message, tagged `percona-audit`, no pid; rsyslog writes a
 /// message's line breaks as `#012`. JSON, CSV and old-style XML, written here from the

@@ -509,6 +509,10 @@ fn run_consumer(source: KafkaSource, tx: crossbeam_channel::Sender<Input>, stop:
             // A record is one event, numbered like a line: offset + 1 (its first line).
             let base = u64::try_from(offset).unwrap_or(0);
             let ctx = cellwarden_source::Context::of_year(year);
+            // States of partitions no longer assigned go (bounded by the assignment).
+            if states.len() > known.len() {
+                states.retain(|n, _| known.contains(n));
+            }
             let state = states.entry(name.clone()).or_default();
             cellwarden_source::read_chunk(
                 &file, payload, kind, &ctx, base, &limits, state, &mut sink,

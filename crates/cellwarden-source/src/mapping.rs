@@ -354,14 +354,41 @@ impl Mapping {
             };
             event.host = if audit {
                 find("node")
-            } else if event.fields.iter().any(|(n, _)| self.host_names.may_be(n)) {
-                self.host_fields.iter().find_map(|f| find(f))
             } else {
-                // Most events without a host (flows, statements) have none of these names:
-                // one look at each name's length and first byte says so.
-                None
+                self.host_of(event)
             };
         }
+    }
+}
+
+impl Mapping {
+    /// The value of the first of `host_fields` (in their order) whose first field in the
+    /// event is non-empty text, found in one pass over the event: most events (flows,
+    /// statements) have none of these names, and one look at each name's length and first
+    /// byte says so.
+    fn host_of<'a>(&self, event: &Event<'a>) -> Option<Cow<'a, str>> {
+        // Names met already (a bit per host field; later fields of a name are not its value).
+        let mut met = 0u64;
+        let mut best: Option<(usize, &Cow<'a, str>)> = None;
+        for (n, v) in &event.fields {
+            if !self.host_names.may_be(n) {
+                continue;
+            }
+            let Some(p) = self.host_fields.iter().take(64).position(|f| f == n) else {
+                continue;
+            };
+            if met & (1 << p) != 0 {
+                continue;
+            }
+            met |= 1 << p;
+            if let Value::Str(s) = v
+                && !s.is_empty()
+                && best.is_none_or(|(b, _)| p < b)
+            {
+                best = Some((p, s));
+            }
+        }
+        best.map(|(_, s)| Cow::Owned(s.to_string()))
     }
 }
 

@@ -59,6 +59,41 @@ pub fn audit_node(line: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// How much of `text` (whole lines) to read now: all of it, unless its last lines are the
+/// records of one auditd event that may go on. auditd writes an event's records one by one
+/// and flushes every so many records, so a follower may find the first records of an event
+/// and not the rest yet; the event is read once the rest comes (or its file stays still).
+/// An event's records share node and id; an event of several records ends with `EOE`.
+pub fn audit_complete_prefix(text: &[u8]) -> usize {
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    let mut end = body.len();
+    let mut tail: Option<(Option<&str>, &str)> = None;
+    let mut start = text.len();
+    loop {
+        let line_start = memchr::memrchr(b'\n', &body[..end]).map_or(0, |i| i + 1);
+        let Ok(line) = std::str::from_utf8(&body[line_start..end]) else {
+            break;
+        };
+        let (node, record) = audit_node(line);
+        let Some(id) = audit_id(record).filter(|_| record.starts_with("type=")) else {
+            break;
+        };
+        match tail {
+            // The last event is complete.
+            None if record.starts_with("type=EOE ") => return text.len(),
+            None => tail = Some((node, id)),
+            Some(t) if t == (node, id) => {}
+            Some(_) => break,
+        }
+        start = line_start;
+        if line_start == 0 {
+            break;
+        }
+        end = line_start - 1;
+    }
+    start
+}
+
 /// Whether a line is an auditd record (`[node=NAME ]type=… msg=audit(…)`).
 pub fn is_audit_record(line: &str) -> bool {
     audit_node(line).1.starts_with("type=") && line.contains("msg=audit(")
@@ -1187,5 +1222,22 @@ type=PROCTITLE msg=audit(1700000000.123:4242): proctitle=7367736E656D75002D6C";
         assert!(syslog_line("hello", 2026).is_none());
         assert!(!looks_like_syslog("{\"a\":1}"));
         assert!(looks_like_syslog("<13>Mar  4 03:12:11 h1 x: y"));
+    }
+
+    #[test]
+    fn an_event_that_may_go_on_is_left_for_later() {
+        let syscall = "type=SYSCALL msg=audit(1700000000.000:7): arch=c000003e syscall=59 success=yes exit=0 ppid=1 pid=2 exe=\"/usr/bin/id\"\n";
+        let execve = "type=EXECVE msg=audit(1700000000.000:7): argc=1 a0=\"id\"\n";
+        let eoe = "type=EOE msg=audit(1700000000.000:7): \n";
+        let login =
+            "node=db7 type=USER_LOGIN msg=audit(1700000000.000:6): pid=1 uid=0 res=success\n";
+        let text = format!("{login}{syscall}{execve}");
+        assert_eq!(audit_complete_prefix(text.as_bytes()), login.len());
+        let done = format!("{text}{eoe}");
+        assert_eq!(audit_complete_prefix(done.as_bytes()), done.len());
+        // One event alone, or not auditd at all.
+        assert_eq!(audit_complete_prefix(syscall.as_bytes()), 0);
+        assert_eq!(audit_complete_prefix(b"some other line\n"), 16);
+        assert_eq!(audit_complete_prefix(b""), 0);
     }
 }

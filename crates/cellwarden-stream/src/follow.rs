@@ -25,6 +25,10 @@ const READ_BYTES: usize = 4 << 20;
 /// records after it need: process lineage, PostgreSQL and MySQL connections.
 const WARM_BYTES: u64 = 32 << 20;
 
+/// How long the last records of an auditd event wait for the rest of the event while their
+/// file does not grow.
+const SETTLE: Duration = Duration::from_millis(300);
+
 /// Longest wait between two tries of a file that cannot be read.
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
@@ -48,6 +52,11 @@ struct Followed {
     retry: Option<(Instant, Duration)>,
     /// What the reader learnt of the records so far (kept across chunks and rotations).
     state: cellwarden_source::StreamState,
+    /// While the last records of an auditd event wait for the rest: the file's end then, and
+    /// since when.
+    held: Option<(u64, Instant)>,
+    /// Read to its end once: lines come as they are written.
+    caught_up: bool,
 }
 
 /// Settings of the follower.
@@ -215,6 +224,8 @@ fn run(
                     backlog: 0,
                     retry: None,
                     state: Default::default(),
+                    held: None,
+                    caught_up: false,
                 },
             );
         }
@@ -237,8 +248,13 @@ fn run(
                     f.at_end = None;
                     f.retry = None;
                 }
+                Ok(false) if f.held.is_some() => {
+                    // Not at its end: the last records wait for the rest of their event.
+                    f.retry = None;
+                }
                 Ok(false) => {
                     f.retry = None;
+                    f.caught_up = true;
                     if f.ignored {
                         // Told once, idle from now on.
                         let _ = tx.send(Input::Idle(f.name.clone()));
@@ -604,6 +620,34 @@ fn read_more(
             chunk = &chunk[..keep];
         }
     }
+    // The records of an auditd event still being written wait for the rest, unless the file
+    // has stood still for [`SETTLE`] (a lone record has no end mark) or one event fills the
+    // whole read.
+    let there = f.pos.offset + got as u64;
+    // Only once the file has been read to its end: a backlog is read as `hunt` reads it.
+    let settled = whole
+        || !f.caught_up
+        || f.held
+            .is_some_and(|(n, t)| n == there && t.elapsed() >= SETTLE);
+    if format != Format::Auditd || settled {
+        f.held = None;
+    } else {
+        let keep = cellwarden_source::linux::audit_complete_prefix(chunk);
+        if keep < chunk.len() && (keep > 0 || got < READ_BYTES) {
+            // The file's end when the wait began: it waits again whenever the file grows.
+            if f.held.is_none_or(|(n, _)| n != there) {
+                f.held = Some((there, Instant::now()));
+            }
+            file.seek(SeekFrom::Current(-((chunk.len() - keep) as i64)))
+                .map_err(|e| {
+                    SourceError::new(&name, Position::File, ErrorKind::Io, e.to_string())
+                })?;
+            if keep == 0 {
+                return Ok(false);
+            }
+            chunk = &chunk[..keep];
+        }
+    }
     let lines =
         memchr::memchr_iter(b'\n', chunk).count() as u64 + u64::from(!chunk.ends_with(b"\n"));
     let mut text = Vec::new();
@@ -740,7 +784,8 @@ mod tests {
         std::fs::write(root.join("old.log.gz"), [0x1f, 0x8b, 8, 0, 0, 0]).unwrap();
         std::fs::write(root.join("notes.txt"), "nothing to see\n").unwrap();
         let r = root.clone();
-        let got = follow_for(&[root.to_str().unwrap()], 600, move || {
+        // (A last auditd record waits `SETTLE` for the rest of its event.)
+        let got = follow_for(&[root.to_str().unwrap()], 1200, move || {
             std::fs::write(r.join("host-a/new.log"), lines(2)).unwrap();
             // Rotation by copy beside a followed file must not be read again.
             std::fs::write(r.join("host-a/audit.log.1"), lines(3)).unwrap();
@@ -777,7 +822,8 @@ mod tests {
         assert!(text.len() > READ_BYTES);
         std::fs::write(&path, text).unwrap();
         let p = path.clone();
-        let got = follow_for(&[path.to_str().unwrap()], 800, move || {
+        // Appended after the backlog's last record has waited `SETTLE` and been read.
+        let got = follow_for(&[path.to_str().unwrap()], 1600, move || {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
             f.write_all(lines(2).as_bytes()).unwrap();
@@ -911,6 +957,48 @@ mod tests {
         t.join().unwrap();
         let got: Vec<Input> = rx.try_iter().collect();
         assert_eq!(chains_of(got), vec![want.to_owned()]);
+    }
+
+    #[test]
+    fn an_auditd_event_written_in_two_flushes_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let syscall = "type=SYSCALL msg=audit(1772500000.001:9): arch=c000003e syscall=59 success=yes exit=0 ppid=1 pid=600 auid=0 uid=0 comm=\"id\" exe=\"/usr/bin/id\"\n";
+        let rest = "type=EXECVE msg=audit(1772500000.001:9): argc=2 a0=\"id\" a1=\"-u\"\ntype=EOE msg=audit(1772500000.001:9): \n";
+        // A lone record (no end mark) last: read once the file has stood still.
+        let login = "type=USER_LOGIN msg=audit(1772500001.000:10): pid=1 uid=0 auid=0 ses=1 msg='op=login acct=\"root\" exe=\"/usr/sbin/sshd\" hostname=? addr=10.0.0.9 terminal=ssh res=success'\n";
+        std::fs::write(&path, "").unwrap();
+        let (p, rest) = (path.clone(), format!("{rest}{login}"));
+        let got = follow_for(&[path.to_str().unwrap()], 1500, move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+            f.write_all(syscall.as_bytes()).unwrap();
+            f.flush().unwrap();
+            // The next flush comes within SETTLE.
+            std::thread::sleep(Duration::from_millis(100));
+            f.write_all(rest.as_bytes()).unwrap();
+        });
+        let mapping = cellwarden_source::Mapping::builtin();
+        let settings = cellwarden_source::evtx_settings();
+        let mut events = Vec::new();
+        for i in got {
+            if let Input::Unit {
+                unit: crate::source::Work::Unit(u),
+                ..
+            } = i
+            {
+                u.decode(&mapping, &settings, &mut Vec::new(), &mut |e| {
+                    let get = |k: &str| e.get_str(k).unwrap_or_default().into_owned();
+                    events.push(format!(
+                        "{} {} [{}]",
+                        e.origin.record,
+                        get("Image"),
+                        get("CommandLine")
+                    ));
+                });
+            }
+        }
+        assert_eq!(events, ["1 /usr/bin/id [id -u]", "4  []"]);
     }
 
     #[test]

@@ -604,38 +604,29 @@ fn read_more(
         }
     }
     let format = f.format.unwrap_or(Format::Json);
-    // An XML audit record spans lines: the lines of one still being written wait for the
-    // rest, even while the file does not grow (its writer buffers), unless one record fills
-    // the whole read.
-    if matches!(format, Format::MySqlAuditXml | Format::OracleAuditXml) {
-        let keep = cellwarden_source::xmlrecord::complete_prefix(chunk);
-        if keep < chunk.len() && (keep > 0 || got < READ_BYTES) {
-            file.seek(SeekFrom::Current(-((chunk.len() - keep) as i64)))
-                .map_err(|e| {
-                    SourceError::new(&name, Position::File, ErrorKind::Io, e.to_string())
-                })?;
-            if keep == 0 {
-                return Ok(false);
-            }
-            chunk = &chunk[..keep];
-        }
-    }
-    // The records of an auditd event still being written wait for the rest, unless the file
-    // has stood still for [`SETTLE`] (a lone record has no end mark) or one event fills the
-    // whole read.
+    // A record or event that spans lines waits for its rest while its lines are still being
+    // written, unless one fills the whole read. An XML audit record waits even while the file
+    // does not grow (its writer buffers; the record closes). auditd writes an event's records
+    // one by one and flushes every so many: once the file has been read to its end (a backlog
+    // is read as `hunt` reads it), its last event waits for its end mark while the file grows,
+    // or for [`SETTLE`] while it does not (a lone record has no end mark).
     let there = f.pos.offset + got as u64;
-    // Only once the file has been read to its end: a backlog is read as `hunt` reads it.
     let settled = whole
         || !f.caught_up
         || f.held
             .is_some_and(|(n, t)| n == there && t.elapsed() >= SETTLE);
-    if format != Format::Auditd || settled {
-        f.held = None;
-    } else {
-        let keep = cellwarden_source::linux::audit_complete_prefix(chunk);
-        if keep < chunk.len() && (keep > 0 || got < READ_BYTES) {
-            // The file's end when the wait began: it waits again whenever the file grows.
-            if f.held.is_none_or(|(n, _)| n != there) {
+    let keep = match format {
+        Format::MySqlAuditXml | Format::OracleAuditXml => {
+            Some(cellwarden_source::xmlrecord::complete_prefix(chunk))
+        }
+        Format::Auditd if !settled => Some(cellwarden_source::linux::audit_complete_prefix(chunk)),
+        _ => None,
+    };
+    match keep.filter(|&k| k < chunk.len() && (k > 0 || got < READ_BYTES)) {
+        Some(keep) => {
+            // The file's end when an auditd event's wait began: it waits again whenever the
+            // file grows.
+            if format == Format::Auditd && f.held.is_none_or(|(n, _)| n != there) {
                 f.held = Some((there, Instant::now()));
             }
             file.seek(SeekFrom::Current(-((chunk.len() - keep) as i64)))
@@ -647,6 +638,7 @@ fn read_more(
             }
             chunk = &chunk[..keep];
         }
+        None => f.held = None,
     }
     let lines =
         memchr::memchr_iter(b'\n', chunk).count() as u64 + u64::from(!chunk.ends_with(b"\n"));

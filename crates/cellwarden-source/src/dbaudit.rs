@@ -906,14 +906,18 @@ pub fn mysql_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
                 .map(|v| ("client_host", v)),
         );
         add.extend(get("login.os").map(|v| ("os_user", v)));
+        // `query_data`: the `query` class's records, given their connection's account by the
+        // reader (see `crate::mysqlconn`).
         add.extend(
             get("general_data.query")
                 .or_else(|| get("table_access_data.query"))
+                .or_else(|| get("query_data.query"))
                 .map(|v| ("statement", v)),
         );
         add.extend(
             get("general_data.sql_command")
                 .or_else(|| get("table_access_data.sql_command"))
+                .or_else(|| get("query_data.sql_command"))
                 .or_else(|| get("event"))
                 .map(|v| ("command", v)),
         );
@@ -927,6 +931,7 @@ pub fn mysql_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
         add.extend(
             get("general_data.status")
                 .or_else(|| get("connection_data.status"))
+                .or_else(|| get("query_data.status"))
                 .map(|v| ("return_code", v)),
         );
         add.extend(
@@ -939,7 +944,9 @@ pub fn mysql_json(fields: &mut Fields<'_>) -> Option<Option<Timestamp>> {
         // The `query` class of the audit log filter (MySQL 8.0.30+, Percona): a statement as
         // it starts and as it ends, named by its connection only: {"class":"query","event":
         // "query_start","connection_id":11,"query_data":{"query":…,"status":0,
-        // "sql_command":"select"}}. With a `general` record too, they count as its records.
+        // "sql_command":"select"}}, of a connection whose `connect` record was not read (the
+        // reader gives the others its account). With a `general` record too, they count as
+        // its records.
         ts = time_with_zone(&get("timestamp").unwrap_or_default(), None);
         add.extend(get("query_data.query").map(|v| ("statement", v)));
         add.extend(get("query_data.sql_command").map(|v| ("command", v)));

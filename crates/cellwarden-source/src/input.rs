@@ -61,12 +61,13 @@ impl Format {
     }
 
     /// Formats whose reader keeps what earlier records said for later ones (auditd process
-    /// lineage, PostgreSQL backends' client hosts, MySQL general-log connections): see
+    /// lineage, PostgreSQL backends' client hosts, MySQL general-log and audit-log
+    /// connections): see
     /// [`crate::StreamState`].
     pub fn keeps_stream_state(self) -> bool {
         matches!(
             self,
-            Format::Auditd | Format::PgLog | Format::Syslog | Format::MySqlGeneral
+            Format::Auditd | Format::PgLog | Format::Syslog | Format::MySqlGeneral | Format::Json
         )
     }
 

@@ -17,6 +17,7 @@ pub mod lineage;
 pub mod linux;
 mod mapping;
 pub mod mysqlaudit;
+pub mod mysqlconn;
 pub mod mysqllog;
 pub mod netflow;
 pub mod pgprefix;

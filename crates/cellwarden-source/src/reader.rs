@@ -601,7 +601,7 @@ const MAX_OPEN_AUDIT: usize = 256;
 
 /// What a text reader learns of a stream and needs for the records after it: the process
 /// tables of auditd hosts, the client hosts of PostgreSQL backends, the accounts of MySQL
-/// general-log connections. A followed stream keeps one across its chunks, so a record read
+/// general-log and audit-log connections. A followed stream keeps one across its chunks, so a record read
 /// later is annotated as it would be in one read of the whole file. Bounded: each table keeps
 /// at most 65,536 entries (about 13 MiB at worst for process tables).
 #[derive(Default)]
@@ -609,6 +609,7 @@ pub struct StreamState {
     lineage: crate::lineage::Lineage,
     pg: crate::dbaudit::PgSessions,
     mysql: crate::mysqllog::Connections,
+    mysql_json: crate::mysqlconn::Connections,
 }
 
 /// Reads complete lines appended to a followed file: `bytes` ends at a line end and its first
@@ -632,8 +633,9 @@ pub fn read_chunk(
         let mut batch = Batcher::new(file, kind, ctx, sink);
         batch.line_base = line_base;
         let mut reader = reader;
+        let conns = &mut state.mysql_json;
         let result = read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
-            b.push(n, l)
+            push_json(conns, b, n, l)
         });
         batch.finish(result);
     } else {
@@ -671,6 +673,7 @@ fn read_text_from(
         lineage,
         pg: sessions,
         mysql: conns,
+        ..
     } = state;
     let mut idbuf: Vec<u8> = Vec::with_capacity(64);
     // The record being assembled (first line, text) while its quotes are open.
@@ -1110,14 +1113,31 @@ fn read_json(
         Err(_) => JsonLayout::Lines,
     };
     let mut batch = Batcher::new(file, Format::Json, &Context::default(), sink);
+    let mut conns = crate::mysqlconn::Connections::default();
     let result = match layout {
         JsonLayout::Lines => read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
-            b.push(n, l)
+            push_json(&mut conns, b, n, l)
         }),
-        JsonLayout::Array => split_values(file, &mut reader, 1, limits, &mut batch),
-        JsonLayout::Concatenated => split_values(file, &mut reader, 0, limits, &mut batch),
+        JsonLayout::Array => split_values(file, &mut reader, 1, limits, &mut batch, &mut conns),
+        JsonLayout::Concatenated => {
+            split_values(file, &mut reader, 0, limits, &mut batch, &mut conns)
+        }
     };
     batch.finish(result);
+}
+
+/// Hands on one JSON record, with the account of its MySQL audit log connection added where
+/// it names none ([`crate::mysqlconn`]).
+fn push_json(
+    conns: &mut crate::mysqlconn::Connections,
+    b: &mut Batcher<'_>,
+    first: u64,
+    record: &[u8],
+) {
+    match conns.observe(record) {
+        Some(r) => b.push(first, &r),
+        None => b.push(first, record),
+    }
 }
 
 type ReadResult = Result<(), (u64, io::Error)>;
@@ -1197,6 +1217,7 @@ fn split_values(
     base: u32,
     limits: &Limits,
     batch: &mut Batcher<'_>,
+    conns: &mut crate::mysqlconn::Connections,
 ) -> ReadResult {
     let mut depth = 0u32;
     let mut in_str = false;
@@ -1264,7 +1285,7 @@ fn split_values(
                                 ),
                             ));
                         } else {
-                            batch.push(start, &elem);
+                            push_json(conns, batch, start, &elem);
                         }
                         elem.clear();
                     }

@@ -824,7 +824,7 @@ fn percona_filter_lifecycle_records_count_one_statement() {
 /// documented example: a pretty-printed array; a statement as `general` `log`, `query`
 /// `query_start`, `query` `query_status_end` and `general` `status`. A filter that logs only
 /// the `connection` and `query` classes writes the two `query` records alone, which name the
-/// connection and no account.
+/// connection and no account: its `connect` record names it.
 fn percona_filter_json(full: bool) -> String {
     let account = r#""account": { "user": "app[app] @ crm01 [10.2.3.4]", "host": "crm01" },
     "login": { "user": "app[app] @ crm01 [10.2.3.4]", "os": "", "ip": "10.2.3.4", "proxy": "" },"#;
@@ -903,13 +903,11 @@ fn percona_filter_json_query_records_count_each_statement_once() {
             .iter()
             .map(|s| s["id"].as_str().unwrap())
             .collect();
-        if full {
-            assert_eq!(ids, ["33611111111", "33622222222"], "{err}");
-        } else {
-            // The `query` records name no account: not selected by one (said in docs/scope.md).
-            assert!(ids.is_empty(), "{r2:#}");
-            assert_eq!(r["summary"]["statements_with_subscribers"], 3, "{r:#}");
-        }
+        // The `query` records name no account: they have their connection's.
+        assert_eq!(ids, ["33611111111", "33622222222"], "{full}: {err}");
+        let (_, by_host) = scope_report(dir.path(), &[log, "--host", "10.2.3.4"]);
+        assert_eq!(by_host["subscribers"], r2["subscribers"], "{full}");
+        assert_eq!(r["summary"]["statements_with_subscribers"], 3, "{r:#}");
     }
 }
 

@@ -22,6 +22,10 @@ pub const MAX_CONNECTIONS: usize = 65_536;
 pub struct Connections {
     open: HashMap<String, Box<str>>,
     order: VecDeque<String>,
+    /// Whether the input's records are looked at, told by its first record: every MySQL
+    /// audit record names its `class`; other JSON logs (flows, Windows events) are passed over
+    /// at no cost after it.
+    audit: Option<bool>,
 }
 
 /// Names searched for in every JSON record of an input: one searcher each for all.
@@ -33,7 +37,9 @@ fn finder(name: &'static str) -> &'static Finder<'static> {
         LazyLock::new(|| Finder::new(b"\"connection_data\""));
     static QUERY_DATA: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"query_data\""));
     static ACCOUNT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"account\""));
+    static CLASS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"class\""));
     match name {
+        "class" => &CLASS,
         "connection_id" => &CONNECTION_ID,
         "connection_data" => &CONNECTION_DATA,
         "query_data" => &QUERY_DATA,
@@ -54,7 +60,13 @@ impl Connections {
     /// Takes one JSON record of the input, in order; the record to hand on instead when it
     /// is a `query` record of a known connection without an account.
     pub fn observe(&mut self, record: &[u8]) -> Option<Vec<u8>> {
-        // Most records (other logs, MySQL's statement records) end here.
+        let audit = *self
+            .audit
+            .get_or_insert_with(|| finder("class").find(record).is_some());
+        if !audit {
+            return None;
+        }
+        // Most records (MySQL's statement records) end here.
         finder("connection_id").find(record)?;
         if finder("connection_data").find(record).is_some() {
             self.connection(record);
@@ -149,6 +161,17 @@ mod tests {
         let gone = CONNECT.replace("\"connect\"", "\"disconnect\"");
         c.observe(gone.as_bytes());
         assert_eq!(c.observe(QUERY.as_bytes()), None, "the connection ended");
+    }
+
+    #[test]
+    fn other_json_logs_are_passed_over() {
+        let mut c = Connections::default();
+        assert_eq!(
+            c.observe(br#"{"ts":1.5,"uid":"C1","connection_id":3}"#),
+            None
+        );
+        c.observe(CONNECT.as_bytes());
+        assert_eq!(c.observe(QUERY.as_bytes()), None, "not a MySQL audit log");
     }
 
     #[test]

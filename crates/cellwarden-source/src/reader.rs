@@ -635,7 +635,9 @@ pub fn read_chunk(
         let mut reader = reader;
         let conns = &mut state.mysql_json;
         let result = read_lines(file, &mut reader, limits, &mut batch, &mut |n, l, b| {
-            push_json(conns, b, n, l)
+            if let Some(record) = array_line(l) {
+                push_json(conns, b, n, record);
+            }
         });
         batch.finish(result);
     } else {
@@ -1124,6 +1126,27 @@ fn read_json(
         }
     };
     batch.finish(result);
+}
+
+/// A line of a JSON array written one element per line, as Percona's `JSONL` audit format
+/// writes it (`[`, then `{…},` per record, then `]`): the object without the array's
+/// punctuation; `None` for the array's own lines. Other lines are as they are.
+fn array_line(line: &[u8]) -> Option<&[u8]> {
+    let t = line.trim_ascii();
+    if matches!(t, b"[" | b"]" | b"]," | b"") {
+        return None;
+    }
+    let inner = t.strip_prefix(b"[").unwrap_or(t).trim_ascii_start();
+    let inner = inner
+        .strip_suffix(b",")
+        .or_else(|| inner.strip_suffix(b"]"))
+        .unwrap_or(inner)
+        .trim_ascii_end();
+    if inner.first() == Some(&b'{') && inner.last() == Some(&b'}') {
+        Some(inner)
+    } else {
+        Some(line)
+    }
 }
 
 /// Hands on one JSON record, with the account of its MySQL audit log connection added where
@@ -1896,6 +1919,18 @@ mod tests {
         assert!(c.units.is_empty());
         assert_eq!(c.errors.len(), 1);
         assert_eq!(c.errors[0].kind, ErrorKind::Format);
+    }
+
+    #[test]
+    fn lines_of_a_json_array_are_its_elements() {
+        assert_eq!(array_line(b"["), None);
+        assert_eq!(array_line(b"  ]"), None);
+        assert_eq!(array_line(br#"{"a":1},"#), Some(&br#"{"a":1}"#[..]));
+        assert_eq!(array_line(br#"[{"a":1},"#), Some(&br#"{"a":1}"#[..]));
+        assert_eq!(array_line(br#"{"a":"x,"}]"#), Some(&br#"{"a":"x,"}"#[..]));
+        assert_eq!(array_line(br#"{"a":1}"#), Some(&br#"{"a":1}"#[..]));
+        // Not an object: left as it is (and reported by the decoder).
+        assert_eq!(array_line(b"not json,"), Some(&b"not json,"[..]));
     }
 
     /// The events of `lines` read in chunks of one record each, as a follower reads a file

@@ -579,10 +579,11 @@ impl Lineage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn exec(serial: u32, pid: u32, ppid: u32, exe: &str, args: &[&str]) -> String {
+    /// An execve event's records (no end mark): `pid`, child of `ppid`, runs `exe`.
+    pub(crate) fn exec(serial: u32, pid: u32, ppid: u32, exe: &str, args: &[&str]) -> String {
         let argv: Vec<String> = args
             .iter()
             .enumerate()

@@ -10,6 +10,7 @@
 //! forgets the connection. At most [`MAX_CONNECTIONS`] are kept, the oldest forgotten first.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
 
@@ -28,24 +29,14 @@ pub struct Connections {
     audit: Option<bool>,
 }
 
-/// Names searched for in every JSON record of an input: one searcher each for all.
-fn finder(name: &'static str) -> &'static Finder<'static> {
-    use std::sync::LazyLock;
-    static CONNECTION_ID: LazyLock<Finder<'static>> =
-        LazyLock::new(|| Finder::new(b"\"connection_id\""));
-    static CONNECTION_DATA: LazyLock<Finder<'static>> =
-        LazyLock::new(|| Finder::new(b"\"connection_data\""));
-    static QUERY_DATA: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"query_data\""));
-    static ACCOUNT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"account\""));
-    static CLASS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"class\""));
-    match name {
-        "class" => &CLASS,
-        "connection_id" => &CONNECTION_ID,
-        "connection_data" => &CONNECTION_DATA,
-        "query_data" => &QUERY_DATA,
-        _ => &ACCOUNT,
-    }
-}
+/// Names searched for in the JSON records of an input: one searcher each for all.
+static CLASS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"class\""));
+static CONNECTION_ID: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"connection_id\""));
+static CONNECTION_DATA: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"connection_data\""));
+static QUERY_DATA: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"query_data\""));
+static ACCOUNT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"account\""));
 
 /// A connection id as written (a number, or text in some builds).
 fn id_of(v: &serde_json::Value) -> Option<String> {
@@ -62,17 +53,17 @@ impl Connections {
     pub fn observe(&mut self, record: &[u8]) -> Option<Vec<u8>> {
         let audit = *self
             .audit
-            .get_or_insert_with(|| finder("class").find(record).is_some());
+            .get_or_insert_with(|| CLASS.find(record).is_some());
         if !audit {
             return None;
         }
         // Most records (MySQL's statement records) end here.
-        finder("connection_id").find(record)?;
-        if finder("connection_data").find(record).is_some() {
+        CONNECTION_ID.find(record)?;
+        if CONNECTION_DATA.find(record).is_some() {
             self.connection(record);
             return None;
         }
-        if finder("query_data").find(record).is_none() || finder("account").find(record).is_some() {
+        if QUERY_DATA.find(record).is_none() || ACCOUNT.find(record).is_some() {
             return None;
         }
         let v: serde_json::Value = serde_json::from_slice(record).ok()?;

@@ -601,9 +601,9 @@ const MAX_OPEN_AUDIT: usize = 256;
 
 /// What a text reader learns of a stream and needs for the records after it: the process
 /// tables of auditd hosts, the client hosts of PostgreSQL backends, the accounts of MySQL
-/// general-log and audit-log connections. A followed stream keeps one across its chunks, so a record read
-/// later is annotated as it would be in one read of the whole file. Bounded: each table keeps
-/// at most 65,536 entries (about 13 MiB at worst for process tables).
+/// general-log and audit-log connections. A followed stream keeps one across its chunks, so a
+/// record read later is annotated as it would be in one read of the whole file. Bounded: each
+/// table keeps at most 65,536 entries (about 13 MiB at worst for process tables).
 #[derive(Default)]
 pub struct StreamState {
     lineage: crate::lineage::Lineage,
@@ -1936,7 +1936,6 @@ mod tests {
     /// The events of `lines` read in chunks of one record each, as a follower reads a file
     /// written record by record: with one state kept across the chunks, or a new one per chunk.
     fn read_in_chunks(format: Format, lines: &[&str], keep: bool) -> Vec<String> {
-        let (mapping, settings) = (Mapping::builtin(), evtx_settings());
         let file: Arc<str> = "followed.log".into();
         let mut state = StreamState::default();
         let mut out = Vec::new();
@@ -1959,29 +1958,14 @@ mod tests {
                 &mut c,
             );
             base += line.lines().count() as u64;
-            let mut errors = c.errors;
-            for u in c.units {
-                u.decode(&mapping, &settings, &mut errors, &mut |e| {
-                    out.push(format!("{} {:?}", e.origin.record, e.fields))
-                });
-            }
-            assert!(errors.is_empty(), "{errors:?}");
+            out.extend(decoded(c));
         }
         out
     }
 
-    /// The events of `lines` read as one file.
-    fn read_whole(format: Format, lines: &[&str]) -> Vec<String> {
+    /// The events of the units read, as (record, fields); no problem may have been met.
+    fn decoded(c: Collected) -> Vec<String> {
         let (mapping, settings) = (Mapping::builtin(), evtx_settings());
-        let mut c = Collected::default();
-        let text = lines.join("\n") + "\n";
-        read_bytes(
-            &"followed.log".into(),
-            text.as_bytes(),
-            Some(format),
-            &Limits::default(),
-            &mut c,
-        );
         let mut out = Vec::new();
         let mut errors = c.errors;
         for u in c.units {
@@ -1993,18 +1977,27 @@ mod tests {
         out
     }
 
+    /// The events of `lines` read as one file.
+    fn read_whole(format: Format, lines: &[&str]) -> Vec<String> {
+        let mut c = Collected::default();
+        let text = lines.join("\n") + "\n";
+        read_bytes(
+            &"followed.log".into(),
+            text.as_bytes(),
+            Some(format),
+            &Limits::default(),
+            &mut c,
+        );
+        decoded(c)
+    }
+
     #[test]
     fn a_stream_read_in_chunks_keeps_what_earlier_records_said() {
+        // An execve event with its end mark.
         let exec = |serial: u32, pid: u32, ppid: u32, exe: &str, args: &[&str]| {
-            let argv: Vec<String> = args
-                .iter()
-                .enumerate()
-                .map(|(i, a)| format!("a{i}=\"{a}\""))
-                .collect();
             format!(
-                "type=SYSCALL msg=audit(1700000000.{serial:03}:{serial}): arch=c000003e syscall=59 success=yes exit=0 ppid={ppid} pid={pid} auid=0 uid=0 comm=\"x\" exe=\"{exe}\"\ntype=EXECVE msg=audit(1700000000.{serial:03}:{serial}): argc={} {}\ntype=EOE msg=audit(1700000000.{serial:03}:{serial}): ",
-                args.len(),
-                argv.join(" ")
+                "{}\ntype=EOE msg=audit(1700000000.{serial:03}:{serial}): ",
+                crate::lineage::tests::exec(serial, pid, ppid, exe, args)
             )
         };
         let auditd = [

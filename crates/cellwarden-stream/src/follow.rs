@@ -875,8 +875,11 @@ mod tests {
         assert_eq!(units_of(&got).values().sum::<usize>(), 2);
     }
 
-    /// The process chain of each auditd event handed on.
-    fn chains_of(inputs: Vec<Input>) -> Vec<String> {
+    /// Each event of the units handed on, as `show` tells it.
+    fn decoded(
+        inputs: Vec<Input>,
+        show: impl Fn(&cellwarden_event::Event<'_>) -> String,
+    ) -> Vec<String> {
         let mapping = cellwarden_source::Mapping::builtin();
         let settings = cellwarden_source::evtx_settings();
         let mut out = Vec::new();
@@ -886,15 +889,21 @@ mod tests {
                 ..
             } = i
             {
-                let mut errors = Vec::new();
-                u.decode(&mapping, &settings, &mut errors, &mut |e| {
-                    let chain = e.get_str("ProcessChain").unwrap_or_default();
-                    let package = e.get_str("PackageManager").unwrap_or_default();
-                    out.push(format!("{chain} ({package})"));
+                u.decode(&mapping, &settings, &mut Vec::new(), &mut |e| {
+                    out.push(show(&e))
                 });
             }
         }
         out
+    }
+
+    /// The process chain of each auditd event handed on.
+    fn chains_of(inputs: Vec<Input>) -> Vec<String> {
+        decoded(inputs, |e| {
+            let chain = e.get_str("ProcessChain").unwrap_or_default();
+            let package = e.get_str("PackageManager").unwrap_or_default();
+            format!("{chain} ({package})")
+        })
     }
 
     /// An auditd event: `pid` (child of `ppid`) runs `exe`.
@@ -970,26 +979,15 @@ mod tests {
             std::thread::sleep(Duration::from_millis(100));
             f.write_all(rest.as_bytes()).unwrap();
         });
-        let mapping = cellwarden_source::Mapping::builtin();
-        let settings = cellwarden_source::evtx_settings();
-        let mut events = Vec::new();
-        for i in got {
-            if let Input::Unit {
-                unit: crate::source::Work::Unit(u),
-                ..
-            } = i
-            {
-                u.decode(&mapping, &settings, &mut Vec::new(), &mut |e| {
-                    let get = |k: &str| e.get_str(k).unwrap_or_default().into_owned();
-                    events.push(format!(
-                        "{} {} [{}]",
-                        e.origin.record,
-                        get("Image"),
-                        get("CommandLine")
-                    ));
-                });
-            }
-        }
+        let events = decoded(got, |e| {
+            let get = |k: &str| e.get_str(k).unwrap_or_default().into_owned();
+            format!(
+                "{} {} [{}]",
+                e.origin.record,
+                get("Image"),
+                get("CommandLine")
+            )
+        });
         assert_eq!(events, ["1 /usr/bin/id [id -u]", "4  []"]);
     }
 

@@ -383,9 +383,10 @@ pub fn is_flow_event(ev: &Event<'_>) -> bool {
 pub struct FlowCollector {
     assets: Arc<crate::Assets>,
     limits: CollectLimits,
-    /// Entries in the order they came (an index map: growing the table moves indices, not
-    /// the entries, and the recent days' entries, which most flows update, sit together).
-    pairs: indexmap::IndexMap<(IpAddr, IpAddr, Day), PairDay, rustc_hash::FxBuildHasher>,
+    /// Pair-days, a table per day. Flows come about in time order, so nearly all update the
+    /// newest day's table: a small one that stays in cache, where one table of every retained
+    /// day missed the cache at each flow.
+    pairs: DayTables<(IpAddr, IpAddr), PairDay>,
     conns: HashMap<(IpAddr, IpAddr, u16), Conns>,
     aggregates: FlowAggregates,
 }
@@ -491,7 +492,7 @@ impl FlowCollector {
         if !outbound {
             return true;
         }
-        let p = self.pairs.entry((src, dst, day)).or_default();
+        let p = self.pairs.entry(day, (src, dst));
         p.bytes_out += bytes_out;
         p.bytes_in += bytes_in;
         p.flows += 1;
@@ -592,7 +593,7 @@ impl FlowCollector {
     /// The aggregates gathered so far, finished for judging, leaving the collector as it is.
     pub fn snapshot(&self) -> FlowAggregates {
         let mut a = self.aggregates.clone();
-        a.pairs = self.pairs.iter().map(|(k, v)| (*k, v.clone())).collect();
+        a.pairs = self.pairs.iter().map(|(k, v)| (k, v.clone())).collect();
         a.conns = self
             .conns
             .iter()
@@ -609,7 +610,7 @@ impl FlowCollector {
     /// Forgets the days before `day` (live detection keeps a window of days).
     pub fn evict_before(&mut self, day: Day) {
         let from = day as i64 * 86_400;
-        self.pairs.retain(|(_, _, d), _| *d >= day);
+        self.pairs.evict_before(day);
         self.conns.retain(|_, (v, max)| {
             v.retain(|(t, _)| *t >= from);
             *max = v.iter().copied().max().unwrap_or_default();
@@ -635,6 +636,61 @@ impl FlowCollector {
             })
             .collect();
         self.aggregates
+    }
+}
+
+/// Entries keyed by day and by `K`, a hash table per day, days in order.
+struct DayTables<K, V> {
+    days: Vec<(Day, HashMap<K, V>)>,
+    /// Where the day last asked for is in `days`.
+    last: usize,
+}
+
+impl<K, V> Default for DayTables<K, V> {
+    fn default() -> Self {
+        DayTables {
+            days: Vec::new(),
+            last: 0,
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V: Default> DayTables<K, V> {
+    /// The entry of `key` on `day`, made when new.
+    fn entry(&mut self, day: Day, key: K) -> &mut V {
+        if self.days.get(self.last).is_none_or(|(d, _)| *d != day) {
+            self.last = match self.days.binary_search_by_key(&day, |(d, _)| *d) {
+                Ok(i) => i,
+                Err(i) => {
+                    self.days.insert(i, (day, HashMap::default()));
+                    i
+                }
+            };
+        }
+        self.days[self.last].1.entry(key).or_default()
+    }
+
+    fn evict_before(&mut self, day: Day) {
+        self.days.retain(|(d, _)| *d >= day);
+        self.last = 0;
+    }
+
+    fn len(&self) -> usize {
+        self.days.iter().map(|(_, t)| t.len()).sum()
+    }
+}
+
+impl<V> DayTables<(IpAddr, IpAddr), V> {
+    fn iter(&self) -> impl Iterator<Item = ((IpAddr, IpAddr, Day), &V)> {
+        self.days
+            .iter()
+            .flat_map(|(d, t)| t.iter().map(move |(&(s, x), v)| ((s, x, *d), v)))
+    }
+
+    fn into_iter(self) -> impl Iterator<Item = ((IpAddr, IpAddr, Day), V)> {
+        self.days
+            .into_iter()
+            .flat_map(|(d, t)| t.into_iter().map(move |((s, x), v)| ((s, x, d), v)))
     }
 }
 
@@ -741,6 +797,34 @@ impl FlowAggregates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn day_tables_keep_each_day_apart_in_any_order() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.9".parse().unwrap();
+        let mut t: DayTables<(IpAddr, IpAddr), u64> = DayTables::default();
+        for (day, n) in [(5, 1), (3, 10), (5, 100), (4, 1000), (3, 10000)] {
+            *t.entry(day, (a, b)) += n;
+        }
+        *t.entry(4, (b, a)) += 7;
+        assert_eq!(t.len(), 4);
+        let mut all: Vec<_> = t.iter().map(|(k, v)| (k, *v)).collect();
+        all.sort();
+        assert_eq!(
+            all,
+            [
+                ((a, b, 3), 10010),
+                ((a, b, 4), 1000),
+                ((a, b, 5), 101),
+                ((b, a, 4), 7)
+            ]
+        );
+        t.evict_before(4);
+        *t.entry(5, (a, b)) += 1;
+        let left: BTreeMap<_, _> = t.into_iter().collect();
+        assert_eq!(left.len(), 3);
+        assert_eq!(left[&(a, b, 5)], 102);
+    }
 
     #[test]
     fn domains_and_entropy() {

@@ -351,8 +351,14 @@ pub struct Scratch {
     epoch: u32,
     todo: Vec<u32>,
     routes: HashMap<RouteKey, LocalRoute>,
+    /// Per log source id: whether no rule applies to its events whatever their event id
+    /// (`Some(true)`), so they are passed over before their `EventID` is looked for.
+    idle: Vec<Option<bool>>,
     memo: Memo,
 }
+
+/// Log source ids (dense, one per kind of source the mapping met) remembered as idle or not.
+const MAX_IDLE_IDS: usize = 4096;
 
 /// Log source id and event id: the kind of event a route is for.
 type RouteKey = (u32, EidKey);
@@ -583,6 +589,7 @@ impl RuleSet {
             epoch: 0,
             todo: Vec::new(),
             routes: HashMap::new(),
+            idle: Vec::new(),
             memo: Memo::new(),
         }
     }
@@ -705,9 +712,36 @@ impl RuleSet {
         Some(s)
     }
 
+    /// Whether no rule applies to events of log source `ls`, whatever their event id (the
+    /// route of an unknown event id holds every rule of the log source).
+    fn idle(&self, ls: Option<&LogSource>, scratch: &mut Scratch) -> bool {
+        let Some(ls) = ls else { return false };
+        let i = ls.id as usize;
+        if i >= MAX_IDLE_IDS {
+            return false;
+        }
+        if scratch.idle.len() <= i {
+            scratch.idle.resize(i + 1, None);
+        }
+        if let Some(idle) = scratch.idle[i] {
+            return idle;
+        }
+        let r = &self
+            .local_route(&mut scratch.routes, Some(ls), EidKey::Unknown)
+            .route;
+        let idle = r.always.is_empty() && !r.any_gated;
+        scratch.idle[i] = Some(idle);
+        idle
+    }
+
     /// Indexes of the rules that match the event, in rule order.
     pub fn matches(&self, event: &Event<'_>, scratch: &mut Scratch, out: &mut Vec<usize>) {
         out.clear();
+        if self.idle(event.logsource.as_deref(), scratch) {
+            // No rule applies to this kind of event (flows under Windows rules): not even its
+            // `EventID` need be looked for.
+            return;
+        }
         let eid = match self.eventid_slot.and_then(|_| event.get("EventID")) {
             None | Some(Value::Null) => EidKey::Absent,
             Some(v) => match v.as_i64() {

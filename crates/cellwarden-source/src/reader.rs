@@ -1550,7 +1550,7 @@ impl<'a> Record<'_, 'a> {
                 .map_err(|e| {
                     SourceError::new(
                         file,
-                        Position::Line(line + e.line().saturating_sub(1) as u64),
+                        Position::Line(line + e.line(text).saturating_sub(1) as u64),
                         ErrorKind::Json,
                         format!("{e}; record skipped"),
                     )

@@ -138,7 +138,14 @@ pub fn flatten(text: &str) -> Result<Fields<'_>, JsonError> {
         leaf_len: &mut leaf_len,
         out: &mut out,
     }
-    .value(&mut r, None, None, 0)?;
+    .value(
+        &mut r,
+        Borrowed {
+            name: None,
+            last: None,
+        },
+        0,
+    )?;
     r.ws();
     if r.i != r.b.len() {
         return Err(r.err("trailing characters"));
@@ -408,21 +415,22 @@ enum Shape {
     Other,
 }
 
+/// What is borrowed of the current path: `name`, the path as written in the input when it is
+/// one key without escapes (the fields of a flat object are named without a copy each);
+/// `last`, the path's last key when it has no escapes.
+#[derive(Clone, Copy)]
+struct Borrowed<'a> {
+    name: Option<&'a str>,
+    last: Option<&'a str>,
+}
+
 impl<'a> Walk<'_, 'a> {
-    /// Reads the value here under the current path. `name`: the path as written in the
-    /// input, when it is one key without escapes (the fields of a flat object are named
-    /// without a copy each); `last`: the path's last key, when borrowed from the input.
-    fn value(
-        &mut self,
-        r: &mut Reader<'a>,
-        name: Option<&'a str>,
-        last: Option<&'a str>,
-        depth: u32,
-    ) -> Result<(), JsonError> {
+    /// Reads the value here under the current path.
+    fn value(&mut self, r: &mut Reader<'a>, at: Borrowed<'a>, depth: u32) -> Result<(), JsonError> {
         r.ws();
         let v = match r.peek() {
             Some(b'{') => return self.object(r, depth),
-            Some(b'[') => return self.array(r, name, last, depth),
+            Some(b'[') => return self.array(r, at, depth),
             Some(b'"') => Value::Str(r.string()?),
             Some(b'-' | b'0'..=b'9') => r.number()?,
             Some(b't') => r.literal(b"true").map(|()| Value::Bool(true))?,
@@ -430,19 +438,25 @@ impl<'a> Walk<'_, 'a> {
             Some(b'n') => r.literal(b"null").map(|()| Value::Null)?,
             _ => return Err(r.err("expected a value")),
         };
-        if let Some(n) = self.name(name, last) {
+        if let Some(n) = self.name(at) {
             self.out.push((n, v));
             *self.leaf_len = self.path.len();
         }
         Ok(())
     }
 
-    fn object(&mut self, r: &mut Reader<'a>, depth: u32) -> Result<(), JsonError> {
+    /// Steps into the object or array here, unless it is nested too deep.
+    fn enter(r: &mut Reader<'a>, depth: u32) -> Result<(), JsonError> {
         if depth + 1 >= MAX_DEPTH {
             return Err(r.err("nested too deep"));
         }
         r.i += 1;
         r.ws();
+        Ok(())
+    }
+
+    fn object(&mut self, r: &mut Reader<'a>, depth: u32) -> Result<(), JsonError> {
+        Self::enter(r, depth)?;
         if r.peek() == Some(b'}') {
             r.i += 1;
             return Ok(());
@@ -463,7 +477,11 @@ impl<'a> Walk<'_, 'a> {
                 Cow::Borrowed(k) => Some(k),
                 Cow::Owned(_) => None,
             };
-            self.value(r, last.filter(|_| len == 0), last, depth + 1)?;
+            let at = Borrowed {
+                name: last.filter(|_| len == 0),
+                last,
+            };
+            self.value(r, at, depth + 1)?;
             self.path.truncate(len);
             r.ws();
             match r.peek() {
@@ -478,26 +496,16 @@ impl<'a> Walk<'_, 'a> {
     }
 
     /// Scalars become one list value; objects inside are walked under the same name.
-    fn array(
-        &mut self,
-        r: &mut Reader<'a>,
-        name: Option<&'a str>,
-        last: Option<&'a str>,
-        depth: u32,
-    ) -> Result<(), JsonError> {
-        if depth + 1 >= MAX_DEPTH {
-            return Err(r.err("nested too deep"));
-        }
-        r.i += 1;
-        let field = self.name(name, last);
+    fn array(&mut self, r: &mut Reader<'a>, at: Borrowed<'a>, depth: u32) -> Result<(), JsonError> {
+        Self::enter(r, depth)?;
+        let field = self.name(at);
         let mut items: Vec<Value<'a>> = Vec::new();
-        r.ws();
         if r.peek() == Some(b']') {
             r.i += 1;
         } else {
             loop {
                 let start = self.out.len();
-                self.value(r, name, last, depth + 1)?;
+                self.value(r, at, depth + 1)?;
                 // A scalar element shows up as one field under exactly our path: fold it in.
                 if self.out.len() == start + 1 && *self.leaf_len == self.path.len() {
                     let (_, v) = self.out.pop().expect("one leaf");
@@ -524,7 +532,7 @@ impl<'a> Walk<'_, 'a> {
     }
 
     /// The field's name; `None` for a field left out (EVTX namespace attributes).
-    fn name(&mut self, name: Option<&'a str>, last: Option<&'a str>) -> Option<Cow<'a, str>> {
+    fn name(&mut self, at: Borrowed<'a>) -> Option<Cow<'a, str>> {
         if *self.shape == Shape::Unknown {
             *self.shape = if self.path.starts_with("Event.") {
                 Shape::Evtx
@@ -533,9 +541,9 @@ impl<'a> Walk<'_, 'a> {
             };
         }
         if *self.shape == Shape::Evtx {
-            return evtx_name(self.path, last);
+            return evtx_name(self.path, at.last);
         }
-        Some(match name {
+        Some(match at.name {
             Some(n) => Cow::Borrowed(n),
             None => match interned(self.path) {
                 Some(n) => Cow::Borrowed(n),

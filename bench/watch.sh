@@ -2,7 +2,8 @@
 # Sustained throughput of `cellwarden watch`, with `hunt` over the same events in the same run
 # as the baseline:
 #   1. file follow: a generated Zeek conn.log ($N_FLOWS flows) already on disk, read by watch
-#      until its checkpoint covers every line (events/s, MB/s) vs `hunt` of the file
+#      until its checkpoint covers every line (events/s, MB/s) vs `hunt` of the file, in
+#      $PAIRS pairs run back to back (with BASE_REV or BASE_BIN, pairs of that version between)
 #   2. Kafka (when tansu is installed): the same flows as JSON records on a 2-partition topic
 #      (beside `hunt` of that JSON, their own baseline),
 #      consumed by 1 worker, then by 2 parse workers + 1 state worker
@@ -73,7 +74,7 @@ while True:
 print(time.time() - t0, *([last] if metrics else []))
 EOF
 }
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%d", n / s }'; }
+per_sec() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%d", n / s }'; }
 
 mkdir -p "$DIR/flows"
 [ -f "$DIR/flows/conn.log" ] || python3 bench/gen_zeek.py "$DIR/flows" "$N_FLOWS"
@@ -82,22 +83,53 @@ LINES=$(wc -l <"$LOG")
 MB=$(du -m "$LOG" | cut -f1)
 echo "follow: $LOG ($N_FLOWS flows, $MB MB)"
 
-# Baseline: hunt over the file (all cores).
-line=$("$BIN" hunt "$LOG" --format jsonl -o /dev/null 2>&1 | grep '^summary:')
-he=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\1/')
-hm=$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\2/')
-
-rm -rf "$DIR/st-follow"
-t0=$(now)
-"$BIN" watch --follow "$LOG" --state "$DIR/st-follow" --checkpoint-secs "$CK" -q \
-    -o "$DIR/follow-alerts.jsonl" 2>"$DIR/follow.log" &
-pid=$!
-secs=$(LOGS=$DIR/follow.log wait_for "$LINES" "$t0" "$DIR/st-follow")
-kill -TERM $pid; wait $pid || true
-fe=$(rate "$N_FLOWS" "$secs")
-printf '  hunt (baseline)    %8d events/s %7.1f MB/s\n' "$he" "$hm"
-printf '  watch --follow     %8d events/s %7.1f MB/s  (%.2f of hunt)\n' "$fe" \
-    "$(echo "$MB / $secs" | bc -l)" "$(echo "$fe / $he" | bc -l)"
+# Baseline: hunt over the file (all cores), then the follow to the judged days, in pairs
+# ($PAIRS, 3 by default; with BASE_REV or BASE_BIN, a pair of that version after each of
+# ours): the machine's speed moves between runs, so each ratio is of a pair run back to back,
+# and the median and spread of the ratios are printed.
+follow_pair() { # bin; prints "hunt_events/s hunt_MB/s follow_secs"
+    local bin=$1 line st
+    line=$("$bin" hunt "$LOG" --format jsonl -o /dev/null 2>&1 | grep '^summary:')
+    st=$DIR/st-follow
+    rm -rf "$st"
+    local t0
+    t0=$(now)
+    "$bin" watch --follow "$LOG" --state "$st" --checkpoint-secs "$CK" -q \
+        -o "$DIR/follow-alerts.jsonl" 2>"$DIR/follow.log" &
+    local pid=$!
+    local secs
+    secs=$(LOGS=$DIR/follow.log wait_for "$LINES" "$t0" "$st")
+    kill -TERM $pid
+    wait $pid || true
+    echo "$(echo "$line" | sed -E 's/.*\(([0-9]+) events\/s, ([0-9.]+) MB\/s\).*/\1 \2/') $secs"
+}
+. bench/lib.sh
+BASE=
+if [ -n "${BASE_REV:-}${BASE_BIN:-}" ]; then BASE=$(base_binary "${BASE_REV:-HEAD}"); fi
+PAIRS=${PAIRS:-3}
+ratios=() base_ratios=()
+for i in $(seq "$PAIRS"); do
+    read -r he hm secs < <(follow_pair "$BIN")
+    fe=$(per_sec "$N_FLOWS" "$secs")
+    r=$(echo "$fe / $he" | bc -l)
+    ratios+=("$r")
+    printf '  pair %d: hunt %8d events/s %7.1f MB/s, watch --follow %8d events/s %7.1f MB/s (%.2f of hunt)\n' \
+        "$i" "$he" "$hm" "$fe" "$(echo "$MB / $secs" | bc -l)" "$r"
+    if [ -n "$BASE" ]; then
+        read -r bhe _ bsecs < <(follow_pair "$BASE")
+        bfe=$(per_sec "$N_FLOWS" "$bsecs")
+        br=$(echo "$bfe / $bhe" | bc -l)
+        base_ratios+=("$br")
+        printf '  pair %d, base: hunt %8d events/s, watch --follow %8d events/s (%.2f of hunt)\n' \
+            "$i" "$bhe" "$bfe" "$br"
+    fi
+done
+spread() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {printf "median %.2f (%.2f-%.2f)", v[int((NR+1)/2)], v[1], v[NR]}'; }
+echo "  watch --follow / hunt over $PAIRS pairs: $(spread "${ratios[@]}")"
+if [ -n "$BASE" ]; then
+    echo "  the same, base: $(spread "${base_ratios[@]}")"
+fi
+drop_base
 
 TANSU=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
 if [ -x "$TANSU" ]; then
@@ -121,7 +153,7 @@ if [ -x "$TANSU" ]; then
     pid=$!
     secs=$(LOGS=$DIR/k1.log wait_for "$N_FLOWS" "$t0" "$DIR/st-k1")
     kill -TERM $pid; wait $pid || true
-    k1=$(rate "$N_FLOWS" "$secs")
+    k1=$(per_sec "$N_FLOWS" "$secs")
     t0=$(now)
     for w in a b; do
         "$BIN" watch --kafka "127.0.0.1:$port" --topic in --group parse --stage parse \
@@ -134,7 +166,7 @@ if [ -x "$TANSU" ]; then
     read -r secs got < <(LOGS=$DIR/ks.log METRICS=127.0.0.1:$kport wait_for "$N_FLOWS" "$t0" "$DIR/st-ks")
     pkill -TERM -f -- "--state $DIR/st-k" || true
     while pgrep -f -- "--state $DIR/st-k" >/dev/null; do sleep 0.2; done
-    k2=$(rate "$got" "$secs")
+    k2=$(per_sec "$got" "$secs")
     if [ "$got" -lt "$N_FLOWS" ]; then
         echo "  (two-stage run: $((N_FLOWS - got)) records skipped by the test broker when the parse group moved a partition)"
     fi
@@ -165,5 +197,5 @@ rss=$(sed -n 's/VmRSS:\s*//p' /proc/$pid/status)
 entries=$(curl -s "http://127.0.0.1:$mport/metrics" | grep '^cellwarden_state_entries' | tr '\n' ' ')
 kill -TERM $pid; wait $pid || true
 printf '  memory after %d events (%.0f s, %d events/s): peak %s, now %s\n' "$N_MEM" "$secs" \
-    "$(rate "$N_MEM" "$secs")" "$hwm" "$rss"
+    "$(per_sec "$N_MEM" "$secs")" "$hwm" "$rss"
 echo "  state: $entries"

@@ -235,6 +235,38 @@ fn min_ev(slot: &mut Option<Evidence>, e: &Evidence) {
     }
 }
 
+/// Where a flow was logged, borrowing its event's file name: an [`Evidence`] is made only
+/// where one is kept (a day's first flow, a large one). Cloning the name's `Arc` for every flow
+/// wrote its reference count, shared with the threads decoding the same file, twice a flow.
+#[derive(Clone, Copy)]
+struct At<'e> {
+    time: Timestamp,
+    file: &'e Arc<str>,
+    record: u64,
+}
+
+impl At<'_> {
+    /// Whether this comes before `e` (in [`Evidence`]'s order).
+    fn before(&self, e: &Evidence) -> bool {
+        (self.time, &**self.file, self.record) < (e.time, &*e.file, e.record)
+    }
+
+    fn owned(&self) -> Evidence {
+        Evidence {
+            time: self.time,
+            file: Arc::clone(self.file),
+            record: self.record,
+        }
+    }
+
+    /// Keeps this in `slot` when it comes first.
+    fn keep_first(&self, slot: &mut Option<Evidence>) {
+        if slot.as_ref().is_none_or(|s| self.before(s)) {
+            *slot = Some(self.owned());
+        }
+    }
+}
+
 /// The entity a flow event's state belongs to, for partitioning the state over several
 /// processes ([`crate::share`]): a DNS query's registered domain, else the flow's source
 /// address. `None` for events the collector does not take.
@@ -423,9 +455,9 @@ impl FlowCollector {
         let (Some(src), Some(dst)) = (f.src.and_then(ip), f.dst.and_then(ip)) else {
             return false;
         };
-        let evidence = Evidence {
+        let evidence = At {
             time,
-            file: Arc::clone(&ev.origin.file),
+            file: &ev.origin.file,
             record: ev.origin.record,
         };
         let day = day_of(time);
@@ -475,14 +507,14 @@ impl FlowCollector {
             let c = agg.core.entry((src, dst, core, day)).or_default();
             c.flows += 1;
             c.bytes += bytes_out + bytes_in;
-            min_ev(&mut c.first, &evidence);
+            evidence.keep_first(&mut c.first);
         }
         if let Some(kind) = odd {
             let o = agg.odd.entry((kind, src, dst, day)).or_default();
             o.flows += 1;
             o.bytes += bytes_out + bytes_in;
             o.packets += packets;
-            min_ev(&mut o.first, &evidence);
+            evidence.keep_first(&mut o.first);
             if let Some(s) = &service
                 && o.services.len() < 8
             {
@@ -496,7 +528,7 @@ impl FlowCollector {
         p.bytes_out += bytes_out;
         p.bytes_in += bytes_in;
         p.flows += 1;
-        min_ev(&mut p.first, &evidence);
+        evidence.keep_first(&mut p.first);
         if let Some(port) = dst_port
             && p.ports.len() < 16
         {
@@ -507,14 +539,14 @@ impl FlowCollector {
         {
             let t = agg.tunnels.entry((src, day)).or_default();
             match t.get(name) {
-                Some((e, _, _)) if *e <= evidence => {}
+                Some((e, _, _)) if !evidence.before(e) => {}
                 _ => {
-                    t.insert(name, (evidence.clone(), dst, port));
+                    t.insert(name, (evidence.owned(), dst, port));
                 }
             }
         }
         let flow = || Flow {
-            evidence: evidence.clone(),
+            evidence: evidence.owned(),
             src,
             dst,
             dst_port,
@@ -546,14 +578,7 @@ impl FlowCollector {
         true
     }
 
-    fn dns(
-        &mut self,
-        f: &Seen<'_, '_>,
-        src: IpAddr,
-        resolver: IpAddr,
-        day: Day,
-        evidence: Evidence,
-    ) {
+    fn dns(&mut self, f: &Seen<'_, '_>, src: IpAddr, resolver: IpAddr, day: Day, evidence: At<'_>) {
         let Some(q) = f.query.and_then(|q| q.as_text()) else {
             return;
         };
@@ -584,7 +609,7 @@ impl FlowCollector {
         }
         d.label_len_sum += longest.len() as u64;
         d.entropy_sum += entropy(longest);
-        min_ev(&mut d.first, &evidence);
+        evidence.keep_first(&mut d.first);
         if d.resolvers.len() < 8 {
             d.resolvers.insert(resolver);
         }
@@ -797,6 +822,51 @@ impl FlowAggregates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn borrowed_evidence_keeps_evidence_order() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a.log"), Arc::from("b.log"));
+        let t = |s| Timestamp::from_second(s).unwrap();
+        let all = [
+            (t(5), &a, 9),
+            (t(5), &a, 10),
+            (t(5), &b, 1),
+            (t(4), &b, 100),
+            (t(6), &a, 0),
+        ];
+        for x in all {
+            let at = At {
+                time: x.0,
+                file: x.1,
+                record: x.2,
+            };
+            for y in all {
+                let e = Evidence {
+                    time: y.0,
+                    file: Arc::clone(y.1),
+                    record: y.2,
+                };
+                assert_eq!(at.before(&e), at.owned() < e, "{x:?} {y:?}");
+            }
+        }
+        let mut first = None;
+        for x in all {
+            At {
+                time: x.0,
+                file: x.1,
+                record: x.2,
+            }
+            .keep_first(&mut first);
+        }
+        assert_eq!(
+            first,
+            Some(Evidence {
+                time: t(4),
+                file: Arc::clone(&b),
+                record: 100
+            })
+        );
+    }
 
     #[test]
     fn day_tables_keep_each_day_apart_in_any_order() {

@@ -785,3 +785,49 @@ fn fields_found_whatever_the_order_of_the_events_before() {
         assert!(!run(r#"{"A":"x"}"#));
     }
 }
+
+#[test]
+fn events_of_a_log_source_no_rule_applies_to_are_passed_over_and_others_still_match() {
+    use cellwarden_event::LogSource;
+    use std::sync::Arc;
+    let loaded = load(
+        &[RuleSource {
+            name: "t.yml".into(),
+            text: "title: t\nid: r\nlogsource: {product: windows, service: sysmon}\n\
+                   detection:\n  sel: {EventID: 1, Image|endswith: '\\x.exe'}\n  condition: sel\n\
+                   level: high\n"
+                .into(),
+        }],
+        &LoadOptions::default(),
+    );
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    let source = |id, product: &str, service: &str| {
+        Arc::new(LogSource {
+            id,
+            product: Some(product.into()),
+            service: Some(service.into()),
+            ..LogSource::default()
+        })
+    };
+    let (sysmon, zeek) = (source(0, "windows", "sysmon"), source(1, "zeek", "conn"));
+    let text = r#"{"EventID":1,"Image":"C:\\x.exe"}"#;
+    let mut s = loaded.rules.scratch();
+    let mut out = Vec::new();
+    // In turns, so that each kind is met again after the other was remembered.
+    for round in 0..3 {
+        let mut ev = event(text);
+        ev.logsource = Some(Arc::clone(&zeek));
+        loaded.rules.matches(&ev, &mut s, &mut out);
+        assert!(
+            out.is_empty(),
+            "round {round}: a zeek event matched a sysmon rule"
+        );
+        ev.logsource = Some(Arc::clone(&sysmon));
+        loaded.rules.matches(&ev, &mut s, &mut out);
+        assert_eq!(out, [0], "round {round}");
+        let mut other = event(r#"{"EventID":3,"Image":"C:\\x.exe"}"#);
+        other.logsource = Some(Arc::clone(&sysmon));
+        loaded.rules.matches(&other, &mut s, &mut out);
+        assert!(out.is_empty(), "round {round}: event id 3 matched");
+    }
+}

@@ -229,20 +229,25 @@ pub struct CollectLimits {
     pub learn_days: usize,
 }
 
-fn min_ev(slot: &mut Option<Evidence>, e: &Evidence) {
-    if slot.as_ref().is_none_or(|s| e < s) {
-        *slot = Some(e.clone());
-    }
-}
-
 /// Where a flow was logged, borrowing its event's file name: an [`Evidence`] is made only
-/// where one is kept (a day's first flow, a large one). Cloning the name's `Arc` for every flow
-/// wrote its reference count, shared with the threads decoding the same file, twice a flow.
+/// where one is kept (a day's first flow, a large one); merges compare kept ones through it.
+/// Cloning the name's `Arc` for every flow wrote its reference count, shared with the threads
+/// decoding the same file, twice a flow.
 #[derive(Clone, Copy)]
 struct At<'e> {
     time: Timestamp,
     file: &'e Arc<str>,
     record: u64,
+}
+
+impl<'e> From<&'e Evidence> for At<'e> {
+    fn from(e: &'e Evidence) -> Self {
+        At {
+            time: e.time,
+            file: &e.file,
+            record: e.record,
+        }
+    }
 }
 
 impl At<'_> {
@@ -728,7 +733,7 @@ impl FlowAggregates {
             s.bytes_in += p.bytes_in;
             s.flows += p.flows;
             if let Some(e) = &p.first {
-                min_ev(&mut s.first, e);
+                At::from(e).keep_first(&mut s.first);
             }
             for &port in p.ports.iter() {
                 if s.ports.len() < 16 {
@@ -756,7 +761,7 @@ impl FlowAggregates {
             s.label_len_sum += d.label_len_sum;
             s.entropy_sum += d.entropy_sum;
             if let Some(e) = &d.first {
-                min_ev(&mut s.first, e);
+                At::from(e).keep_first(&mut s.first);
             }
             s.resolvers.extend(d.resolvers);
         }
@@ -766,7 +771,7 @@ impl FlowAggregates {
             s.bytes += x.bytes;
             s.packets += x.packets;
             if let Some(e) = &x.first {
-                min_ev(&mut s.first, e);
+                At::from(e).keep_first(&mut s.first);
             }
             s.services.extend(x.services);
         }
@@ -786,7 +791,7 @@ impl FlowAggregates {
             s.flows += c.flows;
             s.bytes += c.bytes;
             if let Some(e) = &c.first {
-                min_ev(&mut s.first, e);
+                At::from(e).keep_first(&mut s.first);
             }
         }
         self.flows += o.flows;

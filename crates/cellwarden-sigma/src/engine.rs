@@ -328,6 +328,13 @@ struct Route {
     any: Option<KeyedScanner>,
 }
 
+impl Route {
+    /// Whether no rule applies to this kind of event.
+    fn is_empty(&self) -> bool {
+        self.always.is_empty() && !self.any_gated
+    }
+}
+
 /// A scanner and its key in the memo of scanned texts.
 type KeyedScanner = (u32, Arc<Scanner>);
 
@@ -726,10 +733,10 @@ impl RuleSet {
         if let Some(idle) = scratch.idle[i] {
             return idle;
         }
-        let r = &self
+        let idle = self
             .local_route(&mut scratch.routes, Some(ls), EidKey::Unknown)
-            .route;
-        let idle = r.always.is_empty() && !r.any_gated;
+            .route
+            .is_empty();
         scratch.idle[i] = Some(idle);
         idle
     }
@@ -752,7 +759,7 @@ impl RuleSet {
         };
         let local = self.local_route(&mut scratch.routes, event.logsource.as_deref(), eid);
         let route = Arc::clone(&local.route);
-        if route.always.is_empty() && !route.any_gated {
+        if route.is_empty() {
             // No rule applies to this kind of event (a flow under Windows rules): its fields
             // need not be looked at.
             return;
